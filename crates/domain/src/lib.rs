@@ -1,0 +1,24 @@
+//! Mailgate's domain: tenants and plans, mail-server settings that are valid by
+//! construction, the plan gate that hands out a [`plan::SenderOverridePermit`], the
+//! effective-sender rule, the audit trail, and the ports (traits) that the storage and
+//! transport crates implement. No framework crate is used here.
+
+pub mod access;
+pub mod audit;
+pub mod error;
+pub mod i18n;
+pub mod plan;
+pub mod ports;
+pub mod sender;
+pub mod service;
+pub mod settings;
+pub mod tenant;
+pub mod values;
+
+pub use access::{Caller, Role};
+pub use error::{Error, FieldError, Result};
+pub use i18n::Locale;
+pub use plan::{Plan, SenderOverridePermit};
+pub use sender::{EffectiveSender, PlatformSender, SenderReason, SenderSource};
+pub use settings::{MailSettings, MailSettingsDraft, StoredMailSettings};
+pub use tenant::{Tenant, TenantId, TenantName};

@@ -1,0 +1,100 @@
+//! Ports: what the domain needs from storage. `persistence` implements them.
+
+use chrono::{DateTime, Utc};
+
+use crate::audit::AuditEntry;
+use crate::plan::{Plan, SenderOverridePermit};
+use crate::settings::{MailSettings, StoredMailSettings};
+use crate::tenant::{Tenant, TenantId};
+
+/// A storage failure. Its text is for logs only; clients get `INTERNAL` and an id.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("a stored secret could not be decrypted: {0}")]
+    Crypto(String),
+}
+
+/// A tenant with its saved settings, if any.
+#[derive(Debug, Clone)]
+pub struct TenantRecord {
+    pub tenant: Tenant,
+    pub settings: Option<StoredMailSettings>,
+}
+
+/// Why a conditional write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("tenant not found")]
+    NotFound,
+    /// Someone else saved or cleared first; `current` is the version now stored (0: none).
+    #[error("version conflict (current {current})")]
+    VersionConflict { current: i64 },
+    /// The plan was changed by someone else first.
+    #[error("plan changed concurrently")]
+    PlanChanged,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Storage of tenants, their mail settings and the audit trail. Every write and its
+/// audit entry are stored together or not at all.
+#[async_trait::async_trait]
+pub trait TenantStore: Send + Sync + 'static {
+    async fn insert_tenant(&self, tenant: &Tenant, audit: &AuditEntry) -> Result<(), StoreError>;
+
+    async fn tenant(&self, id: TenantId) -> Result<Option<TenantRecord>, StoreError>;
+
+    /// Tenants in id (creation) order after `after`, at most `limit`.
+    async fn tenants(
+        &self,
+        plan: Option<Plan>,
+        after: Option<TenantId>,
+        limit: u64,
+    ) -> Result<Vec<TenantRecord>, StoreError>;
+
+    /// Moves a tenant from plan `from` to `to`; `PlanChanged` if it is no longer on `from`.
+    async fn change_plan(
+        &self,
+        id: TenantId,
+        from: Plan,
+        to: Plan,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Tenant, WriteError>;
+
+    /// Replaces the tenant's settings if the stored version is `expected_version` (0: none
+    /// saved). Needs the plan's permit. The new version is higher than any before it.
+    async fn save_mail_settings(
+        &self,
+        id: TenantId,
+        permit: SenderOverridePermit,
+        settings: &MailSettings,
+        expected_version: i64,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<StoredMailSettings, WriteError>;
+
+    /// Removes the tenant's settings if the stored version is `expected_version`.
+    async fn clear_mail_settings(
+        &self,
+        id: TenantId,
+        expected_version: i64,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), WriteError>;
+
+    /// The tenant's audit trail, oldest first, after the entry `after`.
+    async fn audit_trail(
+        &self,
+        id: TenantId,
+        after: Option<uuid::Uuid>,
+        limit: u64,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Whether the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

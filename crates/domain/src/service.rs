@@ -1,0 +1,323 @@
+//! The operations the API offers, each one call: authorise the caller, apply the rules,
+//! store. Resolvers parse, call one of these, and convert the result.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::access::Caller;
+use crate::audit::{AuditAction, AuditEntry};
+use crate::error::{Error, Result};
+use crate::plan::{Plan, sender_override_permit};
+use crate::ports::{TenantRecord, TenantStore, WriteError};
+use crate::sender::{EffectiveSender, PlatformSender, effective_sender};
+use crate::settings::{
+    FieldChange, MailSettings, MailSettingsDraft, StoredMailSettings, settings_diff,
+};
+use crate::tenant::{Tenant, TenantId, TenantName};
+
+/// How often a write is retried when someone else wrote first and the caller did not
+/// ask for a version check.
+const WRITE_ATTEMPTS: usize = 5;
+
+/// Largest page of tenants or audit entries.
+pub const MAX_PAGE: u64 = 100;
+
+/// A tenant as a caller sees it, with what the platform default is.
+#[derive(Debug, Clone)]
+pub struct TenantView {
+    pub record: TenantRecord,
+    platform: Arc<PlatformSender>,
+}
+
+impl TenantView {
+    pub fn tenant(&self) -> &Tenant {
+        &self.record.tenant
+    }
+
+    pub fn settings(&self) -> Option<&StoredMailSettings> {
+        self.record.settings.as_ref()
+    }
+
+    /// Whether the saved settings are in force (the plan allows them).
+    pub fn settings_active(&self) -> bool {
+        self.record.tenant.plan.can_override_sender()
+    }
+
+    pub fn effective_sender(&self) -> EffectiveSender {
+        effective_sender(
+            self.record.tenant.plan,
+            self.settings().map(|s| &s.settings),
+            &self.platform,
+        )
+    }
+}
+
+/// A page of results and whether more follow.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_next_page: bool,
+}
+
+/// Tenant, plan and mail-settings operations.
+#[derive(Clone)]
+pub struct TenantService {
+    store: Arc<dyn TenantStore>,
+    platform: Arc<PlatformSender>,
+}
+
+impl std::fmt::Debug for TenantService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantService")
+            .field("platform", &self.platform)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantService {
+    pub fn new(store: Arc<dyn TenantStore>, platform: PlatformSender) -> Self {
+        Self {
+            store,
+            platform: Arc::new(platform),
+        }
+    }
+
+    pub fn platform_sender(&self) -> &PlatformSender {
+        &self.platform
+    }
+
+    fn view(&self, record: TenantRecord) -> TenantView {
+        TenantView {
+            record,
+            platform: self.platform.clone(),
+        }
+    }
+
+    async fn load(&self, id: TenantId) -> Result<TenantRecord> {
+        self.store.tenant(id).await?.ok_or(Error::NotFound)
+    }
+
+    /// Operators create tenants.
+    pub async fn create_tenant(
+        &self,
+        caller: &Caller,
+        name: &str,
+        plan: Plan,
+    ) -> Result<TenantView> {
+        caller.require_operator()?;
+        let name = TenantName::parse(name).map_err(|e| Error::validation("name", e.code()))?;
+        let now = Utc::now();
+        let tenant = Tenant {
+            id: TenantId::generate(),
+            name,
+            plan,
+            created_at: now,
+            updated_at: now,
+        };
+        let audit = AuditEntry::new(
+            tenant.id,
+            caller,
+            AuditAction::TenantCreated,
+            vec![
+                FieldChange::Value {
+                    field: "name".into(),
+                    before: None,
+                    after: Some(tenant.name.as_str().to_owned()),
+                },
+                FieldChange::Value {
+                    field: "plan".into(),
+                    before: None,
+                    after: Some(plan.code().to_owned()),
+                },
+            ],
+            now,
+        );
+        self.store.insert_tenant(&tenant, &audit).await?;
+        Ok(self.view(TenantRecord {
+            tenant,
+            settings: None,
+        }))
+    }
+
+    /// Operators move tenants between plans. Settings are kept; on a plan that forbids a
+    /// custom sender they are inactive until the tenant moves back.
+    pub async fn change_plan(
+        &self,
+        caller: &Caller,
+        id: TenantId,
+        plan: Plan,
+    ) -> Result<TenantView> {
+        caller.require_operator()?;
+        for _ in 0..WRITE_ATTEMPTS {
+            let mut record = self.load(id).await?;
+            let from = record.tenant.plan;
+            if from == plan {
+                return Ok(self.view(record));
+            }
+            let now = Utc::now();
+            let audit = AuditEntry::new(
+                id,
+                caller,
+                AuditAction::PlanChanged,
+                vec![FieldChange::Value {
+                    field: "plan".into(),
+                    before: Some(from.code().into()),
+                    after: Some(plan.code().into()),
+                }],
+                now,
+            );
+            match self.store.change_plan(id, from, plan, now, &audit).await {
+                Ok(tenant) => {
+                    record.tenant = tenant;
+                    return Ok(self.view(record));
+                }
+                Err(WriteError::PlanChanged | WriteError::VersionConflict { .. }) => continue,
+                Err(WriteError::NotFound) => return Err(Error::NotFound),
+                Err(WriteError::Store(e)) => return Err(e.into()),
+            }
+        }
+        Err(Error::VersionConflict { current: 0 })
+    }
+
+    /// A tenant, or `None` when it does not exist or the caller may not see it.
+    pub async fn tenant(&self, caller: &Caller, id: TenantId) -> Result<Option<TenantView>> {
+        if !caller.can_see(id) {
+            return Ok(None);
+        }
+        Ok(self.store.tenant(id).await?.map(|r| self.view(r)))
+    }
+
+    /// Operators page through tenants, optionally of one plan.
+    pub async fn tenants(
+        &self,
+        caller: &Caller,
+        plan: Option<Plan>,
+        after: Option<TenantId>,
+        first: u64,
+    ) -> Result<Page<TenantView>> {
+        caller.require_operator()?;
+        let first = first.min(MAX_PAGE);
+        let mut rows = self.store.tenants(plan, after, first + 1).await?;
+        let has_next_page = rows.len() as u64 > first;
+        rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
+        Ok(Page {
+            items: rows.into_iter().map(|r| self.view(r)).collect(),
+            has_next_page,
+        })
+    }
+
+    /// Saves a tenant's settings from a form. An input whose every text field is empty
+    /// clears instead, and the result is `None`.
+    pub async fn update_mail_settings(
+        &self,
+        caller: &Caller,
+        id: TenantId,
+        draft: &MailSettingsDraft,
+        expected_version: Option<i64>,
+    ) -> Result<Option<StoredMailSettings>> {
+        caller.require_settings_editor(id)?;
+        if draft.is_clear_request() {
+            self.clear_mail_settings(caller, id, expected_version)
+                .await?;
+            return Ok(None);
+        }
+        for _ in 0..WRITE_ATTEMPTS {
+            let record = self.load(id).await?;
+            let permit = sender_override_permit(record.tenant.plan)?;
+            let stored = record.settings.as_ref();
+            let current = stored.map_or(0, |s| s.version);
+            if let Some(expected) = expected_version
+                && expected != current
+            {
+                return Err(Error::VersionConflict { current });
+            }
+            let settings = MailSettings::validate(draft, stored.map(|s| &s.settings))
+                .map_err(Error::Validation)?;
+            let now = Utc::now();
+            let changes = settings_diff(stored.map(|s| &s.settings), Some(&settings));
+            let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsSaved, changes, now);
+            match self
+                .store
+                .save_mail_settings(id, permit, &settings, current, now, &audit)
+                .await
+            {
+                Ok(saved) => return Ok(Some(saved)),
+                Err(WriteError::VersionConflict { current }) if expected_version.is_some() => {
+                    return Err(Error::VersionConflict { current });
+                }
+                Err(WriteError::VersionConflict { .. } | WriteError::PlanChanged) => continue,
+                Err(WriteError::NotFound) => return Err(Error::NotFound),
+                Err(WriteError::Store(e)) => return Err(e.into()),
+            }
+        }
+        Err(Error::VersionConflict { current: 0 })
+    }
+
+    /// Removes all of a tenant's settings; mail goes out from the platform default again.
+    /// Clearing when nothing is saved changes nothing.
+    pub async fn clear_mail_settings(
+        &self,
+        caller: &Caller,
+        id: TenantId,
+        expected_version: Option<i64>,
+    ) -> Result<TenantView> {
+        caller.require_settings_editor(id)?;
+        for _ in 0..WRITE_ATTEMPTS {
+            let mut record = self.load(id).await?;
+            let current = record.settings.as_ref().map_or(0, |s| s.version);
+            if let Some(expected) = expected_version
+                && expected != current
+            {
+                return Err(Error::VersionConflict { current });
+            }
+            let Some(stored) = &record.settings else {
+                return Ok(self.view(record));
+            };
+            let now = Utc::now();
+            let changes = settings_diff(Some(&stored.settings), None);
+            let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsCleared, changes, now);
+            match self
+                .store
+                .clear_mail_settings(id, current, now, &audit)
+                .await
+            {
+                Ok(()) => {
+                    record.settings = None;
+                    return Ok(self.view(record));
+                }
+                Err(WriteError::VersionConflict { current }) if expected_version.is_some() => {
+                    return Err(Error::VersionConflict { current });
+                }
+                Err(WriteError::VersionConflict { .. } | WriteError::PlanChanged) => continue,
+                Err(WriteError::NotFound) => return Err(Error::NotFound),
+                Err(WriteError::Store(e)) => return Err(e.into()),
+            }
+        }
+        Err(Error::VersionConflict { current: 0 })
+    }
+
+    /// A tenant's audit trail, for operators and that tenant's admins.
+    pub async fn audit_trail(
+        &self,
+        caller: &Caller,
+        id: TenantId,
+        after: Option<uuid::Uuid>,
+        first: u64,
+    ) -> Result<Page<AuditEntry>> {
+        caller.require_settings_editor(id)?;
+        let first = first.min(MAX_PAGE);
+        let mut rows = self.store.audit_trail(id, after, first + 1).await?;
+        let has_next_page = rows.len() as u64 > first;
+        rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
+        Ok(Page {
+            items: rows,
+            has_next_page,
+        })
+    }
+
+    /// Whether storage answers.
+    pub async fn ready(&self) -> Result<()> {
+        Ok(self.store.ping().await?)
+    }
+}
