@@ -1,1 +1,18 @@
+//! Mailgate's database schema as sea-orm migrations, portable to SQLite and PostgreSQL.
+//! Each change is its own file, applied in name order; a file once released is never
+//! edited, a later file changes what it made.
+
 pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_foundation;
+
+/// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_foundation::Migration)]
+    }
+}

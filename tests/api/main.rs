@@ -1,1 +1,13 @@
-fn main() {}
+//! Mailgate's API suite: every test starts the real server on a free port with its own
+//! database (a temporary SQLite file, or a fresh PostgreSQL schema), runs the real
+//! migrations, and talks to it over HTTP like the frontend does. Each test runs once per
+//! backend (`sqlite::name`, `postgres::name`).
+
+mod support;
+
+mod auth;
+mod cli;
+mod hardening;
+mod schema;
+mod settings;
+mod tenants;

@@ -42,11 +42,7 @@ pub struct Caller {
 pub struct MissingTenant;
 
 impl Caller {
-    pub fn new(
-        subject: String,
-        role: Role,
-        tenant_id: Option<TenantId>,
-    ) -> Result<Self, MissingTenant> {
+    pub fn new(subject: String, role: Role, tenant_id: Option<TenantId>) -> Result<Self, MissingTenant> {
         if role == Role::TenantAdmin && tenant_id.is_none() {
             return Err(MissingTenant);
         }

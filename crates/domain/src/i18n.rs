@@ -20,11 +20,7 @@ impl Locale {
             let mut pieces = part.trim().split(';');
             let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
             let q = pieces
-                .find_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .and_then(|v| v.parse::<f32>().ok())
-                })
+                .find_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.parse::<f32>().ok()))
                 .unwrap_or(1.0);
             let primary = tag.split('-').next().unwrap_or("");
             let locale = match primary {
@@ -60,14 +56,8 @@ mod tests {
             Locale::from_accept_language(Some("ja-JP,ja;q=0.9,en;q=0.8")),
             Locale::Ja
         );
-        assert_eq!(
-            Locale::from_accept_language(Some("en-US,ja;q=0.5")),
-            Locale::En
-        );
-        assert_eq!(
-            Locale::from_accept_language(Some("fr, ja;q=0.1")),
-            Locale::Ja
-        );
+        assert_eq!(Locale::from_accept_language(Some("en-US,ja;q=0.5")), Locale::En);
+        assert_eq!(Locale::from_accept_language(Some("fr, ja;q=0.1")), Locale::Ja);
         assert_eq!(Locale::from_accept_language(Some("fr")), Locale::En);
         assert_eq!(Locale::from_accept_language(Some("ja;q=0")), Locale::En);
     }

@@ -16,13 +16,7 @@ pub enum Plan {
 }
 
 impl Plan {
-    pub const ALL: [Plan; 5] = [
-        Plan::Economy,
-        Plan::Basic,
-        Plan::Pro,
-        Plan::Share,
-        Plan::Biz,
-    ];
+    pub const ALL: [Plan; 5] = [Plan::Economy, Plan::Basic, Plan::Pro, Plan::Share, Plan::Biz];
 
     /// The stable code used in the API and the database.
     pub fn code(self) -> &'static str {

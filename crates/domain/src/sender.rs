@@ -19,9 +19,7 @@ impl PlatformSender {
         let raw = raw.trim();
         match raw.rsplit_once('<') {
             Some((name, rest)) => {
-                let addr = rest
-                    .strip_suffix('>')
-                    .ok_or(crate::values::ValueError::InvalidFormat)?;
+                let addr = rest.strip_suffix('>').ok_or(crate::values::ValueError::InvalidFormat)?;
                 let name = name.trim().trim_matches('"').trim();
                 Ok(Self {
                     address: EmailAddress::parse(addr)?,
@@ -69,9 +67,7 @@ impl SenderReason {
                 format!("テナント独自のメールサーバーを使用しています（プラン {p}）")
             }
             (Self::NoSettingsSaved, Locale::En) => "no settings saved".to_owned(),
-            (Self::NoSettingsSaved, Locale::Ja) => {
-                "メールサーバー設定が保存されていません".to_owned()
-            }
+            (Self::NoSettingsSaved, Locale::Ja) => "メールサーバー設定が保存されていません".to_owned(),
             (
                 Self::PlanForbids {
                     plan,
@@ -88,9 +84,7 @@ impl SenderReason {
                 },
                 Locale::En,
             ) => {
-                format!(
-                    "plan {plan} does not allow a custom sender; the saved settings are inactive"
-                )
+                format!("plan {plan} does not allow a custom sender; the saved settings are inactive")
             }
             (
                 Self::PlanForbids {
@@ -108,9 +102,7 @@ impl SenderReason {
                 },
                 Locale::Ja,
             ) => {
-                format!(
-                    "プラン {plan} では送信元を変更できないため、保存済みの設定は無効になっています"
-                )
+                format!("プラン {plan} では送信元を変更できないため、保存済みの設定は無効になっています")
             }
         }
     }
@@ -155,11 +147,7 @@ pub struct EffectiveSender {
 }
 
 /// The effective sender of a tenant on `plan` with `settings` saved.
-pub fn effective_sender(
-    plan: Plan,
-    settings: Option<&MailSettings>,
-    platform: &PlatformSender,
-) -> EffectiveSender {
+pub fn effective_sender(plan: Plan, settings: Option<&MailSettings>, platform: &PlatformSender) -> EffectiveSender {
     match sender_route(plan, settings) {
         SenderRoute::Custom { permit, settings } => EffectiveSender {
             address: settings.from_address().clone(),
@@ -212,9 +200,7 @@ mod tests {
                 assert_eq!(with.source, SenderSource::PlatformDefault);
                 assert_eq!(
                     with.reason.message(Locale::En),
-                    format!(
-                        "plan {plan} does not allow a custom sender; the saved settings are inactive"
-                    )
+                    format!("plan {plan} does not allow a custom sender; the saved settings are inactive")
                 );
                 assert_eq!(
                     without.reason.message(Locale::En),
@@ -228,12 +214,7 @@ mod tests {
     fn platform_sender_forms() {
         let p = PlatformSender::parse("\"Platform\" <noreply@example.com>").unwrap();
         assert_eq!(p.name.unwrap().as_str(), "Platform");
-        assert!(
-            PlatformSender::parse("noreply@example.com")
-                .unwrap()
-                .name
-                .is_none()
-        );
+        assert!(PlatformSender::parse("noreply@example.com").unwrap().name.is_none());
         assert!(PlatformSender::parse("Bad <no>").is_err());
     }
 }

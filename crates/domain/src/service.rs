@@ -11,9 +11,7 @@ use crate::error::{Error, Result};
 use crate::plan::{Plan, sender_override_permit};
 use crate::ports::{TenantRecord, TenantStore, WriteError};
 use crate::sender::{EffectiveSender, PlatformSender, effective_sender};
-use crate::settings::{
-    FieldChange, MailSettings, MailSettingsDraft, StoredMailSettings, settings_diff,
-};
+use crate::settings::{FieldChange, MailSettings, MailSettingsDraft, StoredMailSettings, settings_diff};
 use crate::tenant::{Tenant, TenantId, TenantName};
 
 /// How often a write is retried when someone else wrote first and the caller did not
@@ -99,12 +97,7 @@ impl TenantService {
     }
 
     /// Operators create tenants.
-    pub async fn create_tenant(
-        &self,
-        caller: &Caller,
-        name: &str,
-        plan: Plan,
-    ) -> Result<TenantView> {
+    pub async fn create_tenant(&self, caller: &Caller, name: &str, plan: Plan) -> Result<TenantView> {
         caller.require_operator()?;
         let name = TenantName::parse(name).map_err(|e| Error::validation("name", e.code()))?;
         let now = Utc::now();
@@ -134,20 +127,12 @@ impl TenantService {
             now,
         );
         self.store.insert_tenant(&tenant, &audit).await?;
-        Ok(self.view(TenantRecord {
-            tenant,
-            settings: None,
-        }))
+        Ok(self.view(TenantRecord { tenant, settings: None }))
     }
 
     /// Operators move tenants between plans. Settings are kept; on a plan that forbids a
     /// custom sender they are inactive until the tenant moves back.
-    pub async fn change_plan(
-        &self,
-        caller: &Caller,
-        id: TenantId,
-        plan: Plan,
-    ) -> Result<TenantView> {
+    pub async fn change_plan(&self, caller: &Caller, id: TenantId, plan: Plan) -> Result<TenantView> {
         caller.require_operator()?;
         for _ in 0..WRITE_ATTEMPTS {
             let mut record = self.load(id).await?;
@@ -218,8 +203,7 @@ impl TenantService {
     ) -> Result<Option<StoredMailSettings>> {
         caller.require_settings_editor(id)?;
         if draft.is_clear_request() {
-            self.clear_mail_settings(caller, id, expected_version)
-                .await?;
+            self.clear_mail_settings(caller, id, expected_version).await?;
             return Ok(None);
         }
         for _ in 0..WRITE_ATTEMPTS {
@@ -232,8 +216,7 @@ impl TenantService {
             {
                 return Err(Error::VersionConflict { current });
             }
-            let settings = MailSettings::validate(draft, stored.map(|s| &s.settings))
-                .map_err(Error::Validation)?;
+            let settings = MailSettings::validate(draft, stored.map(|s| &s.settings)).map_err(Error::Validation)?;
             let now = Utc::now();
             let changes = settings_diff(stored.map(|s| &s.settings), Some(&settings));
             let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsSaved, changes, now);
@@ -277,11 +260,7 @@ impl TenantService {
             let now = Utc::now();
             let changes = settings_diff(Some(&stored.settings), None);
             let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsCleared, changes, now);
-            match self
-                .store
-                .clear_mail_settings(id, current, now, &audit)
-                .await
-            {
+            match self.store.clear_mail_settings(id, current, now, &audit).await {
                 Ok(()) => {
                     record.settings = None;
                     return Ok(self.view(record));

@@ -7,8 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::FieldError;
 use crate::values::{
-    EmailAddress, Host, LocalHostname, Port, SendInterval, SenderName, Username, ValueError,
-    check_password,
+    EmailAddress, Host, LocalHostname, Port, SendInterval, SenderName, Username, ValueError, check_password,
+    has_control_chars,
 };
 
 /// Whether the form was filled by hand or from a preset.
@@ -264,20 +264,15 @@ impl Errors {
     }
 }
 
-fn opt_text<T>(
-    raw: &Option<String>,
-    parse: impl Fn(&str) -> Result<T, ValueError>,
-) -> Result<Option<T>, ValueError> {
-    match raw.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
+fn opt_text<T>(raw: &Option<String>, parse: impl Fn(&str) -> Result<T, ValueError>) -> Result<Option<T>, ValueError> {
+    match raw.as_deref() {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() && !has_control_chars(s) => Ok(None),
         Some(s) => parse(s).map(Some),
     }
 }
 
-fn req_text<T>(
-    raw: &Option<String>,
-    parse: impl Fn(&str) -> Result<T, ValueError>,
-) -> Result<T, ValueError> {
+fn req_text<T>(raw: &Option<String>, parse: impl Fn(&str) -> Result<T, ValueError>) -> Result<T, ValueError> {
     parse(raw.as_deref().unwrap_or(""))
 }
 
@@ -299,10 +294,7 @@ impl MailSettings {
     /// only when host, port, username and encryption (for POP: host, port, username and
     /// tls) are unchanged, so a stored password never goes to a host it was not entered
     /// for.
-    pub fn validate(
-        draft: &MailSettingsDraft,
-        stored: Option<&MailSettings>,
-    ) -> Result<Self, Vec<FieldError>> {
+    pub fn validate(draft: &MailSettingsDraft, stored: Option<&MailSettings>) -> Result<Self, Vec<FieldError>> {
         let mut errs = Errors::default();
         let server_kind = draft.server_kind.unwrap_or_default();
         let preset = PRESETS.iter().find(|p| p.kind == server_kind);
@@ -322,10 +314,7 @@ impl MailSettings {
                 .encryption
                 .unwrap_or_else(|| Encryption::usual_for_port(port.map_or(587, Port::get))),
         };
-        let from_address = errs.check(
-            "fromAddress",
-            req_text(&draft.from_address, EmailAddress::parse),
-        );
+        let from_address = errs.check("fromAddress", req_text(&draft.from_address, EmailAddress::parse));
         let from_name = errs
             .check("fromName", opt_text(&draft.from_name, SenderName::parse))
             .flatten();
@@ -336,14 +325,9 @@ impl MailSettings {
             Some(p) => p.smtp_auth,
             None => draft.smtp_auth.unwrap_or(username.is_some()),
         };
-        let entered_password = errs
-            .check("password", new_password(&draft.password))
-            .flatten();
+        let entered_password = errs.check("password", new_password(&draft.password)).flatten();
         let local_hostname = errs
-            .check(
-                "localHostname",
-                opt_text(&draft.local_hostname, LocalHostname::parse),
-            )
+            .check("localHostname", opt_text(&draft.local_hostname, LocalHostname::parse))
             .flatten();
         let send_interval = errs
             .check(
@@ -382,13 +366,10 @@ impl MailSettings {
             };
         }
 
-        let pop_before_smtp = draft.pop_before_smtp.as_ref().and_then(|d| {
-            Self::validate_pop(
-                d,
-                stored.and_then(|s| s.pop_before_smtp.as_ref()),
-                &mut errs,
-            )
-        });
+        let pop_before_smtp = draft
+            .pop_before_smtp
+            .as_ref()
+            .and_then(|d| Self::validate_pop(d, stored.and_then(|s| s.pop_before_smtp.as_ref()), &mut errs));
 
         if !errs.0.is_empty() {
             return Err(errs.0);
@@ -409,10 +390,7 @@ impl MailSettings {
                 send_interval,
             }),
             // Unreachable: each None above pushed an error.
-            _ => Err(vec![FieldError::new(
-                "input",
-                ValueError::InvalidFormat.code(),
-            )]),
+            _ => Err(vec![FieldError::new("input", ValueError::InvalidFormat.code())]),
         }
     }
 
@@ -426,10 +404,7 @@ impl MailSettings {
             Some(raw) => errs.check("popBeforeSmtp.port", Port::parse(raw)),
             None => Port::parse(if d.tls.unwrap_or(false) { 995 } else { 110 }).ok(),
         };
-        let username = errs.check(
-            "popBeforeSmtp.username",
-            req_text(&d.username, Username::parse),
-        );
+        let username = errs.check("popBeforeSmtp.username", req_text(&d.username, Username::parse));
         let tls = d.tls.unwrap_or(false);
         let entered = errs
             .check("popBeforeSmtp.password", new_password(&d.password))
@@ -550,31 +525,19 @@ impl MailSettings {
             ("host", Some(self.host.to_string())),
             ("port", Some(self.port.get().to_string())),
             ("fromAddress", Some(self.from_address.to_string())),
-            (
-                "fromName",
-                self.from_name.as_ref().map(|n| n.as_str().to_owned()),
-            ),
+            ("fromName", self.from_name.as_ref().map(|n| n.as_str().to_owned())),
             ("smtpAuth", Some(self.smtp_auth.to_string())),
-            (
-                "username",
-                self.username.as_ref().map(|u| u.as_str().to_owned()),
-            ),
+            ("username", self.username.as_ref().map(|u| u.as_str().to_owned())),
             ("encryption", Some(self.encryption.code().to_owned())),
             ("popBeforeSmtp.host", pop.map(|p| p.host.to_string())),
             ("popBeforeSmtp.port", pop.map(|p| p.port.get().to_string())),
-            (
-                "popBeforeSmtp.username",
-                pop.map(|p| p.username.as_str().to_owned()),
-            ),
+            ("popBeforeSmtp.username", pop.map(|p| p.username.as_str().to_owned())),
             ("popBeforeSmtp.tls", pop.map(|p| p.tls.to_string())),
             (
                 "localHostname",
                 self.local_hostname.as_ref().map(|h| h.as_str().to_owned()),
             ),
-            (
-                "sendIntervalMs",
-                Some(self.send_interval.as_millis().to_string()),
-            ),
+            ("sendIntervalMs", Some(self.send_interval.as_millis().to_string())),
         ]
     }
 }
@@ -601,10 +564,7 @@ impl FieldChange {
 }
 
 /// What changed between two states of a tenant's settings (`None` = nothing saved).
-pub fn settings_diff(
-    before: Option<&MailSettings>,
-    after: Option<&MailSettings>,
-) -> Vec<FieldChange> {
+pub fn settings_diff(before: Option<&MailSettings>, after: Option<&MailSettings>) -> Vec<FieldChange> {
     let b = before.map(MailSettings::audit_fields).unwrap_or_default();
     let a = after.map(MailSettings::audit_fields).unwrap_or_default();
     let names = a.iter().chain(b.iter()).map(|(f, _)| *f);
@@ -615,11 +575,8 @@ pub fn settings_diff(
             continue;
         }
         seen.push(name);
-        let get = |v: &Vec<(&'static str, Option<String>)>| {
-            v.iter()
-                .find(|(f, _)| *f == name)
-                .and_then(|(_, x)| x.clone())
-        };
+        let get =
+            |v: &Vec<(&'static str, Option<String>)>| v.iter().find(|(f, _)| *f == name).and_then(|(_, x)| x.clone());
         let (old, new) = (get(&b), get(&a));
         if old != new {
             out.push(FieldChange::Value {

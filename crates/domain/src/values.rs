@@ -35,17 +35,18 @@ impl ValueError {
 /// True for C0/C1 controls, DEL and the Unicode line/paragraph separators: anything
 /// that could end a header or SMTP line, or hide in one.
 pub fn has_control_chars(s: &str) -> bool {
-    s.chars()
-        .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+    s.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
 }
 
+/// Trims surrounding spaces; a control character anywhere (even a trailing newline,
+/// which trimming would hide) is refused.
 fn required_text(raw: &str) -> Result<&str, ValueError> {
+    if has_control_chars(raw) {
+        return Err(ValueError::ControlCharacters);
+    }
     let s = raw.trim();
     if s.is_empty() {
         return Err(ValueError::Required);
-    }
-    if has_control_chars(s) {
-        return Err(ValueError::ControlCharacters);
     }
     Ok(s)
 }
@@ -227,10 +228,7 @@ impl Host {
         if let Ok(v4) = s.parse::<Ipv4Addr>() {
             return Ok(Self(v4.to_string()));
         }
-        let bare = s
-            .strip_prefix('[')
-            .and_then(|r| r.strip_suffix(']'))
-            .unwrap_or(s);
+        let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
         if let Ok(v6) = bare.parse::<Ipv6Addr>() {
             return Ok(Self(v6.to_string()));
         }
@@ -281,9 +279,7 @@ impl SendInterval {
 
     pub fn parse(raw_ms: i64) -> Result<Self, ValueError> {
         if (0..=Self::MAX_MS).contains(&raw_ms) {
-            Ok(Self(
-                u32::try_from(raw_ms).map_err(|_| ValueError::OutOfRange)?,
-            ))
+            Ok(Self(u32::try_from(raw_ms).map_err(|_| ValueError::OutOfRange)?))
         } else {
             Err(ValueError::OutOfRange)
         }
@@ -381,10 +377,7 @@ mod tests {
             (".a@example.com", ValueError::InvalidFormat),
             ("a b@example.com", ValueError::InvalidFormat),
             ("a@exa mple.com", ValueError::InvalidFormat),
-            (
-                "a@example.com\r\nRCPT TO:<x@y.z>",
-                ValueError::ControlCharacters,
-            ),
+            ("a@example.com\r\nRCPT TO:<x@y.z>", ValueError::ControlCharacters),
             ("a@-example.com", ValueError::InvalidFormat),
             ("a@127.1", ValueError::InvalidFormat),
         ] {
@@ -404,10 +397,7 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(
-            Host::parse("SMTP.Example.com").unwrap().as_str(),
-            "smtp.example.com"
-        );
+        assert_eq!(Host::parse("SMTP.Example.com").unwrap().as_str(), "smtp.example.com");
         assert_eq!(Host::parse("[::1]").unwrap().as_str(), "::1");
         assert_eq!(Host::parse("192.0.2.1").unwrap().as_str(), "192.0.2.1");
         assert!(Host::parse("メール.example.jp").is_ok());
@@ -424,6 +414,7 @@ mod tests {
         }
         assert_eq!(Host::parse(&"a.".repeat(127)), Err(ValueError::TooLong));
         assert_eq!(Host::parse("a\n.com"), Err(ValueError::ControlCharacters));
+        assert_eq!(Host::parse("smtp.example.com\n"), Err(ValueError::ControlCharacters));
     }
 
     #[test]
@@ -439,10 +430,7 @@ mod tests {
     #[test]
     fn ehlo_names() {
         assert!(LocalHostname::parse("mail.example.com").is_ok());
-        assert_eq!(
-            LocalHostname::parse("[192.0.2.1]").unwrap().as_str(),
-            "[192.0.2.1]"
-        );
+        assert_eq!(LocalHostname::parse("[192.0.2.1]").unwrap().as_str(), "[192.0.2.1]");
         assert!(LocalHostname::parse("[IPv6:2001:db8::1]").is_ok());
         for bad in [
             "localhost",
@@ -458,14 +446,8 @@ mod tests {
     #[test]
     fn sender_names() {
         assert!(SenderName::parse("株式会社サンプル 通知").is_ok());
-        assert_eq!(
-            SenderName::parse("a\tb"),
-            Err(ValueError::ControlCharacters)
-        );
-        assert_eq!(
-            SenderName::parse(&"あ".repeat(101)),
-            Err(ValueError::TooLong)
-        );
+        assert_eq!(SenderName::parse("a\tb"), Err(ValueError::ControlCharacters));
+        assert_eq!(SenderName::parse(&"あ".repeat(101)), Err(ValueError::TooLong));
         assert!(SenderName::parse(&"あ".repeat(100)).is_ok());
     }
 }

@@ -1,1 +1,8 @@
-//! placeholder
+//! The Mailgate server: typed configuration, the wiring of storage, domain services and
+//! the GraphQL API into one [`app::App`], the HTTP routes, and the CLI commands.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod telemetry;

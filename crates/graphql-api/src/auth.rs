@@ -1,0 +1,168 @@
+//! Bearer-token authentication: JWTs signed with HS256 (shared secret) or RS256/EdDSA
+//! (public key). The algorithm is pinned by configuration; `exp`, `iss`, `aud` and
+//! `sub` are required and checked.
+
+use std::str::FromStr;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use domain::{Caller, Role, TenantId};
+
+/// The claims Mailgate reads (and mints for development).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    pub exp: u64,
+    pub iat: u64,
+    pub iss: String,
+    pub aud: String,
+}
+
+/// How tokens are verified.
+#[derive(Clone)]
+pub enum JwtKey {
+    /// HS256 with a shared secret.
+    Hs256(SecretString),
+    /// RS256 with a PEM public key.
+    Rs256Pem(Vec<u8>),
+    /// EdDSA (Ed25519) with a PEM public key.
+    EdDsaPem(Vec<u8>),
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JwtKey::Hs256(_) => "Hs256(<secret>)",
+            JwtKey::Rs256Pem(_) => "Rs256Pem",
+            JwtKey::EdDsaPem(_) => "EdDsaPem",
+        })
+    }
+}
+
+/// Key, issuer and audience for tokens.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub key: JwtKey,
+    pub issuer: String,
+    pub audience: String,
+    /// Clock skew tolerated on `exp`, in seconds.
+    pub leeway_secs: u64,
+}
+
+/// Why a token was refused. Only for logs; clients get `UNAUTHENTICATED`.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the public key could not be read: {0}")]
+    BadKey(String),
+    #[error("token rejected: {0}")]
+    Invalid(String),
+    #[error("the token's claims do not describe a caller: {0}")]
+    BadClaims(&'static str),
+    #[error("tokens can only be minted with an HS256 secret or a private key")]
+    CannotMint,
+}
+
+/// Verifies bearer tokens. Built once at start-up.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    key: DecodingKey,
+    validation: Validation,
+    config: JwtConfig,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenVerifier {
+    pub fn new(config: JwtConfig) -> Result<Self, AuthError> {
+        let (key, alg) = match &config.key {
+            JwtKey::Hs256(secret) => (
+                DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+                Algorithm::HS256,
+            ),
+            JwtKey::Rs256Pem(pem) => (
+                DecodingKey::from_rsa_pem(pem).map_err(|e| AuthError::BadKey(e.to_string()))?,
+                Algorithm::RS256,
+            ),
+            JwtKey::EdDsaPem(pem) => (
+                DecodingKey::from_ed_pem(pem).map_err(|e| AuthError::BadKey(e.to_string()))?,
+                Algorithm::EdDSA,
+            ),
+        };
+        let mut validation = Validation::new(alg);
+        validation.algorithms = vec![alg];
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_audience(&[&config.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = config.leeway_secs;
+        validation.validate_exp = true;
+        Ok(Self {
+            key,
+            validation,
+            config,
+        })
+    }
+
+    /// The caller a token stands for.
+    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let data =
+            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let claims = data.claims;
+        let role = Role::from_code(&claims.role).ok_or(AuthError::BadClaims("unknown role"))?;
+        let tenant_id = match claims.tenant_id.as_deref() {
+            None => None,
+            Some(raw) => {
+                Some(TenantId::from_str(raw).map_err(|_| AuthError::BadClaims("tenant_id is not a tenant id"))?)
+            }
+        };
+        if claims.sub.trim().is_empty() {
+            return Err(AuthError::BadClaims("empty sub"));
+        }
+        Caller::new(claims.sub, role, tenant_id).map_err(|_| AuthError::BadClaims("tenant_admin without tenant_id"))
+    }
+
+    /// Mints a token for development and operations (`mailgate token`). With RS256 or
+    /// EdDSA a PEM private key must be given.
+    pub fn mint(&self, claims: &Claims, private_pem: Option<&[u8]>) -> Result<String, AuthError> {
+        let (key, alg) = match (&self.config.key, private_pem) {
+            (JwtKey::Hs256(secret), _) => (
+                EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+                Algorithm::HS256,
+            ),
+            (JwtKey::Rs256Pem(_), Some(pem)) => (
+                EncodingKey::from_rsa_pem(pem).map_err(|e| AuthError::BadKey(e.to_string()))?,
+                Algorithm::RS256,
+            ),
+            (JwtKey::EdDsaPem(_), Some(pem)) => (
+                EncodingKey::from_ed_pem(pem).map_err(|e| AuthError::BadKey(e.to_string()))?,
+                Algorithm::EdDSA,
+            ),
+            _ => return Err(AuthError::CannotMint),
+        };
+        encode(&Header::new(alg), claims, &key).map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+
+    /// Claims for `role` valid for `ttl_secs` from now, with this verifier's issuer and audience.
+    pub fn claims(&self, sub: &str, role: Role, tenant_id: Option<TenantId>, ttl_secs: u64) -> Claims {
+        let now = jsonwebtoken::get_current_timestamp();
+        Claims {
+            sub: sub.to_owned(),
+            role: role.code().to_owned(),
+            tenant_id: tenant_id.map(|t| t.to_string()),
+            exp: now + ttl_secs,
+            iat: now,
+            iss: self.config.issuer.clone(),
+            aud: self.config.audience.clone(),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The command line: `serve` (default), `migrate`, `token`, `rotate-secret-key`,
+//! `print-schema`.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+use domain::{Role, TenantId};
+
+use crate::app::{self, App};
+use crate::config::{Config, Profile};
+use crate::http::{self, RunningServer};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailgate",
+    version,
+    about = "Decides which mail server and sender each tenant's mail goes out from, and sends it."
+)]
+pub struct Cli {
+    /// A TOML configuration file (also `MAILGATE_CONFIG`); environment variables override it.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP/GraphQL server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Mint a bearer token with the configured key (development and operations).
+    Token {
+        /// operator, tenant_admin or service.
+        #[arg(long)]
+        role: String,
+        /// The tenant of a tenant_admin.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Lifetime: seconds, or with a unit: 30m, 12h, 7d.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// The `sub` claim.
+        #[arg(long, default_value = "cli")]
+        subject: String,
+        /// PEM private key, needed to mint RS256/EdDSA tokens.
+        #[arg(long)]
+        private_key: Option<PathBuf>,
+    },
+    /// Re-encrypt every stored password under the current MAILGATE_SECRET_KEY.
+    RotateSecretKey,
+    /// Print the GraphQL schema (SDL).
+    PrintSchema,
+}
+
+/// Parses `3600`, `30m`, `12h`, `7d`.
+pub fn parse_ttl(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("--ttl {s:?} is not a duration like 3600, 30m, 12h or 7d"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("--ttl {s:?}: unknown unit {unit:?} (use s, m, h or d)"),
+    };
+    let secs = n.checked_mul(mult).context("--ttl is too large")?;
+    if secs == 0 {
+        bail!("--ttl must be positive");
+    }
+    Ok(secs)
+}
+
+/// Loads and checks the configuration (generating development secrets if needed).
+pub fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let mut config = Config::load(file)?;
+    config.validate_and_prepare()?;
+    Ok(config)
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::PrintSchema = command {
+        print!("{}", graphql_api::schema::sdl());
+        return Ok(());
+    }
+    let config = load_config(cli.config.as_deref())?;
+    crate::telemetry::init(config.log_format);
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let db = app::connect(&config).await?;
+            persistence::migrate(&db).await.context("running migrations")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Token {
+            role,
+            tenant,
+            ttl,
+            subject,
+            private_key,
+        } => {
+            let role = Role::from_code(&role)
+                .with_context(|| format!("--role {role:?}: use operator, tenant_admin or service"))?;
+            let tenant = tenant
+                .map(|t| TenantId::from_str(&t).map_err(|_| anyhow::anyhow!("--tenant {t:?} is not a tenant id")))
+                .transpose()?;
+            if role == Role::TenantAdmin && tenant.is_none() {
+                bail!("--tenant is required for --role tenant_admin");
+            }
+            let verifier = app::token_verifier(&config)?;
+            let pem = private_key
+                .map(|p| std::fs::read(&p).with_context(|| format!("--private-key: cannot read {}", p.display())))
+                .transpose()?;
+            let claims = verifier.claims(&subject, role, tenant, parse_ttl(&ttl)?);
+            println!("{}", verifier.mint(&claims, pem.as_deref())?);
+            Ok(())
+        }
+        Command::RotateSecretKey => {
+            let keyring = app::keyring(&config)?;
+            let db = app::connect(&config).await?;
+            let n = persistence::rotate_secret_key(&db, &keyring)
+                .await
+                .context("re-encrypting stored passwords")?;
+            println!("re-encrypted {n} stored password(s) under the current key");
+            Ok(())
+        }
+        Command::PrintSchema => Ok(()),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let dev = config.profile == Profile::Development;
+    let app = App::build(config).await?;
+    let server = RunningServer::start(app.clone()).await?;
+    tracing::info!(addr = %server.addr, "mailgate listening");
+    if dev {
+        let claims = app.verifier.claims("dev-operator", Role::Operator, None, 24 * 3600);
+        let token = app
+            .verifier
+            .mint(&claims, None)
+            .unwrap_or_else(|_| "(mint one with `mailgate token --role operator`)".into());
+        let graphiql = if app.config.graphiql_enabled() {
+            format!("http://{}/graphql", server.addr)
+        } else {
+            "disabled".into()
+        };
+        println!(
+            "\nMailgate is running (development profile, data in {}).",
+            app.config.data_dir.display()
+        );
+        println!("  GraphiQL:  {graphiql}");
+        println!("  Operator token (24 h), send as `Authorization: Bearer <token>`:\n  {token}\n");
+    }
+    http::shutdown_signal().await;
+    server.stop().await?;
+    tracing::info!("mailgate stopped");
+    Ok(())
+}

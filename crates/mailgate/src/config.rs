@@ -1,0 +1,296 @@
+//! Configuration: defaults, then an optional TOML file (`MAILGATE_CONFIG` or
+//! `--config`), then `MAILGATE_*` environment variables. Validated once at start-up with
+//! a message that names the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Development (the default: generated secrets, GraphiQL on) or production (every
+/// secret must be configured, GraphiQL and introspection off unless asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    #[default]
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// How bearer tokens are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum JwtAlgorithm {
+    #[default]
+    HS256,
+    RS256,
+    EdDSA,
+}
+
+/// Every setting, as read. Names map to `MAILGATE_<UPPER_NAME>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub profile: Profile,
+    /// Where the SQLite database, development secrets and `.eml` files live.
+    pub data_dir: PathBuf,
+    /// Default: `sqlite://<data_dir>/mailgate.db`.
+    pub database_url: Option<String>,
+    /// PostgreSQL schema (search_path) to use; default the server's.
+    pub database_schema: Option<String>,
+    pub database_max_connections: u32,
+    /// Run migrations when `serve` starts.
+    pub auto_migrate: bool,
+    pub listen: SocketAddr,
+    pub jwt_algorithm: JwtAlgorithm,
+    /// HS256 shared secret, at least 32 bytes.
+    pub jwt_secret: Option<SecretString>,
+    /// PEM public key for RS256 / EdDSA.
+    pub jwt_public_key_file: Option<PathBuf>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// Base64 of 32 random bytes: encrypts stored SMTP/POP passwords (AES-256-GCM).
+    pub secret_key: Option<SecretString>,
+    /// Comma-separated earlier keys, still accepted for reading until rotated.
+    pub previous_secret_keys: Option<SecretString>,
+    /// The platform relay (`smtp://` or `smtps://`); unset = `.eml` files in the data directory.
+    pub default_smtp_url: Option<SecretString>,
+    /// The platform's default sender, e.g. `Platform <noreply@example.com>`.
+    pub default_from: String,
+    /// Lets tenants use servers on private and loopback addresses (development, tests).
+    pub allow_private_smtp_hosts: bool,
+    pub log_format: LogFormat,
+    /// GraphiQL at `GET /graphql`; default on in development.
+    pub graphiql: Option<bool>,
+    /// Schema introspection; default on in development.
+    pub introspection: Option<bool>,
+    pub max_body_bytes: usize,
+    pub max_batch_size: usize,
+    pub max_query_depth: usize,
+    pub max_query_complexity: usize,
+    pub tenant_cache_capacity: u64,
+    pub tenant_cache_ttl_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            profile: Profile::Development,
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            database_schema: None,
+            database_max_connections: 16,
+            auto_migrate: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            jwt_algorithm: JwtAlgorithm::HS256,
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            jwt_issuer: "mailgate".into(),
+            jwt_audience: "mailgate".into(),
+            secret_key: None,
+            previous_secret_keys: None,
+            default_smtp_url: None,
+            default_from: "Mailgate <noreply@example.com>".into(),
+            allow_private_smtp_hosts: false,
+            log_format: LogFormat::Text,
+            graphiql: None,
+            introspection: None,
+            max_body_bytes: 64 * 1024,
+            max_batch_size: 10,
+            max_query_depth: 12,
+            max_query_complexity: 1000,
+            tenant_cache_capacity: 10_000,
+            tenant_cache_ttl_secs: 60,
+        }
+    }
+}
+
+/// Development secrets generated on first start, kept in the data directory (mode 0600).
+#[derive(Debug, Deserialize, serde::Serialize)]
+struct DevSecrets {
+    jwt_secret: String,
+    secret_key: String,
+}
+
+impl Config {
+    /// Reads defaults, the optional file and the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("MAILGATE_CONFIG").map(PathBuf::from));
+        if let Some(path) = &file {
+            if !path.exists() {
+                bail!("MAILGATE_CONFIG: the file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("MAILGATE_").ignore(&["config", "log"]));
+        let config: Config = figment.extract().map_err(|e| {
+            let problems: Vec<String> = e
+                .into_iter()
+                .map(|err| {
+                    let key = err.path.iter().map(|p| p.to_uppercase()).collect::<Vec<_>>().join("_");
+                    if key.is_empty() {
+                        err.kind.to_string()
+                    } else {
+                        format!("MAILGATE_{key}: {}", err.kind)
+                    }
+                })
+                .collect();
+            anyhow::anyhow!("configuration error: {}", problems.join("; "))
+        })?;
+        Ok(config)
+    }
+
+    pub fn graphiql_enabled(&self) -> bool {
+        self.graphiql.unwrap_or(self.profile == Profile::Development)
+    }
+
+    pub fn introspection_enabled(&self) -> bool {
+        self.introspection.unwrap_or(self.profile == Profile::Development)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("mailgate.db").display()))
+    }
+
+    /// Checks every setting and, in development, fills in generated secrets. Returns the
+    /// first problem, naming the setting.
+    pub fn validate_and_prepare(&mut self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("MAILGATE_DATA_DIR: cannot create {}", self.data_dir.display()))?;
+        if self.profile == Profile::Development && (self.needs_jwt_secret() || self.secret_key.is_none()) {
+            let dev = self.dev_secrets()?;
+            if self.needs_jwt_secret() {
+                self.jwt_secret = Some(SecretString::from(dev.jwt_secret));
+            }
+            if self.secret_key.is_none() {
+                self.secret_key = Some(SecretString::from(dev.secret_key));
+            }
+        }
+        match self.jwt_algorithm {
+            JwtAlgorithm::HS256 => match &self.jwt_secret {
+                None => bail!(
+                    "MAILGATE_JWT_SECRET is required (HS256) in production; or set MAILGATE_JWT_ALGORITHM and MAILGATE_JWT_PUBLIC_KEY_FILE"
+                ),
+                Some(s) if s.expose_secret().len() < 32 => bail!("MAILGATE_JWT_SECRET must be at least 32 bytes long"),
+                Some(_) => {}
+            },
+            JwtAlgorithm::RS256 | JwtAlgorithm::EdDSA => match &self.jwt_public_key_file {
+                None => bail!(
+                    "MAILGATE_JWT_PUBLIC_KEY_FILE is required when MAILGATE_JWT_ALGORITHM is {:?}",
+                    self.jwt_algorithm
+                ),
+                Some(p) if !p.is_file() => {
+                    bail!("MAILGATE_JWT_PUBLIC_KEY_FILE: {} is not a readable file", p.display())
+                }
+                Some(_) => {}
+            },
+        }
+        if self.jwt_issuer.trim().is_empty() {
+            bail!("MAILGATE_JWT_ISSUER must not be empty");
+        }
+        if self.jwt_audience.trim().is_empty() {
+            bail!("MAILGATE_JWT_AUDIENCE must not be empty");
+        }
+        match &self.secret_key {
+            None => bail!("MAILGATE_SECRET_KEY is required in production (base64 of 32 random bytes)"),
+            Some(k) => {
+                persistence::crypto::parse_key(k.expose_secret())
+                    .map_err(|e| anyhow::anyhow!("MAILGATE_SECRET_KEY: {e}"))?;
+            }
+        }
+        if let Some(prev) = &self.previous_secret_keys {
+            for k in prev.expose_secret().split(',').map(str::trim).filter(|k| !k.is_empty()) {
+                persistence::crypto::parse_key(k).map_err(|e| anyhow::anyhow!("MAILGATE_PREVIOUS_SECRET_KEYS: {e}"))?;
+            }
+        }
+        domain::PlatformSender::parse(&self.default_from).map_err(|e| {
+            anyhow::anyhow!("MAILGATE_DEFAULT_FROM: {e} (expected `Name <address@example.com>` or an address)")
+        })?;
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!("MAILGATE_DATABASE_URL must start with sqlite:, postgres:// or postgresql://");
+        }
+        if let Some(schema) = &self.database_schema
+            && (schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            bail!("MAILGATE_DATABASE_SCHEMA must be letters, digits and underscores");
+        }
+        if self.max_body_bytes < 1024 {
+            bail!("MAILGATE_MAX_BODY_BYTES must be at least 1024");
+        }
+        if self.max_batch_size == 0 {
+            bail!("MAILGATE_MAX_BATCH_SIZE must be at least 1");
+        }
+        if self.database_max_connections == 0 {
+            bail!("MAILGATE_DATABASE_MAX_CONNECTIONS must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn needs_jwt_secret(&self) -> bool {
+        self.jwt_algorithm == JwtAlgorithm::HS256 && self.jwt_secret.is_none()
+    }
+
+    fn dev_secrets(&self) -> anyhow::Result<DevSecrets> {
+        let path = self.data_dir.join("dev-secrets.toml");
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            return toml_from_str(&text)
+                .with_context(|| format!("{} is not valid; delete it to regenerate", path.display()));
+        }
+        use base64::Engine as _;
+        let mut jwt = [0u8; 32];
+        rand::fill(&mut jwt);
+        let secrets = DevSecrets {
+            jwt_secret: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jwt),
+            secret_key: persistence::crypto::generate_key_base64().expose_secret().to_owned(),
+        };
+        let text = format!(
+            "# Development secrets generated by Mailgate. Do not use in production.\njwt_secret = \"{}\"\nsecret_key = \"{}\"\n",
+            secrets.jwt_secret, secrets.secret_key
+        );
+        write_private(&path, &text)?;
+        tracing::warn!(path = %path.display(), "generated development secrets");
+        Ok(secrets)
+    }
+}
+
+fn toml_from_str(text: &str) -> anyhow::Result<DevSecrets> {
+    Figment::from(Toml::string(text))
+        .extract()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Writes a file readable only by its owner.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! HTTP: `POST /graphql` (JSON only, bounded body and batch), `GET /graphql` (GraphiQL
+//! when enabled; never an operation, so never a mutation), `/healthz`, `/readyz`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use async_graphql::{BatchRequest, BatchResponse, ServerError, Value};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use domain::Locale;
+use graphql_api::RequestContext;
+use graphql_api::error::{code, message};
+
+use crate::app::App;
+
+/// The routes, with the app as state.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let router = router(app);
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing requests in flight");
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    match app.service.ready().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+async fn graphiql(State(app): State<App>) -> Response {
+    if app.config.graphiql_enabled() {
+        Html(
+            async_graphql::http::GraphiQLSource::build()
+                .endpoint("/graphql")
+                .finish(),
+        )
+        .into_response()
+    } else {
+        error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            code::VALIDATION_FAILED,
+            "Use POST with a JSON body for GraphQL operations.",
+        )
+    }
+}
+
+/// A response with one GraphQL-shaped error.
+fn error_response(status: StatusCode, code: &str, msg: &str) -> Response {
+    let body = serde_json::json!({ "errors": [ { "message": msg, "extensions": { "code": code } } ] });
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn locale_of(headers: &HeaderMap) -> Locale {
+    Locale::from_accept_language(headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || mime == "application/graphql-response+json"
+        })
+}
+
+async fn graphql(State(app): State<App>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let locale = locale_of(headers);
+    if !is_json(headers) {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code::VALIDATION_FAILED,
+            locale.pick(
+                "Content-Type must be application/json.",
+                "Content-Type は application/json にしてください。",
+            ),
+        );
+    }
+    let caller = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let token = value.to_str().ok().and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+            match token.map(|t| app.verifier.verify(t)) {
+                Some(Ok(caller)) => Some(caller),
+                Some(Err(e)) => {
+                    tracing::info!(reason = %e, "bearer token rejected");
+                    return error_response(
+                        StatusCode::UNAUTHORIZED,
+                        code::UNAUTHENTICATED,
+                        message(code::UNAUTHENTICATED, locale),
+                    );
+                }
+                None => {
+                    return error_response(
+                        StatusCode::UNAUTHORIZED,
+                        code::UNAUTHENTICATED,
+                        message(code::UNAUTHENTICATED, locale),
+                    );
+                }
+            }
+        }
+    };
+    let bytes: Bytes = match axum::body::to_bytes(Body::new(body), app.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                code::VALIDATION_FAILED,
+                locale.pick("The request body is too large.", "リクエスト本文が大きすぎます。"),
+            );
+        }
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                code::VALIDATION_FAILED,
+                locale.pick(
+                    "The body is not a GraphQL request: send JSON with a \"query\" string.",
+                    "本文がGraphQLリクエストではありません。\"query\" を含むJSONを送信してください。",
+                ),
+            );
+        }
+    };
+    if let BatchRequest::Batch(list) = &batch
+        && (list.len() > app.config.max_batch_size || list.is_empty())
+    {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            code::VALIDATION_FAILED,
+            locale.pick(
+                "Too many (or no) operations in one batch.",
+                "一度に送信できる操作の数を超えています。",
+            ),
+        );
+    }
+    let context = RequestContext { caller, locale };
+    let batch = batch.data(context);
+    let response = app.schema.execute_batch(batch).await;
+    let response = with_error_codes(response);
+    let body = match serde_json::to_vec(&response) {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                code::INTERNAL,
+                message(code::INTERNAL, locale),
+            );
+        }
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Errors raised by the GraphQL engine itself (syntax, unknown fields, wrong argument
+/// types, limits) carry no code; they are the client's mistakes, so they get
+/// `VALIDATION_FAILED`, with the argument named when the engine names one.
+fn with_error_codes(response: BatchResponse) -> BatchResponse {
+    match response {
+        BatchResponse::Single(mut r) => {
+            r.errors.iter_mut().for_each(add_code);
+            BatchResponse::Single(r)
+        }
+        BatchResponse::Batch(list) => BatchResponse::Batch(
+            list.into_iter()
+                .map(|mut r| {
+                    r.errors.iter_mut().for_each(add_code);
+                    r
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn add_code(err: &mut ServerError) {
+    let ext = err.extensions.get_or_insert_with(Default::default);
+    if ext.get("code").is_some() {
+        return;
+    }
+    ext.set("code", code::VALIDATION_FAILED);
+    let field = err
+        .message
+        .split_once("argument \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(name, _)| name.to_owned());
+    if let Some(field) = field {
+        let mut obj = async_graphql::indexmap::IndexMap::new();
+        obj.insert(async_graphql::Name::new("field"), Value::from(field));
+        obj.insert(async_graphql::Name::new("code"), Value::from("INVALID_TYPE"));
+        obj.insert(async_graphql::Name::new("message"), Value::from(err.message.clone()));
+        ext.set("fields", Value::List(vec![Value::Object(obj)]));
+    }
+}
+
+/// A server running in the background (tests, benchmarks, `serve`).
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub app: App,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Binds `app.config.listen` (port 0 picks a free port) and serves in the background.
+    pub async fn start(app: App) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(app.config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("MAILGATE_LISTEN: cannot listen on {}: {e}", app.config.listen))?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(serve(app.clone(), listener, async {
+            let _ = rx.await;
+        }));
+        Ok(Self {
+            addr,
+            app,
+            shutdown: Some(tx),
+            handle,
+        })
+    }
+
+    /// Stops accepting, finishes requests in flight, and waits.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.handle).await?
+    }
+}

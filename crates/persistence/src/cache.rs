@@ -1,0 +1,161 @@
+//! [`CachedStore`]: a read-through cache of tenants (with their settings) in front of any
+//! [`TenantStore`]. Sending mail looks a tenant up for every message; the cache keeps
+//! those lookups off the database. Every write through the cache drops the tenant's
+//! entry, and [`CachedStore::invalidate`] lets a notification from another process do
+//! the same; a time-to-live bounds how long a missed notification can leave a stale
+//! entry.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::audit::AuditEntry;
+use domain::ports::{StoreError, TenantRecord, TenantStore, WriteError};
+use domain::settings::{MailSettings, StoredMailSettings};
+use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
+use moka::future::Cache;
+
+/// A [`TenantStore`] that caches found tenants and delegates everything else.
+pub struct CachedStore<S> {
+    inner: S,
+    tenants: Cache<TenantId, TenantRecord>,
+    /// Counts invalidations. A lookup that raced with one does not keep what it read,
+    /// which may predate the write.
+    invalidations: AtomicU64,
+}
+
+impl<S> fmt::Debug for CachedStore<S> {
+    // Not the entries: they hold tenants' settings.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedStore")
+            .field("entries", &self.tenants.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: TenantStore> CachedStore<S> {
+    /// Default number of tenants kept.
+    pub const DEFAULT_MAX_CAPACITY: u64 = 10_000;
+    /// Default lifetime of an entry: a safety net for invalidations that never arrive.
+    pub const DEFAULT_TIME_TO_LIVE: Duration = Duration::from_secs(60);
+
+    /// A cache with the default capacity and time-to-live.
+    pub fn new(inner: S) -> Self {
+        Self::with_limits(inner, Self::DEFAULT_MAX_CAPACITY, Self::DEFAULT_TIME_TO_LIVE)
+    }
+
+    /// A cache of at most `max_capacity` tenants, each kept at most `time_to_live`.
+    pub fn with_limits(inner: S, max_capacity: u64, time_to_live: Duration) -> Self {
+        Self {
+            inner,
+            tenants: Cache::builder()
+                .max_capacity(max_capacity)
+                .time_to_live(time_to_live)
+                .build(),
+            invalidations: AtomicU64::new(0),
+        }
+    }
+
+    /// The store behind the cache.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Drops the tenant's entry, e.g. when another process reports that it changed the
+    /// tenant. The next lookup reads the store.
+    pub async fn invalidate(&self, id: TenantId) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        self.tenants.invalidate(&id).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: TenantStore> TenantStore for CachedStore<S> {
+    async fn insert_tenant(&self, tenant: &Tenant, audit: &AuditEntry) -> Result<(), StoreError> {
+        let result = self.inner.insert_tenant(tenant, audit).await;
+        self.invalidate(tenant.id).await;
+        result
+    }
+
+    async fn tenant(&self, id: TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        if let Some(record) = self.tenants.get(&id).await {
+            return Ok(Some(record));
+        }
+        let seen = self.invalidations.load(Ordering::SeqCst);
+        let found = self.inner.tenant(id).await?;
+        if let Some(record) = &found {
+            self.tenants.insert(id, record.clone()).await;
+            // An invalidation between the read and the insert may be for a write this
+            // read missed; drop the entry rather than serve it until it expires.
+            if self.invalidations.load(Ordering::SeqCst) != seen {
+                self.tenants.invalidate(&id).await;
+            }
+        }
+        Ok(found)
+    }
+
+    async fn tenants(
+        &self,
+        plan: Option<Plan>,
+        after: Option<TenantId>,
+        limit: u64,
+    ) -> Result<Vec<TenantRecord>, StoreError> {
+        self.inner.tenants(plan, after, limit).await
+    }
+
+    async fn change_plan(
+        &self,
+        id: TenantId,
+        from: Plan,
+        to: Plan,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Tenant, WriteError> {
+        let result = self.inner.change_plan(id, from, to, at, audit).await;
+        self.invalidate(id).await;
+        result
+    }
+
+    async fn save_mail_settings(
+        &self,
+        id: TenantId,
+        permit: SenderOverridePermit,
+        settings: &MailSettings,
+        expected_version: i64,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<StoredMailSettings, WriteError> {
+        let result = self
+            .inner
+            .save_mail_settings(id, permit, settings, expected_version, at, audit)
+            .await;
+        self.invalidate(id).await;
+        result
+    }
+
+    async fn clear_mail_settings(
+        &self,
+        id: TenantId,
+        expected_version: i64,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), WriteError> {
+        let result = self.inner.clear_mail_settings(id, expected_version, at, audit).await;
+        self.invalidate(id).await;
+        result
+    }
+
+    async fn audit_trail(
+        &self,
+        id: TenantId,
+        after: Option<uuid::Uuid>,
+        limit: u64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit_trail(id, after, limit).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}

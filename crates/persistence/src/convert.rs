@@ -1,0 +1,338 @@
+//! Conversions between table rows and domain values. Going in, secrets are sealed;
+//! coming out, every value is parsed again through the domain's constructors and
+//! secrets are opened, so a row that a bug or a hand edit made invalid is reported as
+//! corrupt (naming the tenant and the field, never the value) instead of being used.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use domain::access::Role;
+use domain::audit::{AuditAction, AuditEntry};
+use domain::ports::{StoreError, TenantRecord};
+use domain::settings::{
+    Encryption, FieldChange, MailSettings, MailSettingsDraft, PopBeforeSmtpDraft, ServerKind, StoredMailSettings,
+};
+use domain::{Plan, Tenant, TenantId, TenantName};
+use sea_orm::ActiveValue::Set;
+use sea_orm::DbErr;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::crypto::{SecretKeyRing, SecretPurpose};
+use crate::entities::{audit_events, mail_settings, tenants};
+
+/// A database failure as the port reports it. sea-orm's errors carry SQL and driver
+/// text, never bound values, so no secret reaches the message.
+pub(crate) fn db_err(e: DbErr) -> StoreError {
+    StoreError::Database(Box::new(e))
+}
+
+/// A stored value the domain refuses. `subject` names the row (tenant id or audit
+/// entry), `field` the column in API terms, `code` the reason.
+pub(crate) fn corrupt(subject: &str, field: &str, code: &str) -> StoreError {
+    StoreError::Corrupt(format!("{subject}: field {field}: {code}"))
+}
+
+const INVALID: &str = "INVALID_FORMAT";
+const MISSING: &str = "REQUIRED";
+
+/// Parses a tenant id read from a row, naming `table` when it is not one.
+pub(crate) fn tenant_id(raw: &str, table: &str) -> Result<TenantId, StoreError> {
+    TenantId::from_str(raw).map_err(|e| corrupt(&format!("a {table} row"), "tenantId", e.code()))
+}
+
+pub(crate) fn tenant_from_row(row: &tenants::Model) -> Result<Tenant, StoreError> {
+    let id = tenant_id(&row.id, "tenants")?;
+    let subject = format!("tenant {id}");
+    Ok(Tenant {
+        id,
+        name: TenantName::parse(&row.name).map_err(|e| corrupt(&subject, "name", e.code()))?,
+        plan: Plan::from_str(&row.plan).map_err(|_| corrupt(&subject, "plan", INVALID))?,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
+pub(crate) fn tenant_row(tenant: &Tenant) -> tenants::ActiveModel {
+    tenants::ActiveModel {
+        id: Set(tenant.id.to_string()),
+        name: Set(tenant.name.as_str().to_owned()),
+        plan: Set(tenant.plan.code().to_owned()),
+        settings_version: Set(0),
+        created_at: Set(tenant.created_at),
+        updated_at: Set(tenant.updated_at),
+    }
+}
+
+pub(crate) fn record_from_rows(
+    tenant: &tenants::Model,
+    settings: Option<&mail_settings::Model>,
+    keys: &SecretKeyRing,
+) -> Result<TenantRecord, StoreError> {
+    let tenant = tenant_from_row(tenant)?;
+    let settings = settings
+        .map(|row| settings_from_row(row, &tenant.id, keys))
+        .transpose()?;
+    Ok(TenantRecord { tenant, settings })
+}
+
+/// Opens one stored secret; both columns are set or neither is.
+fn open_secret(
+    keys: &SecretKeyRing,
+    tenant: &TenantId,
+    field: &str,
+    purpose: SecretPurpose,
+    sealed: Option<&[u8]>,
+    key_id: Option<&str>,
+) -> Result<Option<SecretString>, StoreError> {
+    match (sealed, key_id) {
+        (None, None) => Ok(None),
+        (Some(sealed), Some(key_id)) => keys
+            .decrypt(sealed, key_id, tenant, purpose)
+            .map(Some)
+            .map_err(|e| StoreError::Crypto(format!("tenant {tenant}: field {field}: {e}"))),
+        _ => Err(corrupt(&format!("tenant {tenant}"), field, MISSING)),
+    }
+}
+
+fn seal_secret(
+    keys: &SecretKeyRing,
+    tenant: &TenantId,
+    field: &str,
+    purpose: SecretPurpose,
+    secret: Option<&SecretString>,
+) -> Result<(Option<Vec<u8>>, Option<String>), StoreError> {
+    match secret {
+        None => Ok((None, None)),
+        Some(secret) => keys
+            .encrypt(secret, tenant, purpose)
+            .map(|(sealed, key_id)| (Some(sealed), Some(key_id)))
+            .map_err(|e| StoreError::Crypto(format!("tenant {tenant}: field {field}: {e}"))),
+    }
+}
+
+/// Rebuilds the settings from a row by running the row, as a draft, through
+/// [`MailSettings::validate`] — the same rules a form goes through.
+pub(crate) fn settings_from_row(
+    row: &mail_settings::Model,
+    tenant: &TenantId,
+    keys: &SecretKeyRing,
+) -> Result<StoredMailSettings, StoreError> {
+    let subject = format!("tenant {tenant}");
+    let server_kind =
+        ServerKind::from_code(&row.server_kind).ok_or_else(|| corrupt(&subject, "serverKind", INVALID))?;
+    let encryption = Encryption::from_code(&row.encryption).ok_or_else(|| corrupt(&subject, "encryption", INVALID))?;
+    let password = open_secret(
+        keys,
+        tenant,
+        "password",
+        SecretPurpose::Smtp,
+        row.password_ciphertext.as_deref(),
+        row.password_key_id.as_deref(),
+    )?;
+    let pop_before_smtp = match &row.pop_host {
+        None => {
+            let leftovers = row.pop_port.is_some()
+                || row.pop_username.is_some()
+                || row.pop_password_ciphertext.is_some()
+                || row.pop_password_key_id.is_some()
+                || row.pop_tls.is_some();
+            if leftovers {
+                return Err(corrupt(&subject, "popBeforeSmtp.host", MISSING));
+            }
+            None
+        }
+        Some(host) => Some(PopBeforeSmtpDraft {
+            host: Some(host.clone()),
+            // Stored explicitly; a missing one must not silently become the default port.
+            port: Some(
+                row.pop_port
+                    .map(i64::from)
+                    .ok_or_else(|| corrupt(&subject, "popBeforeSmtp.port", MISSING))?,
+            ),
+            username: row.pop_username.clone(),
+            password: open_secret(
+                keys,
+                tenant,
+                "popBeforeSmtp.password",
+                SecretPurpose::Pop,
+                row.pop_password_ciphertext.as_deref(),
+                row.pop_password_key_id.as_deref(),
+            )?,
+            tls: Some(
+                row.pop_tls
+                    .ok_or_else(|| corrupt(&subject, "popBeforeSmtp.tls", MISSING))?,
+            ),
+        }),
+    };
+    let draft = MailSettingsDraft {
+        server_kind: Some(server_kind),
+        host: Some(row.host.clone()),
+        port: Some(i64::from(row.port)),
+        from_address: Some(row.from_address.clone()),
+        from_name: row.from_name.clone(),
+        smtp_auth: Some(row.smtp_auth),
+        username: row.username.clone(),
+        password,
+        encryption: Some(encryption),
+        pop_before_smtp,
+        local_hostname: row.local_hostname.clone(),
+        send_interval_ms: Some(row.send_interval_ms),
+    };
+    let settings = MailSettings::validate(&draft, None).map_err(|errors| {
+        let fields: Vec<String> = errors.iter().map(|e| format!("{} {}", e.field, e.code)).collect();
+        StoreError::Corrupt(format!("{subject}: {}", fields.join(", ")))
+    })?;
+    Ok(StoredMailSettings {
+        settings,
+        version: row.version,
+        updated_at: row.updated_at,
+    })
+}
+
+/// The row for `settings`, with passwords sealed for this tenant.
+pub(crate) fn settings_row(
+    tenant: &TenantId,
+    settings: &MailSettings,
+    version: i64,
+    at: DateTime<Utc>,
+    keys: &SecretKeyRing,
+) -> Result<mail_settings::ActiveModel, StoreError> {
+    let (password_ciphertext, password_key_id) =
+        seal_secret(keys, tenant, "password", SecretPurpose::Smtp, settings.password())?;
+    let pop = settings.pop_before_smtp();
+    let (pop_password_ciphertext, pop_password_key_id) = seal_secret(
+        keys,
+        tenant,
+        "popBeforeSmtp.password",
+        SecretPurpose::Pop,
+        pop.map(|p| p.password()),
+    )?;
+    Ok(mail_settings::ActiveModel {
+        tenant_id: Set(tenant.to_string()),
+        version: Set(version),
+        server_kind: Set(settings.server_kind().code().to_owned()),
+        host: Set(settings.host().as_str().to_owned()),
+        port: Set(i32::from(settings.port().get())),
+        from_address: Set(settings.from_address().as_str().to_owned()),
+        from_name: Set(settings.from_name().map(|n| n.as_str().to_owned())),
+        smtp_auth: Set(settings.smtp_auth()),
+        username: Set(settings.username().map(|u| u.as_str().to_owned())),
+        password_ciphertext: Set(password_ciphertext),
+        password_key_id: Set(password_key_id),
+        encryption: Set(settings.encryption().code().to_owned()),
+        pop_host: Set(pop.map(|p| p.host().as_str().to_owned())),
+        pop_port: Set(pop.map(|p| i32::from(p.port().get()))),
+        pop_username: Set(pop.map(|p| p.username().as_str().to_owned())),
+        pop_password_ciphertext: Set(pop_password_ciphertext),
+        pop_password_key_id: Set(pop_password_key_id),
+        pop_tls: Set(pop.map(|p| p.tls())),
+        local_hostname: Set(settings.local_hostname().map(|h| h.as_str().to_owned())),
+        send_interval_ms: Set(i64::from(settings.send_interval().as_millis())),
+        updated_at: Set(at),
+    })
+}
+
+/// One element of the stored `changes` list. Values carry `before`/`after` (null when
+/// absent); secrets carry only `secret: true`.
+#[derive(Deserialize)]
+struct StoredChange {
+    field: String,
+    #[serde(default)]
+    secret: bool,
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+fn changes_json(changes: &[FieldChange]) -> String {
+    let items: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|c| match c {
+            FieldChange::Value { field, before, after } => {
+                serde_json::json!({ "field": field, "before": before, "after": after })
+            }
+            FieldChange::Secret { field } => serde_json::json!({ "field": field, "secret": true }),
+        })
+        .collect();
+    serde_json::Value::Array(items).to_string()
+}
+
+pub(crate) fn audit_row(entry: &AuditEntry) -> audit_events::ActiveModel {
+    audit_events::ActiveModel {
+        id: Set(entry.id.hyphenated().to_string()),
+        tenant_id: Set(entry.tenant_id.to_string()),
+        actor_subject: Set(entry.actor_subject.clone()),
+        actor_role: Set(entry.actor_role.code().to_owned()),
+        action: Set(entry.action.code().to_owned()),
+        changes: Set(changes_json(&entry.changes)),
+        at: Set(entry.at),
+    }
+}
+
+pub(crate) fn audit_from_row(row: &audit_events::Model) -> Result<AuditEntry, StoreError> {
+    let subject = format!("audit entry {}", row.id);
+    let id = uuid::Uuid::parse_str(&row.id).map_err(|_| corrupt(&subject, "id", INVALID))?;
+    let changes: Vec<StoredChange> =
+        serde_json::from_str(&row.changes).map_err(|_| corrupt(&subject, "changes", INVALID))?;
+    Ok(AuditEntry {
+        id,
+        tenant_id: TenantId::from_str(&row.tenant_id).map_err(|e| corrupt(&subject, "tenantId", e.code()))?,
+        actor_subject: row.actor_subject.clone(),
+        actor_role: Role::from_code(&row.actor_role).ok_or_else(|| corrupt(&subject, "actorRole", INVALID))?,
+        action: AuditAction::from_code(&row.action).ok_or_else(|| corrupt(&subject, "action", INVALID))?,
+        changes: changes
+            .into_iter()
+            .map(|c| {
+                if c.secret {
+                    FieldChange::Secret { field: c.field }
+                } else {
+                    FieldChange::Value {
+                        field: c.field,
+                        before: c.before,
+                        after: c.after,
+                    }
+                }
+            })
+            .collect(),
+        at: row.at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_round_trip_through_json() {
+        let changes = vec![
+            FieldChange::Value {
+                field: "port".into(),
+                before: None,
+                after: Some("587".into()),
+            },
+            FieldChange::Secret {
+                field: "password".into(),
+            },
+        ];
+        let json = changes_json(&changes);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&json).unwrap(),
+            serde_json::json!([
+                { "field": "port", "before": null, "after": "587" },
+                { "field": "password", "secret": true },
+            ])
+        );
+        let row = audit_events::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: TenantId::generate().to_string(),
+            actor_subject: "op-1".into(),
+            actor_role: "operator".into(),
+            action: "MAIL_SETTINGS_SAVED".into(),
+            changes: json,
+            at: Utc::now(),
+        };
+        assert_eq!(audit_from_row(&row).unwrap().changes, changes);
+    }
+}

@@ -1,0 +1,147 @@
+//! Opening the database and bringing its schema up to date: SQLite (a file, in WAL mode,
+//! with foreign keys and a busy timeout on every connection) or PostgreSQL (a pool,
+//! optionally confined to one schema, which is created when missing).
+
+use std::time::Duration;
+
+use migration::MigratorTrait;
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait};
+
+use crate::error::{Error, Result};
+
+/// How long a SQLite connection waits for another writer before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections in a SQLite pool: WAL lets readers run beside the one writer.
+const SQLITE_POOL_SIZE: u32 = 4;
+/// Key of the PostgreSQL advisory lock that lets one process migrate at a time
+/// ("mailgate" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x6d61_696c_6761_7465;
+
+/// Opens a connection pool for `url` (`sqlite://path?mode=rwc`, `sqlite::memory:`, or
+/// `postgres://…`). `schema` (PostgreSQL only) confines every connection to that schema
+/// through `search_path` and creates it if missing, so tests and deployments can share
+/// one database. `max_connections` sizes a PostgreSQL pool (SQLite uses a fixed small pool).
+pub async fn connect(url: &str, schema: Option<&str>, max_connections: u32) -> Result<DatabaseConnection> {
+    let backend = backend_of(url)?;
+    let mut options = ConnectOptions::new(url);
+    // Statement text at INFO would flood the service log; sea-orm's tracing spans remain.
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10));
+    match backend {
+        DbBackend::Sqlite => {
+            if schema.is_some() {
+                return Err(Error::SchemaNotSupported);
+            }
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            // Each connection to an in-memory database is a database of its own.
+            options.max_connections(if in_memory { 1 } else { SQLITE_POOL_SIZE });
+            options.map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true)
+            });
+        }
+        _ => {
+            options.max_connections(max_connections.max(1));
+            if let Some(schema) = schema {
+                check_schema_name(schema)?;
+                options.set_schema_search_path(schema);
+            }
+        }
+    }
+    let db = Database::connect(options)
+        .await
+        .map_err(|e| Error::Connect(mask_url(&e.to_string(), url)))?;
+    if let Some(schema) = schema {
+        // The name was checked above: only [a-z0-9_], so quoting it is enough.
+        db.execute_unprepared(&format!(r#"CREATE SCHEMA IF NOT EXISTS "{schema}""#))
+            .await?;
+    }
+    Ok(db)
+}
+
+/// Applies every pending migration. On PostgreSQL this runs in one transaction under an
+/// advisory lock, so several Mailgate processes starting together migrate once.
+pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let txn = db.begin().await?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))
+            .await?;
+        migration::Migrator::up(&txn, None).await.map_err(Error::Migration)?;
+        txn.commit().await?;
+        Ok(())
+    } else {
+        migration::Migrator::up(db, None).await.map_err(Error::Migration)
+    }
+}
+
+fn backend_of(url: &str) -> Result<DbBackend> {
+    let scheme = url.split_once(':').map_or("", |(s, _)| s);
+    match scheme {
+        "sqlite" => Ok(DbBackend::Sqlite),
+        "postgres" | "postgresql" => Ok(DbBackend::Postgres),
+        other => Err(Error::UnsupportedUrl(other.to_owned())),
+    }
+}
+
+fn check_schema_name(name: &str) -> Result<()> {
+    let ok = (1..=63).contains(&name.len())
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidSchemaName(name.to_owned()))
+    }
+}
+
+/// Replaces the password of `url` wherever it appears in `text` (drivers may quote the
+/// URL in their errors).
+fn mask_url(text: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => text.replace(p, "***"),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        let url = "postgres://app:s3cr%21t@db.example.com:5432/mailgate";
+        assert_eq!(
+            mask_url(&format!("cannot parse '{url}'"), url),
+            "cannot parse 'postgres://app:***@db.example.com:5432/mailgate'"
+        );
+        assert_eq!(mask_url("x", "sqlite://data/m.db?mode=rwc"), "x");
+    }
+
+    #[test]
+    fn schema_names_are_checked() {
+        assert!(check_schema_name("persist_0190abcd").is_ok());
+        for bad in ["", "Public", "a-b", "1abc", r#"x"; DROP"#, &"a".repeat(64)] {
+            assert!(check_schema_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_sqlite_and_postgres_urls() {
+        assert!(backend_of("mysql://x").is_err());
+        assert_eq!(backend_of("sqlite::memory:").ok(), Some(DbBackend::Sqlite));
+        assert_eq!(backend_of("postgresql://h/d").ok(), Some(DbBackend::Postgres));
+    }
+}

@@ -1,0 +1,53 @@
+//! The `mail_settings` table: a tenant's saved mail-server settings, at most one row per
+//! tenant. Passwords are stored only as AES-GCM ciphertext with the id of their key.
+
+use sea_orm::entity::prelude::*;
+
+/// A `mail_settings` row. Its `Debug` shows ciphertext bytes only, never a password.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "mail_settings")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub tenant_id: String,
+    pub version: i64,
+    pub server_kind: String,
+    pub host: String,
+    pub port: i32,
+    pub from_address: String,
+    pub from_name: Option<String>,
+    pub smtp_auth: bool,
+    pub username: Option<String>,
+    /// nonce || ciphertext, bound to the tenant and the purpose `smtp`.
+    pub password_ciphertext: Option<Vec<u8>>,
+    pub password_key_id: Option<String>,
+    pub encryption: String,
+    pub pop_host: Option<String>,
+    pub pop_port: Option<i32>,
+    pub pop_username: Option<String>,
+    /// nonce || ciphertext, bound to the tenant and the purpose `pop`.
+    pub pop_password_ciphertext: Option<Vec<u8>>,
+    pub pop_password_key_id: Option<String>,
+    pub pop_tls: Option<bool>,
+    pub local_hostname: Option<String>,
+    pub send_interval_ms: i64,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::tenants::Entity",
+        from = "Column::TenantId",
+        to = "super::tenants::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Tenant,
+}
+
+impl Related<super::tenants::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Tenant.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

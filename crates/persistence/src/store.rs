@@ -1,0 +1,435 @@
+//! [`SqlStore`]: the domain's [`TenantStore`] port on sea-orm, for SQLite and
+//! PostgreSQL. Every write and its audit entry commit in one transaction; the settings
+//! version check and the plan check happen inside that transaction, after the tenant
+//! row is locked, so two writers can never both succeed against the same version.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use domain::audit::AuditEntry;
+use domain::ports::{StoreError, TenantRecord, TenantStore, WriteError};
+use domain::settings::{MailSettings, StoredMailSettings};
+use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+};
+
+use crate::convert::{
+    audit_from_row, audit_row, corrupt, db_err, record_from_rows, settings_row, tenant_from_row, tenant_id, tenant_row,
+};
+use crate::crypto::{SecretKeyRing, SecretPurpose};
+use crate::entities::{audit_events, mail_settings, tenants};
+
+/// Tenants, their mail settings and the audit trail in a SQL database, with passwords
+/// sealed by a [`SecretKeyRing`].
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    db: DatabaseConnection,
+    keys: Arc<SecretKeyRing>,
+}
+
+impl SqlStore {
+    /// A store over an open, migrated database (see [`crate::connect`] and
+    /// [`crate::migrate`]). The key ring must hold every key that sealed a stored value.
+    pub fn new(db: DatabaseConnection, keys: Arc<SecretKeyRing>) -> Self {
+        Self { db, keys }
+    }
+
+    /// The connection pool, for other parts of the service that share the database.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at `BEGIN`
+    /// (IMMEDIATE), so a read inside it can never be upgraded into a deadlock; on
+    /// PostgreSQL the first UPDATE takes the row lock.
+    async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+            .map_err(db_err)
+    }
+
+    /// Bumps the tenant's settings-version counter and returns its new value. This is
+    /// the first statement of a settings write, so it takes the lock that orders
+    /// concurrent writers. `plans` limits it to tenants on those plans.
+    async fn bump_settings_version(
+        txn: &DatabaseTransaction,
+        key: &str,
+        plans: Option<&[&str]>,
+    ) -> Result<i64, WriteError> {
+        let mut update = tenants::Entity::update_many()
+            .col_expr(
+                tenants::Column::SettingsVersion,
+                Expr::col(tenants::Column::SettingsVersion).add(1),
+            )
+            .filter(tenants::Column::Id.eq(key));
+        if let Some(plans) = plans {
+            update = update.filter(tenants::Column::Plan.is_in(plans.iter().copied()));
+        }
+        let bumped = update.exec(txn).await.map_err(db_err)?;
+        if bumped.rows_affected == 0 {
+            return Err(if Self::tenant_exists(txn, key).await? {
+                WriteError::PlanChanged
+            } else {
+                WriteError::NotFound
+            });
+        }
+        tenants::Entity::find_by_id(key)
+            .select_only()
+            .column(tenants::Column::SettingsVersion)
+            .into_tuple::<i64>()
+            .one(txn)
+            .await
+            .map_err(db_err)?
+            .ok_or(WriteError::NotFound)
+    }
+
+    async fn tenant_exists(txn: &DatabaseTransaction, key: &str) -> Result<bool, StoreError> {
+        Ok(tenants::Entity::find_by_id(key)
+            .select_only()
+            .column(tenants::Column::Id)
+            .into_tuple::<String>()
+            .one(txn)
+            .await
+            .map_err(db_err)?
+            .is_some())
+    }
+
+    /// The version of the saved settings (0: none saved).
+    async fn stored_version(txn: &DatabaseTransaction, key: &str) -> Result<i64, StoreError> {
+        Ok(mail_settings::Entity::find_by_id(key)
+            .select_only()
+            .column(mail_settings::Column::Version)
+            .into_tuple::<i64>()
+            .one(txn)
+            .await
+            .map_err(db_err)?
+            .unwrap_or(0))
+    }
+
+    async fn insert_audit(txn: &DatabaseTransaction, audit: &AuditEntry) -> Result<(), StoreError> {
+        audit_events::Entity::insert(audit_row(audit))
+            .exec_without_returning(txn)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+/// Codes of the plans whose tenants may save their own settings.
+fn permitting_plan_codes() -> Vec<&'static str> {
+    Plan::ALL
+        .into_iter()
+        .filter(|p| p.can_override_sender())
+        .map(Plan::code)
+        .collect()
+}
+
+async fn rollback(txn: DatabaseTransaction) -> Result<(), StoreError> {
+    txn.rollback().await.map_err(db_err)
+}
+
+#[async_trait::async_trait]
+impl TenantStore for SqlStore {
+    async fn insert_tenant(&self, tenant: &Tenant, audit: &AuditEntry) -> Result<(), StoreError> {
+        let txn = self.begin_write().await?;
+        tenants::Entity::insert(tenant_row(tenant))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(db_err)?;
+        Self::insert_audit(&txn, audit).await?;
+        txn.commit().await.map_err(db_err)
+    }
+
+    async fn tenant(&self, id: TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        // One LEFT JOIN: the tenant and its settings from the same snapshot.
+        let found = tenants::Entity::find_by_id(id.to_string())
+            .find_also_related(mail_settings::Entity)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        found
+            .map(|(tenant, settings)| record_from_rows(&tenant, settings.as_ref(), &self.keys))
+            .transpose()
+    }
+
+    async fn tenants(
+        &self,
+        plan: Option<Plan>,
+        after: Option<TenantId>,
+        limit: u64,
+    ) -> Result<Vec<TenantRecord>, StoreError> {
+        let mut query = tenants::Entity::find();
+        if let Some(plan) = plan {
+            query = query.filter(tenants::Column::Plan.eq(plan.code()));
+        }
+        if let Some(after) = after {
+            query = query.filter(tenants::Column::Id.gt(after.to_string()));
+        }
+        let page = query
+            .order_by_asc(tenants::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The settings of the whole page in one query, not one per tenant.
+        let mut settings: HashMap<String, mail_settings::Model> = mail_settings::Entity::find()
+            .filter(mail_settings::Column::TenantId.is_in(page.iter().map(|t| t.id.as_str())))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|row| (row.tenant_id.clone(), row))
+            .collect();
+        page.iter()
+            .map(|tenant| {
+                let row = settings.remove(&tenant.id);
+                record_from_rows(tenant, row.as_ref(), &self.keys)
+            })
+            .collect()
+    }
+
+    async fn change_plan(
+        &self,
+        id: TenantId,
+        from: Plan,
+        to: Plan,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Tenant, WriteError> {
+        let key = id.to_string();
+        let txn = self.begin_write().await?;
+        let changed = tenants::Entity::update_many()
+            .col_expr(tenants::Column::Plan, Expr::value(to.code()))
+            .col_expr(tenants::Column::UpdatedAt, Expr::value(at))
+            .filter(tenants::Column::Id.eq(key.as_str()))
+            .filter(tenants::Column::Plan.eq(from.code()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if changed.rows_affected == 0 {
+            let exists = Self::tenant_exists(&txn, &key).await?;
+            rollback(txn).await?;
+            return Err(if exists {
+                WriteError::PlanChanged
+            } else {
+                WriteError::NotFound
+            });
+        }
+        Self::insert_audit(&txn, audit).await?;
+        let row = tenants::Entity::find_by_id(key)
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+            .ok_or(WriteError::NotFound)?;
+        let tenant = tenant_from_row(&row)?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(tenant)
+    }
+
+    async fn save_mail_settings(
+        &self,
+        id: TenantId,
+        permit: SenderOverridePermit,
+        settings: &MailSettings,
+        expected_version: i64,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<StoredMailSettings, WriteError> {
+        // The permit was granted for the plan the caller read; the tenant must still be
+        // on a plan that grants one when the write happens, or it is `PlanChanged`.
+        debug_assert!(permit.plan().can_override_sender());
+        let key = id.to_string();
+        let plans = permitting_plan_codes();
+        let txn = self.begin_write().await?;
+        let version = Self::bump_settings_version(&txn, &key, Some(&plans)).await?;
+        let current = Self::stored_version(&txn, &key).await?;
+        if current != expected_version {
+            rollback(txn).await?;
+            return Err(WriteError::VersionConflict { current });
+        }
+        let row = settings_row(&id, settings, version, at, &self.keys)?;
+        if current == 0 {
+            mail_settings::Entity::insert(row)
+                .exec_without_returning(&txn)
+                .await
+                .map_err(db_err)?;
+        } else {
+            mail_settings::Entity::update(row)
+                .exec_without_returning(&txn)
+                .await
+                .map_err(db_err)?;
+        }
+        Self::insert_audit(&txn, audit).await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(StoredMailSettings {
+            settings: settings.clone(),
+            version,
+            updated_at: at,
+        })
+    }
+
+    async fn clear_mail_settings(
+        &self,
+        id: TenantId,
+        expected_version: i64,
+        _at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), WriteError> {
+        let key = id.to_string();
+        let txn = self.begin_write().await?;
+        // Bumped even though no row remains, so the next save gets a version never seen.
+        Self::bump_settings_version(&txn, &key, None).await?;
+        let current = Self::stored_version(&txn, &key).await?;
+        if current != expected_version {
+            rollback(txn).await?;
+            return Err(WriteError::VersionConflict { current });
+        }
+        mail_settings::Entity::delete_by_id(key)
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        Self::insert_audit(&txn, audit).await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn audit_trail(
+        &self,
+        id: TenantId,
+        after: Option<uuid::Uuid>,
+        limit: u64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut query = audit_events::Entity::find().filter(audit_events::Column::TenantId.eq(id.to_string()));
+        if let Some(after) = after {
+            query = query.filter(audit_events::Column::Id.gt(after.hyphenated().to_string()));
+        }
+        query
+            .order_by_asc(audit_events::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let backend = self.db.get_database_backend();
+        self.db
+            .query_one_raw(Statement::from_string(backend, "SELECT 1"))
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+/// Rows read per round of a rotation.
+const ROTATION_BATCH: u64 = 100;
+
+/// Re-seals every stored SMTP and POP password whose key is not the ring's current key:
+/// opens it with its old key (which must still be in the ring) and seals it with the
+/// current one, for the same tenant and purpose. Returns how many values were rewritten.
+///
+/// Run it after every process uses the new current key; then the old key can be dropped
+/// from the configuration. A row saved concurrently is left alone (the save sealed it
+/// with the writer's current key) and the version is not bumped, since the settings
+/// themselves do not change.
+pub async fn rotate_secret_key(db: &DatabaseConnection, keys: &SecretKeyRing) -> Result<usize, StoreError> {
+    let current = keys.current_key_id().to_owned();
+    let mut rewritten = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = mail_settings::Entity::find().filter(
+            Condition::any()
+                .add(mail_settings::Column::PasswordKeyId.ne(current.as_str()))
+                .add(mail_settings::Column::PopPasswordKeyId.ne(current.as_str())),
+        );
+        if let Some(after) = &after {
+            query = query.filter(mail_settings::Column::TenantId.gt(after.as_str()));
+        }
+        let rows = query
+            .order_by_asc(mail_settings::Column::TenantId)
+            .limit(ROTATION_BATCH)
+            .all(db)
+            .await
+            .map_err(db_err)?;
+        let Some(last) = rows.last() else {
+            return Ok(rewritten);
+        };
+        after = Some(last.tenant_id.clone());
+        for row in &rows {
+            rewritten += reseal_row(db, keys, row, &current).await?;
+        }
+    }
+}
+
+/// Re-seals the out-of-date secrets of one row; returns how many were rewritten.
+async fn reseal_row(
+    db: &DatabaseConnection,
+    keys: &SecretKeyRing,
+    row: &mail_settings::Model,
+    current: &str,
+) -> Result<usize, StoreError> {
+    let tenant = tenant_id(&row.tenant_id, "mail_settings")?;
+    let reseal = |field: &str,
+                  purpose: SecretPurpose,
+                  sealed: &Option<Vec<u8>>,
+                  key_id: &Option<String>|
+     -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        let crypto = |e| StoreError::Crypto(format!("tenant {tenant}: field {field}: {e}"));
+        match (sealed, key_id) {
+            (Some(sealed), Some(key_id)) if key_id != current => {
+                let plain = keys.decrypt(sealed, key_id, &tenant, purpose).map_err(crypto)?;
+                keys.encrypt(&plain, &tenant, purpose).map(Some).map_err(crypto)
+            }
+            (Some(_), Some(_)) | (None, None) => Ok(None),
+            _ => Err(corrupt(&format!("tenant {tenant}"), field, "REQUIRED")),
+        }
+    };
+    let mut update = mail_settings::ActiveModel::default();
+    let mut count = 0;
+    if let Some((sealed, key_id)) = reseal(
+        "password",
+        SecretPurpose::Smtp,
+        &row.password_ciphertext,
+        &row.password_key_id,
+    )? {
+        update.password_ciphertext = Set(Some(sealed));
+        update.password_key_id = Set(Some(key_id));
+        count += 1;
+    }
+    if let Some((sealed, key_id)) = reseal(
+        "popBeforeSmtp.password",
+        SecretPurpose::Pop,
+        &row.pop_password_ciphertext,
+        &row.pop_password_key_id,
+    )? {
+        update.pop_password_ciphertext = Set(Some(sealed));
+        update.pop_password_key_id = Set(Some(key_id));
+        count += 1;
+    }
+    if count == 0 {
+        return Ok(0);
+    }
+    let result = mail_settings::Entity::update_many()
+        .set(update)
+        .filter(mail_settings::Column::TenantId.eq(row.tenant_id.as_str()))
+        .filter(mail_settings::Column::Version.eq(row.version))
+        .exec(db)
+        .await
+        .map_err(db_err)?;
+    Ok(if result.rows_affected == 1 { count } else { 0 })
+}

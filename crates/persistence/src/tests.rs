@@ -1,0 +1,553 @@
+//! Store tests against real databases with the real migrations: a temporary SQLite file
+//! for each test, and PostgreSQL (`postgres://postgres@127.0.0.1:5432/test`) in a fresh
+//! schema that is dropped afterwards.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use domain::audit::{AuditAction, AuditEntry};
+use domain::plan::sender_override_permit;
+use domain::ports::{StoreError, TenantStore, WriteError};
+use domain::settings::{Encryption, FieldChange, MailSettings, MailSettingsDraft, PopBeforeSmtpDraft};
+use domain::{Caller, Plan, Role, Tenant, TenantId, TenantName};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::entities::{mail_settings, tenants};
+use crate::{CachedStore, SecretKeyRing, SqlStore, connect, migrate, rotate_secret_key};
+
+const SMTP_PASSWORD: &str = "smtp-Pa55word-0123";
+const POP_PASSWORD: &str = "pop-Pa55word-4567";
+const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A temporary SQLite database file, removed (with its WAL files) on drop.
+struct TempSqlite {
+    path: PathBuf,
+}
+
+impl TempSqlite {
+    fn new() -> Self {
+        let name = format!("mailgate-persistence-{}.db", uuid::Uuid::new_v4().simple());
+        Self {
+            path: std::env::temp_dir().join(name),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}?mode=rwc", self.path.display())
+    }
+}
+
+impl Drop for TempSqlite {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn sqlite() -> (TempSqlite, DatabaseConnection) {
+    let file = TempSqlite::new();
+    let db = connect(&file.url(), None, 4).await.unwrap();
+    migrate(&db).await.unwrap();
+    (file, db)
+}
+
+fn keys() -> Arc<SecretKeyRing> {
+    Arc::new(SecretKeyRing::from_base64(&crate::generate_key_base64(), &[]).unwrap())
+}
+
+fn operator() -> Caller {
+    Caller::new("operator-1".into(), Role::Operator, None).unwrap()
+}
+
+fn audit(id: TenantId, action: AuditAction, changes: Vec<FieldChange>) -> AuditEntry {
+    AuditEntry::new(id, &operator(), action, changes, Utc::now())
+}
+
+async fn new_tenant(store: &dyn TenantStore, plan: Plan) -> Tenant {
+    let now = Utc::now();
+    let tenant = Tenant {
+        id: TenantId::generate(),
+        name: TenantName::parse("Example Shop").unwrap(),
+        plan,
+        created_at: now,
+        updated_at: now,
+    };
+    store
+        .insert_tenant(&tenant, &audit(tenant.id, AuditAction::TenantCreated, vec![]))
+        .await
+        .unwrap();
+    tenant
+}
+
+fn settings(port: i64) -> MailSettings {
+    MailSettings::validate(
+        &MailSettingsDraft {
+            host: Some("smtp.example.com".into()),
+            port: Some(port),
+            from_address: Some("info@example.com".into()),
+            from_name: Some("Example 通知".into()),
+            smtp_auth: Some(true),
+            username: Some("info".into()),
+            password: Some(SecretString::from(SMTP_PASSWORD)),
+            encryption: Some(Encryption::StartTls),
+            pop_before_smtp: Some(PopBeforeSmtpDraft {
+                host: Some("pop.example.com".into()),
+                port: Some(995),
+                username: Some("info".into()),
+                password: Some(SecretString::from(POP_PASSWORD)),
+                tls: Some(true),
+            }),
+            local_hostname: Some("www.example.com".into()),
+            send_interval_ms: Some(5000),
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap()
+}
+
+async fn save(store: &dyn TenantStore, id: TenantId, port: i64, expected: i64) -> Result<i64, WriteError> {
+    let permit = sender_override_permit(Plan::Share).unwrap();
+    let audit = audit(
+        id,
+        AuditAction::MailSettingsSaved,
+        vec![FieldChange::Secret {
+            field: "password".into(),
+        }],
+    );
+    store
+        .save_mail_settings(id, permit, &settings(port), expected, Utc::now(), &audit)
+        .await
+        .map(|s| s.version)
+}
+
+async fn clear(store: &dyn TenantStore, id: TenantId, expected: i64) -> Result<(), WriteError> {
+    let audit = audit(id, AuditAction::MailSettingsCleared, vec![]);
+    store.clear_mail_settings(id, expected, Utc::now(), &audit).await
+}
+
+async fn stored_version(store: &dyn TenantStore, id: TenantId) -> Option<i64> {
+    store.tenant(id).await.unwrap().unwrap().settings.map(|s| s.version)
+}
+
+/// The save/clear flow both backends must pass: versions, conflicts, the counter that
+/// never reuses a version, read-back through the domain's rules, and the audit trail.
+async fn save_and_clear_flow(store: &dyn TenantStore) {
+    let tenant = new_tenant(store, Plan::Share).await;
+    let id = tenant.id;
+
+    let record = store.tenant(id).await.unwrap().unwrap();
+    let read = &record.tenant;
+    assert_eq!((read.id, &read.name, read.plan), (id, &tenant.name, Plan::Share));
+    // PostgreSQL keeps microseconds.
+    assert_eq!(read.created_at.timestamp_micros(), tenant.created_at.timestamp_micros());
+    assert!(record.settings.is_none());
+
+    assert_eq!(save(store, id, 587, 0).await.unwrap(), 1);
+    let saved = store.tenant(id).await.unwrap().unwrap().settings.unwrap();
+    assert_eq!(saved.version, 1);
+    let s = &saved.settings;
+    assert_eq!(s.host().as_str(), "smtp.example.com");
+    assert_eq!(s.port().get(), 587);
+    assert_eq!(s.from_name().unwrap().as_str(), "Example 通知");
+    assert_eq!(s.password().unwrap().expose_secret(), SMTP_PASSWORD);
+    let pop = s.pop_before_smtp().unwrap();
+    assert_eq!(
+        (pop.host().as_str(), pop.port().get(), pop.tls()),
+        ("pop.example.com", 995, true)
+    );
+    assert_eq!(pop.password().expose_secret(), POP_PASSWORD);
+    assert_eq!(s.send_interval().as_millis(), 5000);
+
+    // A writer that read version 0 lost: nothing changes, and it learns the version.
+    assert!(matches!(
+        save(store, id, 2525, 0).await,
+        Err(WriteError::VersionConflict { current: 1 })
+    ));
+    assert!(matches!(
+        clear(store, id, 0).await,
+        Err(WriteError::VersionConflict { current: 1 })
+    ));
+    let unchanged = store.tenant(id).await.unwrap().unwrap().settings.unwrap();
+    assert_eq!((unchanged.version, unchanged.settings.port().get()), (1, 587));
+
+    assert_eq!(save(store, id, 2525, 1).await.unwrap(), 2);
+    clear(store, id, 2).await.unwrap();
+    assert_eq!(stored_version(store, id).await, None);
+    // Cleared is version 0 again, but the next save does not reuse 1, 2 or 3.
+    assert!(matches!(
+        save(store, id, 587, 2).await,
+        Err(WriteError::VersionConflict { current: 0 })
+    ));
+    assert_eq!(save(store, id, 587, 0).await.unwrap(), 4);
+
+    let trail = store.audit_trail(id, None, 100).await.unwrap();
+    let actions: Vec<AuditAction> = trail.iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        vec![
+            AuditAction::TenantCreated,
+            AuditAction::MailSettingsSaved,
+            AuditAction::MailSettingsSaved,
+            AuditAction::MailSettingsCleared,
+            AuditAction::MailSettingsSaved,
+        ],
+        "conflicting writes leave no audit entry"
+    );
+    assert_eq!(
+        trail[1].changes,
+        vec![FieldChange::Secret {
+            field: "password".into()
+        }]
+    );
+    let rest = store.audit_trail(id, Some(trail[2].id), 100).await.unwrap();
+    assert_eq!(rest, trail[3..].to_vec());
+
+    // Unknown tenants.
+    let nobody = TenantId::generate();
+    assert!(store.tenant(nobody).await.unwrap().is_none());
+    assert!(matches!(save(store, nobody, 587, 0).await, Err(WriteError::NotFound)));
+    assert!(matches!(clear(store, nobody, 0).await, Err(WriteError::NotFound)));
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_save_and_clear() {
+    let (_file, db) = sqlite().await;
+    save_and_clear_flow(&SqlStore::new(db, keys())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_in_own_schema() {
+    let schema = format!("persist_{}", uuid::Uuid::new_v4().simple());
+    let db = connect(POSTGRES_URL, Some(&schema), 4).await.unwrap();
+    let run = tokio::spawn({
+        let db = db.clone();
+        let schema = schema.clone();
+        async move {
+            // Two processes starting at once: the advisory lock lets one migrate.
+            let other = connect(POSTGRES_URL, Some(&schema), 4).await.unwrap();
+            let (a, b) = tokio::join!(migrate(&db), migrate(&other));
+            a.unwrap();
+            b.unwrap();
+            let store = Arc::new(SqlStore::new(db, keys()));
+            save_and_clear_flow(&*store).await;
+            plans_and_pages(&*store).await;
+            concurrent_saves_one_wins(store).await;
+        }
+    })
+    .await;
+    // Drop the schema even when the test failed, then report the failure.
+    db.execute_unprepared(&format!(r#"DROP SCHEMA "{schema}" CASCADE"#))
+        .await
+        .unwrap();
+    if let Err(e) = run {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_saves() {
+    let (_file, db) = sqlite().await;
+    concurrent_saves_one_wins(Arc::new(SqlStore::new(db, keys()))).await;
+}
+
+/// Writers that all read version 0: exactly one wins, and the others are told the
+/// version it wrote.
+async fn concurrent_saves_one_wins(store: Arc<SqlStore>) {
+    let id = new_tenant(&*store, Plan::Share).await.id;
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { save(&*store, id, 2000 + i, 0).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for writer in writers {
+        match writer.await.unwrap() {
+            Ok(version) => won.push(version),
+            Err(WriteError::VersionConflict { current: 1 }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, vec![1]);
+    assert_eq!(stored_version(&*store, id).await, Some(1));
+    let saves = store
+        .audit_trail(id, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == AuditAction::MailSettingsSaved)
+        .count();
+    assert_eq!(saves, 1);
+}
+
+#[tokio::test]
+async fn passwords_are_not_stored_in_plaintext() {
+    let (_file, db) = sqlite().await;
+    let ring = keys();
+    let store = SqlStore::new(db.clone(), ring.clone());
+    let id = new_tenant(&store, Plan::Biz).await.id;
+    save(&store, id, 587, 0).await.unwrap();
+
+    let row = mail_settings::Entity::find_by_id(id.to_string())
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    for (sealed, plain) in [
+        (row.password_ciphertext.unwrap(), SMTP_PASSWORD),
+        (row.pop_password_ciphertext.unwrap(), POP_PASSWORD),
+    ] {
+        assert!(!sealed.windows(plain.len()).any(|w| w == plain.as_bytes()));
+        // 12-byte nonce, the text, a 16-byte tag.
+        assert_eq!(sealed.len(), 12 + plain.len() + 16);
+    }
+    assert_eq!(row.password_key_id.as_deref(), Some(ring.current_key_id()));
+}
+
+#[tokio::test]
+async fn a_password_copied_to_another_tenant_does_not_open() {
+    let (_file, db) = sqlite().await;
+    let store = SqlStore::new(db.clone(), keys());
+    let a = new_tenant(&store, Plan::Share).await.id;
+    let b = new_tenant(&store, Plan::Share).await.id;
+    save(&store, a, 587, 0).await.unwrap();
+    save(&store, b, 587, 0).await.unwrap();
+
+    let row_a = mail_settings::Entity::find_by_id(a.to_string())
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    mail_settings::Entity::update_many()
+        .set(mail_settings::ActiveModel {
+            password_ciphertext: Set(row_a.password_ciphertext),
+            password_key_id: Set(row_a.password_key_id),
+            ..Default::default()
+        })
+        .filter(mail_settings::Column::TenantId.eq(b.to_string()))
+        .exec(&db)
+        .await
+        .unwrap();
+
+    assert!(store.tenant(a).await.unwrap().is_some());
+    match store.tenant(b).await {
+        Err(StoreError::Crypto(message)) => {
+            assert!(message.contains(&b.to_string()), "{message}");
+            assert!(message.contains("password"), "{message}");
+        }
+        other => panic!("expected a crypto error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_reported_by_field_without_values() {
+    let (_file, db) = sqlite().await;
+    let store = SqlStore::new(db.clone(), keys());
+    let id = new_tenant(&store, Plan::Share).await.id;
+    save(&store, id, 587, 0).await.unwrap();
+    mail_settings::Entity::update_many()
+        .set(mail_settings::ActiveModel {
+            from_address: Set("not an address\r\nBcc: x@evil.example".into()),
+            ..Default::default()
+        })
+        .filter(mail_settings::Column::TenantId.eq(id.to_string()))
+        .exec(&db)
+        .await
+        .unwrap();
+    match store.tenant(id).await {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(message.contains("fromAddress"), "{message}");
+            assert!(!message.contains("evil"), "{message}");
+        }
+        other => panic!("expected a corrupt-data error, got {other:?}"),
+    }
+
+    tenants::Entity::update_many()
+        .set(tenants::ActiveModel {
+            plan: Set("GOLD".into()),
+            ..Default::default()
+        })
+        .filter(tenants::Column::Id.eq(id.to_string()))
+        .exec(&db)
+        .await
+        .unwrap();
+    assert!(matches!(store.tenant(id).await, Err(StoreError::Corrupt(m)) if m.contains("plan")));
+}
+
+/// Plan changes, the plan check inside a save, and paging.
+async fn plans_and_pages(store: &dyn TenantStore) {
+    let economy = new_tenant(store, Plan::Economy).await;
+    let share = new_tenant(store, Plan::Share).await;
+    let biz = new_tenant(store, Plan::Biz).await;
+    save(store, share.id, 587, 0).await.unwrap();
+
+    // A permit granted before the tenant moved to a plan that forbids saving.
+    assert!(matches!(
+        save(store, economy.id, 587, 0).await,
+        Err(WriteError::PlanChanged)
+    ));
+    let audit_plan = audit(share.id, AuditAction::PlanChanged, vec![]);
+    assert!(matches!(
+        store
+            .change_plan(share.id, Plan::Basic, Plan::Pro, Utc::now(), &audit_plan)
+            .await,
+        Err(WriteError::PlanChanged)
+    ));
+    assert!(matches!(
+        store
+            .change_plan(TenantId::generate(), Plan::Basic, Plan::Pro, Utc::now(), &audit_plan)
+            .await,
+        Err(WriteError::NotFound)
+    ));
+    let moved = store
+        .change_plan(share.id, Plan::Share, Plan::Pro, Utc::now(), &audit_plan)
+        .await
+        .unwrap();
+    assert_eq!(moved.plan, Plan::Pro);
+    // Settings are kept while the plan forbids them.
+    let record = store.tenant(share.id).await.unwrap().unwrap();
+    assert_eq!(record.tenant.plan, Plan::Pro);
+    assert_eq!(record.settings.map(|s| s.version), Some(1));
+
+    // Pages in creation order, settings included, filtered by plan.
+    let all = store.tenants(None, None, 1000).await.unwrap();
+    let ids: Vec<TenantId> = all.iter().map(|r| r.tenant.id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
+    let mine: Vec<TenantId> = ids
+        .iter()
+        .copied()
+        .filter(|i| [economy.id, share.id, biz.id].contains(i))
+        .collect();
+    assert_eq!(mine, vec![economy.id, share.id, biz.id]);
+    let page = store.tenants(None, Some(economy.id), 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].tenant.id, share.id);
+    assert_eq!(page[0].settings.as_ref().map(|s| s.version), Some(1));
+    let biz_only = store.tenants(Some(Plan::Biz), None, 1000).await.unwrap();
+    assert!(biz_only.iter().all(|r| r.tenant.plan == Plan::Biz));
+    assert!(biz_only.iter().any(|r| r.tenant.id == biz.id));
+}
+
+#[tokio::test]
+async fn sqlite_plans_and_pages() {
+    let (_file, db) = sqlite().await;
+    plans_and_pages(&SqlStore::new(db, keys())).await;
+}
+
+#[tokio::test]
+async fn rotation_reseals_old_values_with_the_current_key() {
+    let (_file, db) = sqlite().await;
+    let old_key = crate::generate_key_base64();
+    let new_key = crate::generate_key_base64();
+    let old_ring = Arc::new(SecretKeyRing::from_base64(&old_key, &[]).unwrap());
+    let old_store = SqlStore::new(db.clone(), old_ring.clone());
+    let a = new_tenant(&old_store, Plan::Share).await.id;
+    let b = new_tenant(&old_store, Plan::Share).await.id;
+    save(&old_store, a, 587, 0).await.unwrap();
+    save(&old_store, b, 587, 0).await.unwrap();
+
+    let rotated = Arc::new(SecretKeyRing::from_base64(&new_key, &[old_key]).unwrap());
+    // SMTP and POP passwords of two tenants.
+    assert_eq!(rotate_secret_key(&db, &rotated).await.unwrap(), 4);
+    assert_eq!(rotate_secret_key(&db, &rotated).await.unwrap(), 0);
+
+    // Everything now opens with the new key alone, and the versions did not move.
+    let new_only = Arc::new(SecretKeyRing::from_base64(&new_key, &[]).unwrap());
+    let store = SqlStore::new(db.clone(), new_only);
+    for id in [a, b] {
+        let saved = store.tenant(id).await.unwrap().unwrap().settings.unwrap();
+        assert_eq!(saved.version, 1);
+        assert_eq!(saved.settings.password().unwrap().expose_secret(), SMTP_PASSWORD);
+    }
+    // The old key alone no longer opens them.
+    let old_only = SqlStore::new(db, old_ring);
+    assert!(matches!(old_only.tenant(a).await, Err(StoreError::Crypto(_))));
+}
+
+#[tokio::test]
+async fn cache_serves_reads_and_drops_entries_on_writes() {
+    let (_file, db) = sqlite().await;
+    let store = CachedStore::with_limits(SqlStore::new(db.clone(), keys()), 100, Duration::from_secs(60));
+    let id = new_tenant(&store, Plan::Share).await.id;
+    assert_eq!(stored_version(&store, id).await, None);
+
+    // A change behind the cache's back is not seen until the entry is invalidated.
+    tenants::Entity::update_many()
+        .set(tenants::ActiveModel {
+            name: Set("Renamed".into()),
+            ..Default::default()
+        })
+        .filter(tenants::Column::Id.eq(id.to_string()))
+        .exec(&db)
+        .await
+        .unwrap();
+    let cached = store.tenant(id).await.unwrap().unwrap();
+    assert_eq!(cached.tenant.name.as_str(), "Example Shop");
+    store.invalidate(id).await;
+    let fresh = store.tenant(id).await.unwrap().unwrap();
+    assert_eq!(fresh.tenant.name.as_str(), "Renamed");
+
+    // Writes through the cache are seen at once, failed ones too leave no stale entry.
+    save(&store, id, 587, 0).await.unwrap();
+    assert_eq!(stored_version(&store, id).await, Some(1));
+    assert!(save(&store, id, 587, 0).await.is_err());
+    clear(&store, id, 1).await.unwrap();
+    assert_eq!(stored_version(&store, id).await, None);
+    let audit_plan = audit(id, AuditAction::PlanChanged, vec![]);
+    store
+        .change_plan(id, Plan::Share, Plan::Economy, Utc::now(), &audit_plan)
+        .await
+        .unwrap();
+    let record = store.tenant(id).await.unwrap().unwrap();
+    assert_eq!(record.tenant.plan, Plan::Economy);
+    assert!(!format!("{store:?}").contains("Renamed"));
+}
+
+#[tokio::test]
+async fn sqlite_connections_enforce_foreign_keys() {
+    let (_file, db) = sqlite().await;
+    let store = SqlStore::new(db.clone(), keys());
+    let id = new_tenant(&store, Plan::Share).await.id;
+    save(&store, id, 587, 0).await.unwrap();
+    // Several pooled connections: every one has foreign keys on and WAL mode.
+    for _ in 0..4 {
+        let fk = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "PRAGMA foreign_keys",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(fk.try_get_by_index::<i32>(0).unwrap(), 1);
+    }
+    let mode = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mode.try_get_by_index::<String>(0).unwrap(), "wal");
+    // Deleting the tenant takes its settings with it.
+    tenants::Entity::delete_by_id(id.to_string()).exec(&db).await.unwrap();
+    assert!(
+        mail_settings::Entity::find_by_id(id.to_string())
+            .one(&db)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -1,0 +1,168 @@
+//! The real `mailgate` binary, as a new user runs it: first start with no
+//! configuration, the printed token works, GraphiQL is served, secrets are private,
+//! `mailgate token` mints working tokens, SIGTERM stops it cleanly, and bad settings are
+//! named at start-up.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+fn mailgate(data_dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailgate"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MAILGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("MAILGATE_DATA_DIR", data_dir)
+        .env("MAILGATE_LISTEN", "127.0.0.1:0")
+        .env("MAILGATE_LOG", "warn");
+    cmd
+}
+
+/// Starts `mailgate` (serve) and reads the address and operator token it prints.
+fn start(data_dir: &std::path::Path) -> (Child, String, String) {
+    let mut child = mailgate(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut url = String::new();
+    let mut token = String::new();
+    while let Some(Ok(line)) = lines.next() {
+        if let Some(rest) = line.trim().strip_prefix("GraphiQL:") {
+            url = rest.trim().to_owned();
+        }
+        if line.contains("Operator token") {
+            token = lines.next().and_then(Result::ok).unwrap_or_default().trim().to_owned();
+            break;
+        }
+    }
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "printed the GraphiQL URL: {url:?}"
+    );
+    assert_eq!(token.split('.').count(), 3, "printed a JWT: {token:?}");
+    (child, url, token)
+}
+
+fn stop(mut child: Child) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "SIGTERM gives a clean exit, got {exit:?}");
+}
+
+async fn call(url: &str, token: &str, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_without_configuration() {
+    let dir = std::env::temp_dir().join(format!("mailgate-cli-{}", uuid::Uuid::new_v4().simple()));
+    let (child, url, token) = start(&dir);
+
+    let created = call(
+        &url,
+        &token,
+        "mutation{ createTenant(name:\"First\", plan:SHARE){ id effectiveSender { source } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        created["data"]["createTenant"]["effectiveSender"]["source"], "PLATFORM_DEFAULT",
+        "{created}"
+    );
+    let tenant = created["data"]["createTenant"]["id"].as_str().expect("id").to_owned();
+    let page = reqwest::get(&url).await.expect("GET").text().await.expect("html");
+    assert!(
+        page.to_lowercase().contains("graphiql"),
+        "GraphiQL is served in development"
+    );
+    let base = url.trim_end_matches("/graphql");
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz")).await.expect("healthz").status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz")).await.expect("readyz").status(),
+        200
+    );
+    stop(child);
+
+    // The data directory holds the database and private development secrets.
+    assert!(dir.join("mailgate.db").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("dev-secrets.toml"))
+            .expect("secrets file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // `mailgate token` mints with the same key; the data survives a restart.
+    let out = mailgate(&dir)
+        .args(["token", "--role", "tenant_admin", "--tenant", &tenant, "--ttl", "10m"])
+        .output()
+        .expect("token");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let admin = String::from_utf8(out.stdout).expect("utf8").trim().to_owned();
+    let (child, url, _) = start(&dir);
+    let viewer = call(&url, &admin, "{ viewer { role tenant { id name } } }", json!({})).await;
+    assert_eq!(
+        viewer["data"]["viewer"],
+        json!({ "role": "TENANT_ADMIN", "tenant": { "id": tenant, "name": "First" } })
+    );
+    stop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_settings_are_named_at_start() {
+    let dir = std::env::temp_dir().join(format!("mailgate-cli-{}", uuid::Uuid::new_v4().simple()));
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("MAILGATE_LISTEN", "not-an-address")], "MAILGATE_LISTEN"),
+        (&[("MAILGATE_PROFILE", "production")], "MAILGATE_JWT_SECRET"),
+        (&[("MAILGATE_JWT_SECRET", "short")], "MAILGATE_JWT_SECRET"),
+        (&[("MAILGATE_SECRET_KEY", "bm90LTMyLWJ5dGVz")], "MAILGATE_SECRET_KEY"),
+        (
+            &[("MAILGATE_DEFAULT_FROM", "Platform <not an address>")],
+            "MAILGATE_DEFAULT_FROM",
+        ),
+    ];
+    for (env, named) in cases {
+        let out = mailgate(&dir)
+            .envs(env.iter().copied())
+            .arg("serve")
+            .output()
+            .expect("runs");
+        assert!(!out.status.success(), "{env:?} must be refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{env:?}: the message names {named}: {err}");
+    }
+    let out = mailgate(&dir)
+        .args(["token", "--role", "tenant_admin"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tenant"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,298 @@
+//! Test support: `spawn_app` (real server, real migrations, own database), tokens,
+//! a GraphQL client, and a log capture to check that secrets never reach the logs.
+
+use std::io::Write as _;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use domain::{Role, TenantId};
+use mailgate::app::App;
+use mailgate::config::{Config, Profile};
+use mailgate::http::RunningServer;
+use sea_orm::ConnectionTrait as _;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+pub const JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long!!";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn name(app: &TestApp)` once per backend.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = crate::support::spawn_app(crate::support::Backend::Sqlite).await;
+                    super::$name(&app).await;
+                    app.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = crate::support::spawn_app(crate::support::Backend::Postgres).await;
+                    super::$name(&app).await;
+                    app.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+/// Where PostgreSQL tests connect (trust auth on loopback in CI).
+pub fn postgres_url() -> String {
+    std::env::var("MAILGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+
+/// Captures every log line of this test process (at trace level) into memory.
+fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("trace")
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .try_init();
+        buffer
+    });
+}
+
+/// Everything logged so far in this process.
+pub fn logs() -> String {
+    LOGS.get()
+        .and_then(|b| b.0.lock().ok().map(|v| String::from_utf8_lossy(&v).into_owned()))
+        .unwrap_or_default()
+}
+
+#[derive(Debug)]
+pub struct TestApp {
+    pub backend: Backend,
+    pub addr: std::net::SocketAddr,
+    pub url: String,
+    pub client: reqwest::Client,
+    pub app: App,
+    server: Option<RunningServer>,
+    schema: Option<String>,
+    data_dir: std::path::PathBuf,
+}
+
+/// The base configuration of a test server on `backend`.
+pub fn test_config(backend: Backend) -> (Config, Option<String>) {
+    let data_dir = std::env::temp_dir().join(format!("mailgate-test-{}", uuid::Uuid::new_v4().simple()));
+    let mut config = Config {
+        profile: Profile::Production,
+        data_dir: data_dir.clone(),
+        listen: "127.0.0.1:0".parse().expect("address"),
+        jwt_secret: Some(SecretString::from(JWT_SECRET)),
+        secret_key: Some(persistence::crypto::generate_key_base64()),
+        default_from: "Platform <noreply@platform.example>".into(),
+        graphiql: Some(false),
+        introspection: Some(false),
+        database_max_connections: 5,
+        ..Config::default()
+    };
+    let schema = match backend {
+        Backend::Sqlite => {
+            config.database_url = Some(format!("sqlite://{}?mode=rwc", data_dir.join("mailgate.db").display()));
+            None
+        }
+        Backend::Postgres => {
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            config.database_url = Some(postgres_url());
+            config.database_schema = Some(schema.clone());
+            Some(schema)
+        }
+    };
+    (config, schema)
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts a server with a configuration changed by `adjust`.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    capture_logs();
+    let (mut config, schema) = test_config(backend);
+    adjust(&mut config);
+    let data_dir = config.data_dir.clone();
+    config.validate_and_prepare().expect("test configuration is valid");
+    let app = App::build(config).await.expect("app builds (is PostgreSQL running?)");
+    let server = RunningServer::start(app.clone()).await.expect("server starts");
+    let addr = server.addr;
+    TestApp {
+        backend,
+        addr,
+        url: format!("http://{addr}/graphql"),
+        client: reqwest::Client::new(),
+        app,
+        server: Some(server),
+        schema,
+        data_dir,
+    }
+}
+
+impl TestApp {
+    /// Stops the server and drops the test's PostgreSQL schema.
+    pub async fn finish(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("server stops cleanly");
+        }
+        if let Some(schema) = &self.schema {
+            let _ = self
+                .app
+                .db
+                .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await;
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+
+    pub fn token(&self, role: Role, tenant: Option<&str>) -> String {
+        let tenant = tenant.map(|t| t.parse::<TenantId>().expect("tenant id"));
+        let claims = self
+            .app
+            .verifier
+            .claims(&format!("{}-subject", role.code()), role, tenant, 3600);
+        self.app.verifier.mint(&claims, None).expect("mint")
+    }
+
+    pub fn operator(&self) -> String {
+        self.token(Role::Operator, None)
+    }
+
+    pub fn admin(&self, tenant: &str) -> String {
+        self.token(Role::TenantAdmin, Some(tenant))
+    }
+
+    pub fn service(&self) -> String {
+        self.token(Role::Service, None)
+    }
+
+    /// POSTs a GraphQL request and returns the HTTP status and JSON body.
+    pub async fn post(&self, token: Option<&str>, lang: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self.client.post(&self.url).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(l) = lang {
+            req = req.header("Accept-Language", l);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {status}: {text}")),
+        )
+    }
+
+    /// Runs one operation as `token` and returns the whole response body.
+    pub async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
+        self.post(Some(token), None, &json!({ "query": query, "variables": variables }))
+            .await
+            .1
+    }
+
+    /// Runs one operation that must succeed, and returns `data`.
+    pub async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
+        let body = self.gql(token, query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Creates a tenant on `plan` and returns its id.
+    pub async fn create_tenant(&self, name: &str, plan: &str) -> String {
+        let data = self
+            .ok(
+                &self.operator(),
+                "mutation($n:String!,$p:Plan!){ createTenant(name:$n, plan:$p){ id } }",
+                json!({ "n": name, "p": plan }),
+            )
+            .await;
+        data["createTenant"]["id"].as_str().expect("id").to_owned()
+    }
+
+    /// The tenant as an operator sees it, with settings and effective sender.
+    pub async fn tenant(&self, id: &str) -> Value {
+        self.ok(&self.operator(), TENANT_QUERY, json!({ "id": id })).await["tenant"].clone()
+    }
+}
+
+pub const TENANT_QUERY: &str = "query($id:ID!){ tenant(id:$id){ id name plan canOverrideSender \
+    mailSettings { serverKind host port fromAddress fromName smtpAuth username hasPassword encryption \
+    popBeforeSmtp { host port username hasPassword tls } localHostname sendIntervalMs active version updatedAt \
+    warnings { code field message } } effectiveSender { address name source reason } } }";
+
+pub const UPDATE: &str = "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ \
+    serverKind host port fromAddress fromName smtpAuth username hasPassword encryption \
+    popBeforeSmtp { host port username hasPassword tls } localHostname sendIntervalMs active version updatedAt \
+    warnings { code field message } } }";
+
+/// A complete, valid settings input.
+pub fn valid_input() -> Value {
+    json!({
+        "host": "smtp.example.com",
+        "port": 587,
+        "fromAddress": "info@shop.example.com",
+        "fromName": "ショップ通知",
+        "smtpAuth": true,
+        "username": "info@shop.example.com",
+        "password": "s3cret-Passw0rd",
+        "encryption": "STARTTLS",
+        "sendIntervalMs": 5000
+    })
+}
+
+/// The error code of the first error.
+pub fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an error with a code: {body}"))
+}
+
+/// `(field, code)` pairs of a VALIDATION_FAILED error.
+pub fn fields(body: &Value) -> Vec<(String, String)> {
+    body["errors"][0]["extensions"]["fields"]
+        .as_array()
+        .unwrap_or_else(|| panic!("fields: {body}"))
+        .iter()
+        .map(|f| {
+            (
+                f["field"].as_str().unwrap_or("").to_owned(),
+                f["code"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Flushes stderr so captured output interleaves sensibly.
+pub fn flush() {
+    let _ = std::io::stderr().flush();
+}
