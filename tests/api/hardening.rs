@@ -1,0 +1,498 @@
+//! Hardening of the HTTP/GraphQL surface: query depth and complexity limits, batch and
+//! body size limits, JSON-only POSTs, no operations over GET, GraphiQL and introspection
+//! off unless configured, malformed requests, health and readiness, and internal errors
+//! that reach the client only as a code and a correlation id.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+crate::backend_tests!(
+    batches_are_bounded,
+    oversized_body_is_refused_and_runs_nothing,
+    only_json_posts_are_accepted,
+    get_never_runs_an_operation,
+    introspection_is_off_by_default,
+    malformed_requests_are_validation_errors,
+    health_and_readiness,
+);
+
+const CREATE: &str = r#"mutation { createTenant(name: "Created", plan: SHARE) { id } }"#;
+
+/// Names of all tenants, as an operator lists them.
+async fn tenant_names(app: &TestApp) -> Vec<String> {
+    let d = app
+        .ok(
+            &app.operator(),
+            "{ tenants(first: 100) { edges { node { name } } } }",
+            json!({}),
+        )
+        .await;
+    d["tenants"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+/// Sends a prepared request; returns status, Content-Type and body text.
+async fn send(req: reqwest::RequestBuilder) -> (u16, String, String) {
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, content_type, resp.text().await.expect("body"))
+}
+
+fn parse(status: u16, text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| panic!("JSON body, got {status}: {text}"))
+}
+
+/// An engine-level refusal: VALIDATION_FAILED and no data at all.
+fn assert_refused_by_engine(body: &Value, what: &str) {
+    assert_eq!(code(body), "VALIDATION_FAILED", "{what}: {body}");
+    assert!(
+        body.get("data").is_none_or(Value::is_null),
+        "{what}: nothing is executed when validation fails: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_depth_is_limited() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.max_query_depth = 3).await;
+    let op = app.operator();
+    let id = app.create_tenant("Depth", "SHARE").await;
+    let admin = app.admin(&id);
+
+    // Depth 3 (viewer > tenant > name) is within the limit.
+    let d = app.ok(&admin, "{ viewer { tenant { name } } }", json!({})).await;
+    assert_eq!(d["viewer"]["tenant"]["name"], "Depth");
+
+    // Depth 5, written out and hidden in fragments.
+    let deep = "{ viewer { tenant { mailSettings { popBeforeSmtp { host } } } } }";
+    let body = app.gql(&admin, deep, json!({})).await;
+    assert_refused_by_engine(&body, "depth 5");
+    assert_eq!(body["errors"][0]["message"], "Query is nested too deep.");
+    let fragments =
+        "{ viewer { ...V } } fragment V on Viewer { tenant { ...T } } fragment T on Tenant { mailSettings { host } }";
+    assert_refused_by_engine(
+        &app.gql(&admin, fragments, json!({})).await,
+        "depth 4 through fragments",
+    );
+
+    // A mutation that is too deep is not run.
+    let body = app
+        .gql(
+            &op,
+            r#"mutation { createTenant(name: "Too deep", plan: SHARE) { mailSettings { popBeforeSmtp { host } } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_refused_by_engine(&body, "deep mutation");
+    // (tenants > edges > cursor: depth 3.)
+    let d = app
+        .ok(&op, "{ tenants(first: 100) { edges { cursor } } }", json!({}))
+        .await;
+    assert_eq!(
+        d["tenants"]["edges"].as_array().expect("edges").len(),
+        1,
+        "only the first tenant exists"
+    );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_complexity_is_limited() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.max_query_complexity = 5).await;
+    let op = app.operator();
+
+    // plans + code = 2: within the limit.
+    let d = app.ok(&op, "{ plans { code } }", json!({})).await;
+    assert_eq!(d["plans"].as_array().expect("plans").len(), 5);
+
+    let many = "{ plans { code name canOverrideSender } mailServerPresets { kind host port encryption smtpAuth } }";
+    let body = app.gql(&op, many, json!({})).await;
+    assert_refused_by_engine(&body, "complexity 10");
+    assert_eq!(body["errors"][0]["message"], "Query is too complex.");
+
+    // Aliases repeat fields; they count.
+    let aliased = "{ a: plans { code } b: plans { code } c: plans { code } }";
+    assert_refused_by_engine(&app.gql(&op, aliased, json!({})).await, "aliased fields");
+
+    let body = app
+        .gql(
+            &op,
+            r#"mutation { createTenant(name: "Complex", plan: SHARE) { id name plan canOverrideSender createdAt } }"#,
+            json!({}),
+        )
+        .await;
+    assert_refused_by_engine(&body, "complex mutation");
+    let d = app
+        .ok(&op, "{ tenants(first: 100) { edges { cursor } } }", json!({}))
+        .await;
+    assert_eq!(d["tenants"]["edges"], json!([]), "the refused mutation created nothing");
+    app.finish().await;
+}
+
+async fn batches_are_bounded(app: &TestApp) {
+    let op = app.operator();
+    let eleven: Vec<Value> = (0..11)
+        .map(|i| json!({ "query": format!(r#"mutation {{ createTenant(name: "Batch {i}", plan: SHARE) {{ id }} }}"#) }))
+        .collect();
+    let (status, body) = app.post(Some(&op), None, &Value::Array(eleven)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "VALIDATION_FAILED");
+    assert!(body.get("data").is_none(), "{body}");
+    assert_eq!(
+        tenant_names(app).await,
+        Vec::<String>::new(),
+        "no operation of the refused batch ran"
+    );
+
+    // An empty list reaches the engine as one request with no query (serde reads a
+    // struct from a sequence), so it is refused as an empty document.
+    let (_, body) = app.post(Some(&op), None, &json!([])).await;
+    assert_refused_by_engine(&body, "an empty batch");
+
+    let ten: Vec<Value> = (0..10).map(|_| json!({ "query": "{ plans { code } }" })).collect();
+    let (status, body) = app.post(Some(&op), None, &Value::Array(ten)).await;
+    assert_eq!(status, 200, "ten is the limit, not beyond it: {body}");
+    assert_eq!(body.as_array().expect("ten answers").len(), 10);
+
+    // The operations of a batch are independent (they may run concurrently); each gets
+    // its own answer, in order.
+    let two = json!([
+        { "query": CREATE },
+        { "query": "{ mailServerPresets { kind host } plans { code } }" },
+    ]);
+    let (status, body) = app.post(Some(&op), None, &two).await;
+    assert_eq!(status, 200, "{body}");
+    let answers = body.as_array().unwrap_or_else(|| panic!("a list of answers: {body}"));
+    assert_eq!(answers.len(), 2);
+    assert!(answers.iter().all(|a| a.get("errors").is_none()), "{body}");
+    let id = answers[0]["data"]["createTenant"]["id"].as_str().expect("created id");
+    assert_eq!(app.tenant(id).await["name"], "Created");
+    assert_eq!(
+        answers[1]["data"]["mailServerPresets"],
+        json!([{ "kind": "GMAIL", "host": "smtp.gmail.com" }])
+    );
+    assert_eq!(answers[1]["data"]["plans"].as_array().expect("plans").len(), 5);
+    assert_eq!(tenant_names(app).await, vec!["Created".to_owned()]);
+}
+
+async fn oversized_body_is_refused_and_runs_nothing(app: &TestApp) {
+    let op = app.operator();
+    // A GraphQL comment pads the request; the operation itself is valid.
+    let padded = |name: &str, pad: usize| json!({ "query": format!("# {}\nmutation {{ createTenant(name: \"{name}\", plan: SHARE) {{ id }} }}", "x".repeat(pad)) });
+
+    let too_big = padded("Too big", 70 * 1024);
+    assert!(too_big.to_string().len() > 64 * 1024);
+    let (status, body) = app.post(Some(&op), None, &too_big).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(code(&body), "VALIDATION_FAILED");
+    assert!(body.get("data").is_none(), "{body}");
+
+    let fits = padded("Just fits", 60 * 1024);
+    assert!(fits.to_string().len() < 64 * 1024);
+    let (status, body) = app.post(Some(&op), None, &fits).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(
+        tenant_names(app).await,
+        vec!["Just fits".to_owned()],
+        "the oversized request created nothing"
+    );
+}
+
+async fn only_json_posts_are_accepted(app: &TestApp) {
+    let op = app.operator();
+    let json_body = json!({ "query": CREATE }).to_string();
+    let attempts = [
+        ("text/plain", Some("text/plain"), json_body.clone()),
+        (
+            "text/plain with charset",
+            Some("text/plain; charset=utf-8"),
+            json_body.clone(),
+        ),
+        ("no content type", None, json_body.clone()),
+        (
+            "form",
+            Some("application/x-www-form-urlencoded"),
+            format!(
+                "query={}",
+                CREATE
+                    .replace(' ', "+")
+                    .replace('"', "%22")
+                    .replace('{', "%7B")
+                    .replace('}', "%7D")
+            ),
+        ),
+        (
+            "multipart",
+            Some("multipart/form-data; boundary=x"),
+            format!("--x\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n{json_body}\r\n--x--\r\n"),
+        ),
+    ];
+    for (label, content_type, body) in attempts {
+        let mut req = app.client.post(&app.url).bearer_auth(&op).body(body);
+        if let Some(ct) = content_type {
+            req = req.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        let (status, _, text) = send(req).await;
+        let body = parse(status, &text);
+        assert_eq!(status, 415, "{label}: {body}");
+        assert_eq!(code(&body), "VALIDATION_FAILED", "{label}");
+        assert_eq!(
+            body["errors"][0]["message"], "Content-Type must be application/json.",
+            "{label}"
+        );
+        assert!(body.get("data").is_none(), "{label}: {body}");
+    }
+    assert_eq!(
+        tenant_names(app).await,
+        Vec::<String>::new(),
+        "no refused request created a tenant"
+    );
+
+    // application/json with a charset parameter is JSON.
+    let req = app
+        .client
+        .post(&app.url)
+        .bearer_auth(&op)
+        .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(json_body);
+    let (status, _, text) = send(req).await;
+    let body = parse(status, &text);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(tenant_names(app).await, vec!["Created".to_owned()]);
+}
+
+fn get_url(app: &TestApp, query: &str) -> reqwest::Url {
+    reqwest::Url::parse_with_params(&app.url, &[("query", query)]).expect("URL")
+}
+
+async fn get_never_runs_an_operation(app: &TestApp) {
+    let op = app.operator();
+    for query in [CREATE, "{ plans { code } }"] {
+        let (status, _, text) = send(app.client.get(get_url(app, query)).bearer_auth(&op)).await;
+        let body = parse(status, &text);
+        assert_eq!(
+            status, 405,
+            "GraphiQL is off in this configuration, and GET runs nothing: {body}"
+        );
+        assert_eq!(code(&body), "VALIDATION_FAILED");
+        assert!(body.get("data").is_none(), "{body}");
+    }
+    let (status, _, _) = send(app.client.get(&app.url)).await;
+    assert_eq!(status, 405);
+    assert_eq!(
+        tenant_names(app).await,
+        Vec::<String>::new(),
+        "the GET mutation created nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_when_enabled_still_runs_nothing_over_get() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.graphiql = Some(true)).await;
+    let (status, content_type, text) = send(app.client.get(&app.url)).await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert!(text.to_lowercase().contains("graphiql"), "{text}");
+
+    let op = app.operator();
+    let (status, content_type, text) = send(app.client.get(get_url(&app, CREATE)).bearer_auth(&op)).await;
+    assert_eq!(status, 200);
+    assert!(
+        content_type.starts_with("text/html"),
+        "the page, not an operation's answer: {content_type}"
+    );
+    assert!(!text.contains("\"data\""), "no operation result in the page");
+    let d = app
+        .ok(&op, "{ tenants(first: 100) { edges { node { name } } } }", json!({}))
+        .await;
+    assert_eq!(d["tenants"]["edges"], json!([]), "the GET mutation created nothing");
+    app.finish().await;
+}
+
+async fn introspection_is_off_by_default(app: &TestApp) {
+    let op = app.operator();
+    // With introspection disabled the engine answers the meta-fields with null.
+    for (query, field) in [
+        ("{ __schema { types { name } } }", "__schema"),
+        (r#"{ __type(name: "MailSettings") { name fields { name } } }"#, "__type"),
+    ] {
+        let (status, body) = app.post(Some(&op), None, &json!({ "query": query })).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"][field], Value::Null, "{query}: no schema data: {body}");
+        let text = body.to_string();
+        for type_name in ["MailSettings", "Tenant", "Plan"] {
+            assert!(!text.contains(type_name), "{query}: {type_name} leaked: {body}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_when_enabled() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.introspection = Some(true)).await;
+    let d = app
+        .ok(&app.operator(), "{ __schema { types { name } } }", json!({}))
+        .await;
+    let names: Vec<&str> = d["__schema"]["types"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for expected in ["Tenant", "MailSettings", "MailSettingsInput", "Plan", "EffectiveSender"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    let d = app
+        .ok(
+            &app.operator(),
+            r#"{ __type(name: "MailSettings") { name fields { name } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(d["__type"]["name"], "MailSettings");
+    let fields: Vec<&str> = d["__type"]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert!(
+        fields.contains(&"hasPassword") && !fields.contains(&"password"),
+        "{fields:?}"
+    );
+    app.finish().await;
+}
+
+async fn malformed_requests_are_validation_errors(app: &TestApp) {
+    let op = app.operator();
+    let broken = [
+        (
+            "truncated JSON",
+            r#"{"query": "mutation { createTenant(name: \"Created\", plan: SHARE) { id } }""#.to_owned(),
+        ),
+        (
+            "not JSON",
+            "mutation { createTenant(name: \"Created\", plan: SHARE) { id } }".to_owned(),
+        ),
+        ("query is not a string", r#"{"query": 42}"#.to_owned()),
+        ("a bare string", r#""{ plans { code } }""#.to_owned()),
+    ];
+    for (label, raw) in broken {
+        let req = app
+            .client
+            .post(&app.url)
+            .bearer_auth(&op)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(raw);
+        let (status, _, text) = send(req).await;
+        let body = parse(status, &text);
+        assert_eq!(status, 400, "{label}: {body}");
+        assert_eq!(code(&body), "VALIDATION_FAILED", "{label}");
+        assert!(body.get("data").is_none(), "{label}: {body}");
+    }
+
+    let syntax = [
+        (
+            "unclosed selection",
+            r#"mutation { createTenant(name: "Created", plan: SHARE) { id }"#,
+        ),
+        ("stray token", "{ plans { code } } }"),
+        ("empty query", ""),
+        ("unknown field", "{ plans { code price } }"),
+    ];
+    for (label, query) in syntax {
+        let (status, body) = app.post(Some(&op), None, &json!({ "query": query })).await;
+        assert_eq!(status, 200, "{label}: {body}");
+        assert_refused_by_engine(&body, label);
+    }
+    // A wrongly typed argument names the argument.
+    let body = app
+        .gql(&op, "{ tenants(first: \"ten\") { edges { cursor } } }", json!({}))
+        .await;
+    assert_refused_by_engine(&body, "wrong argument type");
+    assert_eq!(fields(&body), vec![("first".to_owned(), "INVALID_TYPE".to_owned())]);
+    assert_eq!(
+        tenant_names(app).await,
+        Vec::<String>::new(),
+        "no malformed request created a tenant"
+    );
+}
+
+async fn health_and_readiness(app: &TestApp) {
+    let base = format!("http://{}", app.addr);
+    let (status, _, text) = send(app.client.get(format!("{base}/healthz"))).await;
+    assert_eq!((status, text.as_str()), (200, "ok"));
+    let (status, _, text) = send(app.client.get(format!("{base}/readyz"))).await;
+    assert_eq!((status, text.as_str()), (200, "ready"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_database_is_not_ready_and_leaks_nothing() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let op = app.operator();
+    let base = format!("http://{}", app.addr);
+    app.app.db.close_by_ref().await.expect("pool closes");
+
+    let (status, _, text) = send(app.client.get(format!("{base}/readyz"))).await;
+    assert_eq!((status, text.as_str()), (503, "database unavailable"));
+    let (status, _, text) = send(app.client.get(format!("{base}/healthz"))).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (200, "ok"),
+        "liveness does not depend on the database"
+    );
+
+    let (status, body) = app
+        .post(
+            Some(&op),
+            None,
+            &json!({ "query": TENANT_QUERY, "variables": { "id": "0191a2b3-0000-7000-8000-000000000000" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(code(&body), "INTERNAL", "{body}");
+    let correlation_id = body["errors"][0]["extensions"]["correlationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a correlation id: {body}"));
+    assert_eq!(
+        body["errors"][0]["message"],
+        format!("An internal error occurred (reference {correlation_id})."),
+        "the client gets the code and the reference, nothing else"
+    );
+    let text = body.to_string().to_lowercase();
+    for detail in ["sqlx", "sqlite", "pool", "closed", "select", "database"] {
+        assert!(!text.contains(detail), "{detail:?} leaked: {body}");
+    }
+    assert!(
+        logs().contains(correlation_id),
+        "the log has the details under the same reference"
+    );
+
+    let (_, ja) = app
+        .post(
+            Some(&op),
+            Some("ja"),
+            &json!({ "query": TENANT_QUERY, "variables": { "id": "0191a2b3-0000-7000-8000-000000000000" } }),
+        )
+        .await;
+    assert_eq!(code(&ja), "INTERNAL");
+    assert!(
+        ja["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("内部エラーが発生しました"),
+        "{ja}"
+    );
+    app.finish().await;
+}

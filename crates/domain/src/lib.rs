@@ -7,6 +7,7 @@ pub mod access;
 pub mod audit;
 pub mod error;
 pub mod i18n;
+pub mod mail;
 pub mod plan;
 pub mod ports;
 pub mod sender;

@@ -67,7 +67,10 @@ pub trait TenantStore: Send + Sync + 'static {
     ) -> Result<Tenant, WriteError>;
 
     /// Replaces the tenant's settings if the stored version is `expected_version` (0: none
-    /// saved). Needs the plan's permit. The new version is higher than any before it.
+    /// saved). Needs the plan's permit, and re-checks at write time that the tenant is still
+    /// on a plan that allows a custom sender (`PlanChanged` otherwise), so a downgrade
+    /// racing a save never stores active settings. The new version is higher than any
+    /// before it.
     async fn save_mail_settings(
         &self,
         id: TenantId,
@@ -97,4 +100,34 @@ pub trait TenantStore: Send + Sync + 'static {
 
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Sending mail. `mailer` implements it; the rest of the system has this one entry point.
+#[async_trait::async_trait]
+pub trait MailTransport: Send + Sync + 'static {
+    /// Sends through the tenant's own server when its plan permits and settings are saved,
+    /// and through the platform default otherwise. Paced by the tenant's send interval.
+    async fn send(
+        &self,
+        tenant: &TenantRecord,
+        mail: &crate::mail::OutgoingMail,
+    ) -> Result<crate::mail::SendReceipt, crate::mail::SendFailure>;
+
+    /// A test mail through `settings` (possibly an unsaved draft): a fresh connection,
+    /// not paced, finished or abandoned within `deadline`.
+    async fn send_test(
+        &self,
+        permit: SenderOverridePermit,
+        tenant: TenantId,
+        settings: &MailSettings,
+        mail: &crate::mail::OutgoingMail,
+        deadline: std::time::Duration,
+    ) -> Result<crate::mail::SendReceipt, crate::mail::SendFailure>;
+
+    /// Drops what is cached for the tenant (connections of old settings), so the next
+    /// mail uses what is saved now.
+    async fn forget(&self, tenant: TenantId);
+
+    /// Whether the port is open to tenants (checked on save and on test).
+    fn port_allowed(&self, port: u16) -> bool;
 }

@@ -134,8 +134,10 @@ impl TenantService {
     /// custom sender they are inactive until the tenant moves back.
     pub async fn change_plan(&self, caller: &Caller, id: TenantId, plan: Plan) -> Result<TenantView> {
         caller.require_operator()?;
+        let mut current_version = 0;
         for _ in 0..WRITE_ATTEMPTS {
             let mut record = self.load(id).await?;
+            current_version = record.settings.as_ref().map_or(0, |s| s.version);
             let from = record.tenant.plan;
             if from == plan {
                 return Ok(self.view(record));
@@ -162,7 +164,10 @@ impl TenantService {
                 Err(WriteError::Store(e)) => return Err(e.into()),
             }
         }
-        Err(Error::VersionConflict { current: 0 })
+        // Others kept changing the plan faster than we could: report it as a conflict.
+        Err(Error::VersionConflict {
+            current: current_version,
+        })
     }
 
     /// A tenant, or `None` when it does not exist or the caller may not see it.
@@ -206,6 +211,7 @@ impl TenantService {
             self.clear_mail_settings(caller, id, expected_version).await?;
             return Ok(None);
         }
+        let mut last_current = 0;
         for _ in 0..WRITE_ATTEMPTS {
             let record = self.load(id).await?;
             let permit = sender_override_permit(record.tenant.plan)?;
@@ -229,12 +235,13 @@ impl TenantService {
                 Err(WriteError::VersionConflict { current }) if expected_version.is_some() => {
                     return Err(Error::VersionConflict { current });
                 }
-                Err(WriteError::VersionConflict { .. } | WriteError::PlanChanged) => continue,
+                Err(WriteError::VersionConflict { current }) => last_current = current,
+                Err(WriteError::PlanChanged) => continue,
                 Err(WriteError::NotFound) => return Err(Error::NotFound),
                 Err(WriteError::Store(e)) => return Err(e.into()),
             }
         }
-        Err(Error::VersionConflict { current: 0 })
+        Err(Error::VersionConflict { current: last_current })
     }
 
     /// Removes all of a tenant's settings; mail goes out from the platform default again.
@@ -246,6 +253,7 @@ impl TenantService {
         expected_version: Option<i64>,
     ) -> Result<TenantView> {
         caller.require_settings_editor(id)?;
+        let mut last_current = 0;
         for _ in 0..WRITE_ATTEMPTS {
             let mut record = self.load(id).await?;
             let current = record.settings.as_ref().map_or(0, |s| s.version);
@@ -268,12 +276,13 @@ impl TenantService {
                 Err(WriteError::VersionConflict { current }) if expected_version.is_some() => {
                     return Err(Error::VersionConflict { current });
                 }
-                Err(WriteError::VersionConflict { .. } | WriteError::PlanChanged) => continue,
+                Err(WriteError::VersionConflict { current }) => last_current = current,
+                Err(WriteError::PlanChanged) => continue,
                 Err(WriteError::NotFound) => return Err(Error::NotFound),
                 Err(WriteError::Store(e)) => return Err(e.into()),
             }
         }
-        Err(Error::VersionConflict { current: 0 })
+        Err(Error::VersionConflict { current: last_current })
     }
 
     /// A tenant's audit trail, for operators and that tenant's admins.

@@ -24,7 +24,7 @@ fn parts<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a RequestContext,
 #[derive(Debug, Default)]
 pub struct MutationRoot;
 
-#[Object]
+#[Object(name = "Mutation")]
 impl MutationRoot {
     /// Operators: a new tenant on a plan.
     async fn create_tenant(&self, ctx: &Context<'_>, name: String, plan: Plan) -> async_graphql::Result<Tenant> {

@@ -52,7 +52,7 @@ fn rc<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a RequestContext> {
 #[derive(Debug, Default)]
 pub struct QueryRoot;
 
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// The caller: role and, for tenant admins, their tenant.
     async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
@@ -77,13 +77,13 @@ impl QueryRoot {
     async fn tenants(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(desc = "Page size, 1–100 (default 20).")] first: Option<i32>,
         after: Option<String>,
         plan: Option<Plan>,
     ) -> async_graphql::Result<TenantConnection> {
         let rc = rc(ctx)?;
         let caller = rc.caller().gql(rc.locale)?;
-        let first = page_size(first, rc.locale)?;
+        let first = page_size(first.unwrap_or(20), rc.locale)?;
         let after = match after {
             None => None,
             Some(c) => Some(

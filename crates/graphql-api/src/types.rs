@@ -402,13 +402,13 @@ impl Tenant {
     async fn audit_trail(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(desc = "Page size, 1–100 (default 50).")] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<AuditEventConnection> {
         let l = locale(ctx);
         let rc = ctx.data::<RequestContext>()?;
         let caller = rc.caller().gql(l)?;
-        let first = crate::query::page_size(first, l)?;
+        let first = crate::query::page_size(first.unwrap_or(50), l)?;
         let after = match after {
             None => None,
             Some(c) => Some(

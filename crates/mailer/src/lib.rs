@@ -1,1 +1,578 @@
-//! placeholder
+//! Mailgate's mail sending. [`Mailer`] is the single entry point
+//! ([`domain::ports::MailTransport`]): it applies the plan gate, sends through the
+//! tenant's own server (a cached, pooled transport per tenant and settings version) or
+//! through the platform relay (or `.eml` files in development), paces each tenant by its
+//! send interval, and reports failures with the stage, the server's reply and a
+//! diagnosis. Tenants' hosts are resolved and checked before any connection.
+
+pub mod guard;
+pub mod message;
+pub mod pool;
+pub mod pop3;
+pub mod session;
+pub mod tls;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lettre::transport::smtp::extension::ClientId;
+use secrecy::SecretString;
+
+use domain::TenantId;
+use domain::mail::{FailureKind, OutgoingMail, SendFailure, SendReceipt, SendStage, SenderUsed};
+use domain::plan::SenderOverridePermit;
+use domain::ports::{MailTransport, TenantRecord};
+use domain::sender::{PlatformSender, SenderRoute, SenderSource, sender_route};
+use domain::settings::{Encryption, MailSettings};
+use domain::values::{Host, LocalHostname};
+
+use crate::pool::{Endpoint, Pacer, Pool, PoolLimits};
+use crate::session::{ServerParams, Timeouts};
+use crate::tls::TlsMaterial;
+
+pub use crate::tls::TlsSetupError;
+
+/// Where the platform's own mail goes.
+#[derive(Debug, Clone)]
+pub enum PlatformRelay {
+    /// Development: each message is written as an `.eml` file into this directory.
+    Files(PathBuf),
+    /// An SMTP relay: `smtp://[user:pass@]host[:port]` (plain, or STARTTLS with
+    /// `?starttls=required`) or `smtps://…` (implicit TLS).
+    Smtp(RelayUrl),
+}
+
+/// A parsed relay URL. Credentials never print.
+#[derive(Clone)]
+pub struct RelayUrl {
+    pub host: String,
+    pub port: u16,
+    pub encryption: Encryption,
+    pub credentials: Option<(String, SecretString)>,
+}
+
+impl std::fmt::Debug for RelayUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayUrl")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A relay URL that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RelayUrlError(String);
+
+impl RelayUrl {
+    pub fn parse(raw: &str) -> Result<Self, RelayUrlError> {
+        let url = url::Url::parse(raw).map_err(|e| RelayUrlError(format!("not a URL ({e})")))?;
+        let (default_port, mut encryption) = match url.scheme() {
+            "smtp" => (25, Encryption::None),
+            "smtps" => (465, Encryption::Ssl),
+            other => return Err(RelayUrlError(format!("scheme {other:?}: use smtp:// or smtps://"))),
+        };
+        if url.query_pairs().any(|(k, v)| k == "starttls" && v == "required") {
+            if encryption == Encryption::Ssl {
+                return Err(RelayUrlError("starttls=required makes no sense with smtps://".into()));
+            }
+            encryption = Encryption::StartTls;
+        }
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| RelayUrlError("no host".into()))?;
+        let host = host.trim_matches(['[', ']']).to_owned();
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let credentials = if url.username().is_empty() {
+            None
+        } else {
+            Some((
+                decode(url.username()),
+                SecretString::from(decode(url.password().unwrap_or(""))),
+            ))
+        };
+        Ok(Self {
+            host,
+            port: url.port().unwrap_or(default_port),
+            encryption,
+            credentials,
+        })
+    }
+}
+
+/// How the mailer behaves. Built once from configuration.
+#[derive(Debug, Clone)]
+pub struct MailerConfig {
+    pub platform_sender: PlatformSender,
+    pub relay: PlatformRelay,
+    /// Lets tenants use hosts on private and loopback addresses (development, tests).
+    pub allow_private_hosts: bool,
+    /// SMTP ports open to tenants.
+    pub smtp_ports: Vec<u16>,
+    /// POP3 ports open to tenants.
+    pub pop_ports: Vec<u16>,
+    /// Extra trusted CA certificates (PEM), for private CAs and tests.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// EHLO name when a tenant sets none (never `localhost`).
+    pub ehlo_name: LocalHostname,
+    pub timeouts: Timeouts,
+    pub pool: PoolLimits,
+    /// Cached tenant transports at most, and how long an unused one is kept.
+    pub cache_capacity: u64,
+    pub cache_idle: Duration,
+    /// A whole send (not a test mail) gives up after this.
+    pub send_timeout: Duration,
+}
+
+/// The mailer. Cheap to clone.
+#[derive(Clone)]
+pub struct Mailer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: MailerConfig,
+    tls: TlsMaterial,
+    /// One pool per tenant and settings version.
+    transports: moka::future::Cache<(TenantId, i64), Arc<Pool>>,
+    /// One pacer per tenant, kept across settings versions.
+    pacers: moka::future::Cache<TenantId, Arc<Pacer>>,
+    relay: Option<Arc<Pool>>,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("relay", &self.inner.config.relay)
+            .finish_non_exhaustive()
+    }
+}
+
+fn client_id(name: &LocalHostname) -> ClientId {
+    let s = name.as_str();
+    match s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        Some(lit) => match lit.strip_prefix("IPv6:").unwrap_or(lit).parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(v4)) => ClientId::Ipv4(v4),
+            Ok(std::net::IpAddr::V6(v6)) => ClientId::Ipv6(v6),
+            Err(_) => ClientId::Domain(s.to_owned()),
+        },
+        None => ClientId::Domain(s.to_owned()),
+    }
+}
+
+fn elapsed(mut f: SendFailure, started: Instant, sender: &SenderUsed) -> SendFailure {
+    f.elapsed = started.elapsed();
+    f.sender = Some(sender.clone());
+    f
+}
+
+impl Mailer {
+    pub fn new(config: MailerConfig) -> Result<Self, TlsSetupError> {
+        let tls = TlsMaterial::load(config.extra_ca_pem.as_deref())?;
+        let transports = moka::future::Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .time_to_idle(config.cache_idle)
+            .support_invalidation_closures()
+            .build();
+        let pacers = moka::future::Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .time_to_idle(Duration::from_secs(3600 * 2))
+            .build();
+        let relay = match &config.relay {
+            PlatformRelay::Files(_) => None,
+            PlatformRelay::Smtp(url) => {
+                let starttls = match url.encryption {
+                    Encryption::StartTls => Some(
+                        tls.starttls_parameters(&url.host)
+                            .map_err(|e| TlsSetupError::BadPem(e.to_string()))?,
+                    ),
+                    _ => None,
+                };
+                let params = ServerParams {
+                    host: url.host.clone(),
+                    port: url.port,
+                    encryption: url.encryption,
+                    credentials: url.credentials.clone(),
+                    ehlo: client_id(&config.ehlo_name),
+                    starttls,
+                };
+                let timeout = config.timeouts.connect;
+                let resolve = Box::new(move || {
+                    let params = params.clone();
+                    let fut: pool::futures_resolve::BoxFuture<Result<Endpoint, SendFailure>> = Box::pin(async move {
+                        // The operator's relay may live on a private network: no address check.
+                        let addrs = match tokio::time::timeout(
+                            timeout,
+                            tokio::net::lookup_host((params.host.as_str(), params.port)),
+                        )
+                        .await
+                        {
+                            Ok(Ok(a)) => a.collect::<Vec<_>>(),
+                            Ok(Err(_)) => return Err(SendFailure::new(SendStage::Resolve, FailureKind::HostNotFound)),
+                            Err(_) => return Err(SendFailure::new(SendStage::Resolve, FailureKind::TimedOut)),
+                        };
+                        Ok(Endpoint { params, addrs })
+                    });
+                    fut
+                });
+                Some(Arc::new(Pool::new(resolve, None, config.pool)))
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                tls,
+                transports,
+                pacers,
+                relay,
+            }),
+        })
+    }
+
+    fn platform_sender(&self) -> SenderUsed {
+        let p = &self.inner.config.platform_sender;
+        SenderUsed {
+            address: p.address.clone(),
+            name: p.name.clone(),
+            source: SenderSource::PlatformDefault,
+        }
+    }
+
+    fn custom_sender(settings: &MailSettings) -> SenderUsed {
+        SenderUsed {
+            address: settings.from_address().clone(),
+            name: settings.from_name().cloned(),
+            source: SenderSource::Custom,
+        }
+    }
+
+    /// Builds the connection parameters for a tenant's settings.
+    fn tenant_params(&self, settings: &MailSettings) -> Result<ServerParams, SendFailure> {
+        let starttls = match settings.encryption() {
+            Encryption::StartTls => Some(
+                self.inner
+                    .tls
+                    .starttls_parameters(settings.host().as_str())
+                    .map_err(|_| SendFailure::new(SendStage::Tls, FailureKind::Network))?,
+            ),
+            _ => None,
+        };
+        let credentials = match (settings.smtp_auth(), settings.username(), settings.password()) {
+            (true, Some(u), Some(p)) => Some((u.as_str().to_owned(), p.clone())),
+            _ => None,
+        };
+        Ok(ServerParams {
+            host: settings.host().as_str().to_owned(),
+            port: settings.port().get(),
+            encryption: settings.encryption(),
+            credentials,
+            ehlo: client_id(settings.local_hostname().unwrap_or(&self.inner.config.ehlo_name)),
+            starttls,
+        })
+    }
+
+    /// Refuses ports that are not open to tenants, before any connection.
+    fn check_ports(&self, settings: &MailSettings) -> Result<(), SendFailure> {
+        if !self.port_allowed(settings.port().get()) {
+            return Err(SendFailure::new(SendStage::Connect, FailureKind::PortNotAllowed));
+        }
+        if let Some(pop) = settings.pop_before_smtp()
+            && !self.inner.config.pop_ports.contains(&pop.port().get())
+        {
+            return Err(SendFailure::new(SendStage::PopLogin, FailureKind::PortNotAllowed));
+        }
+        Ok(())
+    }
+
+    fn new_pool(&self, settings: &MailSettings) -> Result<Pool, SendFailure> {
+        let params = self.tenant_params(settings)?;
+        let host: Host = settings.host().clone();
+        let allow_private = self.inner.config.allow_private_hosts;
+        let timeout = self.inner.config.timeouts.connect;
+        let resolve = Box::new(move || {
+            let params = params.clone();
+            let host = host.clone();
+            let fut: pool::futures_resolve::BoxFuture<Result<Endpoint, SendFailure>> = Box::pin(async move {
+                let addrs = guard::resolve_checked(&host, params.port, allow_private, timeout).await?;
+                Ok(Endpoint { params, addrs })
+            });
+            fut
+        });
+        Ok(Pool::new(
+            resolve,
+            settings.pop_before_smtp().cloned(),
+            self.inner.config.pool,
+        ))
+    }
+
+    async fn send_on_pool(&self, pool: &Pool, built: &message::Built) -> Result<(u16, String), SendFailure> {
+        let t = &self.inner.config.timeouts;
+        let mut lease = pool
+            .checkout(&self.inner.tls, self.inner.config.allow_private_hosts, t)
+            .await?;
+        match lease.session.deliver(&built.from, &built.to, &built.bytes, t).await {
+            Ok(reply) => {
+                pool.checkin(lease);
+                Ok(reply)
+            }
+            // The session is dropped: a half-finished conversation is never reused.
+            Err(f) => Err(f),
+        }
+    }
+
+    async fn send_custom(
+        &self,
+        _permit: SenderOverridePermit,
+        tenant: TenantId,
+        version: i64,
+        settings: &MailSettings,
+        mail: &OutgoingMail,
+    ) -> Result<SendReceipt, SendFailure> {
+        let started = Instant::now();
+        let sender = Self::custom_sender(settings);
+        self.check_ports(settings).map_err(|f| elapsed(f, started, &sender))?;
+        let built = message::build(settings.from_address(), settings.from_name(), mail)
+            .map_err(|f| elapsed(f, started, &sender))?;
+        let pool = match self.inner.transports.get(&(tenant, version)).await {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(self.new_pool(settings).map_err(|f| elapsed(f, started, &sender))?);
+                self.inner
+                    .transports
+                    .entry((tenant, version))
+                    .or_insert(p)
+                    .await
+                    .into_value()
+            }
+        };
+        let pacer = self
+            .inner
+            .pacers
+            .get_with(tenant, async { Arc::new(Pacer::default()) })
+            .await;
+        let run = async {
+            pacer.wait(settings.send_interval().duration()).await;
+            self.send_on_pool(&pool, &built).await
+        };
+        let deadline = self.inner.config.send_timeout + settings.send_interval().duration();
+        let result = match tokio::time::timeout(deadline, run).await {
+            Ok(r) => r,
+            Err(_) => Err(SendFailure::new(SendStage::Timeout, FailureKind::TimedOut)),
+        };
+        match result {
+            Ok((code, text)) => {
+                tracing::info!(tenant = %tenant, message_id = %built.message_id, source = "CUSTOM", "mail accepted");
+                Ok(SendReceipt {
+                    message_id: built.message_id,
+                    sender,
+                    smtp_code: Some(code),
+                    server_message: Some(text),
+                    elapsed: started.elapsed(),
+                })
+            }
+            Err(f) => {
+                tracing::warn!(tenant = %tenant, message_id = %built.message_id, stage = f.stage.code(), code = ?f.smtp_code, "mail not sent");
+                Err(elapsed(f, started, &sender))
+            }
+        }
+    }
+
+    async fn send_platform(&self, tenant: TenantId, mail: &OutgoingMail) -> Result<SendReceipt, SendFailure> {
+        let started = Instant::now();
+        let sender = self.platform_sender();
+        let p = &self.inner.config.platform_sender;
+        let built = message::build(&p.address, p.name.as_ref(), mail).map_err(|f| elapsed(f, started, &sender))?;
+        let reply = match (&self.inner.config.relay, &self.inner.relay) {
+            (PlatformRelay::Files(dir), _) => write_eml(dir, &built).await.map_err(|f| elapsed(f, started, &sender))?,
+            (PlatformRelay::Smtp(_), Some(pool)) => {
+                match tokio::time::timeout(self.inner.config.send_timeout, self.send_on_pool(pool, &built)).await {
+                    Ok(r) => r.map_err(|f| elapsed(f, started, &sender))?,
+                    Err(_) => {
+                        return Err(elapsed(
+                            SendFailure::new(SendStage::Timeout, FailureKind::TimedOut),
+                            started,
+                            &sender,
+                        ));
+                    }
+                }
+            }
+            (PlatformRelay::Smtp(_), None) => {
+                return Err(elapsed(
+                    SendFailure::new(SendStage::Connect, FailureKind::Network),
+                    started,
+                    &sender,
+                ));
+            }
+        };
+        tracing::info!(tenant = %tenant, message_id = %built.message_id, source = "PLATFORM_DEFAULT", "mail accepted");
+        Ok(SendReceipt {
+            message_id: built.message_id,
+            sender,
+            smtp_code: Some(reply.0),
+            server_message: Some(reply.1),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Cached tenant transports (for tests and memory figures).
+    pub async fn cached_transports(&self) -> u64 {
+        self.inner.transports.run_pending_tasks().await;
+        self.inner.transports.entry_count()
+    }
+}
+
+/// Writes a message as `<dir>/<time>-<id>.eml` (development default).
+async fn write_eml(dir: &std::path::Path, built: &message::Built) -> Result<(u16, String), SendFailure> {
+    let io = |_| SendFailure::new(SendStage::Data, FailureKind::Network);
+    tokio::fs::create_dir_all(dir).await.map_err(io)?;
+    let stem: String = built
+        .message_id
+        .trim_matches(['<', '>'])
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let name = format!("{}-{stem}.eml", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
+    let path = dir.join(name);
+    let mut bytes = format!(
+        "X-Mailgate-Envelope-From: {}\r\nX-Mailgate-Envelope-To: {}\r\n",
+        built.from, built.to
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&built.bytes);
+    tokio::fs::write(&path, bytes).await.map_err(io)?;
+    Ok((250, format!("written to {}", path.display())))
+}
+
+#[async_trait::async_trait]
+impl MailTransport for Mailer {
+    async fn send(&self, tenant: &TenantRecord, mail: &OutgoingMail) -> Result<SendReceipt, SendFailure> {
+        let id = tenant.tenant.id;
+        match sender_route(tenant.tenant.plan, tenant.settings.as_ref().map(|s| &s.settings)) {
+            SenderRoute::Custom { permit, settings } => {
+                let version = tenant.settings.as_ref().map_or(0, |s| s.version);
+                self.send_custom(permit, id, version, settings, mail).await
+            }
+            SenderRoute::PlatformDefault { .. } => self.send_platform(id, mail).await,
+        }
+    }
+
+    async fn send_test(
+        &self,
+        _permit: SenderOverridePermit,
+        tenant: TenantId,
+        settings: &MailSettings,
+        mail: &OutgoingMail,
+        deadline: Duration,
+    ) -> Result<SendReceipt, SendFailure> {
+        let started = Instant::now();
+        let sender = Self::custom_sender(settings);
+        let run = async {
+            self.check_ports(settings)?;
+            let built = message::build(settings.from_address(), settings.from_name(), mail)?;
+            // Each step gets what is left of the deadline, at most its usual time.
+            let t = self.inner.config.timeouts;
+            let step = (deadline / 2).min(t.connect);
+            let t = Timeouts {
+                connect: step,
+                command: step,
+                data: step,
+            };
+            if let Some(pop) = settings.pop_before_smtp() {
+                pop3::login(pop, &self.inner.tls, self.inner.config.allow_private_hosts, step).await?;
+            }
+            let params = self.tenant_params(settings)?;
+            let addrs = guard::resolve_checked(
+                settings.host(),
+                params.port,
+                self.inner.config.allow_private_hosts,
+                step,
+            )
+            .await?;
+            let mut session = session::open(&params, &addrs, &self.inner.tls, &t).await?;
+            let reply = session.deliver(&built.from, &built.to, &built.bytes, &t).await?;
+            session.quit(&t).await;
+            Ok::<_, SendFailure>((built.message_id, reply))
+        };
+        let result = match tokio::time::timeout(deadline, run).await {
+            Ok(r) => r,
+            Err(_) => Err(SendFailure::new(SendStage::Timeout, FailureKind::TimedOut)),
+        };
+        match result {
+            Ok((message_id, (code, text))) => {
+                tracing::info!(tenant = %tenant, message_id = %message_id, "test mail accepted");
+                Ok(SendReceipt {
+                    message_id,
+                    sender,
+                    smtp_code: Some(code),
+                    server_message: Some(text),
+                    elapsed: started.elapsed(),
+                })
+            }
+            Err(f) => {
+                tracing::info!(tenant = %tenant, stage = f.stage.code(), code = ?f.smtp_code, "test mail failed");
+                Err(elapsed(f, started, &sender))
+            }
+        }
+    }
+
+    async fn forget(&self, tenant: TenantId) {
+        let _ = self.inner.transports.invalidate_entries_if(move |k, _| k.0 == tenant);
+        self.inner.transports.run_pending_tasks().await;
+    }
+
+    fn port_allowed(&self, port: u16) -> bool {
+        self.inner.config.smtp_ports.contains(&port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret as _;
+
+    #[test]
+    fn relay_urls() {
+        let u = RelayUrl::parse("smtps://user%40x.com:p%40ss@relay.example.com").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.encryption),
+            ("relay.example.com", 465, Encryption::Ssl)
+        );
+        let (user, pass) = u.credentials.unwrap();
+        assert_eq!((user.as_str(), pass.expose_secret()), ("user@x.com", "p@ss"));
+        let u = RelayUrl::parse("smtp://relay:2525?starttls=required").unwrap();
+        assert_eq!((u.port, u.encryption), (2525, Encryption::StartTls));
+        assert!(u.credentials.is_none());
+        assert!(RelayUrl::parse("http://x").is_err());
+        assert!(!format!("{:?}", RelayUrl::parse("smtp://u:secretpw@h").unwrap()).contains("secretpw"));
+    }
+
+    #[tokio::test]
+    async fn pacer_spaces_concurrent_callers() {
+        let pacer = Arc::new(Pacer::default());
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..4 {
+            let p = pacer.clone();
+            handles.push(tokio::spawn(async move {
+                p.wait(Duration::from_millis(50)).await;
+                Instant::now()
+            }));
+        }
+        let mut times = Vec::new();
+        for h in handles {
+            times.push(h.await.unwrap().duration_since(start));
+        }
+        times.sort();
+        for w in times.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_millis(45), "{times:?}");
+        }
+    }
+}

@@ -168,7 +168,14 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
             );
         }
     };
-    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
+    // A JSON array is a batch (even an empty one), anything else a single operation.
+    let is_batch = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if is_batch {
+        serde_json::from_slice::<Vec<async_graphql::Request>>(&bytes).map(BatchRequest::Batch)
+    } else {
+        serde_json::from_slice::<async_graphql::Request>(&bytes).map(BatchRequest::Single)
+    };
+    let batch: BatchRequest = match parsed {
         Ok(b) => b,
         Err(_) => {
             return error_response(

@@ -1,0 +1,203 @@
+//! The per-tenant transport: a small pool of open SMTP sessions to one server with one
+//! set of settings (a cap per tenant, idle sessions closed, a NOOP health check only for
+//! a session that sat idle), the POP-before-SMTP login state, and the pacer that keeps
+//! the starts of two sends at least `sendIntervalMs` apart.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, Semaphore};
+
+use domain::mail::{FailureKind, SendFailure, SendStage};
+use domain::settings::PopBeforeSmtp;
+
+use crate::session::{self, ServerParams, Session, Timeouts};
+use crate::tls::TlsMaterial;
+
+/// Pool limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Open connections per tenant at most.
+    pub max_connections: usize,
+    /// A session idle longer than this is closed instead of reused.
+    pub idle_timeout: Duration,
+    /// A session idle longer than this is checked with NOOP before reuse.
+    pub health_check_after: Duration,
+    /// A POP login older than this is repeated before the next send.
+    pub pop_window: Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            idle_timeout: Duration::from_secs(60),
+            health_check_after: Duration::from_secs(5),
+            pop_window: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Keeps the starts of sends through one server at least `interval` apart, across
+/// concurrent callers: each caller reserves the next free start time.
+#[derive(Debug, Default)]
+pub struct Pacer {
+    next_start: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Pacer {
+    /// Waits for this caller's turn.
+    pub async fn wait(&self, interval: Duration) {
+        if interval.is_zero() {
+            return;
+        }
+        let start = {
+            let mut next = self
+                .next_start
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = Instant::now();
+            let start = next.map_or(now, |n| n.max(now));
+            *next = Some(start + interval);
+            start
+        };
+        tokio::time::sleep_until(start.into()).await;
+    }
+}
+
+/// Where a pool connects: the checked addresses and how to talk.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub params: ServerParams,
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// One tenant's (or the relay's) pooled connections for one settings version.
+pub struct Pool {
+    endpoint: Mutex<Option<Arc<Endpoint>>>,
+    resolve: Box<dyn Fn() -> futures_resolve::BoxFuture<Result<Endpoint, SendFailure>> + Send + Sync>,
+    idle: std::sync::Mutex<Vec<Session>>,
+    slots: Semaphore,
+    pop: Option<PopBeforeSmtp>,
+    pop_login_at: Mutex<Option<Instant>>,
+    limits: PoolLimits,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tiny boxed-future alias, to keep the resolver closure object-safe.
+pub mod futures_resolve {
+    pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+}
+
+/// A checked-out session; goes back to the pool with [`Pool::checkin`].
+#[derive(Debug)]
+pub struct Lease<'a> {
+    pub session: Session,
+    _slot: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Pool {
+    pub fn new(
+        resolve: Box<dyn Fn() -> futures_resolve::BoxFuture<Result<Endpoint, SendFailure>> + Send + Sync>,
+        pop: Option<PopBeforeSmtp>,
+        limits: PoolLimits,
+    ) -> Self {
+        Self {
+            endpoint: Mutex::new(None),
+            resolve,
+            idle: std::sync::Mutex::new(Vec::new()),
+            slots: Semaphore::new(limits.max_connections.max(1)),
+            pop,
+            pop_login_at: Mutex::new(None),
+            limits,
+        }
+    }
+
+    async fn endpoint(&self) -> Result<Arc<Endpoint>, SendFailure> {
+        let mut guard = self.endpoint.lock().await;
+        if let Some(e) = guard.as_ref() {
+            return Ok(e.clone());
+        }
+        let e = Arc::new((self.resolve)().await?);
+        *guard = Some(e.clone());
+        Ok(e)
+    }
+
+    /// Logs in to POP when configured and the last login is older than the window.
+    async fn pop_login_if_due(&self, tls: &TlsMaterial, allow_private: bool, t: &Timeouts) -> Result<(), SendFailure> {
+        let Some(pop) = &self.pop else {
+            return Ok(());
+        };
+        let mut at = self.pop_login_at.lock().await;
+        if at.is_some_and(|t0| t0.elapsed() < self.limits.pop_window) {
+            return Ok(());
+        }
+        crate::pop3::login(pop, tls, allow_private, t.connect).await?;
+        *at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// A session to send on: an idle one (checked if it sat idle) or a new one.
+    pub async fn checkout(
+        &self,
+        tls: &TlsMaterial,
+        allow_private: bool,
+        t: &Timeouts,
+    ) -> Result<Lease<'_>, SendFailure> {
+        let slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| SendFailure::new(SendStage::Connect, FailureKind::Network))?;
+        self.pop_login_if_due(tls, allow_private, t).await?;
+        loop {
+            let candidate = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            let Some(mut session) = candidate else {
+                break;
+            };
+            let idle_for = session.last_used.elapsed();
+            if idle_for > self.limits.idle_timeout || session.is_broken() {
+                tokio::spawn({
+                    let t = *t;
+                    async move { session.quit(&t).await }
+                });
+                continue;
+            }
+            if idle_for > self.limits.health_check_after && !session.is_alive(t).await {
+                continue;
+            }
+            return Ok(Lease { session, _slot: slot });
+        }
+        let endpoint = self.endpoint().await?;
+        let session = session::open(&endpoint.params, &endpoint.addrs, tls, t).await?;
+        Ok(Lease { session, _slot: slot })
+    }
+
+    /// Returns a healthy session after a successful send.
+    pub fn checkin(&self, lease: Lease<'_>) {
+        let Lease { session, _slot } = lease;
+        if !session.is_broken() {
+            self.idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(session);
+        }
+    }
+
+    /// Open idle sessions (for memory and tests).
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+}

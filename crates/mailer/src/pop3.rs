@@ -1,0 +1,105 @@
+//! POP-before-SMTP: a POP3 login (USER/PASS, POP3S when `tls` is on) and QUIT, which
+//! some providers require before they relay mail from the same address.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret as _;
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
+
+use domain::mail::{FailureKind, SendFailure, SendStage, redact_server_message};
+use domain::settings::PopBeforeSmtp;
+
+use crate::guard::resolve_checked;
+use crate::tls::{TlsMaterial, classify_tls};
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+fn pop_failure(kind: FailureKind) -> SendFailure {
+    SendFailure::new(SendStage::PopLogin, kind)
+}
+
+async fn expect_ok(reader: &mut BufReader<Box<dyn Stream>>, secret: &str) -> Result<(), SendFailure> {
+    let mut line = String::new();
+    let n = reader
+        .read_line(&mut line)
+        .await
+        .map_err(|_| pop_failure(FailureKind::Network))?;
+    if n == 0 {
+        return Err(pop_failure(FailureKind::Network));
+    }
+    if line.starts_with("+OK") {
+        Ok(())
+    } else {
+        Err(SendFailure {
+            server_message: Some(redact_server_message(line.trim_end(), &[secret])),
+            ..pop_failure(FailureKind::PopLoginFailed)
+        })
+    }
+}
+
+/// Logs in and out once, within `deadline` per step.
+pub async fn login(
+    pop: &PopBeforeSmtp,
+    tls: &TlsMaterial,
+    allow_private: bool,
+    deadline: Duration,
+) -> Result<(), SendFailure> {
+    let addrs = resolve_checked(pop.host(), pop.port().get(), allow_private, deadline)
+        .await
+        .map_err(|f| SendFailure {
+            stage: SendStage::PopLogin,
+            ..f
+        })?;
+    let mut tcp = None;
+    let mut last = pop_failure(FailureKind::ConnectionRefused);
+    for addr in &addrs {
+        match tokio::time::timeout(deadline, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                tcp = Some(s);
+                break;
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Ok(Err(_)) => last = pop_failure(FailureKind::Network),
+            Err(_) => last = pop_failure(FailureKind::TimedOut),
+        }
+    }
+    let tcp = tcp.ok_or(last)?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Stream> = if pop.tls() {
+        let s = tokio::time::timeout(deadline, tls.connect(pop.host().as_str(), tcp))
+            .await
+            .map_err(|_| pop_failure(FailureKind::TimedOut))?
+            .map_err(|e| pop_failure(classify_tls(&e).unwrap_or(FailureKind::TlsModeMismatch)))?;
+        Box::new(s)
+    } else {
+        Box::new(tcp)
+    };
+    let password = pop.password().expose_secret();
+    let mut reader = BufReader::new(stream);
+    let conversation = async {
+        expect_ok(&mut reader, password).await?;
+        // Username and password were validated: no CR, LF or other control characters.
+        reader
+            .get_mut()
+            .write_all(format!("USER {}\r\n", pop.username().as_str()).as_bytes())
+            .await
+            .map_err(|_| pop_failure(FailureKind::Network))?;
+        expect_ok(&mut reader, password).await?;
+        reader
+            .get_mut()
+            .write_all(format!("PASS {password}\r\n").as_bytes())
+            .await
+            .map_err(|_| pop_failure(FailureKind::Network))?;
+        expect_ok(&mut reader, password).await?;
+        let _ = reader.get_mut().write_all(b"QUIT\r\n").await;
+        let mut bye = String::new();
+        let _ = reader.read_line(&mut bye).await;
+        Ok(())
+    };
+    match tokio::time::timeout(deadline * 3, conversation).await {
+        Ok(r) => r,
+        Err(_) => Err(pop_failure(FailureKind::TimedOut)),
+    }
+}

@@ -1,0 +1,355 @@
+//! One SMTP conversation, step by step, each step under a deadline of our own and
+//! labelled with its stage so a failure says where it happened. The TCP stream is
+//! opened here (to an address checked by `guard`, with `TCP_NODELAY`, so the final
+//! `.` line does not wait for a delayed ACK) and handed to lettre.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lettre::address::Address;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use secrecy::{ExposeSecret as _, SecretString};
+use tokio::net::TcpStream;
+
+use domain::mail::{FailureKind, SendFailure, SendStage, redact_server_message};
+use domain::settings::Encryption;
+
+use crate::tls::{TlsMaterial, classify_tls};
+
+/// Deadlines for the steps of a conversation.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// DNS, TCP connect, TLS handshake, greeting: each.
+    pub connect: Duration,
+    /// Each command and its reply.
+    pub command: Duration,
+    /// The message body and the final reply.
+    pub data: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            command: Duration::from_secs(30),
+            data: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where and how to talk SMTP.
+#[derive(Clone)]
+pub struct ServerParams {
+    /// The name certificates are checked against (and resolved, for tenants' hosts).
+    pub host: String,
+    pub port: u16,
+    pub encryption: Encryption,
+    pub credentials: Option<(String, SecretString)>,
+    pub ehlo: ClientId,
+    /// Prepared once per transport for STARTTLS.
+    pub starttls: Option<TlsParameters>,
+}
+
+impl std::fmt::Debug for ServerParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerParams")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("encryption", &self.encryption)
+            .field("auth", &self.credentials.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open, greeted (and, if configured, encrypted and authenticated) connection.
+pub struct Session {
+    conn: AsyncSmtpConnection,
+    pub last_used: Instant,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("last_used", &self.last_used)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A TLS stream lettre can drive (implicit TLS is done here, not by lettre, so that the
+/// stream is ours: checked address, `TCP_NODELAY`).
+#[derive(Debug)]
+struct ImplicitTls(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl tokio::io::AsyncRead for ImplicitTls {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ImplicitTls {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for ImplicitTls {
+    fn peer_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+/// Runs a step under its deadline.
+async fn step<T>(
+    stage: SendStage,
+    deadline: Duration,
+    fut: impl Future<Output = Result<T, SendFailure>>,
+) -> Result<T, SendFailure> {
+    match tokio::time::timeout(deadline, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(SendFailure::new(stage, FailureKind::TimedOut)),
+    }
+}
+
+/// Splits `5.7.8 Authentication failed` into the enhanced code and the text.
+fn enhanced_code(message: &str) -> Option<String> {
+    let first = message.split_whitespace().next()?;
+    let parts: Vec<&str> = first.split('.').collect();
+    let ok = parts.len() == 3
+        && matches!(parts[0], "2" | "4" | "5")
+        && parts[1..]
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()));
+    ok.then(|| first.to_owned())
+}
+
+/// Turns a lettre error at `stage` into a failure, with the server's reply redacted.
+pub fn failure(stage: SendStage, e: &lettre::transport::smtp::Error, secrets: &[&str]) -> SendFailure {
+    if let Some(code) = e.status() {
+        let message = std::error::Error::source(e).map(|s| redact_server_message(&s.to_string(), secrets));
+        return SendFailure {
+            smtp_code: Some(u16::from(code)),
+            enhanced_code: message.as_deref().and_then(enhanced_code),
+            server_message: message,
+            ..SendFailure::new(stage, FailureKind::Rejected)
+        };
+    }
+    if e.is_timeout() {
+        return SendFailure::new(stage, FailureKind::TimedOut);
+    }
+    if let Some(kind) = classify_tls(e) {
+        return SendFailure::new(SendStage::Tls, kind);
+    }
+    let text = e.to_string();
+    if text.contains("STARTTLS is not supported") {
+        return SendFailure::new(SendStage::Tls, FailureKind::StartTlsNotOffered);
+    }
+    if text.contains("No compatible authentication mechanism") {
+        return SendFailure::new(SendStage::Auth, FailureKind::AuthNotOffered);
+    }
+    SendFailure {
+        server_message: Some(redact_server_message(&text, secrets)),
+        ..SendFailure::new(stage, FailureKind::Network)
+    }
+}
+
+fn secrets_of(params: &ServerParams) -> Vec<&str> {
+    params.credentials.iter().map(|(_, p)| p.expose_secret()).collect()
+}
+
+/// Connects to the first reachable address and runs greeting, TLS, EHLO and AUTH.
+pub async fn open(
+    params: &ServerParams,
+    addrs: &[SocketAddr],
+    tls: &TlsMaterial,
+    t: &Timeouts,
+) -> Result<Session, SendFailure> {
+    let secrets = secrets_of(params);
+    let mut last = SendFailure::new(SendStage::Connect, FailureKind::ConnectionRefused);
+    let mut tcp = None;
+    for addr in addrs {
+        match tokio::time::timeout(t.connect, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                tcp = Some(stream);
+                break;
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = SendFailure::new(SendStage::Connect, FailureKind::ConnectionRefused);
+            }
+            Ok(Err(e)) => {
+                last = SendFailure {
+                    server_message: Some(e.kind().to_string()),
+                    ..SendFailure::new(SendStage::Connect, FailureKind::Network)
+                };
+            }
+            Err(_) => last = SendFailure::new(SendStage::Connect, FailureKind::TimedOut),
+        }
+    }
+    let tcp = tcp.ok_or(last)?;
+    let _ = tcp.set_nodelay(true);
+
+    let stream: Box<dyn AsyncTokioStream> = if params.encryption == Encryption::Ssl {
+        let tls_stream = step(SendStage::Tls, t.connect, async {
+            tls.connect(&params.host, tcp).await.map_err(|e| {
+                let kind = classify_tls(&e).unwrap_or(if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    FailureKind::TlsModeMismatch
+                } else {
+                    FailureKind::Network
+                });
+                SendFailure::new(SendStage::Tls, kind)
+            })
+        })
+        .await?;
+        Box::new(ImplicitTls(tls_stream))
+    } else {
+        Box::new(tcp)
+    };
+
+    let mut conn = step(SendStage::Greeting, t.connect, async {
+        AsyncSmtpConnection::connect_with_transport(stream, &params.ehlo)
+            .await
+            .map_err(|e| {
+                let mut f = failure(SendStage::Greeting, &e, &secrets);
+                // A reply to EHLO (not the greeting) names the EHLO stage.
+                if f.kind == FailureKind::Rejected
+                    && f.smtp_code
+                        .is_some_and(|c| c == 500 || c == 501 || c == 502 || c == 504)
+                {
+                    f.stage = SendStage::Ehlo;
+                }
+                f
+            })
+    })
+    .await?;
+
+    if params.encryption == Encryption::StartTls {
+        // Required: never send credentials or mail over a connection that stayed plain.
+        if !conn.server_info().supports_feature(Extension::StartTls) {
+            conn.abort().await;
+            return Err(SendFailure::new(SendStage::Tls, FailureKind::StartTlsNotOffered));
+        }
+        let starttls = params
+            .starttls
+            .clone()
+            .ok_or_else(|| SendFailure::new(SendStage::Tls, FailureKind::Network))?;
+        step(SendStage::Tls, t.connect, async {
+            conn.starttls(starttls, &params.ehlo)
+                .await
+                .map_err(|e| failure(SendStage::Tls, &e, &secrets))
+        })
+        .await?;
+    }
+
+    if let Some((user, password)) = &params.credentials {
+        let credentials = Credentials::new(user.clone(), password.expose_secret().to_owned());
+        step(SendStage::Auth, t.command, async {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+                .await
+                .map_err(|e| failure(SendStage::Auth, &e, &secrets))
+        })
+        .await?;
+    }
+    Ok(Session {
+        conn,
+        last_used: Instant::now(),
+    })
+}
+
+impl Session {
+    /// MAIL FROM, RCPT TO, DATA and the message, each labelled. Returns the final reply
+    /// (code and text).
+    pub async fn deliver(
+        &mut self,
+        from: &Address,
+        to: &Address,
+        message: &[u8],
+        t: &Timeouts,
+    ) -> Result<(u16, String), SendFailure> {
+        let mut options = Vec::new();
+        if !message.is_ascii() && self.conn.server_info().supports_feature(Extension::EightBitMime) {
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let conn = &mut self.conn;
+        step(SendStage::MailFrom, t.command, async {
+            conn.command(Mail::new(Some(from.clone()), options))
+                .await
+                .map_err(|e| failure(SendStage::MailFrom, &e, &[]))
+        })
+        .await?;
+        step(SendStage::RcptTo, t.command, async {
+            conn.command(Rcpt::new(to.clone(), vec![]))
+                .await
+                .map_err(|e| failure(SendStage::RcptTo, &e, &[]))
+        })
+        .await?;
+        step(SendStage::Data, t.command, async {
+            conn.command(Data).await.map_err(|e| failure(SendStage::Data, &e, &[]))
+        })
+        .await?;
+        let reply = step(SendStage::Data, t.data, async {
+            conn.message(message)
+                .await
+                .map_err(|e| failure(SendStage::Data, &e, &[]))
+        })
+        .await?;
+        self.last_used = Instant::now();
+        Ok((u16::from(reply.code()), reply.message().collect::<Vec<_>>().join(" ")))
+    }
+
+    /// Checks a connection that sat idle (NOOP).
+    pub async fn is_alive(&mut self, t: &Timeouts) -> bool {
+        matches!(
+            tokio::time::timeout(t.command, self.conn.test_connected()).await,
+            Ok(true)
+        )
+    }
+
+    /// Says goodbye (best effort, bounded).
+    pub async fn quit(mut self, t: &Timeouts) {
+        let _ = tokio::time::timeout(t.command, self.conn.quit()).await;
+    }
+
+    /// Whether lettre marked the connection broken.
+    pub fn is_broken(&self) -> bool {
+        self.conn.has_broken()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enhanced_code;
+
+    #[test]
+    fn enhanced_codes() {
+        assert_eq!(enhanced_code("5.7.8 Authentication failed").as_deref(), Some("5.7.8"));
+        assert_eq!(
+            enhanced_code("5.7.139 Authentication unsuccessful").as_deref(),
+            Some("5.7.139")
+        );
+        assert_eq!(enhanced_code("Authentication failed"), None);
+        assert_eq!(enhanced_code("1.2.3 x"), None);
+    }
+}
