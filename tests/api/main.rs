@@ -8,6 +8,8 @@ mod support;
 mod auth;
 mod cli;
 mod hardening;
+mod mail;
+mod mailservers;
 mod schema;
 mod settings;
 mod tenants;

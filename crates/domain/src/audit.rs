@@ -14,6 +14,7 @@ pub enum AuditAction {
     PlanChanged,
     MailSettingsSaved,
     MailSettingsCleared,
+    TestMailSent,
 }
 
 impl AuditAction {
@@ -23,6 +24,7 @@ impl AuditAction {
             AuditAction::PlanChanged => "PLAN_CHANGED",
             AuditAction::MailSettingsSaved => "MAIL_SETTINGS_SAVED",
             AuditAction::MailSettingsCleared => "MAIL_SETTINGS_CLEARED",
+            AuditAction::TestMailSent => "TEST_MAIL_SENT",
         }
     }
 
@@ -32,6 +34,7 @@ impl AuditAction {
             Self::PlanChanged,
             Self::MailSettingsSaved,
             Self::MailSettingsCleared,
+            Self::TestMailSent,
         ]
         .into_iter()
         .find(|a| a.code() == s)
@@ -67,6 +70,24 @@ impl AuditEntry {
             action,
             changes,
             at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuditAction;
+
+    #[test]
+    fn action_codes_round_trip() {
+        for a in [
+            AuditAction::TenantCreated,
+            AuditAction::PlanChanged,
+            AuditAction::MailSettingsSaved,
+            AuditAction::MailSettingsCleared,
+            AuditAction::TestMailSent,
+        ] {
+            assert_eq!(AuditAction::from_code(a.code()), Some(a));
         }
     }
 }

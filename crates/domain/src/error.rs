@@ -11,7 +11,7 @@ pub struct FieldError {
     /// The input field as the API names it, e.g. `fromAddress` or `popBeforeSmtp.host`.
     pub field: &'static str,
     /// `REQUIRED`, `TOO_LONG`, `CONTROL_CHARACTERS`, `INVALID_FORMAT`, `OUT_OF_RANGE`,
-    /// `PASSWORD_REENTRY_REQUIRED`.
+    /// `PASSWORD_REENTRY_REQUIRED`, `PORT_NOT_ALLOWED`.
     pub code: &'static str,
 }
 
@@ -31,6 +31,10 @@ impl FieldError {
             ),
             "INVALID_FORMAT" => locale.pick("is not in a valid format", "の形式が正しくありません"),
             "OUT_OF_RANGE" => locale.pick("is out of range", "が範囲外です"),
+            "PORT_NOT_ALLOWED" => locale.pick(
+                "is not a port open to tenants (usually 25, 465, 587 or 2525)",
+                "は使用できないポートです（通常は25、465、587、2525）",
+            ),
             "PASSWORD_REENTRY_REQUIRED" => locale.pick(
                 "must be entered again because the server or user name changed",
                 "はサーバーまたはユーザー名が変わったため、もう一度入力してください",

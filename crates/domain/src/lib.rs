@@ -10,6 +10,7 @@ pub mod i18n;
 pub mod mail;
 pub mod plan;
 pub mod ports;
+pub mod ratelimit;
 pub mod sender;
 pub mod service;
 pub mod settings;

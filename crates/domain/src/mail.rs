@@ -306,6 +306,19 @@ pub fn diagnose(failure: &SendFailure, settings: Option<&MailSettings>) -> Diagn
     let text = failure.server_message.as_deref().unwrap_or("").to_ascii_lowercase();
     let code = failure.smtp_code.unwrap_or(0);
     let d = |hint, field| Diagnosis { hint, field };
+    if failure.stage == SendStage::PopLogin {
+        return match failure.kind {
+            FailureKind::HostNotFound => d(Hint::HostNotFound, Some("popBeforeSmtp.host")),
+            FailureKind::ForbiddenAddress => d(Hint::ForbiddenAddress, Some("popBeforeSmtp.host")),
+            FailureKind::PortNotAllowed => d(Hint::PortNotAllowed, Some("popBeforeSmtp.port")),
+            FailureKind::ConnectionRefused => d(Hint::ConnectionRefused, Some("popBeforeSmtp.port")),
+            FailureKind::TimedOut => d(Hint::TimedOut, Some("popBeforeSmtp.port")),
+            FailureKind::CertificateNameMismatch => d(Hint::CertificateNameMismatch, Some("popBeforeSmtp.host")),
+            FailureKind::CertificateUntrusted => d(Hint::CertificateUntrusted, Some("popBeforeSmtp.host")),
+            FailureKind::TlsModeMismatch => d(Hint::TlsModeMismatch, Some("popBeforeSmtp.tls")),
+            _ => d(Hint::PopLoginFailed, Some("popBeforeSmtp.password")),
+        };
+    }
     match failure.kind {
         FailureKind::HostNotFound => d(Hint::HostNotFound, Some("host")),
         FailureKind::ForbiddenAddress => d(Hint::ForbiddenAddress, Some("host")),

@@ -98,6 +98,9 @@ pub trait TenantStore: Send + Sync + 'static {
         limit: u64,
     ) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// Appends an audit entry that goes with no other write (e.g. a test mail).
+    async fn record_audit(&self, audit: &AuditEntry) -> Result<(), StoreError>;
+
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -127,7 +130,4 @@ pub trait MailTransport: Send + Sync + 'static {
     /// Drops what is cached for the tenant (connections of old settings), so the next
     /// mail uses what is saved now.
     async fn forget(&self, tenant: TenantId);
-
-    /// Whether the port is open to tenants (checked on save and on test).
-    fn port_allowed(&self, port: u16) -> bool;
 }

@@ -8,11 +8,16 @@ use chrono::Utc;
 use crate::access::Caller;
 use crate::audit::{AuditAction, AuditEntry};
 use crate::error::{Error, Result};
+use crate::i18n::Locale;
+use crate::mail::{Diagnosis, OutgoingMail, SendFailure, SendReceipt, Subject, diagnose};
 use crate::plan::{Plan, sender_override_permit};
-use crate::ports::{TenantRecord, TenantStore, WriteError};
+use crate::ports::{MailTransport, TenantRecord, TenantStore, WriteError};
+use crate::ratelimit::RateLimiter;
 use crate::sender::{EffectiveSender, PlatformSender, effective_sender};
+use crate::settings::PortPolicy;
 use crate::settings::{FieldChange, MailSettings, MailSettingsDraft, StoredMailSettings, settings_diff};
 use crate::tenant::{Tenant, TenantId, TenantName};
+use crate::values::EmailAddress;
 
 /// How often a write is retried when someone else wrote first and the caller did not
 /// ask for a version check.
@@ -58,11 +63,27 @@ pub struct Page<T> {
     pub has_next_page: bool,
 }
 
+/// A test mail must finish (or give up) within this.
+pub const TEST_MAIL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Test mails per tenant per minute.
+pub const TEST_MAILS_PER_MINUTE: usize = 10;
+
+/// The outcome of a test mail, with a diagnosis when it failed.
+#[derive(Debug, Clone)]
+pub struct TestMailOutcome {
+    pub result: Result<SendReceipt, SendFailure>,
+    pub diagnosis: Option<Diagnosis>,
+}
+
 /// Tenant, plan and mail-settings operations.
 #[derive(Clone)]
 pub struct TenantService {
     store: Arc<dyn TenantStore>,
     platform: Arc<PlatformSender>,
+    mailer: Arc<dyn MailTransport>,
+    ports: Arc<PortPolicy>,
+    test_mail_limiter: Arc<RateLimiter>,
 }
 
 impl std::fmt::Debug for TenantService {
@@ -74,11 +95,32 @@ impl std::fmt::Debug for TenantService {
 }
 
 impl TenantService {
-    pub fn new(store: Arc<dyn TenantStore>, platform: PlatformSender) -> Self {
+    pub fn new(
+        store: Arc<dyn TenantStore>,
+        platform: PlatformSender,
+        mailer: Arc<dyn MailTransport>,
+        ports: PortPolicy,
+    ) -> Self {
         Self {
             store,
             platform: Arc::new(platform),
+            mailer,
+            ports: Arc::new(ports),
+            test_mail_limiter: Arc::new(RateLimiter::new(
+                TEST_MAILS_PER_MINUTE,
+                std::time::Duration::from_secs(60),
+            )),
         }
+    }
+
+    /// The store, for other services built on the same storage.
+    pub fn store(&self) -> &Arc<dyn TenantStore> {
+        &self.store
+    }
+
+    /// The mail transport, for other services that send.
+    pub fn mailer(&self) -> &Arc<dyn MailTransport> {
+        &self.mailer
     }
 
     pub fn platform_sender(&self) -> &PlatformSender {
@@ -157,6 +199,7 @@ impl TenantService {
             match self.store.change_plan(id, from, plan, now, &audit).await {
                 Ok(tenant) => {
                     record.tenant = tenant;
+                    self.mailer.forget(id).await;
                     return Ok(self.view(record));
                 }
                 Err(WriteError::PlanChanged | WriteError::VersionConflict { .. }) => continue,
@@ -223,6 +266,7 @@ impl TenantService {
                 return Err(Error::VersionConflict { current });
             }
             let settings = MailSettings::validate(draft, stored.map(|s| &s.settings)).map_err(Error::Validation)?;
+            self.ports.check(&settings).map_err(Error::Validation)?;
             let now = Utc::now();
             let changes = settings_diff(stored.map(|s| &s.settings), Some(&settings));
             let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsSaved, changes, now);
@@ -231,7 +275,10 @@ impl TenantService {
                 .save_mail_settings(id, permit, &settings, current, now, &audit)
                 .await
             {
-                Ok(saved) => return Ok(Some(saved)),
+                Ok(saved) => {
+                    self.mailer.forget(id).await;
+                    return Ok(Some(saved));
+                }
                 Err(WriteError::VersionConflict { current }) if expected_version.is_some() => {
                     return Err(Error::VersionConflict { current });
                 }
@@ -271,6 +318,7 @@ impl TenantService {
             match self.store.clear_mail_settings(id, current, now, &audit).await {
                 Ok(()) => {
                     record.settings = None;
+                    self.mailer.forget(id).await;
                     return Ok(self.view(record));
                 }
                 Err(WriteError::VersionConflict { current }) if expected_version.is_some() => {
@@ -302,6 +350,89 @@ impl TenantService {
             items: rows,
             has_next_page,
         })
+    }
+
+    /// Sends a real test mail to `to`, through the unsaved `draft` when given (the stored
+    /// password is reused only for the same server) or the stored settings. The plan gate
+    /// applies; at most ten a minute per tenant (refused before any connection); every
+    /// test is written to the audit trail (recipient and result, no secrets).
+    pub async fn send_test_mail(
+        &self,
+        caller: &Caller,
+        id: TenantId,
+        to: &str,
+        draft: Option<&MailSettingsDraft>,
+        locale: Locale,
+    ) -> Result<TestMailOutcome> {
+        caller.require_settings_editor(id)?;
+        let record = self.load(id).await?;
+        let permit = sender_override_permit(record.tenant.plan)?;
+        let to = EmailAddress::parse(to).map_err(|e| Error::validation("to", e.code()))?;
+        let stored = record.settings.as_ref().map(|s| &s.settings);
+        let settings = match draft {
+            Some(d) => MailSettings::validate(d, stored).map_err(Error::Validation)?,
+            None => stored
+                .cloned()
+                .ok_or_else(|| Error::validation("settings", "REQUIRED"))?,
+        };
+        self.ports.check(&settings).map_err(Error::Validation)?;
+        if !self.test_mail_limiter.try_acquire(id) {
+            return Err(Error::RateLimited);
+        }
+        let (subject, text) = match locale {
+            Locale::En => (
+                "Mailgate test mail",
+                "This is a test mail from your site's mail server settings.\r\nIf you can read it, sending works and the sender is the one you set.\r\n",
+            ),
+            Locale::Ja => (
+                "Mailgate テストメール",
+                "メールサーバー設定からのテストメールです。\r\nこのメールが届いていれば、送信と送信元の設定は正しく動作しています。\r\n",
+            ),
+        };
+        let mail = OutgoingMail {
+            to: to.clone(),
+            subject: Subject::parse(subject).map_err(|e| Error::validation("subject", e.code()))?,
+            text: text.to_owned(),
+            html: None,
+            message_id: None,
+        };
+        let result = self
+            .mailer
+            .send_test(permit, id, &settings, &mail, TEST_MAIL_DEADLINE)
+            .await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(f) => match f.smtp_code {
+                Some(code) => format!("failed at {} ({code})", f.stage.code()),
+                None => format!("failed at {}", f.stage.code()),
+            },
+        };
+        let audit = AuditEntry::new(
+            id,
+            caller,
+            AuditAction::TestMailSent,
+            vec![
+                FieldChange::Value {
+                    field: "to".into(),
+                    before: None,
+                    after: Some(to.to_string()),
+                },
+                FieldChange::Value {
+                    field: "result".into(),
+                    before: None,
+                    after: Some(outcome),
+                },
+                FieldChange::Value {
+                    field: "host".into(),
+                    before: None,
+                    after: Some(settings.host().to_string()),
+                },
+            ],
+            Utc::now(),
+        );
+        self.store.record_audit(&audit).await?;
+        let diagnosis = result.as_ref().err().map(|f| diagnose(f, Some(&settings)));
+        Ok(TestMailOutcome { result, diagnosis })
     }
 
     /// Whether storage answers.

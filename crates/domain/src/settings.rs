@@ -284,6 +284,41 @@ fn new_password(raw: &Option<SecretString>) -> Result<Option<SecretString>, Valu
     }
 }
 
+/// Reason code: the port is not open to tenants.
+pub const PORT_NOT_ALLOWED: &str = "PORT_NOT_ALLOWED";
+
+/// The ports tenants may use, set by the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortPolicy {
+    pub smtp: Vec<u16>,
+    pub pop: Vec<u16>,
+}
+
+impl Default for PortPolicy {
+    fn default() -> Self {
+        Self {
+            smtp: vec![25, 465, 587, 2525],
+            pop: vec![110, 995],
+        }
+    }
+}
+
+impl PortPolicy {
+    /// Field errors for ports not open to tenants.
+    pub fn check(&self, settings: &MailSettings) -> Result<(), Vec<FieldError>> {
+        let mut errs = Vec::new();
+        if !self.smtp.contains(&settings.port.get()) {
+            errs.push(FieldError::new("port", PORT_NOT_ALLOWED));
+        }
+        if let Some(pop) = &settings.pop_before_smtp
+            && !self.pop.contains(&pop.port.get())
+        {
+            errs.push(FieldError::new("popBeforeSmtp.port", PORT_NOT_ALLOWED));
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+}
+
 /// Reason code: the password must be entered again because the server it would go to changed.
 pub const PASSWORD_REENTRY_REQUIRED: &str = "PASSWORD_REENTRY_REQUIRED";
 

@@ -10,7 +10,7 @@ use domain::{Error, TenantId};
 use crate::context::RequestContext;
 use crate::error::ResultExt as _;
 use crate::inputs::MailSettingsInput;
-use crate::types::{MailSettings, Plan, Tenant};
+use crate::types::{MailSettings, Plan, Tenant, TestMailResult};
 
 /// A malformed id names no tenant.
 fn tenant_id(id: &ID) -> domain::Result<TenantId> {
@@ -84,6 +84,26 @@ impl MutationRoot {
             .await
             .map(Tenant)
             .gql(rc.locale)
+    }
+
+    /// Send a real test mail to `to` through the unsaved `settings` (or, without them, the
+    /// saved ones). Finishes within 20 seconds; at most 10 per tenant per minute.
+    async fn send_test_mail(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        to: String,
+        settings: Option<MailSettingsInput>,
+    ) -> async_graphql::Result<TestMailResult> {
+        let (rc, service) = parts(ctx)?;
+        let caller = rc.caller().gql(rc.locale)?;
+        let id = tenant_id_checked(&tenant_id, caller).gql(rc.locale)?;
+        let draft = settings.map(MailSettingsInput::into_draft);
+        let outcome = service
+            .send_test_mail(caller, id, &to, draft.as_ref(), rc.locale)
+            .await
+            .gql(rc.locale)?;
+        Ok(TestMailResult::from_outcome(&outcome, rc.locale))
     }
 }
 

@@ -476,3 +476,114 @@ impl Viewer {
         Ok(service.tenant(&self.caller, id).await.gql(locale(ctx))?.map(Tenant))
     }
 }
+
+/// Where a test mail stopped.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum TestMailStage {
+    Resolve,
+    Connect,
+    Greeting,
+    Tls,
+    Ehlo,
+    PopLogin,
+    Auth,
+    MailFrom,
+    RcptTo,
+    Data,
+    Timeout,
+}
+
+impl From<domain::mail::SendStage> for TestMailStage {
+    fn from(s: domain::mail::SendStage) -> Self {
+        use domain::mail::SendStage as S;
+        match s {
+            S::Resolve => Self::Resolve,
+            S::Connect => Self::Connect,
+            S::Greeting => Self::Greeting,
+            S::Tls => Self::Tls,
+            S::Ehlo => Self::Ehlo,
+            S::PopLogin => Self::PopLogin,
+            S::Auth => Self::Auth,
+            S::MailFrom => Self::MailFrom,
+            S::RcptTo => Self::RcptTo,
+            S::Data => Self::Data,
+            S::Timeout => Self::Timeout,
+        }
+    }
+}
+
+/// The sender a mail went (or tried to go) out from.
+#[derive(SimpleObject, Debug)]
+pub struct SenderUsed {
+    pub address: String,
+    pub name: Option<String>,
+    pub source: SenderSource,
+}
+
+impl From<&domain::mail::SenderUsed> for SenderUsed {
+    fn from(s: &domain::mail::SenderUsed) -> Self {
+        Self {
+            address: s.address.to_string(),
+            name: s.name.as_ref().map(|n| n.as_str().to_owned()),
+            source: match s.source {
+                domain::SenderSource::Custom => SenderSource::Custom,
+                domain::SenderSource::PlatformDefault => SenderSource::PlatformDefault,
+            },
+        }
+    }
+}
+
+/// What happened to a test mail, and what to fix when it failed.
+#[derive(SimpleObject, Debug)]
+pub struct TestMailResult {
+    pub ok: bool,
+    /// Where it stopped; null when it was sent.
+    pub stage: Option<TestMailStage>,
+    pub smtp_code: Option<i32>,
+    /// e.g. `5.7.8`.
+    pub enhanced_code: Option<String>,
+    /// The server's reply, with anything secret removed.
+    pub server_message: Option<String>,
+    /// A plain-language fix, in the caller's language.
+    pub hint: Option<String>,
+    /// A stable code for the hint, e.g. `WRONG_CREDENTIALS`.
+    pub hint_code: Option<String>,
+    /// The form field to look at, e.g. `password` or `popBeforeSmtp.host`.
+    pub field: Option<String>,
+    pub elapsed_ms: i32,
+    pub message_id: Option<String>,
+    pub sender: Option<SenderUsed>,
+}
+
+impl TestMailResult {
+    pub fn from_outcome(o: &domain::service::TestMailOutcome, l: Locale) -> Self {
+        match &o.result {
+            Ok(r) => Self {
+                ok: true,
+                stage: None,
+                smtp_code: r.smtp_code.map(i32::from),
+                enhanced_code: None,
+                server_message: r.server_message.clone(),
+                hint: None,
+                hint_code: None,
+                field: None,
+                elapsed_ms: int(r.elapsed.as_millis()),
+                message_id: Some(r.message_id.clone()),
+                sender: Some((&r.sender).into()),
+            },
+            Err(f) => Self {
+                ok: false,
+                stage: Some(f.stage.into()),
+                smtp_code: f.smtp_code.map(i32::from),
+                enhanced_code: f.enhanced_code.clone(),
+                server_message: f.server_message.clone(),
+                hint: o.diagnosis.map(|d| d.hint.message(l).to_owned()),
+                hint_code: o.diagnosis.map(|d| d.hint.code().to_owned()),
+                field: o.diagnosis.and_then(|d| d.field).map(str::to_owned),
+                elapsed_ms: int(f.elapsed.as_millis()),
+                message_id: None,
+                sender: f.sender.as_ref().map(Into::into),
+            },
+        }
+    }
+}

@@ -24,7 +24,7 @@ use domain::mail::{FailureKind, OutgoingMail, SendFailure, SendReceipt, SendStag
 use domain::plan::SenderOverridePermit;
 use domain::ports::{MailTransport, TenantRecord};
 use domain::sender::{PlatformSender, SenderRoute, SenderSource, sender_route};
-use domain::settings::{Encryption, MailSettings};
+use domain::settings::{Encryption, MailSettings, PortPolicy};
 use domain::values::{Host, LocalHostname};
 
 use crate::pool::{Endpoint, Pacer, Pool, PoolLimits};
@@ -115,10 +115,8 @@ pub struct MailerConfig {
     pub relay: PlatformRelay,
     /// Lets tenants use hosts on private and loopback addresses (development, tests).
     pub allow_private_hosts: bool,
-    /// SMTP ports open to tenants.
-    pub smtp_ports: Vec<u16>,
-    /// POP3 ports open to tenants.
-    pub pop_ports: Vec<u16>,
+    /// Ports open to tenants (SMTP and POP3).
+    pub ports: PortPolicy,
     /// Extra trusted CA certificates (PEM), for private CAs and tests.
     pub extra_ca_pem: Option<Vec<u8>>,
     /// EHLO name when a tenant sets none (never `localhost`).
@@ -281,15 +279,13 @@ impl Mailer {
 
     /// Refuses ports that are not open to tenants, before any connection.
     fn check_ports(&self, settings: &MailSettings) -> Result<(), SendFailure> {
-        if !self.port_allowed(settings.port().get()) {
-            return Err(SendFailure::new(SendStage::Connect, FailureKind::PortNotAllowed));
+        match self.inner.config.ports.check(settings) {
+            Ok(()) => Ok(()),
+            Err(errs) if errs.iter().any(|e| e.field == "port") => {
+                Err(SendFailure::new(SendStage::Connect, FailureKind::PortNotAllowed))
+            }
+            Err(_) => Err(SendFailure::new(SendStage::PopLogin, FailureKind::PortNotAllowed)),
         }
-        if let Some(pop) = settings.pop_before_smtp()
-            && !self.inner.config.pop_ports.contains(&pop.port().get())
-        {
-            return Err(SendFailure::new(SendStage::PopLogin, FailureKind::PortNotAllowed));
-        }
-        Ok(())
     }
 
     fn new_pool(&self, settings: &MailSettings) -> Result<Pool, SendFailure> {
@@ -526,10 +522,6 @@ impl MailTransport for Mailer {
     async fn forget(&self, tenant: TenantId) {
         let _ = self.inner.transports.invalidate_entries_if(move |k, _| k.0 == tenant);
         self.inner.transports.run_pending_tasks().await;
-    }
-
-    fn port_allowed(&self, port: u16) -> bool {
-        self.inner.config.smtp_ports.contains(&port)
     }
 }
 

@@ -9,8 +9,10 @@ use secrecy::ExposeSecret;
 
 use domain::PlatformSender;
 use domain::service::TenantService;
+use domain::settings::PortPolicy;
 use graphql_api::auth::JwtKey;
 use graphql_api::{JwtConfig, MailgateSchema, SchemaLimits, TokenVerifier, build_schema};
+use mailer::{Mailer, MailerConfig, PlatformRelay, RelayUrl};
 use persistence::crypto::SecretKeyRing;
 
 use crate::config::{Config, JwtAlgorithm};
@@ -24,6 +26,7 @@ pub struct App {
     pub service: TenantService,
     pub schema: MailgateSchema,
     pub verifier: Arc<TokenVerifier>,
+    pub mailer: Arc<Mailer>,
 }
 
 impl std::fmt::Debug for App {
@@ -77,6 +80,49 @@ pub fn keyring(config: &Config) -> anyhow::Result<SecretKeyRing> {
     Ok(SecretKeyRing::new(current, previous))
 }
 
+/// The mailer, from configuration.
+pub fn build_mailer(config: &Config, platform: PlatformSender) -> anyhow::Result<Mailer> {
+    let relay = match &config.default_smtp_url {
+        Some(url) => PlatformRelay::Smtp(
+            RelayUrl::parse(url.expose_secret()).map_err(|e| anyhow::anyhow!("MAILGATE_DEFAULT_SMTP_URL: {e}"))?,
+        ),
+        None => PlatformRelay::Files(config.data_dir.join("mail")),
+    };
+    let extra_ca_pem = match &config.smtp_ca_file {
+        Some(path) => Some(
+            std::fs::read(path).with_context(|| format!("MAILGATE_SMTP_CA_FILE: cannot read {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let secs = Duration::from_secs;
+    Mailer::new(MailerConfig {
+        platform_sender: platform,
+        relay,
+        allow_private_hosts: config.allow_private_smtp_hosts,
+        ports: PortPolicy {
+            smtp: config.smtp_allowed_ports.clone(),
+            pop: config.pop_allowed_ports.clone(),
+        },
+        extra_ca_pem,
+        ehlo_name: config.ehlo()?,
+        timeouts: mailer::session::Timeouts {
+            connect: secs(config.smtp_connect_timeout_secs),
+            command: secs(config.smtp_command_timeout_secs),
+            data: secs(config.smtp_command_timeout_secs * 2),
+        },
+        pool: mailer::pool::PoolLimits {
+            max_connections: config.smtp_max_connections_per_tenant,
+            idle_timeout: secs(config.smtp_idle_timeout_secs),
+            health_check_after: secs(5).min(secs(config.smtp_idle_timeout_secs)),
+            pop_window: secs(config.pop_login_window_secs),
+        },
+        cache_capacity: config.transport_cache_capacity,
+        cache_idle: secs(config.transport_cache_idle_secs),
+        send_timeout: secs(config.smtp_send_timeout_secs),
+    })
+    .map_err(|e| anyhow::anyhow!("MAILGATE_SMTP_CA_FILE: {e}"))
+}
+
 /// Connects to the configured database.
 pub async fn connect(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
     persistence::connect(
@@ -106,7 +152,12 @@ impl App {
             config.tenant_cache_capacity,
             Duration::from_secs(config.tenant_cache_ttl_secs),
         );
-        let service = TenantService::new(Arc::new(cached), platform);
+        let mailer = Arc::new(build_mailer(&config, platform.clone())?);
+        let ports = PortPolicy {
+            smtp: config.smtp_allowed_ports.clone(),
+            pop: config.pop_allowed_ports.clone(),
+        };
+        let service = TenantService::new(Arc::new(cached), platform, mailer.clone(), ports);
         let schema = build_schema(
             service.clone(),
             SchemaLimits {
@@ -122,6 +173,7 @@ impl App {
             service,
             schema,
             verifier: Arc::new(verifier),
+            mailer,
         })
     }
 }

@@ -81,6 +81,53 @@ pub struct Config {
     pub max_query_complexity: usize,
     pub tenant_cache_capacity: u64,
     pub tenant_cache_ttl_secs: u64,
+    /// SMTP ports tenants may use (`25,465,587,2525`).
+    #[serde(deserialize_with = "port_list")]
+    pub smtp_allowed_ports: Vec<u16>,
+    /// POP3 ports tenants may use for POP-before-SMTP (`110,995`).
+    #[serde(deserialize_with = "port_list")]
+    pub pop_allowed_ports: Vec<u16>,
+    /// Extra trusted CA certificates (PEM) for tenants' and the relay's servers.
+    pub smtp_ca_file: Option<PathBuf>,
+    /// EHLO name when a tenant sets none; default: the domain of `MAILGATE_DEFAULT_FROM`.
+    pub ehlo_name: Option<String>,
+    /// Open SMTP connections per tenant at most.
+    pub smtp_max_connections_per_tenant: usize,
+    /// An idle SMTP connection is closed after this many seconds.
+    pub smtp_idle_timeout_secs: u64,
+    pub smtp_connect_timeout_secs: u64,
+    pub smtp_command_timeout_secs: u64,
+    /// A whole send gives up after this many seconds (plus the tenant's send interval).
+    pub smtp_send_timeout_secs: u64,
+    /// POP-before-SMTP logins are repeated once older than this.
+    pub pop_login_window_secs: u64,
+    /// Cached tenant transports at most, and how long an unused one is kept.
+    pub transport_cache_capacity: u64,
+    pub transport_cache_idle_secs: u64,
+}
+
+/// Accepts `[25, 587]`, `"25,587"` or `587`.
+fn port_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<u16>),
+        One(u16),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::List(v) => Ok(v),
+        Raw::One(p) => Ok(vec![p]),
+        Raw::Text(t) => t
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|p| {
+                p.parse::<u16>()
+                    .map_err(|_| serde::de::Error::custom(format!("{p:?} is not a port")))
+            })
+            .collect(),
+    }
 }
 
 impl Default for Config {
@@ -112,6 +159,18 @@ impl Default for Config {
             max_query_complexity: 1000,
             tenant_cache_capacity: 10_000,
             tenant_cache_ttl_secs: 60,
+            smtp_allowed_ports: vec![25, 465, 587, 2525],
+            pop_allowed_ports: vec![110, 995],
+            smtp_ca_file: None,
+            ehlo_name: None,
+            smtp_max_connections_per_tenant: 4,
+            smtp_idle_timeout_secs: 60,
+            smtp_connect_timeout_secs: 10,
+            smtp_command_timeout_secs: 30,
+            smtp_send_timeout_secs: 120,
+            pop_login_window_secs: 300,
+            transport_cache_capacity: 10_000,
+            transport_cache_idle_secs: 600,
         }
     }
 }
@@ -241,6 +300,25 @@ impl Config {
             bail!("MAILGATE_DATABASE_MAX_CONNECTIONS must be at least 1");
         }
         Ok(())
+    }
+
+    /// The EHLO name for tenants that set none: configured, or the platform sender's domain.
+    pub fn ehlo(&self) -> anyhow::Result<domain::values::LocalHostname> {
+        let raw = match &self.ehlo_name {
+            Some(name) => name.clone(),
+            None => {
+                let from = domain::PlatformSender::parse(&self.default_from)
+                    .map_err(|e| anyhow::anyhow!("MAILGATE_DEFAULT_FROM: {e}"))?;
+                from.address
+                    .to_ascii()
+                    .rsplit_once('@')
+                    .map(|(_, d)| d.to_owned())
+                    .unwrap_or_default()
+            }
+        };
+        domain::values::LocalHostname::parse(&raw).map_err(|e| {
+            anyhow::anyhow!("MAILGATE_EHLO_NAME: {raw:?} {e}: use a fully qualified host name such as mail.example.com")
+        })
     }
 
     fn needs_jwt_secret(&self) -> bool {

@@ -155,6 +155,10 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         self.inner.audit_trail(id, after, limit).await
     }
 
+    async fn record_audit(&self, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.inner.record_audit(audit).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }

@@ -326,6 +326,14 @@ impl TenantStore for SqlStore {
             .collect()
     }
 
+    async fn record_audit(&self, audit: &AuditEntry) -> Result<(), StoreError> {
+        audit_events::Entity::insert(audit_row(audit))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let backend = self.db.get_database_backend();
         self.db

@@ -1,0 +1,764 @@
+//! Real mail through real servers on loopback (aiosmtpd in four modes, Dovecot for
+//! POP-before-SMTP): test mails with their diagnosis, what the server received, the
+//! address guard, the rate limit, and the per-tenant transport cache.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::mailservers::*;
+use crate::support::*;
+
+const SEND_TEST: &str = "mutation($t:ID!,$to:String!,$s:MailSettingsInput){ sendTestMail(tenantId:$t, to:$to, settings:$s){ \
+    ok stage smtpCode enhancedCode serverMessage hint hintCode field elapsedMs messageId sender { address name source } } }";
+
+/// A server for tests that mail through `ports`, trusting the test CA, private hosts allowed.
+async fn mail_app(ports: &[u16]) -> TestApp {
+    let ports = ports.to_vec();
+    spawn_app_with(Backend::Sqlite, move |c| {
+        c.allow_private_smtp_hosts = true;
+        c.smtp_allowed_ports = ports.clone();
+        c.pop_allowed_ports = ports;
+        c.smtp_ca_file = Some(test_ca().ca_pem.clone());
+        c.smtp_connect_timeout_secs = 3;
+        c.smtp_command_timeout_secs = 5;
+    })
+    .await
+}
+
+fn settings_for(port: u16, encryption: &str, auth: Option<(&str, &str)>) -> Value {
+    let mut s = json!({
+        "host": "localhost",
+        "port": port,
+        "encryption": encryption,
+        "fromAddress": "shop@example.jp",
+        "fromName": "株式会社サンプル 通知",
+        "localHostname": "web01.shop.example.jp",
+        "smtpAuth": auth.is_some(),
+    });
+    if let Some((u, p)) = auth {
+        s["username"] = json!(u);
+        s["password"] = json!(p);
+    }
+    s
+}
+
+async fn send_test(app: &TestApp, tenant: &str, settings: Option<Value>) -> Value {
+    let body = app
+        .gql(
+            &app.admin(tenant),
+            SEND_TEST,
+            json!({ "t": tenant, "to": "customer@example.net", "s": settings }),
+        )
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"]["sendTestMail"].clone()
+}
+
+fn assert_delivered(r: &Value, got: &Received, expect_tls: bool) {
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["stage"], Value::Null);
+    assert_eq!(
+        r["sender"],
+        json!({ "address": "shop@example.jp", "name": "株式会社サンプル 通知", "source": "CUSTOM" })
+    );
+    assert_eq!(got.mail_from, "shop@example.jp");
+    assert_eq!(got.rcpt_tos, vec!["customer@example.net".to_owned()]);
+    assert_eq!(got.ehlo.as_deref(), Some("web01.shop.example.jp"));
+    assert_eq!(got.tls, expect_tls);
+    let from = got.header("From").expect("From header");
+    assert!(
+        from.contains("=?utf-8?b?"),
+        "Japanese display name is RFC 2047-encoded: {from}"
+    );
+    assert!(from.ends_with("<shop@example.jp>"), "{from}");
+    assert_eq!(got.header("Message-ID").as_deref(), r["messageId"].as_str());
+    assert!(r["messageId"].as_str().is_some_and(|m| m.ends_with("@example.jp>")));
+    assert_eq!(got.header("To").as_deref(), Some("customer@example.net"));
+    assert!(
+        got.data.contains("test mail") || got.data.contains("dGVzdCBtYWls"),
+        "body: {}",
+        got.data
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_mail_in_each_mode_reaches_the_server() {
+    let plain = SmtpServer::start(SmtpOptions::plain());
+    let starttls = SmtpServer::start(SmtpOptions::starttls().with_auth("shop", "pw-starttls"));
+    let implicit = SmtpServer::start(SmtpOptions::implicit_tls().with_auth("shop", "pw-implicit"));
+    let auth_plain = SmtpServer::start(SmtpOptions::plain().with_auth("shop", "pw-plain"));
+    let app = mail_app(&[plain.port, starttls.port, implicit.port, auth_plain.port]).await;
+    let tenant = app.create_tenant("Mailer", "SHARE").await;
+
+    let r = send_test(&app, &tenant, Some(settings_for(plain.port, "NONE", None))).await;
+    assert_delivered(&r, &plain.wait_for(1, Duration::from_secs(5))[0], false);
+
+    let r = send_test(
+        &app,
+        &tenant,
+        Some(settings_for(starttls.port, "STARTTLS", Some(("shop", "pw-starttls")))),
+    )
+    .await;
+    let got = starttls.wait_for(1, Duration::from_secs(5));
+    assert_delivered(&r, &got[0], true);
+    assert_eq!(got[0].auth_user.as_deref(), Some("shop"));
+
+    let r = send_test(
+        &app,
+        &tenant,
+        Some(settings_for(implicit.port, "SSL", Some(("shop", "pw-implicit")))),
+    )
+    .await;
+    let got = implicit.wait_for(1, Duration::from_secs(5));
+    assert_delivered(&r, &got[0], true);
+    assert_eq!(got[0].auth_user.as_deref(), Some("shop"));
+
+    let r = send_test(
+        &app,
+        &tenant,
+        Some(settings_for(auth_plain.port, "NONE", Some(("shop", "pw-plain")))),
+    )
+    .await;
+    let got = auth_plain.wait_for(1, Duration::from_secs(5));
+    assert_delivered(&r, &got[0], false);
+    assert_eq!(got[0].auth_user.as_deref(), Some("shop"));
+
+    // Without a draft the saved settings are used, and the stored password is reused.
+    app.ok(
+        &app.admin(&tenant),
+        UPDATE,
+        json!({ "t": tenant, "i": settings_for(starttls.port, "STARTTLS", Some(("shop", "pw-starttls"))) }),
+    )
+    .await;
+    let r = send_test(&app, &tenant, None).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(starttls.wait_for(2, Duration::from_secs(5)).len(), 2);
+    // A draft for the same server without the password reuses the stored one.
+    let mut draft = settings_for(starttls.port, "STARTTLS", Some(("shop", "x")));
+    draft.as_object_mut().unwrap().remove("password");
+    let r = send_test(&app, &tenant, Some(draft)).await;
+    assert_eq!(r["ok"], true, "{r}");
+    // A draft for another server without the password is refused before any connection.
+    let mut other = settings_for(implicit.port, "SSL", Some(("shop", "x")));
+    other.as_object_mut().unwrap().remove("password");
+    let body = app
+        .gql(
+            &app.admin(&tenant),
+            SEND_TEST,
+            json!({ "t": tenant, "to": "a@example.net", "s": other }),
+        )
+        .await;
+    assert_eq!(
+        fields(&body),
+        vec![("password".to_owned(), "PASSWORD_REENTRY_REQUIRED".to_owned())]
+    );
+    assert_eq!(implicit.count(), 1);
+
+    // Every test is in the audit trail, with recipient and result and no secret.
+    let trail = app
+        .ok(&app.admin(&tenant), "query($id:ID!){ tenant(id:$id){ auditTrail(first:100){ edges { node { action changes { field after } } } } } }", json!({ "id": tenant }))
+        .await;
+    let tests: Vec<&Value> = trail["tenant"]["auditTrail"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["action"] == "TEST_MAIL_SENT")
+        .collect();
+    assert_eq!(tests.len(), 6, "{trail}");
+    assert!(
+        tests[0]["node"]["changes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "field": "to", "after": "customer@example.net" }))
+    );
+    assert!(
+        tests[0]["node"]["changes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "field": "result", "after": "ok" }))
+    );
+    let text = trail.to_string();
+    assert!(!text.contains("pw-starttls") && !text.contains("pw-implicit") && !text.contains("pw-plain"));
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_ehlo_name_is_the_platform_domain_never_localhost() {
+    let plain = SmtpServer::start(SmtpOptions::plain());
+    let app = mail_app(&[plain.port]).await;
+    let tenant = app.create_tenant("Ehlo", "BIZ").await;
+    let mut s = settings_for(plain.port, "NONE", None);
+    s.as_object_mut().unwrap().remove("localHostname");
+    assert_eq!(send_test(&app, &tenant, Some(s)).await["ok"], true);
+    assert_eq!(
+        plain.wait_for(1, Duration::from_secs(5))[0].ehlo.as_deref(),
+        Some("platform.example")
+    );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pop_before_smtp_logs_in_first() {
+    let pop = Pop3Server::start_tls("popper", "pop-secret");
+    let smtp = SmtpServer::start(SmtpOptions {
+        pop_gate: Some((pop.gate_file.clone(), 300)),
+        ..SmtpOptions::plain()
+    });
+    let pop_tls_port = pop.tls_port.expect("POP3S port");
+    let app = mail_app(&[smtp.port, pop.port, pop_tls_port]).await;
+    let tenant = app.create_tenant("Pop", "SHARE").await;
+
+    // Without POP-before-SMTP the server refuses to relay.
+    let r = send_test(&app, &tenant, Some(settings_for(smtp.port, "NONE", None))).await;
+    assert_eq!(
+        (r["ok"].clone(), r["stage"].clone(), r["smtpCode"].clone()),
+        (json!(false), json!("MAIL_FROM"), json!(554)),
+        "{r}"
+    );
+    assert_eq!(smtp.count(), 0);
+
+    // A wrong POP password is reported as such, and nothing is sent.
+    let mut s = settings_for(smtp.port, "NONE", None);
+    s["popBeforeSmtp"] =
+        json!({ "host": "localhost", "port": pop.port, "username": "popper", "password": "wrong", "tls": false });
+    let r = send_test(&app, &tenant, Some(s.clone())).await;
+    assert_eq!(
+        (
+            r["ok"].clone(),
+            r["stage"].clone(),
+            r["hintCode"].clone(),
+            r["field"].clone()
+        ),
+        (
+            json!(false),
+            json!("POP_LOGIN"),
+            json!("POP_LOGIN_FAILED"),
+            json!("popBeforeSmtp.password")
+        ),
+        "{r}"
+    );
+    assert!(!r.to_string().contains("\"wrong\""));
+    assert_eq!(smtp.count(), 0);
+
+    // With the right password (over POP3S) the login happens first and the mail is relayed.
+    s["popBeforeSmtp"] = json!({ "host": "localhost", "port": pop_tls_port, "username": "popper", "password": "pop-secret", "tls": true });
+    let r = send_test(&app, &tenant, Some(s)).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(pop.gate_lines().len(), 1, "one POP login");
+    assert_eq!(smtp.wait_for(1, Duration::from_secs(5)).len(), 1);
+    app.finish().await;
+}
+
+/// One failing test mail per diagnosis: `(server options, settings, stage, code, hint, field)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failure_is_diagnosed() {
+    let wrong_pw = SmtpServer::start(SmtpOptions::starttls().with_auth("shop", "right"));
+    let gmail = SmtpServer::start(SmtpOptions {
+        auth_reply: Some("534 5.7.9 Application-specific password required. Learn more at https://support.google.com/mail/?p=InvalidSecondFactor".into()),
+        ..SmtpOptions::starttls().with_auth("shop", "right")
+    });
+    let m365 = SmtpServer::start(SmtpOptions {
+        auth_reply: Some(
+            "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.".into(),
+        ),
+        ..SmtpOptions::starttls().with_auth("shop", "right")
+    });
+    let sender = SmtpServer::start(SmtpOptions {
+        mail_from_reply: Some("553 5.7.1 <shop@example.jp>: Sender address rejected: not owned by user shop".into()),
+        ..SmtpOptions::plain()
+    });
+    let implicit = SmtpServer::start(SmtpOptions::implicit_tls());
+    let plain = SmtpServer::start(SmtpOptions::plain());
+    let wrong_cert = SmtpServer::start(SmtpOptions {
+        cert: CertChoice::WrongName,
+        ..SmtpOptions::starttls()
+    });
+    let (silent_port, silent) = silent_listener();
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let ports = [
+        wrong_pw.port,
+        gmail.port,
+        m365.port,
+        sender.port,
+        implicit.port,
+        plain.port,
+        wrong_cert.port,
+        silent_port,
+        closed_port,
+    ];
+    let app = mail_app(&ports).await;
+    let tenant = app.create_tenant("Diagnosed", "SHARE").await;
+
+    let cases: Vec<(Value, &str, Option<i64>, &str, &str)> = vec![
+        (
+            settings_for(wrong_pw.port, "STARTTLS", Some(("shop", "wrong-pw"))),
+            "AUTH",
+            Some(535),
+            "WRONG_CREDENTIALS",
+            "password",
+        ),
+        (
+            settings_for(gmail.port, "STARTTLS", Some(("shop", "right"))),
+            "AUTH",
+            Some(534),
+            "GMAIL_APP_PASSWORD",
+            "password",
+        ),
+        (
+            settings_for(m365.port, "STARTTLS", Some(("shop", "right"))),
+            "AUTH",
+            Some(535),
+            "M365_SMTP_AUTH_DISABLED",
+            "username",
+        ),
+        (
+            settings_for(sender.port, "NONE", None),
+            "MAIL_FROM",
+            Some(553),
+            "SENDER_NOT_ALLOWED",
+            "fromAddress",
+        ),
+        // TLS handshake against a plain-text server.
+        (
+            settings_for(plain.port, "SSL", None),
+            "TLS",
+            None,
+            "TLS_MODE_MISMATCH",
+            "encryption",
+        ),
+        // Plain text against an implicit-TLS port: the server waits for a handshake, never greets.
+        (
+            settings_for(implicit.port, "NONE", None),
+            "GREETING",
+            None,
+            "TIMED_OUT",
+            "port",
+        ),
+        (
+            settings_for(plain.port, "STARTTLS", Some(("shop", "never-sent"))),
+            "TLS",
+            None,
+            "STARTTLS_NOT_OFFERED",
+            "encryption",
+        ),
+        (
+            settings_for(wrong_cert.port, "STARTTLS", None),
+            "TLS",
+            None,
+            "CERTIFICATE_NAME_MISMATCH",
+            "host",
+        ),
+        (
+            settings_for(closed_port, "NONE", None),
+            "CONNECT",
+            None,
+            "CONNECTION_REFUSED",
+            "port",
+        ),
+        (
+            settings_for(silent_port, "NONE", None),
+            "GREETING",
+            None,
+            "TIMED_OUT",
+            "port",
+        ),
+    ];
+    for (settings, stage, code, hint, field) in cases {
+        // A tenant per case keeps each under the test-mail rate limit.
+        let tenant = app.create_tenant(hint, "SHARE").await;
+        let started = Instant::now();
+        let r = send_test(&app, &tenant, Some(settings)).await;
+        assert_eq!(r["ok"], false, "{hint}: {r}");
+        assert_eq!(r["stage"], stage, "{hint}: {r}");
+        assert_eq!(r["smtpCode"], code.map_or(Value::Null, |c| json!(c)), "{hint}: {r}");
+        assert_eq!(r["hintCode"], hint, "{r}");
+        assert_eq!(r["field"], field, "{hint}: {r}");
+        assert!(
+            r["hint"].as_str().is_some_and(|h| h.len() > 20),
+            "{hint}: a sentence: {r}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "{hint}: within 20 s");
+        assert!(!r.to_string().contains("wrong-pw") && !r.to_string().contains("never-sent"));
+    }
+    // The enhanced codes the server sent are reported.
+    let r = send_test(
+        &app,
+        &tenant,
+        Some(settings_for(gmail.port, "STARTTLS", Some(("shop", "right")))),
+    )
+    .await;
+    assert_eq!(r["enhancedCode"], "5.7.9");
+    assert!(
+        r["serverMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Application-specific password required")
+    );
+    // STARTTLS missing: no credentials went over the plain connection.
+    assert!(!plain.log().contains("AUTH"), "{}", plain.log());
+    assert!(silent.accepted() >= 1);
+    // Japanese hints.
+    let (_, ja) = app
+        .post(Some(&app.admin(&tenant)), Some("ja"), &json!({ "query": SEND_TEST, "variables": { "t": tenant, "to": "a@example.net", "s": settings_for(wrong_pw.port, "STARTTLS", Some(("shop", "bad"))) } }))
+        .await;
+    assert!(
+        ja["data"]["sendTestMail"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("パスワード"),
+        "{ja}"
+    );
+    assert_eq!(
+        wrong_pw.count() + gmail.count() + m365.count() + sender.count() + plain.count(),
+        0,
+        "nothing was delivered"
+    );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_cannot_hold_a_test_past_20_seconds() {
+    let (port, silent) = silent_listener();
+    // Even with generous step deadlines, the whole test mail is cut at 20 s.
+    let app = spawn_app_with(Backend::Sqlite, move |c| {
+        c.allow_private_smtp_hosts = true;
+        c.smtp_allowed_ports = vec![port];
+        c.smtp_connect_timeout_secs = 120;
+        c.smtp_command_timeout_secs = 120;
+    })
+    .await;
+    let tenant = app.create_tenant("Silent", "SHARE").await;
+    let started = Instant::now();
+    let r = send_test(&app, &tenant, Some(settings_for(port, "NONE", None))).await;
+    let took = started.elapsed();
+    assert_eq!(r["ok"], false);
+    assert!(took < Duration::from_secs(21), "took {took:?}");
+    assert!(
+        took >= Duration::from_secs(9),
+        "the server really was waited for: {took:?}"
+    );
+    assert!(silent.accepted() >= 1);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_addresses_are_refused_without_connecting() {
+    let (port, connections) = counting_listener();
+    let app = spawn_app_with(Backend::Sqlite, move |c| {
+        c.allow_private_smtp_hosts = false;
+        c.smtp_allowed_ports = vec![port, 25];
+        c.pop_allowed_ports = vec![port];
+    })
+    .await;
+    let tenant = app.create_tenant("Guarded", "SHARE").await;
+    for host in [
+        "localhost",
+        "127.0.0.1",
+        "[::1]",
+        "::ffff:127.0.0.1",
+        "10.0.0.1",
+        "169.254.169.254",
+        "100.64.0.1",
+    ] {
+        let mut s = settings_for(port, "NONE", None);
+        s["host"] = json!(host);
+        let r = send_test(&app, &tenant, Some(s)).await;
+        assert_eq!(
+            (
+                r["ok"].clone(),
+                r["stage"].clone(),
+                r["hintCode"].clone(),
+                r["field"].clone()
+            ),
+            (
+                json!(false),
+                json!("RESOLVE"),
+                json!("FORBIDDEN_ADDRESS"),
+                json!("host")
+            ),
+            "{host}: {r}"
+        );
+    }
+    // A POP host on a private address is refused too, before the SMTP part.
+    let mut s = settings_for(25, "NONE", None);
+    s["host"] = json!("smtp.example.com");
+    s["popBeforeSmtp"] = json!({ "host": "127.0.0.1", "port": port, "username": "u", "password": "p" });
+    let r = send_test(&app, &tenant, Some(s)).await;
+    assert_eq!(
+        (
+            r["ok"].clone(),
+            r["stage"].clone(),
+            r["hintCode"].clone(),
+            r["field"].clone()
+        ),
+        (
+            json!(false),
+            json!("POP_LOGIN"),
+            json!("FORBIDDEN_ADDRESS"),
+            json!("popBeforeSmtp.host")
+        ),
+        "{r}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "no connection was attempted");
+
+    // Ports outside the list are refused on save and on test.
+    let mut s = settings_for(2526, "NONE", None);
+    s["host"] = json!("smtp.example.com");
+    let body = app
+        .gql(&app.admin(&tenant), UPDATE, json!({ "t": tenant, "i": s.clone() }))
+        .await;
+    assert_eq!(fields(&body), vec![("port".to_owned(), "PORT_NOT_ALLOWED".to_owned())]);
+    let body = app
+        .gql(
+            &app.admin(&tenant),
+            SEND_TEST,
+            json!({ "t": tenant, "to": "a@example.net", "s": s }),
+        )
+        .await;
+    assert_eq!(fields(&body), vec![("port".to_owned(), "PORT_NOT_ALLOWED".to_owned())]);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_mails_are_rate_limited_per_tenant() {
+    let plain = SmtpServer::start(SmtpOptions::plain());
+    let app = mail_app(&[plain.port]).await;
+    let tenant = app.create_tenant("Busy", "SHARE").await;
+    let other = app.create_tenant("Quiet", "SHARE").await;
+    for _ in 0..10 {
+        assert_eq!(
+            send_test(&app, &tenant, Some(settings_for(plain.port, "NONE", None))).await["ok"],
+            true
+        );
+    }
+    let body = app
+        .gql(
+            &app.admin(&tenant),
+            SEND_TEST,
+            json!({ "t": tenant, "to": "a@example.net", "s": settings_for(plain.port, "NONE", None) }),
+        )
+        .await;
+    assert_eq!(code(&body), "RATE_LIMITED");
+    assert_eq!(plain.wait_for(10, Duration::from_secs(5)).len(), 10);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(plain.count(), 10, "the refused test made no connection");
+    assert_eq!(
+        send_test(&app, &other, Some(settings_for(plain.port, "NONE", None))).await["ok"],
+        true,
+        "other tenants are not affected"
+    );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_mail_follows_the_plan_gate_and_validation() {
+    let app = mail_app(&[25]).await;
+    let basic = app.create_tenant("Basic", "BASIC").await;
+    let body = app
+        .gql(
+            &app.admin(&basic),
+            SEND_TEST,
+            json!({ "t": basic, "to": "a@example.net", "s": settings_for(25, "NONE", None) }),
+        )
+        .await;
+    assert_eq!(code(&body), "PLAN_FORBIDS_CUSTOM_SENDER");
+    let share = app.create_tenant("Share", "SHARE").await;
+    let body = app
+        .gql(
+            &app.admin(&share),
+            SEND_TEST,
+            json!({ "t": share, "to": "not an address", "s": settings_for(25, "NONE", None) }),
+        )
+        .await;
+    assert_eq!(fields(&body), vec![("to".to_owned(), "INVALID_FORMAT".to_owned())]);
+    let body = app
+        .gql(
+            &app.admin(&share),
+            SEND_TEST,
+            json!({ "t": share, "to": "a@example.net" }),
+        )
+        .await;
+    assert_eq!(fields(&body), vec![("settings".to_owned(), "REQUIRED".to_owned())]);
+    let body = app
+        .gql(
+            &app.admin(&basic),
+            SEND_TEST,
+            json!({ "t": share, "to": "a@example.net" }),
+        )
+        .await;
+    assert_eq!(code(&body), "NOT_FOUND", "another tenant's admin");
+    app.finish().await;
+}
+
+/// Sends one mail the way the rest of the system does: load the tenant, call the
+/// mailer's single entry point.
+async fn send_through_mailer(
+    app: &TestApp,
+    tenant: &str,
+    subject: &str,
+) -> Result<domain::mail::SendReceipt, domain::mail::SendFailure> {
+    use domain::ports::MailTransport as _;
+    let id: domain::TenantId = tenant.parse().expect("tenant id");
+    let record = app
+        .app
+        .service
+        .store()
+        .tenant(id)
+        .await
+        .expect("store")
+        .expect("tenant");
+    let mail = domain::mail::OutgoingMail {
+        to: domain::values::EmailAddress::parse("member@example.net").expect("address"),
+        subject: domain::mail::Subject::parse(subject).expect("subject"),
+        text: format!("{subject}\r\n"),
+        html: Some(format!("<p>{subject}</p>")),
+        message_id: None,
+    };
+    app.app.mailer.send(&record, &mail).await
+}
+
+fn eml_files(app: &TestApp) -> Vec<String> {
+    let dir = app.app.config.data_dir.join("mail");
+    let mut out: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_and_plan_changes_take_effect_on_the_next_send() {
+    let first = SmtpServer::start(SmtpOptions::starttls().with_auth("shop", "pw-1"));
+    let second = SmtpServer::start(SmtpOptions::plain());
+    let app = mail_app(&[first.port, second.port]).await;
+    let tenant = app.create_tenant("Switcher", "SHARE").await;
+    let admin = app.admin(&tenant);
+
+    // No settings: the platform default (development: .eml files).
+    let r = send_through_mailer(&app, &tenant, "one").await.expect("sent");
+    assert_eq!(r.sender.source, domain::SenderSource::PlatformDefault);
+    assert_eq!(eml_files(&app).len(), 1);
+    assert!(eml_files(&app)[0].contains("noreply@platform.example"));
+
+    app.ok(
+        &admin,
+        UPDATE,
+        json!({ "t": tenant, "i": settings_for(first.port, "STARTTLS", Some(("shop", "pw-1"))) }),
+    )
+    .await;
+    for n in ["two", "three"] {
+        let r = send_through_mailer(&app, &tenant, n).await.expect("sent");
+        assert_eq!(r.sender.source, domain::SenderSource::Custom);
+    }
+    let got = first.wait_for(2, Duration::from_secs(5));
+    assert_eq!(got[1].header("Subject").as_deref(), Some("three"));
+    assert!(got[1].data.contains("<p>three</p>"), "HTML part present");
+
+    // A settings change: the very next send goes to the new server.
+    app.ok(
+        &admin,
+        UPDATE,
+        json!({ "t": tenant, "i": settings_for(second.port, "NONE", None) }),
+    )
+    .await;
+    send_through_mailer(&app, &tenant, "four").await.expect("sent");
+    assert_eq!(second.wait_for(1, Duration::from_secs(5)).len(), 1);
+    assert_eq!(first.count(), 2);
+
+    // A downgrade: the very next send goes out from the platform default.
+    app.ok(
+        &app.operator(),
+        "mutation($t:ID!){ changeTenantPlan(tenantId:$t, plan:ECONOMY){ id } }",
+        json!({ "t": tenant }),
+    )
+    .await;
+    let r = send_through_mailer(&app, &tenant, "five").await.expect("sent");
+    assert_eq!(r.sender.source, domain::SenderSource::PlatformDefault);
+    assert_eq!(eml_files(&app).len(), 2);
+    assert_eq!(second.count(), 1);
+
+    // Back up: the saved settings are used again at once.
+    app.ok(
+        &app.operator(),
+        "mutation($t:ID!){ changeTenantPlan(tenantId:$t, plan:BIZ){ id } }",
+        json!({ "t": tenant }),
+    )
+    .await;
+    send_through_mailer(&app, &tenant, "six").await.expect("sent");
+    assert_eq!(second.wait_for(2, Duration::from_secs(5)).len(), 2);
+
+    // Cleared: the platform default again.
+    app.ok(
+        &admin,
+        "mutation($t:ID!){ clearMailSettings(tenantId:$t){ id } }",
+        json!({ "t": tenant }),
+    )
+    .await;
+    let r = send_through_mailer(&app, &tenant, "seven").await.expect("sent");
+    assert_eq!(r.sender.source, domain::SenderSource::PlatformDefault);
+    assert_eq!(second.count(), 2);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_sends_reuse_connections_and_keep_the_interval() {
+    let smtp = SmtpServer::start(SmtpOptions::starttls().with_auth("shop", "pw"));
+    let app = mail_app(&[smtp.port]).await;
+    let tenant = app.create_tenant("Paced", "SHARE").await;
+    let mut s = settings_for(smtp.port, "STARTTLS", Some(("shop", "pw")));
+    s["sendIntervalMs"] = json!(300);
+    app.ok(&app.admin(&tenant), UPDATE, json!({ "t": tenant, "i": s }))
+        .await;
+
+    // Six concurrent callers: the server receives them at least 300 ms apart.
+    let mut handles = Vec::new();
+    let app = std::sync::Arc::new(app);
+    for i in 0..6 {
+        let app = app.clone();
+        let tenant = tenant.clone();
+        handles.push(tokio::spawn(async move {
+            send_through_mailer(&app, &tenant, &format!("paced {i}"))
+                .await
+                .map(|_| ())
+        }));
+    }
+    for h in handles {
+        h.await.expect("join").expect("sent");
+    }
+    let got = smtp.wait_for(6, Duration::from_secs(10));
+    let mut times: Vec<f64> = got.iter().map(|r| r.received_at).collect();
+    times.sort_by(f64::total_cmp);
+    for w in times.windows(2) {
+        // Measured where the server sees the end of DATA, not where we start MAIL FROM;
+        // on loopback the two differ by well under the 15 ms allowed here.
+        assert!(w[1] - w[0] >= 0.285, "sends {:.3} s apart: {times:?}", w[1] - w[0]);
+    }
+    // At most the per-tenant cap of connections (4 by default) carried the six mails.
+    let connections: std::collections::HashSet<_> = got.iter().map(|r| r.peer_port.expect("peer port")).collect();
+    assert!(connections.len() <= 4, "per-tenant connection cap: {connections:?}");
+    // Sequential sends reuse one pooled connection.
+    for i in 0..3 {
+        send_through_mailer(&app, &tenant, &format!("after {i}"))
+            .await
+            .expect("sent");
+    }
+    let got = smtp.wait_for(9, Duration::from_secs(10));
+    let later: std::collections::HashSet<_> = got[6..].iter().map(|r| r.peer_port.expect("peer port")).collect();
+    assert_eq!(later.len(), 1, "one connection reused: {later:?}");
+    assert!(
+        connections.contains(later.iter().next().expect("one")),
+        "reused from the pool, not reopened"
+    );
+    let app = std::sync::Arc::try_unwrap(app).expect("sole owner");
+    app.finish().await;
+}

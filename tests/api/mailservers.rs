@@ -1,0 +1,1166 @@
+//! Real mail servers on loopback for the API tests, none of them written by this repo:
+//! aiosmtpd (SMTP: plain, STARTTLS, implicit TLS, AUTH, scripted failures, POP-before-SMTP
+//! gate) and a private Dovecot instance (POP3/POP3S), plus a test CA made with trustme.
+//! The scripts live in `tests/mailservers/` (`install.sh` installs what they need).
+//!
+//! Every server is a child process with its own temporary directory (config, log, record);
+//! it is stopped when its handle is dropped, and also when this test process dies (the
+//! scripts exit when their standard input, a pipe from us, reaches EOF). A server that
+//! fails to start panics with its log; a test that panics keeps the directories for a look.
+//!
+//! The functions block (they wait for child processes and poll files); in async tests,
+//! prefer `SmtpServer::wait_for_async`.
+
+// Not every helper is used by every test suite.
+#![allow(dead_code)]
+
+use std::fs::{self, File};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+/// How long a server may take to say `READY`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `tests/mailservers/` in this repository.
+pub fn scripts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/mailservers");
+    dir.canonicalize().unwrap_or(dir)
+}
+
+/// The Python interpreter that has aiosmtpd and trustme (`MAILGATE_TEST_PYTHON`, else `python3`).
+pub fn python() -> String {
+    std::env::var("MAILGATE_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// A fresh private directory under the system temp dir.
+fn temp_dir(kind: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mailgate-{kind}-{}", uuid::Uuid::new_v4().simple()));
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// Removes `<temp dir>/<prefix>*` directories last modified longer ago than `age` (each
+/// test process makes its own CA; nothing else would clean them up).
+fn prune_old_dirs(prefix: &str, age: Duration) {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|e| e > age);
+        if old && entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// Test CA
+// ---------------------------------------------------------------------------------------
+
+/// A throw-away CA and two server certificates (made once per test process by trustme).
+#[derive(Debug)]
+pub struct TestCa {
+    pub dir: PathBuf,
+    /// The CA certificate a client must trust.
+    pub ca_pem: PathBuf,
+    /// Valid for `localhost` and `127.0.0.1`.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Valid only for `wrong.example` (certificate-name-mismatch tests).
+    pub wrong_cert: PathBuf,
+    pub wrong_key: PathBuf,
+}
+
+impl TestCa {
+    /// The CA certificate as PEM text.
+    pub fn ca_pem_text(&self) -> String {
+        read_lossy(&self.ca_pem)
+    }
+}
+
+/// The test CA of this process, made on first use.
+pub fn test_ca() -> &'static TestCa {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    CA.get_or_init(|| {
+        prune_old_dirs("mailgate-ca-", Duration::from_secs(3600));
+        let dir = temp_dir("ca");
+        let out = Command::new(python())
+            .arg(scripts_dir().join("make_certs.py"))
+            .arg(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} (run tests/mailservers/install.sh): {e}", python()));
+        assert!(
+            out.status.success(),
+            "make_certs.py failed (run tests/mailservers/install.sh): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestCa {
+            ca_pem: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            wrong_cert: dir.join("wrong.pem"),
+            wrong_key: dir.join("wrong.key"),
+            dir,
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------------------
+
+/// A script child: stdin is a pipe (closing it stops the script), stdout gives `READY ...`,
+/// stderr goes to `log`.
+#[derive(Debug)]
+struct Script {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Script {
+    /// Starts `python3 SCRIPT ARGS --watch-stdin` and waits for its `READY` line, whose
+    /// words after `READY` are returned. `extra_logs` are added to the panic message.
+    fn start(name: &str, script: &str, args: &[String], dir: PathBuf, extra_logs: &[PathBuf]) -> (Script, Vec<String>) {
+        let log = dir.join(format!("{name}.stderr"));
+        let stderr = File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let mut child = Command::new(python())
+            .arg(scripts_dir().join(script))
+            .args(args)
+            .arg("--watch-stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {script} with {} (run tests/mailservers/install.sh): {e}",
+                    python()
+                )
+            });
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            if let Some(stdout) = stdout {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        // Nobody listens any more: keep draining so the child never blocks.
+                        continue;
+                    }
+                }
+            }
+        });
+        let mut script_child = Script { child, stdin, dir, log };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("READY") {
+                        let words = rest.split_whitespace().map(str::to_owned).collect();
+                        return (script_child, words);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Ok(Some(status)) = script_child.child.try_wait() {
+                        script_child.fail(&format!("{script} exited with {status} before READY"), extra_logs);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    script_child.fail(&format!("{script} not READY within {STARTUP_TIMEOUT:?}"), extra_logs)
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = script_child.child.wait();
+                    script_child.fail(&format!("{script} closed its stdout before READY"), extra_logs);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, what: &str, extra_logs: &[PathBuf]) -> ! {
+        self.stop();
+        let mut message = format!("{what}\n--- {}:\n{}", self.log.display(), read_lossy(&self.log));
+        for log in extra_logs {
+            message.push_str(&format!("\n--- {}:\n{}", log.display(), read_lossy(log)));
+        }
+        panic!("{message}");
+    }
+
+    /// Closes stdin (the script shuts down cleanly), waits up to 10 s, then kills.
+    fn stop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("mail server files kept for inspection: {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SMTP (aiosmtpd)
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SmtpMode {
+    /// No TLS offered at all (AUTH allowed over plain text).
+    #[default]
+    Plain,
+    /// STARTTLS offered and required before AUTH and MAIL FROM.
+    StartTls,
+    /// TLS from the first byte (port-465 style).
+    ImplicitTls,
+}
+
+/// Which certificate a TLS server presents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CertChoice {
+    /// Valid for `localhost` and `127.0.0.1`, signed by `test_ca()`.
+    #[default]
+    Valid,
+    /// Signed by `test_ca()` but only valid for `wrong.example`.
+    WrongName,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SmtpOptions {
+    pub mode: SmtpMode,
+    pub cert: CertChoice,
+    /// Offer AUTH PLAIN/LOGIN with these credentials and require it before MAIL FROM.
+    pub auth: Option<(String, String)>,
+    /// Answer every AUTH attempt with this reply (e.g. `534 5.7.9 Application-specific password required`).
+    pub auth_reply: Option<String>,
+    /// Answer every MAIL FROM with this reply.
+    pub mail_from_reply: Option<String>,
+    /// Answer every RCPT TO with this reply.
+    pub rcpt_reply: Option<String>,
+    /// Answer the end of DATA with this reply.
+    pub data_reply: Option<String>,
+    /// Wait this long before the 220 greeting.
+    pub greeting_delay: Option<Duration>,
+    /// POP-before-SMTP: (gate file, window in seconds). MAIL FROM is refused with
+    /// `554 5.7.1 Relay access denied (POP before SMTP)` unless the gate file has a line
+    /// `<client ip> <unix time>` at most that old (see `Pop3Server::gate_file`).
+    pub pop_gate: Option<(PathBuf, u64)>,
+    /// Only count messages (fast sink for throughput tests); `received()` stays empty.
+    pub no_record: bool,
+}
+
+impl SmtpOptions {
+    pub fn plain() -> Self {
+        Self::default()
+    }
+    pub fn starttls() -> Self {
+        Self {
+            mode: SmtpMode::StartTls,
+            ..Self::default()
+        }
+    }
+    pub fn implicit_tls() -> Self {
+        Self {
+            mode: SmtpMode::ImplicitTls,
+            ..Self::default()
+        }
+    }
+    pub fn with_auth(mut self, user: &str, pass: &str) -> Self {
+        self.auth = Some((user.into(), pass.into()));
+        self
+    }
+}
+
+/// One message accepted by the SMTP server.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Received {
+    /// Client IP address.
+    pub peer: Option<String>,
+    /// Client port: tells connections apart.
+    #[serde(default)]
+    pub peer_port: Option<u16>,
+    /// The name the client sent in HELO/EHLO.
+    pub ehlo: Option<String>,
+    pub mail_from: String,
+    pub rcpt_tos: Vec<String>,
+    /// The raw message (headers and body, CRLF line ends, dot-unstuffed), UTF-8 lossy.
+    pub data: String,
+    /// The AUTH login name, if the client authenticated.
+    pub auth_user: Option<String>,
+    /// Whether the session was encrypted (after STARTTLS, or implicit TLS).
+    pub tls: bool,
+    /// Unix time (seconds) when the message was accepted.
+    pub received_at: f64,
+}
+
+impl Received {
+    /// The first header of that name (case-insensitive), unfolded; raw (MIME-encoded words
+    /// are not decoded).
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or_default();
+        let mut found: Option<String> = None;
+        for line in head.split("\r\n") {
+            if line.starts_with([' ', '\t']) {
+                if let Some(value) = found.as_mut() {
+                    value.push(' ');
+                    value.push_str(line.trim());
+                }
+                continue;
+            }
+            if found.is_some() {
+                break;
+            }
+            if let Some((key, value)) = line.split_once(':')
+                && key.trim().eq_ignore_ascii_case(name)
+            {
+                found = Some(value.trim().to_owned());
+            }
+        }
+        found
+    }
+
+    /// Everything after the header block.
+    pub fn body(&self) -> &str {
+        self.data
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+}
+
+/// A running aiosmtpd server on 127.0.0.1 (`tests/mailservers/smtp_server.py`).
+#[derive(Debug)]
+pub struct SmtpServer {
+    pub port: u16,
+    pub mode: SmtpMode,
+    record: PathBuf,
+    count_file: PathBuf,
+    child: Script,
+}
+
+impl SmtpServer {
+    pub fn start(opts: SmtpOptions) -> SmtpServer {
+        let dir = temp_dir("smtp");
+        let record = dir.join("received.jsonl");
+        let count_file = dir.join("count");
+        let mut args: Vec<String> = vec!["--port".into(), "0".into()];
+        let mut push = |flag: &str, value: String| args.extend([flag.to_owned(), value]);
+        push(
+            "--mode",
+            match opts.mode {
+                SmtpMode::Plain => "plain",
+                SmtpMode::StartTls => "starttls",
+                SmtpMode::ImplicitTls => "tls",
+            }
+            .into(),
+        );
+        if opts.mode != SmtpMode::Plain {
+            let ca = test_ca();
+            let (cert, key) = match opts.cert {
+                CertChoice::Valid => (&ca.cert, &ca.key),
+                CertChoice::WrongName => (&ca.wrong_cert, &ca.wrong_key),
+            };
+            push("--cert", cert.display().to_string());
+            push("--key", key.display().to_string());
+        }
+        if let Some((user, pass)) = &opts.auth {
+            push("--auth", format!("{user}:{pass}"));
+        }
+        for (flag, value) in [
+            ("--auth-reply", &opts.auth_reply),
+            ("--mail-from-reply", &opts.mail_from_reply),
+            ("--rcpt-reply", &opts.rcpt_reply),
+            ("--data-reply", &opts.data_reply),
+        ] {
+            if let Some(value) = value {
+                push(flag, value.clone());
+            }
+        }
+        if let Some(delay) = opts.greeting_delay {
+            push("--greeting-delay", delay.as_secs_f64().to_string());
+        }
+        if let Some((gate, window)) = &opts.pop_gate {
+            push("--pop-gate", gate.display().to_string());
+            push("--pop-window", window.to_string());
+        }
+        push("--count-file", count_file.display().to_string());
+        if opts.no_record {
+            args.push("--no-record".into());
+        } else {
+            args.extend(["--record".into(), record.display().to_string()]);
+        }
+        let (child, ready) = Script::start("smtp", "smtp_server.py", &args, dir, &[]);
+        let port = ready
+            .first()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad READY line: {ready:?}"));
+        SmtpServer {
+            port,
+            mode: opts.mode,
+            record,
+            count_file,
+            child,
+        }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The server's own directory (record, count file, stderr log).
+    pub fn dir(&self) -> &Path {
+        &self.child.dir
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        read_lossy(&self.child.log)
+    }
+
+    /// Every message accepted so far, in order.
+    pub fn received(&self) -> Vec<Received> {
+        let text = read_lossy(&self.record);
+        text.split_inclusive('\n')
+            .filter(|line| line.ends_with('\n') && !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad record line {line:?}: {e}")))
+            .collect()
+    }
+
+    /// Messages accepted so far; with `no_record`, read from the count file (updated every 0.1 s).
+    pub fn count(&self) -> usize {
+        let recorded = self.received().len();
+        let counted = fs::read_to_string(&self.count_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        recorded.max(counted)
+    }
+
+    /// Waits until at least `n` messages arrived and returns all of them; panics on timeout.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            if Instant::now() >= deadline {
+                self.timed_out(n, timeout, &got);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `wait_for` without blocking the async runtime.
+    pub async fn wait_for_async(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            if Instant::now() >= deadline {
+                self.timed_out(n, timeout, &got);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn timed_out(&self, n: usize, timeout: Duration, got: &[Received]) -> ! {
+        panic!(
+            "expected {n} message(s) on SMTP port {} within {timeout:?}, got {}: {got:#?}\n--- server log:\n{}",
+            self.port,
+            got.len(),
+            self.log()
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// POP3 (Dovecot)
+// ---------------------------------------------------------------------------------------
+
+/// A private Dovecot POP3 server on 127.0.0.1 (`tests/mailservers/pop3_dovecot.py`) with one
+/// user. Every successful login appends `<client ip> <unix time>` to `gate_file`.
+#[derive(Debug)]
+pub struct Pop3Server {
+    /// Plain POP3 (STLS offered when started with `start_tls`; plain-text login allowed).
+    pub port: u16,
+    /// POP3S (implicit TLS) with `test_ca().cert`, when started with `start_tls`.
+    pub tls_port: Option<u16>,
+    pub gate_file: PathBuf,
+    pub user: String,
+    pub password: String,
+    dovecot_log: PathBuf,
+    child: Script,
+}
+
+impl Pop3Server {
+    /// Plain POP3 only.
+    pub fn start(user: &str, pass: &str) -> Pop3Server {
+        Self::launch(user, pass, false)
+    }
+
+    /// Plain POP3 (with STLS) and POP3S, both with the test CA's `localhost` certificate.
+    pub fn start_tls(user: &str, pass: &str) -> Pop3Server {
+        Self::launch(user, pass, true)
+    }
+
+    fn launch(user: &str, pass: &str, tls: bool) -> Pop3Server {
+        let dir = temp_dir("pop3");
+        let gate_file = dir.join("pop-gate");
+        let dovecot_log = dir.join("dovecot.log");
+        let mut args: Vec<String> = vec![
+            "--dir".into(),
+            dir.display().to_string(),
+            "--port".into(),
+            "0".into(),
+            "--user".into(),
+            user.into(),
+            "--password".into(),
+            pass.into(),
+            "--gate-file".into(),
+            gate_file.display().to_string(),
+        ];
+        if tls {
+            let ca = test_ca();
+            args.extend([
+                "--tls-port".into(),
+                "0".into(),
+                "--cert".into(),
+                ca.cert.display().to_string(),
+                "--key".into(),
+                ca.key.display().to_string(),
+            ]);
+        }
+        let extra = [dovecot_log.clone(), dir.join("dovecot.stderr")];
+        let (child, ready) = Script::start("pop3", "pop3_dovecot.py", &args, dir, &extra);
+        let ports: Vec<u16> = ready.iter().filter_map(|p| p.parse().ok()).collect();
+        let (port, tls_port) = match ports[..] {
+            [port, tls_port] => (port, (tls_port != 0).then_some(tls_port)),
+            _ => panic!("bad READY line: {ready:?}"),
+        };
+        Pop3Server {
+            port,
+            tls_port,
+            gate_file,
+            user: user.into(),
+            password: pass.into(),
+            dovecot_log,
+            child,
+        }
+    }
+
+    /// The gate file's lines as (client ip, unix time).
+    pub fn gate_lines(&self) -> Vec<(String, u64)> {
+        read_lossy(&self.gate_file)
+            .lines()
+            .filter_map(|line| {
+                let (ip, at) = line.split_once(' ')?;
+                Some((ip.to_owned(), at.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Dovecot's log so far.
+    pub fn log(&self) -> String {
+        format!("{}{}", read_lossy(&self.child.log), read_lossy(&self.dovecot_log))
+    }
+
+    /// The server's own directory (config, passwd-file, maildir, logs).
+    pub fn dir(&self) -> &Path {
+        &self.child.dir
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Plain TCP listeners
+// ---------------------------------------------------------------------------------------
+
+/// Keeps a silent listener running; dropping it closes the listener and its connections.
+#[derive(Debug)]
+pub struct SilentListener {
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SilentListener {
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SilentListener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn bind_loopback() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"))
+}
+
+fn local_port(listener: &TcpListener) -> u16 {
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("local_addr: {e}"))
+}
+
+/// A TCP listener on 127.0.0.1 that accepts connections and never says anything
+/// (for greeting/connect timeout tests). Connections stay open until the guard is dropped.
+pub fn silent_listener() -> (u16, SilentListener) {
+    let listener = bind_loopback();
+    let port = local_port(&listener);
+    let _ = listener.set_nonblocking(true);
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let thread = {
+        let (stop, accepted) = (stop.clone(), accepted.clone());
+        std::thread::spawn(move || {
+            let mut open = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        open.push(stream);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            for stream in open {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        })
+    };
+    (
+        port,
+        SilentListener {
+            stop,
+            accepted,
+            thread: Some(thread),
+        },
+    )
+}
+
+/// A TCP listener on 127.0.0.1 that counts accepted connections and closes each at once
+/// (to prove that a refused address saw no connection). It lives until the process ends.
+pub fn counting_listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = bind_loopback();
+    let port = local_port(&listener);
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stream.is_ok() {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (port, count)
+}
+
+// ---------------------------------------------------------------------------------------
+// Self-tests of this infrastructure (raw sockets, and Python's smtplib/poplib for TLS)
+// ---------------------------------------------------------------------------------------
+
+/// A line-based plain-text client for the self-tests.
+struct Raw {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect {port}: {e}"));
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let writer = stream.try_clone().unwrap_or_else(|e| panic!("clone: {e}"));
+        Raw {
+            reader: BufReader::new(stream),
+            writer,
+        }
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap_or_else(|e| panic!("read: {e}"));
+        line.trim_end().to_owned()
+    }
+
+    /// Reads one SMTP reply (all continuation lines), returning the code and the joined text.
+    fn smtp_reply(&mut self) -> (u16, String) {
+        let mut text = Vec::new();
+        loop {
+            let line = self.line();
+            assert!(line.len() >= 3, "short SMTP reply line {line:?}");
+            let code = line[..3]
+                .parse()
+                .unwrap_or_else(|_| panic!("bad SMTP reply line {line:?}"));
+            text.push(line.get(4..).unwrap_or_default().to_owned());
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return (code, text.join("\n"));
+            }
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap_or_else(|e| panic!("write: {e}"));
+    }
+
+    fn smtp(&mut self, line: &str) -> (u16, String) {
+        self.send(line);
+        self.smtp_reply()
+    }
+
+    fn pop(&mut self, line: &str) -> String {
+        self.send(line);
+        self.line()
+    }
+}
+
+fn b64(input: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
+}
+
+/// Runs a Python snippet (with `sys.argv[1:] = args`), returning (success, stdout+stderr).
+fn run_python(code: &str, args: &[String]) -> (bool, String) {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python()));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+const PY_SEND: &str = r#"
+import smtplib, ssl, sys
+mode, port, cafile, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(cafile=cafile)
+if mode == "tls":
+    s = smtplib.SMTP_SSL("localhost", port, context=ctx, local_hostname="py.example", timeout=10)
+else:
+    s = smtplib.SMTP("localhost", port, local_hostname="py.example", timeout=10)
+    s.starttls(context=ctx)
+s.login(user, password)
+s.sendmail("from@py.example", ["to@py.example"], "Subject: via " + mode + "\r\n\r\nhello\r\n")
+s.quit()
+print("SENT")
+"#;
+
+#[test]
+fn smtp_plain_greets_records_and_counts() {
+    let server = SmtpServer::start(SmtpOptions::plain());
+    let mut c = Raw::connect(server.port);
+    assert_eq!(c.smtp_reply().0, 220);
+    let (code, ehlo) = c.smtp("EHLO client.example");
+    assert_eq!(code, 250);
+    assert!(
+        !ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"),
+        "plain mode offers no TLS/AUTH: {ehlo}"
+    );
+    assert_eq!(c.smtp("MAIL FROM:<a@example.com>").0, 250);
+    assert_eq!(c.smtp("RCPT TO:<b@example.org>").0, 250);
+    assert_eq!(c.smtp("RCPT TO:<c@example.org>").0, 250);
+    assert_eq!(c.smtp("DATA").0, 354);
+    c.send("Subject: Hello\r\nFrom: A <a@example.com>\r\n\r\n..leading dot\r\nbody\r\n.");
+    assert_eq!(c.smtp_reply().0, 250);
+    assert_eq!(c.smtp("QUIT").0, 221);
+
+    let got = server.wait_for(1, Duration::from_secs(5));
+    let m = &got[0];
+    assert_eq!(m.peer.as_deref(), Some("127.0.0.1"));
+    assert_eq!(m.ehlo.as_deref(), Some("client.example"));
+    assert_eq!(m.mail_from, "a@example.com");
+    assert_eq!(m.rcpt_tos, ["b@example.org", "c@example.org"]);
+    assert_eq!(m.header("subject").as_deref(), Some("Hello"));
+    assert_eq!(m.body(), ".leading dot\r\nbody\r\n");
+    assert_eq!(m.auth_user, None);
+    assert!(!m.tls);
+    assert!((now_unix() - m.received_at).abs() < 60.0);
+    assert_eq!(server.count(), 1);
+}
+
+#[test]
+fn smtp_no_record_only_counts() {
+    let server = SmtpServer::start(SmtpOptions {
+        no_record: true,
+        ..SmtpOptions::plain()
+    });
+    let mut c = Raw::connect(server.port);
+    c.smtp_reply();
+    c.smtp("EHLO sink.example");
+    // Many messages on one connection, as a pooled client sends them.
+    for i in 0..25 {
+        assert_eq!(c.smtp("MAIL FROM:<a@example.com>").0, 250, "message {i}");
+        assert_eq!(c.smtp("RCPT TO:<b@example.org>").0, 250);
+        assert_eq!(c.smtp("DATA").0, 354);
+        c.send("Subject: x\r\n\r\nx\r\n.");
+        assert_eq!(c.smtp_reply().0, 250);
+    }
+    c.smtp("QUIT");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.count() < 25 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.count(), 25);
+    assert!(server.received().is_empty());
+}
+
+#[test]
+fn smtp_plain_auth_plain_and_login() {
+    let server = SmtpServer::start(SmtpOptions::plain().with_auth("alice", "s3cret"));
+    let mut c = Raw::connect(server.port);
+    c.smtp_reply();
+    let (_, ehlo) = c.smtp("EHLO client.example");
+    assert!(
+        ehlo.contains("AUTH") && ehlo.contains("PLAIN") && ehlo.contains("LOGIN"),
+        "{ehlo}"
+    );
+    assert_eq!(
+        c.smtp("MAIL FROM:<a@example.com>"),
+        (530, "5.7.0 Authentication required".into())
+    );
+    assert_eq!(
+        c.smtp(&format!("AUTH PLAIN {}", b64("\0alice\0wrong"))),
+        (535, "5.7.8 Authentication credentials invalid".into())
+    );
+    assert_eq!(c.smtp("AUTH LOGIN").0, 334);
+    assert_eq!(c.smtp(&b64("alice")).0, 334);
+    assert_eq!(c.smtp(&b64("s3cret")).0, 235);
+    assert_eq!(c.smtp("MAIL FROM:<a@example.com>").0, 250);
+    assert_eq!(c.smtp("RCPT TO:<b@example.org>").0, 250);
+    assert_eq!(c.smtp("DATA").0, 354);
+    c.send("Subject: auth\r\n\r\nx\r\n.");
+    assert_eq!(c.smtp_reply().0, 250);
+    let got = server.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got[0].auth_user.as_deref(), Some("alice"));
+
+    let mut c = Raw::connect(server.port);
+    c.smtp_reply();
+    c.smtp("EHLO client.example");
+    assert_eq!(c.smtp(&format!("AUTH PLAIN {}", b64("\0alice\0s3cret"))).0, 235);
+}
+
+#[test]
+fn smtp_starttls_is_offered_and_required() {
+    let server = SmtpServer::start(SmtpOptions::starttls().with_auth("alice", "s3cret"));
+    let mut c = Raw::connect(server.port);
+    assert_eq!(c.smtp_reply().0, 220);
+    let (_, ehlo) = c.smtp("EHLO client.example");
+    assert!(ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(!ehlo.contains("AUTH"), "no AUTH before TLS: {ehlo}");
+    assert_eq!(c.smtp("MAIL FROM:<a@example.com>").0, 530);
+    assert_eq!(c.smtp("STARTTLS").0, 220);
+}
+
+#[test]
+fn smtp_implicit_tls_says_nothing_to_plain_text_clients() {
+    let server = SmtpServer::start(SmtpOptions::implicit_tls());
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap_or_else(|e| panic!("connect: {e}"));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => panic!("implicit TLS server closed the connection at once"),
+        Ok(n) => panic!(
+            "implicit TLS server sent plain text: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => assert!(
+            matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            "{e}"
+        ),
+    }
+}
+
+#[test]
+fn smtp_tls_modes_verify_against_the_test_ca() {
+    let ca = test_ca();
+    for (opts, mode) in [
+        (SmtpOptions::starttls(), "starttls"),
+        (SmtpOptions::implicit_tls(), "tls"),
+    ] {
+        let server = SmtpServer::start(opts.with_auth("alice", "s3cret"));
+        let args = [
+            mode.into(),
+            server.port.to_string(),
+            ca.ca_pem.display().to_string(),
+            "alice".into(),
+            "s3cret".into(),
+        ];
+        let (ok, out) = run_python(PY_SEND, &args);
+        assert!(ok && out.contains("SENT"), "{mode}: {out}\n{}", server.log());
+        let got = server.wait_for(1, Duration::from_secs(5));
+        assert!(got[0].tls, "{mode}");
+        assert_eq!(got[0].auth_user.as_deref(), Some("alice"));
+        assert_eq!(got[0].ehlo.as_deref(), Some("py.example"));
+        assert_eq!(got[0].header("Subject"), Some(format!("via {mode}")));
+
+        // The same client refuses the certificate for the wrong name.
+        let wrong = SmtpServer::start(SmtpOptions {
+            cert: CertChoice::WrongName,
+            ..opts_for(mode)
+        });
+        let args = [
+            mode.into(),
+            wrong.port.to_string(),
+            ca.ca_pem.display().to_string(),
+            "alice".into(),
+            "s3cret".into(),
+        ];
+        let (ok, out) = run_python(PY_SEND, &args);
+        assert!(
+            !ok && out.contains("CERTIFICATE_VERIFY_FAILED") && out.contains("ostname"),
+            "{mode}: {out}"
+        );
+        assert!(wrong.received().is_empty());
+    }
+}
+
+fn opts_for(mode: &str) -> SmtpOptions {
+    if mode == "tls" {
+        SmtpOptions::implicit_tls()
+    } else {
+        SmtpOptions::starttls()
+    }
+}
+
+#[test]
+fn smtp_scripted_failures() {
+    let gmail = "534 5.7.9 Application-specific password required. Learn more at https://support.google.com/mail";
+    let server = SmtpServer::start(SmtpOptions {
+        auth_reply: Some(gmail.into()),
+        ..SmtpOptions::plain()
+    });
+    let mut c = Raw::connect(server.port);
+    c.smtp_reply();
+    c.smtp("EHLO client.example");
+    let (code, text) = c.smtp(&format!("AUTH PLAIN {}", b64("\0alice\0right-password")));
+    assert_eq!((code, format!("{code} {text}")), (534, gmail.to_owned()));
+
+    let server = SmtpServer::start(SmtpOptions {
+        mail_from_reply: Some("553 5.7.1 Sender address rejected: not owned by user".into()),
+        ..SmtpOptions::plain()
+    });
+    let mut c = Raw::connect(server.port);
+    c.smtp_reply();
+    c.smtp("EHLO client.example");
+    assert_eq!(
+        c.smtp("MAIL FROM:<a@example.com>"),
+        (553, "5.7.1 Sender address rejected: not owned by user".into())
+    );
+
+    let server = SmtpServer::start(SmtpOptions {
+        rcpt_reply: Some("550 5.1.1 User unknown".into()),
+        ..SmtpOptions::plain()
+    });
+    let mut c = Raw::connect(server.port);
+    c.smtp_reply();
+    c.smtp("EHLO client.example");
+    assert_eq!(c.smtp("MAIL FROM:<a@example.com>").0, 250);
+    assert_eq!(c.smtp("RCPT TO:<b@example.org>"), (550, "5.1.1 User unknown".into()));
+
+    let server = SmtpServer::start(SmtpOptions {
+        data_reply: Some("451 4.3.0 Try again later".into()),
+        greeting_delay: Some(Duration::from_millis(1500)),
+        ..SmtpOptions::plain()
+    });
+    let started = Instant::now();
+    let mut c = Raw::connect(server.port);
+    assert_eq!(c.smtp_reply().0, 220);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "greeting after {:?}",
+        started.elapsed()
+    );
+    c.smtp("EHLO client.example");
+    assert_eq!(c.smtp("MAIL FROM:<a@example.com>").0, 250);
+    assert_eq!(c.smtp("RCPT TO:<b@example.org>").0, 250);
+    assert_eq!(c.smtp("DATA").0, 354);
+    c.send("Subject: x\r\n\r\nx\r\n.");
+    assert_eq!(c.smtp_reply(), (451, "4.3.0 Try again later".into()));
+    assert!(server.received().is_empty());
+}
+
+#[test]
+fn pop3_login_appends_to_the_gate_file() {
+    let pop = Pop3Server::start("alice", "s3cret");
+    assert_eq!(pop.tls_port, None);
+    let mut c = Raw::connect(pop.port);
+    assert!(c.line().starts_with("+OK"));
+    assert!(c.pop("USER alice").starts_with("+OK"));
+    let wrong = c.pop("PASS wrong");
+    assert!(wrong.starts_with("-ERR"), "{wrong}");
+    assert!(pop.gate_lines().is_empty());
+
+    let before = now_unix() as u64;
+    let mut c = Raw::connect(pop.port);
+    c.line();
+    assert!(c.pop("USER alice").starts_with("+OK"));
+    let ok = c.pop("PASS s3cret");
+    assert!(ok.starts_with("+OK"), "{ok}\n{}", pop.log());
+    assert!(c.pop("STAT").starts_with("+OK 0 0"));
+    assert!(c.pop("QUIT").starts_with("+OK"));
+    let lines = pop.gate_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}\n{}", pop.log());
+    assert_eq!(lines[0].0, "127.0.0.1");
+    assert!(lines[0].1 >= before && lines[0].1 <= now_unix() as u64 + 1, "{lines:?}");
+}
+
+#[test]
+fn pop3s_and_stls_verify_against_the_test_ca() {
+    let pop = Pop3Server::start_tls("alice", "s3cret");
+    let tls_port = pop.tls_port.unwrap_or_else(|| panic!("no POP3S port"));
+    let code = r#"
+import poplib, ssl, sys
+port, tls_port, cafile = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=cafile)
+p = poplib.POP3_SSL("localhost", tls_port, context=ctx, timeout=10)
+p.user("alice"); print(p.pass_("s3cret")); p.quit()
+p = poplib.POP3("localhost", port, timeout=10)
+p.stls(context=ctx); p.user("alice"); print(p.pass_("s3cret")); p.quit()
+"#;
+    let args = [
+        pop.port.to_string(),
+        tls_port.to_string(),
+        test_ca().ca_pem.display().to_string(),
+    ];
+    let (ok, out) = run_python(code, &args);
+    assert!(ok && out.matches("+OK").count() == 2, "{out}\n{}", pop.log());
+    assert_eq!(pop.gate_lines().len(), 2);
+}
+
+#[test]
+fn pop_before_smtp_gate_opens_after_pop3_login() {
+    let pop = Pop3Server::start("alice", "s3cret");
+    let smtp = SmtpServer::start(SmtpOptions {
+        pop_gate: Some((pop.gate_file.clone(), 60)),
+        ..SmtpOptions::plain()
+    });
+    let mut c = Raw::connect(smtp.port);
+    c.smtp_reply();
+    c.smtp("EHLO client.example");
+    assert_eq!(
+        c.smtp("MAIL FROM:<a@example.com>"),
+        (554, "5.7.1 Relay access denied (POP before SMTP)".into())
+    );
+
+    let mut p = Raw::connect(pop.port);
+    p.line();
+    p.pop("USER alice");
+    assert!(p.pop("PASS s3cret").starts_with("+OK"));
+    p.pop("QUIT");
+
+    assert_eq!(c.smtp("MAIL FROM:<a@example.com>").0, 250);
+    assert_eq!(c.smtp("RCPT TO:<b@example.org>").0, 250);
+    assert_eq!(c.smtp("DATA").0, 354);
+    c.send("Subject: gated\r\n\r\nx\r\n.");
+    assert_eq!(c.smtp_reply().0, 250);
+    assert_eq!(smtp.wait_for(1, Duration::from_secs(5)).len(), 1);
+}
+
+#[test]
+fn pop_before_smtp_gate_closes_after_the_window() {
+    let dir = temp_dir("gate");
+    let gate = dir.join("gate");
+    // A login 120 s ago, outside a 60 s window, and another client's fresh login.
+    let now = now_unix() as u64;
+    fs::write(&gate, format!("127.0.0.1 {}\n127.0.0.2 {now}\n", now - 120)).unwrap_or_else(|e| panic!("{e}"));
+    let smtp = SmtpServer::start(SmtpOptions {
+        pop_gate: Some((gate.clone(), 60)),
+        ..SmtpOptions::plain()
+    });
+    let mut c = Raw::connect(smtp.port);
+    c.smtp_reply();
+    c.smtp("EHLO client.example");
+    assert_eq!(c.smtp("MAIL FROM:<a@example.com>").0, 554);
+    fs::write(&gate, format!("127.0.0.1 {now}\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.smtp("MAIL FROM:<a@example.com>").0, 250);
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn silent_and_counting_listeners() {
+    let (port, guard) = silent_listener();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect: {e}"));
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 16];
+    let read = stream.read(&mut buf);
+    assert!(read.is_err(), "silent listener said something: {read:?}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while guard.accepted() < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(guard.accepted(), 1);
+    drop(guard);
+
+    let (port, count) = counting_listener();
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+    for _ in 0..3 {
+        let _ = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect: {e}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while count.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs the real mail servers that the API tests start on loopback (tests/api/mailservers.rs):
+#   - aiosmtpd (SMTP) and trustme (test CA), pinned in requirements.txt, from PyPI, into the
+#     python3 on PATH (or $MAILGATE_TEST_PYTHON);
+#   - Dovecot's POP3 server (Debian package dovecot-pop3d), only if it is missing.
+# Idempotent; run as root (apt-get). Starts no system-wide service: each test runs its own
+# private instance (smtp_server.py, pop3_dovecot.py).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+PYTHON="${MAILGATE_TEST_PYTHON:-python3}"
+DOVECOT=/usr/sbin/dovecot
+
+pinned_ok() {
+  "$PYTHON" - "$here/requirements.txt" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if "==" in line:
+        name, want = line.split("==")
+        if version(name) != want:
+            sys.exit(1)
+PY
+}
+
+if ! pinned_ok; then
+  echo "installing $(grep -v '^#' "$here/requirements.txt" | xargs) from PyPI"
+  extra=()
+  # A Debian-managed python3 (PEP 668) refuses plain pip installs.
+  if "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+    extra+=(--break-system-packages)
+  fi
+  PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    "$PYTHON" -m pip install --quiet "${extra[@]}" -r "$here/requirements.txt"
+  pinned_ok
+fi
+
+if ! [ -x "$DOVECOT" ] || ! [ -x /usr/lib/dovecot/pop3 ] || ! [ -x /usr/lib/dovecot/pop3-login ]; then
+  echo "installing dovecot-pop3d from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Keep the maintainer scripts from starting the system-wide service (the tests start
+  # private instances); a policy-rc.d that is already there is left alone.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    created_policy=1
+  fi
+  status=0
+  apt-get install -y -qq --no-install-recommends dovecot-core dovecot-pop3d >/dev/null || status=$?
+  if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi
+  if [ "$status" != 0 ]; then exit "$status"; fi
+  # If an init system started it anyway, stop the system-wide instance (it is not ours
+  # to use, and it would hold ports 110/995).
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet dovecot 2>/dev/null; then
+    systemctl stop dovecot || true
+    systemctl disable dovecot >/dev/null 2>&1 || true
+  fi
+fi
+
+# What the tests rely on.
+"$PYTHON" -c 'from importlib.metadata import version; print("aiosmtpd", version("aiosmtpd"), "| trustme", version("trustme"))'
+echo "dovecot $("$DOVECOT" --version)"
+getent passwd dovecot >/dev/null
+getent passwd dovenull >/dev/null
+getent passwd nobody >/dev/null
