@@ -762,3 +762,35 @@ async fn pooled_sends_reuse_connections_and_keep_the_interval() {
     let app = std::sync::Arc::try_unwrap(app).expect("sole owner");
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_relay_from_configuration() {
+    let relay = SmtpServer::start(SmtpOptions::implicit_tls().with_auth("platform", "relay pw/1"));
+    let url = format!("smtps://platform:relay%20pw%2F1@localhost:{}", relay.port);
+    let app = spawn_app_with(Backend::Sqlite, move |c| {
+        c.default_smtp_url = Some(secrecy::SecretString::from(url));
+        c.smtp_ca_file = Some(test_ca().ca_pem.clone());
+    })
+    .await;
+    let tenant = app.create_tenant("Basic site", "BASIC").await;
+    for i in 0..3 {
+        let r = send_through_mailer(&app, &tenant, &format!("welcome {i}"))
+            .await
+            .expect("sent");
+        assert_eq!(r.sender.source, domain::SenderSource::PlatformDefault);
+    }
+    let got = relay.wait_for(3, Duration::from_secs(5));
+    assert!(
+        got.iter()
+            .all(|r| r.mail_from == "noreply@platform.example" && r.auth_user.as_deref() == Some("platform") && r.tls)
+    );
+    assert_eq!(
+        got[0].header("From").as_deref(),
+        Some("Platform <noreply@platform.example>")
+    );
+    assert!(
+        eml_files(&app).is_empty(),
+        "nothing written to files when a relay is set"
+    );
+    app.finish().await;
+}

@@ -282,6 +282,8 @@ pub struct SmtpOptions {
     pub rcpt_reply: Option<String>,
     /// Answer the end of DATA with this reply.
     pub data_reply: Option<String>,
+    /// Use `data_reply` only for the first N messages, then accept (0: always).
+    pub data_reply_times: u32,
     /// Wait this long before the 220 greeting.
     pub greeting_delay: Option<Duration>,
     /// POP-before-SMTP: (gate file, window in seconds). MAIL FROM is refused with
@@ -418,6 +420,9 @@ impl SmtpServer {
             if let Some(value) = value {
                 push(flag, value.clone());
             }
+        }
+        if opts.data_reply_times > 0 {
+            push("--data-reply-times", opts.data_reply_times.to_string());
         }
         if let Some(delay) = opts.greeting_delay {
             push("--greeting-delay", delay.as_secs_f64().to_string());

@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod deliveries;
 mod hardening;
 mod mail;
 mod mailservers;

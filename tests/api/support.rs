@@ -92,6 +92,7 @@ pub fn logs() -> String {
 
 #[derive(Debug)]
 pub struct TestApp {
+    #[allow(dead_code, reason = "read by tests that branch on the backend")]
     pub backend: Backend,
     pub addr: std::net::SocketAddr,
     pub url: String,

@@ -52,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--mail-from-reply", metavar="REPLY", help="answer every MAIL FROM with this reply")
     p.add_argument("--rcpt-reply", metavar="REPLY", help="answer every RCPT TO with this reply")
     p.add_argument("--data-reply", metavar="REPLY", help="answer the end of DATA with this reply")
+    p.add_argument("--data-reply-times", type=int, default=0, metavar="N",
+                   help="with --data-reply: use it only for the first N messages, then accept (0 = always)")
     p.add_argument("--greeting-delay", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long after accepting before sending the 220 greeting")
     p.add_argument("--pop-gate", metavar="FILE", help="POP-before-SMTP gate file (lines: <ip> <unix time>)")
@@ -154,7 +156,11 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):
         if self.args.data_reply:
-            return reply(self.args.data_reply)
+            if self.args.data_reply_times <= 0:
+                return reply(self.args.data_reply)
+            self.data_replies = getattr(self, "data_replies", 0) + 1
+            if self.data_replies <= self.args.data_reply_times:
+                return reply(self.args.data_reply)
         if self.recorder.file is None:
             self.recorder.add(None)
         else:

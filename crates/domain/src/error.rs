@@ -31,6 +31,11 @@ impl FieldError {
             ),
             "INVALID_FORMAT" => locale.pick("is not in a valid format", "の形式が正しくありません"),
             "OUT_OF_RANGE" => locale.pick("is out of range", "が範囲外です"),
+            "INVALID_TYPE" => locale.pick("has the wrong type", "の型が正しくありません"),
+            "NOT_FAILED" => locale.pick(
+                "is not a failed delivery; only failed deliveries can be retried",
+                "は失敗した配信ではありません。再送できるのは失敗した配信のみです",
+            ),
             "PORT_NOT_ALLOWED" => locale.pick(
                 "is not a port open to tenants (usually 25, 465, 587 or 2525)",
                 "は使用できないポートです（通常は25、465、587、2525）",

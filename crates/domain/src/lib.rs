@@ -5,6 +5,8 @@
 
 pub mod access;
 pub mod audit;
+pub mod deliveries;
+pub mod delivery;
 pub mod error;
 pub mod i18n;
 pub mod mail;

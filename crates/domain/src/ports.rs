@@ -131,3 +131,74 @@ pub trait MailTransport: Send + Sync + 'static {
     /// mail uses what is saved now.
     async fn forget(&self, tenant: TenantId);
 }
+
+/// The result of an enqueue: a new delivery, or the one already stored under the same
+/// tenant and idempotency key.
+#[derive(Debug, Clone)]
+pub enum EnqueueOutcome {
+    Created(crate::delivery::Delivery),
+    Existing(crate::delivery::Delivery),
+}
+
+/// What a finished attempt changes.
+#[derive(Debug, Clone)]
+pub struct DeliveryUpdate {
+    pub status: crate::delivery::DeliveryStatus,
+    pub retries: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub failure_reason: Option<String>,
+    pub attempt: crate::delivery::Attempt,
+}
+
+/// Counts of a tenant's (or all) deliveries by status.
+pub type StatusCounts = Vec<(crate::delivery::DeliveryStatus, u64)>;
+
+/// The durable delivery queue (the outbox).
+#[async_trait::async_trait]
+pub trait DeliveryStore: Send + Sync + 'static {
+    /// Stores a new delivery (committed before this returns), or returns the existing one
+    /// with the same tenant and idempotency key.
+    async fn enqueue(&self, delivery: &crate::delivery::Delivery) -> Result<EnqueueOutcome, StoreError>;
+
+    /// Claims up to `limit` due deliveries for `worker` until `lease_until`: `QUEUED` or
+    /// `RETRYING` ones whose time has come, and `SENDING` ones whose lease expired. Skips
+    /// the tenants in `exclude`. Each returned delivery is `SENDING`; attempts not loaded.
+    /// No row lock is held after this returns.
+    async fn claim(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        exclude: &[TenantId],
+    ) -> Result<Vec<crate::delivery::Delivery>, StoreError>;
+
+    /// Extends the leases `worker` holds.
+    async fn renew_leases(&self, worker: &str, lease_until: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Records an attempt and the new state, if `worker` still holds the lease (false otherwise).
+    async fn finish(&self, id: uuid::Uuid, worker: &str, update: &DeliveryUpdate) -> Result<bool, StoreError>;
+
+    /// Gives a claimed delivery back unattempted (shutdown): due again at once.
+    async fn release(&self, id: uuid::Uuid, worker: &str) -> Result<bool, StoreError>;
+
+    /// One delivery with its attempts.
+    async fn delivery(&self, id: uuid::Uuid) -> Result<Option<crate::delivery::Delivery>, StoreError>;
+
+    /// A tenant's deliveries, newest first, optionally of one status, before the id `after`.
+    async fn deliveries(
+        &self,
+        tenant: TenantId,
+        status: Option<crate::delivery::DeliveryStatus>,
+        after: Option<uuid::Uuid>,
+        limit: u64,
+    ) -> Result<Vec<crate::delivery::Delivery>, StoreError>;
+
+    /// Deliveries by status, of one tenant or of all.
+    async fn status_counts(&self, tenant: Option<TenantId>) -> Result<StatusCounts, StoreError>;
+
+    /// Puts a `FAILED` delivery back in the queue (retries reset, due now). False if it
+    /// is not `FAILED`.
+    async fn requeue_failed(&self, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+}

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod context;
+mod deliveries;
 pub mod error;
 mod inputs;
 mod mutation;

@@ -105,6 +105,21 @@ impl MutationRoot {
             .gql(rc.locale)?;
         Ok(TestMailResult::from_outcome(&outcome, rc.locale))
     }
+
+    /// Platform services (and operators): hand in a notification. It is durable when this
+    /// returns; the same idempotency key for the same tenant returns the same delivery.
+    async fn enqueue_notification(
+        &self,
+        ctx: &Context<'_>,
+        input: crate::deliveries::NotificationInput,
+    ) -> async_graphql::Result<crate::deliveries::Delivery> {
+        crate::deliveries::enqueue(ctx, input).await
+    }
+
+    /// Put a FAILED delivery back in the queue. Operators and the tenant's admins.
+    async fn retry_delivery(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<crate::deliveries::Delivery> {
+        crate::deliveries::retry(ctx, id).await
+    }
 }
 
 /// Parses a tenant id; a malformed one is NOT_FOUND, like an unknown one.

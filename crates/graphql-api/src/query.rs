@@ -115,6 +115,11 @@ impl QueryRoot {
         })
     }
 
+    /// A delivery; null if absent or not visible to the caller.
+    async fn delivery(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<crate::deliveries::Delivery>> {
+        crate::deliveries::delivery(ctx, id).await
+    }
+
     /// All plans and whether each may replace the default sender.
     async fn plans(&self) -> Vec<PlanInfo> {
         domain::Plan::ALL

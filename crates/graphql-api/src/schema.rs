@@ -2,6 +2,7 @@
 
 use async_graphql::{EmptySubscription, Schema};
 
+use domain::deliveries::DeliveryService;
 use domain::service::TenantService;
 
 use crate::mutation::MutationRoot;
@@ -28,9 +29,10 @@ impl Default for SchemaLimits {
 }
 
 /// The schema with the services it calls.
-pub fn build_schema(service: TenantService, limits: SchemaLimits) -> MailgateSchema {
+pub fn build_schema(service: TenantService, deliveries: DeliveryService, limits: SchemaLimits) -> MailgateSchema {
     let builder = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(service)
+        .data(deliveries)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity);
     let builder = if limits.introspection {

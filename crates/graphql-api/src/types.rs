@@ -398,6 +398,17 @@ impl Tenant {
     async fn updated_at(&self) -> String {
         rfc3339(self.0.tenant().updated_at)
     }
+    /// Notifications for this tenant, newest first, with counts per status.
+    async fn deliveries(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<crate::deliveries::DeliveryStatus>,
+        #[graphql(desc = "Page size, 1–100 (default 20).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<crate::deliveries::DeliveryConnection> {
+        crate::deliveries::tenant_deliveries(ctx, self.0.tenant().id, status, first, after).await
+    }
+
     /// Who changed what, oldest first. Operators and this tenant's admins.
     async fn audit_trail(
         &self,

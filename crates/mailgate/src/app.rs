@@ -8,12 +8,16 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
 use domain::PlatformSender;
+use domain::deliveries::DeliveryService;
+use domain::delivery::RetryPolicy;
+use domain::ports::{DeliveryStore, MailTransport, TenantStore};
 use domain::service::TenantService;
 use domain::settings::PortPolicy;
 use graphql_api::auth::JwtKey;
 use graphql_api::{JwtConfig, MailgateSchema, SchemaLimits, TokenVerifier, build_schema};
 use mailer::{Mailer, MailerConfig, PlatformRelay, RelayUrl};
 use persistence::crypto::SecretKeyRing;
+use worker::{Metrics, Worker, WorkerConfig};
 
 use crate::config::{Config, JwtAlgorithm};
 
@@ -27,6 +31,12 @@ pub struct App {
     pub schema: MailgateSchema,
     pub verifier: Arc<TokenVerifier>,
     pub mailer: Arc<Mailer>,
+    pub deliveries: DeliveryService,
+    pub delivery_store: Arc<dyn DeliveryStore>,
+    pub tenants: Arc<dyn TenantStore>,
+    /// Wakes this process's worker after an enqueue.
+    pub queue_signal: Arc<tokio::sync::Notify>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for App {
@@ -147,6 +157,7 @@ impl App {
         let platform =
             PlatformSender::parse(&config.default_from).map_err(|e| anyhow::anyhow!("MAILGATE_DEFAULT_FROM: {e}"))?;
         let store = persistence::SqlStore::new(db.clone(), keyring.clone());
+        let delivery_store: Arc<dyn DeliveryStore> = Arc::new(store.clone());
         let cached = persistence::CachedStore::with_limits(
             store,
             config.tenant_cache_capacity,
@@ -157,9 +168,15 @@ impl App {
             smtp: config.smtp_allowed_ports.clone(),
             pop: config.pop_allowed_ports.clone(),
         };
-        let service = TenantService::new(Arc::new(cached), platform, mailer.clone(), ports);
+        let tenants: Arc<dyn TenantStore> = Arc::new(cached);
+        let queue_signal = Arc::new(tokio::sync::Notify::new());
+        let wake = queue_signal.clone();
+        let deliveries = DeliveryService::new(tenants.clone(), delivery_store.clone(), &platform)
+            .with_signal(Arc::new(move || wake.notify_one()));
+        let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports);
         let schema = build_schema(
             service.clone(),
+            deliveries.clone(),
             SchemaLimits {
                 max_depth: config.max_query_depth,
                 max_complexity: config.max_query_complexity,
@@ -174,6 +191,49 @@ impl App {
             schema,
             verifier: Arc::new(verifier),
             mailer,
+            deliveries,
+            delivery_store,
+            tenants,
+            queue_signal,
+            metrics: Arc::new(Metrics::default()),
         })
     }
+
+    /// The delivery worker for this process, woken by enqueues made through this app.
+    pub fn worker(&self) -> Worker {
+        let c = &self.config;
+        let secs = Duration::from_secs;
+        let config = WorkerConfig {
+            worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+            batch_size: c.worker_batch_size,
+            max_in_flight: c.worker_max_in_flight,
+            per_tenant_in_flight: c.smtp_max_connections_per_tenant,
+            lease: secs(c.worker_lease_secs),
+            poll_interval: Duration::from_millis(c.worker_poll_ms),
+            shutdown_grace: secs(c.worker_shutdown_grace_secs),
+            retry: RetryPolicy {
+                base: secs(c.retry_base_secs),
+                max_delay: secs(c.retry_max_delay_secs),
+                max_age: secs(c.delivery_max_age_secs),
+                defer: secs(c.rate_limit_defer_secs),
+            },
+        };
+        let mailer: Arc<dyn MailTransport> = self.mailer.clone();
+        Worker::new(
+            config,
+            self.delivery_store.clone(),
+            self.tenants.clone(),
+            mailer,
+            self.metrics.clone(),
+        )
+        .with_wake(self.queue_signal.clone())
+    }
+}
+
+/// This host's name, for lease owners (readable in the database).
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "mailgate".to_owned())
 }

@@ -31,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP/GraphQL server (the default).
     Serve,
+    /// Run only the delivery worker (no HTTP), until SIGTERM/SIGINT.
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Mint a bearer token with the configured key (development and operations).
@@ -96,6 +98,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::telemetry::init(config.log_format);
     match command {
         Command::Serve => serve(config).await,
+        Command::Worker => {
+            let app = App::build(config).await?;
+            let report = app.worker().run(http::shutdown_signal()).await;
+            println!(
+                "worker stopped: {} finished, {} given back",
+                report.finished, report.released
+            );
+            Ok(())
+        }
         Command::Migrate => {
             let db = app::connect(&config).await?;
             persistence::migrate(&db).await.context("running migrations")?;
@@ -143,6 +154,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await?;
     let server = RunningServer::start(app.clone()).await?;
     tracing::info!(addr = %server.addr, "mailgate listening");
+    let (stop_worker, stopped) = tokio::sync::watch::channel(false);
+    let worker = app.config.worker_enabled.then(|| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(app.worker().run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }))
+    });
     if dev {
         let claims = app.verifier.claims("dev-operator", Role::Operator, None, 24 * 3600);
         let token = app
@@ -162,7 +180,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         println!("  Operator token (24 h), send as `Authorization: Bearer <token>`:\n  {token}\n");
     }
     http::shutdown_signal().await;
-    server.stop().await?;
+    let _ = stop_worker.send(true);
+    let (http_result, worker_report) = tokio::join!(server.stop(), async {
+        match worker {
+            Some(handle) => handle.await.ok(),
+            None => None,
+        }
+    });
+    http_result?;
+    if let Some(report) = worker_report {
+        tracing::info!(
+            finished = report.finished,
+            given_back = report.released,
+            "worker drained"
+        );
+    }
     tracing::info!("mailgate stopped");
     Ok(())
 }

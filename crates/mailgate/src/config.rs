@@ -104,6 +104,21 @@ pub struct Config {
     /// Cached tenant transports at most, and how long an unused one is kept.
     pub transport_cache_capacity: u64,
     pub transport_cache_idle_secs: u64,
+    /// Run the delivery worker inside `serve` (turn off when separate `mailgate worker`
+    /// processes deliver).
+    pub worker_enabled: bool,
+    pub worker_batch_size: u32,
+    pub worker_max_in_flight: usize,
+    pub worker_lease_secs: u64,
+    pub worker_poll_ms: u64,
+    pub worker_shutdown_grace_secs: u64,
+    /// First retry after this many seconds, doubled each time up to the maximum.
+    pub retry_base_secs: u64,
+    pub retry_max_delay_secs: u64,
+    /// A delivery still failing after this age fails for good (`expired`); 3 days.
+    pub delivery_max_age_secs: u64,
+    /// Wait after a rate-limit reply (421, 4.7.x, "too many").
+    pub rate_limit_defer_secs: u64,
 }
 
 /// Accepts `[25, 587]`, `"25,587"` or `587`.
@@ -171,6 +186,16 @@ impl Default for Config {
             pop_login_window_secs: 300,
             transport_cache_capacity: 10_000,
             transport_cache_idle_secs: 600,
+            worker_enabled: true,
+            worker_batch_size: 32,
+            worker_max_in_flight: 64,
+            worker_lease_secs: 300,
+            worker_poll_ms: 500,
+            worker_shutdown_grace_secs: 25,
+            retry_base_secs: 30,
+            retry_max_delay_secs: 3600,
+            delivery_max_age_secs: 3 * 24 * 3600,
+            rate_limit_defer_secs: 60,
         }
     }
 }

@@ -25,6 +25,7 @@ pub fn router(app: App) -> Router {
         .route("/graphql", get(graphiql).post(graphql))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
 }
@@ -77,6 +78,55 @@ async fn readyz(State(app): State<App>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }
+}
+
+/// Prometheus text for operators (bearer token with the operator role): queue depth by
+/// status, sends by outcome and sender source, send latency.
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
+    let locale = locale_of(&headers);
+    let caller = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .and_then(|(_, token)| app.verifier.verify(token.trim()).ok());
+    match caller {
+        None => {
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                code::UNAUTHENTICATED,
+                message(code::UNAUTHENTICATED, locale),
+            );
+        }
+        Some(c) if c.role() != domain::Role::Operator => {
+            return error_response(StatusCode::FORBIDDEN, code::FORBIDDEN, message(code::FORBIDDEN, locale));
+        }
+        Some(_) => {}
+    }
+    let mut out = String::from(
+        "# HELP mailgate_deliveries Deliveries in the queue by status.\n# TYPE mailgate_deliveries gauge\n",
+    );
+    match app.delivery_store.status_counts(None).await {
+        Ok(counts) => {
+            for (status, n) in counts {
+                out.push_str(&format!(
+                    "mailgate_deliveries{{status=\"{}\"}} {n}\n",
+                    status.code().to_ascii_lowercase()
+                ));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "queue depth for /metrics failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+        }
+    }
+    out.push_str(&app.metrics.render());
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
 }
 
 async fn graphiql(State(app): State<App>) -> Response {

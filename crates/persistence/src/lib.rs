@@ -1,4 +1,5 @@
-//! Mailgate's storage: the domain's [`domain::ports::TenantStore`] port implemented with
+//! Mailgate's storage: the domain's [`domain::ports::TenantStore`] and
+//! [`domain::ports::DeliveryStore`] (the durable delivery queue) ports implemented with
 //! sea-orm on SQLite or PostgreSQL ([`SqlStore`]), with mail-server passwords sealed by
 //! AES-256-GCM under a rotatable key ring ([`SecretKeyRing`]) and a tenant cache in
 //! front ([`CachedStore`]). Table rows stay inside this crate; callers see domain types.
@@ -28,6 +29,7 @@ pub mod cache;
 mod convert;
 pub mod crypto;
 mod db;
+mod deliveries;
 mod entities;
 pub mod error;
 mod store;
@@ -35,6 +37,7 @@ mod store;
 pub use cache::CachedStore;
 pub use crypto::{CryptoError, SecretKeyRing, SecretPurpose, generate_key_base64, parse_key};
 pub use db::{connect, migrate};
+pub use deliveries::INVALID_STORED_DATA;
 pub use error::{Error, Result};
 pub use sea_orm::DatabaseConnection;
 pub use store::{SqlStore, rotate_secret_key};

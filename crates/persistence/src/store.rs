@@ -47,7 +47,7 @@ impl SqlStore {
     /// Starts a write transaction. On SQLite it takes the write lock at `BEGIN`
     /// (IMMEDIATE), so a read inside it can never be upgraded into a deadlock; on
     /// PostgreSQL the first UPDATE takes the row lock.
-    async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
         self.db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),

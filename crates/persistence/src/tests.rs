@@ -21,10 +21,10 @@ use crate::{CachedStore, SecretKeyRing, SqlStore, connect, migrate, rotate_secre
 
 const SMTP_PASSWORD: &str = "smtp-Pa55word-0123";
 const POP_PASSWORD: &str = "pop-Pa55word-4567";
-const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub(crate) const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// A temporary SQLite database file, removed (with its WAL files) on drop.
-struct TempSqlite {
+pub(crate) struct TempSqlite {
     path: PathBuf,
 }
 
@@ -51,14 +51,14 @@ impl Drop for TempSqlite {
     }
 }
 
-async fn sqlite() -> (TempSqlite, DatabaseConnection) {
+pub(crate) async fn sqlite() -> (TempSqlite, DatabaseConnection) {
     let file = TempSqlite::new();
     let db = connect(&file.url(), None, 4).await.unwrap();
     migrate(&db).await.unwrap();
     (file, db)
 }
 
-fn keys() -> Arc<SecretKeyRing> {
+pub(crate) fn keys() -> Arc<SecretKeyRing> {
     Arc::new(SecretKeyRing::from_base64(&crate::generate_key_base64(), &[]).unwrap())
 }
 
@@ -70,7 +70,7 @@ fn audit(id: TenantId, action: AuditAction, changes: Vec<FieldChange>) -> AuditE
     AuditEntry::new(id, &operator(), action, changes, Utc::now())
 }
 
-async fn new_tenant(store: &dyn TenantStore, plan: Plan) -> Tenant {
+pub(crate) async fn new_tenant(store: &dyn TenantStore, plan: Plan) -> Tenant {
     let now = Utc::now();
     let tenant = Tenant {
         id: TenantId::generate(),

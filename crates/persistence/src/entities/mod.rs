@@ -3,5 +3,7 @@
 //! the store converts to and from (parsing every value again on the way in).
 
 pub mod audit_events;
+pub mod deliveries;
+pub mod delivery_attempts;
 pub mod mail_settings;
 pub mod tenants;

@@ -1,0 +1,354 @@
+//! GraphQL for notifications: `enqueueNotification`, `Delivery`, `Tenant.deliveries`,
+//! `delivery(id)`, `retryDelivery`.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
+
+use domain::deliveries::DeliveryService;
+use domain::delivery::{self as dd, NotificationRequest, VariableValue};
+use domain::{Error, Locale, TenantId};
+
+use crate::context::RequestContext;
+use crate::error::{ResultExt as _, validation_error};
+use crate::types::{PageInfo, SenderSource, decode_cursor, encode_cursor, rfc3339};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum NotificationKind {
+    RegistrationCompleted,
+    PasswordReset,
+    Custom,
+}
+
+impl From<NotificationKind> for dd::NotificationKind {
+    fn from(k: NotificationKind) -> Self {
+        match k {
+            NotificationKind::RegistrationCompleted => Self::RegistrationCompleted,
+            NotificationKind::PasswordReset => Self::PasswordReset,
+            NotificationKind::Custom => Self::Custom,
+        }
+    }
+}
+
+impl From<dd::NotificationKind> for NotificationKind {
+    fn from(k: dd::NotificationKind) -> Self {
+        match k {
+            dd::NotificationKind::RegistrationCompleted => Self::RegistrationCompleted,
+            dd::NotificationKind::PasswordReset => Self::PasswordReset,
+            dd::NotificationKind::Custom => Self::Custom,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum DeliveryStatus {
+    Queued,
+    Sending,
+    Sent,
+    Retrying,
+    Failed,
+}
+
+impl From<dd::DeliveryStatus> for DeliveryStatus {
+    fn from(s: dd::DeliveryStatus) -> Self {
+        match s {
+            dd::DeliveryStatus::Queued => Self::Queued,
+            dd::DeliveryStatus::Sending => Self::Sending,
+            dd::DeliveryStatus::Sent => Self::Sent,
+            dd::DeliveryStatus::Retrying => Self::Retrying,
+            dd::DeliveryStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+impl From<DeliveryStatus> for dd::DeliveryStatus {
+    fn from(s: DeliveryStatus) -> Self {
+        match s {
+            DeliveryStatus::Queued => Self::Queued,
+            DeliveryStatus::Sending => Self::Sending,
+            DeliveryStatus::Sent => Self::Sent,
+            DeliveryStatus::Retrying => Self::Retrying,
+            DeliveryStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum AttemptOutcome {
+    Sent,
+    Retry,
+    Deferred,
+    Failed,
+}
+
+/// A notification from a platform service.
+#[derive(InputObject, Debug)]
+pub(crate) struct NotificationInput {
+    tenant_id: ID,
+    kind: NotificationKind,
+    to: String,
+    /// `ja` or `en` (default `en`).
+    locale: Option<String>,
+    /// Template variables. REGISTRATION_COMPLETED: name, siteName, loginUrl.
+    /// PASSWORD_RESET: name, siteName, resetUrl, expiresInMinutes (integer).
+    variables: Option<Json<serde_json::Value>>,
+    /// CUSTOM only.
+    subject: Option<String>,
+    /// CUSTOM only.
+    text: Option<String>,
+    /// CUSTOM only.
+    html: Option<String>,
+    /// The same key for the same tenant returns the same delivery and never sends twice.
+    idempotency_key: Option<String>,
+}
+
+fn variable(v: &serde_json::Value) -> VariableValue {
+    match v {
+        serde_json::Value::String(s) => VariableValue::Text(s.clone()),
+        serde_json::Value::Number(n) => n.as_i64().map_or_else(
+            || VariableValue::Number(n.as_f64().unwrap_or(0.0)),
+            VariableValue::Integer,
+        ),
+        serde_json::Value::Bool(b) => VariableValue::Bool(*b),
+        serde_json::Value::Null => VariableValue::Null,
+        _ => VariableValue::Structured,
+    }
+}
+
+impl NotificationInput {
+    fn into_request(self, l: Locale) -> async_graphql::Result<NotificationRequest> {
+        let tenant_id =
+            TenantId::from_str(&self.tenant_id).map_err(|_| crate::error::to_graphql(Error::NotFound, l))?;
+        let locale = match self.locale.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("en") => Locale::En,
+            Some("ja") => Locale::Ja,
+            Some(_) => {
+                return Err(validation_error(
+                    "locale",
+                    "INVALID_FORMAT",
+                    l.pick("locale must be ja or en.", "locale は ja または en にしてください。")
+                        .into(),
+                    l,
+                ));
+            }
+        };
+        let variables: BTreeMap<String, VariableValue> = match self.variables.map(|j| j.0) {
+            None | Some(serde_json::Value::Null) => BTreeMap::new(),
+            Some(serde_json::Value::Object(map)) => map.iter().map(|(k, v)| (k.clone(), variable(v))).collect(),
+            Some(_) => {
+                return Err(validation_error(
+                    "variables",
+                    "INVALID_TYPE",
+                    l.pick(
+                        "variables must be a JSON object.",
+                        "variables はJSONオブジェクトにしてください。",
+                    )
+                    .into(),
+                    l,
+                ));
+            }
+        };
+        Ok(NotificationRequest {
+            tenant_id,
+            kind: self.kind.into(),
+            to: self.to,
+            locale,
+            variables,
+            subject: self.subject,
+            text: self.text,
+            html: self.html,
+            idempotency_key: self.idempotency_key,
+        })
+    }
+}
+
+/// One try at sending.
+#[derive(SimpleObject, Debug)]
+pub struct DeliveryAttempt {
+    pub at: String,
+    pub outcome: AttemptOutcome,
+    /// Where it stopped, when it failed.
+    pub stage: Option<String>,
+    pub smtp_code: Option<i32>,
+    pub enhanced_code: Option<String>,
+    pub server_message: Option<String>,
+    /// Which sender was used.
+    pub sender_address: Option<String>,
+    pub sender_source: Option<SenderSource>,
+}
+
+/// A notification on its way.
+#[derive(Debug)]
+pub struct Delivery(pub dd::Delivery);
+
+#[Object]
+impl Delivery {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn tenant_id(&self) -> ID {
+        ID(self.0.tenant_id.to_string())
+    }
+    async fn kind(&self) -> NotificationKind {
+        self.0.kind.into()
+    }
+    async fn to(&self) -> &str {
+        self.0.to.as_str()
+    }
+    async fn subject(&self) -> &str {
+        self.0.message.subject.as_str()
+    }
+    async fn status(&self) -> DeliveryStatus {
+        self.0.status.into()
+    }
+    /// Error retries used so far (rate-limit deferrals do not count).
+    async fn retries(&self) -> i32 {
+        i32::try_from(self.0.retries).unwrap_or(i32::MAX)
+    }
+    async fn attempts(&self) -> Vec<DeliveryAttempt> {
+        self.0
+            .attempts
+            .iter()
+            .map(|a| DeliveryAttempt {
+                at: rfc3339(a.at),
+                outcome: match a.outcome {
+                    dd::AttemptOutcome::Sent => AttemptOutcome::Sent,
+                    dd::AttemptOutcome::Retry => AttemptOutcome::Retry,
+                    dd::AttemptOutcome::Deferred => AttemptOutcome::Deferred,
+                    dd::AttemptOutcome::Failed => AttemptOutcome::Failed,
+                },
+                stage: a.stage.clone(),
+                smtp_code: a.smtp_code.map(i32::from),
+                enhanced_code: a.enhanced_code.clone(),
+                server_message: a.server_message.clone(),
+                sender_address: a.sender_address.clone(),
+                sender_source: a.sender_source.map(|s| match s {
+                    domain::SenderSource::Custom => SenderSource::Custom,
+                    domain::SenderSource::PlatformDefault => SenderSource::PlatformDefault,
+                }),
+            })
+            .collect()
+    }
+    /// When it is tried next (while QUEUED or RETRYING).
+    async fn next_attempt_at(&self) -> Option<String> {
+        matches!(self.0.status, dd::DeliveryStatus::Queued | dd::DeliveryStatus::Retrying)
+            .then(|| rfc3339(self.0.next_attempt_at))
+    }
+    /// Kept across all attempts.
+    async fn message_id(&self) -> &str {
+        &self.0.message_id
+    }
+    async fn created_at(&self) -> String {
+        rfc3339(self.0.created_at)
+    }
+    async fn sent_at(&self) -> Option<String> {
+        self.0.sent_at.map(rfc3339)
+    }
+    /// Why it failed for good (`expired`, or the stage, code and reply).
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure_reason.as_deref()
+    }
+    async fn idempotency_key(&self) -> Option<&str> {
+        self.0.idempotency_key.as_deref()
+    }
+}
+
+#[derive(SimpleObject, Debug)]
+pub struct DeliveryEdge {
+    pub cursor: String,
+    pub node: Delivery,
+}
+
+#[derive(SimpleObject, Debug)]
+pub struct DeliveryStatusCount {
+    pub status: DeliveryStatus,
+    pub count: i32,
+}
+
+#[derive(SimpleObject, Debug)]
+pub struct DeliveryConnection {
+    pub edges: Vec<DeliveryEdge>,
+    pub page_info: PageInfo,
+    /// All of the tenant's deliveries by status (not only this page).
+    pub counts: Vec<DeliveryStatusCount>,
+}
+
+fn rc<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a RequestContext, &'a DeliveryService)> {
+    Ok((ctx.data::<RequestContext>()?, ctx.data::<DeliveryService>()?))
+}
+
+/// `Tenant.deliveries`.
+pub(crate) async fn tenant_deliveries(
+    ctx: &Context<'_>,
+    tenant: TenantId,
+    status: Option<DeliveryStatus>,
+    first: Option<i32>,
+    after: Option<String>,
+) -> async_graphql::Result<DeliveryConnection> {
+    let (rc, service) = rc(ctx)?;
+    let caller = rc.caller().gql(rc.locale)?;
+    let first = crate::query::page_size(first.unwrap_or(20), rc.locale)?;
+    let after = match after {
+        None => None,
+        Some(c) => Some(
+            decode_cursor(&c)
+                .and_then(|s| uuid::Uuid::parse_str(&s).ok())
+                .ok_or_else(|| crate::query::bad_cursor(rc.locale))?,
+        ),
+    };
+    let page = service
+        .deliveries(caller, tenant, status.map(Into::into), after, first)
+        .await
+        .gql(rc.locale)?;
+    let counts = service.counts(caller, tenant).await.gql(rc.locale)?;
+    let edges: Vec<DeliveryEdge> = page
+        .items
+        .into_iter()
+        .map(|d| DeliveryEdge {
+            cursor: encode_cursor(&d.id.to_string()),
+            node: Delivery(d),
+        })
+        .collect();
+    let end_cursor = edges.last().map(|e| e.cursor.clone());
+    Ok(DeliveryConnection {
+        edges,
+        page_info: PageInfo {
+            has_next_page: page.has_next_page,
+            end_cursor,
+        },
+        counts: counts
+            .into_iter()
+            .map(|(s, n)| DeliveryStatusCount {
+                status: s.into(),
+                count: i32::try_from(n).unwrap_or(i32::MAX),
+            })
+            .collect(),
+    })
+}
+
+/// `Query.delivery`.
+pub(crate) async fn delivery(ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Delivery>> {
+    let (rc, service) = rc(ctx)?;
+    let caller = rc.caller().gql(rc.locale)?;
+    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+        return Ok(None);
+    };
+    Ok(service.delivery(caller, id).await.gql(rc.locale)?.map(Delivery))
+}
+
+/// `Mutation.enqueueNotification`.
+pub(crate) async fn enqueue(ctx: &Context<'_>, input: NotificationInput) -> async_graphql::Result<Delivery> {
+    let (rc, service) = rc(ctx)?;
+    let caller = rc.caller().gql(rc.locale)?;
+    let req = input.into_request(rc.locale)?;
+    service.enqueue(caller, &req).await.map(Delivery).gql(rc.locale)
+}
+
+/// `Mutation.retryDelivery`.
+pub(crate) async fn retry(ctx: &Context<'_>, id: ID) -> async_graphql::Result<Delivery> {
+    let (rc, service) = rc(ctx)?;
+    let caller = rc.caller().gql(rc.locale)?;
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| crate::error::to_graphql(Error::NotFound, rc.locale))?;
+    service.retry(caller, id).await.map(Delivery).gql(rc.locale)
+}

@@ -1,0 +1,576 @@
+//! The domain's [`DeliveryStore`] port (the durable delivery queue) on [`SqlStore`], so
+//! tenants and their deliveries share one pool.
+//!
+//! A delivery is `QUEUED` or `RETRYING` until it is due, then a worker *claims* it: one
+//! statement moves it to `SENDING` under that worker's lease and returns it. The worker
+//! *finishes* it (attempt row and new state in one transaction, only while it still holds
+//! the lease) or *releases* it unattempted. A lease that runs out makes the delivery
+//! claimable again, so a crashed worker loses nothing.
+//!
+//! The claim reads the two partial indexes of the migration (due rows; leased rows), each
+//! in order with a limit, so its cost does not grow with the sent and failed rows that
+//! fill the table. On PostgreSQL each side locks its rows `FOR UPDATE SKIP LOCKED`, so
+//! concurrent claimers split the queue without waiting on each other; SQLite has one
+//! writer, and the single statement is atomic there.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use domain::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, NotificationKind, RenderedMessage};
+use domain::mail::Subject;
+use domain::ports::{DeliveryStore, DeliveryUpdate, EnqueueOutcome, StatusCounts, StoreError};
+use domain::values::EmailAddress;
+use domain::{Locale, SenderSource, TenantId};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    Statement, Value,
+};
+
+use crate::convert::{corrupt, db_err};
+use crate::entities::{deliveries, delivery_attempts};
+use crate::store::SqlStore;
+
+/// Why a claimed row that cannot be read back is failed.
+pub const INVALID_STORED_DATA: &str = "invalid stored data";
+
+const INVALID: &str = "INVALID_FORMAT";
+
+/// How often an enqueue retries when the delivery it conflicted with is gone by the time
+/// it is read (deleted with its tenant in between).
+const ENQUEUE_ROUNDS: usize = 3;
+
+#[async_trait::async_trait]
+impl DeliveryStore for SqlStore {
+    async fn enqueue(&self, delivery: &Delivery) -> Result<EnqueueOutcome, StoreError> {
+        let db = self.connection();
+        for _ in 0..ENQUEUE_ROUNDS {
+            // Autocommit: the row is committed when the statement returns. A concurrent
+            // enqueue with the same key waits for this one, then inserts nothing.
+            let inserted = deliveries::Entity::insert(delivery_row(delivery, Utc::now()))
+                .on_conflict(
+                    OnConflict::columns([deliveries::Column::TenantId, deliveries::Column::IdempotencyKey])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await
+                .map_err(db_err)?;
+            if inserted == 1 {
+                let mut created = delivery.clone();
+                created.attempts.clear();
+                return Ok(EnqueueOutcome::Created(created));
+            }
+            let Some(key) = &delivery.idempotency_key else {
+                break;
+            };
+            let existing = deliveries::Entity::find()
+                .filter(deliveries::Column::TenantId.eq(delivery.tenant_id.to_string()))
+                .filter(deliveries::Column::IdempotencyKey.eq(key.as_str()))
+                .one(db)
+                .await
+                .map_err(db_err)?;
+            if let Some(row) = existing {
+                let attempts = self.attempts_of(&[row.id.as_str()]).await?.remove(&row.id);
+                return delivery_from_row(&row, attempts.unwrap_or_default()).map(EnqueueOutcome::Existing);
+            }
+        }
+        Err(db_err(DbErr::Custom(
+            "enqueue: neither inserted nor found the delivery with this idempotency key".into(),
+        )))
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        exclude: &[TenantId],
+    ) -> Result<Vec<Delivery>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let db = self.connection();
+        let stmt = claim_statement(db.get_database_backend(), worker, now, lease_until, limit, exclude);
+        let rows = db.query_all_raw(stmt).await.map_err(db_err)?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            // Row by row, so one unreadable row fails alone instead of the batch.
+            let parsed = deliveries::Model::from_query_result(&row, "")
+                .map_err(|e| StoreError::Corrupt(format!("a claimed deliveries row: {e}")))
+                .and_then(|model| delivery_from_row(&model, Vec::new()));
+            match parsed {
+                Ok(delivery) => claimed.push(delivery),
+                Err(error) => {
+                    let id = row.try_get::<String>("", "id").ok();
+                    tracing::error!(delivery_id = id.as_deref(), %error, "claimed delivery cannot be read; failing it");
+                    // If this fails too, the lease runs out and the row is tried again.
+                    if let Some(id) = id
+                        && let Err(error) = self.fail_invalid(&id, worker).await
+                    {
+                        tracing::error!(delivery_id = id, %error, "could not fail an unreadable delivery");
+                    }
+                }
+            }
+        }
+        claimed.sort_by_key(|d| (d.next_attempt_at, d.id));
+        Ok(claimed)
+    }
+
+    async fn renew_leases(&self, worker: &str, lease_until: DateTime<Utc>) -> Result<u64, StoreError> {
+        let renewed = deliveries::Entity::update_many()
+            .col_expr(
+                deliveries::Column::LeaseUntilMs,
+                Expr::value(lease_until.timestamp_millis()),
+            )
+            // A literal, so the planner can use the partial index of leased rows.
+            .filter(Expr::cust("status = 'SENDING'"))
+            .filter(deliveries::Column::LeaseOwner.eq(worker))
+            .exec(self.connection())
+            .await
+            .map_err(db_err)?;
+        Ok(renewed.rows_affected)
+    }
+
+    async fn finish(&self, id: uuid::Uuid, worker: &str, update: &DeliveryUpdate) -> Result<bool, StoreError> {
+        let key = id.hyphenated().to_string();
+        let mut change = deliveries::Entity::update_many()
+            .col_expr(deliveries::Column::Status, Expr::value(update.status.code()))
+            .col_expr(deliveries::Column::Retries, Expr::value(retries_column(update.retries)))
+            .col_expr(
+                deliveries::Column::NextAttemptAtMs,
+                Expr::value(update.next_attempt_at.timestamp_millis()),
+            )
+            .col_expr(deliveries::Column::SentAt, Expr::value(update.sent_at))
+            .col_expr(
+                deliveries::Column::FailureReason,
+                Expr::value(update.failure_reason.clone()),
+            )
+            .col_expr(deliveries::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(deliveries::Column::Id.eq(key.as_str()))
+            .filter(deliveries::Column::Status.eq(DeliveryStatus::Sending.code()))
+            .filter(deliveries::Column::LeaseOwner.eq(worker));
+        // A delivery left SENDING keeps its lease, so it is taken up again when the
+        // lease runs out instead of being stuck without one.
+        if update.status != DeliveryStatus::Sending {
+            change = change
+                .col_expr(deliveries::Column::LeaseOwner, Expr::value(Option::<String>::None))
+                .col_expr(deliveries::Column::LeaseUntilMs, Expr::value(Option::<i64>::None));
+        }
+        let txn = self.begin_write().await?;
+        let changed = change.exec(&txn).await.map_err(db_err)?;
+        if changed.rows_affected == 0 {
+            txn.rollback().await.map_err(db_err)?;
+            return Ok(false);
+        }
+        delivery_attempts::Entity::insert(attempt_row(&key, &update.attempt))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn release(&self, id: uuid::Uuid, worker: &str) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let released = deliveries::Entity::update_many()
+            .col_expr(
+                deliveries::Column::Status,
+                Expr::cust("CASE WHEN retries = 0 THEN 'QUEUED' ELSE 'RETRYING' END"),
+            )
+            .col_expr(deliveries::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(deliveries::Column::LeaseUntilMs, Expr::value(Option::<i64>::None))
+            .col_expr(deliveries::Column::NextAttemptAtMs, Expr::value(now.timestamp_millis()))
+            .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
+            .filter(deliveries::Column::Id.eq(id.hyphenated().to_string()))
+            .filter(deliveries::Column::Status.eq(DeliveryStatus::Sending.code()))
+            .filter(deliveries::Column::LeaseOwner.eq(worker))
+            .exec(self.connection())
+            .await
+            .map_err(db_err)?;
+        Ok(released.rows_affected == 1)
+    }
+
+    async fn delivery(&self, id: uuid::Uuid) -> Result<Option<Delivery>, StoreError> {
+        let key = id.hyphenated().to_string();
+        let Some(row) = deliveries::Entity::find_by_id(key.as_str())
+            .one(self.connection())
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let attempts = self.attempts_of(&[key.as_str()]).await?.remove(&key);
+        delivery_from_row(&row, attempts.unwrap_or_default()).map(Some)
+    }
+
+    async fn deliveries(
+        &self,
+        tenant: TenantId,
+        status: Option<DeliveryStatus>,
+        after: Option<uuid::Uuid>,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut query = deliveries::Entity::find().filter(deliveries::Column::TenantId.eq(tenant.to_string()));
+        if let Some(status) = status {
+            query = query.filter(deliveries::Column::Status.eq(status.code()));
+        }
+        if let Some(after) = after {
+            query = query.filter(deliveries::Column::Id.lt(after.hyphenated().to_string()));
+        }
+        let page = query
+            .order_by_desc(deliveries::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await
+            .map_err(db_err)?;
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The attempts of the whole page in one query, not one per delivery.
+        let ids: Vec<&str> = page.iter().map(|row| row.id.as_str()).collect();
+        let mut attempts = self.attempts_of(&ids).await?;
+        page.iter()
+            .map(|row| delivery_from_row(row, attempts.remove(&row.id).unwrap_or_default()))
+            .collect()
+    }
+
+    async fn status_counts(&self, tenant: Option<TenantId>) -> Result<StatusCounts, StoreError> {
+        let mut query = deliveries::Entity::find()
+            .select_only()
+            .column(deliveries::Column::Status)
+            .column_as(Expr::col(deliveries::Column::Id).count(), "n");
+        if let Some(tenant) = tenant {
+            query = query.filter(deliveries::Column::TenantId.eq(tenant.to_string()));
+        }
+        let rows: Vec<(String, i64)> = query
+            .group_by(deliveries::Column::Status)
+            .into_tuple()
+            .all(self.connection())
+            .await
+            .map_err(db_err)?;
+        let mut counts: StatusCounts = DeliveryStatus::ALL.into_iter().map(|s| (s, 0)).collect();
+        for (code, n) in rows {
+            match DeliveryStatus::from_code(&code) {
+                Some(status) => {
+                    if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
+                        slot.1 = u64::try_from(n).unwrap_or(0);
+                    }
+                }
+                None => tracing::warn!(
+                    count = n,
+                    "deliveries with an unknown status are left out of the counts"
+                ),
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn requeue_failed(&self, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let requeued = deliveries::Entity::update_many()
+            .col_expr(deliveries::Column::Status, Expr::value(DeliveryStatus::Queued.code()))
+            .col_expr(deliveries::Column::Retries, Expr::value(0))
+            .col_expr(deliveries::Column::FailureReason, Expr::value(Option::<String>::None))
+            .col_expr(deliveries::Column::NextAttemptAtMs, Expr::value(now.timestamp_millis()))
+            .col_expr(deliveries::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(deliveries::Column::LeaseUntilMs, Expr::value(Option::<i64>::None))
+            .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
+            .filter(deliveries::Column::Id.eq(id.hyphenated().to_string()))
+            .filter(deliveries::Column::Status.eq(DeliveryStatus::Failed.code()))
+            .exec(self.connection())
+            .await
+            .map_err(db_err)?;
+        Ok(requeued.rows_affected == 1)
+    }
+}
+
+impl SqlStore {
+    /// The attempts of these deliveries, each list oldest first, keyed by delivery id.
+    async fn attempts_of(&self, ids: &[&str]) -> Result<HashMap<String, Vec<Attempt>>, StoreError> {
+        let rows = delivery_attempts::Entity::find()
+            .filter(delivery_attempts::Column::DeliveryId.is_in(ids.iter().copied()))
+            .order_by_asc(delivery_attempts::Column::DeliveryId)
+            .order_by_asc(delivery_attempts::Column::Id)
+            .all(self.connection())
+            .await
+            .map_err(db_err)?;
+        let mut by_delivery: HashMap<String, Vec<Attempt>> = HashMap::new();
+        for row in &rows {
+            by_delivery
+                .entry(row.delivery_id.clone())
+                .or_default()
+                .push(attempt_from_row(row)?);
+        }
+        Ok(by_delivery)
+    }
+
+    /// Fails a delivery this worker claimed but cannot read back, with an attempt that
+    /// says so, so it neither blocks the queue nor comes back when its lease runs out.
+    async fn fail_invalid(&self, id: &str, worker: &str) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let txn = self.begin_write().await?;
+        let failed = deliveries::Entity::update_many()
+            .col_expr(deliveries::Column::Status, Expr::value(DeliveryStatus::Failed.code()))
+            .col_expr(deliveries::Column::FailureReason, Expr::value(INVALID_STORED_DATA))
+            .col_expr(deliveries::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(deliveries::Column::LeaseUntilMs, Expr::value(Option::<i64>::None))
+            .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
+            .filter(deliveries::Column::Id.eq(id))
+            .filter(deliveries::Column::Status.eq(DeliveryStatus::Sending.code()))
+            .filter(deliveries::Column::LeaseOwner.eq(worker))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if failed.rows_affected == 1 {
+            let attempt = Attempt {
+                at: now,
+                outcome: AttemptOutcome::Failed,
+                stage: None,
+                smtp_code: None,
+                enhanced_code: None,
+                server_message: Some(INVALID_STORED_DATA.to_owned()),
+                sender_address: None,
+                sender_source: None,
+            };
+            delivery_attempts::Entity::insert(attempt_row(id, &attempt))
+                .exec_without_returning(&txn)
+                .await
+                .map_err(db_err)?;
+        }
+        txn.commit().await.map_err(db_err)
+    }
+}
+
+/// Builds SQL text with placeholders in the backend's style (`$n` or `?`) and collects
+/// the values in the same order.
+struct SqlBuilder {
+    backend: DbBackend,
+    sql: String,
+    values: Vec<Value>,
+}
+
+impl SqlBuilder {
+    fn new(backend: DbBackend) -> Self {
+        Self {
+            backend,
+            sql: String::with_capacity(1024),
+            values: Vec::new(),
+        }
+    }
+
+    fn sql(&mut self, text: &str) -> &mut Self {
+        self.sql.push_str(text);
+        self
+    }
+
+    fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.values.push(value.into());
+        match self.backend {
+            DbBackend::Postgres => {
+                self.sql.push('$');
+                self.sql.push_str(&self.values.len().to_string());
+            }
+            _ => self.sql.push('?'),
+        }
+        self
+    }
+
+    fn build(self) -> Statement {
+        Statement::from_sql_and_values(self.backend, self.sql, self.values)
+    }
+}
+
+/// The claim: due rows and rows whose lease ran out, each read from its partial index in
+/// order (the status predicates are the indexes' own literals), the earliest `limit` of
+/// both moved to `SENDING` under `worker`'s lease and returned, in one statement.
+fn claim_statement(
+    backend: DbBackend,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: u32,
+    exclude: &[TenantId],
+) -> Statement {
+    let now_ms = now.timestamp_millis();
+    let limit = i64::from(limit);
+    // Row locks taken here last until the statement commits; SKIP LOCKED lets another
+    // claimer pass over them instead of waiting.
+    let lock = if backend == DbBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let excluded = |q: &mut SqlBuilder| {
+        if let Some((first, rest)) = exclude.split_first() {
+            q.sql(" AND tenant_id NOT IN (").bind(first.to_string());
+            for tenant in rest {
+                q.sql(", ").bind(tenant.to_string());
+            }
+            q.sql(")");
+        }
+    };
+    let mut q = SqlBuilder::new(backend);
+    q.sql(
+        "WITH due AS MATERIALIZED (SELECT id, next_attempt_at_ms AS due_ms FROM deliveries \
+         WHERE status IN ('QUEUED', 'RETRYING') AND next_attempt_at_ms <= ",
+    )
+    .bind(now_ms);
+    excluded(&mut q);
+    q.sql(" ORDER BY next_attempt_at_ms LIMIT ").bind(limit).sql(lock);
+    q.sql(
+        "), expired AS MATERIALIZED (SELECT id, lease_until_ms AS due_ms FROM deliveries \
+         WHERE status = 'SENDING' AND lease_until_ms < ",
+    )
+    .bind(now_ms);
+    excluded(&mut q);
+    q.sql(" ORDER BY lease_until_ms LIMIT ").bind(limit).sql(lock);
+    q.sql(
+        "), picked AS MATERIALIZED (SELECT id FROM (SELECT id, due_ms FROM due UNION ALL \
+         SELECT id, due_ms FROM expired) AS candidates ORDER BY due_ms LIMIT ",
+    )
+    .bind(limit);
+    q.sql(") UPDATE deliveries SET status = 'SENDING', lease_owner = ")
+        .bind(worker)
+        .sql(", lease_until_ms = ")
+        .bind(lease_until.timestamp_millis())
+        .sql(", updated_at = ")
+        .bind(now)
+        .sql(" WHERE id IN (SELECT id FROM picked) RETURNING *");
+    q.build()
+}
+
+fn retries_column(retries: u32) -> i32 {
+    i32::try_from(retries).unwrap_or(i32::MAX)
+}
+
+fn locale_code(locale: Locale) -> &'static str {
+    match locale {
+        Locale::En => "en",
+        Locale::Ja => "ja",
+    }
+}
+
+fn locale_from_code(code: &str) -> Option<Locale> {
+    match code {
+        "en" => Some(Locale::En),
+        "ja" => Some(Locale::Ja),
+        _ => None,
+    }
+}
+
+fn sender_source_code(source: SenderSource) -> &'static str {
+    match source {
+        SenderSource::Custom => "CUSTOM",
+        SenderSource::PlatformDefault => "PLATFORM_DEFAULT",
+    }
+}
+
+fn sender_source_from_code(code: &str) -> Option<SenderSource> {
+    match code {
+        "CUSTOM" => Some(SenderSource::Custom),
+        "PLATFORM_DEFAULT" => Some(SenderSource::PlatformDefault),
+        _ => None,
+    }
+}
+
+/// The row a new delivery is stored as (its attempts are not part of it).
+pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliveries::ActiveModel {
+    deliveries::ActiveModel {
+        id: Set(delivery.id.hyphenated().to_string()),
+        tenant_id: Set(delivery.tenant_id.to_string()),
+        kind: Set(delivery.kind.code().to_owned()),
+        to_address: Set(delivery.to.as_str().to_owned()),
+        locale: Set(locale_code(delivery.locale).to_owned()),
+        subject: Set(delivery.message.subject.as_str().to_owned()),
+        text_body: Set(delivery.message.text.clone()),
+        html_body: Set(delivery.message.html.clone()),
+        message_id: Set(delivery.message_id.clone()),
+        idempotency_key: Set(delivery.idempotency_key.clone()),
+        status: Set(delivery.status.code().to_owned()),
+        retries: Set(retries_column(delivery.retries)),
+        next_attempt_at_ms: Set(delivery.next_attempt_at.timestamp_millis()),
+        lease_owner: Set(None),
+        lease_until_ms: Set(None),
+        created_at: Set(delivery.created_at),
+        updated_at: Set(now),
+        sent_at: Set(delivery.sent_at),
+        failure_reason: Set(delivery.failure_reason.clone()),
+    }
+}
+
+/// A delivery read back, every value parsed again; a refused value is reported as
+/// corrupt, naming the delivery and the field, never the value.
+pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>) -> Result<Delivery, StoreError> {
+    let id = uuid::Uuid::parse_str(&row.id)
+        .ok()
+        .filter(|_| row.id.len() == 36)
+        .ok_or_else(|| corrupt("a deliveries row", "id", INVALID))?;
+    let subject = format!("delivery {id}");
+    let field = |name: &str, code: &str| corrupt(&subject, name, code);
+    Ok(Delivery {
+        id,
+        tenant_id: TenantId::from_str(&row.tenant_id).map_err(|e| field("tenantId", e.code()))?,
+        kind: NotificationKind::from_code(&row.kind).ok_or_else(|| field("kind", INVALID))?,
+        to: EmailAddress::parse(&row.to_address).map_err(|e| field("to", e.code()))?,
+        locale: locale_from_code(&row.locale).ok_or_else(|| field("locale", INVALID))?,
+        message: RenderedMessage {
+            subject: Subject::parse(&row.subject).map_err(|e| field("subject", e.code()))?,
+            text: row.text_body.clone(),
+            html: row.html_body.clone(),
+        },
+        message_id: row.message_id.clone(),
+        idempotency_key: row.idempotency_key.clone(),
+        status: DeliveryStatus::from_code(&row.status).ok_or_else(|| field("status", INVALID))?,
+        retries: u32::try_from(row.retries).map_err(|_| field("retries", INVALID))?,
+        next_attempt_at: DateTime::from_timestamp_millis(row.next_attempt_at_ms)
+            .ok_or_else(|| field("nextAttemptAt", INVALID))?,
+        created_at: row.created_at,
+        sent_at: row.sent_at,
+        failure_reason: row.failure_reason.clone(),
+        attempts,
+    })
+}
+
+/// The row an attempt is stored as, with a fresh time-ordered id.
+fn attempt_row(delivery_id: &str, attempt: &Attempt) -> delivery_attempts::ActiveModel {
+    delivery_attempts::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().hyphenated().to_string()),
+        delivery_id: Set(delivery_id.to_owned()),
+        at: Set(attempt.at),
+        outcome: Set(attempt.outcome.code().to_owned()),
+        stage: Set(attempt.stage.clone()),
+        smtp_code: Set(attempt.smtp_code.map(i32::from)),
+        enhanced_code: Set(attempt.enhanced_code.clone()),
+        server_message: Set(attempt.server_message.clone()),
+        sender_address: Set(attempt.sender_address.clone()),
+        sender_source: Set(attempt.sender_source.map(|s| sender_source_code(s).to_owned())),
+    }
+}
+
+fn attempt_from_row(row: &delivery_attempts::Model) -> Result<Attempt, StoreError> {
+    let subject = format!("attempt {} of delivery {}", row.id, row.delivery_id);
+    let field = |name: &str| corrupt(&subject, name, INVALID);
+    Ok(Attempt {
+        at: row.at,
+        outcome: AttemptOutcome::from_code(&row.outcome).ok_or_else(|| field("outcome"))?,
+        stage: row.stage.clone(),
+        smtp_code: row
+            .smtp_code
+            .map(|code| u16::try_from(code).map_err(|_| field("smtpCode")))
+            .transpose()?,
+        enhanced_code: row.enhanced_code.clone(),
+        server_message: row.server_message.clone(),
+        sender_address: row.sender_address.clone(),
+        sender_source: row
+            .sender_source
+            .as_deref()
+            .map(|code| sender_source_from_code(code).ok_or_else(|| field("senderSource")))
+            .transpose()?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

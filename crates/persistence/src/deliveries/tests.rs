@@ -1,0 +1,907 @@
+//! The delivery queue against real databases with the real migrations: every flow runs
+//! on a temporary SQLite file and on PostgreSQL in a fresh schema that is dropped
+//! afterwards.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use domain::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, NotificationKind, RenderedMessage};
+use domain::mail::Subject;
+use domain::ports::{DeliveryStore, DeliveryUpdate, EnqueueOutcome, StoreError};
+use domain::values::EmailAddress;
+use domain::{Locale, Plan, SenderSource, TenantId};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement, TransactionTrait,
+};
+
+use super::{INVALID_STORED_DATA, claim_statement, delivery_row};
+use crate::entities::{deliveries, delivery_attempts};
+use crate::tests::{POSTGRES_URL, keys, new_tenant, sqlite};
+use crate::{SqlStore, connect, migrate};
+
+const LEASE: i64 = 30;
+
+/// Runs `flow` on a store over a fresh, migrated temporary SQLite file.
+async fn on_sqlite<F, Fut>(flow: F)
+where
+    F: FnOnce(Arc<SqlStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (_file, db) = sqlite().await;
+    flow(Arc::new(SqlStore::new(db, keys()))).await;
+}
+
+/// Runs `flow` on a store confined to a fresh PostgreSQL schema, then drops the schema
+/// whether the flow passed or not.
+async fn on_postgres<F, Fut>(flow: F)
+where
+    F: FnOnce(Arc<SqlStore>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let schema = format!("persist_{}", uuid::Uuid::new_v4().simple());
+    let db = connect(POSTGRES_URL, Some(&schema), 8).await.unwrap();
+    let run = tokio::spawn({
+        let db = db.clone();
+        async move {
+            migrate(&db).await.unwrap();
+            flow(Arc::new(SqlStore::new(db, keys()))).await;
+        }
+    })
+    .await;
+    db.execute_unprepared(&format!(r#"DROP SCHEMA "{schema}" CASCADE"#))
+        .await
+        .unwrap();
+    if let Err(e) = run {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn tenant(store: &SqlStore) -> TenantId {
+    new_tenant(store, Plan::Share).await.id
+}
+
+fn notification(tenant: TenantId, due: DateTime<Utc>, key: Option<&str>) -> Delivery {
+    let id = uuid::Uuid::now_v7();
+    Delivery {
+        id,
+        tenant_id: tenant,
+        kind: NotificationKind::PasswordReset,
+        to: EmailAddress::parse("hanako@例え.jp").unwrap(),
+        locale: Locale::Ja,
+        message: RenderedMessage {
+            subject: Subject::parse("【さくら】パスワード再設定のご案内").unwrap(),
+            text: "花子 様\r\n\r\nこちらのリンクから…\r\n".into(),
+            html: Some("<p>花子 様</p>".into()),
+        },
+        message_id: format!("<{}@mailgate.example>", id.simple()),
+        idempotency_key: key.map(str::to_owned),
+        status: DeliveryStatus::Queued,
+        retries: 0,
+        next_attempt_at: due,
+        created_at: Utc::now(),
+        sent_at: None,
+        failure_reason: None,
+        attempts: Vec::new(),
+    }
+}
+
+async fn enqueue(store: &SqlStore, tenant: TenantId, due: DateTime<Utc>) -> uuid::Uuid {
+    match store.enqueue(&notification(tenant, due, None)).await.unwrap() {
+        EnqueueOutcome::Created(d) => d.id,
+        EnqueueOutcome::Existing(_) => panic!("a delivery without a key is always new"),
+    }
+}
+
+/// Stores many deliveries at once (bypassing `enqueue`, which stores one at a time).
+async fn insert_many(store: &SqlStore, rows: Vec<Delivery>) {
+    let now = Utc::now();
+    for chunk in rows.chunks(500) {
+        deliveries::Entity::insert_many(chunk.iter().map(|d| delivery_row(d, now)))
+            .exec_without_returning(store.connection())
+            .await
+            .unwrap();
+    }
+}
+
+async fn row(store: &SqlStore, id: uuid::Uuid) -> deliveries::Model {
+    deliveries::Entity::find_by_id(id.hyphenated().to_string())
+        .one(store.connection())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn attempt(outcome: AttemptOutcome, smtp_code: Option<u16>) -> Attempt {
+    Attempt {
+        at: Utc::now(),
+        outcome,
+        stage: Some("DATA".into()),
+        smtp_code,
+        enhanced_code: smtp_code.map(|_| "4.3.0".into()),
+        server_message: smtp_code.map(|_| "try again later".into()),
+        sender_address: Some("noreply@platform.example".into()),
+        sender_source: Some(SenderSource::PlatformDefault),
+    }
+}
+
+fn update(status: DeliveryStatus, retries: u32, next: DateTime<Utc>, outcome: AttemptOutcome) -> DeliveryUpdate {
+    DeliveryUpdate {
+        status,
+        retries,
+        next_attempt_at: next,
+        sent_at: (status == DeliveryStatus::Sent).then(Utc::now),
+        failure_reason: (status == DeliveryStatus::Failed).then(|| "550 5.1.1 no such user".into()),
+        attempt: attempt(outcome, (outcome != AttemptOutcome::Sent).then_some(451)),
+    }
+}
+
+fn ids(claimed: &[Delivery]) -> Vec<uuid::Uuid> {
+    claimed.iter().map(|d| d.id).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Flows
+// ---------------------------------------------------------------------------------------
+
+/// New deliveries are stored as given; a second enqueue under the same tenant and key
+/// returns the first one; the same key of another tenant is unrelated.
+async fn enqueue_is_idempotent(store: Arc<SqlStore>) {
+    let a = tenant(&store).await;
+    let b = tenant(&store).await;
+    let now = Utc::now();
+
+    let first = notification(a, now, Some("signup-42"));
+    let created = match store.enqueue(&first).await.unwrap() {
+        EnqueueOutcome::Created(d) => d,
+        other => panic!("expected Created, got {other:?}"),
+    };
+    assert_eq!(created.id, first.id);
+
+    let read = store.delivery(first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.id, read.tenant_id, read.kind),
+        (first.id, a, NotificationKind::PasswordReset)
+    );
+    assert_eq!(read.to.as_str(), "hanako@例え.jp");
+    assert_eq!(read.locale, Locale::Ja);
+    assert_eq!(read.message, first.message);
+    assert_eq!(read.message_id, first.message_id);
+    assert_eq!(read.idempotency_key.as_deref(), Some("signup-42"));
+    assert_eq!((read.status, read.retries), (DeliveryStatus::Queued, 0));
+    assert_eq!(read.next_attempt_at.timestamp_millis(), now.timestamp_millis());
+    assert_eq!(read.created_at.timestamp_micros(), first.created_at.timestamp_micros());
+    assert!(read.sent_at.is_none() && read.failure_reason.is_none() && read.attempts.is_empty());
+
+    let mut again = notification(a, now, Some("signup-42"));
+    again.message.text = "a different body".into();
+    match store.enqueue(&again).await.unwrap() {
+        EnqueueOutcome::Existing(d) => {
+            assert_eq!(d.id, first.id);
+            assert_eq!(d.message.text, first.message.text);
+        }
+        other => panic!("expected Existing, got {other:?}"),
+    }
+    assert!(store.delivery(again.id).await.unwrap().is_none());
+
+    // Another tenant's key, and deliveries without a key, never collide.
+    assert!(matches!(
+        store.enqueue(&notification(b, now, Some("signup-42"))).await.unwrap(),
+        EnqueueOutcome::Created(_)
+    ));
+    enqueue(&store, a, now).await;
+    enqueue(&store, a, now).await;
+    let counts = store.status_counts(Some(a)).await.unwrap();
+    assert!(counts.contains(&(DeliveryStatus::Queued, 3)), "{counts:?}");
+
+    // An unknown tenant is a database error (the foreign key), not a panic.
+    assert!(matches!(
+        store.enqueue(&notification(TenantId::generate(), now, None)).await,
+        Err(StoreError::Database(_))
+    ));
+    assert!(store.delivery(uuid::Uuid::now_v7()).await.unwrap().is_none());
+}
+
+/// Eight enqueues with one key at once: one is created, seven get it back.
+async fn concurrent_enqueues_create_one(store: Arc<SqlStore>) {
+    let a = tenant(&store).await;
+    let now = Utc::now();
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.enqueue(&notification(a, now, Some("reset-7"))).await })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut existing = Vec::new();
+    for caller in callers {
+        match caller.await.unwrap().unwrap() {
+            EnqueueOutcome::Created(d) => created.push(d.id),
+            EnqueueOutcome::Existing(d) => existing.push(d.id),
+        }
+    }
+    assert_eq!(created.len(), 1, "created {created:?}");
+    assert_eq!(existing.len(), 7);
+    assert!(existing.iter().all(|id| *id == created[0]));
+    let stored = deliveries::Entity::find()
+        .filter(deliveries::Column::TenantId.eq(a.to_string()))
+        .count(store.connection())
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+}
+
+/// Only due deliveries are claimed, excluded tenants are skipped, and a lease that ran
+/// out is taken over by another worker, after which the first worker's finish fails.
+async fn claims_due_deliveries_and_expired_leases(store: Arc<SqlStore>) {
+    let a = tenant(&store).await;
+    let b = tenant(&store).await;
+    let now = Utc::now();
+    let lease = now + Duration::seconds(LEASE);
+    let due_a = enqueue(&store, a, now - Duration::seconds(1)).await;
+    let later_a = enqueue(&store, a, now + Duration::seconds(60)).await;
+    let due_b = enqueue(&store, b, now - Duration::seconds(2)).await;
+
+    let claimed = store.claim("w1", now, lease, 10, &[b]).await.unwrap();
+    assert_eq!(ids(&claimed), vec![due_a]);
+    assert_eq!(claimed[0].status, DeliveryStatus::Sending);
+    assert_eq!(
+        claimed[0].message.subject.as_str(),
+        "【さくら】パスワード再設定のご案内"
+    );
+    let stored = row(&store, due_a).await;
+    assert_eq!(stored.lease_owner.as_deref(), Some("w1"));
+    assert_eq!(stored.lease_until_ms, Some(lease.timestamp_millis()));
+
+    // Leased ones are not claimed again while the lease holds.
+    assert!(store.claim("w2", now, lease, 10, &[b]).await.unwrap().is_empty());
+    assert_eq!(ids(&store.claim("w1", now, lease, 10, &[]).await.unwrap()), vec![due_b]);
+    assert_eq!(store.renew_leases("w1", lease).await.unwrap(), 2);
+    assert_eq!(store.renew_leases("nobody", lease).await.unwrap(), 0);
+
+    // After the lease: both expired ones and the one now due, earliest first, to w2.
+    let after = now + Duration::seconds(61);
+    let mut taken = ids(&store
+        .claim("w2", after, after + Duration::seconds(LEASE), 2, &[])
+        .await
+        .unwrap());
+    taken.extend(ids(&store
+        .claim("w2", after, after + Duration::seconds(LEASE), 2, &[])
+        .await
+        .unwrap()));
+    taken.sort();
+    let mut expected = vec![due_a, due_b, later_a];
+    expected.sort();
+    assert_eq!(taken, expected);
+
+    let sent = update(DeliveryStatus::Sent, 0, now, AttemptOutcome::Sent);
+    assert!(!store.finish(due_a, "w1", &sent).await.unwrap(), "w1 lost its lease");
+    assert!(!store.release(due_a, "w1").await.unwrap());
+    assert_eq!(store.renew_leases("w1", lease).await.unwrap(), 0);
+    assert!(store.delivery(due_a).await.unwrap().unwrap().attempts.is_empty());
+    assert!(store.finish(due_a, "w2", &sent).await.unwrap());
+    let done = store.delivery(due_a).await.unwrap().unwrap();
+    assert_eq!(done.status, DeliveryStatus::Sent);
+    assert_eq!(done.attempts.len(), 1);
+    // The two w2 still holds, once its lease has run out too.
+    let day_later = after + Duration::days(1);
+    assert_eq!(store.claim("w1", day_later, day_later, 10, &[]).await.unwrap().len(), 2);
+    assert_eq!(store.claim("w1", now, lease, 0, &[]).await.unwrap().len(), 0);
+}
+
+/// Finish, release and requeue move a delivery through its states, and every attempt is
+/// kept, oldest first.
+async fn transitions(store: Arc<SqlStore>) {
+    let a = tenant(&store).await;
+    let now = Utc::now();
+    let lease = now + Duration::seconds(LEASE);
+    let id = enqueue(&store, a, now).await;
+
+    // Released unattempted: QUEUED again, due at once, lease gone.
+    assert_eq!(ids(&store.claim("w1", now, lease, 1, &[]).await.unwrap()), vec![id]);
+    assert!(!store.release(id, "w2").await.unwrap());
+    assert!(store.release(id, "w1").await.unwrap());
+    let released = row(&store, id).await;
+    assert_eq!(released.status, "QUEUED");
+    assert_eq!((released.lease_owner, released.lease_until_ms), (None, None));
+    assert!(released.next_attempt_at_ms <= Utc::now().timestamp_millis());
+
+    // A transient failure: RETRYING, due later.
+    assert_eq!(
+        ids(&store.claim("w1", Utc::now(), lease, 1, &[]).await.unwrap()),
+        vec![id]
+    );
+    let retry_at = now + Duration::seconds(30);
+    let retry = update(DeliveryStatus::Retrying, 1, retry_at, AttemptOutcome::Retry);
+    assert!(store.finish(id, "w1", &retry).await.unwrap());
+    assert!(!store.finish(id, "w1", &retry).await.unwrap(), "no longer SENDING");
+    let retrying = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!((retrying.status, retrying.retries), (DeliveryStatus::Retrying, 1));
+    assert_eq!(retrying.next_attempt_at.timestamp_millis(), retry_at.timestamp_millis());
+    let read_back: Vec<Attempt> = retrying.attempts.into_iter().map(micros).collect();
+    assert_eq!(read_back, vec![micros(retry.attempt.clone())]);
+    let stored = row(&store, id).await;
+    assert_eq!((stored.lease_owner, stored.lease_until_ms), (None, None));
+    assert!(store.claim("w1", now, lease, 1, &[]).await.unwrap().is_empty());
+
+    // Released after a retry: RETRYING, not QUEUED.
+    let later = retry_at + Duration::seconds(1);
+    assert_eq!(
+        ids(&store
+            .claim("w1", later, later + Duration::seconds(LEASE), 1, &[])
+            .await
+            .unwrap()),
+        vec![id]
+    );
+    assert!(store.release(id, "w1").await.unwrap());
+    assert_eq!(row(&store, id).await.status, "RETRYING");
+
+    // A permanent failure, then requeued by an operator.
+    assert_eq!(
+        ids(&store
+            .claim("w1", later, later + Duration::seconds(LEASE), 1, &[])
+            .await
+            .unwrap()),
+        vec![id]
+    );
+    let fail = update(DeliveryStatus::Failed, 1, later, AttemptOutcome::Failed);
+    assert!(store.finish(id, "w1", &fail).await.unwrap());
+    let failed = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!(failed.status, DeliveryStatus::Failed);
+    assert_eq!(failed.failure_reason.as_deref(), Some("550 5.1.1 no such user"));
+    let requeue_at = later + Duration::seconds(5);
+    assert!(store.requeue_failed(id, requeue_at).await.unwrap());
+    assert!(!store.requeue_failed(id, requeue_at).await.unwrap(), "only FAILED ones");
+    let requeued = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!((requeued.status, requeued.retries), (DeliveryStatus::Queued, 0));
+    assert_eq!(requeued.failure_reason, None);
+    assert_eq!(
+        requeued.next_attempt_at.timestamp_millis(),
+        requeue_at.timestamp_millis()
+    );
+    assert!(!store.requeue_failed(uuid::Uuid::now_v7(), requeue_at).await.unwrap());
+
+    // Sent at last.
+    assert_eq!(
+        ids(&store
+            .claim("w3", requeue_at, requeue_at + Duration::seconds(LEASE), 1, &[])
+            .await
+            .unwrap()),
+        vec![id]
+    );
+    let sent = update(DeliveryStatus::Sent, 0, requeue_at, AttemptOutcome::Sent);
+    assert!(store.finish(id, "w3", &sent).await.unwrap());
+    let done = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!(done.status, DeliveryStatus::Sent);
+    assert_eq!(
+        done.sent_at.map(|t| t.timestamp_micros()),
+        sent.sent_at.map(|t| t.timestamp_micros())
+    );
+    let outcomes: Vec<AttemptOutcome> = done.attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![AttemptOutcome::Retry, AttemptOutcome::Failed, AttemptOutcome::Sent]
+    );
+    assert!(!store.requeue_failed(id, requeue_at).await.unwrap());
+}
+
+/// PostgreSQL keeps microseconds: compare attempts at that precision.
+fn micros(mut attempt: Attempt) -> Attempt {
+    attempt.at = DateTime::from_timestamp_micros(attempt.at.timestamp_micros()).unwrap();
+    attempt
+}
+
+/// A tenant's deliveries newest first in pages, filtered by status, with attempts; and
+/// counts with every status present.
+async fn listing_and_counts(store: Arc<SqlStore>) {
+    let a = tenant(&store).await;
+    let other = tenant(&store).await;
+    let now = Utc::now();
+    let mut made = Vec::new();
+    for _ in 0..5 {
+        made.push(enqueue(&store, a, now).await);
+    }
+    enqueue(&store, other, now).await;
+    // The oldest two are claimed; the oldest of them fails.
+    let claimed = store
+        .claim("w1", now, now + Duration::seconds(LEASE), 2, &[other])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&claimed).into_iter().collect::<HashSet<_>>(),
+        made[..2].iter().copied().collect()
+    );
+    let fail = update(DeliveryStatus::Failed, 0, now, AttemptOutcome::Failed);
+    assert!(store.finish(made[0], "w1", &fail).await.unwrap());
+
+    let newest_first: Vec<uuid::Uuid> = made.iter().rev().copied().collect();
+    let page1 = store.deliveries(a, None, None, 2).await.unwrap();
+    assert_eq!(ids(&page1), newest_first[..2]);
+    let page2 = store.deliveries(a, None, Some(page1[1].id), 2).await.unwrap();
+    assert_eq!(ids(&page2), newest_first[2..4]);
+    let page3 = store.deliveries(a, None, Some(page2[1].id), 2).await.unwrap();
+    assert_eq!(ids(&page3), newest_first[4..]);
+    assert_eq!(page3[0].attempts.len(), 1, "attempts come with the page");
+    assert!(
+        store
+            .deliveries(a, None, Some(page3[0].id), 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let failed = store
+        .deliveries(a, Some(DeliveryStatus::Failed), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&failed), vec![made[0]]);
+    let queued = store
+        .deliveries(a, Some(DeliveryStatus::Queued), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&queued), newest_first[..3]);
+
+    let counts = store.status_counts(Some(a)).await.unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            (DeliveryStatus::Queued, 3),
+            (DeliveryStatus::Sending, 1),
+            (DeliveryStatus::Sent, 0),
+            (DeliveryStatus::Retrying, 0),
+            (DeliveryStatus::Failed, 1),
+        ]
+    );
+    let empty = store.status_counts(Some(TenantId::generate())).await.unwrap();
+    assert_eq!(empty.len(), 5);
+    assert!(empty.iter().all(|(_, n)| *n == 0));
+    let all = store.status_counts(None).await.unwrap();
+    let queued_everywhere = all.iter().find(|(s, _)| *s == DeliveryStatus::Queued).unwrap().1;
+    assert!(queued_everywhere >= 4, "{all:?}");
+}
+
+/// Two workers claiming in a loop over 500 deliveries: no delivery twice, none left out.
+async fn concurrent_claimers_split_the_queue(store: Arc<SqlStore>) {
+    let tenants = [tenant(&store).await, tenant(&store).await, tenant(&store).await];
+    let now = Utc::now();
+    let rows: Vec<Delivery> = (0..500)
+        .map(|i| notification(tenants[i % 3], now - Duration::milliseconds(i as i64), None))
+        .collect();
+    let all: HashSet<uuid::Uuid> = rows.iter().map(|d| d.id).collect();
+    insert_many(&store, rows).await;
+
+    let workers: Vec<_> = ["w1", "w2"]
+        .into_iter()
+        .map(|worker| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let batch = store
+                        .claim(worker, now, now + Duration::seconds(LEASE), 7, &[])
+                        .await
+                        .unwrap();
+                    if batch.is_empty() {
+                        return got;
+                    }
+                    assert!(batch.iter().all(|d| d.status == DeliveryStatus::Sending));
+                    got.extend(ids(&batch));
+                }
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    let mut per_worker = Vec::new();
+    for worker in workers {
+        let got = worker.await.unwrap();
+        per_worker.push(got.len());
+        for id in got {
+            assert!(seen.insert(id), "{id} was claimed twice");
+        }
+    }
+    assert_eq!(seen, all);
+    eprintln!("concurrent claimers took {per_worker:?} of 500");
+    let leased = deliveries::Entity::find()
+        .filter(deliveries::Column::Status.eq("SENDING"))
+        .count(store.connection())
+        .await
+        .unwrap();
+    assert_eq!(leased, 500);
+}
+
+/// A claimed row the domain refuses is failed on its own; the rest of the batch is
+/// returned.
+async fn an_invalid_row_fails_alone(store: Arc<SqlStore>) {
+    let a = tenant(&store).await;
+    let now = Utc::now();
+    let good = enqueue(&store, a, now - Duration::seconds(3)).await;
+    let bad = enqueue(&store, a, now - Duration::seconds(2)).await;
+    let also_good = enqueue(&store, a, now - Duration::seconds(1)).await;
+    deliveries::Entity::update_many()
+        .set(deliveries::ActiveModel {
+            to_address: Set("not an address\r\nBcc: x@evil.example".into()),
+            ..Default::default()
+        })
+        .filter(deliveries::Column::Id.eq(bad.hyphenated().to_string()))
+        .exec(store.connection())
+        .await
+        .unwrap();
+    match store.delivery(bad).await {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(message.contains("field to"), "{message}");
+            assert!(!message.contains("evil"), "{message}");
+        }
+        other => panic!("expected a corrupt-data error, got {other:?}"),
+    }
+
+    let claimed = store
+        .claim("w1", now, now + Duration::seconds(LEASE), 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), vec![good, also_good]);
+    assert_failed_as_invalid(&store, bad).await;
+    // It stays out of the queue, even after the lease would have run out.
+    let later = now + Duration::days(1);
+    let reclaimed = store.claim("w2", later, later, 10, &[]).await.unwrap();
+    assert_eq!(ids(&reclaimed), vec![good, also_good]);
+}
+
+async fn assert_failed_as_invalid(store: &SqlStore, id: uuid::Uuid) {
+    // Only these columns: the rest of the row may not even decode.
+    let stored: (String, Option<String>, Option<String>, Option<i64>) =
+        deliveries::Entity::find_by_id(id.hyphenated().to_string())
+            .select_only()
+            .column(deliveries::Column::Status)
+            .column(deliveries::Column::FailureReason)
+            .column(deliveries::Column::LeaseOwner)
+            .column(deliveries::Column::LeaseUntilMs)
+            .into_tuple()
+            .one(store.connection())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(stored, ("FAILED".into(), Some(INVALID_STORED_DATA.into()), None, None));
+    let attempts = delivery_attempts::Entity::find()
+        .filter(delivery_attempts::Column::DeliveryId.eq(id.hyphenated().to_string()))
+        .all(store.connection())
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, "FAILED");
+}
+
+/// Claims everything due in batches and reports the rate.
+async fn drain(store: &SqlStore, label: &str, expected: usize) {
+    let now = Utc::now();
+    let started = Instant::now();
+    let mut claimed = 0;
+    loop {
+        let batch = store
+            .claim("rate", now, now + Duration::seconds(LEASE), 50, &[])
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        claimed += batch.len();
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(claimed, expected);
+    eprintln!(
+        "{label}: claimed {claimed} in batches of 50 in {elapsed:?}: {:.0} rows/s",
+        claimed as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// 20,000 sent deliveries and 1,000 queued ones.
+fn sent_and_queued(tenant: TenantId) -> Vec<Delivery> {
+    let now = Utc::now();
+    let mut rows = Vec::with_capacity(21_000);
+    for i in 0..21_000_i64 {
+        let mut d = notification(tenant, now - Duration::days(1) + Duration::milliseconds(i), None);
+        if i < 20_000 {
+            d.status = DeliveryStatus::Sent;
+            d.sent_at = Some(now);
+        }
+        rows.push(d);
+    }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sqlite_enqueue_is_idempotent() {
+    on_sqlite(enqueue_is_idempotent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_enqueues_create_one() {
+    on_sqlite(concurrent_enqueues_create_one).await;
+}
+
+#[tokio::test]
+async fn sqlite_claims_due_deliveries_and_expired_leases() {
+    on_sqlite(claims_due_deliveries_and_expired_leases).await;
+}
+
+#[tokio::test]
+async fn sqlite_transitions() {
+    on_sqlite(transitions).await;
+}
+
+#[tokio::test]
+async fn sqlite_listing_and_counts() {
+    on_sqlite(listing_and_counts).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_claimers_split_the_queue() {
+    on_sqlite(concurrent_claimers_split_the_queue).await;
+}
+
+#[tokio::test]
+async fn sqlite_an_invalid_row_fails_alone() {
+    on_sqlite(an_invalid_row_fails_alone).await;
+}
+
+/// SQLite lets a column hold any type: a row whose timestamp is not one fails alone too.
+#[tokio::test]
+async fn sqlite_an_unreadable_row_fails_alone() {
+    on_sqlite(|store| async move {
+        let a = tenant(&store).await;
+        let now = Utc::now();
+        let bad = enqueue(&store, a, now - Duration::seconds(2)).await;
+        let good = enqueue(&store, a, now - Duration::seconds(1)).await;
+        store
+            .connection()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "UPDATE deliveries SET created_at = 'not a time' WHERE id = ?",
+                [bad.hyphenated().to_string().into()],
+            ))
+            .await
+            .unwrap();
+        let claimed = store
+            .claim("w1", now, now + Duration::seconds(LEASE), 10, &[])
+            .await
+            .unwrap();
+        assert_eq!(ids(&claimed), vec![good]);
+        assert_failed_as_invalid(&store, bad).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_claim_uses_the_partial_indexes() {
+    on_sqlite(|store| async move {
+        let a = tenant(&store).await;
+        let schema: Vec<String> = store
+            .connection()
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT sql FROM sqlite_master WHERE name IN ('idx_deliveries_due', 'idx_deliveries_leased') \
+                 ORDER BY name",
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0).unwrap())
+            .collect();
+        assert!(
+            schema[0].contains("WHERE") && schema[0].contains("'QUEUED'"),
+            "{schema:?}"
+        );
+        assert!(
+            schema[1].contains("WHERE") && schema[1].contains("'SENDING'"),
+            "{schema:?}"
+        );
+
+        let now = Utc::now();
+        let stmt = claim_statement(DbBackend::Sqlite, "w", now, now, 50, &[a]);
+        let plan = store
+            .connection()
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {}", stmt.sql),
+                stmt.values.map(|v| v.0).unwrap_or_default(),
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String>("", "detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        eprintln!("SQLite claim plan:\n{plan}");
+        assert!(plan.contains("idx_deliveries_due"), "{plan}");
+        assert!(plan.contains("idx_deliveries_leased"), "{plan}");
+
+        insert_many(&store, sent_and_queued(a)).await;
+        drain(&store, "SQLite, 20,000 SENT + 1,000 QUEUED", 1000).await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_enqueue_is_idempotent() {
+    on_postgres(enqueue_is_idempotent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_claims_due_deliveries_and_expired_leases() {
+    on_postgres(claims_due_deliveries_and_expired_leases).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_transitions() {
+    on_postgres(transitions).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_listing_and_counts() {
+    on_postgres(listing_and_counts).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_an_invalid_row_fails_alone() {
+    on_postgres(an_invalid_row_fails_alone).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_enqueues_create_one() {
+    on_postgres(concurrent_enqueues_create_one).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_claimers_split_the_queue() {
+    on_postgres(concurrent_claimers_split_the_queue).await;
+}
+
+/// The schema's PostgreSQL parts, the claim's plan with the table mostly sent, and the
+/// claim rate, both over sent rows stored as such and over the dead index entries that
+/// 20,000 rows moving from QUEUED to SENT leave behind before vacuum runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_claim_plan_and_rate() {
+    on_postgres(|store| async move {
+        let db = store.connection();
+        let options = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT array_to_string(reloptions, ',') FROM pg_class \
+                 WHERE oid = 'deliveries'::regclass",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<String>(0)
+            .unwrap();
+        assert!(options.contains("fillfactor=80"), "{options}");
+        assert!(options.contains("autovacuum_vacuum_scale_factor=0.02"), "{options}");
+
+        let a = tenant(&store).await;
+        let b = tenant(&store).await;
+        insert_many(&store, sent_and_queued(a)).await;
+        db.execute_unprepared("ANALYZE deliveries").await.unwrap();
+        let now = Utc::now();
+        let plan = explain_claim(&store, claim_statement(DbBackend::Postgres, "w", now, now, 50, &[b])).await;
+        eprintln!("PostgreSQL claim plan (20,000 SENT, 1,000 QUEUED):\n{plan}");
+        assert!(plan.contains("idx_deliveries_due"), "{plan}");
+        assert!(plan.contains("idx_deliveries_leased"), "{plan}");
+        assert!(!plan.contains("Seq Scan on deliveries"), "{plan}");
+        // sqlx prepares statements; after a few runs PostgreSQL may plan them once for
+        // any parameters. The literal predicates keep the partial indexes usable then.
+        let generic =
+            explain_generic_claim(&store, claim_statement(DbBackend::Postgres, "w", now, now, 50, &[b])).await;
+        eprintln!("PostgreSQL generic plan of the claim:\n{generic}");
+        assert!(generic.contains("idx_deliveries_due"), "{generic}");
+        assert!(generic.contains("idx_deliveries_leased"), "{generic}");
+        drain(&store, "PostgreSQL, 20,000 SENT + 1,000 QUEUED", 1000).await;
+
+        // Churned: 20,000 rows at the head of the due index go QUEUED -> SENT with no
+        // vacuum in between, then 1,000 more are due after them.
+        let c = tenant(&store).await;
+        let churned: Vec<Delivery> = sent_and_queued(c)
+            .into_iter()
+            .map(|mut d| {
+                d.status = DeliveryStatus::Queued;
+                d.sent_at = None;
+                d
+            })
+            .collect();
+        let head: Vec<String> = churned[..20_000]
+            .iter()
+            .map(|d| d.id.hyphenated().to_string())
+            .collect();
+        insert_many(&store, churned).await;
+        db.execute_unprepared("ANALYZE deliveries").await.unwrap();
+        for chunk in head.chunks(5000) {
+            deliveries::Entity::update_many()
+                .set(deliveries::ActiveModel {
+                    status: Set("SENT".into()),
+                    ..Default::default()
+                })
+                .filter(deliveries::Column::Id.is_in(chunk.iter().map(String::as_str)))
+                .exec(db)
+                .await
+                .unwrap();
+        }
+        let plan = explain_claim(&store, claim_statement(DbBackend::Postgres, "w", now, now, 50, &[])).await;
+        eprintln!("PostgreSQL claim plan, first claim over 20,000 dead index entries:\n{plan}");
+        drain(
+            &store,
+            "PostgreSQL, 20,000 just-SENT (dead index entries) + 1,000 QUEUED",
+            1000,
+        )
+        .await;
+        let sending = deliveries::Entity::find()
+            .filter(deliveries::Column::TenantId.eq(c.to_string()))
+            .filter(deliveries::Column::Status.eq("SENDING"))
+            .order_by_asc(deliveries::Column::Id)
+            .count(db)
+            .await
+            .unwrap();
+        assert_eq!(sending, 1000);
+    })
+    .await;
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of a claim, run in a transaction that is rolled back.
+async fn explain_claim(store: &SqlStore, stmt: Statement) -> String {
+    let txn = store.connection().begin().await.unwrap();
+    let plan = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}", stmt.sql),
+            stmt.values.map(|v| v.0).unwrap_or_default(),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    txn.rollback().await.unwrap();
+    plan
+}
+
+/// The plan PostgreSQL uses for the prepared claim whatever its parameters.
+async fn explain_generic_claim(store: &SqlStore, stmt: Statement) -> String {
+    let literal = |value: &sea_orm::Value| match value {
+        sea_orm::Value::BigInt(Some(n)) => n.to_string(),
+        sea_orm::Value::String(Some(s)) => format!("'{}'", s.replace('\'', "''")),
+        sea_orm::Value::ChronoDateTimeUtc(Some(t)) => format!("'{}'", t.to_rfc3339()),
+        other => panic!("no literal for {other:?}"),
+    };
+    let args: Vec<String> = stmt.values.iter().flat_map(|v| v.0.iter()).map(literal).collect();
+    let txn = store.connection().begin().await.unwrap();
+    txn.execute_unprepared(&format!("PREPARE claim_generic AS {}", stmt.sql))
+        .await
+        .unwrap();
+    txn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    let plan = txn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("EXPLAIN (COSTS OFF) EXECUTE claim_generic({})", args.join(", ")),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    txn.execute_unprepared("DEALLOCATE claim_generic").await.unwrap();
+    txn.rollback().await.unwrap();
+    plan
+}

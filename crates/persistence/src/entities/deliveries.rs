@@ -1,0 +1,50 @@
+//! The `deliveries` table: the durable queue, one row per notification with its rendered
+//! message, where it stands, and the lease of the worker that holds it.
+
+use sea_orm::entity::prelude::*;
+
+/// A `deliveries` row. Its `Debug` shows the address and the message: never log it.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "deliveries")]
+pub struct Model {
+    /// Hyphenated UUIDv7 string: text order is time order.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub tenant_id: String,
+    /// A notification kind code (`REGISTRATION_COMPLETED`, `PASSWORD_RESET`, `CUSTOM`).
+    pub kind: String,
+    pub to_address: String,
+    /// `en` or `ja`.
+    pub locale: String,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: Option<String>,
+    pub message_id: String,
+    pub idempotency_key: Option<String>,
+    /// A delivery status code (`QUEUED`, `SENDING`, `SENT`, `RETRYING`, `FAILED`).
+    pub status: String,
+    pub retries: i32,
+    /// Epoch milliseconds.
+    pub next_attempt_at_ms: i64,
+    pub lease_owner: Option<String>,
+    /// Epoch milliseconds; set while `SENDING`.
+    pub lease_until_ms: Option<i64>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub sent_at: Option<DateTimeUtc>,
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(has_many = "super::delivery_attempts::Entity")]
+    Attempts,
+}
+
+impl Related<super::delivery_attempts::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Attempts.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,73 @@
+//! Counters the worker keeps for `/metrics`: sends by outcome and sender source, and
+//! send latency. Plain atomics, rendered as Prometheus text by the server.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Latency bucket upper bounds, in seconds.
+pub const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+const OUTCOMES: [&str; 4] = ["sent", "retry", "deferred", "failed"];
+const SOURCES: [&str; 2] = ["custom", "platform_default"];
+
+/// Send counters and a latency histogram.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    sends: [[AtomicU64; 2]; 4],
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    pub fn record(&self, outcome: &str, source: &str, latency: Duration) {
+        let (Some(o), Some(s)) = (
+            OUTCOMES.iter().position(|x| *x == outcome),
+            SOURCES.iter().position(|x| *x == source),
+        ) else {
+            return;
+        };
+        self.sends[o][s].fetch_add(1, Ordering::Relaxed);
+        let secs = latency.as_secs_f64();
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_micros.fetch_add(
+            u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Prometheus text for these series.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP mailgate_sends_total Send attempts by outcome and sender source.\n# TYPE mailgate_sends_total counter\n");
+        for (o, outcome) in OUTCOMES.iter().enumerate() {
+            for (s, source) in SOURCES.iter().enumerate() {
+                let n = self.sends[o][s].load(Ordering::Relaxed);
+                out.push_str(&format!(
+                    "mailgate_sends_total{{outcome=\"{outcome}\",source=\"{source}\"}} {n}\n"
+                ));
+            }
+        }
+        out.push_str("# HELP mailgate_send_duration_seconds Time to send one delivery.\n# TYPE mailgate_send_duration_seconds histogram\n");
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            let n = self.buckets[i].load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "mailgate_send_duration_seconds_bucket{{le=\"{bound}\"}} {n}\n"
+            ));
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        out.push_str(&format!(
+            "mailgate_send_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n"
+        ));
+        let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        out.push_str(&format!(
+            "mailgate_send_duration_seconds_sum {sum}\nmailgate_send_duration_seconds_count {count}\n"
+        ));
+        out
+    }
+}

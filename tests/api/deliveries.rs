@@ -1,0 +1,502 @@
+//! Durable delivery: enqueue (idempotent, rendered in both languages, validated), the
+//! worker sending through the effective sender decided at send time, retries, deferrals,
+//! permanent failures, pacing with several workers, retryDelivery, /metrics.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::mailservers::*;
+use crate::support::*;
+
+const ENQUEUE: &str = "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id status messageId subject to kind retries idempotencyKey } }";
+const DELIVERY: &str = "query($id:ID!){ delivery(id:$id){ id status retries messageId failureReason sentAt nextAttemptAt \
+    attempts { outcome stage smtpCode enhancedCode serverMessage senderAddress senderSource } } }";
+
+/// A running in-process worker; `stop` drains it like SIGTERM does.
+pub struct RunningWorker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<worker::WorkerReport>,
+}
+
+impl RunningWorker {
+    pub fn start(app: &TestApp) -> Self {
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(app.app.worker().run(async {
+            let _ = rx.await;
+        }));
+        Self { stop, handle }
+    }
+
+    pub async fn stop(self) -> worker::WorkerReport {
+        let _ = self.stop.send(());
+        self.handle.await.expect("worker task")
+    }
+}
+
+pub async fn delivery_app(ports: &[u16]) -> TestApp {
+    let ports = ports.to_vec();
+    spawn_app_with(Backend::Sqlite, move |c| delivery_config(c, ports)).await
+}
+
+pub fn delivery_config(c: &mut mailgate::config::Config, ports: Vec<u16>) {
+    c.allow_private_smtp_hosts = true;
+    c.smtp_allowed_ports = ports;
+    c.smtp_ca_file = Some(test_ca().ca_pem.clone());
+    c.smtp_connect_timeout_secs = 3;
+    c.smtp_command_timeout_secs = 5;
+    c.retry_base_secs = 1;
+    c.rate_limit_defer_secs = 1;
+    c.worker_poll_ms = 100;
+    c.worker_shutdown_grace_secs = 5;
+}
+
+pub fn plain_settings(port: u16) -> Value {
+    json!({ "host": "localhost", "port": port, "encryption": "NONE", "fromAddress": "shop@example.jp", "fromName": "ショップ" })
+}
+
+pub fn registration(tenant: &str, locale: &str, key: Option<&str>) -> Value {
+    json!({
+        "tenantId": tenant,
+        "kind": "REGISTRATION_COMPLETED",
+        "to": "member@example.net",
+        "locale": locale,
+        "variables": { "name": "<Yamada & Co>", "siteName": "Sakura", "loginUrl": "https://sakura.example/login?a=1&b=2" },
+        "idempotencyKey": key,
+    })
+}
+
+pub async fn enqueue(app: &TestApp, input: Value) -> Value {
+    app.ok(&app.service(), ENQUEUE, json!({ "i": input })).await["enqueueNotification"].clone()
+}
+
+pub async fn delivery(app: &TestApp, id: &str) -> Value {
+    app.ok(&app.operator(), DELIVERY, json!({ "id": id })).await["delivery"].clone()
+}
+
+/// Polls until the delivery has `status` (and returns it), or panics after `timeout`.
+pub async fn wait_status(app: &TestApp, id: &str, status: &str, timeout: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let d = delivery(app, id).await;
+        if d["status"] == status {
+            return d;
+        }
+        assert!(start.elapsed() < timeout, "delivery {id} never became {status}: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_sends_through_the_effective_sender_once_per_key() {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let app = delivery_app(&[smtp.port]).await;
+    let tenant = app.create_tenant("Sakura", "SHARE").await;
+    app.ok(
+        &app.admin(&tenant),
+        UPDATE,
+        json!({ "t": tenant, "i": plain_settings(smtp.port) }),
+    )
+    .await;
+
+    // Durable before the call returns: no worker runs yet, and the row is there.
+    let first = enqueue(&app, registration(&tenant, "ja", Some("signup-42"))).await;
+    assert_eq!(first["status"], "QUEUED");
+    assert_eq!(first["subject"], "【Sakura】会員登録が完了しました");
+    let again = enqueue(&app, registration(&tenant, "ja", Some("signup-42"))).await;
+    assert_eq!(again["id"], first["id"], "same key, same delivery");
+    let english = enqueue(&app, registration(&tenant, "en", Some("signup-43"))).await;
+    assert_ne!(english["id"], first["id"]);
+    assert_eq!(english["subject"], "Welcome to Sakura");
+
+    let worker = RunningWorker::start(&app);
+    let d = wait_status(&app, first["id"].as_str().unwrap(), "SENT", Duration::from_secs(10)).await;
+    wait_status(&app, english["id"].as_str().unwrap(), "SENT", Duration::from_secs(10)).await;
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(d["attempts"][0]["outcome"], "SENT");
+    assert_eq!(d["attempts"][0]["senderSource"], "CUSTOM");
+    assert_eq!(d["attempts"][0]["senderAddress"], "shop@example.jp");
+    assert_eq!(d["attempts"][0]["smtpCode"], 250);
+    assert!(d["sentAt"].is_string());
+
+    // A third enqueue with the old key after sending: still the same delivery, no mail.
+    let late = enqueue(&app, registration(&tenant, "ja", Some("signup-42"))).await;
+    assert_eq!(late["id"], first["id"]);
+    assert_eq!(late["status"], "SENT");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = smtp.wait_for(2, Duration::from_secs(5));
+    assert_eq!(got.len(), 2, "one mail per key");
+    let ja = got
+        .iter()
+        .find(|r| r.header("Message-ID").as_deref() == first["messageId"].as_str())
+        .expect("ja mail");
+    assert_eq!(ja.mail_from, "shop@example.jp");
+    assert_eq!(ja.rcpt_tos, vec!["member@example.net".to_owned()]);
+    assert!(
+        ja.header("Subject").unwrap().contains("=?utf-8?"),
+        "encoded Japanese subject"
+    );
+    let en = got
+        .iter()
+        .find(|r| r.header("Message-ID").as_deref() == english["messageId"].as_str())
+        .expect("en mail");
+    assert_eq!(en.header("Subject").as_deref(), Some("Welcome to Sakura"));
+    assert!(
+        en.data.contains("&lt;Yamada &amp; Co&gt;"),
+        "escaped in HTML: {}",
+        en.data
+    );
+    assert!(
+        en.data.contains("Hello <Yamada & Co>,"),
+        "plain text as given: {}",
+        en.data
+    );
+    worker.stop().await;
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_notifications_are_refused_and_store_nothing() {
+    let app = delivery_app(&[25]).await;
+    let tenant = app.create_tenant("Strict", "SHARE").await;
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({ "tenantId": tenant, "kind": "REGISTRATION_COMPLETED", "to": "a@example.net", "variables": { "siteName": "S", "loginUrl": "https://s.example" } }),
+            "variables.name",
+            "REQUIRED",
+        ),
+        (
+            json!({ "tenantId": tenant, "kind": "REGISTRATION_COMPLETED", "to": "a@example.net", "variables": { "name": 5, "siteName": "S", "loginUrl": "https://s.example" } }),
+            "variables.name",
+            "INVALID_TYPE",
+        ),
+        (
+            json!({ "tenantId": tenant, "kind": "PASSWORD_RESET", "to": "a@example.net", "variables": { "name": "N", "siteName": "S", "resetUrl": "https://s.example/r", "expiresInMinutes": "30" } }),
+            "variables.expiresInMinutes",
+            "INVALID_TYPE",
+        ),
+        (
+            json!({ "tenantId": tenant, "kind": "PASSWORD_RESET", "to": "a@example.net", "variables": { "name": "N", "siteName": "S", "resetUrl": "javascript:alert(1)", "expiresInMinutes": 30 } }),
+            "variables.resetUrl",
+            "INVALID_FORMAT",
+        ),
+        (
+            json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "text": "body" }),
+            "subject",
+            "REQUIRED",
+        ),
+        (
+            json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "subject": "Hi\r\nBcc: x@evil.example", "text": "body" }),
+            "subject",
+            "CONTROL_CHARACTERS",
+        ),
+        (
+            json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "not-an-address", "subject": "s", "text": "t" }),
+            "to",
+            "INVALID_FORMAT",
+        ),
+        (
+            json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "subject": "s", "text": "t", "idempotencyKey": "x".repeat(201) }),
+            "idempotencyKey",
+            "TOO_LONG",
+        ),
+        (
+            json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "subject": "s", "text": "t", "locale": "fr" }),
+            "locale",
+            "INVALID_FORMAT",
+        ),
+        (
+            json!({ "tenantId": tenant, "kind": "REGISTRATION_COMPLETED", "to": "a@example.net", "variables": [1, 2] }),
+            "variables",
+            "INVALID_TYPE",
+        ),
+    ];
+    for (input, field, why) in cases {
+        let body = app.gql(&app.service(), ENQUEUE, json!({ "i": input })).await;
+        assert_eq!(code(&body), "VALIDATION_FAILED", "{field}: {body}");
+        assert!(
+            fields(&body).contains(&(field.to_owned(), why.to_owned())),
+            "{field}/{why}: {body}"
+        );
+    }
+    let body = app
+        .gql(
+            &app.admin(&tenant),
+            ENQUEUE,
+            json!({ "i": registration(&tenant, "en", None) }),
+        )
+        .await;
+    assert_eq!(code(&body), "FORBIDDEN", "tenant admins do not enqueue");
+    let body = app
+        .gql(
+            &app.service(),
+            ENQUEUE,
+            json!({ "i": registration("0191a2b3-0000-7000-8000-000000000000", "en", None) }),
+        )
+        .await;
+    assert_eq!(code(&body), "NOT_FOUND");
+    let counts = app
+        .ok(
+            &app.operator(),
+            "query($id:ID!){ tenant(id:$id){ deliveries { counts { status count } edges { node { id } } } } }",
+            json!({ "id": tenant }),
+        )
+        .await;
+    assert_eq!(counts["tenant"]["deliveries"]["edges"], json!([]), "nothing stored");
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_deferrals_and_permanent_failures() {
+    let flaky = SmtpServer::start(SmtpOptions {
+        data_reply: Some("451 4.3.0 Temporary local problem".into()),
+        data_reply_times: 1,
+        ..SmtpOptions::plain()
+    });
+    let throttled = SmtpServer::start(SmtpOptions {
+        data_reply: Some("421 4.7.0 Too many messages, slow down".into()),
+        data_reply_times: 2,
+        ..SmtpOptions::plain()
+    });
+    let rejecting = SmtpServer::start(SmtpOptions {
+        rcpt_reply: Some("550 5.1.1 <member@example.net>: Recipient address rejected: User unknown".into()),
+        ..SmtpOptions::plain()
+    });
+    let app = delivery_app(&[flaky.port, throttled.port, rejecting.port]).await;
+    let mut ids = Vec::new();
+    for (name, server) in [("Flaky", &flaky), ("Throttled", &throttled), ("Rejecting", &rejecting)] {
+        let tenant = app.create_tenant(name, "BIZ").await;
+        app.ok(
+            &app.admin(&tenant),
+            UPDATE,
+            json!({ "t": tenant, "i": plain_settings(server.port) }),
+        )
+        .await;
+        ids.push(
+            enqueue(&app, registration(&tenant, "en", None)).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let worker = RunningWorker::start(&app);
+
+    let d = wait_status(&app, &ids[0], "SENT", Duration::from_secs(20)).await;
+    let outcomes: Vec<_> = d["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, vec![json!("RETRY"), json!("SENT")], "{d}");
+    assert_eq!(d["attempts"][0]["smtpCode"], 451);
+    assert_eq!(d["attempts"][0]["enhancedCode"], "4.3.0");
+    assert_eq!(d["retries"], 1);
+
+    let d = wait_status(&app, &ids[1], "SENT", Duration::from_secs(20)).await;
+    let outcomes: Vec<_> = d["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].clone())
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![json!("DEFERRED"), json!("DEFERRED"), json!("SENT")],
+        "{d}"
+    );
+    assert_eq!(d["retries"], 0, "deferrals do not use up the retry budget");
+
+    let d = wait_status(&app, &ids[2], "FAILED", Duration::from_secs(10)).await;
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(d["attempts"][0]["stage"], "RCPT_TO");
+    assert_eq!(d["attempts"][0]["smtpCode"], 550);
+    assert!(d["failureReason"].as_str().unwrap().contains("550"), "{d}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        delivery(&app, &ids[2]).await["attempts"].as_array().unwrap().len(),
+        1,
+        "never retried"
+    );
+
+    // Every attempt kept the one Message-ID.
+    let got = flaky.wait_for(1, Duration::from_secs(5));
+    assert_eq!(
+        got[0].header("Message-ID").as_deref(),
+        delivery(&app, &ids[0]).await["messageId"].as_str()
+    );
+
+    // retryDelivery puts a FAILED one back; not allowed for others.
+    let body = app
+        .gql(
+            &app.operator(),
+            "mutation($id:ID!){ retryDelivery(id:$id){ status } }",
+            json!({ "id": ids[0] }),
+        )
+        .await;
+    assert_eq!(fields(&body), vec![("id".to_owned(), "NOT_FAILED".to_owned())]);
+    let d = app
+        .ok(
+            &app.operator(),
+            "mutation($id:ID!){ retryDelivery(id:$id){ status retries failureReason } }",
+            json!({ "id": ids[2] }),
+        )
+        .await;
+    assert_eq!(
+        d["retryDelivery"],
+        json!({ "status": "QUEUED", "retries": 0, "failureReason": null })
+    );
+    let d = wait_status(&app, &ids[2], "FAILED", Duration::from_secs(10)).await;
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 2);
+    worker.stop().await;
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downgrade_between_enqueue_and_send_uses_the_platform_default() {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let app = delivery_app(&[smtp.port]).await;
+    let tenant = app.create_tenant("Downgraded", "SHARE").await;
+    app.ok(
+        &app.admin(&tenant),
+        UPDATE,
+        json!({ "t": tenant, "i": plain_settings(smtp.port) }),
+    )
+    .await;
+    let id = enqueue(&app, registration(&tenant, "en", None)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.ok(
+        &app.operator(),
+        "mutation($t:ID!){ changeTenantPlan(tenantId:$t, plan:PRO){ id } }",
+        json!({ "t": tenant }),
+    )
+    .await;
+    let worker = RunningWorker::start(&app);
+    let d = wait_status(&app, &id, "SENT", Duration::from_secs(10)).await;
+    assert_eq!(d["attempts"][0]["senderSource"], "PLATFORM_DEFAULT");
+    assert_eq!(d["attempts"][0]["senderAddress"], "noreply@platform.example");
+    assert_eq!(smtp.count(), 0);
+    let files: Vec<_> = std::fs::read_dir(app.app.config.data_dir.join("mail"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 1);
+    worker.stop().await;
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pacing_holds_with_several_workers() {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let app = delivery_app(&[smtp.port]).await;
+    let tenant = app.create_tenant("Paced", "SHARE").await;
+    let mut s = plain_settings(smtp.port);
+    s["sendIntervalMs"] = json!(400);
+    app.ok(&app.admin(&tenant), UPDATE, json!({ "t": tenant, "i": s }))
+        .await;
+    for i in 0..6 {
+        enqueue(&app, json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "subject": format!("n{i}"), "text": "t" })).await;
+    }
+    let workers = [
+        RunningWorker::start(&app),
+        RunningWorker::start(&app),
+        RunningWorker::start(&app),
+    ];
+    let got = smtp.wait_for(6, Duration::from_secs(20));
+    let mut times: Vec<f64> = got.iter().map(|r| r.received_at).collect();
+    times.sort_by(f64::total_cmp);
+    for w in times.windows(2) {
+        // Measured at the server's end of DATA; loopback jitter is far below the 15 ms allowed.
+        assert!(w[1] - w[0] >= 0.385, "{:.3} s apart: {times:?}", w[1] - w[0]);
+    }
+    for w in workers {
+        w.stop().await;
+    }
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_see_their_deliveries_and_operators_see_metrics() {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let app = delivery_app(&[smtp.port]).await;
+    let a = app.create_tenant("A", "SHARE").await;
+    let b = app.create_tenant("B", "SHARE").await;
+    app.ok(
+        &app.admin(&a),
+        UPDATE,
+        json!({ "t": a, "i": plain_settings(smtp.port) }),
+    )
+    .await;
+    let mine = enqueue(&app, registration(&a, "en", None)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let theirs = enqueue(&app, registration(&b, "en", None)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let worker = RunningWorker::start(&app);
+    wait_status(&app, &mine, "SENT", Duration::from_secs(10)).await;
+    wait_status(&app, &theirs, "SENT", Duration::from_secs(10)).await;
+    let q = "query($id:ID!,$s:DeliveryStatus){ tenant(id:$id){ deliveries(status:$s){ edges { node { id status } } counts { status count } } } }";
+    let d = app.ok(&app.admin(&a), q, json!({ "id": a })).await;
+    assert_eq!(
+        d["tenant"]["deliveries"]["edges"],
+        json!([{ "node": { "id": mine, "status": "SENT" } }])
+    );
+    assert!(
+        d["tenant"]["deliveries"]["counts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "status": "SENT", "count": 1 }))
+    );
+    let d = app.ok(&app.admin(&a), q, json!({ "id": a, "s": "FAILED" })).await;
+    assert_eq!(d["tenant"]["deliveries"]["edges"], json!([]));
+    let other = app.gql(&app.admin(&a), DELIVERY, json!({ "id": theirs })).await;
+    assert_eq!(
+        other["data"]["delivery"],
+        Value::Null,
+        "another tenant's delivery does not exist for A"
+    );
+    let retry = app
+        .gql(
+            &app.admin(&a),
+            "mutation($id:ID!){ retryDelivery(id:$id){ id } }",
+            json!({ "id": theirs }),
+        )
+        .await;
+    assert_eq!(code(&retry), "NOT_FOUND");
+
+    let metrics_url = format!("http://{}/metrics", app.addr);
+    let denied = app
+        .client
+        .get(&metrics_url)
+        .bearer_auth(app.admin(&a))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let text = app
+        .client
+        .get(&metrics_url)
+        .bearer_auth(app.operator())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("mailgate_deliveries{status=\"sent\"} 2"), "{text}");
+    assert!(
+        text.contains("mailgate_sends_total{outcome=\"sent\",source=\"custom\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mailgate_sends_total{outcome=\"sent\",source=\"platform_default\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("mailgate_send_duration_seconds_count 2"), "{text}");
+    worker.stop().await;
+    app.finish().await;
+}
