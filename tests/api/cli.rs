@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
-fn mailgate(data_dir: &std::path::Path) -> Command {
+pub(crate) fn mailgate(data_dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailgate"));
     for (k, _) in std::env::vars() {
         if k.starts_with("MAILGATE_") {
@@ -22,7 +22,7 @@ fn mailgate(data_dir: &std::path::Path) -> Command {
 }
 
 /// Starts `mailgate` (serve) and reads the address and operator token it prints.
-fn start(data_dir: &std::path::Path) -> (Child, String, String) {
+pub(crate) fn start(data_dir: &std::path::Path) -> (Child, String, String) {
     let mut child = mailgate(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -49,7 +49,7 @@ fn start(data_dir: &std::path::Path) -> (Child, String, String) {
     (child, url, token)
 }
 
-fn stop(mut child: Child) {
+pub(crate) fn stop(mut child: Child) {
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -60,7 +60,7 @@ fn stop(mut child: Child) {
     assert!(exit.success(), "SIGTERM gives a clean exit, got {exit:?}");
 }
 
-async fn call(url: &str, token: &str, query: &str, variables: Value) -> Value {
+pub(crate) async fn call(url: &str, token: &str, query: &str, variables: Value) -> Value {
     reqwest::Client::new()
         .post(url)
         .bearer_auth(token)

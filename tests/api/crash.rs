@@ -1,0 +1,339 @@
+//! The real binary under failure: `kill -9` while sending loses nothing (duplicates only
+//! for deliveries in flight at the kill, with the same Message-ID); SIGTERM with
+//! deliveries in flight drains and exits 0; a tenant whose server never answers does not
+//! stop another tenant's mail.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::cli::{call, mailgate, stop};
+use crate::deliveries::{RunningWorker, delivery_app, plain_settings};
+use crate::mailservers::*;
+use crate::support::*;
+
+/// Starts `mailgate serve` for mailing to `port` on loopback; returns (child, url, operator token).
+fn start_mailer(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> (Child, String, String) {
+    // `start` reads the printed URL and token; the environment adds the mail settings.
+    let mut cmd = mailgate(dir);
+    cmd.env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
+        .env("MAILGATE_SMTP_ALLOWED_PORTS", port.to_string())
+        .env("MAILGATE_WORKER_POLL_MS", "50")
+        .env("MAILGATE_WORKER_LEASE_SECS", "3")
+        .env("MAILGATE_WORKER_SHUTDOWN_GRACE_SECS", "20");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    start_with(cmd)
+}
+
+fn start_with(mut cmd: std::process::Command) -> (Child, String, String) {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut url, mut token) = (String::new(), String::new());
+    while let Some(Ok(line)) = lines.next() {
+        if let Some(rest) = line.trim().strip_prefix("GraphiQL:") {
+            url = rest.trim().to_owned();
+        }
+        if line.contains("Operator token") {
+            token = lines.next().and_then(Result::ok).unwrap_or_default().trim().to_owned();
+            break;
+        }
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    assert!(url.starts_with("http://"), "started: {url:?}");
+    (child, url, token)
+}
+
+fn token(dir: &std::path::Path, role: &str) -> String {
+    let out = mailgate(dir).args(["token", "--role", role]).output().expect("token");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+}
+
+async fn counts(url: &str, operator: &str, tenant: &str) -> HashMap<String, i64> {
+    let d = call(
+        url,
+        operator,
+        "query($id:ID!){ tenant(id:$id){ deliveries(first:1){ counts { status count } } } }",
+        json!({ "id": tenant }),
+    )
+    .await;
+    d["data"]["tenant"]["deliveries"]["counts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("counts: {d}"))
+        .iter()
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").to_owned(),
+                c["count"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+async fn all_message_ids(url: &str, operator: &str, tenant: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let d = call(
+            url,
+            operator,
+            "query($id:ID!,$a:String){ tenant(id:$id){ deliveries(first:100, after:$a){ edges { node { messageId } } pageInfo { hasNextPage endCursor } } } }",
+            json!({ "id": tenant, "a": after }),
+        )
+        .await;
+        let conn = &d["data"]["tenant"]["deliveries"];
+        ids.extend(
+            conn["edges"]
+                .as_array()
+                .expect("edges")
+                .iter()
+                .map(|e| e["node"]["messageId"].as_str().unwrap_or("").to_owned()),
+        );
+        if conn["pageInfo"]["hasNextPage"] != true {
+            return ids;
+        }
+        after = conn["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    }
+}
+
+async fn setup_tenant(url: &str, operator: &str, port: u16) -> String {
+    let t = call(
+        url,
+        operator,
+        "mutation{ createTenant(name:\"Crashy\", plan:SHARE){ id } }",
+        json!({}),
+    )
+    .await;
+    let tenant = t["data"]["createTenant"]["id"].as_str().expect("tenant").to_owned();
+    let s = call(url, operator, UPDATE, json!({ "t": tenant, "i": plain_settings(port) })).await;
+    assert!(s.get("errors").is_none(), "{s}");
+    tenant
+}
+
+async fn enqueue_many(url: &str, service: &str, tenant: &str, n: usize) {
+    let client = reqwest::Client::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|i| {
+                json!({ "query": "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id } }",
+                    "variables": { "i": { "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "subject": format!("n{i}"), "text": "t", "idempotencyKey": format!("k{i}") } } })
+            })
+            .collect();
+        let resp: Value = client
+            .post(url)
+            .bearer_auth(service)
+            .json(&batch)
+            .send()
+            .await
+            .expect("post")
+            .json()
+            .await
+            .expect("json");
+        assert!(
+            resp.as_array()
+                .is_some_and(|a| a.iter().all(|r| r.get("errors").is_none())),
+            "{resp}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_sending_loses_nothing() {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let dir = std::env::temp_dir().join(format!("mailgate-crash-{}", uuid::Uuid::new_v4().simple()));
+    // Enqueue everything first (worker off), so the kill surely lands mid-run.
+    let (child, url, operator) = start_mailer(&dir, smtp.port, &[("MAILGATE_WORKER_ENABLED", "false")]);
+    let service = token(&dir, "service");
+    let tenant = setup_tenant(&url, &operator, smtp.port).await;
+    enqueue_many(&url, &service, &tenant, 1000).await;
+    stop(child);
+    assert_eq!(smtp.count(), 0);
+
+    // Kill it hard while it sends.
+    let (mut child, _, _) = start_mailer(&dir, smtp.port, &[]);
+    let start = Instant::now();
+    while smtp.count() < 100 {
+        assert!(start.elapsed() < Duration::from_secs(60), "sending started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let at_kill = smtp.count();
+    assert!(at_kill < 1000, "killed mid-run ({at_kill} sent)");
+
+    let (child, url, operator) = start_mailer(&dir, smtp.port, &[]);
+    let start = Instant::now();
+    loop {
+        let c = counts(&url, &operator, &tenant).await;
+        if c.get("SENT") == Some(&1000) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "all sent after restart: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let expected: HashSet<String> = all_message_ids(&url, &operator, &tenant).await.into_iter().collect();
+    assert_eq!(expected.len(), 1000);
+    let received = smtp.wait_for(1000, Duration::from_secs(10));
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in &received {
+        *seen.entry(r.header("Message-ID").expect("Message-ID")).or_default() += 1;
+    }
+    let got: HashSet<String> = seen.keys().cloned().collect();
+    assert_eq!(
+        got, expected,
+        "every delivery reached the server, under its own Message-ID"
+    );
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    // Only deliveries in flight at the kill can repeat: at most the per-tenant cap (4).
+    assert!(duplicates <= 4, "{duplicates} duplicates (sent before kill: {at_kill})");
+    eprintln!(
+        "kill -9 after {at_kill} sent: {} received for 1000 deliveries, {duplicates} duplicate(s)",
+        received.len()
+    );
+    stop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_deliveries_in_flight_drains_and_exits_0() {
+    // Each new connection waits a second for the greeting, so sends are in flight when SIGTERM comes.
+    let smtp = SmtpServer::start(SmtpOptions {
+        greeting_delay: Some(Duration::from_millis(1500)),
+        ..SmtpOptions::plain()
+    });
+    let dir = std::env::temp_dir().join(format!("mailgate-term-{}", uuid::Uuid::new_v4().simple()));
+    let (child, url, operator) = start_mailer(&dir, smtp.port, &[]);
+    let service = token(&dir, "service");
+    let tenant = setup_tenant(&url, &operator, smtp.port).await;
+    enqueue_many(&url, &service, &tenant, 20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sending = counts(&url, &operator, &tenant).await;
+    assert!(
+        sending.get("SENDING").copied().unwrap_or(0) > 0,
+        "deliveries in flight: {sending:?}"
+    );
+    stop(child); // SIGTERM; asserts exit code 0
+    let after_stop = smtp.count();
+    assert!(after_stop >= 1, "in-flight deliveries finished before exit");
+
+    let (child, url, operator) = start_mailer(&dir, smtp.port, &[]);
+    let start = Instant::now();
+    loop {
+        let c = counts(&url, &operator, &tenant).await;
+        if c.get("SENT") == Some(&20) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "all sent after restart: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let received = smtp.wait_for(20, Duration::from_secs(5));
+    let unique: HashSet<String> = received.iter().filter_map(|r| r.header("Message-ID")).collect();
+    assert_eq!(
+        (received.len(), unique.len()),
+        (20, 20),
+        "nothing lost, nothing sent twice"
+    );
+    stop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_delays_only_its_own_tenant() {
+    let (silent_port, silent) = silent_listener();
+    let smtp = SmtpServer::start(SmtpOptions {
+        no_record: true,
+        ..SmtpOptions::plain()
+    });
+    let app = delivery_app(&[silent_port, smtp.port]).await;
+    let stuck = app.create_tenant("Stuck", "SHARE").await;
+    let busy = app.create_tenant("Busy", "SHARE").await;
+    app.ok(
+        &app.admin(&stuck),
+        UPDATE,
+        json!({ "t": stuck, "i": plain_settings(silent_port) }),
+    )
+    .await;
+    app.ok(
+        &app.admin(&busy),
+        UPDATE,
+        json!({ "t": busy, "i": plain_settings(smtp.port) }),
+    )
+    .await;
+    let input = |t: &str, i: usize| json!({ "tenantId": t, "kind": "CUSTOM", "to": "a@example.net", "subject": format!("n{i}"), "text": "t" });
+    for i in 0..50 {
+        app.ok(
+            &app.service(),
+            "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id } }",
+            json!({ "i": input(&stuck, i) }),
+        )
+        .await;
+    }
+    let worker = RunningWorker::start(&app);
+    // The stuck tenant's sends are hanging on its silent server...
+    let start = Instant::now();
+    while silent.accepted() < 4 {
+        assert!(start.elapsed() < Duration::from_secs(10), "stuck tenant connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...while 1,000 mails of another tenant all go out.
+    let t0 = Instant::now();
+    for i in 0..1000 {
+        app.ok(
+            &app.service(),
+            "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id } }",
+            json!({ "i": input(&busy, i) }),
+        )
+        .await;
+    }
+    while smtp.count() < 1000 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "busy tenant's mail kept flowing ({} sent)",
+            smtp.count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let with_stuck = t0.elapsed();
+    // The stuck tenant never had more than its cap of connections open at once.
+    assert!(
+        silent.accepted() <= 4 + 4 * (with_stuck.as_secs() as usize / 3 + 1),
+        "per-tenant cap bounds the stuck tenant"
+    );
+    let sent_stuck = app
+        .ok(
+            &app.operator(),
+            "query($id:ID!){ tenant(id:$id){ deliveries(status:SENT){ counts { status count } } } }",
+            json!({ "id": stuck }),
+        )
+        .await;
+    assert!(
+        sent_stuck["tenant"]["deliveries"]["counts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "status": "SENT", "count": 0 })),
+        "nothing of the stuck tenant was sent"
+    );
+    eprintln!(
+        "1,000 mails of one tenant in {with_stuck:?} while another tenant's server hung (rate comparison: see the delivery benchmark)"
+    );
+    worker.stop().await;
+    app.finish().await;
+}
