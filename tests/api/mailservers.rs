@@ -336,6 +336,9 @@ pub struct Received {
     pub tls: bool,
     /// Unix time (seconds) when the message was accepted.
     pub received_at: f64,
+    /// Unix time the MAIL FROM command arrived (the start of the send).
+    #[serde(default)]
+    pub mail_from_at: Option<f64>,
 }
 
 impl Received {

@@ -137,6 +137,8 @@ class Handler:
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # When the client started this send (pacing is measured here).
+        envelope.mail_from_at = time.time()
         if self.args.pop_gate:
             ip = session.peer[0] if session.peer else ""
             if not pop_gate_open(self.args.pop_gate, ip, self.args.pop_window):
@@ -182,6 +184,7 @@ class Handler:
                 "auth_user": login,
                 "tls": server.is_tls(),
                 "received_at": time.time(),
+                "mail_from_at": getattr(envelope, "mail_from_at", None),
             })
         return "250 2.0.0 OK queued"
 

@@ -166,12 +166,20 @@ impl DeliveryService {
         if d.status != DeliveryStatus::Failed {
             return Err(Error::validation("id", "NOT_FAILED"));
         }
-        if !self.store.requeue_failed(id, Utc::now()).await? {
+        let now = Utc::now();
+        if !self.store.requeue_failed(id, now).await? {
             return Err(Error::validation("id", "NOT_FAILED"));
         }
         if let Some(signal) = &self.signal {
             signal();
         }
-        self.store.delivery(id).await?.ok_or(Error::NotFound)
+        // The delivery as this call left it (a worker may pick it up at once).
+        Ok(Delivery {
+            status: DeliveryStatus::Queued,
+            retries: 0,
+            failure_reason: None,
+            next_attempt_at: now,
+            ..d
+        })
     }
 }

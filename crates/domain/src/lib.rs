@@ -12,7 +12,6 @@ pub mod i18n;
 pub mod mail;
 pub mod plan;
 pub mod ports;
-pub mod ratelimit;
 pub mod sender;
 pub mod service;
 pub mod settings;

@@ -11,8 +11,7 @@ use crate::error::{Error, Result};
 use crate::i18n::Locale;
 use crate::mail::{Diagnosis, OutgoingMail, SendFailure, SendReceipt, Subject, diagnose};
 use crate::plan::{Plan, sender_override_permit};
-use crate::ports::{MailTransport, TenantRecord, TenantStore, WriteError};
-use crate::ratelimit::RateLimiter;
+use crate::ports::{Coordination, MailTransport, TenantRecord, TenantStore, WriteError};
 use crate::sender::{EffectiveSender, PlatformSender, effective_sender};
 use crate::settings::PortPolicy;
 use crate::settings::{FieldChange, MailSettings, MailSettingsDraft, StoredMailSettings, settings_diff};
@@ -67,7 +66,7 @@ pub struct Page<T> {
 pub const TEST_MAIL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Test mails per tenant per minute.
-pub const TEST_MAILS_PER_MINUTE: usize = 10;
+pub const TEST_MAILS_PER_MINUTE: u32 = 10;
 
 /// The outcome of a test mail, with a diagnosis when it failed.
 #[derive(Debug, Clone)]
@@ -83,7 +82,7 @@ pub struct TenantService {
     platform: Arc<PlatformSender>,
     mailer: Arc<dyn MailTransport>,
     ports: Arc<PortPolicy>,
-    test_mail_limiter: Arc<RateLimiter>,
+    coordination: Arc<dyn Coordination>,
 }
 
 impl std::fmt::Debug for TenantService {
@@ -95,21 +94,20 @@ impl std::fmt::Debug for TenantService {
 }
 
 impl TenantService {
+    /// `coordination` keeps the test-mail limit across processes.
     pub fn new(
         store: Arc<dyn TenantStore>,
         platform: PlatformSender,
         mailer: Arc<dyn MailTransport>,
         ports: PortPolicy,
+        coordination: Arc<dyn Coordination>,
     ) -> Self {
         Self {
             store,
             platform: Arc::new(platform),
             mailer,
             ports: Arc::new(ports),
-            test_mail_limiter: Arc::new(RateLimiter::new(
-                TEST_MAILS_PER_MINUTE,
-                std::time::Duration::from_secs(60),
-            )),
+            coordination,
         }
     }
 
@@ -376,7 +374,12 @@ impl TenantService {
                 .ok_or_else(|| Error::validation("settings", "REQUIRED"))?,
         };
         self.ports.check(&settings).map_err(Error::Validation)?;
-        if !self.test_mail_limiter.try_acquire(id) {
+        let window = std::time::Duration::from_secs(60);
+        if !self
+            .coordination
+            .try_record_test_mail(id, TEST_MAILS_PER_MINUTE, window)
+            .await?
+        {
             return Err(Error::RateLimited);
         }
         let (subject, text) = match locale {

@@ -22,7 +22,7 @@ use secrecy::SecretString;
 use domain::TenantId;
 use domain::mail::{FailureKind, OutgoingMail, SendFailure, SendReceipt, SendStage, SenderUsed};
 use domain::plan::SenderOverridePermit;
-use domain::ports::{MailTransport, TenantRecord};
+use domain::ports::{Coordination, MailTransport, TenantRecord};
 use domain::sender::{PlatformSender, SenderRoute, SenderSource, sender_route};
 use domain::settings::{Encryption, MailSettings, PortPolicy};
 use domain::values::{Host, LocalHostname};
@@ -144,6 +144,8 @@ struct Inner {
     /// One pacer per tenant, kept across settings versions.
     pacers: moka::future::Cache<TenantId, Arc<Pacer>>,
     relay: Option<Arc<Pool>>,
+    /// Send slots shared with other processes (the database), if any.
+    coordination: Option<Arc<dyn Coordination>>,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -173,7 +175,9 @@ fn elapsed(mut f: SendFailure, started: Instant, sender: &SenderUsed) -> SendFai
 }
 
 impl Mailer {
-    pub fn new(config: MailerConfig) -> Result<Self, TlsSetupError> {
+    /// `coordination` shares each tenant's send slots with other processes; without it
+    /// pacing holds within this process only.
+    pub fn new(config: MailerConfig, coordination: Option<Arc<dyn Coordination>>) -> Result<Self, TlsSetupError> {
         let tls = TlsMaterial::load(config.extra_ca_pem.as_deref())?;
         let transports = moka::future::Cache::builder()
             .max_capacity(config.cache_capacity)
@@ -231,6 +235,7 @@ impl Mailer {
                 transports,
                 pacers,
                 relay,
+                coordination,
             }),
         })
     }
@@ -309,19 +314,72 @@ impl Mailer {
         ))
     }
 
-    async fn send_on_pool(&self, pool: &Pool, built: &message::Built) -> Result<(u16, String), SendFailure> {
+    /// Checks out a session and delivers; with `pace`, the MAIL FROM waits for the
+    /// tenant's turn. The turn is taken only once the connection is ready, so the starts
+    /// of two sends are never closer than the interval, however long connecting took.
+    async fn send_on_pool(
+        &self,
+        pool: &Pool,
+        built: &message::Built,
+        pace: Option<(TenantId, Duration)>,
+    ) -> Result<(u16, String), SendFailure> {
         let t = &self.inner.config.timeouts;
         let mut lease = pool
             .checkout(&self.inner.tls, self.inner.config.allow_private_hosts, t)
             .await?;
-        match lease.session.deliver(&built.from, &built.to, &built.bytes, t).await {
-            Ok(reply) => {
-                pool.checkin(lease);
-                Ok(reply)
+        let started = match pace {
+            Some((tenant, interval)) if !interval.is_zero() => {
+                self.paced_start(tenant, interval, lease.session.mail_from(&built.from, &built.bytes, t))
+                    .await
             }
-            // The session is dropped: a half-finished conversation is never reused.
-            Err(f) => Err(f),
-        }
+            _ => lease.session.mail_from(&built.from, &built.bytes, t).await,
+        };
+        // On failure the session is dropped: a half-finished conversation is never reused.
+        started?;
+        let reply = lease.session.finish_mail(&built.to, &built.bytes, t).await?;
+        pool.checkin(lease);
+        Ok(reply)
+    }
+
+    /// Runs `start` (a MAIL FROM) at the tenant's turn: shared through the database when
+    /// several processes send (the turn is released with the database's clock right after
+    /// the MAIL FROM is answered), kept in this process otherwise or if the database fails.
+    async fn paced_start<T>(
+        &self,
+        tenant: TenantId,
+        interval: Duration,
+        start: impl std::future::Future<Output = T>,
+    ) -> T {
+        let pacer = self
+            .inner
+            .pacers
+            .get_with(tenant, async { Arc::new(Pacer::default()) })
+            .await;
+        let Some(coordination) = &self.inner.coordination else {
+            return pacer.paced(interval, start).await;
+        };
+        // One start at a time from this process; the database orders the processes.
+        pacer
+            .exclusive(async {
+                let holder = uuid::Uuid::new_v4().simple().to_string();
+                loop {
+                    match coordination.try_take_send_turn(tenant, &holder).await {
+                        Ok(None) => break,
+                        Ok(Some(wait)) => tokio::time::sleep(wait.min(Duration::from_secs(1))).await,
+                        Err(e) => {
+                            tracing::warn!(tenant = %tenant, error = %e, "shared send turn unavailable; pacing in this process");
+                            tokio::time::sleep(interval).await;
+                            break;
+                        }
+                    }
+                }
+                let out = start.await;
+                if let Err(e) = coordination.finish_send_turn(tenant, &holder, interval).await {
+                    tracing::warn!(tenant = %tenant, error = %e, "releasing the send turn failed; it expires by itself");
+                }
+                out
+            })
+            .await
     }
 
     async fn send_custom(
@@ -349,15 +407,7 @@ impl Mailer {
                     .into_value()
             }
         };
-        let pacer = self
-            .inner
-            .pacers
-            .get_with(tenant, async { Arc::new(Pacer::default()) })
-            .await;
-        let run = async {
-            pacer.wait(settings.send_interval().duration()).await;
-            self.send_on_pool(&pool, &built).await
-        };
+        let run = self.send_on_pool(&pool, &built, Some((tenant, settings.send_interval().duration())));
         let deadline = self.inner.config.send_timeout + settings.send_interval().duration();
         let result = match tokio::time::timeout(deadline, run).await {
             Ok(r) => r,
@@ -389,7 +439,8 @@ impl Mailer {
         let reply = match (&self.inner.config.relay, &self.inner.relay) {
             (PlatformRelay::Files(dir), _) => write_eml(dir, &built).await.map_err(|f| elapsed(f, started, &sender))?,
             (PlatformRelay::Smtp(_), Some(pool)) => {
-                match tokio::time::timeout(self.inner.config.send_timeout, self.send_on_pool(pool, &built)).await {
+                match tokio::time::timeout(self.inner.config.send_timeout, self.send_on_pool(pool, &built, None)).await
+                {
                     Ok(r) => r.map_err(|f| elapsed(f, started, &sender))?,
                     Err(_) => {
                         return Err(elapsed(
@@ -554,8 +605,7 @@ mod tests {
         for _ in 0..4 {
             let p = pacer.clone();
             handles.push(tokio::spawn(async move {
-                p.wait(Duration::from_millis(50)).await;
-                Instant::now()
+                p.paced(Duration::from_millis(50), async { Instant::now() }).await
             }));
         }
         let mut times = Vec::new();
@@ -564,7 +614,7 @@ mod tests {
         }
         times.sort();
         for w in times.windows(2) {
-            assert!(w[1] - w[0] >= Duration::from_millis(45), "{times:?}");
+            assert!(w[1] - w[0] >= Duration::from_millis(50), "{times:?}");
         }
     }
 }

@@ -40,29 +40,30 @@ impl Default for PoolLimits {
 }
 
 /// Keeps the starts of sends through one server at least `interval` apart, across
-/// concurrent callers: each caller reserves the next free start time.
+/// concurrent callers in this process: one start at a time, each waiting until the
+/// interval has passed since the previous start was answered (so the server never sees
+/// two starts closer than the interval, however late a caller runs).
 #[derive(Debug, Default)]
 pub struct Pacer {
-    next_start: std::sync::Mutex<Option<Instant>>,
+    last_start: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Pacer {
-    /// Waits for this caller's turn.
-    pub async fn wait(&self, interval: Duration) {
-        if interval.is_zero() {
-            return;
+    /// Runs `start` (a MAIL FROM) at this caller's turn.
+    pub async fn paced<T>(&self, interval: Duration, start: impl std::future::Future<Output = T>) -> T {
+        let mut last = self.last_start.lock().await;
+        if let Some(previous) = *last {
+            tokio::time::sleep_until((previous + interval).into()).await;
         }
-        let start = {
-            let mut next = self
-                .next_start
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = Instant::now();
-            let start = next.map_or(now, |n| n.max(now));
-            *next = Some(start + interval);
-            start
-        };
-        tokio::time::sleep_until(start.into()).await;
+        let out = start.await;
+        *last = Some(Instant::now());
+        out
+    }
+
+    /// Serialises starts without spacing them (the spacing is kept elsewhere).
+    pub async fn exclusive<T>(&self, start: impl std::future::Future<Output = T>) -> T {
+        let _turn = self.last_start.lock().await;
+        start.await
     }
 }
 

@@ -279,15 +279,8 @@ pub async fn open(
 }
 
 impl Session {
-    /// MAIL FROM, RCPT TO, DATA and the message, each labelled. Returns the final reply
-    /// (code and text).
-    pub async fn deliver(
-        &mut self,
-        from: &Address,
-        to: &Address,
-        message: &[u8],
-        t: &Timeouts,
-    ) -> Result<(u16, String), SendFailure> {
+    /// MAIL FROM: the start of a send (what pacing spaces out).
+    pub async fn mail_from(&mut self, from: &Address, message: &[u8], t: &Timeouts) -> Result<(), SendFailure> {
         let mut options = Vec::new();
         if !message.is_ascii() && self.conn.server_info().supports_feature(Extension::EightBitMime) {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
@@ -299,6 +292,18 @@ impl Session {
                 .map_err(|e| failure(SendStage::MailFrom, &e, &[]))
         })
         .await?;
+        Ok(())
+    }
+
+    /// RCPT TO, DATA and the message, after [`Session::mail_from`]. Returns the final
+    /// reply (code and text).
+    pub async fn finish_mail(
+        &mut self,
+        to: &Address,
+        message: &[u8],
+        t: &Timeouts,
+    ) -> Result<(u16, String), SendFailure> {
+        let conn = &mut self.conn;
         step(SendStage::RcptTo, t.command, async {
             conn.command(Rcpt::new(to.clone(), vec![]))
                 .await
@@ -317,6 +322,18 @@ impl Session {
         .await?;
         self.last_used = Instant::now();
         Ok((u16::from(reply.code()), reply.message().collect::<Vec<_>>().join(" ")))
+    }
+
+    /// A whole send: MAIL FROM, RCPT TO, DATA and the message.
+    pub async fn deliver(
+        &mut self,
+        from: &Address,
+        to: &Address,
+        message: &[u8],
+        t: &Timeouts,
+    ) -> Result<(u16, String), SendFailure> {
+        self.mail_from(from, message, t).await?;
+        self.finish_mail(to, message, t).await
     }
 
     /// Checks a connection that sat idle (NOOP).

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use domain::PlatformSender;
 use domain::deliveries::DeliveryService;
 use domain::delivery::RetryPolicy;
-use domain::ports::{DeliveryStore, MailTransport, TenantStore};
+use domain::ports::{Coordination, DeliveryStore, MailTransport, TenantStore};
 use domain::service::TenantService;
 use domain::settings::PortPolicy;
 use graphql_api::auth::JwtKey;
@@ -37,6 +37,8 @@ pub struct App {
     /// Wakes this process's worker after an enqueue.
     pub queue_signal: Arc<tokio::sync::Notify>,
     pub metrics: Arc<Metrics>,
+    /// Held while this process uses a SQLite database.
+    pub sqlite_lock: Option<Arc<SqliteLock>>,
 }
 
 impl std::fmt::Debug for App {
@@ -91,7 +93,11 @@ pub fn keyring(config: &Config) -> anyhow::Result<SecretKeyRing> {
 }
 
 /// The mailer, from configuration.
-pub fn build_mailer(config: &Config, platform: PlatformSender) -> anyhow::Result<Mailer> {
+pub fn build_mailer(
+    config: &Config,
+    platform: PlatformSender,
+    coordination: Option<Arc<dyn Coordination>>,
+) -> anyhow::Result<Mailer> {
     let relay = match &config.default_smtp_url {
         Some(url) => PlatformRelay::Smtp(
             RelayUrl::parse(url.expose_secret()).map_err(|e| anyhow::anyhow!("MAILGATE_DEFAULT_SMTP_URL: {e}"))?,
@@ -105,43 +111,75 @@ pub fn build_mailer(config: &Config, platform: PlatformSender) -> anyhow::Result
         None => None,
     };
     let secs = Duration::from_secs;
-    Mailer::new(MailerConfig {
-        platform_sender: platform,
-        relay,
-        allow_private_hosts: config.allow_private_smtp_hosts,
-        ports: PortPolicy {
-            smtp: config.smtp_allowed_ports.clone(),
-            pop: config.pop_allowed_ports.clone(),
+    Mailer::new(
+        MailerConfig {
+            platform_sender: platform,
+            relay,
+            allow_private_hosts: config.allow_private_smtp_hosts,
+            ports: PortPolicy {
+                smtp: config.smtp_allowed_ports.clone(),
+                pop: config.pop_allowed_ports.clone(),
+            },
+            extra_ca_pem,
+            ehlo_name: config.ehlo()?,
+            timeouts: mailer::session::Timeouts {
+                connect: secs(config.smtp_connect_timeout_secs),
+                command: secs(config.smtp_command_timeout_secs),
+                data: secs(config.smtp_command_timeout_secs * 2),
+            },
+            pool: mailer::pool::PoolLimits {
+                max_connections: config.smtp_max_connections_per_tenant,
+                idle_timeout: secs(config.smtp_idle_timeout_secs),
+                health_check_after: secs(5).min(secs(config.smtp_idle_timeout_secs)),
+                pop_window: secs(config.pop_login_window_secs),
+            },
+            cache_capacity: config.transport_cache_capacity,
+            cache_idle: secs(config.transport_cache_idle_secs),
+            send_timeout: secs(config.smtp_send_timeout_secs),
         },
-        extra_ca_pem,
-        ehlo_name: config.ehlo()?,
-        timeouts: mailer::session::Timeouts {
-            connect: secs(config.smtp_connect_timeout_secs),
-            command: secs(config.smtp_command_timeout_secs),
-            data: secs(config.smtp_command_timeout_secs * 2),
-        },
-        pool: mailer::pool::PoolLimits {
-            max_connections: config.smtp_max_connections_per_tenant,
-            idle_timeout: secs(config.smtp_idle_timeout_secs),
-            health_check_after: secs(5).min(secs(config.smtp_idle_timeout_secs)),
-            pop_window: secs(config.pop_login_window_secs),
-        },
-        cache_capacity: config.transport_cache_capacity,
-        cache_idle: secs(config.transport_cache_idle_secs),
-        send_timeout: secs(config.smtp_send_timeout_secs),
-    })
+        coordination,
+    )
     .map_err(|e| anyhow::anyhow!("MAILGATE_SMTP_CA_FILE: {e}"))
 }
 
-/// Connects to the configured database.
-pub async fn connect(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
-    persistence::connect(
-        &config.database_url(),
-        config.database_schema.as_deref(),
-        config.database_max_connections,
-    )
-    .await
-    .context("MAILGATE_DATABASE_URL: cannot connect to the database")
+/// Holds an exclusive lock on a SQLite database file for the life of the process.
+#[derive(Debug)]
+pub struct SqliteLock(#[allow(dead_code, reason = "held for its lock")] std::fs::File);
+
+/// SQLite is for one process: a second process pointed at the same file is refused.
+fn lock_sqlite(url: &str) -> anyhow::Result<Option<SqliteLock>> {
+    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+        return Ok(None);
+    };
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path.contains(":memory:") {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("MAILGATE_DATABASE_URL: cannot open {lock_path}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(SqliteLock(file))),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "MAILGATE_DATABASE_URL: another Mailgate process is already using the SQLite database {path}. \
+             SQLite serves one process; stop the other one, or use PostgreSQL to run several processes"
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {lock_path}")),
+    }
+}
+
+/// Connects to the configured database (locking a SQLite file for this process).
+pub async fn connect(config: &Config) -> anyhow::Result<(sea_orm::DatabaseConnection, Option<SqliteLock>)> {
+    let url = config.database_url();
+    let lock = lock_sqlite(&url)?;
+    let db = persistence::connect(&url, config.database_schema.as_deref(), config.database_max_connections)
+        .await
+        .context("MAILGATE_DATABASE_URL: cannot connect to the database")?;
+    Ok((db, lock))
 }
 
 impl App {
@@ -150,7 +188,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let verifier = token_verifier(&config)?;
         let keyring = Arc::new(keyring(&config)?);
-        let db = connect(&config).await?;
+        let (db, sqlite_lock) = connect(&config).await?;
         if config.auto_migrate {
             persistence::migrate(&db).await.context("running database migrations")?;
         }
@@ -158,22 +196,40 @@ impl App {
             PlatformSender::parse(&config.default_from).map_err(|e| anyhow::anyhow!("MAILGATE_DEFAULT_FROM: {e}"))?;
         let store = persistence::SqlStore::new(db.clone(), keyring.clone());
         let delivery_store: Arc<dyn DeliveryStore> = Arc::new(store.clone());
+        let coordination: Arc<dyn Coordination> = Arc::new(store.clone());
         let cached = persistence::CachedStore::with_limits(
             store,
             config.tenant_cache_capacity,
             Duration::from_secs(config.tenant_cache_ttl_secs),
         );
-        let mailer = Arc::new(build_mailer(&config, platform.clone())?);
+        let mailer = Arc::new(build_mailer(&config, platform.clone(), Some(coordination.clone()))?);
         let ports = PortPolicy {
             smtp: config.smtp_allowed_ports.clone(),
             pop: config.pop_allowed_ports.clone(),
         };
-        let tenants: Arc<dyn TenantStore> = Arc::new(cached);
+        let cached = Arc::new(cached);
+        let tenants: Arc<dyn TenantStore> = cached.clone();
+        // Changes made by other processes drop this process's cached view at once.
+        tokio::spawn(persistence::listen_for_changes(db.clone(), {
+            let (cached, mailer) = (cached.clone(), mailer.clone());
+            move |changed| {
+                let (cached, mailer) = (cached.clone(), mailer.clone());
+                async move {
+                    match changed {
+                        Some(id) => {
+                            cached.invalidate(id).await;
+                            domain::ports::MailTransport::forget(&*mailer, id).await;
+                        }
+                        None => cached.invalidate_all(),
+                    }
+                }
+            }
+        }));
         let queue_signal = Arc::new(tokio::sync::Notify::new());
         let wake = queue_signal.clone();
         let deliveries = DeliveryService::new(tenants.clone(), delivery_store.clone(), &platform)
             .with_signal(Arc::new(move || wake.notify_one()));
-        let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports);
+        let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination);
         let schema = build_schema(
             service.clone(),
             deliveries.clone(),
@@ -196,6 +252,7 @@ impl App {
             tenants,
             queue_signal,
             metrics: Arc::new(Metrics::default()),
+            sqlite_lock: sqlite_lock.map(Arc::new),
         })
     }
 

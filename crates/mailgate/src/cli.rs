@@ -108,7 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            let db = app::connect(&config).await?;
+            let (db, _lock) = app::connect(&config).await?;
             persistence::migrate(&db).await.context("running migrations")?;
             println!("migrations applied");
             Ok(())
@@ -138,7 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::RotateSecretKey => {
             let keyring = app::keyring(&config)?;
-            let db = app::connect(&config).await?;
+            let (db, _lock) = app::connect(&config).await?;
             let n = persistence::rotate_secret_key(&db, &keyring)
                 .await
                 .context("re-encrypting stored passwords")?;

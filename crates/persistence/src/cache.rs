@@ -68,6 +68,12 @@ impl<S: TenantStore> CachedStore<S> {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
         self.tenants.invalidate(&id).await;
     }
+
+    /// Drops every entry (e.g. after missing change notifications).
+    pub fn invalidate_all(&self) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        self.tenants.invalidate_all();
+    }
 }
 
 #[async_trait::async_trait]

@@ -27,6 +27,7 @@
 
 pub mod cache;
 mod convert;
+pub mod coordination;
 pub mod crypto;
 mod db;
 mod deliveries;
@@ -35,6 +36,7 @@ pub mod error;
 mod store;
 
 pub use cache::CachedStore;
+pub use coordination::{CHANGE_CHANNEL, listen_for_changes};
 pub use crypto::{CryptoError, SecretKeyRing, SecretPurpose, generate_key_base64, parse_key};
 pub use db::{connect, migrate};
 pub use deliveries::INVALID_STORED_DATA;

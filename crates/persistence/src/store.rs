@@ -115,12 +115,14 @@ impl SqlStore {
             .unwrap_or(0))
     }
 
+    /// Writes the audit entry of a change and tells other processes the tenant changed
+    /// (delivered when the transaction commits).
     async fn insert_audit(txn: &DatabaseTransaction, audit: &AuditEntry) -> Result<(), StoreError> {
         audit_events::Entity::insert(audit_row(audit))
             .exec_without_returning(txn)
             .await
             .map_err(db_err)?;
-        Ok(())
+        crate::coordination::notify_change(txn, &audit.tenant_id.to_string()).await
     }
 }
 
