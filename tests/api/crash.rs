@@ -29,7 +29,7 @@ fn start_mailer(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> (Ch
     start_with(cmd)
 }
 
-fn start_with(mut cmd: std::process::Command) -> (Child, String, String) {
+pub(crate) fn start_with(mut cmd: std::process::Command) -> (Child, String, String) {
     use std::io::{BufRead as _, BufReader};
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -54,13 +54,13 @@ fn start_with(mut cmd: std::process::Command) -> (Child, String, String) {
     (child, url, token)
 }
 
-fn token(dir: &std::path::Path, role: &str) -> String {
+pub(crate) fn token(dir: &std::path::Path, role: &str) -> String {
     let out = mailgate(dir).args(["token", "--role", role]).output().expect("token");
     assert!(out.status.success());
     String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
 }
 
-async fn counts(url: &str, operator: &str, tenant: &str) -> HashMap<String, i64> {
+pub(crate) async fn counts(url: &str, operator: &str, tenant: &str) -> HashMap<String, i64> {
     let d = call(
         url,
         operator,
@@ -81,7 +81,7 @@ async fn counts(url: &str, operator: &str, tenant: &str) -> HashMap<String, i64>
         .collect()
 }
 
-async fn all_message_ids(url: &str, operator: &str, tenant: &str) -> Vec<String> {
+pub(crate) async fn all_message_ids(url: &str, operator: &str, tenant: &str) -> Vec<String> {
     let mut ids = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -107,7 +107,7 @@ async fn all_message_ids(url: &str, operator: &str, tenant: &str) -> Vec<String>
     }
 }
 
-async fn setup_tenant(url: &str, operator: &str, port: u16) -> String {
+pub(crate) async fn setup_tenant(url: &str, operator: &str, port: u16) -> String {
     let t = call(
         url,
         operator,
@@ -121,7 +121,7 @@ async fn setup_tenant(url: &str, operator: &str, port: u16) -> String {
     tenant
 }
 
-async fn enqueue_many(url: &str, service: &str, tenant: &str, n: usize) {
+pub(crate) async fn enqueue_many(url: &str, service: &str, tenant: &str, n: usize) {
     let client = reqwest::Client::new();
     for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
         let batch: Vec<Value> = chunk

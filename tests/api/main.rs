@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod cluster;
 mod crash;
 mod deliveries;
 mod hardening;

@@ -1,0 +1,253 @@
+//! Three real `mailgate` processes on one PostgreSQL behave as one service: a plan
+//! change made through one is honoured by another's next send (and how long that takes),
+//! 10,000 deliveries reach the server exactly once each, a killed process's work is
+//! finished by the others, and one tenant's send interval holds across all three.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::cli::{call, mailgate, stop};
+use crate::crash::{all_message_ids, counts, enqueue_many, setup_tenant, start_with};
+use crate::deliveries::plain_settings;
+use crate::mailservers::*;
+use crate::support::{JWT_SECRET, UPDATE, postgres_url};
+
+struct Cluster {
+    schema: String,
+    secret_key: String,
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let schema = format!("cluster_{}", uuid::Uuid::new_v4().simple());
+        let secret_key = {
+            use secrecy::ExposeSecret as _;
+            persistence::crypto::generate_key_base64().expose_secret().to_owned()
+        };
+        Self {
+            schema,
+            secret_key,
+            dirs: Vec::new(),
+        }
+    }
+
+    /// Starts process `n` (its own data directory, the shared database and keys).
+    fn start(&mut self, n: usize, port: u16, worker: bool) -> (Child, String, String) {
+        let dir = std::env::temp_dir().join(format!("mailgate-{}-{n}", self.schema));
+        self.dirs.push(dir.clone());
+        let mut cmd = mailgate(&dir);
+        cmd.env("MAILGATE_DATABASE_URL", postgres_url())
+            .env("MAILGATE_DATABASE_SCHEMA", &self.schema)
+            .env("MAILGATE_JWT_SECRET", JWT_SECRET)
+            .env("MAILGATE_SECRET_KEY", &self.secret_key)
+            .env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
+            .env("MAILGATE_SMTP_ALLOWED_PORTS", port.to_string())
+            .env("MAILGATE_WORKER_ENABLED", worker.to_string())
+            .env("MAILGATE_WORKER_POLL_MS", "50")
+            .env("MAILGATE_WORKER_LEASE_SECS", "3")
+            .env("MAILGATE_DATABASE_MAX_CONNECTIONS", "8");
+        start_with(cmd)
+    }
+
+    fn service_token(&self) -> String {
+        let dir = self.dirs.first().expect("a process was started");
+        let out = mailgate(dir)
+            .env("MAILGATE_JWT_SECRET", JWT_SECRET)
+            .args(["token", "--role", "service"])
+            .output()
+            .expect("token");
+        String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+    }
+
+    async fn drop_schema(&self) {
+        // Best effort: a leftover schema only costs space.
+        let _ = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-c"])
+            .arg(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema))
+            .output();
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+async fn wait_all_sent(url: &str, operator: &str, tenant: &str, n: i64, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let c = counts(url, operator, tenant).await;
+        if c.get("SENT") == Some(&n) {
+            return;
+        }
+        assert!(start.elapsed() < limit, "all {n} sent: {c:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_change_through_one_process_is_honoured_by_another() {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let mut cluster = Cluster::new();
+    let (p1, url1, op) = cluster.start(1, smtp.port, false);
+    let (p2, _url2, _) = cluster.start(2, smtp.port, false);
+    let (p3, url3, _) = cluster.start(3, smtp.port, true);
+    let service = cluster.service_token();
+    let tenant = setup_tenant(&url1, &op, smtp.port).await;
+    let q = "query($id:ID!){ tenant(id:$id){ plan effectiveSender { source } } }";
+
+    let mut delays = Vec::new();
+    for (i, plan) in ["ECONOMY", "SHARE", "BASIC", "BIZ", "PRO", "SHARE"].iter().enumerate() {
+        // Process 3 has the tenant cached.
+        let before = call(&url3, &op, q, json!({ "id": tenant })).await;
+        assert!(before["data"]["tenant"]["plan"].is_string(), "{before}");
+        let t0 = Instant::now();
+        let r = call(
+            &url1,
+            &op,
+            "mutation($t:ID!,$p:Plan!){ changeTenantPlan(tenantId:$t, plan:$p){ plan } }",
+            json!({ "t": tenant, "p": plan }),
+        )
+        .await;
+        assert_eq!(r["data"]["changeTenantPlan"]["plan"], *plan, "{r}");
+        loop {
+            let seen = call(&url3, &op, q, json!({ "id": tenant })).await;
+            if seen["data"]["tenant"]["plan"] == *plan {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(1),
+                "process 3 saw the change within a second"
+            );
+        }
+        delays.push(t0.elapsed());
+        // Process 3's next send follows the plan now in force.
+        let expect_custom = matches!(*plan, "SHARE" | "BIZ");
+        let before_count = smtp.count();
+        let r = call(&url3, &service, "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id } }",
+            json!({ "i": { "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "subject": format!("after {plan}"), "text": "t" } })).await;
+        let id = r["data"]["enqueueNotification"]["id"].as_str().expect("id").to_owned();
+        let start = Instant::now();
+        let d = loop {
+            let d = call(
+                &url3,
+                &op,
+                "query($id:ID!){ delivery(id:$id){ status attempts { senderSource } } }",
+                json!({ "id": id }),
+            )
+            .await;
+            if d["data"]["delivery"]["status"] == "SENT" {
+                break d;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "sent: {d}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let source = &d["data"]["delivery"]["attempts"][0]["senderSource"];
+        assert_eq!(
+            *source,
+            if expect_custom { "CUSTOM" } else { "PLATFORM_DEFAULT" },
+            "send {i} after {plan}"
+        );
+        if expect_custom {
+            smtp.wait_for(before_count + 1, Duration::from_secs(5));
+        } else {
+            assert_eq!(smtp.count(), before_count);
+        }
+    }
+    delays.sort();
+    eprintln!(
+        "plan change propagation to another process: min {:?}, max {:?}",
+        delays[0],
+        delays[delays.len() - 1]
+    );
+    for p in [p1, p2, p3] {
+        stop(p);
+    }
+    cluster.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_deliveries_three_workers_exactly_once_and_a_kill() {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let mut cluster = Cluster::new();
+    let (loader, url, op) = cluster.start(1, smtp.port, false);
+    let service = cluster.service_token();
+    let tenants = [
+        setup_tenant(&url, &op, smtp.port).await,
+        setup_tenant(&url, &op, smtp.port).await,
+    ];
+    for t in &tenants {
+        enqueue_many(&url, &service, t, 5000).await;
+    }
+    stop(loader);
+    let mut procs: Vec<Child> = (1..=3).map(|n| cluster.start(n + 1, smtp.port, true).0).collect();
+    // Kill one of the three hard while they all send.
+    let start = Instant::now();
+    while smtp.count() < 2000 {
+        assert!(start.elapsed() < Duration::from_secs(120), "sending started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut victim = procs.remove(1);
+    victim.kill().expect("kill -9");
+    let _ = victim.wait();
+    let (watcher, wurl, wop) = cluster.start(9, smtp.port, false);
+    for t in &tenants {
+        wait_all_sent(&wurl, &wop, t, 5000, Duration::from_secs(300)).await;
+    }
+    let mut expected: HashSet<String> = HashSet::new();
+    for t in &tenants {
+        expected.extend(all_message_ids(&wurl, &wop, t).await);
+    }
+    assert_eq!(expected.len(), 10_000);
+    let received = smtp.wait_for(10_000, Duration::from_secs(30));
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in &received {
+        *seen.entry(r.header("Message-ID").expect("Message-ID")).or_default() += 1;
+    }
+    assert_eq!(
+        seen.keys().cloned().collect::<HashSet<_>>(),
+        expected,
+        "every delivery reached the server"
+    );
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    // Only what the killed process had in flight may repeat: its per-tenant caps (2 × 4).
+    assert!(duplicates <= 8, "{duplicates} duplicates");
+    eprintln!(
+        "10,000 deliveries, 3 workers, one killed: {} received, {duplicates} duplicate(s)",
+        received.len()
+    );
+    for p in procs {
+        stop(p);
+    }
+    stop(watcher);
+    cluster.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_interval_holds_across_three_processes() {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let mut cluster = Cluster::new();
+    let (loader, url, op) = cluster.start(1, smtp.port, false);
+    let service = cluster.service_token();
+    let tenant = setup_tenant(&url, &op, smtp.port).await;
+    let mut s = plain_settings(smtp.port);
+    s["sendIntervalMs"] = json!(1000);
+    let r = call(&url, &op, UPDATE, json!({ "t": tenant, "i": s })).await;
+    assert!(r.get("errors").is_none(), "{r}");
+    enqueue_many(&url, &service, &tenant, 6).await;
+    stop(loader);
+    let procs: Vec<Child> = (1..=3).map(|n| cluster.start(n + 1, smtp.port, true).0).collect();
+    let got = smtp.wait_for(6, Duration::from_secs(30));
+    let mut times: Vec<f64> = got.iter().map(|r| r.mail_from_at.expect("MAIL FROM time")).collect();
+    times.sort_by(f64::total_cmp);
+    for w in times.windows(2) {
+        // Starts as the server saw them; 2 ms allowed between the two processes' clocks.
+        assert!(w[1] - w[0] >= 0.998, "{:.3} s apart: {times:?}", w[1] - w[0]);
+    }
+    for p in procs {
+        stop(p);
+    }
+    cluster.drop_schema().await;
+}
