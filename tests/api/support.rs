@@ -28,7 +28,7 @@ macro_rules! backend_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let app = crate::support::spawn_app(crate::support::Backend::Sqlite).await;
+                    let app = $crate::support::spawn_app($crate::support::Backend::Sqlite).await;
                     super::$name(&app).await;
                     app.finish().await;
                 }
@@ -38,7 +38,7 @@ macro_rules! backend_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let app = crate::support::spawn_app(crate::support::Backend::Postgres).await;
+                    let app = $crate::support::spawn_app($crate::support::Backend::Postgres).await;
                     super::$name(&app).await;
                     app.finish().await;
                 }
