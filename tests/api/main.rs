@@ -3,7 +3,11 @@
 //! migrations, and talks to it over HTTP like the frontend does. Each test runs once per
 //! backend (`sqlite::name`, `postgres::name`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on the first surprise")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on the first surprise"
+)]
 
 mod support;
 

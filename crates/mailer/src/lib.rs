@@ -5,7 +5,10 @@
 //! send interval, and reports failures with the stage, the server's reply and a
 //! diagnosis. Tenants' hosts are resolved and checked before any connection.
 
-#![allow(clippy::result_large_err, reason = "a SendFailure carries the server's reply for the diagnosis; failures are rare and not on a hot path")]
+#![allow(
+    clippy::result_large_err,
+    reason = "a SendFailure carries the server's reply for the diagnosis; failures are rare and not on a hot path"
+)]
 
 pub mod guard;
 pub mod message;
