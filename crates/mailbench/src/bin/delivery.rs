@@ -1,0 +1,648 @@
+//! End-to-end durable delivery: Mailgate in-process (SQLite and PostgreSQL), a plain SMTP
+//! sink, enqueue with the worker stopped, then time the worker until everything is SENT.
+//! Also nodemailer (pool, non-durable), the enqueueNotification mutation rate over HTTP
+//! next to a plain INSERT rate, and an optional soak.
+//!
+//! cargo run --release -p mailbench --bin delivery -- [--n 10000] [--tenants 1000]
+//!     [--http-n 10000] [--backends sqlite,postgres] [--soak-minutes 0]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use domain::delivery::{DeliveryStatus, NotificationKind, NotificationRequest};
+use domain::settings::{Encryption, MailSettingsDraft};
+use domain::{Caller, Locale, Plan, Role, TenantId};
+use mailbench::*;
+use mailgate::app::App;
+use mailgate::config::{Config, Profile};
+use mailgate::http::RunningServer;
+use sea_orm::{ConnectionTrait as _, Statement};
+use secrecy::SecretString;
+
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+struct Bench {
+    app: App,
+    schema: Option<String>,
+    data_dir: std::path::PathBuf,
+    operator: Caller,
+    service: Caller,
+}
+
+async fn build(
+    backend: Backend,
+    port: u16,
+    db_conns: u32,
+    in_flight: usize,
+    per_tenant: usize,
+) -> anyhow::Result<Bench> {
+    let data_dir = std::env::temp_dir().join(format!("mailbench-{}", uuid::Uuid::new_v4().simple()));
+    let mut config = Config {
+        profile: Profile::Production,
+        data_dir: data_dir.clone(),
+        listen: "127.0.0.1:0".parse()?,
+        jwt_secret: Some(SecretString::from("mailbench-secret-that-is-at-least-32-bytes!")),
+        secret_key: Some(persistence::crypto::generate_key_base64()),
+        default_from: "Platform <noreply@platform.example>".into(),
+        graphiql: Some(false),
+        introspection: Some(false),
+        database_max_connections: db_conns,
+        allow_private_smtp_hosts: true,
+        smtp_allowed_ports: vec![port],
+        worker_max_in_flight: in_flight,
+        smtp_max_connections_per_tenant: per_tenant,
+        ..Config::default()
+    };
+    let schema = match backend {
+        Backend::Sqlite => {
+            config.database_url = Some(format!("sqlite://{}?mode=rwc", data_dir.join("mailgate.db").display()));
+            None
+        }
+        Backend::Postgres => {
+            let s = format!("mbench_{}", uuid::Uuid::new_v4().simple());
+            config.database_url = Some(PG_URL.into());
+            config.database_schema = Some(s.clone());
+            Some(s)
+        }
+    };
+    config.validate_and_prepare()?;
+    let app = App::build(config).await?;
+    Ok(Bench {
+        app,
+        schema,
+        data_dir,
+        operator: Caller::new("bench-operator".into(), Role::Operator, None).map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        service: Caller::new("bench-service".into(), Role::Service, None).map_err(|e| anyhow::anyhow!("{e:?}"))?,
+    })
+}
+
+impl Bench {
+    async fn finish(self) {
+        if let Some(s) = &self.schema {
+            let _ = self
+                .app
+                .db
+                .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{s}\" CASCADE"))
+                .await;
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+
+    async fn tenant(&self, i: usize, port: u16) -> anyhow::Result<TenantId> {
+        let t = self
+            .app
+            .service
+            .create_tenant(&self.operator, &format!("Shop {i}"), Plan::Share)
+            .await
+            .map_err(|e| anyhow::anyhow!("create: {e:?}"))?;
+        let id = t.tenant().id;
+        let draft = MailSettingsDraft {
+            host: Some("localhost".into()),
+            port: Some(i64::from(port)),
+            from_address: Some(FROM.into()),
+            from_name: Some(format!("Shop {i}")),
+            smtp_auth: Some(false),
+            encryption: Some(Encryption::None),
+            send_interval_ms: Some(0),
+            ..Default::default()
+        };
+        self.app
+            .service
+            .update_mail_settings(&self.operator, id, &draft, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("settings: {e:?}"))?;
+        Ok(id)
+    }
+
+    async fn tenants(&self, n: usize, port: u16) -> anyhow::Result<Vec<TenantId>> {
+        let mut out = Vec::with_capacity(n);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(16) {
+            let futs = chunk.iter().map(|&i| self.tenant(i, port));
+            for r in futures_join(futs).await {
+                out.push(r?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn counts(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        let c = self
+            .app
+            .delivery_store
+            .status_counts(None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(c.into_iter().map(|(s, n)| (format!("{s:?}"), n)).collect())
+    }
+
+    async fn sent(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .app
+            .delivery_store
+            .status_counts(None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .into_iter()
+            .filter(|(s, _)| *s == DeliveryStatus::Sent)
+            .map(|(_, n)| n)
+            .sum())
+    }
+
+    /// Enqueues `n` deliveries round-robin over `tenants` with `conc` tasks; returns (ok, failed, secs).
+    async fn enqueue(&self, tenants: &[TenantId], n: u64, conc: usize) -> (u64, u64, f64, Option<String>) {
+        let next = Arc::new(AtomicU64::new(0));
+        let tenants = Arc::new(tenants.to_vec());
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..conc {
+            let (next, tenants, deliveries, caller) = (
+                next.clone(),
+                tenants.clone(),
+                self.app.deliveries.clone(),
+                self.service.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let (mut ok, mut failed, mut first) = (0u64, 0u64, None);
+                loop {
+                    let i = next.fetch_add(1, Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let req = request(tenants[(i as usize) % tenants.len()], i);
+                    match deliveries.enqueue(&caller, &req).await {
+                        Ok(_) => ok += 1,
+                        Err(e) => {
+                            failed += 1;
+                            first.get_or_insert(format!("{e:?}"));
+                        }
+                    }
+                }
+                (ok, failed, first)
+            }));
+        }
+        let (mut ok, mut failed, mut first) = (0, 0, None);
+        for t in tasks {
+            if let Ok((o, f, e)) = t.await {
+                ok += o;
+                failed += f;
+                if first.is_none() {
+                    first = e;
+                }
+            }
+        }
+        (ok, failed, t0.elapsed().as_secs_f64(), first)
+    }
+}
+
+async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    // Sequential awaiting of already-created futures would not run them concurrently;
+    // pin them in a JoinSet-like manner by polling all together.
+    let futs: Vec<_> = futs.map(Box::pin).collect();
+    let mut pending: Vec<Option<_>> = futs.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, f) in pending.iter_mut().enumerate() {
+            if let Some(fut) = f {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *f = None;
+                    }
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.extend(results.into_iter().flatten());
+    out
+}
+
+fn request(tenant: TenantId, i: u64) -> NotificationRequest {
+    NotificationRequest {
+        tenant_id: tenant,
+        kind: NotificationKind::Custom,
+        to: TO.into(),
+        locale: Locale::En,
+        variables: BTreeMap::new(),
+        subject: Some(format!("{SUBJECT} {i}")),
+        text: Some(body_text()),
+        html: None,
+        idempotency_key: None,
+    }
+}
+
+struct Worker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<worker::WorkerReport>,
+}
+
+fn start_worker(app: &App) -> Worker {
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(app.worker().run(async {
+        let _ = rx.await;
+    }));
+    Worker { stop, handle }
+}
+
+impl Worker {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.handle.await;
+    }
+}
+
+/// Enqueue n (worker stopped), then time the worker until all are SENT. Returns the rate.
+async fn e2e(b: &Bench, sink: &Sink, label: &str, tenants: &[TenantId], n: u64) -> anyhow::Result<f64> {
+    let sent_before = b.sent().await?;
+    let (ok, failed, secs, first) = b.enqueue(tenants, n, 64).await;
+    println!(
+        "  {label}: enqueued {ok} in {secs:.2} s in-process ({:.0}/s, 64 tasks), enqueue failures={failed}{}",
+        ok as f64 / secs,
+        first.map(|e| format!(" first: {e}")).unwrap_or_default()
+    );
+    let target = sent_before + ok;
+    let sink_before = sink.stats().await?;
+    let w = start_worker(&b.app);
+    let t0 = Instant::now();
+    let (mut last, mut last_change) = (sent_before, Instant::now());
+    let done = loop {
+        let s = b.sent().await?;
+        if s >= target {
+            break true;
+        }
+        if s != last {
+            last = s;
+            last_change = Instant::now();
+        }
+        if last_change.elapsed() > Duration::from_secs(30) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    w.stop().await;
+    let delivered = b.sent().await? - sent_before;
+    let sink_d = sink.stats().await?.since(&sink_before);
+    let rate = delivered as f64 / secs;
+    println!(
+        "  {label}: END-TO-END {rate:.0} deliveries/s — {delivered}/{ok} SENT in {secs:.2} s{}; sink accepted +{} msgs over +{} conns; status counts now {:?}",
+        if done { "" } else { " (STALLED: no progress for 30 s)" },
+        sink_d.messages,
+        sink_d.connections,
+        b.counts().await?
+    );
+    Ok(rate)
+}
+
+/// The mutation over HTTP, `conc` keep-alive clients sharing one reqwest client.
+async fn http_enqueue(b: &Bench, tenants: &[TenantId], n: u64, conc: usize) -> anyhow::Result<f64> {
+    let server = RunningServer::start(b.app.clone()).await?;
+    let url = format!("http://{}/graphql", server.addr);
+    let claims = b.app.verifier.claims("bench-service", Role::Service, None, 3600);
+    let token = b
+        .app
+        .verifier
+        .mint(&claims, None)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(conc).build()?;
+    let q = "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id status } }";
+    let text = body_text();
+    let next = Arc::new(AtomicU64::new(0));
+    let tenants = Arc::new(tenants.iter().map(|t| t.to_string()).collect::<Vec<_>>());
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let (client, url, token, next, tenants, text) = (
+            client.clone(),
+            url.clone(),
+            token.clone(),
+            next.clone(),
+            tenants.clone(),
+            text.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut first) = (0u64, 0u64, None::<String>);
+            loop {
+                let i = next.fetch_add(1, Relaxed);
+                if i >= n {
+                    break;
+                }
+                let body = serde_json::json!({ "query": q, "variables": { "i": {
+                    "tenantId": tenants[(i as usize) % tenants.len()], "kind": "CUSTOM", "to": TO,
+                    "subject": format!("{SUBJECT} h{i}"), "text": text } } });
+                let r = client.post(&url).bearer_auth(&token).json(&body).send().await;
+                let good = match r {
+                    Ok(resp) => match resp.json::<serde_json::Value>().await {
+                        Ok(v) if v.get("errors").is_none() && v["data"]["enqueueNotification"]["id"].is_string() => {
+                            true
+                        }
+                        Ok(v) => {
+                            first.get_or_insert(v.to_string());
+                            false
+                        }
+                        Err(e) => {
+                            first.get_or_insert(e.to_string());
+                            false
+                        }
+                    },
+                    Err(e) => {
+                        first.get_or_insert(e.to_string());
+                        false
+                    }
+                };
+                if good { ok += 1 } else { failed += 1 }
+            }
+            (ok, failed, first)
+        }));
+    }
+    let (mut ok, mut failed, mut first) = (0, 0, None);
+    for t in tasks {
+        if let Ok((o, f, e)) = t.await {
+            ok += o;
+            failed += f;
+            if first.is_none() {
+                first = e;
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    server.stop().await?;
+    let rate = ok as f64 / secs;
+    println!(
+        "  enqueueNotification over HTTP/1.1 keep-alive, {conc} concurrent clients: {rate:.0} req/s — ok={ok} failed={failed} in {secs:.2} s{}",
+        first.map(|e| format!(" first error: {e}")).unwrap_or_default()
+    );
+    Ok(rate)
+}
+
+/// Plain single-row INSERTs into a scratch table with a similar row size.
+async fn plain_insert(b: &Bench, n: u64, conc: usize) -> anyhow::Result<f64> {
+    let db = &b.app.db;
+    let backend = db.get_database_backend();
+    db.execute_unprepared(
+        "CREATE TABLE mbench_scratch (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, recipient TEXT NOT NULL, \
+         subject TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, message_id TEXT NOT NULL, created_at TEXT NOT NULL)",
+    )
+    .await?;
+    let next = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let (db, next) = (db.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut first) = (0u64, 0u64, None::<String>);
+            loop {
+                let i = next.fetch_add(1, Relaxed);
+                if i >= n {
+                    break;
+                }
+                let st = Statement::from_sql_and_values(
+                    backend,
+                    "INSERT INTO mbench_scratch (id, tenant_id, recipient, subject, body, status, message_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    [
+                        uuid::Uuid::now_v7().to_string().into(),
+                        uuid::Uuid::new_v4().to_string().into(),
+                        TO.into(),
+                        format!("{SUBJECT} {i}").into(),
+                        body_text().into(),
+                        "QUEUED".into(),
+                        format!("<{}@platform.example>", uuid::Uuid::new_v4().simple()).into(),
+                        chrono::Utc::now().to_rfc3339().into(),
+                    ],
+                );
+                match db.execute_raw(st).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        failed += 1;
+                        first.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            (ok, failed, first)
+        }));
+    }
+    let (mut ok, mut failed, mut first) = (0, 0, None);
+    for t in tasks {
+        if let Ok((o, f, e)) = t.await {
+            ok += o;
+            failed += f;
+            if first.is_none() {
+                first = e;
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let rate = ok as f64 / secs;
+    println!(
+        "  plain single-row INSERT (8 columns, ~1.1 KB row, autocommit) through the same pool, {conc} concurrent tasks: {rate:.0} rows/s — ok={ok} failed={failed} in {secs:.2} s{}",
+        first.map(|e| format!(" first error: {e}")).unwrap_or_default()
+    );
+    Ok(rate)
+}
+
+async fn soak(b: &Bench, sink: &Sink, tenants: &[TenantId], minutes: u64) -> anyhow::Result<()> {
+    let sink_before = sink.stats().await?;
+    let w = start_worker(&b.app);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let enqueued = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let sent_at_start = b.sent().await?;
+    let sent_seen = Arc::new(AtomicU64::new(sent_at_start));
+    let mut producers = Vec::new();
+    for _ in 0..16 {
+        let (stop, enq, failed, sent_seen, d, caller, tenants) = (
+            stop.clone(),
+            enqueued.clone(),
+            failed.clone(),
+            sent_seen.clone(),
+            b.app.deliveries.clone(),
+            b.service.clone(),
+            tenants.to_vec(),
+        );
+        producers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Relaxed) {
+                // Keep at most 20,000 waiting so the queue stays busy but bounded.
+                if enq.load(Relaxed) + sent_at_start > sent_seen.load(Relaxed) + 20_000 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                i += 1;
+                match d
+                    .enqueue(&caller, &request(tenants[(i as usize) % tenants.len()], i))
+                    .await
+                {
+                    Ok(_) => enq.fetch_add(1, Relaxed),
+                    Err(_) => failed.fetch_add(1, Relaxed),
+                };
+            }
+        }));
+    }
+    let t0 = Instant::now();
+    let total = Duration::from_secs(minutes * 60);
+    let mut marks = Vec::new();
+    let mut next_mark = Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let s = b.sent().await?;
+        sent_seen.store(s, Relaxed);
+        if t0.elapsed() >= next_mark {
+            let m = (t0.elapsed(), s - sent_at_start);
+            println!(
+                "  soak t={:>4.0}s sent={} enqueued={}",
+                m.0.as_secs_f64(),
+                m.1,
+                enqueued.load(Relaxed)
+            );
+            marks.push(m);
+            next_mark += Duration::from_secs(60);
+        }
+        if t0.elapsed() >= total {
+            break;
+        }
+    }
+    stop.store(true, Relaxed);
+    for p in producers {
+        let _ = p.await;
+    }
+    w.stop().await;
+    let first = marks
+        .first()
+        .map(|m| m.1 as f64 / m.0.as_secs_f64())
+        .unwrap_or(f64::NAN);
+    let last = if marks.len() >= 2 {
+        let (a, b2) = (marks[marks.len() - 2], marks[marks.len() - 1]);
+        (b2.1 - a.1) as f64 / (b2.0 - a.0).as_secs_f64()
+    } else {
+        f64::NAN
+    };
+    let sink_d = sink.stats().await?.since(&sink_before);
+    println!(
+        "  soak {minutes} min: first minute {first:.0} deliveries/s, last minute {last:.0} deliveries/s; enqueued={} enqueue failures={} sink +{} msgs; counts {:?}",
+        enqueued.load(Relaxed),
+        failed.load(Relaxed),
+        sink_d.messages,
+        b.counts().await?
+    );
+    let r = last / first;
+    println!("  soak last/first = {r:.2} (target >= 0.7): {}", verdict(r >= 0.7));
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n: u64 = arg("--n", 10_000);
+    let ntenants: usize = arg("--tenants", 1_000);
+    let http_n: u64 = arg("--http-n", 10_000);
+    let soak_minutes: u64 = arg("--soak-minutes", 0);
+    let db_conns: u32 = arg("--db-conns", 16);
+    let in_flight: usize = arg("--in-flight", 64);
+    let per_tenant: usize = arg("--per-tenant", 8);
+    let backends: String = arg("--backends", "sqlite,postgres".to_owned());
+    println!("# mailbench delivery — command: {}", command_line());
+    println!("# start: {}", load_note());
+    println!(
+        "# host: {} cores; in-process Mailgate (profile production), worker_max_in_flight={in_flight}, smtp_max_connections_per_tenant={per_tenant}, worker_batch_size=32 (default), database_max_connections={db_conns}, send interval 0; plain SMTP sink in a separate process",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let sink = Sink::start(None)?;
+    let port = sink.port;
+
+    let before = sink.stats().await?;
+    let (cmd, node) = run_nodemailer(port, n, 8, None)?;
+    let s = sink.stats().await?.since(&before);
+    println!(
+        "nodemailer {} pool:true maxConnections:8, plain, no durability: {:.0} msg/s — ok={} failed={} in {:.2} s (sink +{} msgs, {} B/msg)",
+        nodemailer_version(&nodemailer_dir()?),
+        node.rate(),
+        node.sent,
+        node.failed,
+        node.secs,
+        s.messages,
+        s.avg_bytes()
+    );
+    println!("  command: {cmd}");
+
+    let mut verdicts = Vec::new();
+    for be in backends.split(',') {
+        let backend = match be.trim() {
+            "sqlite" => Backend::Sqlite,
+            "postgres" => Backend::Postgres,
+            other => anyhow::bail!("unknown backend {other}"),
+        };
+        println!("[{backend:?}]");
+        let b = build(backend, port, db_conns, in_flight, per_tenant).await?;
+        let one = vec![b.tenant(0, port).await?];
+        let r1 = e2e(&b, &sink, &format!("1 tenant, {n} deliveries"), &one, n).await?;
+        let t0 = Instant::now();
+        let many = b.tenants(ntenants, port).await?;
+        println!(
+            "  (created {ntenants} tenants with settings in {:.1} s)",
+            t0.elapsed().as_secs_f64()
+        );
+        let r2 = e2e(
+            &b,
+            &sink,
+            &format!("{ntenants} tenants, {n} deliveries round-robin"),
+            &many,
+            n,
+        )
+        .await?;
+        let h = http_enqueue(&b, &many, http_n, 64).await?;
+        let p = plain_insert(&b, http_n, 64).await?;
+        verdicts.push(format!(
+            "[{backend:?}] durable e2e 1 tenant / nodemailer = {:.2}x (target >= 2x): {}",
+            r1 / node.rate(),
+            verdict(r1 / node.rate() >= 2.0)
+        ));
+        verdicts.push(format!(
+            "[{backend:?}] durable e2e {ntenants} tenants / nodemailer = {:.2}x (target >= 2x): {}",
+            r2 / node.rate(),
+            verdict(r2 / node.rate() >= 2.0)
+        ));
+        verdicts.push(format!(
+            "[{backend:?}] HTTP enqueue / plain INSERT = {:.2}x (target >= 0.5x): {}",
+            h / p,
+            verdict(h / p >= 0.5)
+        ));
+        if soak_minutes > 0 && backend == Backend::Postgres {
+            // Drain what the HTTP run left queued first, so the soak starts from an empty queue.
+            let w = start_worker(&b.app);
+            let left = b.counts().await?;
+            let t = Instant::now();
+            while b.counts().await?.get("Queued").copied().unwrap_or(0) > 0 && t.elapsed() < Duration::from_secs(300) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            w.stop().await;
+            println!(
+                "  (drained HTTP-enqueued backlog {left:?} in {:.1} s before the soak)",
+                t.elapsed().as_secs_f64()
+            );
+            soak(&b, &sink, &many, soak_minutes).await?;
+        }
+        b.finish().await;
+    }
+    println!("# end: {}", load_note());
+    println!("# targets");
+    for v in verdicts {
+        println!("{v}");
+    }
+    Ok(())
+}
