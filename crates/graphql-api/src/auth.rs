@@ -73,7 +73,15 @@ pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
     config: JwtConfig,
+    /// Tokens already verified: the caller and until when the entry may be used (the
+    /// token's `exp`, and at most a minute after it was verified).
+    verified: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Caller, u64)>>>,
 }
+
+/// Verified tokens kept at most; the map is emptied when full.
+const VERIFIED_CAPACITY: usize = 10_000;
+/// Longest time a verified token is trusted without checking its signature again.
+const VERIFIED_FOR_SECS: u64 = 60;
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,11 +118,31 @@ impl TokenVerifier {
             key,
             validation,
             config,
+            verified: Default::default(),
         })
     }
 
-    /// The caller a token stands for.
+    /// The caller a token stands for. A token verified in the last minute and not yet
+    /// expired is answered from memory (the signature check is most of the cost).
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Ok(verified) = self.verified.lock()
+            && let Some((caller, until)) = verified.get(token)
+            && now < *until
+        {
+            return Ok(caller.clone());
+        }
+        let (caller, exp) = self.verify_signature(token)?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(token.to_owned(), (caller.clone(), exp.min(now + VERIFIED_FOR_SECS)));
+        }
+        Ok(caller)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         let data =
             decode::<Claims>(token, &self.key, &self.validation).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let claims = data.claims;
@@ -128,7 +156,10 @@ impl TokenVerifier {
         if claims.sub.trim().is_empty() {
             return Err(AuthError::BadClaims("empty sub"));
         }
-        Caller::new(claims.sub, role, tenant_id).map_err(|_| AuthError::BadClaims("tenant_admin without tenant_id"))
+        let exp = claims.exp;
+        let caller = Caller::new(claims.sub, role, tenant_id)
+            .map_err(|_| AuthError::BadClaims("tenant_admin without tenant_id"))?;
+        Ok((caller, exp))
     }
 
     /// Mints a token for development and operations (`mailgate token`). With RS256 or

@@ -39,6 +39,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Held while this process uses a SQLite database.
     pub sqlite_lock: Option<Arc<SqliteLock>>,
+    /// Parsed GraphQL documents by query text.
+    pub query_cache: Arc<crate::http::QueryCache>,
 }
 
 impl std::fmt::Debug for App {
@@ -253,6 +255,7 @@ impl App {
             queue_signal,
             metrics: Arc::new(Metrics::default()),
             sqlite_lock: sqlite_lock.map(Arc::new),
+            query_cache: Arc::new(crate::http::QueryCache::default()),
         })
     }
 
