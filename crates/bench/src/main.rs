@@ -42,6 +42,10 @@
 
 mod client;
 
+/// The same allocator as the `mailgate` binary, so the in-process server is measured as shipped.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
