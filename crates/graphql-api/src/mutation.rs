@@ -13,7 +13,7 @@ use crate::inputs::MailSettingsInput;
 use crate::types::{MailSettings, Plan, Tenant, TestMailResult};
 
 /// A malformed id names no tenant.
-fn tenant_id(id: &ID) -> domain::Result<TenantId> {
+fn parse_tenant_id(id: &ID) -> domain::Result<TenantId> {
     TenantId::from_str(id).map_err(|_| Error::NotFound)
 }
 
@@ -42,7 +42,7 @@ impl MutationRoot {
     async fn change_tenant_plan(&self, ctx: &Context<'_>, tenant_id: ID, plan: Plan) -> async_graphql::Result<Tenant> {
         let (rc, service) = parts(ctx)?;
         let caller = rc.caller().gql(rc.locale)?;
-        let id = tenant_id_checked(&tenant_id, caller).gql(rc.locale)?;
+        let id = parse_tenant_id(&tenant_id).gql(rc.locale)?;
         service
             .change_plan(caller, id, plan.into())
             .await
@@ -59,7 +59,7 @@ impl MutationRoot {
     ) -> async_graphql::Result<Option<MailSettings>> {
         let (rc, service) = parts(ctx)?;
         let caller = rc.caller().gql(rc.locale)?;
-        let id = tenant_id_checked(&tenant_id, caller).gql(rc.locale)?;
+        let id = parse_tenant_id(&tenant_id).gql(rc.locale)?;
         let expected = input.expected_version();
         let draft = input.into_draft();
         let saved = service
@@ -78,7 +78,7 @@ impl MutationRoot {
     ) -> async_graphql::Result<Tenant> {
         let (rc, service) = parts(ctx)?;
         let caller = rc.caller().gql(rc.locale)?;
-        let id = tenant_id_checked(&tenant_id, caller).gql(rc.locale)?;
+        let id = parse_tenant_id(&tenant_id).gql(rc.locale)?;
         service
             .clear_mail_settings(caller, id, expected_version.map(i64::from))
             .await
@@ -97,7 +97,7 @@ impl MutationRoot {
     ) -> async_graphql::Result<TestMailResult> {
         let (rc, service) = parts(ctx)?;
         let caller = rc.caller().gql(rc.locale)?;
-        let id = tenant_id_checked(&tenant_id, caller).gql(rc.locale)?;
+        let id = parse_tenant_id(&tenant_id).gql(rc.locale)?;
         let draft = settings.map(MailSettingsInput::into_draft);
         let outcome = service
             .send_test_mail(caller, id, &to, draft.as_ref(), rc.locale)
@@ -120,9 +120,4 @@ impl MutationRoot {
     async fn retry_delivery(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<crate::deliveries::Delivery> {
         crate::deliveries::retry(ctx, id).await
     }
-}
-
-/// Parses a tenant id; a malformed one is NOT_FOUND, like an unknown one.
-fn tenant_id_checked(id: &ID, _caller: &domain::Caller) -> domain::Result<TenantId> {
-    tenant_id(id)
 }

@@ -12,7 +12,7 @@ use crate::context::RequestContext;
 use crate::error::{ResultExt as _, validation_error};
 use crate::types::{
     MailServerPreset, PageInfo, Plan, PlanInfo, Tenant, TenantConnection, TenantEdge, Viewer, decode_cursor,
-    encode_cursor, locale,
+    encode_cursor,
 };
 
 pub(crate) fn page_size(first: i32, l: Locale) -> async_graphql::Result<u64> {
@@ -144,10 +144,5 @@ impl QueryRoot {
                 smtp_auth: p.smtp_auth,
             })
             .collect()
-    }
-
-    #[graphql(skip)]
-    pub fn _locale(&self, ctx: &Context<'_>) -> Locale {
-        locale(ctx)
     }
 }

@@ -86,10 +86,8 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
     let locale = locale_of(&headers);
     let caller = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .and_then(|(_, token)| app.verifier.verify(token.trim()).ok());
+        .and_then(bearer)
+        .and_then(|t| app.verifier.verify(t).ok());
     match caller {
         None => {
             return error_response(
@@ -152,6 +150,12 @@ fn error_response(status: StatusCode, code: &str, msg: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(value: &axum::http::HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 fn locale_of(headers: &HeaderMap) -> Locale {
     Locale::from_accept_language(headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
 }
@@ -184,10 +188,7 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
     let caller = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => {
-            let token = value.to_str().ok().and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            });
+            let token = bearer(value);
             match token.map(|t| app.verifier.verify(t)) {
                 Some(Ok(caller)) => Some(caller),
                 Some(Err(e)) => {
