@@ -15,8 +15,9 @@ use crate::service::Page;
 use crate::tenant::TenantId;
 use crate::values::{EmailAddress, ValueError, has_control_chars};
 
-/// Called after a delivery is stored, to wake a worker in this process.
-pub type QueueSignal = Arc<dyn Fn() + Send + Sync>;
+/// Called after a delivery of this tenant is stored or requeued, to wake a worker in this
+/// process.
+pub type QueueSignal = Arc<dyn Fn(TenantId) + Send + Sync>;
 
 /// Enqueue, list, read and retry notifications.
 #[derive(Clone)]
@@ -115,7 +116,7 @@ impl DeliveryService {
         match self.store.enqueue(&delivery).await? {
             EnqueueOutcome::Created(d) => {
                 if let Some(signal) = &self.signal {
-                    signal();
+                    signal(d.tenant_id);
                 }
                 Ok(d)
             }
@@ -171,7 +172,7 @@ impl DeliveryService {
             return Err(Error::validation("id", "NOT_FAILED"));
         }
         if let Some(signal) = &self.signal {
-            signal();
+            signal(d.tenant_id);
         }
         // The delivery as this call left it (a worker may pick it up at once).
         Ok(Delivery {

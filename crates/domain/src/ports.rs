@@ -161,6 +161,16 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// with the same tenant and idempotency key.
     async fn enqueue(&self, delivery: &crate::delivery::Delivery) -> Result<EnqueueOutcome, StoreError>;
 
+    /// [`DeliveryStore::enqueue`] for several deliveries at once (a store may commit them
+    /// together); one result per delivery, in order, each committed before this returns.
+    async fn enqueue_many(&self, deliveries: &[crate::delivery::Delivery]) -> Vec<Result<EnqueueOutcome, StoreError>> {
+        let mut out = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            out.push(self.enqueue(d).await);
+        }
+        out
+    }
+
     /// Claims up to `limit` due deliveries for `worker` until `lease_until`: `QUEUED` or
     /// `RETRYING` ones whose time has come, and `SENDING` ones whose lease expired. Skips
     /// the tenants in `exclude`. Each returned delivery is `SENDING`; attempts not loaded.
@@ -178,7 +188,18 @@ pub trait DeliveryStore: Send + Sync + 'static {
     async fn renew_leases(&self, worker: &str, lease_until: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Records an attempt and the new state, if `worker` still holds the lease (false otherwise).
-    async fn finish(&self, id: uuid::Uuid, worker: &str, update: &DeliveryUpdate) -> Result<bool, StoreError>;
+    async fn finish(&self, id: uuid::Uuid, worker: &str, update: &DeliveryUpdate) -> Result<bool, StoreError> {
+        let done = self.finish_many(worker, &[(id, update.clone())]).await?;
+        Ok(done.first().copied().unwrap_or(false))
+    }
+
+    /// [`DeliveryStore::finish`] for several deliveries in one transaction: one flag per
+    /// delivery, in order (false where `worker` no longer holds the lease). All or nothing.
+    async fn finish_many(
+        &self,
+        worker: &str,
+        updates: &[(uuid::Uuid, DeliveryUpdate)],
+    ) -> Result<Vec<bool>, StoreError>;
 
     /// Gives a claimed delivery back unattempted (shutdown): due again at once.
     async fn release(&self, id: uuid::Uuid, worker: &str) -> Result<bool, StoreError>;

@@ -21,6 +21,9 @@ use worker::{Metrics, Worker, WorkerConfig};
 
 use crate::config::{Config, JwtAlgorithm};
 
+/// Deliveries stored by one enqueue statement at most.
+const ENQUEUE_BATCH: usize = 64;
+
 /// Everything a request handler or command needs.
 #[derive(Clone)]
 pub struct App {
@@ -35,7 +38,7 @@ pub struct App {
     pub delivery_store: Arc<dyn DeliveryStore>,
     pub tenants: Arc<dyn TenantStore>,
     /// Wakes this process's worker after an enqueue.
-    pub queue_signal: Arc<tokio::sync::Notify>,
+    pub queue_signal: Arc<worker::WorkSignal>,
     pub metrics: Arc<Metrics>,
     /// Held while this process uses a SQLite database.
     pub sqlite_lock: Option<Arc<SqliteLock>>,
@@ -197,7 +200,19 @@ impl App {
         let platform =
             PlatformSender::parse(&config.default_from).map_err(|e| anyhow::anyhow!("MAILGATE_DEFAULT_FROM: {e}"))?;
         let store = persistence::SqlStore::new(db.clone(), keyring.clone());
-        let delivery_store: Arc<dyn DeliveryStore> = Arc::new(store.clone());
+        // Concurrent enqueues share one statement and one commit (SQLite has one writer;
+        // on PostgreSQL a few batches may be written at once).
+        let writers = match sea_orm::ConnectionTrait::get_database_backend(&db) {
+            sea_orm::DbBackend::Postgres => usize::try_from(config.database_max_connections / 2)
+                .unwrap_or(1)
+                .clamp(1, 8),
+            _ => 1,
+        };
+        let delivery_store: Arc<dyn DeliveryStore> = Arc::new(persistence::GroupCommit::start(
+            Arc::new(store.clone()),
+            ENQUEUE_BATCH,
+            writers,
+        ));
         let coordination: Arc<dyn Coordination> = Arc::new(store.clone());
         let cached = persistence::CachedStore::with_limits(
             store,
@@ -227,10 +242,10 @@ impl App {
                 }
             }
         }));
-        let queue_signal = Arc::new(tokio::sync::Notify::new());
+        let queue_signal = Arc::new(worker::WorkSignal::default());
         let wake = queue_signal.clone();
         let deliveries = DeliveryService::new(tenants.clone(), delivery_store.clone(), &platform)
-            .with_signal(Arc::new(move || wake.notify_one()));
+            .with_signal(Arc::new(move |tenant| wake.tenant_has_work(tenant)));
         let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination);
         let schema = build_schema(
             service.clone(),

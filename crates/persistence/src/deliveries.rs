@@ -46,6 +46,7 @@ const ENQUEUE_ROUNDS: usize = 3;
 impl DeliveryStore for SqlStore {
     async fn enqueue(&self, delivery: &Delivery) -> Result<EnqueueOutcome, StoreError> {
         let db = self.connection();
+        let _turn = self.queue_write_turn().await;
         for _ in 0..ENQUEUE_ROUNDS {
             // Autocommit: the row is committed when the statement returns. A concurrent
             // enqueue with the same key waits for this one, then inserts nothing.
@@ -82,6 +83,54 @@ impl DeliveryStore for SqlStore {
         )))
     }
 
+    async fn enqueue_many(&self, batch: &[Delivery]) -> Vec<Result<EnqueueOutcome, StoreError>> {
+        if batch.len() <= 1 {
+            let mut out = Vec::with_capacity(1);
+            for d in batch {
+                out.push(self.enqueue(d).await);
+            }
+            return out;
+        }
+        // One statement, so one commit for all; a row that conflicts on its idempotency
+        // key is skipped by the statement and answered one by one below.
+        let now = Utc::now();
+        let rows: Vec<deliveries::ActiveModel> = batch.iter().map(|d| delivery_row(d, now)).collect();
+        let turn = self.queue_write_turn().await;
+        let inserted = deliveries::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([deliveries::Column::TenantId, deliveries::Column::IdempotencyKey])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_with_returning_keys(self.connection())
+            .await;
+        drop(turn);
+        let inserted: HashMap<String, ()> = match inserted {
+            Ok(keys) => keys.into_iter().map(|k| (k, ())).collect(),
+            Err(DbErr::RecordNotInserted) => HashMap::new(),
+            Err(error) => {
+                // E.g. a tenant deleted in between: each on its own, so it fails alone.
+                tracing::debug!(%error, rows = batch.len(), "enqueue batch refused; enqueueing one by one");
+                let mut out = Vec::with_capacity(batch.len());
+                for d in batch {
+                    out.push(self.enqueue(d).await);
+                }
+                return out;
+            }
+        };
+        let mut out = Vec::with_capacity(batch.len());
+        for d in batch {
+            if inserted.contains_key(&d.id.hyphenated().to_string()) {
+                let mut created = d.clone();
+                created.attempts.clear();
+                out.push(Ok(EnqueueOutcome::Created(created)));
+            } else {
+                out.push(self.enqueue(d).await);
+            }
+        }
+        out
+    }
+
     async fn claim(
         &self,
         worker: &str,
@@ -95,7 +144,9 @@ impl DeliveryStore for SqlStore {
         }
         let db = self.connection();
         let stmt = claim_statement(db.get_database_backend(), worker, now, lease_until, limit, exclude);
+        let turn = self.queue_write_turn().await;
         let rows = db.query_all_raw(stmt).await.map_err(db_err)?;
+        drop(turn);
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             // Row by row, so one unreadable row fails alone instead of the batch.
@@ -135,43 +186,45 @@ impl DeliveryStore for SqlStore {
         Ok(renewed.rows_affected)
     }
 
-    async fn finish(&self, id: uuid::Uuid, worker: &str, update: &DeliveryUpdate) -> Result<bool, StoreError> {
-        let key = id.hyphenated().to_string();
-        let mut change = deliveries::Entity::update_many()
-            .col_expr(deliveries::Column::Status, Expr::value(update.status.code()))
-            .col_expr(deliveries::Column::Retries, Expr::value(retries_column(update.retries)))
-            .col_expr(
-                deliveries::Column::NextAttemptAtMs,
-                Expr::value(update.next_attempt_at.timestamp_millis()),
-            )
-            .col_expr(deliveries::Column::SentAt, Expr::value(update.sent_at))
-            .col_expr(
-                deliveries::Column::FailureReason,
-                Expr::value(update.failure_reason.clone()),
-            )
-            .col_expr(deliveries::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(deliveries::Column::Id.eq(key.as_str()))
-            .filter(deliveries::Column::Status.eq(DeliveryStatus::Sending.code()))
-            .filter(deliveries::Column::LeaseOwner.eq(worker));
-        // A delivery left SENDING keeps its lease, so it is taken up again when the
-        // lease runs out instead of being stuck without one.
-        if update.status != DeliveryStatus::Sending {
-            change = change
-                .col_expr(deliveries::Column::LeaseOwner, Expr::value(Option::<String>::None))
-                .col_expr(deliveries::Column::LeaseUntilMs, Expr::value(Option::<i64>::None));
+    async fn finish_many(
+        &self,
+        worker: &str,
+        updates: &[(uuid::Uuid, DeliveryUpdate)],
+    ) -> Result<Vec<bool>, StoreError> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
         }
+        let keys: Vec<String> = updates.iter().map(|(id, _)| id.hyphenated().to_string()).collect();
+        let mut done = vec![false; updates.len()];
+        let now = Utc::now();
+        let _turn = self.queue_write_turn().await;
         let txn = self.begin_write().await?;
-        let changed = change.exec(&txn).await.map_err(db_err)?;
-        if changed.rows_affected == 0 {
-            txn.rollback().await.map_err(db_err)?;
-            return Ok(false);
+        // Every row in one statement; the lease check is per row, so a row whose lease
+        // this worker lost is left alone (and reported false) without failing the others.
+        for chunk in (0..updates.len()).collect::<Vec<_>>().chunks(FINISH_CHUNK) {
+            let stmt = finish_statement(txn.get_database_backend(), worker, now, chunk, &keys, updates);
+            let rows = txn.query_all_raw(stmt).await.map_err(db_err)?;
+            let changed: HashMap<String, ()> = rows
+                .iter()
+                .filter_map(|row| row.try_get::<String>("", "id").ok())
+                .map(|id| (id, ()))
+                .collect();
+            let mut attempts = Vec::new();
+            for &i in chunk {
+                if changed.contains_key(&keys[i]) {
+                    done[i] = true;
+                    attempts.push(attempt_row(&keys[i], &updates[i].1.attempt));
+                }
+            }
+            if !attempts.is_empty() {
+                delivery_attempts::Entity::insert_many(attempts)
+                    .exec_without_returning(&txn)
+                    .await
+                    .map_err(db_err)?;
+            }
         }
-        delivery_attempts::Entity::insert(attempt_row(&key, &update.attempt))
-            .exec_without_returning(&txn)
-            .await
-            .map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
-        Ok(true)
+        Ok(done)
     }
 
     async fn release(&self, id: uuid::Uuid, worker: &str) -> Result<bool, StoreError> {
@@ -439,6 +492,54 @@ fn claim_statement(
         .sql(", updated_at = ")
         .bind(now)
         .sql(" WHERE id IN (SELECT id FROM picked) RETURNING *");
+    q.build()
+}
+
+/// Rows per finishing statement (8 values each, well under every backend's limit).
+const FINISH_CHUNK: usize = 256;
+
+/// The new state of the rows `chunk` indexes, in one `UPDATE … FROM (VALUES …)`, each row
+/// only while it is `SENDING` under `worker`'s lease; returns the ids it changed.
+fn finish_statement(
+    backend: DbBackend,
+    worker: &str,
+    now: DateTime<Utc>,
+    chunk: &[usize],
+    keys: &[String],
+    updates: &[(uuid::Uuid, DeliveryUpdate)],
+) -> Statement {
+    let mut q = SqlBuilder::new(backend);
+    q.sql("WITH v (vid, status, retries, next_ms, sent_at, reason) AS (VALUES ");
+    for (n, &i) in chunk.iter().enumerate() {
+        let u = &updates[i].1;
+        q.sql(if n == 0 { "(" } else { ", (" })
+            .bind(keys[i].as_str())
+            .sql(", ")
+            .bind(u.status.code())
+            .sql(", ")
+            .bind(retries_column(u.retries))
+            .sql(", ")
+            .bind(u.next_attempt_at.timestamp_millis())
+            .sql(", ")
+            .bind(u.sent_at)
+            .sql(", ")
+            .bind(u.failure_reason.clone())
+            .sql(")");
+    }
+    // A delivery left SENDING keeps its lease, so it is taken up again when the lease
+    // runs out instead of being stuck without one.
+    q.sql(
+        ") UPDATE deliveries SET status = v.status, retries = v.retries, next_attempt_at_ms = v.next_ms, \
+         sent_at = v.sent_at, failure_reason = v.reason, updated_at = ",
+    )
+    .bind(now)
+    .sql(
+        ", lease_owner = CASE WHEN v.status = 'SENDING' THEN deliveries.lease_owner END, \
+         lease_until_ms = CASE WHEN v.status = 'SENDING' THEN deliveries.lease_until_ms END \
+         FROM v WHERE deliveries.id = v.vid AND deliveries.status = 'SENDING' AND deliveries.lease_owner = ",
+    )
+    .bind(worker)
+    .sql(" RETURNING id");
     q.build()
 }
 

@@ -33,6 +33,7 @@ mod db;
 mod deliveries;
 mod entities;
 pub mod error;
+pub mod group_commit;
 mod store;
 
 pub use cache::CachedStore;
@@ -41,6 +42,7 @@ pub use crypto::{CryptoError, SecretKeyRing, SecretPurpose, generate_key_base64,
 pub use db::{connect, migrate};
 pub use deliveries::INVALID_STORED_DATA;
 pub use error::{Error, Result};
+pub use group_commit::GroupCommit;
 pub use sea_orm::DatabaseConnection;
 pub use store::{SqlStore, rotate_secret_key};
 

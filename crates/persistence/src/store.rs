@@ -30,13 +30,26 @@ use crate::entities::{audit_events, mail_settings, tenants};
 pub struct SqlStore {
     db: DatabaseConnection,
     keys: Arc<SecretKeyRing>,
+    /// SQLite only: the queue's writers (enqueue, claim, finish) take turns here rather
+    /// than in SQLite's busy handler, which sleeps whole milliseconds between tries.
+    queue_writes: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl SqlStore {
     /// A store over an open, migrated database (see [`crate::connect`] and
     /// [`crate::migrate`]). The key ring must hold every key that sealed a stored value.
     pub fn new(db: DatabaseConnection, keys: Arc<SecretKeyRing>) -> Self {
-        Self { db, keys }
+        let queue_writes =
+            (db.get_database_backend() == sea_orm::DbBackend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Self { db, keys, queue_writes }
+    }
+
+    /// Held while the delivery queue writes (SQLite only; see the field).
+    pub(crate) async fn queue_write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.queue_writes {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
     }
 
     /// The connection pool, for other parts of the service that share the database.

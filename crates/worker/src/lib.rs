@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use domain::TenantId;
@@ -65,6 +65,57 @@ pub struct WorkerReport {
     pub released: u64,
 }
 
+/// Tells this process's worker that tenants have new due work (an enqueue, a retry by
+/// an operator). The worker uses it to skip claims that could not find anything: after a
+/// claim came back short, only new work of a tenant it left out then, or time passing
+/// (retries falling due, leases of other processes running out), can change that.
+#[derive(Debug, Default)]
+pub struct WorkSignal {
+    notify: Notify,
+    tenants: Mutex<WorkHint>,
+}
+
+#[derive(Debug, Default)]
+struct WorkHint {
+    tenants: HashSet<TenantId>,
+    /// Too many tenants to keep: treat it as "anything may have work".
+    overflow: bool,
+}
+
+/// Tenants remembered between two looks of the worker at most.
+const WORK_HINT_TENANTS: usize = 4096;
+
+impl WorkSignal {
+    /// `tenant` has new work.
+    pub fn tenant_has_work(&self, tenant: TenantId) {
+        {
+            let mut hint = lock(&self.tenants);
+            if hint.tenants.len() < WORK_HINT_TENANTS {
+                hint.tenants.insert(tenant);
+            } else {
+                hint.overflow = true;
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// Any tenant may have new work.
+    pub fn anything(&self) {
+        lock(&self.tenants).overflow = true;
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> WorkHint {
+        std::mem::take(&mut *lock(&self.tenants))
+    }
+}
+
+/// What the last claims showed: no due deliveries outside `tenants` as of `since`.
+struct Exhausted {
+    tenants: HashSet<TenantId>,
+    since: Instant,
+}
+
 /// The worker's shared state.
 struct Shared {
     config: WorkerConfig,
@@ -78,12 +129,14 @@ struct Shared {
     in_flight: Mutex<HashMap<TenantId, usize>>,
     /// Claimed beyond a tenant's cap, waiting for its turn.
     backlog: Mutex<HashMap<TenantId, VecDeque<Delivery>>>,
+    /// Notified when a send ends or outcomes are recorded (room for more work).
+    progress: Notify,
 }
 
 /// The delivery worker.
 pub struct Worker {
     shared: Arc<Shared>,
-    wake: Arc<Notify>,
+    wake: Arc<WorkSignal>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -135,21 +188,22 @@ impl Worker {
             held: Mutex::new(HashSet::new()),
             in_flight: Mutex::new(HashMap::new()),
             backlog: Mutex::new(HashMap::new()),
+            progress: Notify::new(),
         });
         Self {
             shared,
-            wake: Arc::new(Notify::new()),
+            wake: Arc::new(WorkSignal::default()),
         }
     }
 
     /// Uses `wake` (e.g. shared with the enqueue path) to look for work at once.
-    pub fn with_wake(mut self, wake: Arc<Notify>) -> Self {
+    pub fn with_wake(mut self, wake: Arc<WorkSignal>) -> Self {
         self.wake = wake;
         self
     }
 
-    /// Notify this to make the worker look for work at once (e.g. after an enqueue).
-    pub fn wake_handle(&self) -> Arc<Notify> {
+    /// Signal this to make the worker look for work at once (e.g. after an enqueue).
+    pub fn wake_handle(&self) -> Arc<WorkSignal> {
         self.wake.clone()
     }
 
@@ -158,38 +212,73 @@ impl Worker {
         let shared = self.shared.clone();
         let cfg = shared.config.clone();
         tracing::info!(worker = %cfg.worker_id, "delivery worker started");
-        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut tasks: JoinSet<u64> = JoinSet::new();
         let mut report = WorkerReport::default();
         let renew = tokio::spawn(renew_leases(shared.clone()));
+        let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(record_outcomes(shared.clone(), outcomes_rx));
+        let batch_size = usize::try_from(cfg.batch_size.max(1)).unwrap_or(usize::MAX);
+        let mut exhausted: Option<Exhausted> = None;
         tokio::pin!(shutdown);
         loop {
-            while tasks.try_join_next().is_some() {
-                report.finished += 1;
+            while let Some(done) = tasks.try_join_next() {
+                report.finished += done.unwrap_or(0);
             }
-            self.start_backlog(&mut tasks);
-            let capacity = cfg.max_in_flight.saturating_sub(tasks.len());
-            if capacity == 0 {
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    Some(_) = tasks.join_next() => { report.finished += 1; continue; }
-                }
-            }
-            let exclude: Vec<TenantId> = {
+            self.start_backlog(&mut tasks, &outcomes);
+            // Held: claimed and not yet recorded (waiting, sending, or being recorded). One
+            // batch beyond the in-flight cap may wait here, so connections do not idle
+            // while the next claim runs; claims of a few rows are not worth a statement.
+            let held = lock(&shared.held).len();
+            let room = (cfg.max_in_flight + batch_size).saturating_sub(held);
+            // A tenant with a full round of sends waiting here is not claimed for.
+            let exclude: HashSet<TenantId> = {
                 let in_flight = lock(&shared.in_flight);
                 let backlog = lock(&shared.backlog);
                 in_flight
                     .iter()
-                    .filter(|(t, n)| **n >= cfg.per_tenant_in_flight || backlog.get(*t).is_some_and(|q| !q.is_empty()))
+                    .filter(|(t, n)| {
+                        **n >= cfg.per_tenant_in_flight
+                            && backlog.get(*t).map_or(0, VecDeque::len) >= cfg.per_tenant_in_flight
+                    })
                     .map(|(t, _)| *t)
                     .collect()
             };
+            // Skip a claim that cannot find anything (see [`WorkSignal`]).
+            let hint = self.wake.take();
+            if hint.overflow {
+                exhausted = None;
+            } else if let Some(known) = &mut exhausted {
+                known.tenants.extend(hint.tenants);
+            }
+            if exhausted
+                .as_ref()
+                .is_some_and(|k| k.since.elapsed() >= cfg.poll_interval)
+            {
+                exhausted = None;
+            }
+            let pointless = exhausted.as_ref().is_some_and(|k| k.tenants.is_subset(&exclude));
+            if (room < batch_size.div_ceil(2) && held > 0) || pointless {
+                let look_again = exhausted.as_ref().map_or(cfg.poll_interval, |k| {
+                    cfg.poll_interval.saturating_sub(k.since.elapsed())
+                });
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    Some(done) = tasks.join_next(), if !tasks.is_empty() => { report.finished += done.unwrap_or(0); }
+                    () = shared.progress.notified() => {}
+                    () = self.wake.notify.notified() => {}
+                    () = tokio::time::sleep(look_again) => exhausted = None,
+                }
+                continue;
+            }
+            let exclude_list: Vec<TenantId> = exclude.iter().copied().collect();
+            let claimed_at = Instant::now();
             let now = Utc::now();
             let lease_until =
                 now + chrono::Duration::from_std(cfg.lease).unwrap_or_else(|_| chrono::Duration::minutes(5));
-            let limit = u32::try_from(capacity).unwrap_or(u32::MAX).min(cfg.batch_size);
+            let limit = u32::try_from(room.min(batch_size)).unwrap_or(u32::MAX);
             let batch = match shared
                 .deliveries
-                .claim(&cfg.worker_id, now, lease_until, limit, &exclude)
+                .claim(&cfg.worker_id, now, lease_until, limit, &exclude_list)
                 .await
             {
                 Ok(b) => b,
@@ -201,18 +290,28 @@ impl Worker {
                     }
                 }
             };
+            if batch.len() < room.min(batch_size) {
+                // Nothing else is due outside the tenants left out (until new work or time).
+                exhausted = Some(match exhausted.take() {
+                    Some(k) => Exhausted {
+                        tenants: k.tenants.intersection(&exclude).copied().collect(),
+                        since: k.since,
+                    },
+                    None => Exhausted {
+                        tenants: exclude,
+                        since: claimed_at,
+                    },
+                });
+            }
             if batch.is_empty() {
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = self.wake.notified() => {}
-                    () = tokio::time::sleep(cfg.poll_interval) => {}
-                    Some(_) = tasks.join_next(), if !tasks.is_empty() => { report.finished += 1; }
-                }
                 continue;
             }
+            {
+                let mut held = lock(&shared.held);
+                held.extend(batch.iter().map(|d| d.id));
+            }
             for d in batch {
-                lock(&shared.held).insert(d.id);
-                self.start_or_queue(&mut tasks, d);
+                self.start_or_queue(&mut tasks, &outcomes, d);
             }
         }
         tracing::info!(worker = %cfg.worker_id, in_flight = tasks.len(), "delivery worker draining");
@@ -229,7 +328,7 @@ impl Worker {
         loop {
             tokio::select! {
                 next = tasks.join_next() => match next {
-                    Some(_) => report.finished += 1,
+                    Some(done) => report.finished += done.unwrap_or(0),
                     None => break,
                 },
                 () = &mut grace => {
@@ -238,6 +337,11 @@ impl Worker {
                     break;
                 }
             }
+        }
+        // Every sender is gone now, so the recorder ends once it has written what it has.
+        drop(outcomes);
+        if tokio::time::timeout(cfg.shutdown_grace, recorder).await.is_err() {
+            tracing::error!(worker = %cfg.worker_id, "recording the last outcomes did not finish; their leases will expire and they are tried again");
         }
         let left: Vec<uuid::Uuid> = lock(&shared.held).drain().collect();
         for id in left {
@@ -250,28 +354,29 @@ impl Worker {
         report
     }
 
-    fn start_or_queue(&self, tasks: &mut JoinSet<()>, d: Delivery) {
-        let cap = self.shared.config.per_tenant_in_flight;
+    fn start_or_queue(&self, tasks: &mut JoinSet<u64>, outcomes: &Outcomes, d: Delivery) {
+        let cfg = &self.shared.config;
         let mut in_flight = lock(&self.shared.in_flight);
         let n = in_flight.entry(d.tenant_id).or_insert(0);
-        if *n >= cap {
+        if *n >= cfg.per_tenant_in_flight || tasks.len() >= cfg.max_in_flight {
             lock(&self.shared.backlog).entry(d.tenant_id).or_default().push_back(d);
             return;
         }
         *n += 1;
         drop(in_flight);
-        tasks.spawn(process(self.shared.clone(), self.wake.clone(), d));
+        tasks.spawn(lane(self.shared.clone(), outcomes.clone(), d));
     }
 
-    fn start_backlog(&self, tasks: &mut JoinSet<()>) {
-        let cap = self.shared.config.per_tenant_in_flight;
+    fn start_backlog(&self, tasks: &mut JoinSet<u64>, outcomes: &Outcomes) {
+        let cfg = &self.shared.config;
+        let free = cfg.max_in_flight.saturating_sub(tasks.len());
         let ready: Vec<Delivery> = {
             let mut in_flight = lock(&self.shared.in_flight);
             let mut backlog = lock(&self.shared.backlog);
             let mut ready = Vec::new();
             for (tenant, queue) in backlog.iter_mut() {
                 let n = in_flight.entry(*tenant).or_insert(0);
-                while *n < cap {
+                while *n < cfg.per_tenant_in_flight && ready.len() < free {
                     let Some(d) = queue.pop_front() else { break };
                     *n += 1;
                     ready.push(d);
@@ -282,8 +387,61 @@ impl Worker {
             ready
         };
         for d in ready {
-            tasks.spawn(process(self.shared.clone(), self.wake.clone(), d));
+            tasks.spawn(lane(self.shared.clone(), outcomes.clone(), d));
         }
+    }
+}
+
+/// An attempt's outcome on its way to the database.
+struct Outcome {
+    id: uuid::Uuid,
+    update: DeliveryUpdate,
+}
+
+type Outcomes = mpsc::UnboundedSender<Outcome>;
+
+/// Outcomes recorded by one statement at most.
+const RECORD_BATCH: usize = 256;
+
+/// Writes outcomes as they come, all that are waiting in one transaction, so the
+/// database sees one commit per batch rather than per mail. A delivery stays held (its
+/// lease renewed) until its outcome is written; if writing fails, the lease runs out and
+/// the delivery is tried again with the same Message-ID.
+async fn record_outcomes(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
+    let worker = shared.config.worker_id.clone();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        let updates: Vec<(uuid::Uuid, DeliveryUpdate)> = batch.into_iter().map(|o| (o.id, o.update)).collect();
+        let results = match shared.deliveries.finish_many(&worker, &updates).await {
+            Ok(done) => done.into_iter().map(Ok).collect(),
+            Err(e) => {
+                // One at a time, so a row the database refuses fails alone.
+                tracing::warn!(error = %e, rows = updates.len(), "recording a batch of outcomes failed; recording one by one");
+                let mut each = Vec::with_capacity(updates.len());
+                for (id, update) in &updates {
+                    each.push(shared.deliveries.finish(*id, &worker, update).await);
+                }
+                each
+            }
+        };
+        for ((id, update), result) in updates.iter().zip(results) {
+            match result {
+                Ok(true) => shared.metrics.recorded(update.status),
+                Ok(false) => tracing::warn!(delivery = %id, "lease lost before the outcome was recorded"),
+                Err(e) => {
+                    tracing::error!(delivery = %id, error = %e, "recording the outcome failed; the lease will expire and it is tried again")
+                }
+            }
+            tracing::debug!(delivery = %id, status = update.status.code(), "delivery attempt recorded");
+            lock(&shared.held).remove(id);
+        }
+        shared.progress.notify_one();
     }
 }
 
@@ -306,7 +464,6 @@ async fn renew_leases(shared: Arc<Shared>) {
 /// Decrements the tenant's in-flight count when a send ends (or is aborted).
 struct InFlight {
     shared: Arc<Shared>,
-    wake: Arc<Notify>,
     tenant: TenantId,
 }
 
@@ -315,17 +472,39 @@ impl Drop for InFlight {
         if let Some(n) = lock(&self.shared.in_flight).get_mut(&self.tenant) {
             *n = n.saturating_sub(1);
         }
-        self.wake.notify_one();
+        self.shared.progress.notify_one();
     }
 }
 
-/// Sends one delivery and records what happened.
-async fn process(shared: Arc<Shared>, wake: Arc<Notify>, d: Delivery) {
+/// One of a tenant's in-flight slots: sends `first`, then whatever of the tenant's
+/// claimed deliveries waits here, without going back to the claiming loop in between (so
+/// a connection never idles while the loop waits on the database). Returns how many
+/// deliveries it attempted.
+async fn lane(shared: Arc<Shared>, outcomes: Outcomes, first: Delivery) -> u64 {
+    let tenant = first.tenant_id;
     let _guard = InFlight {
         shared: shared.clone(),
-        wake,
-        tenant: d.tenant_id,
+        tenant,
     };
+    let mut next = Some(first);
+    let mut attempted = 0;
+    while let Some(d) = next {
+        process(&shared, &outcomes, d).await;
+        attempted += 1;
+        next = {
+            let mut backlog = lock(&shared.backlog);
+            let d = backlog.get_mut(&tenant).and_then(VecDeque::pop_front);
+            if backlog.get(&tenant).is_some_and(VecDeque::is_empty) {
+                backlog.remove(&tenant);
+            }
+            d
+        };
+    }
+    attempted
+}
+
+/// Sends one delivery and hands its outcome to the recorder.
+async fn process(shared: &Arc<Shared>, outcomes: &Outcomes, d: Delivery) {
     let started = Instant::now();
     let cfg = &shared.config;
     let now = Utc::now;
@@ -429,13 +608,10 @@ async fn process(shared: Arc<Shared>, wake: Arc<Notify>, d: Delivery) {
         source,
         started.elapsed(),
     );
-    match shared.deliveries.finish(d.id, &cfg.worker_id, &update).await {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(delivery = %d.id, "lease lost before the outcome was recorded"),
-        Err(e) => {
-            tracing::error!(delivery = %d.id, error = %e, "recording the outcome failed; the lease will expire and it is tried again")
-        }
+    tracing::debug!(delivery = %d.id, tenant = %d.tenant_id, message_id = %d.message_id, status = update.status.code(), "delivery attempted");
+    if let Err(mpsc::error::SendError(lost)) = outcomes.send(Outcome { id: d.id, update }) {
+        // Only when the worker is gone; the lease runs out and it is tried again.
+        tracing::error!(delivery = %lost.id, "the outcome could not be handed to the recorder");
+        lock(&shared.held).remove(&lost.id);
     }
-    tracing::debug!(delivery = %d.id, tenant = %d.tenant_id, message_id = %d.message_id, status = update.status.code(), "delivery attempt recorded");
-    lock(&shared.held).remove(&d.id);
 }

@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use domain::delivery::DeliveryStatus;
+
 /// Latency bucket upper bounds, in seconds.
 pub const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
@@ -17,7 +19,11 @@ pub struct Metrics {
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
+    /// Outcomes written to the database, by the status they left the delivery in.
+    recorded: [AtomicU64; RECORDED.len()],
 }
+
+const RECORDED: [DeliveryStatus; 3] = [DeliveryStatus::Sent, DeliveryStatus::Retrying, DeliveryStatus::Failed];
 
 impl Metrics {
     pub fn record(&self, outcome: &str, source: &str, latency: Duration) {
@@ -39,6 +45,21 @@ impl Metrics {
             u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+    }
+
+    /// An outcome was written to the database.
+    pub fn recorded(&self, status: DeliveryStatus) {
+        if let Some(i) = RECORDED.iter().position(|s| *s == status) {
+            self.recorded[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Outcomes written to the database that left the delivery in `status`.
+    pub fn recorded_count(&self, status: DeliveryStatus) -> u64 {
+        RECORDED
+            .iter()
+            .position(|s| *s == status)
+            .map_or(0, |i| self.recorded[i].load(Ordering::Relaxed))
     }
 
     /// Prometheus text for these series.
@@ -68,6 +89,14 @@ impl Metrics {
         out.push_str(&format!(
             "mailgate_send_duration_seconds_sum {sum}\nmailgate_send_duration_seconds_count {count}\n"
         ));
+        out.push_str("# HELP mailgate_deliveries_recorded_total Attempt outcomes written to the database, by the status they set.\n# TYPE mailgate_deliveries_recorded_total counter\n");
+        for (i, status) in RECORDED.iter().enumerate() {
+            let n = self.recorded[i].load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "mailgate_deliveries_recorded_total{{status=\"{}\"}} {n}\n",
+                status.code()
+            ));
+        }
         out
     }
 }

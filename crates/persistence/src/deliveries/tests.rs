@@ -389,6 +389,165 @@ async fn transitions(store: Arc<SqlStore>) {
     assert!(!store.requeue_failed(id, requeue_at).await.unwrap());
 }
 
+/// Outcomes of several deliveries recorded in one call: each row gets its own state and
+/// attempt; a row this worker no longer holds is reported false and left untouched.
+async fn outcomes_recorded_together(store: Arc<SqlStore>) {
+    let a = tenant(&store).await;
+    let now = Utc::now();
+    let lease = now + Duration::seconds(LEASE);
+    for _ in 0..5 {
+        enqueue(&store, a, now).await;
+    }
+    let claimed = ids(&store.claim("w1", now, lease, 5, &[]).await.unwrap());
+    assert_eq!(claimed.len(), 5);
+    // The fourth was given back: it is no longer this worker's.
+    assert!(store.release(claimed[3], "w1").await.unwrap());
+    let later = now + Duration::seconds(60);
+    let updates = vec![
+        (claimed[0], update(DeliveryStatus::Sent, 0, now, AttemptOutcome::Sent)),
+        (
+            claimed[1],
+            update(DeliveryStatus::Retrying, 1, later, AttemptOutcome::Retry),
+        ),
+        (
+            claimed[2],
+            update(DeliveryStatus::Failed, 0, now, AttemptOutcome::Failed),
+        ),
+        (claimed[3], update(DeliveryStatus::Sent, 0, now, AttemptOutcome::Sent)),
+        (claimed[4], update(DeliveryStatus::Sent, 0, now, AttemptOutcome::Sent)),
+    ];
+    assert!(store.finish_many("w1", &[]).await.unwrap().is_empty());
+    assert!(
+        store
+            .finish_many("w2", &updates)
+            .await
+            .unwrap()
+            .iter()
+            .all(|done| !done),
+        "another worker's outcomes change nothing"
+    );
+    assert_eq!(
+        store.finish_many("w1", &updates).await.unwrap(),
+        vec![true, true, true, false, true]
+    );
+    for (id, u) in &updates {
+        let d = store.delivery(*id).await.unwrap().unwrap();
+        let stored = row(&store, *id).await;
+        if *id == claimed[3] {
+            assert_eq!(d.status, DeliveryStatus::Queued);
+            assert!(d.attempts.is_empty());
+            continue;
+        }
+        assert_eq!((d.status, d.retries), (u.status, u.retries), "{id}");
+        assert_eq!(
+            d.next_attempt_at.timestamp_millis(),
+            u.next_attempt_at.timestamp_millis()
+        );
+        assert_eq!(d.failure_reason, u.failure_reason);
+        assert_eq!(
+            d.sent_at.map(|t| t.timestamp_micros()),
+            u.sent_at.map(|t| t.timestamp_micros())
+        );
+        let read_back: Vec<Attempt> = d.attempts.into_iter().map(micros).collect();
+        assert_eq!(read_back, vec![micros(u.attempt.clone())]);
+        assert_eq!((stored.lease_owner, stored.lease_until_ms), (None, None));
+    }
+    assert_eq!(
+        store.finish_many("w1", &updates).await.unwrap(),
+        vec![false; 5],
+        "recorded once only"
+    );
+    let attempts = delivery_attempts::Entity::find()
+        .count(store.connection())
+        .await
+        .unwrap();
+    assert_eq!(attempts, 4);
+}
+
+/// Several deliveries stored together: new ones created, a key seen before (in the table
+/// or earlier in the same batch) answered with the stored delivery, and a row the
+/// database refuses (unknown tenant) failing alone.
+async fn enqueues_stored_together(store: Arc<SqlStore>) {
+    let a = tenant(&store).await;
+    let now = Utc::now();
+    let earlier = notification(a, now, Some("k0"));
+    let EnqueueOutcome::Created(earlier) = store.enqueue(&earlier).await.unwrap() else {
+        panic!("new key");
+    };
+    let batch = vec![
+        notification(a, now, Some("k1")),
+        notification(a, now, None),
+        notification(a, now, Some("k0")),
+        notification(a, now, Some("k2")),
+        notification(a, now, Some("k2")),
+    ];
+    let results = store.enqueue_many(&batch).await;
+    let outcome = |i: usize| match &results[i] {
+        Ok(EnqueueOutcome::Created(d)) => ("created", d.id),
+        Ok(EnqueueOutcome::Existing(d)) => ("existing", d.id),
+        Err(e) => panic!("{i}: {e}"),
+    };
+    assert_eq!(outcome(0), ("created", batch[0].id));
+    assert_eq!(outcome(1), ("created", batch[1].id));
+    assert_eq!(outcome(2), ("existing", earlier.id));
+    assert_eq!(outcome(3), ("created", batch[3].id));
+    assert_eq!(outcome(4), ("existing", batch[3].id));
+    let stored = deliveries::Entity::find()
+        .filter(deliveries::Column::TenantId.eq(a.to_string()))
+        .count(store.connection())
+        .await
+        .unwrap();
+    assert_eq!(stored, 4);
+
+    let stray = notification(TenantId::generate(), now, None);
+    let mixed = vec![notification(a, now, None), stray, notification(a, now, Some("k3"))];
+    let results = store.enqueue_many(&mixed).await;
+    assert!(matches!(&results[0], Ok(EnqueueOutcome::Created(d)) if d.id == mixed[0].id));
+    assert!(matches!(&results[1], Err(StoreError::Database(_))));
+    assert!(matches!(&results[2], Ok(EnqueueOutcome::Created(d)) if d.id == mixed[2].id));
+    let stored = deliveries::Entity::find().count(store.connection()).await.unwrap();
+    assert_eq!(stored, 6);
+}
+
+/// Through [`crate::GroupCommit`]: 64 concurrent enqueues, eight sharing one key, each
+/// answered with its own delivery (one created for the key, the others given it), all
+/// stored once.
+async fn group_commit_answers_each_caller(store: Arc<SqlStore>) {
+    let a = tenant(&store).await;
+    let now = Utc::now();
+    let group = Arc::new(crate::GroupCommit::start(store.clone(), 16, 2));
+    let callers: Vec<_> = (0..64)
+        .map(|i| {
+            let group = group.clone();
+            let d = notification(a, now, (i % 8 == 0).then_some("shared"));
+            tokio::spawn(async move { (d.id, group.enqueue(&d).await.unwrap()) })
+        })
+        .collect();
+    let (mut created, mut existing) = (Vec::new(), Vec::new());
+    for caller in callers {
+        match caller.await.unwrap() {
+            (id, EnqueueOutcome::Created(d)) => {
+                assert_eq!(d.id, id);
+                created.push(id);
+            }
+            (_, EnqueueOutcome::Existing(d)) => existing.push(d.id),
+        }
+    }
+    assert_eq!((created.len(), existing.len()), (57, 7));
+    let shared = existing[0];
+    assert!(created.contains(&shared));
+    assert!(existing.iter().all(|id| *id == shared));
+    let stored: Vec<String> = deliveries::Entity::find()
+        .select_only()
+        .column(deliveries::Column::Id)
+        .into_tuple()
+        .all(store.connection())
+        .await
+        .unwrap();
+    let stored: HashSet<uuid::Uuid> = stored.iter().map(|s| uuid::Uuid::parse_str(s).unwrap()).collect();
+    assert_eq!(stored, created.into_iter().collect::<HashSet<_>>());
+}
+
 /// PostgreSQL keeps microseconds: compare attempts at that precision.
 fn micros(mut attempt: Attempt) -> Attempt {
     attempt.at = DateTime::from_timestamp_micros(attempt.at.timestamp_micros()).unwrap();
@@ -610,6 +769,36 @@ fn sent_and_queued(tenant: TenantId) -> Vec<Delivery> {
         rows.push(d);
     }
     rows
+}
+
+#[tokio::test]
+async fn sqlite_outcomes_recorded_together() {
+    on_sqlite(outcomes_recorded_together).await;
+}
+
+#[tokio::test]
+async fn postgres_outcomes_recorded_together() {
+    on_postgres(outcomes_recorded_together).await;
+}
+
+#[tokio::test]
+async fn sqlite_enqueues_stored_together() {
+    on_sqlite(enqueues_stored_together).await;
+}
+
+#[tokio::test]
+async fn postgres_enqueues_stored_together() {
+    on_postgres(enqueues_stored_together).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_group_commit_answers_each_caller() {
+    on_sqlite(group_commit_answers_each_caller).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_group_commit_answers_each_caller() {
+    on_postgres(group_commit_answers_each_caller).await;
 }
 
 // ---------------------------------------------------------------------------------------
