@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_foundation;
 mod m20261122_000002_deliveries;
 mod m20261122_000003_coordination;
+mod m20261122_000004_lean_delivery_writes;
 
 /// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_foundation::Migration),
             Box::new(m20261122_000002_deliveries::Migration),
             Box::new(m20261122_000003_coordination::Migration),
+            Box::new(m20261122_000004_lean_delivery_writes::Migration),
         ]
     }
 }

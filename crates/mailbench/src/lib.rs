@@ -445,3 +445,38 @@ pub fn load_note() -> String {
         busy
     )
 }
+
+/// The machine's CPU time counters (`/proc/stat`), to tell what a measured interval
+/// competed with: on a virtual machine the host may take ("steal") a large share.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes([u64; 8]);
+
+impl CpuTimes {
+    pub fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let mut times = [0u64; 8];
+        if let Some(line) = stat.lines().next() {
+            for (slot, v) in times.iter_mut().zip(line.split_whitespace().skip(1)) {
+                *slot = v.parse().unwrap_or(0);
+            }
+        }
+        Self(times)
+    }
+
+    /// Shares of the time since `earlier`: "busy X% (user, nice, system, irq), idle Y%
+    /// (incl. iowait), steal Z%".
+    pub fn since(&self, earlier: &Self) -> String {
+        let d: Vec<u64> = self.0.iter().zip(earlier.0).map(|(a, b)| a.saturating_sub(b)).collect();
+        let total: u64 = d.iter().sum();
+        if total == 0 {
+            return "cpu: n/a".into();
+        }
+        let pct = |n: u64| 100.0 * n as f64 / total as f64;
+        format!(
+            "cpu: busy {:.0}%, idle {:.0}%, steal {:.0}%",
+            pct(d[0] + d[1] + d[2] + d[5] + d[6]),
+            pct(d[3] + d[4]),
+            pct(d[7])
+        )
+    }
+}

@@ -51,11 +51,7 @@ impl DeliveryStore for SqlStore {
             // Autocommit: the row is committed when the statement returns. A concurrent
             // enqueue with the same key waits for this one, then inserts nothing.
             let inserted = deliveries::Entity::insert(delivery_row(delivery, Utc::now()))
-                .on_conflict(
-                    OnConflict::columns([deliveries::Column::TenantId, deliveries::Column::IdempotencyKey])
-                        .do_nothing()
-                        .to_owned(),
-                )
+                .on_conflict(on_key_conflict())
                 .exec_without_returning(db)
                 .await
                 .map_err(db_err)?;
@@ -97,11 +93,7 @@ impl DeliveryStore for SqlStore {
         let rows: Vec<deliveries::ActiveModel> = batch.iter().map(|d| delivery_row(d, now)).collect();
         let turn = self.queue_write_turn().await;
         let inserted = deliveries::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([deliveries::Column::TenantId, deliveries::Column::IdempotencyKey])
-                    .do_nothing()
-                    .to_owned(),
-            )
+            .on_conflict(on_key_conflict())
             .exec_with_returning_keys(self.connection())
             .await;
         drop(turn);
@@ -493,6 +485,15 @@ fn claim_statement(
         .bind(now)
         .sql(" WHERE id IN (SELECT id FROM picked) RETURNING *");
     q.build()
+}
+
+/// A second delivery with a tenant's idempotency key inserts nothing (the key's unique
+/// index is partial: only rows with a key).
+fn on_key_conflict() -> OnConflict {
+    OnConflict::columns([deliveries::Column::TenantId, deliveries::Column::IdempotencyKey])
+        .target_and_where(Expr::col(deliveries::Column::IdempotencyKey).is_not_null())
+        .do_nothing()
+        .to_owned()
 }
 
 /// Rows per finishing statement (8 values each, well under every backend's limit).

@@ -230,15 +230,15 @@ impl Worker {
             // while the next claim runs; claims of a few rows are not worth a statement.
             let held = lock(&shared.held).len();
             let room = (cfg.max_in_flight + batch_size).saturating_sub(held);
-            // A tenant with a full round of sends waiting here is not claimed for.
+            // A tenant with all its slots busy and a batch waiting here is not claimed for
+            // (a batch, so its slots do not run dry while the next claim is on its way).
             let exclude: HashSet<TenantId> = {
                 let in_flight = lock(&shared.in_flight);
                 let backlog = lock(&shared.backlog);
                 in_flight
                     .iter()
                     .filter(|(t, n)| {
-                        **n >= cfg.per_tenant_in_flight
-                            && backlog.get(*t).map_or(0, VecDeque::len) >= cfg.per_tenant_in_flight
+                        **n >= cfg.per_tenant_in_flight && backlog.get(*t).map_or(0, VecDeque::len) >= batch_size
                     })
                     .map(|(t, _)| *t)
                     .collect()
@@ -403,6 +403,9 @@ type Outcomes = mpsc::UnboundedSender<Outcome>;
 /// Outcomes recorded by one statement at most.
 const RECORD_BATCH: usize = 256;
 
+/// How long the recorder waits for more outcomes to record together.
+const RECORD_LINGER: Duration = Duration::from_millis(5);
+
 /// Writes outcomes as they come, all that are waiting in one transaction, so the
 /// database sees one commit per batch rather than per mail. A delivery stays held (its
 /// lease renewed) until its outcome is written; if writing fails, the lease runs out and
@@ -410,11 +413,15 @@ const RECORD_BATCH: usize = 256;
 async fn record_outcomes(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
     let worker = shared.config.worker_id.clone();
     while let Some(first) = rx.recv().await {
+        // Outcomes arriving within a few milliseconds share the transaction: the mails
+        // are sent already, and one commit instead of several is what lets the database
+        // keep up (the leases are held meanwhile).
         let mut batch = vec![first];
+        let linger = tokio::time::Instant::now() + RECORD_LINGER;
         while batch.len() < RECORD_BATCH {
-            match rx.try_recv() {
-                Ok(o) => batch.push(o),
-                Err(_) => break,
+            match tokio::time::timeout_at(linger, rx.recv()).await {
+                Ok(Some(o)) => batch.push(o),
+                Ok(None) | Err(_) => break,
             }
         }
         let updates: Vec<(uuid::Uuid, DeliveryUpdate)> = batch.into_iter().map(|o| (o.id, o.update)).collect();

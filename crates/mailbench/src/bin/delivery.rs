@@ -25,7 +25,9 @@ use mailgate::http::RunningServer;
 use sea_orm::{ConnectionTrait as _, Statement};
 use secrecy::SecretString;
 
-const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// Loopback without TLS, as a PostgreSQL beside the service usually runs (sqlx would
+/// otherwise negotiate TLS on loopback too); the plain-INSERT comparison uses the same pool.
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Backend {
@@ -287,6 +289,7 @@ async fn e2e(b: &Bench, sink: &Sink, label: &str, tenants: &[TenantId], n: u64) 
     // database's counts are checked once at the end.
     let recorded = |b: &Bench| b.app.metrics.recorded_count(DeliveryStatus::Sent);
     let recorded_before = recorded(b);
+    let cpu = CpuTimes::now();
     let w = start_worker(&b.app);
     let t0 = Instant::now();
     let (mut last, mut last_change) = (recorded_before, Instant::now());
@@ -305,6 +308,7 @@ async fn e2e(b: &Bench, sink: &Sink, label: &str, tenants: &[TenantId], n: u64) 
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = CpuTimes::now().since(&cpu);
     w.stop().await;
     let delivered = b.sent().await? - sent_before;
     anyhow::ensure!(
@@ -314,7 +318,7 @@ async fn e2e(b: &Bench, sink: &Sink, label: &str, tenants: &[TenantId], n: u64) 
     let sink_d = sink.stats().await?.since(&sink_before);
     let rate = delivered as f64 / secs;
     println!(
-        "  {label}: END-TO-END {rate:.0} deliveries/s — {delivered}/{ok} SENT in {secs:.2} s{}; sink accepted +{} msgs over +{} conns; status counts now {:?}",
+        "  {label}: END-TO-END {rate:.0} deliveries/s — {delivered}/{ok} SENT in {secs:.2} s{} ({cpu}); sink accepted +{} msgs over +{} conns; status counts now {:?}",
         if done { "" } else { " (STALLED: no progress for 30 s)" },
         sink_d.messages,
         sink_d.connections,
@@ -583,14 +587,16 @@ async fn main() -> anyhow::Result<()> {
     let port = sink.port;
 
     let before = sink.stats().await?;
+    let cpu = CpuTimes::now();
     let (cmd, node) = if only_one_tenant {
         (String::new(), run_nodemailer(port, 1, 1, None)?.1)
     } else {
         run_nodemailer(port, n, 8, None)?
     };
+    let cpu = CpuTimes::now().since(&cpu);
     let s = sink.stats().await?.since(&before);
     println!(
-        "nodemailer {} pool:true maxConnections:8, plain, no durability: {:.0} msg/s — ok={} failed={} in {:.2} s (sink +{} msgs, {} B/msg)",
+        "nodemailer {} pool:true maxConnections:8, plain, no durability: {:.0} msg/s — ok={} failed={} in {:.2} s (sink +{} msgs, {} B/msg; {cpu})",
         nodemailer_version(&nodemailer_dir()?),
         node.rate(),
         node.sent,
