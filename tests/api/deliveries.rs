@@ -497,6 +497,30 @@ async fn tenants_see_their_deliveries_and_operators_see_metrics() {
         "{text}"
     );
     assert!(text.contains("mailgate_send_duration_seconds_count 2"), "{text}");
+    // Counted right after the outcomes' commit, which the counts above already saw.
+    let recorded = "mailgate_deliveries_recorded_total{status=\"sent\"} 2";
+    let mut text = text;
+    for _ in 0..50 {
+        if text.contains(recorded) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        text = app
+            .client
+            .get(&metrics_url)
+            .bearer_auth(app.operator())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    assert!(text.contains(recorded), "{text}");
+    assert!(
+        text.contains("mailgate_deliveries_recorded_total{status=\"failed\"} 0"),
+        "{text}"
+    );
     worker.stop().await;
     app.finish().await;
 }

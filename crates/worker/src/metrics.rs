@@ -94,7 +94,7 @@ impl Metrics {
             let n = self.recorded[i].load(Ordering::Relaxed);
             out.push_str(&format!(
                 "mailgate_deliveries_recorded_total{{status=\"{}\"}} {n}\n",
-                status.code()
+                status.code().to_ascii_lowercase()
             ));
         }
         out
