@@ -138,8 +138,14 @@ async fn first_start_without_configuration() {
 #[test]
 fn bad_settings_are_named_at_start() {
     let dir = std::env::temp_dir().join(format!("mailgate-cli-{}", uuid::Uuid::new_v4().simple()));
-    let cases: [(&[(&str, &str)], &str); 5] = [
+    let cases: [(&[(&str, &str)], &str); 8] = [
         (&[("MAILGATE_LISTEN", "not-an-address")], "MAILGATE_LISTEN"),
+        (&[("MAILGATE_WORKER_POLL_MS", "0")], "MAILGATE_WORKER_POLL_MS"),
+        (&[("MAILGATE_WORKER_BATCH_SIZE", "0")], "MAILGATE_WORKER_BATCH_SIZE"),
+        (
+            &[("MAILGATE_SMTP_MAX_CONNECTIONS_PER_TENANT", "0")],
+            "MAILGATE_SMTP_MAX_CONNECTIONS_PER_TENANT",
+        ),
         (&[("MAILGATE_PROFILE", "production")], "MAILGATE_JWT_SECRET"),
         (&[("MAILGATE_JWT_SECRET", "short")], "MAILGATE_JWT_SECRET"),
         (&[("MAILGATE_SECRET_KEY", "bm90LTMyLWJ5dGVz")], "MAILGATE_SECRET_KEY"),

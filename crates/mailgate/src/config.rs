@@ -324,6 +324,16 @@ impl Config {
         if self.database_max_connections == 0 {
             bail!("MAILGATE_DATABASE_MAX_CONNECTIONS must be at least 1");
         }
+        // The worker's loop sleeps for the poll interval when idle; 0 would make it spin.
+        if self.worker_poll_ms < 10 {
+            bail!("MAILGATE_WORKER_POLL_MS must be at least 10");
+        }
+        if self.worker_batch_size == 0 || self.worker_max_in_flight == 0 {
+            bail!("MAILGATE_WORKER_BATCH_SIZE and MAILGATE_WORKER_MAX_IN_FLIGHT must be at least 1");
+        }
+        if self.smtp_max_connections_per_tenant == 0 {
+            bail!("MAILGATE_SMTP_MAX_CONNECTIONS_PER_TENANT must be at least 1");
+        }
         Ok(())
     }
 
