@@ -50,6 +50,7 @@ pub(crate) fn start(data_dir: &std::path::Path) -> (Child, String, String) {
 }
 
 pub(crate) fn stop(mut child: Child) {
+    crate::crash::untrack(child.id());
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

@@ -29,6 +29,39 @@ fn start_mailer(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> (Ch
     start_with(cmd)
 }
 
+/// Servers these tests started and have not stopped: killed when a test panics, so a
+/// failed test leaves no server behind (nextest runs each test in a process of its own,
+/// which exits after the panic while its children would live on).
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn track(pid: u32) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let pids = CHILDREN.lock().map(|c| c.clone()).unwrap_or_default();
+            for pid in pids {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+            }
+            default(info);
+        }));
+    });
+    CHILDREN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(pid);
+}
+
+/// A server stopped by the test itself.
+pub(crate) fn untrack(pid: u32) {
+    CHILDREN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .retain(|p| *p != pid);
+}
+
 pub(crate) fn start_with(mut cmd: std::process::Command) -> (Child, String, String) {
     use std::io::{BufRead as _, BufReader};
     let mut child = cmd
@@ -36,6 +69,7 @@ pub(crate) fn start_with(mut cmd: std::process::Command) -> (Child, String, Stri
         .stderr(Stdio::null())
         .spawn()
         .expect("binary starts");
+    track(child.id());
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let (mut url, mut token) = (String::new(), String::new());
