@@ -13,7 +13,7 @@
 //! concurrent claimers split the queue without waiting on each other; SQLite has one
 //! writer, and the single statement is atomic there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -81,11 +81,7 @@ impl DeliveryStore for SqlStore {
 
     async fn enqueue_many(&self, batch: &[Delivery]) -> Vec<Result<EnqueueOutcome, StoreError>> {
         if batch.len() <= 1 {
-            let mut out = Vec::with_capacity(1);
-            for d in batch {
-                out.push(self.enqueue(d).await);
-            }
-            return out;
+            return self.enqueue_each(batch).await;
         }
         // One statement, so one commit for all; a row that conflicts on its idempotency
         // key is skipped by the statement and answered one by one below.
@@ -97,22 +93,18 @@ impl DeliveryStore for SqlStore {
             .exec_with_returning_keys(self.connection())
             .await;
         drop(turn);
-        let inserted: HashMap<String, ()> = match inserted {
-            Ok(keys) => keys.into_iter().map(|k| (k, ())).collect(),
-            Err(DbErr::RecordNotInserted) => HashMap::new(),
+        let inserted: HashSet<String> = match inserted {
+            Ok(keys) => keys.into_iter().collect(),
+            Err(DbErr::RecordNotInserted) => HashSet::new(),
             Err(error) => {
                 // E.g. a tenant deleted in between: each on its own, so it fails alone.
                 tracing::debug!(%error, rows = batch.len(), "enqueue batch refused; enqueueing one by one");
-                let mut out = Vec::with_capacity(batch.len());
-                for d in batch {
-                    out.push(self.enqueue(d).await);
-                }
-                return out;
+                return self.enqueue_each(batch).await;
             }
         };
         let mut out = Vec::with_capacity(batch.len());
         for d in batch {
-            if inserted.contains_key(&d.id.hyphenated().to_string()) {
+            if inserted.contains(&d.id.hyphenated().to_string()) {
                 let mut created = d.clone();
                 created.attempts.clear();
                 out.push(Ok(EnqueueOutcome::Created(created)));
@@ -196,14 +188,13 @@ impl DeliveryStore for SqlStore {
         for chunk in (0..updates.len()).collect::<Vec<_>>().chunks(FINISH_CHUNK) {
             let stmt = finish_statement(txn.get_database_backend(), worker, now, chunk, &keys, updates);
             let rows = txn.query_all_raw(stmt).await.map_err(db_err)?;
-            let changed: HashMap<String, ()> = rows
+            let changed: HashSet<String> = rows
                 .iter()
                 .filter_map(|row| row.try_get::<String>("", "id").ok())
-                .map(|id| (id, ()))
                 .collect();
             let mut attempts = Vec::new();
             for &i in chunk {
-                if changed.contains_key(&keys[i]) {
+                if changed.contains(&keys[i]) {
                     done[i] = true;
                     attempts.push(attempt_row(&keys[i], &updates[i].1.attempt));
                 }
@@ -333,6 +324,15 @@ impl DeliveryStore for SqlStore {
 }
 
 impl SqlStore {
+    /// Enqueues each delivery on its own statement.
+    async fn enqueue_each(&self, batch: &[Delivery]) -> Vec<Result<EnqueueOutcome, StoreError>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for d in batch {
+            out.push(self.enqueue(d).await);
+        }
+        out
+    }
+
     /// The attempts of these deliveries, each list oldest first, keyed by delivery id.
     async fn attempts_of(&self, ids: &[&str]) -> Result<HashMap<String, Vec<Attempt>>, StoreError> {
         let rows = delivery_attempts::Entity::find()

@@ -99,12 +99,6 @@ impl WorkSignal {
         self.notify.notify_one();
     }
 
-    /// Any tenant may have new work.
-    pub fn anything(&self) {
-        lock(&self.tenants).overflow = true;
-        self.notify.notify_one();
-    }
-
     fn take(&self) -> WorkHint {
         std::mem::take(&mut *lock(&self.tenants))
     }
@@ -392,13 +386,8 @@ impl Worker {
     }
 }
 
-/// An attempt's outcome on its way to the database.
-struct Outcome {
-    id: uuid::Uuid,
-    update: DeliveryUpdate,
-}
-
-type Outcomes = mpsc::UnboundedSender<Outcome>;
+/// Attempts' outcomes on their way to the database.
+type Outcomes = mpsc::UnboundedSender<(uuid::Uuid, DeliveryUpdate)>;
 
 /// Outcomes recorded by one statement at most.
 const RECORD_BATCH: usize = 256;
@@ -410,21 +399,20 @@ const RECORD_LINGER: Duration = Duration::from_millis(5);
 /// database sees one commit per batch rather than per mail. A delivery stays held (its
 /// lease renewed) until its outcome is written; if writing fails, the lease runs out and
 /// the delivery is tried again with the same Message-ID.
-async fn record_outcomes(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
+async fn record_outcomes(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<(uuid::Uuid, DeliveryUpdate)>) {
     let worker = shared.config.worker_id.clone();
     while let Some(first) = rx.recv().await {
         // Outcomes arriving within a few milliseconds share the transaction: the mails
         // are sent already, and one commit instead of several is what lets the database
         // keep up (the leases are held meanwhile).
-        let mut batch = vec![first];
+        let mut updates = vec![first];
         let linger = tokio::time::Instant::now() + RECORD_LINGER;
-        while batch.len() < RECORD_BATCH {
+        while updates.len() < RECORD_BATCH {
             match tokio::time::timeout_at(linger, rx.recv()).await {
-                Ok(Some(o)) => batch.push(o),
+                Ok(Some(o)) => updates.push(o),
                 Ok(None) | Err(_) => break,
             }
         }
-        let updates: Vec<(uuid::Uuid, DeliveryUpdate)> = batch.into_iter().map(|o| (o.id, o.update)).collect();
         let results = match shared.deliveries.finish_many(&worker, &updates).await {
             Ok(done) => done.into_iter().map(Ok).collect(),
             Err(e) => {
@@ -616,9 +604,9 @@ async fn process(shared: &Arc<Shared>, outcomes: &Outcomes, d: Delivery) {
         started.elapsed(),
     );
     tracing::debug!(delivery = %d.id, tenant = %d.tenant_id, message_id = %d.message_id, status = update.status.code(), "delivery attempted");
-    if let Err(mpsc::error::SendError(lost)) = outcomes.send(Outcome { id: d.id, update }) {
+    if outcomes.send((d.id, update)).is_err() {
         // Only when the worker is gone; the lease runs out and it is tried again.
-        tracing::error!(delivery = %lost.id, "the outcome could not be handed to the recorder");
-        lock(&shared.held).remove(&lost.id);
+        tracing::error!(delivery = %d.id, "the outcome could not be handed to the recorder");
+        lock(&shared.held).remove(&d.id);
     }
 }

@@ -194,18 +194,24 @@ impl Bench {
                 (ok, failed, first)
             }));
         }
-        let (mut ok, mut failed, mut first) = (0, 0, None);
-        for t in tasks {
-            if let Ok((o, f, e)) = t.await {
-                ok += o;
-                failed += f;
-                if first.is_none() {
-                    first = e;
-                }
-            }
-        }
+        let (ok, failed, first) = tally(tasks).await;
         (ok, failed, t0.elapsed().as_secs_f64(), first)
     }
+}
+
+/// Sums what the load tasks report: (succeeded, failed, the first error seen).
+async fn tally(tasks: Vec<tokio::task::JoinHandle<(u64, u64, Option<String>)>>) -> (u64, u64, Option<String>) {
+    let (mut ok, mut failed, mut first) = (0, 0, None);
+    for t in tasks {
+        if let Ok((o, f, e)) = t.await {
+            ok += o;
+            failed += f;
+            if first.is_none() {
+                first = e;
+            }
+        }
+    }
+    (ok, failed, first)
 }
 
 async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
@@ -388,16 +394,7 @@ async fn http_enqueue(b: &Bench, tenants: &[TenantId], n: u64, conc: usize) -> a
             (ok, failed, first)
         }));
     }
-    let (mut ok, mut failed, mut first) = (0, 0, None);
-    for t in tasks {
-        if let Ok((o, f, e)) = t.await {
-            ok += o;
-            failed += f;
-            if first.is_none() {
-                first = e;
-            }
-        }
-    }
+    let (ok, failed, first) = tally(tasks).await;
     let secs = t0.elapsed().as_secs_f64();
     server.stop().await?;
     let rate = ok as f64 / secs;
@@ -455,16 +452,7 @@ async fn plain_insert(b: &Bench, n: u64, conc: usize) -> anyhow::Result<f64> {
             (ok, failed, first)
         }));
     }
-    let (mut ok, mut failed, mut first) = (0, 0, None);
-    for t in tasks {
-        if let Ok((o, f, e)) = t.await {
-            ok += o;
-            failed += f;
-            if first.is_none() {
-                first = e;
-            }
-        }
-    }
+    let (ok, failed, first) = tally(tasks).await;
     let secs = t0.elapsed().as_secs_f64();
     let rate = ok as f64 / secs;
     println!(
