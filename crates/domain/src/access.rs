@@ -4,27 +4,13 @@
 use crate::error::{Error, Result};
 use crate::tenant::TenantId;
 
-/// The caller's role, from the token's `role` claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Operator,
-    TenantAdmin,
-    Service,
-}
-
-impl Role {
-    pub fn code(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::TenantAdmin => "tenant_admin",
-            Role::Service => "service",
-        }
-    }
-
-    pub fn from_code(s: &str) -> Option<Self> {
-        [Role::Operator, Role::TenantAdmin, Role::Service]
-            .into_iter()
-            .find(|r| r.code() == s)
+crate::coded_enum! {
+    /// The caller's role, from the token's `role` claim.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Role {
+        Operator = "operator",
+        TenantAdmin = "tenant_admin",
+        Service = "service",
     }
 }
 
@@ -34,6 +20,41 @@ pub struct Caller {
     subject: String,
     role: Role,
     tenant_id: Option<TenantId>,
+}
+
+/// The tenants a read may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantScope {
+    One(TenantId),
+    All(AllTenants),
+}
+
+/// Permission to read every tenant's data. Only [`Caller::scope`] (for operators and
+/// services) and [`AllTenants::for_operations`] make one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllTenants(());
+
+impl AllTenants {
+    /// For the process's own operations (queue gauges, benchmarks), never on behalf of a
+    /// caller.
+    pub fn for_operations() -> Self {
+        Self(())
+    }
+}
+
+impl TenantScope {
+    /// The one tenant, or `None` for all.
+    pub fn tenant(self) -> Option<TenantId> {
+        match self {
+            TenantScope::One(t) => Some(t),
+            TenantScope::All(_) => None,
+        }
+    }
+
+    /// Whether `tenant` is within the scope.
+    pub fn contains(self, tenant: TenantId) -> bool {
+        self.tenant().is_none_or(|t| t == tenant)
+    }
 }
 
 /// The token's claims do not make a valid caller.
@@ -69,6 +90,19 @@ impl Caller {
         match self.role {
             Role::Operator | Role::Service => true,
             Role::TenantAdmin => self.tenant_id == Some(tenant),
+        }
+    }
+
+    /// Which tenants' data this caller may read: its own tenant for a tenant admin, every
+    /// tenant for operators and services. Store calls that read across tenants take the
+    /// [`TenantScope::All`] that only this hands out.
+    pub fn scope(&self) -> TenantScope {
+        match (self.role, self.tenant_id) {
+            (Role::TenantAdmin, Some(tenant)) => TenantScope::One(tenant),
+            // A tenant admin always has its tenant (see `Caller::new`); without one it
+            // sees nothing rather than everything.
+            (Role::TenantAdmin, None) => TenantScope::One(TenantId::nil()),
+            (Role::Operator | Role::Service, _) => TenantScope::All(AllTenants(())),
         }
     }
 

@@ -7,37 +7,15 @@ use crate::access::Role;
 use crate::settings::FieldChange;
 use crate::tenant::TenantId;
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditAction {
-    TenantCreated,
-    PlanChanged,
-    MailSettingsSaved,
-    MailSettingsCleared,
-    TestMailSent,
-}
-
-impl AuditAction {
-    pub fn code(self) -> &'static str {
-        match self {
-            AuditAction::TenantCreated => "TENANT_CREATED",
-            AuditAction::PlanChanged => "PLAN_CHANGED",
-            AuditAction::MailSettingsSaved => "MAIL_SETTINGS_SAVED",
-            AuditAction::MailSettingsCleared => "MAIL_SETTINGS_CLEARED",
-            AuditAction::TestMailSent => "TEST_MAIL_SENT",
-        }
-    }
-
-    pub fn from_code(s: &str) -> Option<Self> {
-        [
-            Self::TenantCreated,
-            Self::PlanChanged,
-            Self::MailSettingsSaved,
-            Self::MailSettingsCleared,
-            Self::TestMailSent,
-        ]
-        .into_iter()
-        .find(|a| a.code() == s)
+crate::coded_enum! {
+    /// What happened.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum AuditAction {
+        TenantCreated = "TENANT_CREATED",
+        PlanChanged = "PLAN_CHANGED",
+        MailSettingsSaved = "MAIL_SETTINGS_SAVED",
+        MailSettingsCleared = "MAIL_SETTINGS_CLEARED",
+        TestMailSent = "TEST_MAIL_SENT",
     }
 }
 

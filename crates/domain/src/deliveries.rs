@@ -7,13 +7,14 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::access::{Caller, Role};
-use crate::delivery::{Delivery, DeliveryStatus, NotificationRequest, render};
+use crate::delivery::{Delivery, DeliveryStatus, DeliveryUpdate, NotificationRequest, render};
 use crate::error::{Error, FieldError, Result};
-use crate::ports::{DeliveryStore, EnqueueOutcome, StatusCounts, TenantStore};
+use crate::ids::{DeliveryId, IdempotencyKey, MessageId};
+use crate::ports::{DeliveryOutbox, DeliveryQueries, EnqueueOutcome, StatusCounts, TenantStore};
 use crate::sender::PlatformSender;
-use crate::service::Page;
+use crate::service::{Page, page};
 use crate::tenant::TenantId;
-use crate::values::{EmailAddress, ValueError, has_control_chars};
+use crate::values::EmailAddress;
 
 /// Called after a delivery of this tenant is stored or requeued, to wake a worker in this
 /// process.
@@ -23,7 +24,8 @@ pub type QueueSignal = Arc<dyn Fn(TenantId) + Send + Sync>;
 #[derive(Clone)]
 pub struct DeliveryService {
     tenants: Arc<dyn TenantStore>,
-    store: Arc<dyn DeliveryStore>,
+    outbox: Arc<dyn DeliveryOutbox>,
+    queries: Arc<dyn DeliveryQueries>,
     message_id_domain: String,
     signal: Option<QueueSignal>,
 }
@@ -36,13 +38,15 @@ impl std::fmt::Debug for DeliveryService {
     }
 }
 
-/// The largest idempotency key.
-pub const MAX_IDEMPOTENCY_KEY: usize = 200;
-
 impl DeliveryService {
     /// `platform` names the domain of every delivery's `Message-ID` (the sender may change
     /// between attempts; the id does not).
-    pub fn new(tenants: Arc<dyn TenantStore>, store: Arc<dyn DeliveryStore>, platform: &PlatformSender) -> Self {
+    pub fn new(
+        tenants: Arc<dyn TenantStore>,
+        outbox: Arc<dyn DeliveryOutbox>,
+        queries: Arc<dyn DeliveryQueries>,
+        platform: &PlatformSender,
+    ) -> Self {
         let ascii = platform.address.to_ascii();
         let domain = ascii
             .rsplit_once('@')
@@ -51,7 +55,8 @@ impl DeliveryService {
             .to_owned();
         Self {
             tenants,
-            store,
+            outbox,
+            queries,
             message_id_domain: domain,
             signal: None,
         }
@@ -63,8 +68,9 @@ impl DeliveryService {
         self
     }
 
-    pub fn store(&self) -> &Arc<dyn DeliveryStore> {
-        &self.store
+    /// The tenant-scoped queries, for other services built on the same storage.
+    pub fn queries(&self) -> &Arc<dyn DeliveryQueries> {
+        &self.queries
     }
 
     /// Hands in a notification. Services and operators only. The delivery is committed
@@ -82,29 +88,29 @@ impl DeliveryService {
         let to = EmailAddress::parse(&req.to)
             .map_err(|e| errors.push(FieldError::new("to", e.code())))
             .ok();
-        if let Some(key) = &req.idempotency_key {
-            if key.is_empty() {
-                errors.push(FieldError::new("idempotencyKey", ValueError::Required.code()));
-            } else if key.chars().count() > MAX_IDEMPOTENCY_KEY {
-                errors.push(FieldError::new("idempotencyKey", ValueError::TooLong.code()));
-            } else if has_control_chars(key) {
-                errors.push(FieldError::new("idempotencyKey", ValueError::ControlCharacters.code()));
+        let idempotency_key = match req.idempotency_key.as_deref().map(IdempotencyKey::parse) {
+            None => Some(None),
+            Some(Ok(key)) => Some(Some(key)),
+            Some(Err(e)) => {
+                errors.push(FieldError::new("idempotencyKey", e.code()));
+                None
             }
-        }
+        };
         let message = render(req).map_err(|mut e| errors.append(&mut e)).ok();
-        let (Some(to), Some(message), true) = (to, message, errors.is_empty()) else {
+        let (Some(to), Some(idempotency_key), Some(message), true) = (to, idempotency_key, message, errors.is_empty())
+        else {
             return Err(Error::Validation(errors));
         };
         let now = Utc::now();
         let delivery = Delivery {
-            id: uuid::Uuid::now_v7(),
+            id: DeliveryId::generate(),
             tenant_id: req.tenant_id,
             kind: req.kind,
             to,
             locale: req.locale,
             message,
-            message_id: format!("<{}@{}>", uuid::Uuid::new_v4().simple(), self.message_id_domain),
-            idempotency_key: req.idempotency_key.clone(),
+            message_id: MessageId::generate(&self.message_id_domain),
+            idempotency_key,
             status: DeliveryStatus::Queued,
             retries: 0,
             next_attempt_at: now,
@@ -113,7 +119,7 @@ impl DeliveryService {
             failure_reason: None,
             attempts: Vec::new(),
         };
-        match self.store.enqueue(&delivery).await? {
+        match self.outbox.enqueue(&delivery).await? {
             EnqueueOutcome::Created(d) => {
                 if let Some(signal) = &self.signal {
                     signal(d.tenant_id);
@@ -125,9 +131,8 @@ impl DeliveryService {
     }
 
     /// One delivery, or `None` when absent or not visible to the caller.
-    pub async fn delivery(&self, caller: &Caller, id: uuid::Uuid) -> Result<Option<Delivery>> {
-        let d = self.store.delivery(id).await?;
-        Ok(d.filter(|d| caller.can_see(d.tenant_id)))
+    pub async fn delivery(&self, caller: &Caller, id: DeliveryId) -> Result<Option<Delivery>> {
+        Ok(self.queries.delivery(caller.scope(), id).await?)
     }
 
     /// A tenant's deliveries, newest first.
@@ -136,20 +141,13 @@ impl DeliveryService {
         caller: &Caller,
         tenant: TenantId,
         status: Option<DeliveryStatus>,
-        after: Option<uuid::Uuid>,
+        after: Option<DeliveryId>,
         first: u64,
     ) -> Result<Page<Delivery>> {
         if !caller.can_see(tenant) {
             return Err(Error::NotFound);
         }
-        let first = first.min(crate::service::MAX_PAGE);
-        let mut rows = self.store.deliveries(tenant, status, after, first + 1).await?;
-        let has_next_page = rows.len() as u64 > first;
-        rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
-        Ok(Page {
-            items: rows,
-            has_next_page,
-        })
+        page(first, |limit| self.queries.deliveries(tenant, status, after, limit)).await
     }
 
     /// Counts by status for a tenant.
@@ -157,30 +155,25 @@ impl DeliveryService {
         if !caller.can_see(tenant) {
             return Err(Error::NotFound);
         }
-        Ok(self.store.status_counts(Some(tenant)).await?)
+        Ok(self
+            .queries
+            .status_counts(crate::access::TenantScope::One(tenant))
+            .await?)
     }
 
     /// Puts a `FAILED` delivery back in the queue. Operators and the tenant's admins.
-    pub async fn retry(&self, caller: &Caller, id: uuid::Uuid) -> Result<Delivery> {
+    pub async fn retry(&self, caller: &Caller, id: DeliveryId) -> Result<Delivery> {
         let d = self.delivery(caller, id).await?.ok_or(Error::NotFound)?;
         caller.require_settings_editor(d.tenant_id)?;
-        if d.status != DeliveryStatus::Failed {
-            return Err(Error::validation("id", "NOT_FAILED"));
-        }
-        let now = Utc::now();
-        if !self.store.requeue_failed(id, now).await? {
-            return Err(Error::validation("id", "NOT_FAILED"));
+        let not_failed = || Error::validation("id", "NOT_FAILED");
+        let update = DeliveryUpdate::requeued(&d, Utc::now()).map_err(|_| not_failed())?;
+        if !self.queries.requeue(d.tenant_id, id, &update).await? {
+            return Err(not_failed());
         }
         if let Some(signal) = &self.signal {
             signal(d.tenant_id);
         }
         // The delivery as this call left it (a worker may pick it up at once).
-        Ok(Delivery {
-            status: DeliveryStatus::Queued,
-            retries: 0,
-            failure_reason: None,
-            next_attempt_at: now,
-            ..d
-        })
+        Ok(update.applied_to(d))
     }
 }

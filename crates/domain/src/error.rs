@@ -1,9 +1,9 @@
-//! The domain's error type: every way an operation can be refused, each with the stable
-//! code the API reports.
+//! The domain's errors: every way an operation can be refused (each with the stable code
+//! the API reports), and the ways storage can fail. Nothing here depends on a port; the
+//! ports depend on these.
 
 use crate::i18n::Locale;
 use crate::plan::{Plan, PlanForbidsCustomSender};
-use crate::ports::StoreError;
 
 /// One wrong field of an input, with a stable reason code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +84,32 @@ impl Error {
     pub fn validation(field: &'static str, code: &'static str) -> Self {
         Error::Validation(vec![FieldError::new(field, code)])
     }
+}
+
+/// A storage failure. Its text is for logs only; clients get `INTERNAL` and an id.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("a stored secret could not be decrypted: {0}")]
+    Crypto(String),
+}
+
+/// Why a conditional write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("tenant not found")]
+    NotFound,
+    /// Someone else saved or cleared first; `current` is the version now stored (0: none).
+    #[error("version conflict (current {current})")]
+    VersionConflict { current: i64 },
+    /// The plan was changed by someone else first.
+    #[error("plan changed concurrently")]
+    PlanChanged,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,11 +1,14 @@
 //! The two languages Mailgate answers in, chosen from `Accept-Language`.
 
-/// A language the API answers in. English when the caller states nothing we speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Locale {
-    #[default]
-    En,
-    Ja,
+crate::coded_enum! {
+    /// A language the API answers in. English when the caller states nothing we speak.
+    /// The codes are the language tags stored with a delivery.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Locale {
+        #[default]
+        En = "en",
+        Ja = "ja",
+    }
 }
 
 impl Locale {

@@ -5,10 +5,12 @@
 
 pub mod access;
 pub mod audit;
+pub mod codes;
 pub mod deliveries;
 pub mod delivery;
 pub mod error;
 pub mod i18n;
+pub mod ids;
 pub mod mail;
 pub mod plan;
 pub mod ports;
@@ -18,10 +20,11 @@ pub mod settings;
 pub mod tenant;
 pub mod values;
 
-pub use access::{Caller, Role};
-pub use error::{Error, FieldError, Result};
+pub use access::{Caller, Role, TenantScope};
+pub use error::{Error, FieldError, Result, StoreError, WriteError};
 pub use i18n::Locale;
+pub use ids::{DeliveryId, IdempotencyKey, LeaseOwner, MessageId};
 pub use plan::{Plan, SenderOverridePermit};
 pub use sender::{EffectiveSender, PlatformSender, SenderReason, SenderSource};
 pub use settings::{MailSettings, MailSettingsDraft, StoredMailSettings};
-pub use tenant::{Tenant, TenantId, TenantName};
+pub use tenant::{Tenant, TenantId, TenantName, TenantRecord};

@@ -5,30 +5,20 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The hosting plans a tenant can be on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Plan {
-    Economy,
-    Basic,
-    Pro,
-    Share,
-    Biz,
+crate::coded_enum! {
+    /// The hosting plans a tenant can be on (the codes are used in the API and the
+    /// database).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Plan {
+        Economy = "ECONOMY",
+        Basic = "BASIC",
+        Pro = "PRO",
+        Share = "SHARE",
+        Biz = "BIZ",
+    }
 }
 
 impl Plan {
-    pub const ALL: [Plan; 5] = [Plan::Economy, Plan::Basic, Plan::Pro, Plan::Share, Plan::Biz];
-
-    /// The stable code used in the API and the database.
-    pub fn code(self) -> &'static str {
-        match self {
-            Plan::Economy => "ECONOMY",
-            Plan::Basic => "BASIC",
-            Plan::Pro => "PRO",
-            Plan::Share => "SHARE",
-            Plan::Biz => "BIZ",
-        }
-    }
-
     /// The product name shown to people.
     pub fn display_name(self) -> &'static str {
         match self {
@@ -60,10 +50,7 @@ pub struct UnknownPlan(pub String);
 impl FromStr for Plan {
     type Err = UnknownPlan;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Plan::ALL
-            .into_iter()
-            .find(|p| p.code() == s)
-            .ok_or_else(|| UnknownPlan(s.to_owned()))
+        Plan::from_code(s).ok_or_else(|| UnknownPlan(s.to_owned()))
     }
 }
 

@@ -38,11 +38,13 @@ impl PlatformSender {
     }
 }
 
-/// Whose server and address mail goes out from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SenderSource {
-    Custom,
-    PlatformDefault,
+crate::coded_enum! {
+    /// Whose server and address mail goes out from.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum SenderSource {
+        Custom = "CUSTOM",
+        PlatformDefault = "PLATFORM_DEFAULT",
+    }
 }
 
 /// Why the sender is what it is.

@@ -7,11 +7,12 @@ use chrono::Utc;
 
 use crate::access::Caller;
 use crate::audit::{AuditAction, AuditEntry};
+use crate::error::WriteError;
 use crate::error::{Error, Result};
 use crate::i18n::Locale;
 use crate::mail::{Diagnosis, OutgoingMail, SendFailure, SendReceipt, Subject, diagnose};
 use crate::plan::{Plan, sender_override_permit};
-use crate::ports::{Coordination, MailTransport, TenantRecord, TenantStore, WriteError};
+use crate::ports::{Coordination, MailTransport, TenantRecord, TenantStore};
 use crate::sender::{EffectiveSender, PlatformSender, effective_sender};
 use crate::settings::PortPolicy;
 use crate::settings::{FieldChange, MailSettings, MailSettingsDraft, StoredMailSettings, settings_diff};
@@ -60,6 +61,67 @@ impl TenantView {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub has_next_page: bool,
+}
+
+/// Fetches a page of at most `first` (capped at [`MAX_PAGE`]) by asking `fetch` for one
+/// more row than that, which says whether another page follows.
+pub(crate) async fn page<T, E>(first: u64, fetch: impl AsyncFnOnce(u64) -> Result<Vec<T>, E>) -> Result<Page<T>>
+where
+    Error: From<E>,
+{
+    let first = first.min(MAX_PAGE);
+    let mut items = fetch(first + 1).await?;
+    let has_next_page = items.len() as u64 > first;
+    items.truncate(usize::try_from(first).unwrap_or(usize::MAX));
+    Ok(Page { items, has_next_page })
+}
+
+/// Settles the rounds of a conditional write that a concurrent writer may refuse: at
+/// most [`WRITE_ATTEMPTS`] rounds, each reading what is stored now. A version conflict
+/// ends it at once when the caller asked for a version (`strict`); a plan changed by
+/// someone else is simply tried again. If others keep winning, the last version seen is
+/// reported as a conflict.
+struct ConflictRetry {
+    strict: bool,
+    rounds: usize,
+    last_current: i64,
+}
+
+impl ConflictRetry {
+    fn new(strict: bool) -> Self {
+        Self {
+            strict,
+            rounds: 0,
+            last_current: 0,
+        }
+    }
+
+    /// The write's result: `Some` when done, `None` to try another round, or the error
+    /// that ends it.
+    fn settle<T>(&mut self, written: Result<T, WriteError>) -> Result<Option<T>> {
+        self.rounds += 1;
+        match written {
+            Ok(done) => Ok(Some(done)),
+            Err(WriteError::VersionConflict { current }) if self.strict => Err(Error::VersionConflict { current }),
+            Err(WriteError::VersionConflict { current }) => {
+                self.last_current = current;
+                self.again()
+            }
+            Err(WriteError::PlanChanged) => self.again(),
+            Err(WriteError::NotFound) => Err(Error::NotFound),
+            Err(WriteError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    fn again<T>(&self) -> Result<Option<T>> {
+        if self.rounds >= WRITE_ATTEMPTS {
+            Err(Error::VersionConflict {
+                current: self.last_current,
+            })
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 /// A test mail must finish (or give up) within this.
@@ -174,10 +236,10 @@ impl TenantService {
     /// custom sender they are inactive until the tenant moves back.
     pub async fn change_plan(&self, caller: &Caller, id: TenantId, plan: Plan) -> Result<TenantView> {
         caller.require_operator()?;
-        let mut current_version = 0;
-        for _ in 0..WRITE_ATTEMPTS {
+        let mut writes = ConflictRetry::new(false);
+        loop {
             let mut record = self.load(id).await?;
-            current_version = record.settings.as_ref().map_or(0, |s| s.version);
+            let current_version = record.settings.as_ref().map_or(0, |s| s.version);
             let from = record.tenant.plan;
             if from == plan {
                 return Ok(self.view(record));
@@ -194,21 +256,22 @@ impl TenantService {
                 }],
                 now,
             );
-            match self.store.change_plan(id, from, plan, now, &audit).await {
+            let written = match self.store.change_plan(id, from, plan, now, &audit).await {
                 Ok(tenant) => {
                     record.tenant = tenant;
                     self.mailer.forget(id).await;
-                    return Ok(self.view(record));
+                    Ok(self.view(record))
                 }
-                Err(WriteError::PlanChanged | WriteError::VersionConflict { .. }) => continue,
-                Err(WriteError::NotFound) => return Err(Error::NotFound),
-                Err(WriteError::Store(e)) => return Err(e.into()),
+                // Someone else moved the tenant first: try again from what is stored now.
+                Err(WriteError::PlanChanged | WriteError::VersionConflict { .. }) => Err(WriteError::VersionConflict {
+                    current: current_version,
+                }),
+                Err(e) => Err(e),
+            };
+            if let Some(done) = writes.settle(written)? {
+                return Ok(done);
             }
         }
-        // Others kept changing the plan faster than we could: report it as a conflict.
-        Err(Error::VersionConflict {
-            current: current_version,
-        })
     }
 
     /// A tenant, or `None` when it does not exist or the caller may not see it.
@@ -228,13 +291,10 @@ impl TenantService {
         first: u64,
     ) -> Result<Page<TenantView>> {
         caller.require_operator()?;
-        let first = first.min(MAX_PAGE);
-        let mut rows = self.store.tenants(plan, after, first + 1).await?;
-        let has_next_page = rows.len() as u64 > first;
-        rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
+        let rows = page(first, |limit| self.store.tenants(plan, after, limit)).await?;
         Ok(Page {
-            items: rows.into_iter().map(|r| self.view(r)).collect(),
-            has_next_page,
+            items: rows.items.into_iter().map(|r| self.view(r)).collect(),
+            has_next_page: rows.has_next_page,
         })
     }
 
@@ -252,8 +312,8 @@ impl TenantService {
             self.clear_mail_settings(caller, id, expected_version).await?;
             return Ok(None);
         }
-        let mut last_current = 0;
-        for _ in 0..WRITE_ATTEMPTS {
+        let mut writes = ConflictRetry::new(expected_version.is_some());
+        loop {
             let record = self.load(id).await?;
             let permit = sender_override_permit(record.tenant.plan)?;
             let stored = record.settings.as_ref();
@@ -268,25 +328,17 @@ impl TenantService {
             let now = Utc::now();
             let changes = settings_diff(stored.map(|s| &s.settings), Some(&settings));
             let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsSaved, changes, now);
-            match self
+            let saved = self
                 .store
                 .save_mail_settings(id, permit, &settings, current, now, &audit)
-                .await
-            {
-                Ok(saved) => {
-                    self.mailer.forget(id).await;
-                    return Ok(Some(saved));
-                }
-                Err(WriteError::VersionConflict { current }) if expected_version.is_some() => {
-                    return Err(Error::VersionConflict { current });
-                }
-                Err(WriteError::VersionConflict { current }) => last_current = current,
-                Err(WriteError::PlanChanged) => continue,
-                Err(WriteError::NotFound) => return Err(Error::NotFound),
-                Err(WriteError::Store(e)) => return Err(e.into()),
+                .await;
+            if saved.is_ok() {
+                self.mailer.forget(id).await;
+            }
+            if let Some(done) = writes.settle(saved)? {
+                return Ok(Some(done));
             }
         }
-        Err(Error::VersionConflict { current: last_current })
     }
 
     /// Removes all of a tenant's settings; mail goes out from the platform default again.
@@ -298,8 +350,8 @@ impl TenantService {
         expected_version: Option<i64>,
     ) -> Result<TenantView> {
         caller.require_settings_editor(id)?;
-        let mut last_current = 0;
-        for _ in 0..WRITE_ATTEMPTS {
+        let mut writes = ConflictRetry::new(expected_version.is_some());
+        loop {
             let mut record = self.load(id).await?;
             let current = record.settings.as_ref().map_or(0, |s| s.version);
             if let Some(expected) = expected_version
@@ -313,22 +365,13 @@ impl TenantService {
             let now = Utc::now();
             let changes = settings_diff(Some(&stored.settings), None);
             let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsCleared, changes, now);
-            match self.store.clear_mail_settings(id, current, now, &audit).await {
-                Ok(()) => {
-                    record.settings = None;
-                    self.mailer.forget(id).await;
-                    return Ok(self.view(record));
-                }
-                Err(WriteError::VersionConflict { current }) if expected_version.is_some() => {
-                    return Err(Error::VersionConflict { current });
-                }
-                Err(WriteError::VersionConflict { current }) => last_current = current,
-                Err(WriteError::PlanChanged) => continue,
-                Err(WriteError::NotFound) => return Err(Error::NotFound),
-                Err(WriteError::Store(e)) => return Err(e.into()),
+            let cleared = self.store.clear_mail_settings(id, current, now, &audit).await;
+            if writes.settle(cleared)?.is_some() {
+                record.settings = None;
+                self.mailer.forget(id).await;
+                return Ok(self.view(record));
             }
         }
-        Err(Error::VersionConflict { current: last_current })
     }
 
     /// A tenant's audit trail, for operators and that tenant's admins.
@@ -340,14 +383,7 @@ impl TenantService {
         first: u64,
     ) -> Result<Page<AuditEntry>> {
         caller.require_settings_editor(id)?;
-        let first = first.min(MAX_PAGE);
-        let mut rows = self.store.audit_trail(id, after, first + 1).await?;
-        let has_next_page = rows.len() as u64 > first;
-        rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
-        Ok(Page {
-            items: rows,
-            has_next_page,
-        })
+        page(first, |limit| self.store.audit_trail(id, after, limit)).await
     }
 
     /// Sends a real test mail to `to`, through the unsaved `draft` when given (the stored

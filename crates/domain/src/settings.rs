@@ -11,53 +11,28 @@ use crate::values::{
     has_control_chars,
 };
 
-/// Whether the form was filled by hand or from a preset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ServerKind {
-    #[default]
-    Custom,
-    Gmail,
-}
-
-impl ServerKind {
-    pub fn code(self) -> &'static str {
-        match self {
-            ServerKind::Custom => "CUSTOM",
-            ServerKind::Gmail => "GMAIL",
-        }
-    }
-
-    pub fn from_code(s: &str) -> Option<Self> {
-        [ServerKind::Custom, ServerKind::Gmail]
-            .into_iter()
-            .find(|k| k.code() == s)
+crate::coded_enum! {
+    /// Whether the form was filled by hand or from a preset.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum ServerKind {
+        #[default]
+        Custom = "CUSTOM",
+        Gmail = "GMAIL",
     }
 }
 
-/// How the SMTP connection is protected. The seed pages call implicit TLS "ssl" and
-/// STARTTLS "tls".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encryption {
-    None,
-    Ssl,
-    StartTls,
+crate::coded_enum! {
+    /// How the SMTP connection is protected. The seed pages call implicit TLS "ssl" and
+    /// STARTTLS "tls".
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Encryption {
+        None = "NONE",
+        Ssl = "SSL",
+        StartTls = "STARTTLS",
+    }
 }
 
 impl Encryption {
-    pub fn code(self) -> &'static str {
-        match self {
-            Encryption::None => "NONE",
-            Encryption::Ssl => "SSL",
-            Encryption::StartTls => "STARTTLS",
-        }
-    }
-
-    pub fn from_code(s: &str) -> Option<Self> {
-        [Encryption::None, Encryption::Ssl, Encryption::StartTls]
-            .into_iter()
-            .find(|k| k.code() == s)
-    }
-
     /// The usual encryption for a port, used when a form leaves encryption out.
     fn usual_for_port(port: u16) -> Self {
         match port {

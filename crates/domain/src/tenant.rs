@@ -21,6 +21,11 @@ impl TenantId {
     pub fn as_uuid(&self) -> &uuid::Uuid {
         &self.0
     }
+
+    /// The all-zero id, which no tenant has.
+    pub fn nil() -> Self {
+        Self(uuid::Uuid::nil())
+    }
 }
 
 impl FromStr for TenantId {
@@ -76,4 +81,11 @@ pub struct Tenant {
     pub plan: Plan,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A tenant with its saved settings, if any.
+#[derive(Debug, Clone)]
+pub struct TenantRecord {
+    pub tenant: Tenant,
+    pub settings: Option<crate::settings::StoredMailSettings>,
 }

@@ -8,7 +8,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 
 use domain::deliveries::DeliveryService;
 use domain::delivery::{self as dd, NotificationRequest, VariableValue};
-use domain::{Error, Locale, TenantId};
+use domain::{DeliveryId, Error, Locale, TenantId};
 
 use crate::context::RequestContext;
 use crate::error::{ResultExt as _, validation_error};
@@ -237,7 +237,7 @@ impl Delivery {
     }
     /// Kept across all attempts.
     async fn message_id(&self) -> &str {
-        &self.0.message_id
+        self.0.message_id.as_str()
     }
     async fn created_at(&self) -> String {
         rfc3339(self.0.created_at)
@@ -247,10 +247,10 @@ impl Delivery {
     }
     /// Why it failed for good (`expired`, or the stage, code and reply).
     async fn failure_reason(&self) -> Option<&str> {
-        self.0.failure_reason.as_deref()
+        self.0.failure_reason.as_ref().map(dd::FailureReason::as_text)
     }
     async fn idempotency_key(&self) -> Option<&str> {
-        self.0.idempotency_key.as_deref()
+        self.0.idempotency_key.as_ref().map(domain::IdempotencyKey::as_str)
     }
 }
 
@@ -293,7 +293,7 @@ pub(crate) async fn tenant_deliveries(
         None => None,
         Some(c) => Some(
             decode_cursor(&c)
-                .and_then(|s| uuid::Uuid::parse_str(&s).ok())
+                .and_then(|s| DeliveryId::from_str(&s).ok())
                 .ok_or_else(|| crate::query::bad_cursor(rc.locale))?,
         ),
     };
@@ -331,7 +331,7 @@ pub(crate) async fn tenant_deliveries(
 pub(crate) async fn delivery(ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Delivery>> {
     let (rc, service) = rc(ctx)?;
     let caller = rc.caller().gql(rc.locale)?;
-    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+    let Ok(id) = DeliveryId::from_str(&id) else {
         return Ok(None);
     };
     Ok(service.delivery(caller, id).await.gql(rc.locale)?.map(Delivery))
@@ -349,6 +349,6 @@ pub(crate) async fn enqueue(ctx: &Context<'_>, input: NotificationInput) -> asyn
 pub(crate) async fn retry(ctx: &Context<'_>, id: ID) -> async_graphql::Result<Delivery> {
     let (rc, service) = rc(ctx)?;
     let caller = rc.caller().gql(rc.locale)?;
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| crate::error::to_graphql(Error::NotFound, rc.locale))?;
+    let id = DeliveryId::from_str(&id).map_err(|_| crate::error::to_graphql(Error::NotFound, rc.locale))?;
     service.retry(caller, id).await.map(Delivery).gql(rc.locale)
 }

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use domain::PlatformSender;
 use domain::deliveries::DeliveryService;
 use domain::delivery::RetryPolicy;
-use domain::ports::{Coordination, DeliveryStore, MailTransport, TenantStore};
+use domain::ports::{Coordination, DeliveryOutbox, DeliveryQueries, DeliveryQueue, MailTransport, TenantStore};
 use domain::service::TenantService;
 use domain::settings::PortPolicy;
 use graphql_api::auth::JwtKey;
@@ -35,7 +35,8 @@ pub struct App {
     pub verifier: Arc<TokenVerifier>,
     pub mailer: Arc<Mailer>,
     pub deliveries: DeliveryService,
-    pub delivery_store: Arc<dyn DeliveryStore>,
+    /// The worker's side of the delivery queue.
+    pub delivery_queue: Arc<dyn DeliveryQueue>,
     pub tenants: Arc<dyn TenantStore>,
     /// Wakes this process's worker after an enqueue.
     pub queue_signal: Arc<worker::WorkSignal>,
@@ -208,11 +209,13 @@ impl App {
                 .clamp(1, 8),
             _ => 1,
         };
-        let delivery_store: Arc<dyn DeliveryStore> = Arc::new(persistence::GroupCommit::start(
+        let outbox: Arc<dyn DeliveryOutbox> = Arc::new(persistence::GroupCommit::start(
             Arc::new(store.clone()),
             ENQUEUE_BATCH,
             writers,
         ));
+        let delivery_queue: Arc<dyn DeliveryQueue> = Arc::new(store.clone());
+        let delivery_queries: Arc<dyn DeliveryQueries> = Arc::new(store.clone());
         let coordination: Arc<dyn Coordination> = Arc::new(store.clone());
         let cached = persistence::CachedStore::with_limits(
             store,
@@ -244,7 +247,7 @@ impl App {
         }));
         let queue_signal = Arc::new(worker::WorkSignal::default());
         let wake = queue_signal.clone();
-        let deliveries = DeliveryService::new(tenants.clone(), delivery_store.clone(), &platform)
+        let deliveries = DeliveryService::new(tenants.clone(), outbox, delivery_queries, &platform)
             .with_signal(Arc::new(move |tenant| wake.tenant_has_work(tenant)));
         let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination);
         let schema = build_schema(
@@ -265,7 +268,7 @@ impl App {
             verifier: Arc::new(verifier),
             mailer,
             deliveries,
-            delivery_store,
+            delivery_queue,
             tenants,
             queue_signal,
             metrics: Arc::new(Metrics::default()),
@@ -279,7 +282,7 @@ impl App {
         let c = &self.config;
         let secs = Duration::from_secs;
         let config = WorkerConfig {
-            worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+            worker_id: domain::LeaseOwner::unique(&hostname()),
             batch_size: c.worker_batch_size,
             max_in_flight: c.worker_max_in_flight,
             per_tenant_in_flight: c.smtp_max_connections_per_tenant,
@@ -296,7 +299,7 @@ impl App {
         let mailer: Arc<dyn MailTransport> = self.mailer.clone();
         Worker::new(
             config,
-            self.delivery_store.clone(),
+            self.delivery_queue.clone(),
             self.tenants.clone(),
             mailer,
             self.metrics.clone(),

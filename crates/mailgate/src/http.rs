@@ -88,7 +88,8 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(bearer)
         .and_then(|t| app.verifier.verify(t).ok());
-    match caller {
+    // Operators see the whole queue.
+    let scope = match caller {
         None => {
             return error_response(
                 StatusCode::UNAUTHORIZED,
@@ -99,12 +100,12 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
         Some(c) if c.role() != domain::Role::Operator => {
             return error_response(StatusCode::FORBIDDEN, code::FORBIDDEN, message(code::FORBIDDEN, locale));
         }
-        Some(_) => {}
-    }
+        Some(c) => c.scope(),
+    };
     let mut out = String::from(
         "# HELP mailgate_deliveries Deliveries in the queue by status.\n# TYPE mailgate_deliveries gauge\n",
     );
-    match app.delivery_store.status_counts(None).await {
+    match app.deliveries.queries().status_counts(scope).await {
         Ok(counts) => {
             for (status, n) in counts {
                 out.push_str(&format!(

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::audit::AuditEntry;
-use domain::ports::{StoreError, TenantRecord, TenantStore, WriteError};
+use domain::ports::{TenantRecord, TenantStore};
 use domain::settings::{MailSettings, StoredMailSettings};
 use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
+use domain::{StoreError, WriteError};
 use moka::future::Cache;
 
 /// A [`TenantStore`] that caches found tenants and delegates everything else.

@@ -6,9 +6,10 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
+use domain::StoreError;
 use domain::access::Role;
 use domain::audit::{AuditAction, AuditEntry};
-use domain::ports::{StoreError, TenantRecord};
+use domain::ports::TenantRecord;
 use domain::settings::{
     Encryption, FieldChange, MailSettings, MailSettingsDraft, PopBeforeSmtpDraft, ServerKind, StoredMailSettings,
 };

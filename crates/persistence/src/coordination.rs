@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
+use domain::StoreError;
 use domain::TenantId;
-use domain::ports::{Coordination, StoreError};
+use domain::ports::Coordination;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 use crate::convert::db_err;

@@ -1,10 +1,12 @@
-//! The domain's [`DeliveryStore`] port (the durable delivery queue) on [`SqlStore`], so
-//! tenants and their deliveries share one pool.
+//! The domain's delivery ports on [`SqlStore`], so tenants and their deliveries share one
+//! pool: the outbox ([`DeliveryOutbox`]), the worker's queue ([`DeliveryQueue`]) and the
+//! tenant-scoped queries ([`DeliveryQueries`]).
 //!
 //! A delivery is `QUEUED` or `RETRYING` until it is due, then a worker *claims* it: one
 //! statement moves it to `SENDING` under that worker's lease and returns it. The worker
 //! *finishes* it (attempt row and new state in one transaction, only while it still holds
-//! the lease) or *releases* it unattempted. A lease that runs out makes the delivery
+//! the lease) or gives it back unattempted; what the new state is comes from the domain's
+//! [`DeliveryUpdate`], which this module applies without deciding anything. A lease that runs out makes the delivery
 //! claimable again, so a crashed worker loses nothing.
 //!
 //! The claim reads the two partial indexes of the migration (due rows; leased rows), each
@@ -17,11 +19,15 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use domain::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, NotificationKind, RenderedMessage};
+use domain::delivery::{
+    Attempt, AttemptOutcome, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind, RenderedMessage,
+};
 use domain::mail::Subject;
-use domain::ports::{DeliveryStore, DeliveryUpdate, EnqueueOutcome, StatusCounts, StoreError};
+use domain::ports::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
 use domain::values::EmailAddress;
-use domain::{Locale, SenderSource, TenantId};
+use domain::{
+    DeliveryId, IdempotencyKey, LeaseOwner, Locale, MessageId, SenderSource, StoreError, TenantId, TenantScope,
+};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
@@ -33,9 +39,6 @@ use crate::convert::{corrupt, db_err};
 use crate::entities::{deliveries, delivery_attempts};
 use crate::store::SqlStore;
 
-/// Why a claimed row that cannot be read back is failed.
-pub const INVALID_STORED_DATA: &str = "invalid stored data";
-
 const INVALID: &str = "INVALID_FORMAT";
 
 /// How often an enqueue retries when the delivery it conflicted with is gone by the time
@@ -43,7 +46,7 @@ const INVALID: &str = "INVALID_FORMAT";
 const ENQUEUE_ROUNDS: usize = 3;
 
 #[async_trait::async_trait]
-impl DeliveryStore for SqlStore {
+impl DeliveryOutbox for SqlStore {
     async fn enqueue(&self, delivery: &Delivery) -> Result<EnqueueOutcome, StoreError> {
         let db = self.connection();
         let _turn = self.queue_write_turn().await;
@@ -104,7 +107,7 @@ impl DeliveryStore for SqlStore {
         };
         let mut out = Vec::with_capacity(batch.len());
         for d in batch {
-            if inserted.contains(&d.id.hyphenated().to_string()) {
+            if inserted.contains(&d.id.to_string()) {
                 let mut created = d.clone();
                 created.attempts.clear();
                 out.push(Ok(EnqueueOutcome::Created(created)));
@@ -114,10 +117,13 @@ impl DeliveryStore for SqlStore {
         }
         out
     }
+}
 
+#[async_trait::async_trait]
+impl DeliveryQueue for SqlStore {
     async fn claim(
         &self,
-        worker: &str,
+        owner: &LeaseOwner,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
@@ -127,7 +133,7 @@ impl DeliveryStore for SqlStore {
             return Ok(Vec::new());
         }
         let db = self.connection();
-        let stmt = claim_statement(db.get_database_backend(), worker, now, lease_until, limit, exclude);
+        let stmt = claim_statement(db.get_database_backend(), owner, now, lease_until, limit, exclude);
         let turn = self.queue_write_turn().await;
         let rows = db.query_all_raw(stmt).await.map_err(db_err)?;
         drop(turn);
@@ -143,8 +149,9 @@ impl DeliveryStore for SqlStore {
                     let id = row.try_get::<String>("", "id").ok();
                     tracing::error!(delivery_id = id.as_deref(), %error, "claimed delivery cannot be read; failing it");
                     // If this fails too, the lease runs out and the row is tried again.
+                    let unreadable = DeliveryUpdate::unreadable(Utc::now());
                     if let Some(id) = id
-                        && let Err(error) = self.fail_invalid(&id, worker).await
+                        && let Err(error) = self.apply_finishes(owner, &[(id.clone(), &unreadable)]).await
                     {
                         tracing::error!(delivery_id = id, %error, "could not fail an unreadable delivery");
                     }
@@ -155,7 +162,7 @@ impl DeliveryStore for SqlStore {
         Ok(claimed)
     }
 
-    async fn renew_leases(&self, worker: &str, lease_until: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn renew_leases(&self, owner: &LeaseOwner, lease_until: DateTime<Utc>) -> Result<u64, StoreError> {
         let renewed = deliveries::Entity::update_many()
             .col_expr(
                 deliveries::Column::LeaseUntilMs,
@@ -163,7 +170,7 @@ impl DeliveryStore for SqlStore {
             )
             // A literal, so the planner can use the partial index of leased rows.
             .filter(Expr::cust("status = 'SENDING'"))
-            .filter(deliveries::Column::LeaseOwner.eq(worker))
+            .filter(deliveries::Column::LeaseOwner.eq(owner.as_str()))
             .exec(self.connection())
             .await
             .map_err(db_err)?;
@@ -172,71 +179,23 @@ impl DeliveryStore for SqlStore {
 
     async fn finish_many(
         &self,
-        worker: &str,
-        updates: &[(uuid::Uuid, DeliveryUpdate)],
+        owner: &LeaseOwner,
+        updates: &[(DeliveryId, DeliveryUpdate)],
     ) -> Result<Vec<bool>, StoreError> {
-        if updates.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = updates.iter().map(|(id, _)| id.hyphenated().to_string()).collect();
-        let mut done = vec![false; updates.len()];
-        let now = Utc::now();
-        let _turn = self.queue_write_turn().await;
-        let txn = self.begin_write().await?;
-        // Every row in one statement; the lease check is per row, so a row whose lease
-        // this worker lost is left alone (and reported false) without failing the others.
-        for chunk in (0..updates.len()).collect::<Vec<_>>().chunks(FINISH_CHUNK) {
-            let stmt = finish_statement(txn.get_database_backend(), worker, now, chunk, &keys, updates);
-            let rows = txn.query_all_raw(stmt).await.map_err(db_err)?;
-            let changed: HashSet<String> = rows
-                .iter()
-                .filter_map(|row| row.try_get::<String>("", "id").ok())
-                .collect();
-            let mut attempts = Vec::new();
-            for &i in chunk {
-                if changed.contains(&keys[i]) {
-                    done[i] = true;
-                    attempts.push(attempt_row(&keys[i], &updates[i].1.attempt));
-                }
-            }
-            if !attempts.is_empty() {
-                delivery_attempts::Entity::insert_many(attempts)
-                    .exec_without_returning(&txn)
-                    .await
-                    .map_err(db_err)?;
-            }
-        }
-        txn.commit().await.map_err(db_err)?;
-        Ok(done)
+        let keyed: Vec<(String, &DeliveryUpdate)> = updates.iter().map(|(id, u)| (id.to_string(), u)).collect();
+        self.apply_finishes(owner, &keyed).await
     }
+}
 
-    async fn release(&self, id: uuid::Uuid, worker: &str) -> Result<bool, StoreError> {
-        let now = Utc::now();
-        let released = deliveries::Entity::update_many()
-            .col_expr(
-                deliveries::Column::Status,
-                Expr::cust("CASE WHEN retries = 0 THEN 'QUEUED' ELSE 'RETRYING' END"),
-            )
-            .col_expr(deliveries::Column::LeaseOwner, Expr::value(Option::<String>::None))
-            .col_expr(deliveries::Column::LeaseUntilMs, Expr::value(Option::<i64>::None))
-            .col_expr(deliveries::Column::NextAttemptAtMs, Expr::value(now.timestamp_millis()))
-            .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
-            .filter(deliveries::Column::Id.eq(id.hyphenated().to_string()))
-            .filter(deliveries::Column::Status.eq(DeliveryStatus::Sending.code()))
-            .filter(deliveries::Column::LeaseOwner.eq(worker))
-            .exec(self.connection())
-            .await
-            .map_err(db_err)?;
-        Ok(released.rows_affected == 1)
-    }
-
-    async fn delivery(&self, id: uuid::Uuid) -> Result<Option<Delivery>, StoreError> {
-        let key = id.hyphenated().to_string();
-        let Some(row) = deliveries::Entity::find_by_id(key.as_str())
-            .one(self.connection())
-            .await
-            .map_err(db_err)?
-        else {
+#[async_trait::async_trait]
+impl DeliveryQueries for SqlStore {
+    async fn delivery(&self, scope: TenantScope, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        let key = id.to_string();
+        let mut query = deliveries::Entity::find_by_id(key.as_str());
+        if let Some(tenant) = scope.tenant() {
+            query = query.filter(deliveries::Column::TenantId.eq(tenant.to_string()));
+        }
+        let Some(row) = query.one(self.connection()).await.map_err(db_err)? else {
             return Ok(None);
         };
         let attempts = self.attempts_of(&[key.as_str()]).await?.remove(&key);
@@ -247,7 +206,7 @@ impl DeliveryStore for SqlStore {
         &self,
         tenant: TenantId,
         status: Option<DeliveryStatus>,
-        after: Option<uuid::Uuid>,
+        after: Option<DeliveryId>,
         limit: u64,
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut query = deliveries::Entity::find().filter(deliveries::Column::TenantId.eq(tenant.to_string()));
@@ -255,7 +214,7 @@ impl DeliveryStore for SqlStore {
             query = query.filter(deliveries::Column::Status.eq(status.code()));
         }
         if let Some(after) = after {
-            query = query.filter(deliveries::Column::Id.lt(after.hyphenated().to_string()));
+            query = query.filter(deliveries::Column::Id.lt(after.to_string()));
         }
         let page = query
             .order_by_desc(deliveries::Column::Id)
@@ -274,12 +233,12 @@ impl DeliveryStore for SqlStore {
             .collect()
     }
 
-    async fn status_counts(&self, tenant: Option<TenantId>) -> Result<StatusCounts, StoreError> {
+    async fn status_counts(&self, scope: TenantScope) -> Result<StatusCounts, StoreError> {
         let mut query = deliveries::Entity::find()
             .select_only()
             .column(deliveries::Column::Status)
             .column_as(Expr::col(deliveries::Column::Id).count(), "n");
-        if let Some(tenant) = tenant {
+        if let Some(tenant) = scope.tenant() {
             query = query.filter(deliveries::Column::TenantId.eq(tenant.to_string()));
         }
         let rows: Vec<(String, i64)> = query
@@ -305,17 +264,29 @@ impl DeliveryStore for SqlStore {
         Ok(counts)
     }
 
-    async fn requeue_failed(&self, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let requeued = deliveries::Entity::update_many()
-            .col_expr(deliveries::Column::Status, Expr::value(DeliveryStatus::Queued.code()))
-            .col_expr(deliveries::Column::Retries, Expr::value(0))
-            .col_expr(deliveries::Column::FailureReason, Expr::value(Option::<String>::None))
-            .col_expr(deliveries::Column::NextAttemptAtMs, Expr::value(now.timestamp_millis()))
+    async fn requeue(&self, tenant: TenantId, id: DeliveryId, update: &DeliveryUpdate) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let mut change = deliveries::Entity::update_many()
+            .col_expr(deliveries::Column::Status, Expr::value(update.status().code()))
+            .col_expr(
+                deliveries::Column::FailureReason,
+                Expr::value(update.failure_reason().map(|r| r.as_text().to_owned())),
+            )
+            .col_expr(
+                deliveries::Column::NextAttemptAtMs,
+                Expr::value(update.next_attempt_at().timestamp_millis()),
+            )
+            .col_expr(deliveries::Column::SentAt, Expr::value(update.sent_at()))
             .col_expr(deliveries::Column::LeaseOwner, Expr::value(Option::<String>::None))
             .col_expr(deliveries::Column::LeaseUntilMs, Expr::value(Option::<i64>::None))
-            .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
-            .filter(deliveries::Column::Id.eq(id.hyphenated().to_string()))
-            .filter(deliveries::Column::Status.eq(DeliveryStatus::Failed.code()))
+            .col_expr(deliveries::Column::UpdatedAt, Expr::value(now));
+        if let Some(retries) = update.retries() {
+            change = change.col_expr(deliveries::Column::Retries, Expr::value(retries_column(retries)));
+        }
+        let requeued = change
+            .filter(deliveries::Column::Id.eq(id.to_string()))
+            .filter(deliveries::Column::TenantId.eq(tenant.to_string()))
+            .filter(deliveries::Column::Status.eq(update.expected().code()))
             .exec(self.connection())
             .await
             .map_err(db_err)?;
@@ -352,40 +323,51 @@ impl SqlStore {
         Ok(by_delivery)
     }
 
-    /// Fails a delivery this worker claimed but cannot read back, with an attempt that
-    /// says so, so it neither blocks the queue nor comes back when its lease runs out.
-    async fn fail_invalid(&self, id: &str, worker: &str) -> Result<(), StoreError> {
-        let now = Utc::now();
-        let txn = self.begin_write().await?;
-        let failed = deliveries::Entity::update_many()
-            .col_expr(deliveries::Column::Status, Expr::value(DeliveryStatus::Failed.code()))
-            .col_expr(deliveries::Column::FailureReason, Expr::value(INVALID_STORED_DATA))
-            .col_expr(deliveries::Column::LeaseOwner, Expr::value(Option::<String>::None))
-            .col_expr(deliveries::Column::LeaseUntilMs, Expr::value(Option::<i64>::None))
-            .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
-            .filter(deliveries::Column::Id.eq(id))
-            .filter(deliveries::Column::Status.eq(DeliveryStatus::Sending.code()))
-            .filter(deliveries::Column::LeaseOwner.eq(worker))
-            .exec(&txn)
-            .await
-            .map_err(db_err)?;
-        if failed.rows_affected == 1 {
-            let attempt = Attempt {
-                at: now,
-                outcome: AttemptOutcome::Failed,
-                stage: None,
-                smtp_code: None,
-                enhanced_code: None,
-                server_message: Some(INVALID_STORED_DATA.to_owned()),
-                sender_address: None,
-                sender_source: None,
-            };
-            delivery_attempts::Entity::insert(attempt_row(id, &attempt))
-                .exec_without_returning(&txn)
-                .await
-                .map_err(db_err)?;
+    /// Applies finishing updates to the rows with these ids, each only while it is in the
+    /// update's expected status under `owner`'s lease, with their attempts, in one
+    /// transaction: one flag per update (false where the row was not in that state).
+    async fn apply_finishes(
+        &self,
+        owner: &LeaseOwner,
+        updates: &[(String, &DeliveryUpdate)],
+    ) -> Result<Vec<bool>, StoreError> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
         }
-        txn.commit().await.map_err(db_err)
+        let mut done = vec![false; updates.len()];
+        let now = Utc::now();
+        let _turn = self.queue_write_turn().await;
+        let txn = self.begin_write().await?;
+        // Every row in one statement; the lease check is per row, so a row whose lease
+        // this worker lost is left alone (and reported false) without failing the others.
+        for (first, chunk) in (0..updates.len())
+            .step_by(FINISH_CHUNK)
+            .map(|i| (i, &updates[i..(i + FINISH_CHUNK).min(updates.len())]))
+        {
+            let stmt = finish_statement(txn.get_database_backend(), owner, now, chunk);
+            let rows = txn.query_all_raw(stmt).await.map_err(db_err)?;
+            let changed: HashSet<String> = rows
+                .iter()
+                .filter_map(|row| row.try_get::<String>("", "id").ok())
+                .collect();
+            let mut attempts = Vec::new();
+            for (i, (key, update)) in chunk.iter().enumerate() {
+                if changed.contains(key) {
+                    done[first + i] = true;
+                    if let Some(attempt) = update.attempt() {
+                        attempts.push(attempt_row(key, attempt));
+                    }
+                }
+            }
+            if !attempts.is_empty() {
+                delivery_attempts::Entity::insert_many(attempts)
+                    .exec_without_returning(&txn)
+                    .await
+                    .map_err(db_err)?;
+            }
+        }
+        txn.commit().await.map_err(db_err)?;
+        Ok(done)
     }
 }
 
@@ -433,7 +415,7 @@ impl SqlBuilder {
 /// both moved to `SENDING` under `worker`'s lease and returned, in one statement.
 fn claim_statement(
     backend: DbBackend,
-    worker: &str,
+    owner: &LeaseOwner,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: u32,
@@ -478,7 +460,7 @@ fn claim_statement(
     )
     .bind(limit);
     q.sql(") UPDATE deliveries SET status = 'SENDING', lease_owner = ")
-        .bind(worker)
+        .bind(owner.as_str())
         .sql(", lease_until_ms = ")
         .bind(lease_until.timestamp_millis())
         .sql(", updated_at = ")
@@ -499,47 +481,42 @@ fn on_key_conflict() -> OnConflict {
 /// Rows per finishing statement (8 values each, well under every backend's limit).
 const FINISH_CHUNK: usize = 256;
 
-/// The new state of the rows `chunk` indexes, in one `UPDATE … FROM (VALUES …)`, each row
-/// only while it is `SENDING` under `worker`'s lease; returns the ids it changed.
+/// The updates of `chunk`, in one `UPDATE … FROM (VALUES …)`: each row only while it has
+/// the update's expected status under `owner`'s lease, which every finish clears; a
+/// retry count the update leaves open keeps the stored one. Returns the ids it changed.
 fn finish_statement(
     backend: DbBackend,
-    worker: &str,
+    owner: &LeaseOwner,
     now: DateTime<Utc>,
-    chunk: &[usize],
-    keys: &[String],
-    updates: &[(uuid::Uuid, DeliveryUpdate)],
+    chunk: &[(String, &DeliveryUpdate)],
 ) -> Statement {
     let mut q = SqlBuilder::new(backend);
-    q.sql("WITH v (vid, status, retries, next_ms, sent_at, reason) AS (VALUES ");
-    for (n, &i) in chunk.iter().enumerate() {
-        let u = &updates[i].1;
+    q.sql("WITH v (vid, expected, status, retries, next_ms, sent_at, reason) AS (VALUES ");
+    for (n, (key, u)) in chunk.iter().enumerate() {
         q.sql(if n == 0 { "(" } else { ", (" })
-            .bind(keys[i].as_str())
+            .bind(key.as_str())
             .sql(", ")
-            .bind(u.status.code())
+            .bind(u.expected().code())
             .sql(", ")
-            .bind(retries_column(u.retries))
+            .bind(u.status().code())
             .sql(", ")
-            .bind(u.next_attempt_at.timestamp_millis())
+            .bind(u.retries().map(retries_column))
             .sql(", ")
-            .bind(u.sent_at)
+            .bind(u.next_attempt_at().timestamp_millis())
             .sql(", ")
-            .bind(u.failure_reason.clone())
+            .bind(u.sent_at())
+            .sql(", ")
+            .bind(u.failure_reason().map(|r| r.as_text().to_owned()))
             .sql(")");
     }
-    // A delivery left SENDING keeps its lease, so it is taken up again when the lease
-    // runs out instead of being stuck without one.
     q.sql(
-        ") UPDATE deliveries SET status = v.status, retries = v.retries, next_attempt_at_ms = v.next_ms, \
-         sent_at = v.sent_at, failure_reason = v.reason, updated_at = ",
+        ") UPDATE deliveries SET status = v.status, retries = COALESCE(v.retries, deliveries.retries), \
+         next_attempt_at_ms = v.next_ms, sent_at = v.sent_at, failure_reason = v.reason, \
+         lease_owner = NULL, lease_until_ms = NULL, updated_at = ",
     )
     .bind(now)
-    .sql(
-        ", lease_owner = CASE WHEN v.status = 'SENDING' THEN deliveries.lease_owner END, \
-         lease_until_ms = CASE WHEN v.status = 'SENDING' THEN deliveries.lease_until_ms END \
-         FROM v WHERE deliveries.id = v.vid AND deliveries.status = 'SENDING' AND deliveries.lease_owner = ",
-    )
-    .bind(worker)
+    .sql(" FROM v WHERE deliveries.id = v.vid AND deliveries.status = v.expected AND deliveries.lease_owner = ")
+    .bind(owner.as_str())
     .sql(" RETURNING id");
     q.build()
 }
@@ -548,49 +525,19 @@ fn retries_column(retries: u32) -> i32 {
     i32::try_from(retries).unwrap_or(i32::MAX)
 }
 
-fn locale_code(locale: Locale) -> &'static str {
-    match locale {
-        Locale::En => "en",
-        Locale::Ja => "ja",
-    }
-}
-
-fn locale_from_code(code: &str) -> Option<Locale> {
-    match code {
-        "en" => Some(Locale::En),
-        "ja" => Some(Locale::Ja),
-        _ => None,
-    }
-}
-
-fn sender_source_code(source: SenderSource) -> &'static str {
-    match source {
-        SenderSource::Custom => "CUSTOM",
-        SenderSource::PlatformDefault => "PLATFORM_DEFAULT",
-    }
-}
-
-fn sender_source_from_code(code: &str) -> Option<SenderSource> {
-    match code {
-        "CUSTOM" => Some(SenderSource::Custom),
-        "PLATFORM_DEFAULT" => Some(SenderSource::PlatformDefault),
-        _ => None,
-    }
-}
-
 /// The row a new delivery is stored as (its attempts are not part of it).
 pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliveries::ActiveModel {
     deliveries::ActiveModel {
-        id: Set(delivery.id.hyphenated().to_string()),
+        id: Set(delivery.id.to_string()),
         tenant_id: Set(delivery.tenant_id.to_string()),
         kind: Set(delivery.kind.code().to_owned()),
         to_address: Set(delivery.to.as_str().to_owned()),
-        locale: Set(locale_code(delivery.locale).to_owned()),
+        locale: Set(delivery.locale.code().to_owned()),
         subject: Set(delivery.message.subject.as_str().to_owned()),
         text_body: Set(delivery.message.text.clone()),
         html_body: Set(delivery.message.html.clone()),
-        message_id: Set(delivery.message_id.clone()),
-        idempotency_key: Set(delivery.idempotency_key.clone()),
+        message_id: Set(delivery.message_id.as_str().to_owned()),
+        idempotency_key: Set(delivery.idempotency_key.as_ref().map(|k| k.as_str().to_owned())),
         status: Set(delivery.status.code().to_owned()),
         retries: Set(retries_column(delivery.retries)),
         next_attempt_at_ms: Set(delivery.next_attempt_at.timestamp_millis()),
@@ -599,17 +546,14 @@ pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliverie
         created_at: Set(delivery.created_at),
         updated_at: Set(now),
         sent_at: Set(delivery.sent_at),
-        failure_reason: Set(delivery.failure_reason.clone()),
+        failure_reason: Set(delivery.failure_reason.as_ref().map(|r| r.as_text().to_owned())),
     }
 }
 
 /// A delivery read back, every value parsed again; a refused value is reported as
 /// corrupt, naming the delivery and the field, never the value.
 pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>) -> Result<Delivery, StoreError> {
-    let id = uuid::Uuid::parse_str(&row.id)
-        .ok()
-        .filter(|_| row.id.len() == 36)
-        .ok_or_else(|| corrupt("a deliveries row", "id", INVALID))?;
+    let id = DeliveryId::from_str(&row.id).map_err(|e| corrupt("a deliveries row", "id", e.code()))?;
     let subject = format!("delivery {id}");
     let field = |name: &str, code: &str| corrupt(&subject, name, code);
     Ok(Delivery {
@@ -617,21 +561,26 @@ pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>)
         tenant_id: TenantId::from_str(&row.tenant_id).map_err(|e| field("tenantId", e.code()))?,
         kind: NotificationKind::from_code(&row.kind).ok_or_else(|| field("kind", INVALID))?,
         to: EmailAddress::parse(&row.to_address).map_err(|e| field("to", e.code()))?,
-        locale: locale_from_code(&row.locale).ok_or_else(|| field("locale", INVALID))?,
+        locale: Locale::from_code(&row.locale).ok_or_else(|| field("locale", INVALID))?,
         message: RenderedMessage {
             subject: Subject::parse(&row.subject).map_err(|e| field("subject", e.code()))?,
             text: row.text_body.clone(),
             html: row.html_body.clone(),
         },
-        message_id: row.message_id.clone(),
-        idempotency_key: row.idempotency_key.clone(),
+        message_id: MessageId::parse(&row.message_id).map_err(|e| field("messageId", e.code()))?,
+        idempotency_key: row
+            .idempotency_key
+            .as_deref()
+            .map(IdempotencyKey::parse)
+            .transpose()
+            .map_err(|e| field("idempotencyKey", e.code()))?,
         status: DeliveryStatus::from_code(&row.status).ok_or_else(|| field("status", INVALID))?,
         retries: u32::try_from(row.retries).map_err(|_| field("retries", INVALID))?,
         next_attempt_at: DateTime::from_timestamp_millis(row.next_attempt_at_ms)
             .ok_or_else(|| field("nextAttemptAt", INVALID))?,
         created_at: row.created_at,
         sent_at: row.sent_at,
-        failure_reason: row.failure_reason.clone(),
+        failure_reason: row.failure_reason.as_deref().map(FailureReason::from_text),
         attempts,
     })
 }
@@ -648,7 +597,7 @@ fn attempt_row(delivery_id: &str, attempt: &Attempt) -> delivery_attempts::Activ
         enhanced_code: Set(attempt.enhanced_code.clone()),
         server_message: Set(attempt.server_message.clone()),
         sender_address: Set(attempt.sender_address.clone()),
-        sender_source: Set(attempt.sender_source.map(|s| sender_source_code(s).to_owned())),
+        sender_source: Set(attempt.sender_source.map(|s| s.code().to_owned())),
     }
 }
 
@@ -669,7 +618,7 @@ fn attempt_from_row(row: &delivery_attempts::Model) -> Result<Attempt, StoreErro
         sender_source: row
             .sender_source
             .as_deref()
-            .map(|code| sender_source_from_code(code).ok_or_else(|| field("senderSource")))
+            .map(|code| SenderSource::from_code(code).ok_or_else(|| field("senderSource")))
             .transpose()?,
     })
 }

@@ -4,21 +4,20 @@
 //! own delivery is committed; nothing waits for a batch to fill (a lone call goes at
 //! once, and calls made while a batch is being written form the next one).
 //!
-//! Everything other than `enqueue` goes straight to the inner store.
+//! It wraps only the outbox: the worker's queue and the queries go to the store directly.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use domain::TenantId;
-use domain::delivery::{Delivery, DeliveryStatus};
-use domain::ports::{DeliveryStore, DeliveryUpdate, EnqueueOutcome, StatusCounts, StoreError};
+use domain::StoreError;
+use domain::delivery::Delivery;
+use domain::ports::{DeliveryOutbox, EnqueueOutcome};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<EnqueueOutcome, StoreError>>;
 
-/// A [`DeliveryStore`] whose enqueues are committed in groups.
+/// A [`DeliveryOutbox`] whose enqueues are committed in groups.
 pub struct GroupCommit {
-    inner: Arc<dyn DeliveryStore>,
+    inner: Arc<dyn DeliveryOutbox>,
     jobs: mpsc::UnboundedSender<(Delivery, Reply)>,
 }
 
@@ -32,7 +31,7 @@ impl GroupCommit {
     /// Starts the gathering task on the current Tokio runtime: at most `max_batch`
     /// deliveries per statement and `writers` statements at a time (1 for SQLite, which has
     /// one writer anyway).
-    pub fn start(inner: Arc<dyn DeliveryStore>, max_batch: usize, writers: usize) -> Self {
+    pub fn start(inner: Arc<dyn DeliveryOutbox>, max_batch: usize, writers: usize) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         tokio::spawn(gather(inner.clone(), rx, max_batch.max(1), writers.max(1)));
         Self { inner, jobs }
@@ -40,7 +39,7 @@ impl GroupCommit {
 }
 
 async fn gather(
-    store: Arc<dyn DeliveryStore>,
+    store: Arc<dyn DeliveryOutbox>,
     mut rx: mpsc::UnboundedReceiver<(Delivery, Reply)>,
     max_batch: usize,
     writers: usize,
@@ -72,7 +71,7 @@ async fn gather(
 }
 
 #[async_trait::async_trait]
-impl DeliveryStore for GroupCommit {
+impl DeliveryOutbox for GroupCommit {
     async fn enqueue(&self, delivery: &Delivery) -> Result<EnqueueOutcome, StoreError> {
         let (tx, rx) = oneshot::channel();
         if self.jobs.send((delivery.clone(), tx)).is_err() {
@@ -86,54 +85,5 @@ impl DeliveryStore for GroupCommit {
 
     async fn enqueue_many(&self, deliveries: &[Delivery]) -> Vec<Result<EnqueueOutcome, StoreError>> {
         self.inner.enqueue_many(deliveries).await
-    }
-
-    async fn claim(
-        &self,
-        worker: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: u32,
-        exclude: &[TenantId],
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.claim(worker, now, lease_until, limit, exclude).await
-    }
-
-    async fn renew_leases(&self, worker: &str, lease_until: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.inner.renew_leases(worker, lease_until).await
-    }
-
-    async fn finish_many(
-        &self,
-        worker: &str,
-        updates: &[(uuid::Uuid, DeliveryUpdate)],
-    ) -> Result<Vec<bool>, StoreError> {
-        self.inner.finish_many(worker, updates).await
-    }
-
-    async fn release(&self, id: uuid::Uuid, worker: &str) -> Result<bool, StoreError> {
-        self.inner.release(id, worker).await
-    }
-
-    async fn delivery(&self, id: uuid::Uuid) -> Result<Option<Delivery>, StoreError> {
-        self.inner.delivery(id).await
-    }
-
-    async fn deliveries(
-        &self,
-        tenant: TenantId,
-        status: Option<DeliveryStatus>,
-        after: Option<uuid::Uuid>,
-        limit: u64,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.deliveries(tenant, status, after, limit).await
-    }
-
-    async fn status_counts(&self, tenant: Option<TenantId>) -> Result<StatusCounts, StoreError> {
-        self.inner.status_counts(tenant).await
-    }
-
-    async fn requeue_failed(&self, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.inner.requeue_failed(id, now).await
     }
 }

@@ -1,5 +1,5 @@
 //! Mailgate's storage: the domain's [`domain::ports::TenantStore`] and
-//! [`domain::ports::DeliveryStore`] (the durable delivery queue) ports implemented with
+//! delivery ports (the durable delivery queue: outbox, queue, queries) implemented with
 //! sea-orm on SQLite or PostgreSQL ([`SqlStore`]), with mail-server passwords sealed by
 //! AES-256-GCM under a rotatable key ring ([`SecretKeyRing`]) and a tenant cache in
 //! front ([`CachedStore`]). Table rows stay inside this crate; callers see domain types.
@@ -40,7 +40,6 @@ pub use cache::CachedStore;
 pub use coordination::{CHANGE_CHANNEL, listen_for_changes};
 pub use crypto::{CryptoError, SecretKeyRing, SecretPurpose, generate_key_base64, parse_key};
 pub use db::{connect, migrate};
-pub use deliveries::INVALID_STORED_DATA;
 pub use error::{Error, Result};
 pub use group_commit::GroupCommit;
 pub use sea_orm::DatabaseConnection;

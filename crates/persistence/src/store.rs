@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use domain::audit::AuditEntry;
-use domain::ports::{StoreError, TenantRecord, TenantStore, WriteError};
+use domain::ports::{TenantRecord, TenantStore};
 use domain::settings::{MailSettings, StoredMailSettings};
 use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
+use domain::{StoreError, WriteError};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{

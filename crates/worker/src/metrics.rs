@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use domain::delivery::DeliveryStatus;
+use domain::SenderSource;
+use domain::delivery::{Attempt, AttemptOutcome, DeliveryStatus};
 
 /// Latency bucket upper bounds, in seconds.
 pub const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -26,6 +27,21 @@ pub struct Metrics {
 const RECORDED: [DeliveryStatus; 3] = [DeliveryStatus::Sent, DeliveryStatus::Retrying, DeliveryStatus::Failed];
 
 impl Metrics {
+    /// A send was attempted and ended in `attempt`, after `latency`.
+    pub fn attempted(&self, attempt: &Attempt, latency: Duration) {
+        let outcome = match attempt.outcome {
+            AttemptOutcome::Sent => "sent",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::Deferred => "deferred",
+            AttemptOutcome::Failed => "failed",
+        };
+        let source = match attempt.sender_source {
+            Some(SenderSource::Custom) => "custom",
+            Some(SenderSource::PlatformDefault) | None => "platform_default",
+        };
+        self.record(outcome, source, latency);
+    }
+
     pub fn record(&self, outcome: &str, source: &str, latency: Duration) {
         let (Some(o), Some(s)) = (
             OUTCOMES.iter().position(|x| *x == outcome),

@@ -142,8 +142,9 @@ impl Bench {
     async fn counts(&self) -> anyhow::Result<BTreeMap<String, u64>> {
         let c = self
             .app
-            .delivery_store
-            .status_counts(None)
+            .deliveries
+            .queries()
+            .status_counts(all_tenants())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(c.into_iter().map(|(s, n)| (format!("{s:?}"), n)).collect())
@@ -152,8 +153,9 @@ impl Bench {
     async fn sent(&self) -> anyhow::Result<u64> {
         Ok(self
             .app
-            .delivery_store
-            .status_counts(None)
+            .deliveries
+            .queries()
+            .status_counts(all_tenants())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .into_iter()
@@ -664,4 +666,9 @@ async fn main() -> anyhow::Result<()> {
         println!("{v}");
     }
     Ok(())
+}
+
+/// Counts over every tenant (the benchmark reads the whole queue).
+fn all_tenants() -> domain::TenantScope {
+    domain::TenantScope::All(domain::access::AllTenants::for_operations())
 }

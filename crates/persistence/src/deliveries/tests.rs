@@ -8,18 +8,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use domain::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, NotificationKind, RenderedMessage};
-use domain::mail::Subject;
-use domain::ports::{DeliveryStore, DeliveryUpdate, EnqueueOutcome, StoreError};
+use domain::delivery::{
+    Attempt, AttemptOutcome, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind,
+    RenderedMessage, RetryPolicy,
+};
+use domain::mail::{FailureKind, SendFailure, SendReceipt, SendStage, SenderUsed, Subject};
+use domain::ports::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome};
 use domain::values::EmailAddress;
-use domain::{Locale, Plan, SenderSource, TenantId};
+use domain::{
+    DeliveryId, IdempotencyKey, LeaseOwner, Locale, MessageId, Plan, SenderSource, StoreError, TenantId, TenantScope,
+};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     Statement, TransactionTrait,
 };
 
-use super::{INVALID_STORED_DATA, claim_statement, delivery_row};
+use super::{claim_statement, delivery_row};
 use crate::entities::{deliveries, delivery_attempts};
 use crate::tests::{POSTGRES_URL, keys, new_tenant, sqlite};
 use crate::{SqlStore, connect, migrate};
@@ -66,7 +71,7 @@ async fn tenant(store: &SqlStore) -> TenantId {
 }
 
 fn notification(tenant: TenantId, due: DateTime<Utc>, key: Option<&str>) -> Delivery {
-    let id = uuid::Uuid::now_v7();
+    let id = DeliveryId::generate();
     Delivery {
         id,
         tenant_id: tenant,
@@ -78,8 +83,8 @@ fn notification(tenant: TenantId, due: DateTime<Utc>, key: Option<&str>) -> Deli
             text: "花子 様\r\n\r\nこちらのリンクから…\r\n".into(),
             html: Some("<p>花子 様</p>".into()),
         },
-        message_id: format!("<{}@mailgate.example>", id.simple()),
-        idempotency_key: key.map(str::to_owned),
+        message_id: MessageId::generate("mailgate.example"),
+        idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
         status: DeliveryStatus::Queued,
         retries: 0,
         next_attempt_at: due,
@@ -90,7 +95,7 @@ fn notification(tenant: TenantId, due: DateTime<Utc>, key: Option<&str>) -> Deli
     }
 }
 
-async fn enqueue(store: &SqlStore, tenant: TenantId, due: DateTime<Utc>) -> uuid::Uuid {
+async fn enqueue(store: &SqlStore, tenant: TenantId, due: DateTime<Utc>) -> DeliveryId {
     match store.enqueue(&notification(tenant, due, None)).await.unwrap() {
         EnqueueOutcome::Created(d) => d.id,
         EnqueueOutcome::Existing(_) => panic!("a delivery without a key is always new"),
@@ -108,39 +113,82 @@ async fn insert_many(store: &SqlStore, rows: Vec<Delivery>) {
     }
 }
 
-async fn row(store: &SqlStore, id: uuid::Uuid) -> deliveries::Model {
-    deliveries::Entity::find_by_id(id.hyphenated().to_string())
+async fn row(store: &SqlStore, id: DeliveryId) -> deliveries::Model {
+    deliveries::Entity::find_by_id(id.to_string())
         .one(store.connection())
         .await
         .unwrap()
         .unwrap()
 }
 
-fn attempt(outcome: AttemptOutcome, smtp_code: Option<u16>) -> Attempt {
-    Attempt {
-        at: Utc::now(),
-        outcome,
-        stage: Some("DATA".into()),
-        smtp_code,
-        enhanced_code: smtp_code.map(|_| "4.3.0".into()),
-        server_message: smtp_code.map(|_| "try again later".into()),
-        sender_address: Some("noreply@platform.example".into()),
-        sender_source: Some(SenderSource::PlatformDefault),
+/// The name a test worker holds leases under.
+fn w(name: &str) -> LeaseOwner {
+    LeaseOwner::parse(name).unwrap()
+}
+
+/// Every tenant (an operator's view).
+fn all() -> TenantScope {
+    domain::Caller::new("operator".into(), domain::Role::Operator, None)
+        .unwrap()
+        .scope()
+}
+
+/// The server took it, through the platform default.
+fn sent(at: DateTime<Utc>) -> DeliveryUpdate {
+    let receipt = SendReceipt {
+        message_id: "<x@mailgate.example>".into(),
+        sender: SenderUsed {
+            address: EmailAddress::parse("noreply@platform.example").unwrap(),
+            name: None,
+            source: SenderSource::PlatformDefault,
+        },
+        smtp_code: Some(250),
+        server_message: Some("2.0.0 queued".into()),
+        elapsed: std::time::Duration::ZERO,
+    };
+    DeliveryUpdate::sent(&receipt, 0, at)
+}
+
+/// A `451 4.3.0 try again later` at DATA.
+fn try_later() -> SendFailure {
+    SendFailure {
+        smtp_code: Some(451),
+        enhanced_code: Some("4.3.0".into()),
+        server_message: Some("try again later".into()),
+        ..SendFailure::new(SendStage::Data, FailureKind::Rejected)
     }
 }
 
-fn update(status: DeliveryStatus, retries: u32, next: DateTime<Utc>, outcome: AttemptOutcome) -> DeliveryUpdate {
-    DeliveryUpdate {
-        status,
-        retries,
-        next_attempt_at: next,
-        sent_at: (status == DeliveryStatus::Sent).then(Utc::now),
-        failure_reason: (status == DeliveryStatus::Failed).then(|| "550 5.1.1 no such user".into()),
-        attempt: attempt(outcome, (outcome != AttemptOutcome::Sent).then_some(451)),
+/// A `550 5.1.1 no such user` at DATA: failed for good.
+fn no_such_user() -> SendFailure {
+    SendFailure {
+        smtp_code: Some(550),
+        enhanced_code: Some("5.1.1".into()),
+        server_message: Some("no such user".into()),
+        ..SendFailure::new(SendStage::Data, FailureKind::Rejected)
     }
 }
 
-fn ids(claimed: &[Delivery]) -> Vec<uuid::Uuid> {
+/// A temporary failure of `d` at `at`, retried at `next` (the policy's first backoff is
+/// chosen to land there; a jitter of 0.5 is no jitter).
+fn retry(d: &Delivery, at: DateTime<Utc>, next: DateTime<Utc>) -> DeliveryUpdate {
+    let delay = (next - at).to_std().unwrap() / 2u32.pow(d.retries);
+    let policy = RetryPolicy {
+        base: delay,
+        max_delay: delay * 1024,
+        ..RetryPolicy::default()
+    };
+    let update = DeliveryUpdate::after_failure(d, &try_later(), &policy, at, 0.5);
+    assert_eq!(update.next_attempt_at(), next);
+    update
+}
+
+/// A permanent failure of `d` at `at`.
+fn failed(d: &Delivery, at: DateTime<Utc>) -> DeliveryUpdate {
+    DeliveryUpdate::after_failure(d, &no_such_user(), &RetryPolicy::default(), at, 0.5)
+}
+
+fn ids(claimed: &[Delivery]) -> Vec<DeliveryId> {
     claimed.iter().map(|d| d.id).collect()
 }
 
@@ -162,7 +210,7 @@ async fn enqueue_is_idempotent(store: Arc<SqlStore>) {
     };
     assert_eq!(created.id, first.id);
 
-    let read = store.delivery(first.id).await.unwrap().unwrap();
+    let read = store.delivery(all(), first.id).await.unwrap().unwrap();
     assert_eq!(
         (read.id, read.tenant_id, read.kind),
         (first.id, a, NotificationKind::PasswordReset)
@@ -171,7 +219,10 @@ async fn enqueue_is_idempotent(store: Arc<SqlStore>) {
     assert_eq!(read.locale, Locale::Ja);
     assert_eq!(read.message, first.message);
     assert_eq!(read.message_id, first.message_id);
-    assert_eq!(read.idempotency_key.as_deref(), Some("signup-42"));
+    assert_eq!(
+        read.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+        Some("signup-42")
+    );
     assert_eq!((read.status, read.retries), (DeliveryStatus::Queued, 0));
     assert_eq!(read.next_attempt_at.timestamp_millis(), now.timestamp_millis());
     assert_eq!(read.created_at.timestamp_micros(), first.created_at.timestamp_micros());
@@ -186,7 +237,7 @@ async fn enqueue_is_idempotent(store: Arc<SqlStore>) {
         }
         other => panic!("expected Existing, got {other:?}"),
     }
-    assert!(store.delivery(again.id).await.unwrap().is_none());
+    assert!(store.delivery(all(), again.id).await.unwrap().is_none());
 
     // Another tenant's key, and deliveries without a key, never collide.
     assert!(matches!(
@@ -195,7 +246,7 @@ async fn enqueue_is_idempotent(store: Arc<SqlStore>) {
     ));
     enqueue(&store, a, now).await;
     enqueue(&store, a, now).await;
-    let counts = store.status_counts(Some(a)).await.unwrap();
+    let counts = store.status_counts(TenantScope::One(a)).await.unwrap();
     assert!(counts.contains(&(DeliveryStatus::Queued, 3)), "{counts:?}");
 
     // An unknown tenant: SQLite's foreign key refuses it; PostgreSQL has no such key
@@ -205,7 +256,7 @@ async fn enqueue_is_idempotent(store: Arc<SqlStore>) {
         DbBackend::Sqlite => assert!(matches!(stray, Err(StoreError::Database(_))), "{stray:?}"),
         _ => assert!(matches!(stray, Ok(EnqueueOutcome::Created(_))), "{stray:?}"),
     }
-    assert!(store.delivery(uuid::Uuid::now_v7()).await.unwrap().is_none());
+    assert!(store.delivery(all(), DeliveryId::generate()).await.unwrap().is_none());
 }
 
 /// Eight enqueues with one key at once: one is created, seven get it back.
@@ -248,7 +299,7 @@ async fn claims_due_deliveries_and_expired_leases(store: Arc<SqlStore>) {
     let later_a = enqueue(&store, a, now + Duration::seconds(60)).await;
     let due_b = enqueue(&store, b, now - Duration::seconds(2)).await;
 
-    let claimed = store.claim("w1", now, lease, 10, &[b]).await.unwrap();
+    let claimed = store.claim(&w("w1"), now, lease, 10, &[b]).await.unwrap();
     assert_eq!(ids(&claimed), vec![due_a]);
     assert_eq!(claimed[0].status, DeliveryStatus::Sending);
     assert_eq!(
@@ -260,19 +311,22 @@ async fn claims_due_deliveries_and_expired_leases(store: Arc<SqlStore>) {
     assert_eq!(stored.lease_until_ms, Some(lease.timestamp_millis()));
 
     // Leased ones are not claimed again while the lease holds.
-    assert!(store.claim("w2", now, lease, 10, &[b]).await.unwrap().is_empty());
-    assert_eq!(ids(&store.claim("w1", now, lease, 10, &[]).await.unwrap()), vec![due_b]);
-    assert_eq!(store.renew_leases("w1", lease).await.unwrap(), 2);
-    assert_eq!(store.renew_leases("nobody", lease).await.unwrap(), 0);
+    assert!(store.claim(&w("w2"), now, lease, 10, &[b]).await.unwrap().is_empty());
+    assert_eq!(
+        ids(&store.claim(&w("w1"), now, lease, 10, &[]).await.unwrap()),
+        vec![due_b]
+    );
+    assert_eq!(store.renew_leases(&w("w1"), lease).await.unwrap(), 2);
+    assert_eq!(store.renew_leases(&w("nobody"), lease).await.unwrap(), 0);
 
     // After the lease: both expired ones and the one now due, earliest first, to w2.
     let after = now + Duration::seconds(61);
     let mut taken = ids(&store
-        .claim("w2", after, after + Duration::seconds(LEASE), 2, &[])
+        .claim(&w("w2"), after, after + Duration::seconds(LEASE), 2, &[])
         .await
         .unwrap());
     taken.extend(ids(&store
-        .claim("w2", after, after + Duration::seconds(LEASE), 2, &[])
+        .claim(&w("w2"), after, after + Duration::seconds(LEASE), 2, &[])
         .await
         .unwrap()));
     taken.sort();
@@ -280,19 +334,30 @@ async fn claims_due_deliveries_and_expired_leases(store: Arc<SqlStore>) {
     expected.sort();
     assert_eq!(taken, expected);
 
-    let sent = update(DeliveryStatus::Sent, 0, now, AttemptOutcome::Sent);
-    assert!(!store.finish(due_a, "w1", &sent).await.unwrap(), "w1 lost its lease");
-    assert!(!store.release(due_a, "w1").await.unwrap());
-    assert_eq!(store.renew_leases("w1", lease).await.unwrap(), 0);
-    assert!(store.delivery(due_a).await.unwrap().unwrap().attempts.is_empty());
-    assert!(store.finish(due_a, "w2", &sent).await.unwrap());
-    let done = store.delivery(due_a).await.unwrap().unwrap();
+    let sent = sent(now);
+    assert!(
+        !store.finish(due_a, &w("w1"), &sent).await.unwrap(),
+        "w1 lost its lease"
+    );
+    let give_back = DeliveryUpdate::released(0, now);
+    assert!(!store.finish(due_a, &w("w1"), &give_back).await.unwrap());
+    assert_eq!(store.renew_leases(&w("w1"), lease).await.unwrap(), 0);
+    assert!(store.delivery(all(), due_a).await.unwrap().unwrap().attempts.is_empty());
+    assert!(store.finish(due_a, &w("w2"), &sent).await.unwrap());
+    let done = store.delivery(all(), due_a).await.unwrap().unwrap();
     assert_eq!(done.status, DeliveryStatus::Sent);
     assert_eq!(done.attempts.len(), 1);
     // The two w2 still holds, once its lease has run out too.
     let day_later = after + Duration::days(1);
-    assert_eq!(store.claim("w1", day_later, day_later, 10, &[]).await.unwrap().len(), 2);
-    assert_eq!(store.claim("w1", now, lease, 0, &[]).await.unwrap().len(), 0);
+    assert_eq!(
+        store
+            .claim(&w("w1"), day_later, day_later, 10, &[])
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(store.claim(&w("w1"), now, lease, 0, &[]).await.unwrap().len(), 0);
 }
 
 /// Finish, release and requeue move a delivery through its states, and every attempt is
@@ -304,91 +369,96 @@ async fn transitions(store: Arc<SqlStore>) {
     let id = enqueue(&store, a, now).await;
 
     // Released unattempted: QUEUED again, due at once, lease gone.
-    assert_eq!(ids(&store.claim("w1", now, lease, 1, &[]).await.unwrap()), vec![id]);
-    assert!(!store.release(id, "w2").await.unwrap());
-    assert!(store.release(id, "w1").await.unwrap());
+    assert_eq!(ids(&store.claim(&w("w1"), now, lease, 1, &[]).await.unwrap()), vec![id]);
+    let give_back = DeliveryUpdate::released(0, Utc::now());
+    assert!(!store.finish(id, &w("w2"), &give_back).await.unwrap());
+    assert!(store.finish(id, &w("w1"), &give_back).await.unwrap());
     let released = row(&store, id).await;
     assert_eq!(released.status, "QUEUED");
     assert_eq!((released.lease_owner, released.lease_until_ms), (None, None));
     assert!(released.next_attempt_at_ms <= Utc::now().timestamp_millis());
 
     // A transient failure: RETRYING, due later.
-    assert_eq!(
-        ids(&store.claim("w1", Utc::now(), lease, 1, &[]).await.unwrap()),
-        vec![id]
-    );
+    let claimed = store.claim(&w("w1"), Utc::now(), lease, 1, &[]).await.unwrap();
+    assert_eq!(ids(&claimed), vec![id]);
     let retry_at = now + Duration::seconds(30);
-    let retry = update(DeliveryStatus::Retrying, 1, retry_at, AttemptOutcome::Retry);
-    assert!(store.finish(id, "w1", &retry).await.unwrap());
-    assert!(!store.finish(id, "w1", &retry).await.unwrap(), "no longer SENDING");
-    let retrying = store.delivery(id).await.unwrap().unwrap();
+    let retry = retry(&claimed[0], now, retry_at);
+    assert!(store.finish(id, &w("w1"), &retry).await.unwrap());
+    assert!(!store.finish(id, &w("w1"), &retry).await.unwrap(), "no longer SENDING");
+    let retrying = store.delivery(all(), id).await.unwrap().unwrap();
     assert_eq!((retrying.status, retrying.retries), (DeliveryStatus::Retrying, 1));
     assert_eq!(retrying.next_attempt_at.timestamp_millis(), retry_at.timestamp_millis());
     let read_back: Vec<Attempt> = retrying.attempts.into_iter().map(micros).collect();
-    assert_eq!(read_back, vec![micros(retry.attempt.clone())]);
+    assert_eq!(read_back, vec![micros(retry.attempt().unwrap().clone())]);
     let stored = row(&store, id).await;
     assert_eq!((stored.lease_owner, stored.lease_until_ms), (None, None));
-    assert!(store.claim("w1", now, lease, 1, &[]).await.unwrap().is_empty());
+    assert!(store.claim(&w("w1"), now, lease, 1, &[]).await.unwrap().is_empty());
 
     // Released after a retry: RETRYING, not QUEUED.
     let later = retry_at + Duration::seconds(1);
-    assert_eq!(
-        ids(&store
-            .claim("w1", later, later + Duration::seconds(LEASE), 1, &[])
-            .await
-            .unwrap()),
-        vec![id]
-    );
-    assert!(store.release(id, "w1").await.unwrap());
+    let claimed = store
+        .claim(&w("w1"), later, later + Duration::seconds(LEASE), 1, &[])
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), vec![id]);
+    let give_back = DeliveryUpdate::released(claimed[0].retries, later);
+    assert!(store.finish(id, &w("w1"), &give_back).await.unwrap());
     assert_eq!(row(&store, id).await.status, "RETRYING");
 
     // A permanent failure, then requeued by an operator.
+    let claimed = store
+        .claim(&w("w1"), later, later + Duration::seconds(LEASE), 1, &[])
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), vec![id]);
+    let fail = failed(&claimed[0], later);
+    assert!(store.finish(id, &w("w1"), &fail).await.unwrap());
+    let failed = store.delivery(all(), id).await.unwrap().unwrap();
+    assert_eq!((failed.status, failed.retries), (DeliveryStatus::Failed, 1));
     assert_eq!(
-        ids(&store
-            .claim("w1", later, later + Duration::seconds(LEASE), 1, &[])
-            .await
-            .unwrap()),
-        vec![id]
+        failed.failure_reason,
+        Some(FailureReason::Refused("DATA 550 no such user".into()))
     );
-    let fail = update(DeliveryStatus::Failed, 1, later, AttemptOutcome::Failed);
-    assert!(store.finish(id, "w1", &fail).await.unwrap());
-    let failed = store.delivery(id).await.unwrap().unwrap();
-    assert_eq!(failed.status, DeliveryStatus::Failed);
-    assert_eq!(failed.failure_reason.as_deref(), Some("550 5.1.1 no such user"));
     let requeue_at = later + Duration::seconds(5);
-    assert!(store.requeue_failed(id, requeue_at).await.unwrap());
-    assert!(!store.requeue_failed(id, requeue_at).await.unwrap(), "only FAILED ones");
-    let requeued = store.delivery(id).await.unwrap().unwrap();
+    let requeue = DeliveryUpdate::requeued(&failed, requeue_at).unwrap();
+    let other = tenant(&store).await;
+    assert!(
+        !store.requeue(other, id, &requeue).await.unwrap(),
+        "another tenant's delivery"
+    );
+    assert!(store.requeue(a, id, &requeue).await.unwrap());
+    assert!(!store.requeue(a, id, &requeue).await.unwrap(), "only FAILED ones");
+    let requeued = store.delivery(all(), id).await.unwrap().unwrap();
     assert_eq!((requeued.status, requeued.retries), (DeliveryStatus::Queued, 0));
     assert_eq!(requeued.failure_reason, None);
     assert_eq!(
         requeued.next_attempt_at.timestamp_millis(),
         requeue_at.timestamp_millis()
     );
-    assert!(!store.requeue_failed(uuid::Uuid::now_v7(), requeue_at).await.unwrap());
+    assert!(!store.requeue(a, DeliveryId::generate(), &requeue).await.unwrap());
 
     // Sent at last.
     assert_eq!(
         ids(&store
-            .claim("w3", requeue_at, requeue_at + Duration::seconds(LEASE), 1, &[])
+            .claim(&w("w3"), requeue_at, requeue_at + Duration::seconds(LEASE), 1, &[])
             .await
             .unwrap()),
         vec![id]
     );
-    let sent = update(DeliveryStatus::Sent, 0, requeue_at, AttemptOutcome::Sent);
-    assert!(store.finish(id, "w3", &sent).await.unwrap());
-    let done = store.delivery(id).await.unwrap().unwrap();
+    let sent = sent(requeue_at);
+    assert!(store.finish(id, &w("w3"), &sent).await.unwrap());
+    let done = store.delivery(all(), id).await.unwrap().unwrap();
     assert_eq!(done.status, DeliveryStatus::Sent);
     assert_eq!(
         done.sent_at.map(|t| t.timestamp_micros()),
-        sent.sent_at.map(|t| t.timestamp_micros())
+        sent.sent_at().map(|t| t.timestamp_micros())
     );
     let outcomes: Vec<AttemptOutcome> = done.attempts.iter().map(|a| a.outcome).collect();
     assert_eq!(
         outcomes,
         vec![AttemptOutcome::Retry, AttemptOutcome::Failed, AttemptOutcome::Sent]
     );
-    assert!(!store.requeue_failed(id, requeue_at).await.unwrap());
+    assert!(!store.requeue(a, id, &requeue).await.unwrap());
 }
 
 /// Outcomes of several deliveries recorded in one call: each row gets its own state and
@@ -400,28 +470,24 @@ async fn outcomes_recorded_together(store: Arc<SqlStore>) {
     for _ in 0..5 {
         enqueue(&store, a, now).await;
     }
-    let claimed = ids(&store.claim("w1", now, lease, 5, &[]).await.unwrap());
+    let held = store.claim(&w("w1"), now, lease, 5, &[]).await.unwrap();
+    let claimed = ids(&held);
     assert_eq!(claimed.len(), 5);
     // The fourth was given back: it is no longer this worker's.
-    assert!(store.release(claimed[3], "w1").await.unwrap());
+    let give_back = DeliveryUpdate::released(0, now);
+    assert!(store.finish(claimed[3], &w("w1"), &give_back).await.unwrap());
     let later = now + Duration::seconds(60);
     let updates = vec![
-        (claimed[0], update(DeliveryStatus::Sent, 0, now, AttemptOutcome::Sent)),
-        (
-            claimed[1],
-            update(DeliveryStatus::Retrying, 1, later, AttemptOutcome::Retry),
-        ),
-        (
-            claimed[2],
-            update(DeliveryStatus::Failed, 0, now, AttemptOutcome::Failed),
-        ),
-        (claimed[3], update(DeliveryStatus::Sent, 0, now, AttemptOutcome::Sent)),
-        (claimed[4], update(DeliveryStatus::Sent, 0, now, AttemptOutcome::Sent)),
+        (claimed[0], sent(now)),
+        (claimed[1], retry(&held[1], now, later)),
+        (claimed[2], failed(&held[2], now)),
+        (claimed[3], sent(now)),
+        (claimed[4], sent(now)),
     ];
-    assert!(store.finish_many("w1", &[]).await.unwrap().is_empty());
+    assert!(store.finish_many(&w("w1"), &[]).await.unwrap().is_empty());
     assert!(
         store
-            .finish_many("w2", &updates)
+            .finish_many(&w("w2"), &updates)
             .await
             .unwrap()
             .iter()
@@ -429,33 +495,33 @@ async fn outcomes_recorded_together(store: Arc<SqlStore>) {
         "another worker's outcomes change nothing"
     );
     assert_eq!(
-        store.finish_many("w1", &updates).await.unwrap(),
+        store.finish_many(&w("w1"), &updates).await.unwrap(),
         vec![true, true, true, false, true]
     );
     for (id, u) in &updates {
-        let d = store.delivery(*id).await.unwrap().unwrap();
+        let d = store.delivery(all(), *id).await.unwrap().unwrap();
         let stored = row(&store, *id).await;
         if *id == claimed[3] {
             assert_eq!(d.status, DeliveryStatus::Queued);
             assert!(d.attempts.is_empty());
             continue;
         }
-        assert_eq!((d.status, d.retries), (u.status, u.retries), "{id}");
+        assert_eq!((d.status, Some(d.retries)), (u.status(), u.retries()), "{id}");
         assert_eq!(
             d.next_attempt_at.timestamp_millis(),
-            u.next_attempt_at.timestamp_millis()
+            u.next_attempt_at().timestamp_millis()
         );
-        assert_eq!(d.failure_reason, u.failure_reason);
+        assert_eq!(d.failure_reason.as_ref(), u.failure_reason());
         assert_eq!(
             d.sent_at.map(|t| t.timestamp_micros()),
-            u.sent_at.map(|t| t.timestamp_micros())
+            u.sent_at().map(|t| t.timestamp_micros())
         );
         let read_back: Vec<Attempt> = d.attempts.into_iter().map(micros).collect();
-        assert_eq!(read_back, vec![micros(u.attempt.clone())]);
+        assert_eq!(read_back, vec![micros(u.attempt().unwrap().clone())]);
         assert_eq!((stored.lease_owner, stored.lease_until_ms), (None, None));
     }
     assert_eq!(
-        store.finish_many("w1", &updates).await.unwrap(),
+        store.finish_many(&w("w1"), &updates).await.unwrap(),
         vec![false; 5],
         "recorded once only"
     );
@@ -554,7 +620,7 @@ async fn group_commit_answers_each_caller(store: Arc<SqlStore>) {
         .all(store.connection())
         .await
         .unwrap();
-    let stored: HashSet<uuid::Uuid> = stored.iter().map(|s| uuid::Uuid::parse_str(s).unwrap()).collect();
+    let stored: HashSet<DeliveryId> = stored.iter().map(|s| s.parse().unwrap()).collect();
     assert_eq!(stored, created.into_iter().collect::<HashSet<_>>());
 }
 
@@ -577,17 +643,18 @@ async fn listing_and_counts(store: Arc<SqlStore>) {
     enqueue(&store, other, now).await;
     // The oldest two are claimed; the oldest of them fails.
     let claimed = store
-        .claim("w1", now, now + Duration::seconds(LEASE), 2, &[other])
+        .claim(&w("w1"), now, now + Duration::seconds(LEASE), 2, &[other])
         .await
         .unwrap();
     assert_eq!(
         ids(&claimed).into_iter().collect::<HashSet<_>>(),
         made[..2].iter().copied().collect()
     );
-    let fail = update(DeliveryStatus::Failed, 0, now, AttemptOutcome::Failed);
-    assert!(store.finish(made[0], "w1", &fail).await.unwrap());
+    let oldest = claimed.iter().find(|d| d.id == made[0]).unwrap();
+    let fail = failed(oldest, now);
+    assert!(store.finish(made[0], &w("w1"), &fail).await.unwrap());
 
-    let newest_first: Vec<uuid::Uuid> = made.iter().rev().copied().collect();
+    let newest_first: Vec<DeliveryId> = made.iter().rev().copied().collect();
     let page1 = store.deliveries(a, None, None, 2).await.unwrap();
     assert_eq!(ids(&page1), newest_first[..2]);
     let page2 = store.deliveries(a, None, Some(page1[1].id), 2).await.unwrap();
@@ -614,7 +681,7 @@ async fn listing_and_counts(store: Arc<SqlStore>) {
         .unwrap();
     assert_eq!(ids(&queued), newest_first[..3]);
 
-    let counts = store.status_counts(Some(a)).await.unwrap();
+    let counts = store.status_counts(TenantScope::One(a)).await.unwrap();
     assert_eq!(
         counts,
         vec![
@@ -625,10 +692,13 @@ async fn listing_and_counts(store: Arc<SqlStore>) {
             (DeliveryStatus::Failed, 1),
         ]
     );
-    let empty = store.status_counts(Some(TenantId::generate())).await.unwrap();
+    let empty = store
+        .status_counts(TenantScope::One(TenantId::generate()))
+        .await
+        .unwrap();
     assert_eq!(empty.len(), 5);
     assert!(empty.iter().all(|(_, n)| *n == 0));
-    let all = store.status_counts(None).await.unwrap();
+    let all = store.status_counts(all()).await.unwrap();
     let queued_everywhere = all.iter().find(|(s, _)| *s == DeliveryStatus::Queued).unwrap().1;
     assert!(queued_everywhere >= 4, "{all:?}");
 }
@@ -640,7 +710,7 @@ async fn concurrent_claimers_split_the_queue(store: Arc<SqlStore>) {
     let rows: Vec<Delivery> = (0..500)
         .map(|i| notification(tenants[i % 3], now - Duration::milliseconds(i as i64), None))
         .collect();
-    let all: HashSet<uuid::Uuid> = rows.iter().map(|d| d.id).collect();
+    let all: HashSet<DeliveryId> = rows.iter().map(|d| d.id).collect();
     insert_many(&store, rows).await;
 
     let workers: Vec<_> = ["w1", "w2"]
@@ -651,7 +721,7 @@ async fn concurrent_claimers_split_the_queue(store: Arc<SqlStore>) {
                 let mut got = Vec::new();
                 loop {
                     let batch = store
-                        .claim(worker, now, now + Duration::seconds(LEASE), 7, &[])
+                        .claim(&w(worker), now, now + Duration::seconds(LEASE), 7, &[])
                         .await
                         .unwrap();
                     if batch.is_empty() {
@@ -695,11 +765,11 @@ async fn an_invalid_row_fails_alone(store: Arc<SqlStore>) {
             to_address: Set("not an address\r\nBcc: x@evil.example".into()),
             ..Default::default()
         })
-        .filter(deliveries::Column::Id.eq(bad.hyphenated().to_string()))
+        .filter(deliveries::Column::Id.eq(bad.to_string()))
         .exec(store.connection())
         .await
         .unwrap();
-    match store.delivery(bad).await {
+    match store.delivery(all(), bad).await {
         Err(StoreError::Corrupt(message)) => {
             assert!(message.contains("field to"), "{message}");
             assert!(!message.contains("evil"), "{message}");
@@ -708,34 +778,36 @@ async fn an_invalid_row_fails_alone(store: Arc<SqlStore>) {
     }
 
     let claimed = store
-        .claim("w1", now, now + Duration::seconds(LEASE), 10, &[])
+        .claim(&w("w1"), now, now + Duration::seconds(LEASE), 10, &[])
         .await
         .unwrap();
     assert_eq!(ids(&claimed), vec![good, also_good]);
     assert_failed_as_invalid(&store, bad).await;
     // It stays out of the queue, even after the lease would have run out.
     let later = now + Duration::days(1);
-    let reclaimed = store.claim("w2", later, later, 10, &[]).await.unwrap();
+    let reclaimed = store.claim(&w("w2"), later, later, 10, &[]).await.unwrap();
     assert_eq!(ids(&reclaimed), vec![good, also_good]);
 }
 
-async fn assert_failed_as_invalid(store: &SqlStore, id: uuid::Uuid) {
+async fn assert_failed_as_invalid(store: &SqlStore, id: DeliveryId) {
     // Only these columns: the rest of the row may not even decode.
-    let stored: (String, Option<String>, Option<String>, Option<i64>) =
-        deliveries::Entity::find_by_id(id.hyphenated().to_string())
-            .select_only()
-            .column(deliveries::Column::Status)
-            .column(deliveries::Column::FailureReason)
-            .column(deliveries::Column::LeaseOwner)
-            .column(deliveries::Column::LeaseUntilMs)
-            .into_tuple()
-            .one(store.connection())
-            .await
-            .unwrap()
-            .unwrap();
-    assert_eq!(stored, ("FAILED".into(), Some(INVALID_STORED_DATA.into()), None, None));
+    let stored: (String, Option<String>, Option<String>, Option<i64>) = deliveries::Entity::find_by_id(id.to_string())
+        .select_only()
+        .column(deliveries::Column::Status)
+        .column(deliveries::Column::FailureReason)
+        .column(deliveries::Column::LeaseOwner)
+        .column(deliveries::Column::LeaseUntilMs)
+        .into_tuple()
+        .one(store.connection())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored,
+        ("FAILED".into(), Some("invalid stored data".into()), None, None)
+    );
     let attempts = delivery_attempts::Entity::find()
-        .filter(delivery_attempts::Column::DeliveryId.eq(id.hyphenated().to_string()))
+        .filter(delivery_attempts::Column::DeliveryId.eq(id.to_string()))
         .all(store.connection())
         .await
         .unwrap();
@@ -750,7 +822,7 @@ async fn drain(store: &SqlStore, label: &str, expected: usize) {
     let mut claimed = 0;
     loop {
         let batch = store
-            .claim("rate", now, now + Duration::seconds(LEASE), 50, &[])
+            .claim(&w("rate"), now, now + Duration::seconds(LEASE), 50, &[])
             .await
             .unwrap();
         if batch.is_empty() {
@@ -863,12 +935,12 @@ async fn sqlite_an_unreadable_row_fails_alone() {
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Sqlite,
                 "UPDATE deliveries SET created_at = 'not a time' WHERE id = ?",
-                [bad.hyphenated().to_string().into()],
+                [bad.to_string().into()],
             ))
             .await
             .unwrap();
         let claimed = store
-            .claim("w1", now, now + Duration::seconds(LEASE), 10, &[])
+            .claim(&w("w1"), now, now + Duration::seconds(LEASE), 10, &[])
             .await
             .unwrap();
         assert_eq!(ids(&claimed), vec![good]);
@@ -903,7 +975,7 @@ async fn sqlite_claim_uses_the_partial_indexes() {
         );
 
         let now = Utc::now();
-        let stmt = claim_statement(DbBackend::Sqlite, "w", now, now, 50, &[a]);
+        let stmt = claim_statement(DbBackend::Sqlite, &w("w"), now, now, 50, &[a]);
         let plan = store
             .connection()
             .query_all_raw(Statement::from_sql_and_values(
@@ -992,15 +1064,22 @@ async fn postgres_claim_plan_and_rate() {
         insert_many(&store, sent_and_queued(a)).await;
         db.execute_unprepared("ANALYZE deliveries").await.unwrap();
         let now = Utc::now();
-        let plan = explain_claim(&store, claim_statement(DbBackend::Postgres, "w", now, now, 50, &[b])).await;
+        let plan = explain_claim(
+            &store,
+            claim_statement(DbBackend::Postgres, &w("w"), now, now, 50, &[b]),
+        )
+        .await;
         eprintln!("PostgreSQL claim plan (20,000 SENT, 1,000 QUEUED):\n{plan}");
         assert!(plan.contains("idx_deliveries_due"), "{plan}");
         assert!(plan.contains("idx_deliveries_leased"), "{plan}");
         assert!(!plan.contains("Seq Scan on deliveries"), "{plan}");
         // sqlx prepares statements; after a few runs PostgreSQL may plan them once for
         // any parameters. The literal predicates keep the partial indexes usable then.
-        let generic =
-            explain_generic_claim(&store, claim_statement(DbBackend::Postgres, "w", now, now, 50, &[b])).await;
+        let generic = explain_generic_claim(
+            &store,
+            claim_statement(DbBackend::Postgres, &w("w"), now, now, 50, &[b]),
+        )
+        .await;
         eprintln!("PostgreSQL generic plan of the claim:\n{generic}");
         assert!(generic.contains("idx_deliveries_due"), "{generic}");
         assert!(generic.contains("idx_deliveries_leased"), "{generic}");
@@ -1017,10 +1096,7 @@ async fn postgres_claim_plan_and_rate() {
                 d
             })
             .collect();
-        let head: Vec<String> = churned[..20_000]
-            .iter()
-            .map(|d| d.id.hyphenated().to_string())
-            .collect();
+        let head: Vec<String> = churned[..20_000].iter().map(|d| d.id.to_string()).collect();
         insert_many(&store, churned).await;
         db.execute_unprepared("ANALYZE deliveries").await.unwrap();
         for chunk in head.chunks(5000) {
@@ -1034,7 +1110,7 @@ async fn postgres_claim_plan_and_rate() {
                 .await
                 .unwrap();
         }
-        let plan = explain_claim(&store, claim_statement(DbBackend::Postgres, "w", now, now, 50, &[])).await;
+        let plan = explain_claim(&store, claim_statement(DbBackend::Postgres, &w("w"), now, now, 50, &[])).await;
         eprintln!("PostgreSQL claim plan, first claim over 20,000 dead index entries:\n{plan}");
         drain(
             &store,

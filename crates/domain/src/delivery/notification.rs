@@ -1,68 +1,21 @@
-//! Notifications and their delivery: what a platform service hands in, the built-in
-//! templates (rendered once, at enqueue time, so a template change never alters a queued
-//! mail), the states a delivery goes through, and the retry policy.
+//! Notifications: what a platform service hands in, and the built-in templates (rendered
+//! once, at enqueue time, so a template change never alters a queued mail).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
 
 use crate::error::FieldError;
 use crate::i18n::Locale;
-use crate::mail::{FailureKind, SendFailure, Subject};
-use crate::sender::SenderSource;
+use crate::mail::Subject;
 use crate::tenant::TenantId;
-use crate::values::{EmailAddress, ValueError};
+use crate::values::ValueError;
 
-/// What kind of notification it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotificationKind {
-    RegistrationCompleted,
-    PasswordReset,
-    Custom,
-}
-
-impl NotificationKind {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::RegistrationCompleted => "REGISTRATION_COMPLETED",
-            Self::PasswordReset => "PASSWORD_RESET",
-            Self::Custom => "CUSTOM",
-        }
-    }
-
-    pub fn from_code(s: &str) -> Option<Self> {
-        [Self::RegistrationCompleted, Self::PasswordReset, Self::Custom]
-            .into_iter()
-            .find(|k| k.code() == s)
-    }
-}
-
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeliveryStatus {
-    Queued,
-    Sending,
-    Sent,
-    Retrying,
-    Failed,
-}
-
-impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 5] = [Self::Queued, Self::Sending, Self::Sent, Self::Retrying, Self::Failed];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Queued => "QUEUED",
-            Self::Sending => "SENDING",
-            Self::Sent => "SENT",
-            Self::Retrying => "RETRYING",
-            Self::Failed => "FAILED",
-        }
-    }
-
-    pub fn from_code(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.code() == s)
+crate::coded_enum! {
+    /// What kind of notification it is.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum NotificationKind {
+        RegistrationCompleted = "REGISTRATION_COMPLETED",
+        PasswordReset = "PASSWORD_RESET",
+        Custom = "CUSTOM",
     }
 }
 
@@ -270,154 +223,9 @@ pub fn render(req: &NotificationRequest) -> Result<RenderedMessage, Vec<FieldErr
     }
 }
 
-/// One try at sending.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
-    pub at: DateTime<Utc>,
-    /// `SENT`, `RETRY`, `DEFERRED`, `FAILED`.
-    pub outcome: AttemptOutcome,
-    pub stage: Option<String>,
-    pub smtp_code: Option<u16>,
-    pub enhanced_code: Option<String>,
-    pub server_message: Option<String>,
-    pub sender_address: Option<String>,
-    pub sender_source: Option<SenderSource>,
-}
-
-/// What an attempt led to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    Sent,
-    Retry,
-    Deferred,
-    Failed,
-}
-
-impl AttemptOutcome {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Sent => "SENT",
-            Self::Retry => "RETRY",
-            Self::Deferred => "DEFERRED",
-            Self::Failed => "FAILED",
-        }
-    }
-
-    pub fn from_code(s: &str) -> Option<Self> {
-        [Self::Sent, Self::Retry, Self::Deferred, Self::Failed]
-            .into_iter()
-            .find(|k| k.code() == s)
-    }
-}
-
-/// A notification on its way.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub id: uuid::Uuid,
-    pub tenant_id: TenantId,
-    pub kind: NotificationKind,
-    pub to: EmailAddress,
-    pub locale: Locale,
-    pub message: RenderedMessage,
-    /// One for all attempts.
-    pub message_id: String,
-    pub idempotency_key: Option<String>,
-    pub status: DeliveryStatus,
-    /// Error retries used (rate-limit deferrals do not count).
-    pub retries: u32,
-    pub next_attempt_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub sent_at: Option<DateTime<Utc>>,
-    /// Why it failed for good (`expired`, the server's reply, …).
-    pub failure_reason: Option<String>,
-    pub attempts: Vec<Attempt>,
-}
-
-/// How failures are retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// First retry delay; doubled each time.
-    pub base: Duration,
-    /// Longest delay between tries.
-    pub max_delay: Duration,
-    /// After this age a delivery that still fails is `FAILED` with reason `expired`.
-    pub max_age: Duration,
-    /// Delay after a rate-limit reply.
-    pub defer: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_secs(30),
-            max_delay: Duration::from_secs(3600),
-            max_age: Duration::from_secs(3 * 24 * 3600),
-            defer: Duration::from_secs(60),
-        }
-    }
-}
-
-/// What to do after a failed send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureDecision {
-    /// Try again after this delay; uses up one error retry.
-    Retry(Duration),
-    /// The server asked us to slow down: try again after this delay, no retry used.
-    Defer(Duration),
-    /// Never retried.
-    Fail,
-    /// Too old to retry.
-    Expire,
-}
-
-/// Whether a reply says "slow down" rather than "error".
-pub fn is_rate_limit(failure: &SendFailure) -> bool {
-    let Some(code) = failure.smtp_code else {
-        return false;
-    };
-    let text = failure.server_message.as_deref().unwrap_or("").to_ascii_lowercase();
-    let enhanced = failure.enhanced_code.as_deref().unwrap_or("");
-    code == 421
-        || (matches!(code, 450 | 451 | 452 | 454)
-            && (enhanced.starts_with("4.7.") || text.contains("rate") || text.contains("too many")))
-}
-
-impl RetryPolicy {
-    /// Exponential backoff with ±20 % jitter (`jitter` in 0..1).
-    pub fn backoff(&self, retries: u32, jitter: f64) -> Duration {
-        let exp = self.base.saturating_mul(2u32.saturating_pow(retries.min(20)));
-        let capped = exp.min(self.max_delay);
-        capped.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
-    }
-
-    /// Decides what follows a failure of a delivery created at `created_at`.
-    pub fn decide(
-        &self,
-        failure: &SendFailure,
-        retries: u32,
-        created_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        jitter: f64,
-    ) -> FailureDecision {
-        let transient = failure.is_transient() || is_rate_limit(failure);
-        if !transient || failure.kind == FailureKind::InvalidMessage {
-            return FailureDecision::Fail;
-        }
-        let age = (now - created_at).to_std().unwrap_or_default();
-        if age >= self.max_age {
-            return FailureDecision::Expire;
-        }
-        if is_rate_limit(failure) {
-            return FailureDecision::Defer(self.defer.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)));
-        }
-        FailureDecision::Retry(self.backoff(retries, jitter))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mail::SendStage;
 
     fn req(kind: NotificationKind, locale: Locale, vars: &[(&str, VariableValue)]) -> NotificationRequest {
         NotificationRequest {
@@ -477,42 +285,5 @@ mod tests {
                 ("variables.expiresInMinutes", INVALID_TYPE)
             ]
         );
-    }
-
-    #[test]
-    fn retry_decisions() {
-        let p = RetryPolicy::default();
-        let now = Utc::now();
-        let reply = |code: u16, enh: &str, text: &str| SendFailure {
-            smtp_code: Some(code),
-            enhanced_code: Some(enh.into()),
-            server_message: Some(text.into()),
-            ..SendFailure::new(SendStage::Data, FailureKind::Rejected)
-        };
-        assert!(matches!(
-            p.decide(&reply(451, "4.3.0", "try later"), 0, now, now, 0.5),
-            FailureDecision::Retry(_)
-        ));
-        assert_eq!(
-            p.decide(&reply(550, "5.1.1", "no such user"), 0, now, now, 0.5),
-            FailureDecision::Fail
-        );
-        assert!(matches!(
-            p.decide(&reply(421, "4.7.0", "slow down"), 0, now, now, 0.5),
-            FailureDecision::Defer(_)
-        ));
-        assert!(matches!(
-            p.decide(&reply(450, "4.2.1", "Too many messages"), 0, now, now, 0.5),
-            FailureDecision::Defer(_)
-        ));
-        let old = now - chrono::Duration::days(4);
-        assert_eq!(
-            p.decide(&reply(451, "4.3.0", ""), 3, old, now, 0.5),
-            FailureDecision::Expire
-        );
-        let net = SendFailure::new(SendStage::Connect, FailureKind::ConnectionRefused);
-        assert!(matches!(p.decide(&net, 0, now, now, 0.5), FailureDecision::Retry(_)));
-        assert_eq!(p.backoff(0, 0.5), Duration::from_secs(30));
-        assert_eq!(p.backoff(30, 0.5), Duration::from_secs(3600));
     }
 }

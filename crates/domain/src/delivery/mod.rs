@@ -1,0 +1,123 @@
+//! Deliveries: a notification on its way, the states it goes through, and the one place
+//! that decides each change of state ([`DeliveryUpdate`]). Storage applies the updates it
+//! is handed; it never decides a status, a retry count or a reason itself.
+//!
+//! - [`notification`]: what a platform service hands in and the built-in templates;
+//! - [`retry`]: the retry policy (backoff, rate-limit deferral, expiry);
+//! - [`update`]: the state changes (sent, after a failure, released, requeued, …).
+
+pub mod notification;
+pub mod retry;
+pub mod update;
+
+use chrono::{DateTime, Utc};
+
+use crate::i18n::Locale;
+use crate::ids::{DeliveryId, IdempotencyKey, MessageId};
+use crate::sender::SenderSource;
+use crate::tenant::TenantId;
+use crate::values::EmailAddress;
+
+pub use notification::{
+    INVALID_TYPE, NotificationKind, NotificationRequest, RenderedMessage, VariableValue, escape_html, render,
+};
+pub use retry::{FailureDecision, RetryPolicy, is_rate_limit};
+pub use update::{DeliveryUpdate, NotFailed};
+
+crate::coded_enum! {
+    /// Where a delivery stands.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum DeliveryStatus {
+        Queued = "QUEUED",
+        Sending = "SENDING",
+        Sent = "SENT",
+        Retrying = "RETRYING",
+        Failed = "FAILED",
+    }
+}
+
+crate::coded_enum! {
+    /// What an attempt led to.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum AttemptOutcome {
+        Sent = "SENT",
+        Retry = "RETRY",
+        Deferred = "DEFERRED",
+        Failed = "FAILED",
+    }
+}
+
+/// One try at sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    pub outcome: AttemptOutcome,
+    pub stage: Option<String>,
+    pub smtp_code: Option<u16>,
+    pub enhanced_code: Option<String>,
+    pub server_message: Option<String>,
+    pub sender_address: Option<String>,
+    pub sender_source: Option<SenderSource>,
+}
+
+/// Why a delivery failed for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureReason {
+    /// It still failed after the retry policy's maximum age.
+    Expired,
+    /// Its tenant no longer exists.
+    TenantMissing,
+    /// Its stored row could not be read back.
+    InvalidStoredData,
+    /// The server (or the network) refused it for good: stage, reply code and the
+    /// server's (redacted) reply, as one line.
+    Refused(String),
+}
+
+impl FailureReason {
+    const EXPIRED: &'static str = "expired";
+    const TENANT_MISSING: &'static str = "tenant not found";
+    const INVALID_STORED_DATA: &'static str = "invalid stored data";
+
+    /// The text stored and shown as the delivery's `failureReason`.
+    pub fn as_text(&self) -> &str {
+        match self {
+            Self::Expired => Self::EXPIRED,
+            Self::TenantMissing => Self::TENANT_MISSING,
+            Self::InvalidStoredData => Self::INVALID_STORED_DATA,
+            Self::Refused(text) => text,
+        }
+    }
+
+    /// A reason read back from its text.
+    pub fn from_text(text: &str) -> Self {
+        match text {
+            Self::EXPIRED => Self::Expired,
+            Self::TENANT_MISSING => Self::TenantMissing,
+            Self::INVALID_STORED_DATA => Self::InvalidStoredData,
+            other => Self::Refused(other.to_owned()),
+        }
+    }
+}
+
+/// A notification on its way.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub tenant_id: TenantId,
+    pub kind: NotificationKind,
+    pub to: EmailAddress,
+    pub locale: Locale,
+    pub message: RenderedMessage,
+    /// One for all attempts.
+    pub message_id: MessageId,
+    pub idempotency_key: Option<IdempotencyKey>,
+    pub status: DeliveryStatus,
+    /// Error retries used (rate-limit deferrals do not count).
+    pub retries: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub failure_reason: Option<FailureReason>,
+    pub attempts: Vec<Attempt>,
+}

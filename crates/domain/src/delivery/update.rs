@@ -1,0 +1,376 @@
+//! The state changes of a delivery, each decided here and nowhere else. A worker (or the
+//! retry operation) asks for the change that follows what happened; storage applies the
+//! resulting [`DeliveryUpdate`] only while the row is still in [`DeliveryUpdate::expected`]
+//! (for a worker: `SENDING` under its own lease), and clears the lease.
+
+use chrono::{DateTime, Utc};
+
+use super::retry::{FailureDecision, RetryPolicy};
+use super::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, FailureReason};
+use crate::mail::{SendFailure, SendReceipt, SendStage};
+
+/// The new state of one delivery, and the attempt that led to it (if one was made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryUpdate {
+    expected: DeliveryStatus,
+    status: DeliveryStatus,
+    retries: Option<u32>,
+    next_attempt_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+    failure_reason: Option<FailureReason>,
+    attempt: Option<Attempt>,
+}
+
+/// Only a `FAILED` delivery can be put back in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("only a failed delivery can be retried")]
+pub struct NotFailed;
+
+impl DeliveryUpdate {
+    /// The server took the mail.
+    pub fn sent(receipt: &SendReceipt, retries: u32, at: DateTime<Utc>) -> Self {
+        Self {
+            expected: DeliveryStatus::Sending,
+            status: DeliveryStatus::Sent,
+            retries: Some(retries),
+            next_attempt_at: at,
+            sent_at: Some(at),
+            failure_reason: None,
+            attempt: Some(Attempt {
+                at,
+                outcome: AttemptOutcome::Sent,
+                stage: None,
+                smtp_code: receipt.smtp_code,
+                enhanced_code: None,
+                server_message: receipt.server_message.clone(),
+                sender_address: Some(receipt.sender.address.to_string()),
+                sender_source: Some(receipt.sender.source),
+            }),
+        }
+    }
+
+    /// What follows a failed send of `delivery`, by `policy`: a retry after a backoff
+    /// (one error retry used), a deferral after a rate-limit reply (none used), or a
+    /// permanent failure (refused, or expired).
+    pub fn after_failure(
+        delivery: &Delivery,
+        failure: &SendFailure,
+        policy: &RetryPolicy,
+        at: DateTime<Utc>,
+        jitter: f64,
+    ) -> Self {
+        let decision = policy.decide(failure, delivery.retries, delivery.created_at, at, jitter);
+        let later = |delay: std::time::Duration| at + chrono::Duration::from_std(delay).unwrap_or_default();
+        let (status, retries, next, outcome, reason) = match decision {
+            FailureDecision::Retry(delay) => (
+                DeliveryStatus::Retrying,
+                delivery.retries.saturating_add(1),
+                later(delay),
+                AttemptOutcome::Retry,
+                None,
+            ),
+            FailureDecision::Defer(delay) => (
+                DeliveryStatus::Retrying,
+                delivery.retries,
+                later(delay),
+                AttemptOutcome::Deferred,
+                None,
+            ),
+            FailureDecision::Fail => (
+                DeliveryStatus::Failed,
+                delivery.retries,
+                at,
+                AttemptOutcome::Failed,
+                Some(refusal(failure)),
+            ),
+            FailureDecision::Expire => (
+                DeliveryStatus::Failed,
+                delivery.retries,
+                at,
+                AttemptOutcome::Failed,
+                Some(FailureReason::Expired),
+            ),
+        };
+        Self {
+            expected: DeliveryStatus::Sending,
+            status,
+            retries: Some(retries),
+            next_attempt_at: next,
+            sent_at: None,
+            failure_reason: reason,
+            attempt: Some(failed_attempt(failure, outcome, at)),
+        }
+    }
+
+    /// The delivery's tenant no longer exists: failed for good, nothing sent.
+    pub fn tenant_missing(delivery: &Delivery, at: DateTime<Utc>) -> Self {
+        Self {
+            expected: DeliveryStatus::Sending,
+            status: DeliveryStatus::Failed,
+            retries: Some(delivery.retries),
+            next_attempt_at: at,
+            sent_at: None,
+            failure_reason: Some(FailureReason::TenantMissing),
+            attempt: Some(Attempt {
+                at,
+                outcome: AttemptOutcome::Failed,
+                stage: Some(SendStage::Resolve.code().to_owned()),
+                smtp_code: None,
+                enhanced_code: None,
+                server_message: None,
+                sender_address: None,
+                sender_source: None,
+            }),
+        }
+    }
+
+    /// A claimed row could not be read back: failed for good, so it neither blocks the
+    /// queue nor comes back when its lease runs out. Its retry count is left as stored.
+    pub fn unreadable(at: DateTime<Utc>) -> Self {
+        let reason = FailureReason::InvalidStoredData;
+        Self {
+            expected: DeliveryStatus::Sending,
+            status: DeliveryStatus::Failed,
+            retries: None,
+            next_attempt_at: at,
+            sent_at: None,
+            attempt: Some(Attempt {
+                at,
+                outcome: AttemptOutcome::Failed,
+                stage: None,
+                smtp_code: None,
+                enhanced_code: None,
+                server_message: Some(reason.as_text().to_owned()),
+                sender_address: None,
+                sender_source: None,
+            }),
+            failure_reason: Some(reason),
+        }
+    }
+
+    /// Given back unattempted (shutdown, or the tenant could not be loaded): due again at
+    /// once, `QUEUED` if it never failed, `RETRYING` otherwise.
+    pub fn released(retries: u32, at: DateTime<Utc>) -> Self {
+        Self {
+            expected: DeliveryStatus::Sending,
+            status: if retries == 0 {
+                DeliveryStatus::Queued
+            } else {
+                DeliveryStatus::Retrying
+            },
+            retries: Some(retries),
+            next_attempt_at: at,
+            sent_at: None,
+            failure_reason: None,
+            attempt: None,
+        }
+    }
+
+    /// A `FAILED` delivery put back in the queue by a person: retries reset, due at once.
+    pub fn requeued(delivery: &Delivery, at: DateTime<Utc>) -> Result<Self, NotFailed> {
+        if delivery.status != DeliveryStatus::Failed {
+            return Err(NotFailed);
+        }
+        Ok(Self {
+            expected: DeliveryStatus::Failed,
+            status: DeliveryStatus::Queued,
+            retries: Some(0),
+            next_attempt_at: at,
+            sent_at: None,
+            failure_reason: None,
+            attempt: None,
+        })
+    }
+
+    /// The status the stored row must still have for this update to apply.
+    pub fn expected(&self) -> DeliveryStatus {
+        self.expected
+    }
+    pub fn status(&self) -> DeliveryStatus {
+        self.status
+    }
+    /// The error retries used; `None`: leave the stored count as it is.
+    pub fn retries(&self) -> Option<u32> {
+        self.retries
+    }
+    pub fn next_attempt_at(&self) -> DateTime<Utc> {
+        self.next_attempt_at
+    }
+    pub fn sent_at(&self) -> Option<DateTime<Utc>> {
+        self.sent_at
+    }
+    pub fn failure_reason(&self) -> Option<&FailureReason> {
+        self.failure_reason.as_ref()
+    }
+    /// The attempt to record with the change (none for a release or a requeue).
+    pub fn attempt(&self) -> Option<&Attempt> {
+        self.attempt.as_ref()
+    }
+
+    /// `delivery` as this update leaves it (what a caller sees right after the write).
+    pub fn applied_to(&self, mut delivery: Delivery) -> Delivery {
+        delivery.status = self.status;
+        if let Some(retries) = self.retries {
+            delivery.retries = retries;
+        }
+        delivery.next_attempt_at = self.next_attempt_at;
+        delivery.sent_at = self.sent_at;
+        delivery.failure_reason = self.failure_reason.clone();
+        if let Some(attempt) = &self.attempt {
+            delivery.attempts.push(attempt.clone());
+        }
+        delivery
+    }
+}
+
+/// The attempt a failure is recorded as.
+fn failed_attempt(failure: &SendFailure, outcome: AttemptOutcome, at: DateTime<Utc>) -> Attempt {
+    Attempt {
+        at,
+        outcome,
+        stage: Some(failure.stage.code().to_owned()),
+        smtp_code: failure.smtp_code,
+        enhanced_code: failure.enhanced_code.clone(),
+        server_message: failure.server_message.clone(),
+        sender_address: failure.sender.as_ref().map(|s| s.address.to_string()),
+        sender_source: failure.sender.as_ref().map(|s| s.source),
+    }
+}
+
+/// A short reason for a permanent failure: stage, reply code, and the server's reply
+/// (already redacted by the mailer) or the kind of failure. No secrets.
+fn refusal(failure: &SendFailure) -> FailureReason {
+    let mut parts = vec![failure.stage.code().to_owned()];
+    if let Some(code) = failure.smtp_code {
+        parts.push(code.to_string());
+    }
+    match &failure.server_message {
+        Some(m) => parts.push(m.clone()),
+        None => parts.push(format!("{:?}", failure.kind)),
+    }
+    FailureReason::Refused(parts.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::{NotificationKind, RenderedMessage};
+    use crate::i18n::Locale;
+    use crate::ids::{DeliveryId, MessageId};
+    use crate::mail::{FailureKind, SendStage, Subject};
+    use crate::tenant::TenantId;
+    use crate::values::EmailAddress;
+
+    fn delivery(status: DeliveryStatus, retries: u32, created_at: DateTime<Utc>) -> Delivery {
+        Delivery {
+            id: DeliveryId::generate(),
+            tenant_id: TenantId::generate(),
+            kind: NotificationKind::Custom,
+            to: EmailAddress::parse("a@example.com").unwrap(),
+            locale: Locale::En,
+            message: RenderedMessage {
+                subject: Subject::parse("s").unwrap(),
+                text: "t".into(),
+                html: None,
+            },
+            message_id: MessageId::generate("example.com"),
+            idempotency_key: None,
+            status,
+            retries,
+            next_attempt_at: created_at,
+            created_at,
+            sent_at: None,
+            failure_reason: None,
+            attempts: Vec::new(),
+        }
+    }
+
+    fn reply(code: u16, enhanced: &str, text: &str) -> SendFailure {
+        SendFailure {
+            smtp_code: Some(code),
+            enhanced_code: Some(enhanced.into()),
+            server_message: Some(text.into()),
+            ..SendFailure::new(SendStage::Data, FailureKind::Rejected)
+        }
+    }
+
+    #[test]
+    fn each_failure_leads_to_one_state() {
+        let policy = RetryPolicy::default();
+        let now = Utc::now();
+        let d = delivery(DeliveryStatus::Sending, 2, now);
+
+        let retry = DeliveryUpdate::after_failure(&d, &reply(451, "4.3.0", "later"), &policy, now, 0.5);
+        assert_eq!(retry.status(), DeliveryStatus::Retrying);
+        assert_eq!(retry.retries(), Some(3));
+        assert_eq!(retry.next_attempt_at(), now + chrono::Duration::seconds(120));
+        assert_eq!(retry.attempt().map(|a| a.outcome), Some(AttemptOutcome::Retry));
+        assert_eq!(retry.failure_reason(), None);
+
+        let defer = DeliveryUpdate::after_failure(&d, &reply(421, "4.7.0", "slow down"), &policy, now, 0.5);
+        assert_eq!((defer.status(), defer.retries()), (DeliveryStatus::Retrying, Some(2)));
+        assert_eq!(defer.next_attempt_at(), now + chrono::Duration::seconds(60));
+        assert_eq!(defer.attempt().map(|a| a.outcome), Some(AttemptOutcome::Deferred));
+
+        let fail = DeliveryUpdate::after_failure(&d, &reply(550, "5.1.1", "no such user"), &policy, now, 0.5);
+        assert_eq!(fail.status(), DeliveryStatus::Failed);
+        assert_eq!(
+            fail.failure_reason(),
+            Some(&FailureReason::Refused("DATA 550 no such user".into()))
+        );
+        assert_eq!(fail.attempt().and_then(|a| a.stage.as_deref()), Some("DATA"));
+
+        let old = delivery(DeliveryStatus::Sending, 9, now - chrono::Duration::days(4));
+        let expired = DeliveryUpdate::after_failure(&old, &reply(451, "4.3.0", ""), &policy, now, 0.5);
+        assert_eq!(expired.status(), DeliveryStatus::Failed);
+        assert_eq!(expired.failure_reason(), Some(&FailureReason::Expired));
+        assert_eq!(expired.failure_reason().map(FailureReason::as_text), Some("expired"));
+
+        let gone = DeliveryUpdate::tenant_missing(&d, now);
+        assert_eq!(gone.status(), DeliveryStatus::Failed);
+        assert_eq!(gone.failure_reason(), Some(&FailureReason::TenantMissing));
+        for u in [&retry, &defer, &fail, &expired, &gone] {
+            assert_eq!(u.expected(), DeliveryStatus::Sending);
+        }
+    }
+
+    #[test]
+    fn release_and_requeue() {
+        let now = Utc::now();
+        assert_eq!(DeliveryUpdate::released(0, now).status(), DeliveryStatus::Queued);
+        let again = DeliveryUpdate::released(3, now);
+        assert_eq!((again.status(), again.retries()), (DeliveryStatus::Retrying, Some(3)));
+        assert!(again.attempt().is_none());
+
+        let sending = delivery(DeliveryStatus::Sending, 1, now);
+        assert_eq!(DeliveryUpdate::requeued(&sending, now), Err(NotFailed));
+        let mut failed = delivery(DeliveryStatus::Failed, 4, now);
+        failed.failure_reason = Some(FailureReason::Expired);
+        let requeue = DeliveryUpdate::requeued(&failed, now).unwrap();
+        assert_eq!(requeue.expected(), DeliveryStatus::Failed);
+        let after = requeue.applied_to(failed);
+        assert_eq!(
+            (after.status, after.retries, after.failure_reason),
+            (DeliveryStatus::Queued, 0, None)
+        );
+
+        let unreadable = DeliveryUpdate::unreadable(now);
+        assert_eq!(unreadable.retries(), None);
+        assert_eq!(
+            unreadable.failure_reason().map(FailureReason::as_text),
+            Some("invalid stored data")
+        );
+    }
+
+    #[test]
+    fn reasons_read_back_as_written() {
+        for r in [
+            FailureReason::Expired,
+            FailureReason::TenantMissing,
+            FailureReason::InvalidStoredData,
+            FailureReason::Refused("RCPT 550 no".into()),
+        ] {
+            assert_eq!(FailureReason::from_text(r.as_text()), r);
+        }
+    }
+}

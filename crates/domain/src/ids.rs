@@ -1,0 +1,185 @@
+//! Typed identifiers of the delivery queue, each parsed once: a delivery's id, the name a
+//! worker holds leases under, a mail's `Message-ID`, and a caller's idempotency key. A
+//! raw `Uuid` or `String` can no longer stand in for the wrong one.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::values::{ValueError, has_control_chars};
+
+/// A delivery's id: a UUID (version 7, so ids sort by enqueue time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeliveryId(uuid::Uuid);
+
+impl DeliveryId {
+    /// A fresh, time-ordered id.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> &uuid::Uuid {
+        &self.0
+    }
+}
+
+impl FromStr for DeliveryId {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Only the canonical hyphenated form, so one delivery has one spelling.
+        if s.len() != 36 {
+            return Err(ValueError::InvalidFormat);
+        }
+        uuid::Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| ValueError::InvalidFormat)
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// The name a worker holds its leases under: unique per process, readable in the
+/// database (host name and a random part), 1–200 characters without controls.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseOwner(String);
+
+impl LeaseOwner {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        if raw.is_empty() {
+            return Err(ValueError::Required);
+        }
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(ValueError::TooLong);
+        }
+        if has_control_chars(raw) {
+            return Err(ValueError::ControlCharacters);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// `<prefix>-<random>`, with the prefix cut to fit and controls replaced.
+    pub fn unique(prefix: &str) -> Self {
+        let prefix: String = prefix
+            .chars()
+            .map(|c| if c.is_control() { '_' } else { c })
+            .take(Self::MAX_CHARS - 33)
+            .collect();
+        Self(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LeaseOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A mail's `Message-ID` (`<local@domain>`), one for every attempt of a delivery so a
+/// receiver can tell a repeat from a new mail.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageId(String);
+
+impl MessageId {
+    /// RFC 5322 allows 998 octets for a header line; the id stays well under it.
+    pub const MAX_LEN: usize = 900;
+
+    /// A fresh id in `domain` (the platform sender's domain).
+    pub fn generate(domain: &str) -> Self {
+        Self(format!("<{}@{domain}>", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// An id read back: angle brackets around `local@domain`, printable ASCII without
+    /// spaces, at most [`MessageId::MAX_LEN`].
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        if raw.is_empty() {
+            return Err(ValueError::Required);
+        }
+        if raw.len() > Self::MAX_LEN {
+            return Err(ValueError::TooLong);
+        }
+        let inner = raw
+            .strip_prefix('<')
+            .and_then(|r| r.strip_suffix('>'))
+            .ok_or(ValueError::InvalidFormat)?;
+        let printable = inner.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>');
+        match inner.split_once('@') {
+            Some((local, domain)) if printable && !local.is_empty() && !domain.is_empty() => Ok(Self(raw.to_owned())),
+            _ => Err(ValueError::InvalidFormat),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A caller's idempotency key: the same key for the same tenant means the same
+/// delivery. 1–200 characters without control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        if raw.is_empty() {
+            return Err(ValueError::Required);
+        }
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(ValueError::TooLong);
+        }
+        if has_control_chars(raw) {
+            return Err(ValueError::ControlCharacters);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_once_and_refuse_what_they_are_not() {
+        let id = DeliveryId::generate();
+        assert_eq!(id.to_string().parse::<DeliveryId>(), Ok(id));
+        assert_eq!("nope".parse::<DeliveryId>(), Err(ValueError::InvalidFormat));
+        let simple = id.as_uuid().simple().to_string();
+        assert_eq!(simple.parse::<DeliveryId>(), Err(ValueError::InvalidFormat));
+
+        let m = MessageId::generate("example.com");
+        assert_eq!(MessageId::parse(m.as_str()), Ok(m));
+        for bad in ["", "abc@example.com", "<abc>", "<a b@c>", "<@c>", "<a@>"] {
+            assert!(MessageId::parse(bad).is_err(), "{bad:?}");
+        }
+
+        assert_eq!(IdempotencyKey::parse(""), Err(ValueError::Required));
+        assert_eq!(IdempotencyKey::parse(&"k".repeat(201)), Err(ValueError::TooLong));
+        assert_eq!(IdempotencyKey::parse("a\nb"), Err(ValueError::ControlCharacters));
+        assert_eq!(IdempotencyKey::parse("order-1").unwrap().as_str(), "order-1");
+
+        let owner = LeaseOwner::unique("host\nname");
+        assert!(owner.as_str().starts_with("host_name-"));
+        assert!(LeaseOwner::parse(owner.as_str()).is_ok());
+        assert_eq!(LeaseOwner::parse(""), Err(ValueError::Required));
+    }
+}

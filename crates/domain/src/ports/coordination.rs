@@ -1,0 +1,35 @@
+//! What several processes coordinate through the database.
+
+use crate::error::StoreError;
+use crate::tenant::TenantId;
+
+/// Send turns (a tenant's interval across processes) and the test-mail limit.
+#[async_trait::async_trait]
+pub trait Coordination: Send + Sync + 'static {
+    /// Takes the tenant's send turn for `holder` if the previous send started at least
+    /// the interval ago and nobody holds the turn: `None` when taken, otherwise how long
+    /// to wait before asking again.
+    async fn try_take_send_turn(
+        &self,
+        tenant: TenantId,
+        holder: &str,
+    ) -> Result<Option<std::time::Duration>, StoreError>;
+
+    /// Gives the turn back right after the send started (its MAIL FROM was answered):
+    /// the next send may start `interval` from now, by the database's clock.
+    async fn finish_send_turn(
+        &self,
+        tenant: TenantId,
+        holder: &str,
+        interval: std::time::Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Records a test mail if the tenant had fewer than `limit` in the last `window`
+    /// (across all processes); false, and nothing recorded, otherwise.
+    async fn try_record_test_mail(
+        &self,
+        tenant: TenantId,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,102 @@
+//! The durable delivery queue, split by who calls it: the outbox that enqueues (the API),
+//! the queue that claims and finishes (the worker), and the tenant-scoped queries (the
+//! API's reads and the retry of a failed delivery).
+
+use chrono::{DateTime, Utc};
+
+use crate::access::TenantScope;
+use crate::delivery::{Delivery, DeliveryStatus, DeliveryUpdate};
+use crate::error::StoreError;
+use crate::ids::{DeliveryId, LeaseOwner};
+use crate::tenant::TenantId;
+
+/// The result of an enqueue: a new delivery, or the one already stored under the same
+/// tenant and idempotency key.
+#[derive(Debug, Clone)]
+pub enum EnqueueOutcome {
+    Created(Delivery),
+    Existing(Delivery),
+}
+
+/// Counts of deliveries by status.
+pub type StatusCounts = Vec<(DeliveryStatus, u64)>;
+
+/// Where new deliveries go in.
+#[async_trait::async_trait]
+pub trait DeliveryOutbox: Send + Sync + 'static {
+    /// Stores a new delivery (committed before this returns), or returns the existing one
+    /// with the same tenant and idempotency key.
+    async fn enqueue(&self, delivery: &Delivery) -> Result<EnqueueOutcome, StoreError>;
+
+    /// [`DeliveryOutbox::enqueue`] for several deliveries at once (a store may commit them
+    /// together); one result per delivery, in order, each committed before this returns.
+    async fn enqueue_many(&self, deliveries: &[Delivery]) -> Vec<Result<EnqueueOutcome, StoreError>> {
+        let mut out = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            out.push(self.enqueue(d).await);
+        }
+        out
+    }
+}
+
+/// What a worker needs: claim due deliveries under a lease, keep the lease, and apply the
+/// updates the domain decided.
+#[async_trait::async_trait]
+pub trait DeliveryQueue: Send + Sync + 'static {
+    /// Claims up to `limit` due deliveries for `owner` until `lease_until`: `QUEUED` or
+    /// `RETRYING` ones whose time has come, and `SENDING` ones whose lease expired. Skips
+    /// the tenants in `exclude`. Each returned delivery is `SENDING`; attempts not loaded.
+    /// No row lock is held after this returns.
+    async fn claim(
+        &self,
+        owner: &LeaseOwner,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        exclude: &[TenantId],
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Extends the leases `owner` holds.
+    async fn renew_leases(&self, owner: &LeaseOwner, lease_until: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Applies each update (and records its attempt) where the delivery is still
+    /// `SENDING` under `owner`'s lease, clearing the lease, in one transaction: one flag
+    /// per update, in order (false where `owner` no longer holds the lease). All or
+    /// nothing.
+    async fn finish_many(
+        &self,
+        owner: &LeaseOwner,
+        updates: &[(DeliveryId, DeliveryUpdate)],
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// [`DeliveryQueue::finish_many`] of one.
+    async fn finish(&self, id: DeliveryId, owner: &LeaseOwner, update: &DeliveryUpdate) -> Result<bool, StoreError> {
+        let done = self.finish_many(owner, &[(id, update.clone())]).await?;
+        Ok(done.first().copied().unwrap_or(false))
+    }
+}
+
+/// Reads and changes of deliveries on behalf of a caller: every call names the tenant (or
+/// a scope that only an operator or a service is handed), so isolation is in the
+/// signature rather than in a filter applied after loading.
+#[async_trait::async_trait]
+pub trait DeliveryQueries: Send + Sync + 'static {
+    /// One delivery with its attempts, if it exists within `scope`.
+    async fn delivery(&self, scope: TenantScope, id: DeliveryId) -> Result<Option<Delivery>, StoreError>;
+
+    /// A tenant's deliveries, newest first, optionally of one status, before the id `after`.
+    async fn deliveries(
+        &self,
+        tenant: TenantId,
+        status: Option<DeliveryStatus>,
+        after: Option<DeliveryId>,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Deliveries by status within `scope`.
+    async fn status_counts(&self, scope: TenantScope) -> Result<StatusCounts, StoreError>;
+
+    /// Applies a requeue update (see [`DeliveryUpdate::requeued`]) to the tenant's
+    /// delivery if it is still in the update's expected status; false otherwise.
+    async fn requeue(&self, tenant: TenantId, id: DeliveryId, update: &DeliveryUpdate) -> Result<bool, StoreError>;
+}

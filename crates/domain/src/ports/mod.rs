@@ -1,0 +1,13 @@
+//! Ports: what the domain needs from storage and transport, one module per kind of
+//! caller. `persistence` and `mailer` implement them. A port depends on the models; no
+//! model depends on a port.
+
+pub mod coordination;
+pub mod deliveries;
+pub mod tenants;
+pub mod transport;
+
+pub use coordination::Coordination;
+pub use deliveries::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
+pub use tenants::{TenantRecord, TenantStore};
+pub use transport::MailTransport;

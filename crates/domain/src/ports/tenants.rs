@@ -1,0 +1,74 @@
+//! Storage of tenants, their mail settings and the audit trail.
+
+use chrono::{DateTime, Utc};
+
+use crate::audit::AuditEntry;
+use crate::error::{StoreError, WriteError};
+use crate::plan::{Plan, SenderOverridePermit};
+use crate::settings::{MailSettings, StoredMailSettings};
+pub use crate::tenant::TenantRecord;
+use crate::tenant::{Tenant, TenantId};
+
+/// Every write and its audit entry are stored together or not at all.
+#[async_trait::async_trait]
+pub trait TenantStore: Send + Sync + 'static {
+    async fn insert_tenant(&self, tenant: &Tenant, audit: &AuditEntry) -> Result<(), StoreError>;
+
+    async fn tenant(&self, id: TenantId) -> Result<Option<TenantRecord>, StoreError>;
+
+    /// Tenants in id (creation) order after `after`, at most `limit`.
+    async fn tenants(
+        &self,
+        plan: Option<Plan>,
+        after: Option<TenantId>,
+        limit: u64,
+    ) -> Result<Vec<TenantRecord>, StoreError>;
+
+    /// Moves a tenant from plan `from` to `to`; `PlanChanged` if it is no longer on `from`.
+    async fn change_plan(
+        &self,
+        id: TenantId,
+        from: Plan,
+        to: Plan,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Tenant, WriteError>;
+
+    /// Replaces the tenant's settings if the stored version is `expected_version` (0: none
+    /// saved). Needs the plan's permit, and re-checks at write time that the tenant is still
+    /// on a plan that allows a custom sender (`PlanChanged` otherwise), so a downgrade
+    /// racing a save never stores active settings. The new version is higher than any
+    /// before it.
+    async fn save_mail_settings(
+        &self,
+        id: TenantId,
+        permit: SenderOverridePermit,
+        settings: &MailSettings,
+        expected_version: i64,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<StoredMailSettings, WriteError>;
+
+    /// Removes the tenant's settings if the stored version is `expected_version`.
+    async fn clear_mail_settings(
+        &self,
+        id: TenantId,
+        expected_version: i64,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), WriteError>;
+
+    /// The tenant's audit trail, oldest first, after the entry `after`.
+    async fn audit_trail(
+        &self,
+        id: TenantId,
+        after: Option<uuid::Uuid>,
+        limit: u64,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Appends an audit entry that goes with no other write (e.g. a test mail).
+    async fn record_audit(&self, audit: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Whether the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,29 @@
+//! Sending mail. `mailer` implements it; the rest of the system has this one entry point.
+
+use crate::mail::{OutgoingMail, SendFailure, SendReceipt};
+use crate::plan::SenderOverridePermit;
+use crate::settings::MailSettings;
+use crate::tenant::{TenantId, TenantRecord};
+
+/// The one way mail leaves Mailgate.
+#[async_trait::async_trait]
+pub trait MailTransport: Send + Sync + 'static {
+    /// Sends through the tenant's own server when its plan permits and settings are saved,
+    /// and through the platform default otherwise. Paced by the tenant's send interval.
+    async fn send(&self, tenant: &TenantRecord, mail: &OutgoingMail) -> Result<SendReceipt, SendFailure>;
+
+    /// A test mail through `settings` (possibly an unsaved draft): a fresh connection,
+    /// not paced, finished or abandoned within `deadline`.
+    async fn send_test(
+        &self,
+        permit: SenderOverridePermit,
+        tenant: TenantId,
+        settings: &MailSettings,
+        mail: &OutgoingMail,
+        deadline: std::time::Duration,
+    ) -> Result<SendReceipt, SendFailure>;
+
+    /// Drops what is cached for the tenant (connections of old settings), so the next
+    /// mail uses what is saved now.
+    async fn forget(&self, tenant: TenantId);
+}

@@ -1,0 +1,159 @@
+//! The loop that claims due deliveries and starts lanes for them, and the drain on
+//! shutdown: stop claiming, give back what waits, let what is sending finish within the
+//! grace period, record the last outcomes, and give back whatever is still held.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use domain::DeliveryId;
+use domain::delivery::{Delivery, DeliveryUpdate};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::lanes::lane;
+use crate::recorder::{Outcomes, record_outcomes};
+use crate::signal::ClaimSkipper;
+use crate::{Shared, WorkSignal, WorkerReport, lock};
+
+/// Runs until `shutdown` completes, then drains.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    wake: Arc<WorkSignal>,
+    shutdown: impl Future<Output = ()>,
+) -> WorkerReport {
+    let cfg = shared.config.clone();
+    tracing::info!(worker = %cfg.worker_id, "delivery worker started");
+    let mut tasks: JoinSet<u64> = JoinSet::new();
+    let mut report = WorkerReport::default();
+    let renew = tokio::spawn(crate::lease::renew_leases(shared.clone()));
+    let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
+    let recorder = tokio::spawn(record_outcomes(shared.clone(), outcomes_rx));
+    let batch_size = usize::try_from(cfg.batch_size.max(1)).unwrap_or(usize::MAX);
+    let mut skipper = ClaimSkipper::default();
+    tokio::pin!(shutdown);
+    loop {
+        while let Some(done) = tasks.try_join_next() {
+            report.finished += done.unwrap_or(0);
+        }
+        for d in shared.lanes.ready(tasks.len()) {
+            tasks.spawn(lane(shared.clone(), outcomes.clone(), d));
+        }
+        // Held: claimed and not yet recorded (waiting, sending, or being recorded). One
+        // batch beyond the in-flight cap may wait here, so connections do not idle
+        // while the next claim runs; claims of a few rows are not worth a statement.
+        let held = lock(&shared.held).len();
+        let room = (cfg.max_in_flight + batch_size).saturating_sub(held);
+        let exclude = shared.lanes.saturated(batch_size);
+        skipper.observe(wake.take(), cfg.poll_interval);
+        if (room < batch_size.div_ceil(2) && held > 0) || skipper.pointless(&exclude) {
+            let look_again = skipper.look_again_in(cfg.poll_interval);
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => { report.finished += done.unwrap_or(0); }
+                () = shared.progress.notified() => {}
+                () = wake.notify.notified() => {}
+                () = tokio::time::sleep(look_again) => skipper.forget(),
+            }
+            continue;
+        }
+        let exclude_list: Vec<_> = exclude.iter().copied().collect();
+        let claimed_at = Instant::now();
+        let limit = room.min(batch_size);
+        let batch = match shared
+            .queue
+            .claim(
+                &cfg.worker_id,
+                Utc::now(),
+                shared.lease_until(),
+                u32::try_from(limit).unwrap_or(u32::MAX),
+                &exclude_list,
+            )
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming deliveries failed; retrying shortly");
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(cfg.poll_interval) => continue,
+                }
+            }
+        };
+        if batch.len() < limit {
+            skipper.came_back_short(exclude, claimed_at);
+        }
+        lock(&shared.held).extend(batch.iter().map(|d| (d.id, d.retries)));
+        for d in batch {
+            if let Some(d) = shared.lanes.start_or_wait(d, tasks.len()) {
+                tasks.spawn(lane(shared.clone(), outcomes.clone(), d));
+            }
+        }
+    }
+    drain(&shared, tasks, outcomes, recorder, &mut report).await;
+    renew.abort();
+    tracing::info!(worker = %cfg.worker_id, finished = report.finished, released = report.released, "delivery worker stopped");
+    report
+}
+
+/// Shutdown: claimed but not started is given back at once; sends in flight may finish
+/// within the grace period; their outcomes are recorded; what is still held after that
+/// is given back.
+async fn drain(
+    shared: &Arc<Shared>,
+    mut tasks: JoinSet<u64>,
+    outcomes: Outcomes,
+    recorder: tokio::task::JoinHandle<()>,
+    report: &mut WorkerReport,
+) {
+    let cfg = &shared.config;
+    tracing::info!(worker = %cfg.worker_id, in_flight = tasks.len(), "delivery worker draining");
+    let waiting: Vec<Delivery> = shared.lanes.drain_waiting();
+    let waiting: Vec<(DeliveryId, u32)> = waiting.iter().map(|d| (d.id, d.retries)).collect();
+    report.released += give_back(shared, &waiting).await;
+    let grace = tokio::time::sleep(cfg.shutdown_grace);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => match next {
+                Some(done) => report.finished += done.unwrap_or(0),
+                None => break,
+            },
+            () = &mut grace => {
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+    // Every sender is gone now, so the recorder ends once it has written what it has.
+    drop(outcomes);
+    if tokio::time::timeout(cfg.shutdown_grace, recorder).await.is_err() {
+        tracing::error!(worker = %cfg.worker_id, "recording the last outcomes did not finish; their leases will expire and they are tried again");
+    }
+    let left: Vec<(DeliveryId, u32)> = lock(&shared.held).drain().collect();
+    report.released += give_back(shared, &left).await;
+}
+
+/// Gives deliveries back unattempted, all in one write; how many were given back.
+async fn give_back(shared: &Shared, held: &[(DeliveryId, u32)]) -> u64 {
+    if held.is_empty() {
+        return 0;
+    }
+    let now = Utc::now();
+    let updates: Vec<(DeliveryId, DeliveryUpdate)> = held
+        .iter()
+        .map(|&(id, retries)| (id, DeliveryUpdate::released(retries, now)))
+        .collect();
+    for (id, _) in held {
+        shared.let_go(*id);
+    }
+    match shared.queue.finish_many(&shared.config.worker_id, &updates).await {
+        Ok(done) => done.into_iter().filter(|d| *d).count() as u64,
+        Err(e) => {
+            tracing::warn!(error = %e, deliveries = held.len(), "giving deliveries back failed; their leases will run out");
+            0
+        }
+    }
+}

@@ -1,0 +1,593 @@
+//! The worker's scheduling and recording against in-memory fakes of the queue, the
+//! tenant store and the mail transport: no database, no socket, so a scheduling rule is
+//! checked in milliseconds. (The same worker runs against real databases and real SMTP
+//! servers in the API tests.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::delivery::{
+    Attempt, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind, RenderedMessage,
+};
+use domain::mail::{FailureKind, OutgoingMail, SendFailure, SendReceipt, SendStage, SenderUsed, Subject};
+use domain::ports::{DeliveryQueue, MailTransport, TenantStore};
+use domain::values::EmailAddress;
+use domain::{
+    DeliveryId, LeaseOwner, Locale, MailSettings, MessageId, Plan, SenderOverridePermit, SenderSource, StoreError,
+    Tenant, TenantId, TenantName, TenantRecord, WriteError,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Metrics, Worker, WorkerConfig, WorkerReport, lock};
+
+// ---------------------------------------------------------------------------------------
+// Fakes
+// ---------------------------------------------------------------------------------------
+
+/// A stored delivery in the fake queue.
+#[derive(Debug, Clone)]
+struct Row {
+    delivery: Delivery,
+    lease: Option<LeaseOwner>,
+}
+
+/// The queue in memory: claims due rows in order, applies updates only under the lease
+/// and in the expected status (what the SQL store promises), and remembers how many
+/// updates each write carried.
+#[derive(Debug, Default)]
+struct MemoryQueue {
+    rows: Mutex<Vec<Row>>,
+    writes: Mutex<Vec<usize>>,
+}
+
+impl MemoryQueue {
+    fn add(&self, delivery: Delivery) {
+        lock(&self.rows).push(Row { delivery, lease: None });
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        lock(&self.rows).clone()
+    }
+
+    fn count(&self, tenant: TenantId, status: DeliveryStatus) -> usize {
+        lock(&self.rows)
+            .iter()
+            .filter(|r| r.delivery.tenant_id == tenant && r.delivery.status == status)
+            .count()
+    }
+}
+
+#[async_trait::async_trait]
+impl DeliveryQueue for MemoryQueue {
+    async fn claim(
+        &self,
+        owner: &LeaseOwner,
+        now: DateTime<Utc>,
+        _lease_until: DateTime<Utc>,
+        limit: u32,
+        exclude: &[TenantId],
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut rows = lock(&self.rows);
+        let mut due: Vec<&mut Row> = rows
+            .iter_mut()
+            .filter(|r| {
+                matches!(r.delivery.status, DeliveryStatus::Queued | DeliveryStatus::Retrying)
+                    && r.delivery.next_attempt_at <= now
+                    && !exclude.contains(&r.delivery.tenant_id)
+            })
+            .collect();
+        due.sort_by_key(|r| (r.delivery.next_attempt_at, r.delivery.id));
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|r| {
+                r.delivery.status = DeliveryStatus::Sending;
+                r.lease = Some(owner.clone());
+                r.delivery.clone()
+            })
+            .collect())
+    }
+
+    async fn renew_leases(&self, owner: &LeaseOwner, _until: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(lock(&self.rows)
+            .iter()
+            .filter(|r| r.lease.as_ref() == Some(owner))
+            .count() as u64)
+    }
+
+    async fn finish_many(
+        &self,
+        owner: &LeaseOwner,
+        updates: &[(DeliveryId, DeliveryUpdate)],
+    ) -> Result<Vec<bool>, StoreError> {
+        lock(&self.writes).push(updates.len());
+        let mut rows = lock(&self.rows);
+        Ok(updates
+            .iter()
+            .map(|(id, u)| {
+                let Some(row) = rows.iter_mut().find(|r| r.delivery.id == *id) else {
+                    return false;
+                };
+                if row.delivery.status != u.expected() || row.lease.as_ref() != Some(owner) {
+                    return false;
+                }
+                row.delivery = u.applied_to(row.delivery.clone());
+                row.lease = None;
+                true
+            })
+            .collect())
+    }
+}
+
+/// Tenants in memory; only reading one is supported.
+#[derive(Debug, Default)]
+struct MemoryTenants {
+    records: HashMap<TenantId, TenantRecord>,
+}
+
+impl MemoryTenants {
+    fn with(tenants: &[TenantId]) -> Self {
+        let now = Utc::now();
+        let records = tenants
+            .iter()
+            .map(|id| {
+                let tenant = Tenant {
+                    id: *id,
+                    name: TenantName::parse("site").unwrap(),
+                    plan: Plan::Basic,
+                    created_at: now,
+                    updated_at: now,
+                };
+                (*id, TenantRecord { tenant, settings: None })
+            })
+            .collect();
+        Self { records }
+    }
+}
+
+fn unsupported() -> StoreError {
+    StoreError::Corrupt("not supported by the in-memory tenant store".into())
+}
+
+#[async_trait::async_trait]
+impl TenantStore for MemoryTenants {
+    async fn insert_tenant(&self, _: &Tenant, _: &domain::audit::AuditEntry) -> Result<(), StoreError> {
+        Err(unsupported())
+    }
+    async fn tenant(&self, id: TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        Ok(self.records.get(&id).cloned())
+    }
+    async fn tenants(&self, _: Option<Plan>, _: Option<TenantId>, _: u64) -> Result<Vec<TenantRecord>, StoreError> {
+        Err(unsupported())
+    }
+    async fn change_plan(
+        &self,
+        _: TenantId,
+        _: Plan,
+        _: Plan,
+        _: DateTime<Utc>,
+        _: &domain::audit::AuditEntry,
+    ) -> Result<Tenant, WriteError> {
+        Err(unsupported().into())
+    }
+    async fn save_mail_settings(
+        &self,
+        _: TenantId,
+        _: SenderOverridePermit,
+        _: &MailSettings,
+        _: i64,
+        _: DateTime<Utc>,
+        _: &domain::audit::AuditEntry,
+    ) -> Result<domain::StoredMailSettings, WriteError> {
+        Err(unsupported().into())
+    }
+    async fn clear_mail_settings(
+        &self,
+        _: TenantId,
+        _: i64,
+        _: DateTime<Utc>,
+        _: &domain::audit::AuditEntry,
+    ) -> Result<(), WriteError> {
+        Err(unsupported().into())
+    }
+    async fn audit_trail(
+        &self,
+        _: TenantId,
+        _: Option<uuid::Uuid>,
+        _: u64,
+    ) -> Result<Vec<domain::audit::AuditEntry>, StoreError> {
+        Err(unsupported())
+    }
+    async fn record_audit(&self, _: &domain::audit::AuditEntry) -> Result<(), StoreError> {
+        Err(unsupported())
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// How the fake server of a tenant answers.
+#[derive(Debug, Clone)]
+enum Server {
+    /// Takes every mail after a short pause (so sends of one tenant overlap).
+    Accepts,
+    /// Never answers.
+    Hangs,
+    /// Refuses every mail with this failure.
+    Fails(SendFailure),
+}
+
+/// A mail transport whose answer is scripted per tenant; it counts the sends in flight
+/// per tenant and remembers the most seen at once.
+#[derive(Debug, Default)]
+struct ScriptedMailer {
+    servers: HashMap<TenantId, Server>,
+    in_flight: Mutex<HashMap<TenantId, usize>>,
+    most_at_once: Mutex<HashMap<TenantId, usize>>,
+    sent: Mutex<Vec<(TenantId, String)>>,
+}
+
+impl ScriptedMailer {
+    fn most_at_once(&self, tenant: TenantId) -> usize {
+        lock(&self.most_at_once).get(&tenant).copied().unwrap_or(0)
+    }
+}
+
+/// Leaves the in-flight count when a send ends or is dropped (aborted).
+struct Flight<'a> {
+    mailer: &'a ScriptedMailer,
+    tenant: TenantId,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = lock(&self.mailer.in_flight).get_mut(&self.tenant) {
+            *n -= 1;
+        }
+    }
+}
+
+fn platform_sender() -> SenderUsed {
+    SenderUsed {
+        address: EmailAddress::parse("noreply@platform.example").unwrap(),
+        name: None,
+        source: SenderSource::PlatformDefault,
+    }
+}
+
+#[async_trait::async_trait]
+impl MailTransport for ScriptedMailer {
+    async fn send(&self, tenant: &TenantRecord, mail: &OutgoingMail) -> Result<SendReceipt, SendFailure> {
+        let id = tenant.tenant.id;
+        {
+            let mut in_flight = lock(&self.in_flight);
+            let n = in_flight.entry(id).or_insert(0);
+            *n += 1;
+            let mut most = lock(&self.most_at_once);
+            let m = most.entry(id).or_insert(0);
+            *m = (*m).max(*n);
+        }
+        let _flight = Flight {
+            mailer: self,
+            tenant: id,
+        };
+        match self.servers.get(&id).cloned().unwrap_or(Server::Accepts) {
+            Server::Accepts => {
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                lock(&self.sent).push((id, mail.message_id.clone().unwrap_or_default()));
+                Ok(SendReceipt {
+                    message_id: mail.message_id.clone().unwrap_or_default(),
+                    sender: platform_sender(),
+                    smtp_code: Some(250),
+                    server_message: Some("2.0.0 ok".into()),
+                    elapsed: Duration::ZERO,
+                })
+            }
+            Server::Hangs => std::future::pending().await,
+            Server::Fails(failure) => Err(failure),
+        }
+    }
+
+    async fn send_test(
+        &self,
+        _: SenderOverridePermit,
+        _: TenantId,
+        _: &MailSettings,
+        _: &OutgoingMail,
+        _: Duration,
+    ) -> Result<SendReceipt, SendFailure> {
+        Err(SendFailure::new(SendStage::Connect, FailureKind::Network))
+    }
+
+    async fn forget(&self, _: TenantId) {}
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+fn delivery(tenant: TenantId) -> Delivery {
+    let now = Utc::now() - chrono::Duration::seconds(1);
+    Delivery {
+        id: DeliveryId::generate(),
+        tenant_id: tenant,
+        kind: NotificationKind::Custom,
+        to: EmailAddress::parse("member@example.net").unwrap(),
+        locale: Locale::En,
+        message: RenderedMessage {
+            subject: Subject::parse("Hello").unwrap(),
+            text: "Hello\r\n".into(),
+            html: None,
+        },
+        message_id: MessageId::generate("platform.example"),
+        idempotency_key: None,
+        status: DeliveryStatus::Queued,
+        retries: 0,
+        next_attempt_at: now,
+        created_at: now,
+        sent_at: None,
+        failure_reason: None,
+        attempts: Vec::new(),
+    }
+}
+
+fn reply(code: u16, enhanced: &str, text: &str) -> SendFailure {
+    SendFailure {
+        smtp_code: Some(code),
+        enhanced_code: Some(enhanced.into()),
+        server_message: Some(text.into()),
+        ..SendFailure::new(SendStage::Data, FailureKind::Rejected)
+    }
+}
+
+fn config(per_tenant: usize, max_in_flight: usize, batch: u32) -> WorkerConfig {
+    WorkerConfig {
+        worker_id: LeaseOwner::unique("test"),
+        batch_size: batch,
+        max_in_flight,
+        per_tenant_in_flight: per_tenant,
+        lease: Duration::from_secs(60),
+        poll_interval: Duration::from_millis(10),
+        shutdown_grace: Duration::from_millis(50),
+        ..WorkerConfig::default()
+    }
+}
+
+/// A worker running on the fakes until it is told to stop.
+struct Running {
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<WorkerReport>,
+}
+
+fn start(
+    config: WorkerConfig,
+    queue: Arc<MemoryQueue>,
+    tenants: MemoryTenants,
+    mailer: Arc<ScriptedMailer>,
+) -> Running {
+    let worker = Worker::new(config, queue, Arc::new(tenants), mailer, Arc::new(Metrics::default()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    Running { stop, done }
+}
+
+impl Running {
+    async fn stop(self) -> WorkerReport {
+        let _ = self.stop.send(());
+        self.done.await.unwrap()
+    }
+}
+
+/// Waits until `done` holds; fails with `what` if it does not within a generous
+/// deadline (a liveness check, not a speed check).
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Scheduling
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_never_has_more_than_its_slots_in_flight() {
+    let t = TenantId::generate();
+    let queue = Arc::new(MemoryQueue::default());
+    for _ in 0..40 {
+        queue.add(delivery(t));
+    }
+    let mailer = Arc::new(ScriptedMailer::default());
+    let worker = start(
+        config(3, 16, 8),
+        queue.clone(),
+        MemoryTenants::with(&[t]),
+        mailer.clone(),
+    );
+    until("all 40 sent", || queue.count(t, DeliveryStatus::Sent) == 40).await;
+    let report = worker.stop().await;
+
+    assert_eq!(
+        mailer.most_at_once(t),
+        3,
+        "the tenant's three slots were used, never more"
+    );
+    let sent = lock(&mailer.sent).clone();
+    assert_eq!(sent.len(), 40, "each sent once");
+    let distinct: std::collections::HashSet<_> = sent.iter().map(|(_, m)| m.clone()).collect();
+    assert_eq!(distinct.len(), 40);
+    assert_eq!(
+        report,
+        WorkerReport {
+            finished: 40,
+            released: 0
+        }
+    );
+    for row in queue.rows() {
+        assert_eq!(row.lease, None);
+        assert_eq!(row.delivery.attempts.len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_holds_only_its_own_slots_and_loses_nothing() {
+    let (silent, busy) = (TenantId::generate(), TenantId::generate());
+    let queue = Arc::new(MemoryQueue::default());
+    // The silent tenant's mails are due first, so the first claim starts with them.
+    // (With more of them than the worker's room, held rows of the silent tenant fill
+    // that room and the other tenant waits: the starvation the fairness issue removes.)
+    for _ in 0..3 {
+        queue.add(delivery(silent));
+    }
+    for _ in 0..30 {
+        let mut d = delivery(busy);
+        d.next_attempt_at = Utc::now();
+        queue.add(d);
+    }
+    let mailer = Arc::new(ScriptedMailer {
+        servers: HashMap::from([(silent, Server::Hangs)]),
+        ..ScriptedMailer::default()
+    });
+    let worker = start(
+        config(2, 4, 8),
+        queue.clone(),
+        MemoryTenants::with(&[silent, busy]),
+        mailer.clone(),
+    );
+    until("the other tenant's 30 sent", || {
+        queue.count(busy, DeliveryStatus::Sent) == 30
+    })
+    .await;
+    assert_eq!(
+        mailer.most_at_once(silent),
+        2,
+        "the silent server holds its two slots only"
+    );
+    assert_eq!(queue.count(silent, DeliveryStatus::Sent), 0);
+
+    // Shutdown: the hanging sends are cut off after the grace period; every delivery the
+    // worker held is given back, unattempted, none left SENDING.
+    let report = worker.stop().await;
+    assert!(report.released >= 2, "{report:?}");
+    assert_eq!(queue.count(silent, DeliveryStatus::Sending), 0);
+    assert_eq!(queue.count(silent, DeliveryStatus::Queued), 3);
+    for row in queue.rows().iter().filter(|r| r.delivery.tenant_id == silent) {
+        assert!(row.delivery.attempts.is_empty() && row.lease.is_none());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Outcomes
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_outcome_is_recorded_as_the_domain_decides() {
+    let (slow_down, refuses, flaky, gone) = (
+        TenantId::generate(),
+        TenantId::generate(),
+        TenantId::generate(),
+        TenantId::generate(),
+    );
+    let queue = Arc::new(MemoryQueue::default());
+    for t in [slow_down, refuses, flaky, gone] {
+        queue.add(delivery(t));
+    }
+    let mailer = Arc::new(ScriptedMailer {
+        servers: HashMap::from([
+            (slow_down, Server::Fails(reply(421, "4.7.0", "slow down"))),
+            (refuses, Server::Fails(reply(550, "5.1.1", "no such user"))),
+            (flaky, Server::Fails(reply(451, "4.3.0", "try later"))),
+        ]),
+        ..ScriptedMailer::default()
+    });
+    // `gone` is not in the tenant store.
+    let tenants = MemoryTenants::with(&[slow_down, refuses, flaky]);
+    let worker = start(config(1, 8, 8), queue.clone(), tenants, mailer);
+    until("all four attempted", || {
+        queue.rows().iter().all(|r| r.delivery.attempts.len() == 1)
+    })
+    .await;
+    worker.stop().await;
+
+    let by_tenant: HashMap<TenantId, Delivery> = queue
+        .rows()
+        .into_iter()
+        .map(|r| (r.delivery.tenant_id, r.delivery))
+        .collect();
+    let outcome = |t: TenantId| -> (DeliveryStatus, u32, Option<FailureReason>, Attempt) {
+        let d = &by_tenant[&t];
+        (d.status, d.retries, d.failure_reason.clone(), d.attempts[0].clone())
+    };
+    let (status, retries, reason, attempt) = outcome(slow_down);
+    assert_eq!(
+        (status, retries, reason),
+        (DeliveryStatus::Retrying, 0, None),
+        "deferred, no retry used"
+    );
+    assert_eq!(attempt.outcome.code(), "DEFERRED");
+    let (status, retries, reason, _) = outcome(flaky);
+    assert_eq!((status, retries, reason), (DeliveryStatus::Retrying, 1, None));
+    let (status, _, reason, attempt) = outcome(refuses);
+    assert_eq!(status, DeliveryStatus::Failed);
+    assert_eq!(reason, Some(FailureReason::Refused("DATA 550 no such user".into())));
+    assert_eq!((attempt.smtp_code, attempt.stage.as_deref()), (Some(550), Some("DATA")));
+    let (status, _, reason, attempt) = outcome(gone);
+    assert_eq!(
+        (status, reason),
+        (DeliveryStatus::Failed, Some(FailureReason::TenantMissing))
+    );
+    assert_eq!(attempt.stage.as_deref(), Some("RESOLVE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_waiting_together_are_written_in_one_transaction() {
+    let t = TenantId::generate();
+    let queue = Arc::new(MemoryQueue::default());
+    let owner = LeaseOwner::unique("recorder");
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        queue.add(delivery(t));
+    }
+    let claimed = queue.claim(&owner, Utc::now(), Utc::now(), 300, &[]).await.unwrap();
+    let worker = Worker::new(
+        WorkerConfig {
+            worker_id: owner,
+            ..config(4, 16, 8)
+        },
+        queue.clone(),
+        Arc::new(MemoryTenants::with(&[t])),
+        Arc::new(ScriptedMailer::default()),
+        Arc::new(Metrics::default()),
+    );
+    let shared = worker.shared.clone();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let receipt = SendReceipt {
+        message_id: String::new(),
+        sender: platform_sender(),
+        smtp_code: Some(250),
+        server_message: None,
+        elapsed: Duration::ZERO,
+    };
+    for d in &claimed {
+        lock(&shared.held).insert(d.id, d.retries);
+        held.push(d.id);
+        tx.send((d.id, DeliveryUpdate::sent(&receipt, 0, Utc::now()))).unwrap();
+    }
+    drop(tx);
+    crate::recorder::record_outcomes(shared.clone(), rx).await;
+
+    assert_eq!(
+        *lock(&queue.writes),
+        vec![crate::recorder::RECORD_BATCH, 300 - crate::recorder::RECORD_BATCH],
+        "300 waiting outcomes: two writes, the first as large as a write may be"
+    );
+    assert_eq!(queue.count(t, DeliveryStatus::Sent), 300);
+    assert!(lock(&shared.held).is_empty(), "nothing is held once recorded");
+    assert_eq!(shared.metrics.recorded_count(DeliveryStatus::Sent), 300);
+}
