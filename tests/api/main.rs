@@ -11,6 +11,7 @@
 
 mod support;
 
+mod architecture;
 mod auth;
 mod cli;
 mod cluster;

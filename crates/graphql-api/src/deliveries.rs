@@ -10,9 +10,9 @@ use domain::deliveries::DeliveryService;
 use domain::delivery::{self as dd, NotificationRequest, VariableValue};
 use domain::{DeliveryId, Error, Locale, TenantId};
 
-use crate::context::RequestContext;
 use crate::error::{ResultExt as _, validation_error};
-use crate::types::{PageInfo, SenderSource, decode_cursor, encode_cursor, rfc3339};
+use crate::pagination::{self, PageInfo};
+use crate::values::{SenderSource, caller_and, rfc3339};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum NotificationKind {
@@ -223,10 +223,7 @@ impl Delivery {
                 enhanced_code: a.enhanced_code.clone(),
                 server_message: a.server_message.clone(),
                 sender_address: a.sender_address.clone(),
-                sender_source: a.sender_source.map(|s| match s {
-                    domain::SenderSource::Custom => SenderSource::Custom,
-                    domain::SenderSource::PlatformDefault => SenderSource::PlatformDefault,
-                }),
+                sender_source: a.sender_source.map(Into::into),
             })
             .collect()
     }
@@ -274,10 +271,6 @@ pub struct DeliveryConnection {
     pub counts: Vec<DeliveryStatusCount>,
 }
 
-fn rc<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a RequestContext, &'a DeliveryService)> {
-    Ok((ctx.data::<RequestContext>()?, ctx.data::<DeliveryService>()?))
-}
-
 /// `Tenant.deliveries`.
 pub(crate) async fn tenant_deliveries(
     ctx: &Context<'_>,
@@ -286,37 +279,21 @@ pub(crate) async fn tenant_deliveries(
     first: Option<i32>,
     after: Option<String>,
 ) -> async_graphql::Result<DeliveryConnection> {
-    let (rc, service) = rc(ctx)?;
-    let caller = rc.caller().gql(rc.locale)?;
-    let first = crate::query::page_size(first.unwrap_or(20), rc.locale)?;
-    let after = match after {
-        None => None,
-        Some(c) => Some(
-            decode_cursor(&c)
-                .and_then(|s| DeliveryId::from_str(&s).ok())
-                .ok_or_else(|| crate::query::bad_cursor(rc.locale))?,
-        ),
-    };
+    let (caller, service, l) = caller_and::<DeliveryService>(ctx)?;
+    let first = pagination::page_size(first, 20, l)?;
+    let after = pagination::after::<DeliveryId>(after, l)?;
     let page = service
         .deliveries(caller, tenant, status.map(Into::into), after, first)
         .await
-        .gql(rc.locale)?;
-    let counts = service.counts(caller, tenant).await.gql(rc.locale)?;
-    let edges: Vec<DeliveryEdge> = page
-        .items
-        .into_iter()
-        .map(|d| DeliveryEdge {
-            cursor: encode_cursor(&d.id.to_string()),
-            node: Delivery(d),
-        })
-        .collect();
-    let end_cursor = edges.last().map(|e| e.cursor.clone());
+        .gql(l)?;
+    let counts = service.counts(caller, tenant).await.gql(l)?;
+    let (edges, page_info) = pagination::edges(page, |d| d.id, Delivery);
     Ok(DeliveryConnection {
-        edges,
-        page_info: PageInfo {
-            has_next_page: page.has_next_page,
-            end_cursor,
-        },
+        edges: edges
+            .into_iter()
+            .map(|(cursor, node)| DeliveryEdge { cursor, node })
+            .collect(),
+        page_info,
         counts: counts
             .into_iter()
             .map(|(s, n)| DeliveryStatusCount {
@@ -327,28 +304,25 @@ pub(crate) async fn tenant_deliveries(
     })
 }
 
-/// `Query.delivery`.
+/// `Query.delivery`: null for a malformed id too.
 pub(crate) async fn delivery(ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Delivery>> {
-    let (rc, service) = rc(ctx)?;
-    let caller = rc.caller().gql(rc.locale)?;
+    let (caller, service, l) = caller_and::<DeliveryService>(ctx)?;
     let Ok(id) = DeliveryId::from_str(&id) else {
         return Ok(None);
     };
-    Ok(service.delivery(caller, id).await.gql(rc.locale)?.map(Delivery))
+    Ok(service.delivery(caller, id).await.gql(l)?.map(Delivery))
 }
 
 /// `Mutation.enqueueNotification`.
 pub(crate) async fn enqueue(ctx: &Context<'_>, input: NotificationInput) -> async_graphql::Result<Delivery> {
-    let (rc, service) = rc(ctx)?;
-    let caller = rc.caller().gql(rc.locale)?;
-    let req = input.into_request(rc.locale)?;
-    service.enqueue(caller, &req).await.map(Delivery).gql(rc.locale)
+    let (caller, service, l) = caller_and::<DeliveryService>(ctx)?;
+    let req = input.into_request(l)?;
+    service.enqueue(caller, &req).await.map(Delivery).gql(l)
 }
 
-/// `Mutation.retryDelivery`.
+/// `Mutation.retryDelivery`: a malformed id names no delivery.
 pub(crate) async fn retry(ctx: &Context<'_>, id: ID) -> async_graphql::Result<Delivery> {
-    let (rc, service) = rc(ctx)?;
-    let caller = rc.caller().gql(rc.locale)?;
-    let id = DeliveryId::from_str(&id).map_err(|_| crate::error::to_graphql(Error::NotFound, rc.locale))?;
-    service.retry(caller, id).await.map(Delivery).gql(rc.locale)
+    let (caller, service, l) = caller_and::<DeliveryService>(ctx)?;
+    let id = DeliveryId::from_str(&id).map_err(|_| crate::error::to_graphql(Error::NotFound, l))?;
+    service.retry(caller, id).await.map(Delivery).gql(l)
 }

@@ -1,14 +1,125 @@
-//! Building the schema once, with its limits and services.
+//! The schema's two roots and building the schema once, with its limits and services.
+//! Each root field is one line that hands over to its feature module (`tenants`,
+//! `mail_settings`, `deliveries`); the order here is the order of the published schema.
 
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::{Context, EmptySubscription, ID, Object, Schema};
 
 use domain::deliveries::DeliveryService;
 use domain::service::TenantService;
 
-use crate::mutation::MutationRoot;
-use crate::query::QueryRoot;
+use crate::deliveries::{Delivery, NotificationInput};
+use crate::mail_settings::{MailServerPreset, MailSettings, MailSettingsInput, TestMailResult};
+use crate::tenants::{self, PlanInfo, Tenant, TenantConnection, Viewer};
+use crate::values::Plan;
+use crate::{deliveries, mail_settings};
 
 pub type MailgateSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+#[derive(Debug, Default)]
+pub struct QueryRoot;
+
+#[Object(name = "Query")]
+impl QueryRoot {
+    /// The caller: role and, for tenant admins, their tenant.
+    async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
+        tenants::viewer(ctx)
+    }
+
+    /// Null if the tenant does not exist or the caller may not see it.
+    async fn tenant(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Tenant>> {
+        tenants::tenant(ctx, id).await
+    }
+
+    /// Operators: tenants in creation order, optionally of one plan.
+    async fn tenants(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1–100 (default 20).")] first: Option<i32>,
+        after: Option<String>,
+        plan: Option<Plan>,
+    ) -> async_graphql::Result<TenantConnection> {
+        tenants::tenants(ctx, first, after, plan).await
+    }
+
+    /// A delivery; null if absent or not visible to the caller.
+    async fn delivery(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Delivery>> {
+        deliveries::delivery(ctx, id).await
+    }
+
+    /// All plans and whether each may replace the default sender.
+    async fn plans(&self) -> Vec<PlanInfo> {
+        tenants::plans()
+    }
+
+    /// Presets for the server fields (GMAIL: smtp.gmail.com, 587, STARTTLS, auth).
+    async fn mail_server_presets(&self) -> Vec<MailServerPreset> {
+        mail_settings::presets()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct MutationRoot;
+
+#[Object(name = "Mutation")]
+impl MutationRoot {
+    /// Operators: a new tenant on a plan.
+    async fn create_tenant(&self, ctx: &Context<'_>, name: String, plan: Plan) -> async_graphql::Result<Tenant> {
+        tenants::create(ctx, name, plan).await
+    }
+
+    /// Operators: move a tenant to another plan. On ECONOMY, BASIC or PRO its settings
+    /// are kept but inactive.
+    async fn change_tenant_plan(&self, ctx: &Context<'_>, tenant_id: ID, plan: Plan) -> async_graphql::Result<Tenant> {
+        tenants::change_plan(ctx, tenant_id, plan).await
+    }
+
+    /// Save the tenant's own mail server. Null when the input cleared the settings.
+    async fn update_mail_settings(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        input: MailSettingsInput,
+    ) -> async_graphql::Result<Option<MailSettings>> {
+        mail_settings::update(ctx, tenant_id, input).await
+    }
+
+    /// Remove all saved settings; mail goes out from the platform default again.
+    async fn clear_mail_settings(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        expected_version: Option<i32>,
+    ) -> async_graphql::Result<Tenant> {
+        tenants::clear_mail_settings(ctx, tenant_id, expected_version).await
+    }
+
+    /// Send a real test mail to `to` through the unsaved `settings` (or, without them, the
+    /// saved ones). Finishes within 20 seconds; at most 10 per tenant per minute.
+    async fn send_test_mail(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        to: String,
+        settings: Option<MailSettingsInput>,
+    ) -> async_graphql::Result<TestMailResult> {
+        mail_settings::send_test(ctx, tenant_id, to, settings).await
+    }
+
+    /// Platform services (and operators): hand in a notification. It is durable when this
+    /// returns; the same idempotency key for the same tenant returns the same delivery.
+    async fn enqueue_notification(
+        &self,
+        ctx: &Context<'_>,
+        input: NotificationInput,
+    ) -> async_graphql::Result<Delivery> {
+        deliveries::enqueue(ctx, input).await
+    }
+
+    /// Put a FAILED delivery back in the queue. Operators and the tenant's admins.
+    async fn retry_delivery(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Delivery> {
+        deliveries::retry(ctx, id).await
+    }
+}
 
 /// Limits against expensive queries.
 #[derive(Debug, Clone, Copy)]

@@ -44,7 +44,7 @@ pub struct App {
     /// Held while this process uses a SQLite database.
     pub sqlite_lock: Option<Arc<SqliteLock>>,
     /// Parsed GraphQL documents by query text.
-    pub query_cache: Arc<crate::http::QueryCache>,
+    pub query_cache: Arc<crate::query_cache::QueryCache>,
 }
 
 impl std::fmt::Debug for App {
@@ -273,7 +273,7 @@ impl App {
             queue_signal,
             metrics: Arc::new(Metrics::default()),
             sqlite_lock: sqlite_lock.map(Arc::new),
-            query_cache: Arc::new(crate::http::QueryCache::default()),
+            query_cache: Arc::new(crate::query_cache::QueryCache::default()),
         })
     }
 

@@ -1,24 +1,20 @@
 //! Coordination between Mailgate processes through the database: per-tenant send slots
 //! (the send interval holds across processes; on PostgreSQL the database's clock decides,
 //! so hosts' clocks need not agree), recent test mails (the per-tenant limit holds across
-//! processes), and change notifications (`LISTEN`/`NOTIFY`) so every process drops its
-//! cached view of a tenant the moment any process changes it.
+//! processes). Change notifications between processes are in [`crate::changes`].
 
 use std::time::Duration;
 
 use domain::StoreError;
 use domain::TenantId;
 use domain::ports::Coordination;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 use crate::convert::db_err;
 use crate::store::SqlStore;
 
 /// How long a send turn is held at most (a holder that died frees it after this).
 const HOLD_MS: i64 = 30_000;
-
-/// The `NOTIFY` channel carrying the id of a tenant whose plan or settings changed.
-pub const CHANGE_CHANNEL: &str = "mailgate_tenant_changed";
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -180,73 +176,5 @@ impl Coordination for SqlStore {
         .map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
         Ok(true)
-    }
-}
-
-/// Sends a change notification inside `txn` (PostgreSQL only; delivered on commit).
-pub(crate) async fn notify_change(txn: &impl ConnectionTrait, tenant: &str) -> Result<(), StoreError> {
-    if txn.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        [CHANGE_CHANNEL.into(), tenant.into()],
-    ))
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
-
-/// Listens for tenant changes made by any process and calls `on_change(Some(id))` for
-/// each, and `on_change(None)` whenever the listening connection was (re)established —
-/// notifications may have been missed then, so the caller should drop everything it
-/// cached. Runs until the task is dropped. PostgreSQL only; returns at once on SQLite
-/// (one process, whose own writes invalidate its caches).
-pub async fn listen_for_changes<F, Fut>(db: DatabaseConnection, on_change: F)
-where
-    F: Fn(Option<TenantId>) -> Fut + Send + Sync,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    use std::str::FromStr as _;
-    if db.get_database_backend() != DbBackend::Postgres {
-        return;
-    }
-    let pool = db.get_postgres_connection_pool().clone();
-    loop {
-        let mut listener = match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for tenant changes; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if let Err(e) = listener.listen(CHANGE_CHANNEL).await {
-            tracing::warn!(error = %e, "LISTEN failed; retrying");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        on_change(None).await;
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(n)) => {
-                    if let Ok(id) = TenantId::from_str(n.payload()) {
-                        on_change(Some(id)).await;
-                    }
-                }
-                // The connection was lost; sqlx reconnects on the next call. Anything
-                // sent meanwhile is lost, so everything cached is dropped.
-                Ok(None) => {
-                    tracing::warn!("change listener reconnected");
-                    on_change(None).await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "change listener failed; reconnecting");
-                    break;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

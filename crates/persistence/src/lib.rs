@@ -26,6 +26,7 @@
 )]
 
 pub mod cache;
+pub mod changes;
 mod convert;
 pub mod coordination;
 pub mod crypto;
@@ -37,7 +38,7 @@ pub mod group_commit;
 mod store;
 
 pub use cache::CachedStore;
-pub use coordination::{CHANGE_CHANNEL, listen_for_changes};
+pub use changes::{CHANGE_CHANNEL, listen_for_changes};
 pub use crypto::{CryptoError, SecretKeyRing, SecretPurpose, generate_key_base64, parse_key};
 pub use db::{connect, migrate};
 pub use error::{Error, Result};

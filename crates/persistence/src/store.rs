@@ -136,7 +136,7 @@ impl SqlStore {
             .exec_without_returning(txn)
             .await
             .map_err(db_err)?;
-        crate::coordination::notify_change(txn, &audit.tenant_id.to_string()).await
+        crate::changes::notify_change(txn, &audit.tenant_id.to_string()).await
     }
 }
 

@@ -1,0 +1,100 @@
+//! GraphQL for the audit trail: `Tenant.auditTrail` and its events.
+
+use async_graphql::{Context, ID, Object, SimpleObject};
+
+use domain::TenantId;
+use domain::audit::AuditEntry;
+use domain::service::TenantService;
+use domain::settings::FieldChange;
+
+use crate::error::ResultExt as _;
+use crate::pagination::{self, PageInfo};
+use crate::values::{Role, caller_and, rfc3339};
+
+/// One changed field. Secrets show only that they changed: `secret` is true and no values.
+#[derive(SimpleObject, Debug)]
+pub struct AuditFieldChange {
+    pub field: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub secret: bool,
+}
+
+/// One entry of a tenant's audit trail.
+#[derive(Debug)]
+pub struct AuditEvent {
+    pub entry: AuditEntry,
+}
+
+#[Object]
+impl AuditEvent {
+    async fn id(&self) -> ID {
+        ID(self.entry.id.to_string())
+    }
+    /// `TENANT_CREATED`, `PLAN_CHANGED`, `MAIL_SETTINGS_SAVED`, `MAIL_SETTINGS_CLEARED`.
+    async fn action(&self) -> &str {
+        self.entry.action.code()
+    }
+    async fn actor_subject(&self) -> &str {
+        &self.entry.actor_subject
+    }
+    async fn actor_role(&self) -> Role {
+        self.entry.actor_role.into()
+    }
+    async fn at(&self) -> String {
+        rfc3339(self.entry.at)
+    }
+    async fn changes(&self) -> Vec<AuditFieldChange> {
+        self.entry
+            .changes
+            .iter()
+            .map(|c| match c {
+                FieldChange::Value { field, before, after } => AuditFieldChange {
+                    field: field.clone(),
+                    before: before.clone(),
+                    after: after.clone(),
+                    secret: false,
+                },
+                FieldChange::Secret { field } => AuditFieldChange {
+                    field: field.clone(),
+                    before: None,
+                    after: None,
+                    secret: true,
+                },
+            })
+            .collect()
+    }
+}
+
+#[derive(SimpleObject, Debug)]
+pub struct AuditEventEdge {
+    pub cursor: String,
+    pub node: AuditEvent,
+}
+
+#[derive(SimpleObject, Debug)]
+pub struct AuditEventConnection {
+    pub edges: Vec<AuditEventEdge>,
+    pub page_info: PageInfo,
+}
+
+/// `Tenant.auditTrail`: who changed what, oldest first.
+pub(crate) async fn trail(
+    ctx: &Context<'_>,
+    tenant: TenantId,
+    first: Option<i32>,
+    after: Option<String>,
+) -> async_graphql::Result<AuditEventConnection> {
+    let (caller, service, l) = caller_and::<TenantService>(ctx)?;
+    let first = pagination::page_size(first, 50, l)?;
+    let after = pagination::after::<uuid::Uuid>(after, l)?;
+    let page = service.audit_trail(caller, tenant, after, first).await.gql(l)?;
+    let (edges, page_info) = pagination::edges(page, |entry| entry.id, |entry| AuditEvent { entry });
+    Ok(AuditEventConnection {
+        edges: edges
+            .into_iter()
+            .map(|(cursor, node)| AuditEventEdge { cursor, node })
+            .collect(),
+        page_info,
+    })
+}

@@ -1,0 +1,419 @@
+//! GraphQL for a tenant's own mail server: the settings type and form, the presets,
+//! `updateMailSettings` and `sendTestMail` with its diagnosis. (`clearMailSettings`
+//! answers with the tenant, so it lives with the tenants.)
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use secrecy::SecretString;
+
+use domain::Locale;
+use domain::service::TenantService;
+use domain::settings::{self as ds, MailSettingsDraft, PRESETS, PopBeforeSmtpDraft, StoredMailSettings};
+
+use crate::error::ResultExt as _;
+use crate::values::{SenderSource, caller_and, int, locale, parse_tenant_id, rfc3339};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum MailServerKind {
+    Custom,
+    Gmail,
+}
+
+impl From<ds::ServerKind> for MailServerKind {
+    fn from(k: ds::ServerKind) -> Self {
+        match k {
+            ds::ServerKind::Custom => Self::Custom,
+            ds::ServerKind::Gmail => Self::Gmail,
+        }
+    }
+}
+
+impl From<MailServerKind> for ds::ServerKind {
+    fn from(k: MailServerKind) -> Self {
+        match k {
+            MailServerKind::Custom => Self::Custom,
+            MailServerKind::Gmail => Self::Gmail,
+        }
+    }
+}
+
+/// `SSL` is implicit TLS (the seed's "ssl"); `STARTTLS` is the seed's "tls".
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum MailEncryption {
+    None,
+    Ssl,
+    #[graphql(name = "STARTTLS")]
+    StartTls,
+}
+
+impl From<ds::Encryption> for MailEncryption {
+    fn from(e: ds::Encryption) -> Self {
+        match e {
+            ds::Encryption::None => Self::None,
+            ds::Encryption::Ssl => Self::Ssl,
+            ds::Encryption::StartTls => Self::StartTls,
+        }
+    }
+}
+
+impl From<MailEncryption> for ds::Encryption {
+    fn from(e: MailEncryption) -> Self {
+        match e {
+            MailEncryption::None => Self::None,
+            MailEncryption::Ssl => Self::Ssl,
+            MailEncryption::StartTls => Self::StartTls,
+        }
+    }
+}
+
+/// A preset that fills the server fields of the settings form.
+#[derive(SimpleObject, Debug)]
+pub struct MailServerPreset {
+    pub kind: MailServerKind,
+    pub host: String,
+    pub port: i32,
+    pub encryption: MailEncryption,
+    pub smtp_auth: bool,
+}
+
+/// A combination that is allowed but usually a mistake.
+#[derive(SimpleObject, Debug)]
+pub struct SettingsWarning {
+    pub code: String,
+    pub field: String,
+    pub message: String,
+}
+
+/// POP-before-SMTP settings. The password is never returned.
+#[derive(Debug)]
+pub struct PopBeforeSmtp(ds::PopBeforeSmtp);
+
+#[Object]
+impl PopBeforeSmtp {
+    async fn host(&self) -> &str {
+        self.0.host().as_str()
+    }
+    async fn port(&self) -> i32 {
+        i32::from(self.0.port().get())
+    }
+    async fn username(&self) -> &str {
+        self.0.username().as_str()
+    }
+    async fn has_password(&self) -> bool {
+        true
+    }
+    async fn tls(&self) -> bool {
+        self.0.tls()
+    }
+}
+
+/// A tenant's saved mail-server settings. The password is write-only.
+#[derive(Debug)]
+pub struct MailSettings {
+    pub stored: StoredMailSettings,
+    pub active: bool,
+}
+
+#[Object]
+impl MailSettings {
+    async fn server_kind(&self) -> MailServerKind {
+        self.stored.settings.server_kind().into()
+    }
+    async fn host(&self) -> &str {
+        self.stored.settings.host().as_str()
+    }
+    async fn port(&self) -> i32 {
+        i32::from(self.stored.settings.port().get())
+    }
+    async fn from_address(&self) -> &str {
+        self.stored.settings.from_address().as_str()
+    }
+    #[graphql(name = "fromName")]
+    async fn sender_name(&self) -> Option<&str> {
+        self.stored.settings.from_name().map(|n| n.as_str())
+    }
+    async fn smtp_auth(&self) -> bool {
+        self.stored.settings.smtp_auth()
+    }
+    async fn username(&self) -> Option<&str> {
+        self.stored.settings.username().map(|u| u.as_str())
+    }
+    async fn has_password(&self) -> bool {
+        self.stored.settings.password().is_some()
+    }
+    async fn encryption(&self) -> MailEncryption {
+        self.stored.settings.encryption().into()
+    }
+    /// Null when POP-before-SMTP is off.
+    async fn pop_before_smtp(&self) -> Option<PopBeforeSmtp> {
+        self.stored.settings.pop_before_smtp().cloned().map(PopBeforeSmtp)
+    }
+    async fn local_hostname(&self) -> Option<&str> {
+        self.stored.settings.local_hostname().map(|h| h.as_str())
+    }
+    async fn send_interval_ms(&self) -> i32 {
+        int(self.stored.settings.send_interval().as_millis())
+    }
+    /// False while the tenant's plan forbids a custom sender; the settings are kept.
+    async fn active(&self) -> bool {
+        self.active
+    }
+    async fn version(&self) -> i32 {
+        int(self.stored.version)
+    }
+    async fn updated_at(&self) -> String {
+        rfc3339(self.stored.updated_at)
+    }
+    /// Combinations that are allowed but usually a mistake (e.g. 465 with STARTTLS).
+    async fn warnings(&self, ctx: &Context<'_>) -> Vec<SettingsWarning> {
+        let l = locale(ctx);
+        self.stored
+            .settings
+            .warnings()
+            .into_iter()
+            .map(|w| SettingsWarning {
+                code: w.code().into(),
+                field: w.field().into(),
+                message: w.message(l).into(),
+            })
+            .collect()
+    }
+}
+
+/// Where a test mail stopped.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum TestMailStage {
+    Resolve,
+    Connect,
+    Greeting,
+    Tls,
+    Ehlo,
+    PopLogin,
+    Auth,
+    MailFrom,
+    RcptTo,
+    Data,
+    Timeout,
+}
+
+impl From<domain::mail::SendStage> for TestMailStage {
+    fn from(s: domain::mail::SendStage) -> Self {
+        use domain::mail::SendStage as S;
+        match s {
+            S::Resolve => Self::Resolve,
+            S::Connect => Self::Connect,
+            S::Greeting => Self::Greeting,
+            S::Tls => Self::Tls,
+            S::Ehlo => Self::Ehlo,
+            S::PopLogin => Self::PopLogin,
+            S::Auth => Self::Auth,
+            S::MailFrom => Self::MailFrom,
+            S::RcptTo => Self::RcptTo,
+            S::Data => Self::Data,
+            S::Timeout => Self::Timeout,
+        }
+    }
+}
+
+/// The sender a mail went (or tried to go) out from.
+#[derive(SimpleObject, Debug)]
+pub struct SenderUsed {
+    pub address: String,
+    pub name: Option<String>,
+    pub source: SenderSource,
+}
+
+impl From<&domain::mail::SenderUsed> for SenderUsed {
+    fn from(s: &domain::mail::SenderUsed) -> Self {
+        Self {
+            address: s.address.to_string(),
+            name: s.name.as_ref().map(|n| n.as_str().to_owned()),
+            source: s.source.into(),
+        }
+    }
+}
+
+/// What happened to a test mail, and what to fix when it failed.
+#[derive(SimpleObject, Debug)]
+pub struct TestMailResult {
+    pub ok: bool,
+    /// Where it stopped; null when it was sent.
+    pub stage: Option<TestMailStage>,
+    pub smtp_code: Option<i32>,
+    /// e.g. `5.7.8`.
+    pub enhanced_code: Option<String>,
+    /// The server's reply, with anything secret removed.
+    pub server_message: Option<String>,
+    /// A plain-language fix, in the caller's language.
+    pub hint: Option<String>,
+    /// A stable code for the hint, e.g. `WRONG_CREDENTIALS`.
+    pub hint_code: Option<String>,
+    /// The form field to look at, e.g. `password` or `popBeforeSmtp.host`.
+    pub field: Option<String>,
+    pub elapsed_ms: i32,
+    pub message_id: Option<String>,
+    pub sender: Option<SenderUsed>,
+}
+
+impl TestMailResult {
+    pub fn from_outcome(o: &domain::service::TestMailOutcome, l: Locale) -> Self {
+        match &o.result {
+            Ok(r) => Self {
+                ok: true,
+                stage: None,
+                smtp_code: r.smtp_code.map(i32::from),
+                enhanced_code: None,
+                server_message: r.server_message.clone(),
+                hint: None,
+                hint_code: None,
+                field: None,
+                elapsed_ms: int(r.elapsed.as_millis()),
+                message_id: Some(r.message_id.clone()),
+                sender: Some((&r.sender).into()),
+            },
+            Err(f) => Self {
+                ok: false,
+                stage: Some(f.stage.into()),
+                smtp_code: f.smtp_code.map(i32::from),
+                enhanced_code: f.enhanced_code.clone(),
+                server_message: f.server_message.clone(),
+                hint: o.diagnosis.map(|d| d.hint.message(l).to_owned()),
+                hint_code: o.diagnosis.map(|d| d.hint.code().to_owned()),
+                field: o.diagnosis.and_then(|d| d.field).map(str::to_owned),
+                elapsed_ms: int(f.elapsed.as_millis()),
+                message_id: None,
+                sender: f.sender.as_ref().map(Into::into),
+            },
+        }
+    }
+}
+
+/// The settings form. A save replaces the stored settings; an absent (or empty)
+/// password keeps the stored one only if host, port, username and encryption are
+/// unchanged. Every text field empty clears, like `clearMailSettings`.
+#[derive(InputObject)]
+pub(crate) struct MailSettingsInput {
+    /// Default CUSTOM; GMAIL fills host, port, encryption and authentication.
+    server_kind: Option<MailServerKind>,
+    host: Option<String>,
+    port: Option<i32>,
+    from_address: Option<String>,
+    from_name: Option<String>,
+    /// Default: on when a username is given.
+    smtp_auth: Option<bool>,
+    username: Option<String>,
+    /// Write-only. Absent = keep the stored one.
+    password: Option<String>,
+    /// Default: SSL for 465, NONE for 25, STARTTLS otherwise.
+    encryption: Option<MailEncryption>,
+    /// Null or absent: POP-before-SMTP off.
+    pop_before_smtp: Option<PopBeforeSmtpInput>,
+    local_hostname: Option<String>,
+    /// 0–3,600,000 ms between the starts of two sends; default 0.
+    send_interval_ms: Option<i32>,
+    /// Optimistic concurrency: the `version` you loaded (0 when nothing was saved).
+    expected_version: Option<i32>,
+}
+
+impl std::fmt::Debug for MailSettingsInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailSettingsInput")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// POP-before-SMTP login. Default port 110, or 995 with TLS.
+#[derive(InputObject)]
+pub(crate) struct PopBeforeSmtpInput {
+    host: Option<String>,
+    port: Option<i32>,
+    username: Option<String>,
+    /// Write-only. Absent = keep the stored one.
+    password: Option<String>,
+    tls: Option<bool>,
+}
+
+impl std::fmt::Debug for PopBeforeSmtpInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PopBeforeSmtpInput")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MailSettingsInput {
+    pub(crate) fn expected_version(&self) -> Option<i64> {
+        self.expected_version.map(i64::from)
+    }
+
+    pub(crate) fn into_draft(self) -> MailSettingsDraft {
+        MailSettingsDraft {
+            server_kind: self.server_kind.map(Into::into),
+            host: self.host,
+            port: self.port.map(i64::from),
+            from_address: self.from_address,
+            from_name: self.from_name,
+            smtp_auth: self.smtp_auth,
+            username: self.username,
+            password: self.password.map(SecretString::from),
+            encryption: self.encryption.map(Into::into),
+            pop_before_smtp: self.pop_before_smtp.map(|p| PopBeforeSmtpDraft {
+                host: p.host,
+                port: p.port.map(i64::from),
+                username: p.username,
+                password: p.password.map(SecretString::from),
+                tls: p.tls,
+            }),
+            local_hostname: self.local_hostname,
+            send_interval_ms: self.send_interval_ms.map(i64::from),
+        }
+    }
+}
+
+/// `Mutation.updateMailSettings`: null when the input cleared the settings.
+pub(crate) async fn update(
+    ctx: &Context<'_>,
+    tenant_id: ID,
+    input: MailSettingsInput,
+) -> async_graphql::Result<Option<MailSettings>> {
+    let (caller, service, l) = caller_and::<TenantService>(ctx)?;
+    let id = parse_tenant_id(&tenant_id).gql(l)?;
+    let expected = input.expected_version();
+    let draft = input.into_draft();
+    let saved = service
+        .update_mail_settings(caller, id, &draft, expected)
+        .await
+        .gql(l)?;
+    Ok(saved.map(|stored| MailSettings { stored, active: true }))
+}
+
+/// `Mutation.sendTestMail`.
+pub(crate) async fn send_test(
+    ctx: &Context<'_>,
+    tenant_id: ID,
+    to: String,
+    settings: Option<MailSettingsInput>,
+) -> async_graphql::Result<TestMailResult> {
+    let (caller, service, l) = caller_and::<TenantService>(ctx)?;
+    let id = parse_tenant_id(&tenant_id).gql(l)?;
+    let draft = settings.map(MailSettingsInput::into_draft);
+    let outcome = service
+        .send_test_mail(caller, id, &to, draft.as_ref(), l)
+        .await
+        .gql(l)?;
+    Ok(TestMailResult::from_outcome(&outcome, l))
+}
+
+/// `Query.mailServerPresets`.
+pub(crate) fn presets() -> Vec<MailServerPreset> {
+    PRESETS
+        .iter()
+        .map(|p| MailServerPreset {
+            kind: p.kind.into(),
+            host: p.host.into(),
+            port: i32::from(p.port),
+            encryption: p.encryption.into(),
+            smtp_auth: p.smtp_auth,
+        })
+        .collect()
+}

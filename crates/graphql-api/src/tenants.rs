@@ -1,0 +1,225 @@
+//! GraphQL for tenants and plans: `viewer`, `tenant`, `tenants`, `plans`,
+//! `createTenant`, `changeTenantPlan` and `clearMailSettings` (which answers with the
+//! tenant), and the `Tenant` type that gathers the other features' fields.
+
+use std::str::FromStr;
+
+use async_graphql::{Context, ID, Object, SimpleObject};
+
+use domain::TenantId;
+use domain::service::{TenantService, TenantView};
+
+use crate::audit::AuditEventConnection;
+use crate::context::RequestContext;
+use crate::deliveries::{DeliveryConnection, DeliveryStatus};
+use crate::error::ResultExt as _;
+use crate::mail_settings::MailSettings;
+use crate::pagination::{self, PageInfo};
+use crate::values::{Plan, Role, SenderSource, caller_and, locale, parse_tenant_id, rfc3339};
+
+/// A plan and whether it may replace the platform's default sender.
+#[derive(SimpleObject, Debug)]
+pub struct PlanInfo {
+    pub code: Plan,
+    pub name: String,
+    pub can_override_sender: bool,
+}
+
+/// The sender mail really goes out from now, and why.
+#[derive(Debug)]
+pub struct EffectiveSender(pub domain::EffectiveSender);
+
+#[Object]
+impl EffectiveSender {
+    async fn address(&self) -> &str {
+        self.0.address.as_str()
+    }
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_ref().map(|n| n.as_str())
+    }
+    async fn source(&self) -> SenderSource {
+        self.0.source.into()
+    }
+    /// A sentence a person can read, in the caller's language.
+    async fn reason(&self, ctx: &Context<'_>) -> String {
+        self.0.reason.message(locale(ctx))
+    }
+}
+
+/// A site on the platform.
+#[derive(Debug)]
+pub struct Tenant(pub TenantView);
+
+#[Object]
+impl Tenant {
+    async fn id(&self) -> ID {
+        ID(self.0.tenant().id.to_string())
+    }
+    async fn name(&self) -> &str {
+        self.0.tenant().name.as_str()
+    }
+    async fn plan(&self) -> Plan {
+        self.0.tenant().plan.into()
+    }
+    /// Whether the plan allows the tenant's own mail server and sender address.
+    async fn can_override_sender(&self) -> bool {
+        self.0.tenant().plan.can_override_sender()
+    }
+    /// Null when nothing is saved.
+    async fn mail_settings(&self) -> Option<MailSettings> {
+        self.0.settings().cloned().map(|stored| MailSettings {
+            stored,
+            active: self.0.settings_active(),
+        })
+    }
+    async fn effective_sender(&self) -> EffectiveSender {
+        EffectiveSender(self.0.effective_sender())
+    }
+    async fn created_at(&self) -> String {
+        rfc3339(self.0.tenant().created_at)
+    }
+    async fn updated_at(&self) -> String {
+        rfc3339(self.0.tenant().updated_at)
+    }
+    /// Notifications for this tenant, newest first, with counts per status.
+    async fn deliveries(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<DeliveryStatus>,
+        #[graphql(desc = "Page size, 1–100 (default 20).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<DeliveryConnection> {
+        crate::deliveries::tenant_deliveries(ctx, self.0.tenant().id, status, first, after).await
+    }
+
+    /// Who changed what, oldest first. Operators and this tenant's admins.
+    async fn audit_trail(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1–100 (default 50).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<AuditEventConnection> {
+        crate::audit::trail(ctx, self.0.tenant().id, first, after).await
+    }
+}
+
+#[derive(SimpleObject, Debug)]
+pub struct TenantEdge {
+    pub cursor: String,
+    pub node: Tenant,
+}
+
+#[derive(SimpleObject, Debug)]
+pub struct TenantConnection {
+    pub edges: Vec<TenantEdge>,
+    pub page_info: PageInfo,
+}
+
+/// The caller, as the token says.
+#[derive(Debug)]
+pub struct Viewer {
+    pub caller: domain::Caller,
+}
+
+#[Object]
+impl Viewer {
+    async fn subject(&self) -> &str {
+        self.caller.subject()
+    }
+    async fn role(&self) -> Role {
+        self.caller.role().into()
+    }
+    /// The tenant a tenant admin belongs to; null for other roles.
+    async fn tenant(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
+        let Some(id) = self.caller.tenant_id() else {
+            return Ok(None);
+        };
+        let service = ctx.data::<TenantService>()?;
+        Ok(service.tenant(&self.caller, id).await.gql(locale(ctx))?.map(Tenant))
+    }
+}
+
+/// `Query.viewer`.
+pub(crate) fn viewer(ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
+    let rc = ctx.data::<RequestContext>()?;
+    Ok(Viewer {
+        caller: rc.caller().gql(rc.locale)?.clone(),
+    })
+}
+
+/// `Query.tenant`: null for a malformed id too.
+pub(crate) async fn tenant(ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Tenant>> {
+    let (caller, service, l) = caller_and::<TenantService>(ctx)?;
+    let Ok(id) = TenantId::from_str(&id) else {
+        return Ok(None);
+    };
+    Ok(service.tenant(caller, id).await.gql(l)?.map(Tenant))
+}
+
+/// `Query.tenants`.
+pub(crate) async fn tenants(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    plan: Option<Plan>,
+) -> async_graphql::Result<TenantConnection> {
+    let (caller, service, l) = caller_and::<TenantService>(ctx)?;
+    let first = pagination::page_size(first, 20, l)?;
+    let after = pagination::after::<TenantId>(after, l)?;
+    let page = service
+        .tenants(caller, plan.map(Into::into), after, first)
+        .await
+        .gql(l)?;
+    let (edges, page_info) = pagination::edges(page, |v| v.tenant().id, Tenant);
+    Ok(TenantConnection {
+        edges: edges
+            .into_iter()
+            .map(|(cursor, node)| TenantEdge { cursor, node })
+            .collect(),
+        page_info,
+    })
+}
+
+/// `Query.plans`.
+pub(crate) fn plans() -> Vec<PlanInfo> {
+    domain::Plan::ALL
+        .into_iter()
+        .map(|p| PlanInfo {
+            code: p.into(),
+            name: p.display_name().into(),
+            can_override_sender: p.can_override_sender(),
+        })
+        .collect()
+}
+
+/// `Mutation.createTenant`.
+pub(crate) async fn create(ctx: &Context<'_>, name: String, plan: Plan) -> async_graphql::Result<Tenant> {
+    let (caller, service, l) = caller_and::<TenantService>(ctx)?;
+    service
+        .create_tenant(caller, &name, plan.into())
+        .await
+        .map(Tenant)
+        .gql(l)
+}
+
+/// `Mutation.changeTenantPlan`.
+pub(crate) async fn change_plan(ctx: &Context<'_>, tenant_id: ID, plan: Plan) -> async_graphql::Result<Tenant> {
+    let (caller, service, l) = caller_and::<TenantService>(ctx)?;
+    let id = parse_tenant_id(&tenant_id).gql(l)?;
+    service.change_plan(caller, id, plan.into()).await.map(Tenant).gql(l)
+}
+
+/// `Mutation.clearMailSettings`.
+pub(crate) async fn clear_mail_settings(
+    ctx: &Context<'_>,
+    tenant_id: ID,
+    expected_version: Option<i32>,
+) -> async_graphql::Result<Tenant> {
+    let (caller, service, l) = caller_and::<TenantService>(ctx)?;
+    let id = parse_tenant_id(&tenant_id).gql(l)?;
+    service
+        .clear_mail_settings(caller, id, expected_version.map(i64::from))
+        .await
+        .map(Tenant)
+        .gql(l)
+}
