@@ -139,7 +139,7 @@ async fn first_start_without_configuration() {
 #[test]
 fn bad_settings_are_named_at_start() {
     let dir = std::env::temp_dir().join(format!("mailgate-cli-{}", uuid::Uuid::new_v4().simple()));
-    let cases: [(&[(&str, &str)], &str); 8] = [
+    let cases: [(&[(&str, &str)], &str); 9] = [
         (&[("MAILGATE_LISTEN", "not-an-address")], "MAILGATE_LISTEN"),
         (&[("MAILGATE_WORKER_POLL_MS", "0")], "MAILGATE_WORKER_POLL_MS"),
         (&[("MAILGATE_WORKER_BATCH_SIZE", "0")], "MAILGATE_WORKER_BATCH_SIZE"),
@@ -153,6 +153,12 @@ fn bad_settings_are_named_at_start() {
         (
             &[("MAILGATE_DEFAULT_FROM", "Platform <not an address>")],
             "MAILGATE_DEFAULT_FROM",
+        ),
+        // A relay over STARTTLS whose name no certificate can match: the URL is named,
+        // not the CA file.
+        (
+            &[("MAILGATE_DEFAULT_SMTP_URL", "smtp://a..b:587?starttls=required")],
+            "MAILGATE_DEFAULT_SMTP_URL",
         ),
     ];
     for (env, named) in cases {

@@ -86,13 +86,13 @@ impl DeliveryService {
         }
         let mut errors: Vec<FieldError> = Vec::new();
         let to = EmailAddress::parse(&req.to)
-            .map_err(|e| errors.push(FieldError::new("to", e.code())))
+            .map_err(|e| errors.push(FieldError::new("to", e)))
             .ok();
         let idempotency_key = match req.idempotency_key.as_deref().map(IdempotencyKey::parse) {
             None => Some(None),
             Some(Ok(key)) => Some(Some(key)),
             Some(Err(e)) => {
-                errors.push(FieldError::new("idempotencyKey", e.code()));
+                errors.push(FieldError::new("idempotencyKey", e));
                 None
             }
         };
@@ -165,7 +165,7 @@ impl DeliveryService {
     pub async fn retry(&self, caller: &Caller, id: DeliveryId) -> Result<Delivery> {
         let d = self.delivery(caller, id).await?.ok_or(Error::NotFound)?;
         caller.require_settings_editor(d.tenant_id)?;
-        let not_failed = || Error::validation("id", "NOT_FAILED");
+        let not_failed = || Error::validation("id", crate::error::FieldCode::NotFailed);
         let update = DeliveryUpdate::requeued(&d, Utc::now()).map_err(|_| not_failed())?;
         if !self.queries.requeue(d.tenant_id, id, &update).await? {
             return Err(not_failed());

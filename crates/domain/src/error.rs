@@ -2,53 +2,55 @@
 //! the API reports), and the ways storage can fail. Nothing here depends on a port; the
 //! ports depend on these.
 
-use crate::i18n::Locale;
 use crate::plan::{Plan, PlanForbidsCustomSender};
+use crate::values::ValueError;
 
-/// One wrong field of an input, with a stable reason code.
+crate::coded_enum! {
+    /// Why a field was refused (`extensions.fields[].code`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum FieldCode {
+        Required = "REQUIRED",
+        TooLong = "TOO_LONG",
+        ControlCharacters = "CONTROL_CHARACTERS",
+        InvalidFormat = "INVALID_FORMAT",
+        OutOfRange = "OUT_OF_RANGE",
+        /// A value of the wrong type (e.g. a template variable).
+        InvalidType = "INVALID_TYPE",
+        /// Only a failed delivery can be retried.
+        NotFailed = "NOT_FAILED",
+        /// A port the operator does not open to tenants.
+        PortNotAllowed = "PORT_NOT_ALLOWED",
+        /// The server or user name changed, so the stored password cannot be kept.
+        PasswordReentryRequired = "PASSWORD_REENTRY_REQUIRED",
+    }
+}
+
+impl From<ValueError> for FieldCode {
+    fn from(e: ValueError) -> Self {
+        match e {
+            ValueError::Required => FieldCode::Required,
+            ValueError::TooLong => FieldCode::TooLong,
+            ValueError::ControlCharacters => FieldCode::ControlCharacters,
+            ValueError::InvalidFormat => FieldCode::InvalidFormat,
+            ValueError::OutOfRange => FieldCode::OutOfRange,
+        }
+    }
+}
+
+/// One wrong field of an input, with a stable reason code. The sentence for it is the
+/// API's (its catalogues), not the domain's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
     /// The input field as the API names it, e.g. `fromAddress` or `popBeforeSmtp.host`.
     pub field: &'static str,
-    /// `REQUIRED`, `TOO_LONG`, `CONTROL_CHARACTERS`, `INVALID_FORMAT`, `OUT_OF_RANGE`,
-    /// `PASSWORD_REENTRY_REQUIRED`, `PORT_NOT_ALLOWED`.
-    pub code: &'static str,
+    pub code: FieldCode,
 }
 
 impl FieldError {
-    pub fn new(field: &'static str, code: &'static str) -> Self {
-        Self { field, code }
-    }
-
-    /// A sentence a person can act on.
-    pub fn message(&self, locale: Locale) -> String {
-        let what = match self.code {
-            "REQUIRED" => locale.pick("is required", "は必須です"),
-            "TOO_LONG" => locale.pick("is too long", "が長すぎます"),
-            "CONTROL_CHARACTERS" => locale.pick(
-                "must not contain control characters (line breaks, tabs, …)",
-                "に制御文字（改行・タブなど）は使えません",
-            ),
-            "INVALID_FORMAT" => locale.pick("is not in a valid format", "の形式が正しくありません"),
-            "OUT_OF_RANGE" => locale.pick("is out of range", "が範囲外です"),
-            "INVALID_TYPE" => locale.pick("has the wrong type", "の型が正しくありません"),
-            "NOT_FAILED" => locale.pick(
-                "is not a failed delivery; only failed deliveries can be retried",
-                "は失敗した配信ではありません。再送できるのは失敗した配信のみです",
-            ),
-            "PORT_NOT_ALLOWED" => locale.pick(
-                "is not a port open to tenants (usually 25, 465, 587 or 2525)",
-                "は使用できないポートです（通常は25、465、587、2525）",
-            ),
-            "PASSWORD_REENTRY_REQUIRED" => locale.pick(
-                "must be entered again because the server or user name changed",
-                "はサーバーまたはユーザー名が変わったため、もう一度入力してください",
-            ),
-            _ => locale.pick("is not valid", "が正しくありません"),
-        };
-        match locale {
-            Locale::En => format!("{} {what}.", self.field),
-            Locale::Ja => format!("{}{what}。", self.field),
+    pub fn new(field: &'static str, code: impl Into<FieldCode>) -> Self {
+        Self {
+            field,
+            code: code.into(),
         }
     }
 }
@@ -81,7 +83,7 @@ impl From<PlanForbidsCustomSender> for Error {
 }
 
 impl Error {
-    pub fn validation(field: &'static str, code: &'static str) -> Self {
+    pub fn validation(field: &'static str, code: impl Into<FieldCode>) -> Self {
         Error::Validation(vec![FieldError::new(field, code)])
     }
 }

@@ -1,4 +1,5 @@
-//! The two languages Mailgate answers in, chosen from `Accept-Language`.
+//! The two languages Mailgate answers in, chosen from `Accept-Language`. The sentences
+//! themselves are the API's (its catalogues); the domain only names the language.
 
 crate::coded_enum! {
     /// A language the API answers in. English when the caller states nothing we speak.
@@ -36,14 +37,6 @@ impl Locale {
             }
         }
         best.map_or(Self::En, |(_, l)| l)
-    }
-
-    /// Chooses between an English and a Japanese text.
-    pub fn pick<'a>(self, en: &'a str, ja: &'a str) -> &'a str {
-        match self {
-            Self::En => en,
-            Self::Ja => ja,
-        }
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use crate::i18n::Locale;
 use crate::sender::SenderSource;
 use crate::settings::{Encryption, MailSettings};
 use crate::values::{EmailAddress, SenderName, ValueError, has_control_chars};
@@ -212,83 +211,6 @@ impl Hint {
             Self::AuthNotOffered => "AUTH_NOT_OFFERED",
             Self::TemporaryFailure => "TEMPORARY_FAILURE",
             Self::Other => "OTHER",
-        }
-    }
-
-    pub fn message(self, locale: Locale) -> &'static str {
-        match self {
-            Self::WrongCredentials => locale.pick(
-                "The server refused the user name or password. Check both; many providers want the full e-mail address as the user name.",
-                "ユーザー名またはパスワードが正しくありません。両方をご確認ください。多くのプロバイダーではユーザー名にメールアドレス全体を使います。",
-            ),
-            Self::GmailAppPassword => locale.pick(
-                "Gmail needs an app password: turn on 2-step verification for the Google account, create an app password, and enter it as the password.",
-                "Gmailではアプリパスワードが必要です。Googleアカウントで2段階認証を有効にし、アプリパスワードを作成してパスワード欄に入力してください。",
-            ),
-            Self::Microsoft365SmtpAuthDisabled => locale.pick(
-                "Microsoft 365 has SMTP AUTH turned off for this mailbox. Ask the Microsoft 365 administrator to enable \"Authenticated SMTP\" for it.",
-                "Microsoft 365でこのメールボックスのSMTP認証が無効になっています。管理者に「認証済みSMTP」を有効にするよう依頼してください。",
-            ),
-            Self::SenderNotAllowed => locale.pick(
-                "The server does not let this account send from this sender address. Use an address that belongs to the account, or allow it at the provider.",
-                "このアカウントではこの送信元アドレスから送信できません。アカウントに属するアドレスを使うか、プロバイダー側で許可してください。",
-            ),
-            Self::RecipientRejected => locale.pick(
-                "The server refused the recipient. Check the test address, or whether the server relays to other domains.",
-                "送信先アドレスが拒否されました。テスト用アドレス、またはサーバーが他ドメインへの中継を許可しているかをご確認ください。",
-            ),
-            Self::TlsModeMismatch => locale.pick(
-                "The encryption does not match the port: use SSL with port 465, and STARTTLS (\"tls\") with port 587.",
-                "暗号化方式とポートが合っていません。ポート465ではSSL、ポート587ではSTARTTLS（tls）を選んでください。",
-            ),
-            Self::StartTlsNotOffered => locale.pick(
-                "The server does not offer STARTTLS, so nothing was sent. Choose SSL if the server uses port 465, or check the port.",
-                "サーバーがSTARTTLSに対応していないため、送信しませんでした。ポート465のサーバーならSSLを選ぶか、ポートをご確認ください。",
-            ),
-            Self::CertificateNameMismatch => locale.pick(
-                "The server's certificate is for a different host name. Enter the host name written in the provider's instructions.",
-                "サーバー証明書のホスト名が一致しません。プロバイダーの案内にあるホスト名を入力してください。",
-            ),
-            Self::CertificateUntrusted => locale.pick(
-                "The server's certificate is not trusted (self-signed, expired or from an unknown authority).",
-                "サーバー証明書が信頼できません（自己署名、期限切れ、または不明な認証局）。",
-            ),
-            Self::ConnectionRefused => locale.pick(
-                "The server refused the connection on this port. Check the host name and port.",
-                "このポートへの接続が拒否されました。ホスト名とポートをご確認ください。",
-            ),
-            Self::TimedOut => locale.pick(
-                "The server did not answer in time. Check the host name and port; if the port is 465, choose SSL.",
-                "サーバーから時間内に応答がありませんでした。ホスト名とポートをご確認ください。ポート465の場合はSSLを選んでください。",
-            ),
-            Self::PopLoginFailed => locale.pick(
-                "The POP login before SMTP failed. Check the POP server, port, user name and password.",
-                "POP before SMTPのログインに失敗しました。POPサーバー、ポート、ユーザー名、パスワードをご確認ください。",
-            ),
-            Self::HostNotFound => locale.pick(
-                "The host name does not exist. Check its spelling.",
-                "ホスト名が見つかりません。綴りをご確認ください。",
-            ),
-            Self::ForbiddenAddress => locale.pick(
-                "This host points to a private or internal network address, which is not allowed.",
-                "このホストは内部ネットワークのアドレスを指しているため使用できません。",
-            ),
-            Self::PortNotAllowed => locale.pick(
-                "This port is not allowed. Use 25, 465, 587 or 2525.",
-                "このポートは使用できません。25、465、587、2525のいずれかを使ってください。",
-            ),
-            Self::AuthNotOffered => locale.pick(
-                "The server offers no login method we can use. Turn SMTP authentication off if the server does not need it, or use encryption so it offers login.",
-                "サーバーが利用可能な認証方式を提供していません。認証が不要ならSMTP認証をオフにし、必要なら暗号化を有効にしてください。",
-            ),
-            Self::TemporaryFailure => locale.pick(
-                "The server reported a temporary problem. Try again in a few minutes.",
-                "サーバーで一時的な問題が発生しています。数分後にもう一度お試しください。",
-            ),
-            Self::Other => locale.pick(
-                "The server refused the mail. Its reply is shown above.",
-                "サーバーがメールを拒否しました。上記のサーバー応答をご確認ください。",
-            ),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The effective sender: from which address a tenant's mail goes out right now, and
 //! why. A pure function of plan, stored settings and the platform default.
 
-use crate::i18n::Locale;
 use crate::plan::{Plan, SenderOverridePermit, sender_override_permit};
 use crate::settings::MailSettings;
 use crate::values::{EmailAddress, SenderName};
@@ -56,58 +55,6 @@ pub enum SenderReason {
     NoSettingsSaved,
     /// Settings may or may not be saved; the plan forbids using them.
     PlanForbids { plan: Plan, settings_saved: bool },
-}
-
-impl SenderReason {
-    /// A sentence a person can read.
-    pub fn message(self, locale: Locale) -> String {
-        match (self, locale) {
-            (Self::CustomSettingsActive(p), Locale::En) => {
-                format!("the tenant's own mail server is used (plan {p})")
-            }
-            (Self::CustomSettingsActive(p), Locale::Ja) => {
-                format!("テナント独自のメールサーバーを使用しています（プラン {p}）")
-            }
-            (Self::NoSettingsSaved, Locale::En) => "no settings saved".to_owned(),
-            (Self::NoSettingsSaved, Locale::Ja) => "メールサーバー設定が保存されていません".to_owned(),
-            (
-                Self::PlanForbids {
-                    plan,
-                    settings_saved: false,
-                },
-                Locale::En,
-            ) => {
-                format!("plan {plan} does not allow a custom sender")
-            }
-            (
-                Self::PlanForbids {
-                    plan,
-                    settings_saved: true,
-                },
-                Locale::En,
-            ) => {
-                format!("plan {plan} does not allow a custom sender; the saved settings are inactive")
-            }
-            (
-                Self::PlanForbids {
-                    plan,
-                    settings_saved: false,
-                },
-                Locale::Ja,
-            ) => {
-                format!("プラン {plan} では送信元を変更できません")
-            }
-            (
-                Self::PlanForbids {
-                    plan,
-                    settings_saved: true,
-                },
-                Locale::Ja,
-            ) => {
-                format!("プラン {plan} では送信元を変更できないため、保存済みの設定は無効になっています")
-            }
-        }
-    }
 }
 
 /// The route a tenant's mail takes. The custom route carries the permit, so it can only
@@ -201,12 +148,18 @@ mod tests {
             } else {
                 assert_eq!(with.source, SenderSource::PlatformDefault);
                 assert_eq!(
-                    with.reason.message(Locale::En),
-                    format!("plan {plan} does not allow a custom sender; the saved settings are inactive")
+                    with.reason,
+                    SenderReason::PlanForbids {
+                        plan,
+                        settings_saved: true
+                    }
                 );
                 assert_eq!(
-                    without.reason.message(Locale::En),
-                    format!("plan {plan} does not allow a custom sender")
+                    without.reason,
+                    SenderReason::PlanForbids {
+                        plan,
+                        settings_saved: false
+                    }
                 );
             }
         }

@@ -201,7 +201,7 @@ impl TenantService {
     /// Operators create tenants.
     pub async fn create_tenant(&self, caller: &Caller, name: &str, plan: Plan) -> Result<TenantView> {
         caller.require_operator()?;
-        let name = TenantName::parse(name).map_err(|e| Error::validation("name", e.code()))?;
+        let name = TenantName::parse(name).map_err(|e| Error::validation("name", e))?;
         let now = Utc::now();
         let tenant = Tenant {
             id: TenantId::generate(),
@@ -401,13 +401,13 @@ impl TenantService {
         caller.require_settings_editor(id)?;
         let record = self.load(id).await?;
         let permit = sender_override_permit(record.tenant.plan)?;
-        let to = EmailAddress::parse(to).map_err(|e| Error::validation("to", e.code()))?;
+        let to = EmailAddress::parse(to).map_err(|e| Error::validation("to", e))?;
         let stored = record.settings.as_ref().map(|s| &s.settings);
         let settings = match draft {
             Some(d) => MailSettings::validate(d, stored).map_err(Error::Validation)?,
             None => stored
                 .cloned()
-                .ok_or_else(|| Error::validation("settings", "REQUIRED"))?,
+                .ok_or_else(|| Error::validation("settings", crate::error::FieldCode::Required))?,
         };
         self.ports.check(&settings).map_err(Error::Validation)?;
         let window = std::time::Duration::from_secs(60);
@@ -430,7 +430,7 @@ impl TenantService {
         };
         let mail = OutgoingMail {
             to: to.clone(),
-            subject: Subject::parse(subject).map_err(|e| Error::validation("subject", e.code()))?,
+            subject: Subject::parse(subject).map_err(|e| Error::validation("subject", e))?,
             text: text.to_owned(),
             html: None,
             message_id: None,

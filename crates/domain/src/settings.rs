@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::error::FieldError;
+use crate::error::{FieldCode, FieldError};
 use crate::values::{
     EmailAddress, Host, LocalHostname, Port, SendInterval, SenderName, Username, ValueError, check_password,
     has_control_chars,
@@ -200,23 +200,6 @@ impl SettingsWarning {
     pub fn field(self) -> &'static str {
         "encryption"
     }
-
-    pub fn message(self, locale: crate::Locale) -> &'static str {
-        match self {
-            Self::Port465WithStartTls => locale.pick(
-                "Port 465 normally uses SSL (implicit TLS), not STARTTLS.",
-                "ポート465は通常SSL（暗黙のTLS）を使います。STARTTLSではありません。",
-            ),
-            Self::Port587WithSsl => locale.pick(
-                "Port 587 normally uses STARTTLS (\"tls\"), not SSL.",
-                "ポート587は通常STARTTLS（tls）を使います。SSLではありません。",
-            ),
-            Self::PasswordWithoutEncryption => locale.pick(
-                "The password is sent without encryption. Choose SSL or STARTTLS if the server supports it.",
-                "パスワードが暗号化されずに送信されます。サーバーが対応していればSSLまたはSTARTTLSを選んでください。",
-            ),
-        }
-    }
 }
 
 /// Collects field errors while validating, so a form gets all of them at once.
@@ -228,13 +211,13 @@ impl Errors {
         match r {
             Ok(v) => Some(v),
             Err(e) => {
-                self.0.push(FieldError::new(field, e.code()));
+                self.0.push(FieldError::new(field, e));
                 None
             }
         }
     }
 
-    fn push(&mut self, field: &'static str, code: &'static str) {
+    fn push(&mut self, field: &'static str, code: FieldCode) {
         self.0.push(FieldError::new(field, code));
     }
 }
@@ -259,9 +242,6 @@ fn new_password(raw: &Option<SecretString>) -> Result<Option<SecretString>, Valu
     }
 }
 
-/// Reason code: the port is not open to tenants.
-pub const PORT_NOT_ALLOWED: &str = "PORT_NOT_ALLOWED";
-
 /// The ports tenants may use, set by the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortPolicy {
@@ -283,19 +263,16 @@ impl PortPolicy {
     pub fn check(&self, settings: &MailSettings) -> Result<(), Vec<FieldError>> {
         let mut errs = Vec::new();
         if !self.smtp.contains(&settings.port.get()) {
-            errs.push(FieldError::new("port", PORT_NOT_ALLOWED));
+            errs.push(FieldError::new("port", FieldCode::PortNotAllowed));
         }
         if let Some(pop) = &settings.pop_before_smtp
             && !self.pop.contains(&pop.port.get())
         {
-            errs.push(FieldError::new("popBeforeSmtp.port", PORT_NOT_ALLOWED));
+            errs.push(FieldError::new("popBeforeSmtp.port", FieldCode::PortNotAllowed));
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 }
-
-/// Reason code: the password must be entered again because the server it would go to changed.
-pub const PASSWORD_REENTRY_REQUIRED: &str = "PASSWORD_REENTRY_REQUIRED";
 
 impl MailSettings {
     /// Turns a draft into settings, or lists every field that is wrong.
@@ -349,7 +326,7 @@ impl MailSettings {
         let mut password = None;
         if smtp_auth {
             if username.is_none() && errs.0.iter().all(|e| e.field != "username") {
-                errs.push("username", ValueError::Required.code());
+                errs.push("username", FieldCode::Required);
             }
             password = match entered_password {
                 Some(p) => Some(p),
@@ -362,13 +339,13 @@ impl MailSettings {
                         if same_server {
                             Some(p.clone())
                         } else {
-                            errs.push("password", PASSWORD_REENTRY_REQUIRED);
+                            errs.push("password", FieldCode::PasswordReentryRequired);
                             None
                         }
                     }
                     None => {
                         if errs.0.iter().all(|e| e.field != "password") {
-                            errs.push("password", ValueError::Required.code());
+                            errs.push("password", FieldCode::Required);
                         }
                         None
                     }
@@ -400,7 +377,7 @@ impl MailSettings {
                 send_interval,
             }),
             // Unreachable: each None above pushed an error.
-            _ => Err(vec![FieldError::new("input", ValueError::InvalidFormat.code())]),
+            _ => Err(vec![FieldError::new("input", ValueError::InvalidFormat)]),
         }
     }
 
@@ -431,12 +408,12 @@ impl MailSettings {
                     Some(s.password.clone())
                 }
                 Some(_) => {
-                    errs.push("popBeforeSmtp.password", PASSWORD_REENTRY_REQUIRED);
+                    errs.push("popBeforeSmtp.password", FieldCode::PasswordReentryRequired);
                     None
                 }
                 None => {
                     if errs.0.iter().all(|e| e.field != "popBeforeSmtp.password") {
-                        errs.push("popBeforeSmtp.password", ValueError::Required.code());
+                        errs.push("popBeforeSmtp.password", FieldCode::Required);
                     }
                     None
                 }
@@ -638,7 +615,7 @@ mod tests {
         r.err()
             .unwrap_or_default()
             .into_iter()
-            .map(|e| (e.field.to_string(), e.code.to_string()))
+            .map(|e| (e.field.to_string(), e.code.code().to_string()))
             .collect()
     }
 
@@ -695,7 +672,7 @@ mod tests {
             change(&mut d);
             assert_eq!(
                 codes(MailSettings::validate(&d, Some(&stored))),
-                vec![("password".into(), PASSWORD_REENTRY_REQUIRED.into())]
+                vec![("password".into(), FieldCode::PasswordReentryRequired.code().into())]
             );
         }
     }

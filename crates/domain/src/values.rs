@@ -19,19 +19,6 @@ pub enum ValueError {
     OutOfRange,
 }
 
-impl ValueError {
-    /// The reason code clients see in `extensions.fields[].code`.
-    pub fn code(self) -> &'static str {
-        match self {
-            ValueError::Required => "REQUIRED",
-            ValueError::TooLong => "TOO_LONG",
-            ValueError::ControlCharacters => "CONTROL_CHARACTERS",
-            ValueError::InvalidFormat => "INVALID_FORMAT",
-            ValueError::OutOfRange => "OUT_OF_RANGE",
-        }
-    }
-}
-
 /// True for C0/C1 controls, DEL and the Unicode line/paragraph separators: anything
 /// that could end a header or SMTP line, or hide in one.
 pub fn has_control_chars(s: &str) -> bool {

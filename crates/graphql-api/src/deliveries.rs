@@ -8,8 +8,10 @@ use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 
 use domain::deliveries::DeliveryService;
 use domain::delivery::{self as dd, NotificationRequest, VariableValue};
+use domain::error::FieldCode;
 use domain::{DeliveryId, Error, Locale, TenantId};
 
+use crate::catalogue::Text;
 use crate::error::{ResultExt as _, validation_error};
 use crate::pagination::{self, PageInfo};
 use crate::values::{SenderSource, caller_and, rfc3339};
@@ -126,9 +128,8 @@ impl NotificationInput {
             Some(_) => {
                 return Err(validation_error(
                     "locale",
-                    "INVALID_FORMAT",
-                    l.pick("locale must be ja or en.", "locale は ja または en にしてください。")
-                        .into(),
+                    FieldCode::InvalidFormat,
+                    Text::LocaleInvalid,
                     l,
                 ));
             }
@@ -139,12 +140,8 @@ impl NotificationInput {
             Some(_) => {
                 return Err(validation_error(
                     "variables",
-                    "INVALID_TYPE",
-                    l.pick(
-                        "variables must be a JSON object.",
-                        "variables はJSONオブジェクトにしてください。",
-                    )
-                    .into(),
+                    FieldCode::InvalidType,
+                    Text::VariablesNotObject,
                     l,
                 ));
             }

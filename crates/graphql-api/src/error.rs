@@ -2,8 +2,13 @@
 //! `extensions.code`; messages are in the caller's language. Internal details go to the
 //! log under a correlation id, and only the id reaches the client.
 
-use async_graphql::{ErrorExtensionValues, Value};
+use std::borrow::Cow;
+
+use async_graphql::{BatchResponse, ErrorExtensionValues, ServerError, Value};
+use domain::error::FieldCode;
 use domain::{Error, Locale};
+
+use crate::catalogue::{Text, say};
 
 /// Stable error codes of the contract.
 pub mod code {
@@ -18,25 +23,23 @@ pub mod code {
 }
 
 /// The message for an error code that carries no detail of its own.
-pub fn message(code: &str, locale: Locale) -> &'static str {
-    match code {
-        code::UNAUTHENTICATED => locale.pick(
-            "Authentication required: send a valid bearer token.",
-            "認証が必要です。有効なトークンを送信してください。",
-        ),
-        code::FORBIDDEN => locale.pick("You are not allowed to do this.", "この操作を行う権限がありません。"),
-        code::NOT_FOUND => locale.pick("Not found.", "見つかりません。"),
-        code::VALIDATION_FAILED => locale.pick("Some fields are not valid.", "入力内容に誤りがあります。"),
-        code::VERSION_CONFLICT => locale.pick(
-            "The settings were changed by someone else. Reload them and try again.",
-            "設定が他の人によって変更されました。再読み込みしてからもう一度お試しください。",
-        ),
-        code::RATE_LIMITED => locale.pick(
-            "Too many requests. Try again later.",
-            "リクエストが多すぎます。しばらくしてからお試しください。",
-        ),
-        _ => locale.pick("An internal error occurred.", "内部エラーが発生しました。"),
-    }
+pub fn message(code: &str, locale: Locale) -> Cow<'static, str> {
+    let text = match code {
+        code::UNAUTHENTICATED => Text::Unauthenticated,
+        code::FORBIDDEN => Text::Forbidden,
+        code::NOT_FOUND => Text::NotFound,
+        code::VALIDATION_FAILED => Text::ValidationFailed,
+        code::VERSION_CONFLICT => Text::VersionConflict,
+        code::RATE_LIMITED => Text::RateLimited,
+        _ => Text::Internal,
+    };
+    say(text, locale)
+}
+
+/// The JSON body of an error answered outside GraphQL execution (bad content type,
+/// body too large, a bad token), shaped like a GraphQL response with one error.
+pub fn http_error_body(code: &str, text: Text<'_>, locale: Locale) -> String {
+    serde_json::json!({ "errors": [ { "message": say(text, locale), "extensions": { "code": code } } ] }).to_string()
 }
 
 fn with_code(
@@ -52,15 +55,24 @@ fn with_code(
     err
 }
 
-/// A `VALIDATION_FAILED` error for one field.
-pub fn validation_error(field: &str, field_code: &str, field_message: String, locale: Locale) -> async_graphql::Error {
+/// A `VALIDATION_FAILED` error for one field that the API itself checks.
+pub(crate) fn validation_error(
+    field: &str,
+    field_code: FieldCode,
+    text: Text<'_>,
+    locale: Locale,
+) -> async_graphql::Error {
     with_code(
-        message(code::VALIDATION_FAILED, locale).to_owned(),
+        message(code::VALIDATION_FAILED, locale).into_owned(),
         code::VALIDATION_FAILED,
         |ext| {
             ext.set(
                 "fields",
-                Value::List(vec![field_entry(field, field_code, field_message)]),
+                Value::List(vec![field_entry(
+                    field,
+                    field_code.code(),
+                    say(text, locale).into_owned(),
+                )]),
             );
         },
     )
@@ -78,32 +90,24 @@ fn field_entry(field: &str, code: &str, message: String) -> Value {
 pub fn to_graphql(err: Error, locale: Locale) -> async_graphql::Error {
     match err {
         Error::Unauthenticated => with_code(
-            message(code::UNAUTHENTICATED, locale).into(),
+            message(code::UNAUTHENTICATED, locale).into_owned(),
             code::UNAUTHENTICATED,
             |_| {},
         ),
-        Error::Forbidden => with_code(message(code::FORBIDDEN, locale).into(), code::FORBIDDEN, |_| {}),
-        Error::NotFound => with_code(message(code::NOT_FOUND, locale).into(), code::NOT_FOUND, |_| {}),
-        Error::PlanForbidsCustomSender(plan) => {
-            let msg = match locale {
-                Locale::En => format!(
-                    "Plan {plan} does not allow a custom sender. Only the Share and Biz plans can change the mail server and sender address."
-                ),
-                Locale::Ja => format!(
-                    "プラン {plan} では送信元メールアドレスを変更できません。メールサーバーと送信元を変更できるのはShareプランとBizプランのみです。"
-                ),
-            };
-            with_code(msg, code::PLAN_FORBIDS_CUSTOM_SENDER, |ext| {
-                ext.set("plan", plan.code())
-            })
-        }
+        Error::Forbidden => with_code(message(code::FORBIDDEN, locale).into_owned(), code::FORBIDDEN, |_| {}),
+        Error::NotFound => with_code(message(code::NOT_FOUND, locale).into_owned(), code::NOT_FOUND, |_| {}),
+        Error::PlanForbidsCustomSender(plan) => with_code(
+            say(Text::PlanForbidsCustomSender(plan), locale).into_owned(),
+            code::PLAN_FORBIDS_CUSTOM_SENDER,
+            |ext| ext.set("plan", plan.code()),
+        ),
         Error::Validation(fields) => {
             let list = fields
                 .iter()
-                .map(|f| field_entry(f.field, f.code, f.message(locale)))
+                .map(|f| field_entry(f.field, f.code.code(), say(Text::Field(f), locale).into_owned()))
                 .collect();
             with_code(
-                message(code::VALIDATION_FAILED, locale).into(),
+                message(code::VALIDATION_FAILED, locale).into_owned(),
                 code::VALIDATION_FAILED,
                 |ext| {
                     ext.set("fields", Value::List(list));
@@ -111,13 +115,17 @@ pub fn to_graphql(err: Error, locale: Locale) -> async_graphql::Error {
             )
         }
         Error::VersionConflict { current } => with_code(
-            message(code::VERSION_CONFLICT, locale).into(),
+            message(code::VERSION_CONFLICT, locale).into_owned(),
             code::VERSION_CONFLICT,
             |ext| {
                 ext.set("currentVersion", current);
             },
         ),
-        Error::RateLimited => with_code(message(code::RATE_LIMITED, locale).into(), code::RATE_LIMITED, |_| {}),
+        Error::RateLimited => with_code(
+            message(code::RATE_LIMITED, locale).into_owned(),
+            code::RATE_LIMITED,
+            |_| {},
+        ),
         Error::Internal(store) => internal(&store, locale),
     }
 }
@@ -133,10 +141,7 @@ pub fn internal(err: &(dyn std::error::Error + 'static), locale: Locale) -> asyn
         source = s.source();
     }
     tracing::error!(correlation_id = %correlation_id, error = %chain, "internal error");
-    let msg = match locale {
-        Locale::En => format!("An internal error occurred (reference {correlation_id})."),
-        Locale::Ja => format!("内部エラーが発生しました（参照番号 {correlation_id}）。"),
-    };
+    let msg = say(Text::InternalReference(&correlation_id), locale).into_owned();
     with_code(msg, code::INTERNAL, |ext| {
         ext.set("correlationId", correlation_id.clone());
     })
@@ -150,5 +155,50 @@ pub(crate) trait ResultExt<T> {
 impl<T> ResultExt<T> for domain::Result<T> {
     fn gql(self, locale: Locale) -> async_graphql::Result<T> {
         self.map_err(|e| to_graphql(e, locale))
+    }
+}
+
+/// Errors raised by the GraphQL engine itself (syntax, unknown fields, wrong argument
+/// types, limits) carry no code; they are the client's mistakes, so they get
+/// `VALIDATION_FAILED`, with the argument named when the engine names one. (The engine
+/// reports the argument only in its message text, as `argument "name"`; that text is
+/// the engine's own, never a foreign server's.)
+pub fn with_engine_error_codes(response: BatchResponse) -> BatchResponse {
+    match response {
+        BatchResponse::Single(mut r) => {
+            r.errors.iter_mut().for_each(add_code);
+            BatchResponse::Single(r)
+        }
+        BatchResponse::Batch(list) => BatchResponse::Batch(
+            list.into_iter()
+                .map(|mut r| {
+                    r.errors.iter_mut().for_each(add_code);
+                    r
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn add_code(err: &mut ServerError) {
+    let ext = err.extensions.get_or_insert_with(Default::default);
+    if ext.get("code").is_some() {
+        return;
+    }
+    ext.set("code", code::VALIDATION_FAILED);
+    let field = err
+        .message
+        .split_once("argument \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(name, _)| name.to_owned());
+    if let Some(field) = field {
+        ext.set(
+            "fields",
+            Value::List(vec![field_entry(
+                &field,
+                FieldCode::InvalidType.code(),
+                err.message.clone(),
+            )]),
+        );
     }
 }

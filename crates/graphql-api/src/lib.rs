@@ -11,6 +11,7 @@
 
 mod audit;
 pub mod auth;
+pub mod catalogue;
 pub mod context;
 mod deliveries;
 pub mod error;

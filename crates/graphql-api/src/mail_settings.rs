@@ -9,6 +9,7 @@ use domain::Locale;
 use domain::service::TenantService;
 use domain::settings::{self as ds, MailSettingsDraft, PRESETS, PopBeforeSmtpDraft, StoredMailSettings};
 
+use crate::catalogue::{Text, say};
 use crate::error::ResultExt as _;
 use crate::values::{SenderSource, caller_and, int, locale, parse_tenant_id, rfc3339};
 
@@ -173,7 +174,7 @@ impl MailSettings {
             .map(|w| SettingsWarning {
                 code: w.code().into(),
                 field: w.field().into(),
-                message: w.message(l).into(),
+                message: say(Text::Warning(w), l).into_owned(),
             })
             .collect()
     }
@@ -276,7 +277,7 @@ impl TestMailResult {
                 smtp_code: f.smtp_code.map(i32::from),
                 enhanced_code: f.enhanced_code.clone(),
                 server_message: f.server_message.clone(),
-                hint: o.diagnosis.map(|d| d.hint.message(l).to_owned()),
+                hint: o.diagnosis.map(|d| say(Text::Hint(d.hint), l).into_owned()),
                 hint_code: o.diagnosis.map(|d| d.hint.code().to_owned()),
                 field: o.diagnosis.and_then(|d| d.field).map(str::to_owned),
                 elapsed_ms: int(f.elapsed.as_millis()),

@@ -6,8 +6,10 @@ use std::str::FromStr;
 use async_graphql::SimpleObject;
 use base64::Engine as _;
 use domain::Locale;
+use domain::error::FieldCode;
 use domain::service::Page;
 
+use crate::catalogue::Text;
 use crate::error::validation_error;
 
 #[derive(SimpleObject, Debug)]
@@ -24,12 +26,8 @@ pub(crate) fn page_size(first: Option<i32>, default: i32, l: Locale) -> async_gr
     } else {
         Err(validation_error(
             "first",
-            "OUT_OF_RANGE",
-            l.pick(
-                "first must be between 1 and 100.",
-                "first は1から100の間で指定してください。",
-            )
-            .into(),
+            FieldCode::OutOfRange,
+            Text::PageSizeOutOfRange,
             l,
         ))
     }
@@ -43,18 +41,7 @@ pub(crate) fn after<K: FromStr>(after: Option<String>, l: Locale) -> async_graph
     decode_cursor(&cursor)
         .and_then(|raw| K::from_str(&raw).ok())
         .map(Some)
-        .ok_or_else(|| {
-            validation_error(
-                "after",
-                "INVALID_FORMAT",
-                l.pick(
-                    "after is not a cursor from this list.",
-                    "after のカーソルが正しくありません。",
-                )
-                .into(),
-                l,
-            )
-        })
+        .ok_or_else(|| validation_error("after", FieldCode::InvalidFormat, Text::CursorInvalid, l))
 }
 
 /// A domain page as `(cursor, node)` edges and its `PageInfo`; `key` gives the value

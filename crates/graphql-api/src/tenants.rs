@@ -10,6 +10,7 @@ use domain::TenantId;
 use domain::service::{TenantService, TenantView};
 
 use crate::audit::AuditEventConnection;
+use crate::catalogue::{Text, say};
 use crate::context::RequestContext;
 use crate::deliveries::{DeliveryConnection, DeliveryStatus};
 use crate::error::ResultExt as _;
@@ -42,7 +43,7 @@ impl EffectiveSender {
     }
     /// A sentence a person can read, in the caller's language.
     async fn reason(&self, ctx: &Context<'_>) -> String {
-        self.0.reason.message(locale(ctx))
+        say(Text::SenderReason(self.0.reason), locale(ctx)).into_owned()
     }
 }
 

@@ -196,10 +196,16 @@ impl Mailer {
         let relay = match &config.relay {
             PlatformRelay::Files(_) => None,
             PlatformRelay::Smtp(url) => {
+                // A relay reached over TLS must have a name a certificate can be checked
+                // against; say so at start rather than on every send.
+                if url.encryption != Encryption::None {
+                    rustls_pki_types::ServerName::try_from(url.host.as_str())
+                        .map_err(|e| TlsSetupError::RelayHost(format!("{}: {e}", url.host)))?;
+                }
                 let starttls = match url.encryption {
                     Encryption::StartTls => Some(
                         tls.starttls_parameters(&url.host)
-                            .map_err(|e| TlsSetupError::BadPem(e.to_string()))?,
+                            .map_err(|e| TlsSetupError::RelayHost(e.to_string()))?,
                     ),
                     _ => None,
                 };

@@ -22,6 +22,9 @@ pub enum TlsSetupError {
     BadPem(String),
     #[error("no trusted root certificates could be loaded")]
     NoRoots,
+    /// The platform relay's host cannot be checked against a certificate (STARTTLS).
+    #[error("the relay host cannot be used for TLS: {0}")]
+    RelayHost(String),
 }
 
 /// Roots and client configuration, shared by every connection.

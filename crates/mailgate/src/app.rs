@@ -145,7 +145,12 @@ pub fn build_mailer(
         },
         coordination,
     )
-    .map_err(|e| anyhow::anyhow!("MAILGATE_SMTP_CA_FILE: {e}"))
+    .map_err(|e| match e {
+        mailer::tls::TlsSetupError::RelayHost(_) => anyhow::anyhow!("MAILGATE_DEFAULT_SMTP_URL: {e}"),
+        mailer::tls::TlsSetupError::BadPem(_) | mailer::tls::TlsSetupError::NoRoots => {
+            anyhow::anyhow!("MAILGATE_SMTP_CA_FILE: {e}")
+        }
+    })
 }
 
 /// Holds an exclusive lock on a SQLite database file for the life of the process.

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use async_graphql::{BatchRequest, BatchResponse, ServerError, Value};
+use async_graphql::BatchRequest;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 
 use domain::Locale;
 use graphql_api::RequestContext;
-use graphql_api::error::{code, message};
+use graphql_api::catalogue::Text;
+use graphql_api::error::{code, http_error_body, with_engine_error_codes};
 
 use crate::app::App;
 
@@ -94,11 +95,12 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
             return error_response(
                 StatusCode::UNAUTHORIZED,
                 code::UNAUTHENTICATED,
-                message(code::UNAUTHENTICATED, locale),
+                Text::Unauthenticated,
+                locale,
             );
         }
         Some(c) if c.role() != domain::Role::Operator => {
-            return error_response(StatusCode::FORBIDDEN, code::FORBIDDEN, message(code::FORBIDDEN, locale));
+            return error_response(StatusCode::FORBIDDEN, code::FORBIDDEN, Text::Forbidden, locale);
         }
         Some(c) => c.scope(),
     };
@@ -128,7 +130,7 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-async fn graphiql(State(app): State<App>) -> Response {
+async fn graphiql(State(app): State<App>, headers: HeaderMap) -> Response {
     if app.config.graphiql_enabled() {
         Html(
             async_graphql::http::GraphiQLSource::build()
@@ -140,15 +142,16 @@ async fn graphiql(State(app): State<App>) -> Response {
         error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             code::VALIDATION_FAILED,
-            "Use POST with a JSON body for GraphQL operations.",
+            Text::UsePost,
+            locale_of(&headers),
         )
     }
 }
 
 /// A response with one GraphQL-shaped error.
-fn error_response(status: StatusCode, code: &str, msg: &str) -> Response {
-    let body = serde_json::json!({ "errors": [ { "message": msg, "extensions": { "code": code } } ] });
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+fn error_response(status: StatusCode, code: &str, text: Text<'_>, locale: Locale) -> Response {
+    let body = http_error_body(code, text, locale);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -180,10 +183,8 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             code::VALIDATION_FAILED,
-            locale.pick(
-                "Content-Type must be application/json.",
-                "Content-Type は application/json にしてください。",
-            ),
+            Text::ContentTypeNotJson,
+            locale,
         );
     }
     let caller = match headers.get(header::AUTHORIZATION) {
@@ -197,14 +198,16 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
                     return error_response(
                         StatusCode::UNAUTHORIZED,
                         code::UNAUTHENTICATED,
-                        message(code::UNAUTHENTICATED, locale),
+                        Text::Unauthenticated,
+                        locale,
                     );
                 }
                 None => {
                     return error_response(
                         StatusCode::UNAUTHORIZED,
                         code::UNAUTHENTICATED,
-                        message(code::UNAUTHENTICATED, locale),
+                        Text::Unauthenticated,
+                        locale,
                     );
                 }
             }
@@ -216,7 +219,8 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
             return error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 code::VALIDATION_FAILED,
-                locale.pick("The request body is too large.", "リクエスト本文が大きすぎます。"),
+                Text::BodyTooLarge,
+                locale,
             );
         }
     };
@@ -233,10 +237,8 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 code::VALIDATION_FAILED,
-                locale.pick(
-                    "The body is not a GraphQL request: send JSON with a \"query\" string.",
-                    "本文がGraphQLリクエストではありません。\"query\" を含むJSONを送信してください。",
-                ),
+                Text::BodyNotGraphql,
+                locale,
             );
         }
     };
@@ -246,10 +248,8 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
         return error_response(
             StatusCode::BAD_REQUEST,
             code::VALIDATION_FAILED,
-            locale.pick(
-                "Too many (or no) operations in one batch.",
-                "一度に送信できる操作の数を超えています。",
-            ),
+            Text::BatchSize,
+            locale,
         );
     }
     let context = RequestContext { caller, locale };
@@ -261,58 +261,19 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
     };
     let batch = batch.data(context);
     let response = app.schema.execute_batch(batch).await;
-    let response = with_error_codes(response);
+    let response = with_engine_error_codes(response);
     let body = match serde_json::to_vec(&response) {
         Ok(b) => b,
         Err(_) => {
             return error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 code::INTERNAL,
-                message(code::INTERNAL, locale),
+                Text::Internal,
+                locale,
             );
         }
     };
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// Errors raised by the GraphQL engine itself (syntax, unknown fields, wrong argument
-/// types, limits) carry no code; they are the client's mistakes, so they get
-/// `VALIDATION_FAILED`, with the argument named when the engine names one.
-fn with_error_codes(response: BatchResponse) -> BatchResponse {
-    match response {
-        BatchResponse::Single(mut r) => {
-            r.errors.iter_mut().for_each(add_code);
-            BatchResponse::Single(r)
-        }
-        BatchResponse::Batch(list) => BatchResponse::Batch(
-            list.into_iter()
-                .map(|mut r| {
-                    r.errors.iter_mut().for_each(add_code);
-                    r
-                })
-                .collect(),
-        ),
-    }
-}
-
-fn add_code(err: &mut ServerError) {
-    let ext = err.extensions.get_or_insert_with(Default::default);
-    if ext.get("code").is_some() {
-        return;
-    }
-    ext.set("code", code::VALIDATION_FAILED);
-    let field = err
-        .message
-        .split_once("argument \"")
-        .and_then(|(_, rest)| rest.split_once('"'))
-        .map(|(name, _)| name.to_owned());
-    if let Some(field) = field {
-        let mut obj = async_graphql::indexmap::IndexMap::new();
-        obj.insert(async_graphql::Name::new("field"), Value::from(field));
-        obj.insert(async_graphql::Name::new("code"), Value::from("INVALID_TYPE"));
-        obj.insert(async_graphql::Name::new("message"), Value::from(err.message.clone()));
-        ext.set("fields", Value::List(vec![Value::Object(obj)]));
-    }
 }
 
 /// A server running in the background (tests, benchmarks, `serve`).

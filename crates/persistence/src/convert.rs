@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use domain::StoreError;
 use domain::access::Role;
 use domain::audit::{AuditAction, AuditEntry};
+use domain::error::FieldCode;
 use domain::ports::TenantRecord;
 use domain::settings::{
     Encryption, FieldChange, MailSettings, MailSettingsDraft, PopBeforeSmtpDraft, ServerKind, StoredMailSettings,
@@ -30,16 +31,16 @@ pub(crate) fn db_err(e: DbErr) -> StoreError {
 
 /// A stored value the domain refuses. `subject` names the row (tenant id or audit
 /// entry), `field` the column in API terms, `code` the reason.
-pub(crate) fn corrupt(subject: &str, field: &str, code: &str) -> StoreError {
-    StoreError::Corrupt(format!("{subject}: field {field}: {code}"))
+pub(crate) fn corrupt(subject: &str, field: &str, code: impl Into<FieldCode>) -> StoreError {
+    StoreError::Corrupt(format!("{subject}: field {field}: {}", code.into().code()))
 }
 
-const INVALID: &str = "INVALID_FORMAT";
-const MISSING: &str = "REQUIRED";
+const INVALID: FieldCode = FieldCode::InvalidFormat;
+const MISSING: FieldCode = FieldCode::Required;
 
 /// Parses a tenant id read from a row, naming `table` when it is not one.
 pub(crate) fn tenant_id(raw: &str, table: &str) -> Result<TenantId, StoreError> {
-    TenantId::from_str(raw).map_err(|e| corrupt(&format!("a {table} row"), "tenantId", e.code()))
+    TenantId::from_str(raw).map_err(|e| corrupt(&format!("a {table} row"), "tenantId", e))
 }
 
 pub(crate) fn tenant_from_row(row: &tenants::Model) -> Result<Tenant, StoreError> {
@@ -47,7 +48,7 @@ pub(crate) fn tenant_from_row(row: &tenants::Model) -> Result<Tenant, StoreError
     let subject = format!("tenant {id}");
     Ok(Tenant {
         id,
-        name: TenantName::parse(&row.name).map_err(|e| corrupt(&subject, "name", e.code()))?,
+        name: TenantName::parse(&row.name).map_err(|e| corrupt(&subject, "name", e))?,
         plan: Plan::from_str(&row.plan).map_err(|_| corrupt(&subject, "plan", INVALID))?,
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -181,7 +182,10 @@ pub(crate) fn settings_from_row(
         send_interval_ms: Some(row.send_interval_ms),
     };
     let settings = MailSettings::validate(&draft, None).map_err(|errors| {
-        let fields: Vec<String> = errors.iter().map(|e| format!("{} {}", e.field, e.code)).collect();
+        let fields: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{} {}", e.field, e.code.code()))
+            .collect();
         StoreError::Corrupt(format!("{subject}: {}", fields.join(", ")))
     })?;
     Ok(StoredMailSettings {
@@ -279,7 +283,7 @@ pub(crate) fn audit_from_row(row: &audit_events::Model) -> Result<AuditEntry, St
         serde_json::from_str(&row.changes).map_err(|_| corrupt(&subject, "changes", INVALID))?;
     Ok(AuditEntry {
         id,
-        tenant_id: TenantId::from_str(&row.tenant_id).map_err(|e| corrupt(&subject, "tenantId", e.code()))?,
+        tenant_id: TenantId::from_str(&row.tenant_id).map_err(|e| corrupt(&subject, "tenantId", e))?,
         actor_subject: row.actor_subject.clone(),
         actor_role: Role::from_code(&row.actor_role).ok_or_else(|| corrupt(&subject, "actorRole", INVALID))?,
         action: AuditAction::from_code(&row.action).ok_or_else(|| corrupt(&subject, "action", INVALID))?,

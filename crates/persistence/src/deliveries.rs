@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use domain::delivery::{
     Attempt, AttemptOutcome, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind, RenderedMessage,
 };
+use domain::error::FieldCode;
 use domain::mail::Subject;
 use domain::ports::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
 use domain::values::EmailAddress;
@@ -39,7 +40,7 @@ use crate::convert::{corrupt, db_err};
 use crate::entities::{deliveries, delivery_attempts};
 use crate::store::SqlStore;
 
-const INVALID: &str = "INVALID_FORMAT";
+const INVALID: FieldCode = FieldCode::InvalidFormat;
 
 /// How often an enqueue retries when the delivery it conflicted with is gone by the time
 /// it is read (deleted with its tenant in between).
@@ -553,27 +554,27 @@ pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliverie
 /// A delivery read back, every value parsed again; a refused value is reported as
 /// corrupt, naming the delivery and the field, never the value.
 pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>) -> Result<Delivery, StoreError> {
-    let id = DeliveryId::from_str(&row.id).map_err(|e| corrupt("a deliveries row", "id", e.code()))?;
+    let id = DeliveryId::from_str(&row.id).map_err(|e| corrupt("a deliveries row", "id", e))?;
     let subject = format!("delivery {id}");
-    let field = |name: &str, code: &str| corrupt(&subject, name, code);
+    let field = |name: &str, code: FieldCode| corrupt(&subject, name, code);
     Ok(Delivery {
         id,
-        tenant_id: TenantId::from_str(&row.tenant_id).map_err(|e| field("tenantId", e.code()))?,
+        tenant_id: TenantId::from_str(&row.tenant_id).map_err(|e| field("tenantId", e.into()))?,
         kind: NotificationKind::from_code(&row.kind).ok_or_else(|| field("kind", INVALID))?,
-        to: EmailAddress::parse(&row.to_address).map_err(|e| field("to", e.code()))?,
+        to: EmailAddress::parse(&row.to_address).map_err(|e| field("to", e.into()))?,
         locale: Locale::from_code(&row.locale).ok_or_else(|| field("locale", INVALID))?,
         message: RenderedMessage {
-            subject: Subject::parse(&row.subject).map_err(|e| field("subject", e.code()))?,
+            subject: Subject::parse(&row.subject).map_err(|e| field("subject", e.into()))?,
             text: row.text_body.clone(),
             html: row.html_body.clone(),
         },
-        message_id: MessageId::parse(&row.message_id).map_err(|e| field("messageId", e.code()))?,
+        message_id: MessageId::parse(&row.message_id).map_err(|e| field("messageId", e.into()))?,
         idempotency_key: row
             .idempotency_key
             .as_deref()
             .map(IdempotencyKey::parse)
             .transpose()
-            .map_err(|e| field("idempotencyKey", e.code()))?,
+            .map_err(|e| field("idempotencyKey", e.into()))?,
         status: DeliveryStatus::from_code(&row.status).ok_or_else(|| field("status", INVALID))?,
         retries: u32::try_from(row.retries).map_err(|_| field("retries", INVALID))?,
         next_attempt_at: DateTime::from_timestamp_millis(row.next_attempt_at_ms)

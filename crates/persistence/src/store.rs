@@ -420,7 +420,11 @@ async fn reseal_row(
                 keys.encrypt(&plain, &tenant, purpose).map(Some).map_err(crypto)
             }
             (Some(_), Some(_)) | (None, None) => Ok(None),
-            _ => Err(corrupt(&format!("tenant {tenant}"), field, "REQUIRED")),
+            _ => Err(corrupt(
+                &format!("tenant {tenant}"),
+                field,
+                domain::error::FieldCode::Required,
+            )),
         }
     };
     let mut update = mail_settings::ActiveModel::default();

@@ -18,9 +18,7 @@ use crate::sender::SenderSource;
 use crate::tenant::TenantId;
 use crate::values::EmailAddress;
 
-pub use notification::{
-    INVALID_TYPE, NotificationKind, NotificationRequest, RenderedMessage, VariableValue, escape_html, render,
-};
+pub use notification::{NotificationKind, NotificationRequest, RenderedMessage, VariableValue, escape_html, render};
 pub use retry::{FailureDecision, RetryPolicy, is_rate_limit};
 pub use update::{DeliveryUpdate, NotFailed};
 

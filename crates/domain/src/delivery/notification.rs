@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::FieldError;
+use crate::error::{FieldCode, FieldError};
 use crate::i18n::Locale;
 use crate::mail::Subject;
 use crate::tenant::TenantId;
@@ -69,9 +69,6 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-/// Reason code: a variable of the wrong type.
-pub const INVALID_TYPE: &str = "INVALID_TYPE";
-
 struct Vars<'a> {
     vars: &'a BTreeMap<String, VariableValue>,
     errors: Vec<FieldError>,
@@ -82,23 +79,22 @@ impl<'a> Vars<'a> {
         match self.vars.get(name) {
             Some(VariableValue::Text(s)) if !s.trim().is_empty() => {
                 if s.chars().any(|c| c.is_control() && c != '\n') {
-                    self.errors
-                        .push(FieldError::new(field, ValueError::ControlCharacters.code()));
+                    self.errors.push(FieldError::new(field, ValueError::ControlCharacters));
                 } else if s.chars().count() > 2000 {
-                    self.errors.push(FieldError::new(field, ValueError::TooLong.code()));
+                    self.errors.push(FieldError::new(field, ValueError::TooLong));
                 }
                 s.clone()
             }
             None | Some(VariableValue::Null) => {
-                self.errors.push(FieldError::new(field, ValueError::Required.code()));
+                self.errors.push(FieldError::new(field, ValueError::Required));
                 String::new()
             }
             Some(VariableValue::Text(_)) => {
-                self.errors.push(FieldError::new(field, ValueError::Required.code()));
+                self.errors.push(FieldError::new(field, ValueError::Required));
                 String::new()
             }
             Some(_) => {
-                self.errors.push(FieldError::new(field, INVALID_TYPE));
+                self.errors.push(FieldError::new(field, FieldCode::InvalidType));
                 String::new()
             }
         }
@@ -108,8 +104,7 @@ impl<'a> Vars<'a> {
         let s = self.text(name, field);
         let web_url = s.starts_with("https://") || s.starts_with("http://");
         if !s.is_empty() && (!web_url || s.contains(char::is_whitespace)) {
-            self.errors
-                .push(FieldError::new(field, ValueError::InvalidFormat.code()));
+            self.errors.push(FieldError::new(field, ValueError::InvalidFormat));
         }
         s
     }
@@ -118,15 +113,15 @@ impl<'a> Vars<'a> {
         match self.vars.get(name) {
             Some(VariableValue::Integer(n)) if *n > 0 => *n,
             Some(VariableValue::Integer(_)) => {
-                self.errors.push(FieldError::new(field, ValueError::OutOfRange.code()));
+                self.errors.push(FieldError::new(field, ValueError::OutOfRange));
                 0
             }
             None | Some(VariableValue::Null) => {
-                self.errors.push(FieldError::new(field, ValueError::Required.code()));
+                self.errors.push(FieldError::new(field, ValueError::Required));
                 0
             }
             Some(_) => {
-                self.errors.push(FieldError::new(field, INVALID_TYPE));
+                self.errors.push(FieldError::new(field, FieldCode::InvalidType));
                 0
             }
         }
@@ -197,13 +192,13 @@ pub fn render(req: &NotificationRequest) -> Result<RenderedMessage, Vec<FieldErr
             let subject = req.subject.clone().unwrap_or_default();
             let text = req.text.clone().unwrap_or_default();
             if subject.trim().is_empty() {
-                v.errors.push(FieldError::new("subject", ValueError::Required.code()));
+                v.errors.push(FieldError::new("subject", ValueError::Required));
             }
             if text.trim().is_empty() {
-                v.errors.push(FieldError::new("text", ValueError::Required.code()));
+                v.errors.push(FieldError::new("text", ValueError::Required));
             }
             if text.len() > 1_000_000 || req.html.as_ref().is_some_and(|h| h.len() > 1_000_000) {
-                v.errors.push(FieldError::new("text", ValueError::TooLong.code()));
+                v.errors.push(FieldError::new("text", ValueError::TooLong));
             }
             (subject, text, req.html.clone())
         }
@@ -212,7 +207,7 @@ pub fn render(req: &NotificationRequest) -> Result<RenderedMessage, Vec<FieldErr
         Ok(s) => Some(s),
         Err(e) => {
             if v.errors.is_empty() {
-                v.errors.push(FieldError::new("subject", e.code()));
+                v.errors.push(FieldError::new("subject", e));
             }
             None
         }
@@ -279,10 +274,10 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("variables.name", INVALID_TYPE),
-                ("variables.siteName", "REQUIRED"),
-                ("variables.resetUrl", "INVALID_FORMAT"),
-                ("variables.expiresInMinutes", INVALID_TYPE)
+                ("variables.name", FieldCode::InvalidType),
+                ("variables.siteName", FieldCode::Required),
+                ("variables.resetUrl", FieldCode::InvalidFormat),
+                ("variables.expiresInMinutes", FieldCode::InvalidType)
             ]
         );
     }

@@ -1,0 +1,126 @@
+//! The English catalogue: every sentence Mailgate shows a person in English.
+
+use std::borrow::Cow;
+
+use domain::error::FieldCode;
+use domain::mail::Hint;
+use domain::sender::SenderReason;
+use domain::settings::SettingsWarning;
+
+use super::Text;
+
+/// The sentence for `text`.
+pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
+    match text {
+        Text::Unauthenticated => "Authentication required: send a valid bearer token.".into(),
+        Text::Forbidden => "You are not allowed to do this.".into(),
+        Text::NotFound => "Not found.".into(),
+        Text::ValidationFailed => "Some fields are not valid.".into(),
+        Text::VersionConflict => "The settings were changed by someone else. Reload them and try again.".into(),
+        Text::RateLimited => "Too many requests. Try again later.".into(),
+        Text::Internal => "An internal error occurred.".into(),
+        Text::InternalReference(id) => format!("An internal error occurred (reference {id}).").into(),
+        Text::PlanForbidsCustomSender(plan) => format!(
+                "Plan {plan} does not allow a custom sender. Only the Share and Biz plans can change the mail server and sender address."
+            )
+            .into(),
+        Text::Field(f) => format!("{} {}.", f.field, field(f.code)).into(),
+        Text::PageSizeOutOfRange => "first must be between 1 and 100.".into(),
+        Text::CursorInvalid => "after is not a cursor from this list.".into(),
+        Text::LocaleInvalid => "locale must be ja or en.".into(),
+        Text::VariablesNotObject => "variables must be a JSON object.".into(),
+        Text::ContentTypeNotJson => "Content-Type must be application/json.".into(),
+        Text::BodyTooLarge => "The request body is too large.".into(),
+        Text::BodyNotGraphql => "The body is not a GraphQL request: send JSON with a \"query\" string.".into(),
+        Text::BatchSize => "Too many (or no) operations in one batch.".into(),
+        Text::UsePost => "Use POST with a JSON body for GraphQL operations.".into(),
+        Text::Hint(h) => hint(h).into(),
+        Text::Warning(w) => warning(w).into(),
+        Text::SenderReason(r) => sender_reason(r).into(),
+    }
+}
+
+/// What is wrong with a field (the field's name goes in front).
+fn field(code: FieldCode) -> &'static str {
+    match code {
+        FieldCode::Required => "is required",
+        FieldCode::TooLong => "is too long",
+        FieldCode::ControlCharacters => "must not contain control characters (line breaks, tabs, …)",
+        FieldCode::InvalidFormat => "is not in a valid format",
+        FieldCode::OutOfRange => "is out of range",
+        FieldCode::InvalidType => "has the wrong type",
+        FieldCode::NotFailed => "is not a failed delivery; only failed deliveries can be retried",
+        FieldCode::PortNotAllowed => "is not a port open to tenants (usually 25, 465, 587 or 2525)",
+        FieldCode::PasswordReentryRequired => "must be entered again because the server or user name changed",
+    }
+}
+
+fn hint(hint: Hint) -> &'static str {
+    match hint {
+        Hint::WrongCredentials => {
+            "The server refused the user name or password. Check both; many providers want the full e-mail address as the user name."
+        }
+        Hint::GmailAppPassword => {
+            "Gmail needs an app password: turn on 2-step verification for the Google account, create an app password, and enter it as the password."
+        }
+        Hint::Microsoft365SmtpAuthDisabled => {
+            "Microsoft 365 has SMTP AUTH turned off for this mailbox. Ask the Microsoft 365 administrator to enable \"Authenticated SMTP\" for it."
+        }
+        Hint::SenderNotAllowed => {
+            "The server does not let this account send from this sender address. Use an address that belongs to the account, or allow it at the provider."
+        }
+        Hint::RecipientRejected => {
+            "The server refused the recipient. Check the test address, or whether the server relays to other domains."
+        }
+        Hint::TlsModeMismatch => {
+            "The encryption does not match the port: use SSL with port 465, and STARTTLS (\"tls\") with port 587."
+        }
+        Hint::StartTlsNotOffered => {
+            "The server does not offer STARTTLS, so nothing was sent. Choose SSL if the server uses port 465, or check the port."
+        }
+        Hint::CertificateNameMismatch => {
+            "The server's certificate is for a different host name. Enter the host name written in the provider's instructions."
+        }
+        Hint::CertificateUntrusted => {
+            "The server's certificate is not trusted (self-signed, expired or from an unknown authority)."
+        }
+        Hint::ConnectionRefused => "The server refused the connection on this port. Check the host name and port.",
+        Hint::TimedOut => {
+            "The server did not answer in time. Check the host name and port; if the port is 465, choose SSL."
+        }
+        Hint::PopLoginFailed => "The POP login before SMTP failed. Check the POP server, port, user name and password.",
+        Hint::HostNotFound => "The host name does not exist. Check its spelling.",
+        Hint::ForbiddenAddress => "This host points to a private or internal network address, which is not allowed.",
+        Hint::PortNotAllowed => "This port is not allowed. Use 25, 465, 587 or 2525.",
+        Hint::AuthNotOffered => {
+            "The server offers no login method we can use. Turn SMTP authentication off if the server does not need it, or use encryption so it offers login."
+        }
+        Hint::TemporaryFailure => "The server reported a temporary problem. Try again in a few minutes.",
+        Hint::Other => "The server refused the mail. Its reply is shown above.",
+    }
+}
+
+fn warning(warning: SettingsWarning) -> &'static str {
+    match warning {
+        SettingsWarning::Port465WithStartTls => "Port 465 normally uses SSL (implicit TLS), not STARTTLS.",
+        SettingsWarning::Port587WithSsl => "Port 587 normally uses STARTTLS (\"tls\"), not SSL.",
+        SettingsWarning::PasswordWithoutEncryption => {
+            "The password is sent without encryption. Choose SSL or STARTTLS if the server supports it."
+        }
+    }
+}
+
+fn sender_reason(reason: SenderReason) -> String {
+    match reason {
+        SenderReason::CustomSettingsActive(p) => format!("the tenant's own mail server is used (plan {p})"),
+        SenderReason::NoSettingsSaved => "no settings saved".to_owned(),
+        SenderReason::PlanForbids {
+            plan,
+            settings_saved: false,
+        } => format!("plan {plan} does not allow a custom sender"),
+        SenderReason::PlanForbids {
+            plan,
+            settings_saved: true,
+        } => format!("plan {plan} does not allow a custom sender; the saved settings are inactive"),
+    }
+}

@@ -1,0 +1,126 @@
+//! The Japanese (日本語) catalogue: every sentence Mailgate shows a person in Japanese.
+
+use std::borrow::Cow;
+
+use domain::error::FieldCode;
+use domain::mail::Hint;
+use domain::sender::SenderReason;
+use domain::settings::SettingsWarning;
+
+use super::Text;
+
+/// The sentence for `text`.
+pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
+    match text {
+        Text::Unauthenticated => "認証が必要です。有効なトークンを送信してください。".into(),
+        Text::Forbidden => "この操作を行う権限がありません。".into(),
+        Text::NotFound => "見つかりません。".into(),
+        Text::ValidationFailed => "入力内容に誤りがあります。".into(),
+        Text::VersionConflict => "設定が他の人によって変更されました。再読み込みしてからもう一度お試しください。".into(),
+        Text::RateLimited => "リクエストが多すぎます。しばらくしてからお試しください。".into(),
+        Text::Internal => "内部エラーが発生しました。".into(),
+        Text::InternalReference(id) => format!("内部エラーが発生しました（参照番号 {id}）。").into(),
+        Text::PlanForbidsCustomSender(plan) => format!(
+                "プラン {plan} では送信元メールアドレスを変更できません。メールサーバーと送信元を変更できるのはShareプランとBizプランのみです。"
+            )
+            .into(),
+        Text::Field(f) => format!("{}{}。", f.field, field(f.code)).into(),
+        Text::PageSizeOutOfRange => "first は1から100の間で指定してください。".into(),
+        Text::CursorInvalid => "after のカーソルが正しくありません。".into(),
+        Text::LocaleInvalid => "locale は ja または en にしてください。".into(),
+        Text::VariablesNotObject => "variables はJSONオブジェクトにしてください。".into(),
+        Text::ContentTypeNotJson => "Content-Type は application/json にしてください。".into(),
+        Text::BodyTooLarge => "リクエスト本文が大きすぎます。".into(),
+        Text::BodyNotGraphql => "本文がGraphQLリクエストではありません。\"query\" を含むJSONを送信してください。".into(),
+        Text::BatchSize => "一度に送信できる操作の数を超えています。".into(),
+        Text::UsePost => "GraphQLの操作はJSON本文付きのPOSTで送信してください。".into(),
+        Text::Hint(h) => hint(h).into(),
+        Text::Warning(w) => warning(w).into(),
+        Text::SenderReason(r) => sender_reason(r).into(),
+    }
+}
+
+/// What is wrong with a field (the field's name goes in front).
+fn field(code: FieldCode) -> &'static str {
+    match code {
+        FieldCode::Required => "は必須です",
+        FieldCode::TooLong => "が長すぎます",
+        FieldCode::ControlCharacters => "に制御文字（改行・タブなど）は使えません",
+        FieldCode::InvalidFormat => "の形式が正しくありません",
+        FieldCode::OutOfRange => "が範囲外です",
+        FieldCode::InvalidType => "の型が正しくありません",
+        FieldCode::NotFailed => "は失敗した配信ではありません。再送できるのは失敗した配信のみです",
+        FieldCode::PortNotAllowed => "は使用できないポートです（通常は25、465、587、2525）",
+        FieldCode::PasswordReentryRequired => "はサーバーまたはユーザー名が変わったため、もう一度入力してください",
+    }
+}
+
+fn hint(hint: Hint) -> &'static str {
+    match hint {
+        Hint::WrongCredentials => {
+            "ユーザー名またはパスワードが正しくありません。両方をご確認ください。多くのプロバイダーではユーザー名にメールアドレス全体を使います。"
+        }
+        Hint::GmailAppPassword => {
+            "Gmailではアプリパスワードが必要です。Googleアカウントで2段階認証を有効にし、アプリパスワードを作成してパスワード欄に入力してください。"
+        }
+        Hint::Microsoft365SmtpAuthDisabled => {
+            "Microsoft 365でこのメールボックスのSMTP認証が無効になっています。管理者に「認証済みSMTP」を有効にするよう依頼してください。"
+        }
+        Hint::SenderNotAllowed => {
+            "このアカウントではこの送信元アドレスから送信できません。アカウントに属するアドレスを使うか、プロバイダー側で許可してください。"
+        }
+        Hint::RecipientRejected => {
+            "送信先アドレスが拒否されました。テスト用アドレス、またはサーバーが他ドメインへの中継を許可しているかをご確認ください。"
+        }
+        Hint::TlsModeMismatch => {
+            "暗号化方式とポートが合っていません。ポート465ではSSL、ポート587ではSTARTTLS（tls）を選んでください。"
+        }
+        Hint::StartTlsNotOffered => {
+            "サーバーがSTARTTLSに対応していないため、送信しませんでした。ポート465のサーバーならSSLを選ぶか、ポートをご確認ください。"
+        }
+        Hint::CertificateNameMismatch => {
+            "サーバー証明書のホスト名が一致しません。プロバイダーの案内にあるホスト名を入力してください。"
+        }
+        Hint::CertificateUntrusted => "サーバー証明書が信頼できません（自己署名、期限切れ、または不明な認証局）。",
+        Hint::ConnectionRefused => "このポートへの接続が拒否されました。ホスト名とポートをご確認ください。",
+        Hint::TimedOut => {
+            "サーバーから時間内に応答がありませんでした。ホスト名とポートをご確認ください。ポート465の場合はSSLを選んでください。"
+        }
+        Hint::PopLoginFailed => {
+            "POP before SMTPのログインに失敗しました。POPサーバー、ポート、ユーザー名、パスワードをご確認ください。"
+        }
+        Hint::HostNotFound => "ホスト名が見つかりません。綴りをご確認ください。",
+        Hint::ForbiddenAddress => "このホストは内部ネットワークのアドレスを指しているため使用できません。",
+        Hint::PortNotAllowed => "このポートは使用できません。25、465、587、2525のいずれかを使ってください。",
+        Hint::AuthNotOffered => {
+            "サーバーが利用可能な認証方式を提供していません。認証が不要ならSMTP認証をオフにし、必要なら暗号化を有効にしてください。"
+        }
+        Hint::TemporaryFailure => "サーバーで一時的な問題が発生しています。数分後にもう一度お試しください。",
+        Hint::Other => "サーバーがメールを拒否しました。上記のサーバー応答をご確認ください。",
+    }
+}
+
+fn warning(warning: SettingsWarning) -> &'static str {
+    match warning {
+        SettingsWarning::Port465WithStartTls => "ポート465は通常SSL（暗黙のTLS）を使います。STARTTLSではありません。",
+        SettingsWarning::Port587WithSsl => "ポート587は通常STARTTLS（tls）を使います。SSLではありません。",
+        SettingsWarning::PasswordWithoutEncryption => {
+            "パスワードが暗号化されずに送信されます。サーバーが対応していればSSLまたはSTARTTLSを選んでください。"
+        }
+    }
+}
+
+fn sender_reason(reason: SenderReason) -> String {
+    match reason {
+        SenderReason::CustomSettingsActive(p) => format!("テナント独自のメールサーバーを使用しています（プラン {p}）"),
+        SenderReason::NoSettingsSaved => "メールサーバー設定が保存されていません".to_owned(),
+        SenderReason::PlanForbids {
+            plan,
+            settings_saved: false,
+        } => format!("プラン {plan} では送信元を変更できません"),
+        SenderReason::PlanForbids {
+            plan,
+            settings_saved: true,
+        } => format!("プラン {plan} では送信元を変更できないため、保存済みの設定は無効になっています"),
+    }
+}
