@@ -137,9 +137,70 @@ async fn first_start_without_configuration() {
 }
 
 #[test]
+fn a_second_process_on_one_sqlite_file_is_refused() {
+    let dir = std::env::temp_dir().join(format!("mailgate-cli-{}", uuid::Uuid::new_v4().simple()));
+    let (first, _url, _token) = start(&dir);
+    let out = mailgate(&dir).arg("serve").output().expect("runs");
+    assert!(
+        !out.status.success(),
+        "a second process on the same SQLite file must not start"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("MAILGATE_DATABASE_URL") && err.contains("another Mailgate process"),
+        "{err}"
+    );
+    stop(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_config_file_is_read_and_the_environment_wins_over_it() {
+    let dir = std::env::temp_dir().join(format!("mailgate-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("mailgate.toml");
+    std::fs::write(&file, "worker_poll_ms = 5\nmax_batch_size = 3\n").expect("write");
+    // The file is read: its bad value is refused and named.
+    let out = mailgate(&dir)
+        .env("MAILGATE_CONFIG", &file)
+        .arg("migrate")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("MAILGATE_WORKER_POLL_MS"), "{err}");
+    // The environment overrides the file.
+    let out = mailgate(&dir)
+        .env("MAILGATE_CONFIG", &file)
+        .env("MAILGATE_WORKER_POLL_MS", "50")
+        .arg("migrate")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "the environment's value wins: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A file that does not exist is named, not silently skipped.
+    let out = mailgate(&dir)
+        .env("MAILGATE_CONFIG", dir.join("missing.toml"))
+        .arg("migrate")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MAILGATE_CONFIG"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_settings_are_named_at_start() {
     let dir = std::env::temp_dir().join(format!("mailgate-cli-{}", uuid::Uuid::new_v4().simple()));
-    let cases: [(&[(&str, &str)], &str); 9] = [
+    let cases: [(&[(&str, &str)], &str); 12] = [
+        // A misspelt setting is refused, not ignored.
+        (&[("MAILGATE_LISTN", "127.0.0.1:0")], "MAILGATE_LISTN"),
+        (&[("MAILGATE_LOG", "mailgate=loud")], "MAILGATE_LOG"),
+        // Upper case would name another schema once PostgreSQL folds it.
+        (&[("MAILGATE_DATABASE_SCHEMA", "Tenants")], "MAILGATE_DATABASE_SCHEMA"),
         (&[("MAILGATE_LISTEN", "not-an-address")], "MAILGATE_LISTEN"),
         (&[("MAILGATE_WORKER_POLL_MS", "0")], "MAILGATE_WORKER_POLL_MS"),
         (&[("MAILGATE_WORKER_BATCH_SIZE", "0")], "MAILGATE_WORKER_BATCH_SIZE"),

@@ -353,6 +353,46 @@ async fn retries_deferrals_and_permanent_failures() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_keeps_failing_expires() {
+    // The server answers every DATA with a temporary failure.
+    let down = SmtpServer::start(SmtpOptions {
+        data_reply: Some("451 4.3.0 Temporary local problem".into()),
+        ..SmtpOptions::plain()
+    });
+    let port = down.port;
+    let app = spawn_app_with(Backend::Sqlite, move |c| {
+        delivery_config(c, vec![port]);
+        c.delivery_max_age_secs = 3;
+    })
+    .await;
+    let tenant = app.create_tenant("Down", "BIZ").await;
+    app.ok(
+        &app.admin(&tenant),
+        UPDATE,
+        json!({ "t": tenant, "i": plain_settings(port) }),
+    )
+    .await;
+    let id = enqueue(&app, registration(&tenant, "en", None)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let worker = RunningWorker::start(&app);
+    let d = wait_status(&app, &id, "FAILED", Duration::from_secs(30)).await;
+    worker.stop().await;
+    assert_eq!(d["failureReason"], "expired", "{d}");
+    let attempts = d["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 2, "retried before it expired: {d}");
+    assert!(
+        attempts[..attempts.len() - 1].iter().all(|a| a["outcome"] == "RETRY"),
+        "{d}"
+    );
+    assert_eq!(attempts[attempts.len() - 1]["outcome"], "FAILED");
+    assert_eq!(attempts[attempts.len() - 1]["smtpCode"], 451);
+    assert_eq!(down.count(), 0, "nothing was accepted");
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_downgrade_between_enqueue_and_send_uses_the_platform_default() {
     let smtp = SmtpServer::start(SmtpOptions::plain());
     let app = delivery_app(&[smtp.port]).await;

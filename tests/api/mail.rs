@@ -270,7 +270,11 @@ async fn each_failure_is_diagnosed() {
         ..SmtpOptions::plain()
     });
     let implicit = SmtpServer::start(SmtpOptions::implicit_tls());
-    let plain = SmtpServer::start(SmtpOptions::plain());
+    // Logs every command it is sent, so the log shows whether AUTH was tried.
+    let plain = SmtpServer::start(SmtpOptions {
+        log_commands: true,
+        ..SmtpOptions::plain()
+    });
     let wrong_cert = SmtpServer::start(SmtpOptions {
         cert: CertChoice::WrongName,
         ..SmtpOptions::starttls()
@@ -399,8 +403,14 @@ async fn each_failure_is_diagnosed() {
             .unwrap()
             .contains("Application-specific password required")
     );
-    // STARTTLS missing: no credentials went over the plain connection.
-    assert!(!plain.log().contains("AUTH"), "{}", plain.log());
+    // STARTTLS missing: no credentials went over the plain connection (the server saw the
+    // client's EHLO, and no AUTH after it).
+    let commands = plain.commands();
+    assert!(
+        commands.iter().any(|c| c.contains("EHLO")),
+        "the command log works: {commands:?}"
+    );
+    assert!(!commands.iter().any(|c| c.contains("AUTH")), "{commands:?}");
     assert!(silent.accepted() >= 1);
     // Japanese hints.
     let (_, ja) = app
@@ -795,5 +805,52 @@ async fn platform_relay_from_configuration() {
         eml_files(&app).is_empty(),
         "nothing written to files when a relay is set"
     );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_relay_with_starttls_required() {
+    // A relay that offers STARTTLS: the session is upgraded before AUTH.
+    let relay = SmtpServer::start(SmtpOptions::starttls().with_auth("platform", "relay-pw"));
+    let url = format!("smtp://platform:relay-pw@localhost:{}?starttls=required", relay.port);
+    let app = spawn_app_with(Backend::Sqlite, move |c| {
+        c.default_smtp_url = Some(secrecy::SecretString::from(url));
+        c.smtp_ca_file = Some(test_ca().ca_pem.clone());
+    })
+    .await;
+    let tenant = app.create_tenant("Basic site", "BASIC").await;
+    let r = send_through_mailer(&app, &tenant, "over starttls").await.expect("sent");
+    assert_eq!(r.sender.source, domain::SenderSource::PlatformDefault);
+    let got = relay.wait_for(1, Duration::from_secs(5));
+    assert!(
+        got[0].tls && got[0].auth_user.as_deref() == Some("platform"),
+        "{:?}",
+        got[0]
+    );
+    app.finish().await;
+
+    // A relay that does not offer it: nothing is sent, and no credentials cross in clear.
+    let plain = SmtpServer::start(SmtpOptions {
+        log_commands: true,
+        ..SmtpOptions::plain()
+    });
+    let url = format!("smtp://platform:relay-pw@localhost:{}?starttls=required", plain.port);
+    let app = spawn_app_with(Backend::Sqlite, move |c| {
+        c.default_smtp_url = Some(secrecy::SecretString::from(url));
+        c.smtp_ca_file = Some(test_ca().ca_pem.clone());
+    })
+    .await;
+    let tenant = app.create_tenant("Basic site", "BASIC").await;
+    let failure = send_through_mailer(&app, &tenant, "must not go in clear")
+        .await
+        .expect_err("refused without STARTTLS");
+    assert_eq!(failure.stage, domain::mail::SendStage::Tls, "{failure:?}");
+    let commands = plain.commands();
+    assert!(commands.iter().any(|c| c.contains("EHLO")), "{commands:?}");
+    assert!(
+        !commands.iter().any(|c| c.contains("AUTH") || c.contains("MAIL FROM")),
+        "{commands:?}"
+    );
+    assert_eq!(plain.count(), 0);
     app.finish().await;
 }

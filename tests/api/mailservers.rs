@@ -292,6 +292,8 @@ pub struct SmtpOptions {
     pub pop_gate: Option<(PathBuf, u64)>,
     /// Only count messages (fast sink for throughput tests); `received()` stays empty.
     pub no_record: bool,
+    /// Write every command line a client sends to the server's log (`log()`).
+    pub log_commands: bool,
 }
 
 impl SmtpOptions {
@@ -435,6 +437,9 @@ impl SmtpServer {
             push("--pop-window", window.to_string());
         }
         push("--count-file", count_file.display().to_string());
+        if opts.log_commands {
+            args.push("--log-commands".into());
+        }
         if opts.no_record {
             args.push("--no-record".into());
         } else {
@@ -467,6 +472,14 @@ impl SmtpServer {
     /// What the server wrote to stderr so far.
     pub fn log(&self) -> String {
         read_lossy(&self.child.log)
+    }
+
+    /// The command lines clients sent (with `log_commands`), in order.
+    pub fn commands(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(|line| line.split_once(" >> ").map(|(_, command)| command.to_owned()))
+            .collect()
     }
 
     /// Every message accepted so far, in order.
@@ -634,6 +647,7 @@ impl Pop3Server {
 pub struct SilentListener {
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicUsize>,
+    most_open: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -641,6 +655,11 @@ impl SilentListener {
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The most connections that were open at the same time (checked every 10 ms).
+    pub fn most_open(&self) -> usize {
+        self.most_open.load(Ordering::SeqCst)
     }
 }
 
@@ -672,18 +691,24 @@ pub fn silent_listener() -> (u16, SilentListener) {
     let _ = listener.set_nonblocking(true);
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicUsize::new(0));
+    let most_open = Arc::new(AtomicUsize::new(0));
     let thread = {
-        let (stop, accepted) = (stop.clone(), accepted.clone());
+        let (stop, accepted, most_open) = (stop.clone(), accepted.clone(), most_open.clone());
         std::thread::spawn(move || {
-            let mut open = Vec::new();
+            let mut open: Vec<std::net::TcpStream> = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         accepted.fetch_add(1, Ordering::SeqCst);
+                        let _ = stream.set_nonblocking(true);
                         open.push(stream);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
+                // Forget connections the client closed (a read of 0 bytes); the rest are
+                // open at the same time.
+                open.retain(|s| !matches!(s.peek(&mut [0u8; 1]), Ok(0)));
+                most_open.fetch_max(open.len(), Ordering::SeqCst);
             }
             for stream in open {
                 let _ = stream.shutdown(Shutdown::Both);
@@ -695,6 +720,7 @@ pub fn silent_listener() -> (u16, SilentListener) {
         SilentListener {
             stop,
             accepted,
+            most_open,
             thread: Some(thread),
         },
     )

@@ -113,8 +113,7 @@ pub fn test_config(backend: Backend) -> (Config, Option<String>) {
         jwt_secret: Some(SecretString::from(JWT_SECRET)),
         secret_key: Some(persistence::crypto::generate_key_base64()),
         default_from: "Platform <noreply@platform.example>".into(),
-        graphiql: Some(false),
-        introspection: Some(false),
+        // GraphiQL and introspection follow the production profile's own default (off).
         database_max_connections: 5,
         ..Config::default()
     };

@@ -64,6 +64,8 @@ def parse_args(argv=None):
                    help="do not record messages, only count them (fast sink; see --count-file)")
     p.add_argument("--count-file", metavar="FILE",
                    help="keep the number of accepted messages in FILE (rewritten at most every 0.1 s and at exit)")
+    p.add_argument("--log-commands", action="store_true",
+                   help="write every command line a client sends to standard error (aiosmtpd's own log)")
     p.add_argument("--watch-stdin", action="store_true",
                    help="exit when standard input reaches EOF (the parent test process died)")
     args = p.parse_args(argv)
@@ -228,6 +230,13 @@ def server_context(args) -> ssl.SSLContext:
 
 
 async def main(args) -> None:
+    if args.log_commands:
+        # aiosmtpd logs each line a client sends ("peer >> b'EHLO ...'") at INFO.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        mail_log = logging.getLogger("mail.log")
+        mail_log.addHandler(handler)
+        mail_log.setLevel(logging.INFO)
     loop = asyncio.get_running_loop()
     recorder = Recorder(None if args.no_record else args.record, args.count_file)
     use_auth = args.auth is not None or args.auth_reply is not None

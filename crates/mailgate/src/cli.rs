@@ -95,7 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = load_config(cli.config.as_deref())?;
-    crate::telemetry::init(config.log_format);
+    crate::telemetry::init(config.log_format)?;
     match command {
         Command::Serve => serve(config).await,
         Command::Worker => {

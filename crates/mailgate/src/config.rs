@@ -310,10 +310,20 @@ impl Config {
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             bail!("MAILGATE_DATABASE_URL must start with sqlite:, postgres:// or postgresql://");
         }
+        // The name is used unquoted, where PostgreSQL folds it to lower case: only a name
+        // that is already lower case means the same schema everywhere.
         if let Some(schema) = &self.database_schema
-            && (schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            && (schema.is_empty()
+                || schema.len() > 63
+                || schema.starts_with(|c: char| c.is_ascii_digit())
+                || !schema
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
         {
-            bail!("MAILGATE_DATABASE_SCHEMA must be letters, digits and underscores");
+            bail!(
+                "MAILGATE_DATABASE_SCHEMA must be a PostgreSQL schema name of lower-case letters, digits and \
+                 underscores (not starting with a digit, at most 63 characters)"
+            );
         }
         if self.max_body_bytes < 1024 {
             bail!("MAILGATE_MAX_BODY_BYTES must be at least 1024");
