@@ -14,8 +14,48 @@ use crate::deliveries::{RunningWorker, delivery_app, plain_settings};
 use crate::mailservers::*;
 use crate::support::*;
 
+crate::each_backend!(
+    sigterm_with_deliveries_in_flight_drains_and_exits_0,
+    a_silent_server_delays_only_its_own_tenant
+);
+
+/// Where a test's `mailgate` process keeps its data: SQLite in its data directory, or a
+/// fresh schema of the test PostgreSQL database (dropped by `drop`).
+struct Database {
+    schema: Option<String>,
+}
+
+impl Database {
+    fn for_backend(backend: Backend) -> Self {
+        Self {
+            schema: (backend == Backend::Postgres).then(|| format!("t_{}", uuid::Uuid::new_v4().simple())),
+        }
+    }
+
+    /// The settings that point the process at it.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        match &self.schema {
+            None => Vec::new(),
+            Some(schema) => vec![
+                ("MAILGATE_DATABASE_URL", postgres_url()),
+                ("MAILGATE_DATABASE_SCHEMA", schema.clone()),
+            ],
+        }
+    }
+
+    fn drop(self) {
+        if let Some(schema) = self.schema {
+            // Best effort: a leftover schema only costs space.
+            let _ = std::process::Command::new("psql")
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-c"])
+                .arg(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .output();
+        }
+    }
+}
+
 /// Starts `mailgate serve` for mailing to `port` on loopback; returns (child, url, operator token).
-fn start_mailer(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> (Child, String, String) {
+fn start_mailer(dir: &std::path::Path, port: u16, extra: &[(&str, String)]) -> (Child, String, String) {
     // `start` reads the printed URL and token; the environment adds the mail settings.
     let mut cmd = mailgate(dir);
     cmd.env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
@@ -193,7 +233,7 @@ async fn kill_9_while_sending_loses_nothing() {
     let smtp = SmtpServer::start(SmtpOptions::plain());
     let dir = std::env::temp_dir().join(format!("mailgate-crash-{}", uuid::Uuid::new_v4().simple()));
     // Enqueue everything first (worker off), so the kill surely lands mid-run.
-    let (child, url, operator) = start_mailer(&dir, smtp.port, &[("MAILGATE_WORKER_ENABLED", "false")]);
+    let (child, url, operator) = start_mailer(&dir, smtp.port, &[("MAILGATE_WORKER_ENABLED", "false".to_owned())]);
     let service = token(&dir, "service");
     let tenant = setup_tenant(&url, &operator, smtp.port).await;
     enqueue_many(&url, &service, &tenant, 1000).await;
@@ -214,7 +254,7 @@ async fn kill_9_while_sending_loses_nothing() {
 
     // What the database says was in flight at the kill (claimed, outcome not recorded):
     // read with the worker off, before anything is taken up again.
-    let (child, url, operator) = start_mailer(&dir, smtp.port, &[("MAILGATE_WORKER_ENABLED", "false")]);
+    let (child, url, operator) = start_mailer(&dir, smtp.port, &[("MAILGATE_WORKER_ENABLED", "false".to_owned())]);
     let in_flight: HashSet<String> = message_ids(&url, &operator, &tenant, Some("SENDING"))
         .await
         .into_iter()
@@ -266,15 +306,15 @@ async fn kill_9_while_sending_loses_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_with_deliveries_in_flight_drains_and_exits_0() {
+async fn sigterm_with_deliveries_in_flight_drains_and_exits_0(backend: Backend) {
     // Each new connection waits a second for the greeting, so sends are in flight when SIGTERM comes.
     let smtp = SmtpServer::start(SmtpOptions {
         greeting_delay: Some(Duration::from_millis(1500)),
         ..SmtpOptions::plain()
     });
     let dir = std::env::temp_dir().join(format!("mailgate-term-{}", uuid::Uuid::new_v4().simple()));
-    let (child, url, operator) = start_mailer(&dir, smtp.port, &[]);
+    let database = Database::for_backend(backend);
+    let (child, url, operator) = start_mailer(&dir, smtp.port, &database.env());
     let service = token(&dir, "service");
     let tenant = setup_tenant(&url, &operator, smtp.port).await;
     enqueue_many(&url, &service, &tenant, 20).await;
@@ -294,7 +334,7 @@ async fn sigterm_with_deliveries_in_flight_drains_and_exits_0() {
         "the sends in flight at SIGTERM, and only those, finished"
     );
 
-    let (child, url, operator) = start_mailer(&dir, smtp.port, &[]);
+    let (child, url, operator) = start_mailer(&dir, smtp.port, &database.env());
     let start = Instant::now();
     loop {
         let c = counts(&url, &operator, &tenant).await;
@@ -315,17 +355,17 @@ async fn sigterm_with_deliveries_in_flight_drains_and_exits_0() {
         "nothing lost, nothing sent twice"
     );
     stop(child);
+    database.drop();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_server_delays_only_its_own_tenant() {
+async fn a_silent_server_delays_only_its_own_tenant(backend: Backend) {
     let (silent_port, silent) = silent_listener();
     let smtp = SmtpServer::start(SmtpOptions {
         no_record: true,
         ..SmtpOptions::plain()
     });
-    let app = delivery_app(&[silent_port, smtp.port]).await;
+    let app = delivery_app(backend, &[silent_port, smtp.port]).await;
     let stuck = app.create_tenant("Stuck", "SHARE").await;
     let busy = app.create_tenant("Busy", "SHARE").await;
     app.ok(

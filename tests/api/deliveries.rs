@@ -9,6 +9,16 @@ use serde_json::{Value, json};
 use crate::mailservers::*;
 use crate::support::*;
 
+crate::each_backend!(
+    enqueue_sends_through_the_effective_sender_once_per_key,
+    bad_notifications_are_refused_and_store_nothing,
+    retries_deferrals_and_permanent_failures,
+    a_delivery_that_keeps_failing_expires,
+    a_downgrade_between_enqueue_and_send_uses_the_platform_default,
+    pacing_holds_with_several_workers,
+    tenants_see_their_deliveries_and_operators_see_metrics,
+);
+
 const ENQUEUE: &str = "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id status messageId subject to kind retries idempotencyKey } }";
 const DELIVERY: &str = "query($id:ID!){ delivery(id:$id){ id status retries messageId failureReason sentAt nextAttemptAt \
     attempts { outcome stage smtpCode enhancedCode serverMessage senderAddress senderSource } } }";
@@ -34,9 +44,9 @@ impl RunningWorker {
     }
 }
 
-pub async fn delivery_app(ports: &[u16]) -> TestApp {
+pub async fn delivery_app(backend: Backend, ports: &[u16]) -> TestApp {
     let ports = ports.to_vec();
-    spawn_app_with(Backend::Sqlite, move |c| delivery_config(c, ports)).await
+    spawn_app_with(backend, move |c| delivery_config(c, ports)).await
 }
 
 pub fn delivery_config(c: &mut mailgate::config::Config, ports: Vec<u16>) {
@@ -87,10 +97,9 @@ pub async fn wait_status(app: &TestApp, id: &str, status: &str, timeout: Duratio
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enqueue_sends_through_the_effective_sender_once_per_key() {
+async fn enqueue_sends_through_the_effective_sender_once_per_key(backend: Backend) {
     let smtp = SmtpServer::start(SmtpOptions::plain());
-    let app = delivery_app(&[smtp.port]).await;
+    let app = delivery_app(backend, &[smtp.port]).await;
     let tenant = app.create_tenant("Sakura", "SHARE").await;
     app.ok(
         &app.admin(&tenant),
@@ -155,9 +164,8 @@ async fn enqueue_sends_through_the_effective_sender_once_per_key() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_notifications_are_refused_and_store_nothing() {
-    let app = delivery_app(&[25]).await;
+async fn bad_notifications_are_refused_and_store_nothing(backend: Backend) {
+    let app = delivery_app(backend, &[25]).await;
     let tenant = app.create_tenant("Strict", "SHARE").await;
     let cases: Vec<(Value, &str, &str)> = vec![
         (
@@ -246,8 +254,7 @@ async fn bad_notifications_are_refused_and_store_nothing() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retries_deferrals_and_permanent_failures() {
+async fn retries_deferrals_and_permanent_failures(backend: Backend) {
     let flaky = SmtpServer::start(SmtpOptions {
         data_reply: Some("451 4.3.0 Temporary local problem".into()),
         data_reply_times: 1,
@@ -262,7 +269,7 @@ async fn retries_deferrals_and_permanent_failures() {
         rcpt_reply: Some("550 5.1.1 <member@example.net>: Recipient address rejected: User unknown".into()),
         ..SmtpOptions::plain()
     });
-    let app = delivery_app(&[flaky.port, throttled.port, rejecting.port]).await;
+    let app = delivery_app(backend, &[flaky.port, throttled.port, rejecting.port]).await;
     let mut ids = Vec::new();
     for (name, server) in [("Flaky", &flaky), ("Throttled", &throttled), ("Rejecting", &rejecting)] {
         let tenant = app.create_tenant(name, "BIZ").await;
@@ -352,15 +359,14 @@ async fn retries_deferrals_and_permanent_failures() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_that_keeps_failing_expires() {
+async fn a_delivery_that_keeps_failing_expires(backend: Backend) {
     // The server answers every DATA with a temporary failure.
     let down = SmtpServer::start(SmtpOptions {
         data_reply: Some("451 4.3.0 Temporary local problem".into()),
         ..SmtpOptions::plain()
     });
     let port = down.port;
-    let app = spawn_app_with(Backend::Sqlite, move |c| {
+    let app = spawn_app_with(backend, move |c| {
         delivery_config(c, vec![port]);
         c.delivery_max_age_secs = 3;
     })
@@ -392,10 +398,9 @@ async fn a_delivery_that_keeps_failing_expires() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_downgrade_between_enqueue_and_send_uses_the_platform_default() {
+async fn a_downgrade_between_enqueue_and_send_uses_the_platform_default(backend: Backend) {
     let smtp = SmtpServer::start(SmtpOptions::plain());
-    let app = delivery_app(&[smtp.port]).await;
+    let app = delivery_app(backend, &[smtp.port]).await;
     let tenant = app.create_tenant("Downgraded", "SHARE").await;
     app.ok(
         &app.admin(&tenant),
@@ -426,10 +431,9 @@ async fn a_downgrade_between_enqueue_and_send_uses_the_platform_default() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pacing_holds_with_several_workers() {
+async fn pacing_holds_with_several_workers(backend: Backend) {
     let smtp = SmtpServer::start(SmtpOptions::plain());
-    let app = delivery_app(&[smtp.port]).await;
+    let app = delivery_app(backend, &[smtp.port]).await;
     let tenant = app.create_tenant("Paced", "SHARE").await;
     let mut s = plain_settings(smtp.port);
     s["sendIntervalMs"] = json!(400);
@@ -456,10 +460,9 @@ async fn pacing_holds_with_several_workers() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenants_see_their_deliveries_and_operators_see_metrics() {
+async fn tenants_see_their_deliveries_and_operators_see_metrics(backend: Backend) {
     let smtp = SmtpServer::start(SmtpOptions::plain());
-    let app = delivery_app(&[smtp.port]).await;
+    let app = delivery_app(backend, &[smtp.port]).await;
     let a = app.create_tenant("A", "SHARE").await;
     let b = app.create_tenant("B", "SHARE").await;
     app.ok(

@@ -10,13 +10,28 @@ use serde_json::{Value, json};
 use crate::mailservers::*;
 use crate::support::*;
 
+crate::each_backend!(
+    test_mail_in_each_mode_reaches_the_server,
+    default_ehlo_name_is_the_platform_domain_never_localhost,
+    pop_before_smtp_logs_in_first,
+    each_failure_is_diagnosed,
+    a_server_that_never_answers_cannot_hold_a_test_past_20_seconds,
+    private_addresses_are_refused_without_connecting,
+    test_mails_are_rate_limited_per_tenant,
+    test_mail_follows_the_plan_gate_and_validation,
+    settings_and_plan_changes_take_effect_on_the_next_send,
+    pooled_sends_reuse_connections_and_keep_the_interval,
+    platform_relay_from_configuration,
+    platform_relay_with_starttls_required,
+);
+
 const SEND_TEST: &str = "mutation($t:ID!,$to:String!,$s:MailSettingsInput){ sendTestMail(tenantId:$t, to:$to, settings:$s){ \
     ok stage smtpCode enhancedCode serverMessage hint hintCode field elapsedMs messageId sender { address name source } } }";
 
 /// A server for tests that mail through `ports`, trusting the test CA, private hosts allowed.
-async fn mail_app(ports: &[u16]) -> TestApp {
+async fn mail_app(backend: Backend, ports: &[u16]) -> TestApp {
     let ports = ports.to_vec();
-    spawn_app_with(Backend::Sqlite, move |c| {
+    spawn_app_with(backend, move |c| {
         c.allow_private_smtp_hosts = true;
         c.smtp_allowed_ports = ports.clone();
         c.pop_allowed_ports = ports;
@@ -83,13 +98,12 @@ fn assert_delivered(r: &Value, got: &Received, expect_tls: bool) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_mail_in_each_mode_reaches_the_server() {
+async fn test_mail_in_each_mode_reaches_the_server(backend: Backend) {
     let plain = SmtpServer::start(SmtpOptions::plain());
     let starttls = SmtpServer::start(SmtpOptions::starttls().with_auth("shop", "pw-starttls"));
     let implicit = SmtpServer::start(SmtpOptions::implicit_tls().with_auth("shop", "pw-implicit"));
     let auth_plain = SmtpServer::start(SmtpOptions::plain().with_auth("shop", "pw-plain"));
-    let app = mail_app(&[plain.port, starttls.port, implicit.port, auth_plain.port]).await;
+    let app = mail_app(backend, &[plain.port, starttls.port, implicit.port, auth_plain.port]).await;
     let tenant = app.create_tenant("Mailer", "SHARE").await;
 
     let r = send_test(&app, &tenant, Some(settings_for(plain.port, "NONE", None))).await;
@@ -184,10 +198,9 @@ async fn test_mail_in_each_mode_reaches_the_server() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn default_ehlo_name_is_the_platform_domain_never_localhost() {
+async fn default_ehlo_name_is_the_platform_domain_never_localhost(backend: Backend) {
     let plain = SmtpServer::start(SmtpOptions::plain());
-    let app = mail_app(&[plain.port]).await;
+    let app = mail_app(backend, &[plain.port]).await;
     let tenant = app.create_tenant("Ehlo", "BIZ").await;
     let mut s = settings_for(plain.port, "NONE", None);
     s.as_object_mut().unwrap().remove("localHostname");
@@ -199,15 +212,14 @@ async fn default_ehlo_name_is_the_platform_domain_never_localhost() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pop_before_smtp_logs_in_first() {
+async fn pop_before_smtp_logs_in_first(backend: Backend) {
     let pop = Pop3Server::start_tls("popper", "pop-secret");
     let smtp = SmtpServer::start(SmtpOptions {
         pop_gate: Some((pop.gate_file.clone(), 300)),
         ..SmtpOptions::plain()
     });
     let pop_tls_port = pop.tls_port.expect("POP3S port");
-    let app = mail_app(&[smtp.port, pop.port, pop_tls_port]).await;
+    let app = mail_app(backend, &[smtp.port, pop.port, pop_tls_port]).await;
     let tenant = app.create_tenant("Pop", "SHARE").await;
 
     // Without POP-before-SMTP the server refuses to relay.
@@ -252,8 +264,7 @@ async fn pop_before_smtp_logs_in_first() {
 }
 
 /// One failing test mail per diagnosis: `(server options, settings, stage, code, hint, field)`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_failure_is_diagnosed() {
+async fn each_failure_is_diagnosed(backend: Backend) {
     let wrong_pw = SmtpServer::start(SmtpOptions::starttls().with_auth("shop", "right"));
     let gmail = SmtpServer::start(SmtpOptions {
         auth_reply: Some("534 5.7.9 Application-specific password required. Learn more at https://support.google.com/mail/?p=InvalidSecondFactor".into()),
@@ -295,7 +306,7 @@ async fn each_failure_is_diagnosed() {
         silent_port,
         closed_port,
     ];
-    let app = mail_app(&ports).await;
+    let app = mail_app(backend, &ports).await;
     let tenant = app.create_tenant("Diagnosed", "SHARE").await;
 
     let cases: Vec<(Value, &str, Option<i64>, &str, &str)> = vec![
@@ -431,11 +442,10 @@ async fn each_failure_is_diagnosed() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_never_answers_cannot_hold_a_test_past_20_seconds() {
+async fn a_server_that_never_answers_cannot_hold_a_test_past_20_seconds(backend: Backend) {
     let (port, silent) = silent_listener();
     // Even with generous step deadlines, the whole test mail is cut at 20 s.
-    let app = spawn_app_with(Backend::Sqlite, move |c| {
+    let app = spawn_app_with(backend, move |c| {
         c.allow_private_smtp_hosts = true;
         c.smtp_allowed_ports = vec![port];
         c.smtp_connect_timeout_secs = 120;
@@ -456,10 +466,9 @@ async fn a_server_that_never_answers_cannot_hold_a_test_past_20_seconds() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_addresses_are_refused_without_connecting() {
+async fn private_addresses_are_refused_without_connecting(backend: Backend) {
     let (port, connections) = counting_listener();
-    let app = spawn_app_with(Backend::Sqlite, move |c| {
+    let app = spawn_app_with(backend, move |c| {
         c.allow_private_smtp_hosts = false;
         c.smtp_allowed_ports = vec![port, 25];
         c.pop_allowed_ports = vec![port];
@@ -535,10 +544,9 @@ async fn private_addresses_are_refused_without_connecting() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_mails_are_rate_limited_per_tenant() {
+async fn test_mails_are_rate_limited_per_tenant(backend: Backend) {
     let plain = SmtpServer::start(SmtpOptions::plain());
-    let app = mail_app(&[plain.port]).await;
+    let app = mail_app(backend, &[plain.port]).await;
     let tenant = app.create_tenant("Busy", "SHARE").await;
     let other = app.create_tenant("Quiet", "SHARE").await;
     for _ in 0..10 {
@@ -566,9 +574,8 @@ async fn test_mails_are_rate_limited_per_tenant() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_mail_follows_the_plan_gate_and_validation() {
-    let app = mail_app(&[25]).await;
+async fn test_mail_follows_the_plan_gate_and_validation(backend: Backend) {
+    let app = mail_app(backend, &[25]).await;
     let basic = app.create_tenant("Basic", "BASIC").await;
     let body = app
         .gql(
@@ -646,11 +653,10 @@ fn eml_files(app: &TestApp) -> Vec<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settings_and_plan_changes_take_effect_on_the_next_send() {
+async fn settings_and_plan_changes_take_effect_on_the_next_send(backend: Backend) {
     let first = SmtpServer::start(SmtpOptions::starttls().with_auth("shop", "pw-1"));
     let second = SmtpServer::start(SmtpOptions::plain());
-    let app = mail_app(&[first.port, second.port]).await;
+    let app = mail_app(backend, &[first.port, second.port]).await;
     let tenant = app.create_tenant("Switcher", "SHARE").await;
     let admin = app.admin(&tenant);
 
@@ -720,10 +726,9 @@ async fn settings_and_plan_changes_take_effect_on_the_next_send() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pooled_sends_reuse_connections_and_keep_the_interval() {
+async fn pooled_sends_reuse_connections_and_keep_the_interval(backend: Backend) {
     let smtp = SmtpServer::start(SmtpOptions::starttls().with_auth("shop", "pw"));
-    let app = mail_app(&[smtp.port]).await;
+    let app = mail_app(backend, &[smtp.port]).await;
     let tenant = app.create_tenant("Paced", "SHARE").await;
     let mut s = settings_for(smtp.port, "STARTTLS", Some(("shop", "pw")));
     s["sendIntervalMs"] = json!(300);
@@ -776,11 +781,10 @@ async fn pooled_sends_reuse_connections_and_keep_the_interval() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn platform_relay_from_configuration() {
+async fn platform_relay_from_configuration(backend: Backend) {
     let relay = SmtpServer::start(SmtpOptions::implicit_tls().with_auth("platform", "relay pw/1"));
     let url = format!("smtps://platform:relay%20pw%2F1@localhost:{}", relay.port);
-    let app = spawn_app_with(Backend::Sqlite, move |c| {
+    let app = spawn_app_with(backend, move |c| {
         c.default_smtp_url = Some(secrecy::SecretString::from(url));
         c.smtp_ca_file = Some(test_ca().ca_pem.clone());
     })
@@ -808,12 +812,11 @@ async fn platform_relay_from_configuration() {
     app.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn platform_relay_with_starttls_required() {
+async fn platform_relay_with_starttls_required(backend: Backend) {
     // A relay that offers STARTTLS: the session is upgraded before AUTH.
     let relay = SmtpServer::start(SmtpOptions::starttls().with_auth("platform", "relay-pw"));
     let url = format!("smtp://platform:relay-pw@localhost:{}?starttls=required", relay.port);
-    let app = spawn_app_with(Backend::Sqlite, move |c| {
+    let app = spawn_app_with(backend, move |c| {
         c.default_smtp_url = Some(secrecy::SecretString::from(url));
         c.smtp_ca_file = Some(test_ca().ca_pem.clone());
     })
@@ -835,7 +838,7 @@ async fn platform_relay_with_starttls_required() {
         ..SmtpOptions::plain()
     });
     let url = format!("smtp://platform:relay-pw@localhost:{}?starttls=required", plain.port);
-    let app = spawn_app_with(Backend::Sqlite, move |c| {
+    let app = spawn_app_with(backend, move |c| {
         c.default_smtp_url = Some(secrecy::SecretString::from(url));
         c.smtp_ca_file = Some(test_ca().ca_pem.clone());
     })

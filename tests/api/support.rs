@@ -47,6 +47,30 @@ macro_rules! backend_tests {
     };
 }
 
+/// Runs each named `async fn name(backend: Backend)` once per backend, for tests that
+/// build their own server (with extra settings or mail servers of their own).
+#[macro_export]
+macro_rules! each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Where PostgreSQL tests connect (trust auth on loopback in CI).
 pub fn postgres_url() -> String {
     std::env::var("MAILGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())

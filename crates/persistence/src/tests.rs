@@ -238,7 +238,7 @@ async fn postgres_in_own_schema() {
             let (a, b) = tokio::join!(migrate(&db), migrate(&other));
             a.unwrap();
             b.unwrap();
-            let store = Arc::new(SqlStore::new(db, keys()));
+            let store = Arc::new(SqlStore::new(db.clone(), keys()));
             save_and_clear_flow(&*store).await;
             plans_and_pages(&*store).await;
             concurrent_saves_one_wins(store).await;
@@ -449,6 +449,32 @@ async fn sqlite_plans_and_pages() {
 #[tokio::test]
 async fn rotation_reseals_old_values_with_the_current_key() {
     let (_file, db) = sqlite().await;
+    rotation_reseals(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rotation_reseals_old_values_with_the_current_key() {
+    let schema = format!("persist_{}", uuid::Uuid::new_v4().simple());
+    let db = connect(POSTGRES_URL, Some(&schema), 4).await.unwrap();
+    let run = tokio::spawn({
+        let db = db.clone();
+        async move {
+            migrate(&db).await.unwrap();
+            rotation_reseals(db).await;
+        }
+    })
+    .await;
+    db.execute_unprepared(&format!(r#"DROP SCHEMA "{schema}" CASCADE"#))
+        .await
+        .unwrap();
+    if let Err(e) = run {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// `rotate-secret-key`: values sealed under the old key are sealed again under the new
+/// one, once; afterwards the new key alone opens them and the old one no longer does.
+async fn rotation_reseals(db: DatabaseConnection) {
     let old_key = crate::generate_key_base64();
     let new_key = crate::generate_key_base64();
     let old_ring = Arc::new(SecretKeyRing::from_base64(&old_key, &[]).unwrap());
