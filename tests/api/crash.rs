@@ -318,12 +318,20 @@ async fn sigterm_with_deliveries_in_flight_drains_and_exits_0(backend: Backend) 
     let service = token(&dir, "service");
     let tenant = setup_tenant(&url, &operator, smtp.port).await;
     enqueue_many(&url, &service, &tenant, 20).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let sending = counts(&url, &operator, &tenant).await;
-    assert!(
-        sending.get("SENDING").copied().unwrap_or(0) > 0,
-        "deliveries in flight: {sending:?}"
-    );
+    // Claimed rows are SENDING; the worker starts a slot for each of the first 4 (the
+    // tenant's cap) in the same step as it claims them.
+    let start = Instant::now();
+    loop {
+        let sending = counts(&url, &operator, &tenant).await;
+        if sending.get("SENDING").copied().unwrap_or(0) >= 4 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "deliveries in flight: {sending:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop(child); // SIGTERM; asserts exit code 0
     // The tenant's 4 slots (its connection cap) were each waiting for a greeting when the
     // signal came: all 4 sends finished before the exit, and nothing waiting behind them

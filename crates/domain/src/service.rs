@@ -479,3 +479,46 @@ impl TenantService {
         Ok(self.store.ping().await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::StoreError;
+
+    #[test]
+    fn a_conflict_is_retried_unless_the_caller_named_a_version() {
+        // Without a version: conflicts and plan races are tried again, the last version
+        // seen is reported once the rounds are used up.
+        let mut writes = ConflictRetry::new(false);
+        assert!(matches!(
+            writes.settle::<()>(Err(WriteError::VersionConflict { current: 3 })),
+            Ok(None)
+        ));
+        assert!(matches!(writes.settle::<()>(Err(WriteError::PlanChanged)), Ok(None)));
+        assert!(matches!(writes.settle(Ok(7)), Ok(Some(7))));
+        let mut writes = ConflictRetry::new(false);
+        for round in 1..WRITE_ATTEMPTS {
+            let again = writes.settle::<()>(Err(WriteError::VersionConflict { current: 9 }));
+            assert!(matches!(again, Ok(None)), "round {round}");
+        }
+        assert!(matches!(
+            writes.settle::<()>(Err(WriteError::VersionConflict { current: 10 })),
+            Err(Error::VersionConflict { current: 10 })
+        ));
+
+        // With a version: the first conflict is the caller's answer.
+        let mut writes = ConflictRetry::new(true);
+        assert!(matches!(
+            writes.settle::<()>(Err(WriteError::VersionConflict { current: 4 })),
+            Err(Error::VersionConflict { current: 4 })
+        ));
+        // Other refusals end it at once, whatever the mode.
+        let mut writes = ConflictRetry::new(false);
+        assert!(matches!(
+            writes.settle::<()>(Err(WriteError::NotFound)),
+            Err(Error::NotFound)
+        ));
+        let store = WriteError::Store(StoreError::Corrupt("x".into()));
+        assert!(matches!(writes.settle::<()>(Err(store)), Err(Error::Internal(_))));
+    }
+}
