@@ -3,42 +3,67 @@
 //! raw `Uuid` or `String` can no longer stand in for the wrong one.
 
 use std::fmt;
-use std::str::FromStr;
 
 use crate::values::{ValueError, has_control_chars};
 
-/// A delivery's id: a UUID (version 7, so ids sort by enqueue time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DeliveryId(uuid::Uuid);
+/// Declares an id that is a UUID (version 7, so ids sort by creation time), written only
+/// in the canonical hyphenated form, so one thing has one spelling.
+macro_rules! uuid_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(uuid::Uuid);
 
-impl DeliveryId {
-    /// A fresh, time-ordered id.
-    pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7())
-    }
+        impl $name {
+            /// A fresh, time-ordered id.
+            pub fn generate() -> Self {
+                Self(uuid::Uuid::now_v7())
+            }
 
-    pub fn as_uuid(&self) -> &uuid::Uuid {
-        &self.0
-    }
-}
-
-impl FromStr for DeliveryId {
-    type Err = ValueError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // Only the canonical hyphenated form, so one delivery has one spelling.
-        if s.len() != 36 {
-            return Err(ValueError::InvalidFormat);
+            pub fn as_uuid(&self) -> &uuid::Uuid {
+                &self.0
+            }
         }
-        uuid::Uuid::parse_str(s)
-            .map(Self)
-            .map_err(|_| ValueError::InvalidFormat)
-    }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::values::ValueError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                if s.len() != 36 {
+                    return Err($crate::values::ValueError::InvalidFormat);
+                }
+                uuid::Uuid::parse_str(s)
+                    .map(Self)
+                    .map_err(|_| $crate::values::ValueError::InvalidFormat)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+pub(crate) use uuid_id;
+
+uuid_id! {
+    /// A delivery's id.
+    DeliveryId
 }
 
-impl fmt::Display for DeliveryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
+/// Checks a short identifier-like text: present, at most `max_chars`, no control
+/// characters.
+fn bounded_text(raw: &str, max_chars: usize) -> Result<(), ValueError> {
+    if raw.is_empty() {
+        return Err(ValueError::Required);
     }
+    if raw.chars().count() > max_chars {
+        return Err(ValueError::TooLong);
+    }
+    if has_control_chars(raw) {
+        return Err(ValueError::ControlCharacters);
+    }
+    Ok(())
 }
 
 /// The name a worker holds its leases under: unique per process, readable in the
@@ -50,15 +75,7 @@ impl LeaseOwner {
     pub const MAX_CHARS: usize = 200;
 
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
-        if raw.is_empty() {
-            return Err(ValueError::Required);
-        }
-        if raw.chars().count() > Self::MAX_CHARS {
-            return Err(ValueError::TooLong);
-        }
-        if has_control_chars(raw) {
-            return Err(ValueError::ControlCharacters);
-        }
+        bounded_text(raw, Self::MAX_CHARS)?;
         Ok(Self(raw.to_owned()))
     }
 
@@ -137,15 +154,7 @@ impl IdempotencyKey {
     pub const MAX_CHARS: usize = 200;
 
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
-        if raw.is_empty() {
-            return Err(ValueError::Required);
-        }
-        if raw.chars().count() > Self::MAX_CHARS {
-            return Err(ValueError::TooLong);
-        }
-        if has_control_chars(raw) {
-            return Err(ValueError::ControlCharacters);
-        }
+        bounded_text(raw, Self::MAX_CHARS)?;
         Ok(Self(raw.to_owned()))
     }
 

@@ -1,49 +1,19 @@
 //! Tenants: the sites of the hosting platform.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 
 use crate::plan::Plan;
 use crate::values::{ValueError, has_control_chars};
 
-/// A tenant's id: a UUID (version 7, so ids sort by creation time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(uuid::Uuid);
+crate::ids::uuid_id! {
+    /// A tenant's id.
+    TenantId
+}
 
 impl TenantId {
-    /// A fresh, time-ordered id.
-    pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7())
-    }
-
-    pub fn as_uuid(&self) -> &uuid::Uuid {
-        &self.0
-    }
-
     /// The all-zero id, which no tenant has.
     pub fn nil() -> Self {
         Self(uuid::Uuid::nil())
-    }
-}
-
-impl FromStr for TenantId {
-    type Err = ValueError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // Only the canonical hyphenated form, so one tenant has one spelling.
-        if s.len() != 36 {
-            return Err(ValueError::InvalidFormat);
-        }
-        uuid::Uuid::parse_str(s)
-            .map(Self)
-            .map_err(|_| ValueError::InvalidFormat)
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
     }
 }
 

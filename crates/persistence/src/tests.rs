@@ -52,6 +52,31 @@ impl Drop for TempSqlite {
     }
 }
 
+/// Runs `flow` on a connection confined to a fresh, migrated PostgreSQL schema, then
+/// drops the schema whether the flow passed or not.
+pub(crate) async fn in_postgres_schema<F, Fut>(flow: F)
+where
+    F: FnOnce(DatabaseConnection) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let schema = format!("persist_{}", uuid::Uuid::new_v4().simple());
+    let db = connect(POSTGRES_URL, Some(&schema), 8).await.unwrap();
+    let run = tokio::spawn({
+        let db = db.clone();
+        async move {
+            migrate(&db).await.unwrap();
+            flow(db).await;
+        }
+    })
+    .await;
+    db.execute_unprepared(&format!(r#"DROP SCHEMA "{schema}" CASCADE"#))
+        .await
+        .unwrap();
+    if let Err(e) = run {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 pub(crate) async fn sqlite() -> (TempSqlite, DatabaseConnection) {
     let file = TempSqlite::new();
     let db = connect(&file.url(), None, 4).await.unwrap();
@@ -454,22 +479,7 @@ async fn rotation_reseals_old_values_with_the_current_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_rotation_reseals_old_values_with_the_current_key() {
-    let schema = format!("persist_{}", uuid::Uuid::new_v4().simple());
-    let db = connect(POSTGRES_URL, Some(&schema), 4).await.unwrap();
-    let run = tokio::spawn({
-        let db = db.clone();
-        async move {
-            migrate(&db).await.unwrap();
-            rotation_reseals(db).await;
-        }
-    })
-    .await;
-    db.execute_unprepared(&format!(r#"DROP SCHEMA "{schema}" CASCADE"#))
-        .await
-        .unwrap();
-    if let Err(e) = run {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    in_postgres_schema(rotation_reseals).await;
 }
 
 /// `rotate-secret-key`: values sealed under the old key are sealed again under the new

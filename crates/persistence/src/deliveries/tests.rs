@@ -25,9 +25,9 @@ use sea_orm::{
 };
 
 use super::{claim_statement, delivery_row};
+use crate::SqlStore;
 use crate::entities::{deliveries, delivery_attempts};
-use crate::tests::{POSTGRES_URL, keys, new_tenant, sqlite};
-use crate::{SqlStore, connect, migrate};
+use crate::tests::{in_postgres_schema, keys, new_tenant, sqlite};
 
 const LEASE: i64 = 30;
 
@@ -41,29 +41,13 @@ where
     flow(Arc::new(SqlStore::new(db, keys()))).await;
 }
 
-/// Runs `flow` on a store confined to a fresh PostgreSQL schema, then drops the schema
-/// whether the flow passed or not.
+/// Runs `flow` on a store confined to a fresh PostgreSQL schema (dropped afterwards).
 async fn on_postgres<F, Fut>(flow: F)
 where
     F: FnOnce(Arc<SqlStore>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let schema = format!("persist_{}", uuid::Uuid::new_v4().simple());
-    let db = connect(POSTGRES_URL, Some(&schema), 8).await.unwrap();
-    let run = tokio::spawn({
-        let db = db.clone();
-        async move {
-            migrate(&db).await.unwrap();
-            flow(Arc::new(SqlStore::new(db, keys()))).await;
-        }
-    })
-    .await;
-    db.execute_unprepared(&format!(r#"DROP SCHEMA "{schema}" CASCADE"#))
-        .await
-        .unwrap();
-    if let Err(e) = run {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    in_postgres_schema(|db| flow(Arc::new(SqlStore::new(db, keys())))).await;
 }
 
 async fn tenant(store: &SqlStore) -> TenantId {
