@@ -11,6 +11,7 @@ use crate::mailservers::*;
 use crate::support::*;
 
 crate::each_backend!(
+    a_hostile_server_can_neither_bloat_nor_trick_a_session,
     test_mail_in_each_mode_reaches_the_server,
     default_ehlo_name_is_the_platform_domain_never_localhost,
     pop_before_smtp_logs_in_first,
@@ -856,4 +857,125 @@ async fn platform_relay_with_starttls_required(backend: Backend) {
     );
     assert_eq!(plain.count(), 0);
     app.finish().await;
+}
+
+/// Servers that break the protocol on purpose: each session ends at once with a clear
+/// stage and hint (not at the deadline), memory stays bounded, and plain text after a
+/// STARTTLS reply is never taken for a reply after the upgrade.
+async fn a_hostile_server_can_neither_bloat_nor_trick_a_session(backend: Backend) {
+    let greeting = HostileServer::start(Hostility::EndlessGreeting);
+    let ehlo = HostileServer::start(Hostility::EndlessEhlo);
+    let pop = HostileServer::start(Hostility::EndlessPopGreeting);
+    let injection = HostileServer::start(Hostility::StartTlsInjection);
+    let app = mail_app(backend, &[greeting.port, ehlo.port, pop.port, injection.port]).await;
+    let (rss_before, _) = memory_kib();
+
+    // Eight test mails at once into a greeting that never ends.
+    let mut tenants = Vec::new();
+    for i in 0..8 {
+        tenants.push(app.create_tenant(&format!("Endless {i}"), "BIZ").await);
+    }
+    let results = futures_join(
+        tenants
+            .iter()
+            .map(|t| send_test(&app, t, Some(settings_for(greeting.port, "NONE", None)))),
+    )
+    .await;
+    for r in &results {
+        assert_eq!(
+            (
+                r["ok"].clone(),
+                r["stage"].clone(),
+                r["hintCode"].clone(),
+                r["field"].clone()
+            ),
+            (
+                json!(false),
+                json!("GREETING"),
+                json!("PROTOCOL_VIOLATION"),
+                json!("port")
+            ),
+            "{r}"
+        );
+        assert!(r["serverMessage"].is_null(), "nothing of the stream is echoed: {r}");
+    }
+    let tenant = &tenants[0];
+    // A multi-line EHLO reply that never ends.
+    let r = send_test(&app, tenant, Some(settings_for(ehlo.port, "NONE", None))).await;
+    assert_eq!(
+        (r["stage"].clone(), r["hintCode"].clone()),
+        (json!("EHLO"), json!("PROTOCOL_VIOLATION")),
+        "{r}"
+    );
+    // A POP3 greeting that never ends, before SMTP.
+    let mut s = settings_for(greeting.port, "NONE", None);
+    s["popBeforeSmtp"] = json!({ "host": "localhost", "port": pop.port, "username": "u", "password": "p" });
+    let r = send_test(&app, &tenants[1], Some(s)).await;
+    assert_eq!(
+        (r["stage"].clone(), r["hintCode"].clone(), r["field"].clone()),
+        (
+            json!("POP_LOGIN"),
+            json!("PROTOCOL_VIOLATION"),
+            json!("popBeforeSmtp.port")
+        ),
+        "{r}"
+    );
+    let (rss_after, peak) = memory_kib();
+    let grown = rss_after.saturating_sub(rss_before);
+    eprintln!(
+        "endless replies: {} MiB streamed at us; this process grew by {grown} KiB (peak resident {} MiB)",
+        (greeting.streamed.load(std::sync::atomic::Ordering::Relaxed)
+            + ehlo.streamed.load(std::sync::atomic::Ordering::Relaxed)
+            + pop.streamed.load(std::sync::atomic::Ordering::Relaxed))
+            / (1024 * 1024),
+        peak / 1024
+    );
+    assert!(grown < 64 * 1024, "memory stays bounded: grew by {grown} KiB");
+
+    // STARTTLS answered with `220 go ahead` and a fake `250` in the same segment: the
+    // session ends before any TLS, AUTH or mail goes to that server.
+    let r = send_test(
+        &app,
+        &tenants[2],
+        Some(settings_for(injection.port, "STARTTLS", Some(("shop", "never-sent")))),
+    )
+    .await;
+    assert_eq!(
+        (r["ok"].clone(), r["stage"].clone(), r["hintCode"].clone()),
+        (json!(false), json!("TLS"), json!("PROTOCOL_VIOLATION")),
+        "{r}"
+    );
+    assert_eq!(
+        injection.after_script.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing was sent after the injected reply"
+    );
+    app.finish().await;
+}
+
+/// Runs futures together and collects their outputs in order.
+async fn futures_join<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().flatten().collect()
 }

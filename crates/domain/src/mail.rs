@@ -125,6 +125,10 @@ pub enum FailureKind {
     PopLoginFailed,
     /// The connection broke.
     Network,
+    /// The server broke the protocol in a way that could harm us: a reply line or reply
+    /// longer than SMTP allows (or a POP line over 512 octets), or plain text sent after
+    /// its STARTTLS reply. The session is ended at once.
+    ProtocolViolation,
     /// The message could not be built from the stored data.
     InvalidMessage,
 }
@@ -160,6 +164,7 @@ impl SendFailure {
             FailureKind::Rejected => self.smtp_code.is_some_and(|c| (400..500).contains(&c)),
             FailureKind::TimedOut
             | FailureKind::Network
+            | FailureKind::ProtocolViolation
             | FailureKind::ConnectionRefused
             | FailureKind::HostNotFound => true,
             _ => false,
@@ -187,6 +192,8 @@ pub enum Hint {
     PortNotAllowed,
     AuthNotOffered,
     TemporaryFailure,
+    /// The server does not speak SMTP (or POP3) as it must.
+    ProtocolViolation,
     Other,
 }
 
@@ -210,6 +217,7 @@ impl Hint {
             Self::PortNotAllowed => "PORT_NOT_ALLOWED",
             Self::AuthNotOffered => "AUTH_NOT_OFFERED",
             Self::TemporaryFailure => "TEMPORARY_FAILURE",
+            Self::ProtocolViolation => "PROTOCOL_VIOLATION",
             Self::Other => "OTHER",
         }
     }
@@ -238,6 +246,7 @@ pub fn diagnose(failure: &SendFailure, settings: Option<&MailSettings>) -> Diagn
             FailureKind::CertificateNameMismatch => d(Hint::CertificateNameMismatch, Some("popBeforeSmtp.host")),
             FailureKind::CertificateUntrusted => d(Hint::CertificateUntrusted, Some("popBeforeSmtp.host")),
             FailureKind::TlsModeMismatch => d(Hint::TlsModeMismatch, Some("popBeforeSmtp.tls")),
+            FailureKind::ProtocolViolation => d(Hint::ProtocolViolation, Some("popBeforeSmtp.port")),
             _ => d(Hint::PopLoginFailed, Some("popBeforeSmtp.password")),
         };
     }
@@ -252,6 +261,7 @@ pub fn diagnose(failure: &SendFailure, settings: Option<&MailSettings>) -> Diagn
         FailureKind::StartTlsNotOffered => d(Hint::StartTlsNotOffered, Some("encryption")),
         FailureKind::AuthNotOffered => d(Hint::AuthNotOffered, Some("smtpAuth")),
         FailureKind::PopLoginFailed => d(Hint::PopLoginFailed, Some("popBeforeSmtp.password")),
+        FailureKind::ProtocolViolation => d(Hint::ProtocolViolation, Some("port")),
         FailureKind::TimedOut => {
             // A silent server on the implicit-TLS port is the classic mistake.
             let mismatch = settings.is_some_and(|s| {

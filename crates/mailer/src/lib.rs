@@ -16,6 +16,7 @@ pub mod pool;
 pub mod pop3;
 pub mod session;
 pub mod tls;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -202,20 +203,12 @@ impl Mailer {
                     rustls_pki_types::ServerName::try_from(url.host.as_str())
                         .map_err(|e| TlsSetupError::RelayHost(format!("{}: {e}", url.host)))?;
                 }
-                let starttls = match url.encryption {
-                    Encryption::StartTls => Some(
-                        tls.starttls_parameters(&url.host)
-                            .map_err(|e| TlsSetupError::RelayHost(e.to_string()))?,
-                    ),
-                    _ => None,
-                };
                 let params = ServerParams {
                     host: url.host.clone(),
                     port: url.port,
                     encryption: url.encryption,
                     credentials: url.credentials.clone(),
                     ehlo: client_id(&config.ehlo_name),
-                    starttls,
                 };
                 let timeout = config.timeouts.connect;
                 let resolve = Box::new(move || {
@@ -269,28 +262,18 @@ impl Mailer {
     }
 
     /// Builds the connection parameters for a tenant's settings.
-    fn tenant_params(&self, settings: &MailSettings) -> Result<ServerParams, SendFailure> {
-        let starttls = match settings.encryption() {
-            Encryption::StartTls => Some(
-                self.inner
-                    .tls
-                    .starttls_parameters(settings.host().as_str())
-                    .map_err(|_| SendFailure::new(SendStage::Tls, FailureKind::Network))?,
-            ),
-            _ => None,
-        };
+    fn tenant_params(&self, settings: &MailSettings) -> ServerParams {
         let credentials = match (settings.smtp_auth(), settings.username(), settings.password()) {
             (true, Some(u), Some(p)) => Some((u.as_str().to_owned(), p.clone())),
             _ => None,
         };
-        Ok(ServerParams {
+        ServerParams {
             host: settings.host().as_str().to_owned(),
             port: settings.port().get(),
             encryption: settings.encryption(),
             credentials,
             ehlo: client_id(settings.local_hostname().unwrap_or(&self.inner.config.ehlo_name)),
-            starttls,
-        })
+        }
     }
 
     /// Refuses ports that are not open to tenants, before any connection.
@@ -305,7 +288,7 @@ impl Mailer {
     }
 
     fn new_pool(&self, settings: &MailSettings) -> Result<Pool, SendFailure> {
-        let params = self.tenant_params(settings)?;
+        let params = self.tenant_params(settings);
         let host: Host = settings.host().clone();
         let allow_private = self.inner.config.allow_private_hosts;
         let timeout = self.inner.config.timeouts.connect;
@@ -546,7 +529,7 @@ impl MailTransport for Mailer {
             if let Some(pop) = settings.pop_before_smtp() {
                 pop3::login(pop, &self.inner.tls, self.inner.config.allow_private_hosts, step).await?;
             }
-            let params = self.tenant_params(settings)?;
+            let params = self.tenant_params(settings);
             let addrs = guard::resolve_checked(
                 settings.host(),
                 params.port,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use secrecy::ExposeSecret as _;
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 
 use domain::mail::{FailureKind, SendFailure, SendStage, redact_server_message};
@@ -12,6 +12,7 @@ use domain::settings::PopBeforeSmtp;
 
 use crate::guard::resolve_checked;
 use crate::tls::{TlsMaterial, classify_tls};
+use crate::wire::MAX_POP_LINE;
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -20,13 +21,24 @@ fn pop_failure(kind: FailureKind) -> SendFailure {
     SendFailure::new(SendStage::PopLogin, kind)
 }
 
-async fn expect_ok(reader: &mut BufReader<Box<dyn Stream>>, secret: &str) -> Result<(), SendFailure> {
-    let mut line = String::new();
+/// Reads one line of at most [`MAX_POP_LINE`] octets: a longer one ends the session (a
+/// server streaming without a line end cannot grow our buffer).
+async fn read_line(reader: &mut BufReader<Box<dyn Stream>>, line: &mut String) -> Result<usize, SendFailure> {
+    let limit = u64::try_from(MAX_POP_LINE).unwrap_or(u64::MAX);
     let n = reader
-        .read_line(&mut line)
+        .take(limit)
+        .read_line(line)
         .await
         .map_err(|_| pop_failure(FailureKind::Network))?;
-    if n == 0 {
+    if n >= MAX_POP_LINE && !line.ends_with('\n') {
+        return Err(pop_failure(FailureKind::ProtocolViolation));
+    }
+    Ok(n)
+}
+
+async fn expect_ok(reader: &mut BufReader<Box<dyn Stream>>, secret: &str) -> Result<(), SendFailure> {
+    let mut line = String::new();
+    if read_line(reader, &mut line).await? == 0 {
         return Err(pop_failure(FailureKind::Network));
     }
     if line.starts_with("+OK") {
@@ -95,7 +107,7 @@ pub async fn login(
         expect_ok(&mut reader, password).await?;
         let _ = reader.get_mut().write_all(b"QUIT\r\n").await;
         let mut bye = String::new();
-        let _ = reader.read_line(&mut bye).await;
+        let _ = read_line(&mut reader, &mut bye).await;
         Ok(())
     };
     match tokio::time::timeout(deadline * 3, conversation).await {

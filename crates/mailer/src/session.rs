@@ -1,24 +1,30 @@
 //! One SMTP conversation, step by step, each step under a deadline of our own and
 //! labelled with its stage so a failure says where it happened. The TCP stream is
 //! opened here (to an address checked by `guard`, with `TCP_NODELAY`, so the final
-//! `.` line does not wait for a delayed ACK) and handed to lettre.
+//! `.` line does not wait for a delayed ACK), encrypted here (implicit TLS, or our own
+//! STARTTLS exchange, which refuses plain text sent after the server's STARTTLS reply),
+//! and handed to lettre behind [`CappedReplies`], so no reply can grow without bound.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lettre::address::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use secrecy::{ExposeSecret as _, SecretString};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 use domain::mail::{FailureKind, SendFailure, SendStage, redact_server_message};
 use domain::settings::Encryption;
 
 use crate::tls::{TlsMaterial, classify_tls};
+use crate::wire::{CappedReplies, Prefixed, ProtocolViolation, Reply, read_reply, violation};
 
 /// Deadlines for the steps of a conversation.
 #[derive(Debug, Clone, Copy)]
@@ -50,8 +56,6 @@ pub struct ServerParams {
     pub encryption: Encryption,
     pub credentials: Option<(String, SecretString)>,
     pub ehlo: ClientId,
-    /// Prepared once per transport for STARTTLS.
-    pub starttls: Option<TlsParameters>,
 }
 
 impl std::fmt::Debug for ServerParams {
@@ -122,6 +126,90 @@ impl AsyncTokioStream for ImplicitTls {
     }
 }
 
+/// Our own STARTTLS on a fresh connection: greeting, EHLO, STARTTLS. Returns the
+/// greeting and the connection, ready for the TLS handshake. Nothing the server sends
+/// after its reply to STARTTLS may be read as a reply after the upgrade (the "STARTTLS
+/// response injection" class): bytes already waiting then end the session. Never sends
+/// credentials or mail: when STARTTLS is not offered, it says QUIT and fails.
+async fn starttls(
+    mut tcp: TcpStream,
+    params: &ServerParams,
+    t: &Timeouts,
+    secrets: &[&str],
+) -> Result<(Reply, TcpStream), SendFailure> {
+    let mut pending = Vec::new();
+    let io_failure = |stage: SendStage| {
+        move |e: std::io::Error| {
+            if violation(&e).is_some() {
+                SendFailure::new(stage, FailureKind::ProtocolViolation)
+            } else {
+                SendFailure::new(stage, FailureKind::Network)
+            }
+        }
+    };
+    let refused = |stage: SendStage, reply: &Reply| {
+        let message = redact_server_message(&reply.lines.join(" "), secrets);
+        SendFailure {
+            smtp_code: Some(reply.code),
+            enhanced_code: enhanced_code(&message),
+            server_message: Some(message),
+            ..SendFailure::new(stage, FailureKind::Rejected)
+        }
+    };
+    let greeting = step(SendStage::Greeting, t.connect, async {
+        read_reply(&mut tcp, &mut pending)
+            .await
+            .map_err(io_failure(SendStage::Greeting))
+    })
+    .await?;
+    if greeting.code != 220 {
+        return Err(refused(SendStage::Greeting, &greeting));
+    }
+    let ehlo = step(SendStage::Ehlo, t.command, async {
+        tcp.write_all(format!("EHLO {}\r\n", params.ehlo).as_bytes())
+            .await
+            .map_err(io_failure(SendStage::Ehlo))?;
+        read_reply(&mut tcp, &mut pending)
+            .await
+            .map_err(io_failure(SendStage::Ehlo))
+    })
+    .await?;
+    if ehlo.code != 250 {
+        return Err(refused(SendStage::Ehlo, &ehlo));
+    }
+    let offered = ehlo.lines.iter().skip(1).any(|line| {
+        line.split_whitespace()
+            .next()
+            .is_some_and(|keyword| keyword.eq_ignore_ascii_case("STARTTLS"))
+    });
+    if !offered {
+        // Required: never send credentials or mail over a connection that stayed plain.
+        let _ = tokio::time::timeout(t.command, tcp.write_all(b"QUIT\r\n")).await;
+        return Err(SendFailure::new(SendStage::Tls, FailureKind::StartTlsNotOffered));
+    }
+    let reply = step(SendStage::Tls, t.command, async {
+        tcp.write_all(b"STARTTLS\r\n")
+            .await
+            .map_err(io_failure(SendStage::Tls))?;
+        read_reply(&mut tcp, &mut pending)
+            .await
+            .map_err(io_failure(SendStage::Tls))
+    })
+    .await?;
+    if reply.code != 220 {
+        return Err(refused(SendStage::Tls, &reply));
+    }
+    if !pending.is_empty() {
+        tracing::warn!(
+            host = %params.host,
+            violation = %ProtocolViolation::DataAfterStartTls,
+            "ending the session"
+        );
+        return Err(SendFailure::new(SendStage::Tls, FailureKind::ProtocolViolation));
+    }
+    Ok((greeting, tcp))
+}
+
 /// Runs a step under its deadline.
 async fn step<T>(
     stage: SendStage,
@@ -159,6 +247,9 @@ pub fn failure(stage: SendStage, e: &lettre::transport::smtp::Error, secrets: &[
     }
     if e.is_timeout() {
         return SendFailure::new(stage, FailureKind::TimedOut);
+    }
+    if violation(e).is_some() {
+        return SendFailure::new(stage, FailureKind::ProtocolViolation);
     }
     if let Some(kind) = classify_tls(e) {
         return SendFailure::new(SendStage::Tls, kind);
@@ -211,21 +302,39 @@ pub async fn open(
     let tcp = tcp.ok_or(last)?;
     let _ = tcp.set_nodelay(true);
 
-    let stream: Box<dyn AsyncTokioStream> = if params.encryption == Encryption::Ssl {
-        let tls_stream = step(SendStage::Tls, t.connect, async {
-            tls.connect(&params.host, tcp).await.map_err(|e| {
-                let kind = classify_tls(&e).unwrap_or(if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    FailureKind::TlsModeMismatch
-                } else {
-                    FailureKind::Network
-                });
-                SendFailure::new(SendStage::Tls, kind)
+    let tls_failure = |e: std::io::Error| {
+        let kind = classify_tls(&e).unwrap_or(if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            FailureKind::TlsModeMismatch
+        } else {
+            FailureKind::Network
+        });
+        SendFailure::new(SendStage::Tls, kind)
+    };
+    // Every reply lettre reads passes the caps; `replies` tells the greeting from later.
+    let replies = Arc::new(AtomicUsize::new(0));
+    let stream: Box<dyn AsyncTokioStream> = match params.encryption {
+        Encryption::Ssl => {
+            let tls_stream = step(SendStage::Tls, t.connect, async {
+                tls.connect(&params.host, tcp).await.map_err(tls_failure)
             })
-        })
-        .await?;
-        Box::new(ImplicitTls(tls_stream))
-    } else {
-        Box::new(tcp)
+            .await?;
+            Box::new(CappedReplies::new(ImplicitTls(tls_stream), replies.clone()))
+        }
+        Encryption::StartTls => {
+            let (greeting, tcp) = starttls(tcp, params, t, &secrets).await?;
+            let tls_stream = step(SendStage::Tls, t.connect, async {
+                tls.connect(&params.host, tcp).await.map_err(tls_failure)
+            })
+            .await?;
+            // lettre begins by reading a greeting: it gets the one the server gave before
+            // the upgrade, then says EHLO over TLS.
+            let greeting = format!("220 {}\r\n", greeting.lines.first().map_or("", String::as_str));
+            Box::new(CappedReplies::new(
+                Prefixed::new(greeting.into_bytes(), ImplicitTls(tls_stream)),
+                replies.clone(),
+            ))
+        }
+        Encryption::None => Box::new(CappedReplies::new(tcp, replies.clone())),
     };
 
     let mut conn = step(SendStage::Greeting, t.connect, async {
@@ -234,9 +343,11 @@ pub async fn open(
             .map_err(|e| {
                 let mut f = failure(SendStage::Greeting, &e, &secrets);
                 // A reply to EHLO (not the greeting) names the EHLO stage.
-                if f.kind == FailureKind::Rejected
+                let after_greeting = replies.load(Ordering::Relaxed) >= 1;
+                if (f.kind == FailureKind::Rejected
                     && f.smtp_code
-                        .is_some_and(|c| c == 500 || c == 501 || c == 502 || c == 504)
+                        .is_some_and(|c| c == 500 || c == 501 || c == 502 || c == 504))
+                    || (f.kind == FailureKind::ProtocolViolation && after_greeting)
                 {
                     f.stage = SendStage::Ehlo;
                 }
@@ -244,24 +355,6 @@ pub async fn open(
             })
     })
     .await?;
-
-    if params.encryption == Encryption::StartTls {
-        // Required: never send credentials or mail over a connection that stayed plain.
-        if !conn.server_info().supports_feature(Extension::StartTls) {
-            conn.abort().await;
-            return Err(SendFailure::new(SendStage::Tls, FailureKind::StartTlsNotOffered));
-        }
-        let starttls = params
-            .starttls
-            .clone()
-            .ok_or_else(|| SendFailure::new(SendStage::Tls, FailureKind::Network))?;
-        step(SendStage::Tls, t.connect, async {
-            conn.starttls(starttls, &params.ehlo)
-                .await
-                .map_err(|e| failure(SendStage::Tls, &e, &secrets))
-        })
-        .await?;
-    }
 
     if let Some((user, password)) = &params.credentials {
         let credentials = Credentials::new(user.clone(), password.expose_secret().to_owned());

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use lettre::transport::smtp::client::{Certificate, CertificateStore, TlsParameters};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
@@ -68,21 +67,11 @@ impl TlsMaterial {
         })
     }
 
-    /// Implicit TLS (SMTPS, POP3S) on an open TCP stream, verified against `host`.
+    /// TLS on an open TCP stream (SMTPS, POP3S, or after our own STARTTLS), verified
+    /// against `host`.
     pub async fn connect(&self, host: &str, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
         let name = ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)?;
         self.connector.connect(name, tcp).await
-    }
-
-    /// STARTTLS parameters for lettre, with the same roots, verified against `host`.
-    pub fn starttls_parameters(&self, host: &str) -> Result<TlsParameters, lettre::transport::smtp::Error> {
-        let mut builder = TlsParameters::builder(host.to_owned()).certificate_store(CertificateStore::None);
-        for der in self.roots_der.iter() {
-            if let Ok(cert) = Certificate::from_der(der.to_vec()) {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        builder.build_rustls()
     }
 }
 

@@ -96,6 +96,9 @@ fn hint(hint: Hint) -> &'static str {
             "The server offers no login method we can use. Turn SMTP authentication off if the server does not need it, or use encryption so it offers login."
         }
         Hint::TemporaryFailure => "The server reported a temporary problem. Try again in a few minutes.",
+        Hint::ProtocolViolation => {
+            "The server does not speak SMTP as it must (a reply far longer than SMTP allows, or data sent where none may come), so the session was ended. Check the host name and port: this is probably not a mail server's submission port."
+        }
         Hint::Other => "The server refused the mail. Its reply is shown above.",
     }
 }
