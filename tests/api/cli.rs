@@ -195,7 +195,8 @@ fn a_config_file_is_read_and_the_environment_wins_over_it() {
 #[test]
 fn bad_settings_are_named_at_start() {
     let dir = std::env::temp_dir().join(format!("mailgate-cli-{}", uuid::Uuid::new_v4().simple()));
-    let cases: [(&[(&str, &str)], &str); 12] = [
+    let cases: [(&[(&str, &str)], &str); 13] = [
+        (&[("MAILGATE_WORKER_LEASE_SECS", "1")], "MAILGATE_WORKER_LEASE_SECS"),
         // A misspelt setting is refused, not ignored.
         (&[("MAILGATE_LISTN", "127.0.0.1:0")], "MAILGATE_LISTN"),
         (&[("MAILGATE_LOG", "mailgate=loud")], "MAILGATE_LOG"),

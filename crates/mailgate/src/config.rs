@@ -109,6 +109,8 @@ pub struct Config {
     pub worker_enabled: bool,
     pub worker_batch_size: u32,
     pub worker_max_in_flight: usize,
+    /// How long a claim holds without renewal (renewed every third of it while held):
+    /// also how long a crashed process's deliveries wait before another takes them up.
     pub worker_lease_secs: u64,
     pub worker_poll_ms: u64,
     pub worker_shutdown_grace_secs: u64,
@@ -189,7 +191,7 @@ impl Default for Config {
             worker_enabled: true,
             worker_batch_size: 32,
             worker_max_in_flight: 64,
-            worker_lease_secs: 300,
+            worker_lease_secs: 10,
             worker_poll_ms: 500,
             worker_shutdown_grace_secs: 25,
             retry_base_secs: 30,
@@ -333,6 +335,11 @@ impl Config {
         }
         if self.database_max_connections == 0 {
             bail!("MAILGATE_DATABASE_MAX_CONNECTIONS must be at least 1");
+        }
+        // Renewed every third of the lease: under 3 s the renewals would crowd the database,
+        // and a lease shorter than a renewal's round trip would lapse while still held.
+        if self.worker_lease_secs < 3 {
+            bail!("MAILGATE_WORKER_LEASE_SECS must be at least 3");
         }
         // The worker's loop sleeps for the poll interval when idle; 0 would make it spin.
         if self.worker_poll_ms < 10 {

@@ -64,7 +64,7 @@ impl Default for WorkerConfig {
             batch_size: 32,
             max_in_flight: 64,
             per_tenant_in_flight: 4,
-            lease: Duration::from_secs(300),
+            lease: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(25),
             retry: RetryPolicy::default(),
