@@ -11,6 +11,7 @@ use crate::mailservers::*;
 use crate::support::*;
 
 crate::each_backend!(
+    sessions_are_reset_after_a_refusal_and_closed_with_quit_when_idle,
     a_hostile_server_can_neither_bloat_nor_trick_a_session,
     test_mail_in_each_mode_reaches_the_server,
     default_ehlo_name_is_the_platform_domain_never_localhost,
@@ -978,4 +979,53 @@ async fn futures_join<F: std::future::Future>(futures: impl IntoIterator<Item = 
     })
     .await;
     results.into_iter().flatten().collect()
+}
+
+/// Good manners on the wire: a mail the server refused leaves the session usable (RSET,
+/// then the next mail on the same connection, no new TLS or login), and a session that
+/// sits idle past the limit is closed with QUIT on a timer, while Mailgate runs.
+async fn sessions_are_reset_after_a_refusal_and_closed_with_quit_when_idle(backend: Backend) {
+    let smtp = SmtpServer::start(SmtpOptions {
+        data_reply: Some("451 4.3.0 Temporary local problem".into()),
+        data_reply_times: 2,
+        log_commands: true,
+        ..SmtpOptions::plain()
+    });
+    let port = smtp.port;
+    let app = spawn_app_with(backend, move |c| {
+        c.allow_private_smtp_hosts = true;
+        c.smtp_allowed_ports = vec![port];
+        c.smtp_idle_timeout_secs = 1;
+    })
+    .await;
+    let tenant = app.create_tenant("Manners", "SHARE").await;
+    app.ok(
+        &app.admin(&tenant),
+        UPDATE,
+        json!({ "t": tenant, "i": settings_for(port, "NONE", None) }),
+    )
+    .await;
+    for i in 0..2 {
+        let f = send_through_mailer(&app, &tenant, &format!("refused {i}"))
+            .await
+            .expect_err("451 at DATA");
+        assert_eq!((f.stage, f.smtp_code), (domain::mail::SendStage::Data, Some(451)));
+    }
+    send_through_mailer(&app, &tenant, "accepted").await.expect("sent");
+    let commands = smtp.commands();
+    let count = |verb: &str| commands.iter().filter(|c| c.contains(verb)).count();
+    assert_eq!(count("EHLO"), 1, "one session for three mails: {commands:?}");
+    assert_eq!(count("RSET"), 2, "each refusal reset, not dropped: {commands:?}");
+    assert_eq!(count("QUIT"), 0, "{commands:?}");
+    // Idle past the 1 s limit: closed with QUIT while the server runs.
+    let start = Instant::now();
+    while !smtp.commands().iter().any(|c| c.contains("QUIT")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the idle session was never closed: {:?}",
+            smtp.commands()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.finish().await;
 }

@@ -232,16 +232,16 @@ impl Mailer {
                 Some(Arc::new(Pool::new(resolve, None, config.pool)))
             }
         };
-        Ok(Self {
-            inner: Arc::new(Inner {
-                config,
-                tls,
-                transports,
-                pacers,
-                relay,
-                coordination,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            config,
+            tls,
+            transports,
+            pacers,
+            relay,
+            coordination,
+        });
+        close_idle_sessions_on_a_timer(&inner);
+        Ok(Self { inner })
     }
 
     fn platform_sender(&self) -> SenderUsed {
@@ -328,11 +328,22 @@ impl Mailer {
             }
             _ => lease.session.mail_from(&built.from, &built.bytes, t).await,
         };
-        // On failure the session is dropped: a half-finished conversation is never reused.
-        started?;
-        let reply = lease.session.finish_mail(&built.to, &built.bytes, t).await?;
-        pool.checkin(lease);
-        Ok(reply)
+        let sent = match started {
+            Ok(()) => lease.session.finish_mail(&built.to, &built.bytes, t).await,
+            Err(f) => Err(f),
+        };
+        match sent {
+            Ok(reply) => {
+                pool.checkin(lease);
+                Ok(reply)
+            }
+            Err(f) => {
+                // A refused mail leaves a usable session (reset and kept); a broken one
+                // is dropped, never reused half-finished.
+                pool.after_failure(lease, &f, t).await;
+                Err(f)
+            }
+        }
     }
 
     /// Runs `start` (a MAIL FROM) at the tenant's turn: shared through the database when
@@ -568,6 +579,36 @@ impl MailTransport for Mailer {
         let _ = self.inner.transports.invalidate_entries_if(move |k, _| k.0 == tenant);
         self.inner.transports.run_pending_tasks().await;
     }
+}
+
+/// Closes idle pooled sessions (with QUIT) once they sat longer than the idle limit, on a
+/// timer of half that limit (1–30 s), for as long as the mailer exists. Without it an idle
+/// session would stay open until it is next wanted, or until the process stops.
+fn close_idle_sessions_on_a_timer(inner: &Arc<Inner>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let every = (inner.config.pool.idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let mailer = Arc::downgrade(inner);
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(inner) = mailer.upgrade() else {
+                return;
+            };
+            let t = inner.config.timeouts;
+            let mut closed = 0;
+            for (_, pool) in &inner.transports {
+                closed += pool.close_idle(&t);
+            }
+            if let Some(relay) = &inner.relay {
+                closed += relay.close_idle(&t);
+            }
+            if closed > 0 {
+                tracing::debug!(closed, "idle SMTP sessions closed");
+            }
+        }
+    });
 }
 
 #[cfg(test)]

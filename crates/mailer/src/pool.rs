@@ -197,6 +197,38 @@ impl Pool {
         }
     }
 
+    /// After a failed send on `lease`: a session whose server refused the mail with a
+    /// reply is reset (RSET) and kept for the next send; one that timed out, broke or
+    /// broke the protocol is dropped (its state is unknown).
+    pub async fn after_failure(&self, lease: Lease<'_>, failure: &SendFailure, t: &Timeouts) {
+        let Lease { mut session, _slot } = lease;
+        if failure.kind == FailureKind::Rejected && !session.is_broken() && session.reset(t).await {
+            self.idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(session);
+        }
+    }
+
+    /// Closes, with QUIT, the idle sessions that sat longer than the idle limit; how many.
+    /// Run on a timer, so an idle session does not stay open until it is next wanted.
+    pub fn close_idle(&self, t: &Timeouts) -> usize {
+        let expired: Vec<Session> = {
+            let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (keep, expired): (Vec<Session>, Vec<Session>) = idle
+                .drain(..)
+                .partition(|s| s.last_used.elapsed() <= self.limits.idle_timeout);
+            *idle = keep;
+            expired
+        };
+        let closed = expired.len();
+        for session in expired {
+            let t = *t;
+            tokio::spawn(async move { session.quit(&t).await });
+        }
+        closed
+    }
+
     /// Open idle sessions (for memory and tests).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|v| v.len()).unwrap_or(0)

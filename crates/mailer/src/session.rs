@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use lettre::address::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::io::AsyncWriteExt as _;
@@ -358,12 +358,19 @@ pub async fn open(
 
     if let Some((user, password)) = &params.credentials {
         let credentials = Credentials::new(user.clone(), password.expose_secret().to_owned());
-        step(SendStage::Auth, t.command, async {
+        let authenticated = step(SendStage::Auth, t.command, async {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
                 .await
                 .map_err(|e| failure(SendStage::Auth, &e, &secrets))
         })
-        .await?;
+        .await;
+        if let Err(f) = authenticated {
+            // Refused, but the session still stands: say goodbye rather than vanish.
+            if f.kind == FailureKind::Rejected && !conn.has_broken() {
+                let _ = tokio::time::timeout(t.command, conn.quit()).await;
+            }
+            return Err(f);
+        }
     }
     Ok(Session {
         conn,
@@ -427,6 +434,15 @@ impl Session {
     ) -> Result<(u16, String), SendFailure> {
         self.mail_from(from, message, t).await?;
         self.finish_mail(to, message, t).await
+    }
+
+    /// Ends a transaction the server refused (RSET), so the session can be used again;
+    /// false when the server does not answer it well (the session is then dropped).
+    pub async fn reset(&mut self, t: &Timeouts) -> bool {
+        matches!(
+            tokio::time::timeout(t.command, self.conn.command(Rset)).await,
+            Ok(Ok(_))
+        ) && !self.conn.has_broken()
     }
 
     /// Checks a connection that sat idle (NOOP).
