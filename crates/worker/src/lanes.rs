@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use domain::TenantId;
-use domain::delivery::Delivery;
+use domain::delivery::{Delivery, DeliveryUpdate};
 
 use crate::recorder::Outcomes;
 use crate::{Shared, lock};
@@ -128,9 +128,46 @@ pub(crate) async fn lane(shared: Arc<Shared>, outcomes: Outcomes, first: Deliver
     let mut next = Some(first);
     let mut attempted = 0;
     while let Some(d) = next {
-        crate::send::process(&shared, &outcomes, d).await;
+        // Each send runs as a task of its own, so a panic while sending one delivery is
+        // caught here: the delivery is retried later and the lane goes on.
+        let (id, retries, created_at) = (d.id, d.retries, d.created_at);
+        let send = AbortOnDrop(tokio::spawn(crate::send::process(shared.clone(), outcomes.clone(), d)));
+        if let Err(e) = send.join().await
+            && e.is_panic()
+        {
+            tracing::error!(delivery = %id, tenant = %tenant, "sending this delivery panicked; it is tried again later");
+            let update = DeliveryUpdate::crashed(
+                retries,
+                created_at,
+                &shared.config.retry,
+                chrono::Utc::now(),
+                rand::random::<f64>(),
+            );
+            if let Some(attempt) = update.attempt() {
+                shared.metrics.attempted(attempt, std::time::Duration::ZERO);
+            }
+            if outcomes.send((id, update)).is_err() {
+                shared.let_go(id);
+            }
+        }
         attempted += 1;
         next = shared.lanes.next_for(tenant);
     }
     attempted
+}
+
+/// A send task that is aborted with its lane (on shutdown, a lane aborted after the grace
+/// period must not leave its send running on its own).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    async fn join(mut self) -> Result<(), tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

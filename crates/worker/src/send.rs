@@ -12,7 +12,8 @@ use crate::Shared;
 use crate::recorder::Outcomes;
 
 /// Sends one delivery and hands its outcome to the recorder.
-pub(crate) async fn process(shared: &Arc<Shared>, outcomes: &Outcomes, d: Delivery) {
+pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery) {
+    let (shared, outcomes) = (&shared, &outcomes);
     let started = Instant::now();
     let record = match shared.tenants.tenant(d.tenant_id).await {
         Ok(record) => record,

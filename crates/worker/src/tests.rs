@@ -217,6 +217,8 @@ enum Server {
     Hangs,
     /// Refuses every mail with this failure.
     Fails(SendFailure),
+    /// Panics (a bug of ours while sending, as a test hook).
+    Panics,
 }
 
 /// A mail transport whose answer is scripted per tenant; it counts the sends in flight
@@ -287,6 +289,7 @@ impl MailTransport for ScriptedMailer {
             }
             Server::Hangs => std::future::pending().await,
             Server::Fails(failure) => Err(failure),
+            Server::Panics => panic!("test hook: sending panics"),
         }
     }
 
@@ -543,6 +546,46 @@ async fn each_outcome_is_recorded_as_the_domain_decides() {
         (DeliveryStatus::Failed, Some(FailureReason::TenantMissing))
     );
     assert_eq!(attempt.stage.as_deref(), Some("RESOLVE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_sending_is_contained_and_retried_later() {
+    let (poison, healthy) = (TenantId::generate(), TenantId::generate());
+    let queue = Arc::new(MemoryQueue::default());
+    for _ in 0..3 {
+        queue.add(delivery(poison));
+    }
+    for _ in 0..5 {
+        queue.add(delivery(healthy));
+    }
+    let mailer = Arc::new(ScriptedMailer {
+        servers: HashMap::from([(poison, Server::Panics)]),
+        ..ScriptedMailer::default()
+    });
+    // One slot per tenant: the poison tenant's lane must survive each panic to reach the
+    // next delivery.
+    let worker = start(
+        config(1, 4, 8),
+        queue.clone(),
+        MemoryTenants::with(&[poison, healthy]),
+        mailer,
+    );
+    until("every delivery attempted", || {
+        queue.count(healthy, DeliveryStatus::Sent) == 5 && queue.count(poison, DeliveryStatus::Retrying) == 3
+    })
+    .await;
+    let report = worker.stop().await;
+    assert_eq!(report.released, 0, "nothing was left held");
+    for row in queue.rows().iter().filter(|r| r.delivery.tenant_id == poison) {
+        assert_eq!(row.delivery.retries, 1);
+        assert_eq!(row.delivery.attempts.len(), 1);
+        assert_eq!(row.delivery.attempts[0].stage.as_deref(), Some("INTERNAL"));
+        assert!(
+            row.delivery.next_attempt_at > Utc::now(),
+            "tried again later, not at once"
+        );
+        assert_eq!(row.lease, None);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,9 @@ pub struct DeliveryUpdate {
     attempt: Option<Attempt>,
 }
 
+/// The stage recorded for an attempt that crashed inside Mailgate.
+pub const INTERNAL_STAGE: &str = "INTERNAL";
+
 /// Only a `FAILED` delivery can be put back in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("only a failed delivery can be retried")]
@@ -99,6 +102,52 @@ impl DeliveryUpdate {
             sent_at: None,
             failure_reason: reason,
             attempt: Some(failed_attempt(failure, outcome, at)),
+        }
+    }
+
+    /// Sending it crashed inside Mailgate (a bug of ours, not the server's): tried again
+    /// after a backoff like a temporary failure (one retry used), so it neither wedges its
+    /// lane nor comes straight back; one that keeps crashing expires like any delivery that
+    /// keeps failing. The attempt's stage is `INTERNAL`.
+    pub fn crashed(
+        retries: u32,
+        created_at: DateTime<Utc>,
+        policy: &RetryPolicy,
+        at: DateTime<Utc>,
+        jitter: f64,
+    ) -> Self {
+        let age = (at - created_at).to_std().unwrap_or_default();
+        let expired = age >= policy.max_age;
+        let delay = policy.backoff(retries, jitter);
+        Self {
+            expected: DeliveryStatus::Sending,
+            status: if expired {
+                DeliveryStatus::Failed
+            } else {
+                DeliveryStatus::Retrying
+            },
+            retries: Some(if expired { retries } else { retries.saturating_add(1) }),
+            next_attempt_at: if expired {
+                at
+            } else {
+                at + chrono::Duration::from_std(delay).unwrap_or_default()
+            },
+            sent_at: None,
+            failure_reason: expired.then_some(FailureReason::Expired),
+            attempt: Some(Attempt {
+                at,
+                outcome: if expired {
+                    AttemptOutcome::Failed
+                } else {
+                    AttemptOutcome::Retry
+                },
+                stage: Some(INTERNAL_STAGE.to_owned()),
+                smtp_code: None,
+                enhanced_code: None,
+                server_message: None,
+                sender_address: None,
+                sender_source: None,
+            }),
         }
     }
 
@@ -332,6 +381,22 @@ mod tests {
         for u in [&retry, &defer, &fail, &expired, &gone] {
             assert_eq!(u.expected(), DeliveryStatus::Sending);
         }
+    }
+
+    #[test]
+    fn a_crash_is_retried_later_and_expires_like_a_failure() {
+        let policy = RetryPolicy::default();
+        let now = Utc::now();
+        let crashed = DeliveryUpdate::crashed(1, now, &policy, now, 0.5);
+        assert_eq!(
+            (crashed.status(), crashed.retries()),
+            (DeliveryStatus::Retrying, Some(2))
+        );
+        assert_eq!(crashed.next_attempt_at(), now + chrono::Duration::seconds(60));
+        assert_eq!(crashed.attempt().and_then(|a| a.stage.as_deref()), Some("INTERNAL"));
+        let old = DeliveryUpdate::crashed(9, now - chrono::Duration::days(4), &policy, now, 0.5);
+        assert_eq!(old.status(), DeliveryStatus::Failed);
+        assert_eq!(old.failure_reason(), Some(&FailureReason::Expired));
     }
 
     #[test]
