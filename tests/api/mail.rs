@@ -239,18 +239,8 @@ async fn pop_before_smtp_logs_in_first(backend: Backend) {
         json!({ "host": "localhost", "port": pop.port, "username": "popper", "password": "wrong", "tls": false });
     let r = send_test(&app, &tenant, Some(s.clone())).await;
     assert_eq!(
-        (
-            r["ok"].clone(),
-            r["stage"].clone(),
-            r["hintCode"].clone(),
-            r["field"].clone()
-        ),
-        (
-            json!(false),
-            json!("POP_LOGIN"),
-            json!("POP_LOGIN_FAILED"),
-            json!("popBeforeSmtp.password")
-        ),
+        failure(&r),
+        ("POP_LOGIN", "POP_LOGIN_FAILED", "popBeforeSmtp.password"),
         "{r}"
     );
     assert!(!r.to_string().contains("\"wrong\""));
@@ -489,21 +479,7 @@ async fn private_addresses_are_refused_without_connecting(backend: Backend) {
         let mut s = settings_for(port, "NONE", None);
         s["host"] = json!(host);
         let r = send_test(&app, &tenant, Some(s)).await;
-        assert_eq!(
-            (
-                r["ok"].clone(),
-                r["stage"].clone(),
-                r["hintCode"].clone(),
-                r["field"].clone()
-            ),
-            (
-                json!(false),
-                json!("RESOLVE"),
-                json!("FORBIDDEN_ADDRESS"),
-                json!("host")
-            ),
-            "{host}: {r}"
-        );
+        assert_eq!(failure(&r), ("RESOLVE", "FORBIDDEN_ADDRESS", "host"), "{host}: {r}");
     }
     // A POP host on a private address is refused too, before the SMTP part.
     let mut s = settings_for(25, "NONE", None);
@@ -511,18 +487,8 @@ async fn private_addresses_are_refused_without_connecting(backend: Backend) {
     s["popBeforeSmtp"] = json!({ "host": "127.0.0.1", "port": port, "username": "u", "password": "p" });
     let r = send_test(&app, &tenant, Some(s)).await;
     assert_eq!(
-        (
-            r["ok"].clone(),
-            r["stage"].clone(),
-            r["hintCode"].clone(),
-            r["field"].clone()
-        ),
-        (
-            json!(false),
-            json!("POP_LOGIN"),
-            json!("FORBIDDEN_ADDRESS"),
-            json!("popBeforeSmtp.host")
-        ),
+        failure(&r),
+        ("POP_LOGIN", "FORBIDDEN_ADDRESS", "popBeforeSmtp.host"),
         "{r}"
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -613,6 +579,13 @@ async fn test_mail_follows_the_plan_gate_and_validation(backend: Backend) {
         .await;
     assert_eq!(code(&body), "NOT_FOUND", "another tenant's admin");
     app.finish().await;
+}
+
+/// A failed test mail's verdict: stage, hint code and the field to fix (and it did fail).
+fn failure(r: &Value) -> (&str, &str, &str) {
+    assert_eq!(r["ok"], false, "{r}");
+    let text = |k: &str| r[k].as_str().unwrap_or("");
+    (text("stage"), text("hintCode"), text("field"))
 }
 
 /// Sends one mail the way the rest of the system does: load the tenant, call the
@@ -883,21 +856,7 @@ async fn a_hostile_server_can_neither_bloat_nor_trick_a_session(backend: Backend
     )
     .await;
     for r in &results {
-        assert_eq!(
-            (
-                r["ok"].clone(),
-                r["stage"].clone(),
-                r["hintCode"].clone(),
-                r["field"].clone()
-            ),
-            (
-                json!(false),
-                json!("GREETING"),
-                json!("PROTOCOL_VIOLATION"),
-                json!("port")
-            ),
-            "{r}"
-        );
+        assert_eq!(failure(r), ("GREETING", "PROTOCOL_VIOLATION", "port"), "{r}");
         assert!(r["serverMessage"].is_null(), "nothing of the stream is echoed: {r}");
     }
     let tenant = &tenants[0];
