@@ -50,11 +50,6 @@ impl TenantScope {
             TenantScope::All(_) => None,
         }
     }
-
-    /// Whether `tenant` is within the scope.
-    pub fn contains(self, tenant: TenantId) -> bool {
-        self.tenant().is_none_or(|t| t == tenant)
-    }
 }
 
 /// The token's claims do not make a valid caller.

@@ -29,15 +29,14 @@ pub enum TlsSetupError {
 /// Roots and client configuration, shared by every connection.
 #[derive(Clone)]
 pub struct TlsMaterial {
-    roots_der: Arc<Vec<CertificateDer<'static>>>,
+    /// How many trusted roots were loaded (for the log and `Debug`).
+    roots: usize,
     connector: TlsConnector,
 }
 
 impl std::fmt::Debug for TlsMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsMaterial")
-            .field("roots", &self.roots_der.len())
-            .finish()
+        f.debug_struct("TlsMaterial").field("roots", &self.roots).finish()
     }
 }
 
@@ -51,7 +50,7 @@ impl TlsMaterial {
             }
         }
         let mut store = RootCertStore::empty();
-        let (added, _) = store.add_parsable_certificates(roots_der.iter().cloned());
+        let (added, _) = store.add_parsable_certificates(roots_der);
         if added == 0 {
             return Err(TlsSetupError::NoRoots);
         }
@@ -62,7 +61,7 @@ impl TlsMaterial {
             .with_root_certificates(store)
             .with_no_client_auth();
         Ok(Self {
-            roots_der: Arc::new(roots_der),
+            roots: added,
             connector: TlsConnector::from(Arc::new(config)),
         })
     }
