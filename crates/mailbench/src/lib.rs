@@ -1,7 +1,9 @@
 //! Shared pieces of the mail benchmarks: the loopback SMTP sink (a separate process, the
 //! `sink` binary, so its memory and CPU are not counted in the benchmarked process), test
 //! certificates made with the `openssl` CLI, the peer scripts (nodemailer, smtplib),
-//! percentiles and RSS.
+//! percentiles and RSS; [`inprocess`]: Mailgate in-process for the end-to-end benchmarks.
+
+pub mod inprocess;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -28,7 +28,7 @@ use secrecy::SecretString;
 use domain::TenantId;
 use domain::mail::{FailureKind, OutgoingMail, SendFailure, SendReceipt, SendStage, SenderUsed};
 use domain::plan::SenderOverridePermit;
-use domain::ports::{Coordination, MailTransport, TenantRecord};
+use domain::ports::{Coordination, MailTransport, Pacing, TenantRecord};
 use domain::sender::{PlatformSender, SenderRoute, SenderSource, sender_route};
 use domain::settings::{Encryption, MailSettings, PortPolicy};
 use domain::values::{Host, LocalHostname};
@@ -514,6 +514,34 @@ impl MailTransport for Mailer {
             }
             SenderRoute::PlatformDefault { .. } => self.send_platform(id, mail).await,
         }
+    }
+
+    async fn pacing(&self, tenant: &TenantRecord) -> Option<Pacing> {
+        let SenderRoute::Custom { settings, .. } =
+            sender_route(tenant.tenant.plan, tenant.settings.as_ref().map(|s| &s.settings))
+        else {
+            return None;
+        };
+        let interval = settings.send_interval().duration();
+        if interval.is_zero() {
+            return None;
+        }
+        let id = tenant.tenant.id;
+        let here = match self.inner.pacers.get(&id).await {
+            Some(pacer) => pacer.turn_in(interval),
+            None => Duration::ZERO,
+        };
+        let shared = match &self.inner.coordination {
+            Some(coordination) => coordination.send_turn_in(id, interval).await.unwrap_or_else(|e| {
+                tracing::debug!(tenant = %id, error = %e, "reading the shared send turn failed");
+                Duration::ZERO
+            }),
+            None => Duration::ZERO,
+        };
+        Some(Pacing {
+            interval,
+            next_turn_in: here.max(shared),
+        })
     }
 
     async fn send_test(

@@ -60,6 +60,17 @@ impl Pacer {
         out
     }
 
+    /// How long until a start could go at `interval` (zero: now); at least `interval`
+    /// while another start is under way or waiting.
+    pub fn turn_in(&self, interval: Duration) -> Duration {
+        match self.last_start.try_lock() {
+            Ok(last) => last.map_or(Duration::ZERO, |previous| {
+                (previous + interval).saturating_duration_since(Instant::now())
+            }),
+            Err(_) => interval,
+        }
+    }
+
     /// Serialises starts without spacing them (the spacing is kept elsewhere).
     pub async fn exclusive<T>(&self, start: impl std::future::Future<Output = T>) -> T {
         let _turn = self.last_start.lock().await;

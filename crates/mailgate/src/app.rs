@@ -291,6 +291,8 @@ impl App {
             batch_size: c.worker_batch_size,
             max_in_flight: c.worker_max_in_flight,
             per_tenant_in_flight: c.smtp_max_connections_per_tenant,
+            // Unproven tenants get a budget of their own, as large as the main one.
+            max_probing: c.worker_max_in_flight,
             lease: secs(c.worker_lease_secs),
             poll_interval: Duration::from_millis(c.worker_poll_ms),
             shutdown_grace: secs(c.worker_shutdown_grace_secs),

@@ -88,6 +88,40 @@ impl Coordination for SqlStore {
         Ok(Some(Duration::from_millis(u64::try_from(wait.max(1)).unwrap_or(1))))
     }
 
+    async fn send_turn_in(&self, tenant: TenantId, interval: Duration) -> Result<Duration, StoreError> {
+        let db = self.connection();
+        let backend = db.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => "SELECT next_send_at_ms - (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS wait_ms, \
+                 COALESCE(holder IS NOT NULL AND held_until_ms >= (extract(epoch FROM clock_timestamp()) * 1000)::bigint, FALSE) AS held \
+                 FROM tenant_pacing WHERE tenant_id = $1"
+                .to_owned(),
+            _ => {
+                let now = now_ms();
+                format!(
+                    "SELECT next_send_at_ms - {now} AS wait_ms, COALESCE(holder IS NOT NULL AND held_until_ms >= {now}, FALSE) AS held \
+                     FROM tenant_pacing WHERE tenant_id = ?"
+                )
+            }
+        };
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [tenant.to_string().into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else {
+            return Ok(Duration::ZERO);
+        };
+        let wait: i64 = row.try_get("", "wait_ms").map_err(db_err)?;
+        let held: bool = row.try_get("", "held").map_err(db_err)?;
+        let wait = Duration::from_millis(u64::try_from(wait.max(0)).unwrap_or(0));
+        // A send holding the turn sets the next one `interval` after it started.
+        Ok(if held { wait.max(interval) } else { wait })
+    }
+
     async fn finish_send_turn(&self, tenant: TenantId, holder: &str, interval: Duration) -> Result<(), StoreError> {
         let db = self.connection();
         let backend = db.get_database_backend();

@@ -20,7 +20,8 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use domain::delivery::{
-    Attempt, AttemptOutcome, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind, RenderedMessage,
+    Attempt, AttemptOutcome, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind, Postponement,
+    RenderedMessage,
 };
 use domain::error::FieldCode;
 use domain::mail::Subject;
@@ -122,19 +123,27 @@ impl DeliveryOutbox for SqlStore {
 
 #[async_trait::async_trait]
 impl DeliveryQueue for SqlStore {
-    async fn claim(
+    async fn claim_fairly(
         &self,
         owner: &LeaseOwner,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        per_tenant: u32,
         exclude: &[TenantId],
     ) -> Result<Vec<Delivery>, StoreError> {
-        if limit == 0 {
+        if limit == 0 || per_tenant == 0 {
             return Ok(Vec::new());
         }
         let db = self.connection();
-        let stmt = claim_statement(db.get_database_backend(), owner, now, lease_until, limit, exclude);
+        let stmt = claim_statement(
+            db.get_database_backend(),
+            owner,
+            now,
+            lease_until,
+            ClaimLimits::new(limit, per_tenant),
+            exclude,
+        );
         let turn = self.queue_write_turn().await;
         let rows = db.query_all_raw(stmt).await.map_err(db_err)?;
         drop(turn);
@@ -161,6 +170,32 @@ impl DeliveryQueue for SqlStore {
         }
         claimed.sort_by_key(|d| (d.next_attempt_at, d.id));
         Ok(claimed)
+    }
+
+    async fn postpone_waiting(
+        &self,
+        tenant: TenantId,
+        schedule: &Postponement,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let db = self.connection();
+        let stmt = postpone_statement(db.get_database_backend(), tenant, schedule, now);
+        let _turn = self.queue_write_turn().await;
+        let done = db.execute_raw(stmt).await.map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn resume_waiting(
+        &self,
+        tenant: TenantId,
+        up_to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let db = self.connection();
+        let stmt = resume_statement(db.get_database_backend(), tenant, up_to, now);
+        let _turn = self.queue_write_turn().await;
+        let done = db.execute_raw(stmt).await.map_err(db_err)?;
+        Ok(done.rows_affected())
     }
 
     async fn renew_leases(&self, owner: &LeaseOwner, lease_until: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -411,19 +446,52 @@ impl SqlBuilder {
     }
 }
 
+/// How much one claim takes: `limit` rows in all, at most `per_tenant` of one tenant,
+/// chosen among the earliest `window` candidates of each kind (due; lease expired):
+/// `limit + per_tenant`, so the tenants behind one whose rows come first still get the
+/// rest of the claim.
+#[derive(Debug, Clone, Copy)]
+struct ClaimLimits {
+    limit: i64,
+    per_tenant: i64,
+    window: i64,
+}
+
+/// Candidates read per claim at most, whatever the limits (the claim's cost stays bounded
+/// however many rows are due).
+const CLAIM_WINDOW_MAX: i64 = 1024;
+
+impl ClaimLimits {
+    fn new(limit: u32, per_tenant: u32) -> Self {
+        let (limit, per_tenant) = (i64::from(limit), i64::from(Ord::min(per_tenant, limit)));
+        // Candidates enough to fill the claim from one more tenant beyond the limit's
+        // worth, when the earliest are one tenant's; a wider window costs every claim.
+        let window = if per_tenant >= limit {
+            limit
+        } else {
+            Ord::min(limit + per_tenant, Ord::max(CLAIM_WINDOW_MAX, limit))
+        };
+        Self {
+            limit,
+            per_tenant,
+            window,
+        }
+    }
+}
+
 /// The claim: due rows and rows whose lease ran out, each read from its partial index in
-/// order (the status predicates are the indexes' own literals), the earliest `limit` of
-/// both moved to `SENDING` under `worker`'s lease and returned, in one statement.
+/// order (the status predicates are the indexes' own literals) up to the window; of those,
+/// at most `per_tenant` per tenant, the earliest `limit` moved to `SENDING` under
+/// `owner`'s lease and returned, in one statement.
 fn claim_statement(
     backend: DbBackend,
     owner: &LeaseOwner,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
-    limit: u32,
+    limits: ClaimLimits,
     exclude: &[TenantId],
 ) -> Statement {
     let now_ms = now.timestamp_millis();
-    let limit = i64::from(limit);
     // Row locks taken here last until the statement commits; SKIP LOCKED lets another
     // claimer pass over them instead of waiting.
     let lock = if backend == DbBackend::Postgres {
@@ -442,24 +510,30 @@ fn claim_statement(
     };
     let mut q = SqlBuilder::new(backend);
     q.sql(
-        "WITH due AS MATERIALIZED (SELECT id, next_attempt_at_ms AS due_ms FROM deliveries \
+        "WITH due AS MATERIALIZED (SELECT id, tenant_id, next_attempt_at_ms AS due_ms FROM deliveries \
          WHERE status IN ('QUEUED', 'RETRYING') AND next_attempt_at_ms <= ",
     )
     .bind(now_ms);
     excluded(&mut q);
-    q.sql(" ORDER BY next_attempt_at_ms LIMIT ").bind(limit).sql(lock);
+    q.sql(" ORDER BY next_attempt_at_ms LIMIT ")
+        .bind(limits.window)
+        .sql(lock);
     q.sql(
-        "), expired AS MATERIALIZED (SELECT id, lease_until_ms AS due_ms FROM deliveries \
+        "), expired AS MATERIALIZED (SELECT id, tenant_id, lease_until_ms AS due_ms FROM deliveries \
          WHERE status = 'SENDING' AND lease_until_ms < ",
     )
     .bind(now_ms);
     excluded(&mut q);
-    q.sql(" ORDER BY lease_until_ms LIMIT ").bind(limit).sql(lock);
+    q.sql(" ORDER BY lease_until_ms LIMIT ").bind(limits.window).sql(lock);
     q.sql(
-        "), picked AS MATERIALIZED (SELECT id FROM (SELECT id, due_ms FROM due UNION ALL \
-         SELECT id, due_ms FROM expired) AS candidates ORDER BY due_ms LIMIT ",
+        "), ranked AS MATERIALIZED (SELECT id, due_ms, ROW_NUMBER() OVER (PARTITION BY tenant_id \
+         ORDER BY due_ms, id) AS nth FROM (SELECT id, tenant_id, due_ms FROM due UNION ALL \
+         SELECT id, tenant_id, due_ms FROM expired) AS candidates), \
+         picked AS MATERIALIZED (SELECT id FROM ranked WHERE nth <= ",
     )
-    .bind(limit);
+    .bind(limits.per_tenant)
+    .sql(" ORDER BY due_ms, id LIMIT ")
+    .bind(limits.limit);
     q.sql(") UPDATE deliveries SET status = 'SENDING', lease_owner = ")
         .bind(owner.as_str())
         .sql(", lease_until_ms = ")
@@ -467,6 +541,53 @@ fn claim_statement(
         .sql(", updated_at = ")
         .bind(now)
         .sql(" WHERE id IN (SELECT id FROM picked) RETURNING *");
+    q.build()
+}
+
+/// The tenant's waiting deliveries due before the schedule's start, numbered oldest first
+/// and moved to their place on it (see [`Postponement::at`]), in one statement through the
+/// tenant's index.
+fn postpone_statement(backend: DbBackend, tenant: TenantId, schedule: &Postponement, now: DateTime<Utc>) -> Statement {
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+    let from_ms = schedule.from().timestamp_millis();
+    let skip = i64::from(schedule.skip());
+    let mut q = SqlBuilder::new(backend);
+    q.sql(
+        "WITH waiting AS (SELECT id, ROW_NUMBER() OVER (ORDER BY next_attempt_at_ms, id) - 1 AS nth \
+         FROM deliveries WHERE tenant_id = ",
+    )
+    .bind(tenant.to_string())
+    .sql(" AND status IN ('QUEUED', 'RETRYING') AND next_attempt_at_ms < ")
+    .bind(from_ms)
+    .sql(") UPDATE deliveries SET next_attempt_at_ms = ")
+    .bind(from_ms)
+    .sql(" + CASE WHEN waiting.nth + ")
+    .bind(skip)
+    .sql(" = 0 THEN 0 ELSE ")
+    .bind(ms(schedule.rest_after()))
+    .sql(" END + (waiting.nth + ")
+    .bind(skip)
+    .sql(") * ")
+    .bind(ms(schedule.spacing()))
+    .sql(", updated_at = ")
+    .bind(now)
+    .sql(" FROM waiting WHERE deliveries.id = waiting.id AND deliveries.status IN ('QUEUED', 'RETRYING')");
+    q.build()
+}
+
+/// The tenant's waiting deliveries due after now and no later than `up_to`, due now.
+fn resume_statement(backend: DbBackend, tenant: TenantId, up_to: DateTime<Utc>, now: DateTime<Utc>) -> Statement {
+    let mut q = SqlBuilder::new(backend);
+    q.sql("UPDATE deliveries SET next_attempt_at_ms = ")
+        .bind(now.timestamp_millis())
+        .sql(", updated_at = ")
+        .bind(now)
+        .sql(" WHERE tenant_id = ")
+        .bind(tenant.to_string())
+        .sql(" AND status IN ('QUEUED', 'RETRYING') AND next_attempt_at_ms > ")
+        .bind(now.timestamp_millis())
+        .sql(" AND next_attempt_at_ms <= ")
+        .bind(up_to.timestamp_millis());
     q.build()
 }
 

@@ -6,15 +6,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::collections::HashMap;
+
 use chrono::Utc;
-use domain::DeliveryId;
-use domain::delivery::{Delivery, DeliveryUpdate};
+use domain::delivery::{Delivery, DeliveryUpdate, Postponement};
+use domain::{DeliveryId, TenantId};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::lanes::lane;
+use crate::lanes::{Admission, lane};
+use crate::postpone::{PROBE_HOLD, SIDE_WAIT, postpone_tenant};
 use crate::recorder::{Outcomes, record_outcomes};
 use crate::signal::ClaimSkipper;
+use crate::standing::Route;
 use crate::{Shared, WorkSignal, WorkerReport, lock};
 
 /// Runs until `shutdown` completes, then drains.
@@ -33,22 +37,33 @@ pub(crate) async fn run(
     let batch_size = usize::try_from(cfg.batch_size.max(1)).unwrap_or(usize::MAX);
     let mut skipper = ClaimSkipper::default();
     tokio::pin!(shutdown);
+    let per_claim = shared.per_claim();
     loop {
         while let Some(done) = tasks.try_join_next() {
             report.finished += done.unwrap_or(0);
         }
-        for d in shared.lanes.ready(tasks.len()) {
-            tasks.spawn(lane(shared.clone(), outcomes.clone(), d));
+        for (d, budget) in shared.lanes.ready() {
+            tasks.spawn(lane(shared.clone(), outcomes.clone(), d, budget));
         }
         // Held: claimed and not yet recorded (waiting, sending, or being recorded). One
         // batch beyond the in-flight cap may wait here, so connections do not idle
         // while the next claim runs; claims of a few rows are not worth a statement.
+        // What unproven tenants hold off to the side, and what waits behind its own
+        // tenant's busy lanes, takes no room from the others.
         let held = lock(&shared.held).len();
-        let room = (cfg.max_in_flight + batch_size).saturating_sub(held);
+        let apart = shared.lanes.holdings();
+        let held_here = held.saturating_sub(apart.aside + apart.behind_own_lanes);
+        let room = (cfg.max_in_flight + batch_size).saturating_sub(held_here);
         let exclude = shared.lanes.saturated(batch_size);
         skipper.observe(wake.take(), cfg.poll_interval);
-        if (room < batch_size.div_ceil(2) && held > 0) || skipper.pointless(&exclude) {
-            let look_again = skipper.look_again_in(cfg.poll_interval);
+        if shared.wake_at.take_if_due() {
+            skipper.forget();
+        }
+        if (room < batch_size.div_ceil(2) && held_here > 0) || skipper.pointless(&exclude) {
+            let mut look_again = skipper.look_again_in(cfg.poll_interval);
+            if let Some(due) = shared.wake_at.next_in() {
+                look_again = look_again.min(due);
+            }
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => { report.finished += done.unwrap_or(0); }
@@ -60,14 +75,15 @@ pub(crate) async fn run(
         }
         let exclude_list: Vec<_> = exclude.iter().copied().collect();
         let claimed_at = Instant::now();
-        let limit = room.min(batch_size);
+        let limit = room.min(2 * batch_size);
         let batch = match shared
             .queue
-            .claim(
+            .claim_fairly(
                 &cfg.worker_id,
                 Utc::now(),
                 shared.lease_until(),
                 u32::try_from(limit).unwrap_or(u32::MAX),
+                u32::try_from(per_claim).unwrap_or(u32::MAX),
                 &exclude_list,
             )
             .await
@@ -82,13 +98,46 @@ pub(crate) async fn run(
             }
         };
         if batch.len() < limit {
-            skipper.came_back_short(exclude, claimed_at);
+            // Short, but a tenant that got its per-claim limit may have more due: nothing
+            // else is due outside the excluded tenants and those.
+            let mut per_tenant: HashMap<TenantId, usize> = HashMap::new();
+            for d in &batch {
+                *per_tenant.entry(d.tenant_id).or_default() += 1;
+            }
+            let mut known = exclude;
+            known.extend(per_tenant.into_iter().filter(|(_, n)| *n >= per_claim).map(|(t, _)| t));
+            skipper.came_back_short(known, claimed_at);
         }
         lock(&shared.held).extend(batch.iter().map(|d| (d.id, d.retries)));
-        for d in batch {
-            if let Some(d) = shared.lanes.start_or_wait(d, tasks.len()) {
-                tasks.spawn(lane(shared.clone(), outcomes.clone(), d));
+        // A tenant seen for the first time: its route says whether it must earn its lanes
+        // (its own server) or has them (the platform relay). One read of the (cached)
+        // tenant, once per tenant.
+        for tenant in shared.lanes.unknown(batch.iter().map(|d| d.tenant_id)) {
+            if let Ok(Some(record)) = shared.tenants.tenant(tenant).await {
+                shared.lanes.observe(tenant, Route::of(&record), false);
             }
+        }
+        let now = Utc::now();
+        let mut postponed: HashMap<TenantId, (Vec<Delivery>, Postponement)> = HashMap::new();
+        for d in batch {
+            match shared.lanes.admit(d, now) {
+                Admission::Start(d, budget) => {
+                    tasks.spawn(lane(shared.clone(), outcomes.clone(), d, budget));
+                }
+                Admission::Waiting => {}
+                Admission::BackingOff(d, until) => {
+                    let schedule = Postponement::backing_off(until, PROBE_HOLD);
+                    postponed.entry(d.tenant_id).or_insert((Vec::new(), schedule)).0.push(d);
+                }
+                Admission::OffToTheSide(d) => {
+                    let later = now + chrono::Duration::from_std(SIDE_WAIT).unwrap_or_default();
+                    let schedule = Postponement::backing_off(later, std::time::Duration::ZERO);
+                    postponed.entry(d.tenant_id).or_insert((Vec::new(), schedule)).0.push(d);
+                }
+            }
+        }
+        for (tenant, (held, schedule)) in postponed {
+            postpone_tenant(&shared, &outcomes, tenant, held, schedule);
         }
     }
     drain(&shared, tasks, outcomes, recorder, &mut report).await;

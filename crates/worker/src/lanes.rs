@@ -1,23 +1,28 @@
-//! Per-tenant lanes: each tenant may have at most `per_tenant` deliveries in flight (its
-//! slots), and the worker at most `max_in_flight`. Claimed deliveries beyond a tenant's
-//! slots wait in its backlog here; a slot that finishes a send takes the tenant's next
-//! waiting delivery at once, without going back to the claim loop (so a connection never
-//! idles while the loop waits on the database).
+//! Per-tenant lanes. A lane is one of a tenant's slots: it sends a delivery, then the
+//! tenant's next claimed one waiting here, without going back to the claim loop (so a
+//! connection never idles while the loop waits on the database). How many lanes a tenant
+//! may have, and from which budget, is its standing ([`crate::standing`]): a proven tenant
+//! up to its cap from the main budget (`max_in_flight`), an unproven or paced one a single
+//! lane, unproven ones from the side budget (`max_probing`). Claimed deliveries beyond a
+//! tenant's lanes wait in its backlog here.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use domain::TenantId;
 use domain::delivery::{Delivery, DeliveryUpdate};
 
 use crate::recorder::Outcomes;
+use crate::standing::{Budget, Route, Standings};
 use crate::{Shared, lock};
 
-/// The slots in use and the claimed deliveries waiting for one, by tenant.
+/// The lanes in use, the claimed deliveries waiting for one, and the tenants' standing.
 #[derive(Debug)]
 pub(crate) struct Lanes {
     per_tenant: usize,
     max_in_flight: usize,
+    max_probing: usize,
     state: Mutex<LaneState>,
 }
 
@@ -25,65 +30,192 @@ pub(crate) struct Lanes {
 struct LaneState {
     in_flight: HashMap<TenantId, usize>,
     backlog: HashMap<TenantId, VecDeque<Delivery>>,
+    /// Lanes running from the main and the side budget.
+    main: usize,
+    side: usize,
+    /// Tenants of the side budget waiting for a lane, first come first served.
+    side_line: VecDeque<TenantId>,
+    standings: Standings,
+}
+
+/// Deliveries held that take no room from other tenants: those of tenants off to the side
+/// (one lane each, their own budget), and those waiting behind their own tenant's busy
+/// lanes (a few per tenant at most, see [`Lanes::saturated`]). A stuck tenant's
+/// deliveries are in one of the two, so they never fill the room that claims for others
+/// need.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Holdings {
+    pub(crate) aside: usize,
+    pub(crate) behind_own_lanes: usize,
+}
+
+/// What to do with a freshly claimed delivery.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// Start a lane for it from this budget.
+    Start(Delivery, Budget),
+    /// It waits in its tenant's backlog.
+    Waiting,
+    /// Its tenant's server is backing off until then: give it back for that time.
+    BackingOff(Delivery, DateTime<Utc>),
+    /// The side budget and its line are full: give it (and the rest of its tenant's
+    /// waiting mail) back for a little later.
+    OffToTheSide(Delivery),
+}
+
+impl LaneState {
+    fn held(&self, tenant: &TenantId) -> usize {
+        self.in_flight.get(tenant).copied().unwrap_or(0) + self.backlog.get(tenant).map_or(0, VecDeque::len)
+    }
+
+    fn running(&self, budget: Budget) -> usize {
+        match budget {
+            Budget::Main => self.main,
+            Budget::Side => self.side,
+        }
+    }
+
+    fn take_slot(&mut self, tenant: TenantId, budget: Budget) {
+        *self.in_flight.entry(tenant).or_insert(0) += 1;
+        match budget {
+            Budget::Main => self.main += 1,
+            Budget::Side => self.side += 1,
+        }
+    }
 }
 
 impl Lanes {
-    pub(crate) fn new(per_tenant: usize, max_in_flight: usize) -> Self {
+    pub(crate) fn new(per_tenant: usize, max_in_flight: usize, max_probing: usize) -> Self {
         Self {
             per_tenant,
             max_in_flight,
+            max_probing,
             state: Mutex::new(LaneState::default()),
         }
     }
 
-    /// Tenants not worth claiming for: all their slots busy and a batch already waiting
-    /// here (a batch, so their slots do not run dry while the next claim is on its way).
-    pub(crate) fn saturated(&self, batch_size: usize) -> HashSet<TenantId> {
+    fn cap(&self, budget: Budget) -> usize {
+        match budget {
+            Budget::Main => self.max_in_flight,
+            Budget::Side => self.max_probing,
+        }
+    }
+
+    /// What the tenants hold apart from the shared room (see [`Holdings`]).
+    pub(crate) fn holdings(&self) -> Holdings {
+        let state = lock(&self.state);
+        let tenants: HashSet<&TenantId> = state.in_flight.keys().chain(state.backlog.keys()).collect();
+        let mut holdings = Holdings::default();
+        for t in tenants {
+            let (allowed, budget) = state.standings.lanes_allowed(*t, self.per_tenant);
+            let lanes = state.in_flight.get(t).copied().unwrap_or(0);
+            let waiting = state.backlog.get(t).map_or(0, VecDeque::len);
+            if budget == Budget::Side {
+                holdings.aside += lanes + waiting;
+            } else if lanes >= allowed {
+                holdings.behind_own_lanes += waiting;
+            }
+        }
+        holdings
+    }
+
+    /// Tenants not worth claiming for: they hold what their lanes can use (a batch
+    /// waiting beside their lanes, so the lanes never run dry while the next claim is on
+    /// its way; with a single lane, one waiting).
+    pub(crate) fn saturated(&self, batch: usize) -> HashSet<TenantId> {
         let state = lock(&self.state);
         state
             .in_flight
-            .iter()
-            .filter(|(t, n)| **n >= self.per_tenant && state.backlog.get(*t).map_or(0, VecDeque::len) >= batch_size)
-            .map(|(t, _)| *t)
+            .keys()
+            .filter(|t| {
+                let (allowed, _) = state.standings.lanes_allowed(**t, self.per_tenant);
+                let enough = if allowed == 1 { 2 } else { allowed + batch };
+                state.held(t) >= enough
+            })
+            .copied()
             .collect()
     }
 
-    /// Takes a slot for a freshly claimed delivery (`running` lanes in the worker now):
-    /// the delivery back if it may start a lane, `None` if it waits in the backlog.
-    pub(crate) fn start_or_wait(&self, d: Delivery, running: usize) -> Option<Delivery> {
+    /// Where a freshly claimed delivery goes (see [`Admission`]). Tenants of the side
+    /// budget wait for a lane in a line as long as the side budget; beyond that they come
+    /// back later.
+    pub(crate) fn admit(&self, d: Delivery, now: DateTime<Utc>) -> Admission {
         let mut state = lock(&self.state);
-        let n = state.in_flight.entry(d.tenant_id).or_insert(0);
-        if *n >= self.per_tenant || running >= self.max_in_flight {
-            state.backlog.entry(d.tenant_id).or_default().push_back(d);
-            return None;
+        let tenant = d.tenant_id;
+        if let Some(until) = state.standings.backing_off(tenant, now) {
+            return Admission::BackingOff(d, until);
         }
-        *n += 1;
-        Some(d)
+        let (allowed, budget) = state.standings.lanes_allowed(tenant, self.per_tenant);
+        let lanes = state.in_flight.get(&tenant).copied().unwrap_or(0);
+        if lanes < allowed && state.running(budget) < self.cap(budget) {
+            state.take_slot(tenant, budget);
+            return Admission::Start(d, budget);
+        }
+        if budget == Budget::Side && lanes == 0 && !state.side_line.contains(&tenant) {
+            // An unproven tenant with no lane free for it joins the line, if there is room.
+            if state.side_line.len() >= self.max_probing {
+                return Admission::OffToTheSide(d);
+            }
+            state.side_line.push_back(tenant);
+        }
+        state.backlog.entry(tenant).or_default().push_back(d);
+        Admission::Waiting
     }
 
-    /// Waiting deliveries that may start a lane now (each with its slot taken), with
-    /// `running` lanes in the worker.
-    pub(crate) fn ready(&self, running: usize) -> Vec<Delivery> {
-        let free = self.max_in_flight.saturating_sub(running);
+    /// Waiting deliveries that may start a lane now (each with its slot taken): the side
+    /// budget's in the order their tenants came, the main budget's by tenant.
+    pub(crate) fn ready(&self) -> Vec<(Delivery, Budget)> {
         let mut state = lock(&self.state);
-        let LaneState { in_flight, backlog } = &mut *state;
         let mut ready = Vec::new();
-        for (tenant, queue) in backlog.iter_mut() {
-            let n = in_flight.entry(*tenant).or_insert(0);
-            while *n < self.per_tenant && ready.len() < free {
-                let Some(d) = queue.pop_front() else { break };
-                *n += 1;
-                ready.push(d);
+        while state.side < self.max_probing {
+            let Some(tenant) = state.side_line.pop_front() else {
+                break;
+            };
+            let (allowed, budget) = state.standings.lanes_allowed(tenant, self.per_tenant);
+            if budget != Budget::Side || state.in_flight.get(&tenant).copied().unwrap_or(0) >= allowed {
+                continue;
+            }
+            if let Some(d) = state.backlog.get_mut(&tenant).and_then(VecDeque::pop_front) {
+                state.take_slot(tenant, budget);
+                ready.push((d, budget));
             }
         }
-        backlog.retain(|_, q| !q.is_empty());
-        in_flight.retain(|_, n| *n > 0);
+        let tenants: Vec<TenantId> = state.backlog.keys().copied().collect();
+        for tenant in tenants {
+            let (allowed, budget) = state.standings.lanes_allowed(tenant, self.per_tenant);
+            while state.in_flight.get(&tenant).copied().unwrap_or(0) < allowed
+                && state.running(budget) < self.cap(budget)
+            {
+                let Some(d) = state.backlog.get_mut(&tenant).and_then(VecDeque::pop_front) else {
+                    break;
+                };
+                state.take_slot(tenant, budget);
+                ready.push((d, budget));
+            }
+        }
+        state.backlog.retain(|_, q| !q.is_empty());
+        state.in_flight.retain(|_, n| *n > 0);
         ready
     }
 
-    /// The tenant's next waiting delivery, for a slot of its that just finished a send.
-    pub(crate) fn next_for(&self, tenant: TenantId) -> Option<Delivery> {
+    /// Tenants among `tenants` this worker knows nothing of yet.
+    pub(crate) fn unknown(&self, tenants: impl IntoIterator<Item = TenantId>) -> Vec<TenantId> {
+        let state = lock(&self.state);
+        let mut unknown: Vec<TenantId> = tenants.into_iter().filter(|t| !state.standings.knows(*t)).collect();
+        unknown.sort_unstable();
+        unknown.dedup();
+        unknown
+    }
+
+    /// The tenant's next waiting delivery, for a lane of its (from `budget`) that just
+    /// finished a send; none when the tenant's standing no longer gives it this lane (the
+    /// lane ends and the delivery starts a lane of the right kind).
+    pub(crate) fn next_for(&self, tenant: TenantId, budget: Budget) -> Option<Delivery> {
         let mut state = lock(&self.state);
+        let (allowed, now_budget) = state.standings.lanes_allowed(tenant, self.per_tenant);
+        if now_budget != budget || state.in_flight.get(&tenant).copied().unwrap_or(0) > allowed {
+            return None;
+        }
         let d = state.backlog.get_mut(&tenant).and_then(VecDeque::pop_front);
         if state.backlog.get(&tenant).is_some_and(VecDeque::is_empty) {
             state.backlog.remove(&tenant);
@@ -91,16 +223,58 @@ impl Lanes {
         d
     }
 
-    /// A slot of the tenant is free again.
-    pub(crate) fn release_slot(&self, tenant: TenantId) {
-        if let Some(n) = lock(&self.state).in_flight.get_mut(&tenant) {
+    /// A lane of the tenant (from `budget`) ended.
+    pub(crate) fn release_slot(&self, tenant: TenantId, budget: Budget) {
+        let mut state = lock(&self.state);
+        if let Some(n) = state.in_flight.get_mut(&tenant) {
             *n = n.saturating_sub(1);
         }
+        match budget {
+            Budget::Main => state.main = state.main.saturating_sub(1),
+            Budget::Side => state.side = state.side.saturating_sub(1),
+        }
+    }
+
+    /// Everything of the tenant's that waits here (to be postponed with it).
+    pub(crate) fn take_backlog(&self, tenant: TenantId) -> Vec<Delivery> {
+        lock(&self.state)
+            .backlog
+            .remove(&tenant)
+            .map(Vec::from)
+            .unwrap_or_default()
     }
 
     /// Every waiting delivery (shutdown: they are given back).
     pub(crate) fn drain_waiting(&self) -> Vec<Delivery> {
-        lock(&self.state).backlog.drain().flat_map(|(_, q)| q).collect()
+        let mut state = lock(&self.state);
+        state.side_line.clear();
+        state.backlog.drain().flat_map(|(_, q)| q).collect()
+    }
+
+    /// See [`Standings::observe`].
+    pub(crate) fn observe(&self, tenant: TenantId, route: Route, paced: bool) {
+        lock(&self.state).standings.observe(tenant, route, paced);
+    }
+
+    /// See [`Standings::accepted`].
+    pub(crate) fn accepted(&self, tenant: TenantId) -> bool {
+        lock(&self.state).standings.accepted(tenant)
+    }
+
+    /// See [`Standings::unreachable`].
+    pub(crate) fn unreachable(
+        &self,
+        tenant: TenantId,
+        now: DateTime<Utc>,
+        retry_at: DateTime<Utc>,
+        backoff: impl Fn(u32) -> std::time::Duration,
+    ) -> DateTime<Utc> {
+        lock(&self.state).standings.unreachable(tenant, now, retry_at, backoff)
+    }
+
+    /// See [`Standings::backing_off`].
+    pub(crate) fn backing_off(&self, tenant: TenantId, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        lock(&self.state).standings.backing_off(tenant, now)
     }
 }
 
@@ -108,22 +282,25 @@ impl Lanes {
 struct Slot {
     shared: Arc<Shared>,
     tenant: TenantId,
+    budget: Budget,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.shared.lanes.release_slot(self.tenant);
+        self.shared.lanes.release_slot(self.tenant, self.budget);
         self.shared.progress.notify_one();
     }
 }
 
-/// One of a tenant's slots: sends `first`, then whatever of the tenant's claimed
-/// deliveries waits here. Returns how many deliveries it attempted.
-pub(crate) async fn lane(shared: Arc<Shared>, outcomes: Outcomes, first: Delivery) -> u64 {
+/// One of a tenant's lanes: sends `first`, then whatever of the tenant's claimed
+/// deliveries waits here while its standing keeps this lane. Returns how many deliveries
+/// it attempted.
+pub(crate) async fn lane(shared: Arc<Shared>, outcomes: Outcomes, first: Delivery, budget: Budget) -> u64 {
     let tenant = first.tenant_id;
     let _slot = Slot {
         shared: shared.clone(),
         tenant,
+        budget,
     };
     let mut next = Some(first);
     let mut attempted = 0;
@@ -132,36 +309,38 @@ pub(crate) async fn lane(shared: Arc<Shared>, outcomes: Outcomes, first: Deliver
         // caught here: the delivery is retried later and the lane goes on.
         let (id, retries, created_at) = (d.id, d.retries, d.created_at);
         let send = AbortOnDrop(tokio::spawn(crate::send::process(shared.clone(), outcomes.clone(), d)));
-        if let Err(e) = send.join().await
-            && e.is_panic()
-        {
-            tracing::error!(delivery = %id, tenant = %tenant, "sending this delivery panicked; it is tried again later");
-            let update = DeliveryUpdate::crashed(
-                retries,
-                created_at,
-                &shared.config.retry,
-                chrono::Utc::now(),
-                rand::random::<f64>(),
-            );
-            if let Some(attempt) = update.attempt() {
-                shared.metrics.attempted(attempt, std::time::Duration::ZERO);
+        match send.join().await {
+            Err(e) if e.is_panic() => {
+                tracing::error!(delivery = %id, tenant = %tenant, "sending this delivery panicked; it is tried again later");
+                let update = DeliveryUpdate::crashed(
+                    retries,
+                    created_at,
+                    &shared.config.retry,
+                    chrono::Utc::now(),
+                    rand::random::<f64>(),
+                );
+                if let Some(attempt) = update.attempt() {
+                    shared.metrics.attempted(attempt, std::time::Duration::ZERO);
+                }
+                if outcomes.send((id, update)).is_err() {
+                    shared.let_go(id);
+                }
+                attempted += 1;
             }
-            if outcomes.send((id, update)).is_err() {
-                shared.let_go(id);
-            }
+            Err(_) => {}
+            Ok(tried) => attempted += u64::from(tried),
         }
-        attempted += 1;
-        next = shared.lanes.next_for(tenant);
+        next = shared.lanes.next_for(tenant, budget);
     }
     attempted
 }
 
 /// A send task that is aborted with its lane (on shutdown, a lane aborted after the grace
 /// period must not leave its send running on its own).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop(tokio::task::JoinHandle<bool>);
 
 impl AbortOnDrop {
-    async fn join(mut self) -> Result<(), tokio::task::JoinError> {
+    async fn join(mut self) -> Result<bool, tokio::task::JoinError> {
         (&mut self.0).await
     }
 }

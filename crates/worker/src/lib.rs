@@ -1,15 +1,22 @@
 //! The delivery worker. It claims due deliveries in batches with a lease (no row lock
 //! held across network I/O), sends each through the mailer's single entry point (so the
 //! sender is decided at send time), and records the outcome that the domain decides
-//! ([`domain::delivery::DeliveryUpdate`]). Each tenant has a cap on deliveries in flight,
-//! so a slow or silent server delays only its own tenant. On shutdown it stops claiming,
-//! lets what it holds finish within a grace period, and gives back what did not.
+//! ([`domain::delivery::DeliveryUpdate`]). What one tenant can hold is capped: rows per
+//! claim, rows held, lanes (by its standing: a server that has not taken mail yet, or
+//! stopped taking it, gets one lane from a side budget that proven tenants never share),
+//! so a slow, silent or paced server delays only its own tenant; a tenant that cannot
+//! send now (backing off, or waiting for its pacing turn) has its mail postponed in the
+//! queue instead of holding anything. On shutdown it stops claiming, lets what it holds
+//! finish within a grace period, and gives back what did not.
 //!
 //! One module per job:
 //! - [`signal`]: the wake signal from enqueues, and when a claim would find nothing;
 //! - `claim_loop`: the loop that claims and the drain on shutdown;
-//! - `lanes`: per-tenant slots and the backlog of claimed deliveries waiting for one;
+//! - `standing`: what the worker knows of each tenant's server (proven, backing off, paced);
+//! - `lanes`: per-tenant slots from the main or side budget, and the backlog of claimed
+//!   deliveries waiting for one;
 //! - `send`: one delivery — load the tenant, send, ask the domain for the update;
+//! - `postpone`: a tenant's mail moved to its turn or the end of its backoff;
 //! - `recorder`: outcomes written in batches;
 //! - `lease`: lease renewal while deliveries are held;
 //! - [`metrics`]: counters for `/metrics`.
@@ -18,9 +25,11 @@ mod claim_loop;
 mod lanes;
 mod lease;
 pub mod metrics;
+mod postpone;
 mod recorder;
 mod send;
 pub mod signal;
+mod standing;
 
 #[cfg(test)]
 mod tests;
@@ -46,8 +55,10 @@ pub struct WorkerConfig {
     pub batch_size: u32,
     /// Deliveries in flight in this worker at most.
     pub max_in_flight: usize,
-    /// Deliveries in flight per tenant at most.
+    /// Deliveries in flight per proven tenant at most.
     pub per_tenant_in_flight: usize,
+    /// Lanes of unproven tenants (one each) at most, apart from `max_in_flight`.
+    pub max_probing: usize,
     /// How long a claim is held without renewal; renewed every third of it.
     pub lease: Duration,
     /// How often to look for due deliveries when nothing wakes the worker.
@@ -64,6 +75,7 @@ impl Default for WorkerConfig {
             batch_size: 32,
             max_in_flight: 64,
             per_tenant_in_flight: 4,
+            max_probing: 64,
             lease: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(25),
@@ -92,9 +104,18 @@ struct Shared {
     lanes: lanes::Lanes,
     /// Notified when a send ends or outcomes are recorded (room for more work).
     progress: Notify,
+    /// When postponed work comes due.
+    wake_at: signal::WakeAt,
 }
 
 impl Shared {
+    /// Rows one claim hands a single tenant at most: a batch (what keeps one tenant's
+    /// lanes busy while the next claim is on its way). A claim asks for up to two
+    /// batches, so it always serves at least two tenants when two have mail due.
+    fn per_claim(&self) -> usize {
+        usize::try_from(self.config.batch_size).unwrap_or(usize::MAX).max(1)
+    }
+
     fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now()
             + chrono::Duration::from_std(self.config.lease).unwrap_or_else(|_| chrono::Duration::minutes(5))
@@ -132,7 +153,7 @@ impl Worker {
         mailer: Arc<dyn MailTransport>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let lanes = lanes::Lanes::new(config.per_tenant_in_flight, config.max_in_flight);
+        let lanes = lanes::Lanes::new(config.per_tenant_in_flight, config.max_in_flight, config.max_probing);
         let shared = Arc::new(Shared {
             config,
             queue,
@@ -142,6 +163,7 @@ impl Worker {
             held: Mutex::new(HashMap::new()),
             lanes,
             progress: Notify::new(),
+            wake_at: signal::WakeAt::default(),
         });
         Self {
             shared,

@@ -22,6 +22,8 @@ pub struct Metrics {
     latency_sum_micros: AtomicU64,
     /// Outcomes written to the database, by the status they left the delivery in.
     recorded: [AtomicU64; RECORDED.len()],
+    /// Deliveries given back unattempted for their tenant's turn or server backoff.
+    postponed: AtomicU64,
 }
 
 const RECORDED: [DeliveryStatus; 3] = [DeliveryStatus::Sent, DeliveryStatus::Retrying, DeliveryStatus::Failed];
@@ -70,6 +72,16 @@ impl Metrics {
         }
     }
 
+    /// Deliveries were given back unattempted for later (pacing turn, server backoff).
+    pub fn postponed(&self, n: usize) {
+        self.postponed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Deliveries given back for later so far.
+    pub fn postponed_count(&self) -> u64 {
+        self.postponed.load(Ordering::Relaxed)
+    }
+
     /// Outcomes written to the database that left the delivery in `status`.
     pub fn recorded_count(&self, status: DeliveryStatus) -> u64 {
         RECORDED
@@ -113,6 +125,11 @@ impl Metrics {
                 status.code().to_ascii_lowercase()
             ));
         }
+        out.push_str("# HELP mailgate_deliveries_postponed_total Deliveries given back unattempted until their tenant's pacing turn or the end of its server's backoff.\n# TYPE mailgate_deliveries_postponed_total counter\n");
+        out.push_str(&format!(
+            "mailgate_deliveries_postponed_total {}\n",
+            self.postponed.load(Ordering::Relaxed)
+        ));
         out
     }
 }

@@ -7,13 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::DeliveryId;
-use domain::delivery::DeliveryUpdate;
+use domain::delivery::{Delivery, DeliveryUpdate};
 use tokio::sync::mpsc;
 
 use crate::Shared;
 
 /// Attempts' outcomes on their way to the database.
 pub(crate) type Outcomes = mpsc::UnboundedSender<(DeliveryId, DeliveryUpdate)>;
+
+/// Hands an update to the recorder.
+pub(crate) fn hand_over(shared: &Arc<Shared>, outcomes: &Outcomes, d: &Delivery, update: DeliveryUpdate) {
+    if outcomes.send((d.id, update)).is_err() {
+        // Only when the worker is gone; the lease runs out and it is tried again.
+        tracing::error!(delivery = %d.id, "the outcome could not be handed to the recorder");
+        shared.let_go(d.id);
+    }
+}
 
 /// Outcomes recorded by one statement at most.
 pub(crate) const RECORD_BATCH: usize = 256;

@@ -1,61 +1,115 @@
-//! One delivery: load its tenant, send it through the mailer's single entry point, ask
-//! the domain what follows, and hand that to the recorder.
+//! One delivery: load its tenant, wait for nothing (a tenant whose server is backing off,
+//! or whose pacing turn has not come, has its mail postponed to then instead), send it
+//! through the mailer's single entry point, ask the domain what follows, and hand that to
+//! the recorder.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use domain::delivery::{Delivery, DeliveryUpdate};
+use domain::delivery::{Delivery, DeliveryUpdate, Postponement, is_server_wide};
 use domain::mail::OutgoingMail;
 
 use crate::Shared;
-use crate::recorder::Outcomes;
+use crate::postpone::{PROBE_HOLD, postpone_tenant, resume_tenant};
+use crate::recorder::{Outcomes, hand_over};
+use crate::standing::Route;
 
-/// Sends one delivery and hands its outcome to the recorder.
-pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery) {
+/// A paced send whose turn is at most this far away waits for it on its connection;
+/// further away, it is scheduled for the turn instead.
+pub(crate) const PACE_SLACK: Duration = Duration::from_millis(250);
+
+/// Sends one delivery and hands its outcome to the recorder. True when it was attempted
+/// (false: given back or postponed unattempted).
+pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery) -> bool {
     let (shared, outcomes) = (&shared, &outcomes);
+    let tenant = d.tenant_id;
+    if let Some(until) = shared.lanes.backing_off(tenant, Utc::now()) {
+        postpone_tenant(
+            shared,
+            outcomes,
+            tenant,
+            vec![d],
+            Postponement::backing_off(until, PROBE_HOLD),
+        );
+        return false;
+    }
     let started = Instant::now();
-    let record = match shared.tenants.tenant(d.tenant_id).await {
+    let record = match shared.tenants.tenant(tenant).await {
         Ok(record) => record,
         Err(e) => {
             tracing::warn!(error = %e, delivery = %d.id, "loading the tenant failed; giving the delivery back");
             hand_over(shared, outcomes, &d, DeliveryUpdate::released(d.retries, Utc::now()));
-            return;
+            return false;
         }
     };
-    let result = match &record {
-        Some(record) => {
-            let mail = OutgoingMail {
-                to: d.to.clone(),
-                subject: d.message.subject.clone(),
-                text: d.message.text.clone(),
-                html: d.message.html.clone(),
-                message_id: Some(d.message_id.as_str().to_owned()),
-            };
-            Some(shared.mailer.send(record, &mail).await)
+    let Some(record) = record else {
+        let update = DeliveryUpdate::tenant_missing(&d, Utc::now());
+        if let Some(attempt) = update.attempt() {
+            shared.metrics.attempted(attempt, started.elapsed());
         }
-        None => None,
+        hand_over(shared, outcomes, &d, update);
+        return true;
     };
+    let route = Route::of(&record);
+    let pacing = shared.mailer.pacing(&record).await;
+    shared.lanes.observe(tenant, route, pacing.is_some());
+    if let Some(p) = pacing
+        && p.next_turn_in > PACE_SLACK
+    {
+        let turn = Utc::now() + chrono::Duration::from_std(p.next_turn_in).unwrap_or(chrono::Duration::hours(1));
+        tracing::debug!(delivery = %d.id, tenant = %tenant, wait_ms = p.next_turn_in.as_millis() as u64, "scheduled for the tenant's next turn");
+        postpone_tenant(
+            shared,
+            outcomes,
+            tenant,
+            vec![d],
+            Postponement::until_turn(turn, p.interval),
+        );
+        return false;
+    }
+    let mail = OutgoingMail {
+        to: d.to.clone(),
+        subject: d.message.subject.clone(),
+        text: d.message.text.clone(),
+        html: d.message.html.clone(),
+        message_id: Some(d.message_id.as_str().to_owned()),
+    };
+    let result = shared.mailer.send(&record, &mail).await;
     let at = Utc::now();
     let update = match &result {
-        Some(Ok(receipt)) => DeliveryUpdate::sent(receipt, d.retries, at),
-        Some(Err(failure)) => {
-            DeliveryUpdate::after_failure(&d, failure, &shared.config.retry, at, rand::random::<f64>())
-        }
-        None => DeliveryUpdate::tenant_missing(&d, at),
+        Ok(receipt) => DeliveryUpdate::sent(receipt, d.retries, at),
+        Err(failure) => DeliveryUpdate::after_failure(&d, failure, &shared.config.retry, at, rand::random::<f64>()),
     };
     if let Some(attempt) = update.attempt() {
         shared.metrics.attempted(attempt, started.elapsed());
     }
-    tracing::debug!(delivery = %d.id, tenant = %d.tenant_id, message_id = %d.message_id, status = update.status().code(), "delivery attempted");
+    tracing::debug!(delivery = %d.id, tenant = %tenant, message_id = %d.message_id, status = update.status().code(), "delivery attempted");
+    let retry_at = update.next_attempt_at();
     hand_over(shared, outcomes, &d, update);
-}
-
-/// Hands an update to the recorder.
-fn hand_over(shared: &Arc<Shared>, outcomes: &Outcomes, d: &Delivery, update: DeliveryUpdate) {
-    if outcomes.send((d.id, update)).is_err() {
-        // Only when the worker is gone; the lease runs out and it is tried again.
-        tracing::error!(delivery = %d.id, "the outcome could not be handed to the recorder");
-        shared.let_go(d.id);
+    match &result {
+        Ok(_) => {
+            if shared.lanes.accepted(tenant) {
+                resume_tenant(shared, tenant);
+            }
+        }
+        // The platform relay is the operator's: its trouble is everyone's, not the tenant's.
+        Err(failure) if is_server_wide(failure) && matches!(route, Route::Own(_)) => {
+            let policy = shared.config.retry;
+            let jitter = rand::random::<f64>();
+            let until = shared
+                .lanes
+                .unreachable(tenant, at, retry_at, |n| policy.backoff(n, jitter));
+            tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server cannot take mail now; its waiting mail is postponed");
+            postpone_tenant(
+                shared,
+                outcomes,
+                tenant,
+                Vec::new(),
+                Postponement::backing_off(until, PROBE_HOLD),
+            );
+        }
+        Err(_) => {}
     }
+    true
 }

@@ -52,6 +52,40 @@ impl WorkSignal {
     }
 }
 
+/// The earliest time postponed work of this worker's comes due, so the claim loop looks
+/// then rather than at the next poll.
+#[derive(Debug, Default)]
+pub(crate) struct WakeAt {
+    earliest: Mutex<Option<Instant>>,
+}
+
+impl WakeAt {
+    /// Something comes due at `at`.
+    pub(crate) fn at(&self, at: chrono::DateTime<chrono::Utc>) {
+        let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+        let when = Instant::now() + wait;
+        let mut earliest = lock(&self.earliest);
+        if earliest.is_none_or(|e| when < e) {
+            *earliest = Some(when);
+        }
+    }
+
+    /// How long until the earliest, if one is set.
+    pub(crate) fn next_in(&self) -> Option<Duration> {
+        lock(&self.earliest).map(|e| e.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the earliest has come (and forgets it then).
+    pub(crate) fn take_if_due(&self) -> bool {
+        let mut earliest = lock(&self.earliest);
+        if earliest.is_some_and(|e| e <= Instant::now()) {
+            *earliest = None;
+            return true;
+        }
+        false
+    }
+}
+
 /// What the last claims showed: no due deliveries outside `tenants` as of `since`.
 #[derive(Debug, Default)]
 pub(crate) struct ClaimSkipper {

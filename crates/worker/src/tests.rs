@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::delivery::{
-    Attempt, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind, RenderedMessage,
+    Attempt, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind, Postponement, RenderedMessage,
 };
 use domain::mail::{FailureKind, OutgoingMail, SendFailure, SendReceipt, SendStage, SenderUsed, Subject};
-use domain::ports::{DeliveryQueue, MailTransport, TenantStore};
+use domain::ports::{DeliveryQueue, MailTransport, Pacing, TenantStore};
 use domain::values::EmailAddress;
 use domain::{
     DeliveryId, LeaseOwner, Locale, MailSettings, MessageId, Plan, SenderOverridePermit, SenderSource, StoreError,
@@ -61,12 +61,13 @@ impl MemoryQueue {
 
 #[async_trait::async_trait]
 impl DeliveryQueue for MemoryQueue {
-    async fn claim(
+    async fn claim_fairly(
         &self,
         owner: &LeaseOwner,
         now: DateTime<Utc>,
         _lease_until: DateTime<Utc>,
         limit: u32,
+        per_tenant: u32,
         exclude: &[TenantId],
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut rows = lock(&self.rows);
@@ -79,8 +80,14 @@ impl DeliveryQueue for MemoryQueue {
             })
             .collect();
         due.sort_by_key(|r| (r.delivery.next_attempt_at, r.delivery.id));
+        let mut per: HashMap<TenantId, u32> = HashMap::new();
         Ok(due
             .into_iter()
+            .filter(|r| {
+                let n = per.entry(r.delivery.tenant_id).or_insert(0);
+                *n += 1;
+                *n <= per_tenant
+            })
             .take(limit as usize)
             .map(|r| {
                 r.delivery.status = DeliveryStatus::Sending;
@@ -88,6 +95,49 @@ impl DeliveryQueue for MemoryQueue {
                 r.delivery.clone()
             })
             .collect())
+    }
+
+    async fn postpone_waiting(
+        &self,
+        tenant: TenantId,
+        schedule: &Postponement,
+        _now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut rows = lock(&self.rows);
+        let mut waiting: Vec<&mut Row> = rows
+            .iter_mut()
+            .filter(|r| {
+                r.delivery.tenant_id == tenant
+                    && matches!(r.delivery.status, DeliveryStatus::Queued | DeliveryStatus::Retrying)
+                    && r.delivery.next_attempt_at < schedule.from()
+            })
+            .collect();
+        waiting.sort_by_key(|r| (r.delivery.next_attempt_at, r.delivery.id));
+        let moved = waiting.len() as u64;
+        for (n, r) in waiting.into_iter().enumerate() {
+            r.delivery.next_attempt_at = schedule.at(n as u32);
+        }
+        Ok(moved)
+    }
+
+    async fn resume_waiting(
+        &self,
+        tenant: TenantId,
+        up_to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut moved = 0;
+        for r in lock(&self.rows).iter_mut() {
+            if r.delivery.tenant_id == tenant
+                && matches!(r.delivery.status, DeliveryStatus::Queued | DeliveryStatus::Retrying)
+                && r.delivery.next_attempt_at > now
+                && r.delivery.next_attempt_at <= up_to
+            {
+                r.delivery.next_attempt_at = now;
+                moved += 1;
+            }
+        }
+        Ok(moved)
     }
 
     async fn renew_leases(&self, owner: &LeaseOwner, _until: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -144,6 +194,50 @@ impl MemoryTenants {
             })
             .collect();
         Self { records }
+    }
+
+    /// Tenants on the Share plan with their own server saved (send interval in ms).
+    fn with_own_servers(tenants: &[(TenantId, i64)]) -> Self {
+        let now = Utc::now();
+        let records = tenants
+            .iter()
+            .map(|(id, interval_ms)| {
+                let tenant = Tenant {
+                    id: *id,
+                    name: TenantName::parse("site").unwrap(),
+                    plan: Plan::Share,
+                    created_at: now,
+                    updated_at: now,
+                };
+                let draft = domain::MailSettingsDraft {
+                    host: Some("smtp.example.com".into()),
+                    port: Some(587),
+                    from_address: Some("info@example.com".into()),
+                    encryption: Some(domain::settings::Encryption::StartTls),
+                    smtp_auth: Some(false),
+                    send_interval_ms: Some(*interval_ms),
+                    ..domain::MailSettingsDraft::default()
+                };
+                let settings = domain::StoredMailSettings {
+                    settings: MailSettings::validate(&draft, None).unwrap(),
+                    version: 1,
+                    updated_at: now,
+                };
+                (
+                    *id,
+                    TenantRecord {
+                        tenant,
+                        settings: Some(settings),
+                    },
+                )
+            })
+            .collect();
+        Self { records }
+    }
+
+    fn and(mut self, other: Self) -> Self {
+        self.records.extend(other.records);
+        self
     }
 }
 
@@ -215,6 +309,11 @@ enum Server {
     Accepts,
     /// Never answers.
     Hangs,
+    /// Accepts the connection and says nothing until our deadline (this long) ends it.
+    BlackHole(Duration),
+    /// Says nothing to the first connection (our deadline ends it at once), then takes
+    /// every mail: a server that was down and came back.
+    BackAfterOne,
     /// Refuses every mail with this failure.
     Fails(SendFailure),
     /// Panics (a bug of ours while sending, as a test hook).
@@ -229,11 +328,26 @@ struct ScriptedMailer {
     in_flight: Mutex<HashMap<TenantId, usize>>,
     most_at_once: Mutex<HashMap<TenantId, usize>>,
     sent: Mutex<Vec<(TenantId, String)>>,
+    /// Send intervals by tenant, and when each tenant's last send started.
+    intervals: HashMap<TenantId, Duration>,
+    last_start: Mutex<HashMap<TenantId, std::time::Instant>>,
+    /// Sends started, by tenant.
+    started: Mutex<HashMap<TenantId, usize>>,
+    /// Sends in flight over all tenants: now, and the most at once.
+    all_in_flight: Mutex<(usize, usize)>,
 }
 
 impl ScriptedMailer {
     fn most_at_once(&self, tenant: TenantId) -> usize {
         lock(&self.most_at_once).get(&tenant).copied().unwrap_or(0)
+    }
+
+    fn most_at_once_in_all(&self) -> usize {
+        lock(&self.all_in_flight).1
+    }
+
+    fn started(&self, tenant: TenantId) -> usize {
+        lock(&self.started).get(&tenant).copied().unwrap_or(0)
     }
 }
 
@@ -248,6 +362,7 @@ impl Drop for Flight<'_> {
         if let Some(n) = lock(&self.mailer.in_flight).get_mut(&self.tenant) {
             *n -= 1;
         }
+        lock(&self.mailer.all_in_flight).0 -= 1;
     }
 }
 
@@ -270,11 +385,16 @@ impl MailTransport for ScriptedMailer {
             let mut most = lock(&self.most_at_once);
             let m = most.entry(id).or_insert(0);
             *m = (*m).max(*n);
+            let mut all = lock(&self.all_in_flight);
+            all.0 += 1;
+            all.1 = all.1.max(all.0);
         }
         let _flight = Flight {
             mailer: self,
             tenant: id,
         };
+        *lock(&self.started).entry(id).or_insert(0) += 1;
+        lock(&self.last_start).insert(id, std::time::Instant::now());
         match self.servers.get(&id).cloned().unwrap_or(Server::Accepts) {
             Server::Accepts => {
                 tokio::time::sleep(Duration::from_millis(3)).await;
@@ -288,9 +408,36 @@ impl MailTransport for ScriptedMailer {
                 })
             }
             Server::Hangs => std::future::pending().await,
+            Server::BackAfterOne if self.started(id) == 1 => {
+                Err(SendFailure::new(SendStage::Greeting, FailureKind::TimedOut))
+            }
+            Server::BackAfterOne => {
+                lock(&self.sent).push((id, mail.message_id.clone().unwrap_or_default()));
+                Ok(SendReceipt {
+                    message_id: mail.message_id.clone().unwrap_or_default(),
+                    sender: platform_sender(),
+                    smtp_code: Some(250),
+                    server_message: Some("2.0.0 ok".into()),
+                    elapsed: Duration::ZERO,
+                })
+            }
+            Server::BlackHole(deadline) => {
+                tokio::time::sleep(deadline).await;
+                Err(SendFailure::new(SendStage::Greeting, FailureKind::TimedOut))
+            }
             Server::Fails(failure) => Err(failure),
             Server::Panics => panic!("test hook: sending panics"),
         }
+    }
+
+    async fn pacing(&self, tenant: &TenantRecord) -> Option<Pacing> {
+        let interval = *self.intervals.get(&tenant.tenant.id)?;
+        let next_turn_in = lock(&self.last_start)
+            .get(&tenant.tenant.id)
+            .map_or(Duration::ZERO, |last| {
+                (*last + interval).saturating_duration_since(std::time::Instant::now())
+            });
+        Some(Pacing { interval, next_turn_in })
     }
 
     async fn send_test(
@@ -351,6 +498,7 @@ fn config(per_tenant: usize, max_in_flight: usize, batch: u32) -> WorkerConfig {
         batch_size: batch,
         max_in_flight,
         per_tenant_in_flight: per_tenant,
+        max_probing: max_in_flight,
         lease: Duration::from_secs(60),
         poll_interval: Duration::from_millis(10),
         shutdown_grace: Duration::from_millis(50),
@@ -439,49 +587,225 @@ async fn a_tenant_never_has_more_than_its_slots_in_flight() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_never_answers_holds_only_its_own_slots_and_loses_nothing() {
-    let (silent, busy) = (TenantId::generate(), TenantId::generate());
+async fn servers_that_never_answer_hold_only_their_own_slots_and_lose_nothing() {
+    // Three tenants whose own servers never answer, and one on the platform relay that
+    // hangs too, each with more mail due first than the worker has room (12 × 4 against
+    // 4 in flight + a batch of 8): the other tenant's mail still all goes out.
+    let own: Vec<TenantId> = (0..3).map(|_| TenantId::generate()).collect();
+    let (relay_hangs, busy) = (TenantId::generate(), TenantId::generate());
     let queue = Arc::new(MemoryQueue::default());
-    // The silent tenant's mails are due first, so the first claim starts with them.
-    // (With more of them than the worker's room, held rows of the silent tenant fill
-    // that room and the other tenant waits: the starvation the fairness issue removes.)
-    for _ in 0..3 {
-        queue.add(delivery(silent));
+    for t in own.iter().chain([&relay_hangs]) {
+        for _ in 0..12 {
+            queue.add(delivery(*t));
+        }
     }
     for _ in 0..30 {
         let mut d = delivery(busy);
         d.next_attempt_at = Utc::now();
         queue.add(d);
     }
+    let mut servers: HashMap<TenantId, Server> = own.iter().map(|t| (*t, Server::Hangs)).collect();
+    servers.insert(relay_hangs, Server::Hangs);
     let mailer = Arc::new(ScriptedMailer {
-        servers: HashMap::from([(silent, Server::Hangs)]),
+        servers,
         ..ScriptedMailer::default()
     });
-    let worker = start(
-        config(2, 4, 8),
-        queue.clone(),
-        MemoryTenants::with(&[silent, busy]),
-        mailer.clone(),
-    );
+    let own_servers: Vec<(TenantId, i64)> = own.iter().map(|t| (*t, 0)).collect();
+    let tenants = MemoryTenants::with(&[relay_hangs, busy]).and(MemoryTenants::with_own_servers(&own_servers));
+    let worker = start(config(2, 4, 8), queue.clone(), tenants, mailer.clone());
     until("the other tenant's 30 sent", || {
         queue.count(busy, DeliveryStatus::Sent) == 30
     })
     .await;
-    assert_eq!(
-        mailer.most_at_once(silent),
-        2,
-        "the silent server holds its two slots only"
+    for t in &own {
+        assert_eq!(
+            mailer.most_at_once(*t),
+            1,
+            "a server that never took mail from us gets one connection"
+        );
+        assert_eq!(queue.count(*t, DeliveryStatus::Sent), 0);
+    }
+    assert!(
+        mailer.most_at_once(relay_hangs) <= 2,
+        "the platform relay's tenant holds its two slots at most"
     );
-    assert_eq!(queue.count(silent, DeliveryStatus::Sent), 0);
 
     // Shutdown: the hanging sends are cut off after the grace period; every delivery the
     // worker held is given back, unattempted, none left SENDING.
     let report = worker.stop().await;
-    assert!(report.released >= 2, "{report:?}");
-    assert_eq!(queue.count(silent, DeliveryStatus::Sending), 0);
-    assert_eq!(queue.count(silent, DeliveryStatus::Queued), 3);
-    for row in queue.rows().iter().filter(|r| r.delivery.tenant_id == silent) {
+    assert!(report.released >= 4, "{report:?}");
+    for t in own.iter().chain([&relay_hangs]) {
+        assert_eq!(queue.count(*t, DeliveryStatus::Sending), 0);
+        assert_eq!(queue.count(*t, DeliveryStatus::Queued), 12);
+    }
+    for row in queue.rows().iter().filter(|r| r.delivery.tenant_id != busy) {
         assert!(row.delivery.attempts.is_empty() && row.lease.is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn black_holed_servers_are_probed_once_and_their_mail_waits_in_the_queue() {
+    // Twelve tenants whose servers accept connections and say nothing until our deadline
+    // ends each attempt, 12 mails each, all due before a healthy tenant's 30; the side
+    // budget has four lanes (and a line of four: the rest come back a little later).
+    let holes: Vec<TenantId> = (0..12).map(|_| TenantId::generate()).collect();
+    let healthy = TenantId::generate();
+    let queue = Arc::new(MemoryQueue::default());
+    for t in &holes {
+        for _ in 0..12 {
+            queue.add(delivery(*t));
+        }
+    }
+    for _ in 0..30 {
+        let mut d = delivery(healthy);
+        d.next_attempt_at = Utc::now();
+        queue.add(d);
+    }
+    let deadline = Duration::from_millis(100);
+    let mailer = Arc::new(ScriptedMailer {
+        servers: holes.iter().map(|t| (*t, Server::BlackHole(deadline))).collect(),
+        ..ScriptedMailer::default()
+    });
+    let own: Vec<(TenantId, i64)> = holes.iter().map(|t| (*t, 0)).collect();
+    let tenants = MemoryTenants::with(&[healthy]).and(MemoryTenants::with_own_servers(&own));
+    let worker = start(
+        WorkerConfig {
+            max_probing: 4,
+            ..config(4, 8, 8)
+        },
+        queue.clone(),
+        tenants,
+        mailer.clone(),
+    );
+    until("the healthy tenant's 30 sent", || {
+        queue.count(healthy, DeliveryStatus::Sent) == 30
+    })
+    .await;
+    until("every black hole probed once", || {
+        holes.iter().all(|t| queue.count(*t, DeliveryStatus::Retrying) == 1)
+    })
+    .await;
+    worker.stop().await;
+
+    assert!(
+        mailer.most_at_once_in_all() <= 4 + 4,
+        "black holes used the four side lanes, the healthy tenant its own four: {}",
+        mailer.most_at_once_in_all()
+    );
+    for t in &holes {
+        assert_eq!(mailer.started(*t), 1, "one probe per server, not one attempt per mail");
+        let rows: Vec<Delivery> = queue
+            .rows()
+            .into_iter()
+            .filter(|r| r.delivery.tenant_id == *t)
+            .map(|r| r.delivery)
+            .collect();
+        let probe = rows.iter().find(|d| d.status == DeliveryStatus::Retrying).unwrap();
+        assert_eq!(probe.attempts.len(), 1);
+        assert_eq!(probe.attempts[0].stage.as_deref(), Some("GREETING"));
+        for d in rows.iter().filter(|d| d.id != probe.id) {
+            assert_eq!(d.status, DeliveryStatus::Queued, "waits, unattempted");
+            assert!(d.attempts.is_empty());
+            assert!(
+                d.next_attempt_at >= probe.next_attempt_at,
+                "not before the probe's own retry"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_comes_back_gets_its_held_back_mail_at_once() {
+    // The first attempt meets a silent server; the tenant backs off (a short backoff
+    // here), one mail probes it when the backoff ends, and once that goes through the
+    // rest — held back three minutes behind the probe — goes at once.
+    let t = TenantId::generate();
+    let queue = Arc::new(MemoryQueue::default());
+    for _ in 0..12 {
+        queue.add(delivery(t));
+    }
+    let mailer = Arc::new(ScriptedMailer {
+        servers: HashMap::from([(t, Server::BackAfterOne)]),
+        ..ScriptedMailer::default()
+    });
+    let mut cfg = config(4, 8, 8);
+    cfg.retry.base = Duration::from_millis(200);
+    let worker = start(
+        cfg,
+        queue.clone(),
+        MemoryTenants::with_own_servers(&[(t, 0)]),
+        mailer.clone(),
+    );
+    until("all 12 sent", || queue.count(t, DeliveryStatus::Sent) == 12).await;
+    worker.stop().await;
+    assert_eq!(mailer.started(t), 13, "one failed probe, then each mail once");
+    let failed_once: Vec<Delivery> = queue
+        .rows()
+        .into_iter()
+        .map(|r| r.delivery)
+        .filter(|d| d.attempts.len() == 2)
+        .collect();
+    assert_eq!(failed_once.len(), 1, "only the first probe failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_tenant_waits_for_its_turn_in_the_queue_not_in_a_lane() {
+    // Three tenants paced at one mail an hour, five mails each, due before a healthy
+    // tenant's 30, on a worker with two lanes in all.
+    let paced: Vec<TenantId> = (0..3).map(|_| TenantId::generate()).collect();
+    let healthy = TenantId::generate();
+    let queue = Arc::new(MemoryQueue::default());
+    for t in &paced {
+        for _ in 0..5 {
+            queue.add(delivery(*t));
+        }
+    }
+    for _ in 0..30 {
+        let mut d = delivery(healthy);
+        d.next_attempt_at = Utc::now();
+        queue.add(d);
+    }
+    let hour = Duration::from_secs(3600);
+    let mailer = Arc::new(ScriptedMailer {
+        intervals: paced.iter().map(|t| (*t, hour)).collect(),
+        ..ScriptedMailer::default()
+    });
+    let own: Vec<(TenantId, i64)> = paced.iter().map(|t| (*t, 3_600_000)).collect();
+    let tenants = MemoryTenants::with(&[healthy]).and(MemoryTenants::with_own_servers(&own));
+    let worker = start(config(2, 2, 8), queue.clone(), tenants, mailer.clone());
+    until("the healthy tenant's 30 and each paced tenant's first sent", || {
+        queue.count(healthy, DeliveryStatus::Sent) == 30
+            && paced.iter().all(|t| queue.count(*t, DeliveryStatus::Sent) == 1)
+    })
+    .await;
+    until("every paced tenant's other four waiting in the queue", || {
+        paced.iter().all(|t| queue.count(*t, DeliveryStatus::Queued) == 4)
+    })
+    .await;
+    worker.stop().await;
+
+    for t in &paced {
+        assert_eq!(mailer.started(*t), 1, "nothing else started before its turn");
+        let mut waiting: Vec<Delivery> = queue
+            .rows()
+            .into_iter()
+            .filter(|r| r.delivery.tenant_id == *t && r.delivery.status == DeliveryStatus::Queued)
+            .map(|r| r.delivery)
+            .collect();
+        waiting.sort_by_key(|d| d.next_attempt_at);
+        let first = waiting[0].next_attempt_at;
+        assert!(
+            first > Utc::now() + chrono::Duration::minutes(50),
+            "the next one is due at the next turn, about an hour on: {first}"
+        );
+        for (n, d) in waiting.iter().enumerate() {
+            assert!(d.attempts.is_empty());
+            assert_eq!(
+                d.next_attempt_at,
+                first + chrono::Duration::hours(n as i64),
+                "one per turn, in order"
+            );
+        }
     }
 }
 

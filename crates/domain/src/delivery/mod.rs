@@ -4,9 +4,12 @@
 //!
 //! - [`notification`]: what a platform service hands in and the built-in templates;
 //! - [`retry`]: the retry policy (backoff, rate-limit deferral, expiry);
-//! - [`update`]: the state changes (sent, after a failure, released, requeued, …).
+//! - [`update`]: the state changes (sent, after a failure, released, requeued, …);
+//! - [`postpone`]: when a tenant's waiting mail is moved to a later time (its turn under
+//!   pacing, or the end of its server's backoff).
 
 pub mod notification;
+pub mod postpone;
 pub mod retry;
 pub mod update;
 
@@ -19,7 +22,8 @@ use crate::tenant::TenantId;
 use crate::values::EmailAddress;
 
 pub use notification::{NotificationKind, NotificationRequest, RenderedMessage, VariableValue, escape_html, render};
-pub use retry::{FailureDecision, RetryPolicy, is_rate_limit};
+pub use postpone::Postponement;
+pub use retry::{FailureDecision, RetryPolicy, is_rate_limit, is_server_wide};
 pub use update::{DeliveryUpdate, NotFailed};
 
 crate::coded_enum! {

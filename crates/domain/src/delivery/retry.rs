@@ -56,6 +56,24 @@ pub fn is_rate_limit(failure: &SendFailure) -> bool {
             && (enhanced.starts_with("4.7.") || text.contains("rate") || text.contains("too many")))
 }
 
+/// Whether every other mail to the same server would meet this failure too, so the
+/// tenant's other waiting mail should wait as well instead of each trying and failing in
+/// turn: the server asked to slow down, or it could not be reached or talked to before any
+/// mail started (resolve, connect, greeting, TLS, EHLO, POP login, AUTH, or the whole
+/// send's deadline) for a reason that may pass. A refusal of one mail (at MAIL FROM, RCPT
+/// TO or DATA) is about that mail only.
+pub fn is_server_wide(failure: &SendFailure) -> bool {
+    use crate::mail::SendStage::*;
+    if is_rate_limit(failure) {
+        return true;
+    }
+    failure.is_transient()
+        && matches!(
+            failure.stage,
+            Resolve | Connect | Greeting | Tls | Ehlo | PopLogin | Auth | Timeout
+        )
+}
+
 impl RetryPolicy {
     /// Exponential backoff with ±20 % jitter (`jitter` in 0..1).
     pub fn backoff(&self, retries: u32, jitter: f64) -> Duration {
@@ -128,5 +146,41 @@ mod tests {
         assert!(matches!(p.decide(&net, 0, now, now, 0.5), FailureDecision::Retry(_)));
         assert_eq!(p.backoff(0, 0.5), Duration::from_secs(30));
         assert_eq!(p.backoff(30, 0.5), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn which_failures_hold_up_the_whole_server() {
+        let at = |stage, kind| SendFailure::new(stage, kind);
+        assert!(is_server_wide(&at(SendStage::Greeting, FailureKind::TimedOut)));
+        assert!(is_server_wide(&at(SendStage::Connect, FailureKind::ConnectionRefused)));
+        assert!(is_server_wide(&at(SendStage::Timeout, FailureKind::TimedOut)));
+        assert!(is_server_wide(&at(SendStage::Ehlo, FailureKind::ProtocolViolation)));
+        let reply = |stage, code: u16, enh: &str| SendFailure {
+            smtp_code: Some(code),
+            enhanced_code: Some(enh.into()),
+            server_message: Some("x".into()),
+            ..SendFailure::new(stage, FailureKind::Rejected)
+        };
+        assert!(is_server_wide(&reply(SendStage::RcptTo, 421, "4.7.0")), "slow down");
+        assert!(
+            is_server_wide(&reply(SendStage::Greeting, 451, "4.3.2")),
+            "busy at greeting"
+        );
+        assert!(
+            !is_server_wide(&reply(SendStage::RcptTo, 451, "4.2.0")),
+            "one mailbox is busy"
+        );
+        assert!(
+            !is_server_wide(&reply(SendStage::RcptTo, 550, "5.1.1")),
+            "one recipient"
+        );
+        assert!(
+            !is_server_wide(&reply(SendStage::Auth, 535, "5.7.8")),
+            "permanent: fails fast"
+        );
+        assert!(
+            !is_server_wide(&at(SendStage::Data, FailureKind::Network)),
+            "broke mid-mail"
+        );
     }
 }

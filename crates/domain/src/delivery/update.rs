@@ -215,6 +215,16 @@ impl DeliveryUpdate {
         }
     }
 
+    /// Given back unattempted because its tenant's server cannot take it now (the
+    /// tenant's pacing turn has not come, or its server is backing off): due at `until`,
+    /// nothing recorded, no retry used.
+    pub fn postponed(retries: u32, until: DateTime<Utc>) -> Self {
+        Self {
+            next_attempt_at: until,
+            ..Self::released(retries, until)
+        }
+    }
+
     /// A `FAILED` delivery put back in the queue by a person: retries reset, due at once.
     pub fn requeued(delivery: &Delivery, at: DateTime<Utc>) -> Result<Self, NotFailed> {
         if delivery.status != DeliveryStatus::Failed {

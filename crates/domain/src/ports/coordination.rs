@@ -15,6 +15,14 @@ pub trait Coordination: Send + Sync + 'static {
         holder: &str,
     ) -> Result<Option<std::time::Duration>, StoreError>;
 
+    /// How long until the tenant's next send turn, without taking it: zero when it is
+    /// free now; at least `interval` while another send holds it.
+    async fn send_turn_in(
+        &self,
+        tenant: TenantId,
+        interval: std::time::Duration,
+    ) -> Result<std::time::Duration, StoreError>;
+
     /// Gives the turn back right after the send started (its MAIL FROM was answered):
     /// the next send may start `interval` from now, by the database's clock.
     async fn finish_send_turn(

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::access::TenantScope;
-use crate::delivery::{Delivery, DeliveryStatus, DeliveryUpdate};
+use crate::delivery::{Delivery, DeliveryStatus, DeliveryUpdate, Postponement};
 use crate::error::StoreError;
 use crate::ids::{DeliveryId, LeaseOwner};
 use crate::tenant::TenantId;
@@ -43,10 +43,25 @@ pub trait DeliveryOutbox: Send + Sync + 'static {
 /// updates the domain decided.
 #[async_trait::async_trait]
 pub trait DeliveryQueue: Send + Sync + 'static {
-    /// Claims up to `limit` due deliveries for `owner` until `lease_until`: `QUEUED` or
-    /// `RETRYING` ones whose time has come, and `SENDING` ones whose lease expired. Skips
-    /// the tenants in `exclude`. Each returned delivery is `SENDING`; attempts not loaded.
-    /// No row lock is held after this returns.
+    /// Claims up to `limit` due deliveries for `owner` until `lease_until`, at most
+    /// `per_tenant` of any one tenant (so one tenant's queue cannot fill a claim while
+    /// others wait): `QUEUED` or `RETRYING` ones whose time has come, and `SENDING` ones
+    /// whose lease expired, earliest first. The per-tenant limit is applied among a bounded
+    /// window of the earliest candidates (so a claim's cost does not grow with the queue);
+    /// a tenant with more than that due first is left to the caller to `exclude` once it
+    /// holds enough. Skips the tenants in `exclude`. Each returned
+    /// delivery is `SENDING`; attempts not loaded. No row lock is held after this returns.
+    async fn claim_fairly(
+        &self,
+        owner: &LeaseOwner,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        per_tenant: u32,
+        exclude: &[TenantId],
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// [`DeliveryQueue::claim_fairly`] without a per-tenant limit.
     async fn claim(
         &self,
         owner: &LeaseOwner,
@@ -54,7 +69,29 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
         limit: u32,
         exclude: &[TenantId],
-    ) -> Result<Vec<Delivery>, StoreError>;
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.claim_fairly(owner, now, lease_until, limit, limit, exclude).await
+    }
+
+    /// Moves the tenant's deliveries that wait (`QUEUED` or `RETRYING`) and would be due
+    /// before `schedule.from()` onto the schedule, oldest first (see
+    /// [`Postponement`]); deliveries that are sending are left alone. How many moved.
+    async fn postpone_waiting(
+        &self,
+        tenant: TenantId,
+        schedule: &Postponement,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Brings the tenant's waiting deliveries due after `now` and no later than `up_to`
+    /// forward to `now` (its server took mail again after a backoff: what was held back
+    /// behind the probe goes now). How many moved.
+    async fn resume_waiting(
+        &self,
+        tenant: TenantId,
+        up_to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
 
     /// Extends the leases `owner` holds.
     async fn renew_leases(&self, owner: &LeaseOwner, lease_until: DateTime<Utc>) -> Result<u64, StoreError>;

@@ -5,12 +5,28 @@ use crate::plan::SenderOverridePermit;
 use crate::settings::MailSettings;
 use crate::tenant::{TenantId, TenantRecord};
 
+/// How a tenant's sends are spaced right now (see [`MailTransport::pacing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// The tenant's send interval.
+    pub interval: std::time::Duration,
+    /// How long until the tenant's next send may start (zero: now).
+    pub next_turn_in: std::time::Duration,
+}
+
 /// The one way mail leaves Mailgate.
 #[async_trait::async_trait]
 pub trait MailTransport: Send + Sync + 'static {
     /// Sends through the tenant's own server when its plan permits and settings are saved,
     /// and through the platform default otherwise. Paced by the tenant's send interval.
     async fn send(&self, tenant: &TenantRecord, mail: &OutgoingMail) -> Result<SendReceipt, SendFailure>;
+
+    /// How the tenant's next send would be paced: `None` when it is not (the platform
+    /// default, or no send interval). Lets a caller schedule a delivery for the tenant's
+    /// turn instead of holding a connection while [`MailTransport::send`] waits for it.
+    async fn pacing(&self, _tenant: &TenantRecord) -> Option<Pacing> {
+        None
+    }
 
     /// A test mail through `settings` (possibly an unsaved draft): a fresh connection,
     /// not paced, finished or abandoned within `deadline`.

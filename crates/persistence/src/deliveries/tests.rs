@@ -24,7 +24,7 @@ use sea_orm::{
     Statement, TransactionTrait,
 };
 
-use super::{claim_statement, delivery_row};
+use super::{ClaimLimits, claim_statement, delivery_row};
 use crate::SqlStore;
 use crate::entities::{deliveries, delivery_attempts};
 use crate::tests::{in_postgres_schema, keys, new_tenant, sqlite};
@@ -84,6 +84,126 @@ async fn enqueue(store: &SqlStore, tenant: TenantId, due: DateTime<Utc>) -> Deli
         EnqueueOutcome::Created(d) => d.id,
         EnqueueOutcome::Existing(_) => panic!("a delivery without a key is always new"),
     }
+}
+
+/// One tenant's long queue cannot fill a claim: each tenant gets at most `per_tenant` of
+/// it, the earliest of each, and the rest of the claim goes to the tenants behind it
+/// (within the claim's window of candidates: its limit plus the per-tenant limit).
+async fn a_claim_serves_tenants_fairly(store: Arc<SqlStore>) {
+    let (big, small) = (tenant(&store).await, tenant(&store).await);
+    let now = Utc::now();
+    let mut rows: Vec<Delivery> = (0..10)
+        .map(|i| notification(big, now - Duration::seconds(100 - i), None))
+        .collect();
+    let small_rows: Vec<Delivery> = (0..3)
+        .map(|i| notification(small, now - Duration::seconds(10 - i), None))
+        .collect();
+    rows.extend(small_rows.iter().cloned());
+    insert_many(&store, rows.clone()).await;
+
+    let lease = now + Duration::seconds(LEASE);
+    let claimed = store.claim_fairly(&w("w1"), now, lease, 10, 4, &[]).await.unwrap();
+    let of = |t: TenantId| {
+        claimed
+            .iter()
+            .filter(|d| d.tenant_id == t)
+            .map(|d| d.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of(big),
+        rows[..4].iter().map(|d| d.id).collect::<Vec<_>>(),
+        "the big tenant's earliest four"
+    );
+    assert_eq!(
+        of(small),
+        small_rows.iter().map(|d| d.id).collect::<Vec<_>>(),
+        "all of the small tenant's"
+    );
+    // Without the limit, the big tenant's earliest ten would have filled that claim; they
+    // are still there for the next one.
+    let rest = store.claim(&w("w2"), now, lease, 10, &[]).await.unwrap();
+    assert_eq!(ids(&rest), rows[4..10].iter().map(|d| d.id).collect::<Vec<_>>());
+}
+
+/// A tenant's waiting deliveries move onto a schedule in their order; sending ones, later
+/// ones and other tenants' stay where they are.
+async fn postponing_moves_a_tenants_waiting_mail_in_order(store: Arc<SqlStore>) {
+    use domain::delivery::Postponement;
+    let (paced, other) = (tenant(&store).await, tenant(&store).await);
+    let now = Utc::now();
+    let waiting: Vec<Delivery> = (0..5)
+        .map(|i| notification(paced, now - Duration::seconds(50 - i), None))
+        .collect();
+    let far = notification(paced, now + Duration::hours(5), None);
+    let others = notification(other, now - Duration::seconds(60), None);
+    let mut rows = waiting.clone();
+    rows.extend([far.clone(), others.clone()]);
+    insert_many(&store, rows).await;
+    // One of the waiting ones is being sent: it is not the queue's to move.
+    let sending = store
+        .claim_fairly(&w("w1"), now, now + Duration::days(1), 1, 1, &[other])
+        .await
+        .unwrap();
+    assert_eq!(ids(&sending), vec![waiting[0].id]);
+
+    let turn = now + Duration::minutes(10);
+    let schedule = Postponement::until_turn(turn, std::time::Duration::from_secs(60)).after(1);
+    let moved = store.postpone_waiting(paced, &schedule, now).await.unwrap();
+    assert_eq!(moved, 4);
+    for (n, d) in waiting[1..].iter().enumerate() {
+        let at = row(&store, d.id).await.next_attempt_at_ms;
+        assert_eq!(
+            at,
+            (turn + Duration::minutes(1 + n as i64)).timestamp_millis(),
+            "place {n}"
+        );
+        assert_eq!(row(&store, d.id).await.status, "QUEUED");
+    }
+    assert_eq!(row(&store, waiting[0].id).await.status, "SENDING");
+    assert_eq!(
+        row(&store, far.id).await.next_attempt_at_ms,
+        far.next_attempt_at.timestamp_millis()
+    );
+    assert_eq!(
+        row(&store, others.id).await.next_attempt_at_ms,
+        others.next_attempt_at.timestamp_millis()
+    );
+    // Nothing of the tenant's is due until its turn.
+    assert!(store.claim(&w("w2"), now, now, 10, &[other]).await.unwrap().is_empty());
+    let at_turn = turn + Duration::minutes(1);
+    assert_eq!(
+        ids(&store.claim(&w("w2"), at_turn, at_turn, 10, &[other]).await.unwrap()),
+        vec![waiting[1].id]
+    );
+
+    // A server backing off: one comes back to probe it, the rest a hold later, and all of
+    // them at once when the probe goes through.
+    let more = notification(other, now - Duration::seconds(30), None);
+    insert_many(&store, vec![more.clone()]).await;
+    let until = now + Duration::hours(1);
+    let hold = std::time::Duration::from_secs(600);
+    let schedule = Postponement::backing_off(until, hold);
+    assert_eq!(store.postpone_waiting(other, &schedule, now).await.unwrap(), 2);
+    assert_eq!(
+        row(&store, others.id).await.next_attempt_at_ms,
+        until.timestamp_millis(),
+        "the probe"
+    );
+    let held_back = (until + Duration::minutes(10)).timestamp_millis();
+    assert_eq!(row(&store, more.id).await.next_attempt_at_ms, held_back);
+    let probed = until + Duration::seconds(1);
+    let resumed = store
+        .resume_waiting(other, probed + Duration::minutes(10), probed)
+        .await
+        .unwrap();
+    assert_eq!(resumed, 1);
+    assert_eq!(row(&store, more.id).await.next_attempt_at_ms, probed.timestamp_millis());
+    assert_eq!(
+        row(&store, far.id).await.next_attempt_at_ms,
+        far.next_attempt_at.timestamp_millis(),
+        "another tenant's stays"
+    );
 }
 
 /// Stores many deliveries at once (bypassing `enqueue`, which stores one at a time).
@@ -959,7 +1079,7 @@ async fn sqlite_claim_uses_the_partial_indexes() {
         );
 
         let now = Utc::now();
-        let stmt = claim_statement(DbBackend::Sqlite, &w("w"), now, now, 50, &[a]);
+        let stmt = claim_statement(DbBackend::Sqlite, &w("w"), now, now, ClaimLimits::new(50, 8), &[a]);
         let plan = store
             .connection()
             .query_all_raw(Statement::from_sql_and_values(
@@ -986,6 +1106,26 @@ async fn sqlite_claim_uses_the_partial_indexes() {
 // ---------------------------------------------------------------------------------------
 // PostgreSQL
 // ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sqlite_a_claim_serves_tenants_fairly() {
+    on_sqlite(a_claim_serves_tenants_fairly).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_claim_serves_tenants_fairly() {
+    on_postgres(a_claim_serves_tenants_fairly).await;
+}
+
+#[tokio::test]
+async fn sqlite_postponing_moves_a_tenants_waiting_mail_in_order() {
+    on_sqlite(postponing_moves_a_tenants_waiting_mail_in_order).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_postponing_moves_a_tenants_waiting_mail_in_order() {
+    on_postgres(postponing_moves_a_tenants_waiting_mail_in_order).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_enqueue_is_idempotent() {
@@ -1050,7 +1190,7 @@ async fn postgres_claim_plan_and_rate() {
         let now = Utc::now();
         let plan = explain_claim(
             &store,
-            claim_statement(DbBackend::Postgres, &w("w"), now, now, 50, &[b]),
+            claim_statement(DbBackend::Postgres, &w("w"), now, now, ClaimLimits::new(50, 8), &[b]),
         )
         .await;
         eprintln!("PostgreSQL claim plan (20,000 SENT, 1,000 QUEUED):\n{plan}");
@@ -1061,7 +1201,7 @@ async fn postgres_claim_plan_and_rate() {
         // any parameters. The literal predicates keep the partial indexes usable then.
         let generic = explain_generic_claim(
             &store,
-            claim_statement(DbBackend::Postgres, &w("w"), now, now, 50, &[b]),
+            claim_statement(DbBackend::Postgres, &w("w"), now, now, ClaimLimits::new(50, 8), &[b]),
         )
         .await;
         eprintln!("PostgreSQL generic plan of the claim:\n{generic}");
@@ -1094,7 +1234,11 @@ async fn postgres_claim_plan_and_rate() {
                 .await
                 .unwrap();
         }
-        let plan = explain_claim(&store, claim_statement(DbBackend::Postgres, &w("w"), now, now, 50, &[])).await;
+        let plan = explain_claim(
+            &store,
+            claim_statement(DbBackend::Postgres, &w("w"), now, now, ClaimLimits::new(50, 8), &[]),
+        )
+        .await;
         eprintln!("PostgreSQL claim plan, first claim over 20,000 dead index entries:\n{plan}");
         drain(
             &store,

@@ -1,0 +1,115 @@
+//! Moving a tenant's waiting mail to when its server can take it, instead of letting it
+//! hold a lane, a connection or a claim while it waits.
+//!
+//! Two things make a tenant's mail wait: its send interval (the next turn has not come)
+//! and a server that cannot be reached (it is backing off). Either way the tenant's
+//! deliveries that are due now are moved, in their order, onto a schedule:
+//! - for a turn: `turn`, `turn + interval`, `turn + 2 × interval`, …, so a paced tenant's
+//!   queue comes due one turn at a time (each claim finds only what may go out);
+//! - for a backoff: the first at `until` (it probes the server), the rest a hold later, so
+//!   a tenant whose server is still down does not bring its whole queue back into every
+//!   claim; when the probe goes through, the rest is brought back at once.
+//!
+//! Nothing is attempted, nothing recorded, no retry used.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// Where a tenant's waiting deliveries go: place 0 at `from`, place `n ≥ 1` at
+/// `from + rest_after + n × spacing`; `skip` places are already taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Postponement {
+    from: DateTime<Utc>,
+    spacing: Duration,
+    rest_after: Duration,
+    skip: u32,
+}
+
+fn later(at: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
+    at + chrono::Duration::from_std(by).unwrap_or(chrono::Duration::days(365))
+}
+
+impl Postponement {
+    /// The tenant's next pacing turn is at `turn`; one mail per `interval` after that.
+    pub fn until_turn(turn: DateTime<Utc>, interval: Duration) -> Self {
+        Self {
+            from: turn,
+            spacing: interval,
+            rest_after: Duration::ZERO,
+            skip: 0,
+        }
+    }
+
+    /// The tenant's server is backing off until `until`: one mail then to probe it, the
+    /// rest `hold` later (or as soon as the probe goes through).
+    pub fn backing_off(until: DateTime<Utc>, hold: Duration) -> Self {
+        Self {
+            from: until,
+            spacing: Duration::ZERO,
+            rest_after: hold,
+            skip: 0,
+        }
+    }
+
+    /// Mail due before this is moved; the first place of the schedule.
+    pub fn from(&self) -> DateTime<Utc> {
+        self.from
+    }
+
+    /// The time between two mails after the first.
+    pub fn spacing(&self) -> Duration {
+        self.spacing
+    }
+
+    /// How much later than the first the second place is (beyond the spacing).
+    pub fn rest_after(&self) -> Duration {
+        self.rest_after
+    }
+
+    /// Places already taken.
+    pub fn skip(&self) -> u32 {
+        self.skip
+    }
+
+    /// When the `n`-th mail (from 0) of the schedule is due.
+    pub fn at(&self, n: u32) -> DateTime<Utc> {
+        let place = n.saturating_add(self.skip);
+        if place == 0 {
+            return self.from;
+        }
+        later(later(self.from, self.rest_after), self.spacing.saturating_mul(place))
+    }
+
+    /// The same schedule with its first `n` places taken (they went to mail handled
+    /// elsewhere, e.g. deliveries this worker held and gave back).
+    pub fn after(&self, n: u32) -> Self {
+        Self {
+            skip: self.skip.saturating_add(n),
+            ..*self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paced_queue_comes_due_one_turn_at_a_time() {
+        let t = Utc::now();
+        let p = Postponement::until_turn(t, Duration::from_secs(60));
+        assert_eq!(p.at(0), t);
+        assert_eq!(p.at(3), t + chrono::Duration::seconds(180));
+        assert_eq!(p.after(2).at(0), t + chrono::Duration::seconds(120));
+    }
+
+    #[test]
+    fn a_backing_off_queue_sends_one_probe_first() {
+        let t = Utc::now();
+        let b = Postponement::backing_off(t, Duration::from_secs(60));
+        let hold = t + chrono::Duration::seconds(60);
+        assert_eq!((b.at(0), b.at(1), b.at(500)), (t, hold, hold));
+        assert_eq!(b.after(1).at(0), hold, "the probe's place is taken");
+    }
+}

@@ -1,0 +1,78 @@
+//! Postponing a tenant's mail: the deliveries this worker holds for it go back to the
+//! queue on the schedule the domain describes ([`Postponement`]), then the tenant's
+//! waiting rows in the database follow them, so nothing of the tenant's is claimed again
+//! before its server can take it.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use domain::TenantId;
+use domain::delivery::{Delivery, DeliveryUpdate, Postponement};
+
+use crate::Shared;
+use crate::recorder::{Outcomes, hand_over};
+
+/// Gives back `first` and the tenant's backlog on `schedule`, in that order, and moves the
+/// tenant's waiting rows after them (in the background); the worker looks for work again
+/// when the schedule starts.
+pub(crate) fn postpone_tenant(
+    shared: &Arc<Shared>,
+    outcomes: &Outcomes,
+    tenant: TenantId,
+    first: Vec<Delivery>,
+    schedule: Postponement,
+) {
+    let mut held = first;
+    held.extend(shared.lanes.take_backlog(tenant));
+    let mut n = 0u32;
+    for d in &held {
+        hand_over(
+            shared,
+            outcomes,
+            d,
+            DeliveryUpdate::postponed(d.retries, schedule.at(n)),
+        );
+        n = n.saturating_add(1);
+    }
+    shared.metrics.postponed(held.len());
+    let rest = schedule.after(n);
+    let queue = shared.queue.clone();
+    tokio::spawn(async move {
+        match queue.postpone_waiting(tenant, &rest, Utc::now()).await {
+            Ok(moved) if moved > 0 => tracing::debug!(tenant = %tenant, moved, "waiting mail postponed"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(tenant = %tenant, error = %e, "postponing the tenant's waiting mail failed; its claims postpone it one by one")
+            }
+        }
+    });
+    shared.wake_at.at(schedule.from());
+}
+
+/// How long a backing-off tenant's mail waits behind its probe (it comes back at once
+/// when the probe goes through; a probe's send ends well before this).
+pub(crate) const PROBE_HOLD: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Brings back the tenant's mail held behind a probe that went through.
+pub(crate) fn resume_tenant(shared: &Arc<Shared>, tenant: TenantId) {
+    let now = Utc::now();
+    let up_to = now + chrono::Duration::from_std(PROBE_HOLD).unwrap_or_default() + chrono::Duration::seconds(1);
+    let queue = shared.queue.clone();
+    let wake = shared.clone();
+    tokio::spawn(async move {
+        match queue.resume_waiting(tenant, up_to, now).await {
+            Ok(moved) => {
+                tracing::info!(tenant = %tenant, moved, "the tenant's server takes mail again; its waiting mail goes now");
+                wake.wake_at.at(now);
+                wake.progress.notify_one();
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %tenant, error = %e, "resuming the tenant's waiting mail failed; it goes at its time")
+            }
+        }
+    });
+}
+
+/// How long a tenant's mail waits when the side budget and its line are full (about one
+/// probe's deadline, so the line has moved on by then).
+pub(crate) const SIDE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
