@@ -163,11 +163,16 @@ impl Bench {
     }
 
     pub async fn sent(&self) -> anyhow::Result<u64> {
+        self.sent_in(all_tenants()).await
+    }
+
+    /// SENT deliveries within `scope` (one tenant, or all).
+    pub async fn sent_in(&self, scope: domain::TenantScope) -> anyhow::Result<u64> {
         Ok(self
             .app
             .deliveries
             .queries()
-            .status_counts(all_tenants())
+            .status_counts(scope)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .into_iter()

@@ -23,7 +23,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
-use domain::delivery::DeliveryStatus;
 use domain::{TenantId, TenantScope};
 use mailbench::inprocess::*;
 use mailbench::*;
@@ -62,28 +61,15 @@ async fn tarpit() -> anyhow::Result<u16> {
     Ok(port)
 }
 
-async fn sent_of(b: &Bench, tenant: TenantId) -> anyhow::Result<u64> {
-    Ok(b.app
-        .deliveries
-        .queries()
-        .status_counts(TenantScope::One(tenant))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .into_iter()
-        .filter(|(s, _)| *s == DeliveryStatus::Sent)
-        .map(|(_, n)| n)
-        .sum())
-}
-
 /// Enqueues `n` for `tenant` (the worker is running) and waits until they are all SENT:
 /// the rate, n over the time from the first enqueue to the last SENT.
 async fn deliver(b: &Bench, tenant: TenantId, n: u64) -> anyhow::Result<f64> {
-    let before = sent_of(b, tenant).await?;
+    let before = b.sent_in(TenantScope::One(tenant)).await?;
     let t0 = Instant::now();
     let (ok, failed, _, first) = b.enqueue(&[tenant], n, 64).await;
     anyhow::ensure!(failed == 0, "enqueue failures: {failed}, first: {first:?}");
     loop {
-        if sent_of(b, tenant).await? >= before + ok {
+        if b.sent_in(TenantScope::One(tenant)).await? >= before + ok {
             break;
         }
         anyhow::ensure!(
