@@ -363,9 +363,10 @@ async fn kill_9_while_sending_loses_nothing() {
 }
 
 async fn sigterm_with_deliveries_in_flight_drains_and_exits_0(backend: Backend) {
-    // Each new connection waits a second for the greeting, so sends are in flight when SIGTERM comes.
+    // Each new connection waits five seconds for the greeting, so the first send is still
+    // waiting for it when SIGTERM comes (well before it, however slow the machine is).
     let smtp = SmtpServer::start(SmtpOptions {
-        greeting_delay: Some(Duration::from_millis(1500)),
+        greeting_delay: Some(Duration::from_millis(5000)),
         ..SmtpOptions::plain()
     });
     let dir = std::env::temp_dir().join(format!("mailgate-term-{}", uuid::Uuid::new_v4().simple()));
