@@ -178,11 +178,9 @@ impl DeliveryQueue for SqlStore {
         schedule: &Postponement,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let db = self.connection();
-        let stmt = postpone_statement(db.get_database_backend(), tenant, schedule, now);
-        let _turn = self.queue_write_turn().await;
-        let done = db.execute_raw(stmt).await.map_err(db_err)?;
-        Ok(done.rows_affected())
+        let backend = self.connection().get_database_backend();
+        self.queue_write(postpone_statement(backend, tenant, schedule, now))
+            .await
     }
 
     async fn resume_waiting(
@@ -191,11 +189,8 @@ impl DeliveryQueue for SqlStore {
         up_to: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let db = self.connection();
-        let stmt = resume_statement(db.get_database_backend(), tenant, up_to, now);
-        let _turn = self.queue_write_turn().await;
-        let done = db.execute_raw(stmt).await.map_err(db_err)?;
-        Ok(done.rows_affected())
+        let backend = self.connection().get_database_backend();
+        self.queue_write(resume_statement(backend, tenant, up_to, now)).await
     }
 
     async fn renew_leases(&self, owner: &LeaseOwner, lease_until: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -331,6 +326,13 @@ impl DeliveryQueries for SqlStore {
 }
 
 impl SqlStore {
+    /// Runs one write of the queue in its turn; how many rows it changed.
+    async fn queue_write(&self, stmt: Statement) -> Result<u64, StoreError> {
+        let _turn = self.queue_write_turn().await;
+        let done = self.connection().execute_raw(stmt).await.map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
     /// Enqueues each delivery on its own statement.
     async fn enqueue_each(&self, batch: &[Delivery]) -> Vec<Result<EnqueueOutcome, StoreError>> {
         let mut out = Vec::with_capacity(batch.len());

@@ -483,6 +483,22 @@ fn delivery(tenant: TenantId) -> Delivery {
     }
 }
 
+/// A queue holding `each` deliveries of every tenant in `first`, due before `n` of `then`.
+fn queue_with(first: &[TenantId], each: usize, then: TenantId, n: usize) -> Arc<MemoryQueue> {
+    let queue = Arc::new(MemoryQueue::default());
+    for t in first {
+        for _ in 0..each {
+            queue.add(delivery(*t));
+        }
+    }
+    for _ in 0..n {
+        let mut d = delivery(then);
+        d.next_attempt_at = Utc::now();
+        queue.add(d);
+    }
+    queue
+}
+
 fn reply(code: u16, enhanced: &str, text: &str) -> SendFailure {
     SendFailure {
         smtp_code: Some(code),
@@ -593,17 +609,7 @@ async fn servers_that_never_answer_hold_only_their_own_slots_and_lose_nothing() 
     // 4 in flight + a batch of 8): the other tenant's mail still all goes out.
     let own: Vec<TenantId> = (0..3).map(|_| TenantId::generate()).collect();
     let (relay_hangs, busy) = (TenantId::generate(), TenantId::generate());
-    let queue = Arc::new(MemoryQueue::default());
-    for t in own.iter().chain([&relay_hangs]) {
-        for _ in 0..12 {
-            queue.add(delivery(*t));
-        }
-    }
-    for _ in 0..30 {
-        let mut d = delivery(busy);
-        d.next_attempt_at = Utc::now();
-        queue.add(d);
-    }
+    let queue = queue_with(&[own.as_slice(), &[relay_hangs]].concat(), 12, busy, 30);
     let mut servers: HashMap<TenantId, Server> = own.iter().map(|t| (*t, Server::Hangs)).collect();
     servers.insert(relay_hangs, Server::Hangs);
     let mailer = Arc::new(ScriptedMailer {
@@ -650,17 +656,7 @@ async fn black_holed_servers_are_probed_once_and_their_mail_waits_in_the_queue()
     // budget has four lanes (and a line of four: the rest come back a little later).
     let holes: Vec<TenantId> = (0..12).map(|_| TenantId::generate()).collect();
     let healthy = TenantId::generate();
-    let queue = Arc::new(MemoryQueue::default());
-    for t in &holes {
-        for _ in 0..12 {
-            queue.add(delivery(*t));
-        }
-    }
-    for _ in 0..30 {
-        let mut d = delivery(healthy);
-        d.next_attempt_at = Utc::now();
-        queue.add(d);
-    }
+    let queue = queue_with(&holes, 12, healthy, 30);
     let deadline = Duration::from_millis(100);
     let mailer = Arc::new(ScriptedMailer {
         servers: holes.iter().map(|t| (*t, Server::BlackHole(deadline))).collect(),
@@ -754,17 +750,7 @@ async fn a_paced_tenant_waits_for_its_turn_in_the_queue_not_in_a_lane() {
     // tenant's 30, on a worker with two lanes in all.
     let paced: Vec<TenantId> = (0..3).map(|_| TenantId::generate()).collect();
     let healthy = TenantId::generate();
-    let queue = Arc::new(MemoryQueue::default());
-    for t in &paced {
-        for _ in 0..5 {
-            queue.add(delivery(*t));
-        }
-    }
-    for _ in 0..30 {
-        let mut d = delivery(healthy);
-        d.next_attempt_at = Utc::now();
-        queue.add(d);
-    }
+    let queue = queue_with(&paced, 5, healthy, 30);
     let hour = Duration::from_secs(3600);
     let mailer = Arc::new(ScriptedMailer {
         intervals: paced.iter().map(|t| (*t, hour)).collect(),
