@@ -474,6 +474,16 @@ impl Mailer {
         })
     }
 
+    /// Drops the tenant's pooled connections except those of settings version `keep`
+    /// (a change notification for settings this process already uses).
+    pub async fn forget_all_but(&self, tenant: TenantId, keep: Option<i64>) {
+        let _ = self
+            .inner
+            .transports
+            .invalidate_entries_if(move |k, _| k.0 == tenant && Some(k.1) != keep);
+        self.inner.transports.run_pending_tasks().await;
+    }
+
     /// Cached tenant transports (for tests and memory figures).
     pub async fn cached_transports(&self) -> u64 {
         self.inner.transports.run_pending_tasks().await;

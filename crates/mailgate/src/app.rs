@@ -243,7 +243,16 @@ impl App {
                     match changed {
                         Some(id) => {
                             cached.invalidate(id).await;
-                            domain::ports::MailTransport::forget(&*mailer, id).await;
+                            // Keep the pool of the settings now saved (this process's own
+                            // save comes back here too, while its sends use that pool);
+                            // drop the others. Unreadable: drop them all.
+                            match cached.tenant(id).await {
+                                Ok(record) => {
+                                    let current = record.and_then(|r| r.settings.map(|s| s.version));
+                                    mailer.forget_all_but(id, current).await;
+                                }
+                                Err(_) => domain::ports::MailTransport::forget(&*mailer, id).await,
+                            }
                         }
                         None => cached.invalidate_all(),
                     }
