@@ -8,6 +8,7 @@ mod m20261122_000001_foundation;
 mod m20261122_000002_deliveries;
 mod m20261122_000003_coordination;
 mod m20261122_000004_lean_delivery_writes;
+mod m20261202_000005_delivery_claims;
 
 /// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_deliveries::Migration),
             Box::new(m20261122_000003_coordination::Migration),
             Box::new(m20261122_000004_lean_delivery_writes::Migration),
+            Box::new(m20261202_000005_delivery_claims::Migration),
         ]
     }
 }

@@ -17,6 +17,8 @@ crate::each_backend!(
     a_downgrade_between_enqueue_and_send_uses_the_platform_default,
     pacing_holds_with_several_workers,
     tenants_see_their_deliveries_and_operators_see_metrics,
+    unreadable_settings_hold_the_mail_until_repaired_through_the_api,
+    a_delivery_whose_every_claim_ended_with_its_process_is_failed,
 );
 
 const ENQUEUE: &str = "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id status messageId subject to kind retries idempotencyKey } }";
@@ -582,6 +584,217 @@ async fn tenants_see_their_deliveries_and_operators_see_metrics(backend: Backend
         text.contains("mailgate_deliveries_recorded_total{status=\"failed\"} 0"),
         "{text}"
     );
+    worker.stop().await;
+    app.finish().await;
+}
+
+/// Makes the tenant's stored settings row unreadable behind the API's back (an encryption
+/// code no version of Mailgate wrote), then has a write go through the tenant cache
+/// (a plan change) so the next read sees the row as it now is.
+async fn corrupt_settings(app: &TestApp, tenant: &str, plan: &str) {
+    use sea_orm::ConnectionTrait as _;
+    app.app
+        .db
+        .execute_unprepared(&format!(
+            "UPDATE mail_settings SET encryption = 'ROT13' WHERE tenant_id = '{tenant}'"
+        ))
+        .await
+        .expect("corrupt the row");
+    app.ok(
+        &app.operator(),
+        "mutation($t:ID!,$p:Plan!){ changeTenantPlan(tenantId:$t, plan:$p){ id } }",
+        json!({ "t": tenant, "p": plan }),
+    )
+    .await;
+}
+
+async fn unreadable_settings_hold_the_mail_until_repaired_through_the_api(backend: Backend) {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let app = delivery_app(backend, &[smtp.port]).await;
+    let repaired = app.create_tenant("Repaired", "SHARE").await;
+    let cleared = app.create_tenant("Cleared", "SHARE").await;
+    for t in [&repaired, &cleared] {
+        app.ok(&app.admin(t), UPDATE, json!({ "t": t, "i": plain_settings(smtp.port) }))
+            .await;
+    }
+    let waiting: Vec<String> = {
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(
+                enqueue(&app, registration(&repaired, "en", None)).await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        ids
+    };
+    let mut to_clear = Vec::new();
+    for _ in 0..2 {
+        to_clear.push(
+            enqueue(&app, registration(&cleared, "en", None)).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    corrupt_settings(&app, &repaired, "BIZ").await;
+    corrupt_settings(&app, &cleared, "BIZ").await;
+
+    // The tenant is still there for its admin; only the settings say why they are not.
+    let seen = app
+        .gql(&app.admin(&repaired), TENANT_QUERY, json!({ "id": repaired }))
+        .await;
+    assert_eq!(seen["data"]["tenant"]["name"], "Repaired", "{seen}");
+    assert_eq!(seen["data"]["tenant"]["mailSettings"], Value::Null, "{seen}");
+    assert_eq!(code(&seen), "SETTINGS_UNREADABLE", "{seen}");
+    assert_eq!(seen["errors"][0]["path"], json!(["tenant", "mailSettings"]), "{seen}");
+    assert_eq!(seen["errors"][0]["extensions"]["currentVersion"], 1, "{seen}");
+    let reason = seen["data"]["tenant"]["effectiveSender"]["reason"].as_str().unwrap();
+    assert!(reason.contains("cannot be read"), "{reason}");
+    assert!(!seen.to_string().contains("ROT13"), "no stored value leaks: {seen}");
+    // A test of what is saved cannot run; nothing is sent.
+    let test = app
+        .gql(
+            &app.admin(&repaired),
+            "mutation($t:ID!){ sendTestMail(tenantId:$t, to:\"a@example.net\"){ ok } }",
+            json!({ "t": repaired }),
+        )
+        .await;
+    assert_eq!(code(&test), "SETTINGS_UNREADABLE", "{test}");
+
+    // The worker neither sends them elsewhere nor spins: one delivery at a time records
+    // why it waits (stage SETTINGS, no retry used), backing off.
+    let worker = RunningWorker::start(&app);
+    let start = Instant::now();
+    let marked = loop {
+        let mut found = None;
+        for id in &waiting {
+            let d = delivery(&app, id).await;
+            if d["status"] == "RETRYING" && d["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
+                found = Some(d);
+            }
+        }
+        if let Some(d) = found {
+            break d;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no delivery recorded why it waits"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(marked["status"], "RETRYING", "{marked}");
+    assert_eq!(marked["retries"], 0, "{marked}");
+    assert_eq!(marked["attempts"][0]["stage"], "SETTINGS", "{marked}");
+    assert_eq!(marked["attempts"][0]["outcome"], "DEFERRED", "{marked}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut attempts = 0;
+    for id in &waiting {
+        let d = delivery(&app, id).await;
+        assert_ne!(d["status"], "SENT", "{d}");
+        assert_ne!(d["status"], "FAILED", "{d}");
+        attempts += d["attempts"].as_array().map_or(0, Vec::len);
+    }
+    // Backing off from 1 s (doubling): a handful of tries in 3 s, not a loop.
+    assert!((1..=5).contains(&attempts), "{attempts} attempts in about 3 s");
+    assert_eq!(smtp.count(), 0, "nothing went out from the tenant's server");
+
+    // Repaired through the API without reading the old row: all of it goes out.
+    let mut input = plain_settings(smtp.port);
+    input["expectedVersion"] = json!(1);
+    let saved = app
+        .gql(
+            &app.admin(&repaired),
+            "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }",
+            json!({ "t": repaired, "i": input }),
+        )
+        .await;
+    assert_eq!(saved["data"]["updateMailSettings"]["version"], 2, "{saved}");
+    for id in &waiting {
+        let d = wait_status(&app, id, "SENT", Duration::from_secs(40)).await;
+        assert_eq!(d["retries"], 0, "{d}");
+    }
+    assert_eq!(smtp.wait_for(3, Duration::from_secs(5)).len(), 3);
+
+    // Or cleared: the mail then goes out from the platform default.
+    let clear = app
+        .gql(
+            &app.admin(&cleared),
+            "mutation($t:ID!){ clearMailSettings(tenantId:$t){ mailSettings { version } effectiveSender { source } } }",
+            json!({ "t": cleared }),
+        )
+        .await;
+    assert_eq!(
+        clear["data"]["clearMailSettings"]["mailSettings"],
+        Value::Null,
+        "{clear}"
+    );
+    assert_eq!(
+        clear["data"]["clearMailSettings"]["effectiveSender"]["source"], "PLATFORM_DEFAULT",
+        "{clear}"
+    );
+    // Within the test's time, so well before the 180 s that mail held behind a probe
+    // waits at most: held mail comes back as soon as a send goes through.
+    for id in &to_clear {
+        let d = wait_status(&app, id, "SENT", Duration::from_secs(40)).await;
+        assert_eq!(
+            d["attempts"].as_array().unwrap().last().unwrap()["senderSource"],
+            "PLATFORM_DEFAULT"
+        );
+    }
+    let trail = app
+        .ok(
+            &app.admin(&cleared),
+            "query($t:ID!){ tenant(id:$t){ auditTrail { edges { node { action } } } } }",
+            json!({ "t": cleared }),
+        )
+        .await;
+    assert!(trail.to_string().contains("MAIL_SETTINGS_CLEARED"), "{trail}");
+    assert!(logs().contains("cannot be read"), "operators see it in the log");
+    worker.stop().await;
+    app.finish().await;
+}
+
+/// A delivery that took down every process that claimed it (its lease ran out each time,
+/// so its claims count up without an outcome) is failed after the fifth, with a reason,
+/// instead of taking the next process down; one within the limit is sent as usual.
+async fn a_delivery_whose_every_claim_ended_with_its_process_is_failed(backend: Backend) {
+    use sea_orm::ConnectionTrait as _;
+    let app = delivery_app(backend, &[]).await;
+    let tenant = app.create_tenant("Poisoned", "PRO").await;
+    let poison = enqueue(&app, registration(&tenant, "en", None)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let survivor = enqueue(&app, registration(&tenant, "en", None)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // As five (and four) claims by processes that died before an outcome leave it.
+    let expired = chrono::Utc::now().timestamp_millis() - 1_000;
+    for (id, claims) in [(&poison, 5), (&survivor, 4)] {
+        app.app
+            .db
+            .execute_unprepared(&format!(
+                "UPDATE deliveries SET status = 'SENDING', lease_owner = 'a-dead-worker', \
+                 lease_until_ms = {expired}, claims = {claims} WHERE id = '{id}'"
+            ))
+            .await
+            .expect("age the claims");
+    }
+    let worker = RunningWorker::start(&app);
+    let failed = wait_status(&app, &poison, "FAILED", Duration::from_secs(10)).await;
+    assert!(
+        failed["failureReason"].as_str().unwrap().starts_with("abandoned"),
+        "{failed}"
+    );
+    assert_eq!(failed["attempts"][0]["stage"], "INTERNAL", "{failed}");
+    assert_eq!(failed["attempts"][0]["outcome"], "FAILED", "{failed}");
+    let sent = wait_status(&app, &survivor, "SENT", Duration::from_secs(10)).await;
+    assert_eq!(sent["attempts"].as_array().unwrap().len(), 1, "{sent}");
+    let files = std::fs::read_dir(app.app.config.data_dir.join("mail")).unwrap().count();
+    assert_eq!(files, 1, "only the survivor went out");
     worker.stop().await;
     app.finish().await;
 }

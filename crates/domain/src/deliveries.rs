@@ -117,6 +117,7 @@ impl DeliveryService {
             created_at: now,
             sent_at: None,
             failure_reason: None,
+            claims: 0,
             attempts: Vec::new(),
         };
         match self.outbox.enqueue(&delivery).await? {

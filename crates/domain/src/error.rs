@@ -72,6 +72,10 @@ pub enum Error {
     VersionConflict { current: i64 },
     #[error("too many requests")]
     RateLimited,
+    /// Settings are saved (this version) but cannot be read back; saving new ones or
+    /// clearing works without them.
+    #[error("the saved settings (version {version}) cannot be read")]
+    SettingsUnreadable { version: i64 },
     #[error(transparent)]
     Internal(#[from] StoreError),
 }

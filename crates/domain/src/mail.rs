@@ -131,6 +131,9 @@ pub enum FailureKind {
     ProtocolViolation,
     /// The message could not be built from the stored data.
     InvalidMessage,
+    /// The tenant's saved settings cannot be read back; nothing was sent. Passes once
+    /// they are saved again or cleared.
+    SettingsUnreadable,
 }
 
 /// A failed send: where, why, and what the server said (secrets removed).
@@ -166,7 +169,8 @@ impl SendFailure {
             | FailureKind::Network
             | FailureKind::ProtocolViolation
             | FailureKind::ConnectionRefused
-            | FailureKind::HostNotFound => true,
+            | FailureKind::HostNotFound
+            | FailureKind::SettingsUnreadable => true,
             _ => false,
         }
     }
@@ -281,7 +285,7 @@ pub fn diagnose(failure: &SendFailure, settings: Option<&MailSettings>) -> Diagn
                 d(Hint::TimedOut, Some("host"))
             }
         }
-        FailureKind::Network | FailureKind::InvalidMessage => d(Hint::Other, None),
+        FailureKind::Network | FailureKind::InvalidMessage | FailureKind::SettingsUnreadable => d(Hint::Other, None),
         FailureKind::Rejected => {
             if enhanced == "5.7.9" || (code == 534 && text.contains("application-specific")) {
                 d(Hint::GmailAppPassword, Some("password"))

@@ -55,6 +55,10 @@ pub enum SenderReason {
     NoSettingsSaved,
     /// Settings may or may not be saved; the plan forbids using them.
     PlanForbids { plan: Plan, settings_saved: bool },
+    /// The plan allows a custom sender and settings are saved, but they cannot be read
+    /// back: the tenant's mail waits until they are saved again or cleared (clearing
+    /// sends from the platform default, the address shown).
+    SettingsUnreadable,
 }
 
 /// The route a tenant's mail takes. The custom route carries the permit, so it can only
@@ -67,6 +71,11 @@ pub enum SenderRoute<'a> {
     },
     PlatformDefault {
         reason: SenderReason,
+    },
+    /// Custom settings are saved but cannot be read back: nothing can be sent on this
+    /// route until they are saved again or cleared.
+    Unreadable {
+        permit: SenderOverridePermit,
     },
 }
 
@@ -97,7 +106,18 @@ pub struct EffectiveSender {
 
 /// The effective sender of a tenant on `plan` with `settings` saved.
 pub fn effective_sender(plan: Plan, settings: Option<&MailSettings>, platform: &PlatformSender) -> EffectiveSender {
-    match sender_route(plan, settings) {
+    effective_sender_of(sender_route(plan, settings), platform)
+}
+
+/// The effective sender on `route`.
+pub fn effective_sender_of(route: SenderRoute<'_>, platform: &PlatformSender) -> EffectiveSender {
+    match route {
+        SenderRoute::Unreadable { .. } => EffectiveSender {
+            address: platform.address.clone(),
+            name: platform.name.clone(),
+            source: SenderSource::PlatformDefault,
+            reason: SenderReason::SettingsUnreadable,
+        },
         SenderRoute::Custom { permit, settings } => EffectiveSender {
             address: settings.from_address().clone(),
             name: settings.from_name().cloned(),

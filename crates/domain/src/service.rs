@@ -13,7 +13,7 @@ use crate::i18n::Locale;
 use crate::mail::{Diagnosis, OutgoingMail, SendFailure, SendReceipt, Subject, diagnose};
 use crate::plan::{Plan, sender_override_permit};
 use crate::ports::{Coordination, MailTransport, TenantRecord, TenantStore};
-use crate::sender::{EffectiveSender, PlatformSender, effective_sender};
+use crate::sender::{EffectiveSender, PlatformSender, effective_sender_of};
 use crate::settings::PortPolicy;
 use crate::settings::{FieldChange, MailSettings, MailSettingsDraft, StoredMailSettings, settings_diff};
 use crate::tenant::{Tenant, TenantId, TenantName};
@@ -42,17 +42,22 @@ impl TenantView {
         self.record.settings.as_ref()
     }
 
+    /// The saved settings, or [`Error::SettingsUnreadable`] when they are saved but
+    /// cannot be read back.
+    pub fn readable_settings(&self) -> Result<Option<&StoredMailSettings>> {
+        match self.record.unreadable_settings {
+            Some(u) => Err(Error::SettingsUnreadable { version: u.version }),
+            None => Ok(self.record.settings.as_ref()),
+        }
+    }
+
     /// Whether the saved settings are in force (the plan allows them).
     pub fn settings_active(&self) -> bool {
         self.record.tenant.plan.can_override_sender()
     }
 
     pub fn effective_sender(&self) -> EffectiveSender {
-        effective_sender(
-            self.record.tenant.plan,
-            self.settings().map(|s| &s.settings),
-            &self.platform,
-        )
+        effective_sender_of(self.record.route(), &self.platform)
     }
 }
 
@@ -229,7 +234,7 @@ impl TenantService {
             now,
         );
         self.store.insert_tenant(&tenant, &audit).await?;
-        Ok(self.view(TenantRecord { tenant, settings: None }))
+        Ok(self.view(TenantRecord::new(tenant, None)))
     }
 
     /// Operators move tenants between plans. Settings are kept; on a plan that forbids a
@@ -239,7 +244,7 @@ impl TenantService {
         let mut writes = ConflictRetry::new(false);
         loop {
             let mut record = self.load(id).await?;
-            let current_version = record.settings.as_ref().map_or(0, |s| s.version);
+            let current_version = record.settings_version();
             let from = record.tenant.plan;
             if from == plan {
                 return Ok(self.view(record));
@@ -317,7 +322,9 @@ impl TenantService {
             let record = self.load(id).await?;
             let permit = sender_override_permit(record.tenant.plan)?;
             let stored = record.settings.as_ref();
-            let current = stored.map_or(0, |s| s.version);
+            // Unreadable settings are replaced as a whole: the form must carry every
+            // field (and the password) again.
+            let current = record.settings_version();
             if let Some(expected) = expected_version
                 && expected != current
             {
@@ -353,21 +360,23 @@ impl TenantService {
         let mut writes = ConflictRetry::new(expected_version.is_some());
         loop {
             let mut record = self.load(id).await?;
-            let current = record.settings.as_ref().map_or(0, |s| s.version);
+            let current = record.settings_version();
             if let Some(expected) = expected_version
                 && expected != current
             {
                 return Err(Error::VersionConflict { current });
             }
-            let Some(stored) = &record.settings else {
+            if current == 0 {
                 return Ok(self.view(record));
-            };
+            }
             let now = Utc::now();
-            let changes = settings_diff(Some(&stored.settings), None);
+            // Unreadable settings are cleared without reading them: nothing to list.
+            let changes = settings_diff(record.settings.as_ref().map(|s| &s.settings), None);
             let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsCleared, changes, now);
             let cleared = self.store.clear_mail_settings(id, current, now, &audit).await;
             if writes.settle(cleared)?.is_some() {
                 record.settings = None;
+                record.unreadable_settings = None;
                 self.mailer.forget(id).await;
                 return Ok(self.view(record));
             }
@@ -403,6 +412,11 @@ impl TenantService {
         let permit = sender_override_permit(record.tenant.plan)?;
         let to = EmailAddress::parse(to).map_err(|e| Error::validation("to", e))?;
         let stored = record.settings.as_ref().map(|s| &s.settings);
+        if draft.is_none()
+            && let Some(u) = record.unreadable_settings
+        {
+            return Err(Error::SettingsUnreadable { version: u.version });
+        }
         let settings = match draft {
             Some(d) => MailSettings::validate(d, stored).map_err(Error::Validation)?,
             None => stored

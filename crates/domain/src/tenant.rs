@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::plan::Plan;
+use crate::plan::{Plan, sender_override_permit};
+use crate::sender::{SenderReason, SenderRoute, sender_route};
 use crate::values::{ValueError, has_control_chars};
 
 crate::ids::uuid_id! {
@@ -58,4 +59,51 @@ pub struct Tenant {
 pub struct TenantRecord {
     pub tenant: Tenant,
     pub settings: Option<crate::settings::StoredMailSettings>,
+    /// Settings are saved but could not be read back (a corrupt row, a secret whose key
+    /// is gone); `settings` is then `None`. Mail on the tenant's own route waits until
+    /// they are saved again or cleared, which works without reading them.
+    pub unreadable_settings: Option<UnreadableSettings>,
+}
+
+/// Saved settings that could not be read back: only their version is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnreadableSettings {
+    pub version: i64,
+}
+
+impl TenantRecord {
+    /// A tenant whose settings (if any) were read back.
+    pub fn new(tenant: Tenant, settings: Option<crate::settings::StoredMailSettings>) -> Self {
+        Self {
+            tenant,
+            settings,
+            unreadable_settings: None,
+        }
+    }
+
+    /// The route this tenant's mail takes: as [`sender_route`] decides from the plan and
+    /// the settings, except that unreadable settings on a plan that allows them are
+    /// [`SenderRoute::Unreadable`] (never silently the platform default).
+    pub fn route(&self) -> SenderRoute<'_> {
+        let plan = self.tenant.plan;
+        match (self.unreadable_settings, sender_override_permit(plan)) {
+            (Some(_), Ok(permit)) => SenderRoute::Unreadable { permit },
+            (Some(_), Err(_)) => SenderRoute::PlatformDefault {
+                reason: SenderReason::PlanForbids {
+                    plan,
+                    settings_saved: true,
+                },
+            },
+            (None, _) => sender_route(plan, self.settings.as_ref().map(|s| &s.settings)),
+        }
+    }
+
+    /// The version of what is saved, readable or not (0: nothing saved).
+    pub fn settings_version(&self) -> i64 {
+        match (&self.settings, self.unreadable_settings) {
+            (Some(s), _) => s.version,
+            (None, Some(u)) => u.version,
+            (None, None) => 0,
+        }
+    }
 }

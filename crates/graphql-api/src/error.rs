@@ -19,6 +19,7 @@ pub mod code {
     pub const VALIDATION_FAILED: &str = "VALIDATION_FAILED";
     pub const VERSION_CONFLICT: &str = "VERSION_CONFLICT";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    pub const SETTINGS_UNREADABLE: &str = "SETTINGS_UNREADABLE";
     pub const INTERNAL: &str = "INTERNAL";
 }
 
@@ -31,6 +32,7 @@ pub fn message(code: &str, locale: Locale) -> Cow<'static, str> {
         code::VALIDATION_FAILED => Text::ValidationFailed,
         code::VERSION_CONFLICT => Text::VersionConflict,
         code::RATE_LIMITED => Text::RateLimited,
+        code::SETTINGS_UNREADABLE => Text::SettingsUnreadable,
         _ => Text::Internal,
     };
     say(text, locale)
@@ -125,6 +127,13 @@ pub fn to_graphql(err: Error, locale: Locale) -> async_graphql::Error {
             message(code::RATE_LIMITED, locale).into_owned(),
             code::RATE_LIMITED,
             |_| {},
+        ),
+        Error::SettingsUnreadable { version } => with_code(
+            message(code::SETTINGS_UNREADABLE, locale).into_owned(),
+            code::SETTINGS_UNREADABLE,
+            |ext| {
+                ext.set("currentVersion", version);
+            },
         ),
         Error::Internal(store) => internal(&store, locale),
     }

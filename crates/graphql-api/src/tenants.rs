@@ -66,12 +66,14 @@ impl Tenant {
     async fn can_override_sender(&self) -> bool {
         self.0.tenant().plan.can_override_sender()
     }
-    /// Null when nothing is saved.
-    async fn mail_settings(&self) -> Option<MailSettings> {
-        self.0.settings().cloned().map(|stored| MailSettings {
+    /// Null when nothing is saved. `SETTINGS_UNREADABLE` (with `currentVersion`) when
+    /// settings are saved but cannot be read back: save them anew or clear them.
+    async fn mail_settings(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<MailSettings>> {
+        let stored = self.0.readable_settings().gql(locale(ctx))?;
+        Ok(stored.cloned().map(|stored| MailSettings {
             stored,
             active: self.0.settings_active(),
-        })
+        }))
     }
     async fn effective_sender(&self) -> EffectiveSender {
         EffectiveSender(self.0.effective_sender())

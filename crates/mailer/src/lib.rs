@@ -29,7 +29,7 @@ use domain::TenantId;
 use domain::mail::{FailureKind, OutgoingMail, SendFailure, SendReceipt, SendStage, SenderUsed};
 use domain::plan::SenderOverridePermit;
 use domain::ports::{Coordination, MailTransport, Pacing, TenantRecord};
-use domain::sender::{PlatformSender, SenderRoute, SenderSource, sender_route};
+use domain::sender::{PlatformSender, SenderRoute, SenderSource};
 use domain::settings::{Encryption, MailSettings, PortPolicy};
 use domain::values::{Host, LocalHostname};
 
@@ -517,19 +517,21 @@ async fn write_eml(dir: &std::path::Path, built: &message::Built) -> Result<(u16
 impl MailTransport for Mailer {
     async fn send(&self, tenant: &TenantRecord, mail: &OutgoingMail) -> Result<SendReceipt, SendFailure> {
         let id = tenant.tenant.id;
-        match sender_route(tenant.tenant.plan, tenant.settings.as_ref().map(|s| &s.settings)) {
+        match tenant.route() {
             SenderRoute::Custom { permit, settings } => {
-                let version = tenant.settings.as_ref().map_or(0, |s| s.version);
-                self.send_custom(permit, id, version, settings, mail).await
+                self.send_custom(permit, id, tenant.settings_version(), settings, mail)
+                    .await
             }
             SenderRoute::PlatformDefault { .. } => self.send_platform(id, mail).await,
+            // Never the platform default in their place: the tenant chose its own server.
+            SenderRoute::Unreadable { .. } => {
+                Err(SendFailure::new(SendStage::Resolve, FailureKind::SettingsUnreadable))
+            }
         }
     }
 
     async fn pacing(&self, tenant: &TenantRecord) -> Option<Pacing> {
-        let SenderRoute::Custom { settings, .. } =
-            sender_route(tenant.tenant.plan, tenant.settings.as_ref().map(|s| &s.settings))
-        else {
+        let SenderRoute::Custom { settings, .. } = tenant.route() else {
             return None;
         };
         let interval = settings.send_interval().duration();

@@ -14,6 +14,7 @@ use domain::ports::TenantRecord;
 use domain::settings::{
     Encryption, FieldChange, MailSettings, MailSettingsDraft, PopBeforeSmtpDraft, ServerKind, StoredMailSettings,
 };
+use domain::tenant::UnreadableSettings;
 use domain::{Plan, Tenant, TenantId, TenantName};
 use sea_orm::ActiveValue::Set;
 use sea_orm::DbErr;
@@ -72,10 +73,21 @@ pub(crate) fn record_from_rows(
     keys: &SecretKeyRing,
 ) -> Result<TenantRecord, StoreError> {
     let tenant = tenant_from_row(tenant)?;
-    let settings = settings
-        .map(|row| settings_from_row(row, &tenant.id, keys))
-        .transpose()?;
-    Ok(TenantRecord { tenant, settings })
+    let Some(row) = settings else {
+        return Ok(TenantRecord::new(tenant, None));
+    };
+    match settings_from_row(row, &tenant.id, keys) {
+        Ok(settings) => Ok(TenantRecord::new(tenant, Some(settings))),
+        // The tenant stays usable (it can see why, save anew or clear); its own route
+        // waits. The error names the tenant and the field, never a value.
+        Err(error) => {
+            tracing::error!(tenant = %tenant.id, version = row.version, %error, "the tenant's saved mail settings cannot be read; its mail waits until they are saved again or cleared");
+            Ok(TenantRecord {
+                unreadable_settings: Some(UnreadableSettings { version: row.version }),
+                ..TenantRecord::new(tenant, None)
+            })
+        }
+    }
 }
 
 /// Opens one stored secret; both columns are set or neither is.

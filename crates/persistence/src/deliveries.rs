@@ -540,7 +540,7 @@ fn claim_statement(
         .bind(owner.as_str())
         .sql(", lease_until_ms = ")
         .bind(lease_until.timestamp_millis())
-        .sql(", updated_at = ")
+        .sql(", claims = claims + 1, updated_at = ")
         .bind(now)
         .sql(" WHERE id IN (SELECT id FROM picked) RETURNING *");
     q.build()
@@ -636,7 +636,7 @@ fn finish_statement(
     q.sql(
         ") UPDATE deliveries SET status = v.status, retries = COALESCE(v.retries, deliveries.retries), \
          next_attempt_at_ms = v.next_ms, sent_at = v.sent_at, failure_reason = v.reason, \
-         lease_owner = NULL, lease_until_ms = NULL, updated_at = ",
+         lease_owner = NULL, lease_until_ms = NULL, claims = 0, updated_at = ",
     )
     .bind(now)
     .sql(" FROM v WHERE deliveries.id = v.vid AND deliveries.status = v.expected AND deliveries.lease_owner = ")
@@ -671,6 +671,7 @@ pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliverie
         updated_at: Set(now),
         sent_at: Set(delivery.sent_at),
         failure_reason: Set(delivery.failure_reason.as_ref().map(|r| r.as_text().to_owned())),
+        claims: Set(0),
     }
 }
 
@@ -705,6 +706,7 @@ pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>)
         created_at: row.created_at,
         sent_at: row.sent_at,
         failure_reason: row.failure_reason.as_deref().map(FailureReason::from_text),
+        claims: u32::try_from(row.claims).unwrap_or(0),
         attempts,
     })
 }

@@ -30,7 +30,7 @@ use crate::entities::{audit_events, mail_settings, tenants};
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     db: DatabaseConnection,
-    keys: Arc<SecretKeyRing>,
+    pub(crate) keys: Arc<SecretKeyRing>,
     /// SQLite only: the queue's writers (enqueue, claim, finish) take turns here rather
     /// than in SQLite's busy handler, which sleeps whole milliseconds between tries.
     queue_writes: Option<Arc<tokio::sync::Mutex<()>>>,

@@ -365,7 +365,8 @@ async fn a_password_copied_to_another_tenant_does_not_open() {
         .unwrap();
 
     assert!(store.tenant(a).await.unwrap().is_some());
-    match store.tenant(b).await {
+    assert_unreadable(&store, b, 1).await;
+    match strict_settings(&db, &store, b).await {
         Err(StoreError::Crypto(message)) => {
             assert!(message.contains(&b.to_string()), "{message}");
             assert!(message.contains("password"), "{message}");
@@ -389,7 +390,8 @@ async fn corrupt_rows_are_reported_by_field_without_values() {
         .exec(&db)
         .await
         .unwrap();
-    match store.tenant(id).await {
+    assert_unreadable(&store, id, 1).await;
+    match strict_settings(&db, &store, id).await {
         Err(StoreError::Corrupt(message)) => {
             assert!(message.contains("fromAddress"), "{message}");
             assert!(!message.contains("evil"), "{message}");
@@ -407,6 +409,32 @@ async fn corrupt_rows_are_reported_by_field_without_values() {
         .await
         .unwrap();
     assert!(matches!(store.tenant(id).await, Err(StoreError::Corrupt(m)) if m.contains("plan")));
+}
+
+/// The tenant reads back, its settings marked unreadable at `version` (not used, not
+/// replaced by anything), so it can still be repaired or cleared.
+async fn assert_unreadable(store: &SqlStore, id: TenantId, version: i64) {
+    let record = store.tenant(id).await.unwrap().expect("the tenant is still there");
+    assert!(record.settings.is_none());
+    assert_eq!(record.unreadable_settings.map(|u| u.version), Some(version));
+    assert_eq!(record.settings_version(), version);
+    let listed = store.tenants(None, None, 100).await.unwrap();
+    let in_list = listed.iter().find(|r| r.tenant.id == id).expect("listed");
+    assert!(in_list.unreadable_settings.is_some(), "a page of tenants reads past it");
+}
+
+/// What reading the tenant's settings row reports (the error the log gets).
+async fn strict_settings(
+    db: &DatabaseConnection,
+    store: &SqlStore,
+    id: TenantId,
+) -> Result<domain::StoredMailSettings, StoreError> {
+    let row = mail_settings::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    crate::convert::settings_from_row(&row, &id, &store.keys)
 }
 
 /// Plan changes, the plan check inside a save, and paging.
@@ -508,8 +536,12 @@ async fn rotation_reseals(db: DatabaseConnection) {
         assert_eq!(saved.settings.password().unwrap().expose_secret(), SMTP_PASSWORD);
     }
     // The old key alone no longer opens them.
-    let old_only = SqlStore::new(db, old_ring);
-    assert!(matches!(old_only.tenant(a).await, Err(StoreError::Crypto(_))));
+    let old_only = SqlStore::new(db.clone(), old_ring);
+    assert_unreadable(&old_only, a, 1).await;
+    assert!(matches!(
+        strict_settings(&db, &old_only, a).await,
+        Err(StoreError::Crypto(_))
+    ));
 }
 
 #[tokio::test]

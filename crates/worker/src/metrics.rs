@@ -24,6 +24,8 @@ pub struct Metrics {
     recorded: [AtomicU64; RECORDED.len()],
     /// Deliveries given back unattempted for their tenant's turn or server backoff.
     postponed: AtomicU64,
+    /// Deliveries that waited because their tenant's saved settings cannot be read.
+    settings_unreadable: AtomicU64,
 }
 
 const RECORDED: [DeliveryStatus; 3] = [DeliveryStatus::Sent, DeliveryStatus::Retrying, DeliveryStatus::Failed];
@@ -75,6 +77,11 @@ impl Metrics {
     /// Deliveries were given back unattempted for later (pacing turn, server backoff).
     pub fn postponed(&self, n: usize) {
         self.postponed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// A delivery waited because its tenant's saved settings cannot be read.
+    pub fn settings_unreadable(&self) {
+        self.settings_unreadable.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Deliveries given back for later so far.
@@ -129,6 +136,11 @@ impl Metrics {
         out.push_str(&format!(
             "mailgate_deliveries_postponed_total {}\n",
             self.postponed.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mailgate_deliveries_settings_unreadable_total Deliveries that waited because their tenant's saved mail settings cannot be read (a corrupt row, a secret whose key is gone); the log names the tenant.\n# TYPE mailgate_deliveries_settings_unreadable_total counter\n");
+        out.push_str(&format!(
+            "mailgate_deliveries_settings_unreadable_total {}\n",
+            self.settings_unreadable.load(Ordering::Relaxed)
         ));
         out
     }

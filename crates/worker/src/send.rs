@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use domain::delivery::{Delivery, DeliveryUpdate, Postponement, is_server_wide};
 use domain::mail::OutgoingMail;
+use domain::sender::SenderRoute;
 
 use crate::Shared;
 use crate::postpone::{PROBE_HOLD, postpone_tenant, resume_tenant};
@@ -24,6 +25,15 @@ pub(crate) const PACE_SLACK: Duration = Duration::from_millis(250);
 pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery) -> bool {
     let (shared, outcomes) = (&shared, &outcomes);
     let tenant = d.tenant_id;
+    if DeliveryUpdate::is_abandoned(&d) {
+        tracing::error!(delivery = %d.id, tenant = %tenant, claims = d.claims, "every recent try of this delivery ended with its process before an outcome; failing it");
+        let update = DeliveryUpdate::abandoned(&d, Utc::now());
+        if let Some(attempt) = update.attempt() {
+            shared.metrics.attempted(attempt, Duration::ZERO);
+        }
+        hand_over(shared, outcomes, &d, update);
+        return true;
+    }
     if let Some(until) = shared.lanes.backing_off(tenant, Utc::now()) {
         postpone_tenant(
             shared,
@@ -52,6 +62,24 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
         return true;
     };
     let route = Route::of(&record);
+    if let SenderRoute::Unreadable { .. } = record.route() {
+        let at = Utc::now();
+        let policy = shared.config.retry;
+        let jitter = rand::random::<f64>();
+        let until = shared.lanes.unreachable(tenant, at, at, |n| policy.backoff(n, jitter));
+        let update = DeliveryUpdate::settings_unreadable(&d, &policy, at, until);
+        shared.metrics.settings_unreadable();
+        tracing::warn!(tenant = %tenant, delivery = %d.id, until = %until, "the tenant's saved settings cannot be read; its mail waits until they are saved again or cleared");
+        hand_over(shared, outcomes, &d, update);
+        postpone_tenant(
+            shared,
+            outcomes,
+            tenant,
+            Vec::new(),
+            Postponement::backing_off(until, PROBE_HOLD),
+        );
+        return true;
+    }
     let pacing = shared.mailer.pacing(&record).await;
     shared.lanes.observe(tenant, route, pacing.is_some());
     if let Some(p) = pacing

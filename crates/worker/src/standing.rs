@@ -20,7 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use domain::TenantId;
 use domain::ports::TenantRecord;
-use domain::sender::{SenderRoute, sender_route};
+use domain::sender::SenderRoute;
 
 /// Where a tenant's mail goes, as far as its standing is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +34,8 @@ pub(crate) enum Route {
 impl Route {
     /// The route the tenant's mail takes now.
     pub(crate) fn of(record: &TenantRecord) -> Self {
-        match sender_route(record.tenant.plan, record.settings.as_ref().map(|s| &s.settings)) {
-            SenderRoute::Custom { .. } => Self::Own(record.settings.as_ref().map_or(0, |s| s.version)),
+        match record.route() {
+            SenderRoute::Custom { .. } | SenderRoute::Unreadable { .. } => Self::Own(record.settings_version()),
             SenderRoute::PlatformDefault { .. } => Self::Platform,
         }
     }
@@ -58,6 +58,10 @@ struct Standing {
     /// Server-wide failures in a row.
     failures: u32,
     backing_off_until: Option<DateTime<Utc>>,
+    /// Mail of the tenant's is held back behind a probe (since its last server-wide
+    /// failure); kept across a change of route, so mail held for the old settings comes
+    /// back as soon as the new ones take a mail.
+    holding: bool,
 }
 
 /// Tenants remembered at most; beyond that the ones with nothing to remember go first.
@@ -93,7 +97,8 @@ impl Standings {
     }
 
     /// The tenant's mail goes `route` now, paced or not; a different route than before
-    /// starts over. The platform route is proven at once.
+    /// starts over (but mail held behind a probe stays held until a send goes through).
+    /// The platform route is proven at once.
     pub(crate) fn observe(&mut self, tenant: TenantId, route: Route, paced: bool) {
         self.make_room();
         let s = self.by_tenant.entry(tenant).or_default();
@@ -101,6 +106,7 @@ impl Standings {
             *s = Standing {
                 route: Some(route),
                 proven: route == Route::Platform,
+                holding: s.holding,
                 ..Standing::default()
             };
         }
@@ -113,10 +119,11 @@ impl Standings {
         let Some(s) = self.by_tenant.get_mut(&tenant) else {
             return false;
         };
-        let recovered = s.failures > 0;
+        let recovered = s.holding;
         s.proven = true;
         s.failures = 0;
         s.backing_off_until = None;
+        s.holding = false;
         recovered
     }
 
@@ -138,6 +145,7 @@ impl Standings {
         s.proven = false;
         s.failures = s.failures.saturating_add(1);
         s.backing_off_until = Some(until);
+        s.holding = true;
         until
     }
 
@@ -196,11 +204,18 @@ mod tests {
         s.unreachable(t, now, now, backoff);
         s.observe(t, Route::Own(2), false);
         assert_eq!(s.backing_off(t, now), None, "new settings start over");
+        assert!(
+            s.accepted(t),
+            "mail held for the old settings comes back with the new ones"
+        );
+        s.unreachable(t, now, now, backoff);
         s.observe(t, Route::Platform, false);
         assert_eq!(
             s.lanes_allowed(t, 4),
             (4, Budget::Main),
             "the platform relay is the operator's"
         );
+        assert!(s.accepted(t), "and when cleared, the platform default takes it");
+        assert!(!s.accepted(t), "once");
     }
 }

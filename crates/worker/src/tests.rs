@@ -190,7 +190,7 @@ impl MemoryTenants {
                     created_at: now,
                     updated_at: now,
                 };
-                (*id, TenantRecord { tenant, settings: None })
+                (*id, TenantRecord::new(tenant, None))
             })
             .collect();
         Self { records }
@@ -223,13 +223,7 @@ impl MemoryTenants {
                     version: 1,
                     updated_at: now,
                 };
-                (
-                    *id,
-                    TenantRecord {
-                        tenant,
-                        settings: Some(settings),
-                    },
-                )
+                (*id, TenantRecord::new(tenant, Some(settings)))
             })
             .collect();
         Self { records }
@@ -479,6 +473,7 @@ fn delivery(tenant: TenantId) -> Delivery {
         created_at: now,
         sent_at: None,
         failure_reason: None,
+        claims: 0,
         attempts: Vec::new(),
     }
 }

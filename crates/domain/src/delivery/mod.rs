@@ -71,6 +71,9 @@ pub enum FailureReason {
     TenantMissing,
     /// Its stored row could not be read back.
     InvalidStoredData,
+    /// Claimed [`MAX_CLAIMS_WITHOUT_OUTCOME`] times in a row without an outcome: every
+    /// process that tried to send it stopped before recording one.
+    Abandoned,
     /// The server (or the network) refused it for good: stage, reply code and the
     /// server's (redacted) reply, as one line.
     Refused(String),
@@ -80,6 +83,7 @@ impl FailureReason {
     const EXPIRED: &'static str = "expired";
     const TENANT_MISSING: &'static str = "tenant not found";
     const INVALID_STORED_DATA: &'static str = "invalid stored data";
+    const ABANDONED: &'static str = "abandoned: every try ended with its process before an outcome";
 
     /// The text stored and shown as the delivery's `failureReason`.
     pub fn as_text(&self) -> &str {
@@ -87,6 +91,7 @@ impl FailureReason {
             Self::Expired => Self::EXPIRED,
             Self::TenantMissing => Self::TENANT_MISSING,
             Self::InvalidStoredData => Self::INVALID_STORED_DATA,
+            Self::Abandoned => Self::ABANDONED,
             Self::Refused(text) => text,
         }
     }
@@ -97,6 +102,7 @@ impl FailureReason {
             Self::EXPIRED => Self::Expired,
             Self::TENANT_MISSING => Self::TenantMissing,
             Self::INVALID_STORED_DATA => Self::InvalidStoredData,
+            Self::ABANDONED => Self::Abandoned,
             other => Self::Refused(other.to_owned()),
         }
     }
@@ -121,5 +127,12 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub failure_reason: Option<FailureReason>,
+    /// Claims in a row that ended without an outcome, the current one included when the
+    /// delivery was just claimed (1: its first claim since the last outcome).
+    pub claims: u32,
     pub attempts: Vec<Attempt>,
 }
+
+/// A delivery claimed more often than this in a row without an outcome (each claim ended
+/// with its process) is failed instead of tried again.
+pub const MAX_CLAIMS_WITHOUT_OUTCOME: u32 = 5;

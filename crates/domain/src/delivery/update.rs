@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::retry::{FailureDecision, RetryPolicy};
-use super::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, FailureReason};
+use super::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, FailureReason, MAX_CLAIMS_WITHOUT_OUTCOME};
 use crate::mail::{SendFailure, SendReceipt, SendStage};
 
 /// The new state of one delivery, and the attempt that led to it (if one was made).
@@ -23,6 +23,10 @@ pub struct DeliveryUpdate {
 
 /// The stage recorded for an attempt that crashed inside Mailgate.
 pub const INTERNAL_STAGE: &str = "INTERNAL";
+
+/// The stage recorded for an attempt that waited because the tenant's saved settings
+/// cannot be read back.
+pub const SETTINGS_STAGE: &str = "SETTINGS";
 
 /// Only a `FAILED` delivery can be put back in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +145,77 @@ impl DeliveryUpdate {
                 } else {
                     AttemptOutcome::Retry
                 },
+                stage: Some(INTERNAL_STAGE.to_owned()),
+                smtp_code: None,
+                enhanced_code: None,
+                server_message: None,
+                sender_address: None,
+                sender_source: None,
+            }),
+        }
+    }
+
+    /// The tenant's saved settings cannot be read back, so nothing was sent: due again at
+    /// `until` (the worker's backoff for the tenant), no retry used — it is not the mail's
+    /// fault and waits for the settings to be saved again or cleared —, but one that is
+    /// older than `policy.max_age` expires like any delivery that cannot go out. The
+    /// attempt (stage `SETTINGS`) is what the tenant sees on the delivery.
+    pub fn settings_unreadable(
+        delivery: &Delivery,
+        policy: &RetryPolicy,
+        at: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Self {
+        let age = (at - delivery.created_at).to_std().unwrap_or_default();
+        let expired = age >= policy.max_age;
+        Self {
+            expected: DeliveryStatus::Sending,
+            status: if expired {
+                DeliveryStatus::Failed
+            } else {
+                DeliveryStatus::Retrying
+            },
+            retries: Some(delivery.retries),
+            next_attempt_at: if expired { at } else { until.max(at) },
+            sent_at: None,
+            failure_reason: expired.then_some(FailureReason::Expired),
+            attempt: Some(Attempt {
+                at,
+                outcome: if expired {
+                    AttemptOutcome::Failed
+                } else {
+                    AttemptOutcome::Deferred
+                },
+                stage: Some(SETTINGS_STAGE.to_owned()),
+                smtp_code: None,
+                enhanced_code: None,
+                server_message: None,
+                sender_address: None,
+                sender_source: None,
+            }),
+        }
+    }
+
+    /// Whether `delivery`, just claimed, has been claimed too often in a row without an
+    /// outcome; if so, [`DeliveryUpdate::abandoned`] is what follows instead of a send.
+    pub fn is_abandoned(delivery: &Delivery) -> bool {
+        delivery.claims > MAX_CLAIMS_WITHOUT_OUTCOME
+    }
+
+    /// Every recent claim of the delivery ended with its process before an outcome (a
+    /// poison row that takes down whoever sends it, or a process that keeps dying): failed
+    /// for good instead of taking the next process down, with an `INTERNAL` attempt.
+    pub fn abandoned(delivery: &Delivery, at: DateTime<Utc>) -> Self {
+        Self {
+            expected: DeliveryStatus::Sending,
+            status: DeliveryStatus::Failed,
+            retries: Some(delivery.retries),
+            next_attempt_at: at,
+            sent_at: None,
+            failure_reason: Some(FailureReason::Abandoned),
+            attempt: Some(Attempt {
+                at,
+                outcome: AttemptOutcome::Failed,
                 stage: Some(INTERNAL_STAGE.to_owned()),
                 smtp_code: None,
                 enhanced_code: None,
@@ -340,6 +415,7 @@ mod tests {
             created_at,
             sent_at: None,
             failure_reason: None,
+            claims: 0,
             attempts: Vec::new(),
         }
     }
@@ -410,6 +486,40 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_settings_wait_without_using_retries_and_expire_when_old() {
+        let policy = RetryPolicy::default();
+        let now = Utc::now();
+        let later = now + chrono::Duration::minutes(4);
+        let d = delivery(DeliveryStatus::Sending, 2, now);
+        let wait = DeliveryUpdate::settings_unreadable(&d, &policy, now, later);
+        assert_eq!((wait.status(), wait.retries()), (DeliveryStatus::Retrying, Some(2)));
+        assert_eq!(wait.next_attempt_at(), later);
+        let attempt = wait.attempt().unwrap();
+        assert_eq!(
+            (attempt.outcome, attempt.stage.as_deref()),
+            (AttemptOutcome::Deferred, Some("SETTINGS"))
+        );
+        let old = delivery(DeliveryStatus::Sending, 0, now - chrono::Duration::days(4));
+        let expired = DeliveryUpdate::settings_unreadable(&old, &policy, now, later);
+        assert_eq!(expired.status(), DeliveryStatus::Failed);
+        assert_eq!(expired.failure_reason(), Some(&FailureReason::Expired));
+    }
+
+    #[test]
+    fn a_delivery_whose_claims_keep_ending_without_an_outcome_is_abandoned() {
+        let now = Utc::now();
+        let mut d = delivery(DeliveryStatus::Sending, 1, now);
+        d.claims = MAX_CLAIMS_WITHOUT_OUTCOME;
+        assert!(!DeliveryUpdate::is_abandoned(&d), "the last claim allowed");
+        d.claims += 1;
+        assert!(DeliveryUpdate::is_abandoned(&d));
+        let gone = DeliveryUpdate::abandoned(&d, now);
+        assert_eq!((gone.status(), gone.retries()), (DeliveryStatus::Failed, Some(1)));
+        assert_eq!(gone.failure_reason(), Some(&FailureReason::Abandoned));
+        assert_eq!(gone.attempt().and_then(|a| a.stage.as_deref()), Some("INTERNAL"));
+    }
+
+    #[test]
     fn release_and_requeue() {
         let now = Utc::now();
         assert_eq!(DeliveryUpdate::released(0, now).status(), DeliveryStatus::Queued);
@@ -443,6 +553,7 @@ mod tests {
             FailureReason::Expired,
             FailureReason::TenantMissing,
             FailureReason::InvalidStoredData,
+            FailureReason::Abandoned,
             FailureReason::Refused("RCPT 550 no".into()),
         ] {
             assert_eq!(FailureReason::from_text(r.as_text()), r);

@@ -18,6 +18,7 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::ValidationFailed => "Some fields are not valid.".into(),
         Text::VersionConflict => "The settings were changed by someone else. Reload them and try again.".into(),
         Text::RateLimited => "Too many requests. Try again later.".into(),
+        Text::SettingsUnreadable => "The saved mail server settings cannot be read (the operator has been told in the log). Mail on this route waits until you save all the settings again, password included, or clear them.".into(),
         Text::Internal => "An internal error occurred.".into(),
         Text::InternalReference(id) => format!("An internal error occurred (reference {id}).").into(),
         Text::PlanForbidsCustomSender(plan) => format!(
@@ -125,5 +126,6 @@ fn sender_reason(reason: SenderReason) -> String {
             plan,
             settings_saved: true,
         } => format!("plan {plan} does not allow a custom sender; the saved settings are inactive"),
+        SenderReason::SettingsUnreadable => "the saved settings cannot be read, so mail waits and is not sent; save them again (password included), or clear them to send from this default address".to_owned(),
     }
 }

@@ -18,6 +18,7 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::ValidationFailed => "入力内容に誤りがあります。".into(),
         Text::VersionConflict => "設定が他の人によって変更されました。再読み込みしてからもう一度お試しください。".into(),
         Text::RateLimited => "リクエストが多すぎます。しばらくしてからお試しください。".into(),
+        Text::SettingsUnreadable => "保存されたメールサーバー設定を読み取れません（運営者にはログで通知されています）。パスワードを含むすべての設定を保存し直すか、設定をクリアするまで、メールは送信を待ちます。".into(),
         Text::Internal => "内部エラーが発生しました。".into(),
         Text::InternalReference(id) => format!("内部エラーが発生しました（参照番号 {id}）。").into(),
         Text::PlanForbidsCustomSender(plan) => format!(
@@ -125,5 +126,6 @@ fn sender_reason(reason: SenderReason) -> String {
             plan,
             settings_saved: true,
         } => format!("プラン {plan} では送信元を変更できないため、保存済みの設定は無効になっています"),
+        SenderReason::SettingsUnreadable => "保存済みの設定を読み取れないため、メールは送信されずに待機しています。パスワードを含めて保存し直すか、設定をクリアするとこの既定のアドレスから送信されます".to_owned(),
     }
 }

@@ -23,6 +23,7 @@ pub enum Text<'a> {
     ValidationFailed,
     VersionConflict,
     RateLimited,
+    SettingsUnreadable,
     Internal,
     /// An internal error, with the correlation id the log carries.
     InternalReference(&'a str),

@@ -67,20 +67,20 @@ fn settings(port: u16, user: &str) -> anyhow::Result<MailSettings> {
 
 fn record(port: u16, user: &str) -> anyhow::Result<TenantRecord> {
     let now = Utc::now();
-    Ok(TenantRecord {
-        tenant: Tenant {
+    Ok(TenantRecord::new(
+        Tenant {
             id: TenantId::generate(),
             name: TenantName::parse("Sakura").map_err(|e| anyhow::anyhow!("{e:?}"))?,
             plan: Plan::Share,
             created_at: now,
             updated_at: now,
         },
-        settings: Some(StoredMailSettings {
+        Some(StoredMailSettings {
             settings: settings(port, user)?,
             version: 1,
             updated_at: now,
         }),
-    })
+    ))
 }
 
 fn mail() -> anyhow::Result<OutgoingMail> {

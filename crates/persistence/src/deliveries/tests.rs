@@ -75,6 +75,7 @@ fn notification(tenant: TenantId, due: DateTime<Utc>, key: Option<&str>) -> Deli
         created_at: Utc::now(),
         sent_at: None,
         failure_reason: None,
+        claims: 0,
         attempts: Vec::new(),
     }
 }
@@ -413,6 +414,7 @@ async fn claims_due_deliveries_and_expired_leases(store: Arc<SqlStore>) {
     let stored = row(&store, due_a).await;
     assert_eq!(stored.lease_owner.as_deref(), Some("w1"));
     assert_eq!(stored.lease_until_ms, Some(lease.timestamp_millis()));
+    assert_eq!((claimed[0].claims, stored.claims), (1, 1), "its first claim");
 
     // Leased ones are not claimed again while the lease holds.
     assert!(store.claim(&w("w2"), now, lease, 10, &[b]).await.unwrap().is_empty());
@@ -434,6 +436,10 @@ async fn claims_due_deliveries_and_expired_leases(store: Arc<SqlStore>) {
         .await
         .unwrap()));
     taken.sort();
+    // A claim taken over after its lease ran out counts again; a first claim is 1.
+    for (id, claims) in [(due_a, 2), (due_b, 2), (later_a, 1)] {
+        assert_eq!(row(&store, id).await.claims, claims, "claims of {id}");
+    }
     let mut expected = vec![due_a, due_b, later_a];
     expected.sort();
     assert_eq!(taken, expected);
@@ -450,6 +456,7 @@ async fn claims_due_deliveries_and_expired_leases(store: Arc<SqlStore>) {
     assert!(store.finish(due_a, &w("w2"), &sent).await.unwrap());
     let done = store.delivery(all(), due_a).await.unwrap().unwrap();
     assert_eq!(done.status, DeliveryStatus::Sent);
+    assert_eq!(done.claims, 0, "an outcome ends the run of claims");
     assert_eq!(done.attempts.len(), 1);
     // The two w2 still holds, once its lease has run out too.
     let day_later = after + Duration::days(1);

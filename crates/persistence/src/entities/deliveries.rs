@@ -33,6 +33,9 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub sent_at: Option<DateTimeUtc>,
     pub failure_reason: Option<String>,
+    /// Claims in a row that ended without an outcome (this one included while
+    /// `SENDING`); see the migration that added it.
+    pub claims: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
