@@ -132,8 +132,9 @@ async fn query_complexity_is_limited() {
         )
         .await;
     assert_refused_by_engine(&body, "complex mutation");
+    // (A page of one: its fields count once per row it may return.)
     let d = app
-        .ok(&op, "{ tenants(first: 100) { edges { cursor } } }", json!({}))
+        .ok(&op, "{ tenants(first: 1) { edges { cursor } } }", json!({}))
         .await;
     assert_eq!(d["tenants"]["edges"], json!([]), "the refused mutation created nothing");
     app.finish().await;
@@ -494,5 +495,117 @@ async fn lost_database_is_not_ready_and_leaks_nothing() {
             .starts_with("内部エラーが発生しました"),
         "{ja}"
     );
+    app.finish().await;
+}
+
+/// A page counts once per row it may return, so wide pages and many aliased pages reach
+/// the limit (default 5,000) while the pages a console asks for stay well inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_count_their_rows_in_the_complexity_limit() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let tenant = app.create_tenant("Aliases", "SHARE").await;
+    let admin = app.admin(&tenant);
+    let page = |alias: usize, first: u32| {
+        format!(
+            "d{alias}: deliveries(first: {first}) {{ edges {{ node {{ id status to subject retries createdAt }} }} counts {{ status count }} }}"
+        )
+    };
+    // One full page of 100 with the fields a list shows, and the counts: fine.
+    let one = format!("query($t:ID!){{ tenant(id:$t){{ {} }} }}", page(0, 100));
+    let d = app.ok(&admin, &one, json!({ "t": tenant })).await;
+    assert_eq!(d["tenant"]["d0"]["edges"], json!([]));
+    assert!(d["tenant"]["d0"]["counts"].is_array());
+    // The same page asked for ten times in one request: refused before anything runs.
+    let many: Vec<String> = (0..10).map(|i| page(i, 100)).collect();
+    let aliased = format!("query($t:ID!){{ tenant(id:$t){{ {} }} }}", many.join(" "));
+    let body = app.gql(&admin, &aliased, json!({ "t": tenant })).await;
+    assert_refused_by_engine(&body, "ten aliased pages of 100");
+    // Small pages still add up the same way; the default page size (20) counts as 20.
+    let small: Vec<String> = (0..10).map(|i| page(i, 5)).collect();
+    let fine = format!("query($t:ID!){{ tenant(id:$t){{ {} }} }}", small.join(" "));
+    let d = app.ok(&admin, &fine, json!({ "t": tenant })).await;
+    assert_eq!(d["tenant"]["d9"]["edges"], json!([]));
+    let operator = app.operator();
+    let nested = "{ tenants(first: 100) { edges { node { name deliveries(first: 100) { edges { node { id } } } } } } }";
+    assert_refused_by_engine(&app.gql(&operator, nested, json!({})).await, "100 pages of 100");
+    app.finish().await;
+}
+
+/// A server has room for a fixed number of requests at once (more are refused at once
+/// with OVERLOADED and Retry-After, not queued) and a deadline for each (TIMEOUT); the
+/// room comes back when a request ends, either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_are_capped_and_each_has_a_deadline() {
+    let (silent_port, _silent) = crate::mailservers::silent_listener();
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.max_requests_in_flight = 1;
+        c.request_timeout_secs = 2;
+        c.allow_private_smtp_hosts = true;
+        c.smtp_allowed_ports = vec![silent_port];
+        c.smtp_connect_timeout_secs = 10;
+        c.smtp_command_timeout_secs = 10;
+    })
+    .await;
+    let tenant = app.create_tenant("Slow", "SHARE").await;
+    let admin = app.admin(&tenant);
+    let slow = json!({
+        "query": "mutation($t:ID!,$s:MailSettingsInput!){ sendTestMail(tenantId:$t, to:\"a@example.net\", settings:$s){ ok } }",
+        "variables": { "t": tenant, "s": { "host": "127.0.0.1", "port": silent_port, "encryption": "NONE", "fromAddress": "shop@example.jp" } },
+    });
+    let started = std::time::Instant::now();
+    let first = {
+        let (client, url, token, body) = (app.client.clone(), app.url.clone(), admin.clone(), slow.clone());
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("sent")
+        })
+    };
+    // While the test mail waits for a greeting that never comes, the one place is taken.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let resp = app
+        .client
+        .post(&app.url)
+        .bearer_auth(&admin)
+        .header("accept-language", "ja")
+        .json(&json!({ "query": "{ viewer { role } }" }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(
+        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(code(&body), "OVERLOADED", "{body}");
+    assert!(
+        body["errors"][0]["message"].as_str().unwrap().contains("混み合って"),
+        "{body}"
+    );
+
+    let resp = first.await.expect("first request");
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(code(&body), "TIMEOUT", "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(9),
+        "ended by the request deadline, not the SMTP timeouts"
+    );
+    // The place is free again.
+    let d = app.ok(&admin, "{ viewer { role } }", json!({})).await;
+    assert_eq!(d["viewer"]["role"], "TENANT_ADMIN");
+    // Health stays outside the cap.
+    let health = app
+        .client
+        .get(format!("http://{}/healthz", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
     app.finish().await;
 }

@@ -12,6 +12,7 @@ use domain::error::FieldCode;
 use domain::{DeliveryId, Error, Locale, TenantId};
 
 use crate::catalogue::Text;
+use crate::context::RequestContext;
 use crate::error::{ResultExt as _, validation_error};
 use crate::pagination::{self, PageInfo};
 use crate::values::{SenderSource, caller_and, rfc3339};
@@ -284,8 +285,10 @@ pub(crate) async fn tenant_deliveries(
         .await
         .gql(l)?;
     // The per-status counts read the tenant's whole queue: only when they are asked for.
+    // Aliases of this field (and the requests of a batch) share one read.
     let counts = if ctx.look_ahead().field("counts").exists() {
-        service.counts(caller, tenant).await.gql(l)?
+        let memo = &ctx.data::<RequestContext>()?.counts;
+        memo.get_or_read(tenant, service.counts(caller, tenant)).await.gql(l)?
     } else {
         Vec::new()
     };

@@ -20,6 +20,12 @@ pub mod code {
     pub const VERSION_CONFLICT: &str = "VERSION_CONFLICT";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const SETTINGS_UNREADABLE: &str = "SETTINGS_UNREADABLE";
+    /// Too many requests in flight on this server: try again shortly (`Retry-After`).
+    pub const OVERLOADED: &str = "OVERLOADED";
+    /// The request ran past the server's deadline. A mutation may or may not have taken
+    /// effect: read before repeating it (or repeat it with the same idempotency key or
+    /// `expectedVersion`).
+    pub const TIMEOUT: &str = "TIMEOUT";
     pub const INTERNAL: &str = "INTERNAL";
 }
 
@@ -33,6 +39,8 @@ pub fn message(code: &str, locale: Locale) -> Cow<'static, str> {
         code::VERSION_CONFLICT => Text::VersionConflict,
         code::RATE_LIMITED => Text::RateLimited,
         code::SETTINGS_UNREADABLE => Text::SettingsUnreadable,
+        code::OVERLOADED => Text::Overloaded,
+        code::TIMEOUT => Text::Timeout,
         _ => Text::Internal,
     };
     say(text, locale)

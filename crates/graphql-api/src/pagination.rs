@@ -18,6 +18,14 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
+/// What a page of `first` (default `default`) costs in the complexity limit: each of its
+/// fields once per row it may return (the largest page for a value out of range, which
+/// the resolver refuses anyway), so a wide page or many aliased pages reach the limit.
+pub(crate) fn page_complexity(first: Option<i32>, default: i32, child_complexity: usize) -> usize {
+    let rows = usize::try_from(first.unwrap_or(default).clamp(1, 100)).unwrap_or(100);
+    rows.saturating_mul(child_complexity).saturating_add(1)
+}
+
 /// The `first` argument: 1–100, `default` when absent.
 pub(crate) fn page_size(first: Option<i32>, default: i32, l: Locale) -> async_graphql::Result<u64> {
     let first = first.unwrap_or(default);

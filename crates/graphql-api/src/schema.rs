@@ -31,6 +31,7 @@ impl QueryRoot {
     }
 
     /// Operators: tenants in creation order, optionally of one plan.
+    #[graphql(complexity = "crate::pagination::page_complexity(first, 20, child_complexity)")]
     async fn tenants(
         &self,
         ctx: &Context<'_>,
@@ -133,7 +134,7 @@ impl Default for SchemaLimits {
     fn default() -> Self {
         Self {
             max_depth: 12,
-            max_complexity: 1000,
+            max_complexity: 5000,
             introspection: false,
         }
     }

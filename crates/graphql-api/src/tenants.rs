@@ -85,6 +85,7 @@ impl Tenant {
         rfc3339(self.0.tenant().updated_at)
     }
     /// Notifications for this tenant, newest first, with counts per status.
+    #[graphql(complexity = "crate::pagination::page_complexity(first, 20, child_complexity)")]
     async fn deliveries(
         &self,
         ctx: &Context<'_>,
@@ -96,6 +97,7 @@ impl Tenant {
     }
 
     /// Who changed what, oldest first. Operators and this tenant's admins.
+    #[graphql(complexity = "crate::pagination::page_complexity(first, 50, child_complexity)")]
     async fn audit_trail(
         &self,
         ctx: &Context<'_>,

@@ -76,6 +76,12 @@ pub struct Config {
     /// Schema introspection; default on in development.
     pub introspection: Option<bool>,
     pub max_body_bytes: usize,
+    /// A `/graphql` request that has not answered after this many seconds is ended with
+    /// `TIMEOUT`; keep it above a test mail's 20 s.
+    pub request_timeout_secs: u64,
+    /// `/graphql` requests handled at once; more are refused at once with `OVERLOADED`
+    /// (503, `Retry-After`) instead of queueing.
+    pub max_requests_in_flight: usize,
     pub max_batch_size: usize,
     pub max_query_depth: usize,
     pub max_query_complexity: usize,
@@ -171,9 +177,11 @@ impl Default for Config {
             graphiql: None,
             introspection: None,
             max_body_bytes: 64 * 1024,
+            request_timeout_secs: 30,
+            max_requests_in_flight: 256,
             max_batch_size: 10,
             max_query_depth: 12,
-            max_query_complexity: 1000,
+            max_query_complexity: 5000,
             tenant_cache_capacity: 10_000,
             tenant_cache_ttl_secs: 60,
             smtp_allowed_ports: vec![25, 465, 587, 2525],
@@ -329,6 +337,14 @@ impl Config {
         }
         if self.max_body_bytes < 1024 {
             bail!("MAILGATE_MAX_BODY_BYTES must be at least 1024");
+        }
+        if self.request_timeout_secs == 0 {
+            bail!(
+                "MAILGATE_REQUEST_TIMEOUT_SECS must be at least 1 (keep it above 20: a test mail may take that long)"
+            );
+        }
+        if self.max_requests_in_flight == 0 {
+            bail!("MAILGATE_MAX_REQUESTS_IN_FLIGHT must be at least 1");
         }
         if self.max_batch_size == 0 {
             bail!("MAILGATE_MAX_BATCH_SIZE must be at least 1");

@@ -3,15 +3,19 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::BatchRequest;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use domain::Locale;
 use graphql_api::RequestContext;
@@ -22,8 +26,17 @@ use crate::app::App;
 
 /// The routes, with the app as state.
 pub fn router(app: App) -> Router {
+    let guard = Guard {
+        in_flight: Arc::new(Semaphore::new(app.config.max_requests_in_flight)),
+        deadline: Duration::from_secs(app.config.request_timeout_secs),
+    };
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route(
+            "/graphql",
+            get(graphiql)
+                .post(graphql)
+                .layer(axum::middleware::from_fn_with_state(guard, guarded)),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -65,6 +78,44 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown signal received; finishing requests in flight");
+}
+
+/// What every `/graphql` request is held to: a place among the requests in flight and an
+/// overall deadline, so slow or expensive requests cannot pile up. (Health and metrics
+/// stay outside: a busy server is alive.)
+#[derive(Debug, Clone)]
+struct Guard {
+    in_flight: Arc<Semaphore>,
+    deadline: Duration,
+}
+
+async fn guarded(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let locale = locale_of(request.headers());
+    // Refused at once rather than queued: a queue would only add to the wait.
+    let Ok(_place) = guard.in_flight.clone().try_acquire_owned() else {
+        tracing::warn!("too many requests in flight; one refused");
+        let mut response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code::OVERLOADED,
+            Text::Overloaded,
+            locale,
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return response;
+    };
+    match tokio::time::timeout(guard.deadline, next.run(request)).await {
+        Ok(response) => response,
+        // Dropping the request's future rolls back any transaction it had open.
+        Err(_) => {
+            tracing::warn!(
+                deadline_secs = guard.deadline.as_secs(),
+                "a request ran past its deadline and was stopped"
+            );
+            error_response(StatusCode::SERVICE_UNAVAILABLE, code::TIMEOUT, Text::Timeout, locale)
+        }
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -252,7 +303,7 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
             locale,
         );
     }
-    let context = RequestContext { caller, locale };
+    let context = RequestContext::new(caller, locale);
     let batch = match batch {
         BatchRequest::Single(r) => BatchRequest::Single(app.query_cache.prepare(r)),
         BatchRequest::Batch(list) => {

@@ -24,6 +24,8 @@ pub enum Text<'a> {
     VersionConflict,
     RateLimited,
     SettingsUnreadable,
+    Overloaded,
+    Timeout,
     Internal,
     /// An internal error, with the correlation id the log carries.
     InternalReference(&'a str),
