@@ -25,6 +25,7 @@ crate::each_backend!(
     pooled_sends_reuse_connections_and_keep_the_interval,
     platform_relay_from_configuration,
     platform_relay_with_starttls_required,
+    connections_to_one_host_are_capped_across_tenants,
 );
 
 const SEND_TEST: &str = "mutation($t:ID!,$to:String!,$s:MailSettingsInput){ sendTestMail(tenantId:$t, to:$to, settings:$s){ \
@@ -986,5 +987,130 @@ async fn sessions_are_reset_after_a_refusal_and_closed_with_quit_when_idle(backe
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    app.finish().await;
+}
+
+/// Many tenants on one provider share its limits: the sessions open to one host name are
+/// capped across tenants (here 2, with 4 per tenant), every mail still goes out, and a
+/// send that finds no place within a connect's time is deferred (`HostBusy`: a "slow
+/// down", no retry used), not failed.
+async fn connections_to_one_host_are_capped_across_tenants(backend: Backend) {
+    // Each session greets after 100 ms, so sessions that overlap do so for longer than
+    // the proxy's 20 ms allowance.
+    let smtp = SmtpServer::start(SmtpOptions {
+        greeting_delay: Some(Duration::from_millis(100)),
+        ..SmtpOptions::plain()
+    });
+    let proxy = counting_proxy(smtp.port);
+    let ports = vec![proxy.port];
+    let app = spawn_app_with(backend, move |c| {
+        c.allow_private_smtp_hosts = true;
+        c.smtp_allowed_ports = ports;
+        c.smtp_connect_timeout_secs = 3;
+        c.smtp_command_timeout_secs = 5;
+        c.smtp_max_connections_per_tenant = 4;
+        c.smtp_max_connections_per_host = 2;
+    })
+    .await;
+    let mut tenants = Vec::new();
+    for name in ["Ichi", "Ni", "San"] {
+        let t = app.create_tenant(name, "SHARE").await;
+        app.ok(
+            &app.admin(&t),
+            UPDATE,
+            json!({ "t": t, "i": settings_for(proxy.port, "NONE", None) }),
+        )
+        .await;
+        tenants.push(t);
+    }
+    let app = std::sync::Arc::new(app);
+    let mut sends = Vec::new();
+    for i in 0..15 {
+        let (app, tenant) = (app.clone(), tenants[i % 3].clone());
+        sends.push(tokio::spawn(async move {
+            send_through_mailer(&app, &tenant, &format!("shared host {i}"))
+                .await
+                .map(|_| ())
+        }));
+    }
+    for s in sends {
+        s.await.expect("join").unwrap_or_else(|f| panic!("sent: {f:?}"));
+    }
+    assert_eq!(smtp.wait_for(15, Duration::from_secs(10)).len(), 15);
+    assert!(proxy.accepted() >= 2, "both places were used: {}", proxy.accepted());
+    assert!(
+        proxy.most_open() <= 2,
+        "at most 2 open to the host at once: {}",
+        proxy.most_open()
+    );
+
+    // One place at a host whose server answers EHLO and then never answers MAIL FROM (the
+    // holder keeps its place for the command timeout): a second tenant's send waits no
+    // longer than a connect may take, then is deferred, not failed.
+    let app = std::sync::Arc::try_unwrap(app).expect("sole owner");
+    app.finish().await;
+    let stalling = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = stalling.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in stalling.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::{BufRead as _, Write as _};
+                let mut writer = stream.try_clone().expect("clone");
+                let _ = writer.write_all(b"220 stalling.example ESMTP\r\n");
+                for line in std::io::BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    if line.to_ascii_uppercase().starts_with("EHLO") {
+                        let _ = writer.write_all(b"250 stalling.example\r\n");
+                    }
+                    // Anything else: no answer, ever.
+                }
+            });
+        }
+    });
+    let ports = vec![silent_port];
+    let app = spawn_app_with(backend, move |c| {
+        c.allow_private_smtp_hosts = true;
+        c.smtp_allowed_ports = ports;
+        c.smtp_connect_timeout_secs = 2;
+        c.smtp_command_timeout_secs = 5;
+        c.smtp_max_connections_per_host = 1;
+    })
+    .await;
+    let (first, second) = (
+        app.create_tenant("Holder", "SHARE").await,
+        app.create_tenant("Waiter", "SHARE").await,
+    );
+    for t in [&first, &second] {
+        app.ok(
+            &app.admin(t),
+            UPDATE,
+            json!({ "t": t, "i": settings_for(silent_port, "NONE", None) }),
+        )
+        .await;
+    }
+    let app = std::sync::Arc::new(app);
+    let holder = {
+        let (app, t) = (app.clone(), first.clone());
+        tokio::spawn(async move { send_through_mailer(&app, &t, "holds the place").await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let waited = send_through_mailer(&app, &second, "waits").await.expect_err("no place");
+    assert_eq!(waited.kind, domain::mail::FailureKind::HostBusy, "{waited:?}");
+    assert_eq!(waited.stage, domain::mail::SendStage::Connect);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "waited about a connect timeout"
+    );
+    assert!(
+        domain::delivery::is_rate_limit(&waited),
+        "deferred like a slow-down reply"
+    );
+    let held = holder
+        .await
+        .expect("join")
+        .expect_err("the server never answers MAIL FROM");
+    assert_eq!(held.stage, domain::mail::SendStage::MailFrom, "{held:?}");
+    let app = std::sync::Arc::try_unwrap(app).expect("sole owner");
     app.finish().await;
 }

@@ -726,6 +726,73 @@ pub fn silent_listener() -> (u16, SilentListener) {
     )
 }
 
+/// A TCP proxy on 127.0.0.1 in front of a real server, counting the connections open
+/// through it at the same moment: each from 20 ms after its accept until its client
+/// closed, so the proxy's own lag in seeing a close cannot count a hand-over (a client
+/// closes one session, then opens the next) as two at once. Use it in front of a server
+/// that takes longer than that to greet, so a real overlap always counts.
+#[derive(Debug, Clone)]
+pub struct CountingProxy {
+    pub port: u16,
+    open: Arc<AtomicUsize>,
+    most_open: Arc<AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl CountingProxy {
+    /// The most connections open through the proxy at once.
+    pub fn most_open(&self) -> usize {
+        self.most_open.load(Ordering::SeqCst)
+    }
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Starts a [`CountingProxy`] to `127.0.0.1:target`; it lives until the process ends.
+pub fn counting_proxy(target: u16) -> CountingProxy {
+    let listener = bind_loopback();
+    let proxy = CountingProxy {
+        port: local_port(&listener),
+        open: Arc::new(AtomicUsize::new(0)),
+        most_open: Arc::new(AtomicUsize::new(0)),
+        accepted: Arc::new(AtomicUsize::new(0)),
+    };
+    let counts = proxy.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            counts.accepted.fetch_add(1, Ordering::SeqCst);
+            let counts = counts.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                let now = counts.open.fetch_add(1, Ordering::SeqCst) + 1;
+                counts.most_open.fetch_max(now, Ordering::SeqCst);
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+                let downstream = std::thread::spawn(move || {
+                    let (mut s_read, mut c_write) = (server, client);
+                    let _ = std::io::copy(&mut s_read, &mut c_write);
+                    let _ = c_write.shutdown(Shutdown::Both);
+                });
+                // Open until the client (Mailgate) closes its side.
+                let _ = std::io::copy(&mut c_read, &mut s_write);
+                counts.open.fetch_sub(1, Ordering::SeqCst);
+                let _ = s_write.shutdown(Shutdown::Write);
+                let _ = downstream.join();
+            });
+        }
+    });
+    proxy
+}
+
 /// A TCP listener on 127.0.0.1 that counts accepted connections and closes each at once
 /// (to prove that a refused address saw no connection). It lives until the process ends.
 pub fn counting_listener() -> (u16, Arc<AtomicUsize>) {

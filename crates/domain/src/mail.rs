@@ -134,6 +134,10 @@ pub enum FailureKind {
     /// The tenant's saved settings cannot be read back; nothing was sent. Passes once
     /// they are saved again or cleared.
     SettingsUnreadable,
+    /// Every connection this process may open to the destination host (across tenants)
+    /// is in use, and none came free in time; nothing was sent. Tried again later like a
+    /// "slow down" reply.
+    HostBusy,
 }
 
 /// A failed send: where, why, and what the server said (secrets removed).
@@ -170,7 +174,8 @@ impl SendFailure {
             | FailureKind::ProtocolViolation
             | FailureKind::ConnectionRefused
             | FailureKind::HostNotFound
-            | FailureKind::SettingsUnreadable => true,
+            | FailureKind::SettingsUnreadable
+            | FailureKind::HostBusy => true,
             _ => false,
         }
     }
@@ -286,6 +291,7 @@ pub fn diagnose(failure: &SendFailure, settings: Option<&MailSettings>) -> Diagn
             }
         }
         FailureKind::Network | FailureKind::InvalidMessage | FailureKind::SettingsUnreadable => d(Hint::Other, None),
+        FailureKind::HostBusy => d(Hint::TemporaryFailure, None),
         FailureKind::Rejected => {
             if enhanced == "5.7.9" || (code == 534 && text.contains("application-specific")) {
                 d(Hint::GmailAppPassword, Some("password"))

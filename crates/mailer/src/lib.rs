@@ -11,6 +11,7 @@
 )]
 
 pub mod guard;
+pub mod hosts;
 pub mod message;
 pub mod pool;
 pub mod pop3;
@@ -33,6 +34,7 @@ use domain::sender::{PlatformSender, SenderRoute, SenderSource};
 use domain::settings::{Encryption, MailSettings, PortPolicy};
 use domain::values::{Host, LocalHostname};
 
+use crate::hosts::HostGates;
 use crate::pool::{Endpoint, Pacer, Pool, PoolLimits};
 use crate::session::{ServerParams, Timeouts};
 use crate::tls::TlsMaterial;
@@ -150,6 +152,8 @@ struct Inner {
     /// One pacer per tenant, kept across settings versions.
     pacers: moka::future::Cache<TenantId, Arc<Pacer>>,
     relay: Option<Arc<Pool>>,
+    /// Places at each destination host, shared by all tenants' pools.
+    hosts: HostGates,
     /// Send slots shared with other processes (the database), if any.
     coordination: Option<Arc<dyn Coordination>>,
 }
@@ -229,10 +233,11 @@ impl Mailer {
                     });
                     fut
                 });
-                Some(Arc::new(Pool::new(resolve, None, config.pool)))
+                Some(Arc::new(Pool::new(resolve, None, config.pool, None)))
             }
         };
         let inner = Arc::new(Inner {
+            hosts: HostGates::new(config.pool.max_connections_per_host),
             config,
             tls,
             transports,
@@ -305,6 +310,7 @@ impl Mailer {
             resolve,
             settings.pop_before_smtp().cloned(),
             self.inner.config.pool,
+            Some(self.inner.hosts.gate(settings.host().as_str())),
         ))
     }
 
@@ -334,7 +340,7 @@ impl Mailer {
         };
         match sent {
             Ok(reply) => {
-                pool.checkin(lease);
+                pool.checkin(lease, t);
                 Ok(reply)
             }
             Err(f) => {
@@ -622,20 +628,26 @@ impl MailTransport for Mailer {
 }
 
 /// Closes idle pooled sessions (with QUIT) once they sat longer than the idle limit, on a
-/// timer of half that limit (1–30 s), for as long as the mailer exists. Without it an idle
-/// session would stay open until it is next wanted, or until the process stops.
+/// timer of half that limit (1–30 s), for as long as the mailer exists; and at once, the
+/// idle sessions to a host someone waits for a place at. Without it an idle session would
+/// stay open until it is next wanted, or until the process stops.
 fn close_idle_sessions_on_a_timer(inner: &Arc<Inner>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
     let every = (inner.config.pool.idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let sweep = inner.hosts.sweep.clone();
     let mailer = Arc::downgrade(inner);
     runtime.spawn(async move {
         loop {
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = sweep.notified() => {}
+            }
             let Some(inner) = mailer.upgrade() else {
                 return;
             };
+            inner.hosts.prune();
             let t = inner.config.timeouts;
             let mut closed = 0;
             for (_, pool) in &inner.transports {

@@ -1,17 +1,19 @@
 //! The per-tenant transport: a small pool of open SMTP sessions to one server with one
-//! set of settings (a cap per tenant, idle sessions closed, a NOOP health check only for
-//! a session that sat idle), the POP-before-SMTP login state, and the pacer that keeps
-//! the starts of two sends at least `sendIntervalMs` apart.
+//! set of settings (a cap per tenant, a place at the destination host for each open
+//! session, idle sessions closed, a NOOP health check only for a session that sat idle),
+//! the POP-before-SMTP login state, and the pacer that keeps the starts of two sends at
+//! least `sendIntervalMs` apart.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use domain::mail::{FailureKind, SendFailure, SendStage};
 use domain::settings::PopBeforeSmtp;
 
+use crate::hosts::HostGate;
 use crate::session::{self, ServerParams, Session, Timeouts};
 use crate::tls::TlsMaterial;
 
@@ -20,6 +22,9 @@ use crate::tls::TlsMaterial;
 pub struct PoolLimits {
     /// Open connections per tenant at most.
     pub max_connections: usize,
+    /// Open connections to one destination host name at most, across all tenants (the
+    /// platform relay is not counted).
+    pub max_connections_per_host: usize,
     /// A session idle longer than this is closed instead of reused.
     pub idle_timeout: Duration,
     /// A session idle longer than this is checked with NOOP before reuse.
@@ -32,6 +37,7 @@ impl Default for PoolLimits {
     fn default() -> Self {
         Self {
             max_connections: 8,
+            max_connections_per_host: 32,
             idle_timeout: Duration::from_secs(60),
             health_check_after: Duration::from_secs(5),
             pop_window: Duration::from_secs(300),
@@ -85,12 +91,21 @@ pub struct Endpoint {
     pub addrs: Vec<SocketAddr>,
 }
 
+/// An open session and its place at the destination host (none for the relay).
+#[derive(Debug)]
+struct Open {
+    session: Session,
+    _place: Option<OwnedSemaphorePermit>,
+}
+
 /// One tenant's (or the relay's) pooled connections for one settings version.
 pub struct Pool {
     endpoint: Mutex<Option<Arc<Endpoint>>>,
     resolve: Box<dyn Fn() -> futures_resolve::BoxFuture<Result<Endpoint, SendFailure>> + Send + Sync>,
-    idle: std::sync::Mutex<Vec<Session>>,
+    idle: std::sync::Mutex<Vec<Open>>,
     slots: Semaphore,
+    /// The destination host's places, shared with every other pool that reaches it.
+    host: Option<Arc<HostGate>>,
     pop: Option<PopBeforeSmtp>,
     pop_login_at: Mutex<Option<Instant>>,
     limits: PoolLimits,
@@ -113,20 +128,24 @@ pub mod futures_resolve {
 #[derive(Debug)]
 pub struct Lease<'a> {
     pub session: Session,
+    place: Option<OwnedSemaphorePermit>,
     _slot: tokio::sync::SemaphorePermit<'a>,
 }
 
 impl Pool {
+    /// A pool whose open sessions each hold a place at `host` (when given).
     pub fn new(
         resolve: Box<dyn Fn() -> futures_resolve::BoxFuture<Result<Endpoint, SendFailure>> + Send + Sync>,
         pop: Option<PopBeforeSmtp>,
         limits: PoolLimits,
+        host: Option<Arc<HostGate>>,
     ) -> Self {
         Self {
             endpoint: Mutex::new(None),
             resolve,
             idle: std::sync::Mutex::new(Vec::new()),
             slots: Semaphore::new(limits.max_connections.max(1)),
+            host,
             pop,
             pop_login_at: Mutex::new(None),
             limits,
@@ -176,35 +195,74 @@ impl Pool {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .pop();
-            let Some(mut session) = candidate else {
+            let Some(Open {
+                mut session,
+                _place: place,
+            }) = candidate
+            else {
                 break;
             };
             let idle_for = session.last_used.elapsed();
             if idle_for > self.limits.idle_timeout || session.is_broken() {
                 tokio::spawn({
                     let t = *t;
-                    async move { session.quit(&t).await }
+                    async move {
+                        session.quit(&t).await;
+                        drop(place);
+                    }
                 });
                 continue;
             }
             if idle_for > self.limits.health_check_after && !session.is_alive(t).await {
                 continue;
             }
-            return Ok(Lease { session, _slot: slot });
+            return Ok(Lease {
+                session,
+                place,
+                _slot: slot,
+            });
         }
         let endpoint = self.endpoint().await?;
+        // A place at the host before connecting; waiting for one no longer than a
+        // connect may take, then the send is deferred (the host is busy, not broken).
+        let place = match &self.host {
+            Some(host) => Some(
+                host.enter(t.connect)
+                    .await
+                    .map_err(|_| SendFailure::new(SendStage::Connect, FailureKind::HostBusy))?,
+            ),
+            None => None,
+        };
         let session = session::open(&endpoint.params, &endpoint.addrs, tls, t).await?;
-        Ok(Lease { session, _slot: slot })
+        Ok(Lease {
+            session,
+            place,
+            _slot: slot,
+        })
+    }
+
+    /// Keeps an open session for the next send, unless someone waits for a place at its
+    /// host: then it is closed (with QUIT) so the place goes to them.
+    fn keep(&self, session: Session, place: Option<OwnedSemaphorePermit>, t: &Timeouts) {
+        if self.host.as_ref().is_some_and(|h| h.wanted()) {
+            let t = *t;
+            tokio::spawn(async move {
+                session.quit(&t).await;
+                drop(place);
+            });
+            return;
+        }
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Open { session, _place: place });
     }
 
     /// Returns a healthy session after a successful send.
-    pub fn checkin(&self, lease: Lease<'_>) {
-        let Lease { session, _slot } = lease;
+    pub fn checkin(&self, lease: Lease<'_>, t: &Timeouts) {
+        let Lease { session, place, _slot } = lease;
         if !session.is_broken() {
-            self.idle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(session);
+            self.keep(session, place, t);
         }
     }
 
@@ -212,30 +270,36 @@ impl Pool {
     /// reply is reset (RSET) and kept for the next send; one that timed out, broke or
     /// broke the protocol is dropped (its state is unknown).
     pub async fn after_failure(&self, lease: Lease<'_>, failure: &SendFailure, t: &Timeouts) {
-        let Lease { mut session, _slot } = lease;
+        let Lease {
+            mut session,
+            place,
+            _slot,
+        } = lease;
         if failure.kind == FailureKind::Rejected && !session.is_broken() && session.reset(t).await {
-            self.idle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(session);
+            self.keep(session, place, t);
         }
     }
 
-    /// Closes, with QUIT, the idle sessions that sat longer than the idle limit; how many.
-    /// Run on a timer, so an idle session does not stay open until it is next wanted.
+    /// Closes, with QUIT, the idle sessions that sat longer than the idle limit (all of
+    /// them when someone waits for a place at their host); how many. Run on a timer, so
+    /// an idle session does not stay open until it is next wanted.
     pub fn close_idle(&self, t: &Timeouts) -> usize {
-        let expired: Vec<Session> = {
+        let wanted = self.host.as_ref().is_some_and(|h| h.wanted());
+        let expired: Vec<Open> = {
             let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let (keep, expired): (Vec<Session>, Vec<Session>) = idle
+            let (keep, expired): (Vec<Open>, Vec<Open>) = idle
                 .drain(..)
-                .partition(|s| s.last_used.elapsed() <= self.limits.idle_timeout);
+                .partition(|o| !wanted && o.session.last_used.elapsed() <= self.limits.idle_timeout);
             *idle = keep;
             expired
         };
         let closed = expired.len();
-        for session in expired {
+        for open in expired {
             let t = *t;
-            tokio::spawn(async move { session.quit(&t).await });
+            tokio::spawn(async move {
+                open.session.quit(&t).await;
+                drop(open._place);
+            });
         }
         closed
     }

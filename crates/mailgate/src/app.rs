@@ -135,6 +135,7 @@ pub fn build_mailer(
             },
             pool: mailer::pool::PoolLimits {
                 max_connections: config.smtp_max_connections_per_tenant,
+                max_connections_per_host: config.smtp_max_connections_per_host,
                 idle_timeout: secs(config.smtp_idle_timeout_secs),
                 health_check_after: secs(5).min(secs(config.smtp_idle_timeout_secs)),
                 pop_window: secs(config.pop_login_window_secs),

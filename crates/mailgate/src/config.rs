@@ -99,6 +99,9 @@ pub struct Config {
     pub ehlo_name: Option<String>,
     /// Open SMTP connections per tenant at most.
     pub smtp_max_connections_per_tenant: usize,
+    /// Open SMTP connections to one destination host name at most, across all tenants
+    /// (many tenants on one provider share its limits); the platform relay is not counted.
+    pub smtp_max_connections_per_host: usize,
     /// An idle SMTP connection is closed after this many seconds.
     pub smtp_idle_timeout_secs: u64,
     pub smtp_connect_timeout_secs: u64,
@@ -189,6 +192,7 @@ impl Default for Config {
             smtp_ca_file: None,
             ehlo_name: None,
             smtp_max_connections_per_tenant: 4,
+            smtp_max_connections_per_host: 32,
             smtp_idle_timeout_secs: 60,
             smtp_connect_timeout_secs: 10,
             smtp_command_timeout_secs: 30,
@@ -366,6 +370,9 @@ impl Config {
         }
         if self.smtp_max_connections_per_tenant == 0 {
             bail!("MAILGATE_SMTP_MAX_CONNECTIONS_PER_TENANT must be at least 1");
+        }
+        if self.smtp_max_connections_per_host == 0 {
+            bail!("MAILGATE_SMTP_MAX_CONNECTIONS_PER_HOST must be at least 1");
         }
         Ok(())
     }

@@ -44,8 +44,12 @@ pub enum FailureDecision {
     Expire,
 }
 
-/// Whether a reply says "slow down" rather than "error".
+/// Whether a reply says "slow down" rather than "error" (or the destination host's
+/// connections are all taken: the same, said by us).
 pub fn is_rate_limit(failure: &SendFailure) -> bool {
+    if failure.kind == FailureKind::HostBusy {
+        return true;
+    }
     let Some(code) = failure.smtp_code else {
         return false;
     };
@@ -144,6 +148,12 @@ mod tests {
         );
         let net = SendFailure::new(SendStage::Connect, FailureKind::ConnectionRefused);
         assert!(matches!(p.decide(&net, 0, now, now, 0.5), FailureDecision::Retry(_)));
+        let busy = SendFailure::new(SendStage::Connect, FailureKind::HostBusy);
+        assert!(
+            matches!(p.decide(&busy, 0, now, now, 0.5), FailureDecision::Defer(_)),
+            "the host's connections are all taken: no retry used"
+        );
+        assert!(is_server_wide(&busy), "the tenant's other mail waits too");
         assert_eq!(p.backoff(0, 0.5), Duration::from_secs(30));
         assert_eq!(p.backoff(30, 0.5), Duration::from_secs(3600));
     }

@@ -36,6 +36,9 @@ fn mailer(port: u16, ca: &[u8], max_connections: usize) -> anyhow::Result<Mailer
             timeouts: Default::default(),
             pool: PoolLimits {
                 max_connections,
+                // Every tenant here stands for a tenant with a server of its own (they
+                // share one sink only because the bench has one): no cap per host.
+                max_connections_per_host: 100_000,
                 ..PoolLimits::default()
             },
             cache_capacity: 10_000,
