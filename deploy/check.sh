@@ -229,6 +229,17 @@ make_env() {
     RUN_ENV+=("$key=$value")
   done <"$work/env/$name.env"
   RUN_ENV+=("MAILGATE_DATABASE_SCHEMA=$schema")
+  # What Kubernetes injects into a pod without `enableServiceLinks: false` for the
+  # Service `mailgate` (port 80, named http) and a Service `mailgate-metrics`: Mailgate
+  # must start anyway, as on a cluster where someone dropped that line.
+  if [[ $name == k8s* ]]; then
+    RUN_ENV+=(
+      "MAILGATE_SERVICE_HOST=10.96.0.10" "MAILGATE_SERVICE_PORT=80" "MAILGATE_SERVICE_PORT_HTTP=80"
+      "MAILGATE_PORT=tcp://10.96.0.10:80" "MAILGATE_PORT_80_TCP=tcp://10.96.0.10:80"
+      "MAILGATE_PORT_80_TCP_PROTO=tcp" "MAILGATE_PORT_80_TCP_PORT=80" "MAILGATE_PORT_80_TCP_ADDR=10.96.0.10"
+      "MAILGATE_METRICS_SERVICE_HOST=10.96.0.11" "MAILGATE_METRICS_PORT_9090_TCP_ADDR=10.96.0.11"
+    )
+  fi
 }
 
 env_value() { # env_value KEY: from RUN_ENV
@@ -295,6 +306,19 @@ check_placeholders() { # the example secrets must not start a server
   fi
 }
 
+check_typo_refused() { # a real typo next to the service links still stops the start, named
+  local name=$1 label=$2 log=$work/$1-typo
+  make_env "$name" local
+  RUN_ENV+=("MAILGATE_LISTN=0.0.0.0:8080")
+  if run_fg "$log" token --role operator; then
+    record FAIL "$label: an unknown MAILGATE_* setting is still refused" "mailgate accepted MAILGATE_LISTN"
+  elif grep -q "MAILGATE_LISTN" "$log.err" && ! grep -q "MAILGATE_PORT" "$log.err"; then
+    record PASS "$label: an unknown MAILGATE_* setting is still refused, named (service links are not)"
+  else
+    record FAIL "$label: an unknown MAILGATE_* setting is still refused, named (service links are not)" "$(log_tail "$log.err")"
+  fi
+}
+
 check_migrate() {
   local name=$1 label=$2 log=$work/$1-migrate
   make_env "$name" local
@@ -328,6 +352,13 @@ check_serve() {
     return
   fi
   record PASS "$label: \`mailgate serve\` answers /readyz 200"
+  if [[ $name == k8s* ]]; then
+    if grep -q "ignoring Kubernetes service-link variables" "$log.err"; then
+      record PASS "$label: Kubernetes service-link variables (MAILGATE_PORT, …) are ignored with a log line"
+    else
+      record FAIL "$label: Kubernetes service-link variables (MAILGATE_PORT, …) are ignored with a log line" "$(log_tail "$log.err")"
+    fi
+  fi
 
   code=$(http_code "$base/healthz")
   [[ $code == 200 ]] && record PASS "$label: /healthz 200" || record FAIL "$label: /healthz 200" "got $code"
@@ -410,6 +441,7 @@ fi
 
 section "runtime: Kubernetes settings (ConfigMap + secret.example.yaml), schema $schema"
 check_placeholders k8s "k8s"
+check_typo_refused k8s "k8s"
 check_migrate k8s "k8s Job"
 check_migrate k8s "k8s Job (run again: nothing pending)"
 check_serve k8s "k8s Deployment"

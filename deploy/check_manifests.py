@@ -355,6 +355,9 @@ def prestop_sleep(c) -> int:
 def check_hardening(workload, data_dir):
     spec = pod_spec(workload)
     psc = spec.get("securityContext") or {}
+    # Else Kubernetes injects MAILGATE_PORT, MAILGATE_SERVICE_HOST, ... for the Service
+    # named mailgate (Mailgate ignores those, but they do not belong in its environment).
+    assert spec.get("enableServiceLinks") is False, "enableServiceLinks is not false"
     for c in spec["containers"]:
         csc = c.get("securityContext") or {}
         assert psc.get("runAsNonRoot") or csc.get("runAsNonRoot"), f"{c['name']}: runAsNonRoot not set"
@@ -386,13 +389,18 @@ def _deployment():
     worker_grace = grace_secs(configmap)
     sleep = prestop_sleep(c)
     assert sleep >= 1, "no preStop sleep (endpoint removal races SIGTERM)"
-    assert grace >= sleep + worker_grace + 10, (
-        f"terminationGracePeriodSeconds {grace} < preStop {sleep} + worker grace {worker_grace} + 10 s drain"
+    # SIGTERM drains HTTP (each request ends within the request deadline) and the worker
+    # (its grace, then handing back and the last outcome writes: ~5 s) at the same time.
+    request_deadline = int(configmap.get("MAILGATE_REQUEST_TIMEOUT_SECS", "30"))
+    drain = max(request_deadline, worker_grace + 5)
+    assert grace >= sleep + drain + 5, (
+        f"terminationGracePeriodSeconds {grace} < preStop {sleep} + max(request deadline {request_deadline}, "
+        f"worker grace {worker_grace} + 5) + 5"
     )
     port = next(p for p in c["ports"] if p.get("name") == "http")["containerPort"]
     assert configmap.get("MAILGATE_LISTEN", "").endswith(f":{port}"), f"MAILGATE_LISTEN does not use port {port}"
     check_hardening(dep, configmap.get("MAILGATE_DATA_DIR", "/var/lib/mailgate"))
-    return f"grace {grace} s >= preStop {sleep} + worker {worker_grace} + drain"
+    return f"grace {grace} s >= preStop {sleep} + drain {drain} + 5"
 
 
 @check("k8s: Service mailgate (ClusterIP 80 -> http/8080) selects the web pods")

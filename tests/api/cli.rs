@@ -241,3 +241,49 @@ fn bad_settings_are_named_at_start() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tenant"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The variables Kubernetes injects for a Service named `mailgate` (unless a pod sets
+/// `enableServiceLinks: false`) are ignored with a log line; a real typo beside them is
+/// still refused, and named alone.
+#[test]
+fn kubernetes_service_links_do_not_stop_the_start() {
+    let dir = std::env::temp_dir().join(format!("mailgate-cli-{}", uuid::Uuid::new_v4().simple()));
+    let links = [
+        ("MAILGATE_PORT", "tcp://10.96.0.10:80"),
+        ("MAILGATE_PORT_80_TCP", "tcp://10.96.0.10:80"),
+        ("MAILGATE_PORT_80_TCP_PROTO", "tcp"),
+        ("MAILGATE_PORT_80_TCP_PORT", "80"),
+        ("MAILGATE_PORT_80_TCP_ADDR", "10.96.0.10"),
+        ("MAILGATE_SERVICE_HOST", "10.96.0.10"),
+        ("MAILGATE_SERVICE_PORT", "80"),
+        ("MAILGATE_SERVICE_PORT_HTTP", "80"),
+    ];
+    let out = mailgate(&dir)
+        .envs(links)
+        .env("MAILGATE_LOG", "info")
+        .args(["token", "--role", "operator"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "starts beside service links: {err}");
+    assert!(err.contains("ignoring Kubernetes service-link variables"), "{err}");
+    assert!(err.contains("MAILGATE_SERVICE_HOST"), "the log names them: {err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("MAILGATE"),
+        "stdout is the token only"
+    );
+
+    let out = mailgate(&dir)
+        .envs(links)
+        .env("MAILGATE_LISTN", "127.0.0.1:0")
+        .args(["token", "--role", "operator"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a typo is still refused");
+    assert!(
+        err.contains("MAILGATE_LISTN") && !err.contains("MAILGATE_PORT"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

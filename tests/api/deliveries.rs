@@ -219,6 +219,18 @@ async fn bad_notifications_are_refused_and_store_nothing(backend: Backend) {
             "to",
             "INVALID_FORMAT",
         ),
+        // Through the platform relay, an address literal would make the operator's own
+        // MTA connect to an internal address.
+        (
+            json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "user@[10.0.0.5]", "subject": "s", "text": "t" }),
+            "to",
+            "ADDRESS_LITERAL",
+        ),
+        (
+            json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "user@169.254.169.254", "subject": "s", "text": "t" }),
+            "to",
+            "ADDRESS_LITERAL",
+        ),
         (
             json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "subject": "s", "text": "t", "idempotencyKey": "x".repeat(201) }),
             "idempotencyKey",

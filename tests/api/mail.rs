@@ -563,6 +563,20 @@ async fn test_mail_follows_the_plan_gate_and_validation(backend: Backend) {
         )
         .await;
     assert_eq!(fields(&body), vec![("to".to_owned(), "INVALID_FORMAT".to_owned())]);
+    for literal in ["a@[10.0.0.5]", "a@10.0.0.5"] {
+        let body = app
+            .gql(
+                &app.admin(&share),
+                SEND_TEST,
+                json!({ "t": share, "to": literal, "s": settings_for(25, "NONE", None) }),
+            )
+            .await;
+        assert_eq!(
+            fields(&body),
+            vec![("to".to_owned(), "ADDRESS_LITERAL".to_owned())],
+            "{literal}"
+        );
+    }
     let body = app
         .gql(
             &app.admin(&share),

@@ -295,6 +295,25 @@ fn bad_inputs() -> Vec<(Value, &'static str, &'static str)> {
             "popBeforeSmtp.password",
             "CONTROL_CHARACTERS",
         ),
+        // A form that sends back the mask it showed (as Keycloak's did for years).
+        (with("password", json!("********")), "password", "MASKED_PASSWORD"),
+        (with("password", json!("●●●●●●")), "password", "MASKED_PASSWORD"),
+        (
+            pop_with("password", json!("••••")),
+            "popBeforeSmtp.password",
+            "MASKED_PASSWORD",
+        ),
+        // A sender whose domain is an IP address.
+        (
+            with("fromAddress", json!("shop@[127.0.0.1]")),
+            "fromAddress",
+            "ADDRESS_LITERAL",
+        ),
+        (
+            with("fromAddress", json!("shop@10.0.0.1")),
+            "fromAddress",
+            "ADDRESS_LITERAL",
+        ),
     ]
 }
 

@@ -22,6 +22,11 @@ crate::coded_enum! {
         PortNotAllowed = "PORT_NOT_ALLOWED",
         /// The server or user name changed, so the stored password cannot be kept.
         PasswordReentryRequired = "PASSWORD_REENTRY_REQUIRED",
+        /// An address whose domain is an IP address (`[10.0.0.5]`, `10.0.0.5`).
+        AddressLiteral = "ADDRESS_LITERAL",
+        /// A password made only of mask characters (`********`): a form sent back the
+        /// placeholder it showed. Leave the password empty to keep the stored one.
+        MaskedPassword = "MASKED_PASSWORD",
     }
 }
 
@@ -33,6 +38,8 @@ impl From<ValueError> for FieldCode {
             ValueError::ControlCharacters => FieldCode::ControlCharacters,
             ValueError::InvalidFormat => FieldCode::InvalidFormat,
             ValueError::OutOfRange => FieldCode::OutOfRange,
+            ValueError::AddressLiteral => FieldCode::AddressLiteral,
+            ValueError::MaskedPassword => FieldCode::MaskedPassword,
         }
     }
 }

@@ -17,6 +17,13 @@ pub enum ValueError {
     InvalidFormat,
     #[error("the value is out of range")]
     OutOfRange,
+    /// An address whose domain is an IP address (`user@[10.0.0.5]`, `user@10.0.0.5`).
+    #[error("the address's domain is an IP address")]
+    AddressLiteral,
+    /// A password made only of mask characters (`*`, `•`, `●`): the placeholder a form
+    /// showed, sent back.
+    #[error("the password is only mask characters")]
+    MaskedPassword,
 }
 
 /// True for C0/C1 controls, DEL and the Unicode line/paragraph separators: anything
@@ -87,6 +94,20 @@ fn ascii_dns_name(s: &str) -> Result<String, ValueError> {
 #[derive(Clone, PartialEq, Eq)]
 pub struct EmailAddress(String);
 
+/// Whether a domain is an IP address written without brackets: it parses as one, or its
+/// last label is all digits (no top-level domain is), e.g. `10.0.0.5`, `0x7f.1`.
+fn is_ip_like(domain: &str) -> bool {
+    let d = domain.trim_end_matches('.');
+    d.parse::<std::net::IpAddr>().is_ok()
+        || d.rsplit('.').next().is_some_and(|last| {
+            !last.is_empty()
+                && (last.bytes().all(|b| b.is_ascii_digit())
+                    || (last.len() > 2
+                        && last[..2].eq_ignore_ascii_case("0x")
+                        && last[2..].bytes().all(|b| b.is_ascii_hexdigit())))
+        })
+}
+
 impl EmailAddress {
     pub const MAX_CHARS: usize = 254;
 
@@ -99,9 +120,12 @@ impl EmailAddress {
         if local.len() > 64 || !is_dot_atom(local) {
             return Err(ValueError::InvalidFormat);
         }
-        if domain.starts_with('[') {
-            AddressLiteral::parse(domain)?;
-        } else {
+        // A domain that is an IP address would have the platform relay (or the tenant's
+        // server) connect to that address: never for mail Mailgate sends or sends from.
+        if domain.starts_with('[') || is_ip_like(domain) {
+            return Err(ValueError::AddressLiteral);
+        }
+        {
             let ascii = ascii_dns_name(domain)?;
             if !ascii.contains('.') {
                 return Err(ValueError::InvalidFormat);
@@ -338,6 +362,9 @@ pub fn check_password(raw: &str) -> Result<(), ValueError> {
     if has_control_chars(raw) {
         return Err(ValueError::ControlCharacters);
     }
+    if raw.chars().all(|c| matches!(c, '*' | '•' | '●')) {
+        return Err(ValueError::MaskedPassword);
+    }
     Ok(())
 }
 
@@ -346,13 +373,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn masked_passwords_are_refused() {
+        for masked in ["********", "●●●●", "•••", "*"] {
+            assert_eq!(check_password(masked), Err(ValueError::MaskedPassword), "{masked}");
+        }
+        for real in ["*a*", "pa**word", "●1"] {
+            assert_eq!(check_password(real), Ok(()), "{real}");
+        }
+    }
+
+    #[test]
     fn email_addresses() {
         for ok in [
             "a@example.com",
             "first.last+tag@sub.example.co.jp",
             "info@日本語.jp",
-            "x@[192.0.2.1]",
             "  a@example.com ",
+            "a@1password.example",
+            "a@example.123abc",
         ] {
             assert!(EmailAddress::parse(ok).is_ok(), "{ok}");
         }
@@ -366,7 +404,14 @@ mod tests {
             ("a@exa mple.com", ValueError::InvalidFormat),
             ("a@example.com\r\nRCPT TO:<x@y.z>", ValueError::ControlCharacters),
             ("a@-example.com", ValueError::InvalidFormat),
-            ("a@127.1", ValueError::InvalidFormat),
+            // A domain that is an IP address: the relay would connect to it.
+            ("a@127.1", ValueError::AddressLiteral),
+            ("x@[192.0.2.1]", ValueError::AddressLiteral),
+            ("user@[10.0.0.5]", ValueError::AddressLiteral),
+            ("user@[IPv6:::1]", ValueError::AddressLiteral),
+            ("user@10.0.0.5", ValueError::AddressLiteral),
+            ("user@169.254.169.254.", ValueError::AddressLiteral),
+            ("user@0x7f.0x1", ValueError::AddressLiteral),
         ] {
             assert_eq!(EmailAddress::parse(bad), Err(why), "{bad:?}");
         }

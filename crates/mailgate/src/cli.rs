@@ -96,6 +96,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let config = load_config(cli.config.as_deref())?;
     crate::telemetry::init(config.log_format)?;
+    if !config.ignored_service_links.is_empty() {
+        tracing::info!(
+            variables = %config.ignored_service_links.join(","),
+            "ignoring Kubernetes service-link variables (set enableServiceLinks: false on the pod to drop them)"
+        );
+    }
     match command {
         Command::Serve => serve(config).await,
         Command::Worker => {

@@ -71,6 +71,10 @@ pub struct Config {
     /// Lets tenants use servers on private and loopback addresses (development, tests).
     pub allow_private_smtp_hosts: bool,
     pub log_format: LogFormat,
+    /// The Kubernetes service-link variables (`MAILGATE_PORT`, `MAILGATE_SERVICE_HOST`, …)
+    /// that were set and ignored; logged at start.
+    #[serde(skip)]
+    pub ignored_service_links: Vec<String>,
     /// GraphiQL at `GET /graphql`; default on in development.
     pub graphiql: Option<bool>,
     /// Schema introspection; default on in development.
@@ -177,6 +181,7 @@ impl Default for Config {
             default_from: "Mailgate <noreply@example.com>".into(),
             allow_private_smtp_hosts: false,
             log_format: LogFormat::Text,
+            ignored_service_links: Vec::new(),
             graphiql: None,
             introspection: None,
             max_body_bytes: 64 * 1024,
@@ -221,6 +226,30 @@ struct DevSecrets {
     secret_key: String,
 }
 
+/// Whether `key` (a `MAILGATE_` variable's name without the prefix, any case) is one that
+/// Kubernetes injects for a Service whose name starts with `mailgate` (service links:
+/// `MAILGATE_PORT`, `MAILGATE_SERVICE_HOST`, `MAILGATE_SERVICE_PORT[_NAME]`,
+/// `MAILGATE_PORT_80_TCP[_PROTO|_PORT|_ADDR]`, and the same after `MAILGATE_<REST>_` for a
+/// Service named `mailgate-<rest>`), and never a setting: no setting ends in `_port` or
+/// holds `service_host`/`service_port`, so real typos are still refused.
+fn is_service_link(key: &str) -> bool {
+    let key = key.to_ascii_uppercase();
+    let parts: Vec<&str> = key.split('_').collect();
+    let n = parts.len();
+    let ends = |suffix: &[&str]| n >= suffix.len() && parts[n - suffix.len()..] == *suffix;
+    let number = |p: &str| !p.is_empty() && p.parse::<u16>().is_ok();
+    let proto = |p: &str| matches!(p, "TCP" | "UDP" | "SCTP");
+    ends(&["SERVICE", "HOST"])
+        || parts.windows(2).any(|w| w == ["SERVICE", "PORT"])
+        || ends(&["PORT"])
+        || (n >= 3 && parts[n - 3] == "PORT" && number(parts[n - 2]) && proto(parts[n - 1]))
+        || (n >= 4
+            && parts[n - 4] == "PORT"
+            && number(parts[n - 3])
+            && proto(parts[n - 2])
+            && matches!(parts[n - 1], "PROTO" | "PORT" | "ADDR"))
+}
+
 impl Config {
     /// Reads defaults, the optional file and the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
@@ -234,8 +263,12 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("MAILGATE_").ignore(&["config", "log"]));
-        let config: Config = figment.extract().map_err(|e| {
+        figment = figment.merge(
+            Env::prefixed("MAILGATE_")
+                .ignore(&["config", "log"])
+                .filter(|key| !is_service_link(key.as_str())),
+        );
+        let mut config: Config = figment.extract().map_err(|e| {
             let problems: Vec<String> = e
                 .into_iter()
                 .map(|err| {
@@ -249,6 +282,11 @@ impl Config {
                 .collect();
             anyhow::anyhow!("configuration error: {}", problems.join("; "))
         })?;
+        config.ignored_service_links = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| name.strip_prefix("MAILGATE_").is_some_and(is_service_link))
+            .collect();
+        config.ignored_service_links.sort();
         Ok(config)
     }
 
@@ -446,4 +484,56 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     file.write_all(text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_service_link;
+
+    #[test]
+    fn kubernetes_service_links_are_recognised_and_settings_are_not() {
+        for link in [
+            "PORT",
+            "SERVICE_HOST",
+            "SERVICE_PORT",
+            "SERVICE_PORT_HTTP",
+            "PORT_80_TCP",
+            "PORT_80_TCP_PROTO",
+            "PORT_80_TCP_PORT",
+            "PORT_80_TCP_ADDR",
+            // A Service named `mailgate-metrics`.
+            "METRICS_SERVICE_HOST",
+            "METRICS_PORT_9090_TCP_ADDR",
+            "port_8080_udp",
+        ] {
+            assert!(is_service_link(link), "{link}");
+        }
+        for typo in [
+            "PORTS",
+            "LISTEN_PORT_X",
+            "PORT_80",
+            "PORT_80_TCP_HOST",
+            "SERVICE",
+            "SMTP_ALLOWED_PORT_S",
+            "DATABSE_URL",
+        ] {
+            assert!(!is_service_link(typo), "{typo}");
+        }
+        // No documented setting looks like a service link.
+        let readme = include_str!("../../../README.md");
+        let mut names: Vec<&str> = readme
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter_map(|w| w.strip_prefix("MAILGATE_"))
+            .filter(|w| !w.is_empty())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() > 30, "the README's settings were found: {names:?}");
+        for name in names {
+            assert!(
+                !is_service_link(name),
+                "MAILGATE_{name} would be ignored as a service link"
+            );
+        }
+    }
 }

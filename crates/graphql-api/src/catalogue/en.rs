@@ -55,6 +55,10 @@ fn field(code: FieldCode) -> &'static str {
         FieldCode::NotFailed => "is not a failed delivery; only failed deliveries can be retried",
         FieldCode::PortNotAllowed => "is not a port open to tenants (usually 25, 465, 587 or 2525)",
         FieldCode::PasswordReentryRequired => "must be entered again because the server or user name changed",
+        FieldCode::AddressLiteral => "must have a domain name, not an IP address",
+        FieldCode::MaskedPassword => {
+            "is only mask characters (such as ********): leave it empty to keep the stored password, or enter the real one"
+        }
     }
 }
 

@@ -55,6 +55,10 @@ fn field(code: FieldCode) -> &'static str {
         FieldCode::NotFailed => "は失敗した配信ではありません。再送できるのは失敗した配信のみです",
         FieldCode::PortNotAllowed => "は使用できないポートです（通常は25、465、587、2525）",
         FieldCode::PasswordReentryRequired => "はサーバーまたはユーザー名が変わったため、もう一度入力してください",
+        FieldCode::AddressLiteral => "にはIPアドレスではなくドメイン名を指定してください",
+        FieldCode::MaskedPassword => {
+            "が伏せ字（********など）だけになっています。保存済みのパスワードを使う場合は空欄のままにし、変更する場合は実際のパスワードを入力してください"
+        }
     }
 }
 
