@@ -19,6 +19,7 @@ crate::each_backend!(
     tenants_see_their_deliveries_and_operators_see_metrics,
     unreadable_settings_hold_the_mail_until_repaired_through_the_api,
     a_delivery_whose_every_claim_ended_with_its_process_is_failed,
+    custom_bodies_reach_the_wire_with_crlf_line_ends_only,
 );
 
 const ENQUEUE: &str = "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id status messageId subject to kind retries idempotencyKey } }";
@@ -222,6 +223,16 @@ async fn bad_notifications_are_refused_and_store_nothing(backend: Backend) {
         // Through the platform relay, an address literal would make the operator's own
         // MTA connect to an internal address.
         (
+            json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "subject": "s", "text": "nul\u{0}here" }),
+            "text",
+            "CONTROL_CHARACTERS",
+        ),
+        (
+            json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "subject": "s", "text": "t", "html": "<p>\u{1b}[2J</p>" }),
+            "html",
+            "CONTROL_CHARACTERS",
+        ),
+        (
             json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "user@[10.0.0.5]", "subject": "s", "text": "t" }),
             "to",
             "ADDRESS_LITERAL",
@@ -279,6 +290,49 @@ async fn bad_notifications_are_refused_and_store_nothing(backend: Backend) {
         )
         .await;
     assert_eq!(counts["tenant"]["deliveries"]["edges"], json!([]), "nothing stored");
+
+    // An idempotency key is a contract: the same payload gives the same delivery, any
+    // difference is refused, naming the delivery that has the key.
+    let first = enqueue(&app, registration(&tenant, "ja", Some("signup-7"))).await;
+    assert_eq!(
+        enqueue(&app, registration(&tenant, "ja", Some("signup-7"))).await["id"],
+        first["id"]
+    );
+    let mut other_name = registration(&tenant, "ja", Some("signup-7"));
+    other_name["variables"]["name"] = json!("Suzuki");
+    let mut other_to = registration(&tenant, "ja", Some("signup-7"));
+    other_to["to"] = json!("someone-else@example.net");
+    let other_kind = json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "member@example.net", "subject": "s", "text": "t", "idempotencyKey": "signup-7" });
+    for (what, input) in [
+        ("variables", other_name),
+        ("recipient", other_to),
+        ("locale", registration(&tenant, "en", Some("signup-7"))),
+        ("kind", other_kind),
+    ] {
+        let body = app.gql(&app.service(), ENQUEUE, json!({ "i": input })).await;
+        assert_eq!(code(&body), "IDEMPOTENCY_KEY_REUSED", "{what}: {body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["deliveryId"], first["id"],
+            "{what}: {body}"
+        );
+        assert_eq!(
+            fields(&body),
+            vec![("idempotencyKey".to_owned(), "IDEMPOTENCY_KEY_REUSED".to_owned())],
+            "{what}"
+        );
+    }
+    let counts = app
+        .ok(
+            &app.operator(),
+            "query($id:ID!){ tenant(id:$id){ deliveries { edges { node { id } } } } }",
+            json!({ "id": tenant }),
+        )
+        .await;
+    assert_eq!(
+        counts["tenant"]["deliveries"]["edges"].as_array().unwrap().len(),
+        1,
+        "one stored"
+    );
     app.finish().await;
 }
 
@@ -808,5 +862,45 @@ async fn a_delivery_whose_every_claim_ended_with_its_process_is_failed(backend: 
     let files = std::fs::read_dir(app.app.config.data_dir.join("mail")).unwrap().count();
     assert_eq!(files, 1, "only the survivor went out");
     worker.stop().await;
+    app.finish().await;
+}
+
+/// A CUSTOM body with bare CRs and LFs and a smuggling attempt (`\r.\r\n` then a second
+/// envelope) arrives as one message whose every line ends in CRLF.
+async fn custom_bodies_reach_the_wire_with_crlf_line_ends_only(backend: Backend) {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let app = delivery_app(backend, &[smtp.port]).await;
+    let tenant = app.create_tenant("Smuggler", "SHARE").await;
+    app.ok(
+        &app.admin(&tenant),
+        UPDATE,
+        json!({ "t": tenant, "i": plain_settings(smtp.port) }),
+    )
+    .await;
+    let text = "line one\rline two\nline three\r.\r\nMAIL FROM:<evil@evil.example>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\nhi\r\n.\r\n";
+    let id = enqueue(
+        &app,
+        json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "member@example.net", "subject": "Plain", "text": text, "html": "<p>a\rb</p>\n" }),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let worker = RunningWorker::start(&app);
+    wait_status(&app, &id, "SENT", Duration::from_secs(10)).await;
+    worker.stop().await;
+    let got = smtp.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1, "exactly one message");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.received().len(), 1, "and no second one smuggled in");
+    assert_eq!(got[0].rcpt_tos, vec!["member@example.net".to_owned()]);
+    let data = got[0].data.as_bytes();
+    for (i, b) in data.iter().enumerate() {
+        match b {
+            b'\r' => assert_eq!(data.get(i + 1), Some(&b'\n'), "bare CR at {i}: {:?}", got[0].data),
+            b'\n' => assert!(i > 0 && data[i - 1] == b'\r', "bare LF at {i}: {:?}", got[0].data),
+            _ => {}
+        }
+    }
     app.finish().await;
 }

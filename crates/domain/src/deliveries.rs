@@ -74,8 +74,10 @@ impl DeliveryService {
     }
 
     /// Hands in a notification. Services and operators only. The delivery is committed
-    /// before this returns; the same idempotency key for the same tenant returns the same
-    /// delivery (and never a second mail).
+    /// before this returns; the same idempotency key for the same tenant with the same
+    /// payload (kind, recipient, locale, and the message its variables or content render
+    /// to) returns the same delivery (and never a second mail); with another payload it is
+    /// [`Error::IdempotencyKeyReused`], naming the delivery that has the key.
     pub async fn enqueue(&self, caller: &Caller, req: &NotificationRequest) -> Result<Delivery> {
         match caller.role() {
             Role::Service | Role::Operator => {}
@@ -126,6 +128,16 @@ impl DeliveryService {
                     signal(d.tenant_id);
                 }
                 Ok(d)
+            }
+            // The key is a contract: the same key with another payload is a caller's bug
+            // (or two notifications sharing a key), never silently the old delivery.
+            EnqueueOutcome::Existing(d)
+                if d.kind != delivery.kind
+                    || d.to != delivery.to
+                    || d.locale != delivery.locale
+                    || d.message != delivery.message =>
+            {
+                Err(Error::IdempotencyKeyReused { existing: d.id })
             }
             EnqueueOutcome::Existing(d) => Ok(d),
         }

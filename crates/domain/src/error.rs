@@ -79,6 +79,10 @@ pub enum Error {
     VersionConflict { current: i64 },
     #[error("too many requests")]
     RateLimited,
+    /// The idempotency key already names another notification (`existing`) with a
+    /// different payload.
+    #[error("the idempotency key was used for another notification")]
+    IdempotencyKeyReused { existing: crate::ids::DeliveryId },
     /// Settings are saved (this version) but cannot be read back; saving new ones or
     /// clearing works without them.
     #[error("the saved settings (version {version}) cannot be read")]

@@ -20,6 +20,8 @@ pub mod code {
     pub const VERSION_CONFLICT: &str = "VERSION_CONFLICT";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const SETTINGS_UNREADABLE: &str = "SETTINGS_UNREADABLE";
+    /// The idempotency key names another notification (`extensions.deliveryId`).
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
     /// Too many requests in flight on this server: try again shortly (`Retry-After`).
     pub const OVERLOADED: &str = "OVERLOADED";
     /// The request ran past the server's deadline. A mutation may or may not have taken
@@ -40,6 +42,7 @@ pub fn message(code: &str, locale: Locale) -> Cow<'static, str> {
         code::RATE_LIMITED => Text::RateLimited,
         code::SETTINGS_UNREADABLE => Text::SettingsUnreadable,
         code::OVERLOADED => Text::Overloaded,
+        code::IDEMPOTENCY_KEY_REUSED => Text::IdempotencyKeyReused,
         code::TIMEOUT => Text::Timeout,
         _ => Text::Internal,
     };
@@ -135,6 +138,21 @@ pub fn to_graphql(err: Error, locale: Locale) -> async_graphql::Error {
             message(code::RATE_LIMITED, locale).into_owned(),
             code::RATE_LIMITED,
             |_| {},
+        ),
+        Error::IdempotencyKeyReused { existing } => with_code(
+            message(code::IDEMPOTENCY_KEY_REUSED, locale).into_owned(),
+            code::IDEMPOTENCY_KEY_REUSED,
+            |ext| {
+                ext.set("deliveryId", existing.to_string());
+                ext.set(
+                    "fields",
+                    Value::List(vec![field_entry(
+                        "idempotencyKey",
+                        code::IDEMPOTENCY_KEY_REUSED,
+                        message(code::IDEMPOTENCY_KEY_REUSED, locale).into_owned(),
+                    )]),
+                );
+            },
         ),
         Error::SettingsUnreadable { version } => with_code(
             message(code::SETTINGS_UNREADABLE, locale).into_owned(),

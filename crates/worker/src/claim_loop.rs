@@ -39,6 +39,11 @@ pub(crate) async fn run(
     tokio::pin!(shutdown);
     let per_claim = shared.per_claim();
     loop {
+        // The signal is looked at before anything new starts, not only while idle: a
+        // claim or a lane that just proved its tenant must not start more sends after it.
+        if has_fired(shutdown.as_mut()) {
+            break;
+        }
         while let Some(done) = tasks.try_join_next() {
             report.finished += done.unwrap_or(0);
         }
@@ -65,6 +70,7 @@ pub(crate) async fn run(
                 look_again = look_again.min(due);
             }
             tokio::select! {
+                biased;
                 () = &mut shutdown => break,
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => { report.finished += done.unwrap_or(0); }
                 () = shared.progress.notified() => {}
@@ -144,6 +150,13 @@ pub(crate) async fn run(
     renew.abort();
     tracing::info!(worker = %cfg.worker_id, finished = report.finished, released = report.released, "delivery worker stopped");
     report
+}
+
+/// Whether `shutdown` has completed, without waiting for it (polled once; it is not
+/// polled again once it has).
+fn has_fired(shutdown: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    shutdown.poll(&mut cx).is_ready()
 }
 
 /// Shutdown: claimed but not started is given back at once; sends in flight may finish

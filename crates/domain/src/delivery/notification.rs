@@ -53,6 +53,41 @@ pub struct RenderedMessage {
     pub html: Option<String>,
 }
 
+/// Largest `text` or `html` of a CUSTOM notification, in bytes (after line ends are
+/// made CRLF).
+pub const MAX_CUSTOM_BODY_BYTES: usize = 1_000_000;
+
+/// A CUSTOM body as it may go on the wire: every line end (CRLF, a bare CR, a bare LF)
+/// becomes CRLF, so no bare CR or LF reaches the server (the SMTP-smuggling class: a
+/// `\r.\r\n` the server might take for the end of the message), and NUL or any other C0
+/// control than tab, CR and LF (or DEL) is refused.
+pub fn custom_body(raw: &str) -> Result<String, ValueError> {
+    if raw
+        .chars()
+        .any(|c| (c.is_ascii_control() && !matches!(c, '\t' | '\r' | '\n')) || c == '\u{7f}')
+    {
+        return Err(ValueError::ControlCharacters);
+    }
+    let mut out = String::with_capacity(raw.len() + raw.len() / 32);
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                out.push_str("\r\n");
+            }
+            '\n' => out.push_str("\r\n"),
+            c => out.push(c),
+        }
+    }
+    if out.len() > MAX_CUSTOM_BODY_BYTES {
+        return Err(ValueError::TooLong);
+    }
+    Ok(out)
+}
+
 /// Escapes text for HTML.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -190,17 +225,28 @@ pub fn render(req: &NotificationRequest) -> Result<RenderedMessage, Vec<FieldErr
         }
         NotificationKind::Custom => {
             let subject = req.subject.clone().unwrap_or_default();
-            let text = req.text.clone().unwrap_or_default();
             if subject.trim().is_empty() {
                 v.errors.push(FieldError::new("subject", ValueError::Required));
             }
-            if text.trim().is_empty() {
-                v.errors.push(FieldError::new("text", ValueError::Required));
-            }
-            if text.len() > 1_000_000 || req.html.as_ref().is_some_and(|h| h.len() > 1_000_000) {
-                v.errors.push(FieldError::new("text", ValueError::TooLong));
-            }
-            (subject, text, req.html.clone())
+            let text = match custom_body(req.text.as_deref().unwrap_or("")) {
+                Ok(t) if t.trim().is_empty() => {
+                    v.errors.push(FieldError::new("text", ValueError::Required));
+                    t
+                }
+                Ok(t) => t,
+                Err(e) => {
+                    v.errors.push(FieldError::new("text", e));
+                    String::new()
+                }
+            };
+            let html = match req.html.as_deref().map(custom_body).transpose() {
+                Ok(h) => h,
+                Err(e) => {
+                    v.errors.push(FieldError::new("html", e));
+                    None
+                }
+            };
+            (subject, text, html)
         }
     };
     let subject = match Subject::parse(&subject) {
@@ -279,6 +325,32 @@ mod tests {
                 ("variables.resetUrl", FieldCode::InvalidFormat),
                 ("variables.expiresInMinutes", FieldCode::InvalidType)
             ]
+        );
+    }
+
+    #[test]
+    fn custom_bodies_get_crlf_line_ends_and_no_controls() {
+        assert_eq!(custom_body("a\rb\nc\r\nd\r\r\n").unwrap(), "a\r\nb\r\nc\r\nd\r\n\r\n");
+        assert_eq!(
+            custom_body("x\r.\r\nMAIL FROM:<e@evil.example>\r\n").unwrap(),
+            "x\r\n.\r\nMAIL FROM:<e@evil.example>\r\n"
+        );
+        assert_eq!(custom_body("tab\there").unwrap(), "tab\there");
+        for bad in ["nul\u{0}", "bell\u{7}", "esc\u{1b}[0m", "del\u{7f}"] {
+            assert_eq!(custom_body(bad), Err(ValueError::ControlCharacters), "{bad:?}");
+        }
+        assert_eq!(
+            custom_body(&"a".repeat(MAX_CUSTOM_BODY_BYTES)).map(|s| s.len()),
+            Ok(MAX_CUSTOM_BODY_BYTES)
+        );
+        assert_eq!(
+            custom_body(&"a".repeat(MAX_CUSTOM_BODY_BYTES + 1)),
+            Err(ValueError::TooLong)
+        );
+        // Line ends count once made CRLF.
+        assert_eq!(
+            custom_body(&"\n".repeat(MAX_CUSTOM_BODY_BYTES / 2 + 1)),
+            Err(ValueError::TooLong)
         );
     }
 }

@@ -18,6 +18,7 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::ValidationFailed => "Some fields are not valid.".into(),
         Text::VersionConflict => "The settings were changed by someone else. Reload them and try again.".into(),
         Text::RateLimited => "Too many requests. Try again later.".into(),
+        Text::IdempotencyKeyReused => "This idempotency key was already used for a different notification (other kind, recipient, language, variables or content). Use a new key for a new notification.".into(),
         Text::Overloaded => "The server is busy. Try again in a moment.".into(),
         Text::Timeout => "The request took too long and was stopped. If it was a change, check whether it was made before trying again.".into(),
         Text::SettingsUnreadable => "The saved mail server settings cannot be read (the operator has been told in the log). Mail on this route waits until you save all the settings again, password included, or clear them.".into(),

@@ -18,6 +18,7 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::ValidationFailed => "入力内容に誤りがあります。".into(),
         Text::VersionConflict => "設定が他の人によって変更されました。再読み込みしてからもう一度お試しください。".into(),
         Text::RateLimited => "リクエストが多すぎます。しばらくしてからお試しください。".into(),
+        Text::IdempotencyKeyReused => "この冪等キーは内容の異なる別の通知（種類・宛先・言語・変数・本文のいずれか）に使用済みです。新しい通知には新しいキーを指定してください。".into(),
         Text::Overloaded => "サーバーが混み合っています。しばらくしてからもう一度お試しください。".into(),
         Text::Timeout => "処理に時間がかかりすぎたため中断しました。変更の操作だった場合は、反映されたかどうかを確認してからもう一度お試しください。".into(),
         Text::SettingsUnreadable => "保存されたメールサーバー設定を読み取れません（運営者にはログで通知されています）。パスワードを含むすべての設定を保存し直すか、設定をクリアするまで、メールは送信を待ちます。".into(),

@@ -25,6 +25,7 @@ pub enum Text<'a> {
     RateLimited,
     SettingsUnreadable,
     Overloaded,
+    IdempotencyKeyReused,
     Timeout,
     Internal,
     /// An internal error, with the correlation id the log carries.
