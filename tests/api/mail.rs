@@ -469,7 +469,6 @@ async fn private_addresses_are_refused_without_connecting(backend: Backend) {
     .await;
     let tenant = app.create_tenant("Guarded", "SHARE").await;
     for host in [
-        "localhost",
         "127.0.0.1",
         "[::1]",
         "::ffff:127.0.0.1",
@@ -481,6 +480,18 @@ async fn private_addresses_are_refused_without_connecting(backend: Backend) {
         s["host"] = json!(host);
         let r = send_test(&app, &tenant, Some(s)).await;
         assert_eq!(failure(&r), ("RESOLVE", "FORBIDDEN_ADDRESS", "host"), "{host}: {r}");
+    }
+    // A name that resolves to an internal address answers as a name that does not exist
+    // (so a tenant cannot map which internal names exist), word for word.
+    let mut s = settings_for(port, "NONE", None);
+    s["host"] = json!("localhost");
+    let internal = send_test(&app, &tenant, Some(s)).await;
+    assert_eq!(failure(&internal), ("RESOLVE", "HOST_NOT_FOUND", "host"), "{internal}");
+    for leak in ["internal", "private", "127.0.0.1", "loopback", "forbidden"] {
+        assert!(
+            !internal.to_string().to_ascii_lowercase().contains(leak),
+            "{leak}: {internal}"
+        );
     }
     // A POP host on a private address is refused too, before the SMTP part.
     let mut s = settings_for(25, "NONE", None);

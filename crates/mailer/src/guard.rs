@@ -80,7 +80,10 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
 
 /// Resolves `host` and returns the addresses to connect to, all of them checked.
 /// Any forbidden address refuses the whole host (a name that resolves to a public and a
-/// private address is not used at all).
+/// private address is not used at all). A *name* that resolves to a forbidden address
+/// fails exactly like a name that does not resolve (`HostNotFound`), so a tenant cannot
+/// learn which internal names exist; the log tells operators which it was. An address
+/// typed as such (`10.0.0.1`, `[::1]`) is `ForbiddenAddress`: it reveals nothing.
 pub async fn resolve_checked(
     host: &Host,
     port: u16,
@@ -100,7 +103,12 @@ pub async fn resolve_checked(
     }
     if !allow_private && addrs.iter().any(|a| is_forbidden(a.ip())) {
         tracing::warn!(host = %host, "refused a tenant host that resolves to a private address");
-        return Err(SendFailure::new(SendStage::Resolve, FailureKind::ForbiddenAddress));
+        let kind = if host.ip().is_some() {
+            FailureKind::ForbiddenAddress
+        } else {
+            FailureKind::HostNotFound
+        };
+        return Err(SendFailure::new(SendStage::Resolve, kind));
     }
     Ok(addrs)
 }
@@ -158,7 +166,11 @@ mod tests {
         let err = resolve_checked(&host, 25, false, Duration::from_secs(5))
             .await
             .unwrap_err();
-        assert_eq!(err.kind, FailureKind::ForbiddenAddress);
+        assert_eq!(
+            err.kind,
+            FailureKind::HostNotFound,
+            "the same answer as a name that does not exist"
+        );
         assert_eq!(err.stage, SendStage::Resolve);
         assert!(resolve_checked(&host, 25, true, Duration::from_secs(5)).await.is_ok());
         let literal = Host::parse("[::ffff:127.0.0.1]").unwrap();

@@ -97,7 +97,9 @@ fn hint(hint: Hint) -> &'static str {
             "The server did not answer in time. Check the host name and port; if the port is 465, choose SSL."
         }
         Hint::PopLoginFailed => "The POP login before SMTP failed. Check the POP server, port, user name and password.",
-        Hint::HostNotFound => "The host name does not exist. Check its spelling.",
+        Hint::HostNotFound => {
+            "The host name does not exist, or points to an address that may not be used. Check its spelling."
+        }
         Hint::ForbiddenAddress => "This host points to a private or internal network address, which is not allowed.",
         Hint::PortNotAllowed => "This port is not allowed. Use 25, 465, 587 or 2525.",
         Hint::AuthNotOffered => {

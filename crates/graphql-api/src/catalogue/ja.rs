@@ -97,7 +97,7 @@ fn hint(hint: Hint) -> &'static str {
         Hint::PopLoginFailed => {
             "POP before SMTPのログインに失敗しました。POPサーバー、ポート、ユーザー名、パスワードをご確認ください。"
         }
-        Hint::HostNotFound => "ホスト名が見つかりません。綴りをご確認ください。",
+        Hint::HostNotFound => "ホスト名が見つからないか、使用できないアドレスを指しています。綴りをご確認ください。",
         Hint::ForbiddenAddress => "このホストは内部ネットワークのアドレスを指しているため使用できません。",
         Hint::PortNotAllowed => "このポートは使用できません。25、465、587、2525のいずれかを使ってください。",
         Hint::AuthNotOffered => {
