@@ -64,20 +64,11 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
     let route = Route::of(&record);
     if let SenderRoute::Unreadable { .. } = record.route() {
         let at = Utc::now();
-        let policy = shared.config.retry;
-        let jitter = rand::random::<f64>();
-        let until = shared.lanes.unreachable(tenant, at, at, |n| policy.backoff(n, jitter));
-        let update = DeliveryUpdate::settings_unreadable(&d, &policy, at, until);
+        let until = back_off(shared, outcomes, tenant, at, at);
+        let update = DeliveryUpdate::settings_unreadable(&d, &shared.config.retry, at, until);
         shared.metrics.settings_unreadable();
         tracing::warn!(tenant = %tenant, delivery = %d.id, until = %until, "the tenant's saved settings cannot be read; its mail waits until they are saved again or cleared");
         hand_over(shared, outcomes, &d, update);
-        postpone_tenant(
-            shared,
-            outcomes,
-            tenant,
-            Vec::new(),
-            Postponement::backing_off(until, PROBE_HOLD),
-        );
         return true;
     }
     let pacing = shared.mailer.pacing(&record).await;
@@ -123,21 +114,35 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
         }
         // The platform relay is the operator's: its trouble is everyone's, not the tenant's.
         Err(failure) if is_server_wide(failure) && matches!(route, Route::Own(_)) => {
-            let policy = shared.config.retry;
-            let jitter = rand::random::<f64>();
-            let until = shared
-                .lanes
-                .unreachable(tenant, at, retry_at, |n| policy.backoff(n, jitter));
+            let until = back_off(shared, outcomes, tenant, at, retry_at);
             tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server cannot take mail now; its waiting mail is postponed");
-            postpone_tenant(
-                shared,
-                outcomes,
-                tenant,
-                Vec::new(),
-                Postponement::backing_off(until, PROBE_HOLD),
-            );
         }
         Err(_) => {}
     }
     true
+}
+
+/// The tenant's server (or its settings) cannot take mail at `at`: it backs off until
+/// the later of `retry_at` and its own doubling backoff, and its waiting mail is
+/// postponed behind one probe at that time. Returns that time.
+fn back_off(
+    shared: &Arc<Shared>,
+    outcomes: &Outcomes,
+    tenant: domain::TenantId,
+    at: chrono::DateTime<Utc>,
+    retry_at: chrono::DateTime<Utc>,
+) -> chrono::DateTime<Utc> {
+    let policy = shared.config.retry;
+    let jitter = rand::random::<f64>();
+    let until = shared
+        .lanes
+        .unreachable(tenant, at, retry_at, |n| policy.backoff(n, jitter));
+    postpone_tenant(
+        shared,
+        outcomes,
+        tenant,
+        Vec::new(),
+        Postponement::backing_off(until, PROBE_HOLD),
+    );
+    until
 }

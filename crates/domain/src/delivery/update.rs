@@ -28,6 +28,34 @@ pub const INTERNAL_STAGE: &str = "INTERNAL";
 /// cannot be read back.
 pub const SETTINGS_STAGE: &str = "SETTINGS";
 
+/// What [`DeliveryUpdate::unsent`] needs to know.
+struct Unsent<'a> {
+    stage: &'static str,
+    /// The attempt's outcome when the delivery is tried again.
+    outcome: AttemptOutcome,
+    /// Retries used before, and after when it is tried again.
+    retries: u32,
+    retries_then: u32,
+    created_at: DateTime<Utc>,
+    policy: &'a RetryPolicy,
+    at: DateTime<Utc>,
+    next: DateTime<Utc>,
+}
+
+/// An attempt that reached no server: only its time, outcome and stage.
+fn bare_attempt(at: DateTime<Utc>, outcome: AttemptOutcome, stage: &str) -> Attempt {
+    Attempt {
+        at,
+        outcome,
+        stage: Some(stage.to_owned()),
+        smtp_code: None,
+        enhanced_code: None,
+        server_message: None,
+        sender_address: None,
+        sender_source: None,
+    }
+}
+
 /// Only a `FAILED` delivery can be put back in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("only a failed delivery can be retried")]
@@ -120,39 +148,17 @@ impl DeliveryUpdate {
         at: DateTime<Utc>,
         jitter: f64,
     ) -> Self {
-        let age = (at - created_at).to_std().unwrap_or_default();
-        let expired = age >= policy.max_age;
-        let delay = policy.backoff(retries, jitter);
-        Self {
-            expected: DeliveryStatus::Sending,
-            status: if expired {
-                DeliveryStatus::Failed
-            } else {
-                DeliveryStatus::Retrying
-            },
-            retries: Some(if expired { retries } else { retries.saturating_add(1) }),
-            next_attempt_at: if expired {
-                at
-            } else {
-                at + chrono::Duration::from_std(delay).unwrap_or_default()
-            },
-            sent_at: None,
-            failure_reason: expired.then_some(FailureReason::Expired),
-            attempt: Some(Attempt {
-                at,
-                outcome: if expired {
-                    AttemptOutcome::Failed
-                } else {
-                    AttemptOutcome::Retry
-                },
-                stage: Some(INTERNAL_STAGE.to_owned()),
-                smtp_code: None,
-                enhanced_code: None,
-                server_message: None,
-                sender_address: None,
-                sender_source: None,
-            }),
-        }
+        let delay = chrono::Duration::from_std(policy.backoff(retries, jitter)).unwrap_or_default();
+        Self::unsent(Unsent {
+            stage: INTERNAL_STAGE,
+            outcome: AttemptOutcome::Retry,
+            retries,
+            retries_then: retries.saturating_add(1),
+            created_at,
+            policy,
+            at,
+            next: at + delay,
+        })
     }
 
     /// The tenant's saved settings cannot be read back, so nothing was sent: due again at
@@ -166,33 +172,37 @@ impl DeliveryUpdate {
         at: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Self {
-        let age = (at - delivery.created_at).to_std().unwrap_or_default();
-        let expired = age >= policy.max_age;
+        Self::unsent(Unsent {
+            stage: SETTINGS_STAGE,
+            outcome: AttemptOutcome::Deferred,
+            retries: delivery.retries,
+            retries_then: delivery.retries,
+            created_at: delivery.created_at,
+            policy,
+            at,
+            next: until.max(at),
+        })
+    }
+
+    /// Nothing reached a server for a reason of Mailgate's own: due again at `next` with
+    /// `retries_then` retries used, the attempt recorded as `outcome` at `stage`; or, once
+    /// the delivery is older than the policy's maximum age, failed as expired.
+    fn unsent(u: Unsent<'_>) -> Self {
+        let age = (u.at - u.created_at).to_std().unwrap_or_default();
+        let expired = age >= u.policy.max_age;
+        let (status, retries, next, outcome) = if expired {
+            (DeliveryStatus::Failed, u.retries, u.at, AttemptOutcome::Failed)
+        } else {
+            (DeliveryStatus::Retrying, u.retries_then, u.next, u.outcome)
+        };
         Self {
             expected: DeliveryStatus::Sending,
-            status: if expired {
-                DeliveryStatus::Failed
-            } else {
-                DeliveryStatus::Retrying
-            },
-            retries: Some(delivery.retries),
-            next_attempt_at: if expired { at } else { until.max(at) },
+            status,
+            retries: Some(retries),
+            next_attempt_at: next,
             sent_at: None,
             failure_reason: expired.then_some(FailureReason::Expired),
-            attempt: Some(Attempt {
-                at,
-                outcome: if expired {
-                    AttemptOutcome::Failed
-                } else {
-                    AttemptOutcome::Deferred
-                },
-                stage: Some(SETTINGS_STAGE.to_owned()),
-                smtp_code: None,
-                enhanced_code: None,
-                server_message: None,
-                sender_address: None,
-                sender_source: None,
-            }),
+            attempt: Some(bare_attempt(u.at, outcome, u.stage)),
         }
     }
 
@@ -213,16 +223,7 @@ impl DeliveryUpdate {
             next_attempt_at: at,
             sent_at: None,
             failure_reason: Some(FailureReason::Abandoned),
-            attempt: Some(Attempt {
-                at,
-                outcome: AttemptOutcome::Failed,
-                stage: Some(INTERNAL_STAGE.to_owned()),
-                smtp_code: None,
-                enhanced_code: None,
-                server_message: None,
-                sender_address: None,
-                sender_source: None,
-            }),
+            attempt: Some(bare_attempt(at, AttemptOutcome::Failed, INTERNAL_STAGE)),
         }
     }
 
@@ -235,16 +236,7 @@ impl DeliveryUpdate {
             next_attempt_at: at,
             sent_at: None,
             failure_reason: Some(FailureReason::TenantMissing),
-            attempt: Some(Attempt {
-                at,
-                outcome: AttemptOutcome::Failed,
-                stage: Some(SendStage::Resolve.code().to_owned()),
-                smtp_code: None,
-                enhanced_code: None,
-                server_message: None,
-                sender_address: None,
-                sender_source: None,
-            }),
+            attempt: Some(bare_attempt(at, AttemptOutcome::Failed, SendStage::Resolve.code())),
         }
     }
 
