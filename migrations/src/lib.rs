@@ -9,6 +9,7 @@ mod m20261122_000002_deliveries;
 mod m20261122_000003_coordination;
 mod m20261122_000004_lean_delivery_writes;
 mod m20261202_000005_delivery_claims;
+mod m20261203_000006_settings_health;
 
 /// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_coordination::Migration),
             Box::new(m20261122_000004_lean_delivery_writes::Migration),
             Box::new(m20261202_000005_delivery_claims::Migration),
+            Box::new(m20261203_000006_settings_health::Migration),
         ]
     }
 }

@@ -45,6 +45,7 @@ impl Cluster {
             .env("MAILGATE_JWT_SECRET", JWT_SECRET)
             .env("MAILGATE_SECRET_KEY", &self.secret_key)
             .env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
+            .env("MAILGATE_SETTINGS_ACTIVATION", "save")
             .env("MAILGATE_SMTP_ALLOWED_PORTS", port.to_string())
             .env("MAILGATE_WORKER_ENABLED", worker.to_string())
             .env("MAILGATE_WORKER_POLL_MS", "50")

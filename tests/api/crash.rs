@@ -59,6 +59,7 @@ fn start_mailer(dir: &std::path::Path, port: u16, extra: &[(&str, String)]) -> (
     // `start` reads the printed URL and token; the environment adds the mail settings.
     let mut cmd = mailgate(dir);
     cmd.env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
+        .env("MAILGATE_SETTINGS_ACTIVATION", "save")
         .env("MAILGATE_SMTP_ALLOWED_PORTS", port.to_string())
         .env("MAILGATE_WORKER_POLL_MS", "50")
         .env("MAILGATE_WORKER_LEASE_SECS", "3")
@@ -239,6 +240,7 @@ async fn after_kill_9_the_rest_goes_out_within_15_seconds() {
     let start_default_lease = |worker: bool| {
         let mut cmd = mailgate(&dir);
         cmd.env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
+            .env("MAILGATE_SETTINGS_ACTIVATION", "save")
             .env("MAILGATE_SMTP_ALLOWED_PORTS", smtp.port.to_string())
             .env("MAILGATE_WORKER_ENABLED", worker.to_string());
         start_with(cmd)

@@ -637,6 +637,7 @@ async fn send_through_mailer(
         text: format!("{subject}\r\n"),
         html: Some(format!("<p>{subject}</p>")),
         message_id: None,
+        via_platform: false,
     };
     app.app.mailer.send(&record, &mail).await
 }

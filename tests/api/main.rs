@@ -23,3 +23,4 @@ mod mailservers;
 mod schema;
 mod settings;
 mod tenants;
+mod verification;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use domain::{Role, TenantId};
 use mailgate::app::App;
-use mailgate::config::{Config, Profile};
+use mailgate::config::{Config, Profile, SettingsActivation};
 use mailgate::http::RunningServer;
 use sea_orm::ConnectionTrait as _;
 use secrecy::SecretString;
@@ -139,6 +139,9 @@ pub fn test_config(backend: Backend) -> (Config, Option<String>) {
         default_from: "Platform <noreply@platform.example>".into(),
         // GraphiQL and introspection follow the production profile's own default (off).
         database_max_connections: 5,
+        // Tests of everything but verification want saved settings in force at once;
+        // `tests/api/verification.rs` runs the `test` and `code` modes.
+        settings_activation: SettingsActivation::Save,
         ..Config::default()
     };
     let schema = match backend {

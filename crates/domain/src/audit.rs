@@ -16,6 +16,11 @@ crate::coded_enum! {
         MailSettingsSaved = "MAIL_SETTINGS_SAVED",
         MailSettingsCleared = "MAIL_SETTINGS_CLEARED",
         TestMailSent = "TEST_MAIL_SENT",
+        /// A saved version was proven (a test mail, or its code) and carries the mail.
+        MailSettingsLive = "MAIL_SETTINGS_LIVE",
+        /// Real deliveries kept failing for a configuration fault: the version was
+        /// suspended and the tenant's mail goes through the platform default.
+        MailSettingsSuspended = "MAIL_SETTINGS_SUSPENDED",
     }
 }
 

@@ -120,6 +120,7 @@ impl DeliveryService {
             sent_at: None,
             failure_reason: None,
             claims: 0,
+            via_platform: false,
             attempts: Vec::new(),
         };
         match self.outbox.enqueue(&delivery).await? {

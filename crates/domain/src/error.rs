@@ -27,6 +27,12 @@ crate::coded_enum! {
         /// A password made only of mask characters (`********`): a form sent back the
         /// placeholder it showed. Leave the password empty to keep the stored one.
         MaskedPassword = "MASKED_PASSWORD",
+        /// Not the activation code the last test mail carried (or none is waiting).
+        ActivationCodeInvalid = "ACTIVATION_CODE_INVALID",
+        /// The activation code is older than 30 minutes: send a new test mail.
+        ActivationCodeExpired = "ACTIVATION_CODE_EXPIRED",
+        /// The saved settings are live already: there is nothing to activate.
+        AlreadyLive = "ALREADY_LIVE",
     }
 }
 

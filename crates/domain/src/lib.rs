@@ -9,6 +9,8 @@ pub mod codes;
 pub mod deliveries;
 pub mod delivery;
 pub mod error;
+pub mod failure;
+pub mod health;
 pub mod i18n;
 pub mod ids;
 pub mod mail;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+pub use crate::failure::{FailureKind, Hint, SendStage};
 use crate::sender::SenderSource;
 use crate::settings::{Encryption, MailSettings};
 use crate::values::{EmailAddress, SenderName, ValueError, has_control_chars};
@@ -43,6 +44,9 @@ pub struct OutgoingMail {
     /// Kept across attempts so a retried delivery has one `Message-ID`; the mailer
     /// makes one when absent.
     pub message_id: Option<String>,
+    /// Through the platform default whatever the tenant's route, with the tenant's own
+    /// address as Reply-To when it has one (a time-critical fallback, a notice).
+    pub via_platform: bool,
 }
 
 /// The sender a message went (or tried to go) out from.
@@ -61,83 +65,6 @@ pub struct SendReceipt {
     pub smtp_code: Option<u16>,
     pub server_message: Option<String>,
     pub elapsed: Duration,
-}
-
-/// Where in the conversation a send stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendStage {
-    Resolve,
-    Connect,
-    Greeting,
-    Tls,
-    Ehlo,
-    PopLogin,
-    Auth,
-    MailFrom,
-    RcptTo,
-    Data,
-    Timeout,
-}
-
-impl SendStage {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Resolve => "RESOLVE",
-            Self::Connect => "CONNECT",
-            Self::Greeting => "GREETING",
-            Self::Tls => "TLS",
-            Self::Ehlo => "EHLO",
-            Self::PopLogin => "POP_LOGIN",
-            Self::Auth => "AUTH",
-            Self::MailFrom => "MAIL_FROM",
-            Self::RcptTo => "RCPT_TO",
-            Self::Data => "DATA",
-            Self::Timeout => "TIMEOUT",
-        }
-    }
-}
-
-/// What went wrong, as far as the client can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The host name does not resolve.
-    HostNotFound,
-    /// The host resolves to a loopback, private, link-local, … address.
-    ForbiddenAddress,
-    /// The port is not open to tenants.
-    PortNotAllowed,
-    ConnectionRefused,
-    /// No answer within the deadline.
-    TimedOut,
-    /// A TLS handshake met a plain-text server, or the reverse.
-    TlsModeMismatch,
-    /// The certificate is not valid for the host name.
-    CertificateNameMismatch,
-    /// The certificate is not signed by a trusted authority (or expired).
-    CertificateUntrusted,
-    /// Encryption is STARTTLS but the server does not offer it.
-    StartTlsNotOffered,
-    /// The server offers no authentication we can use (or none at all).
-    AuthNotOffered,
-    /// The server answered with an SMTP error reply (see code and message).
-    Rejected,
-    /// The POP3 login before SMTP failed.
-    PopLoginFailed,
-    /// The connection broke.
-    Network,
-    /// The server broke the protocol in a way that could harm us: a reply line or reply
-    /// longer than SMTP allows (or a POP line over 512 octets), or plain text sent after
-    /// its STARTTLS reply. The session is ended at once.
-    ProtocolViolation,
-    /// The message could not be built from the stored data.
-    InvalidMessage,
-    /// The tenant's saved settings cannot be read back; nothing was sent. Passes once
-    /// they are saved again or cleared.
-    SettingsUnreadable,
-    /// Every connection this process may open to the destination host (across tenants)
-    /// is in use, and none came free in time; nothing was sent. Tried again later like a
-    /// "slow down" reply.
-    HostBusy,
 }
 
 /// A failed send: where, why, and what the server said (secrets removed).
@@ -177,57 +104,6 @@ impl SendFailure {
             | FailureKind::SettingsUnreadable
             | FailureKind::HostBusy => true,
             _ => false,
-        }
-    }
-}
-
-/// A plain-language fix for a failed test mail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hint {
-    WrongCredentials,
-    GmailAppPassword,
-    Microsoft365SmtpAuthDisabled,
-    SenderNotAllowed,
-    RecipientRejected,
-    TlsModeMismatch,
-    StartTlsNotOffered,
-    CertificateNameMismatch,
-    CertificateUntrusted,
-    ConnectionRefused,
-    TimedOut,
-    PopLoginFailed,
-    HostNotFound,
-    ForbiddenAddress,
-    PortNotAllowed,
-    AuthNotOffered,
-    TemporaryFailure,
-    /// The server does not speak SMTP (or POP3) as it must.
-    ProtocolViolation,
-    Other,
-}
-
-impl Hint {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::WrongCredentials => "WRONG_CREDENTIALS",
-            Self::GmailAppPassword => "GMAIL_APP_PASSWORD",
-            Self::Microsoft365SmtpAuthDisabled => "M365_SMTP_AUTH_DISABLED",
-            Self::SenderNotAllowed => "SENDER_NOT_ALLOWED",
-            Self::RecipientRejected => "RECIPIENT_REJECTED",
-            Self::TlsModeMismatch => "TLS_MODE_MISMATCH",
-            Self::StartTlsNotOffered => "STARTTLS_NOT_OFFERED",
-            Self::CertificateNameMismatch => "CERTIFICATE_NAME_MISMATCH",
-            Self::CertificateUntrusted => "CERTIFICATE_UNTRUSTED",
-            Self::ConnectionRefused => "CONNECTION_REFUSED",
-            Self::TimedOut => "TIMED_OUT",
-            Self::PopLoginFailed => "POP_LOGIN_FAILED",
-            Self::HostNotFound => "HOST_NOT_FOUND",
-            Self::ForbiddenAddress => "FORBIDDEN_ADDRESS",
-            Self::PortNotAllowed => "PORT_NOT_ALLOWED",
-            Self::AuthNotOffered => "AUTH_NOT_OFFERED",
-            Self::TemporaryFailure => "TEMPORARY_FAILURE",
-            Self::ProtocolViolation => "PROTOCOL_VIOLATION",
-            Self::Other => "OTHER",
         }
     }
 }
@@ -315,6 +191,55 @@ pub fn diagnose(failure: &SendFailure, settings: Option<&MailSettings>) -> Diagn
     }
 }
 
+impl crate::health::SettingsFailure {
+    /// The failure as the tenant's settings remember it, with its hint.
+    pub fn of(failure: &SendFailure, settings: Option<&MailSettings>, at: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            at,
+            stage: failure.stage,
+            smtp_code: failure.smtp_code,
+            enhanced_code: failure.enhanced_code.clone(),
+            server_message: failure.server_message.clone(),
+            hint: diagnose(failure, settings).hint,
+        }
+    }
+}
+
+/// Whether a failure on the tenant's own server says its settings are wrong (rather than
+/// that one mail, one recipient or the network had a problem): a permanent refusal of the
+/// credentials or of the sender, or a certificate that does not verify. Such failures
+/// count towards suspending the version; they never fail the mail.
+pub fn is_configuration_failure(failure: &SendFailure) -> bool {
+    if matches!(
+        failure.kind,
+        FailureKind::CertificateUntrusted | FailureKind::CertificateNameMismatch
+    ) {
+        return true;
+    }
+    if failure.kind != FailureKind::Rejected {
+        return false;
+    }
+    let Some(code) = failure.smtp_code else {
+        return false;
+    };
+    let enhanced = failure.enhanced_code.as_deref().unwrap_or("");
+    let text = failure.server_message.as_deref().unwrap_or("").to_ascii_lowercase();
+    let basic_auth_off = enhanced == "5.7.30" || text.contains("basic authentication is not supported");
+    let auth_refused = matches!(code, 535 | 534)
+        || (code == 530 && enhanced.starts_with("5.7."))
+        || matches!(enhanced, "5.7.8" | "5.7.9" | "5.7.139")
+        || basic_auth_off;
+    match failure.stage {
+        SendStage::Auth => code >= 500 && auth_refused,
+        SendStage::MailFrom => {
+            (code == 530 && enhanced.starts_with("5.7."))
+                || basic_auth_off
+                || (matches!(code, 550 | 553 | 554) && enhanced == "5.7.1")
+        }
+        _ => false,
+    }
+}
+
 /// Removes anything secret from a server reply before it is shown or stored: the
 /// password and its base64 forms, and AUTH challenge payloads.
 pub fn redact_server_message(message: &str, secrets: &[&str]) -> String {
@@ -328,6 +253,61 @@ pub fn redact_server_message(message: &str, secrets: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reply(stage: SendStage, code: u16, enhanced: &str, text: &str) -> SendFailure {
+        SendFailure {
+            smtp_code: Some(code),
+            enhanced_code: (!enhanced.is_empty()).then(|| enhanced.to_owned()),
+            server_message: Some(text.into()),
+            ..SendFailure::new(stage, FailureKind::Rejected)
+        }
+    }
+
+    #[test]
+    fn configuration_failures_are_the_permanent_credential_sender_and_certificate_ones() {
+        use SendStage::*;
+        for f in [
+            reply(Auth, 535, "5.7.8", "Authentication credentials invalid"),
+            reply(Auth, 534, "5.7.9", "Application-specific password required"),
+            reply(
+                Auth,
+                535,
+                "5.7.139",
+                "Authentication unsuccessful, SmtpClientAuthentication is disabled",
+            ),
+            reply(
+                Auth,
+                550,
+                "5.7.30",
+                "Basic authentication is not supported for Client Submission",
+            ),
+            reply(Auth, 530, "5.7.0", "Authentication required"),
+            reply(MailFrom, 530, "5.7.0", "Authentication required"),
+            reply(
+                MailFrom,
+                550,
+                "5.7.1",
+                "Client does not have permissions to send as this sender",
+            ),
+            reply(MailFrom, 553, "5.7.1", "Sender address rejected: not owned by user"),
+            reply(MailFrom, 554, "5.7.1", "Relay access denied"),
+            SendFailure::new(Tls, FailureKind::CertificateUntrusted),
+            SendFailure::new(Tls, FailureKind::CertificateNameMismatch),
+        ] {
+            assert!(is_configuration_failure(&f), "{f:?}");
+        }
+        for f in [
+            reply(Auth, 454, "4.7.0", "Temporary authentication failure"),
+            reply(RcptTo, 550, "5.1.1", "No such user"),
+            reply(MailFrom, 451, "4.3.0", "try later"),
+            reply(Data, 554, "5.7.1", "Message rejected as spam"),
+            reply(MailFrom, 550, "5.1.0", "Sender unknown"),
+            SendFailure::new(Connect, FailureKind::ConnectionRefused),
+            SendFailure::new(Greeting, FailureKind::TimedOut),
+        ] {
+            assert!(!is_configuration_failure(&f), "{f:?}");
+        }
+    }
 
     fn rejected(stage: SendStage, code: u16, enhanced: &str, text: &str) -> SendFailure {
         SendFailure {

@@ -1,8 +1,9 @@
 //! The effective sender: from which address a tenant's mail goes out right now, and
 //! why. A pure function of plan, stored settings and the platform default.
 
+use crate::health::SettingsState;
 use crate::plan::{Plan, SenderOverridePermit, sender_override_permit};
-use crate::settings::MailSettings;
+use crate::settings::{MailSettings, StoredMailSettings};
 use crate::values::{EmailAddress, SenderName};
 
 /// The platform's default sender (`MAILGATE_DEFAULT_FROM`).
@@ -49,8 +50,16 @@ crate::coded_enum! {
 /// Why the sender is what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SenderReason {
-    /// The plan allows a custom sender and settings are saved.
+    /// The plan allows a custom sender and a live settings version carries the mail (the
+    /// saved one, or the one before it while the saved one waits for its test).
     CustomSettingsActive(Plan),
+    /// The saved settings wait for a successful test and no earlier version is live:
+    /// mail goes out from the platform default until then.
+    PendingVerification,
+    /// Real deliveries kept failing for a configuration fault: mail goes out from the
+    /// platform default, replies going to the tenant's address, until a version is
+    /// proven again.
+    Suspended,
     /// The plan allows a custom sender but nothing is saved.
     NoSettingsSaved,
     /// Settings may or may not be saved; the plan forbids using them.
@@ -61,36 +70,93 @@ pub enum SenderReason {
     SettingsUnreadable,
 }
 
+/// A mailbox replies should go to: the tenant's own `fromName <fromAddress>` when its mail
+/// goes out from the platform default in its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub address: EmailAddress,
+    pub name: Option<SenderName>,
+}
+
+impl ReplyTo {
+    pub fn of(settings: &MailSettings) -> Self {
+        Self {
+            address: settings.from_address().clone(),
+            name: settings.from_name().cloned(),
+        }
+    }
+}
+
 /// The route a tenant's mail takes. The custom route carries the permit, so it can only
-/// exist for a plan that allows it.
-#[derive(Debug, Clone, Copy)]
+/// exist for a plan that allows it, and the version whose settings it uses.
+#[derive(Debug, Clone)]
 pub enum SenderRoute<'a> {
     Custom {
         permit: SenderOverridePermit,
         settings: &'a MailSettings,
+        version: i64,
     },
     PlatformDefault {
         reason: SenderReason,
+        /// Set when the tenant's own address stands behind the mail (its settings are
+        /// suspended, or a delivery fell back): replies go there.
+        reply_to: Option<ReplyTo>,
     },
     /// Custom settings are saved but cannot be read back: nothing can be sent on this
     /// route until they are saved again or cleared.
-    Unreadable {
-        permit: SenderOverridePermit,
-    },
+    Unreadable { permit: SenderOverridePermit },
 }
 
-/// Decides the route: custom only with a permit and saved settings.
-pub fn sender_route(plan: Plan, settings: Option<&MailSettings>) -> SenderRoute<'_> {
-    match (sender_override_permit(plan), settings) {
-        (Ok(permit), Some(settings)) => SenderRoute::Custom { permit, settings },
-        (Ok(_), None) => SenderRoute::PlatformDefault {
+/// Decides the route from the plan and the saved settings: custom only with a permit and
+/// a live version — the saved one, or `live` (the version before it) while the saved one
+/// waits for its test; the platform default otherwise, with the tenant's Reply-To when
+/// the version in force is suspended.
+pub fn sender_route<'a>(
+    plan: Plan,
+    saved: Option<&'a StoredMailSettings>,
+    live: Option<&'a StoredMailSettings>,
+) -> SenderRoute<'a> {
+    let permit = match sender_override_permit(plan) {
+        Ok(permit) => permit,
+        Err(_) => {
+            return SenderRoute::PlatformDefault {
+                reason: SenderReason::PlanForbids {
+                    plan,
+                    settings_saved: saved.is_some(),
+                },
+                reply_to: None,
+            };
+        }
+    };
+    let Some(saved) = saved else {
+        return SenderRoute::PlatformDefault {
             reason: SenderReason::NoSettingsSaved,
+            reply_to: None,
+        };
+    };
+    let in_force = match (saved.health.state, live) {
+        (SettingsState::PendingVerification, Some(live)) => live,
+        (SettingsState::PendingVerification, None) => {
+            return SenderRoute::PlatformDefault {
+                reason: SenderReason::PendingVerification,
+                reply_to: None,
+            };
+        }
+        _ => saved,
+    };
+    match in_force.health.state {
+        SettingsState::Live => SenderRoute::Custom {
+            permit,
+            settings: &in_force.settings,
+            version: in_force.version,
         },
-        (Err(_), saved) => SenderRoute::PlatformDefault {
-            reason: SenderReason::PlanForbids {
-                plan,
-                settings_saved: saved.is_some(),
-            },
+        SettingsState::Suspended => SenderRoute::PlatformDefault {
+            reason: SenderReason::Suspended,
+            reply_to: Some(ReplyTo::of(&in_force.settings)),
+        },
+        SettingsState::PendingVerification => SenderRoute::PlatformDefault {
+            reason: SenderReason::PendingVerification,
+            reply_to: None,
         },
     }
 }
@@ -102,11 +168,8 @@ pub struct EffectiveSender {
     pub name: Option<SenderName>,
     pub source: SenderSource,
     pub reason: SenderReason,
-}
-
-/// The effective sender of a tenant on `plan` with `settings` saved.
-pub fn effective_sender(plan: Plan, settings: Option<&MailSettings>, platform: &PlatformSender) -> EffectiveSender {
-    effective_sender_of(sender_route(plan, settings), platform)
+    /// Where replies go when it is not the sender itself.
+    pub reply_to: Option<ReplyTo>,
 }
 
 /// The effective sender on `route`.
@@ -117,18 +180,21 @@ pub fn effective_sender_of(route: SenderRoute<'_>, platform: &PlatformSender) ->
             name: platform.name.clone(),
             source: SenderSource::PlatformDefault,
             reason: SenderReason::SettingsUnreadable,
+            reply_to: None,
         },
-        SenderRoute::Custom { permit, settings } => EffectiveSender {
+        SenderRoute::Custom { permit, settings, .. } => EffectiveSender {
             address: settings.from_address().clone(),
             name: settings.from_name().cloned(),
             source: SenderSource::Custom,
             reason: SenderReason::CustomSettingsActive(permit.plan()),
+            reply_to: None,
         },
-        SenderRoute::PlatformDefault { reason } => EffectiveSender {
+        SenderRoute::PlatformDefault { reason, reply_to } => EffectiveSender {
             address: platform.address.clone(),
             name: platform.name.clone(),
             source: SenderSource::PlatformDefault,
             reason,
+            reply_to,
         },
     }
 }
@@ -137,6 +203,19 @@ pub fn effective_sender_of(route: SenderRoute<'_>, platform: &PlatformSender) ->
 mod tests {
     use super::*;
     use crate::settings::MailSettingsDraft;
+
+    fn stored(state: SettingsState, version: i64) -> StoredMailSettings {
+        StoredMailSettings {
+            settings: settings(),
+            version,
+            updated_at: chrono::Utc::now(),
+            health: crate::health::SettingsHealth::new(state, chrono::Utc::now()),
+        }
+    }
+
+    fn effective_sender(plan: Plan, saved: Option<&StoredMailSettings>, platform: &PlatformSender) -> EffectiveSender {
+        effective_sender_of(sender_route(plan, saved, None), platform)
+    }
 
     fn settings() -> MailSettings {
         MailSettings::validate(
@@ -155,7 +234,7 @@ mod tests {
     #[test]
     fn every_plan_with_and_without_settings() {
         let platform = PlatformSender::parse("Platform <noreply@platform.example>").unwrap();
-        let s = settings();
+        let s = stored(SettingsState::Live, 1);
         for plan in Plan::ALL {
             let with = effective_sender(plan, Some(&s), &platform);
             let without = effective_sender(plan, None, &platform);
@@ -183,6 +262,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn pending_keeps_the_version_before_and_suspended_replies_to_the_tenant() {
+        let platform = PlatformSender::parse("noreply@platform.example").unwrap();
+        let plan = Plan::Biz;
+        let pending = stored(SettingsState::PendingVerification, 2);
+        let live = stored(SettingsState::Live, 1);
+        let suspended = stored(SettingsState::Suspended, 1);
+        let alone = effective_sender_of(sender_route(plan, Some(&pending), None), &platform);
+        assert_eq!(alone.reason, SenderReason::PendingVerification);
+        assert_eq!(alone.source, SenderSource::PlatformDefault);
+        assert_eq!(alone.reply_to, None);
+        match sender_route(plan, Some(&pending), Some(&live)) {
+            SenderRoute::Custom { version, .. } => assert_eq!(version, 1, "the live version before the save"),
+            other => panic!("{other:?}"),
+        }
+        for route in [
+            sender_route(plan, Some(&suspended), None),
+            sender_route(plan, Some(&pending), Some(&suspended)),
+        ] {
+            let e = effective_sender_of(route, &platform);
+            assert_eq!(e.reason, SenderReason::Suspended);
+            assert_eq!(e.address.as_str(), "noreply@platform.example");
+            let reply_to = e.reply_to.expect("replies go to the tenant");
+            assert_eq!(reply_to.address.as_str(), "shop@example.com");
+            assert_eq!(reply_to.name.unwrap().as_str(), "ショップ");
+        }
+        let forbidden = effective_sender_of(sender_route(Plan::Pro, Some(&suspended), None), &platform);
+        assert!(matches!(forbidden.reason, SenderReason::PlanForbids { .. }));
+        assert_eq!(
+            forbidden.reply_to, None,
+            "the plan forbids the tenant's sender altogether"
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@ use chrono::Utc;
 
 use crate::access::Caller;
 use crate::audit::{AuditAction, AuditEntry};
-use crate::error::WriteError;
 use crate::error::{Error, Result};
+use crate::error::{FieldCode, WriteError};
+use crate::health::{ActivationCode, ActivationMode, CodeRefusal, SettingsState};
 use crate::i18n::Locale;
 use crate::mail::{Diagnosis, OutgoingMail, SendFailure, SendReceipt, Subject, diagnose};
 use crate::plan::{Plan, sender_override_permit};
@@ -18,6 +19,28 @@ use crate::settings::PortPolicy;
 use crate::settings::{FieldChange, MailSettings, MailSettingsDraft, StoredMailSettings, settings_diff};
 use crate::tenant::{Tenant, TenantId, TenantName};
 use crate::values::EmailAddress;
+
+/// The audit entry of a version going live, and what proved it (`test`, `code`).
+fn live_audit(id: TenantId, caller: &Caller, version: i64, proof: &str) -> AuditEntry {
+    AuditEntry::new(
+        id,
+        caller,
+        AuditAction::MailSettingsLive,
+        vec![
+            FieldChange::Value {
+                field: "version".into(),
+                before: None,
+                after: Some(version.to_string()),
+            },
+            FieldChange::Value {
+                field: "provenBy".into(),
+                before: None,
+                after: Some(proof.to_owned()),
+            },
+        ],
+        Utc::now(),
+    )
+}
 
 /// How often a write is retried when someone else wrote first and the caller did not
 /// ask for a version check.
@@ -140,6 +163,10 @@ pub const TEST_MAILS_PER_MINUTE: u32 = 10;
 pub struct TestMailOutcome {
     pub result: Result<SendReceipt, SendFailure>,
     pub diagnosis: Option<Diagnosis>,
+    /// This test made the saved settings live (`test` activation).
+    pub activated: bool,
+    /// The mail carried an activation code for the saved settings (`code` activation).
+    pub activation_code_sent: bool,
 }
 
 /// Tenant, plan and mail-settings operations.
@@ -150,6 +177,7 @@ pub struct TenantService {
     mailer: Arc<dyn MailTransport>,
     ports: Arc<PortPolicy>,
     coordination: Arc<dyn Coordination>,
+    activation: ActivationMode,
 }
 
 impl std::fmt::Debug for TenantService {
@@ -175,7 +203,14 @@ impl TenantService {
             mailer,
             ports: Arc::new(ports),
             coordination,
+            activation: ActivationMode::default(),
         }
+    }
+
+    /// What makes a saved version live (default: a successful test mail).
+    pub fn with_activation(mut self, activation: ActivationMode) -> Self {
+        self.activation = activation;
+        self
     }
 
     /// The store, for other services built on the same storage.
@@ -337,7 +372,15 @@ impl TenantService {
             let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsSaved, changes, now);
             let saved = self
                 .store
-                .save_mail_settings(id, permit, &settings, current, now, &audit)
+                .save_mail_settings(
+                    id,
+                    permit,
+                    &settings,
+                    self.activation.initial_state(),
+                    current,
+                    now,
+                    &audit,
+                )
                 .await;
             if saved.is_ok() {
                 self.mailer.forget(id).await;
@@ -424,6 +467,15 @@ impl TenantService {
                 .ok_or_else(|| Error::validation("settings", crate::error::FieldCode::Required))?,
         };
         self.ports.check(&settings).map_err(Error::Validation)?;
+        // A test of the saved version proves it (a draft proves nothing about what is saved).
+        let proving = match (draft, &record.settings) {
+            (None, Some(saved)) if saved.health.state != SettingsState::Live => Some(saved.version),
+            _ => None,
+        };
+        let code = match (proving, self.activation) {
+            (Some(_), ActivationMode::Code) => Some(ActivationCode::issue(Utc::now())),
+            _ => None,
+        };
         let window = std::time::Duration::from_secs(60);
         if !self
             .coordination
@@ -442,12 +494,24 @@ impl TenantService {
                 "メールサーバー設定からのテストメールです。\r\nこのメールが届いていれば、送信と送信元の設定は正しく動作しています。\r\n",
             ),
         };
+        let mut text = text.to_owned();
+        if let Some((code, _)) = &code {
+            text.push_str(&match locale {
+                Locale::En => format!(
+                    "\r\nActivation code: {code}\r\nEnter it in the mail server settings within 30 minutes to put them in force.\r\n"
+                ),
+                Locale::Ja => format!(
+                    "\r\n有効化コード: {code}\r\n30 分以内にメールサーバー設定の画面で入力すると、この設定が有効になります。\r\n"
+                ),
+            });
+        }
         let mail = OutgoingMail {
             to: to.clone(),
             subject: Subject::parse(subject).map_err(|e| Error::validation("subject", e))?,
-            text: text.to_owned(),
+            text,
             html: None,
             message_id: None,
+            via_platform: false,
         };
         let result = self
             .mailer
@@ -484,8 +548,84 @@ impl TenantService {
             Utc::now(),
         );
         self.store.record_audit(&audit).await?;
+        let (mut activated, mut activation_code_sent) = (false, false);
+        if let (Ok(_), Some(version)) = (&result, proving) {
+            let written = match &code {
+                Some((_, stored)) => self.store.set_activation_code(id, version, stored).await,
+                None => {
+                    let audit = live_audit(id, caller, version, "test");
+                    self.store.activate_mail_settings(id, version, audit.at, &audit).await
+                }
+            };
+            match written {
+                Ok(()) => {
+                    activated = code.is_none();
+                    activation_code_sent = code.is_some();
+                    if activated {
+                        self.mailer.forget(id).await;
+                    }
+                }
+                // Saved anew or cleared meanwhile: this test proved a version that is gone.
+                Err(WriteError::VersionConflict { .. } | WriteError::NotFound | WriteError::PlanChanged) => {}
+                Err(WriteError::Store(e)) => return Err(e.into()),
+            }
+        }
         let diagnosis = result.as_ref().err().map(|f| diagnose(f, Some(&settings)));
-        Ok(TestMailOutcome { result, diagnosis })
+        Ok(TestMailOutcome {
+            result,
+            diagnosis,
+            activated,
+            activation_code_sent,
+        })
+    }
+
+    /// Activates the saved settings with the code their test mail carried (`code`
+    /// activation; the code also brings a suspended version back). Answers the settings
+    /// as they are now.
+    pub async fn activate_mail_settings(
+        &self,
+        caller: &Caller,
+        id: TenantId,
+        code: &str,
+    ) -> Result<StoredMailSettings> {
+        caller.require_settings_editor(id)?;
+        let record = self.load(id).await?;
+        if let Some(u) = record.unreadable_settings {
+            return Err(Error::SettingsUnreadable { version: u.version });
+        }
+        let saved = record
+            .settings
+            .as_ref()
+            .ok_or_else(|| Error::validation("code", FieldCode::ActivationCodeInvalid))?;
+        if saved.health.state == SettingsState::Live {
+            return Err(Error::validation("code", FieldCode::AlreadyLive));
+        }
+        let now = Utc::now();
+        let waiting = saved
+            .health
+            .activation_code
+            .as_ref()
+            .ok_or_else(|| Error::validation("code", FieldCode::ActivationCodeInvalid))?;
+        waiting.check(code, now).map_err(|refusal| {
+            Error::validation(
+                "code",
+                match refusal {
+                    CodeRefusal::Invalid => FieldCode::ActivationCodeInvalid,
+                    CodeRefusal::Expired => FieldCode::ActivationCodeExpired,
+                },
+            )
+        })?;
+        let audit = live_audit(id, caller, saved.version, "code");
+        match self.store.activate_mail_settings(id, saved.version, now, &audit).await {
+            Ok(()) => {}
+            Err(WriteError::VersionConflict { current }) => return Err(Error::VersionConflict { current }),
+            Err(WriteError::NotFound) => return Err(Error::NotFound),
+            Err(WriteError::PlanChanged) => return Err(Error::VersionConflict { current: saved.version }),
+            Err(WriteError::Store(e)) => return Err(e.into()),
+        }
+        self.mailer.forget(id).await;
+        let record = self.load(id).await?;
+        record.settings.ok_or(Error::VersionConflict { current: 0 })
     }
 
     /// Whether storage answers.

@@ -112,12 +112,13 @@ pub struct MailSettings {
 }
 
 /// Settings as stored, with their version (for optimistic concurrency and transport
-/// caching) and the time of the save.
+/// caching), the time of the save and their health (pending, live, suspended).
 #[derive(Debug, Clone)]
 pub struct StoredMailSettings {
     pub settings: MailSettings,
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+    pub health: crate::health::SettingsHealth,
 }
 
 /// The POP-before-SMTP part of a draft.

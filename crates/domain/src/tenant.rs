@@ -63,6 +63,9 @@ pub struct TenantRecord {
     /// is gone); `settings` is then `None`. Mail on the tenant's own route waits until
     /// they are saved again or cleared, which works without reading them.
     pub unreadable_settings: Option<UnreadableSettings>,
+    /// An older version that still carries the tenant's mail while the saved one waits
+    /// for its test (`LIVE`, or `SUSPENDED` if it broke meanwhile).
+    pub live_settings: Option<crate::settings::StoredMailSettings>,
 }
 
 /// Saved settings that could not be read back: only their version is known.
@@ -78,6 +81,7 @@ impl TenantRecord {
             tenant,
             settings,
             unreadable_settings: None,
+            live_settings: None,
         }
     }
 
@@ -93,9 +97,19 @@ impl TenantRecord {
                     plan,
                     settings_saved: true,
                 },
+                reply_to: None,
             },
-            (None, _) => sender_route(plan, self.settings.as_ref().map(|s| &s.settings)),
+            (None, _) => sender_route(plan, self.settings.as_ref(), self.live_settings.as_ref()),
         }
+    }
+
+    /// The stored version `version` of this tenant's settings, if it is still kept (the
+    /// saved one, or the live one before it).
+    pub fn settings_of_version(&self, version: i64) -> Option<&crate::settings::StoredMailSettings> {
+        [self.settings.as_ref(), self.live_settings.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|s| s.version == version)
     }
 
     /// The version of what is saved, readable or not (0: nothing saved).

@@ -174,6 +174,36 @@ pub struct DeliveryAttempt {
     /// Which sender was used.
     pub sender_address: Option<String>,
     pub sender_source: Option<SenderSource>,
+    /// Which route this attempt took: the tenant's own server (`CUSTOM`) or the platform
+    /// default. An attempt that reached no server shows the route it was on (`CUSTOM`
+    /// for one that waited on unreadable settings, else `PLATFORM_DEFAULT`).
+    pub route: SenderSource,
+}
+
+impl From<&dd::Attempt> for DeliveryAttempt {
+    fn from(a: &dd::Attempt) -> Self {
+        let route = match (a.sender_source, a.stage.as_deref()) {
+            (Some(source), _) => source.into(),
+            (None, Some(domain::delivery::update::SETTINGS_STAGE)) => SenderSource::Custom,
+            (None, _) => SenderSource::PlatformDefault,
+        };
+        Self {
+            at: rfc3339(a.at),
+            outcome: match a.outcome {
+                dd::AttemptOutcome::Sent => AttemptOutcome::Sent,
+                dd::AttemptOutcome::Retry => AttemptOutcome::Retry,
+                dd::AttemptOutcome::Deferred => AttemptOutcome::Deferred,
+                dd::AttemptOutcome::Failed => AttemptOutcome::Failed,
+            },
+            stage: a.stage.clone(),
+            smtp_code: a.smtp_code.map(i32::from),
+            enhanced_code: a.enhanced_code.clone(),
+            server_message: a.server_message.clone(),
+            sender_address: a.sender_address.clone(),
+            sender_source: a.sender_source.map(Into::into),
+            route,
+        }
+    }
 }
 
 /// A notification on its way.
@@ -205,25 +235,7 @@ impl Delivery {
         i32::try_from(self.0.retries).unwrap_or(i32::MAX)
     }
     async fn attempts(&self) -> Vec<DeliveryAttempt> {
-        self.0
-            .attempts
-            .iter()
-            .map(|a| DeliveryAttempt {
-                at: rfc3339(a.at),
-                outcome: match a.outcome {
-                    dd::AttemptOutcome::Sent => AttemptOutcome::Sent,
-                    dd::AttemptOutcome::Retry => AttemptOutcome::Retry,
-                    dd::AttemptOutcome::Deferred => AttemptOutcome::Deferred,
-                    dd::AttemptOutcome::Failed => AttemptOutcome::Failed,
-                },
-                stage: a.stage.clone(),
-                smtp_code: a.smtp_code.map(i32::from),
-                enhanced_code: a.enhanced_code.clone(),
-                server_message: a.server_message.clone(),
-                sender_address: a.sender_address.clone(),
-                sender_source: a.sender_source.map(Into::into),
-            })
-            .collect()
+        self.0.attempts.iter().map(Into::into).collect()
     }
     /// When it is tried next (while QUEUED or RETRYING).
     async fn next_attempt_at(&self) -> Option<String> {

@@ -9,7 +9,10 @@ use domain::Locale;
 use domain::service::TenantService;
 use domain::settings::{self as ds, MailSettingsDraft, PRESETS, PopBeforeSmtpDraft, StoredMailSettings};
 
+use domain::health::{SettingsHealth, SettingsState};
+
 use crate::catalogue::{Text, say};
+use crate::deliveries::DeliveryAttempt;
 use crate::error::ResultExt as _;
 use crate::values::{SenderSource, caller_and, int, locale, parse_tenant_id, rfc3339};
 
@@ -107,6 +110,76 @@ impl PopBeforeSmtp {
     }
 }
 
+/// Where a saved settings version stands.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum MailSettingsState {
+    /// Saved, waiting for a successful test mail (or its code): mail goes out as it did
+    /// before the save.
+    PendingVerification,
+    /// Proven: the tenant's mail goes out through it.
+    Live,
+    /// Real deliveries kept failing for a configuration fault: mail goes out from the
+    /// platform default with the tenant's Reply-To, and no AUTH is tried with it.
+    Suspended,
+}
+
+impl From<SettingsState> for MailSettingsState {
+    fn from(s: SettingsState) -> Self {
+        match s {
+            SettingsState::PendingVerification => Self::PendingVerification,
+            SettingsState::Live => Self::Live,
+            SettingsState::Suspended => Self::Suspended,
+        }
+    }
+}
+
+/// Whether the saved settings carry the tenant's mail, and what broke them if they stopped.
+#[derive(Debug)]
+pub struct MailSettingsHealth(SettingsHealth);
+
+#[Object]
+impl MailSettingsHealth {
+    async fn state(&self) -> MailSettingsState {
+        self.0.state.into()
+    }
+    /// When it entered this state.
+    async fn since(&self) -> String {
+        rfc3339(self.0.since)
+    }
+    /// Configuration failures of real deliveries in a row (a sent mail resets it).
+    async fn consecutive_failures(&self) -> i32 {
+        int(self.0.consecutive_failures)
+    }
+    /// The last configuration failure: stage, codes and the server's reply.
+    async fn last_failure(&self) -> Option<DeliveryAttempt> {
+        self.0.last_failure.as_ref().map(|f| {
+            (&domain::delivery::Attempt {
+                at: f.at,
+                outcome: domain::delivery::AttemptOutcome::Deferred,
+                stage: Some(f.stage.code().to_owned()),
+                smtp_code: f.smtp_code,
+                enhanced_code: f.enhanced_code.clone(),
+                server_message: f.server_message.clone(),
+                sender_address: None,
+                sender_source: Some(domain::SenderSource::Custom),
+            })
+                .into()
+        })
+    }
+    /// What to fix, in the caller's language (after a failure).
+    async fn hint(&self, ctx: &Context<'_>) -> Option<String> {
+        let l = locale(ctx);
+        self.0
+            .last_failure
+            .as_ref()
+            .map(|f| say(Text::Hint(f.hint), l).into_owned())
+    }
+    /// A stable code for the hint, e.g. `WRONG_CREDENTIALS`.
+    async fn hint_code(&self) -> Option<&str> {
+        self.0.last_failure.as_ref().map(|f| f.hint.code())
+    }
+}
+
 /// A tenant's saved mail-server settings. The password is write-only.
 #[derive(Debug)]
 pub struct MailSettings {
@@ -163,6 +236,10 @@ impl MailSettings {
     }
     async fn updated_at(&self) -> String {
         rfc3339(self.stored.updated_at)
+    }
+    /// Whether this version is in force yet, and whether it still works.
+    async fn health(&self) -> MailSettingsHealth {
+        MailSettingsHealth(self.stored.health.clone())
     }
     /// Combinations that are allowed but usually a mistake (e.g. 465 with STARTTLS).
     async fn warnings(&self, ctx: &Context<'_>) -> Vec<SettingsWarning> {
@@ -253,6 +330,11 @@ pub struct TestMailResult {
     pub elapsed_ms: i32,
     pub message_id: Option<String>,
     pub sender: Option<SenderUsed>,
+    /// This test (of the saved settings, without `settings`) put them in force.
+    pub activated: bool,
+    /// The mail carries an activation code for the saved settings (`code` activation):
+    /// give it to `activateMailSettings`.
+    pub activation_code_sent: bool,
 }
 
 impl TestMailResult {
@@ -270,6 +352,8 @@ impl TestMailResult {
                 elapsed_ms: int(r.elapsed.as_millis()),
                 message_id: Some(r.message_id.clone()),
                 sender: Some((&r.sender).into()),
+                activated: o.activated,
+                activation_code_sent: o.activation_code_sent,
             },
             Err(f) => Self {
                 ok: false,
@@ -283,6 +367,8 @@ impl TestMailResult {
                 elapsed_ms: int(f.elapsed.as_millis()),
                 message_id: None,
                 sender: f.sender.as_ref().map(Into::into),
+                activated: false,
+                activation_code_sent: false,
             },
         }
     }
@@ -403,6 +489,14 @@ pub(crate) async fn send_test(
         .await
         .gql(l)?;
     Ok(TestMailResult::from_outcome(&outcome, l))
+}
+
+/// `Mutation.activateMailSettings`.
+pub(crate) async fn activate(ctx: &Context<'_>, tenant_id: ID, code: String) -> async_graphql::Result<MailSettings> {
+    let (caller, service, l) = caller_and::<TenantService>(ctx)?;
+    let id = parse_tenant_id(&tenant_id).gql(l)?;
+    let stored = service.activate_mail_settings(caller, id, &code).await.gql(l)?;
+    Ok(MailSettings { stored, active: true })
 }
 
 /// `Query.mailServerPresets`.

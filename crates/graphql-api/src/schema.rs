@@ -95,7 +95,9 @@ impl MutationRoot {
     }
 
     /// Send a real test mail to `to` through the unsaved `settings` (or, without them, the
-    /// saved ones). Finishes within 20 seconds; at most 10 per tenant per minute.
+    /// saved ones). Finishes within 20 seconds; at most 10 per tenant per minute. A
+    /// successful test of the saved settings puts them in force (`test` activation) or
+    /// sends the code that does (`code` activation); a test of a draft activates nothing.
     async fn send_test_mail(
         &self,
         ctx: &Context<'_>,
@@ -104,6 +106,18 @@ impl MutationRoot {
         settings: Option<MailSettingsInput>,
     ) -> async_graphql::Result<TestMailResult> {
         mail_settings::send_test(ctx, tenant_id, to, settings).await
+    }
+
+    /// Put the saved settings in force with the code their test mail carried (valid 30
+    /// minutes; `code` activation). Field errors on `code`: `ACTIVATION_CODE_INVALID`,
+    /// `ACTIVATION_CODE_EXPIRED`, `ALREADY_LIVE`.
+    async fn activate_mail_settings(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        code: String,
+    ) -> async_graphql::Result<MailSettings> {
+        mail_settings::activate(ctx, tenant_id, code).await
     }
 
     /// Platform services (and operators): hand in a notification. It is durable when this

@@ -4,9 +4,10 @@
 
 use std::str::FromStr;
 
-use async_graphql::{Context, ID, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 
 use domain::TenantId;
+use domain::sender::SenderReason;
 use domain::service::{TenantService, TenantView};
 
 use crate::audit::AuditEventConnection;
@@ -45,6 +46,42 @@ impl EffectiveSender {
     async fn reason(&self, ctx: &Context<'_>) -> String {
         say(Text::SenderReason(self.0.reason), locale(ctx)).into_owned()
     }
+    /// The reason as a stable code, for programs.
+    async fn reason_code(&self) -> SenderReasonCode {
+        match self.0.reason {
+            SenderReason::CustomSettingsActive(_) => SenderReasonCode::CustomLive,
+            SenderReason::NoSettingsSaved => SenderReasonCode::NoSettings,
+            SenderReason::PlanForbids { .. } => SenderReasonCode::PlanForbids,
+            SenderReason::PendingVerification => SenderReasonCode::PendingVerification,
+            SenderReason::Suspended => SenderReasonCode::Suspended,
+            SenderReason::SettingsUnreadable => SenderReasonCode::SettingsUnreadable,
+        }
+    }
+    /// Where replies go when mail goes out from the platform default for the tenant
+    /// (`fromName <fromAddress>` of its suspended settings); null otherwise.
+    async fn reply_to(&self) -> Option<String> {
+        self.0.reply_to.as_ref().map(|r| match &r.name {
+            Some(name) => format!("{} <{}>", name.as_str(), r.address.as_str()),
+            None => r.address.as_str().to_owned(),
+        })
+    }
+}
+
+/// Why the effective sender is what it is.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum SenderReasonCode {
+    /// A live version of the tenant's settings carries the mail.
+    CustomLive,
+    /// The plan allows the tenant's own server, but nothing is saved.
+    NoSettings,
+    /// The plan forbids a custom sender (saved settings are kept, inactive).
+    PlanForbids,
+    /// The saved settings wait for a successful test, and no earlier version is live.
+    PendingVerification,
+    /// The settings in force were suspended after configuration failures.
+    Suspended,
+    /// The saved settings cannot be read back: mail waits.
+    SettingsUnreadable,
 }
 
 /// A site on the platform.

@@ -74,6 +74,8 @@ pub async fn build_with(
         // The benchmark's tenants stand for tenants with servers of their own (they share
         // loopback only because the bench has one machine): no cap per destination host.
         smtp_max_connections_per_host: 100_000,
+        // The benchmark measures sending, not the setup assistant: saved settings are live.
+        settings_activation: mailgate::config::SettingsActivation::Save,
         ..Config::default()
     };
     let schema = match backend {

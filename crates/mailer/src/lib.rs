@@ -30,7 +30,7 @@ use domain::TenantId;
 use domain::mail::{FailureKind, OutgoingMail, SendFailure, SendReceipt, SendStage, SenderUsed};
 use domain::plan::SenderOverridePermit;
 use domain::ports::{Coordination, MailTransport, Pacing, TenantRecord};
-use domain::sender::{PlatformSender, SenderRoute, SenderSource};
+use domain::sender::{PlatformSender, ReplyTo, SenderRoute, SenderSource};
 use domain::settings::{Encryption, MailSettings, PortPolicy};
 use domain::values::{Host, LocalHostname};
 
@@ -404,7 +404,7 @@ impl Mailer {
         let started = Instant::now();
         let sender = Self::custom_sender(settings);
         self.check_ports(settings).map_err(|f| elapsed(f, started, &sender))?;
-        let built = message::build(settings.from_address(), settings.from_name(), mail)
+        let built = message::build(settings.from_address(), settings.from_name(), None, mail)
             .map_err(|f| elapsed(f, started, &sender))?;
         let pool = match self.inner.transports.get(&(tenant, version)).await {
             Some(p) => p,
@@ -442,11 +442,17 @@ impl Mailer {
         }
     }
 
-    async fn send_platform(&self, tenant: TenantId, mail: &OutgoingMail) -> Result<SendReceipt, SendFailure> {
+    async fn send_platform(
+        &self,
+        tenant: TenantId,
+        mail: &OutgoingMail,
+        reply_to: Option<&ReplyTo>,
+    ) -> Result<SendReceipt, SendFailure> {
         let started = Instant::now();
         let sender = self.platform_sender();
         let p = &self.inner.config.platform_sender;
-        let built = message::build(&p.address, p.name.as_ref(), mail).map_err(|f| elapsed(f, started, &sender))?;
+        let built =
+            message::build(&p.address, p.name.as_ref(), reply_to, mail).map_err(|f| elapsed(f, started, &sender))?;
         let reply = match (&self.inner.config.relay, &self.inner.relay) {
             (PlatformRelay::Files(dir), _) => write_eml(dir, &built).await.map_err(|f| elapsed(f, started, &sender))?,
             (PlatformRelay::Smtp(_), Some(pool)) => {
@@ -524,11 +530,17 @@ impl MailTransport for Mailer {
     async fn send(&self, tenant: &TenantRecord, mail: &OutgoingMail) -> Result<SendReceipt, SendFailure> {
         let id = tenant.tenant.id;
         match tenant.route() {
-            SenderRoute::Custom { permit, settings } => {
-                self.send_custom(permit, id, tenant.settings_version(), settings, mail)
-                    .await
+            // A fallback or a notice: the platform default, replies to the tenant.
+            SenderRoute::Custom { settings, .. } if mail.via_platform => {
+                self.send_platform(id, mail, Some(&ReplyTo::of(settings))).await
             }
-            SenderRoute::PlatformDefault { .. } => self.send_platform(id, mail).await,
+            SenderRoute::Custom {
+                permit,
+                settings,
+                version,
+            } => self.send_custom(permit, id, version, settings, mail).await,
+            SenderRoute::PlatformDefault { reply_to, .. } => self.send_platform(id, mail, reply_to.as_ref()).await,
+            SenderRoute::Unreadable { .. } if mail.via_platform => self.send_platform(id, mail, None).await,
             // Never the platform default in their place: the tenant chose its own server.
             SenderRoute::Unreadable { .. } => {
                 Err(SendFailure::new(SendStage::Resolve, FailureKind::SettingsUnreadable))
@@ -574,7 +586,7 @@ impl MailTransport for Mailer {
         let sender = Self::custom_sender(settings);
         let run = async {
             self.check_ports(settings)?;
-            let built = message::build(settings.from_address(), settings.from_name(), mail)?;
+            let built = message::build(settings.from_address(), settings.from_name(), None, mail)?;
             // Each step gets what is left of the deadline, at most its usual time.
             let t = self.inner.config.timeouts;
             let step = (deadline / 2).min(t.connect);

@@ -8,6 +8,7 @@ use lettre::address::{Address, Envelope};
 use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
 
 use domain::mail::{FailureKind, OutgoingMail, SendFailure, SendStage};
+use domain::sender::ReplyTo;
 use domain::values::{EmailAddress, SenderName};
 
 /// A message ready for the wire.
@@ -36,12 +37,26 @@ pub fn new_message_id(from: &EmailAddress) -> String {
     format!("<{}@{}>", uuid::Uuid::new_v4().simple(), domain)
 }
 
-/// Builds the message from `from` (and `name`) to the mail's recipient.
-pub fn build(from: &EmailAddress, name: Option<&SenderName>, mail: &OutgoingMail) -> Result<Built, SendFailure> {
+/// Builds the message from `from` (and `name`) to the mail's recipient, with a
+/// `Reply-To` when replies should go elsewhere (the tenant, for mail the platform default
+/// sends in its place).
+pub fn build(
+    from: &EmailAddress,
+    name: Option<&SenderName>,
+    reply_to: Option<&ReplyTo>,
+    mail: &OutgoingMail,
+) -> Result<Built, SendFailure> {
     let from_addr = address(from)?;
     let to_addr = address(&mail.to)?;
     let message_id = mail.message_id.clone().unwrap_or_else(|| new_message_id(from));
-    let builder = Message::builder()
+    let mut builder = Message::builder();
+    if let Some(r) = reply_to {
+        builder = builder.reply_to(Mailbox::new(
+            r.name.as_ref().map(|n| n.as_str().to_owned()),
+            address(&r.address)?,
+        ));
+    }
+    let builder = builder
         .from(Mailbox::new(name.map(|n| n.as_str().to_owned()), from_addr.clone()))
         .to(Mailbox::new(None, to_addr.clone()))
         .subject(mail.subject.as_str())
@@ -77,9 +92,16 @@ mod tests {
             text: "本文".into(),
             html: None,
             message_id: None,
+            via_platform: false,
         };
         let from = EmailAddress::parse("info@日本語.jp").unwrap();
-        let built = build(&from, Some(&SenderName::parse("株式会社サンプル").unwrap()), &mail).unwrap();
+        let built = build(
+            &from,
+            Some(&SenderName::parse("株式会社サンプル").unwrap()),
+            None,
+            &mail,
+        )
+        .unwrap();
         let text = String::from_utf8_lossy(&built.bytes);
         assert!(text.contains("From: =?utf-8?b?"), "{text}");
         assert!(text.contains("<info@xn--wgv71a119e.jp>"), "{text}");

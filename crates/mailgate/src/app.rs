@@ -264,7 +264,8 @@ impl App {
         let wake = queue_signal.clone();
         let deliveries = DeliveryService::new(tenants.clone(), outbox, delivery_queries, &platform)
             .with_signal(Arc::new(move |tenant| wake.tenant_has_work(tenant)));
-        let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination);
+        let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination)
+            .with_activation(config.settings_activation.mode());
         let schema = build_schema(
             service.clone(),
             deliveries.clone(),

@@ -29,6 +29,29 @@ pub enum LogFormat {
     Json,
 }
 
+/// What makes saved settings live (`MAILGATE_SETTINGS_ACTIVATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SettingsActivation {
+    /// A successful test mail of the saved settings.
+    #[default]
+    Test,
+    /// The one-time code that test mail carries, given to `activateMailSettings`.
+    Code,
+    /// Live on save, unproven.
+    Save,
+}
+
+impl SettingsActivation {
+    pub fn mode(self) -> domain::health::ActivationMode {
+        match self {
+            Self::Test => domain::health::ActivationMode::Test,
+            Self::Code => domain::health::ActivationMode::Code,
+            Self::Save => domain::health::ActivationMode::Save,
+        }
+    }
+}
+
 /// How bearer tokens are signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 pub enum JwtAlgorithm {
@@ -134,6 +157,16 @@ pub struct Config {
     pub delivery_max_age_secs: u64,
     /// Wait after a rate-limit reply (421, 4.7.x, "too many").
     pub rate_limit_defer_secs: u64,
+    /// What makes saved settings live: `test` (a successful test mail of them), `code`
+    /// (the code that test mail carries) or `save` (at once).
+    pub settings_activation: SettingsActivation,
+    /// Configuration failures in a row (wrong password, SMTP AUTH off, sender refused,
+    /// certificate no longer valid) after which a live version is suspended and the
+    /// tenant's mail goes through the platform default; 0: never.
+    pub suspend_after_failures: u32,
+    /// Password-reset and registration mail that the tenant's server has not taken after
+    /// this many seconds (for a temporary reason) goes through the platform default; 0: never.
+    pub fallback_after_secs: u64,
 }
 
 /// Accepts `[25, 587]`, `"25,587"` or `587`.
@@ -215,6 +248,9 @@ impl Default for Config {
             retry_max_delay_secs: 3600,
             delivery_max_age_secs: 3 * 24 * 3600,
             rate_limit_defer_secs: 60,
+            settings_activation: SettingsActivation::Test,
+            suspend_after_failures: 3,
+            fallback_after_secs: 900,
         }
     }
 }

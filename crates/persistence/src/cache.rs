@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::audit::AuditEntry;
+use domain::health::{ActivationCode, SettingsState};
 use domain::ports::{TenantRecord, TenantStore};
 use domain::settings::{MailSettings, StoredMailSettings};
 use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
@@ -129,14 +130,33 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         id: TenantId,
         permit: SenderOverridePermit,
         settings: &MailSettings,
+        state: SettingsState,
         expected_version: i64,
         at: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> Result<StoredMailSettings, WriteError> {
         let result = self
             .inner
-            .save_mail_settings(id, permit, settings, expected_version, at, audit)
+            .save_mail_settings(id, permit, settings, state, expected_version, at, audit)
             .await;
+        self.invalidate(id).await;
+        result
+    }
+
+    async fn activate_mail_settings(
+        &self,
+        id: TenantId,
+        version: i64,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), WriteError> {
+        let result = self.inner.activate_mail_settings(id, version, at, audit).await;
+        self.invalidate(id).await;
+        result
+    }
+
+    async fn set_activation_code(&self, id: TenantId, version: i64, code: &ActivationCode) -> Result<(), WriteError> {
+        let result = self.inner.set_activation_code(id, version, code).await;
         self.invalidate(id).await;
         result
     }

@@ -10,6 +10,8 @@ use domain::StoreError;
 use domain::access::Role;
 use domain::audit::{AuditAction, AuditEntry};
 use domain::error::FieldCode;
+use domain::health::{ActivationCode, SettingsFailure, SettingsHealth, SettingsState};
+use domain::mail::{Hint, SendStage};
 use domain::ports::TenantRecord;
 use domain::settings::{
     Encryption, FieldChange, MailSettings, MailSettingsDraft, PopBeforeSmtpDraft, ServerKind, StoredMailSettings,
@@ -67,17 +69,39 @@ pub(crate) fn tenant_row(tenant: &Tenant) -> tenants::ActiveModel {
     }
 }
 
+/// A tenant with its settings rows (any order): the newest version is the saved one; an
+/// older one still kept is the version that carries the mail while the saved one waits
+/// for its test.
 pub(crate) fn record_from_rows(
     tenant: &tenants::Model,
-    settings: Option<&mail_settings::Model>,
+    settings: &[&mail_settings::Model],
     keys: &SecretKeyRing,
 ) -> Result<TenantRecord, StoreError> {
     let tenant = tenant_from_row(tenant)?;
-    let Some(row) = settings else {
+    let Some(row) = settings.iter().copied().max_by_key(|r| r.version) else {
         return Ok(TenantRecord::new(tenant, None));
     };
+    let live = settings
+        .iter()
+        .copied()
+        .filter(|r| r.version < row.version)
+        .max_by_key(|r| r.version);
     match settings_from_row(row, &tenant.id, keys) {
-        Ok(settings) => Ok(TenantRecord::new(tenant, Some(settings))),
+        Ok(settings) => {
+            let live_settings = match live.map(|l| settings_from_row(l, &tenant.id, keys)).transpose() {
+                Ok(live) => live,
+                // The saved version is readable: the tenant can test it; until then its
+                // mail goes from the platform default rather than waiting.
+                Err(error) => {
+                    tracing::error!(tenant = %tenant.id, %error, "the tenant's earlier live mail settings cannot be read; they are not used");
+                    None
+                }
+            };
+            Ok(TenantRecord {
+                live_settings,
+                ..TenantRecord::new(tenant, Some(settings))
+            })
+        }
         // The tenant stays usable (it can see why, save anew or clear); its own route
         // waits. The error names the tenant and the field, never a value.
         Err(error) => {
@@ -204,7 +228,58 @@ pub(crate) fn settings_from_row(
         settings,
         version: row.version,
         updated_at: row.updated_at,
+        health: health_from_row(row, &subject)?,
     })
+}
+
+fn health_from_row(row: &mail_settings::Model, subject: &str) -> Result<SettingsHealth, StoreError> {
+    let state = SettingsState::from_code(&row.state).ok_or_else(|| corrupt(subject, "health.state", INVALID))?;
+    let last_failure = match (row.last_failure_at, &row.last_failure_stage) {
+        (Some(at), Some(stage)) => Some(SettingsFailure {
+            at,
+            stage: SendStage::from_code(stage).ok_or_else(|| corrupt(subject, "health.lastFailure.stage", INVALID))?,
+            smtp_code: row.last_failure_smtp_code.and_then(|c| u16::try_from(c).ok()),
+            enhanced_code: row.last_failure_enhanced_code.clone(),
+            server_message: row.last_failure_message.clone(),
+            hint: row
+                .last_failure_hint
+                .as_deref()
+                .and_then(Hint::from_code)
+                .unwrap_or(Hint::Other),
+        }),
+        _ => None,
+    };
+    let activation_code = match (&row.activation_code_hash, row.activation_code_expires_at) {
+        (Some(hash), Some(expires_at)) => Some(ActivationCode {
+            hash: hash.clone(),
+            expires_at,
+        }),
+        _ => None,
+    };
+    Ok(SettingsHealth {
+        state,
+        since: row.state_since,
+        consecutive_failures: u32::try_from(row.consecutive_failures).unwrap_or(0),
+        last_failure,
+        activation_code,
+    })
+}
+
+/// The health columns of a settings row.
+pub(crate) fn set_health(row: &mut mail_settings::ActiveModel, health: &SettingsHealth) {
+    let f = health.last_failure.as_ref();
+    row.state = Set(health.state.code().to_owned());
+    row.state_since = Set(health.since);
+    row.consecutive_failures = Set(i32::try_from(health.consecutive_failures).unwrap_or(i32::MAX));
+    row.last_failure_at = Set(f.map(|f| f.at));
+    row.last_failure_stage = Set(f.map(|f| f.stage.code().to_owned()));
+    row.last_failure_smtp_code = Set(f.and_then(|f| f.smtp_code).map(i32::from));
+    row.last_failure_enhanced_code = Set(f.and_then(|f| f.enhanced_code.clone()));
+    row.last_failure_message = Set(f.and_then(|f| f.server_message.clone()));
+    row.last_failure_hint = Set(f.map(|f| f.hint.code().to_owned()));
+    let code = health.activation_code.as_ref();
+    row.activation_code_hash = Set(code.map(|c| c.hash.clone()));
+    row.activation_code_expires_at = Set(code.map(|c| c.expires_at));
 }
 
 /// The row for `settings`, with passwords sealed for this tenant.
@@ -213,6 +288,7 @@ pub(crate) fn settings_row(
     settings: &MailSettings,
     version: i64,
     at: DateTime<Utc>,
+    health: &SettingsHealth,
     keys: &SecretKeyRing,
 ) -> Result<mail_settings::ActiveModel, StoreError> {
     let (password_ciphertext, password_key_id) =
@@ -225,7 +301,7 @@ pub(crate) fn settings_row(
         SecretPurpose::Pop,
         pop.map(|p| p.password()),
     )?;
-    Ok(mail_settings::ActiveModel {
+    let mut row = mail_settings::ActiveModel {
         tenant_id: Set(tenant.to_string()),
         version: Set(version),
         server_kind: Set(settings.server_kind().code().to_owned()),
@@ -247,7 +323,10 @@ pub(crate) fn settings_row(
         local_hostname: Set(settings.local_hostname().map(|h| h.as_str().to_owned())),
         send_interval_ms: Set(i64::from(settings.send_interval().as_millis())),
         updated_at: Set(at),
-    })
+        ..Default::default()
+    };
+    set_health(&mut row, health);
+    Ok(row)
 }
 
 /// One element of the stored `changes` list. Values carry `before`/`after` (null when

@@ -74,7 +74,13 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
         txn.commit().await?;
         Ok(())
     } else {
-        migration::Migrator::up(db, None).await.map_err(Error::Migration)
+        // SQLite too changes its schema in one transaction on one connection: all pending
+        // migrations apply or none (a migration that rebuilds a table never leaves it
+        // half done), and no pooled connection works from an outdated schema.
+        let txn = db.begin().await?;
+        migration::Migrator::up(&txn, None).await.map_err(Error::Migration)?;
+        txn.commit().await?;
+        Ok(())
     }
 }
 

@@ -672,6 +672,7 @@ pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliverie
         sent_at: Set(delivery.sent_at),
         failure_reason: Set(delivery.failure_reason.as_ref().map(|r| r.as_text().to_owned())),
         claims: Set(0),
+        via_platform: Set(delivery.via_platform),
     }
 }
 
@@ -707,6 +708,7 @@ pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>)
         sent_at: row.sent_at,
         failure_reason: row.failure_reason.as_deref().map(FailureReason::from_text),
         claims: u32::try_from(row.claims).unwrap_or(0),
+        via_platform: row.via_platform,
         attempts,
     })
 }

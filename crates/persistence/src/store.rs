@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use domain::audit::AuditEntry;
+use domain::health::{ActivationCode, SettingsHealth, SettingsState};
 use domain::ports::{TenantRecord, TenantStore};
 use domain::settings::{MailSettings, StoredMailSettings};
 use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
@@ -20,7 +21,8 @@ use sea_orm::{
 };
 
 use crate::convert::{
-    audit_from_row, audit_row, corrupt, db_err, record_from_rows, settings_row, tenant_from_row, tenant_id, tenant_row,
+    audit_from_row, audit_row, corrupt, db_err, record_from_rows, set_health, settings_row, tenant_from_row, tenant_id,
+    tenant_row,
 };
 use crate::crypto::{SecretKeyRing, SecretPurpose};
 use crate::entities::{audit_events, mail_settings, tenants};
@@ -117,16 +119,31 @@ impl SqlStore {
             .is_some())
     }
 
-    /// The version of the saved settings (0: none saved).
+    /// The version of the saved settings (0: none saved): the newest row's.
     async fn stored_version(txn: &DatabaseTransaction, key: &str) -> Result<i64, StoreError> {
-        Ok(mail_settings::Entity::find_by_id(key)
+        Ok(mail_settings::Entity::find()
+            .filter(mail_settings::Column::TenantId.eq(key))
             .select_only()
             .column(mail_settings::Column::Version)
+            .order_by_desc(mail_settings::Column::Version)
+            .limit(1)
             .into_tuple::<i64>()
             .one(txn)
             .await
             .map_err(db_err)?
             .unwrap_or(0))
+    }
+
+    /// The tenant's settings row of `version`.
+    async fn settings_row_of(
+        txn: &DatabaseTransaction,
+        key: &str,
+        version: i64,
+    ) -> Result<Option<mail_settings::Model>, StoreError> {
+        mail_settings::Entity::find_by_id((key.to_owned(), version))
+            .one(txn)
+            .await
+            .map_err(db_err)
     }
 
     /// Writes the audit entry of a change and tells other processes the tenant changed
@@ -166,14 +183,16 @@ impl TenantStore for SqlStore {
     }
 
     async fn tenant(&self, id: TenantId) -> Result<Option<TenantRecord>, StoreError> {
-        // One LEFT JOIN: the tenant and its settings from the same snapshot.
+        // One LEFT JOIN: the tenant and its settings rows from the same snapshot.
         let found = tenants::Entity::find_by_id(id.to_string())
-            .find_also_related(mail_settings::Entity)
-            .one(&self.db)
+            .find_with_related(mail_settings::Entity)
+            .all(&self.db)
             .await
             .map_err(db_err)?;
         found
-            .map(|(tenant, settings)| record_from_rows(&tenant, settings.as_ref(), &self.keys))
+            .into_iter()
+            .next()
+            .map(|(tenant, settings)| record_from_rows(&tenant, &settings.iter().collect::<Vec<_>>(), &self.keys))
             .transpose()
     }
 
@@ -200,18 +219,19 @@ impl TenantStore for SqlStore {
             return Ok(Vec::new());
         }
         // The settings of the whole page in one query, not one per tenant.
-        let mut settings: HashMap<String, mail_settings::Model> = mail_settings::Entity::find()
+        let rows = mail_settings::Entity::find()
             .filter(mail_settings::Column::TenantId.is_in(page.iter().map(|t| t.id.as_str())))
             .all(&self.db)
             .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(|row| (row.tenant_id.clone(), row))
-            .collect();
+            .map_err(db_err)?;
+        let mut settings: HashMap<&str, Vec<&mail_settings::Model>> = HashMap::new();
+        for row in &rows {
+            settings.entry(row.tenant_id.as_str()).or_default().push(row);
+        }
         page.iter()
             .map(|tenant| {
-                let row = settings.remove(&tenant.id);
-                record_from_rows(tenant, row.as_ref(), &self.keys)
+                let rows = settings.remove(tenant.id.as_str()).unwrap_or_default();
+                record_from_rows(tenant, &rows, &self.keys)
             })
             .collect()
     }
@@ -259,6 +279,7 @@ impl TenantStore for SqlStore {
         id: TenantId,
         permit: SenderOverridePermit,
         settings: &MailSettings,
+        state: SettingsState,
         expected_version: i64,
         at: DateTime<Utc>,
         audit: &AuditEntry,
@@ -275,25 +296,83 @@ impl TenantStore for SqlStore {
             rollback(txn).await?;
             return Err(WriteError::VersionConflict { current });
         }
-        let row = settings_row(&id, settings, version, at, &self.keys)?;
-        if current == 0 {
-            mail_settings::Entity::insert(row)
-                .exec_without_returning(&txn)
-                .await
-                .map_err(db_err)?;
-        } else {
-            mail_settings::Entity::update(row)
-                .exec_without_returning(&txn)
-                .await
-                .map_err(db_err)?;
+        let health = SettingsHealth::new(state, at);
+        let row = settings_row(&id, settings, version, at, &health, &self.keys)?;
+        // What is kept besides the new version: the live one, while the new one waits
+        // for its test. Everything else (an older pending or suspended version) goes.
+        let mut stale = mail_settings::Entity::delete_many().filter(mail_settings::Column::TenantId.eq(key.as_str()));
+        if state == SettingsState::PendingVerification {
+            stale = stale.filter(mail_settings::Column::State.ne(SettingsState::Live.code()));
         }
+        stale.exec(&txn).await.map_err(db_err)?;
+        mail_settings::Entity::insert(row)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(db_err)?;
         Self::insert_audit(&txn, audit).await?;
         txn.commit().await.map_err(db_err)?;
         Ok(StoredMailSettings {
             settings: settings.clone(),
             version,
             updated_at: at,
+            health,
         })
+    }
+
+    async fn activate_mail_settings(
+        &self,
+        id: TenantId,
+        version: i64,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), WriteError> {
+        let key = id.to_string();
+        let txn = self.begin_write().await?;
+        // Taken first: orders this write with saves and clears of the same tenant (the
+        // counter only has to grow).
+        Self::bump_settings_version(&txn, &key, None).await?;
+        let current = Self::stored_version(&txn, &key).await?;
+        if current != version {
+            rollback(txn).await?;
+            return Err(WriteError::VersionConflict { current });
+        }
+        let mut row = mail_settings::ActiveModel {
+            tenant_id: Set(key.clone()),
+            version: Set(version),
+            ..Default::default()
+        };
+        set_health(&mut row, &SettingsHealth::live(at));
+        mail_settings::Entity::update(row).exec(&txn).await.map_err(db_err)?;
+        // Proven: the version before it is no longer needed.
+        mail_settings::Entity::delete_many()
+            .filter(mail_settings::Column::TenantId.eq(key.as_str()))
+            .filter(mail_settings::Column::Version.ne(version))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        Self::insert_audit(&txn, audit).await?;
+        Ok(txn.commit().await.map_err(db_err)?)
+    }
+
+    async fn set_activation_code(&self, id: TenantId, version: i64, code: &ActivationCode) -> Result<(), WriteError> {
+        let key = id.to_string();
+        let txn = self.begin_write().await?;
+        Self::bump_settings_version(&txn, &key, None).await?;
+        if Self::settings_row_of(&txn, &key, version).await?.is_none() {
+            let current = Self::stored_version(&txn, &key).await?;
+            rollback(txn).await?;
+            return Err(WriteError::VersionConflict { current });
+        }
+        let mut update = mail_settings::ActiveModel {
+            tenant_id: Set(key.clone()),
+            version: Set(version),
+            ..Default::default()
+        };
+        update.activation_code_hash = Set(Some(code.hash.clone()));
+        update.activation_code_expires_at = Set(Some(code.expires_at));
+        mail_settings::Entity::update(update).exec(&txn).await.map_err(db_err)?;
+        crate::changes::notify_change(&txn, &key).await?;
+        Ok(txn.commit().await.map_err(db_err)?)
     }
 
     async fn clear_mail_settings(
@@ -312,7 +391,8 @@ impl TenantStore for SqlStore {
             rollback(txn).await?;
             return Err(WriteError::VersionConflict { current });
         }
-        mail_settings::Entity::delete_by_id(key)
+        mail_settings::Entity::delete_many()
+            .filter(mail_settings::Column::TenantId.eq(key.as_str()))
             .exec(&txn)
             .await
             .map_err(db_err)?;

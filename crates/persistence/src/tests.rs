@@ -19,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::entities::{mail_settings, tenants};
 use crate::{CachedStore, SecretKeyRing, SqlStore, connect, migrate, rotate_secret_key};
+use domain::health::SettingsState;
 
 const SMTP_PASSWORD: &str = "smtp-Pa55word-0123";
 const POP_PASSWORD: &str = "pop-Pa55word-4567";
@@ -149,7 +150,15 @@ async fn save(store: &dyn TenantStore, id: TenantId, port: i64, expected: i64) -
         }],
     );
     store
-        .save_mail_settings(id, permit, &settings(port), expected, Utc::now(), &audit)
+        .save_mail_settings(
+            id,
+            permit,
+            &settings(port),
+            SettingsState::Live,
+            expected,
+            Utc::now(),
+            &audit,
+        )
         .await
         .map(|s| s.version)
 }
@@ -323,7 +332,8 @@ async fn passwords_are_not_stored_in_plaintext() {
     let id = new_tenant(&store, Plan::Biz).await.id;
     save(&store, id, 587, 0).await.unwrap();
 
-    let row = mail_settings::Entity::find_by_id(id.to_string())
+    let row = mail_settings::Entity::find()
+        .filter(mail_settings::Column::TenantId.eq(id.to_string()))
         .one(&db)
         .await
         .unwrap()
@@ -348,7 +358,8 @@ async fn a_password_copied_to_another_tenant_does_not_open() {
     save(&store, a, 587, 0).await.unwrap();
     save(&store, b, 587, 0).await.unwrap();
 
-    let row_a = mail_settings::Entity::find_by_id(a.to_string())
+    let row_a = mail_settings::Entity::find()
+        .filter(mail_settings::Column::TenantId.eq(a.to_string()))
         .one(&db)
         .await
         .unwrap()
@@ -429,7 +440,8 @@ async fn strict_settings(
     store: &SqlStore,
     id: TenantId,
 ) -> Result<domain::StoredMailSettings, StoreError> {
-    let row = mail_settings::Entity::find_by_id(id.to_string())
+    let row = mail_settings::Entity::find()
+        .filter(mail_settings::Column::TenantId.eq(id.to_string()))
         .one(db)
         .await
         .unwrap()
@@ -613,10 +625,76 @@ async fn sqlite_connections_enforce_foreign_keys() {
     // Deleting the tenant takes its settings with it.
     tenants::Entity::delete_by_id(id.to_string()).exec(&db).await.unwrap();
     assert!(
-        mail_settings::Entity::find_by_id(id.to_string())
+        mail_settings::Entity::find()
+            .filter(mail_settings::Column::TenantId.eq(id.to_string()))
             .one(&db)
             .await
             .unwrap()
             .is_none()
     );
+}
+
+/// Settings saved before verification existed were in force: after the migration that
+/// keys settings by version, they are `LIVE`, with their values and version intact.
+async fn settings_saved_before_verification_are_live_after_the_upgrade(db: DatabaseConnection) {
+    use migration::MigratorTrait as _;
+    migration::Migrator::up(&db, Some(5)).await.unwrap();
+    let store = SqlStore::new(db.clone(), keys());
+    let tenant = new_tenant(&store, Plan::Share).await;
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "INSERT INTO mail_settings (tenant_id, version, server_kind, host, port, from_address, smtp_auth, \
+             encryption, send_interval_ms, updated_at) VALUES ($1, 7, 'CUSTOM', 'smtp.example.com', 587, \
+             'info@example.com', false, 'STARTTLS', 0, $2)"
+        }
+        _ => {
+            "INSERT INTO mail_settings (tenant_id, version, server_kind, host, port, from_address, smtp_auth, \
+             encryption, send_interval_ms, updated_at) VALUES (?, 7, 'CUSTOM', 'smtp.example.com', 587, \
+             'info@example.com', false, 'STARTTLS', 0, ?)"
+        }
+    };
+    let saved_at = Utc::now();
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        backend,
+        sql,
+        [tenant.id.to_string().into(), saved_at.into()],
+    ))
+    .await
+    .unwrap();
+    migrate(&db).await.unwrap();
+    let record = store.tenant(tenant.id).await.unwrap().unwrap();
+    let saved = record.settings.as_ref().expect("the row survived");
+    assert_eq!(saved.version, 7);
+    assert_eq!(saved.settings.host().as_str(), "smtp.example.com");
+    assert_eq!(saved.health.state, SettingsState::Live);
+    assert_eq!(saved.health.consecutive_failures, 0);
+    assert!(record.live_settings.is_none());
+    assert!(matches!(
+        record.route(),
+        domain::sender::SenderRoute::Custom { version: 7, .. }
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_settings_saved_before_verification_are_live_after_the_upgrade() {
+    let file = TempSqlite::new();
+    let db = connect(&file.url(), None, 4).await.unwrap();
+    settings_saved_before_verification_are_live_after_the_upgrade(db).await;
+}
+
+#[tokio::test]
+async fn postgres_settings_saved_before_verification_are_live_after_the_upgrade() {
+    let schema = format!("persist_{}", uuid::Uuid::new_v4().simple());
+    let db = connect(POSTGRES_URL, Some(&schema), 4).await.unwrap();
+    let run = tokio::spawn(settings_saved_before_verification_are_live_after_the_upgrade(
+        db.clone(),
+    ))
+    .await;
+    db.execute_unprepared(&format!(r#"DROP SCHEMA "{schema}" CASCADE"#))
+        .await
+        .unwrap();
+    if let Err(e) = run {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }

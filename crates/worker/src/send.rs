@@ -93,6 +93,7 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
         text: d.message.text.clone(),
         html: d.message.html.clone(),
         message_id: Some(d.message_id.as_str().to_owned()),
+        via_platform: d.via_platform,
     };
     let result = shared.mailer.send(&record, &mail).await;
     let at = Utc::now();

@@ -222,6 +222,7 @@ impl MemoryTenants {
                     settings: MailSettings::validate(&draft, None).unwrap(),
                     version: 1,
                     updated_at: now,
+                    health: domain::health::SettingsHealth::live(now),
                 };
                 (*id, TenantRecord::new(tenant, Some(settings)))
             })
@@ -265,10 +266,28 @@ impl TenantStore for MemoryTenants {
         _: TenantId,
         _: SenderOverridePermit,
         _: &MailSettings,
+        _: domain::health::SettingsState,
         _: i64,
         _: DateTime<Utc>,
         _: &domain::audit::AuditEntry,
     ) -> Result<domain::StoredMailSettings, WriteError> {
+        Err(unsupported().into())
+    }
+    async fn activate_mail_settings(
+        &self,
+        _: TenantId,
+        _: i64,
+        _: DateTime<Utc>,
+        _: &domain::audit::AuditEntry,
+    ) -> Result<(), WriteError> {
+        Err(unsupported().into())
+    }
+    async fn set_activation_code(
+        &self,
+        _: TenantId,
+        _: i64,
+        _: &domain::health::ActivationCode,
+    ) -> Result<(), WriteError> {
         Err(unsupported().into())
     }
     async fn clear_mail_settings(
@@ -474,6 +493,7 @@ fn delivery(tenant: TenantId) -> Delivery {
         sent_at: None,
         failure_reason: None,
         claims: 0,
+        via_platform: false,
         attempts: Vec::new(),
     }
 }

@@ -130,6 +130,9 @@ pub struct Delivery {
     /// Claims in a row that ended without an outcome, the current one included when the
     /// delivery was just claimed (1: its first claim since the last outcome).
     pub claims: u32,
+    /// Goes out through the platform default whatever the tenant's route: time-critical
+    /// mail its server did not take in time, or a notice to the tenant about its settings.
+    pub via_platform: bool,
     pub attempts: Vec<Attempt>,
 }
 

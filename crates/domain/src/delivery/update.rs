@@ -408,6 +408,7 @@ mod tests {
             sent_at: None,
             failure_reason: None,
             claims: 0,
+            via_platform: false,
             attempts: Vec::new(),
         }
     }

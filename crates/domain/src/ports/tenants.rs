@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEntry;
 use crate::error::{StoreError, WriteError};
+use crate::health::{ActivationCode, SettingsState};
 use crate::plan::{Plan, SenderOverridePermit};
 use crate::settings::{MailSettings, StoredMailSettings};
 pub use crate::tenant::TenantRecord;
@@ -38,16 +39,35 @@ pub trait TenantStore: Send + Sync + 'static {
     /// saved). Needs the plan's permit, and re-checks at write time that the tenant is still
     /// on a plan that allows a custom sender (`PlanChanged` otherwise), so a downgrade
     /// racing a save never stores active settings. The new version is higher than any
-    /// before it.
+    /// before it and starts in `state`; when that is `PENDING_VERIFICATION` the live
+    /// version (if any) is kept to carry the mail until the new one is proven, every other
+    /// version is removed.
+    #[allow(clippy::too_many_arguments, reason = "one write with its audit entry")]
     async fn save_mail_settings(
         &self,
         id: TenantId,
         permit: SenderOverridePermit,
         settings: &MailSettings,
+        state: SettingsState,
         expected_version: i64,
         at: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> Result<StoredMailSettings, WriteError>;
+
+    /// Makes the saved version `version` live (failures and code reset) and removes the
+    /// version it replaces, with the audit entry; `VersionConflict` if `version` is no
+    /// longer the saved one.
+    async fn activate_mail_settings(
+        &self,
+        id: TenantId,
+        version: i64,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), WriteError>;
+
+    /// Stores the activation code a test mail of version `version` carried (replacing an
+    /// earlier one); `VersionConflict` if that version is gone.
+    async fn set_activation_code(&self, id: TenantId, version: i64, code: &ActivationCode) -> Result<(), WriteError>;
 
     /// Removes the tenant's settings if the stored version is `expected_version`.
     async fn clear_mail_settings(

@@ -60,6 +60,11 @@ fn field(code: FieldCode) -> &'static str {
         FieldCode::MaskedPassword => {
             "is only mask characters (such as ********): leave it empty to keep the stored password, or enter the real one"
         }
+        FieldCode::ActivationCodeInvalid => {
+            "is not the code of the last test mail: send a test mail of the saved settings and enter the code it carries"
+        }
+        FieldCode::ActivationCodeExpired => "has expired (codes are valid for 30 minutes): send a new test mail",
+        FieldCode::AlreadyLive => "is not needed: the saved settings are already in force",
     }
 }
 
@@ -127,6 +132,8 @@ fn sender_reason(reason: SenderReason) -> String {
     match reason {
         SenderReason::CustomSettingsActive(p) => format!("the tenant's own mail server is used (plan {p})"),
         SenderReason::NoSettingsSaved => "no settings saved".to_owned(),
+        SenderReason::PendingVerification => "the saved settings are not in force until a test mail through them succeeds; until then mail goes out from this default address".to_owned(),
+        SenderReason::Suspended => "the tenant's mail server kept refusing the saved settings (see the settings' health), so mail goes out from this default address with replies to the tenant's address; save corrected settings and send a test mail".to_owned(),
         SenderReason::PlanForbids {
             plan,
             settings_saved: false,

@@ -60,6 +60,11 @@ fn field(code: FieldCode) -> &'static str {
         FieldCode::MaskedPassword => {
             "が伏せ字（********など）だけになっています。保存済みのパスワードを使う場合は空欄のままにし、変更する場合は実際のパスワードを入力してください"
         }
+        FieldCode::ActivationCodeInvalid => {
+            "が最後のテストメールのコードと一致しません。保存済みの設定でテストメールを送信し、届いたコードを入力してください"
+        }
+        FieldCode::ActivationCodeExpired => "の有効期限（30分）が切れています。テストメールをもう一度送信してください",
+        FieldCode::AlreadyLive => "は不要です。保存済みの設定はすでに有効です",
     }
 }
 
@@ -125,6 +130,8 @@ fn sender_reason(reason: SenderReason) -> String {
     match reason {
         SenderReason::CustomSettingsActive(p) => format!("テナント独自のメールサーバーを使用しています（プラン {p}）"),
         SenderReason::NoSettingsSaved => "メールサーバー設定が保存されていません".to_owned(),
+        SenderReason::PendingVerification => "保存した設定は、その設定でのテストメール送信が成功するまで有効になりません。それまではこの既定のアドレスから送信されます".to_owned(),
+        SenderReason::Suspended => "メールサーバーが保存済みの設定を繰り返し拒否したため、この既定のアドレスから送信し、返信先をテナントのアドレスにしています。設定を修正して保存し、テストメールを送信してください".to_owned(),
         SenderReason::PlanForbids {
             plan,
             settings_saved: false,

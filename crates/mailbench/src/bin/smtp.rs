@@ -82,6 +82,7 @@ fn record(port: u16, user: &str) -> anyhow::Result<TenantRecord> {
             settings: settings(port, user)?,
             version: 1,
             updated_at: now,
+            health: domain::health::SettingsHealth::live(now),
         }),
     ))
 }
@@ -93,6 +94,7 @@ fn mail() -> anyhow::Result<OutgoingMail> {
         text: body_text(),
         html: None,
         message_id: None,
+        via_platform: false,
     })
 }
 

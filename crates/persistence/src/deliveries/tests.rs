@@ -76,6 +76,7 @@ fn notification(tenant: TenantId, due: DateTime<Utc>, key: Option<&str>) -> Deli
         sent_at: None,
         failure_reason: None,
         claims: 0,
+        via_platform: false,
         attempts: Vec::new(),
     }
 }

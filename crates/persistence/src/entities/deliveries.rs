@@ -36,6 +36,9 @@ pub struct Model {
     /// Claims in a row that ended without an outcome (this one included while
     /// `SENDING`); see the migration that added it.
     pub claims: i32,
+    /// Sent through the platform default whatever the tenant's route (a time-critical
+    /// fallback, or a notice to the tenant).
+    pub via_platform: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,5 +1,7 @@
-//! The `mail_settings` table: a tenant's saved mail-server settings, at most one row per
-//! tenant. Passwords are stored only as AES-GCM ciphertext with the id of their key.
+//! The `mail_settings` table: a tenant's saved mail-server settings by version, each with
+//! its health. A tenant has at most two rows: the newest saved version and, while that one
+//! waits for its test, the older version that is still live. Passwords are stored only as
+//! AES-GCM ciphertext with the id of their key.
 
 use sea_orm::entity::prelude::*;
 
@@ -9,6 +11,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub tenant_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
     pub version: i64,
     pub server_kind: String,
     pub host: String,
@@ -31,6 +34,20 @@ pub struct Model {
     pub local_hostname: Option<String>,
     pub send_interval_ms: i64,
     pub updated_at: DateTimeUtc,
+    /// `PENDING_VERIFICATION`, `LIVE` or `SUSPENDED`.
+    pub state: String,
+    pub state_since: DateTimeUtc,
+    /// Configuration failures of real deliveries in a row.
+    pub consecutive_failures: i32,
+    pub last_failure_at: Option<DateTimeUtc>,
+    pub last_failure_stage: Option<String>,
+    pub last_failure_smtp_code: Option<i32>,
+    pub last_failure_enhanced_code: Option<String>,
+    pub last_failure_message: Option<String>,
+    pub last_failure_hint: Option<String>,
+    /// SHA-256 (hex) of the activation code a test mail carried, while it is valid.
+    pub activation_code_hash: Option<String>,
+    pub activation_code_expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -21,8 +21,8 @@ pub struct Model {
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
-    /// At most one settings row per tenant.
-    #[sea_orm(has_one = "super::mail_settings::Entity")]
+    /// At most two settings rows per tenant (see `mail_settings`).
+    #[sea_orm(has_many = "super::mail_settings::Entity")]
     MailSettings,
 }
 
