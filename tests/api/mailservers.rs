@@ -294,6 +294,9 @@ pub struct SmtpOptions {
     pub no_record: bool,
     /// Write every command line a client sends to the server's log (`log()`).
     pub log_commands: bool,
+    /// Listen on this port (0: any free one), e.g. to replace a stopped server at the
+    /// address a tenant saved.
+    pub port: u16,
 }
 
 impl SmtpOptions {
@@ -393,7 +396,7 @@ impl SmtpServer {
         let dir = temp_dir("smtp");
         let record = dir.join("received.jsonl");
         let count_file = dir.join("count");
-        let mut args: Vec<String> = vec!["--port".into(), "0".into()];
+        let mut args: Vec<String> = vec!["--port".into(), opts.port.to_string()];
         let mut push = |flag: &str, value: String| args.extend([flag.to_owned(), value]);
         push(
             "--mode",

@@ -22,5 +22,6 @@ mod mail;
 mod mailservers;
 mod schema;
 mod settings;
+mod suspension;
 mod tenants;
 mod verification;

@@ -19,6 +19,7 @@ pub mod ports;
 pub mod sender;
 pub mod service;
 pub mod settings;
+pub mod suspension;
 pub mod tenant;
 pub mod values;
 

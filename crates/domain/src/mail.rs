@@ -29,6 +29,13 @@ impl Subject {
         Ok(Self(s.to_owned()))
     }
 
+    /// A subject written into Mailgate's own code (a notice): checked by the tests that
+    /// send it, not at run time.
+    pub(crate) fn fixed(subject: &'static str) -> Self {
+        debug_assert!(Self::parse(subject).is_ok(), "{subject}");
+        Self(subject.to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

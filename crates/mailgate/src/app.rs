@@ -312,7 +312,10 @@ impl App {
                 max_delay: secs(c.retry_max_delay_secs),
                 max_age: secs(c.delivery_max_age_secs),
                 defer: secs(c.rate_limit_defer_secs),
+                configuration_failures_wait: c.suspend_after_failures > 0,
+                fallback_after: (c.fallback_after_secs > 0).then(|| secs(c.fallback_after_secs)),
             },
+            suspend_after_failures: c.suspend_after_failures,
         };
         let mailer: Arc<dyn MailTransport> = self.mailer.clone();
         Worker::new(

@@ -172,6 +172,24 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
         }
     }
+    out.push_str(
+        "# HELP mailgate_mail_settings Saved tenant settings versions by state.\n# TYPE mailgate_mail_settings gauge\n",
+    );
+    match app.tenants.settings_state_counts().await {
+        Ok(counts) => {
+            for state in domain::health::SettingsState::ALL {
+                let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+                out.push_str(&format!(
+                    "mailgate_mail_settings{{state=\"{}\"}} {n}\n",
+                    state.code().to_ascii_lowercase()
+                ));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "settings per state for /metrics failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+        }
+    }
     out.push_str(&app.metrics.render());
     (
         StatusCode::OK,

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::audit::AuditEntry;
-use domain::health::{ActivationCode, SettingsState};
+use domain::health::{ActivationCode, SettingsFailure, SettingsState};
 use domain::ports::{TenantRecord, TenantStore};
 use domain::settings::{MailSettings, StoredMailSettings};
+use domain::suspension::Suspension;
 use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
 use domain::{StoreError, WriteError};
 use moka::future::Cache;
@@ -159,6 +160,32 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         let result = self.inner.set_activation_code(id, version, code).await;
         self.invalidate(id).await;
         result
+    }
+
+    async fn record_settings_failure(
+        &self,
+        id: TenantId,
+        version: i64,
+        failure: &SettingsFailure,
+        suspend_after: u32,
+        suspension: &Suspension,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .inner
+            .record_settings_failure(id, version, failure, suspend_after, suspension)
+            .await;
+        self.invalidate(id).await;
+        result
+    }
+
+    async fn record_settings_success(&self, id: TenantId, version: i64) -> Result<(), StoreError> {
+        let result = self.inner.record_settings_success(id, version).await;
+        self.invalidate(id).await;
+        result
+    }
+
+    async fn settings_state_counts(&self) -> Result<Vec<(SettingsState, u64)>, StoreError> {
+        self.inner.settings_state_counts().await
     }
 
     async fn clear_mail_settings(

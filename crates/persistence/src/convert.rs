@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use domain::StoreError;
 use domain::access::Role;
 use domain::audit::{AuditAction, AuditEntry};
+use domain::delivery::Delivery;
 use domain::error::FieldCode;
 use domain::health::{ActivationCode, SettingsFailure, SettingsHealth, SettingsState};
 use domain::mail::{Hint, SendStage};
@@ -24,7 +25,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::crypto::{SecretKeyRing, SecretPurpose};
-use crate::entities::{audit_events, mail_settings, tenants};
+use crate::entities::{audit_events, deliveries, mail_settings, tenants};
 
 /// A database failure as the port reports it. sea-orm's errors carry SQL and driver
 /// text, never bound values, so no secret reaches the message.
@@ -232,7 +233,7 @@ pub(crate) fn settings_from_row(
     })
 }
 
-fn health_from_row(row: &mail_settings::Model, subject: &str) -> Result<SettingsHealth, StoreError> {
+pub(crate) fn health_from_row(row: &mail_settings::Model, subject: &str) -> Result<SettingsHealth, StoreError> {
     let state = SettingsState::from_code(&row.state).ok_or_else(|| corrupt(subject, "health.state", INVALID))?;
     let last_failure = match (row.last_failure_at, &row.last_failure_stage) {
         (Some(at), Some(stage)) => Some(SettingsFailure {
@@ -394,6 +395,37 @@ pub(crate) fn audit_from_row(row: &audit_events::Model) -> Result<AuditEntry, St
             .collect(),
         at: row.at,
     })
+}
+
+pub(crate) fn retries_column(retries: u32) -> i32 {
+    i32::try_from(retries).unwrap_or(i32::MAX)
+}
+
+/// The row a new delivery is stored as (its attempts are not part of it).
+pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliveries::ActiveModel {
+    deliveries::ActiveModel {
+        id: Set(delivery.id.to_string()),
+        tenant_id: Set(delivery.tenant_id.to_string()),
+        kind: Set(delivery.kind.code().to_owned()),
+        to_address: Set(delivery.to.as_str().to_owned()),
+        locale: Set(delivery.locale.code().to_owned()),
+        subject: Set(delivery.message.subject.as_str().to_owned()),
+        text_body: Set(delivery.message.text.clone()),
+        html_body: Set(delivery.message.html.clone()),
+        message_id: Set(delivery.message_id.as_str().to_owned()),
+        idempotency_key: Set(delivery.idempotency_key.as_ref().map(|k| k.as_str().to_owned())),
+        status: Set(delivery.status.code().to_owned()),
+        retries: Set(retries_column(delivery.retries)),
+        next_attempt_at_ms: Set(delivery.next_attempt_at.timestamp_millis()),
+        lease_owner: Set(None),
+        lease_until_ms: Set(None),
+        created_at: Set(delivery.created_at),
+        updated_at: Set(now),
+        sent_at: Set(delivery.sent_at),
+        failure_reason: Set(delivery.failure_reason.as_ref().map(|r| r.as_text().to_owned())),
+        claims: Set(0),
+        via_platform: Set(delivery.via_platform),
+    }
 }
 
 #[cfg(test)]

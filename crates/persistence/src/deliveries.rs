@@ -37,7 +37,7 @@ use sea_orm::{
     Statement, Value,
 };
 
-use crate::convert::{corrupt, db_err};
+use crate::convert::{corrupt, db_err, delivery_row, retries_column};
 use crate::entities::{deliveries, delivery_attempts};
 use crate::store::SqlStore;
 
@@ -559,7 +559,7 @@ fn postpone_statement(backend: DbBackend, tenant: TenantId, schedule: &Postponem
          FROM deliveries WHERE tenant_id = ",
     )
     .bind(tenant.to_string())
-    .sql(" AND status IN ('QUEUED', 'RETRYING') AND next_attempt_at_ms < ")
+    .sql(" AND status IN ('QUEUED', 'RETRYING') AND NOT via_platform AND next_attempt_at_ms < ")
     .bind(from_ms)
     .sql(") UPDATE deliveries SET next_attempt_at_ms = ")
     .bind(from_ms)
@@ -602,7 +602,7 @@ fn on_key_conflict() -> OnConflict {
         .to_owned()
 }
 
-/// Rows per finishing statement (8 values each, well under every backend's limit).
+/// Rows per finishing statement (9 values each, well under every backend's limit).
 const FINISH_CHUNK: usize = 256;
 
 /// The updates of `chunk`, in one `UPDATE … FROM (VALUES …)`: each row only while it has
@@ -615,7 +615,7 @@ fn finish_statement(
     chunk: &[(String, &DeliveryUpdate)],
 ) -> Statement {
     let mut q = SqlBuilder::new(backend);
-    q.sql("WITH v (vid, expected, status, retries, next_ms, sent_at, reason) AS (VALUES ");
+    q.sql("WITH v (vid, expected, status, retries, next_ms, sent_at, reason, via) AS (VALUES ");
     for (n, (key, u)) in chunk.iter().enumerate() {
         q.sql(if n == 0 { "(" } else { ", (" })
             .bind(key.as_str())
@@ -631,49 +631,20 @@ fn finish_statement(
             .bind(u.sent_at())
             .sql(", ")
             .bind(u.failure_reason().map(|r| r.as_text().to_owned()))
+            .sql(", ")
+            .bind(u.via_platform())
             .sql(")");
     }
     q.sql(
         ") UPDATE deliveries SET status = v.status, retries = COALESCE(v.retries, deliveries.retries), \
          next_attempt_at_ms = v.next_ms, sent_at = v.sent_at, failure_reason = v.reason, \
-         lease_owner = NULL, lease_until_ms = NULL, claims = 0, updated_at = ",
+         via_platform = COALESCE(v.via, deliveries.via_platform), lease_owner = NULL, lease_until_ms = NULL, claims = 0, updated_at = ",
     )
     .bind(now)
     .sql(" FROM v WHERE deliveries.id = v.vid AND deliveries.status = v.expected AND deliveries.lease_owner = ")
     .bind(owner.as_str())
     .sql(" RETURNING id");
     q.build()
-}
-
-fn retries_column(retries: u32) -> i32 {
-    i32::try_from(retries).unwrap_or(i32::MAX)
-}
-
-/// The row a new delivery is stored as (its attempts are not part of it).
-pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliveries::ActiveModel {
-    deliveries::ActiveModel {
-        id: Set(delivery.id.to_string()),
-        tenant_id: Set(delivery.tenant_id.to_string()),
-        kind: Set(delivery.kind.code().to_owned()),
-        to_address: Set(delivery.to.as_str().to_owned()),
-        locale: Set(delivery.locale.code().to_owned()),
-        subject: Set(delivery.message.subject.as_str().to_owned()),
-        text_body: Set(delivery.message.text.clone()),
-        html_body: Set(delivery.message.html.clone()),
-        message_id: Set(delivery.message_id.as_str().to_owned()),
-        idempotency_key: Set(delivery.idempotency_key.as_ref().map(|k| k.as_str().to_owned())),
-        status: Set(delivery.status.code().to_owned()),
-        retries: Set(retries_column(delivery.retries)),
-        next_attempt_at_ms: Set(delivery.next_attempt_at.timestamp_millis()),
-        lease_owner: Set(None),
-        lease_until_ms: Set(None),
-        created_at: Set(delivery.created_at),
-        updated_at: Set(now),
-        sent_at: Set(delivery.sent_at),
-        failure_reason: Set(delivery.failure_reason.as_ref().map(|r| r.as_text().to_owned())),
-        claims: Set(0),
-        via_platform: Set(delivery.via_platform),
-    }
 }
 
 /// A delivery read back, every value parsed again; a refused value is reported as

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use domain::audit::AuditEntry;
-use domain::health::{ActivationCode, SettingsHealth, SettingsState};
+use domain::health::{ActivationCode, SettingsFailure, SettingsHealth, SettingsState, state_after_failure};
 use domain::ports::{TenantRecord, TenantStore};
 use domain::settings::{MailSettings, StoredMailSettings};
+use domain::suspension::Suspension;
 use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
 use domain::{StoreError, WriteError};
 use sea_orm::ActiveValue::Set;
@@ -20,12 +21,13 @@ use sea_orm::{
     QueryOrder, QuerySelect, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
+use crate::convert::delivery_row;
 use crate::convert::{
-    audit_from_row, audit_row, corrupt, db_err, record_from_rows, set_health, settings_row, tenant_from_row, tenant_id,
-    tenant_row,
+    audit_from_row, audit_row, corrupt, db_err, health_from_row, record_from_rows, set_health, settings_row,
+    tenant_from_row, tenant_id, tenant_row,
 };
 use crate::crypto::{SecretKeyRing, SecretPurpose};
-use crate::entities::{audit_events, mail_settings, tenants};
+use crate::entities::{audit_events, deliveries, mail_settings, tenants};
 
 /// Tenants, their mail settings and the audit trail in a SQL database, with passwords
 /// sealed by a [`SecretKeyRing`].
@@ -373,6 +375,101 @@ impl TenantStore for SqlStore {
         mail_settings::Entity::update(update).exec(&txn).await.map_err(db_err)?;
         crate::changes::notify_change(&txn, &key).await?;
         Ok(txn.commit().await.map_err(db_err)?)
+    }
+
+    async fn record_settings_failure(
+        &self,
+        id: TenantId,
+        version: i64,
+        failure: &SettingsFailure,
+        suspend_after: u32,
+        suspension: &Suspension,
+    ) -> Result<bool, StoreError> {
+        let key = id.to_string();
+        let txn = self.begin_write().await?;
+        // Read under a row lock (SQLite: the write lock taken at BEGIN), so failures
+        // recorded at once by several lanes or processes each count.
+        let mut find = mail_settings::Entity::find_by_id((key.clone(), version));
+        if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            find = find.lock_exclusive();
+        }
+        let Some(row) = find.one(&txn).await.map_err(db_err)? else {
+            rollback(txn).await?;
+            return Ok(false);
+        };
+        let before = health_from_row(&row, &format!("tenant {id}"))?;
+        let state = state_after_failure(&before, suspend_after);
+        let suspended = state == SettingsState::Suspended && before.state != SettingsState::Suspended;
+        let after = SettingsHealth {
+            state,
+            since: if state == before.state {
+                before.since
+            } else {
+                failure.at
+            },
+            consecutive_failures: before.consecutive_failures.saturating_add(1),
+            last_failure: Some(failure.clone()),
+            activation_code: before.activation_code.clone(),
+        };
+        let mut update = mail_settings::ActiveModel {
+            tenant_id: Set(key.clone()),
+            version: Set(version),
+            ..Default::default()
+        };
+        set_health(&mut update, &after);
+        mail_settings::Entity::update(update).exec(&txn).await.map_err(db_err)?;
+        if suspended {
+            deliveries::Entity::insert(delivery_row(&suspension.notice, failure.at))
+                .exec_without_returning(&txn)
+                .await
+                .map_err(db_err)?;
+            Self::insert_audit(&txn, &suspension.audit).await?;
+        } else {
+            crate::changes::notify_change(&txn, &key).await?;
+        }
+        txn.commit().await.map_err(db_err)?;
+        Ok(suspended)
+    }
+
+    async fn record_settings_success(&self, id: TenantId, version: i64) -> Result<(), StoreError> {
+        let key = id.to_string();
+        let txn = self.begin_write().await?;
+        let reset = mail_settings::Entity::update_many()
+            .col_expr(mail_settings::Column::ConsecutiveFailures, Expr::value(0))
+            .filter(mail_settings::Column::TenantId.eq(key.as_str()))
+            .filter(mail_settings::Column::Version.eq(version))
+            .filter(mail_settings::Column::ConsecutiveFailures.gt(0))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if reset.rows_affected > 0 {
+            crate::changes::notify_change(&txn, &key).await?;
+        }
+        txn.commit().await.map_err(db_err)
+    }
+
+    async fn settings_state_counts(&self) -> Result<Vec<(SettingsState, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = mail_settings::Entity::find()
+            .select_only()
+            .column(mail_settings::Column::State)
+            .column_as(Expr::col(mail_settings::Column::Version).count(), "n")
+            .group_by(mail_settings::Column::State)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(state, n)| {
+                let state = SettingsState::from_code(&state).ok_or_else(|| {
+                    corrupt(
+                        "a mail_settings row",
+                        "health.state",
+                        domain::error::FieldCode::InvalidFormat,
+                    )
+                })?;
+                Ok((state, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
     }
 
     async fn clear_mail_settings(

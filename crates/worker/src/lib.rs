@@ -66,6 +66,9 @@ pub struct WorkerConfig {
     /// How long deliveries in flight may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
     pub retry: RetryPolicy,
+    /// Configuration failures in a row after which a live settings version is suspended
+    /// (0: never).
+    pub suspend_after_failures: u32,
 }
 
 impl Default for WorkerConfig {
@@ -78,6 +81,7 @@ impl Default for WorkerConfig {
             max_probing: 64,
             lease: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
+            suspend_after_failures: 3,
             shutdown_grace: Duration::from_secs(25),
             retry: RetryPolicy::default(),
         }

@@ -26,7 +26,22 @@ pub struct Metrics {
     postponed: AtomicU64,
     /// Deliveries that waited because their tenant's saved settings cannot be read.
     settings_unreadable: AtomicU64,
+    /// Settings versions this process suspended after configuration failures.
+    settings_suspended: AtomicU64,
+    /// Deliveries sent through the platform default in the tenant's place, by reason.
+    fallbacks: [AtomicU64; FALLBACK_REASONS.len()],
 }
+
+/// Why a delivery went through the platform default in its tenant's place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// The tenant's settings version is suspended.
+    Suspended,
+    /// Time-critical mail its server did not take in time.
+    TimeCritical,
+}
+
+const FALLBACK_REASONS: [&str; 2] = ["suspended", "time_critical"];
 
 const RECORDED: [DeliveryStatus; 3] = [DeliveryStatus::Sent, DeliveryStatus::Retrying, DeliveryStatus::Failed];
 
@@ -82,6 +97,20 @@ impl Metrics {
     /// A delivery waited because its tenant's saved settings cannot be read.
     pub fn settings_unreadable(&self) {
         self.settings_unreadable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A settings version was suspended.
+    pub fn settings_suspended(&self) {
+        self.settings_suspended.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A delivery was sent through the platform default in its tenant's place.
+    pub fn fell_back(&self, reason: Fallback) {
+        let i = match reason {
+            Fallback::Suspended => 0,
+            Fallback::TimeCritical => 1,
+        };
+        self.fallbacks[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Deliveries given back for later so far.
@@ -142,6 +171,18 @@ impl Metrics {
             "mailgate_deliveries_settings_unreadable_total {}\n",
             self.settings_unreadable.load(Ordering::Relaxed)
         ));
+        out.push_str("# HELP mailgate_settings_suspended_total Tenant settings versions suspended after configuration failures in a row (wrong password, SMTP AUTH off, sender refused, certificate no longer valid).\n# TYPE mailgate_settings_suspended_total counter\n");
+        out.push_str(&format!(
+            "mailgate_settings_suspended_total {}\n",
+            self.settings_suspended.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mailgate_deliveries_fallbacks_total Deliveries sent through the platform default in their tenant's place, by reason.\n# TYPE mailgate_deliveries_fallbacks_total counter\n");
+        for (i, reason) in FALLBACK_REASONS.iter().enumerate() {
+            let n = self.fallbacks[i].load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "mailgate_deliveries_fallbacks_total{{reason=\"{reason}\"}} {n}\n"
+            ));
+        }
         out
     }
 }

@@ -55,8 +55,13 @@ pub(crate) const PROBE_HOLD: std::time::Duration = std::time::Duration::from_sec
 
 /// Brings back the tenant's mail held behind a probe that went through.
 pub(crate) fn resume_tenant(shared: &Arc<Shared>, tenant: TenantId) {
+    resume_tenant_within(shared, tenant, PROBE_HOLD);
+}
+
+/// Brings the tenant's waiting mail due within `window` forward to now.
+pub(crate) fn resume_tenant_within(shared: &Arc<Shared>, tenant: TenantId, window: std::time::Duration) {
     let now = Utc::now();
-    let up_to = now + chrono::Duration::from_std(PROBE_HOLD).unwrap_or_default() + chrono::Duration::seconds(1);
+    let up_to = now + chrono::Duration::from_std(window).unwrap_or_default() + chrono::Duration::seconds(1);
     let queue = shared.queue.clone();
     let wake = shared.clone();
     tokio::spawn(async move {

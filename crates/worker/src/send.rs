@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::delivery::{Delivery, DeliveryUpdate, Postponement, is_server_wide};
-use domain::mail::OutgoingMail;
-use domain::sender::SenderRoute;
+use domain::health::SettingsFailure;
+use domain::mail::{OutgoingMail, is_configuration_failure};
+use domain::sender::{SenderReason, SenderRoute, SenderSource};
+use domain::suspension::suspension;
 
 use crate::Shared;
-use crate::postpone::{PROBE_HOLD, postpone_tenant, resume_tenant};
+use crate::metrics::Fallback;
+use crate::postpone::{PROBE_HOLD, postpone_tenant, resume_tenant, resume_tenant_within};
 use crate::recorder::{Outcomes, hand_over};
 use crate::standing::Route;
 
@@ -34,7 +37,11 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
         hand_over(shared, outcomes, &d, update);
         return true;
     }
-    if let Some(until) = shared.lanes.backing_off(tenant, Utc::now()) {
+    // Mail that goes through the platform default whatever the tenant's route does not
+    // wait for the tenant's server (its backoff, its pacing).
+    if !d.via_platform
+        && let Some(until) = shared.lanes.backing_off(tenant, Utc::now())
+    {
         postpone_tenant(
             shared,
             outcomes,
@@ -71,7 +78,11 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
         hand_over(shared, outcomes, &d, update);
         return true;
     }
-    let pacing = shared.mailer.pacing(&record).await;
+    let pacing = if d.via_platform {
+        None
+    } else {
+        shared.mailer.pacing(&record).await
+    };
     shared.lanes.observe(tenant, route, pacing.is_some());
     if let Some(p) = pacing
         && p.next_turn_in > PACE_SLACK
@@ -104,23 +115,114 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
     if let Some(attempt) = update.attempt() {
         shared.metrics.attempted(attempt, started.elapsed());
     }
+    if update.via_platform() == Some(true) {
+        tracing::info!(delivery = %d.id, tenant = %tenant, at = %update.next_attempt_at(), "the tenant's server has not taken this time-critical mail in time; it goes through the platform default");
+    }
     tracing::debug!(delivery = %d.id, tenant = %tenant, message_id = %d.message_id, status = update.status().code(), "delivery attempted");
     let retry_at = update.next_attempt_at();
     hand_over(shared, outcomes, &d, update);
+    // The tenant's own server was used (not the relay in its place).
+    let own = match route {
+        Route::Own(version) if !d.via_platform => Some(version),
+        _ => None,
+    };
     match &result {
-        Ok(_) => {
+        Ok(receipt) => {
+            if receipt.sender.source == SenderSource::PlatformDefault {
+                count_fallback(shared, &record, &d);
+            }
+            if let Some(version) = own {
+                settings_worked(shared, &record, version).await;
+            }
             if shared.lanes.accepted(tenant) {
                 resume_tenant(shared, tenant);
             }
         }
-        // The platform relay is the operator's: its trouble is everyone's, not the tenant's.
-        Err(failure) if is_server_wide(failure) && matches!(route, Route::Own(_)) => {
-            let until = back_off(shared, outcomes, tenant, at, retry_at);
-            tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server cannot take mail now; its waiting mail is postponed");
-        }
-        Err(_) => {}
+        Err(failure) => match own {
+            Some(version) if is_configuration_failure(failure) && shared.config.suspend_after_failures > 0 => {
+                if settings_failed(shared, &record, version, failure, at).await {
+                    // Its mail goes through the platform default now: nothing to wait for.
+                    shared.lanes.accepted(tenant);
+                    resume_tenant_within(shared, tenant, shared.config.retry.max_delay);
+                } else {
+                    // One probe at a time until then: never many AUTH tries at once.
+                    let until = back_off(shared, outcomes, tenant, at, retry_at);
+                    tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server refused its settings; its waiting mail waits behind one try");
+                }
+            }
+            // The platform relay is the operator's: its trouble is everyone's, not the tenant's.
+            Some(_) if is_server_wide(failure) => {
+                let until = back_off(shared, outcomes, tenant, at, retry_at);
+                tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server cannot take mail now; its waiting mail is postponed");
+            }
+            _ => {}
+        },
     }
     true
+}
+
+/// Counts a delivery the platform default sent in its tenant's place.
+fn count_fallback(shared: &Arc<Shared>, record: &domain::TenantRecord, d: &Delivery) {
+    if d.via_platform && d.kind.is_time_critical() {
+        shared.metrics.fell_back(Fallback::TimeCritical);
+    } else if let SenderRoute::PlatformDefault {
+        reason: SenderReason::Suspended,
+        ..
+    } = record.route()
+    {
+        shared.metrics.fell_back(Fallback::Suspended);
+    }
+}
+
+/// A mail went through settings `version`: failures in a row, if any, start again.
+async fn settings_worked(shared: &Arc<Shared>, record: &domain::TenantRecord, version: i64) {
+    let failing = record
+        .settings_of_version(version)
+        .is_some_and(|s| s.health.consecutive_failures > 0);
+    if failing && let Err(e) = shared.tenants.record_settings_success(record.tenant.id, version).await {
+        tracing::warn!(tenant = %record.tenant.id, error = %e, "resetting the settings' failure count failed");
+    }
+}
+
+/// A configuration failure through settings `version`: counted, and the version
+/// suspended when the count reaches the limit (with its audit entry and the notice to the
+/// tenant). True when this failure suspended it.
+async fn settings_failed(
+    shared: &Arc<Shared>,
+    record: &domain::TenantRecord,
+    version: i64,
+    failure: &domain::mail::SendFailure,
+    at: chrono::DateTime<Utc>,
+) -> bool {
+    let tenant = record.tenant.id;
+    let Some(stored) = record.settings_of_version(version) else {
+        return false;
+    };
+    let remembered = SettingsFailure::of(failure, Some(&stored.settings), at);
+    let writes = suspension(&record.tenant, &stored.settings, version, &remembered, at);
+    match shared
+        .tenants
+        .record_settings_failure(
+            tenant,
+            version,
+            &remembered,
+            shared.config.suspend_after_failures,
+            &writes,
+        )
+        .await
+    {
+        Ok(true) => {
+            shared.metrics.settings_suspended();
+            shared.mailer.forget(tenant).await;
+            tracing::warn!(tenant = %tenant, version, stage = failure.stage.code(), code = ?failure.smtp_code, "the tenant's mail server kept refusing its settings; they are suspended and its mail goes through the platform default");
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::warn!(tenant = %tenant, error = %e, "recording the settings failure failed");
+            false
+        }
+    }
 }
 
 /// The tenant's server (or its settings) cannot take mail at `at`: it backs off until

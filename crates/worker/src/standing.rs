@@ -35,7 +35,8 @@ impl Route {
     /// The route the tenant's mail takes now.
     pub(crate) fn of(record: &TenantRecord) -> Self {
         match record.route() {
-            SenderRoute::Custom { .. } | SenderRoute::Unreadable { .. } => Self::Own(record.settings_version()),
+            SenderRoute::Custom { version, .. } => Self::Own(version),
+            SenderRoute::Unreadable { .. } => Self::Own(record.settings_version()),
             SenderRoute::PlatformDefault { .. } => Self::Platform,
         }
     }

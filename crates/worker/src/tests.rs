@@ -290,6 +290,22 @@ impl TenantStore for MemoryTenants {
     ) -> Result<(), WriteError> {
         Err(unsupported().into())
     }
+    async fn record_settings_failure(
+        &self,
+        _: TenantId,
+        _: i64,
+        _: &domain::health::SettingsFailure,
+        _: u32,
+        _: &domain::suspension::Suspension,
+    ) -> Result<bool, StoreError> {
+        Err(unsupported())
+    }
+    async fn record_settings_success(&self, _: TenantId, _: i64) -> Result<(), StoreError> {
+        Err(unsupported())
+    }
+    async fn settings_state_counts(&self) -> Result<Vec<(domain::health::SettingsState, u64)>, StoreError> {
+        Err(unsupported())
+    }
     async fn clear_mail_settings(
         &self,
         _: TenantId,

@@ -19,6 +19,14 @@ crate::coded_enum! {
     }
 }
 
+impl NotificationKind {
+    /// Mail a person is waiting for right now (a sign-up, a password reset): when the
+    /// tenant's server does not take it in time it goes through the platform default.
+    pub fn is_time_critical(self) -> bool {
+        matches!(self, Self::RegistrationCompleted | Self::PasswordReset)
+    }
+}
+
 /// A template variable's value, as handed in (JSON without the framework).
 #[derive(Debug, Clone, PartialEq)]
 pub enum VariableValue {

@@ -18,6 +18,15 @@ pub struct RetryPolicy {
     pub max_age: Duration,
     /// Delay after a rate-limit reply.
     pub defer: Duration,
+    /// A configuration failure on the tenant's own server (see
+    /// [`crate::mail::is_configuration_failure`]) waits for its settings version to be
+    /// suspended (then it goes through the platform default) instead of failing the mail.
+    /// False when suspension is off: such a failure then fails the mail like any refusal.
+    pub configuration_failures_wait: bool,
+    /// Time-critical mail ([`super::NotificationKind::is_time_critical`]) that the
+    /// tenant's server has not taken this long after it was handed in, for a temporary
+    /// reason, goes through the platform default (`None`: never).
+    pub fallback_after: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -27,6 +36,8 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(3600),
             max_age: Duration::from_secs(3 * 24 * 3600),
             defer: Duration::from_secs(60),
+            configuration_failures_wait: true,
+            fallback_after: Some(Duration::from_secs(900)),
         }
     }
 }
@@ -84,6 +95,20 @@ impl RetryPolicy {
         let exp = self.base.saturating_mul(2u32.saturating_pow(retries.min(20)));
         let capped = exp.min(self.max_delay);
         capped.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
+    }
+
+    /// When a time-critical delivery created at `created_at` that would be tried again at
+    /// `next` on the tenant's own server should go through the platform default instead:
+    /// at its fallback time, if `next` is not earlier (never before `now`).
+    pub fn fallback_at(
+        &self,
+        created_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let after = chrono::Duration::from_std(self.fallback_after?).ok()?;
+        let due = created_at + after;
+        (next >= due).then(|| due.max(now))
     }
 
     /// Decides what follows a failure of a delivery created at `created_at`.

@@ -5,9 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::retry::{FailureDecision, RetryPolicy};
+use super::retry::{FailureDecision, RetryPolicy, is_rate_limit};
 use super::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, FailureReason, MAX_CLAIMS_WITHOUT_OUTCOME};
-use crate::mail::{SendFailure, SendReceipt, SendStage};
+use crate::mail::{SendFailure, SendReceipt, SendStage, is_configuration_failure};
+use crate::sender::SenderSource;
 
 /// The new state of one delivery, and the attempt that led to it (if one was made).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,9 @@ pub struct DeliveryUpdate {
     sent_at: Option<DateTime<Utc>>,
     failure_reason: Option<FailureReason>,
     attempt: Option<Attempt>,
+    /// `Some(true)`: from now on it goes through the platform default (a time-critical
+    /// fallback); `None`: as stored.
+    via_platform: Option<bool>,
 }
 
 /// The stage recorded for an attempt that crashed inside Mailgate.
@@ -81,12 +85,18 @@ impl DeliveryUpdate {
                 sender_address: Some(receipt.sender.address.to_string()),
                 sender_source: Some(receipt.sender.source),
             }),
+            via_platform: None,
         }
     }
 
     /// What follows a failed send of `delivery`, by `policy`: a retry after a backoff
     /// (one error retry used), a deferral after a rate-limit reply (none used), or a
-    /// permanent failure (refused, or expired).
+    /// permanent failure (refused, or expired). On the tenant's own server two things
+    /// differ: a configuration failure (wrong credentials, SMTP AUTH off, sender refused,
+    /// certificate no longer valid) waits with backoff and no retry used — its settings
+    /// version is suspended after a few of them and the mail then goes through the
+    /// platform default —, and time-critical mail whose next try would come after the
+    /// policy's fallback time goes through the platform default at that time instead.
     pub fn after_failure(
         delivery: &Delivery,
         failure: &SendFailure,
@@ -94,9 +104,22 @@ impl DeliveryUpdate {
         at: DateTime<Utc>,
         jitter: f64,
     ) -> Self {
-        let decision = policy.decide(failure, delivery.retries, delivery.created_at, at, jitter);
+        let own_server = failure
+            .sender
+            .as_ref()
+            .is_some_and(|s| s.source == SenderSource::Custom);
+        let age = (at - delivery.created_at).to_std().unwrap_or_default();
+        let decision = if own_server && policy.configuration_failures_wait && is_configuration_failure(failure) {
+            if age >= policy.max_age {
+                FailureDecision::Expire
+            } else {
+                FailureDecision::Defer(policy.backoff(delivery.retries, jitter))
+            }
+        } else {
+            policy.decide(failure, delivery.retries, delivery.created_at, at, jitter)
+        };
         let later = |delay: std::time::Duration| at + chrono::Duration::from_std(delay).unwrap_or_default();
-        let (status, retries, next, outcome, reason) = match decision {
+        let (status, retries, mut next, outcome, reason) = match decision {
             FailureDecision::Retry(delay) => (
                 DeliveryStatus::Retrying,
                 delivery.retries.saturating_add(1),
@@ -126,6 +149,18 @@ impl DeliveryUpdate {
                 Some(FailureReason::Expired),
             ),
         };
+        let temporary = failure.is_transient() || is_rate_limit(failure);
+        let mut via_platform = None;
+        if own_server
+            && temporary
+            && status == DeliveryStatus::Retrying
+            && !delivery.via_platform
+            && delivery.kind.is_time_critical()
+            && let Some(fallback) = policy.fallback_at(delivery.created_at, at, next)
+        {
+            next = fallback;
+            via_platform = Some(true);
+        }
         Self {
             expected: DeliveryStatus::Sending,
             status,
@@ -134,6 +169,7 @@ impl DeliveryUpdate {
             sent_at: None,
             failure_reason: reason,
             attempt: Some(failed_attempt(failure, outcome, at)),
+            via_platform,
         }
     }
 
@@ -203,6 +239,7 @@ impl DeliveryUpdate {
             sent_at: None,
             failure_reason: expired.then_some(FailureReason::Expired),
             attempt: Some(bare_attempt(u.at, outcome, u.stage)),
+            via_platform: None,
         }
     }
 
@@ -224,6 +261,7 @@ impl DeliveryUpdate {
             sent_at: None,
             failure_reason: Some(FailureReason::Abandoned),
             attempt: Some(bare_attempt(at, AttemptOutcome::Failed, INTERNAL_STAGE)),
+            via_platform: None,
         }
     }
 
@@ -237,6 +275,7 @@ impl DeliveryUpdate {
             sent_at: None,
             failure_reason: Some(FailureReason::TenantMissing),
             attempt: Some(bare_attempt(at, AttemptOutcome::Failed, SendStage::Resolve.code())),
+            via_platform: None,
         }
     }
 
@@ -261,6 +300,7 @@ impl DeliveryUpdate {
                 sender_source: None,
             }),
             failure_reason: Some(reason),
+            via_platform: None,
         }
     }
 
@@ -279,6 +319,7 @@ impl DeliveryUpdate {
             sent_at: None,
             failure_reason: None,
             attempt: None,
+            via_platform: None,
         }
     }
 
@@ -305,6 +346,7 @@ impl DeliveryUpdate {
             sent_at: None,
             failure_reason: None,
             attempt: None,
+            via_platform: None,
         })
     }
 
@@ -328,6 +370,10 @@ impl DeliveryUpdate {
     pub fn failure_reason(&self) -> Option<&FailureReason> {
         self.failure_reason.as_ref()
     }
+    /// `Some(true)` when the delivery goes through the platform default from now on.
+    pub fn via_platform(&self) -> Option<bool> {
+        self.via_platform
+    }
     /// The attempt to record with the change (none for a release or a requeue).
     pub fn attempt(&self) -> Option<&Attempt> {
         self.attempt.as_ref()
@@ -342,6 +388,9 @@ impl DeliveryUpdate {
         delivery.next_attempt_at = self.next_attempt_at;
         delivery.sent_at = self.sent_at;
         delivery.failure_reason = self.failure_reason.clone();
+        if let Some(via) = self.via_platform {
+            delivery.via_platform = via;
+        }
         if let Some(attempt) = &self.attempt {
             delivery.attempts.push(attempt.clone());
         }
@@ -551,5 +600,117 @@ mod tests {
         ] {
             assert_eq!(FailureReason::from_text(r.as_text()), r);
         }
+    }
+
+    fn on(source: SenderSource, mut f: SendFailure) -> SendFailure {
+        f.sender = Some(crate::mail::SenderUsed {
+            address: EmailAddress::parse("shop@example.jp").unwrap(),
+            name: None,
+            source,
+        });
+        f
+    }
+
+    fn auth_refused() -> SendFailure {
+        SendFailure {
+            stage: SendStage::Auth,
+            ..reply(535, "5.7.8", "Authentication credentials invalid")
+        }
+    }
+
+    #[test]
+    fn a_configuration_failure_on_the_tenants_server_waits_and_never_fails_the_mail() {
+        let policy = RetryPolicy::default();
+        let now = Utc::now();
+        let d = delivery(DeliveryStatus::Sending, 2, now);
+        let own = DeliveryUpdate::after_failure(&d, &on(SenderSource::Custom, auth_refused()), &policy, now, 0.5);
+        assert_eq!(own.status(), DeliveryStatus::Retrying);
+        assert_eq!(own.retries(), Some(2), "no retry used");
+        assert!(own.next_attempt_at() > now);
+        assert_eq!(own.attempt().unwrap().outcome, AttemptOutcome::Deferred);
+        assert_eq!(own.attempt().unwrap().smtp_code, Some(535));
+        let old = delivery(DeliveryStatus::Sending, 2, now - chrono::Duration::days(4));
+        let expired = DeliveryUpdate::after_failure(&old, &on(SenderSource::Custom, auth_refused()), &policy, now, 0.5);
+        assert_eq!(expired.failure_reason(), Some(&FailureReason::Expired));
+        // The platform relay refusing is the operator's problem: fails as before.
+        let relay = DeliveryUpdate::after_failure(
+            &d,
+            &on(SenderSource::PlatformDefault, auth_refused()),
+            &policy,
+            now,
+            0.5,
+        );
+        assert_eq!(relay.status(), DeliveryStatus::Failed);
+        // Without suspension there is nothing to wait for.
+        let off = RetryPolicy {
+            configuration_failures_wait: false,
+            ..policy
+        };
+        let failed = DeliveryUpdate::after_failure(&d, &on(SenderSource::Custom, auth_refused()), &off, now, 0.5);
+        assert_eq!(failed.status(), DeliveryStatus::Failed);
+    }
+
+    #[test]
+    fn time_critical_mail_falls_back_to_the_platform_once_at_its_time() {
+        let policy = RetryPolicy {
+            fallback_after: Some(std::time::Duration::from_secs(900)),
+            ..RetryPolicy::default()
+        };
+        let created = Utc::now();
+        let timeout = || {
+            on(
+                SenderSource::Custom,
+                SendFailure::new(SendStage::Greeting, FailureKind::TimedOut),
+            )
+        };
+        let mut d = delivery(DeliveryStatus::Sending, 0, created);
+        d.kind = NotificationKind::PasswordReset;
+        // Early on, it retries on the tenant's server.
+        let early = DeliveryUpdate::after_failure(&d, &timeout(), &policy, created, 0.5);
+        assert_eq!(early.via_platform(), None);
+        // A retry that would come after the fallback time is moved to it, via the platform.
+        d.retries = 5;
+        let at = created + chrono::Duration::seconds(800);
+        let late = DeliveryUpdate::after_failure(&d, &timeout(), &policy, at, 0.5);
+        assert_eq!(late.via_platform(), Some(true));
+        assert_eq!(late.next_attempt_at(), created + chrono::Duration::seconds(900));
+        assert_eq!(late.status(), DeliveryStatus::Retrying);
+        // Past the time it goes at once; once fallen back it stays so (nothing to decide).
+        let past = created + chrono::Duration::seconds(1000);
+        let now = DeliveryUpdate::after_failure(&d, &timeout(), &policy, past, 0.5);
+        assert_eq!(now.next_attempt_at(), past);
+        d.via_platform = true;
+        assert_eq!(
+            DeliveryUpdate::after_failure(&d, &timeout(), &policy, past, 0.5).via_platform(),
+            None
+        );
+        // CUSTOM mail keeps retrying on the tenant's server; 0 (None) turns it off.
+        let mut custom = delivery(DeliveryStatus::Sending, 5, created);
+        custom.kind = NotificationKind::Custom;
+        assert_eq!(
+            DeliveryUpdate::after_failure(&custom, &timeout(), &policy, past, 0.5).via_platform(),
+            None
+        );
+        let never = RetryPolicy {
+            fallback_after: None,
+            ..policy
+        };
+        d.via_platform = false;
+        assert_eq!(
+            DeliveryUpdate::after_failure(&d, &timeout(), &never, past, 0.5).via_platform(),
+            None
+        );
+        // A permanent refusal is not waited out on another route.
+        let refused = on(
+            SenderSource::Custom,
+            SendFailure {
+                stage: SendStage::RcptTo,
+                ..reply(550, "5.1.1", "no such user")
+            },
+        );
+        assert_eq!(
+            DeliveryUpdate::after_failure(&d, &refused, &policy, past, 0.5).status(),
+            DeliveryStatus::Failed
+        );
     }
 }

@@ -4,9 +4,10 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEntry;
 use crate::error::{StoreError, WriteError};
-use crate::health::{ActivationCode, SettingsState};
+use crate::health::{ActivationCode, SettingsFailure, SettingsState};
 use crate::plan::{Plan, SenderOverridePermit};
 use crate::settings::{MailSettings, StoredMailSettings};
+use crate::suspension::Suspension;
 pub use crate::tenant::TenantRecord;
 use crate::tenant::{Tenant, TenantId};
 
@@ -68,6 +69,26 @@ pub trait TenantStore: Send + Sync + 'static {
     /// Stores the activation code a test mail of version `version` carried (replacing an
     /// earlier one); `VersionConflict` if that version is gone.
     async fn set_activation_code(&self, id: TenantId, version: i64, code: &ActivationCode) -> Result<(), WriteError>;
+
+    /// A configuration failure of a real delivery through settings `version`: one more in
+    /// a row, remembered as the last; the version's next state is what
+    /// [`crate::health::state_after_failure`] decides for `suspend_after`. When that
+    /// suspends it, `suspension`'s audit entry and notice are written in the same
+    /// transaction and the answer is true. A version no longer kept changes nothing.
+    async fn record_settings_failure(
+        &self,
+        id: TenantId,
+        version: i64,
+        failure: &SettingsFailure,
+        suspend_after: u32,
+        suspension: &Suspension,
+    ) -> Result<bool, StoreError>;
+
+    /// A mail went through settings `version`: its failures in a row start again at 0.
+    async fn record_settings_success(&self, id: TenantId, version: i64) -> Result<(), StoreError>;
+
+    /// How many saved settings versions are in each state (for `/metrics`).
+    async fn settings_state_counts(&self) -> Result<Vec<(SettingsState, u64)>, StoreError>;
 
     /// Removes the tenant's settings if the stored version is `expected_version`.
     async fn clear_mail_settings(
