@@ -239,6 +239,15 @@ async fn a_broken_password_suspends_the_settings_and_the_mail_goes_through_the_p
     );
     assert_eq!(auths(&changed), 3);
 
+    // A test of the suspended version that still fails changes nothing, and is one AUTH.
+    let r = app.ok(&admin, TEST, json!({ "t": tenant })).await;
+    assert_eq!(r["sendTestMail"]["activated"], false, "{r}");
+    assert_eq!(
+        health(&app, &tenant).await["mailSettings"]["health"]["state"],
+        "SUSPENDED"
+    );
+    assert_eq!(auths(&changed), 4, "the admin's own test is the only further AUTH");
+
     // The admin saves the new password and tests it: live again, through its server.
     app.ok(&admin, SAVE, json!({ "t": tenant, "i": settings(port, "changed") }))
         .await;

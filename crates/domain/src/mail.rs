@@ -178,7 +178,11 @@ pub fn diagnose(failure: &SendFailure, settings: Option<&MailSettings>) -> Diagn
         FailureKind::Rejected => {
             if enhanced == "5.7.9" || (code == 534 && text.contains("application-specific")) {
                 d(Hint::GmailAppPassword, Some("password"))
-            } else if enhanced == "5.7.139" || text.contains("smtpclientauthentication is disabled") {
+            } else if enhanced == "5.7.139"
+                || enhanced == "5.7.30"
+                || text.contains("smtpclientauthentication is disabled")
+                || text.contains("basic authentication is not supported")
+            {
                 d(Hint::Microsoft365SmtpAuthDisabled, Some("username"))
             } else if failure.stage == SendStage::Auth && (code == 535 || code == 534 || enhanced.starts_with("5.7.8"))
             {
@@ -344,6 +348,16 @@ mod tests {
                     535,
                     "5.7.139",
                     "Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant",
+                ),
+                Hint::Microsoft365SmtpAuthDisabled,
+                Some("username"),
+            ),
+            (
+                rejected(
+                    SendStage::Auth,
+                    550,
+                    "5.7.30",
+                    "Basic authentication is not supported for Client Submission",
                 ),
                 Hint::Microsoft365SmtpAuthDisabled,
                 Some("username"),
