@@ -173,6 +173,9 @@ def _compose_replicas():
         assert env.get("MAILGATE_AUTO_MIGRATE") == "false", f"{name}: MAILGATE_AUTO_MIGRATE={env.get('MAILGATE_AUTO_MIGRATE')}"
         assert env.get("MAILGATE_DEFAULT_SMTP_URL") == "smtp://mailpit:1025", f"{name}: relay {env.get('MAILGATE_DEFAULT_SMTP_URL')}"
         assert env.get("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS") == "true", f"{name}: private hosts not allowed (mailpit unusable by tenants)"
+        assert env.get("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS_IN_PRODUCTION") == "true", (
+            f"{name}: the production profile refuses private hosts without the acknowledgement"
+        )
         ports = [str(p) for p in s.get("ports", [])]
         assert any(p.split(":")[-2] == port and p.endswith(":8080") for p in ports), f"{name} ports {ports}"
         assert s.get("image") == services["migrate"].get("image"), f"{name} and migrate use different images"
@@ -332,6 +335,7 @@ def _configmap():
     assert configmap.get("MAILGATE_AUTO_MIGRATE") == "false", "MAILGATE_AUTO_MIGRATE must be false (the Job migrates)"
     assert "MAILGATE_WORKER_ENABLED" in configmap, "MAILGATE_WORKER_ENABLED is not configurable"
     assert configmap.get("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "false") == "false", "private SMTP hosts allowed in production"
+    assert "MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS_IN_PRODUCTION" not in configmap, "the demo acknowledgement is in the production ConfigMap"
     secret = docs_by_file[K8S / "secret.example.yaml"][0]
     secret_keys.update(secret.get("stringData") or {})
     bad = unknown_keys(set(configmap) | secret_keys)

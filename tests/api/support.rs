@@ -142,6 +142,9 @@ pub fn test_config(backend: Backend) -> (Config, Option<String>) {
         // Tests of everything but verification want saved settings in force at once;
         // `tests/api/verification.rs` runs the `test` and `code` modes.
         settings_activation: SettingsActivation::Save,
+        // Many tests let tenants use loopback servers; the production profile wants
+        // that said twice.
+        allow_private_smtp_hosts_in_production: true,
         ..Config::default()
     };
     let schema = match backend {

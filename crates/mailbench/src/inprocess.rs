@@ -68,6 +68,7 @@ pub async fn build_with(
         introspection: Some(false),
         database_max_connections: db_conns,
         allow_private_smtp_hosts: true,
+        allow_private_smtp_hosts_in_production: true,
         smtp_allowed_ports: vec![port],
         worker_max_in_flight: in_flight,
         smtp_max_connections_per_tenant: per_tenant,

@@ -93,6 +93,9 @@ pub struct Config {
     pub default_from: String,
     /// Lets tenants use servers on private and loopback addresses (development, tests).
     pub allow_private_smtp_hosts: bool,
+    /// The production profile refuses `allow_private_smtp_hosts` without this second,
+    /// explicit acknowledgement (a local demo such as the compose file's Mailpit).
+    pub allow_private_smtp_hosts_in_production: bool,
     pub log_format: LogFormat,
     /// The Kubernetes service-link variables (`MAILGATE_PORT`, `MAILGATE_SERVICE_HOST`, …)
     /// that were set and ignored; logged at start.
@@ -213,6 +216,7 @@ impl Default for Config {
             default_smtp_url: None,
             default_from: "Mailgate <noreply@example.com>".into(),
             allow_private_smtp_hosts: false,
+            allow_private_smtp_hosts_in_production: false,
             log_format: LogFormat::Text,
             ignored_service_links: Vec::new(),
             graphiql: None,
@@ -413,6 +417,18 @@ impl Config {
                  underscores (not starting with a digit, at most 63 characters)"
             );
         }
+        // Tenants could make Mailgate connect to internal hosts (metadata services, admin
+        // ports): in production only with a second, explicit yes.
+        if self.profile == Profile::Production
+            && self.allow_private_smtp_hosts
+            && !self.allow_private_smtp_hosts_in_production
+        {
+            bail!(
+                "MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS=true lets tenants make Mailgate connect to internal addresses; the \
+                 production profile refuses it unless MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS_IN_PRODUCTION=true says so too \
+                 (a local demo only)"
+            );
+        }
         if self.max_body_bytes < 1024 {
             bail!("MAILGATE_MAX_BODY_BYTES must be at least 1024");
         }
@@ -524,7 +540,52 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_service_link;
+    use super::{Config, Profile, is_service_link};
+
+    #[test]
+    fn production_refuses_private_smtp_hosts_without_the_second_yes() {
+        let dir = std::env::temp_dir().join(format!("mailgate-config-{}", uuid::Uuid::new_v4().simple()));
+        let base = Config {
+            profile: Profile::Production,
+            data_dir: dir.clone(),
+            jwt_secret: Some("a-production-secret-of-at-least-32-bytes!".into()),
+            secret_key: Some(persistence::crypto::generate_key_base64()),
+            ..Config::default()
+        };
+        let mut plain = base.clone();
+        plain
+            .validate_and_prepare()
+            .expect("a safe production configuration starts");
+        let mut private = Config {
+            allow_private_smtp_hosts: true,
+            ..base.clone()
+        };
+        let refused = private.validate_and_prepare().unwrap_err().to_string();
+        assert!(
+            refused.contains("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS_IN_PRODUCTION"),
+            "{refused}"
+        );
+        let mut acknowledged = Config {
+            allow_private_smtp_hosts: true,
+            allow_private_smtp_hosts_in_production: true,
+            ..base.clone()
+        };
+        acknowledged.validate_and_prepare().expect("acknowledged");
+        let mut development = Config {
+            profile: Profile::Development,
+            allow_private_smtp_hosts: true,
+            ..base
+        };
+        development
+            .validate_and_prepare()
+            .expect("development needs no acknowledgement");
+        assert!(!development.introspection_enabled() || development.profile == Profile::Development);
+        assert!(
+            !plain.introspection_enabled() && !plain.graphiql_enabled(),
+            "off in production unless asked for"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn kubernetes_service_links_are_recognised_and_settings_are_not() {

@@ -50,6 +50,8 @@ impl Cluster {
             .env("MAILGATE_JWT_SECRET", JWT)
             .env("MAILGATE_SECRET_KEY", &self.secret_key)
             .env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
+            // The benchmark measures sending, not the setup assistant: saved settings are live.
+            .env("MAILGATE_SETTINGS_ACTIVATION", "save")
             .env("MAILGATE_SMTP_ALLOWED_PORTS", self.port.to_string())
             .env("MAILGATE_WORKER_ENABLED", worker.to_string())
             .env("MAILGATE_WORKER_POLL_MS", "50")
