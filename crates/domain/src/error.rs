@@ -33,6 +33,9 @@ crate::coded_enum! {
         ActivationCodeExpired = "ACTIVATION_CODE_EXPIRED",
         /// The saved settings are live already: there is nothing to activate.
         AlreadyLive = "ALREADY_LIVE",
+        /// An internal address (loopback, private, link-local, metadata) or `localhost`,
+        /// which tenants' mail may not go to.
+        ForbiddenAddress = "FORBIDDEN_ADDRESS",
     }
 }
 

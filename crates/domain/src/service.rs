@@ -13,10 +13,12 @@ use crate::health::{ActivationCode, ActivationMode, CodeRefusal, SettingsState};
 use crate::i18n::Locale;
 use crate::mail::{Diagnosis, OutgoingMail, SendFailure, SendReceipt, Subject, diagnose};
 use crate::plan::{Plan, sender_override_permit};
-use crate::ports::{Coordination, MailTransport, TenantRecord, TenantStore};
+use crate::ports::{Coordination, HostCheck, MailTransport, TenantRecord, TenantStore};
 use crate::sender::{EffectiveSender, PlatformSender, effective_sender_of};
 use crate::settings::PortPolicy;
-use crate::settings::{FieldChange, MailSettings, MailSettingsDraft, StoredMailSettings, settings_diff};
+use crate::settings::{
+    FieldChange, MailSettings, MailSettingsDraft, SettingsWarning, StoredMailSettings, settings_diff,
+};
 use crate::tenant::{Tenant, TenantId, TenantName};
 use crate::values::EmailAddress;
 
@@ -82,6 +84,14 @@ impl TenantView {
     pub fn effective_sender(&self) -> EffectiveSender {
         effective_sender_of(self.record.route(), &self.platform)
     }
+}
+
+/// Settings just saved, with the warnings that only the save could give (a host that did
+/// not resolve then).
+#[derive(Debug, Clone)]
+pub struct SavedSettings {
+    pub stored: StoredMailSettings,
+    pub warnings: Vec<SettingsWarning>,
 }
 
 /// A page of results and whether more follow.
@@ -346,7 +356,7 @@ impl TenantService {
         id: TenantId,
         draft: &MailSettingsDraft,
         expected_version: Option<i64>,
-    ) -> Result<Option<StoredMailSettings>> {
+    ) -> Result<Option<SavedSettings>> {
         caller.require_settings_editor(id)?;
         if draft.is_clear_request() {
             self.clear_mail_settings(caller, id, expected_version).await?;
@@ -367,6 +377,7 @@ impl TenantService {
             }
             let settings = MailSettings::validate(draft, stored.map(|s| &s.settings)).map_err(Error::Validation)?;
             self.ports.check(&settings).map_err(Error::Validation)?;
+            let warnings = self.check_hosts(&settings).await?;
             let now = Utc::now();
             let changes = settings_diff(stored.map(|s| &s.settings), Some(&settings));
             let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsSaved, changes, now);
@@ -385,9 +396,40 @@ impl TenantService {
             if saved.is_ok() {
                 self.mailer.forget(id).await;
             }
-            if let Some(done) = writes.settle(saved)? {
-                return Ok(Some(done));
+            if let Some(stored) = writes.settle(saved)? {
+                return Ok(Some(SavedSettings { stored, warnings }));
             }
+        }
+    }
+
+    /// Looks up the SMTP and POP hosts under the sending guard: an internal address or
+    /// `localhost` refuses the save (every such field at once); a host that does not
+    /// resolve to a reachable address is saved with a warning.
+    async fn check_hosts(&self, settings: &MailSettings) -> Result<Vec<SettingsWarning>> {
+        let smtp = self.mailer.check_host(settings.host(), settings.port().get()).await;
+        let pop = match settings.pop_before_smtp() {
+            Some(p) => Some(self.mailer.check_host(p.host(), p.port().get()).await),
+            None => None,
+        };
+        let mut refused = Vec::new();
+        let mut warnings = Vec::new();
+        match smtp {
+            HostCheck::Forbidden => refused.push(crate::error::FieldError::new("host", FieldCode::ForbiddenAddress)),
+            HostCheck::Unresolved => warnings.push(SettingsWarning::HostNotResolved),
+            HostCheck::Reachable => {}
+        }
+        match pop {
+            Some(HostCheck::Forbidden) => refused.push(crate::error::FieldError::new(
+                "popBeforeSmtp.host",
+                FieldCode::ForbiddenAddress,
+            )),
+            Some(HostCheck::Unresolved) => warnings.push(SettingsWarning::PopHostNotResolved),
+            _ => {}
+        }
+        if refused.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(Error::Validation(refused))
         }
     }
 

@@ -187,6 +187,11 @@ pub enum SettingsWarning {
     Port587WithSsl,
     /// The password would cross the network unencrypted.
     PasswordWithoutEncryption,
+    /// The SMTP host did not resolve to a reachable address when it was saved (DNS may be
+    /// late; sending checks again).
+    HostNotResolved,
+    /// The POP-before-SMTP host did not resolve to a reachable address when it was saved.
+    PopHostNotResolved,
 }
 
 impl SettingsWarning {
@@ -195,11 +200,17 @@ impl SettingsWarning {
             Self::Port465WithStartTls => "PORT_465_WITH_STARTTLS",
             Self::Port587WithSsl => "PORT_587_WITH_SSL",
             Self::PasswordWithoutEncryption => "PASSWORD_WITHOUT_ENCRYPTION",
+            Self::HostNotResolved => "HOST_NOT_RESOLVED",
+            Self::PopHostNotResolved => "POP_HOST_NOT_RESOLVED",
         }
     }
 
     pub fn field(self) -> &'static str {
-        "encryption"
+        match self {
+            Self::HostNotResolved => "host",
+            Self::PopHostNotResolved => "popBeforeSmtp.host",
+            _ => "encryption",
+        }
     }
 }
 

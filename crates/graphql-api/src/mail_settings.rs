@@ -185,6 +185,8 @@ impl MailSettingsHealth {
 pub struct MailSettings {
     pub stored: StoredMailSettings,
     pub active: bool,
+    /// Warnings only the save could give (a host that did not resolve then).
+    pub save_warnings: Vec<ds::SettingsWarning>,
 }
 
 #[Object]
@@ -248,6 +250,7 @@ impl MailSettings {
             .settings
             .warnings()
             .into_iter()
+            .chain(self.save_warnings.iter().copied())
             .map(|w| SettingsWarning {
                 code: w.code().into(),
                 field: w.field().into(),
@@ -471,7 +474,11 @@ pub(crate) async fn update(
         .update_mail_settings(caller, id, &draft, expected)
         .await
         .gql(l)?;
-    Ok(saved.map(|stored| MailSettings { stored, active: true }))
+    Ok(saved.map(|saved| MailSettings {
+        stored: saved.stored,
+        active: true,
+        save_warnings: saved.warnings,
+    }))
 }
 
 /// `Mutation.sendTestMail`.
@@ -496,7 +503,11 @@ pub(crate) async fn activate(ctx: &Context<'_>, tenant_id: ID, code: String) -> 
     let (caller, service, l) = caller_and::<TenantService>(ctx)?;
     let id = parse_tenant_id(&tenant_id).gql(l)?;
     let stored = service.activate_mail_settings(caller, id, &code).await.gql(l)?;
-    Ok(MailSettings { stored, active: true })
+    Ok(MailSettings {
+        stored,
+        active: true,
+        save_warnings: Vec::new(),
+    })
 }
 
 /// `Query.mailServerPresets`.

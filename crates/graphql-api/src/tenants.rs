@@ -110,6 +110,7 @@ impl Tenant {
         Ok(stored.cloned().map(|stored| MailSettings {
             stored,
             active: self.0.settings_active(),
+            save_warnings: Vec::new(),
         }))
     }
     async fn effective_sender(&self) -> EffectiveSender {

@@ -113,6 +113,26 @@ pub async fn resolve_checked(
     Ok(addrs)
 }
 
+/// How long a save waits for DNS before it stores the host with a warning.
+pub const SAVE_LOOKUP_DEADLINE: Duration = Duration::from_secs(3);
+
+/// What a save should do with `host`: refuse an internal address typed as such and
+/// `localhost` (RFC 6761 names), store anything else, with a warning when it does not
+/// resolve to reachable addresses now (a name resolving to an internal address gets the
+/// same answer as one that does not resolve).
+pub async fn check_on_save(host: &Host, port: u16, allow_private: bool) -> domain::ports::HostCheck {
+    use domain::ports::HostCheck;
+    let name = host.as_str().trim_end_matches('.').to_ascii_lowercase();
+    if !allow_private && (name == "localhost" || name.ends_with(".localhost")) {
+        return HostCheck::Forbidden;
+    }
+    match resolve_checked(host, port, allow_private, SAVE_LOOKUP_DEADLINE).await {
+        Ok(_) => HostCheck::Reachable,
+        Err(f) if f.kind == FailureKind::ForbiddenAddress => HostCheck::Forbidden,
+        Err(_) => HostCheck::Unresolved,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +178,34 @@ mod tests {
         ] {
             assert!(!is_forbidden(ip.parse().unwrap()), "{ip} must be allowed");
         }
+    }
+
+    #[tokio::test]
+    async fn a_save_refuses_internal_addresses_and_localhost_and_warns_on_the_rest() {
+        use domain::ports::HostCheck;
+        for internal in [
+            "127.0.0.1",
+            "[::1]",
+            "10.0.0.1",
+            "169.254.169.254",
+            "localhost",
+            "LocalHost.",
+            "smtp.localhost",
+        ] {
+            let host = Host::parse(internal).unwrap();
+            assert_eq!(
+                check_on_save(&host, 25, false).await,
+                HostCheck::Forbidden,
+                "{internal}"
+            );
+        }
+        let nowhere = Host::parse("no-such-host.invalid").unwrap();
+        assert_eq!(check_on_save(&nowhere, 25, false).await, HostCheck::Unresolved);
+        let public = Host::parse("93.184.216.34").unwrap();
+        assert_eq!(check_on_save(&public, 25, false).await, HostCheck::Reachable);
+        // Development: internal servers are fine.
+        let loopback = Host::parse("127.0.0.1").unwrap();
+        assert_eq!(check_on_save(&loopback, 25, true).await, HostCheck::Reachable);
     }
 
     #[tokio::test]

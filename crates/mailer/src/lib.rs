@@ -29,7 +29,7 @@ use secrecy::SecretString;
 use domain::TenantId;
 use domain::mail::{FailureKind, OutgoingMail, SendFailure, SendReceipt, SendStage, SenderUsed};
 use domain::plan::SenderOverridePermit;
-use domain::ports::{Coordination, MailTransport, Pacing, TenantRecord};
+use domain::ports::{Coordination, HostCheck, MailTransport, Pacing, TenantRecord};
 use domain::sender::{PlatformSender, ReplyTo, SenderRoute, SenderSource};
 use domain::settings::{Encryption, MailSettings, PortPolicy};
 use domain::values::{Host, LocalHostname};
@@ -546,6 +546,10 @@ impl MailTransport for Mailer {
                 Err(SendFailure::new(SendStage::Resolve, FailureKind::SettingsUnreadable))
             }
         }
+    }
+
+    async fn check_host(&self, host: &Host, port: u16) -> HostCheck {
+        guard::check_on_save(host, port, self.inner.config.allow_private_hosts).await
     }
 
     async fn pacing(&self, tenant: &TenantRecord) -> Option<Pacing> {

@@ -10,4 +10,4 @@ pub mod transport;
 pub use coordination::Coordination;
 pub use deliveries::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
 pub use tenants::{TenantRecord, TenantStore};
-pub use transport::{MailTransport, Pacing};
+pub use transport::{HostCheck, MailTransport, Pacing};

@@ -14,6 +14,19 @@ pub struct Pacing {
     pub next_turn_in: std::time::Duration,
 }
 
+/// What a look at a host a tenant saves found (see [`MailTransport::check_host`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostCheck {
+    /// It resolves to addresses tenants may reach.
+    Reachable,
+    /// It does not resolve now — or it resolves to an internal address, which is told
+    /// apart only in the log, so a tenant cannot learn which internal names exist. Saved
+    /// with a warning: DNS can be late.
+    Unresolved,
+    /// An internal address typed as such, or `localhost`: refused.
+    Forbidden,
+}
+
 /// The one way mail leaves Mailgate.
 #[async_trait::async_trait]
 pub trait MailTransport: Send + Sync + 'static {
@@ -38,6 +51,12 @@ pub trait MailTransport: Send + Sync + 'static {
         mail: &OutgoingMail,
         deadline: std::time::Duration,
     ) -> Result<SendReceipt, SendFailure>;
+
+    /// Whether mail could go to `host` (on `port`) by what DNS says now, under the same
+    /// address guard as sending. Used on save; sending checks again (names change).
+    async fn check_host(&self, _host: &crate::values::Host, _port: u16) -> HostCheck {
+        HostCheck::Reachable
+    }
 
     /// Drops what is cached for the tenant (connections of old settings), so the next
     /// mail uses what is saved now.

@@ -65,6 +65,9 @@ fn field(code: FieldCode) -> &'static str {
         }
         FieldCode::ActivationCodeExpired => "has expired (codes are valid for 30 minutes): send a new test mail",
         FieldCode::AlreadyLive => "is not needed: the saved settings are already in force",
+        FieldCode::ForbiddenAddress => {
+            "is an internal address (loopback, private network, link-local or a metadata service) that mail may not go to"
+        }
     }
 }
 
@@ -124,6 +127,12 @@ fn warning(warning: SettingsWarning) -> &'static str {
         SettingsWarning::Port587WithSsl => "Port 587 normally uses STARTTLS (\"tls\"), not SSL.",
         SettingsWarning::PasswordWithoutEncryption => {
             "The password is sent without encryption. Choose SSL or STARTTLS if the server supports it."
+        }
+        SettingsWarning::HostNotResolved => {
+            "This host name could not be found as a mail server Mailgate may use. It was saved (DNS can be late); check the spelling, and send a test mail."
+        }
+        SettingsWarning::PopHostNotResolved => {
+            "The POP server's host name could not be found as a server Mailgate may use. It was saved (DNS can be late); check the spelling, and send a test mail."
         }
     }
 }

@@ -65,6 +65,9 @@ fn field(code: FieldCode) -> &'static str {
         }
         FieldCode::ActivationCodeExpired => "の有効期限（30分）が切れています。テストメールをもう一度送信してください",
         FieldCode::AlreadyLive => "は不要です。保存済みの設定はすでに有効です",
+        FieldCode::ForbiddenAddress => {
+            "は内部アドレス（ループバック、プライベートネットワーク、リンクローカル、メタデータサービス）のため、送信先に使えません"
+        }
     }
 }
 
@@ -122,6 +125,12 @@ fn warning(warning: SettingsWarning) -> &'static str {
         SettingsWarning::Port587WithSsl => "ポート587は通常STARTTLS（tls）を使います。SSLではありません。",
         SettingsWarning::PasswordWithoutEncryption => {
             "パスワードが暗号化されずに送信されます。サーバーが対応していればSSLまたはSTARTTLSを選んでください。"
+        }
+        SettingsWarning::HostNotResolved => {
+            "このホスト名は、Mailgate が使えるメールサーバーとして見つかりませんでした。設定は保存されています（DNS の反映が遅れることがあります）。綴りを確認し、テストメールを送信してください。"
+        }
+        SettingsWarning::PopHostNotResolved => {
+            "POP サーバーのホスト名が、Mailgate が使えるサーバーとして見つかりませんでした。設定は保存されています（DNS の反映が遅れることがあります）。綴りを確認し、テストメールを送信してください。"
         }
     }
 }
