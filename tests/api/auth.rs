@@ -617,3 +617,145 @@ async fn other_tenant_answers_like_a_nonexistent_one(app: &TestApp) {
         "nothing landed on A either"
     );
 }
+
+/// Whether the server takes `token` (200 on `viewer`) or refuses it (401).
+async fn accepted(app: &TestApp, token: &str) -> bool {
+    let (status, body) = post_with_authorization(app, &format!("Bearer {token}"), VIEWER).await;
+    match status {
+        200 => true,
+        401 => {
+            assert_refused("refused token", status, &body);
+            false
+        }
+        other => panic!("{other}: {body}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nbf_is_checked_with_the_same_leeway_as_exp() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let with_nbf = |nbf: u64| {
+        let mut c = claims("operator", None);
+        c["nbf"] = json!(nbf);
+        hs256(&c, JWT_SECRET)
+    };
+    assert!(accepted(&app, &with_nbf(now() - 10)).await, "valid since 10 s");
+    assert!(
+        accepted(&app, &with_nbf(now() + 5)).await,
+        "5 s early: within the 30 s leeway"
+    );
+    assert!(
+        !accepted(&app, &with_nbf(now() + 600)).await,
+        "not valid for 10 minutes"
+    );
+    let mut malformed = claims("operator", None);
+    malformed["nbf"] = json!("tomorrow");
+    assert!(
+        !accepted(&app, &hs256(&malformed, JWT_SECRET)).await,
+        "nbf that is not a time"
+    );
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hs256_secrets_rotate_with_old_and_new_accepted_during_the_overlap() {
+    let old = "the-old-hs256-secret-that-is-32-bytes-long!";
+    let app = spawn_app_with(Backend::Sqlite, move |c| {
+        c.jwt_previous_secrets = Some(secrecy::SecretString::from(format!(
+            "{old}, another-retired-secret-of-32-bytes-length"
+        )));
+    })
+    .await;
+    assert!(
+        accepted(&app, &hs256(&claims("operator", None), JWT_SECRET)).await,
+        "the current secret"
+    );
+    assert!(
+        accepted(&app, &hs256(&claims("operator", None), old)).await,
+        "the previous secret"
+    );
+    let stranger = "a-secret-this-server-has-never-been-given!!";
+    assert!(!accepted(&app, &hs256(&claims("operator", None), stranger)).await);
+    let mut expired = claims("operator", None);
+    expired["exp"] = json!(now() - 3600);
+    assert!(
+        !accepted(&app, &hs256(&expired, old)).await,
+        "an old key does not revive an expired token"
+    );
+    app.finish().await;
+}
+
+/// A JWKS entry for an RSA public key file, with `kid`.
+fn rsa_jwk(public: &Path, kid: &str) -> Value {
+    let out = std::process::Command::new("openssl")
+        .args(["rsa", "-pubin", "-noout", "-modulus", "-in", public.to_str().unwrap()])
+        .output()
+        .expect("openssl runs");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hex = text.trim().strip_prefix("Modulus=").expect("modulus");
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    json!({ "kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig", "n": b64(&bytes), "e": "AQAB" })
+}
+
+fn rs256_with_kid(private: &[u8], kid: Option<&str>, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(private).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_keys_rotate_through_a_jwks_by_kid_and_through_a_pem_bundle() {
+    let dir = key_dir();
+    let (old_private, old_public) = rsa_pair(&dir, "old");
+    let (new_private, new_public) = rsa_pair(&dir, "new");
+    let (stranger, _) = rsa_pair(&dir, "stranger");
+    let jwks = dir.join("jwks.json");
+    std::fs::write(
+        &jwks,
+        json!({ "keys": [rsa_jwk(&old_public, "2026-11"), rsa_jwk(&new_public, "2026-12")] }).to_string(),
+    )
+    .unwrap();
+    let (pem, jwks_path) = (new_public.clone(), jwks.clone());
+    let app = spawn_app_with(Backend::Sqlite, move |c| {
+        c.jwt_algorithm = JwtAlgorithm::RS256;
+        c.jwt_public_key_file = Some(pem);
+        c.jwt_jwks_file = Some(jwks_path);
+        c.jwt_secret = None;
+    })
+    .await;
+    let op = claims("operator", None);
+    assert!(
+        accepted(&app, &rs256_with_kid(&old_private, Some("2026-11"), &op)).await,
+        "old key, its kid"
+    );
+    assert!(
+        accepted(&app, &rs256_with_kid(&new_private, Some("2026-12"), &op)).await,
+        "new key, its kid"
+    );
+    assert!(
+        accepted(&app, &rs256_with_kid(&old_private, None, &op)).await,
+        "no kid: every key is tried"
+    );
+    assert!(
+        !accepted(&app, &rs256_with_kid(&old_private, Some("2026-12"), &op)).await,
+        "a kid names the one key that may verify it"
+    );
+    assert!(!accepted(&app, &rs256_with_kid(&stranger, None, &op)).await);
+    assert!(!accepted(&app, &rs256_with_kid(&stranger, Some("unknown"), &op)).await);
+    app.finish().await;
+
+    // Two PEM keys in one file: both accepted.
+    let bundle = dir.join("bundle.pem");
+    let mut both = std::fs::read(&old_public).unwrap();
+    both.extend(std::fs::read(&new_public).unwrap());
+    std::fs::write(&bundle, both).unwrap();
+    let app = spawn_with_public_key(JwtAlgorithm::RS256, &bundle).await;
+    assert!(accepted(&app, &rs256_with_kid(&old_private, None, &op)).await);
+    assert!(accepted(&app, &rs256_with_kid(&new_private, None, &op)).await);
+    assert!(!accepted(&app, &rs256_with_kid(&stranger, None, &op)).await);
+    app.finish().await;
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,6 +1,11 @@
 //! Bearer-token authentication: JWTs signed with HS256 (shared secret) or RS256/EdDSA
 //! (public key). The algorithm is pinned by configuration; `exp`, `iss`, `aud` and
-//! `sub` are required and checked.
+//! `sub` are required and checked, `nbf` when present (with the same leeway as `exp`).
+//!
+//! Keys rotate without downtime: besides the current key, earlier HS256 secrets, several
+//! PEM public keys and a JWKS document may be configured. A token whose header names a
+//! `kid` that a key has is checked with that key only; any other token with each key in
+//! turn (a handful at most).
 
 use std::str::FromStr;
 
@@ -34,6 +39,44 @@ pub enum JwtKey {
     EdDsaPem(Vec<u8>),
 }
 
+impl JwtKey {
+    fn algorithm(&self) -> Algorithm {
+        match self {
+            JwtKey::Hs256(_) => Algorithm::HS256,
+            JwtKey::Rs256Pem(_) => Algorithm::RS256,
+            JwtKey::EdDsaPem(_) => Algorithm::EdDSA,
+        }
+    }
+
+    fn decoding_key(&self) -> Result<DecodingKey, AuthError> {
+        match self {
+            JwtKey::Hs256(secret) => Ok(DecodingKey::from_secret(secret.expose_secret().as_bytes())),
+            JwtKey::Rs256Pem(pem) => DecodingKey::from_rsa_pem(pem).map_err(|e| AuthError::BadKey(e.to_string())),
+            JwtKey::EdDsaPem(pem) => DecodingKey::from_ed_pem(pem).map_err(|e| AuthError::BadKey(e.to_string())),
+        }
+    }
+
+    /// The public keys of a PEM file, one per `-----BEGIN … KEY-----` block (a bundle
+    /// holds the old and the new key while they rotate).
+    pub fn pem_blocks(pem: &[u8]) -> Vec<Vec<u8>> {
+        let text = String::from_utf8_lossy(pem);
+        let mut blocks = Vec::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if line.starts_with("-----BEGIN ") {
+                current.clear();
+            }
+            current.push_str(line);
+            current.push('\n');
+            if line.starts_with("-----END ") {
+                blocks.push(current.clone().into_bytes());
+                current.clear();
+            }
+        }
+        blocks
+    }
+}
+
 impl std::fmt::Debug for JwtKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -47,7 +90,14 @@ impl std::fmt::Debug for JwtKey {
 /// Key, issuer and audience for tokens.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
+    /// The current key (the one `mint` signs with, for HS256).
     pub key: JwtKey,
+    /// Further keys still accepted: earlier HS256 secrets, or (for RS256/EdDSA) more PEM
+    /// public keys.
+    pub previous: Vec<JwtKey>,
+    /// A JWKS document (`{"keys": [...]}`) whose keys, with their `kid`, are accepted too
+    /// (RS256/EdDSA: what an identity provider publishes while it rotates).
+    pub jwks: Option<String>,
     pub issuer: String,
     pub audience: String,
     /// Clock skew tolerated on `exp`, in seconds.
@@ -70,7 +120,8 @@ pub enum AuthError {
 /// Verifies bearer tokens. Built once at start-up.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    key: DecodingKey,
+    /// Every accepted key, the current one first, with its `kid` when known.
+    keys: Vec<(Option<String>, DecodingKey)>,
     validation: Validation,
     config: JwtConfig,
     /// Tokens already verified: the caller and until when the entry may be used (the
@@ -93,20 +144,38 @@ impl std::fmt::Debug for TokenVerifier {
 
 impl TokenVerifier {
     pub fn new(config: JwtConfig) -> Result<Self, AuthError> {
-        let (key, alg) = match &config.key {
-            JwtKey::Hs256(secret) => (
-                DecodingKey::from_secret(secret.expose_secret().as_bytes()),
-                Algorithm::HS256,
-            ),
-            JwtKey::Rs256Pem(pem) => (
-                DecodingKey::from_rsa_pem(pem).map_err(|e| AuthError::BadKey(e.to_string()))?,
-                Algorithm::RS256,
-            ),
-            JwtKey::EdDsaPem(pem) => (
-                DecodingKey::from_ed_pem(pem).map_err(|e| AuthError::BadKey(e.to_string()))?,
-                Algorithm::EdDSA,
-            ),
-        };
+        let alg = config.key.algorithm();
+        let mut keys = vec![(None, config.key.decoding_key()?)];
+        for key in &config.previous {
+            if key.algorithm() != alg {
+                return Err(AuthError::BadKey(
+                    "every key must be of the configured algorithm".into(),
+                ));
+            }
+            keys.push((None, key.decoding_key()?));
+        }
+        if let Some(jwks) = &config.jwks {
+            let set: jsonwebtoken::jwk::JwkSet =
+                serde_json::from_str(jwks).map_err(|e| AuthError::BadKey(format!("JWKS: {e}")))?;
+            for jwk in &set.keys {
+                let family_matches = matches!(
+                    (&jwk.algorithm, alg),
+                    (jsonwebtoken::jwk::AlgorithmParameters::RSA(_), Algorithm::RS256)
+                        | (
+                            jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_),
+                            Algorithm::EdDSA
+                        )
+                );
+                if !family_matches {
+                    return Err(AuthError::BadKey(format!(
+                        "JWKS key {:?} is not a key for {alg:?}",
+                        jwk.common.key_id
+                    )));
+                }
+                let key = DecodingKey::from_jwk(jwk).map_err(|e| AuthError::BadKey(format!("JWKS: {e}")))?;
+                keys.push((jwk.common.key_id.clone(), key));
+            }
+        }
         let mut validation = Validation::new(alg);
         validation.algorithms = vec![alg];
         validation.set_issuer(&[&config.issuer]);
@@ -114,8 +183,9 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = config.leeway_secs;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         Ok(Self {
-            key,
+            keys,
             validation,
             config,
             verified: Default::default(),
@@ -143,8 +213,38 @@ impl TokenVerifier {
     }
 
     fn verify_signature(&self, token: &str) -> Result<(Caller, u64), AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let named: Vec<&DecodingKey> = match &header.kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .filter(|(k, _)| k.as_deref() == Some(kid.as_str()))
+                .map(|(_, key)| key)
+                .collect(),
+            None => Vec::new(),
+        };
+        let candidates: Vec<&DecodingKey> = if named.is_empty() {
+            self.keys.iter().map(|(_, key)| key).collect()
+        } else {
+            named
+        };
+        let mut last = None;
+        let mut data = None;
+        for key in candidates {
+            match decode::<Claims>(token, key, &self.validation) {
+                Ok(d) => {
+                    data = Some(d);
+                    break;
+                }
+                // Another key cannot help a token that is expired, early or for someone else.
+                Err(e) if !matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
+                    return Err(AuthError::Invalid(e.to_string()));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
         let data =
-            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| AuthError::Invalid(e.to_string()))?;
+            data.ok_or_else(|| AuthError::Invalid(last.map_or_else(|| "no key".to_owned(), |e| e.to_string())))?;
         let claims = data.claims;
         let role = Role::from_code(&claims.role).ok_or(AuthError::BadClaims("unknown role"))?;
         let tenant_id = match claims.tenant_id.as_deref() {

@@ -57,8 +57,22 @@ impl std::fmt::Debug for App {
 
 /// Builds the token verifier from configuration.
 pub fn token_verifier(config: &Config) -> anyhow::Result<TokenVerifier> {
-    let key = match config.jwt_algorithm {
-        JwtAlgorithm::HS256 => JwtKey::Hs256(config.jwt_secret.clone().context("MAILGATE_JWT_SECRET is not set")?),
+    let (key, previous) = match config.jwt_algorithm {
+        JwtAlgorithm::HS256 => {
+            let previous = config
+                .jwt_previous_secrets
+                .as_ref()
+                .map(|list| {
+                    crate::config::split_secrets(list)
+                        .map(|s| JwtKey::Hs256(secrecy::SecretString::from(s.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                JwtKey::Hs256(config.jwt_secret.clone().context("MAILGATE_JWT_SECRET is not set")?),
+                previous,
+            )
+        }
         JwtAlgorithm::RS256 | JwtAlgorithm::EdDSA => {
             let path = config
                 .jwt_public_key_file
@@ -66,20 +80,36 @@ pub fn token_verifier(config: &Config) -> anyhow::Result<TokenVerifier> {
                 .context("MAILGATE_JWT_PUBLIC_KEY_FILE is not set")?;
             let pem = std::fs::read(path)
                 .with_context(|| format!("MAILGATE_JWT_PUBLIC_KEY_FILE: cannot read {}", path.display()))?;
-            if config.jwt_algorithm == JwtAlgorithm::RS256 {
-                JwtKey::Rs256Pem(pem)
-            } else {
-                JwtKey::EdDsaPem(pem)
-            }
+            let wrap = |pem: Vec<u8>| {
+                if config.jwt_algorithm == JwtAlgorithm::RS256 {
+                    JwtKey::Rs256Pem(pem)
+                } else {
+                    JwtKey::EdDsaPem(pem)
+                }
+            };
+            let mut blocks = JwtKey::pem_blocks(&pem).into_iter();
+            let first = blocks
+                .next()
+                .with_context(|| format!("MAILGATE_JWT_PUBLIC_KEY_FILE: {} holds no PEM key", path.display()))?;
+            (wrap(first), blocks.map(wrap).collect())
         }
+    };
+    let jwks = match &config.jwt_jwks_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("MAILGATE_JWT_JWKS_FILE: cannot read {}", path.display()))?,
+        ),
+        None => None,
     };
     TokenVerifier::new(JwtConfig {
         key,
+        previous,
+        jwks,
         issuer: config.jwt_issuer.clone(),
         audience: config.jwt_audience.clone(),
         leeway_secs: 30,
     })
-    .map_err(|e| anyhow::anyhow!("MAILGATE_JWT_PUBLIC_KEY_FILE: {e}"))
+    .map_err(|e| anyhow::anyhow!("MAILGATE_JWT_PUBLIC_KEY_FILE / MAILGATE_JWT_JWKS_FILE: {e}"))
 }
 
 /// The key ring for stored passwords.

@@ -79,8 +79,13 @@ pub struct Config {
     pub jwt_algorithm: JwtAlgorithm,
     /// HS256 shared secret, at least 32 bytes.
     pub jwt_secret: Option<SecretString>,
-    /// PEM public key for RS256 / EdDSA.
+    /// PEM public key for RS256 / EdDSA; several concatenated PEM keys are all accepted
+    /// (the old and the new one while they rotate).
     pub jwt_public_key_file: Option<PathBuf>,
+    /// Earlier HS256 secrets, comma-separated, still accepted until their tokens expire.
+    pub jwt_previous_secrets: Option<SecretString>,
+    /// A JWKS document (RS256 / EdDSA) whose keys are accepted too, chosen by `kid`.
+    pub jwt_jwks_file: Option<PathBuf>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     /// Base64 of 32 random bytes: encrypts stored SMTP/POP passwords (AES-256-GCM).
@@ -209,6 +214,8 @@ impl Default for Config {
             jwt_algorithm: JwtAlgorithm::HS256,
             jwt_secret: None,
             jwt_public_key_file: None,
+            jwt_previous_secrets: None,
+            jwt_jwks_file: None,
             jwt_issuer: "mailgate".into(),
             jwt_audience: "mailgate".into(),
             secret_key: None,
@@ -257,6 +264,11 @@ impl Default for Config {
             fallback_after_secs: 900,
         }
     }
+}
+
+/// The secrets of a comma-separated list, trimmed, empty entries skipped.
+pub fn split_secrets(list: &SecretString) -> impl Iterator<Item = &str> {
+    list.expose_secret().split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Development secrets generated on first start, kept in the data directory (mode 0600).
@@ -366,6 +378,27 @@ impl Config {
                 Some(s) if s.expose_secret().len() < 32 => bail!("MAILGATE_JWT_SECRET must be at least 32 bytes long"),
                 Some(_) => {}
             },
+            JwtAlgorithm::RS256 | JwtAlgorithm::EdDSA => {}
+        }
+        if let Some(previous) = &self.jwt_previous_secrets {
+            if self.jwt_algorithm != JwtAlgorithm::HS256 {
+                bail!(
+                    "MAILGATE_JWT_PREVIOUS_SECRETS is for HS256; rotate public keys with MAILGATE_JWT_PUBLIC_KEY_FILE (several PEM keys) or MAILGATE_JWT_JWKS_FILE"
+                );
+            }
+            if split_secrets(previous).any(|s| s.len() < 32) {
+                bail!("MAILGATE_JWT_PREVIOUS_SECRETS: every secret must be at least 32 bytes long");
+            }
+        }
+        match &self.jwt_jwks_file {
+            Some(_) if self.jwt_algorithm == JwtAlgorithm::HS256 => {
+                bail!("MAILGATE_JWT_JWKS_FILE holds public keys: set MAILGATE_JWT_ALGORITHM to RS256 or EdDSA")
+            }
+            Some(p) if !p.is_file() => bail!("MAILGATE_JWT_JWKS_FILE: {} is not a readable file", p.display()),
+            _ => {}
+        }
+        match self.jwt_algorithm {
+            JwtAlgorithm::HS256 => {}
             JwtAlgorithm::RS256 | JwtAlgorithm::EdDSA => match &self.jwt_public_key_file {
                 None => bail!(
                     "MAILGATE_JWT_PUBLIC_KEY_FILE is required when MAILGATE_JWT_ALGORITHM is {:?}",
