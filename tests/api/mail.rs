@@ -13,6 +13,7 @@ use crate::support::*;
 crate::each_backend!(
     sessions_are_reset_after_a_refusal_and_closed_with_quit_when_idle,
     a_hostile_server_can_neither_bloat_nor_trick_a_session,
+    a_foreign_service_is_not_echoed_back,
     test_mail_in_each_mode_reaches_the_server,
     default_ehlo_name_is_the_platform_domain_never_localhost,
     pop_before_smtp_logs_in_first,
@@ -937,6 +938,24 @@ async fn a_hostile_server_can_neither_bloat_nor_trick_a_session(backend: Backend
         0,
         "nothing was sent after the injected reply"
     );
+    app.finish().await;
+}
+
+/// Another service on the tenant's host and port (an SSH server): the answer says the
+/// server does not speak SMTP and echoes nothing it sent.
+async fn a_foreign_service_is_not_echoed_back(backend: Backend) {
+    let ssh = HostileServer::start(Hostility::ForeignBanner);
+    let app = mail_app(backend, &[ssh.port]).await;
+    let tenant = app.create_tenant("Grabber", "BIZ").await;
+    let r = send_test(&app, &tenant, Some(settings_for(ssh.port, "NONE", None))).await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["serverMessage"].is_null(), "{r}");
+    assert!(
+        !r.to_string().contains("internal-build-host"),
+        "nothing of the banner comes back: {r}"
+    );
+    assert!(!r.to_string().contains("SSH"), "{r}");
+    assert_eq!(r["hintCode"], "PROTOCOL_VIOLATION", "{r}");
     app.finish().await;
 }
 

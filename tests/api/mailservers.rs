@@ -1281,6 +1281,9 @@ pub enum Hostility {
     /// Offers STARTTLS, then answers it with `220 go ahead\r\n250 fake\r\n` in one write,
     /// as if plain text could stand for a reply after the upgrade.
     StartTlsInjection,
+    /// Another service's banner (an SSH server's), then its answer to whatever comes, then
+    /// it hangs up: what a banner grabber would like to read back.
+    ForeignBanner,
 }
 
 /// A TCP server on 127.0.0.1 that breaks the protocol on purpose (a tenant's hostile
@@ -1348,6 +1351,11 @@ fn hostile_conversation(mut stream: TcpStream, hostility: Hostility, after: &Ato
                 chunk.extend_from_slice(b"\r\n");
             }
             endless(&mut stream, b"250-hostile.example\r\n", &chunk);
+        }
+        Hostility::ForeignBanner => {
+            let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6p1 internal-build-host-7\r\n");
+            let _ = reader.read_line(&mut line);
+            let _ = stream.write_all(b"Invalid SSH identification string: internal-build-host-7\r\n");
         }
         Hostility::StartTlsInjection => {
             let _ = stream.write_all(b"220 hostile.example ESMTP\r\n");

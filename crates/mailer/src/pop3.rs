@@ -43,11 +43,14 @@ async fn expect_ok(reader: &mut BufReader<Box<dyn Stream>>, secret: &str) -> Res
     }
     if line.starts_with("+OK") {
         Ok(())
-    } else {
+    } else if line.starts_with("-ERR") {
         Err(SendFailure {
             server_message: Some(redact_server_message(line.trim_end(), &[secret])),
             ..pop_failure(FailureKind::PopLoginFailed)
         })
+    } else {
+        // Not a POP3 reply: another service, whose bytes are never echoed.
+        Err(pop_failure(FailureKind::ProtocolViolation))
     }
 }
 

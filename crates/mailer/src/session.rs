@@ -254,6 +254,11 @@ pub fn failure(stage: SendStage, e: &lettre::transport::smtp::Error, secrets: &[
     if let Some(kind) = classify_tls(e) {
         return SendFailure::new(SendStage::Tls, kind);
     }
+    // What did not parse as an SMTP reply is another service's bytes: never echoed (a
+    // tenant could read banners of internal services through Mailgate).
+    if e.is_response() {
+        return SendFailure::new(stage, FailureKind::ProtocolViolation);
+    }
     let text = e.to_string();
     if text.contains("STARTTLS is not supported") {
         return SendFailure::new(SendStage::Tls, FailureKind::StartTlsNotOffered);
@@ -261,10 +266,10 @@ pub fn failure(stage: SendStage, e: &lettre::transport::smtp::Error, secrets: &[
     if text.contains("No compatible authentication mechanism") {
         return SendFailure::new(SendStage::Auth, FailureKind::AuthNotOffered);
     }
-    SendFailure {
-        server_message: Some(redact_server_message(&text, secrets)),
-        ..SendFailure::new(stage, FailureKind::Network)
-    }
+    // A library's words (which may quote what the other side sent) are not a server's
+    // reply: only the kind of failure is reported; the log has the detail.
+    tracing::debug!(stage = stage.code(), error = %redact_server_message(&text, secrets), "SMTP session failed");
+    SendFailure::new(stage, FailureKind::Network)
 }
 
 fn secrets_of(params: &ServerParams) -> Vec<&str> {
@@ -291,10 +296,8 @@ pub async fn open(
                 last = SendFailure::new(SendStage::Connect, FailureKind::ConnectionRefused);
             }
             Ok(Err(e)) => {
-                last = SendFailure {
-                    server_message: Some(e.kind().to_string()),
-                    ..SendFailure::new(SendStage::Connect, FailureKind::Network)
-                };
+                tracing::debug!(error = %e.kind(), "connecting failed");
+                last = SendFailure::new(SendStage::Connect, FailureKind::Network);
             }
             Err(_) => last = SendFailure::new(SendStage::Connect, FailureKind::TimedOut),
         }
