@@ -10,6 +10,7 @@ mod m20261122_000003_coordination;
 mod m20261122_000004_lean_delivery_writes;
 mod m20261202_000005_delivery_claims;
 mod m20261203_000006_settings_health;
+mod m20261203_000007_delivery_retention;
 
 /// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_lean_delivery_writes::Migration),
             Box::new(m20261202_000005_delivery_claims::Migration),
             Box::new(m20261203_000006_settings_health::Migration),
+            Box::new(m20261203_000007_delivery_retention::Migration),
         ]
     }
 }

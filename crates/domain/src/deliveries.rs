@@ -121,6 +121,8 @@ impl DeliveryService {
             failure_reason: None,
             claims: 0,
             via_platform: false,
+            content_removed_at: None,
+            recipient_hash: None,
             attempts: Vec::new(),
         };
         match self.outbox.enqueue(&delivery).await? {
@@ -132,6 +134,8 @@ impl DeliveryService {
             }
             // The key is a contract: the same key with another payload is a caller's bug
             // (or two notifications sharing a key), never silently the old delivery.
+            // Retention removed what the key stood for: nothing left to compare.
+            EnqueueOutcome::Existing(d) if d.content_removed_at.is_some() => Ok(d),
             EnqueueOutcome::Existing(d)
                 if d.kind != delivery.kind
                     || d.to != delivery.to
@@ -179,6 +183,9 @@ impl DeliveryService {
     pub async fn retry(&self, caller: &Caller, id: DeliveryId) -> Result<Delivery> {
         let d = self.delivery(caller, id).await?.ok_or(Error::NotFound)?;
         caller.require_settings_editor(d.tenant_id)?;
+        if d.content_removed_at.is_some() {
+            return Err(Error::validation("id", crate::error::FieldCode::ContentRemoved));
+        }
         let not_failed = || Error::validation("id", crate::error::FieldCode::NotFailed);
         let update = DeliveryUpdate::requeued(&d, Utc::now()).map_err(|_| not_failed())?;
         if !self.queries.requeue(d.tenant_id, id, &update).await? {

@@ -36,6 +36,8 @@ crate::coded_enum! {
         /// An internal address (loopback, private, link-local, metadata) or `localhost`,
         /// which tenants' mail may not go to.
         ForbiddenAddress = "FORBIDDEN_ADDRESS",
+        /// Retention removed the delivery's content, so it cannot be sent again.
+        ContentRemoved = "CONTENT_REMOVED",
     }
 }
 

@@ -84,6 +84,8 @@ pub fn suspension(
         failure_reason: None,
         claims: 0,
         via_platform: true,
+        content_removed_at: None,
+        recipient_hash: None,
         attempts: Vec::new(),
     };
     Suspension { audit, notice }

@@ -221,11 +221,31 @@ impl Delivery {
     async fn kind(&self) -> NotificationKind {
         self.0.kind.into()
     }
+    /// Empty once retention removed the content (see `contentRemovedAt`).
     async fn to(&self) -> &str {
-        self.0.to.as_str()
+        if self.0.content_removed_at.is_some() {
+            ""
+        } else {
+            self.0.to.as_str()
+        }
     }
+    /// Empty once retention removed the content.
     async fn subject(&self) -> &str {
-        self.0.message.subject.as_str()
+        if self.0.content_removed_at.is_some() {
+            ""
+        } else {
+            self.0.message.subject.as_str()
+        }
+    }
+    /// When the recipient, subject, bodies and servers' reply texts were removed
+    /// (`MAILGATE_RETENTION_DAYS` after it was done); status, times and codes stay.
+    async fn content_removed_at(&self) -> Option<String> {
+        self.0.content_removed_at.map(rfc3339)
+    }
+    /// SHA-256 (hex) of the recipient address in lower case, once the address itself is
+    /// removed: support can hash an address and compare.
+    async fn recipient_hash(&self) -> Option<&str> {
+        self.0.recipient_hash.as_deref()
     }
     async fn status(&self) -> DeliveryStatus {
         self.0.status.into()

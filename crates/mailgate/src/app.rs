@@ -346,6 +346,7 @@ impl App {
                 fallback_after: (c.fallback_after_secs > 0).then(|| secs(c.fallback_after_secs)),
             },
             suspend_after_failures: c.suspend_after_failures,
+            retention: (c.retention_days > 0).then(|| secs(c.retention_days.saturating_mul(24 * 3600))),
         };
         let mailer: Arc<dyn MailTransport> = self.mailer.clone();
         Worker::new(

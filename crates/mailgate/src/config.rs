@@ -175,6 +175,9 @@ pub struct Config {
     /// Password-reset and registration mail that the tenant's server has not taken after
     /// this many seconds (for a temporary reason) goes through the platform default; 0: never.
     pub fallback_after_secs: u64,
+    /// Days a SENT or FAILED delivery keeps its recipient, subject, bodies and reply texts
+    /// (status, times, codes and a hash of the recipient stay); 0: for ever.
+    pub retention_days: u64,
 }
 
 /// Accepts `[25, 587]`, `"25,587"` or `587`.
@@ -262,6 +265,7 @@ impl Default for Config {
             settings_activation: SettingsActivation::Test,
             suspend_after_failures: 3,
             fallback_after_secs: 900,
+            retention_days: 30,
         }
     }
 }

@@ -425,6 +425,8 @@ pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliverie
         failure_reason: Set(delivery.failure_reason.as_ref().map(|r| r.as_text().to_owned())),
         claims: Set(0),
         via_platform: Set(delivery.via_platform),
+        content_removed_at: Set(delivery.content_removed_at),
+        recipient_hash: Set(delivery.recipient_hash.clone()),
     }
 }
 

@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
+use domain::delivery::retention;
 use domain::delivery::{
     Attempt, AttemptOutcome, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind, Postponement,
     RenderedMessage,
@@ -191,6 +192,72 @@ impl DeliveryQueue for SqlStore {
     ) -> Result<u64, StoreError> {
         let backend = self.connection().get_database_backend();
         self.queue_write(resume_statement(backend, tenant, up_to, now)).await
+    }
+
+    async fn remove_old_content(
+        &self,
+        before: DateTime<Utc>,
+        limit: u64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = [DeliveryStatus::Sent.code(), DeliveryStatus::Failed.code()];
+        let rows: Vec<(String, String, Option<String>)> = deliveries::Entity::find()
+            .select_only()
+            .column(deliveries::Column::Id)
+            .column(deliveries::Column::ToAddress)
+            .column(deliveries::Column::FailureReason)
+            .filter(deliveries::Column::ContentRemovedAt.is_null())
+            .filter(deliveries::Column::UpdatedAt.lt(before))
+            .filter(deliveries::Column::Status.is_in(done))
+            .order_by_asc(deliveries::Column::UpdatedAt)
+            .limit(limit)
+            .into_tuple()
+            .all(self.connection())
+            .await
+            .map_err(db_err)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let _turn = self.queue_write_turn().await;
+        let txn = self.begin_write().await?;
+        let mut cleared = Vec::with_capacity(rows.len());
+        for (id, to, reason) in &rows {
+            // A value that no longer parses is removed all the same; its hash then stays unset.
+            let hash = EmailAddress::parse(to).ok().map(|a| retention::recipient_hash(&a));
+            let reason = reason.as_deref().map(|r| {
+                retention::reason_without_reply(&FailureReason::from_text(r))
+                    .as_text()
+                    .to_owned()
+            });
+            let changed = deliveries::Entity::update_many()
+                .col_expr(deliveries::Column::ToAddress, Expr::value(retention::REMOVED_RECIPIENT))
+                .col_expr(deliveries::Column::Subject, Expr::value(retention::REMOVED_SUBJECT))
+                .col_expr(deliveries::Column::TextBody, Expr::value(""))
+                .col_expr(deliveries::Column::HtmlBody, Expr::value(Option::<String>::None))
+                .col_expr(deliveries::Column::FailureReason, Expr::value(reason))
+                .col_expr(deliveries::Column::RecipientHash, Expr::value(hash))
+                .col_expr(deliveries::Column::ContentRemovedAt, Expr::value(Some(now)))
+                .filter(deliveries::Column::Id.eq(id.as_str()))
+                .filter(deliveries::Column::ContentRemovedAt.is_null())
+                .filter(deliveries::Column::Status.is_in(done))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+            if changed.rows_affected == 1 {
+                cleared.push(id.as_str());
+            }
+        }
+        delivery_attempts::Entity::update_many()
+            .col_expr(
+                delivery_attempts::Column::ServerMessage,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(delivery_attempts::Column::DeliveryId.is_in(cleared.iter().copied()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(cleared.len() as u64)
     }
 
     async fn renew_leases(&self, owner: &LeaseOwner, lease_until: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -680,6 +747,8 @@ pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>)
         failure_reason: row.failure_reason.as_deref().map(FailureReason::from_text),
         claims: u32::try_from(row.claims).unwrap_or(0),
         via_platform: row.via_platform,
+        content_removed_at: row.content_removed_at,
+        recipient_hash: row.recipient_hash.clone(),
         attempts,
     })
 }

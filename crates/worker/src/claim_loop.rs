@@ -32,6 +32,10 @@ pub(crate) async fn run(
     let mut tasks: JoinSet<u64> = JoinSet::new();
     let mut report = WorkerReport::default();
     let renew = tokio::spawn(crate::lease::renew_leases(shared.clone()));
+    let retention = shared
+        .config
+        .retention
+        .map(|keep_for| tokio::spawn(crate::retention::remove_old_content(shared.clone(), keep_for)));
     let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_outcomes(shared.clone(), outcomes_rx));
     let batch_size = usize::try_from(cfg.batch_size.max(1)).unwrap_or(usize::MAX);
@@ -148,6 +152,9 @@ pub(crate) async fn run(
     }
     drain(&shared, tasks, outcomes, recorder, &mut report).await;
     renew.abort();
+    if let Some(retention) = retention {
+        retention.abort();
+    }
     tracing::info!(worker = %cfg.worker_id, finished = report.finished, released = report.released, "delivery worker stopped");
     report
 }

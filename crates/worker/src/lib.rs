@@ -19,6 +19,7 @@
 //! - `postpone`: a tenant's mail moved to its turn or the end of its backoff;
 //! - `recorder`: outcomes written in batches;
 //! - `lease`: lease renewal while deliveries are held;
+//! - `retention`: the content of old deliveries removed in the background;
 //! - [`metrics`]: counters for `/metrics`.
 
 mod claim_loop;
@@ -27,6 +28,7 @@ mod lease;
 pub mod metrics;
 mod postpone;
 mod recorder;
+mod retention;
 mod send;
 pub mod signal;
 mod standing;
@@ -69,6 +71,8 @@ pub struct WorkerConfig {
     /// Configuration failures in a row after which a live settings version is suspended
     /// (0: never).
     pub suspend_after_failures: u32,
+    /// How long a done delivery keeps its content (`None`: for ever).
+    pub retention: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -82,6 +86,7 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
             suspend_after_failures: 3,
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
             shutdown_grace: Duration::from_secs(25),
             retry: RetryPolicy::default(),
         }

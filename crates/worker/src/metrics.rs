@@ -30,6 +30,8 @@ pub struct Metrics {
     settings_suspended: AtomicU64,
     /// Deliveries sent through the platform default in the tenant's place, by reason.
     fallbacks: [AtomicU64; FALLBACK_REASONS.len()],
+    /// Deliveries whose content retention removed.
+    content_removed: AtomicU64,
 }
 
 /// Why a delivery went through the platform default in its tenant's place.
@@ -97,6 +99,11 @@ impl Metrics {
     /// A delivery waited because its tenant's saved settings cannot be read.
     pub fn settings_unreadable(&self) {
         self.settings_unreadable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Retention removed the content of `n` deliveries.
+    pub fn content_removed(&self, n: u64) {
+        self.content_removed.fetch_add(n, Ordering::Relaxed);
     }
 
     /// A settings version was suspended.
@@ -175,6 +182,11 @@ impl Metrics {
         out.push_str(&format!(
             "mailgate_settings_suspended_total {}\n",
             self.settings_suspended.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mailgate_deliveries_content_removed_total Deliveries whose recipient, subject, bodies and reply texts were removed after the retention period.\n# TYPE mailgate_deliveries_content_removed_total counter\n");
+        out.push_str(&format!(
+            "mailgate_deliveries_content_removed_total {}\n",
+            self.content_removed.load(Ordering::Relaxed)
         ));
         out.push_str("# HELP mailgate_deliveries_fallbacks_total Deliveries sent through the platform default in their tenant's place, by reason.\n# TYPE mailgate_deliveries_fallbacks_total counter\n");
         for (i, reason) in FALLBACK_REASONS.iter().enumerate() {

@@ -510,6 +510,8 @@ fn delivery(tenant: TenantId) -> Delivery {
         failure_reason: None,
         claims: 0,
         via_platform: false,
+        content_removed_at: None,
+        recipient_hash: None,
         attempts: Vec::new(),
     }
 }

@@ -5,11 +5,13 @@
 //! - [`notification`]: what a platform service hands in and the built-in templates;
 //! - [`retry`]: the retry policy (backoff, rate-limit deferral, expiry);
 //! - [`update`]: the state changes (sent, after a failure, released, requeued, …);
+//! - [`retention`]: what is kept of a delivery once its content is removed;
 //! - [`postpone`]: when a tenant's waiting mail is moved to a later time (its turn under
 //!   pacing, or the end of its server's backoff).
 
 pub mod notification;
 pub mod postpone;
+pub mod retention;
 pub mod retry;
 pub mod update;
 
@@ -133,6 +135,11 @@ pub struct Delivery {
     /// Goes out through the platform default whatever the tenant's route: time-critical
     /// mail its server did not take in time, or a notice to the tenant about its settings.
     pub via_platform: bool,
+    /// When retention removed its content (recipient, subject, bodies, reply texts);
+    /// `to` and `message` are then placeholders (see [`retention`]).
+    pub content_removed_at: Option<DateTime<Utc>>,
+    /// The recipient's hash, kept once the address is removed.
+    pub recipient_hash: Option<String>,
     pub attempts: Vec<Attempt>,
 }
 

@@ -458,6 +458,8 @@ mod tests {
             failure_reason: None,
             claims: 0,
             via_platform: false,
+            content_removed_at: None,
+            recipient_hash: None,
             attempts: Vec::new(),
         }
     }

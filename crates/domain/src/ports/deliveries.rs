@@ -93,6 +93,19 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
 
+    /// Removes the content of up to `limit` deliveries that are `SENT` or `FAILED` and
+    /// were last changed before `before` (see [`crate::delivery::retention`]): recipient,
+    /// subject, bodies and reply texts; the recipient's hash, status, times and codes
+    /// stay. How many were cleared.
+    async fn remove_old_content(
+        &self,
+        _before: DateTime<Utc>,
+        _limit: u64,
+        _now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// Extends the leases `owner` holds.
     async fn renew_leases(&self, owner: &LeaseOwner, lease_until: DateTime<Utc>) -> Result<u64, StoreError>;
 

@@ -65,6 +65,9 @@ fn field(code: FieldCode) -> &'static str {
         }
         FieldCode::ActivationCodeExpired => "has expired (codes are valid for 30 minutes): send a new test mail",
         FieldCode::AlreadyLive => "is not needed: the saved settings are already in force",
+        FieldCode::ContentRemoved => {
+            "has no content any more (removed after the retention period), so it cannot be sent again"
+        }
         FieldCode::ForbiddenAddress => {
             "is an internal address (loopback, private network, link-local or a metadata service) that mail may not go to"
         }

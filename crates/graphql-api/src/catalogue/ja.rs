@@ -65,6 +65,7 @@ fn field(code: FieldCode) -> &'static str {
         }
         FieldCode::ActivationCodeExpired => "の有効期限（30分）が切れています。テストメールをもう一度送信してください",
         FieldCode::AlreadyLive => "は不要です。保存済みの設定はすでに有効です",
+        FieldCode::ContentRemoved => "は保存期間を過ぎて内容が削除されているため、再送できません",
         FieldCode::ForbiddenAddress => {
             "は内部アドレス（ループバック、プライベートネットワーク、リンクローカル、メタデータサービス）のため、送信先に使えません"
         }

@@ -77,6 +77,8 @@ fn notification(tenant: TenantId, due: DateTime<Utc>, key: Option<&str>) -> Deli
         failure_reason: None,
         claims: 0,
         via_platform: false,
+        content_removed_at: None,
+        recipient_hash: None,
         attempts: Vec::new(),
     }
 }

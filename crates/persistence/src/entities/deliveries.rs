@@ -39,6 +39,10 @@ pub struct Model {
     /// Sent through the platform default whatever the tenant's route (a time-critical
     /// fallback, or a notice to the tenant).
     pub via_platform: bool,
+    /// When retention removed its recipient, subject, bodies and reply texts.
+    pub content_removed_at: Option<DateTimeUtc>,
+    /// SHA-256 (hex) of the recipient address, kept once the address is removed.
+    pub recipient_hash: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,88 @@
+//! Retention: a delivery that is done (`SENT` or `FAILED`) keeps its content — recipient,
+//! subject, bodies (password-reset links, personal names) and the servers' reply texts —
+//! only for the retention window. Then the content is removed; what stays is the row's
+//! status, times, stage and codes, and a hash of the recipient, enough for support ("was
+//! a mail to this address sent on that day?") and for metrics.
+
+use sha2::{Digest, Sha256};
+
+use super::{FailureReason, RenderedMessage};
+use crate::mail::Subject;
+use crate::values::EmailAddress;
+
+/// The recipient a delivery whose content was removed reads back with.
+pub const REMOVED_RECIPIENT: &str = "removed@content-removed.invalid";
+
+/// The subject it reads back with.
+pub const REMOVED_SUBJECT: &str = "(removed)";
+
+/// Deliveries cleared per batch (one transaction each).
+pub const RETENTION_BATCH: u64 = 100;
+
+/// The hash kept for a recipient: SHA-256 (hex) of the address in lower case. Support
+/// hashes the address a customer gives and compares.
+pub fn recipient_hash(to: &EmailAddress) -> String {
+    Sha256::digest(to.to_ascii().to_lowercase().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The recipient placeholder.
+pub fn removed_recipient() -> EmailAddress {
+    EmailAddress::parse(REMOVED_RECIPIENT).unwrap_or_else(|_| unreachable!("a fixed, valid address"))
+}
+
+/// The message placeholder.
+pub fn removed_message() -> RenderedMessage {
+    RenderedMessage {
+        subject: Subject::fixed(REMOVED_SUBJECT),
+        text: String::new(),
+        html: None,
+    }
+}
+
+/// A failure reason without the server's reply text (which may name the recipient):
+/// the stage and the reply code stay.
+pub fn reason_without_reply(reason: &FailureReason) -> FailureReason {
+    match reason {
+        FailureReason::Refused(text) => {
+            let mut kept: Vec<&str> = Vec::new();
+            for (i, word) in text.split_whitespace().enumerate() {
+                let stage = i == 0 && word.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+                let code = i == 1 && word.len() == 3 && word.chars().all(|c| c.is_ascii_digit());
+                if stage || code {
+                    kept.push(word);
+                } else {
+                    break;
+                }
+            }
+            FailureReason::Refused(kept.join(" "))
+        }
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_ignores_case_and_the_reason_keeps_stage_and_code_only() {
+        let a = EmailAddress::parse("Yamada@Example.JP").unwrap();
+        let b = EmailAddress::parse("yamada@example.jp").unwrap();
+        assert_eq!(recipient_hash(&a), recipient_hash(&b));
+        assert_eq!(recipient_hash(&a).len(), 64);
+        assert!(!recipient_hash(&a).contains("yamada"));
+        let refused = FailureReason::Refused("RCPT_TO 550 5.1.1 <yamada@example.jp>: no such user".into());
+        assert_eq!(
+            reason_without_reply(&refused),
+            FailureReason::Refused("RCPT_TO 550".into())
+        );
+        let kind = FailureReason::Refused("TLS CertificateUntrusted".into());
+        assert_eq!(reason_without_reply(&kind), FailureReason::Refused("TLS".into()));
+        assert_eq!(reason_without_reply(&FailureReason::Expired), FailureReason::Expired);
+        assert_eq!(removed_recipient().as_str(), REMOVED_RECIPIENT);
+        assert_eq!(removed_message().subject.as_str(), REMOVED_SUBJECT);
+    }
+}

@@ -1,0 +1,187 @@
+//! Retention: once a delivery has been done for longer than `MAILGATE_RETENTION_DAYS`,
+//! the background task removes its recipient, subject, bodies and the servers' reply
+//! texts; status, times, codes and the recipient's hash stay, newer deliveries keep
+//! everything, and the counts do not change.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::deliveries::{RunningWorker, delivery_config, enqueue, plain_settings, registration, wait_status};
+use crate::mailservers::*;
+use crate::support::*;
+
+crate::each_backend!(old_deliveries_lose_their_content_and_keep_their_record);
+
+const DELIVERY: &str = "query($id:ID!){ delivery(id:$id){ id status to subject failureReason sentAt contentRemovedAt recipientHash \
+    attempts { outcome stage smtpCode serverMessage } } }";
+const COUNTS: &str = "query($t:ID!){ tenant(id:$t){ deliveries(first:1){ counts { status count } } } }";
+const RETRY: &str = "mutation($id:ID!){ retryDelivery(id:$id){ id } }";
+
+/// SHA-256 (hex) by the system's `sha256sum`, not by the code under test.
+fn sha256_hex(text: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum runs");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn get(app: &TestApp, id: &str) -> Value {
+    app.ok(&app.operator(), DELIVERY, json!({ "id": id })).await["delivery"].clone()
+}
+
+/// Moves a delivery's last change `days` into the past, behind the API's back.
+async fn age(app: &TestApp, id: &str, days: i64) {
+    let backend = app.app.db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => "UPDATE deliveries SET updated_at = $1 WHERE id = $2",
+        _ => "UPDATE deliveries SET updated_at = ? WHERE id = ?",
+    };
+    let then = chrono::Utc::now() - chrono::Duration::days(days);
+    sea_orm::ConnectionTrait::execute_raw(
+        &app.app.db,
+        sea_orm::Statement::from_sql_and_values(backend, sql, [then.into(), id.to_owned().into()]),
+    )
+    .await
+    .unwrap();
+}
+
+async fn old_deliveries_lose_their_content_and_keep_their_record(backend: Backend) {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let refusing = SmtpServer::start(SmtpOptions {
+        rcpt_reply: Some("550 5.1.1 <member@example.net>: Recipient address rejected: User unknown".into()),
+        ..SmtpOptions::plain()
+    });
+    let ports = vec![smtp.port, refusing.port];
+    let app = spawn_app_with(backend, move |c| {
+        delivery_config(c, ports);
+        c.retention_days = 30;
+    })
+    .await;
+    let ok_tenant = app.create_tenant("Kept", "SHARE").await;
+    let bad_tenant = app.create_tenant("Refused", "SHARE").await;
+    app.ok(
+        &app.admin(&ok_tenant),
+        UPDATE,
+        json!({ "t": ok_tenant, "i": plain_settings(smtp.port) }),
+    )
+    .await;
+    app.ok(
+        &app.admin(&bad_tenant),
+        UPDATE,
+        json!({ "t": bad_tenant, "i": plain_settings(refusing.port) }),
+    )
+    .await;
+    let old_sent = enqueue(&app, registration(&ok_tenant, "ja", Some("old"))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let new_sent = enqueue(&app, registration(&ok_tenant, "ja", Some("new"))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let old_failed = enqueue(&app, registration(&bad_tenant, "en", None)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let worker = RunningWorker::start(&app);
+    for id in [&old_sent, &new_sent] {
+        wait_status(&app, id, "SENT", Duration::from_secs(10)).await;
+    }
+    wait_status(&app, &old_failed, "FAILED", Duration::from_secs(10)).await;
+    worker.stop().await;
+    let counts_before = app.ok(&app.operator(), COUNTS, json!({ "t": ok_tenant })).await;
+    let before_old = get(&app, &old_sent).await;
+
+    // Two of them were done 40 days ago; the task's first round takes them.
+    age(&app, &old_sent, 40).await;
+    age(&app, &old_failed, 40).await;
+    age(&app, &new_sent, 29).await;
+    let worker = RunningWorker::start(&app);
+    let started = Instant::now();
+    let cleared = loop {
+        let d = get(&app, &old_sent).await;
+        if d["contentRemovedAt"].is_string() {
+            break d;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "never cleared: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let expected_hash = sha256_hex("member@example.net");
+    assert_eq!(
+        (cleared["to"].as_str(), cleared["subject"].as_str()),
+        (Some(""), Some("")),
+        "{cleared}"
+    );
+    assert_eq!(cleared["recipientHash"], expected_hash);
+    assert_eq!(cleared["status"], "SENT");
+    assert_eq!(cleared["sentAt"], before_old["sentAt"], "times stay");
+    assert_eq!(cleared["attempts"][0]["smtpCode"], 250, "codes stay");
+    assert_eq!(cleared["attempts"][0]["serverMessage"], Value::Null, "reply texts go");
+
+    let failed = loop {
+        let d = get(&app, &old_failed).await;
+        if d["contentRemovedAt"].is_string() {
+            break d;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "never cleared: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        failed["failureReason"], "RCPT_TO 550",
+        "the reply naming the recipient is gone: {failed}"
+    );
+    assert_eq!(failed["attempts"][0]["smtpCode"], 550);
+    assert_eq!(failed["attempts"][0]["serverMessage"], Value::Null);
+    assert!(!failed.to_string().contains("member@example.net"), "{failed}");
+    // It cannot be sent again: there is nothing left to send.
+    let body = app.gql(&app.operator(), RETRY, json!({ "id": old_failed })).await;
+    assert_eq!(
+        fields(&body),
+        vec![("id".to_owned(), "CONTENT_REMOVED".to_owned())],
+        "{body}"
+    );
+    // The same idempotency key still answers with the delivery it named.
+    let again = enqueue(&app, registration(&ok_tenant, "ja", Some("old"))).await;
+    assert_eq!(again["id"], old_sent.as_str());
+
+    // Newer deliveries keep everything; the counts do not change.
+    let kept = get(&app, &new_sent).await;
+    assert_eq!(kept["contentRemovedAt"], Value::Null);
+    assert_eq!(kept["to"], "member@example.net");
+    assert_eq!(
+        kept["subject"], "【Sakura】会員登録が完了しました",
+        "the siteName variable"
+    );
+    assert_eq!(
+        app.ok(&app.operator(), COUNTS, json!({ "t": ok_tenant })).await,
+        counts_before
+    );
+    // Nothing of the address is left in the row itself.
+    let backend_db = app.app.db.get_database_backend();
+    let row = sea_orm::ConnectionTrait::query_one_raw(
+        &app.app.db,
+        sea_orm::Statement::from_string(
+            backend_db,
+            format!("SELECT to_address, text_body, subject FROM deliveries WHERE id = '{old_sent}'"),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let to: String = row.try_get("", "to_address").unwrap();
+    let text: String = row.try_get("", "text_body").unwrap();
+    assert!(!to.contains("member") && text.is_empty(), "{to} / {text}");
+    worker.stop().await;
+    app.finish().await;
+}
