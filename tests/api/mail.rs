@@ -21,6 +21,7 @@ crate::each_backend!(
     a_server_that_never_answers_cannot_hold_a_test_past_20_seconds,
     private_addresses_are_refused_without_connecting,
     test_mails_are_rate_limited_per_tenant,
+    test_mails_are_rate_limited_per_caller_across_tenants,
     test_mail_follows_the_plan_gate_and_validation,
     settings_and_plan_changes_take_effect_on_the_next_send,
     pooled_sends_reuse_connections_and_keep_the_interval,
@@ -551,6 +552,40 @@ async fn test_mails_are_rate_limited_per_tenant(backend: Backend) {
         send_test(&app, &other, Some(settings_for(plain.port, "NONE", None))).await["ok"],
         true,
         "other tenants are not affected"
+    );
+    app.finish().await;
+}
+
+/// One caller (an operator token here) cannot use every tenant's server for test mails:
+/// 30 a minute across all tenants, while each tenant's own admin keeps its own limit.
+async fn test_mails_are_rate_limited_per_caller_across_tenants(backend: Backend) {
+    let plain = SmtpServer::start(SmtpOptions::plain());
+    let app = mail_app(backend, &[plain.port]).await;
+    let operator = app.operator();
+    let mut tenants = Vec::new();
+    for i in 0..4 {
+        tenants.push(app.create_tenant(&format!("Target {i}"), "SHARE").await);
+    }
+    let test = |tenant: &str, token: &str| {
+        let body = json!({ "t": tenant, "to": "a@example.net", "s": settings_for(plain.port, "NONE", None) });
+        let (token, app) = (token.to_owned(), &app);
+        async move { app.gql(&token, SEND_TEST, body).await }
+    };
+    for tenant in &tenants[..3] {
+        for _ in 0..10 {
+            let body = test(tenant, &operator).await;
+            assert_eq!(body["data"]["sendTestMail"]["ok"], true, "{body}");
+        }
+    }
+    let body = test(&tenants[3], &operator).await;
+    assert_eq!(code(&body), "RATE_LIMITED", "the 31st test of one caller: {body}");
+    assert_eq!(plain.wait_for(30, Duration::from_secs(10)).len(), 30);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(plain.count(), 30, "the refused test made no connection");
+    let own = test(&tenants[3], &app.admin(&tenants[3])).await;
+    assert_eq!(
+        own["data"]["sendTestMail"]["ok"], true,
+        "the tenant's own admin is another caller: {own}"
     );
     app.finish().await;
 }

@@ -13,7 +13,7 @@ use crate::health::{ActivationCode, ActivationMode, CodeRefusal, SettingsState};
 use crate::i18n::Locale;
 use crate::mail::{Diagnosis, OutgoingMail, SendFailure, SendReceipt, Subject, diagnose};
 use crate::plan::{Plan, sender_override_permit};
-use crate::ports::{Coordination, HostCheck, MailTransport, TenantRecord, TenantStore};
+use crate::ports::{Coordination, HostCheck, MailTransport, TenantRecord, TenantStore, TestMailLimit};
 use crate::sender::{EffectiveSender, PlatformSender, effective_sender_of};
 use crate::settings::PortPolicy;
 use crate::settings::{
@@ -167,6 +167,10 @@ pub const TEST_MAIL_DEADLINE: std::time::Duration = std::time::Duration::from_se
 
 /// Test mails per tenant per minute.
 pub const TEST_MAILS_PER_MINUTE: u32 = 10;
+
+/// Test mails one caller (token `sub`) may send per minute across all tenants: an operator
+/// or service token cannot use every tenant's server for test mails at once.
+pub const TEST_MAILS_PER_CALLER_PER_MINUTE: u32 = 30;
 
 /// The outcome of a test mail, with a diagnosis when it failed.
 #[derive(Debug, Clone)]
@@ -518,10 +522,14 @@ impl TenantService {
             (Some(_), ActivationMode::Code) => Some(ActivationCode::issue(Utc::now())),
             _ => None,
         };
-        let window = std::time::Duration::from_secs(60);
+        let limit = TestMailLimit {
+            per_tenant: TEST_MAILS_PER_MINUTE,
+            per_caller: TEST_MAILS_PER_CALLER_PER_MINUTE,
+            window: std::time::Duration::from_secs(60),
+        };
         if !self
             .coordination
-            .try_record_test_mail(id, TEST_MAILS_PER_MINUTE, window)
+            .try_record_test_mail(id, caller.subject(), limit)
             .await?
         {
             return Err(Error::RateLimited);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use domain::StoreError;
 use domain::TenantId;
-use domain::ports::Coordination;
+use domain::ports::{Coordination, TestMailLimit};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 use crate::convert::db_err;
@@ -144,7 +144,13 @@ impl Coordination for SqlStore {
         Ok(())
     }
 
-    async fn try_record_test_mail(&self, tenant: TenantId, limit: u32, window: Duration) -> Result<bool, StoreError> {
+    async fn try_record_test_mail(
+        &self,
+        tenant: TenantId,
+        caller: &str,
+        limit: TestMailLimit,
+    ) -> Result<bool, StoreError> {
+        let window = limit.window;
         let db = self.connection();
         let backend = db.get_database_backend();
         let key = tenant.to_string();
@@ -164,6 +170,14 @@ impl Coordination for SqlStore {
                 backend,
                 "SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE",
                 [key.clone().into()],
+            ))
+            .await
+            .map_err(db_err)?;
+            // And one per caller, whichever tenants it tests.
+            txn.execute_raw(Statement::from_sql_and_values(
+                backend,
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                [format!("test-mail-caller:{caller}").into()],
             ))
             .await
             .map_err(db_err)?;
@@ -192,19 +206,41 @@ impl Coordination for SqlStore {
             .transpose()
             .map_err(db_err)?
             .unwrap_or(0);
-        if count >= i64::from(limit) {
+        let by_caller = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT COUNT(*) AS n FROM test_mail_events WHERE caller = {} AND at_ms > {}",
+                    p(1),
+                    p(2)
+                ),
+                [caller.to_owned().into(), since.into()],
+            ))
+            .await
+            .map_err(db_err)?
+            .map(|r| r.try_get::<i64>("", "n"))
+            .transpose()
+            .map_err(db_err)?
+            .unwrap_or(0);
+        if count >= i64::from(limit.per_tenant) || by_caller >= i64::from(limit.per_caller) {
             txn.rollback().await.map_err(db_err)?;
             return Ok(false);
         }
         txn.execute_raw(Statement::from_sql_and_values(
             backend,
             format!(
-                "INSERT INTO test_mail_events (id, tenant_id, at_ms) VALUES ({}, {}, {})",
+                "INSERT INTO test_mail_events (id, tenant_id, at_ms, caller) VALUES ({}, {}, {}, {})",
                 p(1),
                 p(2),
-                p(3)
+                p(3),
+                p(4)
             ),
-            [uuid::Uuid::now_v7().to_string().into(), key.into(), now.into()],
+            [
+                uuid::Uuid::now_v7().to_string().into(),
+                key.into(),
+                now.into(),
+                caller.to_owned().into(),
+            ],
         ))
         .await
         .map_err(db_err)?;

@@ -551,18 +551,28 @@ const ROTATION_BATCH: u64 = 100;
 pub async fn rotate_secret_key(db: &DatabaseConnection, keys: &SecretKeyRing) -> Result<usize, StoreError> {
     let current = keys.current_key_id().to_owned();
     let mut rewritten = 0;
-    let mut after: Option<String> = None;
+    // A tenant may have two rows (two versions): the cursor is (tenant, version).
+    let mut after: Option<(String, i64)> = None;
     loop {
         let mut query = mail_settings::Entity::find().filter(
             Condition::any()
                 .add(mail_settings::Column::PasswordKeyId.ne(current.as_str()))
                 .add(mail_settings::Column::PopPasswordKeyId.ne(current.as_str())),
         );
-        if let Some(after) = &after {
-            query = query.filter(mail_settings::Column::TenantId.gt(after.as_str()));
+        if let Some((tenant, version)) = &after {
+            query = query.filter(
+                Condition::any()
+                    .add(mail_settings::Column::TenantId.gt(tenant.as_str()))
+                    .add(
+                        Condition::all()
+                            .add(mail_settings::Column::TenantId.eq(tenant.as_str()))
+                            .add(mail_settings::Column::Version.gt(*version)),
+                    ),
+            );
         }
         let rows = query
             .order_by_asc(mail_settings::Column::TenantId)
+            .order_by_asc(mail_settings::Column::Version)
             .limit(ROTATION_BATCH)
             .all(db)
             .await
@@ -570,7 +580,7 @@ pub async fn rotate_secret_key(db: &DatabaseConnection, keys: &SecretKeyRing) ->
         let Some(last) = rows.last() else {
             return Ok(rewritten);
         };
-        after = Some(last.tenant_id.clone());
+        after = Some((last.tenant_id.clone(), last.version));
         for row in &rows {
             rewritten += reseal_row(db, keys, row, &current).await?;
         }

@@ -533,11 +533,41 @@ async fn rotation_reseals(db: DatabaseConnection) {
     let b = new_tenant(&old_store, Plan::Share).await.id;
     save(&old_store, a, 587, 0).await.unwrap();
     save(&old_store, b, 587, 0).await.unwrap();
+    // Tenants with two rows (a live version and a newer one waiting for its test), more
+    // than one rotation batch of them, so a batch ends between a tenant's two rows.
+    let mut pairs = Vec::new();
+    for _ in 0..51 {
+        let id = new_tenant(&old_store, Plan::Share).await.id;
+        let live = save(&old_store, id, 587, 0).await.unwrap();
+        let audit = audit(id, AuditAction::MailSettingsSaved, vec![]);
+        old_store
+            .save_mail_settings(
+                id,
+                sender_override_permit(Plan::Share).unwrap(),
+                &settings(465),
+                SettingsState::PendingVerification,
+                live,
+                Utc::now(),
+                &audit,
+            )
+            .await
+            .unwrap();
+        pairs.push(id);
+    }
 
     let rotated = Arc::new(SecretKeyRing::from_base64(&new_key, &[old_key]).unwrap());
-    // SMTP and POP passwords of two tenants.
-    assert_eq!(rotate_secret_key(&db, &rotated).await.unwrap(), 4);
+    // SMTP and POP passwords of every row: 2 tenants with one row, 51 with two.
+    assert_eq!(rotate_secret_key(&db, &rotated).await.unwrap(), 2 * (2 + 2 * 51));
     assert_eq!(rotate_secret_key(&db, &rotated).await.unwrap(), 0);
+    let new_only = Arc::new(SecretKeyRing::from_base64(&new_key, &[]).unwrap());
+    let reader = SqlStore::new(db.clone(), new_only.clone());
+    for id in &pairs {
+        let record = reader.tenant(*id).await.unwrap().unwrap();
+        assert!(
+            record.settings.is_some() && record.live_settings.is_some(),
+            "both rows open with the new key"
+        );
+    }
 
     // Everything now opens with the new key alone, and the versions did not move.
     let new_only = Arc::new(SecretKeyRing::from_base64(&new_key, &[]).unwrap());

@@ -32,12 +32,22 @@ pub trait Coordination: Send + Sync + 'static {
         interval: std::time::Duration,
     ) -> Result<(), StoreError>;
 
-    /// Records a test mail if the tenant had fewer than `limit` in the last `window`
-    /// (across all processes); false, and nothing recorded, otherwise.
+    /// Records a test mail if the tenant had fewer than `limit.per_tenant` and the caller
+    /// (`sub`) fewer than `limit.per_caller` in the last `limit.window` (across all
+    /// processes); false, and nothing recorded, otherwise.
     async fn try_record_test_mail(
         &self,
         tenant: TenantId,
-        limit: u32,
-        window: std::time::Duration,
+        caller: &str,
+        limit: TestMailLimit,
     ) -> Result<bool, StoreError>;
+}
+
+/// How many test mails may be sent in a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestMailLimit {
+    pub per_tenant: u32,
+    /// By one caller (token `sub`) across all tenants.
+    pub per_caller: u32,
+    pub window: std::time::Duration,
 }
