@@ -22,6 +22,7 @@ crate::each_backend!(
     private_addresses_are_refused_without_connecting,
     test_mails_are_rate_limited_per_tenant,
     test_mails_are_rate_limited_per_caller_across_tenants,
+    internationalised_addresses_go_with_smtputf8_or_not_at_all,
     test_mail_follows_the_plan_gate_and_validation,
     settings_and_plan_changes_take_effect_on_the_next_send,
     pooled_sends_reuse_connections_and_keep_the_interval,
@@ -553,6 +554,96 @@ async fn test_mails_are_rate_limited_per_tenant(backend: Backend) {
         true,
         "other tenants are not affected"
     );
+    app.finish().await;
+}
+
+/// `山田@example.jp` goes with SMTPUTF8 to a server that offers it; a server that does not
+/// gets nothing (a clear failure, never a mangled address); an internationalised domain
+/// alone goes as its A-label without SMTPUTF8.
+async fn internationalised_addresses_go_with_smtputf8_or_not_at_all(backend: Backend) {
+    let utf8 = SmtpServer::start(SmtpOptions::plain());
+    let ascii_only = SmtpServer::start(SmtpOptions {
+        no_smtputf8: true,
+        ..SmtpOptions::plain()
+    });
+    let app = mail_app(backend, &[utf8.port, ascii_only.port]).await;
+    let tenant = app.create_tenant("Intl", "BIZ").await;
+    let test_to = |to: &'static str, port: u16| {
+        let app = &app;
+        let tenant = tenant.clone();
+        async move {
+            let body = app
+                .gql(
+                    &app.admin(&tenant),
+                    SEND_TEST,
+                    json!({ "t": tenant, "to": to, "s": settings_for(port, "NONE", None) }),
+                )
+                .await;
+            assert!(body.get("errors").is_none(), "{body}");
+            body["data"]["sendTestMail"].clone()
+        }
+    };
+    let r = test_to("山田@example.jp", utf8.port).await;
+    assert_eq!(r["ok"], true, "{r}");
+    let got = utf8.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got[0].rcpt_tos, vec!["山田@example.jp".to_owned()]);
+    assert!(
+        got[0].mail_options.iter().any(|o| o == "SMTPUTF8"),
+        "{:?}",
+        got[0].mail_options
+    );
+
+    let r = test_to("山田@example.jp", ascii_only.port).await;
+    assert_eq!(
+        (
+            r["ok"].clone(),
+            r["stage"].clone(),
+            r["hintCode"].clone(),
+            r["field"].clone()
+        ),
+        (
+            json!(false),
+            json!("MAIL_FROM"),
+            json!("SMTPUTF8_NOT_SUPPORTED"),
+            json!("to")
+        ),
+        "{r}"
+    );
+    assert!(r["serverMessage"].is_null());
+
+    let r = test_to("info@日本語.jp", ascii_only.port).await;
+    assert_eq!(r["ok"], true, "{r}");
+    let got = ascii_only.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1, "only the ASCII one arrived");
+    assert_eq!(got[0].rcpt_tos, vec!["info@xn--wgv71a119e.jp".to_owned()]);
+    assert!(
+        got[0].mail_options.iter().all(|o| o != "SMTPUTF8"),
+        "{:?}",
+        got[0].mail_options
+    );
+
+    // A notification to such an address through a server without SMTPUTF8 fails at once,
+    // saying why.
+    app.ok(
+        &app.admin(&tenant),
+        UPDATE,
+        json!({ "t": tenant, "i": settings_for(ascii_only.port, "NONE", None) }),
+    )
+    .await;
+    let d = app
+        .ok(
+            &app.service(),
+            "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id } }",
+            json!({ "i": { "tenantId": tenant, "kind": "CUSTOM", "to": "山田@example.jp", "locale": "ja", "subject": "件名", "text": "本文" } }),
+        )
+        .await;
+    let id = d["enqueueNotification"]["id"].as_str().unwrap().to_owned();
+    let worker = crate::deliveries::RunningWorker::start(&app);
+    let failed = crate::deliveries::wait_status(&app, &id, "FAILED", Duration::from_secs(10)).await;
+    assert_eq!(failed["failureReason"], "MAIL_FROM SmtpUtf8NotOffered", "{failed}");
+    assert_eq!(failed["retries"], 0, "no retry: it cannot pass");
+    worker.stop().await;
+    assert_eq!(ascii_only.count(), 1);
     app.finish().await;
 }
 

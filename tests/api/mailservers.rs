@@ -297,6 +297,8 @@ pub struct SmtpOptions {
     /// Listen on this port (0: any free one), e.g. to replace a stopped server at the
     /// address a tenant saved.
     pub port: u16,
+    /// Do not offer SMTPUTF8.
+    pub no_smtputf8: bool,
 }
 
 impl SmtpOptions {
@@ -344,6 +346,9 @@ pub struct Received {
     /// Unix time the MAIL FROM command arrived (the start of the send).
     #[serde(default)]
     pub mail_from_at: Option<f64>,
+    /// The MAIL FROM parameters (e.g. `SMTPUTF8`, `BODY=8BITMIME`).
+    #[serde(default)]
+    pub mail_options: Vec<String>,
 }
 
 impl Received {
@@ -442,6 +447,9 @@ impl SmtpServer {
         push("--count-file", count_file.display().to_string());
         if opts.log_commands {
             args.push("--log-commands".into());
+        }
+        if opts.no_smtputf8 {
+            args.push("--no-smtputf8".into());
         }
         if opts.no_record {
             args.push("--no-record".into());

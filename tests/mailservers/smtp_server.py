@@ -64,6 +64,8 @@ def parse_args(argv=None):
                    help="do not record messages, only count them (fast sink; see --count-file)")
     p.add_argument("--count-file", metavar="FILE",
                    help="keep the number of accepted messages in FILE (rewritten at most every 0.1 s and at exit)")
+    p.add_argument("--no-smtputf8", action="store_true",
+                   help="do not offer SMTPUTF8 (RFC 6531) in the EHLO reply")
     p.add_argument("--log-commands", action="store_true",
                    help="write every command line a client sends to standard error (aiosmtpd's own log)")
     p.add_argument("--watch-stdin", action="store_true",
@@ -187,6 +189,7 @@ class Handler:
                 "tls": server.is_tls(),
                 "received_at": time.time(),
                 "mail_from_at": getattr(envelope, "mail_from_at", None),
+                "mail_options": list(envelope.mail_options),
             })
         return "250 2.0.0 OK queued"
 
@@ -248,7 +251,7 @@ async def main(args) -> None:
         return TestSMTP(
             handler,
             hostname=args.hostname,
-            enable_SMTPUTF8=True,
+            enable_SMTPUTF8=not args.no_smtputf8,
             decode_data=False,
             # A pooled client sends many MAIL FROMs on one connection.
             command_call_limit=None,

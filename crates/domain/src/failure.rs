@@ -62,6 +62,9 @@ pub enum FailureKind {
     /// is in use, and none came free in time; nothing was sent. Tried again later like a
     /// "slow down" reply.
     HostBusy,
+    /// An address of the mail needs SMTPUTF8 (non-ASCII before the @) and the server does
+    /// not offer it; nothing was sent. Permanent for this mail.
+    SmtpUtf8NotOffered,
 }
 
 crate::coded_enum! {
@@ -87,6 +90,9 @@ crate::coded_enum! {
         TemporaryFailure = "TEMPORARY_FAILURE",
         /// The server does not speak SMTP (or POP3) as it must.
         ProtocolViolation = "PROTOCOL_VIOLATION",
+        /// An address with non-ASCII characters before the @ needs SMTPUTF8, which the
+        /// server does not offer.
+        SmtpUtf8NotSupported = "SMTPUTF8_NOT_SUPPORTED",
         Other = "OTHER",
     }
 }

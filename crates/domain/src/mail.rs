@@ -175,6 +175,7 @@ pub fn diagnose(failure: &SendFailure, settings: Option<&MailSettings>) -> Diagn
         }
         FailureKind::Network | FailureKind::InvalidMessage | FailureKind::SettingsUnreadable => d(Hint::Other, None),
         FailureKind::HostBusy => d(Hint::TemporaryFailure, None),
+        FailureKind::SmtpUtf8NotOffered => d(Hint::SmtpUtf8NotSupported, Some("to")),
         FailureKind::Rejected => {
             if enhanced == "5.7.9" || (code == 534 && text.contains("application-specific")) {
                 d(Hint::GmailAppPassword, Some("password"))

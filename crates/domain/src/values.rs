@@ -47,13 +47,19 @@ fn required_text(raw: &str) -> Result<&str, ValueError> {
 
 const ATEXT_SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
 
+/// A dot-atom local part; UTF-8 beyond ASCII is allowed (RFC 6531, sent with SMTPUTF8),
+/// never a control or white-space character.
 fn is_dot_atom(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('.')
         && !s.ends_with('.')
         && !s.contains("..")
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || ATEXT_SPECIALS.contains(c))
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || c == '.'
+                || ATEXT_SPECIALS.contains(c)
+                || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+        })
 }
 
 /// Converts a (possibly internationalised) DNS name to its ASCII form and checks the
@@ -139,6 +145,12 @@ impl EmailAddress {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the address can only go on the wire with SMTPUTF8 (RFC 6531): its local
+    /// part is not ASCII. (An internationalised domain goes as its A-label.)
+    pub fn needs_smtputf8(&self) -> bool {
+        self.0.rsplit_once('@').is_some_and(|(local, _)| !local.is_ascii())
     }
 
     /// The address with its domain in ASCII (punycode), as it goes on the wire.
@@ -424,6 +436,25 @@ mod tests {
         assert_eq!(
             EmailAddress::parse("info@日本語.jp").unwrap().to_ascii(),
             "info@xn--wgv71a119e.jp"
+        );
+        // UTF-8 before the @ (RFC 6531): accepted, and it needs SMTPUTF8 on the wire; an
+        // internationalised domain alone does not (it goes as its A-label).
+        let utf8 = EmailAddress::parse("山田@日本語.jp").unwrap();
+        assert!(utf8.needs_smtputf8());
+        assert_eq!(utf8.to_ascii(), "山田@xn--wgv71a119e.jp");
+        assert!(!EmailAddress::parse("info@日本語.jp").unwrap().needs_smtputf8());
+        assert!(EmailAddress::parse("josé.müller@example.de").is_ok());
+        for bad in [
+            "山 田@example.jp",
+            "山田\u{3000}@example.jp",
+            "\u{200b}\u{85}@example.jp",
+        ] {
+            assert!(EmailAddress::parse(bad).is_err(), "{bad:?}");
+        }
+        // 64 octets at most before the @, counted in UTF-8 (22 × 3 = 66).
+        assert_eq!(
+            EmailAddress::parse(&format!("{}@example.jp", "山".repeat(22))),
+            Err(ValueError::InvalidFormat)
         );
     }
 

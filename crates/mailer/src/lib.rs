@@ -329,10 +329,19 @@ impl Mailer {
             .await?;
         let started = match pace {
             Some((tenant, interval)) if !interval.is_zero() => {
-                self.paced_start(tenant, interval, lease.session.mail_from(&built.from, &built.bytes, t))
+                self.paced_start(
+                    tenant,
+                    interval,
+                    lease.session.mail_from(&built.from, &built.bytes, built.smtputf8, t),
+                )
+                .await
+            }
+            _ => {
+                lease
+                    .session
+                    .mail_from(&built.from, &built.bytes, built.smtputf8, t)
                     .await
             }
-            _ => lease.session.mail_from(&built.from, &built.bytes, t).await,
         };
         let sent = match started {
             Ok(()) => lease.session.finish_mail(&built.to, &built.bytes, t).await,
@@ -611,7 +620,9 @@ impl MailTransport for Mailer {
             )
             .await?;
             let mut session = session::open(&params, &addrs, &self.inner.tls, &t).await?;
-            let reply = session.deliver(&built.from, &built.to, &built.bytes, &t).await?;
+            let reply = session
+                .deliver(&built.from, &built.to, &built.bytes, built.smtputf8, &t)
+                .await?;
             session.quit(&t).await;
             Ok::<_, SendFailure>((built.message_id, reply))
         };

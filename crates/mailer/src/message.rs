@@ -18,6 +18,9 @@ pub struct Built {
     pub to: Address,
     pub bytes: Vec<u8>,
     pub message_id: String,
+    /// An address has non-ASCII characters before its @: only a server offering SMTPUTF8
+    /// (RFC 6531) may take it, with `SMTPUTF8` on MAIL FROM.
+    pub smtputf8: bool,
 }
 
 fn invalid() -> SendFailure {
@@ -71,11 +74,14 @@ pub fn build(
         ),
     }
     .map_err(|_| invalid())?;
+    let smtputf8 =
+        from.needs_smtputf8() || mail.to.needs_smtputf8() || reply_to.is_some_and(|r| r.address.needs_smtputf8());
     Ok(Built {
         from: from_addr,
         to: to_addr,
         bytes: message.formatted(),
         message_id,
+        smtputf8,
     })
 }
 

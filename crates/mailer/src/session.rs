@@ -383,8 +383,22 @@ pub async fn open(
 
 impl Session {
     /// MAIL FROM: the start of a send (what pacing spaces out).
-    pub async fn mail_from(&mut self, from: &Address, message: &[u8], t: &Timeouts) -> Result<(), SendFailure> {
+    pub async fn mail_from(
+        &mut self,
+        from: &Address,
+        message: &[u8],
+        smtputf8: bool,
+        t: &Timeouts,
+    ) -> Result<(), SendFailure> {
         let mut options = Vec::new();
+        if smtputf8 {
+            // Never mangle an address into something else: a server that cannot take it
+            // does not get the mail.
+            if !self.conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return Err(SendFailure::new(SendStage::MailFrom, FailureKind::SmtpUtf8NotOffered));
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
         if !message.is_ascii() && self.conn.server_info().supports_feature(Extension::EightBitMime) {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
@@ -433,9 +447,10 @@ impl Session {
         from: &Address,
         to: &Address,
         message: &[u8],
+        smtputf8: bool,
         t: &Timeouts,
     ) -> Result<(u16, String), SendFailure> {
-        self.mail_from(from, message, t).await?;
+        self.mail_from(from, message, smtputf8, t).await?;
         self.finish_mail(to, message, t).await
     }
 

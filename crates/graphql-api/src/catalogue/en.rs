@@ -120,6 +120,9 @@ fn hint(hint: Hint) -> &'static str {
         Hint::ProtocolViolation => {
             "The server does not speak SMTP as it must (a reply far longer than SMTP allows, or data sent where none may come), so the session was ended. Check the host name and port: this is probably not a mail server's submission port."
         }
+        Hint::SmtpUtf8NotSupported => {
+            "The address has characters other than ASCII before the @, and this mail server does not accept such addresses (it does not offer SMTPUTF8). Use an ASCII address, or a server that supports SMTPUTF8."
+        }
         Hint::Other => "The server refused the mail. Its reply is shown above.",
     }
 }
