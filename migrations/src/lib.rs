@@ -12,6 +12,7 @@ mod m20261202_000005_delivery_claims;
 mod m20261203_000006_settings_health;
 mod m20261203_000007_delivery_retention;
 mod m20261203_000008_test_mail_callers;
+mod m20261203_000009_enqueue_quotas;
 
 /// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000006_settings_health::Migration),
             Box::new(m20261203_000007_delivery_retention::Migration),
             Box::new(m20261203_000008_test_mail_callers::Migration),
+            Box::new(m20261203_000009_enqueue_quotas::Migration),
         ]
     }
 }

@@ -19,6 +19,9 @@ struct Cluster {
     schema: String,
     secret_key: String,
     dirs: Vec<std::path::PathBuf>,
+    /// `MAILGATE_ENQUEUE_PER_DAY` of the processes (0: no limit, what these tests of
+    /// throughput and hand-over want).
+    enqueue_per_day: u32,
 }
 
 impl Cluster {
@@ -32,6 +35,7 @@ impl Cluster {
             schema,
             secret_key,
             dirs: Vec::new(),
+            enqueue_per_day: 0,
         }
     }
 
@@ -53,7 +57,9 @@ impl Cluster {
             // Cached tenants would stay for an hour: a process sees another's change only
             // through the change notification, which is what these tests prove.
             .env("MAILGATE_TENANT_CACHE_TTL_SECS", "3600")
-            .env("MAILGATE_DATABASE_MAX_CONNECTIONS", "8");
+            .env("MAILGATE_DATABASE_MAX_CONNECTIONS", "8")
+            .env("MAILGATE_ENQUEUE_PER_MINUTE", "0")
+            .env("MAILGATE_ENQUEUE_PER_DAY", self.enqueue_per_day.to_string());
         start_with(cmd)
     }
 
@@ -273,5 +279,65 @@ async fn one_tenants_interval_holds_across_three_processes() {
     for p in procs {
         stop(p);
     }
+    cluster.drop_schema().await;
+}
+
+/// A tenant's enqueue quota holds across processes: two processes on one database, 7
+/// enqueues through each, a limit of 10 a day: exactly 10 are taken, the rest answer
+/// RATE_LIMITED with retryAfterSeconds and store nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_quota_holds_across_processes() {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let mut cluster = Cluster::new();
+    cluster.enqueue_per_day = 10;
+    let (a, url_a, operator) = cluster.start(0, smtp.port, false);
+    let (b, url_b, _) = cluster.start(1, smtp.port, false);
+    let service = cluster.service_token();
+    let created = call(
+        &url_a,
+        &operator,
+        r#"mutation { createTenant(name: "Quota", plan: SHARE) { id } }"#,
+        json!({}),
+    )
+    .await;
+    let tenant = created["data"]["createTenant"]["id"]
+        .as_str()
+        .expect("tenant")
+        .to_owned();
+    let enqueue = "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id } }";
+    let input = json!({ "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "locale": "en", "subject": "s", "text": "t" });
+    let (mut taken, mut refused) = (0, 0);
+    for _ in 0..7 {
+        for url in [&url_a, &url_b] {
+            let body = call(url, &service, enqueue, json!({ "i": input })).await;
+            if body["data"]["enqueueNotification"]["id"].is_string() {
+                taken += 1;
+            } else {
+                assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED", "{body}");
+                let after = body["errors"][0]["extensions"]["retryAfterSeconds"]
+                    .as_i64()
+                    .expect("retryAfterSeconds");
+                assert!((1..=86_400).contains(&after), "{after}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((taken, refused), (10, 4));
+    let counts = call(
+        &url_b,
+        &operator,
+        "query($t:ID!){ tenant(id:$t){ deliveries(first:1){ counts { status count } } } }",
+        json!({ "t": tenant }),
+    )
+    .await;
+    let queued: i64 = counts["data"]["tenant"]["deliveries"]["counts"]
+        .as_array()
+        .expect("counts")
+        .iter()
+        .map(|c| c["count"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(queued, 10, "nothing stored for the refused ones: {counts}");
+    stop(a);
+    stop(b);
     cluster.drop_schema().await;
 }

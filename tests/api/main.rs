@@ -20,6 +20,7 @@ mod deliveries;
 mod hardening;
 mod mail;
 mod mailservers;
+mod quotas;
 mod retention;
 mod schema;
 mod settings;

@@ -21,6 +21,8 @@ crate::coded_enum! {
         /// Real deliveries kept failing for a configuration fault: the version was
         /// suspended and the tenant's mail goes through the platform default.
         MailSettingsSuspended = "MAIL_SETTINGS_SUSPENDED",
+        /// An operator set or removed the tenant's enqueue quota override.
+        EnqueueQuotaChanged = "ENQUEUE_QUOTA_CHANGED",
     }
 }
 

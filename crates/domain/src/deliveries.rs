@@ -10,7 +10,8 @@ use crate::access::{Caller, Role};
 use crate::delivery::{Delivery, DeliveryStatus, DeliveryUpdate, NotificationRequest, render};
 use crate::error::{Error, FieldError, Result};
 use crate::ids::{DeliveryId, IdempotencyKey, MessageId};
-use crate::ports::{DeliveryOutbox, DeliveryQueries, EnqueueOutcome, StatusCounts, TenantStore};
+use crate::ports::{DeliveryOutbox, DeliveryQueries, EnqueueOutcome, EnqueueQuota, StatusCounts, TenantStore};
+use crate::quota::{EnqueueLimits, QuotaOverride};
 use crate::sender::PlatformSender;
 use crate::service::{Page, page};
 use crate::tenant::TenantId;
@@ -28,6 +29,7 @@ pub struct DeliveryService {
     queries: Arc<dyn DeliveryQueries>,
     message_id_domain: String,
     signal: Option<QueueSignal>,
+    quota: Option<(Arc<dyn EnqueueQuota>, EnqueueLimits)>,
 }
 
 impl std::fmt::Debug for DeliveryService {
@@ -59,7 +61,76 @@ impl DeliveryService {
             queries,
             message_id_domain: domain,
             signal: None,
+            quota: None,
         }
+    }
+
+    /// Applies enqueue quotas: `defaults` for every tenant, an operator's override per
+    /// tenant, counted through `quota` (across processes).
+    pub fn with_quota(mut self, quota: Arc<dyn EnqueueQuota>, defaults: EnqueueLimits) -> Self {
+        self.quota = Some((quota, defaults));
+        self
+    }
+
+    /// The tenant's enqueue limits in force and the operator's override. Operators and the
+    /// tenant's admins.
+    pub async fn quota(&self, caller: &Caller, tenant: TenantId) -> Result<(EnqueueLimits, QuotaOverride)> {
+        if !caller.can_see(tenant) {
+            return Err(Error::NotFound);
+        }
+        match &self.quota {
+            Some((quota, defaults)) => {
+                let o = quota.quota_override(tenant).await?;
+                Ok((defaults.with(o), o))
+            }
+            None => Ok((EnqueueLimits::default(), QuotaOverride::default())),
+        }
+    }
+
+    /// Sets (or removes, with both `None`) a tenant's quota override. Operators only.
+    pub async fn set_quota(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        value: QuotaOverride,
+    ) -> Result<(EnqueueLimits, QuotaOverride)> {
+        caller.require_operator()?;
+        let mut errors = Vec::new();
+        for (field, v) in [("perMinute", value.per_minute), ("perDay", value.per_day)] {
+            if v.is_some_and(|n| n > crate::quota::MAX_LIMIT) {
+                errors.push(FieldError::new(field, crate::error::FieldCode::OutOfRange));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        if self.tenants.tenant(tenant).await?.is_none() {
+            return Err(Error::NotFound);
+        }
+        let Some((quota, defaults)) = &self.quota else {
+            return Ok((EnqueueLimits::default(), QuotaOverride::default()));
+        };
+        let text = |v: Option<u32>| Some(v.map_or_else(|| "default".to_owned(), |n| n.to_string()));
+        let audit = crate::audit::AuditEntry::new(
+            tenant,
+            caller,
+            crate::audit::AuditAction::EnqueueQuotaChanged,
+            vec![
+                crate::settings::FieldChange::Value {
+                    field: "perMinute".into(),
+                    before: None,
+                    after: text(value.per_minute),
+                },
+                crate::settings::FieldChange::Value {
+                    field: "perDay".into(),
+                    before: None,
+                    after: text(value.per_day),
+                },
+            ],
+            Utc::now(),
+        );
+        quota.set_quota_override(tenant, value, &audit).await?;
+        Ok((defaults.with(value), value))
     }
 
     /// Wakes an in-process worker whenever something is enqueued.
@@ -104,6 +175,12 @@ impl DeliveryService {
             return Err(Error::Validation(errors));
         };
         let now = Utc::now();
+        if let Some((quota, defaults)) = &self.quota {
+            let limits = defaults.with(quota.quota_override(req.tenant_id).await?);
+            if let Some(retry_after_secs) = quota.try_take(req.tenant_id, limits, now).await? {
+                return Err(Error::QuotaExceeded { retry_after_secs });
+            }
+        }
         let delivery = Delivery {
             id: DeliveryId::generate(),
             tenant_id: req.tenant_id,

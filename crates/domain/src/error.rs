@@ -90,6 +90,10 @@ pub enum Error {
     VersionConflict { current: i64 },
     #[error("too many requests")]
     RateLimited,
+    /// The tenant's enqueue quota for this minute or day is used up; try again after
+    /// `retry_after_secs`.
+    #[error("the tenant's enqueue quota is used up (retry after {retry_after_secs} s)")]
+    QuotaExceeded { retry_after_secs: u64 },
     /// The idempotency key already names another notification (`existing`) with a
     /// different payload.
     #[error("the idempotency key was used for another notification")]

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod mail;
 pub mod plan;
 pub mod ports;
+pub mod quota;
 pub mod sender;
 pub mod service;
 pub mod settings;

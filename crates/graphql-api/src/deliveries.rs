@@ -363,3 +363,61 @@ pub(crate) async fn retry(ctx: &Context<'_>, id: ID) -> async_graphql::Result<De
     let id = DeliveryId::from_str(&id).map_err(|_| crate::error::to_graphql(Error::NotFound, l))?;
     service.retry(caller, id).await.map(Delivery).gql(l)
 }
+
+/// A tenant's enqueue quota: the limits in force and the operator's override.
+#[derive(SimpleObject, Debug)]
+pub struct EnqueueQuota {
+    /// Notifications per UTC minute in force (0: no limit).
+    pub per_minute: i32,
+    /// Notifications per UTC day in force (0: no limit).
+    pub per_day: i32,
+    /// The operator's override of the platform default, if any.
+    pub override_per_minute: Option<i32>,
+    pub override_per_day: Option<i32>,
+}
+
+fn quota_view(limits: domain::quota::EnqueueLimits, o: domain::quota::QuotaOverride) -> EnqueueQuota {
+    let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    EnqueueQuota {
+        per_minute: int(limits.per_minute),
+        per_day: int(limits.per_day),
+        override_per_minute: o.per_minute.map(int),
+        override_per_day: o.per_day.map(int),
+    }
+}
+
+/// `Tenant.enqueueQuota`.
+pub(crate) async fn quota(ctx: &Context<'_>, tenant: TenantId) -> async_graphql::Result<EnqueueQuota> {
+    let (caller, service, l) = caller_and::<DeliveryService>(ctx)?;
+    let (limits, o) = service.quota(caller, tenant).await.gql(l)?;
+    Ok(quota_view(limits, o))
+}
+
+/// `Mutation.setEnqueueQuota`.
+pub(crate) async fn set_quota(
+    ctx: &Context<'_>,
+    tenant_id: ID,
+    per_minute: Option<i32>,
+    per_day: Option<i32>,
+) -> async_graphql::Result<EnqueueQuota> {
+    let (caller, service, l) = caller_and::<DeliveryService>(ctx)?;
+    let tenant = TenantId::from_str(&tenant_id).map_err(|_| crate::error::to_graphql(Error::NotFound, l))?;
+    let mut errors = Vec::new();
+    let mut limit = |field: &'static str, v: Option<i32>| match v {
+        None => None,
+        Some(n) if n >= 1 => u32::try_from(n).ok(),
+        Some(_) => {
+            errors.push(domain::FieldError::new(field, FieldCode::OutOfRange));
+            None
+        }
+    };
+    let value = domain::quota::QuotaOverride {
+        per_minute: limit("perMinute", per_minute),
+        per_day: limit("perDay", per_day),
+    };
+    if !errors.is_empty() {
+        return Err(crate::error::to_graphql(Error::Validation(errors), l));
+    }
+    let (limits, o) = service.set_quota(caller, tenant, value).await.gql(l)?;
+    Ok(quota_view(limits, o))
+}

@@ -139,6 +139,13 @@ pub fn to_graphql(err: Error, locale: Locale) -> async_graphql::Error {
             code::RATE_LIMITED,
             |_| {},
         ),
+        Error::QuotaExceeded { retry_after_secs } => with_code(
+            message(code::RATE_LIMITED, locale).into_owned(),
+            code::RATE_LIMITED,
+            |ext| {
+                ext.set("retryAfterSeconds", i64::try_from(retry_after_secs).unwrap_or(i64::MAX));
+            },
+        ),
         Error::IdempotencyKeyReused { existing } => with_code(
             message(code::IDEMPOTENCY_KEY_REUSED, locale).into_owned(),
             code::IDEMPOTENCY_KEY_REUSED,

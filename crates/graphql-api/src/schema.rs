@@ -130,6 +130,19 @@ impl MutationRoot {
         deliveries::enqueue(ctx, input).await
     }
 
+    /// Operators: override the platform's enqueue quota for one tenant (1 or more per
+    /// minute / per day; null: the platform default). Enqueues beyond it answer
+    /// `RATE_LIMITED` with `retryAfterSeconds`.
+    async fn set_enqueue_quota(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        per_minute: Option<i32>,
+        per_day: Option<i32>,
+    ) -> async_graphql::Result<crate::deliveries::EnqueueQuota> {
+        deliveries::set_quota(ctx, tenant_id, per_minute, per_day).await
+    }
+
     /// Put a FAILED delivery back in the queue. Operators and the tenant's admins.
     async fn retry_delivery(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Delivery> {
         deliveries::retry(ctx, id).await

@@ -122,6 +122,11 @@ impl Tenant {
     async fn updated_at(&self) -> String {
         rfc3339(self.0.tenant().updated_at)
     }
+    /// How many notifications may be handed in for this tenant per minute and per day.
+    async fn enqueue_quota(&self, ctx: &Context<'_>) -> async_graphql::Result<crate::deliveries::EnqueueQuota> {
+        crate::deliveries::quota(ctx, self.0.tenant().id).await
+    }
+
     /// Notifications for this tenant, newest first, with counts per status.
     #[graphql(complexity = "crate::pagination::page_complexity(first, 20, child_complexity)")]
     async fn deliveries(

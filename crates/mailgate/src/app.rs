@@ -253,6 +253,7 @@ impl App {
         let delivery_queue: Arc<dyn DeliveryQueue> = Arc::new(store.clone());
         let delivery_queries: Arc<dyn DeliveryQueries> = Arc::new(store.clone());
         let coordination: Arc<dyn Coordination> = Arc::new(store.clone());
+        let quota: Arc<dyn domain::ports::EnqueueQuota> = Arc::new(persistence::QuotaGate::new(store.clone()));
         let cached = persistence::CachedStore::with_limits(
             store,
             config.tenant_cache_capacity,
@@ -293,7 +294,14 @@ impl App {
         let queue_signal = Arc::new(worker::WorkSignal::default());
         let wake = queue_signal.clone();
         let deliveries = DeliveryService::new(tenants.clone(), outbox, delivery_queries, &platform)
-            .with_signal(Arc::new(move |tenant| wake.tenant_has_work(tenant)));
+            .with_signal(Arc::new(move |tenant| wake.tenant_has_work(tenant)))
+            .with_quota(
+                quota,
+                domain::quota::EnqueueLimits {
+                    per_minute: config.enqueue_per_minute,
+                    per_day: config.enqueue_per_day,
+                },
+            );
         let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination)
             .with_activation(config.settings_activation.mode());
         let schema = build_schema(

@@ -178,6 +178,10 @@ pub struct Config {
     /// Days a SENT or FAILED delivery keeps its recipient, subject, bodies and reply texts
     /// (status, times, codes and a hash of the recipient stay); 0: for ever.
     pub retention_days: u64,
+    /// Notifications one tenant may hand in per UTC minute / per UTC day (an operator can
+    /// override them per tenant); 0: no limit.
+    pub enqueue_per_minute: u32,
+    pub enqueue_per_day: u32,
 }
 
 /// Accepts `[25, 587]`, `"25,587"` or `587`.
@@ -266,6 +270,8 @@ impl Default for Config {
             suspend_after_failures: 3,
             fallback_after_secs: 900,
             retention_days: 30,
+            enqueue_per_minute: 6_000,
+            enqueue_per_day: 200_000,
         }
     }
 }

@@ -35,6 +35,7 @@ mod deliveries;
 mod entities;
 pub mod error;
 pub mod group_commit;
+pub mod quota;
 mod store;
 
 pub use cache::CachedStore;
@@ -43,6 +44,7 @@ pub use crypto::{CryptoError, SecretKeyRing, SecretPurpose, generate_key_base64,
 pub use db::{connect, migrate};
 pub use error::{Error, Result};
 pub use group_commit::GroupCommit;
+pub use quota::QuotaGate;
 pub use sea_orm::DatabaseConnection;
 pub use store::{SqlStore, rotate_secret_key};
 

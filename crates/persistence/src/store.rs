@@ -148,6 +148,15 @@ impl SqlStore {
             .map_err(db_err)
     }
 
+    /// [`SqlStore::insert_audit`] for other modules of this crate.
+    pub(crate) async fn insert_audit_in(
+        &self,
+        txn: &DatabaseTransaction,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        Self::insert_audit(txn, audit).await
+    }
+
     /// Writes the audit entry of a change and tells other processes the tenant changed
     /// (delivered when the transaction commits).
     async fn insert_audit(txn: &DatabaseTransaction, audit: &AuditEntry) -> Result<(), StoreError> {

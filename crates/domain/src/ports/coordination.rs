@@ -51,3 +51,28 @@ pub struct TestMailLimit {
     pub per_caller: u32,
     pub window: std::time::Duration,
 }
+
+/// Enqueue quotas kept in the database (see [`crate::quota`]).
+#[async_trait::async_trait]
+pub trait EnqueueQuota: Send + Sync + 'static {
+    /// Takes one enqueue from the tenant's minute and day windows at `now` under
+    /// `limits`: `Ok(None)` when it may go, `Ok(Some(seconds))` when a window is used up
+    /// (try again after that many seconds); nothing is taken then.
+    async fn try_take(
+        &self,
+        tenant: TenantId,
+        limits: crate::quota::EnqueueLimits,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// The operator's override for the tenant (the platform default where `None`).
+    async fn quota_override(&self, tenant: TenantId) -> Result<crate::quota::QuotaOverride, StoreError>;
+
+    /// Sets (or, with both `None`, removes) the tenant's override.
+    async fn set_quota_override(
+        &self,
+        tenant: TenantId,
+        value: crate::quota::QuotaOverride,
+        audit: &crate::audit::AuditEntry,
+    ) -> Result<(), StoreError>;
+}

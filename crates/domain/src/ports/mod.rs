@@ -7,7 +7,7 @@ pub mod deliveries;
 pub mod tenants;
 pub mod transport;
 
-pub use coordination::{Coordination, TestMailLimit};
+pub use coordination::{Coordination, EnqueueQuota, TestMailLimit};
 pub use deliveries::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
 pub use tenants::{TenantRecord, TenantStore};
 pub use transport::{HostCheck, MailTransport, Pacing};

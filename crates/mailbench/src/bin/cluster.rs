@@ -52,6 +52,8 @@ impl Cluster {
             .env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
             // The benchmark measures sending, not the setup assistant: saved settings are live.
             .env("MAILGATE_SETTINGS_ACTIVATION", "save")
+            .env("MAILGATE_ENQUEUE_PER_MINUTE", "0")
+            .env("MAILGATE_ENQUEUE_PER_DAY", "0")
             .env("MAILGATE_SMTP_ALLOWED_PORTS", self.port.to_string())
             .env("MAILGATE_WORKER_ENABLED", worker.to_string())
             .env("MAILGATE_WORKER_POLL_MS", "50")
