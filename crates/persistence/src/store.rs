@@ -110,6 +110,26 @@ impl SqlStore {
             .ok_or(WriteError::NotFound)
     }
 
+    /// Starts a write of the tenant's settings: bumps its version counter (the first
+    /// statement, which takes the lock that orders concurrent writers; only on `plans`
+    /// when given) and checks that the saved version is still `expected`. Returns the
+    /// transaction and the counter's new value (the version a save stores).
+    async fn begin_settings_write(
+        &self,
+        key: &str,
+        plans: Option<&[&str]>,
+        expected: i64,
+    ) -> Result<(DatabaseTransaction, i64), WriteError> {
+        let txn = self.begin_write().await?;
+        let version = Self::bump_settings_version(&txn, key, plans).await?;
+        let current = Self::stored_version(&txn, key).await?;
+        if current != expected {
+            rollback(txn).await?;
+            return Err(WriteError::VersionConflict { current });
+        }
+        Ok((txn, version))
+    }
+
     async fn tenant_exists(txn: &DatabaseTransaction, key: &str) -> Result<bool, StoreError> {
         Ok(tenants::Entity::find_by_id(key)
             .select_only()
@@ -300,13 +320,7 @@ impl TenantStore for SqlStore {
         debug_assert!(permit.plan().can_override_sender());
         let key = id.to_string();
         let plans = permitting_plan_codes();
-        let txn = self.begin_write().await?;
-        let version = Self::bump_settings_version(&txn, &key, Some(&plans)).await?;
-        let current = Self::stored_version(&txn, &key).await?;
-        if current != expected_version {
-            rollback(txn).await?;
-            return Err(WriteError::VersionConflict { current });
-        }
+        let (txn, version) = self.begin_settings_write(&key, Some(&plans), expected_version).await?;
         let health = SettingsHealth::new(state, at);
         let row = settings_row(&id, settings, version, at, &health, &self.keys)?;
         // What is kept besides the new version: the live one, while the new one waits
@@ -338,15 +352,8 @@ impl TenantStore for SqlStore {
         audit: &AuditEntry,
     ) -> Result<(), WriteError> {
         let key = id.to_string();
-        let txn = self.begin_write().await?;
-        // Taken first: orders this write with saves and clears of the same tenant (the
-        // counter only has to grow).
-        Self::bump_settings_version(&txn, &key, None).await?;
-        let current = Self::stored_version(&txn, &key).await?;
-        if current != version {
-            rollback(txn).await?;
-            return Err(WriteError::VersionConflict { current });
-        }
+        // Ordered with saves and clears of the same tenant (the counter only has to grow).
+        let (txn, _) = self.begin_settings_write(&key, None, version).await?;
         let mut row = mail_settings::ActiveModel {
             tenant_id: Set(key.clone()),
             version: Set(version),
@@ -489,14 +496,8 @@ impl TenantStore for SqlStore {
         audit: &AuditEntry,
     ) -> Result<(), WriteError> {
         let key = id.to_string();
-        let txn = self.begin_write().await?;
         // Bumped even though no row remains, so the next save gets a version never seen.
-        Self::bump_settings_version(&txn, &key, None).await?;
-        let current = Self::stored_version(&txn, &key).await?;
-        if current != expected_version {
-            rollback(txn).await?;
-            return Err(WriteError::VersionConflict { current });
-        }
+        let (txn, _) = self.begin_settings_write(&key, None, expected_version).await?;
         mail_settings::Entity::delete_many()
             .filter(mail_settings::Column::TenantId.eq(key.as_str()))
             .exec(&txn)
