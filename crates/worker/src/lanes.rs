@@ -238,13 +238,20 @@ impl Lanes {
         }
     }
 
-    /// Everything of the tenant's that waits here (to be postponed with it).
+    /// What of the tenant's waits here for its server (to be postponed with it); mail
+    /// for the platform default in its place stays.
     pub(crate) fn take_backlog(&self, tenant: TenantId) -> Vec<Delivery> {
-        lock(&self.state)
-            .backlog
-            .remove(&tenant)
-            .map(Vec::from)
-            .unwrap_or_default()
+        let mut state = lock(&self.state);
+        let Some(waiting) = state.backlog.remove(&tenant) else {
+            return Vec::new();
+        };
+        // Mail for the platform default in the tenant's place does not wait for its
+        // server: it stays for the tenant's lane.
+        let (stay, taken): (Vec<Delivery>, Vec<Delivery>) = waiting.into_iter().partition(|d| d.via_platform);
+        if !stay.is_empty() {
+            state.backlog.insert(tenant, VecDeque::from(stay));
+        }
+        taken
     }
 
     /// Every waiting delivery (shutdown: they are given back).
