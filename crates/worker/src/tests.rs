@@ -407,6 +407,17 @@ fn platform_sender() -> SenderUsed {
 impl MailTransport for ScriptedMailer {
     async fn send(&self, tenant: &TenantRecord, mail: &OutgoingMail) -> Result<SendReceipt, SendFailure> {
         let id = tenant.tenant.id;
+        // The platform relay in the tenant's place: its server is not involved.
+        if mail.via_platform {
+            lock(&self.sent).push((id, mail.message_id.clone().unwrap_or_default()));
+            return Ok(SendReceipt {
+                message_id: mail.message_id.clone().unwrap_or_default(),
+                sender: platform_sender(),
+                smtp_code: Some(250),
+                server_message: Some("2.0.0 ok".into()),
+                elapsed: Duration::ZERO,
+            });
+        }
         {
             let mut in_flight = lock(&self.in_flight);
             let n = in_flight.entry(id).or_insert(0);
@@ -741,6 +752,48 @@ async fn black_holed_servers_are_probed_once_and_their_mail_waits_in_the_queue()
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_for_the_platform_in_a_tenants_place_does_not_wait_for_its_backing_off_server() {
+    // A black-holed tenant with six mails for its own server and, due after them, one
+    // that goes through the platform default in its place (a time-critical fallback).
+    let hole = TenantId::generate();
+    let queue = Arc::new(MemoryQueue::default());
+    for _ in 0..6 {
+        queue.add(delivery(hole));
+    }
+    let mut urgent = delivery(hole);
+    urgent.via_platform = true;
+    urgent.next_attempt_at = Utc::now();
+    let urgent_id = urgent.id;
+    queue.add(urgent);
+    let mailer = Arc::new(ScriptedMailer {
+        servers: [(hole, Server::BlackHole(Duration::from_millis(100)))]
+            .into_iter()
+            .collect(),
+        ..ScriptedMailer::default()
+    });
+    let tenants = MemoryTenants::with_own_servers(&[(hole, 0)]);
+    let worker = start(config(4, 8, 8), queue.clone(), tenants, mailer.clone());
+    let status = |id| {
+        queue
+            .rows()
+            .into_iter()
+            .find(|r| r.delivery.id == id)
+            .map(|r| r.delivery.status)
+    };
+    until("the mail for the platform is sent", || {
+        status(urgent_id) == Some(DeliveryStatus::Sent)
+    })
+    .await;
+    until("the tenant's server was probed", || {
+        queue.count(hole, DeliveryStatus::Retrying) == 1
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(mailer.started(hole), 1, "one probe of the black hole, nothing more");
+    assert_eq!(queue.count(hole, DeliveryStatus::Sent), 1, "only the platform's one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
