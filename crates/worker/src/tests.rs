@@ -403,6 +403,17 @@ fn platform_sender() -> SenderUsed {
     }
 }
 
+/// What a server that takes `mail` answers.
+fn accepted(mail: &OutgoingMail) -> SendReceipt {
+    SendReceipt {
+        message_id: mail.message_id.clone().unwrap_or_default(),
+        sender: platform_sender(),
+        smtp_code: Some(250),
+        server_message: Some("2.0.0 ok".into()),
+        elapsed: Duration::ZERO,
+    }
+}
+
 #[async_trait::async_trait]
 impl MailTransport for ScriptedMailer {
     async fn send(&self, tenant: &TenantRecord, mail: &OutgoingMail) -> Result<SendReceipt, SendFailure> {
@@ -410,13 +421,7 @@ impl MailTransport for ScriptedMailer {
         // The platform relay in the tenant's place: its server is not involved.
         if mail.via_platform {
             lock(&self.sent).push((id, mail.message_id.clone().unwrap_or_default()));
-            return Ok(SendReceipt {
-                message_id: mail.message_id.clone().unwrap_or_default(),
-                sender: platform_sender(),
-                smtp_code: Some(250),
-                server_message: Some("2.0.0 ok".into()),
-                elapsed: Duration::ZERO,
-            });
+            return Ok(accepted(mail));
         }
         {
             let mut in_flight = lock(&self.in_flight);
@@ -439,13 +444,7 @@ impl MailTransport for ScriptedMailer {
             Server::Accepts => {
                 tokio::time::sleep(Duration::from_millis(3)).await;
                 lock(&self.sent).push((id, mail.message_id.clone().unwrap_or_default()));
-                Ok(SendReceipt {
-                    message_id: mail.message_id.clone().unwrap_or_default(),
-                    sender: platform_sender(),
-                    smtp_code: Some(250),
-                    server_message: Some("2.0.0 ok".into()),
-                    elapsed: Duration::ZERO,
-                })
+                Ok(accepted(mail))
             }
             Server::Hangs => std::future::pending().await,
             Server::BackAfterOne if self.started(id) == 1 => {
@@ -453,13 +452,7 @@ impl MailTransport for ScriptedMailer {
             }
             Server::BackAfterOne => {
                 lock(&self.sent).push((id, mail.message_id.clone().unwrap_or_default()));
-                Ok(SendReceipt {
-                    message_id: mail.message_id.clone().unwrap_or_default(),
-                    sender: platform_sender(),
-                    smtp_code: Some(250),
-                    server_message: Some("2.0.0 ok".into()),
-                    elapsed: Duration::ZERO,
-                })
+                Ok(accepted(mail))
             }
             Server::BlackHole(deadline) => {
                 tokio::time::sleep(deadline).await;
