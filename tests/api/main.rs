@@ -12,6 +12,7 @@
 mod support;
 
 mod architecture;
+mod assistant;
 mod auth;
 mod cli;
 mod cluster;

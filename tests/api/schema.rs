@@ -152,7 +152,27 @@ fn contract_enums_have_exactly_their_values() {
     let sdl = graphql_api::schema::sdl();
     for (name, values) in [
         ("Plan", vec!["ECONOMY", "BASIC", "PRO", "SHARE", "BIZ"]),
-        ("MailServerKind", vec!["CUSTOM", "GMAIL"]),
+        (
+            "MailServerKind",
+            vec![
+                "CUSTOM",
+                "GMAIL",
+                "GOOGLE_WORKSPACE",
+                "MICROSOFT_365",
+                "OUTLOOK_COM",
+                "YAHOO_JAPAN",
+                "ICLOUD",
+                "AMAZON_SES",
+                "SENDGRID",
+                "XSERVER",
+                "SAKURA",
+                "LOLIPOP",
+                "CONOHA_WING",
+                "OCN",
+                "BIGLOBE",
+                "SO_NET",
+            ],
+        ),
         ("MailEncryption", vec!["NONE", "SSL", "STARTTLS"]),
         ("SenderSource", vec!["CUSTOM", "PLATFORM_DEFAULT"]),
     ] {

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the real mail servers that the API tests start on loopback (tests/api/mailservers.rs):
-#   - aiosmtpd (SMTP) and trustme (test CA), pinned in requirements.txt, from PyPI, into the
-#     python3 on PATH (or $MAILGATE_TEST_PYTHON);
+#   - aiosmtpd (SMTP), trustme (test CA) and dnslib (DNS), pinned in requirements.txt, from
+#     PyPI, into the python3 on PATH (or $MAILGATE_TEST_PYTHON);
 #   - Dovecot's POP3 server (Debian package dovecot-pop3d), only if it is missing.
 # Idempotent; run as root (apt-get). Starts no system-wide service: each test runs its own
 # private instance (smtp_server.py, pop3_dovecot.py).
+# dns_server.py is an authoritative DNS server (dnslib) for fixture zones, on UDP and TCP.
+# https_server.py is a static HTTPS/HTTP server (standard library only) for autoconfig files.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${MAILGATE_TEST_PYTHON:-python3}"
@@ -61,7 +63,7 @@ if ! [ -x "$DOVECOT" ] || ! [ -x /usr/lib/dovecot/pop3 ] || ! [ -x /usr/lib/dove
 fi
 
 # What the tests rely on.
-"$PYTHON" -c 'from importlib.metadata import version; print("aiosmtpd", version("aiosmtpd"), "| trustme", version("trustme"))'
+"$PYTHON" -c 'from importlib.metadata import version; print("aiosmtpd", version("aiosmtpd"), "| trustme", version("trustme"), "| dnslib", version("dnslib"))'
 echo "dovecot $("$DOVECOT" --version)"
 getent passwd dovecot >/dev/null
 getent passwd dovenull >/dev/null

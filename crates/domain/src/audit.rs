@@ -23,6 +23,8 @@ crate::coded_enum! {
         MailSettingsSuspended = "MAIL_SETTINGS_SUSPENDED",
         /// An operator set or removed the tenant's enqueue quota override.
         EnqueueQuotaChanged = "ENQUEUE_QUOTA_CHANGED",
+        /// The setup assistant probed a server (the pair it found, and the one login).
+        MailServerProbed = "MAIL_SERVER_PROBED",
     }
 }
 

@@ -38,6 +38,9 @@ crate::coded_enum! {
         ForbiddenAddress = "FORBIDDEN_ADDRESS",
         /// Retention removed the delivery's content, so it cannot be sent again.
         ContentRemoved = "CONTENT_REMOVED",
+        /// The host is not one of the preset's servers (`{account}.sakura.ne.jp`): fill in
+        /// the template's part, or choose the custom server type.
+        HostNotOfPreset = "HOST_NOT_OF_PRESET",
     }
 }
 

@@ -4,6 +4,7 @@
 //! transport crates implement. No framework crate is used here.
 
 pub mod access;
+pub mod assistant;
 pub mod audit;
 pub mod codes;
 pub mod deliveries;
@@ -16,8 +17,11 @@ pub mod ids;
 pub mod mail;
 pub mod plan;
 pub mod ports;
+pub mod probe;
+pub mod providers;
 pub mod quota;
 pub mod sender;
+pub mod server;
 pub mod service;
 pub mod settings;
 pub mod suspension;

@@ -6,64 +6,13 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{FieldCode, FieldError};
+use crate::providers::{HostSpec, Provider};
 use crate::values::{
     EmailAddress, Host, LocalHostname, Port, SendInterval, SenderName, Username, ValueError, check_password,
     has_control_chars,
 };
 
-crate::coded_enum! {
-    /// Whether the form was filled by hand or from a preset.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-    pub enum ServerKind {
-        #[default]
-        Custom = "CUSTOM",
-        Gmail = "GMAIL",
-    }
-}
-
-crate::coded_enum! {
-    /// How the SMTP connection is protected. The seed pages call implicit TLS "ssl" and
-    /// STARTTLS "tls".
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Encryption {
-        None = "NONE",
-        Ssl = "SSL",
-        StartTls = "STARTTLS",
-    }
-}
-
-impl Encryption {
-    /// The usual encryption for a port, used when a form leaves encryption out.
-    fn usual_for_port(port: u16) -> Self {
-        match port {
-            465 => Encryption::Ssl,
-            25 => Encryption::None,
-            _ => Encryption::StartTls,
-        }
-    }
-}
-
-/// A server preset, e.g. Gmail: the form fields it fills in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MailServerPreset {
-    pub kind: ServerKind,
-    pub host: &'static str,
-    pub port: u16,
-    pub encryption: Encryption,
-    pub smtp_auth: bool,
-}
-
-/// Gmail: smtp.gmail.com, 587, STARTTLS, authentication (with an app password).
-pub const GMAIL_PRESET: MailServerPreset = MailServerPreset {
-    kind: ServerKind::Gmail,
-    host: "smtp.gmail.com",
-    port: 587,
-    encryption: Encryption::StartTls,
-    smtp_auth: true,
-};
-
-/// All presets the settings screen offers.
-pub const PRESETS: [MailServerPreset; 1] = [GMAIL_PRESET];
+pub use crate::server::{Encryption, ServerKind};
 
 /// POP-before-SMTP: a POP3 login that some providers require before they relay.
 #[derive(Debug, Clone)]
@@ -254,6 +203,79 @@ fn new_password(raw: &Option<SecretString>) -> Result<Option<SecretString>, Valu
     }
 }
 
+/// The server part of a form, as the setup assistant reads it: enough to talk to the
+/// server, without a sender (the probe, the domain check).
+#[derive(Debug, Clone)]
+pub struct ServerDraft {
+    pub kind: ServerKind,
+    pub host: Host,
+    /// The pair the form names; the encryption is the port's usual one when left out.
+    pub typed: Option<(Port, Encryption)>,
+    /// For a login: the form's password, else the stored one when host and user name
+    /// are the stored ones.
+    pub credentials: Option<(Username, SecretString)>,
+    pub local_hostname: Option<LocalHostname>,
+}
+
+impl ServerDraft {
+    /// The server fields of `draft` (a preset's host when its kind has a fixed one), or
+    /// every field that is wrong.
+    pub fn parse(draft: &MailSettingsDraft, stored: Option<&MailSettings>) -> Result<Self, Vec<FieldError>> {
+        let mut errs = Errors::default();
+        let kind = draft.server_kind.unwrap_or_default();
+        let preset = Provider::of_kind(kind);
+        let host = match preset.map(|p| p.host) {
+            Some(HostSpec::Fixed(name)) => Host::parse(name).ok(),
+            Some(spec @ HostSpec::Template { .. }) => {
+                errs.check("host", req_text(&draft.host, Host::parse)).filter(|h| {
+                    let fits = spec.matches(&h.as_str().to_ascii_lowercase());
+                    if !fits {
+                        errs.push("host", FieldCode::HostNotOfPreset);
+                    }
+                    fits
+                })
+            }
+            None => errs.check("host", req_text(&draft.host, Host::parse)),
+        };
+        let port = match (preset, draft.port) {
+            (Some(p), _) => Port::parse(i64::from(p.port)).ok(),
+            (None, Some(raw)) => errs.check("port", Port::parse(raw)),
+            (None, None) => None,
+        };
+        let encryption = match preset {
+            Some(p) => Some(p.encryption),
+            None => draft.encryption,
+        };
+        let typed = port.map(|p| (p, encryption.unwrap_or_else(|| Encryption::usual_for_port(p.get()))));
+        let username = errs
+            .check("username", opt_text(&draft.username, Username::parse))
+            .flatten();
+        let entered = errs.check("password", new_password(&draft.password)).flatten();
+        let local_hostname = errs
+            .check("localHostname", opt_text(&draft.local_hostname, LocalHostname::parse))
+            .flatten();
+        let auth = draft.smtp_auth.unwrap_or(true);
+        let credentials = match (auth, username, entered) {
+            (true, Some(user), Some(password)) => Some((user, password)),
+            (true, Some(user), None) => stored
+                .filter(|s| Some(&s.host) == host.as_ref() && s.username.as_ref() == Some(&user))
+                .and_then(|s| s.password.clone())
+                .map(|password| (user, password)),
+            _ => None,
+        };
+        match host {
+            Some(host) if errs.0.is_empty() => Ok(Self {
+                kind,
+                host,
+                typed,
+                credentials,
+                local_hostname,
+            }),
+            _ => Err(errs.0),
+        }
+    }
+}
+
 /// The ports tenants may use, set by the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortPolicy {
@@ -296,10 +318,19 @@ impl MailSettings {
     pub fn validate(draft: &MailSettingsDraft, stored: Option<&MailSettings>) -> Result<Self, Vec<FieldError>> {
         let mut errs = Errors::default();
         let server_kind = draft.server_kind.unwrap_or_default();
-        let preset = PRESETS.iter().find(|p| p.kind == server_kind);
+        let preset = Provider::of_kind(server_kind);
 
-        let host = match preset {
-            Some(p) => Host::parse(p.host).ok(),
+        let host = match preset.map(|p| p.host) {
+            Some(HostSpec::Fixed(name)) => Host::parse(name).ok(),
+            Some(spec @ HostSpec::Template { .. }) => {
+                errs.check("host", req_text(&draft.host, Host::parse)).filter(|h| {
+                    let fits = spec.matches(&h.as_str().to_ascii_lowercase());
+                    if !fits {
+                        errs.push("host", FieldCode::HostNotOfPreset);
+                    }
+                    fits
+                })
+            }
             None => errs.check("host", req_text(&draft.host, Host::parse)),
         };
         let port = match (preset, draft.port) {

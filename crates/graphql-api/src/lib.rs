@@ -9,6 +9,7 @@
 //! imports the schema, and `tenants` (which gathers the others' fields) is the only one
 //! that imports other features.
 
+mod assistant;
 mod audit;
 pub mod auth;
 pub mod catalogue;

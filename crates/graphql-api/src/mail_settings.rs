@@ -7,7 +7,7 @@ use secrecy::SecretString;
 
 use domain::Locale;
 use domain::service::TenantService;
-use domain::settings::{self as ds, MailSettingsDraft, PRESETS, PopBeforeSmtpDraft, StoredMailSettings};
+use domain::settings::{self as ds, MailSettingsDraft, PopBeforeSmtpDraft, StoredMailSettings};
 
 use domain::health::{SettingsHealth, SettingsState};
 
@@ -16,10 +16,41 @@ use crate::deliveries::DeliveryAttempt;
 use crate::error::ResultExt as _;
 use crate::values::{SenderSource, caller_and, int, locale, parse_tenant_id, rfc3339};
 
+/// The server type of the form: custom, or one of the presets (`mailServerPresets`).
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum MailServerKind {
+    #[graphql(name = "CUSTOM")]
     Custom,
+    #[graphql(name = "GMAIL")]
     Gmail,
+    #[graphql(name = "GOOGLE_WORKSPACE")]
+    GoogleWorkspace,
+    #[graphql(name = "MICROSOFT_365")]
+    Microsoft365,
+    #[graphql(name = "OUTLOOK_COM")]
+    OutlookCom,
+    #[graphql(name = "YAHOO_JAPAN")]
+    YahooJapan,
+    #[graphql(name = "ICLOUD")]
+    ICloud,
+    #[graphql(name = "AMAZON_SES")]
+    AmazonSes,
+    #[graphql(name = "SENDGRID")]
+    SendGrid,
+    #[graphql(name = "XSERVER")]
+    Xserver,
+    #[graphql(name = "SAKURA")]
+    Sakura,
+    #[graphql(name = "LOLIPOP")]
+    Lolipop,
+    #[graphql(name = "CONOHA_WING")]
+    ConohaWing,
+    #[graphql(name = "OCN")]
+    Ocn,
+    #[graphql(name = "BIGLOBE")]
+    Biglobe,
+    #[graphql(name = "SO_NET")]
+    SoNet,
 }
 
 impl From<ds::ServerKind> for MailServerKind {
@@ -27,6 +58,20 @@ impl From<ds::ServerKind> for MailServerKind {
         match k {
             ds::ServerKind::Custom => Self::Custom,
             ds::ServerKind::Gmail => Self::Gmail,
+            ds::ServerKind::GoogleWorkspace => Self::GoogleWorkspace,
+            ds::ServerKind::Microsoft365 => Self::Microsoft365,
+            ds::ServerKind::OutlookCom => Self::OutlookCom,
+            ds::ServerKind::YahooJapan => Self::YahooJapan,
+            ds::ServerKind::ICloud => Self::ICloud,
+            ds::ServerKind::AmazonSes => Self::AmazonSes,
+            ds::ServerKind::SendGrid => Self::SendGrid,
+            ds::ServerKind::Xserver => Self::Xserver,
+            ds::ServerKind::Sakura => Self::Sakura,
+            ds::ServerKind::Lolipop => Self::Lolipop,
+            ds::ServerKind::ConohaWing => Self::ConohaWing,
+            ds::ServerKind::Ocn => Self::Ocn,
+            ds::ServerKind::Biglobe => Self::Biglobe,
+            ds::ServerKind::SoNet => Self::SoNet,
         }
     }
 }
@@ -36,6 +81,20 @@ impl From<MailServerKind> for ds::ServerKind {
         match k {
             MailServerKind::Custom => Self::Custom,
             MailServerKind::Gmail => Self::Gmail,
+            MailServerKind::GoogleWorkspace => Self::GoogleWorkspace,
+            MailServerKind::Microsoft365 => Self::Microsoft365,
+            MailServerKind::OutlookCom => Self::OutlookCom,
+            MailServerKind::YahooJapan => Self::YahooJapan,
+            MailServerKind::ICloud => Self::ICloud,
+            MailServerKind::AmazonSes => Self::AmazonSes,
+            MailServerKind::SendGrid => Self::SendGrid,
+            MailServerKind::Xserver => Self::Xserver,
+            MailServerKind::Sakura => Self::Sakura,
+            MailServerKind::Lolipop => Self::Lolipop,
+            MailServerKind::ConohaWing => Self::ConohaWing,
+            MailServerKind::Ocn => Self::Ocn,
+            MailServerKind::Biglobe => Self::Biglobe,
+            MailServerKind::SoNet => Self::SoNet,
         }
     }
 }
@@ -67,16 +126,6 @@ impl From<MailEncryption> for ds::Encryption {
             MailEncryption::StartTls => Self::StartTls,
         }
     }
-}
-
-/// A preset that fills the server fields of the settings form.
-#[derive(SimpleObject, Debug)]
-pub struct MailServerPreset {
-    pub kind: MailServerKind,
-    pub host: String,
-    pub port: i32,
-    pub encryption: MailEncryption,
-    pub smtp_auth: bool,
 }
 
 /// A combination that is allowed but usually a mistake.
@@ -508,18 +557,4 @@ pub(crate) async fn activate(ctx: &Context<'_>, tenant_id: ID, code: String) -> 
         active: true,
         save_warnings: Vec::new(),
     })
-}
-
-/// `Query.mailServerPresets`.
-pub(crate) fn presets() -> Vec<MailServerPreset> {
-    PRESETS
-        .iter()
-        .map(|p| MailServerPreset {
-            kind: p.kind.into(),
-            host: p.host.into(),
-            port: i32::from(p.port),
-            encryption: p.encryption.into(),
-            smtp_auth: p.smtp_auth,
-        })
-        .collect()
 }

@@ -4,14 +4,16 @@
 
 use async_graphql::{Context, EmptySubscription, ID, Object, Schema};
 
+use domain::assistant::AssistantService;
 use domain::deliveries::DeliveryService;
 use domain::service::TenantService;
 
+use crate::assistant::{MailServerPreset, ProbeResult};
 use crate::deliveries::{Delivery, NotificationInput};
-use crate::mail_settings::{MailServerPreset, MailSettings, MailSettingsInput, TestMailResult};
+use crate::mail_settings::{MailSettings, MailSettingsInput, TestMailResult};
 use crate::tenants::{self, PlanInfo, Tenant, TenantConnection, Viewer};
 use crate::values::Plan;
-use crate::{deliveries, mail_settings};
+use crate::{assistant, deliveries, mail_settings};
 
 pub type MailgateSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -52,9 +54,11 @@ impl QueryRoot {
         tenants::plans()
     }
 
-    /// Presets for the server fields (GMAIL: smtp.gmail.com, 587, STARTTLS, auth).
-    async fn mail_server_presets(&self) -> Vec<MailServerPreset> {
-        mail_settings::presets()
+    /// Presets for the server fields (GMAIL: smtp.gmail.com, 587, STARTTLS, auth), one per
+    /// provider Mailgate knows, each with what the user name is, the published limit and
+    /// the hints in the caller's language.
+    async fn mail_server_presets(&self, ctx: &Context<'_>) -> Vec<MailServerPreset> {
+        assistant::presets(ctx)
     }
 }
 
@@ -106,6 +110,21 @@ impl MutationRoot {
         settings: Option<MailSettingsInput>,
     ) -> async_graphql::Result<TestMailResult> {
         mail_settings::send_test(ctx, tenant_id, to, settings).await
+    }
+
+    /// The setup assistant's probe of the form's host (the preset's, or `host`): 587
+    /// STARTTLS, 465 SSL, 25 STARTTLS, 2525 STARTTLS and the form's own pair, at once, each
+    /// up to EHLO with no credentials; then, when the form has a password (or the stored
+    /// one applies), ONE login on the best working pair. Answers the pairs ranked and a
+    /// suggestion to save. Within 20 seconds; counts as a test mail for the limits;
+    /// recorded in the audit trail.
+    async fn probe_mail_server(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        settings: MailSettingsInput,
+    ) -> async_graphql::Result<ProbeResult> {
+        assistant::probe(ctx, tenant_id, settings).await
     }
 
     /// Put the saved settings in force with the code their test mail carried (valid 30
@@ -168,10 +187,16 @@ impl Default for SchemaLimits {
 }
 
 /// The schema with the services it calls.
-pub fn build_schema(service: TenantService, deliveries: DeliveryService, limits: SchemaLimits) -> MailgateSchema {
+pub fn build_schema(
+    service: TenantService,
+    deliveries: DeliveryService,
+    assistant: AssistantService,
+    limits: SchemaLimits,
+) -> MailgateSchema {
     let builder = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(service)
         .data(deliveries)
+        .data(assistant)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity);
     let builder = if limits.introspection {

@@ -10,6 +10,8 @@ use std::time::Duration;
 use domain::mail::{FailureKind, SendFailure, SendStage};
 use domain::values::Host;
 
+use crate::resolver::{LookupError, Resolver};
+
 /// Whether an IPv4 address is one tenants must not reach.
 fn forbidden_v4(ip: Ipv4Addr) -> bool {
     let [a, b, c, _] = ip.octets();
@@ -78,64 +80,83 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
     }
 }
 
-/// Resolves `host` and returns the addresses to connect to, all of them checked.
-/// Any forbidden address refuses the whole host (a name that resolves to a public and a
-/// private address is not used at all). A *name* that resolves to a forbidden address
-/// fails exactly like a name that does not resolve (`HostNotFound`), so a tenant cannot
-/// learn which internal names exist; the log tells operators which it was. An address
-/// typed as such (`10.0.0.1`, `[::1]`) is `ForbiddenAddress`: it reveals nothing.
-pub async fn resolve_checked(
-    host: &Host,
-    port: u16,
-    allow_private: bool,
-    deadline: Duration,
-) -> Result<Vec<SocketAddr>, SendFailure> {
-    let addrs: Vec<SocketAddr> = match host.ip() {
-        Some(ip) => vec![SocketAddr::new(ip, port)],
-        None => match tokio::time::timeout(deadline, tokio::net::lookup_host((host.as_str(), port))).await {
-            Ok(Ok(list)) => list.collect(),
-            Ok(Err(_)) => return Err(SendFailure::new(SendStage::Resolve, FailureKind::HostNotFound)),
-            Err(_) => return Err(SendFailure::new(SendStage::Resolve, FailureKind::TimedOut)),
-        },
-    };
-    if addrs.is_empty() {
-        return Err(SendFailure::new(SendStage::Resolve, FailureKind::HostNotFound));
-    }
-    if !allow_private && addrs.iter().any(|a| is_forbidden(a.ip())) {
-        tracing::warn!(host = %host, "refused a tenant host that resolves to a private address");
-        let kind = if host.ip().is_some() {
-            FailureKind::ForbiddenAddress
-        } else {
-            FailureKind::HostNotFound
+/// The address guard: the resolver tenants' names go through, and whether internal
+/// addresses are allowed (development, tests). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub allow_private: bool,
+    pub resolver: Resolver,
+}
+
+impl Guard {
+    /// Resolves `host` and returns the addresses to connect to, all of them checked.
+    /// Any forbidden address refuses the whole host (a name that resolves to a public and a
+    /// private address is not used at all). A *name* that resolves to a forbidden address
+    /// fails exactly like a name that does not resolve (`HostNotFound`), so a tenant cannot
+    /// learn which internal names exist; the log tells operators which it was. An address
+    /// typed as such (`10.0.0.1`, `[::1]`) is `ForbiddenAddress`: it reveals nothing.
+    pub async fn resolve(&self, host: &Host, port: u16, deadline: Duration) -> Result<Vec<SocketAddr>, SendFailure> {
+        let addrs: Vec<SocketAddr> = match host.ip() {
+            Some(ip) => vec![SocketAddr::new(ip, port)],
+            None => match self.resolver.lookup_host(host.as_str(), port, deadline).await {
+                Ok(list) => list,
+                Err(LookupError::NotFound) => {
+                    return Err(SendFailure::new(SendStage::Resolve, FailureKind::HostNotFound));
+                }
+                Err(LookupError::Failed) => return Err(SendFailure::new(SendStage::Resolve, FailureKind::TimedOut)),
+            },
         };
-        return Err(SendFailure::new(SendStage::Resolve, kind));
+        if addrs.is_empty() {
+            return Err(SendFailure::new(SendStage::Resolve, FailureKind::HostNotFound));
+        }
+        if !self.allow_private && addrs.iter().any(|a| is_forbidden(a.ip())) {
+            tracing::warn!(host = %host, "refused a tenant host that resolves to a private address");
+            let kind = if host.ip().is_some() {
+                FailureKind::ForbiddenAddress
+            } else {
+                FailureKind::HostNotFound
+            };
+            return Err(SendFailure::new(SendStage::Resolve, kind));
+        }
+        Ok(addrs)
     }
-    Ok(addrs)
+
+    /// What a save should do with `host`: refuse an internal address typed as such and
+    /// `localhost` (RFC 6761 names), store anything else, with a warning when it does not
+    /// resolve to reachable addresses now (a name resolving to an internal address gets the
+    /// same answer as one that does not resolve).
+    pub async fn check_on_save(&self, host: &Host, port: u16) -> domain::ports::HostCheck {
+        use domain::ports::HostCheck;
+        if !self.allow_private && is_localhost(host.as_str()) {
+            return HostCheck::Forbidden;
+        }
+        match self.resolve(host, port, SAVE_LOOKUP_DEADLINE).await {
+            Ok(_) => HostCheck::Reachable,
+            Err(f) if f.kind == FailureKind::ForbiddenAddress => HostCheck::Forbidden,
+            Err(_) => HostCheck::Unresolved,
+        }
+    }
+}
+
+/// `localhost` and its subdomains (RFC 6761), which always mean this machine.
+pub fn is_localhost(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 /// How long a save waits for DNS before it stores the host with a warning.
 pub const SAVE_LOOKUP_DEADLINE: Duration = Duration::from_secs(3);
 
-/// What a save should do with `host`: refuse an internal address typed as such and
-/// `localhost` (RFC 6761 names), store anything else, with a warning when it does not
-/// resolve to reachable addresses now (a name resolving to an internal address gets the
-/// same answer as one that does not resolve).
-pub async fn check_on_save(host: &Host, port: u16, allow_private: bool) -> domain::ports::HostCheck {
-    use domain::ports::HostCheck;
-    let name = host.as_str().trim_end_matches('.').to_ascii_lowercase();
-    if !allow_private && (name == "localhost" || name.ends_with(".localhost")) {
-        return HostCheck::Forbidden;
-    }
-    match resolve_checked(host, port, allow_private, SAVE_LOOKUP_DEADLINE).await {
-        Ok(_) => HostCheck::Reachable,
-        Err(f) if f.kind == FailureKind::ForbiddenAddress => HostCheck::Forbidden,
-        Err(_) => HostCheck::Unresolved,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn guard(allow_private: bool) -> Guard {
+        Guard {
+            allow_private,
+            resolver: Resolver::new(&[]),
+        }
+    }
 
     #[test]
     fn private_and_special_addresses_are_forbidden() {
@@ -194,24 +215,25 @@ mod tests {
         ] {
             let host = Host::parse(internal).unwrap();
             assert_eq!(
-                check_on_save(&host, 25, false).await,
+                guard(false).check_on_save(&host, 25).await,
                 HostCheck::Forbidden,
                 "{internal}"
             );
         }
         let nowhere = Host::parse("no-such-host.invalid").unwrap();
-        assert_eq!(check_on_save(&nowhere, 25, false).await, HostCheck::Unresolved);
+        assert_eq!(guard(false).check_on_save(&nowhere, 25).await, HostCheck::Unresolved);
         let public = Host::parse("93.184.216.34").unwrap();
-        assert_eq!(check_on_save(&public, 25, false).await, HostCheck::Reachable);
+        assert_eq!(guard(false).check_on_save(&public, 25).await, HostCheck::Reachable);
         // Development: internal servers are fine.
         let loopback = Host::parse("127.0.0.1").unwrap();
-        assert_eq!(check_on_save(&loopback, 25, true).await, HostCheck::Reachable);
+        assert_eq!(guard(true).check_on_save(&loopback, 25).await, HostCheck::Reachable);
     }
 
     #[tokio::test]
     async fn names_resolving_to_loopback_are_refused() {
         let host = Host::parse("localhost").unwrap();
-        let err = resolve_checked(&host, 25, false, Duration::from_secs(5))
+        let err = guard(false)
+            .resolve(&host, 25, Duration::from_secs(5))
             .await
             .unwrap_err();
         assert_eq!(
@@ -220,10 +242,11 @@ mod tests {
             "the same answer as a name that does not exist"
         );
         assert_eq!(err.stage, SendStage::Resolve);
-        assert!(resolve_checked(&host, 25, true, Duration::from_secs(5)).await.is_ok());
+        assert!(guard(true).resolve(&host, 25, Duration::from_secs(5)).await.is_ok());
         let literal = Host::parse("[::ffff:127.0.0.1]").unwrap();
         assert_eq!(
-            resolve_checked(&literal, 25, false, Duration::from_secs(5))
+            guard(false)
+                .resolve(&literal, 25, Duration::from_secs(5))
                 .await
                 .unwrap_err()
                 .kind,

@@ -15,6 +15,8 @@ pub mod hosts;
 pub mod message;
 pub mod pool;
 pub mod pop3;
+mod probe;
+pub mod resolver;
 pub mod session;
 pub mod tls;
 pub mod wire;
@@ -34,8 +36,10 @@ use domain::sender::{PlatformSender, ReplyTo, SenderRoute, SenderSource};
 use domain::settings::{Encryption, MailSettings, PortPolicy};
 use domain::values::{Host, LocalHostname};
 
+use crate::guard::Guard;
 use crate::hosts::HostGates;
 use crate::pool::{Endpoint, Pacer, Pool, PoolLimits};
+use crate::resolver::Resolver;
 use crate::session::{ServerParams, Timeouts};
 use crate::tls::TlsMaterial;
 
@@ -123,6 +127,8 @@ pub struct MailerConfig {
     pub relay: PlatformRelay,
     /// Lets tenants use hosts on private and loopback addresses (development, tests).
     pub allow_private_hosts: bool,
+    /// DNS servers for tenants' names and the setup assistant's lookups; empty: the system's.
+    pub dns_servers: Vec<std::net::SocketAddr>,
     /// Ports open to tenants (SMTP and POP3).
     pub ports: PortPolicy,
     /// Extra trusted CA certificates (PEM), for private CAs and tests.
@@ -147,6 +153,8 @@ pub struct Mailer {
 struct Inner {
     config: MailerConfig,
     tls: TlsMaterial,
+    /// The resolver and address check every tenant-chosen host goes through.
+    guard: Guard,
     /// One pool per tenant and settings version.
     transports: moka::future::Cache<(TenantId, i64), Arc<Pool>>,
     /// One pacer per tenant, kept across settings versions.
@@ -236,8 +244,13 @@ impl Mailer {
                 Some(Arc::new(Pool::new(resolve, None, config.pool, None)))
             }
         };
+        let guard = Guard {
+            allow_private: config.allow_private_hosts,
+            resolver: Resolver::new(&config.dns_servers),
+        };
         let inner = Arc::new(Inner {
             hosts: HostGates::new(config.pool.max_connections_per_host),
+            guard,
             config,
             tls,
             transports,
@@ -247,6 +260,16 @@ impl Mailer {
         });
         close_idle_sessions_on_a_timer(&inner);
         Ok(Self { inner })
+    }
+
+    /// The address guard (and resolver) tenants' hosts go through, for the setup assistant.
+    pub fn guard(&self) -> &Guard {
+        &self.inner.guard
+    }
+
+    /// The trusted roots (and test CA) TLS connections to tenants' hosts check against.
+    pub fn tls(&self) -> &TlsMaterial {
+        &self.inner.tls
     }
 
     fn platform_sender(&self) -> SenderUsed {
@@ -295,13 +318,14 @@ impl Mailer {
     fn new_pool(&self, settings: &MailSettings) -> Result<Pool, SendFailure> {
         let params = self.tenant_params(settings);
         let host: Host = settings.host().clone();
-        let allow_private = self.inner.config.allow_private_hosts;
+        let guard = self.inner.guard.clone();
         let timeout = self.inner.config.timeouts.connect;
         let resolve = Box::new(move || {
             let params = params.clone();
             let host = host.clone();
+            let guard = guard.clone();
             let fut: pool::futures_resolve::BoxFuture<Result<Endpoint, SendFailure>> = Box::pin(async move {
-                let addrs = guard::resolve_checked(&host, params.port, allow_private, timeout).await?;
+                let addrs = guard.resolve(&host, params.port, timeout).await?;
                 Ok(Endpoint { params, addrs })
             });
             fut
@@ -324,9 +348,7 @@ impl Mailer {
         pace: Option<(TenantId, Duration)>,
     ) -> Result<(u16, String), SendFailure> {
         let t = &self.inner.config.timeouts;
-        let mut lease = pool
-            .checkout(&self.inner.tls, self.inner.config.allow_private_hosts, t)
-            .await?;
+        let mut lease = pool.checkout(&self.inner.tls, &self.inner.guard, t).await?;
         let started = match pace {
             Some((tenant, interval)) if !interval.is_zero() => {
                 self.paced_start(
@@ -557,8 +579,17 @@ impl MailTransport for Mailer {
         }
     }
 
+    async fn probe(
+        &self,
+        _permit: SenderOverridePermit,
+        target: &domain::probe::ProbeTarget,
+        deadline: Duration,
+    ) -> domain::probe::ProbeReport {
+        self.run_probe(target, deadline).await
+    }
+
     async fn check_host(&self, host: &Host, port: u16) -> HostCheck {
-        guard::check_on_save(host, port, self.inner.config.allow_private_hosts).await
+        self.inner.guard.check_on_save(host, port).await
     }
 
     async fn pacing(&self, tenant: &TenantRecord) -> Option<Pacing> {
@@ -609,16 +640,10 @@ impl MailTransport for Mailer {
                 data: step,
             };
             if let Some(pop) = settings.pop_before_smtp() {
-                pop3::login(pop, &self.inner.tls, self.inner.config.allow_private_hosts, step).await?;
+                pop3::login(pop, &self.inner.tls, &self.inner.guard, step).await?;
             }
             let params = self.tenant_params(settings);
-            let addrs = guard::resolve_checked(
-                settings.host(),
-                params.port,
-                self.inner.config.allow_private_hosts,
-                step,
-            )
-            .await?;
+            let addrs = self.inner.guard.resolve(settings.host(), params.port, step).await?;
             let mut session = session::open(&params, &addrs, &self.inner.tls, &t).await?;
             let reply = session
                 .deliver(&built.from, &built.to, &built.bytes, built.smtputf8, &t)

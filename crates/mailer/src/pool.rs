@@ -13,6 +13,7 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use domain::mail::{FailureKind, SendFailure, SendStage};
 use domain::settings::PopBeforeSmtp;
 
+use crate::guard::Guard;
 use crate::hosts::HostGate;
 use crate::session::{self, ServerParams, Session, Timeouts};
 use crate::tls::TlsMaterial;
@@ -163,7 +164,7 @@ impl Pool {
     }
 
     /// Logs in to POP when configured and the last login is older than the window.
-    async fn pop_login_if_due(&self, tls: &TlsMaterial, allow_private: bool, t: &Timeouts) -> Result<(), SendFailure> {
+    async fn pop_login_if_due(&self, tls: &TlsMaterial, guard: &Guard, t: &Timeouts) -> Result<(), SendFailure> {
         let Some(pop) = &self.pop else {
             return Ok(());
         };
@@ -171,24 +172,19 @@ impl Pool {
         if at.is_some_and(|t0| t0.elapsed() < self.limits.pop_window) {
             return Ok(());
         }
-        crate::pop3::login(pop, tls, allow_private, t.connect).await?;
+        crate::pop3::login(pop, tls, guard, t.connect).await?;
         *at = Some(Instant::now());
         Ok(())
     }
 
     /// A session to send on: an idle one (checked if it sat idle) or a new one.
-    pub async fn checkout(
-        &self,
-        tls: &TlsMaterial,
-        allow_private: bool,
-        t: &Timeouts,
-    ) -> Result<Lease<'_>, SendFailure> {
+    pub async fn checkout(&self, tls: &TlsMaterial, guard: &Guard, t: &Timeouts) -> Result<Lease<'_>, SendFailure> {
         let slot = self
             .slots
             .acquire()
             .await
             .map_err(|_| SendFailure::new(SendStage::Connect, FailureKind::Network))?;
-        self.pop_login_if_due(tls, allow_private, t).await?;
+        self.pop_login_if_due(tls, guard, t).await?;
         loop {
             let candidate = self
                 .idle

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use domain::mail::{FailureKind, SendFailure, SendStage, redact_server_message};
 use domain::settings::PopBeforeSmtp;
 
-use crate::guard::resolve_checked;
+use crate::guard::Guard;
 use crate::tls::{TlsMaterial, classify_tls};
 use crate::wire::MAX_POP_LINE;
 
@@ -58,10 +58,11 @@ async fn expect_ok(reader: &mut BufReader<Box<dyn Stream>>, secret: &str) -> Res
 pub async fn login(
     pop: &PopBeforeSmtp,
     tls: &TlsMaterial,
-    allow_private: bool,
+    guard: &Guard,
     deadline: Duration,
 ) -> Result<(), SendFailure> {
-    let addrs = resolve_checked(pop.host(), pop.port().get(), allow_private, deadline)
+    let addrs = guard
+        .resolve(pop.host(), pop.port().get(), deadline)
         .await
         .map_err(|f| SendFailure {
             stage: SendStage::PopLogin,

@@ -340,7 +340,7 @@ pub async fn open(
         Encryption::None => Box::new(CappedReplies::new(tcp, replies.clone())),
     };
 
-    let mut conn = step(SendStage::Greeting, t.connect, async {
+    let conn = step(SendStage::Greeting, t.connect, async {
         AsyncSmtpConnection::connect_with_transport(stream, &params.ehlo)
             .await
             .map_err(|e| {
@@ -359,8 +359,23 @@ pub async fn open(
     })
     .await?;
 
+    let mut session = Session {
+        conn,
+        last_used: Instant::now(),
+    };
     if let Some((user, password)) = &params.credentials {
-        let credentials = Credentials::new(user.clone(), password.expose_secret().to_owned());
+        session.authenticate(user, password, t).await?;
+    }
+    Ok(session)
+}
+
+impl Session {
+    /// AUTH (PLAIN, else LOGIN), once. A refusal ends the session politely (QUIT) when
+    /// it still stands; the caller drops it either way.
+    pub async fn authenticate(&mut self, user: &str, password: &SecretString, t: &Timeouts) -> Result<(), SendFailure> {
+        let secrets = [password.expose_secret()];
+        let credentials = Credentials::new(user.to_owned(), password.expose_secret().to_owned());
+        let conn = &mut self.conn;
         let authenticated = step(SendStage::Auth, t.command, async {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
                 .await
@@ -369,19 +384,33 @@ pub async fn open(
         .await;
         if let Err(f) = authenticated {
             // Refused, but the session still stands: say goodbye rather than vanish.
-            if f.kind == FailureKind::Rejected && !conn.has_broken() {
-                let _ = tokio::time::timeout(t.command, conn.quit()).await;
+            if f.kind == FailureKind::Rejected && !self.conn.has_broken() {
+                let _ = tokio::time::timeout(t.command, self.conn.quit()).await;
             }
             return Err(f);
         }
+        Ok(())
     }
-    Ok(Session {
-        conn,
-        last_used: Instant::now(),
-    })
-}
 
-impl Session {
+    /// What the server offered in its EHLO reply (the one over TLS on an encrypted session).
+    pub fn offer(&self) -> domain::probe::Offer {
+        let info = self.conn.server_info();
+        let auth_mechanisms = [
+            (Mechanism::Plain, "PLAIN"),
+            (Mechanism::Login, "LOGIN"),
+            (Mechanism::Xoauth2, "XOAUTH2"),
+        ]
+        .into_iter()
+        .filter(|(m, _)| info.supports_auth_mechanism(*m))
+        .map(|(_, name)| name.to_owned())
+        .collect();
+        domain::probe::Offer {
+            auth_mechanisms,
+            starttls: info.supports_feature(Extension::StartTls),
+            smtputf8: info.supports_feature(Extension::SmtpUtfEight),
+        }
+    }
+
     /// MAIL FROM: the start of a send (what pacing spaces out).
     pub async fn mail_from(
         &mut self,

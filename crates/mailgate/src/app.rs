@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
 use domain::PlatformSender;
+use domain::assistant::AssistantService;
 use domain::deliveries::DeliveryService;
 use domain::delivery::RetryPolicy;
 use domain::ports::{Coordination, DeliveryOutbox, DeliveryQueries, DeliveryQueue, MailTransport, TenantStore};
@@ -152,6 +153,7 @@ pub fn build_mailer(
             platform_sender: platform,
             relay,
             allow_private_hosts: config.allow_private_smtp_hosts,
+            dns_servers: config.dns_servers.clone(),
             ports: PortPolicy {
                 smtp: config.smtp_allowed_ports.clone(),
                 pop: config.pop_allowed_ports.clone(),
@@ -302,11 +304,18 @@ impl App {
                     per_day: config.enqueue_per_day,
                 },
             );
+        let assistant = AssistantService::new(
+            tenants.clone(),
+            mailer.clone(),
+            coordination.clone(),
+            config.probe_pairs.clone(),
+        );
         let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination)
             .with_activation(config.settings_activation.mode());
         let schema = build_schema(
             service.clone(),
             deliveries.clone(),
+            assistant,
             SchemaLimits {
                 max_depth: config.max_query_depth,
                 max_complexity: config.max_query_complexity,

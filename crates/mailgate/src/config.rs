@@ -101,6 +101,14 @@ pub struct Config {
     /// The production profile refuses `allow_private_smtp_hosts` without this second,
     /// explicit acknowledgement (a local demo such as the compose file's Mailpit).
     pub allow_private_smtp_hosts_in_production: bool,
+    /// DNS servers (`ip` or `ip:port`, comma-separated) for tenants' host names and the setup
+    /// assistant's MX, SRV and TXT lookups; empty: the system's resolver.
+    #[serde(deserialize_with = "dns_server_list")]
+    pub dns_servers: Vec<std::net::SocketAddr>,
+    /// The pairs the setup assistant's probe tries on every host, besides the form's own:
+    /// `port/encryption`, comma-separated (`587/starttls,465/ssl,25/starttls,2525/starttls`).
+    #[serde(deserialize_with = "probe_pair_list")]
+    pub probe_pairs: Vec<(u16, domain::settings::Encryption)>,
     pub log_format: LogFormat,
     /// The Kubernetes service-link variables (`MAILGATE_PORT`, `MAILGATE_SERVICE_HOST`, …)
     /// that were set and ignored; logged at start.
@@ -208,6 +216,60 @@ fn port_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Erro
     }
 }
 
+/// Accepts `"587/starttls, 465/ssl"` (encryption `none`, `ssl` or `starttls`).
+fn probe_pair_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(u16, domain::settings::Encryption)>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_probe_pairs(&text).map_err(serde::de::Error::custom)
+}
+
+pub(crate) fn parse_probe_pairs(text: &str) -> Result<Vec<(u16, domain::settings::Encryption)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let (port, encryption) = item
+                .split_once('/')
+                .ok_or_else(|| format!("{item:?} is not port/encryption (e.g. 587/starttls)"))?;
+            let port = port
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| format!("{port:?} is not a port"))?;
+            let encryption = domain::settings::Encryption::from_code(&encryption.trim().to_ascii_uppercase())
+                .ok_or_else(|| format!("{encryption:?} is not none, ssl or starttls"))?;
+            Ok((port, encryption))
+        })
+        .collect()
+}
+
+/// Accepts `"192.0.2.53, 127.0.0.1:5353, [::1]:53"` or a list of such; port 53 by default.
+fn dns_server_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<std::net::SocketAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items: Vec<String> = match Raw::deserialize(d)? {
+        Raw::List(v) => v,
+        Raw::Text(t) => t.split(',').map(str::to_owned).collect(),
+    };
+    items
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    s.parse::<std::net::IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IP address or ip:port")))
+        })
+        .collect()
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -231,6 +293,8 @@ impl Default for Config {
             default_from: "Mailgate <noreply@example.com>".into(),
             allow_private_smtp_hosts: false,
             allow_private_smtp_hosts_in_production: false,
+            dns_servers: Vec::new(),
+            probe_pairs: domain::probe::USUAL_PAIRS.to_vec(),
             log_format: LogFormat::Text,
             ignored_service_links: Vec::new(),
             graphiql: None,

@@ -58,6 +58,31 @@ pub trait MailTransport: Send + Sync + 'static {
         HostCheck::Reachable
     }
 
+    /// The setup assistant's probe: each of `target.pairs` up to EHLO concurrently, under
+    /// the address guard and port policy, sending no credentials; then, with
+    /// credentials, one AUTH on the best working pair. Finished within `deadline`.
+    async fn probe(
+        &self,
+        _permit: SenderOverridePermit,
+        target: &crate::probe::ProbeTarget,
+        _deadline: std::time::Duration,
+    ) -> crate::probe::ProbeReport {
+        let pairs = target
+            .pairs
+            .iter()
+            .map(|&(port, encryption)| crate::probe::ProbedPair {
+                port,
+                encryption,
+                typed: target.typed == Some((port, encryption)),
+                outcome: Err(SendFailure::new(
+                    crate::mail::SendStage::Connect,
+                    crate::mail::FailureKind::ConnectionRefused,
+                )),
+            })
+            .collect();
+        crate::probe::ProbeReport::ranked(pairs, None, std::time::Duration::ZERO)
+    }
+
     /// Drops what is cached for the tenant (connections of old settings), so the next
     /// mail uses what is saved now.
     async fn forget(&self, tenant: TenantId);

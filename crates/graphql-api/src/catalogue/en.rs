@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use domain::error::FieldCode;
 use domain::mail::Hint;
+use domain::providers::ProviderHint;
 use domain::sender::SenderReason;
 use domain::settings::SettingsWarning;
 
@@ -41,6 +42,8 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::Hint(h) => hint(h).into(),
         Text::Warning(w) => warning(w).into(),
         Text::SenderReason(r) => sender_reason(r).into(),
+        Text::ProviderHint(h) => provider_hint(h).into(),
+        Text::ProbeSummary(r) => super::probe_summary(r, "works", "no pair works", "no encryption", probe_reason).into(),
     }
 }
 
@@ -71,6 +74,9 @@ fn field(code: FieldCode) -> &'static str {
         FieldCode::ForbiddenAddress => {
             "is an internal address (loopback, private network, link-local or a metadata service) that mail may not go to"
         }
+        FieldCode::HostNotOfPreset => {
+            "is not one of this server type's hosts: fill in the part of the host template, or choose the custom server type"
+        }
     }
 }
 
@@ -83,7 +89,7 @@ fn hint(hint: Hint) -> &'static str {
             "Gmail needs an app password: turn on 2-step verification for the Google account, create an app password, and enter it as the password."
         }
         Hint::Microsoft365SmtpAuthDisabled => {
-            "Microsoft 365 has SMTP AUTH turned off for this mailbox. Ask the Microsoft 365 administrator to enable \"Authenticated SMTP\" for it."
+            "Microsoft 365 has SMTP AUTH turned off for this mailbox. Ask the Microsoft 365 administrator to enable \"Authenticated SMTP\" for it. Microsoft is retiring password SMTP AUTH: tenants created from 2027 on, and tenants whose administrator has not re-enabled it, refuse it (550 5.7.30 or 535 5.7.139) — then send through another server."
         }
         Hint::SenderNotAllowed => {
             "The server does not let this account send from this sender address. Use an address that belongs to the account, or allow it at the provider."
@@ -158,5 +164,55 @@ fn sender_reason(reason: SenderReason) -> String {
             settings_saved: true,
         } => format!("plan {plan} does not allow a custom sender; the saved settings are inactive"),
         SenderReason::SettingsUnreadable => "the saved settings cannot be read, so mail waits and is not sent; save them again (password included), or clear them to send from this default address".to_owned(),
+    }
+}
+
+fn provider_hint(hint: ProviderHint) -> &'static str {
+    match hint {
+        ProviderHint::AppPassword => {
+            "This provider refuses the account password for SMTP: turn on 2-step verification and create an app password (app-specific password), then enter it as the password."
+        }
+        ProviderHint::SmtpAuthPerMailbox => {
+            "SMTP AUTH is off by default in Microsoft 365: the administrator must enable \"Authenticated SMTP\" for this mailbox (Microsoft 365 admin center > Users > Mail > Manage email apps)."
+        }
+        ProviderHint::BasicAuthRetiring => {
+            "Microsoft is retiring password (basic) SMTP AUTH: tenants created from 2027 on, and existing tenants whose administrator has not re-enabled it, refuse the password with 550 5.7.30 or 535 5.7.139. Ask the administrator to allow SMTP AUTH for the tenant and the mailbox, or send through another server (for example Amazon SES or SendGrid)."
+        }
+        ProviderHint::PasswordLoginRemoved => {
+            "Microsoft turned off password login for Outlook.com SMTP in September 2024: the server accepts only OAuth2 logins, which Mailgate does not use. Send through another server (your domain's mail server, Amazon SES, SendGrid, …)."
+        }
+        ProviderHint::ApiKeyAsPassword => {
+            "Enter the word apikey as the user name and an API key with the \"Mail Send\" permission as the password; verify the sender (Single Sender or domain authentication) first."
+        }
+        ProviderHint::SesCredentialsAndSandbox => {
+            "Create SMTP credentials for the region in the Amazon SES console (they are not your AWS access keys). New accounts are in the sandbox and may only send to verified addresses until production access is granted."
+        }
+        ProviderHint::VerifiedSenderRequired => {
+            "The sender address or its domain must be verified with the provider before it accepts mail from it."
+        }
+        ProviderHint::OutboundPort25Blocked => {
+            "Port 25 from outside this provider's network is blocked (Outbound Port 25 Blocking): use port 587 or 465."
+        }
+        ProviderHint::FromMustBeMailbox => {
+            "The sender address must be this mailbox's own address (or an alias registered for it); other addresses are refused or rewritten."
+        }
+    }
+}
+
+/// A short reason a probed pair failed.
+fn probe_reason(hint: Hint) -> &'static str {
+    match hint {
+        Hint::ConnectionRefused => "refused",
+        Hint::TimedOut => "no answer in time",
+        Hint::TlsModeMismatch => "wrong encryption for this port",
+        Hint::StartTlsNotOffered => "no STARTTLS",
+        Hint::CertificateNameMismatch => "certificate for another name",
+        Hint::CertificateUntrusted => "untrusted certificate",
+        Hint::PortNotAllowed => "port not open to tenants",
+        Hint::HostNotFound => "host not found",
+        Hint::ForbiddenAddress => "internal address",
+        Hint::ProtocolViolation => "not an SMTP server",
+        Hint::TemporaryFailure => "temporary failure",
+        _ => "failed",
     }
 }

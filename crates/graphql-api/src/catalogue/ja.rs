@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use domain::error::FieldCode;
 use domain::mail::Hint;
+use domain::providers::ProviderHint;
 use domain::sender::SenderReason;
 use domain::settings::SettingsWarning;
 
@@ -41,6 +42,8 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::Hint(h) => hint(h).into(),
         Text::Warning(w) => warning(w).into(),
         Text::SenderReason(r) => sender_reason(r).into(),
+        Text::ProviderHint(h) => provider_hint(h).into(),
+        Text::ProbeSummary(r) => super::probe_summary(r, "で送信できます", "使える組み合わせがありません", "暗号化なし", probe_reason).into(),
     }
 }
 
@@ -69,6 +72,9 @@ fn field(code: FieldCode) -> &'static str {
         FieldCode::ForbiddenAddress => {
             "は内部アドレス（ループバック、プライベートネットワーク、リンクローカル、メタデータサービス）のため、送信先に使えません"
         }
+        FieldCode::HostNotOfPreset => {
+            "はこのサーバー種別のホストではありません。ホスト名のテンプレートの部分を埋めるか、サーバー種別に「カスタム」を選んでください"
+        }
     }
 }
 
@@ -81,7 +87,7 @@ fn hint(hint: Hint) -> &'static str {
             "Gmailではアプリパスワードが必要です。Googleアカウントで2段階認証を有効にし、アプリパスワードを作成してパスワード欄に入力してください。"
         }
         Hint::Microsoft365SmtpAuthDisabled => {
-            "Microsoft 365でこのメールボックスのSMTP認証が無効になっています。管理者に「認証済みSMTP」を有効にするよう依頼してください。"
+            "Microsoft 365でこのメールボックスのSMTP認証が無効になっています。管理者に「認証済みSMTP」を有効にするよう依頼してください。Microsoft はパスワードによる SMTP AUTH を廃止しつつあり、2027年以降に作成されたテナントと、管理者が再び有効にしていないテナントでは使えません（550 5.7.30 または 535 5.7.139）。その場合は別のサーバーから送信してください。"
         }
         Hint::SenderNotAllowed => {
             "このアカウントではこの送信元アドレスから送信できません。アカウントに属するアドレスを使うか、プロバイダー側で許可してください。"
@@ -154,5 +160,55 @@ fn sender_reason(reason: SenderReason) -> String {
             settings_saved: true,
         } => format!("プラン {plan} では送信元を変更できないため、保存済みの設定は無効になっています"),
         SenderReason::SettingsUnreadable => "保存済みの設定を読み取れないため、メールは送信されずに待機しています。パスワードを含めて保存し直すか、設定をクリアするとこの既定のアドレスから送信されます".to_owned(),
+    }
+}
+
+fn provider_hint(hint: ProviderHint) -> &'static str {
+    match hint {
+        ProviderHint::AppPassword => {
+            "このプロバイダーはSMTPでアカウントのパスワードを受け付けません。2段階認証を有効にしてアプリパスワードを作成し、それをパスワードに入力してください。"
+        }
+        ProviderHint::SmtpAuthPerMailbox => {
+            "Microsoft 365 では SMTP AUTH が既定で無効です。管理者がこのメールボックスの「認証済み SMTP」を有効にする必要があります（Microsoft 365 管理センター > ユーザー > メール > メール アプリの管理）。"
+        }
+        ProviderHint::BasicAuthRetiring => {
+            "Microsoft はパスワード（基本認証）による SMTP AUTH を廃止しつつあります。2027年以降に作成されたテナントと、管理者が再び有効にしていない既存のテナントは、550 5.7.30 または 535 5.7.139 でパスワードを拒否します。管理者にテナントとメールボックスの SMTP AUTH を許可してもらうか、別のサーバー（Amazon SES や SendGrid など）から送信してください。"
+        }
+        ProviderHint::PasswordLoginRemoved => {
+            "Microsoft は 2024年9月に Outlook.com の SMTP でのパスワードによるログインを廃止しました。サーバーは OAuth2 によるログインしか受け付けず、Mailgate はそれを使いません。別のサーバー（独自ドメインのメールサーバー、Amazon SES、SendGrid など）から送信してください。"
+        }
+        ProviderHint::ApiKeyAsPassword => {
+            "ユーザー名に apikey という語を、パスワードに「Mail Send」権限のある API キーを入力してください。先に送信者の認証（Single Sender またはドメイン認証）を済ませてください。"
+        }
+        ProviderHint::SesCredentialsAndSandbox => {
+            "Amazon SES のコンソールでリージョンごとの SMTP 認証情報を作成してください（AWS のアクセスキーとは別物です）。新しいアカウントはサンドボックスにあり、本番利用が許可されるまで検証済みのアドレスにしか送信できません。"
+        }
+        ProviderHint::VerifiedSenderRequired => {
+            "このプロバイダーから送信するには、送信元アドレスまたはそのドメインを事前にプロバイダーで認証しておく必要があります。"
+        }
+        ProviderHint::OutboundPort25Blocked => {
+            "このプロバイダーのネットワーク外からの25番ポートは遮断されています（OP25B）。587番または465番ポートを使ってください。"
+        }
+        ProviderHint::FromMustBeMailbox => {
+            "送信元アドレスはこのメールボックス自身のアドレス（または登録済みのエイリアス）である必要があります。それ以外のアドレスは拒否されるか書き換えられます。"
+        }
+    }
+}
+
+/// A short reason a probed pair failed.
+fn probe_reason(hint: Hint) -> &'static str {
+    match hint {
+        Hint::ConnectionRefused => "接続拒否",
+        Hint::TimedOut => "応答なし",
+        Hint::TlsModeMismatch => "このポートと暗号化が合いません",
+        Hint::StartTlsNotOffered => "STARTTLS 非対応",
+        Hint::CertificateNameMismatch => "別名の証明書",
+        Hint::CertificateUntrusted => "信頼できない証明書",
+        Hint::PortNotAllowed => "利用できないポート",
+        Hint::HostNotFound => "ホストが見つかりません",
+        Hint::ForbiddenAddress => "内部アドレス",
+        Hint::ProtocolViolation => "SMTP サーバーではありません",
+        Hint::TemporaryFailure => "一時的なエラー",
+        _ => "失敗",
     }
 }

@@ -6,6 +6,8 @@ use std::borrow::Cow;
 
 use domain::error::FieldError;
 use domain::mail::Hint;
+use domain::probe::ProbeReport;
+use domain::providers::ProviderHint;
 use domain::sender::SenderReason;
 use domain::settings::SettingsWarning;
 use domain::{Locale, Plan};
@@ -49,6 +51,9 @@ pub enum Text<'a> {
     Hint(Hint),
     Warning(SettingsWarning),
     SenderReason(SenderReason),
+    ProviderHint(ProviderHint),
+    /// What a probe found, in one sentence.
+    ProbeSummary(&'a ProbeReport),
 }
 
 /// `text` in `locale`.
@@ -57,4 +62,37 @@ pub fn say(text: Text<'_>, locale: Locale) -> Cow<'static, str> {
         Locale::En => en::text(text),
         Locale::Ja => ja::text(text),
     }
+}
+
+/// `587 + STARTTLS`, `465 + SSL`, `25` (no encryption).
+fn pair_name(port: u16, encryption: domain::settings::Encryption) -> String {
+    match encryption {
+        domain::settings::Encryption::None => port.to_string(),
+        e => format!("{port} + {}", e.code()),
+    }
+}
+
+/// The working pair first, then each failed pair with a short reason, in `locale`'s words.
+fn probe_summary(
+    report: &ProbeReport,
+    works: &str,
+    none_works: &str,
+    plain: &str,
+    reason: fn(Hint) -> &'static str,
+) -> String {
+    let mut parts = Vec::new();
+    match report.best() {
+        Some(best) if best.encryption == domain::settings::Encryption::None => {
+            parts.push(format!("{} {works} ({plain})", pair_name(best.port, best.encryption)));
+        }
+        Some(best) => parts.push(format!("{} {works}", pair_name(best.port, best.encryption))),
+        None => parts.push(none_works.to_owned()),
+    }
+    for p in &report.pairs {
+        if let Err(f) = &p.outcome {
+            let hint = domain::mail::diagnose(f, None).hint;
+            parts.push(format!("{}: {}", pair_name(p.port, p.encryption), reason(hint)));
+        }
+    }
+    parts.join("; ")
 }

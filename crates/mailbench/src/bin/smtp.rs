@@ -27,6 +27,7 @@ fn mailer(port: u16, ca: &[u8], max_connections: usize) -> anyhow::Result<Mailer
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?,
             relay: PlatformRelay::Files(std::env::temp_dir().join("mailbench-eml")),
             allow_private_hosts: true,
+            dns_servers: Vec::new(),
             ports: PortPolicy {
                 smtp: vec![port],
                 pop: vec![110],
