@@ -84,13 +84,24 @@ fn now_unix() -> f64 {
 // Test CA
 // ---------------------------------------------------------------------------------------
 
+/// The web names the test certificate is valid for besides `localhost` and `127.0.0.1`:
+/// the autoconfig hosts of the setup assistant's fixture domains.
+pub const TEST_WEB_NAMES: [&str; 6] = [
+    "shop.test",
+    "autoconfig.shop.test",
+    "big.test",
+    "autoconfig.big.test",
+    "slow.test",
+    "autoconfig.slow.test",
+];
+
 /// A throw-away CA and two server certificates (made once per test process by trustme).
 #[derive(Debug)]
 pub struct TestCa {
     pub dir: PathBuf,
     /// The CA certificate a client must trust.
     pub ca_pem: PathBuf,
-    /// Valid for `localhost` and `127.0.0.1`.
+    /// Valid for `localhost`, `127.0.0.1` and [`TEST_WEB_NAMES`].
     pub cert: PathBuf,
     pub key: PathBuf,
     /// Valid only for `wrong.example` (certificate-name-mismatch tests).
@@ -114,6 +125,8 @@ pub fn test_ca() -> &'static TestCa {
         let out = Command::new(python())
             .arg(scripts_dir().join("make_certs.py"))
             .arg(&dir)
+            .arg("--names")
+            .arg(TEST_WEB_NAMES.join(","))
             .output()
             .unwrap_or_else(|e| panic!("cannot run {} (run tests/mailservers/install.sh): {e}", python()));
         assert!(
@@ -1398,4 +1411,113 @@ pub fn memory_kib() -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+// ---------------------------------------------------------------------------------------
+// DNS (dnslib) and HTTPS (the standard library) for the setup assistant
+// ---------------------------------------------------------------------------------------
+
+/// An authoritative DNS server for fixture zones on 127.0.0.1 (UDP and TCP, one port).
+#[derive(Debug)]
+pub struct DnsServer {
+    pub port: u16,
+    queries: PathBuf,
+    child: Script,
+}
+
+impl DnsServer {
+    /// Serves `zone` (master-file text; full names or `$ORIGIN`).
+    pub fn start(zone: &str) -> DnsServer {
+        let dir = temp_dir("dns");
+        let zone_file = dir.join("fixture.zone");
+        fs::write(&zone_file, zone).unwrap_or_else(|e| panic!("cannot write {}: {e}", zone_file.display()));
+        let queries = dir.join("queries.log");
+        let args: Vec<String> = vec![
+            "--port".into(),
+            "0".into(),
+            "--zone".into(),
+            zone_file.display().to_string(),
+            "--log-queries".into(),
+            queries.display().to_string(),
+        ];
+        let (child, ready) = Script::start("dns", "dns_server.py", &args, dir, &[]);
+        let port = ready
+            .first()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad READY line: {ready:?}"));
+        DnsServer { port, queries, child }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The questions asked so far: `<TYPE> <name>` (lower case, no final dot).
+    pub fn queries(&self) -> Vec<String> {
+        read_lossy(&self.queries).lines().map(str::to_owned).collect()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.child.dir
+    }
+}
+
+/// One DNS server for the whole test process that answers NXDOMAIN for every name but
+/// `localhost` (what the test servers listen on), so no test asks the machine's resolver.
+pub fn empty_dns() -> &'static DnsServer {
+    static DNS: OnceLock<DnsServer> = OnceLock::new();
+    DNS.get_or_init(|| DnsServer::start("localhost. 60 IN A 127.0.0.1\n"))
+}
+
+/// A static HTTPS server on 127.0.0.1 with the test certificate (valid for
+/// [`TEST_WEB_NAMES`]), serving `files` (path under the root, content).
+#[derive(Debug)]
+pub struct HttpsServer {
+    pub port: u16,
+    requests: PathBuf,
+    child: Script,
+}
+
+impl HttpsServer {
+    /// `extra` args, e.g. `["--big", "200000"]` or `["--delay", "8"]`.
+    pub fn start(files: &[(&str, &str)], extra: &[&str]) -> HttpsServer {
+        let dir = temp_dir("https");
+        let root = dir.join("root");
+        for (path, content) in files {
+            let file = root.join(path);
+            fs::create_dir_all(file.parent().unwrap_or(&root)).unwrap_or_else(|e| panic!("{e}"));
+            fs::write(&file, content).unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
+        }
+        fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{e}"));
+        let requests = dir.join("requests.log");
+        let ca = test_ca();
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            "0".into(),
+            "--cert".into(),
+            ca.cert.display().to_string(),
+            "--key".into(),
+            ca.key.display().to_string(),
+            "--root".into(),
+            root.display().to_string(),
+            "--log-requests".into(),
+            requests.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let (child, ready) = Script::start("https", "https_server.py", &args, dir, &[]);
+        let port = ready
+            .first()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad READY line: {ready:?}"));
+        HttpsServer { port, requests, child }
+    }
+
+    /// The requests so far: `<METHOD> <target> <Host>`.
+    pub fn requests(&self) -> Vec<String> {
+        read_lossy(&self.requests).lines().map(str::to_owned).collect()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.child.dir
+    }
 }

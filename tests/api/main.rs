@@ -18,6 +18,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod deliveries;
+mod discovery;
 mod hardening;
 mod mail;
 mod mailservers;

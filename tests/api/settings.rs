@@ -41,8 +41,9 @@ async fn save_and_read_back(app: &TestApp) {
     assert!(chrono::DateTime::parse_from_rfc3339(s["updatedAt"].as_str().unwrap()).is_ok());
 
     let t = app.tenant(&id).await;
-    // The save alone can say that a host did not resolve at the time (smtp.example.com
-    // does not exist); everything else reads back as saved.
+    // The save alone says that the host did not resolve at the time and that the sender
+    // domain publishes no SPF/DMARC (the tests' DNS knows neither); everything else reads
+    // back as saved.
     let mut saved = s.clone();
     let save_warnings = saved["warnings"].take();
     assert!(
@@ -50,7 +51,9 @@ async fn save_and_read_back(app: &TestApp) {
             .as_array()
             .unwrap()
             .iter()
-            .all(|w| w["code"] == "HOST_NOT_RESOLVED"),
+            .map(|w| w["code"].as_str().unwrap())
+            .collect::<Vec<_>>()
+            == ["HOST_NOT_RESOLVED", "SENDER_DOMAIN_AT_RISK"],
         "{save_warnings}"
     );
     let mut read = t["mailSettings"].clone();
@@ -534,13 +537,13 @@ async fn gmail_preset_and_warnings(app: &TestApp) {
             json!(true)
         )
     );
-    // Whether smtp.gmail.com resolves depends on this machine's network; what the preset
-    // is about is that it needs no encryption warning.
+    // The tests' DNS knows neither smtp.gmail.com nor the sender domain's records; what
+    // the preset is about is that it needs no encryption warning.
     let warnings: Vec<&Value> = s["warnings"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|w| w["code"] != "HOST_NOT_RESOLVED")
+        .filter(|w| w["code"] != "HOST_NOT_RESOLVED" && w["code"] != "SENDER_DOMAIN_AT_RISK")
         .collect();
     assert!(warnings.is_empty(), "{warnings:?}");
 
@@ -561,7 +564,12 @@ async fn gmail_preset_and_warnings(app: &TestApp) {
             .map(|w| w["code"].clone())
             .filter(|c| c != "HOST_NOT_RESOLVED")
             .collect();
-        assert_eq!(codes, vec![json!(warning)], "{port}/{enc}");
+        // The host does not resolve and the domain has no records in the tests' DNS.
+        assert_eq!(
+            codes,
+            vec![json!(warning), json!("SENDER_DOMAIN_AT_RISK")],
+            "{port}/{enc}"
+        );
     }
 }
 
@@ -663,7 +671,8 @@ async fn internal_hosts_are_refused_on_save_and_unresolvable_ones_saved_with_a_w
         warnings,
         vec![
             ("HOST_NOT_RESOLVED".to_owned(), "host".to_owned()),
-            ("POP_HOST_NOT_RESOLVED".to_owned(), "popBeforeSmtp.host".to_owned())
+            ("POP_HOST_NOT_RESOLVED".to_owned(), "popBeforeSmtp.host".to_owned()),
+            ("SENDER_DOMAIN_AT_RISK".to_owned(), "fromAddress".to_owned())
         ]
     );
     assert_eq!(

@@ -145,6 +145,9 @@ pub fn test_config(backend: Backend) -> (Config, Option<String>) {
         // Many tests let tenants use loopback servers; the production profile wants
         // that said twice.
         allow_private_smtp_hosts_in_production: true,
+        // Tenants' names go to a DNS server on loopback that knows none of them (the
+        // setup assistant's tests bring their own zones), never to the machine's resolver.
+        dns_servers: vec![crate::mailservers::empty_dns().addr()],
         ..Config::default()
     };
     let schema = match backend {

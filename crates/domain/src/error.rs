@@ -93,6 +93,10 @@ pub enum Error {
     VersionConflict { current: i64 },
     #[error("too many requests")]
     RateLimited,
+    /// A lookup on the caller's behalf (DNS) did not finish within its deadline; nothing
+    /// was changed.
+    #[error("the lookup did not finish in time")]
+    TimedOut,
     /// The tenant's enqueue quota for this minute or day is used up; try again after
     /// `retry_after_secs`.
     #[error("the tenant's enqueue quota is used up (retry after {retry_after_secs} s)")]

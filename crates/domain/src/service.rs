@@ -13,8 +13,11 @@ use crate::health::{ActivationCode, ActivationMode, CodeRefusal, SettingsState};
 use crate::i18n::Locale;
 use crate::mail::{Diagnosis, OutgoingMail, SendFailure, SendReceipt, Subject, diagnose};
 use crate::plan::{Plan, sender_override_permit};
-use crate::ports::{Coordination, HostCheck, MailTransport, TenantRecord, TenantStore, TestMailLimit};
+use crate::ports::{
+    CheckedServer, Coordination, HostCheck, MailTransport, SetupLookups, TenantRecord, TenantStore, TestMailLimit,
+};
 use crate::sender::{EffectiveSender, PlatformSender, effective_sender_of};
+use crate::sender_domain::{DomainCheck, Verdict};
 use crate::settings::PortPolicy;
 use crate::settings::{
     FieldChange, MailSettings, MailSettingsDraft, SettingsWarning, StoredMailSettings, settings_diff,
@@ -181,7 +184,12 @@ pub struct TestMailOutcome {
     pub activated: bool,
     /// The mail carried an activation code for the saved settings (`code` activation).
     pub activation_code_sent: bool,
+    /// Allowed but probably not what was meant (the recipient is in the sender's domain).
+    pub warnings: Vec<SettingsWarning>,
 }
+
+/// How long a save waits for the sender-domain check before it saves without its warning.
+pub const SENDER_DOMAIN_DEADLINE_ON_SAVE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Tenant, plan and mail-settings operations.
 #[derive(Clone)]
@@ -192,6 +200,8 @@ pub struct TenantService {
     ports: Arc<PortPolicy>,
     coordination: Arc<dyn Coordination>,
     activation: ActivationMode,
+    /// The sender-domain check a save runs (none: no such warning).
+    lookups: Option<Arc<dyn SetupLookups>>,
 }
 
 impl std::fmt::Debug for TenantService {
@@ -218,7 +228,14 @@ impl TenantService {
             ports: Arc::new(ports),
             coordination,
             activation: ActivationMode::default(),
+            lookups: None,
         }
+    }
+
+    /// Saves also check the sender domain's SPF, DKIM and DMARC (a warning, never a refusal).
+    pub fn with_lookups(mut self, lookups: Arc<dyn SetupLookups>) -> Self {
+        self.lookups = Some(lookups);
+        self
     }
 
     /// What makes a saved version live (default: a successful test mail).
@@ -430,11 +447,31 @@ impl TenantService {
             Some(HostCheck::Unresolved) => warnings.push(SettingsWarning::PopHostNotResolved),
             _ => {}
         }
-        if refused.is_empty() {
-            Ok(warnings)
-        } else {
-            Err(Error::Validation(refused))
+        if !refused.is_empty() {
+            return Err(Error::Validation(refused));
         }
+        if let Some(verdict) = self.sender_domain_verdict(settings).await {
+            match verdict {
+                Verdict::Pass => {}
+                Verdict::AtRisk => warnings.push(SettingsWarning::SenderDomainAtRisk),
+                Verdict::WillFail => warnings.push(SettingsWarning::SenderDomainWillFail),
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// The sender-domain verdict for `settings`, if the check answers within its
+    /// deadline (DNS that is slow or down gives no warning rather than a slow save).
+    async fn sender_domain_verdict(&self, settings: &MailSettings) -> Option<Verdict> {
+        let lookups = self.lookups.as_ref()?;
+        let server = CheckedServer {
+            kind: settings.server_kind(),
+            host: settings.host().clone(),
+        };
+        let findings = lookups
+            .sender_domain(settings.from_address(), &server, SENDER_DOMAIN_DEADLINE_ON_SAVE)
+            .await?;
+        Some(DomainCheck::judge(findings).verdict)
     }
 
     /// Removes all of a tenant's settings; mail goes out from the platform default again.
@@ -621,11 +658,19 @@ impl TenantService {
             }
         }
         let diagnosis = result.as_ref().err().map(|f| diagnose(f, Some(&settings)));
+        // A server often delivers mail for its own domain locally: a test to it proves
+        // little about mail to the outside (the seed page asks for an external address).
+        let warnings = if to.ascii_domain() == settings.from_address().ascii_domain() {
+            vec![SettingsWarning::RecipientInSenderDomain]
+        } else {
+            Vec::new()
+        };
         Ok(TestMailOutcome {
             result,
             diagnosis,
             activated,
             activation_code_sent,
+            warnings,
         })
     }
 

@@ -141,6 +141,15 @@ pub enum SettingsWarning {
     HostNotResolved,
     /// The POP-before-SMTP host did not resolve to a reachable address when it was saved.
     PopHostNotResolved,
+    /// The sender domain's SPF, DKIM or DMARC leaves mail through this server at risk of
+    /// the spam folder or of bulk-sender rejection (`checkSenderDomain` says what to add).
+    SenderDomainAtRisk,
+    /// The sender domain's DMARC policy rejects or quarantines mail through this server
+    /// (neither SPF nor DKIM will pass aligned).
+    SenderDomainWillFail,
+    /// A test mail to the sender's own domain may never leave the server: use an
+    /// address at another domain.
+    RecipientInSenderDomain,
 }
 
 impl SettingsWarning {
@@ -151,6 +160,9 @@ impl SettingsWarning {
             Self::PasswordWithoutEncryption => "PASSWORD_WITHOUT_ENCRYPTION",
             Self::HostNotResolved => "HOST_NOT_RESOLVED",
             Self::PopHostNotResolved => "POP_HOST_NOT_RESOLVED",
+            Self::SenderDomainAtRisk => "SENDER_DOMAIN_AT_RISK",
+            Self::SenderDomainWillFail => "SENDER_DOMAIN_WILL_FAIL",
+            Self::RecipientInSenderDomain => "RECIPIENT_IN_SENDER_DOMAIN",
         }
     }
 
@@ -158,6 +170,8 @@ impl SettingsWarning {
         match self {
             Self::HostNotResolved => "host",
             Self::PopHostNotResolved => "popBeforeSmtp.host",
+            Self::SenderDomainAtRisk | Self::SenderDomainWillFail => "fromAddress",
+            Self::RecipientInSenderDomain => "to",
             _ => "encryption",
         }
     }

@@ -153,6 +153,21 @@ impl EmailAddress {
         self.0.rsplit_once('@').is_some_and(|(local, _)| !local.is_ascii())
     }
 
+    /// The domain in ASCII (punycode), lower case, without a trailing dot: what DNS is
+    /// asked about.
+    pub fn ascii_domain(&self) -> String {
+        let domain = self.0.rsplit_once('@').map_or("", |(_, d)| d);
+        ascii_dns_name(domain)
+            .unwrap_or_else(|_| domain.to_owned())
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    }
+
+    /// The part before the `@`.
+    pub fn local_part(&self) -> &str {
+        self.0.rsplit_once('@').map_or(self.0.as_str(), |(l, _)| l)
+    }
+
     /// The address with its domain in ASCII (punycode), as it goes on the wire.
     pub fn to_ascii(&self) -> String {
         match self.0.rsplit_once('@') {

@@ -1,14 +1,17 @@
 //! GraphQL for the setup assistant: the presets of the server types (host or host
 //! template, port, encryption, what the user name is, the published limit and the
-//! interval that keeps under it, what to know before sending), and the probe.
+//! interval that keeps under it, what to know before sending), discovery from the sender
+//! address, the probe, and the sender-domain check.
 
 use async_graphql::{Context, Enum, ID, SimpleObject};
 
 use domain::Locale;
 use domain::assistant::AssistantService;
+use domain::discovery::Discovery;
 use domain::mail::{SendFailure, diagnose};
 use domain::probe::ProbeReport;
 use domain::providers::{self as dp, HostSpec, PROVIDERS, Provider};
+use domain::sender_domain::{DomainCheck, Verdict};
 
 use crate::catalogue::{Text, say};
 use crate::error::ResultExt as _;
@@ -285,4 +288,236 @@ fn report_host(draft: &domain::settings::MailSettingsDraft) -> String {
         Some(HostSpec::Fixed(name)) => name.to_owned(),
         _ => draft.host.as_deref().unwrap_or("").trim().to_owned(),
     }
+}
+
+/// A server discovery suggests, ready for the form.
+#[derive(SimpleObject, Debug)]
+pub struct DiscoveredServer {
+    pub server_kind: MailServerKind,
+    /// The host; for a preset with a template, the template (`hostTemplate` of the preset).
+    pub host: String,
+    pub port: i32,
+    pub encryption: MailEncryption,
+    pub smtp_auth: bool,
+    /// What the user name is, when known.
+    pub username: Option<PresetUsername>,
+    /// `BUNDLED`, `MX`, `SRV` or `AUTOCONFIG`.
+    pub source: String,
+    /// `HIGH`, `MEDIUM` or `LOW`.
+    pub confidence: String,
+    /// What the confidence means, in the caller's language.
+    pub confidence_text: String,
+    /// What it is based on: the domain, the MX host, the SRV record or the URL.
+    pub evidence: String,
+    /// The preset of `serverKind` (hints, limits), when it is one.
+    pub preset: Option<MailServerPreset>,
+}
+
+/// One step discovery took.
+#[derive(SimpleObject, Debug)]
+pub struct DiscoveryStepInfo {
+    /// `BUNDLED`, `MX`, `SRV` or `AUTOCONFIG`.
+    pub source: String,
+    /// The domain, record name or URL asked.
+    pub asked: String,
+    /// `FOUND`, `NOT_FOUND`, `FAILED` (DNS or the web server failed or was slow) or
+    /// `REFUSED` (too large).
+    pub outcome: String,
+}
+
+/// What `discoverMailServer` found for a sender address.
+#[derive(SimpleObject, Debug)]
+pub struct MailServerDiscovery {
+    pub domain: String,
+    /// Best first.
+    pub candidates: Vec<DiscoveredServer>,
+    pub steps: Vec<DiscoveryStepInfo>,
+}
+
+impl MailServerDiscovery {
+    fn of(d: &Discovery, l: Locale) -> Self {
+        Self {
+            domain: d.domain.clone(),
+            candidates: d
+                .candidates
+                .iter()
+                .map(|c| DiscoveredServer {
+                    server_kind: c.kind.into(),
+                    host: c.host.clone(),
+                    port: i32::from(c.port),
+                    encryption: c.encryption.into(),
+                    smtp_auth: c.smtp_auth,
+                    username: c.username.map(Into::into),
+                    source: c.source.code().to_owned(),
+                    confidence: c.confidence.code().to_owned(),
+                    confidence_text: say(Text::DiscoveryConfidence(c.confidence), l).into_owned(),
+                    evidence: c.evidence.clone(),
+                    preset: Provider::of_kind(c.kind).map(|p| preset_of(p, l)),
+                })
+                .collect(),
+            steps: d
+                .steps
+                .iter()
+                .map(|s| DiscoveryStepInfo {
+                    source: s.source.code().to_owned(),
+                    asked: s.asked.clone(),
+                    outcome: s.outcome.code().to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `Query.discoverMailServer`.
+pub(crate) async fn discover(
+    ctx: &Context<'_>,
+    tenant_id: ID,
+    from_address: String,
+) -> async_graphql::Result<MailServerDiscovery> {
+    let (caller, service, l) = caller_and::<AssistantService>(ctx)?;
+    let id = parse_tenant_id(&tenant_id).gql(l)?;
+    let d = service.discover_mail_server(caller, id, &from_address).await.gql(l)?;
+    Ok(MailServerDiscovery::of(&d, l))
+}
+
+/// The verdict of a sender-domain check.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum SenderDomainVerdict {
+    Pass,
+    AtRisk,
+    WillFail,
+}
+
+/// SPF of the sender domain for the server.
+#[derive(SimpleObject, Debug)]
+pub struct SpfCheck {
+    /// `PASS`, `NOT_ALLOWED`, `MISSING` or `ERROR`.
+    pub result: String,
+    pub record: Option<String>,
+    /// The mechanism that allows the provider, when it is known.
+    pub include: Option<String>,
+    /// Whether a pass counts for the From domain (false when the provider sends with its
+    /// own envelope domain).
+    pub aligned: bool,
+}
+
+/// DKIM of the sender domain for the server's provider.
+#[derive(SimpleObject, Debug)]
+pub struct DkimCheck {
+    /// `PUBLISHED`, `MISSING` or `UNKNOWN` (a provider Mailgate does not know).
+    pub result: String,
+    pub selectors: Vec<String>,
+    pub found: Vec<String>,
+}
+
+/// DMARC of the sender domain.
+#[derive(SimpleObject, Debug)]
+pub struct DmarcCheck {
+    /// `MISSING`, `NONE`, `QUARANTINE` or `REJECT`.
+    pub policy: String,
+    pub record: Option<String>,
+    /// The domain whose record applies (the sender's or its organisational domain).
+    pub domain: Option<String>,
+}
+
+/// One thing the check found, explained.
+#[derive(SimpleObject, Debug)]
+pub struct SenderDomainIssue {
+    /// e.g. `SPF_NOT_ALLOWED`, `DKIM_MISSING`, `DMARC_WILL_FAIL`.
+    pub code: String,
+    pub message: String,
+}
+
+/// A DNS record to publish.
+#[derive(SimpleObject, Debug)]
+pub struct DnsRecordFix {
+    pub name: String,
+    #[graphql(name = "type")]
+    pub record_type: String,
+    pub value: String,
+    /// The record it replaces, when there is one (SPF: one record per domain).
+    pub replaces: Option<String>,
+}
+
+/// What `checkSenderDomain` found.
+#[derive(SimpleObject, Debug)]
+pub struct SenderDomainCheck {
+    pub domain: String,
+    /// The provider of the server, when Mailgate knows it.
+    pub provider: Option<String>,
+    pub verdict: SenderDomainVerdict,
+    /// The verdict in the caller's language.
+    pub summary: String,
+    pub spf: SpfCheck,
+    pub dkim: DkimCheck,
+    pub dmarc: DmarcCheck,
+    pub issues: Vec<SenderDomainIssue>,
+    pub fixes: Vec<DnsRecordFix>,
+}
+
+impl SenderDomainCheck {
+    fn of(c: &DomainCheck, l: Locale) -> Self {
+        let f = &c.findings;
+        Self {
+            domain: f.domain.clone(),
+            provider: f.provider.map(str::to_owned),
+            verdict: match c.verdict {
+                Verdict::Pass => SenderDomainVerdict::Pass,
+                Verdict::AtRisk => SenderDomainVerdict::AtRisk,
+                Verdict::WillFail => SenderDomainVerdict::WillFail,
+            },
+            summary: say(Text::Verdict(c.verdict), l).into_owned(),
+            spf: SpfCheck {
+                result: f.spf.code().to_owned(),
+                record: f.spf_record.clone(),
+                include: f.spf_include.map(str::to_owned),
+                aligned: f.spf_aligns,
+            },
+            dkim: DkimCheck {
+                result: f.dkim.code().to_owned(),
+                selectors: f.dkim_selectors.clone(),
+                found: f.dkim_found.clone(),
+            },
+            dmarc: DmarcCheck {
+                policy: f.dmarc.code().to_owned(),
+                record: f.dmarc_record.clone(),
+                domain: f.dmarc_domain.clone(),
+            },
+            issues: c
+                .issues
+                .iter()
+                .map(|i| SenderDomainIssue {
+                    code: i.code().to_owned(),
+                    message: say(Text::DomainIssue(*i, f), l).into_owned(),
+                })
+                .collect(),
+            fixes: c
+                .fixes
+                .iter()
+                .map(|x| DnsRecordFix {
+                    name: x.name.clone(),
+                    record_type: x.record_type.to_owned(),
+                    value: x.value.clone(),
+                    replaces: x.replaces.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `Query.checkSenderDomain`.
+pub(crate) async fn check_domain(
+    ctx: &Context<'_>,
+    tenant_id: ID,
+    from_address: String,
+    settings: Option<MailSettingsInput>,
+) -> async_graphql::Result<SenderDomainCheck> {
+    let (caller, service, l) = caller_and::<AssistantService>(ctx)?;
+    let id = parse_tenant_id(&tenant_id).gql(l)?;
+    let draft = settings.map(MailSettingsInput::into_draft);
+    let c = service
+        .check_sender_domain(caller, id, &from_address, draft.as_ref())
+        .await
+        .gql(l)?;
+    Ok(SenderDomainCheck::of(&c, l))
 }

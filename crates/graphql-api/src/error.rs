@@ -139,6 +139,7 @@ pub fn to_graphql(err: Error, locale: Locale) -> async_graphql::Error {
             code::RATE_LIMITED,
             |_| {},
         ),
+        Error::TimedOut => with_code(message(code::TIMEOUT, locale).into_owned(), code::TIMEOUT, |_| {}),
         Error::QuotaExceeded { retry_after_secs } => with_code(
             message(code::RATE_LIMITED, locale).into_owned(),
             code::RATE_LIMITED,

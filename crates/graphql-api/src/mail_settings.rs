@@ -387,10 +387,21 @@ pub struct TestMailResult {
     /// The mail carries an activation code for the saved settings (`code` activation):
     /// give it to `activateMailSettings`.
     pub activation_code_sent: bool,
+    /// Allowed but probably not meant: `RECIPIENT_IN_SENDER_DOMAIN` (field `to`).
+    pub warnings: Vec<SettingsWarning>,
 }
 
 impl TestMailResult {
     pub fn from_outcome(o: &domain::service::TestMailOutcome, l: Locale) -> Self {
+        let warnings = o
+            .warnings
+            .iter()
+            .map(|w| SettingsWarning {
+                code: w.code().into(),
+                field: w.field().into(),
+                message: say(Text::Warning(*w), l).into_owned(),
+            })
+            .collect();
         match &o.result {
             Ok(r) => Self {
                 ok: true,
@@ -406,6 +417,7 @@ impl TestMailResult {
                 sender: Some((&r.sender).into()),
                 activated: o.activated,
                 activation_code_sent: o.activation_code_sent,
+                warnings,
             },
             Err(f) => Self {
                 ok: false,
@@ -421,6 +433,7 @@ impl TestMailResult {
                 sender: f.sender.as_ref().map(Into::into),
                 activated: false,
                 activation_code_sent: false,
+                warnings,
             },
         }
     }

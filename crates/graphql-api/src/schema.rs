@@ -8,7 +8,7 @@ use domain::assistant::AssistantService;
 use domain::deliveries::DeliveryService;
 use domain::service::TenantService;
 
-use crate::assistant::{MailServerPreset, ProbeResult};
+use crate::assistant::{MailServerDiscovery, MailServerPreset, ProbeResult, SenderDomainCheck};
 use crate::deliveries::{Delivery, NotificationInput};
 use crate::mail_settings::{MailSettings, MailSettingsInput, TestMailResult};
 use crate::tenants::{self, PlanInfo, Tenant, TenantConnection, Viewer};
@@ -59,6 +59,33 @@ impl QueryRoot {
     /// the hints in the caller's language.
     async fn mail_server_presets(&self, ctx: &Context<'_>) -> Vec<MailServerPreset> {
         assistant::presets(ctx)
+    }
+
+    /// The setup assistant: settings for a sender address, from Mailgate's provider data
+    /// (by domain), the domain's MX records (known providers), its SRV records (RFC 6186,
+    /// 8314) and its autoconfig documents (HTTPS, under the address guard), each with
+    /// where it came from and how sure it is. Cached per domain for 10 minutes; at most
+    /// 60 lookups per tenant per minute.
+    async fn discover_mail_server(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        from_address: String,
+    ) -> async_graphql::Result<MailServerDiscovery> {
+        assistant::discover(ctx, tenant_id, from_address).await
+    }
+
+    /// The setup assistant: what the From domain's SPF, DKIM and DMARC do with mail sent
+    /// through `settings` (the form; absent: the saved settings), with the verdict, the
+    /// issues explained and the records to publish where they are knowable.
+    async fn check_sender_domain(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        from_address: String,
+        settings: Option<MailSettingsInput>,
+    ) -> async_graphql::Result<SenderDomainCheck> {
+        assistant::check_domain(ctx, tenant_id, from_address, settings).await
     }
 }
 

@@ -304,14 +304,23 @@ impl App {
                     per_day: config.enqueue_per_day,
                 },
             );
+        let lookups: Arc<dyn domain::ports::SetupLookups> = Arc::new(assistant::Lookups::new(
+            &mailer,
+            assistant::LookupsConfig {
+                https_port: config.autoconfig_https_port,
+                ..assistant::LookupsConfig::default()
+            },
+        ));
         let assistant = AssistantService::new(
             tenants.clone(),
             mailer.clone(),
             coordination.clone(),
+            lookups.clone(),
             config.probe_pairs.clone(),
         );
         let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination)
-            .with_activation(config.settings_activation.mode());
+            .with_activation(config.settings_activation.mode())
+            .with_lookups(lookups);
         let schema = build_schema(
             service.clone(),
             deliveries.clone(),

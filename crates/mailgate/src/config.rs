@@ -109,6 +109,9 @@ pub struct Config {
     /// `port/encryption`, comma-separated (`587/starttls,465/ssl,25/starttls,2525/starttls`).
     #[serde(deserialize_with = "probe_pair_list")]
     pub probe_pairs: Vec<(u16, domain::settings::Encryption)>,
+    /// The port autoconfig documents are fetched from: 443; tests set their server's.
+    #[serde(skip)]
+    pub autoconfig_https_port: u16,
     pub log_format: LogFormat,
     /// The Kubernetes service-link variables (`MAILGATE_PORT`, `MAILGATE_SERVICE_HOST`, …)
     /// that were set and ignored; logged at start.
@@ -295,6 +298,7 @@ impl Default for Config {
             allow_private_smtp_hosts_in_production: false,
             dns_servers: Vec::new(),
             probe_pairs: domain::probe::USUAL_PAIRS.to_vec(),
+            autoconfig_https_port: 443,
             log_format: LogFormat::Text,
             ignored_service_links: Vec::new(),
             graphiql: None,

@@ -2,11 +2,13 @@
 //! caller. `persistence` and `mailer` implement them. A port depends on the models; no
 //! model depends on a port.
 
+pub mod assistant;
 pub mod coordination;
 pub mod deliveries;
 pub mod tenants;
 pub mod transport;
 
+pub use assistant::{CheckedServer, SetupLookups};
 pub use coordination::{Coordination, EnqueueQuota, TestMailLimit};
 pub use deliveries::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
 pub use tenants::{TenantRecord, TenantStore};

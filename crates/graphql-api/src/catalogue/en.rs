@@ -2,10 +2,12 @@
 
 use std::borrow::Cow;
 
+use domain::discovery::Confidence;
 use domain::error::FieldCode;
 use domain::mail::Hint;
 use domain::providers::ProviderHint;
 use domain::sender::SenderReason;
+use domain::sender_domain::{DomainFindings, DomainIssue, Verdict};
 use domain::settings::SettingsWarning;
 
 use super::Text;
@@ -43,6 +45,9 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::Warning(w) => warning(w).into(),
         Text::SenderReason(r) => sender_reason(r).into(),
         Text::ProviderHint(h) => provider_hint(h).into(),
+        Text::Verdict(v) => verdict(v).into(),
+        Text::DomainIssue(i, f) => domain_issue(i, f).into(),
+        Text::DiscoveryConfidence(c) => confidence(c).into(),
         Text::ProbeSummary(r) => super::probe_summary(r, "works", "no pair works", "no encryption", probe_reason).into(),
     }
 }
@@ -146,6 +151,15 @@ fn warning(warning: SettingsWarning) -> &'static str {
         SettingsWarning::PopHostNotResolved => {
             "The POP server's host name could not be found as a server Mailgate may use. It was saved (DNS can be late); check the spelling, and send a test mail."
         }
+        SettingsWarning::SenderDomainAtRisk => {
+            "The sender domain's SPF, DKIM or DMARC does not fully cover this server: mail may land in spam, and Gmail and Yahoo refuse bulk mail without them. checkSenderDomain shows what to add."
+        }
+        SettingsWarning::SenderDomainWillFail => {
+            "The sender domain's DMARC policy rejects or quarantines mail from this server: neither SPF nor DKIM will pass for it. Add the records checkSenderDomain shows before relying on this server."
+        }
+        SettingsWarning::RecipientInSenderDomain => {
+            "The test recipient is in the sender's own domain: the server may deliver it locally, which proves little about mail to the outside. Use an address at another domain (for example a free mail address)."
+        }
     }
 }
 
@@ -214,5 +228,60 @@ fn probe_reason(hint: Hint) -> &'static str {
         Hint::ProtocolViolation => "not an SMTP server",
         Hint::TemporaryFailure => "temporary failure",
         _ => "failed",
+    }
+}
+
+fn verdict(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "SPF and DKIM should pass aligned and DMARC is published: receivers can trust this sender.",
+        Verdict::AtRisk => {
+            "Mail will probably be accepted but is at risk: something receivers check is missing (see the issues)."
+        }
+        Verdict::WillFail => {
+            "Receivers will reject or quarantine this mail: the domain's DMARC policy demands SPF or DKIM that will not pass."
+        }
+    }
+}
+
+fn confidence(c: Confidence) -> &'static str {
+    match c {
+        Confidence::High => "known provider data",
+        Confidence::Medium => "published by the domain",
+        Confidence::Low => "a guess: fill in the part of the host only you know",
+    }
+}
+
+fn domain_issue(issue: DomainIssue, f: &DomainFindings) -> String {
+    let server = f.provider.unwrap_or("this server");
+    let d = &f.domain;
+    match issue {
+        DomainIssue::SpfMissing => {
+            format!("{d} publishes no SPF record, so receivers cannot tell that {server} may send for it.")
+        }
+        DomainIssue::SpfNotAllowed => {
+            format!("The SPF record of {d} does not allow {server}: SPF fails or is neutral for its mail.")
+        }
+        DomainIssue::SpfError => format!(
+            "The SPF record of {d} cannot be evaluated (a syntax error, too many lookups, or DNS failing): receivers treat it as an error."
+        ),
+        DomainIssue::SpfNotAligned => format!(
+            "{server} sends with its own envelope domain, so SPF passes for that domain, not for {d}: set up a custom MAIL FROM (return path) domain under {d} at {server}, or rely on DKIM."
+        ),
+        DomainIssue::DkimMissing => format!(
+            "No DKIM key of {server} is published for {d} (selectors looked up: {}): turn on DKIM signing for {d} at {server} and publish the record it gives.",
+            f.dkim_selectors.join(", ")
+        ),
+        DomainIssue::DkimUnknown => format!(
+            "{server} is not a provider Mailgate knows, so whether it signs with a DKIM key of {d} cannot be told from DNS: ask the provider."
+        ),
+        DomainIssue::DmarcMissing => {
+            format!("{d} publishes no DMARC record; Gmail and Yahoo require one of bulk senders. Start with p=none.")
+        }
+        DomainIssue::DmarcPolicyNone => format!(
+            "The DMARC policy of {d} is p=none: receivers are asked to take no action, so forged mail in its name is not stopped either."
+        ),
+        DomainIssue::DmarcWillFail => format!(
+            "The DMARC policy of {d} is quarantine or reject, and neither SPF nor DKIM will pass aligned for mail through {server}: receivers will reject or junk it."
+        ),
     }
 }

@@ -2,10 +2,12 @@
 
 use std::borrow::Cow;
 
+use domain::discovery::Confidence;
 use domain::error::FieldCode;
 use domain::mail::Hint;
 use domain::providers::ProviderHint;
 use domain::sender::SenderReason;
+use domain::sender_domain::{DomainFindings, DomainIssue, Verdict};
 use domain::settings::SettingsWarning;
 
 use super::Text;
@@ -43,6 +45,9 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::Warning(w) => warning(w).into(),
         Text::SenderReason(r) => sender_reason(r).into(),
         Text::ProviderHint(h) => provider_hint(h).into(),
+        Text::Verdict(v) => verdict(v).into(),
+        Text::DomainIssue(i, f) => domain_issue(i, f).into(),
+        Text::DiscoveryConfidence(c) => confidence(c).into(),
         Text::ProbeSummary(r) => super::probe_summary(r, "で送信できます", "使える組み合わせがありません", "暗号化なし", probe_reason).into(),
     }
 }
@@ -142,6 +147,15 @@ fn warning(warning: SettingsWarning) -> &'static str {
         SettingsWarning::PopHostNotResolved => {
             "POP サーバーのホスト名が、Mailgate が使えるサーバーとして見つかりませんでした。設定は保存されています（DNS の反映が遅れることがあります）。綴りを確認し、テストメールを送信してください。"
         }
+        SettingsWarning::SenderDomainAtRisk => {
+            "送信元ドメインの SPF・DKIM・DMARC がこのサーバーを十分にカバーしていません。迷惑メールに振り分けられるおそれがあり、Gmail と Yahoo はこれらのない大量送信を拒否します。追加すべきレコードは送信元ドメインの確認で表示されます。"
+        }
+        SettingsWarning::SenderDomainWillFail => {
+            "送信元ドメインの DMARC ポリシーにより、このサーバーからのメールは拒否または隔離されます（SPF も DKIM も合格しません）。このサーバーを使う前に、送信元ドメインの確認で表示されるレコードを追加してください。"
+        }
+        SettingsWarning::RecipientInSenderDomain => {
+            "テストの宛先が送信元と同じドメインです。サーバー内で配送されるだけのことがあり、外部への送信の確認になりません。別のドメインのアドレス（フリーメールなど）を使ってください。"
+        }
     }
 }
 
@@ -210,5 +224,60 @@ fn probe_reason(hint: Hint) -> &'static str {
         Hint::ProtocolViolation => "SMTP サーバーではありません",
         Hint::TemporaryFailure => "一時的なエラー",
         _ => "失敗",
+    }
+}
+
+fn verdict(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => {
+            "SPF と DKIM がドメインと一致して合格し、DMARC も公開されています。受信側はこの送信元を信頼できます。"
+        }
+        Verdict::AtRisk => "おそらく受信されますが危険があります。受信側が確認する項目が欠けています（問題点を参照）。",
+        Verdict::WillFail => {
+            "受信側はこのメールを拒否または隔離します。ドメインの DMARC ポリシーが求める SPF・DKIM が合格しません。"
+        }
+    }
+}
+
+fn confidence(c: Confidence) -> &'static str {
+    match c {
+        Confidence::High => "既知のプロバイダー情報",
+        Confidence::Medium => "ドメインが公開している情報",
+        Confidence::Low => "推定（ホスト名のうち、あなたしか知らない部分を入力してください）",
+    }
+}
+
+fn domain_issue(issue: DomainIssue, f: &DomainFindings) -> String {
+    let server = f.provider.unwrap_or("このサーバー");
+    let d = &f.domain;
+    match issue {
+        DomainIssue::SpfMissing => format!(
+            "{d} は SPF レコードを公開していないため、受信側は {server} が {d} のメールを送ってよいか判断できません。"
+        ),
+        DomainIssue::SpfNotAllowed => format!(
+            "{d} の SPF レコードが {server} を許可していません。このメールの SPF は不合格（または neutral）になります。"
+        ),
+        DomainIssue::SpfError => format!(
+            "{d} の SPF レコードを評価できません（構文の誤り、参照回数の超過、または DNS の障害）。受信側はエラーとして扱います。"
+        ),
+        DomainIssue::SpfNotAligned => format!(
+            "{server} は独自のエンベロープドメインで送信するため、SPF は {d} ではなくそのドメインで合格します。{server} で {d} 配下のカスタム MAIL FROM（Return-Path）ドメインを設定するか、DKIM で合格させてください。"
+        ),
+        DomainIssue::DkimMissing => format!(
+            "{d} に {server} の DKIM 公開鍵がありません（確認したセレクター: {}）。{server} で {d} の DKIM 署名を有効にし、表示されるレコードを公開してください。",
+            f.dkim_selectors.join(", ")
+        ),
+        DomainIssue::DkimUnknown => format!(
+            "{server} は Mailgate が知らないプロバイダーのため、{d} の DKIM 鍵で署名するかは DNS からは分かりません。プロバイダーに確認してください。"
+        ),
+        DomainIssue::DmarcMissing => format!(
+            "{d} は DMARC レコードを公開していません。Gmail と Yahoo は大量送信者に DMARC を求めています。まず p=none で公開してください。"
+        ),
+        DomainIssue::DmarcPolicyNone => {
+            format!("{d} の DMARC ポリシーは p=none です。受信側に何も求めないため、{d} を騙るメールも止まりません。")
+        }
+        DomainIssue::DmarcWillFail => format!(
+            "{d} の DMARC ポリシーは quarantine または reject で、{server} 経由のメールは SPF も DKIM もドメインと一致して合格しません。受信側は拒否するか迷惑メールにします。"
+        ),
     }
 }

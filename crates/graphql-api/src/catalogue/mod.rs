@@ -4,11 +4,13 @@
 
 use std::borrow::Cow;
 
+use domain::discovery::Confidence;
 use domain::error::FieldError;
 use domain::mail::Hint;
 use domain::probe::ProbeReport;
 use domain::providers::ProviderHint;
 use domain::sender::SenderReason;
+use domain::sender_domain::{DomainFindings, DomainIssue, Verdict};
 use domain::settings::SettingsWarning;
 use domain::{Locale, Plan};
 
@@ -54,6 +56,11 @@ pub enum Text<'a> {
     ProviderHint(ProviderHint),
     /// What a probe found, in one sentence.
     ProbeSummary(&'a ProbeReport),
+    /// The sender-domain verdict, and one issue it found (with the findings it names).
+    Verdict(Verdict),
+    DomainIssue(DomainIssue, &'a DomainFindings),
+    /// What a discovery step found.
+    DiscoveryConfidence(Confidence),
 }
 
 /// `text` in `locale`.

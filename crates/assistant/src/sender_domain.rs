@@ -1,0 +1,264 @@
+//! The sender domain's records for mail through a server: SPF (the provider's include,
+//! found through nested includes and redirects, or for an unknown server its addresses
+//! evaluated by mail-auth's `check_host`), DKIM (a key under the provider's selectors),
+//! DMARC (the record of the domain or of its organisational domain, parsed by mail-auth).
+
+use std::net::IpAddr;
+
+use mail_auth::common::parse::TxtRecordParser as _;
+use mail_auth::dmarc::{Dmarc, Policy};
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::spf::{Macro, Mechanism, Spf};
+use mail_auth::{Parameters, SpfResult};
+
+use domain::ports::CheckedServer;
+use domain::providers::Provider;
+use domain::sender_domain::{DkimFinding, DmarcPolicy, DomainFindings, SpfFinding, envelope_is_from_domain};
+use domain::values::EmailAddress;
+use mailer::resolver::LookupError;
+
+use crate::Lookups;
+
+/// Includes and redirects followed at most when looking for a provider's include (the
+/// SPF limit of 10 DNS-querying terms).
+const SPF_LOOKUPS: u8 = 10;
+
+/// Second-level labels under which registrations are at the third level (`example.co.jp`).
+const SECOND_LEVEL: [&str; 12] = [
+    "co", "ne", "or", "ac", "go", "ed", "gr", "lg", "ad", "com", "net", "org",
+];
+
+/// The domain whose DMARC record applies when the From domain has none: its
+/// organisational domain (an approximation without the public suffix list).
+pub fn organisational_domain(domain: &str) -> String {
+    let labels: Vec<&str> = domain.split('.').collect();
+    let keep =
+        if labels.len() >= 3 && SECOND_LEVEL.contains(&labels[labels.len() - 2]) && labels[labels.len() - 1].len() == 2
+        {
+            3
+        } else {
+            2
+        };
+    labels[labels.len().saturating_sub(keep)..].join(".")
+}
+
+fn literal(m: &Macro) -> Option<String> {
+    match m {
+        Macro::Literal(bytes) => Some(
+            String::from_utf8_lossy(bytes)
+                .trim_end_matches('.')
+                .to_ascii_lowercase(),
+        ),
+        _ => None,
+    }
+}
+
+impl Lookups {
+    async fn spf_record(&self, domain: &str) -> Result<Option<String>, LookupError> {
+        match self.inner.guard.resolver.txt(domain).await {
+            Ok(records) => Ok(records
+                .into_iter()
+                .find(|r| r.len() >= 6 && r[..6].eq_ignore_ascii_case("v=spf1"))),
+            Err(LookupError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `record` reaches `target` (an include domain) through its includes and
+    /// redirect. `Err` when a record on the way is broken or DNS fails.
+    async fn spf_reaches(&self, record: &str, target: &str, budget: &mut u8) -> Result<bool, ()> {
+        let parsed = Spf::parse(record.as_bytes()).map_err(|_| ())?;
+        let mut next = Vec::new();
+        for d in parsed.directives.iter() {
+            if let Mechanism::Include { macro_string } = &d.mechanism
+                && let Some(domain) = literal(macro_string)
+            {
+                if domain == target {
+                    return Ok(true);
+                }
+                next.push(domain);
+            }
+        }
+        if let Some(domain) = parsed.redirect.as_ref().and_then(literal) {
+            if domain == target {
+                return Ok(true);
+            }
+            next.push(domain);
+        }
+        for domain in next {
+            if *budget == 0 {
+                return Err(());
+            }
+            *budget -= 1;
+            if let Ok(Some(inner)) = self.spf_record(&domain).await
+                && Box::pin(self.spf_reaches(&inner, target, budget)).await?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// SPF evaluated for the server's own addresses (a server Mailgate does not know).
+    async fn spf_for_addresses(&self, from: &EmailAddress, domain: &str, host: &str) -> SpfFinding {
+        let Some(auth) = &self.inner.auth else {
+            return SpfFinding::Error;
+        };
+        let ips: Vec<IpAddr> = match self
+            .inner
+            .guard
+            .resolver
+            .lookup_host(host, 25, std::time::Duration::from_secs(3))
+            .await
+        {
+            Ok(addrs) => addrs.into_iter().map(|a| a.ip()).take(4).collect(),
+            Err(_) => return SpfFinding::Error,
+        };
+        let sender = from.to_ascii();
+        let mut worst_error = false;
+        for ip in ips {
+            let output = auth
+                .check_host(Parameters::new(SpfParameters::new(
+                    ip,
+                    domain,
+                    host,
+                    "mailgate.invalid",
+                    &sender,
+                )))
+                .await;
+            match output.result() {
+                SpfResult::Pass => return SpfFinding::Pass,
+                SpfResult::PermError | SpfResult::TempError => worst_error = true,
+                _ => {}
+            }
+        }
+        if worst_error {
+            SpfFinding::Error
+        } else {
+            SpfFinding::NotAllowed
+        }
+    }
+
+    async fn dkim_keys(&self, domain: &str, selectors: &[&str]) -> Vec<String> {
+        let mut found = Vec::new();
+        for selector in selectors {
+            let name = format!("{selector}._domainkey.{domain}");
+            if let Ok(records) = self.inner.guard.resolver.txt(&name).await
+                && records.iter().any(|r| has_public_key(r))
+            {
+                found.push((*selector).to_owned());
+            }
+        }
+        found
+    }
+
+    async fn dmarc(&self, domain: &str) -> (DmarcPolicy, Option<String>, Option<String>) {
+        let org = organisational_domain(domain);
+        let mut places = vec![domain.to_owned()];
+        if org != domain {
+            places.push(org);
+        }
+        for (i, place) in places.iter().enumerate() {
+            let Ok(records) = self.inner.guard.resolver.txt(&format!("_dmarc.{place}")).await else {
+                continue;
+            };
+            let Some(record) = records
+                .into_iter()
+                .find(|r| r.len() >= 8 && r[..8].eq_ignore_ascii_case("v=DMARC1"))
+            else {
+                continue;
+            };
+            let Ok(parsed) = Dmarc::parse(record.as_bytes()) else {
+                continue;
+            };
+            // A subdomain without its own record gets the organisational domain's `sp=`.
+            let policy = if i == 0 { parsed.p } else { parsed.sp };
+            let policy = match policy {
+                Policy::Reject => DmarcPolicy::Reject,
+                Policy::Quarantine => DmarcPolicy::Quarantine,
+                _ => DmarcPolicy::None,
+            };
+            return (policy, Some(record), Some(place.clone()));
+        }
+        (DmarcPolicy::Missing, None, None)
+    }
+
+    pub(crate) async fn findings(&self, from: &EmailAddress, server: &CheckedServer) -> DomainFindings {
+        let domain = from.ascii_domain();
+        let provider = Provider::of_kind(server.kind).or_else(|| Provider::for_smtp_host(server.host.as_str()));
+        let kind = provider.map_or(server.kind, |p| p.kind);
+        let spf_include = provider.and_then(|p| p.spf_include);
+        let (spf_record, spf) = match self.spf_record(&domain).await {
+            Err(_) => (None, SpfFinding::Error),
+            Ok(None) => (None, SpfFinding::Missing),
+            Ok(Some(record)) => {
+                let finding = match spf_include.map(|i| i.trim_start_matches("include:").to_ascii_lowercase()) {
+                    Some(target) => {
+                        let mut budget = SPF_LOOKUPS;
+                        match self.spf_reaches(&record, &target, &mut budget).await {
+                            Ok(true) => SpfFinding::Pass,
+                            Ok(false) => SpfFinding::NotAllowed,
+                            Err(()) => SpfFinding::Error,
+                        }
+                    }
+                    None => self.spf_for_addresses(from, &domain, server.host.as_str()).await,
+                };
+                (Some(record), finding)
+            }
+        };
+        let selectors: &[&str] = provider.map_or(&[], |p| p.dkim_selectors);
+        let dkim_found = self.dkim_keys(&domain, selectors).await;
+        let dkim = if !dkim_found.is_empty() {
+            DkimFinding::Published
+        } else if selectors.is_empty() {
+            DkimFinding::Unknown
+        } else {
+            DkimFinding::Missing
+        };
+        let (dmarc, dmarc_record, dmarc_domain) = self.dmarc(&domain).await;
+        DomainFindings {
+            domain,
+            kind,
+            provider: provider.map(|p| p.name),
+            spf,
+            spf_record,
+            spf_include,
+            spf_aligns: envelope_is_from_domain(kind),
+            dkim,
+            dkim_selectors: selectors.iter().map(|s| (*s).to_owned()).collect(),
+            dkim_found,
+            dmarc,
+            dmarc_record,
+            dmarc_domain,
+        }
+    }
+}
+
+/// Whether a DKIM key record (`v=DKIM1; k=rsa; p=…`) carries a key: an empty `p=` means
+/// the key was revoked (RFC 6376 §3.6.1).
+fn has_public_key(record: &str) -> bool {
+    record.split(';').any(|tag| {
+        tag.split_once('=')
+            .is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("p") && !v.trim().is_empty())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn organisational_domains() {
+        assert_eq!(organisational_domain("mail.example.jp"), "example.jp");
+        assert_eq!(organisational_domain("shop.example.co.jp"), "example.co.jp");
+        assert_eq!(organisational_domain("example.co.jp"), "example.co.jp");
+        assert_eq!(organisational_domain("a.b.example.test"), "example.test");
+    }
+
+    #[test]
+    fn revoked_keys_are_no_keys() {
+        assert!(has_public_key("v=DKIM1; k=rsa; p=MIIBIjANBg"));
+        assert!(!has_public_key("v=DKIM1; k=rsa; p="));
+        assert!(!has_public_key("v=DKIM1; k=rsa"));
+    }
+}
