@@ -288,6 +288,22 @@ async fn the_probe_follows_the_plan_gate_validation_and_audit(backend: Backend) 
             .contains(&json!({ "field": "found", "after": format!("{} STARTTLS", lab.starttls.port) })),
         "{probed}"
     );
+
+    // Probes count as test mails: 10 per tenant a minute, then refused before connecting.
+    let limited = app.create_tenant("Limited", "BIZ").await;
+    for _ in 0..10 {
+        probe(&app, &limited, json!({ "host": "localhost" })).await;
+    }
+    let seen = lab.starttls.commands().len();
+    let body = app
+        .gql(
+            &app.admin(&limited),
+            PROBE,
+            json!({ "t": limited, "s": { "host": "localhost" } }),
+        )
+        .await;
+    assert_eq!(code(&body), "RATE_LIMITED");
+    assert_eq!(lab.starttls.commands().len(), seen, "a refused probe connects nowhere");
     app.finish().await;
 }
 

@@ -12,10 +12,10 @@ use crate::audit::{AuditAction, AuditEntry};
 use crate::discovery::Discovery;
 use crate::error::{Error, Result};
 use crate::plan::sender_override_permit;
-use crate::ports::{CheckedServer, Coordination, MailTransport, SetupLookups, TenantStore, TestMailLimit};
+use crate::ports::{CheckedServer, Coordination, MailTransport, SetupLookups, TenantStore};
 use crate::probe::{PROBE_DEADLINE, ProbeReport, ProbeTarget};
 use crate::sender_domain::DomainCheck;
-use crate::service::{TEST_MAILS_PER_CALLER_PER_MINUTE, TEST_MAILS_PER_MINUTE};
+use crate::service::TEST_MAIL_LIMIT;
 use crate::settings::{Encryption, FieldChange, MailSettingsDraft, ServerDraft};
 use crate::tenant::TenantId;
 use crate::values::EmailAddress;
@@ -168,14 +168,9 @@ impl AssistantService {
         let stored = record.settings.as_ref().map(|s| &s.settings);
         let server = ServerDraft::parse(draft, stored).map_err(Error::Validation)?;
         let typed = server.typed.map(|(p, e)| (p.get(), e));
-        let limit = TestMailLimit {
-            per_tenant: TEST_MAILS_PER_MINUTE,
-            per_caller: TEST_MAILS_PER_CALLER_PER_MINUTE,
-            window: std::time::Duration::from_secs(60),
-        };
         if !self
             .coordination
-            .try_record_test_mail(id, caller.subject(), limit)
+            .try_record_test_mail(id, caller.subject(), TEST_MAIL_LIMIT)
             .await?
         {
             return Err(Error::RateLimited);

@@ -188,6 +188,13 @@ pub struct TestMailOutcome {
     pub warnings: Vec<SettingsWarning>,
 }
 
+/// Test mails (and probes, which count as test mails) per tenant and per caller.
+pub const TEST_MAIL_LIMIT: TestMailLimit = TestMailLimit {
+    per_tenant: TEST_MAILS_PER_MINUTE,
+    per_caller: TEST_MAILS_PER_CALLER_PER_MINUTE,
+    window: std::time::Duration::from_secs(60),
+};
+
 /// How long a save waits for the sender-domain check before it saves without its warning.
 pub const SENDER_DOMAIN_DEADLINE_ON_SAVE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -559,14 +566,9 @@ impl TenantService {
             (Some(_), ActivationMode::Code) => Some(ActivationCode::issue(Utc::now())),
             _ => None,
         };
-        let limit = TestMailLimit {
-            per_tenant: TEST_MAILS_PER_MINUTE,
-            per_caller: TEST_MAILS_PER_CALLER_PER_MINUTE,
-            window: std::time::Duration::from_secs(60),
-        };
         if !self
             .coordination
-            .try_record_test_mail(id, caller.subject(), limit)
+            .try_record_test_mail(id, caller.subject(), TEST_MAIL_LIMIT)
             .await?
         {
             return Err(Error::RateLimited);

@@ -177,6 +177,22 @@ impl SettingsWarning {
     }
 }
 
+/// The host of a form: a preset's fixed one, or the form's (which must fit the preset's
+/// template, when it has one).
+fn preset_host(errs: &mut Errors, preset: Option<&Provider>, draft: &MailSettingsDraft) -> Option<Host> {
+    match preset.map(|p| p.host) {
+        Some(HostSpec::Fixed(name)) => Host::parse(name).ok(),
+        Some(spec @ HostSpec::Template { .. }) => errs.check("host", req_text(&draft.host, Host::parse)).filter(|h| {
+            let fits = spec.matches(&h.as_str().to_ascii_lowercase());
+            if !fits {
+                errs.push("host", FieldCode::HostNotOfPreset);
+            }
+            fits
+        }),
+        None => errs.check("host", req_text(&draft.host, Host::parse)),
+    }
+}
+
 /// Collects field errors while validating, so a form gets all of them at once.
 #[derive(Default)]
 struct Errors(Vec<FieldError>);
@@ -238,19 +254,7 @@ impl ServerDraft {
         let mut errs = Errors::default();
         let kind = draft.server_kind.unwrap_or_default();
         let preset = Provider::of_kind(kind);
-        let host = match preset.map(|p| p.host) {
-            Some(HostSpec::Fixed(name)) => Host::parse(name).ok(),
-            Some(spec @ HostSpec::Template { .. }) => {
-                errs.check("host", req_text(&draft.host, Host::parse)).filter(|h| {
-                    let fits = spec.matches(&h.as_str().to_ascii_lowercase());
-                    if !fits {
-                        errs.push("host", FieldCode::HostNotOfPreset);
-                    }
-                    fits
-                })
-            }
-            None => errs.check("host", req_text(&draft.host, Host::parse)),
-        };
+        let host = preset_host(&mut errs, preset, draft);
         let port = match (preset, draft.port) {
             (Some(p), _) => Port::parse(i64::from(p.port)).ok(),
             (None, Some(raw)) => errs.check("port", Port::parse(raw)),
@@ -334,19 +338,7 @@ impl MailSettings {
         let server_kind = draft.server_kind.unwrap_or_default();
         let preset = Provider::of_kind(server_kind);
 
-        let host = match preset.map(|p| p.host) {
-            Some(HostSpec::Fixed(name)) => Host::parse(name).ok(),
-            Some(spec @ HostSpec::Template { .. }) => {
-                errs.check("host", req_text(&draft.host, Host::parse)).filter(|h| {
-                    let fits = spec.matches(&h.as_str().to_ascii_lowercase());
-                    if !fits {
-                        errs.push("host", FieldCode::HostNotOfPreset);
-                    }
-                    fits
-                })
-            }
-            None => errs.check("host", req_text(&draft.host, Host::parse)),
-        };
+        let host = preset_host(&mut errs, preset, draft);
         let port = match (preset, draft.port) {
             (Some(p), _) => Port::parse(i64::from(p.port)).ok(),
             (None, Some(raw)) => errs.check("port", Port::parse(raw)),
