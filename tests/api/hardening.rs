@@ -339,6 +339,70 @@ async fn introspection_is_off_by_default(app: &TestApp) {
     }
 }
 
+/// The standard introspection query, as graphql-core (the Python port of graphql-js)
+/// generates it for GraphiQL-style tools.
+fn standard_introspection_query() -> String {
+    let out = std::process::Command::new(crate::mailservers::python())
+        .args([
+            "-c",
+            "from graphql import get_introspection_query; print(get_introspection_query(descriptions=True))",
+        ])
+        .output()
+        .expect("python3 runs (run tests/mailservers/install.sh)");
+    assert!(
+        out.status.success(),
+        "graphql-core is installed (tests/mailservers/install.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_introspection_query_passes_while_deep_queries_stay_refused() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.introspection = Some(true)).await;
+    let op = app.operator();
+    let query = standard_introspection_query();
+    assert!(query.contains("ofType"), "{query}");
+    let (status, body) = app
+        .post(
+            Some(&op),
+            None,
+            &json!({ "query": query, "operationName": "IntrospectionQuery" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    let types = body["data"]["__schema"]["types"].as_array().expect("types");
+    assert!(types.iter().any(|t| t["name"] == "MailSettingsInput"), "{body}");
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+
+    // Our own types keep the limit of 12 (checked before the fields are, so the shape
+    // need not be valid) …
+    let mut nested = String::from("host");
+    // 4 × 4 + 1 = 17 levels: over 12, under the engine's recursion limit of 32.
+    for _ in 0..4 {
+        nested = format!("viewer {{ tenant {{ mailSettings {{ popBeforeSmtp {{ {nested} }} }} }} }}");
+    }
+    let body = app.gql(&op, &format!("{{ {nested} }}"), json!({})).await;
+    assert_eq!(body["errors"][0]["message"], "Query is nested too deep.", "{body}");
+    // … and introspection cannot nest without end either.
+    let mut of_type = String::from("name");
+    // 3 + 18 + 1 = 22 levels: over the introspection limit of 20, under the engine's
+    // recursion limit of 32.
+    for _ in 0..18 {
+        of_type = format!("ofType {{ {of_type} }}");
+    }
+    let body = app
+        .gql(
+            &op,
+            &format!(r#"{{ __type(name: "Tenant") {{ fields {{ type {{ {of_type} }} }} }} }}"#),
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["errors"][0]["message"], "Query is nested too deep.", "{body}");
+    app.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection_when_enabled() {
     let app = spawn_app_with(Backend::Sqlite, |c| c.introspection = Some(true)).await;

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod context;
 mod deliveries;
+mod depth;
 pub mod error;
 mod mail_settings;
 mod pagination;

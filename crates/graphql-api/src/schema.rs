@@ -224,7 +224,10 @@ pub fn build_schema(
         .data(service)
         .data(deliveries)
         .data(assistant)
-        .limit_depth(limits.max_depth)
+        .extension(crate::depth::DepthLimit {
+            max_depth: limits.max_depth,
+            introspection_depth: crate::depth::INTROSPECTION_DEPTH.max(limits.max_depth),
+        })
         .limit_complexity(limits.max_complexity);
     let builder = if limits.introspection {
         builder
