@@ -29,3 +29,4 @@ mod settings;
 mod suspension;
 mod tenants;
 mod verification;
+mod webhooks;

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the real mail servers that the API tests start on loopback (tests/api/mailservers.rs):
-#   - aiosmtpd (SMTP), trustme (test CA) and dnslib (DNS), pinned in requirements.txt, from
+#   - aiosmtpd (SMTP), trustme (test CA), dnslib (DNS), graphql-core and standardwebhooks
+#     (the webhook verifier), pinned in requirements.txt, from
 #     PyPI, into the python3 on PATH (or $MAILGATE_TEST_PYTHON);
 #   - Dovecot's POP3 server (Debian package dovecot-pop3d), only if it is missing.
 # Idempotent; run as root (apt-get). Starts no system-wide service: each test runs its own
 # private instance (smtp_server.py, pop3_dovecot.py).
 # dns_server.py is an authoritative DNS server (dnslib) for fixture zones, on UDP and TCP.
 # https_server.py is a static HTTPS/HTTP server (standard library only) for autoconfig files.
+# webhook_receiver.py receives webhooks and verifies each with standardwebhooks.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${MAILGATE_TEST_PYTHON:-python3}"

@@ -41,6 +41,8 @@ crate::coded_enum! {
         /// The host is not one of the preset's servers (`{account}.sakura.ne.jp`): fill in
         /// the template's part, or choose the custom server type.
         HostNotOfPreset = "HOST_NOT_OF_PRESET",
+        /// No tenant has this id.
+        UnknownTenant = "UNKNOWN_TENANT",
     }
 }
 

@@ -29,6 +29,8 @@ pub mod settings;
 pub mod suspension;
 pub mod tenant;
 pub mod values;
+pub mod webhook;
+pub mod webhooks;
 
 pub use access::{Caller, Role, TenantScope};
 pub use error::{Error, FieldError, Result, StoreError, WriteError};

@@ -22,6 +22,7 @@ mod pagination;
 pub mod schema;
 mod tenants;
 mod values;
+mod webhooks;
 
 pub use auth::{AuthError, Claims, JwtConfig, TokenVerifier};
 pub use context::RequestContext;

@@ -7,13 +7,18 @@ use async_graphql::{Context, EmptySubscription, ID, Object, Schema};
 use domain::assistant::AssistantService;
 use domain::deliveries::DeliveryService;
 use domain::service::TenantService;
+use domain::webhooks::WebhookService;
 
 use crate::assistant::{MailServerDiscovery, MailServerPreset, ProbeResult, SenderDomainCheck};
 use crate::deliveries::{Delivery, NotificationInput};
 use crate::mail_settings::{MailSettings, MailSettingsInput, TestMailResult};
 use crate::tenants::{self, PlanInfo, Tenant, TenantConnection, Viewer};
 use crate::values::Plan;
-use crate::{assistant, deliveries, mail_settings};
+use crate::webhooks::{
+    WebhookEndpoint, WebhookEndpointChanges, WebhookEndpointConnection, WebhookEndpointInput, WebhookEndpointSecret,
+    WebhookMessage,
+};
+use crate::{assistant, deliveries, mail_settings, webhooks};
 
 pub type MailgateSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -86,6 +91,22 @@ impl QueryRoot {
         settings: Option<MailSettingsInput>,
     ) -> async_graphql::Result<SenderDomainCheck> {
         assistant::check_domain(ctx, tenant_id, from_address, settings).await
+    }
+
+    /// Operators: the webhook endpoints, in creation order.
+    #[graphql(complexity = "crate::pagination::page_complexity(first, 20, child_complexity)")]
+    async fn webhook_endpoints(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1–100 (default 20).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<WebhookEndpointConnection> {
+        webhooks::endpoints(ctx, first, after).await
+    }
+
+    /// Operators: one webhook endpoint with its recent messages; null if absent.
+    async fn webhook_endpoint(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<WebhookEndpoint>> {
+        webhooks::endpoint(ctx, id).await
     }
 }
 
@@ -193,6 +214,51 @@ impl MutationRoot {
     async fn retry_delivery(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Delivery> {
         deliveries::retry(ctx, id).await
     }
+
+    /// Operators: register an endpoint for events (Standard Webhooks: `webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature` HMAC-SHA256). Its host is checked against
+    /// internal addresses. The secret is answered here once.
+    async fn create_webhook_endpoint(
+        &self,
+        ctx: &Context<'_>,
+        input: WebhookEndpointInput,
+    ) -> async_graphql::Result<WebhookEndpointSecret> {
+        webhooks::create(ctx, input).await
+    }
+
+    /// Operators: change an endpoint's URL, event types, tenant, description or whether
+    /// it is enabled.
+    async fn update_webhook_endpoint(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: WebhookEndpointChanges,
+    ) -> async_graphql::Result<WebhookEndpoint> {
+        webhooks::update(ctx, id, input).await
+    }
+
+    /// Operators: sign with a new secret (`secret`, or a generated one, answered once);
+    /// the old one keeps signing beside it for `overlapMinutes` (default 1440, at most
+    /// 10080; 0 stops it at once).
+    async fn rotate_webhook_secret(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        secret: Option<String>,
+        overlap_minutes: Option<i32>,
+    ) -> async_graphql::Result<WebhookEndpointSecret> {
+        webhooks::rotate(ctx, id, secret, overlap_minutes).await
+    }
+
+    /// Operators: remove an endpoint and its messages. False if it did not exist.
+    async fn delete_webhook_endpoint(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        webhooks::delete(ctx, id).await
+    }
+
+    /// Operators: send a message again now, its retry schedule started over.
+    async fn replay_webhook_message(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<WebhookMessage> {
+        webhooks::replay(ctx, id).await
+    }
 }
 
 /// Limits against expensive queries.
@@ -218,12 +284,14 @@ pub fn build_schema(
     service: TenantService,
     deliveries: DeliveryService,
     assistant: AssistantService,
+    webhooks: WebhookService,
     limits: SchemaLimits,
 ) -> MailgateSchema {
     let builder = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(service)
         .data(deliveries)
         .data(assistant)
+        .data(webhooks)
         .extension(crate::depth::DepthLimit {
             max_depth: limits.max_depth,
             introspection_depth: crate::depth::INTROSPECTION_DEPTH.max(limits.max_depth),

@@ -12,6 +12,7 @@
 
 pub mod guard;
 pub mod hosts;
+pub mod http;
 pub mod message;
 pub mod pool;
 pub mod pop3;

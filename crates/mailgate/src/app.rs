@@ -11,9 +11,13 @@ use domain::PlatformSender;
 use domain::assistant::AssistantService;
 use domain::deliveries::DeliveryService;
 use domain::delivery::RetryPolicy;
-use domain::ports::{Coordination, DeliveryOutbox, DeliveryQueries, DeliveryQueue, MailTransport, TenantStore};
+use domain::ports::{
+    Coordination, DeliveryOutbox, DeliveryQueries, DeliveryQueue, MailTransport, TenantStore, WebhookQueue,
+    WebhookStore,
+};
 use domain::service::TenantService;
 use domain::settings::PortPolicy;
+use domain::webhooks::WebhookService;
 use graphql_api::auth::JwtKey;
 use graphql_api::{JwtConfig, MailgateSchema, SchemaLimits, TokenVerifier, build_schema};
 use mailer::{Mailer, MailerConfig, PlatformRelay, RelayUrl};
@@ -42,6 +46,12 @@ pub struct App {
     /// Wakes this process's worker after an enqueue.
     pub queue_signal: Arc<worker::WorkSignal>,
     pub metrics: Arc<Metrics>,
+    /// The webhook dispatcher's side of the webhook messages, and the operators'.
+    pub webhook_queue: Arc<dyn WebhookQueue>,
+    pub webhook_store: Arc<dyn WebhookStore>,
+    /// The address guard for webhook endpoints (`MAILGATE_WEBHOOK_ALLOW_PRIVATE_HOSTS`).
+    pub webhook_guard: mailer::guard::Guard,
+    pub webhook_stats: Arc<webhooks::DispatchStats>,
     /// Held while this process uses a SQLite database.
     pub sqlite_lock: Option<Arc<SqliteLock>>,
     /// Parsed GraphQL documents by query text.
@@ -239,6 +249,7 @@ impl App {
         let platform =
             PlatformSender::parse(&config.default_from).map_err(|e| anyhow::anyhow!("MAILGATE_DEFAULT_FROM: {e}"))?;
         let store = persistence::SqlStore::new(db.clone(), keyring.clone());
+        let webhook_store = Arc::new(store.clone());
         // Concurrent enqueues share one statement and one commit (SQLite has one writer;
         // on PostgreSQL a few batches may be written at once).
         let writers = match sea_orm::ConnectionTrait::get_database_backend(&db) {
@@ -321,10 +332,20 @@ impl App {
         let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination)
             .with_activation(config.settings_activation.mode())
             .with_lookups(lookups);
+        let webhook_guard = mailer::guard::Guard {
+            allow_private: config.webhook_allow_private_hosts,
+            resolver: mailer.guard().resolver.clone(),
+        };
+        let webhooks = WebhookService::new(
+            webhook_store.clone(),
+            tenants.clone(),
+            Arc::new(webhooks::GuardCheck(webhook_guard.clone())),
+        );
         let schema = build_schema(
             service.clone(),
             deliveries.clone(),
             assistant,
+            webhooks,
             SchemaLimits {
                 max_depth: config.max_query_depth,
                 max_complexity: config.max_query_complexity,
@@ -344,6 +365,10 @@ impl App {
             tenants,
             queue_signal,
             metrics: Arc::new(Metrics::default()),
+            webhook_queue: webhook_store.clone(),
+            webhook_store,
+            webhook_guard,
+            webhook_stats: Arc::default(),
             sqlite_lock: sqlite_lock.map(Arc::new),
             query_cache: Arc::new(crate::query_cache::QueryCache::default()),
         })
@@ -383,6 +408,26 @@ impl App {
             self.metrics.clone(),
         )
         .with_wake(self.queue_signal.clone())
+    }
+}
+
+impl App {
+    /// The webhook dispatcher for this process.
+    pub fn dispatcher(&self) -> webhooks::Dispatcher {
+        let c = &self.config;
+        webhooks::Dispatcher::new(
+            webhooks::DispatchConfig {
+                owner: domain::LeaseOwner::unique(&hostname()),
+                max_in_flight: c.webhook_max_in_flight,
+                per_endpoint: c.webhook_per_endpoint_in_flight,
+                attempt_timeout: Duration::from_secs(c.webhook_timeout_secs),
+                poll_interval: Duration::from_millis(c.webhook_poll_ms),
+            },
+            self.webhook_queue.clone(),
+            self.webhook_guard.clone(),
+            self.mailer.tls().clone(),
+            self.webhook_stats.clone(),
+        )
     }
 }
 

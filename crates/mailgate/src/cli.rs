@@ -106,7 +106,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Worker => {
             let app = App::build(config).await?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let dispatcher = tokio::spawn(app.dispatcher().run(stopped_when(stopped.clone())));
             let report = app.worker().run(http::shutdown_signal()).await;
+            let _ = stop.send(true);
+            let _ = dispatcher.await;
             println!(
                 "worker stopped: {} finished, {} given back",
                 report.finished, report.released
@@ -167,6 +171,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|s| *s).await;
         }))
     });
+    // Webhook messages go out wherever mail does.
+    let dispatcher = app
+        .config
+        .worker_enabled
+        .then(|| tokio::spawn(app.dispatcher().run(stopped_when(stopped.clone()))));
     if dev {
         let claims = app.verifier.claims("dev-operator", Role::Operator, None, 24 * 3600);
         let token = app
@@ -187,12 +196,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     http::shutdown_signal().await;
     let _ = stop_worker.send(true);
-    let (http_result, worker_report) = tokio::join!(server.stop(), async {
-        match worker {
-            Some(handle) => handle.await.ok(),
-            None => None,
+    let (http_result, worker_report, _) = tokio::join!(
+        server.stop(),
+        async {
+            match worker {
+                Some(handle) => handle.await.ok(),
+                None => None,
+            }
+        },
+        async {
+            if let Some(handle) = dispatcher {
+                let _ = handle.await;
+            }
         }
-    });
+    );
     http_result?;
     if let Some(report) = worker_report {
         tracing::info!(
@@ -203,4 +220,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("mailgate stopped");
     Ok(())
+}
+
+/// Resolves once `stopped` turns true (or its sender is gone).
+async fn stopped_when(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
 }

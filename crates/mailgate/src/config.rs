@@ -101,6 +101,16 @@ pub struct Config {
     /// The production profile refuses `allow_private_smtp_hosts` without this second,
     /// explicit acknowledgement (a local demo such as the compose file's Mailpit).
     pub allow_private_smtp_hosts_in_production: bool,
+    /// Lets webhook endpoints be on internal addresses (loopback, private networks): the
+    /// platform's own services often are. Off: such URLs are refused on save and on send.
+    pub webhook_allow_private_hosts: bool,
+    /// One webhook attempt's deadline (connect, send, read the answer).
+    pub webhook_timeout_secs: u64,
+    /// Webhook attempts in flight per process at most, and per endpoint at most.
+    pub webhook_max_in_flight: u32,
+    pub webhook_per_endpoint_in_flight: u32,
+    /// How often the webhook dispatcher looks for due messages.
+    pub webhook_poll_ms: u64,
     /// DNS servers (`ip` or `ip:port`, comma-separated) for tenants' host names and the setup
     /// assistant's MX, SRV and TXT lookups; empty: the system's resolver.
     #[serde(deserialize_with = "dns_server_list")]
@@ -296,6 +306,11 @@ impl Default for Config {
             default_from: "Mailgate <noreply@example.com>".into(),
             allow_private_smtp_hosts: false,
             allow_private_smtp_hosts_in_production: false,
+            webhook_allow_private_hosts: false,
+            webhook_timeout_secs: 10,
+            webhook_max_in_flight: 32,
+            webhook_per_endpoint_in_flight: 2,
+            webhook_poll_ms: 1000,
             dns_servers: Vec::new(),
             probe_pairs: domain::probe::USUAL_PAIRS.to_vec(),
             autoconfig_https_port: 443,
@@ -565,6 +580,15 @@ impl Config {
         // The worker's loop sleeps for the poll interval when idle; 0 would make it spin.
         if self.worker_poll_ms < 10 {
             bail!("MAILGATE_WORKER_POLL_MS must be at least 10");
+        }
+        if !(1..=60).contains(&self.webhook_timeout_secs) {
+            bail!("MAILGATE_WEBHOOK_TIMEOUT_SECS must be 1 to 60");
+        }
+        if self.webhook_max_in_flight == 0 || self.webhook_per_endpoint_in_flight == 0 {
+            bail!("MAILGATE_WEBHOOK_MAX_IN_FLIGHT and MAILGATE_WEBHOOK_PER_ENDPOINT_IN_FLIGHT must be at least 1");
+        }
+        if self.webhook_poll_ms < 10 {
+            bail!("MAILGATE_WEBHOOK_POLL_MS must be at least 10");
         }
         if self.worker_batch_size == 0 || self.worker_max_in_flight == 0 {
             bail!("MAILGATE_WORKER_BATCH_SIZE and MAILGATE_WORKER_MAX_IN_FLIGHT must be at least 1");

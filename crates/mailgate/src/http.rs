@@ -190,6 +190,40 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
         }
     }
+    out.push_str(
+        "# HELP mailgate_webhook_messages Webhook messages by status, over every endpoint.\n\
+         # TYPE mailgate_webhook_messages gauge\n",
+    );
+    match app.webhook_store.message_counts().await {
+        Ok(counts) => {
+            for status in domain::webhook::MessageStatus::ALL {
+                let n = counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+                out.push_str(&format!(
+                    "mailgate_webhook_messages{{status=\"{}\"}} {n}\n",
+                    status.code().to_ascii_lowercase()
+                ));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook messages per status for /metrics failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+        }
+    }
+    let stats = &app.webhook_stats;
+    out.push_str(
+        "# HELP mailgate_webhook_attempts_total Webhook attempts made by this process, by what followed.\n\
+         # TYPE mailgate_webhook_attempts_total counter\n",
+    );
+    for (result, n) in [
+        ("delivered", &stats.delivered),
+        ("retrying", &stats.retrying),
+        ("failed", &stats.failed),
+    ] {
+        out.push_str(&format!(
+            "mailgate_webhook_attempts_total{{result=\"{result}\"}} {}\n",
+            n.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
     out.push_str(&app.metrics.render());
     (
         StatusCode::OK,

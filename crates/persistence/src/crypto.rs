@@ -35,6 +35,8 @@ pub enum SecretPurpose {
     Smtp,
     /// The POP-before-SMTP password.
     Pop,
+    /// A webhook endpoint's signing secret (its subject is the endpoint's id).
+    Webhook,
 }
 
 impl SecretPurpose {
@@ -43,6 +45,7 @@ impl SecretPurpose {
         match self {
             SecretPurpose::Smtp => "smtp",
             SecretPurpose::Pop => "pop",
+            SecretPurpose::Webhook => "webhook",
         }
     }
 }
@@ -94,8 +97,8 @@ fn key_id(key: &[u8; KEY_LEN]) -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn associated_data(tenant: &TenantId, purpose: SecretPurpose) -> Vec<u8> {
-    format!("{tenant}\0{}", purpose.as_str()).into_bytes()
+fn associated_data(subject: &str, purpose: SecretPurpose) -> Vec<u8> {
+    format!("{subject}\0{}", purpose.as_str()).into_bytes()
 }
 
 struct SecretKey {
@@ -181,8 +184,19 @@ impl SecretKeyRing {
         tenant: &TenantId,
         purpose: SecretPurpose,
     ) -> Result<(Vec<u8>, String), CryptoError> {
+        self.encrypt_for(plaintext, &tenant.to_string(), purpose)
+    }
+
+    /// [`SecretKeyRing::encrypt`] for a value that belongs to `subject` (an id) rather
+    /// than to a tenant.
+    pub fn encrypt_for(
+        &self,
+        plaintext: &SecretString,
+        subject: &str,
+        purpose: SecretPurpose,
+    ) -> Result<(Vec<u8>, String), CryptoError> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let aad = associated_data(tenant, purpose);
+        let aad = associated_data(subject, purpose);
         let sealed = self
             .current
             .cipher()
@@ -208,12 +222,23 @@ impl SecretKeyRing {
         tenant: &TenantId,
         purpose: SecretPurpose,
     ) -> Result<SecretString, CryptoError> {
+        self.decrypt_for(stored, key_id, &tenant.to_string(), purpose)
+    }
+
+    /// Opens a value [`SecretKeyRing::encrypt_for`] sealed for `subject`.
+    pub fn decrypt_for(
+        &self,
+        stored: &[u8],
+        key_id: &str,
+        subject: &str,
+        purpose: SecretPurpose,
+    ) -> Result<SecretString, CryptoError> {
         let key = self.key(key_id)?;
         if stored.len() < NONCE_LEN + TAG_LEN {
             return Err(CryptoError::Truncated);
         }
         let (nonce, sealed) = stored.split_at(NONCE_LEN);
-        let aad = associated_data(tenant, purpose);
+        let aad = associated_data(subject, purpose);
         let opened = Zeroizing::new(
             key.cipher()
                 .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })

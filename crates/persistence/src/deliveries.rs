@@ -28,6 +28,8 @@ use domain::error::FieldCode;
 use domain::mail::Subject;
 use domain::ports::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
 use domain::values::EmailAddress;
+use domain::webhook::EventType;
+use domain::webhook::event::{FinishedDelivery, WebhookEvent, may_be_first_retry};
 use domain::{
     DeliveryId, IdempotencyKey, LeaseOwner, Locale, MessageId, SenderSource, StoreError, TenantId, TenantScope,
 };
@@ -35,12 +37,14 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
-    Statement, Value,
+    Statement,
 };
 
 use crate::convert::{corrupt, db_err, delivery_row, retries_column};
 use crate::entities::{deliveries, delivery_attempts};
+use crate::sql::SqlBuilder;
 use crate::store::SqlStore;
+use crate::webhook_outbox::Subscriptions;
 
 const INVALID: FieldCode = FieldCode::InvalidFormat;
 
@@ -443,6 +447,10 @@ impl SqlStore {
         let now = Utc::now();
         let _turn = self.queue_write_turn().await;
         let txn = self.begin_write().await?;
+        // The webhook endpoints are read once: with none wanting a delivery event (the
+        // usual case), finishing costs this one small query more.
+        let subscriptions = Subscriptions::read(&txn).await?;
+        let events_wanted = subscriptions.wants_any(&DELIVERY_EVENTS);
         // Every row in one statement; the lease check is per row, so a row whose lease
         // this worker lost is left alone (and reported false) without failing the others.
         for (first, chunk) in (0..updates.len())
@@ -451,17 +459,28 @@ impl SqlStore {
         {
             let stmt = finish_statement(txn.get_database_backend(), owner, now, chunk);
             let rows = txn.query_all_raw(stmt).await.map_err(db_err)?;
-            let changed: HashSet<String> = rows
+            let changed: HashMap<String, FinishedRow> = rows
                 .iter()
-                .filter_map(|row| row.try_get::<String>("", "id").ok())
+                .filter_map(|row| {
+                    let id = row.try_get::<String>("", "id").ok()?;
+                    Some((id, FinishedRow::read(row)))
+                })
                 .collect();
+            let retried_before = if events_wanted {
+                Self::retried_before(&txn, chunk, &changed).await?
+            } else {
+                HashSet::new()
+            };
             let mut attempts = Vec::new();
+            let mut events = Vec::new();
             for (i, (key, update)) in chunk.iter().enumerate() {
-                if changed.contains(key) {
-                    done[first + i] = true;
-                    if let Some(attempt) = update.attempt() {
-                        attempts.push(attempt_row(key, attempt));
-                    }
+                let Some(row) = changed.get(key) else { continue };
+                done[first + i] = true;
+                if let Some(attempt) = update.attempt() {
+                    attempts.push(attempt_row(key, attempt));
+                }
+                if events_wanted && let Some(finished) = row.finished(key, update, !retried_before.contains(key)) {
+                    events.extend(WebhookEvent::of_delivery(&finished));
                 }
             }
             if !attempts.is_empty() {
@@ -470,48 +489,84 @@ impl SqlStore {
                     .await
                     .map_err(db_err)?;
             }
+            subscriptions.append(&txn, &events).await?;
         }
         txn.commit().await.map_err(db_err)?;
         Ok(done)
     }
 }
 
-/// Builds SQL text with placeholders in the backend's style (`$n` or `?`) and collects
-/// the values in the same order.
-struct SqlBuilder {
-    backend: DbBackend,
-    sql: String,
-    values: Vec<Value>,
+/// The events a finish can cause.
+const DELIVERY_EVENTS: [EventType; 4] = [
+    EventType::DeliverySent,
+    EventType::DeliveryFailed,
+    EventType::DeliveryRetrying,
+    EventType::DeliveryFellBack,
+];
+
+/// What a finishing statement returns of a row it changed, for the row's events.
+struct FinishedRow {
+    tenant_id: Option<String>,
+    kind: Option<String>,
+    idempotency_key: Option<String>,
 }
 
-impl SqlBuilder {
-    fn new(backend: DbBackend) -> Self {
+impl FinishedRow {
+    fn read(row: &sea_orm::QueryResult) -> Self {
         Self {
-            backend,
-            sql: String::with_capacity(1024),
-            values: Vec::new(),
+            tenant_id: row.try_get("", "tenant_id").ok(),
+            kind: row.try_get("", "kind").ok(),
+            idempotency_key: row.try_get::<Option<String>>("", "idempotency_key").ok().flatten(),
         }
     }
 
-    fn sql(&mut self, text: &str) -> &mut Self {
-        self.sql.push_str(text);
-        self
+    fn finished<'a>(
+        &'a self,
+        key: &str,
+        update: &'a DeliveryUpdate,
+        first_retry: bool,
+    ) -> Option<FinishedDelivery<'a>> {
+        Some(FinishedDelivery {
+            id: DeliveryId::from_str(key).ok()?,
+            tenant_id: TenantId::from_str(self.tenant_id.as_deref()?).ok()?,
+            kind: NotificationKind::from_code(self.kind.as_deref()?)?,
+            idempotency_key: self.idempotency_key.as_deref(),
+            update,
+            first_retry,
+        })
     }
+}
 
-    fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
-        self.values.push(value.into());
-        match self.backend {
-            DbBackend::Postgres => {
-                self.sql.push('$');
-                self.sql.push_str(&self.values.len().to_string());
-            }
-            _ => self.sql.push('?'),
+impl SqlStore {
+    /// Which of the chunk's changed deliveries that may now be retried for the first time
+    /// already had a retry or a deferral before (read before this finish's attempts go in).
+    async fn retried_before(
+        txn: &sea_orm::DatabaseTransaction,
+        chunk: &[(String, &DeliveryUpdate)],
+        changed: &HashMap<String, FinishedRow>,
+    ) -> Result<HashSet<String>, StoreError> {
+        let ids: Vec<&str> = chunk
+            .iter()
+            .filter(|(key, u)| changed.contains_key(key) && may_be_first_retry(u))
+            .map(|(key, _)| key.as_str())
+            .collect();
+        if ids.is_empty() {
+            return Ok(HashSet::new());
         }
-        self
-    }
-
-    fn build(self) -> Statement {
-        Statement::from_sql_and_values(self.backend, self.sql, self.values)
+        let rows: Vec<String> = delivery_attempts::Entity::find()
+            .filter(delivery_attempts::Column::DeliveryId.is_in(ids))
+            .filter(
+                delivery_attempts::Column::Outcome
+                    .is_in([AttemptOutcome::Retry.code(), AttemptOutcome::Deferred.code()]),
+            )
+            .select_only()
+            .column(delivery_attempts::Column::DeliveryId)
+            .distinct()
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.into_iter().collect())
     }
 }
 
@@ -710,7 +765,7 @@ fn finish_statement(
     .bind(now)
     .sql(" FROM v WHERE deliveries.id = v.vid AND deliveries.status = v.expected AND deliveries.lease_owner = ")
     .bind(owner.as_str())
-    .sql(" RETURNING id");
+    .sql(" RETURNING deliveries.id, deliveries.tenant_id, deliveries.kind, deliveries.idempotency_key");
     q.build()
 }
 

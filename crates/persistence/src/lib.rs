@@ -36,7 +36,10 @@ mod entities;
 pub mod error;
 pub mod group_commit;
 pub mod quota;
+mod sql;
 mod store;
+mod webhook_outbox;
+mod webhooks;
 
 pub use cache::CachedStore;
 pub use changes::{CHANGE_CHANNEL, listen_for_changes};

@@ -178,12 +178,16 @@ impl SqlStore {
     }
 
     /// Writes the audit entry of a change and tells other processes the tenant changed
-    /// (delivered when the transaction commits).
+    /// (delivered when the transaction commits). The event the change causes (if any) goes with it, for every webhook endpoint that
+    /// wants it.
     async fn insert_audit(txn: &DatabaseTransaction, audit: &AuditEntry) -> Result<(), StoreError> {
         audit_events::Entity::insert(audit_row(audit))
             .exec_without_returning(txn)
             .await
             .map_err(db_err)?;
+        if let Some(event) = domain::webhook::event::WebhookEvent::of_audit(audit) {
+            crate::webhook_outbox::append(txn, &[event]).await?;
+        }
         crate::changes::notify_change(txn, &audit.tenant_id.to_string()).await
     }
 }

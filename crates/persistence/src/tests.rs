@@ -670,30 +670,40 @@ async fn settings_saved_before_verification_are_live_after_the_upgrade(db: Datab
     use migration::MigratorTrait as _;
     migration::Migrator::up(&db, Some(5)).await.unwrap();
     let store = SqlStore::new(db.clone(), keys());
-    let tenant = new_tenant(&store, Plan::Share).await;
     let backend = db.get_database_backend();
-    let sql = match backend {
-        sea_orm::DbBackend::Postgres => {
+    // Rows as that release wrote them (today's store writes tables it did not have).
+    let tenant = TenantId::generate();
+    let (insert_tenant, sql) = match backend {
+        sea_orm::DbBackend::Postgres => (
+            "INSERT INTO tenants (id, name, plan, created_at, updated_at) VALUES ($1, 'Example Shop', 'SHARE', $2, $2)",
             "INSERT INTO mail_settings (tenant_id, version, server_kind, host, port, from_address, smtp_auth, \
              encryption, send_interval_ms, updated_at) VALUES ($1, 7, 'CUSTOM', 'smtp.example.com', 587, \
-             'info@example.com', false, 'STARTTLS', 0, $2)"
-        }
-        _ => {
+             'info@example.com', false, 'STARTTLS', 0, $2)",
+        ),
+        _ => (
+            "INSERT INTO tenants (id, name, plan, created_at, updated_at) VALUES (?, 'Example Shop', 'SHARE', ?, ?)",
             "INSERT INTO mail_settings (tenant_id, version, server_kind, host, port, from_address, smtp_auth, \
              encryption, send_interval_ms, updated_at) VALUES (?, 7, 'CUSTOM', 'smtp.example.com', 587, \
-             'info@example.com', false, 'STARTTLS', 0, ?)"
-        }
+             'info@example.com', false, 'STARTTLS', 0, ?)",
+        ),
     };
     let saved_at = Utc::now();
+    let created: Vec<sea_orm::Value> = match backend {
+        sea_orm::DbBackend::Postgres => vec![tenant.to_string().into(), saved_at.into()],
+        _ => vec![tenant.to_string().into(), saved_at.into(), saved_at.into()],
+    };
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(backend, insert_tenant, created))
+        .await
+        .unwrap();
     db.execute_raw(sea_orm::Statement::from_sql_and_values(
         backend,
         sql,
-        [tenant.id.to_string().into(), saved_at.into()],
+        [tenant.to_string().into(), saved_at.into()],
     ))
     .await
     .unwrap();
     migrate(&db).await.unwrap();
-    let record = store.tenant(tenant.id).await.unwrap().unwrap();
+    let record = store.tenant(tenant).await.unwrap().unwrap();
     let saved = record.settings.as_ref().expect("the row survived");
     assert_eq!(saved.version, 7);
     assert_eq!(saved.settings.host().as_str(), "smtp.example.com");

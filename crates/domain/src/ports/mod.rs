@@ -7,9 +7,11 @@ pub mod coordination;
 pub mod deliveries;
 pub mod tenants;
 pub mod transport;
+pub mod webhooks;
 
 pub use assistant::{CheckedServer, SetupLookups};
 pub use coordination::{Coordination, EnqueueQuota, TestMailLimit};
 pub use deliveries::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
 pub use tenants::{TenantRecord, TenantStore};
 pub use transport::{HostCheck, MailTransport, Pacing};
+pub use webhooks::{EndpointCheck, WebhookQueue, WebhookStore};

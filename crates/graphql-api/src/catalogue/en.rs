@@ -82,6 +82,7 @@ fn field(code: FieldCode) -> &'static str {
         FieldCode::HostNotOfPreset => {
             "is not one of this server type's hosts: fill in the part of the host template, or choose the custom server type"
         }
+        FieldCode::UnknownTenant => "names no tenant",
     }
 }
 

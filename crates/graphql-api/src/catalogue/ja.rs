@@ -80,6 +80,7 @@ fn field(code: FieldCode) -> &'static str {
         FieldCode::HostNotOfPreset => {
             "はこのサーバー種別のホストではありません。ホスト名のテンプレートの部分を埋めるか、サーバー種別に「カスタム」を選んでください"
         }
+        FieldCode::UnknownTenant => "に該当するテナントがありません",
     }
 }
 

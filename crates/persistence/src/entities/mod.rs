@@ -7,3 +7,6 @@ pub mod deliveries;
 pub mod delivery_attempts;
 pub mod mail_settings;
 pub mod tenants;
+pub mod webhook_attempts;
+pub mod webhook_endpoints;
+pub mod webhook_messages;

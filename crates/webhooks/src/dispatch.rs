@@ -1,0 +1,187 @@
+//! The dispatcher: claims due messages under a lease and sends each as a task of its own,
+//! at most `per_endpoint` of one endpoint and `max_in_flight` in all at once, so an
+//! endpoint that is slow or never answers holds only its own few places (each for at most
+//! the attempt's deadline) while every other endpoint's messages go on. A message whose
+//! process dies mid-attempt stays `SENDING` until its lease runs out, then is claimed and
+//! sent again: at least once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use domain::ids::LeaseOwner;
+use domain::ports::WebhookQueue;
+use domain::webhook::retry::MessageUpdate;
+use domain::webhook::{ClaimedMessage, EndpointId, MessageStatus};
+use mailer::guard::Guard;
+use mailer::tls::TlsMaterial;
+use tokio::task::JoinSet;
+
+/// How a dispatcher runs.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    pub owner: LeaseOwner,
+    pub max_in_flight: u32,
+    pub per_endpoint: u32,
+    /// One attempt's deadline: connecting, sending and reading the answer.
+    pub attempt_timeout: Duration,
+    /// How often the queue is asked for due messages.
+    pub poll_interval: Duration,
+}
+
+impl DispatchConfig {
+    /// A claimed message's lease: longer than any attempt can take.
+    fn lease(&self) -> Duration {
+        self.attempt_timeout * 3 + Duration::from_secs(5)
+    }
+}
+
+/// Attempts made by this process, by result (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct DispatchStats {
+    pub delivered: AtomicU64,
+    pub retrying: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// Sends due webhook messages until shut down.
+pub struct Dispatcher {
+    config: DispatchConfig,
+    queue: Arc<dyn WebhookQueue>,
+    guard: Guard,
+    tls: TlsMaterial,
+    stats: Arc<DispatchStats>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Places held per endpoint by this process's attempts in flight.
+type Busy = Arc<Mutex<HashMap<EndpointId, u32>>>;
+
+impl Dispatcher {
+    pub fn new(
+        config: DispatchConfig,
+        queue: Arc<dyn WebhookQueue>,
+        guard: Guard,
+        tls: TlsMaterial,
+        stats: Arc<DispatchStats>,
+    ) -> Self {
+        Self {
+            config,
+            queue,
+            guard,
+            tls,
+            stats,
+        }
+    }
+
+    /// Runs until `shutdown` resolves; then waits for the attempts in flight (each ends
+    /// within its deadline) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let busy: Busy = Arc::default();
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let in_flight = u32::try_from(tasks.len()).unwrap_or(u32::MAX);
+            let free = self.config.max_in_flight.saturating_sub(in_flight);
+            let mut claimed_any = false;
+            if free > 0 {
+                let exclude: Vec<EndpointId> = lock(&busy)
+                    .iter()
+                    .filter(|(_, n)| **n >= self.config.per_endpoint)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let now = Utc::now();
+                let lease_until = now + chrono::Duration::from_std(self.config.lease()).unwrap_or_default();
+                match self
+                    .queue
+                    .claim(
+                        &self.config.owner,
+                        now,
+                        lease_until,
+                        free,
+                        self.config.per_endpoint,
+                        &exclude,
+                    )
+                    .await
+                {
+                    Ok(claimed) => {
+                        claimed_any = !claimed.is_empty();
+                        for message in claimed {
+                            *lock(&busy).entry(message.message.endpoint_id).or_default() += 1;
+                            tasks.spawn(self.send_one(message, busy.clone()));
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "claiming webhook messages failed"),
+                }
+            }
+            // With places free and work found, claim again at once; otherwise wait for
+            // an attempt to end, the next poll, or shutdown.
+            if claimed_any && tasks.len() < self.config.max_in_flight as usize {
+                continue;
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        let drain = tokio::time::timeout(self.config.attempt_timeout + Duration::from_secs(2), async {
+            while tasks.join_next().await.is_some() {}
+        });
+        if drain.await.is_err() {
+            // Left under their leases: sent again by whichever process claims them next.
+            tasks.abort_all();
+        }
+    }
+
+    fn send_one(&self, claimed: ClaimedMessage, busy: Busy) -> impl Future<Output = ()> + Send + 'static {
+        let (queue, guard, tls, stats) = (
+            self.queue.clone(),
+            self.guard.clone(),
+            self.tls.clone(),
+            self.stats.clone(),
+        );
+        let (owner, deadline) = (self.config.owner.clone(), self.config.attempt_timeout);
+        async move {
+            let endpoint = claimed.message.endpoint_id;
+            let attempt = crate::send::attempt(&guard, &tls, &claimed, deadline).await;
+            let update = MessageUpdate::after(claimed.message.attempts, attempt, rand::random::<f64>());
+            let counter = match update.status {
+                MessageStatus::Delivered => &stats.delivered,
+                MessageStatus::Failed => &stats.failed,
+                MessageStatus::Pending | MessageStatus::Sending => &stats.retrying,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            match queue.finish(&owner, claimed.message.id, &update).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(message_id = %claimed.message.id, "webhook message lease lost before its outcome")
+                }
+                Err(error) => {
+                    tracing::warn!(message_id = %claimed.message.id, %error, "recording a webhook attempt failed")
+                }
+            }
+            let mut places = lock(&busy);
+            if let Some(n) = places.get_mut(&endpoint) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    places.remove(&endpoint);
+                }
+            }
+        }
+    }
+}
+
+fn lock(busy: &Busy) -> std::sync::MutexGuard<'_, HashMap<EndpointId, u32>> {
+    busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
