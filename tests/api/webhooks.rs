@@ -485,6 +485,27 @@ async fn secret_rotation_signs_with_both_during_the_overlap(backend: Backend) {
     app.create_tenant("Three", "SHARE").await;
     let got = receiver.wait_for(3, Duration::from_secs(10));
     assert_eq!(got[2].verified_by, [2], "{:?}", got[2]);
+    // Retention: delivered messages older than the window go, with their attempts.
+    wait_messages(&app, &id, Duration::from_secs(5), |m| {
+        m.len() == 3 && m.iter().all(|m| m["status"] == "DELIVERED")
+    })
+    .await;
+    let queue = app.app.webhook_queue.clone();
+    let past = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(
+        queue.remove_finished(past, 10).await.expect("retention"),
+        0,
+        "none is that old"
+    );
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(
+        queue.remove_finished(later, 2).await.expect("retention"),
+        2,
+        "a batch at a time"
+    );
+    assert_eq!(queue.remove_finished(later, 10).await.expect("retention"), 1);
+    assert!(messages(&app, &id).await.is_empty());
+
     // A generated secret is answered; a bad one or a long overlap is refused.
     let generated = app.ok(&app.operator(), ROTATE, json!({ "id": id })).await;
     assert!(

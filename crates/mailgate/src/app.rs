@@ -422,6 +422,8 @@ impl App {
                 per_endpoint: c.webhook_per_endpoint_in_flight,
                 attempt_timeout: Duration::from_secs(c.webhook_timeout_secs),
                 poll_interval: Duration::from_millis(c.webhook_poll_ms),
+                retention: (c.retention_days > 0)
+                    .then(|| Duration::from_secs(c.retention_days.saturating_mul(24 * 3600))),
             },
             self.webhook_queue.clone(),
             self.webhook_guard.clone(),

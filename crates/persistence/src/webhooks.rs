@@ -468,17 +468,33 @@ impl WebhookQueue for SqlStore {
         Ok(true)
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let due: Option<i64> = webhook_messages::Entity::find()
-            .filter(webhook_messages::Column::Status.eq(MessageStatus::Pending.code()))
+    async fn remove_finished(&self, before: DateTime<Utc>, limit: u64) -> Result<u64, StoreError> {
+        let old: Vec<String> = webhook_messages::Entity::find()
+            .filter(
+                webhook_messages::Column::Status.is_in([MessageStatus::Delivered.code(), MessageStatus::Failed.code()]),
+            )
+            .filter(webhook_messages::Column::UpdatedAt.lt(before))
             .select_only()
-            .column_as(Expr::col(webhook_messages::Column::NextAttemptAtMs).min(), "due")
-            .into_tuple::<Option<i64>>()
-            .one(self.connection())
+            .column(webhook_messages::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(self.connection())
             .await
-            .map_err(db_err)?
-            .flatten();
-        Ok(due.and_then(DateTime::from_timestamp_millis))
+            .map_err(db_err)?;
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let _turn = self.queue_write_turn().await;
+        // Only while still finished: a replay in between keeps the message.
+        let removed = webhook_messages::Entity::delete_many()
+            .filter(webhook_messages::Column::Id.is_in(old))
+            .filter(
+                webhook_messages::Column::Status.is_in([MessageStatus::Delivered.code(), MessageStatus::Failed.code()]),
+            )
+            .exec(self.connection())
+            .await
+            .map_err(db_err)?;
+        Ok(removed.rows_affected)
     }
 }
 

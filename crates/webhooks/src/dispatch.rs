@@ -30,7 +30,14 @@ pub struct DispatchConfig {
     pub attempt_timeout: Duration,
     /// How often the queue is asked for due messages.
     pub poll_interval: Duration,
+    /// Delivered and failed messages are removed this long after they were done; `None`:
+    /// kept for ever.
+    pub retention: Option<Duration>,
 }
+
+/// How often old messages are looked for, and how many go per statement.
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
+const RETENTION_BATCH: u64 = 500;
 
 impl DispatchConfig {
     /// A claimed message's lease: longer than any attempt can take.
@@ -90,6 +97,10 @@ impl Dispatcher {
         let busy: Busy = Arc::default();
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
+        let retention = self
+            .config
+            .retention
+            .map(|keep| tokio::spawn(remove_old(self.queue.clone(), keep)));
         loop {
             let in_flight = u32::try_from(tasks.len()).unwrap_or(u32::MAX);
             let free = self.config.max_in_flight.saturating_sub(in_flight);
@@ -134,6 +145,9 @@ impl Dispatcher {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
             }
+        }
+        if let Some(task) = retention {
+            task.abort();
         }
         let drain = tokio::time::timeout(self.config.attempt_timeout + Duration::from_secs(2), async {
             while tasks.join_next().await.is_some() {}
@@ -184,4 +198,23 @@ impl Dispatcher {
 
 fn lock(busy: &Busy) -> std::sync::MutexGuard<'_, HashMap<EndpointId, u32>> {
     busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes delivered and failed messages older than `keep`, a batch at a time, every
+/// [`RETENTION_EVERY`]; runs until aborted.
+async fn remove_old(queue: Arc<dyn WebhookQueue>, keep: Duration) {
+    loop {
+        let before = Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(3650));
+        loop {
+            match queue.remove_finished(before, RETENTION_BATCH).await {
+                Ok(n) if n == RETENTION_BATCH => tokio::time::sleep(Duration::from_millis(200)).await,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "removing old webhook messages failed; tried again later");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(RETENTION_EVERY).await;
+    }
 }

@@ -78,8 +78,9 @@ pub trait WebhookQueue: Send + Sync + 'static {
     /// under `owner`'s lease; false otherwise.
     async fn finish(&self, owner: &LeaseOwner, id: MessageId, update: &MessageUpdate) -> Result<bool, StoreError>;
 
-    /// The earliest time a message is due (for the dispatcher's sleep), if any waits.
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Removes up to `limit` messages (with their attempts) that were `DELIVERED` or
+    /// `FAILED` before `before`; how many.
+    async fn remove_finished(&self, before: DateTime<Utc>, limit: u64) -> Result<u64, StoreError>;
 }
 
 /// Checks an endpoint's host against the address guard when it is saved.
