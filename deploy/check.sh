@@ -7,6 +7,8 @@
 #     references); Dockerfile lint; the settings named anywhere are ones Mailgate knows
 #     (deploy/check_manifests.py). `kubectl kustomize` renders the base and the overlay
 #     when kubectl is installed (skipped otherwise; never installed).
+#     The Prometheus alert rules (`promtool check rules` and `promtool test rules` when
+#     promtool is installed; a parser otherwise) and the Grafana dashboard's JSON.
 #  2. the Dockerfile's dependency-caching layer resolves from the manifests alone
 #     (deploy/stub-crates.sh + `cargo tree --locked --offline`), and the shell scripts parse.
 #  3. runtime: builds target/debug/mailgate and runs it with the environment the k8s
@@ -121,6 +123,56 @@ fails=$((fails + $(grep -c '^FAIL ' "$static_out" || true)))
 skips=$((skips + $(grep -c '^SKIP ' "$static_out" || true)))
 if ((static_rc != 0)) && ! grep -q '^FAIL ' "$static_out"; then
   record FAIL "deploy/check_manifests.py ran" "exit status $static_rc"
+fi
+
+# ---------------------------------------------------------------------- alerts and dashboard
+section "Prometheus alert rules and the Grafana dashboard"
+if command -v promtool >/dev/null; then
+  if promtool check rules deploy/prometheus/alerts.yaml >"$work/promtool.txt" 2>&1; then
+    record PASS "promtool check rules deploy/prometheus/alerts.yaml"
+  else
+    record FAIL "promtool check rules deploy/prometheus/alerts.yaml" "$(tail -n 5 "$work/promtool.txt")"
+  fi
+  if (cd deploy/prometheus && promtool test rules alerts.test.yaml) >"$work/promtool-test.txt" 2>&1; then
+    record PASS "promtool test rules: every alert fires when it should (alerts.test.yaml)"
+  else
+    record FAIL "promtool test rules: every alert fires when it should (alerts.test.yaml)" "$(tail -n 20 "$work/promtool-test.txt")"
+  fi
+else
+  # Without promtool (not installable here): parse them and check each rule's shape.
+  if python3 - <<'PY'
+import yaml
+doc = yaml.safe_load(open("deploy/prometheus/alerts.yaml"))
+rules = [r for g in doc["groups"] for r in g["rules"]]
+assert rules, "no rules"
+for r in rules:
+    assert r.get("alert") and r.get("expr"), r
+    assert r.get("labels", {}).get("severity") in ("info", "warning", "critical"), r
+    assert r.get("annotations", {}).get("summary"), r
+    assert r["expr"].count("(") == r["expr"].count(")"), r["alert"]
+PY
+  then
+    record PASS "alerts.yaml parses and every rule has alert, expr, severity and summary (promtool not installed)"
+  else
+    record FAIL "alerts.yaml parses and every rule has alert, expr, severity and summary"
+  fi
+  record SKIP "promtool check/test rules" "promtool is not installed (Debian package prometheus)"
+fi
+if python3 - <<'PY'
+import json
+d = json.load(open("deploy/grafana/mailgate.json"))
+assert d["uid"] and d["panels"], "uid and panels"
+ids = [p["id"] for p in d["panels"]]
+assert len(ids) == len(set(ids)), "panel ids are unique"
+for p in d["panels"]:
+    assert p["targets"] and all(t["expr"].count("(") == t["expr"].count(")") for t in p["targets"]), p["title"]
+    g = p["gridPos"]
+    assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+PY
+then
+  record PASS "the Grafana dashboard parses (unique panel ids, a query per panel, on the 24-column grid)"
+else
+  record FAIL "the Grafana dashboard parses (unique panel ids, a query per panel, on the 24-column grid)"
 fi
 
 # ---------------------------------------------------------------------- 2. scripts, dependency layer

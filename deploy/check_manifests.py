@@ -445,7 +445,14 @@ def _overlay():
     w = one(overlay_docs, "Deployment", "mailgate-worker")
     c = container(w)
     assert c.get("args") == ["worker"] or c.get("command", [])[-1:] == ["worker"], f"args {c.get('args')}"
-    assert not c.get("ports"), "the worker has no HTTP listener: no ports"
+    ports = [p.get("containerPort") for p in c.get("ports") or []]
+    env_w = {e["name"]: e.get("value") for e in c.get("env") or []}
+    listen = env_w.get("MAILGATE_WORKER_LISTEN", "")
+    assert ports == [9091] and listen.endswith(":9091"), f"the worker serves /metrics on 9091: ports {ports}, listen {listen!r}"
+    ann = w["spec"]["template"]["metadata"].get("annotations", {})
+    assert ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == "9091", f"scrape annotations {ann}"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c.get(probe, {}).get("httpGet", {}).get("port") == "metrics", f"{probe} on the metrics port"
     grace = pod_spec(w).get("terminationGracePeriodSeconds", 30)
     assert grace > grace_secs(configmap), f"worker terminationGracePeriodSeconds {grace} <= worker grace"
     check_hardening(w, configmap.get("MAILGATE_DATA_DIR", "/var/lib/mailgate"))

@@ -22,6 +22,7 @@ mod discovery;
 mod hardening;
 mod mail;
 mod mailservers;
+mod metrics;
 mod quotas;
 mod retention;
 mod schema;

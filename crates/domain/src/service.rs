@@ -209,7 +209,22 @@ pub struct TenantService {
     activation: ActivationMode,
     /// The sender-domain check a save runs (none: no such warning).
     lookups: Option<Arc<dyn SetupLookups>>,
+    /// Told of every test mail (for `/metrics`).
+    test_mails: Option<TestMailCounter>,
 }
+
+/// What became of a test mail, for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestMailCount {
+    Sent,
+    /// It failed at this stage.
+    Failed(crate::mail::SendStage),
+    /// The tenant's or caller's test-mail limit refused it; nothing was sent.
+    RateLimited,
+}
+
+/// Counts test mails (a metrics series).
+pub type TestMailCounter = Arc<dyn Fn(TestMailCount) + Send + Sync>;
 
 impl std::fmt::Debug for TenantService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -236,6 +251,7 @@ impl TenantService {
             coordination,
             activation: ActivationMode::default(),
             lookups: None,
+            test_mails: None,
         }
     }
 
@@ -243,6 +259,18 @@ impl TenantService {
     pub fn with_lookups(mut self, lookups: Arc<dyn SetupLookups>) -> Self {
         self.lookups = Some(lookups);
         self
+    }
+
+    /// Tells `counter` what became of every test mail.
+    pub fn with_test_mail_counter(mut self, counter: TestMailCounter) -> Self {
+        self.test_mails = Some(counter);
+        self
+    }
+
+    fn count_test_mail(&self, count: TestMailCount) {
+        if let Some(counter) = &self.test_mails {
+            counter(count);
+        }
     }
 
     /// What makes a saved version live (default: a successful test mail).
@@ -571,6 +599,7 @@ impl TenantService {
             .try_record_test_mail(id, caller.subject(), TEST_MAIL_LIMIT)
             .await?
         {
+            self.count_test_mail(TestMailCount::RateLimited);
             return Err(Error::RateLimited);
         }
         let (subject, text) = match locale {
@@ -606,6 +635,10 @@ impl TenantService {
             .mailer
             .send_test(permit, id, &settings, &mail, TEST_MAIL_DEADLINE)
             .await;
+        self.count_test_mail(match &result {
+            Ok(_) => TestMailCount::Sent,
+            Err(f) => TestMailCount::Failed(f.stage),
+        });
         let outcome = match &result {
             Ok(_) => "ok".to_owned(),
             Err(f) => match f.smtp_code {

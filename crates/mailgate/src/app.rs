@@ -46,6 +46,8 @@ pub struct App {
     /// Wakes this process's worker after an enqueue.
     pub queue_signal: Arc<worker::WorkSignal>,
     pub metrics: Arc<Metrics>,
+    /// Every series `/metrics` answers (the worker's and the dispatcher's among them).
+    pub telemetry: Arc<crate::metrics::Telemetry>,
     /// The webhook dispatcher's side of the webhook messages, and the operators'.
     pub webhook_queue: Arc<dyn WebhookQueue>,
     pub webhook_store: Arc<dyn WebhookStore>,
@@ -329,9 +331,14 @@ impl App {
             lookups.clone(),
             config.probe_pairs.clone(),
         );
+        let metrics = Arc::new(Metrics::default());
+        let webhook_stats = Arc::new(webhooks::DispatchStats::default());
+        let telemetry = Arc::new(crate::metrics::Telemetry::new(&metrics, &webhook_stats));
+        let counted = telemetry.clone();
         let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination)
             .with_activation(config.settings_activation.mode())
-            .with_lookups(lookups);
+            .with_lookups(lookups)
+            .with_test_mail_counter(Arc::new(move |count| counted.test_mail(count)));
         let webhook_guard = mailer::guard::Guard {
             allow_private: config.webhook_allow_private_hosts,
             resolver: mailer.guard().resolver.clone(),
@@ -364,11 +371,12 @@ impl App {
             delivery_queue,
             tenants,
             queue_signal,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
+            telemetry,
             webhook_queue: webhook_store.clone(),
             webhook_store,
             webhook_guard,
-            webhook_stats: Arc::default(),
+            webhook_stats,
             sqlite_lock: sqlite_lock.map(Arc::new),
             query_cache: Arc::new(crate::query_cache::QueryCache::default()),
         })

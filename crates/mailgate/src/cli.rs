@@ -106,11 +106,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Worker => {
             let app = App::build(config).await?;
+            let listener = tokio::net::TcpListener::bind(app.config.worker_listen)
+                .await
+                .with_context(|| format!("MAILGATE_WORKER_LISTEN: cannot listen on {}", app.config.worker_listen))?;
+            tracing::info!(addr = %app.config.worker_listen, "worker metrics and health listening");
             let (stop, stopped) = tokio::sync::watch::channel(false);
+            let operations = tokio::spawn(
+                axum::serve(listener, http::operations_router(app.clone()))
+                    .with_graceful_shutdown(stopped_when(stopped.clone()))
+                    .into_future(),
+            );
             let dispatcher = tokio::spawn(app.dispatcher().run(stopped_when(stopped.clone())));
             let report = app.worker().run(http::shutdown_signal()).await;
             let _ = stop.send(true);
             let _ = dispatcher.await;
+            let _ = operations.await;
             println!(
                 "worker stopped: {} finished, {} given back",
                 report.finished, report.released

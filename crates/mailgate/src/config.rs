@@ -76,6 +76,9 @@ pub struct Config {
     /// Run migrations when `serve` starts.
     pub auto_migrate: bool,
     pub listen: SocketAddr,
+    /// Where `mailgate worker` answers `/metrics`, `/healthz` and `/readyz` (it serves no
+    /// GraphQL).
+    pub worker_listen: SocketAddr,
     pub jwt_algorithm: JwtAlgorithm,
     /// HS256 shared secret, at least 32 bytes.
     pub jwt_secret: Option<SecretString>,
@@ -293,6 +296,7 @@ impl Default for Config {
             database_max_connections: 16,
             auto_migrate: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            worker_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
             jwt_algorithm: JwtAlgorithm::HS256,
             jwt_secret: None,
             jwt_public_key_file: None,

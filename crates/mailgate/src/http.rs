@@ -40,8 +40,72 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), measured))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
+}
+
+/// The routes a `mailgate worker` serves on its own address: `/metrics`, `/healthz`,
+/// `/readyz`.
+pub fn operations_router(app: App) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), measured))
+        .with_state(app)
+}
+
+/// Counts every request and how long it took, by route and (for `/graphql`) the
+/// operation the handler names in the response's extensions.
+async fn measured(State(app): State<App>, request: Request, next: Next) -> Response {
+    let route = match request.uri().path() {
+        "/graphql" => "/graphql",
+        "/metrics" => "/metrics",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let operation = response
+        .extensions()
+        .get::<crate::metrics::Operation>()
+        .map(|o| o.0.clone());
+    app.telemetry.request(
+        route,
+        operation.as_deref(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// The label of a request's operation: its kind and first root field (`query.tenant`),
+/// `other` for one the schema does not have, `invalid` when it does not parse.
+fn operation_label(app: &App, request: &mut async_graphql::Request) -> String {
+    use async_graphql::parser::types::{OperationType, Selection};
+    let name = request.operation_name.clone();
+    let Ok(doc) = request.parsed_query() else {
+        return "invalid".to_owned();
+    };
+    let mut operations = doc.operations.iter();
+    let chosen = match &name {
+        Some(wanted) => operations.find(|(n, _)| n.is_some_and(|n| n.as_str() == wanted)),
+        None => operations.next(),
+    };
+    let Some((_, op)) = chosen else {
+        return "other".to_owned();
+    };
+    let kind = match op.node.ty {
+        OperationType::Query => "query",
+        OperationType::Mutation => "mutation",
+        OperationType::Subscription => "subscription",
+    };
+    match op.node.selection_set.node.items.first().map(|s| &s.node) {
+        Some(Selection::Field(field)) => app.telemetry.operation_label(kind, field.node.name.node.as_str()),
+        _ => "other".to_owned(),
+    }
 }
 
 /// Serves until `shutdown` completes, then finishes the requests in flight.
@@ -132,16 +196,16 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
-/// Prometheus text for operators (bearer token with the operator role): queue depth by
-/// status, sends by outcome and sender source, send latency.
+/// Prometheus text for operators (bearer token with the operator role): every series of
+/// the process (see `crate::metrics`).
 async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
     let locale = locale_of(&headers);
     let caller = headers
         .get(header::AUTHORIZATION)
         .and_then(bearer)
         .and_then(|t| app.verifier.verify(t).ok());
-    // Operators see the whole queue.
-    let scope = match caller {
+    // Only operators: the series cover every tenant.
+    match caller {
         None => {
             return error_response(
                 StatusCode::UNAUTHORIZED,
@@ -153,84 +217,27 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
         Some(c) if c.role() != domain::Role::Operator => {
             return error_response(StatusCode::FORBIDDEN, code::FORBIDDEN, Text::Forbidden, locale);
         }
-        Some(c) => c.scope(),
+        Some(_) => {}
+    }
+    let sources = crate::metrics::Sources {
+        deliveries: &**app.deliveries.queries(),
+        tenants: &*app.tenants,
+        webhooks: &*app.webhook_store,
+        db: &app.db,
+        mailer: &app.mailer,
     };
-    let mut out = String::from(
-        "# HELP mailgate_deliveries Deliveries in the queue by status.\n# TYPE mailgate_deliveries gauge\n",
-    );
-    match app.deliveries.queries().status_counts(scope).await {
-        Ok(counts) => {
-            for (status, n) in counts {
-                out.push_str(&format!(
-                    "mailgate_deliveries{{status=\"{}\"}} {n}\n",
-                    status.code().to_ascii_lowercase()
-                ));
-            }
-        }
+    match app.telemetry.render(sources).await {
+        Ok(out) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+            out,
+        )
+            .into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "queue depth for /metrics failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+            tracing::warn!(error = %e, "reading the gauges for /metrics failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }
-    out.push_str(
-        "# HELP mailgate_mail_settings Saved tenant settings versions by state.\n# TYPE mailgate_mail_settings gauge\n",
-    );
-    match app.tenants.settings_state_counts().await {
-        Ok(counts) => {
-            for state in domain::health::SettingsState::ALL {
-                let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
-                out.push_str(&format!(
-                    "mailgate_mail_settings{{state=\"{}\"}} {n}\n",
-                    state.code().to_ascii_lowercase()
-                ));
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "settings per state for /metrics failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
-        }
-    }
-    out.push_str(
-        "# HELP mailgate_webhook_messages Webhook messages by status, over every endpoint.\n\
-         # TYPE mailgate_webhook_messages gauge\n",
-    );
-    match app.webhook_store.message_counts().await {
-        Ok(counts) => {
-            for status in domain::webhook::MessageStatus::ALL {
-                let n = counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
-                out.push_str(&format!(
-                    "mailgate_webhook_messages{{status=\"{}\"}} {n}\n",
-                    status.code().to_ascii_lowercase()
-                ));
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "webhook messages per status for /metrics failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
-        }
-    }
-    let stats = &app.webhook_stats;
-    out.push_str(
-        "# HELP mailgate_webhook_attempts_total Webhook attempts made by this process, by what followed.\n\
-         # TYPE mailgate_webhook_attempts_total counter\n",
-    );
-    for (result, n) in [
-        ("delivered", &stats.delivered),
-        ("retrying", &stats.retrying),
-        ("failed", &stats.failed),
-    ] {
-        out.push_str(&format!(
-            "mailgate_webhook_attempts_total{{result=\"{result}\"}} {}\n",
-            n.load(std::sync::atomic::Ordering::Relaxed)
-        ));
-    }
-    out.push_str(&app.metrics.render());
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
-    )
-        .into_response()
 }
 
 async fn graphiql(State(app): State<App>, headers: HeaderMap) -> Response {
@@ -356,11 +363,16 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
         );
     }
     let context = RequestContext::new(caller, locale);
-    let batch = match batch {
-        BatchRequest::Single(r) => BatchRequest::Single(app.query_cache.prepare(r)),
-        BatchRequest::Batch(list) => {
-            BatchRequest::Batch(list.into_iter().map(|r| app.query_cache.prepare(r)).collect())
+    let (batch, operation) = match batch {
+        BatchRequest::Single(r) => {
+            let mut r = app.query_cache.prepare(r);
+            let operation = operation_label(&app, &mut r);
+            (BatchRequest::Single(r), operation)
         }
+        BatchRequest::Batch(list) => (
+            BatchRequest::Batch(list.into_iter().map(|r| app.query_cache.prepare(r)).collect()),
+            "batch".to_owned(),
+        ),
     };
     let batch = batch.data(context);
     let response = app.schema.execute_batch(batch).await;
@@ -376,7 +388,9 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
             );
         }
     };
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    response.extensions_mut().insert(crate::metrics::Operation(operation));
+    response
 }
 
 /// A server running in the background (tests, benchmarks, `serve`).

@@ -335,6 +335,20 @@ impl DeliveryQueries for SqlStore {
             .collect()
     }
 
+    async fn oldest_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // The claim's own predicate, so the same partial index answers it.
+        let backend = self.connection().get_database_backend();
+        let mut q = SqlBuilder::new(backend);
+        q.sql(
+            "SELECT MIN(next_attempt_at_ms) AS due FROM deliveries \
+             WHERE status IN ('QUEUED', 'RETRYING') AND next_attempt_at_ms <= ",
+        )
+        .bind(now.timestamp_millis());
+        let row = self.connection().query_one_raw(q.build()).await.map_err(db_err)?;
+        let due: Option<i64> = row.and_then(|r| r.try_get::<Option<i64>>("", "due").ok()).flatten();
+        Ok(due.and_then(DateTime::from_timestamp_millis))
+    }
+
     async fn status_counts(&self, scope: TenantScope) -> Result<StatusCounts, StoreError> {
         let mut query = deliveries::Entity::find()
             .select_only()

@@ -44,7 +44,7 @@ mod webhooks;
 pub use cache::CachedStore;
 pub use changes::{CHANGE_CHANNEL, listen_for_changes};
 pub use crypto::{CryptoError, SecretKeyRing, SecretPurpose, generate_key_base64, parse_key};
-pub use db::{connect, migrate};
+pub use db::{PoolUse, connect, migrate, pool_use};
 pub use error::{Error, Result};
 pub use group_commit::GroupCommit;
 pub use quota::QuotaGate;

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +17,11 @@ use domain::webhook::retry::MessageUpdate;
 use domain::webhook::{ClaimedMessage, EndpointId, MessageStatus};
 use mailer::guard::Guard;
 use mailer::tls::TlsMaterial;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 
 /// How a dispatcher runs.
@@ -46,12 +50,73 @@ impl DispatchConfig {
     }
 }
 
-/// Attempts made by this process, by result (for `/metrics`).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// What followed an attempt: the message was delivered, waits for its next try, or failed.
+const RESULTS: [&str; 3] = ["delivered", "retrying", "failed"];
+
+/// Webhook attempts made by this process, by what followed them (for `/metrics`).
+#[derive(Debug, Clone)]
 pub struct DispatchStats {
-    pub delivered: AtomicU64,
-    pub retrying: AtomicU64,
-    pub failed: AtomicU64,
+    attempts: Family<ResultLabel, Counter>,
+    duration: Histogram,
+}
+
+impl Default for DispatchStats {
+    fn default() -> Self {
+        let stats = Self {
+            attempts: Family::default(),
+            duration: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        };
+        for result in RESULTS {
+            let _ = stats.attempts.get_or_create(&ResultLabel { result });
+        }
+        stats
+    }
+}
+
+impl DispatchStats {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "mailgate_webhook_attempts",
+            "Webhook attempts made by this process, by what followed (delivered, retrying, failed)",
+            self.attempts.clone(),
+        );
+        registry.register(
+            "mailgate_webhook_attempt_duration_seconds",
+            "Time of one webhook attempt",
+            self.duration.clone(),
+        );
+    }
+
+    /// Attempts so far that were followed by `result`.
+    pub fn count(&self, result: MessageStatus) -> u64 {
+        self.attempts
+            .get_or_create(&ResultLabel {
+                result: result_of(result),
+            })
+            .get()
+    }
+
+    fn attempted(&self, result: MessageStatus, millis: u32) {
+        self.attempts
+            .get_or_create(&ResultLabel {
+                result: result_of(result),
+            })
+            .inc();
+        self.duration.observe(f64::from(millis) / 1000.0);
+    }
+}
+
+fn result_of(status: MessageStatus) -> &'static str {
+    match status {
+        MessageStatus::Delivered => RESULTS[0],
+        MessageStatus::Pending | MessageStatus::Sending => RESULTS[1],
+        MessageStatus::Failed => RESULTS[2],
+    }
 }
 
 /// Sends due webhook messages until shut down.
@@ -170,12 +235,7 @@ impl Dispatcher {
             let endpoint = claimed.message.endpoint_id;
             let attempt = crate::send::attempt(&guard, &tls, &claimed, deadline).await;
             let update = MessageUpdate::after(claimed.message.attempts, attempt, rand::random::<f64>());
-            let counter = match update.status {
-                MessageStatus::Delivered => &stats.delivered,
-                MessageStatus::Failed => &stats.failed,
-                MessageStatus::Pending | MessageStatus::Sending => &stats.retrying,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+            stats.attempted(update.status, update.attempt.duration_ms);
             match queue.finish(&owner, claimed.message.id, &update).await {
                 Ok(true) => {}
                 Ok(false) => {

@@ -146,6 +146,10 @@ pub trait DeliveryQueries: Send + Sync + 'static {
     /// Deliveries by status within `scope`.
     async fn status_counts(&self, scope: TenantScope) -> Result<StatusCounts, StoreError>;
 
+    /// When the longest-waiting delivery that is due at `now` (`QUEUED` or `RETRYING`)
+    /// came due, over every tenant (for `/metrics`: how far behind the queue is).
+    async fn oldest_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError>;
+
     /// Applies a requeue update (see [`DeliveryUpdate::requeued`]) to the tenant's
     /// delivery if it is still in the update's expected status; false otherwise.
     async fn requeue(&self, tenant: TenantId, id: DeliveryId, update: &DeliveryUpdate) -> Result<bool, StoreError>;
