@@ -29,5 +29,6 @@ mod schema;
 mod settings;
 mod suspension;
 mod tenants;
+mod traces;
 mod verification;
 mod webhooks;

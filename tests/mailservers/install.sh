@@ -9,6 +9,7 @@
 # dns_server.py is an authoritative DNS server (dnslib) for fixture zones, on UDP and TCP.
 # https_server.py is a static HTTPS/HTTP server (standard library only) for autoconfig files.
 # webhook_receiver.py receives webhooks and verifies each with standardwebhooks.
+# otlp_receiver.py receives OTLP/HTTP traces and decodes them with opentelemetry-proto.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${MAILGATE_TEST_PYTHON:-python3}"

@@ -95,7 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = load_config(cli.config.as_deref())?;
-    crate::telemetry::init(config.log_format)?;
+    let _traces = crate::telemetry::init(config.log_format, config.otlp_endpoint.as_deref())?;
     if !config.ignored_service_links.is_empty() {
         tracing::info!(
             variables = %config.ignored_service_links.join(","),

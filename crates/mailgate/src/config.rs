@@ -76,6 +76,9 @@ pub struct Config {
     /// Run migrations when `serve` starts.
     pub auto_migrate: bool,
     pub listen: SocketAddr,
+    /// An OTLP/HTTP collector (`http://collector:4318`) to send traces to; unset: the
+    /// standard `OTEL_EXPORTER_OTLP_ENDPOINT`, and without either no traces.
+    pub otlp_endpoint: Option<String>,
     /// Where `mailgate worker` answers `/metrics`, `/healthz` and `/readyz` (it serves no
     /// GraphQL).
     pub worker_listen: SocketAddr,
@@ -297,6 +300,7 @@ impl Default for Config {
             auto_migrate: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             worker_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
+            otlp_endpoint: None,
             jwt_algorithm: JwtAlgorithm::HS256,
             jwt_secret: None,
             jwt_public_key_file: None,

@@ -16,6 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use domain::Locale;
 use graphql_api::RequestContext;
@@ -363,6 +364,13 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
         );
     }
     let context = RequestContext::new(caller, locale);
+    let client_name = match &batch {
+        BatchRequest::Single(r) => r
+            .operation_name
+            .as_ref()
+            .map(|n| n.chars().take(100).collect::<String>()),
+        BatchRequest::Batch(_) => None,
+    };
     let (batch, operation) = match batch {
         BatchRequest::Single(r) => {
             let mut r = app.query_cache.prepare(r);
@@ -375,7 +383,16 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
         ),
     };
     let batch = batch.data(context);
-    let response = app.schema.execute_batch(batch).await;
+    // One span per operation (its label and the client's name, never its variables),
+    // continuing the caller's W3C trace.
+    let span = tracing::info_span!(
+        "graphql",
+        otel.name = %format!("graphql {operation}"),
+        graphql.operation = %operation,
+        graphql.operation.name = client_name.as_deref().unwrap_or(""),
+    );
+    crate::telemetry::continue_trace(&span, headers);
+    let response = app.schema.execute_batch(batch).instrument(span).await;
     let response = with_engine_error_codes(response);
     let body = match serde_json::to_vec(&response) {
         Ok(b) => b,

@@ -89,6 +89,7 @@ impl DeliveryOutbox for SqlStore {
         )))
     }
 
+    #[tracing::instrument(name = "queue.enqueue", skip_all, fields(deliveries = batch.len()))]
     async fn enqueue_many(&self, batch: &[Delivery]) -> Vec<Result<EnqueueOutcome, StoreError>> {
         if batch.len() <= 1 {
             return self.enqueue_each(batch).await;
@@ -128,6 +129,7 @@ impl DeliveryOutbox for SqlStore {
 
 #[async_trait::async_trait]
 impl DeliveryQueue for SqlStore {
+    #[tracing::instrument(name = "queue.claim", skip_all, fields(limit, per_tenant))]
     async fn claim_fairly(
         &self,
         owner: &LeaseOwner,
@@ -449,6 +451,7 @@ impl SqlStore {
     /// Applies finishing updates to the rows with these ids, each only while it is in the
     /// update's expected status under `owner`'s lease, with their attempts, in one
     /// transaction: one flag per update (false where the row was not in that state).
+    #[tracing::instrument(name = "queue.finish", skip_all, fields(updates = updates.len()))]
     async fn apply_finishes(
         &self,
         owner: &LeaseOwner,

@@ -358,6 +358,7 @@ impl WebhookStore for SqlStore {
 
 #[async_trait::async_trait]
 impl WebhookQueue for SqlStore {
+    #[tracing::instrument(name = "webhooks.claim", skip_all, fields(limit))]
     async fn claim(
         &self,
         owner: &LeaseOwner,
@@ -419,6 +420,7 @@ impl WebhookQueue for SqlStore {
         Ok(claimed)
     }
 
+    #[tracing::instrument(name = "webhooks.finish", skip_all)]
     async fn finish(&self, owner: &LeaseOwner, id: MessageId, update: &MessageUpdate) -> Result<bool, StoreError> {
         let key = id.to_string();
         let now = Utc::now();

@@ -12,6 +12,7 @@ use domain::health::SettingsFailure;
 use domain::mail::{OutgoingMail, is_configuration_failure};
 use domain::sender::{SenderReason, SenderRoute, SenderSource};
 use domain::suspension::suspension;
+use tracing::Instrument as _;
 
 use crate::Shared;
 use crate::metrics::Fallback;
@@ -106,7 +107,21 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
         message_id: Some(d.message_id.as_str().to_owned()),
         via_platform: d.via_platform,
     };
-    let result = shared.mailer.send(&record, &mail).await;
+    // One span per attempt (exported when traces are on): which delivery of which tenant,
+    // the route, and how far it got. Never the recipient or the message.
+    let span = tracing::info_span!(
+        "delivery.attempt",
+        tenant.id = %tenant,
+        delivery.id = %d.id,
+        mailgate.route = match route {
+            Route::Own(_) if !d.via_platform => "custom",
+            _ => "platform_default",
+        },
+        mailgate.outcome = tracing::field::Empty,
+        mailgate.stage = tracing::field::Empty,
+        smtp.code = tracing::field::Empty,
+    );
+    let result = shared.mailer.send(&record, &mail).instrument(span.clone()).await;
     let at = Utc::now();
     let update = match &result {
         Ok(receipt) => DeliveryUpdate::sent(receipt, d.retries, at),
@@ -114,7 +129,15 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
     };
     if let Some(attempt) = update.attempt() {
         shared.metrics.attempted(attempt, started.elapsed());
+        span.record("mailgate.outcome", attempt.outcome.code());
+        if let Some(stage) = &attempt.stage {
+            span.record("mailgate.stage", stage.as_str());
+        }
+        if let Some(code) = attempt.smtp_code {
+            span.record("smtp.code", code);
+        }
     }
+    drop(span);
     if update.via_platform() == Some(true) {
         tracing::info!(delivery = %d.id, tenant = %tenant, at = %update.next_attempt_at(), "the tenant's server has not taken this time-critical mail in time; it goes through the platform default");
     }
