@@ -1,7 +1,8 @@
 //! OpenTelemetry traces from the real binary to a real OTLP/HTTP receiver on loopback
 //! (decoded by the `opentelemetry-proto` package): a span per GraphQL operation that
 //! continues the caller's W3C `traceparent`, a span per delivery attempt with its tenant,
-//! delivery, route, stage and SMTP code, spans of the queue's transactions; no recipient,
+//! delivery, route, stage and SMTP code in the trace of the request that enqueued it,
+//! spans of the queue's transactions; no recipient,
 //! no secret, no variables in any span.
 
 use std::time::Duration;
@@ -82,6 +83,9 @@ async fn operations_and_delivery_attempts_are_traced_without_personal_data() {
     assert_eq!(attempt.attributes["mailgate.route"], "custom");
     assert_eq!(attempt.attributes["mailgate.outcome"], "SENT");
     assert_eq!(attempt.attributes["smtp.code"], "250");
+    // The attempt continues the trace of the request that handed the mail in.
+    assert_eq!(attempt.trace_id, TRACE, "one trace shows the mail's whole life");
+    assert_eq!(attempt.parent_span_id, op.span_id);
     assert!(spans.iter().any(|s| s.name == "queue.claim"), "{spans:#?}");
     assert!(spans.iter().any(|s| s.name == "queue.finish"), "{spans:#?}");
     // Operations without a traceparent start traces of their own.

@@ -150,6 +150,16 @@ impl DeliveryService {
     /// to) returns the same delivery (and never a second mail); with another payload it is
     /// [`Error::IdempotencyKeyReused`], naming the delivery that has the key.
     pub async fn enqueue(&self, caller: &Caller, req: &NotificationRequest) -> Result<Delivery> {
+        self.enqueue_traced(caller, req, None).await
+    }
+
+    /// [`DeliveryService::enqueue`] within a trace: its attempts continue `trace_parent`.
+    pub async fn enqueue_traced(
+        &self,
+        caller: &Caller,
+        req: &NotificationRequest,
+        trace_parent: Option<crate::ids::TraceParent>,
+    ) -> Result<Delivery> {
         match caller.role() {
             Role::Service | Role::Operator => {}
             Role::TenantAdmin => return Err(Error::Forbidden),
@@ -200,6 +210,7 @@ impl DeliveryService {
             via_platform: false,
             content_removed_at: None,
             recipient_hash: None,
+            trace_parent,
             attempts: Vec::new(),
         };
         match self.outbox.enqueue(&delivery).await? {

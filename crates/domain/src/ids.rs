@@ -192,3 +192,59 @@ mod tests {
         assert_eq!(LeaseOwner::parse(""), Err(ValueError::Required));
     }
 }
+
+/// A W3C `traceparent` (`00-<trace id>-<parent id>-<flags>`, lower-case hex), carried from
+/// the request that handed a notification in to its delivery attempts, so one trace shows
+/// a mail's whole life. Only version `00`, non-zero ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent(String);
+
+impl TraceParent {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let parts: Vec<&str> = raw.split('-').collect();
+        let hex =
+            |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let zero = |s: &str| s.bytes().all(|b| b == b'0');
+        match parts.as_slice() {
+            [version, trace, parent, flags]
+                if *version == "00"
+                    && hex(trace, 32)
+                    && hex(parent, 16)
+                    && hex(flags, 2)
+                    && !zero(trace)
+                    && !zero(parent) =>
+            {
+                Some(Self(raw.to_owned()))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::TraceParent;
+
+    #[test]
+    fn only_well_formed_traceparents() {
+        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            TraceParent::parse(ok).map(|t| t.as_str().to_owned()),
+            Some(ok.to_owned())
+        );
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+        ] {
+            assert!(TraceParent::parse(bad).is_none(), "{bad}");
+        }
+    }
+}

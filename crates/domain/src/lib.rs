@@ -35,7 +35,7 @@ pub mod webhooks;
 pub use access::{Caller, Role, TenantScope};
 pub use error::{Error, FieldError, Result, StoreError, WriteError};
 pub use i18n::Locale;
-pub use ids::{DeliveryId, IdempotencyKey, LeaseOwner, MessageId};
+pub use ids::{DeliveryId, IdempotencyKey, LeaseOwner, MessageId, TraceParent};
 pub use plan::{Plan, SenderOverridePermit};
 pub use sender::{EffectiveSender, PlatformSender, SenderReason, SenderSource};
 pub use settings::{MailSettings, MailSettingsDraft, StoredMailSettings};

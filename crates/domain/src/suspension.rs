@@ -86,6 +86,7 @@ pub fn suspension(
         via_platform: true,
         content_removed_at: None,
         recipient_hash: None,
+        trace_parent: None,
         attempts: Vec::new(),
     };
     Suspension { audit, notice }

@@ -17,6 +17,9 @@ pub struct RequestContext {
     /// Each tenant's per-status counts, read once per request (they scan the tenant's
     /// queue, so many aliased `deliveries { counts }` must not scan it many times).
     pub(crate) counts: Arc<CountsMemo>,
+    /// The trace this request's operations run in (W3C `traceparent`), when traces are on:
+    /// what it enqueues continues it.
+    pub trace_parent: Option<domain::TraceParent>,
 }
 
 impl RequestContext {
@@ -25,7 +28,14 @@ impl RequestContext {
             caller,
             locale,
             counts: Arc::default(),
+            trace_parent: None,
         }
+    }
+
+    /// Within the trace `trace_parent`.
+    pub fn with_trace_parent(mut self, trace_parent: Option<domain::TraceParent>) -> Self {
+        self.trace_parent = trace_parent;
+        self
     }
 
     /// The caller, or `UNAUTHENTICATED`.

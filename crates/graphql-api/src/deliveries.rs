@@ -354,7 +354,8 @@ pub(crate) async fn delivery(ctx: &Context<'_>, id: ID) -> async_graphql::Result
 pub(crate) async fn enqueue(ctx: &Context<'_>, input: NotificationInput) -> async_graphql::Result<Delivery> {
     let (caller, service, l) = caller_and::<DeliveryService>(ctx)?;
     let req = input.into_request(l)?;
-    service.enqueue(caller, &req).await.map(Delivery).gql(l)
+    let trace = ctx.data::<RequestContext>().ok().and_then(|rc| rc.trace_parent.clone());
+    service.enqueue_traced(caller, &req, trace).await.map(Delivery).gql(l)
 }
 
 /// `Mutation.retryDelivery`: a malformed id names no delivery.

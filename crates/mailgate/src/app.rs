@@ -416,6 +416,7 @@ impl App {
             self.metrics.clone(),
         )
         .with_wake(self.queue_signal.clone())
+        .with_trace_link(Arc::new(crate::telemetry::link_to))
     }
 }
 

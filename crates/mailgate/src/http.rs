@@ -382,9 +382,8 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
             "batch".to_owned(),
         ),
     };
-    let batch = batch.data(context);
     // One span per operation (its label and the client's name, never its variables),
-    // continuing the caller's W3C trace.
+    // continuing the caller's W3C trace; what it enqueues continues it too.
     let span = tracing::info_span!(
         "graphql",
         otel.name = %format!("graphql {operation}"),
@@ -392,6 +391,8 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
         graphql.operation.name = client_name.as_deref().unwrap_or(""),
     );
     crate::telemetry::continue_trace(&span, headers);
+    let context = context.with_trace_parent(crate::telemetry::traceparent_of(&span));
+    let batch = batch.data(context);
     let response = app.schema.execute_batch(batch).instrument(span).await;
     let response = with_engine_error_codes(response);
     let body = match serde_json::to_vec(&response) {

@@ -158,3 +158,23 @@ impl opentelemetry::propagation::Extractor for Headers<'_> {
         self.0.keys().map(axum::http::HeaderName::as_str).collect()
     }
 }
+
+/// Makes `span` a child of the W3C `traceparent` given.
+pub fn link_to(span: &tracing::Span, traceparent: &str) {
+    let mut map = std::collections::HashMap::new();
+    map.insert("traceparent".to_owned(), traceparent.to_owned());
+    let parent = TraceContextPropagator::new().extract(&map);
+    let _ = span.set_parent(parent);
+}
+
+/// The W3C `traceparent` of `span`, when traces are on (none otherwise).
+pub fn traceparent_of(span: &tracing::Span) -> Option<domain::TraceParent> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let cx = span.context();
+    if !cx.span().span_context().is_valid() {
+        return None;
+    }
+    let mut map = std::collections::HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut map);
+    map.get("traceparent").and_then(|t| domain::TraceParent::parse(t))
+}

@@ -427,6 +427,7 @@ pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliverie
         via_platform: Set(delivery.via_platform),
         content_removed_at: Set(delivery.content_removed_at),
         recipient_hash: Set(delivery.recipient_hash.clone()),
+        trace_parent: Set(delivery.trace_parent.as_ref().map(|t| t.as_str().to_owned())),
     }
 }
 

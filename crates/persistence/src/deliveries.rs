@@ -821,6 +821,8 @@ pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>)
         via_platform: row.via_platform,
         content_removed_at: row.content_removed_at,
         recipient_hash: row.recipient_hash.clone(),
+        // A malformed value only loses the link to the trace.
+        trace_parent: row.trace_parent.as_deref().and_then(domain::TraceParent::parse),
         attempts,
     })
 }

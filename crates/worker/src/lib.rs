@@ -115,7 +115,12 @@ struct Shared {
     progress: Notify,
     /// When postponed work comes due.
     wake_at: signal::WakeAt,
+    /// Makes an attempt's span continue the trace its delivery was handed in with.
+    trace_link: Option<TraceLink>,
 }
+
+/// Makes `span` a child of the W3C `traceparent` given (the binary's tracing decides how).
+pub type TraceLink = Arc<dyn Fn(&tracing::Span, &str) + Send + Sync>;
 
 impl Shared {
     /// Rows one claim hands a single tenant at most: a batch (what keeps one tenant's
@@ -173,6 +178,7 @@ impl Worker {
             lanes,
             progress: Notify::new(),
             wake_at: signal::WakeAt::default(),
+            trace_link: None,
         });
         Self {
             shared,
@@ -183,6 +189,14 @@ impl Worker {
     /// Uses `wake` (e.g. shared with the enqueue path) to look for work at once.
     pub fn with_wake(mut self, wake: Arc<WorkSignal>) -> Self {
         self.wake = wake;
+        self
+    }
+
+    /// Links each attempt's span to the trace its delivery was handed in with.
+    pub fn with_trace_link(mut self, link: TraceLink) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.trace_link = Some(link);
+        }
         self
     }
 

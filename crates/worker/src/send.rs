@@ -121,6 +121,9 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
         mailgate.stage = tracing::field::Empty,
         smtp.code = tracing::field::Empty,
     );
+    if let (Some(link), Some(parent)) = (&shared.trace_link, &d.trace_parent) {
+        link(&span, parent.as_str());
+    }
     let result = shared.mailer.send(&record, &mail).instrument(span.clone()).await;
     let at = Utc::now();
     let update = match &result {

@@ -516,6 +516,7 @@ fn delivery(tenant: TenantId) -> Delivery {
         via_platform: false,
         content_removed_at: None,
         recipient_hash: None,
+        trace_parent: None,
         attempts: Vec::new(),
     }
 }

@@ -140,6 +140,8 @@ pub struct Delivery {
     pub content_removed_at: Option<DateTime<Utc>>,
     /// The recipient's hash, kept once the address is removed.
     pub recipient_hash: Option<String>,
+    /// The trace of the request that handed it in (W3C `traceparent`), if it had one.
+    pub trace_parent: Option<crate::ids::TraceParent>,
     pub attempts: Vec<Attempt>,
 }
 

@@ -43,6 +43,8 @@ pub struct Model {
     pub content_removed_at: Option<DateTimeUtc>,
     /// SHA-256 (hex) of the recipient address, kept once the address is removed.
     pub recipient_hash: Option<String>,
+    /// The W3C `traceparent` of the request that handed it in.
+    pub trace_parent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
