@@ -87,6 +87,12 @@ impl TenantView {
     pub fn effective_sender(&self) -> EffectiveSender {
         effective_sender_of(self.record.route(), &self.platform)
     }
+
+    /// The platform's default sender: where this tenant's mail goes out from whenever its
+    /// own server is not used (nothing saved, plan, suspension, cleared).
+    pub fn platform_sender(&self) -> &PlatformSender {
+        &self.platform
+    }
 }
 
 /// Settings just saved, with the warnings that only the save could give (a host that did

@@ -116,6 +116,17 @@ impl Tenant {
     async fn effective_sender(&self) -> EffectiveSender {
         EffectiveSender(self.0.effective_sender())
     }
+    /// The platform's default sender, which this tenant's mail goes out from whenever its
+    /// own server is not used (nothing saved, a plan that forbids it, suspended, cleared):
+    /// what a "clear" or a downgrade would switch to.
+    async fn platform_sender(&self) -> crate::mail_settings::SenderUsed {
+        let platform = self.0.platform_sender();
+        crate::mail_settings::SenderUsed {
+            address: platform.address.to_string(),
+            name: platform.name.as_ref().map(|n| n.as_str().to_owned()),
+            source: crate::values::SenderSource::PlatformDefault,
+        }
+    }
     async fn created_at(&self) -> String {
         rfc3339(self.0.tenant().created_at)
     }

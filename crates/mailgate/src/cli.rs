@@ -52,6 +52,11 @@ pub enum Command {
         /// PEM private key, needed to mint RS256/EdDSA tokens.
         #[arg(long)]
         private_key: Option<PathBuf>,
+        /// Print a console link that hands the token over once in its fragment
+        /// (`<base>/console/#token=…`; the fragment never reaches a server or a log).
+        /// The base defaults to `http://` and MAILGATE_LISTEN.
+        #[arg(long, value_name = "BASE", num_args = 0..=1, default_missing_value = "")]
+        console_url: Option<String>,
     },
     /// Re-encrypt every stored password under the current MAILGATE_SECRET_KEY.
     RotateSecretKey,
@@ -78,6 +83,27 @@ pub fn parse_ttl(s: &str) -> anyhow::Result<u64> {
         bail!("--ttl must be positive");
     }
     Ok(secs)
+}
+
+/// `<base>/console/#token=<token>`; an empty base is `http://<listen>` (loopback for an
+/// address that listens on every interface).
+pub fn console_link(base: &str, listen: std::net::SocketAddr, token: &str) -> anyhow::Result<String> {
+    let base = if base.is_empty() {
+        let host = match listen.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+            ip if ip.is_unspecified() => "[::1]".to_owned(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        format!("http://{host}:{}", listen.port())
+    } else {
+        base.trim_end_matches('/').to_owned()
+    };
+    if !(base.starts_with("http://") || base.starts_with("https://")) || base.contains('#') {
+        bail!("--console-url {base:?}: give the address the console is served on, e.g. https://mail.example.com");
+    }
+    let base = base.strip_suffix(console::BASE).unwrap_or(&base);
+    Ok(format!("{base}{}/#token={token}", console::BASE))
 }
 
 /// Loads and checks the configuration (generating development secrets if needed).
@@ -139,6 +165,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ttl,
             subject,
             private_key,
+            console_url,
         } => {
             let role = Role::from_code(&role)
                 .with_context(|| format!("--role {role:?}: use operator, tenant_admin or service"))?;
@@ -153,7 +180,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|p| std::fs::read(&p).with_context(|| format!("--private-key: cannot read {}", p.display())))
                 .transpose()?;
             let claims = verifier.claims(&subject, role, tenant, parse_ttl(&ttl)?);
-            println!("{}", verifier.mint(&claims, pem.as_deref())?);
+            let token = verifier.mint(&claims, pem.as_deref())?;
+            match console_url {
+                None => println!("{token}"),
+                Some(base) => println!("{}", console_link(&base, config.listen, &token)?),
+            }
             Ok(())
         }
         Command::RotateSecretKey => {
@@ -192,6 +223,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .verifier
             .mint(&claims, None)
             .unwrap_or_else(|_| "(mint one with `mailgate token --role operator`)".into());
+        let console = if app.config.console_enabled() {
+            console_link("", server.addr, &token).unwrap_or_default()
+        } else {
+            "disabled (MAILGATE_CONSOLE=true turns it on)".into()
+        };
         let graphiql = if app.config.graphiql_enabled() {
             format!("http://{}/graphql", server.addr)
         } else {
@@ -202,6 +238,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             app.config.data_dir.display()
         );
         println!("  GraphiQL:  {graphiql}");
+        println!("  Console:   {console}");
         println!("  Operator token (24 h), send as `Authorization: Bearer <token>`:\n  {token}\n");
     }
     http::shutdown_signal().await;

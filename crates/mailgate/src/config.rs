@@ -137,6 +137,8 @@ pub struct Config {
     pub graphiql: Option<bool>,
     /// Schema introspection; default on in development.
     pub introspection: Option<bool>,
+    /// The console in the browser at `/console/`; default on in development.
+    pub console: Option<bool>,
     pub max_body_bytes: usize,
     /// A `/graphql` request that has not answered after this many seconds is ended with
     /// `TIMEOUT`; keep it above a test mail's 20 s.
@@ -326,6 +328,7 @@ impl Default for Config {
             ignored_service_links: Vec::new(),
             graphiql: None,
             introspection: None,
+            console: None,
             max_body_bytes: 64 * 1024,
             request_timeout_secs: 30,
             max_requests_in_flight: 256,
@@ -441,6 +444,10 @@ impl Config {
             .collect();
         config.ignored_service_links.sort();
         Ok(config)
+    }
+
+    pub fn console_enabled(&self) -> bool {
+        self.console.unwrap_or(self.profile == Profile::Development)
     }
 
     pub fn graphiql_enabled(&self) -> bool {

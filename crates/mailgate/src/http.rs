@@ -31,7 +31,13 @@ pub fn router(app: App) -> Router {
         in_flight: Arc::new(Semaphore::new(app.config.max_requests_in_flight)),
         deadline: Duration::from_secs(app.config.request_timeout_secs),
     };
+    let console = if app.config.console_enabled() {
+        console::router()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(console)
         .route(
             "/graphql",
             get(graphiql)
@@ -65,6 +71,7 @@ async fn measured(State(app): State<App>, request: Request, next: Next) -> Respo
         "/metrics" => "/metrics",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
+        p if p == console::BASE || p.starts_with("/console/") => "/console",
         _ => "other",
     };
     let started = std::time::Instant::now();

@@ -1,0 +1,124 @@
+// The console's entry: sign-in with a token (pasted, or handed over once in the URL
+// fragment), the language switch, and the screen for the caller's role.
+
+import { ApiError, gql, setToken, signOut, takeToken } from "./api.js";
+import { fill, h } from "./dom.js";
+import { locale, setLocale, t } from "./i18n.js";
+import { showOperator } from "./operator.js";
+import { showTenant } from "./tenant.js";
+
+const VIEWER = `query ConsoleViewer { viewer { subject role tenant { id } } plans { code name canOverrideSender } }`;
+
+const main = document.getElementById("main");
+let session = null;
+
+function chrome() {
+  document.documentElement.lang = locale();
+  document.title = t("title");
+  document.getElementById("brand-title").textContent = t("title");
+  document.getElementById("lang-label").textContent = t("language");
+  document.getElementById("lang").value = locale();
+  const out = document.getElementById("sign-out");
+  out.textContent = t("signOut");
+  out.hidden = !session;
+  document.getElementById("who").textContent = session ? `${session.viewer.subject} · ${session.viewer.role}` : "";
+}
+
+function signInScreen(problem) {
+  session = null;
+  chrome();
+  const token = h("textarea", { id: "token", rows: "4", spellcheck: "false", autocomplete: "off", "aria-describedby": "token-help token-err" });
+  const form = h(
+    "form",
+    { class: "card sign-in", novalidate: true, "aria-labelledby": "sign-in-title" },
+    h("h1", { id: "sign-in-title" }, t("signInTitle")),
+    h("p", { id: "token-help" }, t("signInBody")),
+    h("label", { for: "token" }, t("tokenLabel")),
+    token,
+    h("p", { class: "field-error", id: "token-err", hidden: !problem, role: "alert" }, problem || ""),
+    h("button", { type: "submit", class: "primary", "data-action": "sign-in" }, t("signIn")),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (!token.value.trim()) return;
+    setToken(token.value);
+    start();
+  });
+  fill(main, form);
+  token.focus();
+}
+
+function problemScreen(e) {
+  const text = e instanceof ApiError ? e.message || t(e.code === "NETWORK" ? "network" : "errorPrefix") : String(e);
+  fill(main, h("div", { class: "message error", role: "alert", "data-code": e.code || "INTERNAL" }, text));
+}
+
+async function route() {
+  if (!session) return;
+  chrome();
+  const { viewer, plans } = session;
+  const wanted = new URLSearchParams(location.hash.slice(1)).get("tenant");
+  try {
+    if (viewer.role === "TENANT_ADMIN") {
+      await showTenant(main, viewer.tenant.id, { viewer });
+    } else if (viewer.role === "OPERATOR" && wanted) {
+      await showTenant(main, wanted, {
+        viewer,
+        back: () => {
+          location.hash = "";
+        },
+      });
+    } else if (viewer.role === "OPERATOR") {
+      await showOperator(main, {
+        plans,
+        openTenant: (id) => {
+          location.hash = `tenant=${encodeURIComponent(id)}`;
+        },
+      });
+    } else {
+      fill(main, h("div", { class: "message error", role: "alert" }, t("serviceRole")));
+    }
+  } catch (e) {
+    problemScreen(e);
+  }
+}
+
+async function start() {
+  chrome();
+  const token = takeToken();
+  if (!token) {
+    signInScreen();
+    return;
+  }
+  fill(main, h("p", { class: "loading" }, t("loading")));
+  try {
+    const data = await gql(VIEWER);
+    session = { viewer: data.viewer, plans: data.plans };
+  } catch (e) {
+    if (e instanceof ApiError && (e.code === "UNAUTHENTICATED" || e.code === "FORBIDDEN")) {
+      signOut();
+      signInScreen(e.message || t("badToken"));
+    } else {
+      problemScreen(e);
+    }
+    return;
+  }
+  await route();
+}
+
+document.getElementById("lang").addEventListener("change", (e) => {
+  setLocale(e.target.value);
+  if (session) route();
+  else signInScreen();
+});
+document.getElementById("sign-out").addEventListener("click", () => {
+  signOut();
+  location.hash = "";
+  signInScreen();
+});
+window.addEventListener("hashchange", () => {
+  if (new URLSearchParams(location.hash.slice(1)).has("token")) start();
+  else route();
+});
+
+start();

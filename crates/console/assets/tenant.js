@@ -1,0 +1,691 @@
+// A tenant's screen, 設定 > メールサーバー: where mail goes out from now and why, the
+// state of the saved settings, the form with test mail, save and clear, the setup
+// assistant (discovery, probe, domain check), the deliveries and the audit trail.
+
+import { ApiError, gql } from "./api.js";
+import { confirmDialog, fill, h, when } from "./dom.js";
+import { SettingsForm, domainOf, isEmail } from "./form.js";
+import { has, locale, t } from "./i18n.js";
+
+const SETTINGS_FIELDS = `serverKind host port fromAddress fromName smtpAuth username hasPassword encryption
+  popBeforeSmtp { host port username hasPassword tls } localHostname sendIntervalMs active version updatedAt
+  health { state since consecutiveFailures hint hintCode lastFailure { at stage smtpCode enhancedCode serverMessage } }
+  warnings { code field message }`;
+
+const TENANT = `query ConsoleTenant($id: ID!) {
+  tenant(id: $id) {
+    id name plan canOverrideSender
+    effectiveSender { address name source reason reasonCode replyTo }
+    platformSender { address name }
+    mailSettings { ${SETTINGS_FIELDS} }
+  }
+}`;
+
+const PRESETS = `query ConsolePresets { mailServerPresets {
+  kind name host hostTemplate hostInput port encryption smtpAuth username sendIntervalMs
+  sendLimit { count period } hints { code message } } plans { code name canOverrideSender } }`;
+
+const RESULT_FIELDS = `ok stage smtpCode enhancedCode serverMessage hint hintCode field elapsedMs
+  sender { address name source } activated activationCodeSent warnings { code field message }`;
+
+const DELIVERIES = `query ConsoleDeliveries($id: ID!, $status: DeliveryStatus, $after: String) {
+  tenant(id: $id) { deliveries(status: $status, first: 20, after: $after) {
+    counts { status count }
+    pageInfo { hasNextPage endCursor }
+    edges { node { id kind to subject status retries createdAt sentAt nextAttemptAt failureReason
+      attempts { at outcome stage smtpCode enhancedCode serverMessage senderAddress route } } }
+  } }
+}`;
+
+const AUDIT = `query ConsoleAudit($id: ID!, $after: String) {
+  tenant(id: $id) { auditTrail(first: 50, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    edges { node { id action actorSubject actorRole at changes { field before after secret } } }
+  } }
+}`;
+
+let presetsCache = null;
+
+/** Builds the screen of tenant `id` into `root`. */
+export async function showTenant(root, id, { viewer, back }) {
+  const screen = new TenantScreen(root, id, viewer, back);
+  await screen.load();
+  return screen;
+}
+
+class TenantScreen {
+  constructor(root, id, viewer, back) {
+    this.root = root;
+    this.id = id;
+    this.viewer = viewer;
+    this.back = back;
+    this.deliveryStatus = null;
+    this.lastDiscovery = "";
+  }
+
+  async load() {
+    fill(this.root, h("p", { class: "loading" }, t("loading")));
+    if (!presetsCache) presetsCache = await gql(PRESETS);
+    const { data, errors } = await gql(TENANT, { id: this.id }, { partial: true });
+    this.tenant = data.tenant;
+    this.unreadable = errors.find((e) => e.extensions?.code === "SETTINGS_UNREADABLE") || null;
+    if (!this.tenant) throw new ApiError("", "NOT_FOUND");
+    this.render();
+  }
+
+  async reload() {
+    const { data, errors } = await gql(TENANT, { id: this.id }, { partial: true });
+    this.tenant = data.tenant;
+    this.unreadable = errors.find((e) => e.extensions?.code === "SETTINGS_UNREADABLE") || null;
+    this.renderSender();
+    this.renderHealth();
+    this.form.settings = this.tenant.mailSettings;
+    this.form.inputs.password.placeholder = this.tenant.mailSettings?.hasPassword ? t("passwordKeep") : "";
+  }
+
+  planName(code) {
+    return presetsCache.plans.find((p) => p.code === code)?.name ?? code;
+  }
+
+  render() {
+    const tenant = this.tenant;
+    const readOnly = !tenant.canOverrideSender;
+    this.senderBox = h("section", { class: "sender", "aria-labelledby": "sender-title", "data-part": "sender" });
+    this.healthBox = h("section", { class: "health", "aria-labelledby": "health-title", "data-part": "health" });
+    this.status = h("div", { class: "status", role: "status", "aria-live": "polite", "data-part": "status" });
+    this.form = new SettingsForm({
+      presets: presetsCache.mailServerPresets,
+      settings: tenant.mailSettings,
+      readOnly,
+      onFromAddress: (value) => this.discoverSoon(value),
+    });
+    const save = h("button", { type: "submit", class: "primary", "data-action": "save", disabled: readOnly }, t("save"));
+    const clear = h("button", { type: "button", class: "danger", "data-action": "clear", disabled: readOnly }, t("clear"));
+    clear.addEventListener("click", () => this.clear());
+    this.form.element.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.save();
+    });
+    this.form.element.append(h("div", { class: "actions" }, save, clear));
+
+    fill(
+      this.root,
+      this.back ? h("p", {}, h("a", { href: "#", "data-action": "back", onclick: (e) => { e.preventDefault(); this.back(); } }, t("backToTenants"))) : null,
+      h("nav", { class: "crumbs", "aria-label": "breadcrumb" }, h("span", {}, t("navSettings")), " > ", h("span", { "aria-current": "page" }, t("navMailServer"))),
+      h("h1", {}, tenant.name, " ", h("span", { class: "badge", "data-part": "plan" }, `${t("plan")}: ${this.planName(tenant.plan)}`)),
+      this.senderBox,
+      readOnly ? this.planNotice() : null,
+      this.healthBox,
+      h(
+        "section",
+        { class: "card", "aria-labelledby": "settings-title" },
+        h("h2", { id: "settings-title" }, t("formTitle")),
+        h("p", { class: "intro" }, t("formIntro")),
+        this.status,
+        this.form.element,
+      ),
+      readOnly ? null : this.testSection(),
+      readOnly ? null : this.assistantSection(),
+      this.deliveriesSection(),
+      this.auditSection(),
+    );
+    this.renderSender();
+    this.renderHealth();
+    this.loadDeliveries();
+    this.loadAudit();
+  }
+
+  // ---- where mail goes out from ------------------------------------------------------
+
+  renderSender() {
+    const s = this.tenant.effectiveSender;
+    const address = s.name ? `${s.name} <${s.address}>` : s.address;
+    fill(
+      this.senderBox,
+      h("h2", { id: "sender-title" }, t("senderNow")),
+      h("p", { class: "sender-address", "data-source": s.source, "data-reason": s.reasonCode }, address),
+      h("p", {}, s.source === "CUSTOM" ? t("senderCustom") : t("senderDefault"), " — ", h("span", { "data-part": "reason" }, s.reason)),
+      s.replyTo ? h("p", {}, `${t("replyTo")}: ${s.replyTo}`) : null,
+    );
+  }
+
+  planNotice() {
+    const tenant = this.tenant;
+    const platform = this.platformDefault();
+    return h(
+      "section",
+      { class: "notice", role: "note", "aria-labelledby": "plan-title", "data-part": "plan-forbids" },
+      h("h2", { id: "plan-title" }, t("planForbidsTitle")),
+      h("p", {}, t("planForbidsBody")),
+      h("p", {}, t("planForbidsDefault", { address: platform })),
+      tenant.mailSettings ? h("p", {}, t("planForbidsKept")) : null,
+    );
+  }
+
+  // ---- verification and health -----------------------------------------------------
+
+  renderHealth() {
+    const s = this.tenant.mailSettings;
+    const box = this.healthBox;
+    if (this.unreadable) {
+      fill(box, h("h2", { id: "health-title" }, t("healthTitle")), h("p", { class: "error" }, this.unreadable.message));
+      return;
+    }
+    if (!s) {
+      fill(box, h("h2", { id: "health-title" }, t("healthTitle")), h("p", { "data-state": "NONE" }, t("noSettings")));
+      return;
+    }
+    const state = s.active ? s.health.state : "INACTIVE";
+    const label = s.active ? t(`state${state}`) : t("stateInactive");
+    const body = { PENDING_VERIFICATION: "pendingBody", LIVE: "liveBody", SUSPENDED: "suspendedBody" }[state];
+    const parts = [
+      h("h2", { id: "health-title" }, t("healthTitle")),
+      h("p", {}, h("span", { class: `state state-${state.toLowerCase()}`, "data-state": state }, label), " ", h("span", { class: "muted" }, t("since", { when: when(s.health.since, locale()) }))),
+      body ? h("p", {}, t(body)) : null,
+      s.health.consecutiveFailures ? h("p", {}, t("failuresInRow", { n: s.health.consecutiveFailures })) : null,
+      s.health.hint ? h("p", { class: "field-hint", "data-hint-code": s.health.hintCode }, s.health.hint) : null,
+      s.warnings.length ? h("ul", { class: "warnings" }, s.warnings.map((w) => h("li", { "data-code": w.code }, w.message))) : null,
+    ];
+    if (s.active && state !== "LIVE" && this.tenant.canOverrideSender) {
+      const to = h("input", { type: "email", id: "verify-to", autocomplete: "email", "aria-describedby": "verify-to-err" });
+      to.value = this.testTo?.value ?? "";
+      const go = h("button", { type: "button", class: "primary", "data-action": "test-saved" }, t("testSaved"));
+      const out = h("div", { "aria-live": "polite", "data-part": "verify-result" });
+      go.addEventListener("click", () => this.testSaved(to, go, out));
+      const code = h("input", { type: "text", id: "activation-code", autocomplete: "one-time-code", inputmode: "numeric" });
+      const activate = h("button", { type: "button", "data-action": "activate" }, t("activate"));
+      activate.addEventListener("click", () => this.activate(code, out));
+      parts.push(
+        h(
+          "div",
+          { class: "verify" },
+          h("label", { for: "verify-to" }, t("testTo")),
+          to,
+          h("p", { class: "field-error", id: "verify-to-err", hidden: true }),
+          go,
+          h("div", { class: "activation" }, h("label", { for: "activation-code" }, t("activationCode")), code, activate),
+          out,
+        ),
+      );
+    }
+    fill(box, ...parts);
+  }
+
+  async testSaved(to, button, out) {
+    button.disabled = true;
+    fill(out, h("p", {}, t("sending")));
+    try {
+      const data = await gql(`mutation ConsoleTestSaved($id: ID!, $to: String!) { sendTestMail(tenantId: $id, to: $to) { ${RESULT_FIELDS} } }`, {
+        id: this.id,
+        to: to.value.trim(),
+      });
+      const r = data.sendTestMail;
+      fill(out, this.resultView(r));
+      if (r.activationCodeSent) out.append(h("p", {}, t("codeSent")));
+      await this.reload();
+      this.loadAudit();
+    } catch (e) {
+      fill(out, this.errorView(e));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async activate(code, out) {
+    try {
+      await gql(`mutation ConsoleActivate($id: ID!, $code: String!) { activateMailSettings(tenantId: $id, code: $code) { version } }`, {
+        id: this.id,
+        code: code.value.trim(),
+      });
+      fill(out, h("p", { class: "ok" }, t("activated")));
+      await this.reload();
+    } catch (e) {
+      fill(out, this.errorView(e));
+    }
+  }
+
+  // ---- save and clear ----------------------------------------------------------------
+
+  say(kind, ...content) {
+    fill(this.status, h("div", { class: `message ${kind}`, "data-kind": kind }, ...content));
+  }
+
+  errorView(e) {
+    if (e instanceof ApiError && e.fields.length) {
+      return h("div", { class: "message error", "data-code": e.code }, h("p", {}, e.message), h("ul", {}, e.fields.map((f) => h("li", { "data-field": f.field }, `${f.field}: ${f.message}`))));
+    }
+    const text = e instanceof ApiError ? e.message || t(e.code === "NETWORK" ? "network" : "errorPrefix") : String(e);
+    return h("div", { class: "message error", "data-code": e.code || "INTERNAL" }, h("p", {}, text));
+  }
+
+  async save() {
+    const input = this.form.draft();
+    if (!input) {
+      this.say("error", t("fixFields"));
+      return;
+    }
+    this.form.clearErrors();
+    try {
+      const data = await gql(
+        `mutation ConsoleSave($id: ID!, $input: MailSettingsInput!) { updateMailSettings(tenantId: $id, input: $input) { ${SETTINGS_FIELDS} } }`,
+        { id: this.id, input },
+      );
+      const saved = data.updateMailSettings;
+      this.form.load(saved);
+      await this.reload();
+      if (!saved) this.say("ok", t("cleared"));
+      else this.say("ok", saved.health.state === "PENDING_VERIFICATION" ? t("savedPending") : t("saved"));
+      this.loadAudit();
+    } catch (e) {
+      this.showFailure(e);
+    }
+  }
+
+  showFailure(e) {
+    if (e instanceof ApiError && e.code === "VALIDATION_FAILED") {
+      const elsewhere = this.form.showErrors(e.fields);
+      this.say("error", h("p", {}, e.message), elsewhere.length ? h("ul", {}, elsewhere.map((f) => h("li", {}, f.message))) : null);
+    } else if (e instanceof ApiError && e.code === "VERSION_CONFLICT") {
+      this.reload().then(() => this.form.load(this.tenant.mailSettings));
+      this.say("error", t("versionConflict"));
+    } else {
+      fill(this.status, this.errorView(e));
+    }
+  }
+
+  async clear() {
+    const ok = await confirmDialog({
+      title: t("clearTitle"),
+      body: [t("clearBody"), t("clearDefault", { address: this.platformDefault() })],
+      confirm: t("clear"),
+      cancel: t("cancel"),
+      danger: true,
+    });
+    if (!ok) return;
+    try {
+      const data = await gql(
+        `mutation ConsoleClear($id: ID!, $v: Int) { clearMailSettings(tenantId: $id, expectedVersion: $v) { id } }`,
+        { id: this.id, v: this.tenant.mailSettings?.version ?? null },
+      );
+      if (data.clearMailSettings) {
+        await this.reload();
+        this.form.load(null);
+        this.say("ok", t("cleared"));
+        this.loadAudit();
+      }
+    } catch (e) {
+      this.showFailure(e);
+    }
+  }
+
+  /** The platform's default sender, which mail goes out from after a clear. */
+  platformDefault() {
+    const s = this.tenant.platformSender;
+    return s.name ? `${s.name} <${s.address}>` : s.address;
+  }
+
+  // ---- test mail ---------------------------------------------------------------------
+
+  testSection() {
+    this.testTo = h("input", { type: "email", id: "test-to", name: "to", autocomplete: "email", "aria-describedby": "test-to-warn test-to-err" });
+    const warn = h("p", { class: "warning", id: "test-to-warn", hidden: true, "data-part": "same-domain" }, t("testSameDomain"));
+    const err = h("p", { class: "field-error", id: "test-to-err", hidden: true });
+    const check = () => {
+      const to = domainOf(this.testTo.value);
+      const from = domainOf(this.form.fromAddress());
+      warn.hidden = !(to && from && to === from);
+      err.hidden = true;
+    };
+    this.testTo.addEventListener("input", check);
+    this.form.inputs.fromAddress.addEventListener("input", check);
+    const go = h("button", { type: "button", class: "primary", "data-action": "send-test" }, t("sendTest"));
+    this.testResult = h("div", { class: "test-result", "aria-live": "polite", "data-part": "test-result" });
+    go.addEventListener("click", () => this.sendTest(go, err));
+    return h(
+      "section",
+      { class: "card", "aria-labelledby": "test-title" },
+      h("h2", { id: "test-title" }, t("testTitle")),
+      h("p", { class: "intro" }, t("testIntro")),
+      h("div", { class: "field", "data-field": "to" }, h("label", { for: "test-to" }, t("testTo")), this.testTo, warn, err),
+      go,
+      this.testResult,
+    );
+  }
+
+  async sendTest(button, err) {
+    const settings = this.form.draft();
+    if (!settings) {
+      fill(this.testResult, h("div", { class: "message error" }, t("fixFields")));
+      return;
+    }
+    delete settings.expectedVersion;
+    const to = this.testTo.value.trim();
+    if (to && !isEmail(to)) {
+      err.textContent = t("chkEmail");
+      err.hidden = false;
+    }
+    this.form.clearErrors();
+    button.disabled = true;
+    fill(this.testResult, h("p", {}, t("sending")));
+    try {
+      const data = await gql(
+        `mutation ConsoleTest($id: ID!, $to: String!, $s: MailSettingsInput) { sendTestMail(tenantId: $id, to: $to, settings: $s) { ${RESULT_FIELDS} } }`,
+        { id: this.id, to, s: settings },
+      );
+      const r = data.sendTestMail;
+      fill(this.testResult, this.resultView(r));
+      if (!r.ok && r.hint) this.form.showHint(r.field, r.hint);
+      for (const w of r.warnings) if (w.field === "to") this.testResult.append(h("p", { class: "warning", "data-code": w.code }, w.message));
+    } catch (e) {
+      if (e instanceof ApiError && e.code === "VALIDATION_FAILED") {
+        const elsewhere = this.form.showErrors(e.fields.filter((f) => f.field !== "to"));
+        const onTo = e.fields.find((f) => f.field === "to");
+        if (onTo) {
+          err.textContent = onTo.message;
+          err.hidden = false;
+        }
+        fill(this.testResult, h("div", { class: "message error", "data-code": e.code }, h("p", {}, e.message), elsewhere.filter((f) => f.field !== "to").map((f) => h("p", {}, f.message))));
+      } else {
+        fill(this.testResult, this.errorView(e));
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  resultView(r) {
+    if (r.ok) {
+      return h(
+        "div",
+        { class: "message ok", "data-ok": "true" },
+        h("p", {}, t("testOk", { ms: r.elapsedMs })),
+        r.sender ? h("p", {}, t("sentFrom", { address: r.sender.name ? `${r.sender.name} <${r.sender.address}>` : r.sender.address })) : null,
+        r.activated ? h("p", {}, t("activated")) : null,
+      );
+    }
+    const rows = [
+      [t("stage"), has(`stage${r.stage}`) ? t(`stage${r.stage}`) : r.stage, "stage", r.stage],
+      [t("serverReply"), [r.smtpCode, r.enhancedCode, r.serverMessage].filter(Boolean).join(" "), "reply"],
+      [t("hint"), r.hint, "hint"],
+    ].filter(([, v]) => v);
+    return h(
+      "div",
+      { class: "message error", "data-ok": "false", "data-stage": r.stage, "data-hint-code": r.hintCode || "" },
+      h("p", {}, t("testFailed")),
+      h("dl", {}, rows.map(([k, v, part]) => [h("dt", {}, k), h("dd", { "data-part": part }, v)])),
+    );
+  }
+
+  // ---- setup assistant ---------------------------------------------------------------
+
+  discoverSoon(value) {
+    clearTimeout(this.discoverTimer);
+    this.discoverTimer = setTimeout(() => this.discover(value.trim()), 500);
+  }
+
+  async discover(address) {
+    const box = this.form.element.querySelector('[data-part="discovery"]');
+    const domain = domainOf(address);
+    if (!isEmail(address) || domain === this.lastDiscovery) return;
+    this.lastDiscovery = domain;
+    try {
+      const data = await gql(
+        `query ConsoleDiscover($id: ID!, $a: String!) { discoverMailServer(tenantId: $id, fromAddress: $a) {
+          domain candidates { serverKind host port encryption smtpAuth source confidence confidenceText evidence preset { name } } } }`,
+        { id: this.id, a: address },
+      );
+      const found = data.discoverMailServer;
+      if (domainOf(this.form.fromAddress()) !== found.domain) return;
+      if (!found.candidates.length) {
+        fill(box, h("p", { class: "muted" }, t("discoveryNone")));
+        return;
+      }
+      fill(
+        box,
+        h("h3", {}, t("discoveryTitle")),
+        h(
+          "ul",
+          {},
+          found.candidates.slice(0, 3).map((c) => {
+            const use = h("button", { type: "button", "data-action": "apply-discovery" }, t("apply"));
+            use.addEventListener("click", () => {
+              this.form.apply(c);
+              fill(box, h("p", { class: "ok" }, t("applied")));
+            });
+            return h("li", { "data-source": c.source }, `${c.preset?.name ?? c.host} — ${c.host}:${c.port} ${t(`enc${c.encryption}`)} (${c.confidenceText}; ${c.evidence}) `, use);
+          }),
+        ),
+      );
+    } catch (e) {
+      fill(box, this.errorView(e));
+    }
+  }
+
+  assistantSection() {
+    const probe = h("button", { type: "button", "data-action": "probe" }, t("probe"));
+    const check = h("button", { type: "button", "data-action": "domain-check" }, t("domainCheck"));
+    const probeOut = h("div", { "aria-live": "polite", "data-part": "probe" });
+    const checkOut = h("div", { "aria-live": "polite", "data-part": "domain-check" });
+    probe.addEventListener("click", () => this.probe(probe, probeOut));
+    check.addEventListener("click", () => this.domainCheck(check, checkOut));
+    return h(
+      "section",
+      { class: "card", "aria-labelledby": "assistant-title" },
+      h("h2", { id: "assistant-title" }, t("assistantTitle")),
+      h("div", { class: "actions" }, probe, check),
+      probeOut,
+      checkOut,
+    );
+  }
+
+  async probe(button, out) {
+    const settings = this.form.draft();
+    if (!settings) return;
+    delete settings.expectedVersion;
+    button.disabled = true;
+    fill(out, h("p", {}, t("probing")));
+    try {
+      const data = await gql(
+        `mutation ConsoleProbe($id: ID!, $s: MailSettingsInput!) { probeMailServer(tenantId: $id, settings: $s) {
+          summary authTried authOk authFailure { hint field }
+          suggestion { host port encryption smtpAuth }
+          pairs { port encryption works typed failure { stage hint } } } }`,
+        { id: this.id, s: settings },
+      );
+      const r = data.probeMailServer;
+      const parts = [
+        h("p", {}, r.summary),
+        h(
+          "ul",
+          {},
+          r.pairs.map((p) => h("li", { "data-works": String(p.works) }, `${p.port} + ${t(`enc${p.encryption}`)}: ${p.works ? t("works") : t("fails")}${p.failure ? ` — ${p.failure.hint}` : ""}`)),
+        ),
+      ];
+      if (r.authTried) parts.push(h("p", { class: r.authOk ? "ok" : "error" }, r.authOk ? t("authOk") : `${t("authNg")} ${r.authFailure?.hint ?? ""}`));
+      if (r.suggestion) {
+        const use = h("button", { type: "button", class: "primary", "data-action": "apply-probe" }, t("probeApply"));
+        use.addEventListener("click", () => {
+          this.form.apply(r.suggestion);
+          fill(out, h("p", { class: "ok" }, t("applied")));
+        });
+        parts.push(use);
+      }
+      fill(out, ...parts);
+    } catch (e) {
+      if (e instanceof ApiError && e.code === "VALIDATION_FAILED") this.form.showErrors(e.fields);
+      fill(out, this.errorView(e));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async domainCheck(button, out) {
+    const settings = this.form.draft();
+    if (!settings) return;
+    delete settings.expectedVersion;
+    button.disabled = true;
+    fill(out, h("p", {}, t("checking")));
+    try {
+      const data = await gql(
+        `query ConsoleDomain($id: ID!, $a: String!, $s: MailSettingsInput) { checkSenderDomain(tenantId: $id, fromAddress: $a, settings: $s) {
+          domain verdict summary issues { code message } fixes { name type value replaces } } }`,
+        { id: this.id, a: this.form.fromAddress(), s: settings },
+      );
+      const r = data.checkSenderDomain;
+      fill(
+        out,
+        h("p", {}, h("span", { class: `verdict verdict-${r.verdict.toLowerCase()}`, "data-verdict": r.verdict }, t(`verdict${r.verdict}`)), " ", r.summary),
+        r.issues.length ? h("ul", {}, r.issues.map((i) => h("li", { "data-code": i.code }, i.message))) : null,
+        r.fixes.length
+          ? [h("h3", {}, t("dnsFixes")), h("ul", { class: "records" }, r.fixes.map((f) => h("li", {}, h("code", {}, `${f.name} ${f.type} ${f.value}`), f.replaces ? h("p", { class: "muted" }, t("replaces", { record: f.replaces })) : null)))]
+          : null,
+      );
+    } catch (e) {
+      if (e instanceof ApiError && e.code === "VALIDATION_FAILED") this.form.showErrors(e.fields);
+      fill(out, this.errorView(e));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---- deliveries --------------------------------------------------------------------
+
+  deliveriesSection() {
+    const filter = h(
+      "select",
+      { id: "delivery-status" },
+      h("option", { value: "" }, t("all")),
+      ["QUEUED", "SENDING", "SENT", "RETRYING", "FAILED"].map((s) => h("option", { value: s }, t(`status${s}`))),
+    );
+    filter.addEventListener("change", () => {
+      this.deliveryStatus = filter.value || null;
+      this.loadDeliveries();
+    });
+    const refresh = h("button", { type: "button", "data-action": "refresh-deliveries" }, t("refresh"));
+    refresh.addEventListener("click", () => this.loadDeliveries());
+    this.counts = h("ul", { class: "counts", "data-part": "delivery-counts" });
+    this.deliveryList = h("div", { "data-part": "deliveries" });
+    return h(
+      "section",
+      { class: "card", "aria-labelledby": "deliveries-title" },
+      h("h2", { id: "deliveries-title" }, t("deliveriesTitle")),
+      h("div", { class: "toolbar" }, h("label", { for: "delivery-status" }, t("statusFilter")), filter, refresh),
+      this.counts,
+      this.deliveryList,
+    );
+  }
+
+  async loadDeliveries(after = null) {
+    try {
+      const data = await gql(DELIVERIES, { id: this.id, status: this.deliveryStatus, after });
+      const conn = data.tenant.deliveries;
+      fill(this.counts, conn.counts.map((c) => h("li", { "data-status": c.status }, `${t(`status${c.status}`)}: ${c.count}`)));
+      const rows = conn.edges.map((e) => this.deliveryRow(e.node));
+      if (!after) fill(this.deliveryList);
+      this.deliveryList.querySelector('[data-action="more-deliveries"]')?.remove();
+      if (!rows.length && !after) {
+        this.deliveryList.append(h("p", { class: "muted" }, t("noDeliveries")));
+        return;
+      }
+      this.deliveryList.append(...rows);
+      if (conn.pageInfo.hasNextPage) {
+        const more = h("button", { type: "button", "data-action": "more-deliveries" }, t("more"));
+        more.addEventListener("click", () => this.loadDeliveries(conn.pageInfo.endCursor));
+        this.deliveryList.append(more);
+      }
+    } catch (e) {
+      fill(this.deliveryList, this.errorView(e));
+    }
+  }
+
+  deliveryRow(d) {
+    const kind = d.kind === "CUSTOM" ? t("kindCUSTOM_MAIL") : t(`kind${d.kind}`);
+    const summary = h(
+      "summary",
+      {},
+      h("span", { class: `status status-${d.status.toLowerCase()}`, "data-status": d.status }, t(`status${d.status}`)),
+      ` ${kind} — ${d.to} — ${d.subject} — ${when(d.createdAt, locale())}`,
+      d.retries ? ` (${t("retries", { n: d.retries })})` : "",
+    );
+    const attempts = h(
+      "ol",
+      { class: "attempts" },
+      d.attempts.map((a) =>
+        h(
+          "li",
+          { "data-outcome": a.outcome },
+          `${when(a.at, locale())} ${t(`outcome${a.outcome}`)} · ${t("route")}: ${t(`route${a.route}`)}`,
+          a.senderAddress ? ` · ${a.senderAddress}` : "",
+          a.stage ? ` · ${t("stage")}: ${has(`stage${a.stage}`) ? t(`stage${a.stage}`) : a.stage}` : "",
+          a.smtpCode || a.serverMessage ? ` · ${[a.smtpCode, a.enhancedCode, a.serverMessage].filter(Boolean).join(" ")}` : "",
+        ),
+      ),
+    );
+    const extra = [
+      d.nextAttemptAt ? h("p", {}, t("nextAttempt", { when: when(d.nextAttemptAt, locale()) })) : null,
+      d.failureReason ? h("p", { class: "error" }, d.failureReason) : null,
+    ];
+    let retry = null;
+    if (d.status === "FAILED") {
+      retry = h("button", { type: "button", "data-action": "retry", "data-delivery": d.id }, t("retry"));
+      retry.addEventListener("click", async () => {
+        retry.disabled = true;
+        try {
+          await gql(`mutation ConsoleRetry($id: ID!) { retryDelivery(id: $id) { id status } }`, { id: d.id });
+          this.say("ok", t("retried"));
+          this.loadDeliveries();
+        } catch (e) {
+          retry.disabled = false;
+          fill(this.status, this.errorView(e));
+        }
+      });
+    }
+    return h("details", { class: "delivery", "data-delivery": d.id }, summary, h("h3", { class: "visually-hidden" }, t("attempts")), attempts, extra, retry);
+  }
+
+  // ---- audit trail -------------------------------------------------------------------
+
+  auditSection() {
+    this.auditList = h("div", { "data-part": "audit" });
+    return h("section", { class: "card", "aria-labelledby": "audit-title" }, h("h2", { id: "audit-title" }, t("auditTitle")), this.auditList);
+  }
+
+  async loadAudit() {
+    try {
+      const events = [];
+      let after = null;
+      for (let page = 0; page < 10; page += 1) {
+        const data = await gql(AUDIT, { id: this.id, after });
+        const conn = data.tenant.auditTrail;
+        events.push(...conn.edges.map((e) => e.node));
+        if (!conn.pageInfo.hasNextPage) break;
+        after = conn.pageInfo.endCursor;
+      }
+      if (!events.length) {
+        fill(this.auditList, h("p", { class: "muted" }, t("noAudit")));
+        return;
+      }
+      // Newest first on the screen.
+      fill(
+        this.auditList,
+        h(
+          "ol",
+          { class: "audit", reversed: true },
+          events.reverse().map((e) =>
+            h(
+              "li",
+              { "data-action": e.action },
+              h("strong", {}, e.action),
+              ` ${when(e.at, locale())} · ${e.actorSubject} (${e.actorRole})`,
+              e.changes.length
+                ? h("ul", {}, e.changes.map((c) => h("li", {}, c.secret ? `${c.field} ${t("secretChanged")}` : `${c.field}: ${c.before ?? "—"} → ${c.after ?? "—"}`)))
+                : null,
+            ),
+          ),
+        ),
+      );
+    } catch (e) {
+      fill(this.auditList, this.errorView(e));
+    }
+  }
+}

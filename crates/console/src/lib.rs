@@ -1,0 +1,140 @@
+//! The console: a tenant admin's "Settings > Mail server" screen and an operator's
+//! tenants-and-plans screen, as plain HTML, CSS and JavaScript modules that call the
+//! GraphQL API. Every file is compiled into the binary (`include_bytes!`), so the console
+//! works on a closed network and needs no Node toolchain; the Content-Security-Policy
+//! lets a page load nothing from, and send nothing to, any other origin.
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+/// Where the console lives.
+pub const BASE: &str = "/console";
+
+/// The policy every console response carries: scripts, styles, images and API calls from
+/// this origin only; no inline script or style, no frames, no plugins, no form posts.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+/// One file of the console.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+macro_rules! assets {
+    ($($name:literal => $type:literal),* $(,)?) => {
+        &[$(Asset { name: $name, content_type: $type, body: include_bytes!(concat!("../assets/", $name)) }),*]
+    };
+}
+
+const ASSETS: &[Asset] = assets! {
+    "index.html" => "text/html; charset=utf-8",
+    "style.css" => "text/css; charset=utf-8",
+    "favicon.svg" => "image/svg+xml",
+    "app.js" => "text/javascript; charset=utf-8",
+    "api.js" => "text/javascript; charset=utf-8",
+    "i18n.js" => "text/javascript; charset=utf-8",
+    "dom.js" => "text/javascript; charset=utf-8",
+    "form.js" => "text/javascript; charset=utf-8",
+    "tenant.js" => "text/javascript; charset=utf-8",
+    "operator.js" => "text/javascript; charset=utf-8",
+};
+
+/// The names of the files served under [`BASE`].
+pub fn asset_names() -> impl Iterator<Item = &'static str> {
+    ASSETS.iter().map(|a| a.name)
+}
+
+/// The console's routes: `/console` (redirects to `/console/`), `/console/` (the page)
+/// and `/console/<file>`.
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route(BASE, get(|| async { Redirect::permanent("/console/") }))
+        .route("/console/", get(|| async { serve("index.html") }))
+        .route(
+            "/console/{file}",
+            get(|Path(file): Path<String>| async move { serve(&file) }),
+        )
+}
+
+fn serve(name: &str) -> Response {
+    let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
+        let mut response = (StatusCode::NOT_FOUND, "not found").into_response();
+        secure(&mut response);
+        return response;
+    };
+    let mut response = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+        asset.body,
+    )
+        .into_response();
+    secure(&mut response);
+    response
+}
+
+/// The headers every console response carries.
+fn secure(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    // The files change with the binary: revalidate each time (a few KiB, on loopback or
+    // a LAN), so an upgrade never mixes old and new modules.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_asset_is_named_once_and_not_empty() {
+        let mut names: Vec<_> = asset_names().collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ASSETS.len());
+        assert!(ASSETS.iter().all(|a| !a.body.is_empty()));
+    }
+
+    #[test]
+    fn no_asset_names_another_origin() {
+        // A URL of another host in a file would be a request the policy refuses, or a
+        // sign that something is loaded from outside.
+        for asset in ASSETS {
+            let text = std::str::from_utf8(asset.body).expect("text");
+            for scheme in ["http://", "https://", "//cdn", "ws://", "wss://"] {
+                let outside = text
+                    .match_indices(scheme)
+                    .filter(|(i, _)| !text[..*i].ends_with("xmlns=\"") && !text[*i..].starts_with("http://www.w3.org/"))
+                    .count();
+                assert_eq!(outside, 0, "{} names {scheme}", asset.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_page_has_no_inline_script_or_style() {
+        let page = std::str::from_utf8(ASSETS[0].body).expect("text");
+        assert!(!page.contains("<script>"), "inline script");
+        assert!(!page.contains("style="), "inline style");
+        assert!(!page.contains("<style"), "inline style block");
+        // No inline event handler (` onclick=` and the like).
+        let handlers = page.split(char::is_whitespace).filter(|word| {
+            word.strip_prefix("on")
+                .and_then(|rest| rest.split_once('='))
+                .is_some_and(|(name, _)| !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase()))
+        });
+        assert_eq!(handlers.count(), 0, "inline event handler");
+    }
+}
