@@ -21,19 +21,19 @@ crate::each_backend!(
 
 /// Where a test's `mailgate` process keeps its data: SQLite in its data directory, or a
 /// fresh schema of the test PostgreSQL database (dropped by `drop`).
-struct Database {
+pub(crate) struct Database {
     schema: Option<String>,
 }
 
 impl Database {
-    fn for_backend(backend: Backend) -> Self {
+    pub(crate) fn for_backend(backend: Backend) -> Self {
         Self {
             schema: (backend == Backend::Postgres).then(|| format!("t_{}", uuid::Uuid::new_v4().simple())),
         }
     }
 
     /// The settings that point the process at it.
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         match &self.schema {
             None => Vec::new(),
             Some(schema) => vec![
@@ -43,7 +43,7 @@ impl Database {
         }
     }
 
-    fn drop(self) {
+    pub(crate) fn drop(self) {
         if let Some(schema) = self.schema {
             // Best effort: a leftover schema only costs space.
             let _ = std::process::Command::new("psql")

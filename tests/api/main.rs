@@ -16,6 +16,7 @@ mod assistant;
 mod auth;
 mod cli;
 mod cluster;
+mod console;
 mod crash;
 mod deliveries;
 mod discovery;

@@ -11,6 +11,7 @@ const VIEWER = `query ConsoleViewer { viewer { subject role tenant { id } } plan
 
 const main = document.getElementById("main");
 let session = null;
+let screen = null;
 
 function chrome() {
   document.documentElement.lang = locale();
@@ -53,17 +54,19 @@ function problemScreen(e) {
   fill(main, h("div", { class: "message error", role: "alert", "data-code": e.code || "INTERNAL" }, text));
 }
 
-async function route() {
+async function route(carry = null) {
   if (!session) return;
+  screen = null;
   chrome();
   const { viewer, plans } = session;
   const wanted = new URLSearchParams(location.hash.slice(1)).get("tenant");
   try {
     if (viewer.role === "TENANT_ADMIN") {
-      await showTenant(main, viewer.tenant.id, { viewer });
+      screen = await showTenant(main, viewer.tenant.id, { viewer, carry });
     } else if (viewer.role === "OPERATOR" && wanted) {
-      await showTenant(main, wanted, {
+      screen = await showTenant(main, wanted, {
         viewer,
+        carry,
         back: () => {
           location.hash = "";
         },
@@ -108,7 +111,7 @@ async function start() {
 
 document.getElementById("lang").addEventListener("change", (e) => {
   setLocale(e.target.value);
-  if (session) route();
+  if (session) route(screen?.snapshot?.() ?? null);
   else signInScreen();
 });
 document.getElementById("sign-out").addEventListener("click", () => {

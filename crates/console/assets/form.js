@@ -311,6 +311,30 @@ export class SettingsForm {
     return input;
   }
 
+  /** What the reader has typed, to carry over a re-render (a language switch). */
+  snapshot() {
+    const values = {};
+    for (const [name, input] of Object.entries(this.inputs)) {
+      if (input.radios) values[name] = this.radio(name);
+      else if (input.type === "checkbox") values[name] = input.checked;
+      else values[name] = input.value;
+    }
+    return values;
+  }
+
+  restore(values) {
+    for (const [name, value] of Object.entries(values || {})) {
+      const input = this.inputs[name];
+      if (!input) continue;
+      if (input.radios) this.setRadio(name, value);
+      else if (input.type === "checkbox") input.checked = value;
+      else input.value = value;
+    }
+    this.popFields.hidden = !this.inputs.popBeforeSmtp.checked;
+    this.choosePreset(this.inputs.serverKind.value, false);
+    this.showAuth();
+  }
+
   fromAddress() {
     return this.inputs.fromAddress.value.trim();
   }

@@ -47,9 +47,10 @@ const AUDIT = `query ConsoleAudit($id: ID!, $after: String) {
 let presetsCache = null;
 
 /** Builds the screen of tenant `id` into `root`. */
-export async function showTenant(root, id, { viewer, back }) {
+export async function showTenant(root, id, { viewer, back, carry }) {
   const screen = new TenantScreen(root, id, viewer, back);
   await screen.load();
+  if (carry?.tenant === id) screen.restore(carry);
   return screen;
 }
 
@@ -81,6 +82,16 @@ class TenantScreen {
     this.renderHealth();
     this.form.settings = this.tenant.mailSettings;
     this.form.inputs.password.placeholder = this.tenant.mailSettings?.hasPassword ? t("passwordKeep") : "";
+  }
+
+  /** What was typed, carried over a language switch. */
+  snapshot() {
+    return { tenant: this.id, form: this.form?.snapshot(), to: this.testTo?.value ?? "" };
+  }
+
+  restore(carry) {
+    if (carry.form && this.tenant.canOverrideSender) this.form.restore(carry.form);
+    if (this.testTo) this.testTo.value = carry.to;
   }
 
   planName(code) {

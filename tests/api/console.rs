@@ -1,0 +1,315 @@
+//! The console in the browser (`crates/console`), served by the real binary:
+//! - over HTTP: every file comes with the strict Content-Security-Policy and the other
+//!   headers, unknown names answer 404, the production profile serves nothing until
+//!   `MAILGATE_CONSOLE=true`, and `mailgate token --console-url` prints a working link;
+//! - in Debian's Chromium driven by Playwright (`tests/browser/console.py`), on SQLite
+//!   and PostgreSQL with real SMTP servers on loopback: a tenant admin's whole round
+//!   (wrong password → AUTH failure with the Japanese hint beside the password field →
+//!   fixed → saved → live → cleared → a failed delivery retried), and an operator's
+//!   (paging, plan filter, create, open, downgrade with its warning, the tenant admin's
+//!   screen turned read-only). Both check that no request leaves the origin, that the
+//!   policy was never violated, and (axe-core) that no serious accessibility violation
+//!   remains.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::cli::{call, mailgate, stop};
+use crate::crash::{Database, start_with, token};
+use crate::mailservers::*;
+use crate::support::*;
+
+crate::each_backend!(
+    a_tenant_admin_fixes_the_password_saves_and_clears,
+    an_operator_downgrades_a_tenant
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_file_carries_the_policy_and_production_serves_none_unless_asked() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.console = Some(true)).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", app.addr);
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("{base}/console"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(redirect.status(), 308);
+    assert_eq!(redirect.headers()["location"], "/console/");
+    let mut names = vec![String::new()];
+    names.extend(console::asset_names().map(str::to_owned));
+    for name in &names {
+        let response = client
+            .get(format!("{base}/console/{name}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "{name}");
+        let headers = response.headers();
+        assert_eq!(
+            headers["content-security-policy"],
+            console::CONTENT_SECURITY_POLICY,
+            "{name}"
+        );
+        let policy = headers["content-security-policy"].to_str().expect("ascii");
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(policy.contains(directive), "{directive} in {policy}");
+        }
+        assert!(!policy.contains("unsafe"), "{policy}");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        let kind = headers["content-type"].to_str().expect("ascii").to_owned();
+        let expected = match name.rsplit('.').next() {
+            Some("js") => "text/javascript",
+            Some("css") => "text/css",
+            Some("svg") => "image/svg+xml",
+            _ => "text/html",
+        };
+        assert!(kind.starts_with(expected), "{name}: {kind}");
+    }
+    for missing in ["nope.js", "..%2Fsecret", "index.htm"] {
+        let response = client
+            .get(format!("{base}/console/{missing}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 404, "{missing}");
+        assert!(response.headers().contains_key("content-security-policy"));
+    }
+    app.finish().await;
+
+    // The production profile (the tests' default) serves no console.
+    let app = spawn_app(Backend::Sqlite).await;
+    let response = client
+        .get(format!("http://{}/console/", app.addr))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 404);
+    app.finish().await;
+}
+
+#[test]
+fn mailgate_token_prints_a_console_link_with_the_token_in_the_fragment() {
+    let dir = std::env::temp_dir().join(format!("mailgate-console-{}", uuid::Uuid::new_v4().simple()));
+    let out = mailgate(&dir)
+        .env("MAILGATE_LISTEN", "0.0.0.0:8080")
+        .args(["token", "--role", "operator", "--console-url"])
+        .output()
+        .expect("token");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let link = String::from_utf8(out.stdout).expect("utf8");
+    let token = link
+        .trim()
+        .strip_prefix("http://127.0.0.1:8080/console/#token=")
+        .unwrap_or_else(|| panic!("link: {link}"));
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let out = mailgate(&dir)
+        .args([
+            "token",
+            "--role",
+            "operator",
+            "--console-url",
+            "https://mail.example.com/console/",
+        ])
+        .output()
+        .expect("token");
+    let link = String::from_utf8(out.stdout).expect("utf8");
+    assert!(link.starts_with("https://mail.example.com/console/#token="), "{link}");
+    let out = mailgate(&dir)
+        .args(["token", "--role", "operator", "--console-url", "javascript:alert(1)"])
+        .output()
+        .expect("token");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--console-url"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs a scenario of `tests/browser/console.py`; panics with its output if it fails.
+fn browser(scenario: &str, env: &[(&str, String)]) {
+    let script = scripts_dir().join("../browser/console.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(script).arg(scenario);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MAILGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Ok(dir) = std::env::var("MAILGATE_CONSOLE_SCREENSHOTS") {
+        cmd.env("SCREENSHOTS", dir);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 with playwright (tests/browser/install.sh)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser scenario {scenario} failed:\n{stdout}\n{stderr}"
+    );
+    println!("{stdout}");
+}
+
+async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
+    let own = SmtpServer::start(SmtpOptions::starttls().with_auth("shop", "right-pass"));
+    // The platform relay refuses the first message for good, then accepts.
+    let relay = SmtpServer::start(SmtpOptions {
+        data_reply: Some("554 5.6.0 Message rejected by policy".into()),
+        data_reply_times: 1,
+        ..SmtpOptions::plain()
+    });
+    let db = Database::for_backend(backend);
+    let dir = std::env::temp_dir().join(format!("mailgate-console-{}", uuid::Uuid::new_v4().simple()));
+    let mut cmd = mailgate(&dir);
+    cmd.envs(db.env())
+        .env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
+        .env("MAILGATE_SMTP_ALLOWED_PORTS", own.port.to_string())
+        .env("MAILGATE_SMTP_CA_FILE", &test_ca().ca_pem)
+        .env("MAILGATE_DNS_SERVERS", empty_dns().addr().to_string())
+        .env("MAILGATE_DEFAULT_SMTP_URL", format!("smtp://127.0.0.1:{}", relay.port))
+        .env("MAILGATE_DEFAULT_FROM", "Platform <noreply@example.com>")
+        .env("MAILGATE_WORKER_POLL_MS", "100");
+    let (child, url, operator) = start_with(cmd);
+    let base = url.trim_end_matches("/graphql").to_owned();
+    let created = call(
+        &url,
+        &operator,
+        "mutation{ createTenant(name:\"株式会社サンプル\", plan:SHARE){ id } }",
+        json!({}),
+    )
+    .await;
+    let tenant = created["data"]["createTenant"]["id"]
+        .as_str()
+        .expect("tenant")
+        .to_owned();
+    let link = mailgate(&dir)
+        .args([
+            "token",
+            "--role",
+            "tenant_admin",
+            "--tenant",
+            &tenant,
+            "--console-url",
+            &base,
+        ])
+        .output()
+        .expect("token");
+    let link = String::from_utf8(link.stdout).expect("utf8").trim().to_owned();
+
+    browser(
+        "admin",
+        &[
+            ("CONSOLE_BASE", base.clone()),
+            ("CONSOLE_LINK", link),
+            ("SMTP_PORT", own.port.to_string()),
+            ("SMTP_PASS", "right-pass".into()),
+            ("SERVICE_TOKEN", token(&dir, "service")),
+            ("TENANT_ID", tenant.clone()),
+        ],
+    );
+
+    // What the browser did reached the real servers: the two test mails that got through
+    // (the draft's, and the saved settings' that put them in force) went by the tenant's
+    // own server as `shop`; the notification went by the relay, refused once then sent.
+    let mails = own.wait_for(2, Duration::from_secs(10));
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    assert!(mails.iter().all(|m| m.auth_user.as_deref() == Some("shop")));
+    assert!(mails.iter().all(|m| m.rcpt_tos == ["check@example.net"]), "{mails:?}");
+    assert_eq!(relay.wait_for(1, Duration::from_secs(10)).len(), 1);
+    let state = call(
+        &url,
+        &operator,
+        "query($id:ID!){ tenant(id:$id){ mailSettings { version } effectiveSender { source }
+           deliveries { counts { status count } } } }",
+        json!({ "id": tenant }),
+    )
+    .await;
+    assert_eq!(
+        state["data"]["tenant"]["mailSettings"],
+        serde_json::Value::Null,
+        "{state}"
+    );
+    assert_eq!(state["data"]["tenant"]["effectiveSender"]["source"], "PLATFORM_DEFAULT");
+    let counts = &state["data"]["tenant"]["deliveries"]["counts"];
+    assert!(
+        counts
+            .as_array()
+            .expect("counts")
+            .iter()
+            .any(|c| c["status"] == "SENT" && c["count"] == 1),
+        "{counts}"
+    );
+    stop(child);
+    db.drop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn an_operator_downgrades_a_tenant(backend: Backend) {
+    let own = SmtpServer::start(SmtpOptions::plain());
+    let db = Database::for_backend(backend);
+    let dir = std::env::temp_dir().join(format!("mailgate-console-{}", uuid::Uuid::new_v4().simple()));
+    let mut cmd = mailgate(&dir);
+    cmd.envs(db.env())
+        .env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
+        .env("MAILGATE_SMTP_ALLOWED_PORTS", own.port.to_string())
+        .env("MAILGATE_DNS_SERVERS", empty_dns().addr().to_string())
+        .env("MAILGATE_DEFAULT_FROM", "Platform <noreply@example.com>")
+        .env("MAILGATE_SETTINGS_ACTIVATION", "save");
+    let (child, url, operator) = start_with(cmd);
+    let base = url.trim_end_matches("/graphql").to_owned();
+    for n in 1..=21 {
+        let created = call(
+            &url,
+            &operator,
+            "mutation($n:String!){ createTenant(name:$n, plan:ECONOMY){ id } }",
+            json!({ "n": format!("Filler {n}") }),
+        )
+        .await;
+        assert!(created.get("errors").is_none(), "{created}");
+    }
+    let link = mailgate(&dir)
+        .args(["token", "--role", "operator", "--console-url", &base])
+        .output()
+        .expect("token");
+    let link = String::from_utf8(link.stdout).expect("utf8").trim().to_owned();
+    let mut env = vec![
+        ("CONSOLE_BASE", base),
+        ("CONSOLE_LINK", link),
+        ("SMTP_PORT", own.port.to_string()),
+        ("CONSOLE_MAILGATE_BIN", env!("CARGO_BIN_EXE_mailgate").to_owned()),
+        ("MAILGATE_DATA_DIR", dir.display().to_string()),
+    ];
+    env.extend(db.env());
+    browser("operator", &env);
+
+    // The plan really changed, and the settings the operator saved are kept, inactive.
+    let tenants = call(
+        &url,
+        &operator,
+        "{ tenants(plan:BASIC){ edges { node { name plan mailSettings { host active } effectiveSender { reasonCode } } } } }",
+        json!({}),
+    )
+    .await;
+    let node = &tenants["data"]["tenants"]["edges"][0]["node"];
+    assert_eq!(node["name"], "株式会社テスト", "{tenants}");
+    assert_eq!(node["mailSettings"]["active"], false);
+    assert_eq!(node["mailSettings"]["host"], "localhost");
+    assert_eq!(node["effectiveSender"]["reasonCode"], "PLAN_FORBIDS");
+    stop(child);
+    db.drop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

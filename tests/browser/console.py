@@ -1,0 +1,395 @@
+"""The console in a real browser: Debian's Chromium driven by Playwright for Python.
+
+Started by tests/api/console.rs against the real `mailgate` binary, its real database and
+real SMTP servers on loopback. Usage: console.py admin|operator. The environment names the
+console (CONSOLE_BASE, CONSOLE_LINK: a link with the token in its fragment), the tokens
+and servers the scenario needs; SCREENSHOTS (a directory) saves Japanese screenshots for
+docs/. Every step asserts what a person would see; the first surprise exits non-zero
+with the reason. Besides the scenario, every page is checked for requests to any other
+origin, Content-Security-Policy violations, script errors, and (axe-core) serious or
+critical accessibility violations.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect, sync_playwright
+
+BASE = os.environ["CONSOLE_BASE"].rstrip("/")
+SHOTS = os.environ.get("SCREENSHOTS")
+TIMEOUT_MS = 30_000
+
+# Headless Chromium as root on this closed network (see the machine notes): no sandbox,
+# and none of the background connections to Google's hosts.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+RECORD_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI);
+});
+"""
+
+
+class Watch:
+    """What a page did besides the scenario: requests elsewhere, CSP violations, errors."""
+
+    def __init__(self, page):
+        self.page = page
+        self.outside = []
+        self.errors = []
+        page.on("request", self.request)
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        page.on("console", self.console)
+
+    def request(self, request):
+        url = request.url
+        if not (url.startswith(BASE + "/") or url.startswith("data:")):
+            self.outside.append(url)
+
+    def console(self, message):
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+    def check(self):
+        violations = self.page.evaluate("window.__cspViolations || []")
+        assert not self.outside, f"requests to other origins: {self.outside}"
+        assert not violations, f"Content-Security-Policy violations: {violations}"
+        assert not self.errors, f"script errors: {self.errors}"
+
+
+PAGES = []
+
+
+def new_page(browser, locale="ja-JP"):
+    context = browser.new_context(locale=locale, viewport={"width": 1100, "height": 1000})
+    PAGES.append(context)
+    context.add_init_script(RECORD_VIOLATIONS)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    return page, Watch(page)
+
+
+def accessible(page, name):
+    """axe-core on the page as it is: no serious or critical violation."""
+    results = Axe().run(page)
+    bad = [
+        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v.get("impact") in ("serious", "critical")
+    ]
+    assert not bad, f"accessibility violations on the {name} screen: {bad}"
+    print(f"axe: {name}: {len(results.response['violations'])} minor or moderate violation(s), none serious")
+
+
+def shot(page, name):
+    if SHOTS:
+        os.makedirs(SHOTS, exist_ok=True)
+        page.screenshot(path=os.path.join(SHOTS, name), full_page=True)
+
+
+def graphql(token, query, variables):
+    """A direct API call for what the scenario needs from outside the console (a platform
+    service handing in a notification)."""
+    request = urllib.request.Request(
+        BASE + "/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = json.loads(response.read())
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def field(page, name):
+    return page.locator(f'[data-field="{name}"]').first
+
+
+def sender(page):
+    return page.locator('[data-part="sender"] .sender-address')
+
+
+# ---- the tenant admin -------------------------------------------------------------------
+
+
+def admin(browser):
+    link = os.environ["CONSOLE_LINK"]
+    port = os.environ["SMTP_PORT"]
+    page, watch = new_page(browser)
+    page.goto(link)
+    expect(page.get_by_role("heading", name="メールサーバー", exact=True)).to_be_visible()
+    assert "token=" not in page.url, f"the token stays in the address bar: {page.url}"
+    # Kept for this tab only: another tab of the same browser must sign in.
+    other, _ = page.context.new_page(), None
+    other.goto(BASE + "/console/")
+    expect(other.get_by_role("heading", name="サインイン")).to_be_visible()
+    other.close()
+
+    expect(sender(page)).to_have_attribute("data-source", "PLATFORM_DEFAULT")
+    platform = sender(page).inner_text()
+
+    # Client-side check on blur, in Japanese.
+    page.get_by_label("サイトが送信するメールの送信元アドレス", exact=True).fill("shop@")
+    page.get_by_label("送信元の名前", exact=True).focus()
+    expect(page.locator('[data-error-for="fromAddress"]')).to_have_text("メールアドレスの形式ではありません。")
+
+    # The form, with a wrong password.
+    page.get_by_label("ホスト名", exact=True).fill("localhost")
+    page.get_by_label("サイトが送信するメールの送信元アドレス", exact=True).fill("shop@example.jp")
+    expect(page.locator('[data-error-for="fromAddress"]')).to_be_hidden()
+    page.get_by_label("送信元の名前", exact=True).fill("ショップ通知")
+    page.get_by_label("サーバーのポート", exact=True).fill(port)
+    page.get_by_label("tls（STARTTLS）", exact=True).check()
+    page.get_by_label("する", exact=True).check()
+    page.get_by_label("ユーザー名", exact=True).fill("shop")
+    page.get_by_label("パスワード", exact=True).fill("wrong-password")
+    page.get_by_label("ローカルホスト名", exact=True).fill("web01.shop.example.jp")
+
+    # The send-interval helper: 12 per minute → 5000 ms, as the Ecrea page computes.
+    page.get_by_label("1分間に最大", exact=True).fill("12")
+    page.get_by_role("button", name="送信間隔を計算").click()
+    expect(page.get_by_label("送信間隔", exact=True)).to_have_value("5000")
+
+    # Test mail: a recipient in the sender's own domain is warned about.
+    to = page.get_by_label("宛先", exact=True)
+    to.fill("someone@example.jp")
+    expect(page.locator('[data-part="same-domain"]')).to_be_visible()
+    to.fill("check@example.net")
+    expect(page.locator('[data-part="same-domain"]')).to_be_hidden()
+
+    page.get_by_role("button", name="テストメール送信", exact=True).click()
+    result = page.locator('[data-part="test-result"] [data-ok]')
+    expect(result).to_have_attribute("data-ok", "false")
+    expect(result).to_have_attribute("data-stage", "AUTH")
+    expect(result.locator('[data-part="stage"]')).to_have_text("認証")
+    expect(result.locator('[data-part="reply"]')).to_contain_text("535")
+    hint = page.locator('[data-hint-for="password"]')
+    expect(hint).to_be_visible()
+    expect(hint).to_contain_text("パスワードが正しくありません")
+    accessible(page, "tenant admin (test failed)")
+    shot(page, "console-mail-server-ja.png")
+
+    # Fixed: the test goes through.
+    page.get_by_label("パスワード", exact=True).fill(os.environ["SMTP_PASS"])
+    page.get_by_role("button", name="テストメール送信", exact=True).click()
+    expect(result).to_have_attribute("data-ok", "true")
+    expect(hint).to_be_hidden()
+
+    # A server-side field error beside its field, in the chosen language.
+    page.get_by_label("サーバーのポート", exact=True).fill("2")
+    page.get_by_role("button", name="変更を保存").click()
+    port_error = page.locator('[data-error-for="port"]')
+    expect(port_error).to_be_visible()
+    expect(port_error).to_have_attribute("data-source", "server")
+    expect(port_error).to_have_attribute("data-code", "PORT_NOT_ALLOWED")
+    ja_message = port_error.inner_text()
+    page.get_by_label("言語", exact=True).select_option("en")
+    expect(page.get_by_role("heading", name="Mail server", exact=True)).to_be_visible()
+    # What was typed survives the switch.
+    expect(page.get_by_label("Server port", exact=True)).to_have_value("2")
+    expect(page.get_by_label("Host name", exact=True)).to_have_value("localhost")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator('[data-error-for="port"]')).to_have_attribute("data-code", "PORT_NOT_ALLOWED")
+    en_message = page.locator('[data-error-for="port"]').inner_text()
+    assert en_message != ja_message and en_message.isascii(), (ja_message, en_message)
+    page.get_by_label("Language", exact=True).select_option("ja")
+    expect(page.get_by_role("heading", name="メールサーバー", exact=True)).to_be_visible()
+
+    # Save: it waits for a test mail of the saved settings, then goes live.
+    page.get_by_label("ホスト名", exact=True).fill("localhost")
+    page.get_by_label("サイトが送信するメールの送信元アドレス", exact=True).fill("shop@example.jp")
+    page.get_by_label("送信元の名前", exact=True).fill("ショップ通知")
+    page.get_by_label("サーバーのポート", exact=True).fill(port)
+    page.get_by_label("tls（STARTTLS）", exact=True).check()
+    page.get_by_label("ユーザー名", exact=True).fill("shop")
+    page.get_by_label("パスワード", exact=True).fill(os.environ["SMTP_PASS"])
+    page.get_by_role("button", name="変更を保存").click()
+    expect(page.locator('[data-part="status"] [data-kind="ok"]')).to_be_visible()
+    expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "PENDING_VERIFICATION")
+    expect(sender(page)).to_have_attribute("data-source", "PLATFORM_DEFAULT")
+    expect(page.get_by_label("パスワード", exact=True)).to_have_attribute("placeholder", "変更しない場合は空欄のまま")
+    page.locator("#verify-to").fill("check@example.net")
+    page.get_by_role("button", name="保存済みの設定でテストメールを送信").click()
+    expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "LIVE")
+    expect(sender(page)).to_have_attribute("data-source", "CUSTOM")
+    expect(sender(page)).to_have_text("ショップ通知 <shop@example.jp>")
+    accessible(page, "tenant admin (live)")
+
+    # Clear: the confirmation names the platform default, then mail goes out from it.
+    page.get_by_role("button", name="設定をクリア").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(platform)
+    expect(dialog).to_contain_text("既定")
+    dialog.get_by_role("button", name="設定をクリア").click()
+    expect(sender(page)).to_have_attribute("data-source", "PLATFORM_DEFAULT")
+    expect(sender(page)).to_have_text(platform)
+    expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "NONE")
+    expect(page.get_by_label("ホスト名", exact=True)).to_have_value("")
+
+    # Deliveries: a notification refused for good by the relay, retried from the console.
+    graphql(
+        os.environ["SERVICE_TOKEN"],
+        "mutation($i: NotificationInput!) { enqueueNotification(input: $i) { id } }",
+        {"i": {"tenantId": os.environ["TENANT_ID"], "kind": "CUSTOM", "to": "user@example.net",
+               "subject": "パスワード再設定", "text": "リンク"}},
+    )
+    deliveries = page.locator('[data-part="deliveries"]')
+    failed = deliveries.locator('details[data-delivery]').filter(has=page.locator('[data-status="FAILED"]'))
+    for _ in range(40):
+        page.get_by_role("button", name="更新").click()
+        page.wait_for_timeout(250)
+        if failed.count():
+            break
+    expect(failed).to_have_count(1)
+    page.get_by_label("状態", exact=True).select_option("FAILED")
+    expect(deliveries.locator("details[data-delivery]")).to_have_count(1)
+    expect(page.locator('[data-part="delivery-counts"] [data-status="FAILED"]')).to_have_text("失敗: 1")
+    failed.first.locator("summary").click()
+    expect(failed.first.locator('[data-outcome="FAILED"]')).to_contain_text("554")
+    failed.first.get_by_role("button", name="再送").click()
+    expect(page.locator('[data-part="status"] [data-kind="ok"]')).to_have_text("再送を受け付けました。")
+    page.get_by_label("状態", exact=True).select_option("SENT")
+    sent = deliveries.locator("details[data-delivery]")
+    for _ in range(40):
+        page.get_by_role("button", name="更新").click()
+        page.wait_for_timeout(250)
+        if sent.count():
+            break
+    expect(sent).to_have_count(1)
+    expect(page.locator('[data-part="delivery-counts"] [data-status="SENT"]')).to_have_text("送信済み: 1")
+
+    # The audit trail shows what was done.
+    audit = page.locator('[data-part="audit"]')
+    expect(audit.locator('[data-action="MAIL_SETTINGS_SAVED"]').first).to_be_visible()
+    expect(audit.locator('[data-action="MAIL_SETTINGS_CLEARED"]')).to_have_count(1)
+    watch.check()
+    print("admin: ok")
+
+
+# ---- the operator -----------------------------------------------------------------------
+
+
+def operator(browser):
+    page, watch = new_page(browser)
+    page.goto(os.environ["CONSOLE_LINK"])
+    expect(page.get_by_role("heading", name="テナントを作成")).to_be_visible()
+    queue = page.locator('[data-part="queue"]')
+    expect(queue.locator('[data-status="QUEUED"]')).to_have_text("待機中: 0")
+
+    # Paging: the filler tenants fill more than one page.
+    rows = page.locator('[data-part="tenants"] tbody tr')
+    expect(rows).to_have_count(20)
+    page.get_by_role("button", name="次へ").click()
+    expect(rows.first).not_to_have_attribute("data-name", "Filler 1")
+    page.get_by_role("button", name="前へ").click()
+    expect(rows.first).to_have_attribute("data-name", "Filler 1")
+
+    # Create a tenant; an empty name is refused beside the field.
+    page.get_by_role("button", name="作成").click()
+    expect(page.locator("#new-tenant-err")).to_be_visible()
+    page.get_by_label("名前", exact=True).fill("株式会社テスト")
+    page.locator("#new-tenant-plan").select_option("SHARE")
+    page.get_by_role("button", name="作成").click()
+    expect(page.locator('[data-part="status"]')).to_contain_text("株式会社テスト")
+
+    # The plan filter finds it alone.
+    page.get_by_label("プランで絞り込み", exact=True).select_option("SHARE")
+    expect(rows).to_have_count(1)
+    row = rows.first
+    expect(row).to_have_attribute("data-name", "株式会社テスト")
+    tenant = row.get_attribute("data-tenant")
+    accessible(page, "operator")
+    shot(page, "console-operator-ja.png")
+
+    # Open its screen and save settings for it (operators may).
+    row.get_by_role("button", name="開く").click()
+    expect(page.get_by_role("heading", name="メールサーバー", exact=True)).to_be_visible()
+    page.get_by_label("ホスト名", exact=True).fill("localhost")
+    page.get_by_label("サイトが送信するメールの送信元アドレス", exact=True).fill("info@test.example.jp")
+    page.get_by_label("サーバーのポート", exact=True).fill(os.environ["SMTP_PORT"])
+    page.get_by_label("なし", exact=True).check()
+    page.get_by_label("しない", exact=True).check()
+    page.get_by_role("button", name="変更を保存").click()
+    expect(sender(page)).to_have_attribute("data-source", "CUSTOM")
+    page.get_by_role("link", name="← テナント一覧へ").click()
+
+    # Downgrade: the warning comes first and says what happens.
+    page.get_by_label("プランで絞り込み", exact=True).select_option("SHARE")
+    expect(rows).to_have_count(1)
+    rows.first.get_by_label("プランを変更: 株式会社テスト", exact=True).select_option("BASIC")
+    rows.first.get_by_role("button", name="変更", exact=True).click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("無効")
+    expect(dialog).to_contain_text("noreply@example.com")
+    # Cancelling changes nothing.
+    dialog.get_by_role("button", name="キャンセル").click()
+    expect(rows.first.locator('[data-part="plan"]')).to_have_text("Share")
+    rows.first.get_by_label("プランを変更: 株式会社テスト", exact=True).select_option("BASIC")
+    rows.first.get_by_role("button", name="変更", exact=True).click()
+    dialog.get_by_role("button", name="変更する").click()
+    expect(page.locator('[data-part="status"] [data-kind="ok"]')).to_have_text("プランを変更しました。")
+    page.get_by_label("プランで絞り込み", exact=True).select_option("BASIC")
+    expect(rows.first.locator('[data-part="plan"]')).to_have_text("Basic")
+    watch.check()
+
+    # The tenant admin's screen is now read-only, with the reason and the default sender.
+    link = subprocess.run(
+        [os.environ["CONSOLE_MAILGATE_BIN"], "token", "--role", "tenant_admin", "--tenant", tenant, "--console-url", BASE],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    assert "#token=" in link, link
+    admin_page, admin_watch = new_page(browser)
+    admin_page.goto(link)
+    notice = admin_page.locator('[data-part="plan-forbids"]')
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("エコノミー、ベーシック、プロプランでは送信元のメールアドレスの変更はできません")
+    expect(notice).to_contain_text("noreply@example.com")
+    expect(sender(admin_page)).to_have_attribute("data-reason", "PLAN_FORBIDS")
+    expect(admin_page.get_by_label("ホスト名", exact=True)).to_be_disabled()
+    expect(admin_page.get_by_label("ホスト名", exact=True)).to_have_value("localhost")
+    expect(admin_page.get_by_role("button", name="変更を保存")).to_be_disabled()
+    expect(admin_page.get_by_role("button", name="設定をクリア")).to_be_disabled()
+    expect(admin_page.get_by_role("button", name="テストメール送信", exact=True)).to_have_count(0)
+    expect(admin_page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "INACTIVE")
+    accessible(admin_page, "tenant admin (read-only)")
+    shot(admin_page, "console-read-only-ja.png")
+    admin_watch.check()
+    print(f"operator: ok (tenant {tenant})")
+
+
+SCENARIOS = {"admin": admin, "operator": operator}
+
+if __name__ == "__main__":
+    scenario = SCENARIOS[sys.argv[1]]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            scenario(browser)
+        except BaseException:
+            # What the screen showed when it failed, for the person reading the failure.
+            import tempfile
+            for n, context in enumerate(PAGES):
+                for m, page in enumerate(context.pages):
+                    path = os.path.join(tempfile.gettempdir(), f"console-{sys.argv[1]}-failure-{n}-{m}.png")
+                    try:
+                        page.screenshot(path=path, full_page=True)
+                        print(f"screenshot of the failure: {path}", file=sys.stderr)
+                    except Exception:  # noqa: BLE001 - the failure itself is what matters
+                        pass
+            raise
+        finally:
+            browser.close()
