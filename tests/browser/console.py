@@ -91,7 +91,8 @@ def accessible(page, name):
         if v.get("impact") in ("serious", "critical")
     ]
     assert not bad, f"accessibility violations on the {name} screen: {bad}"
-    print(f"axe: {name}: {len(results.response['violations'])} minor or moderate violation(s), none serious")
+    minor = [f"{v['id']} ({v['impact']})" for v in results.response["violations"]]
+    print(f"axe: {name}: no serious or critical violation; minor or moderate: {minor or 'none'}")
 
 
 def shot(page, name):
@@ -179,6 +180,20 @@ def admin(browser):
     hint = page.locator('[data-hint-for="password"]')
     expect(hint).to_be_visible()
     expect(hint).to_contain_text("パスワードが正しくありません")
+    # The reply is shown once, without the enhanced code twice.
+    assert result.locator('[data-part="reply"]').inner_text().count("5.7.8") == 1
+
+    # The setup assistant: the probe finds the typed pair working, tries the (wrong)
+    # login once, and offers its suggestion; the domain check gives a verdict.
+    page.get_by_role("button", name="ポートと暗号化を自動で確認").click()
+    probe = page.locator('[data-part="probe"]')
+    expect(probe.locator('[data-works="true"]').first).to_be_visible()
+    expect(probe).to_contain_text("ログインできませんでした")
+    probe.get_by_role("button", name="この組み合わせを適用").click()
+    expect(probe).to_contain_text("適用しました")
+    expect(page.get_by_label("サーバーのポート", exact=True)).to_have_value(port)
+    page.get_by_role("button", name="送信ドメインを確認（SPF・DKIM・DMARC）").click()
+    expect(page.locator('[data-part="domain-check"] [data-verdict]')).to_be_visible()
     accessible(page, "tenant admin (test failed)")
     shot(page, "console-mail-server-ja.png")
 

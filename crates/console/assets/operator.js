@@ -157,7 +157,7 @@ class OperatorScreen {
               "table",
               {},
               h("caption", { class: "visually-hidden" }, t("tenantsTitle")),
-              h("thead", {}, h("tr", {}, [t("name"), t("plan"), t("customSender"), t("senderNow"), t("changePlan"), ""].map((c) => h("th", { scope: "col" }, c)))),
+              h("thead", {}, h("tr", {}, [t("name"), t("plan"), t("customSender"), t("senderNow"), t("changePlan"), t("open")].map((c) => h("th", { scope: "col" }, c)))),
               h("tbody", {}, rows),
             )
           : h("p", { class: "muted" }, t("noTenants")),

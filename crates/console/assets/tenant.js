@@ -46,6 +46,13 @@ const AUDIT = `query ConsoleAudit($id: ID!, $after: String) {
 
 let presetsCache = null;
 
+/** A server's reply as one line: code, enhanced code (unless the text starts with it), text. */
+function reply({ smtpCode, enhancedCode, serverMessage }) {
+  const text = serverMessage || "";
+  const enhanced = enhancedCode && !text.startsWith(enhancedCode) ? enhancedCode : null;
+  return [smtpCode, enhanced, text].filter(Boolean).join(" ");
+}
+
 /** Builds the screen of tenant `id` into `root`. */
 export async function showTenant(root, id, { viewer, back, carry }) {
   const screen = new TenantScreen(root, id, viewer, back);
@@ -416,7 +423,7 @@ class TenantScreen {
     }
     const rows = [
       [t("stage"), has(`stage${r.stage}`) ? t(`stage${r.stage}`) : r.stage, "stage", r.stage],
-      [t("serverReply"), [r.smtpCode, r.enhancedCode, r.serverMessage].filter(Boolean).join(" "), "reply"],
+      [t("serverReply"), reply(r), "reply"],
       [t("hint"), r.hint, "hint"],
     ].filter(([, v]) => v);
     return h(
@@ -516,7 +523,10 @@ class TenantScreen {
       if (r.suggestion) {
         const use = h("button", { type: "button", class: "primary", "data-action": "apply-probe" }, t("probeApply"));
         use.addEventListener("click", () => {
-          this.form.apply(r.suggestion);
+          // A failed login says the password is wrong, not that the server needs none:
+          // keep the form's authentication then.
+          const keepAuth = r.authTried && !r.authOk;
+          this.form.apply({ ...r.suggestion, smtpAuth: keepAuth ? undefined : r.suggestion.smtpAuth });
           fill(out, h("p", { class: "ok" }, t("applied")));
         });
         parts.push(use);
@@ -628,7 +638,7 @@ class TenantScreen {
           `${when(a.at, locale())} ${t(`outcome${a.outcome}`)} · ${t("route")}: ${t(`route${a.route}`)}`,
           a.senderAddress ? ` · ${a.senderAddress}` : "",
           a.stage ? ` · ${t("stage")}: ${has(`stage${a.stage}`) ? t(`stage${a.stage}`) : a.stage}` : "",
-          a.smtpCode || a.serverMessage ? ` · ${[a.smtpCode, a.enhancedCode, a.serverMessage].filter(Boolean).join(" ")}` : "",
+          a.smtpCode || a.serverMessage ? ` · ${reply(a)}` : "",
         ),
       ),
     );
