@@ -276,7 +276,8 @@ async fn an_operator_downgrades_a_tenant(backend: Backend) {
             &url,
             &operator,
             "mutation($n:String!){ createTenant(name:$n, plan:ECONOMY){ id } }",
-            json!({ "n": format!("Filler {n}") }),
+            // One name carries markup: the console must show it as text.
+            json!({ "n": if n == 2 { "Filler 2 <img src=x onerror=alert(1)>".to_owned() } else { format!("Filler {n}") } }),
         )
         .await;
         assert!(created.get("errors").is_none(), "{created}");

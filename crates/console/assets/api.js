@@ -62,6 +62,11 @@ export async function gql(query, variables = {}, { partial = false } = {}) {
     throw new ApiError("", response.status === 503 ? "OVERLOADED" : "INTERNAL");
   }
   const errors = body.errors || [];
+  const unauthenticated = errors.find((e) => e.extensions?.code === "UNAUTHENTICATED");
+  if (unauthenticated) {
+    // An expired or revoked token: the console goes back to its sign-in.
+    window.dispatchEvent(new CustomEvent("mailgate:unauthenticated", { detail: unauthenticated.message }));
+  }
   if (partial && body.data) return { data: body.data, errors };
   if (errors.length) {
     const first = errors[0];

@@ -22,7 +22,7 @@ function chrome() {
   const out = document.getElementById("sign-out");
   out.textContent = t("signOut");
   out.hidden = !session;
-  document.getElementById("who").textContent = session ? `${session.viewer.subject} · ${session.viewer.role}` : "";
+  document.getElementById("who").textContent = session ? `${session.viewer.subject} · ${t(`role${session.viewer.role}`)}` : "";
 }
 
 function signInScreen(problem) {
@@ -50,7 +50,8 @@ function signInScreen(problem) {
 }
 
 function problemScreen(e) {
-  const text = e instanceof ApiError ? e.message || t(e.code === "NETWORK" ? "network" : "errorPrefix") : String(e);
+  const fallback = { NETWORK: "network", NOT_FOUND: "notFound" }[e.code] || "errorPrefix";
+  const text = e instanceof ApiError ? e.message || t(fallback) : String(e);
   fill(main, h("div", { class: "message error", role: "alert", "data-code": e.code || "INTERNAL" }, text));
 }
 
@@ -118,6 +119,11 @@ document.getElementById("sign-out").addEventListener("click", () => {
   signOut();
   location.hash = "";
   signInScreen();
+});
+window.addEventListener("mailgate:unauthenticated", (e) => {
+  if (!session) return;
+  signOut();
+  signInScreen(e.detail || t("badToken"));
 });
 window.addEventListener("hashchange", () => {
   if (new URLSearchParams(location.hash.slice(1)).has("token")) start();

@@ -18,6 +18,15 @@ const TEXT = {
     loading: "読み込み中…",
     network: "サーバーに接続できません。",
     errorPrefix: "エラー",
+    notFound: "このテナントは見つからないか、表示する権限がありません。",
+    roleOPERATOR: "オペレーター",
+    roleTENANT_ADMIN: "サイト管理者",
+    roleSERVICE: "サービス",
+    planECONOMY: "エコノミー",
+    planBASIC: "ベーシック",
+    planPRO: "プロ",
+    planSHARE: "シェア",
+    planBIZ: "SHARE info Biz",
     // Navigation
     navSettings: "設定",
     navMailServer: "メールサーバー",
@@ -244,6 +253,10 @@ const TEXT = {
     loading: "Loading…",
     network: "Cannot reach the server.",
     errorPrefix: "Error",
+    notFound: "This tenant does not exist or is not yours to see.",
+    roleOPERATOR: "operator",
+    roleTENANT_ADMIN: "site admin",
+    roleSERVICE: "service",
     navSettings: "Settings",
     navMailServer: "Mail server",
     backToTenants: "← All tenants",
@@ -467,6 +480,12 @@ export function t(key, vars = {}) {
   const table = TEXT[locale()];
   const text = table[key] ?? TEXT.en[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
+}
+
+/** A plan's name: the seed's Japanese names in Japanese, the API's names otherwise. */
+export function planName(plan) {
+  const key = `plan${plan.code}`;
+  return locale() === "ja" && key in TEXT.ja ? TEXT.ja[key] : plan.name;
 }
 
 /** Whether `key` has a text (for codes from the API such as stages and states). */

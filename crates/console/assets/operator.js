@@ -4,7 +4,7 @@
 
 import { ApiError, gql, queueCounts } from "./api.js";
 import { confirmDialog, fill, h } from "./dom.js";
-import { t } from "./i18n.js";
+import { planName, t } from "./i18n.js";
 
 const TENANTS = `query ConsoleTenants($first: Int, $after: String, $plan: Plan) {
   tenants(first: $first, after: $after, plan: $plan) {
@@ -44,7 +44,7 @@ class OperatorScreen {
       { id },
       any ? h("option", { value: "" }, t("allPlans")) : null,
       this.plans.map((p) => {
-        const option = h("option", { value: p.code }, p.name);
+        const option = h("option", { value: p.code }, planName(p));
         option.selected = p.code === selected;
         return option;
       }),
@@ -67,7 +67,13 @@ class OperatorScreen {
       this.root,
       h("h1", {}, t("tenantsTitle")),
       this.status,
-      h("section", { class: "card", "aria-labelledby": "queue-title" }, h("h2", { id: "queue-title" }, t("queueTitle")), this.queue),
+      h(
+        "section",
+        { class: "card", "aria-labelledby": "queue-title" },
+        h("h2", { id: "queue-title" }, t("queueTitle")),
+        this.queue,
+        h("button", { type: "button", "data-action": "refresh-queue", onclick: () => this.loadQueue() }, t("refresh")),
+      ),
       this.createSection(),
       h(
         "section",
@@ -190,7 +196,7 @@ class OperatorScreen {
       "tr",
       { "data-tenant": tenant.id, "data-name": tenant.name },
       h("th", { scope: "row" }, tenant.name),
-      h("td", { "data-part": "plan" }, this.planInfo(tenant.plan)?.name ?? tenant.plan),
+      h("td", { "data-part": "plan", "data-plan": tenant.plan }, planName(this.planInfo(tenant.plan) ?? { code: tenant.plan, name: tenant.plan })),
       h("td", {}, tenant.canOverrideSender ? t("allowed") : t("notAllowed")),
       h("td", { "data-source": tenant.effectiveSender.source }, tenant.effectiveSender.address),
       h("td", {}, plan, " ", change),
@@ -205,10 +211,10 @@ class OperatorScreen {
       const s = tenant.platformSender;
       const address = s.name ? `${s.name} <${s.address}>` : s.address;
       const ok = await confirmDialog({
-        title: t("downgradeTitle", { plan: target.name }),
+        title: t("downgradeTitle", { plan: planName(target) }),
         body: tenant.mailSettings
-          ? t("downgradeBody", { plan: target.name, address })
-          : t("downgradeNoSettings", { plan: target.name, address }),
+          ? t("downgradeBody", { plan: planName(target), address })
+          : t("downgradeNoSettings", { plan: planName(target), address }),
         confirm: t("confirmChange"),
         cancel: t("cancel"),
         danger: true,

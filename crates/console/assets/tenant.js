@@ -5,7 +5,7 @@
 import { ApiError, gql } from "./api.js";
 import { confirmDialog, fill, h, when } from "./dom.js";
 import { SettingsForm, domainOf, isEmail } from "./form.js";
-import { has, locale, t } from "./i18n.js";
+import { has, locale, planName, t } from "./i18n.js";
 
 const SETTINGS_FIELDS = `serverKind host port fromAddress fromName smtpAuth username hasPassword encryption
   popBeforeSmtp { host port username hasPassword tls } localHostname sendIntervalMs active version updatedAt
@@ -102,7 +102,7 @@ class TenantScreen {
   }
 
   planName(code) {
-    return presetsCache.plans.find((p) => p.code === code)?.name ?? code;
+    return planName(presetsCache.plans.find((p) => p.code === code) ?? { code, name: code });
   }
 
   render() {
