@@ -5,8 +5,10 @@
 //! - in Debian's Chromium driven by Playwright (`tests/browser/console.py`), on SQLite
 //!   and PostgreSQL with real SMTP servers on loopback: a tenant admin's whole round
 //!   (wrong password → AUTH failure with the Japanese hint beside the password field →
-//!   fixed → saved → live → cleared → a failed delivery retried), and an operator's
-//!   (paging, plan filter, create, open, downgrade with its warning, the tenant admin's
+//!   fixed → saved → live → cleared → a failed delivery retried; a pasted token in an
+//!   English browser; discovery applying a preset), and an operator's (a webhook endpoint
+//!   registered, paging, plan filter, create, open, the enqueue quota, downgrade with its
+//!   warning and its signed `tenant.plan_changed` at the receiver, the tenant admin's
 //!   screen turned read-only). Both check that no request leaves the origin, that the
 //!   policy was never violated, and (axe-core) that no serious accessibility violation
 //!   remains.
@@ -44,11 +46,7 @@ async fn every_file_carries_the_policy_and_production_serves_none_unless_asked()
     let mut names = vec![String::new()];
     names.extend(console::asset_names().map(str::to_owned));
     for name in &names {
-        let response = client
-            .get(format!("{base}/console/{name}"))
-            .send()
-            .await
-            .expect("request");
+        let response = get(&client, format!("{base}/console/{name}")).await;
         assert_eq!(response.status(), 200, "{name}");
         let headers = response.headers();
         assert_eq!(
@@ -78,11 +76,7 @@ async fn every_file_carries_the_policy_and_production_serves_none_unless_asked()
         assert!(kind.starts_with(expected), "{name}: {kind}");
     }
     for missing in ["nope.js", "..%2Fsecret", "index.htm"] {
-        let response = client
-            .get(format!("{base}/console/{missing}"))
-            .send()
-            .await
-            .expect("request");
+        let response = get(&client, format!("{base}/console/{missing}")).await;
         assert_eq!(response.status(), 404, "{missing}");
         assert!(response.headers().contains_key("content-security-policy"));
     }
@@ -90,13 +84,13 @@ async fn every_file_carries_the_policy_and_production_serves_none_unless_asked()
 
     // The production profile (the tests' default) serves no console.
     let app = spawn_app(Backend::Sqlite).await;
-    let response = client
-        .get(format!("http://{}/console/", app.addr))
-        .send()
-        .await
-        .expect("request");
+    let response = get(&client, format!("http://{}/console/", app.addr)).await;
     assert_eq!(response.status(), 404);
     app.finish().await;
+}
+
+async fn get(client: &reqwest::Client, url: String) -> reqwest::Response {
+    client.get(url).send().await.expect("request")
 }
 
 #[test]
@@ -260,6 +254,8 @@ async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
 
 async fn an_operator_downgrades_a_tenant(backend: Backend) {
     let own = SmtpServer::start(SmtpOptions::plain());
+    let secret = "whsec_Y29uc29sZS10ZXN0LXNlY3JldC0xMjM0NTY3OA==";
+    let receiver = WebhookReceiver::start(&[secret], "ok", &[]);
     let db = Database::for_backend(backend);
     let dir = std::env::temp_dir().join(format!("mailgate-console-{}", uuid::Uuid::new_v4().simple()));
     let mut cmd = mailgate(&dir);
@@ -268,7 +264,9 @@ async fn an_operator_downgrades_a_tenant(backend: Backend) {
         .env("MAILGATE_SMTP_ALLOWED_PORTS", own.port.to_string())
         .env("MAILGATE_DNS_SERVERS", empty_dns().addr().to_string())
         .env("MAILGATE_DEFAULT_FROM", "Platform <noreply@example.com>")
-        .env("MAILGATE_SETTINGS_ACTIVATION", "save");
+        .env("MAILGATE_SETTINGS_ACTIVATION", "save")
+        .env("MAILGATE_WEBHOOK_ALLOW_PRIVATE_HOSTS", "true")
+        .env("MAILGATE_WEBHOOK_POLL_MS", "100");
     let (child, url, operator) = start_with(cmd);
     let base = url.trim_end_matches("/graphql").to_owned();
     for n in 1..=21 {
@@ -291,6 +289,8 @@ async fn an_operator_downgrades_a_tenant(backend: Backend) {
         ("CONSOLE_BASE", base),
         ("CONSOLE_LINK", link),
         ("SMTP_PORT", own.port.to_string()),
+        ("WEBHOOK_URL", receiver.url()),
+        ("WEBHOOK_SECRET", secret.to_owned()),
         ("CONSOLE_MAILGATE_BIN", env!("CARGO_BIN_EXE_mailgate").to_owned()),
         ("MAILGATE_DATA_DIR", dir.display().to_string()),
     ];
@@ -310,6 +310,11 @@ async fn an_operator_downgrades_a_tenant(backend: Backend) {
     assert_eq!(node["mailSettings"]["active"], false);
     assert_eq!(node["mailSettings"]["host"], "localhost");
     assert_eq!(node["effectiveSender"]["reasonCode"], "PLAN_FORBIDS");
+    // The endpoint the console registered got the plan change, signed with its secret.
+    let changed = receiver.of_type("tenant.plan_changed");
+    assert_eq!(changed.len(), 1, "{:?}", receiver.requests());
+    assert!(changed[0].verified, "{:?}", changed[0]);
+    assert_eq!(changed[0].json()["data"]["to"], "BASIC");
     stop(child);
     db.drop();
     let _ = std::fs::remove_dir_all(&dir);

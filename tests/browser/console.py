@@ -117,6 +117,17 @@ def graphql(token, query, variables):
     return body["data"]
 
 
+def refresh_until(page, rows):
+    """Presses the deliveries' refresh until `rows` shows exactly one (the worker sends in
+    the background), for up to 10 s."""
+    for _ in range(40):
+        page.get_by_role("button", name="更新").click()
+        page.wait_for_timeout(250)
+        if rows.count():
+            break
+    expect(rows).to_have_count(1)
+
+
 def field(page, name):
     return page.locator(f'[data-field="{name}"]').first
 
@@ -296,12 +307,7 @@ def admin(browser):
     )
     deliveries = page.locator('[data-part="deliveries"]')
     failed = deliveries.locator('details[data-delivery]').filter(has=page.locator('[data-status="FAILED"]'))
-    for _ in range(40):
-        page.get_by_role("button", name="更新").click()
-        page.wait_for_timeout(250)
-        if failed.count():
-            break
-    expect(failed).to_have_count(1)
+    refresh_until(page, failed)
     page.get_by_label("状態", exact=True).select_option("FAILED")
     expect(deliveries.locator("details[data-delivery]")).to_have_count(1)
     expect(page.locator('[data-part="delivery-counts"] [data-status="FAILED"]')).to_have_text("失敗: 1")
@@ -311,12 +317,7 @@ def admin(browser):
     expect(page.locator('[data-part="status"] [data-kind="ok"]')).to_have_text("再送を受け付けました。")
     page.get_by_label("状態", exact=True).select_option("SENT")
     sent = deliveries.locator("details[data-delivery]")
-    for _ in range(40):
-        page.get_by_role("button", name="更新").click()
-        page.wait_for_timeout(250)
-        if sent.count():
-            break
-    expect(sent).to_have_count(1)
+    refresh_until(page, sent)
     expect(page.locator('[data-part="delivery-counts"] [data-status="SENT"]')).to_have_text("送信済み: 1")
 
     # The audit trail shows what was done.
@@ -347,6 +348,19 @@ def operator(browser):
     # A name with markup is shown as text (and would break the policy if it were parsed).
     expect(rows.nth(1).locator("th")).to_have_text("Filler 2 <img src=x onerror=alert(1)>")
 
+    # A webhook endpoint: a bad URL is refused beside the field; the secret shows once.
+    page.get_by_label("送信先 URL", exact=True).fill("ftp://example.net/hook")
+    page.get_by_role("button", name="Webhook を登録").click()
+    expect(page.locator("#webhook-url-err")).to_be_visible()
+    page.get_by_label("送信先 URL", exact=True).fill(os.environ["WEBHOOK_URL"])
+    page.get_by_label("説明", exact=True).fill("プラットフォーム通知")
+    page.get_by_label("署名用シークレット（任意）", exact=True).fill(os.environ["WEBHOOK_SECRET"])
+    page.get_by_role("button", name="Webhook を登録").click()
+    expect(page.locator('[data-part="webhook-secret"] [data-part="secret"]')).to_have_text(os.environ["WEBHOOK_SECRET"])
+    endpoint = page.locator('[data-part="webhooks"] details[data-endpoint]')
+    expect(endpoint).to_have_count(1)
+    expect(endpoint).to_have_attribute("data-url", os.environ["WEBHOOK_URL"])
+
     # Create a tenant; an empty name is refused beside the field.
     page.get_by_role("button", name="作成").click()
     expect(page.locator("#new-tenant-err")).to_be_visible()
@@ -374,6 +388,14 @@ def operator(browser):
     page.get_by_label("しない", exact=True).check()
     page.get_by_role("button", name="変更を保存").click()
     expect(sender(page)).to_have_attribute("data-source", "CUSTOM")
+    # The enqueue quota (operators only): a non-number is refused in the page, a number saved.
+    page.get_by_label("1分あたり", exact=True).fill("many")
+    page.get_by_role("button", name="上限を保存").click()
+    expect(page.locator("#quota-minute-err")).to_be_visible()
+    page.get_by_label("1分あたり", exact=True).fill("120")
+    page.get_by_role("button", name="上限を保存").click()
+    expect(page.locator('[data-part="quota"]')).to_contain_text("1分あたり 120 件")
+    expect(page.locator('[data-part="audit"] [data-action="ENQUEUE_QUOTA_CHANGED"]')).to_have_count(1)
     page.get_by_role("link", name="← テナント一覧へ").click()
 
     # Downgrade: the warning comes first and says what happens.
@@ -393,6 +415,17 @@ def operator(browser):
     expect(page.locator('[data-part="status"] [data-kind="ok"]')).to_have_text("プランを変更しました。")
     page.get_by_label("プランで絞り込み", exact=True).select_option("BASIC")
     expect(rows.first.locator('[data-part="plan"]')).to_have_text("ベーシック")
+
+    # The plan change reached the webhook endpoint, as its messages show.
+    endpoint.locator("summary").click()
+    changed = endpoint.locator('[data-event="tenant.plan_changed"][data-status="DELIVERED"]')
+    for _ in range(40):
+        if changed.count():
+            break
+        page.wait_for_timeout(250)
+        endpoint.get_by_role("button", name="更新", exact=True).click()
+    expect(changed).to_have_count(1)
+    accessible(page, "operator (webhooks)")
     watch.check()
 
     # The tenant admin's screen is now read-only, with the reason and the default sender.

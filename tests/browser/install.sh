@@ -14,29 +14,7 @@ if ! [ -x /usr/bin/chromium ]; then
   apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
-pinned_ok() {
-  "$PYTHON" - "$here/requirements.txt" <<'PY' 2>/dev/null
-import sys
-from importlib.metadata import version
-for line in open(sys.argv[1]):
-    line = line.split("#")[0].strip()
-    if "==" in line:
-        name, want = line.split("==")
-        if version(name) != want:
-            sys.exit(1)
-PY
-}
-
-if ! pinned_ok; then
-  echo "installing $(grep -v '^#' "$here/requirements.txt" | xargs) from PyPI"
-  extra=()
-  if "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
-    extra+=(--break-system-packages)
-  fi
-  PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    "$PYTHON" -m pip install --quiet "${extra[@]}" -r "$here/requirements.txt"
-  pinned_ok
-fi
+bash "$here/../pip-pinned.sh" "$here/requirements.txt"
 
 /usr/bin/chromium --version 2>/dev/null | head -n1
 "$PYTHON" -c 'from importlib.metadata import version; print("playwright", version("playwright"), "| axe-playwright-python", version("axe-playwright-python"))'

@@ -15,30 +15,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${MAILGATE_TEST_PYTHON:-python3}"
 DOVECOT=/usr/sbin/dovecot
 
-pinned_ok() {
-  "$PYTHON" - "$here/requirements.txt" <<'PY' 2>/dev/null
-import sys
-from importlib.metadata import version
-for line in open(sys.argv[1]):
-    line = line.split("#")[0].strip()
-    if "==" in line:
-        name, want = line.split("==")
-        if version(name) != want:
-            sys.exit(1)
-PY
-}
-
-if ! pinned_ok; then
-  echo "installing $(grep -v '^#' "$here/requirements.txt" | xargs) from PyPI"
-  extra=()
-  # A Debian-managed python3 (PEP 668) refuses plain pip installs.
-  if "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
-    extra+=(--break-system-packages)
-  fi
-  PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    "$PYTHON" -m pip install --quiet "${extra[@]}" -r "$here/requirements.txt"
-  pinned_ok
-fi
+bash "$here/../pip-pinned.sh" "$here/requirements.txt"
 
 if ! [ -x "$DOVECOT" ] || ! [ -x /usr/lib/dovecot/pop3 ] || ! [ -x /usr/lib/dovecot/pop3-login ]; then
   echo "installing dovecot-pop3d from Debian"

@@ -5,6 +5,7 @@
 import { ApiError, gql, queueCounts } from "./api.js";
 import { confirmDialog, fill, h } from "./dom.js";
 import { planName, t } from "./i18n.js";
+import { WebhooksSection } from "./webhooks.js";
 
 const TENANTS = `query ConsoleTenants($first: Int, $after: String, $plan: Plan) {
   tenants(first: $first, after: $after, plan: $plan) {
@@ -21,7 +22,7 @@ const PAGE = 20;
 export async function showOperator(root, { plans, openTenant }) {
   const screen = new OperatorScreen(root, plans, openTenant);
   screen.render();
-  await Promise.all([screen.loadTenants(), screen.loadQueue()]);
+  await Promise.all([screen.loadTenants(), screen.loadQueue(), screen.webhooks.load()]);
   return screen;
 }
 
@@ -62,6 +63,10 @@ class OperatorScreen {
       this.loadTenants();
     });
     this.list = h("div", { "data-part": "tenants" });
+    this.webhooks = new WebhooksSection(
+      (kind, text) => this.say(kind, text),
+      (e) => this.fail(e),
+    );
     this.pager = h("div", { class: "pager" });
     fill(
       this.root,
@@ -83,6 +88,7 @@ class OperatorScreen {
         this.list,
         this.pager,
       ),
+      this.webhooks.element,
     );
   }
 

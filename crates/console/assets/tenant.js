@@ -144,6 +144,7 @@ class TenantScreen {
       ),
       readOnly ? null : this.testSection(),
       readOnly ? null : this.assistantSection(),
+      this.viewer.role === "OPERATOR" ? this.quotaSection() : null,
       this.deliveriesSection(),
       this.auditSection(),
     );
@@ -567,6 +568,79 @@ class TenantScreen {
     } finally {
       button.disabled = false;
     }
+  }
+
+  // ---- enqueue quota (operators) -----------------------------------------------------
+
+  quotaSection() {
+    const inForce = h("p", { "data-part": "quota" });
+    const perMinute = h("input", { id: "quota-minute", type: "text", inputmode: "numeric", class: "short", "aria-describedby": "quota-help quota-minute-err" });
+    const perDay = h("input", { id: "quota-day", type: "text", inputmode: "numeric", class: "short", "aria-describedby": "quota-help quota-day-err" });
+    const errors = {
+      perMinute: h("p", { class: "field-error", id: "quota-minute-err", hidden: true }),
+      perDay: h("p", { class: "field-error", id: "quota-day-err", hidden: true }),
+    };
+    const show = (q) => {
+      fill(inForce, t("quotaInForce", q));
+      perMinute.value = q.overridePerMinute ?? "";
+      perDay.value = q.overridePerDay ?? "";
+    };
+    gql(`query ConsoleQuota($id: ID!) { tenant(id: $id) { enqueueQuota { perMinute perDay overridePerMinute overridePerDay } } }`, { id: this.id })
+      .then((d) => show(d.tenant.enqueueQuota))
+      .catch((e) => fill(inForce, this.errorView(e)));
+    const form = h(
+      "form",
+      { class: "inline", novalidate: true, "aria-labelledby": "quota-title" },
+      h("div", { class: "field" }, h("label", { for: "quota-minute" }, t("quotaPerMinute")), perMinute, errors.perMinute),
+      h("div", { class: "field" }, h("label", { for: "quota-day" }, t("quotaPerDay")), perDay, errors.perDay),
+      h("button", { type: "submit", "data-action": "save-quota" }, t("quotaSave")),
+    );
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      for (const el of Object.values(errors)) el.hidden = true;
+      const value = (input, field) => {
+        const v = input.value.trim();
+        if (!v) return null;
+        if (!/^[0-9]+$/.test(v)) {
+          errors[field].textContent = t("chkCount");
+          errors[field].hidden = false;
+          throw new Error("client");
+        }
+        return Number(v);
+      };
+      let vars;
+      try {
+        vars = { id: this.id, m: value(perMinute, "perMinute"), d: value(perDay, "perDay") };
+      } catch {
+        return;
+      }
+      try {
+        const data = await gql(
+          `mutation ConsoleSetQuota($id: ID!, $m: Int, $d: Int) { setEnqueueQuota(tenantId: $id, perMinute: $m, perDay: $d) { perMinute perDay overridePerMinute overridePerDay } }`,
+          vars,
+        );
+        show(data.setEnqueueQuota);
+        this.say("ok", t("quotaSaved"));
+        this.loadAudit();
+      } catch (err) {
+        const fields = err instanceof ApiError ? err.fields : [];
+        for (const f of fields) {
+          if (errors[f.field]) {
+            errors[f.field].textContent = f.message;
+            errors[f.field].hidden = false;
+          }
+        }
+        if (!fields.length) fill(this.status, this.errorView(err));
+      }
+    });
+    return h(
+      "section",
+      { class: "card", "aria-labelledby": "quota-title", "data-part": "quota-section" },
+      h("h2", { id: "quota-title" }, t("quotaTitle")),
+      inForce,
+      h("p", { class: "help", id: "quota-help" }, t("quotaHelp")),
+      form,
+    );
   }
 
   // ---- deliveries --------------------------------------------------------------------

@@ -43,6 +43,7 @@ const ASSETS: &[Asset] = assets! {
     "form.js" => "text/javascript; charset=utf-8",
     "tenant.js" => "text/javascript; charset=utf-8",
     "operator.js" => "text/javascript; charset=utf-8",
+    "webhooks.js" => "text/javascript; charset=utf-8",
 };
 
 /// The names of the files served under [`BASE`].
