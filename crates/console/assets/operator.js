@@ -136,10 +136,10 @@ class OperatorScreen {
           n: name.value,
           p: plan.value,
         });
-        this.say("ok", t("created_", { name: data.createTenant.name }));
         name.value = "";
         this.cursors = [null];
         await this.loadTenants();
+        this.say("ok", t("created_", { name: data.createTenant.name }));
       } catch (e2) {
         const onName = e2 instanceof ApiError ? e2.fields.find((f) => f.field === "name") : null;
         if (onName) {
@@ -157,8 +157,12 @@ class OperatorScreen {
 
   async loadTenants() {
     const after = this.cursors[this.cursors.length - 1];
+    // Loads can overlap (a filter changed while the list reloads): only the latest shows.
+    this.generation = (this.generation ?? 0) + 1;
+    const generation = this.generation;
     try {
       const { data, errors } = await gql(TENANTS, { first: PAGE, after, plan: this.plan }, { partial: true });
+      if (generation !== this.generation) return;
       if (!data?.tenants) throw new ApiError(errors[0]?.message ?? "", errors[0]?.extensions?.code ?? "INTERNAL");
       const conn = data.tenants;
       const rows = conn.edges.map((e) => this.tenantRow(e.node));
@@ -229,8 +233,8 @@ class OperatorScreen {
     }
     try {
       await gql(`mutation ConsolePlan($id: ID!, $p: Plan!) { changeTenantPlan(tenantId: $id, plan: $p) { id plan } }`, { id: tenant.id, p: code });
-      this.say("ok", t("planChanged"));
       await this.loadTenants();
+      this.say("ok", t("planChanged"));
     } catch (e) {
       this.fail(e);
     }

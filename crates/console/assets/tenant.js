@@ -671,8 +671,12 @@ class TenantScreen {
   }
 
   async loadDeliveries(after = null) {
+    // A filter change while a refresh is under way: only the latest load shows.
+    this.deliveriesGeneration = (this.deliveriesGeneration ?? 0) + 1;
+    const generation = this.deliveriesGeneration;
     try {
       const data = await gql(DELIVERIES, { id: this.id, status: this.deliveryStatus, after });
+      if (generation !== this.deliveriesGeneration) return;
       const conn = data.tenant.deliveries;
       fill(this.counts, conn.counts.map((c) => h("li", { "data-status": c.status }, `${t(`status${c.status}`)}: ${c.count}`)));
       const rows = conn.edges.map((e) => this.deliveryRow(e.node));
@@ -727,8 +731,8 @@ class TenantScreen {
         retry.disabled = true;
         try {
           await gql(`mutation ConsoleRetry($id: ID!) { retryDelivery(id: $id) { id status } }`, { id: d.id });
+          await this.loadDeliveries();
           this.say("ok", t("retried"));
-          this.loadDeliveries();
         } catch (e) {
           retry.disabled = false;
           fill(this.status, this.errorView(e));
@@ -746,6 +750,8 @@ class TenantScreen {
   }
 
   async loadAudit() {
+    this.auditGeneration = (this.auditGeneration ?? 0) + 1;
+    const generation = this.auditGeneration;
     try {
       const events = [];
       let after = null;
@@ -756,6 +762,7 @@ class TenantScreen {
         if (!conn.pageInfo.hasNextPage) break;
         after = conn.pageInfo.endCursor;
       }
+      if (generation !== this.auditGeneration) return;
       if (!events.length) {
         fill(this.auditList, h("p", { class: "muted" }, t("noAudit")));
         return;

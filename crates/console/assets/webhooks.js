@@ -223,8 +223,11 @@ export class WebhooksSection {
   }
 
   async loadMessages(endpoint, box) {
+    box.generation = (box.generation ?? 0) + 1;
+    const generation = box.generation;
     try {
       const data = await gql(MESSAGES, { id: endpoint.id });
+      if (generation !== box.generation) return;
       const rows = data.webhookEndpoint?.messages.edges.map((e) => this.messageView(e.node, endpoint, box)) ?? [];
       fill(box, rows.length ? h("ul", { class: "webhook-messages" }, rows) : h("p", { class: "muted" }, t("webhookNoMessages")));
     } catch (e) {
