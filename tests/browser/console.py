@@ -22,6 +22,9 @@ from playwright.sync_api import expect, sync_playwright
 BASE = os.environ["CONSOLE_BASE"].rstrip("/")
 SHOTS = os.environ.get("SCREENSHOTS")
 TIMEOUT_MS = 30_000
+# The whole suite runs beside these scenarios on two cores: give every assertion as long
+# as an action (a test mail or a probe may take seconds then), not Playwright's 5 s.
+expect.set_options(timeout=TIMEOUT_MS)
 
 # Headless Chromium as root on this closed network (see the machine notes): no sandbox,
 # and none of the background connections to Google's hosts.
@@ -119,8 +122,8 @@ def graphql(token, query, variables):
 
 def refresh_until(page, rows):
     """Presses the deliveries' refresh until `rows` shows exactly one (the worker sends in
-    the background), for up to 10 s."""
-    for _ in range(40):
+    the background), for up to 30 s."""
+    for _ in range(120):
         page.get_by_role("button", name="更新").click()
         page.wait_for_timeout(250)
         if rows.count():
@@ -419,7 +422,7 @@ def operator(browser):
     # The plan change reached the webhook endpoint, as its messages show.
     endpoint.locator("summary").click()
     changed = endpoint.locator('[data-event="tenant.plan_changed"][data-status="DELIVERED"]')
-    for _ in range(40):
+    for _ in range(120):
         if changed.count():
             break
         page.wait_for_timeout(250)
