@@ -472,10 +472,10 @@ check_worker() {
     record FAIL "$label: \`mailgate worker\` runs until SIGTERM" "exited early with $status: $(log_tail "$log.err")"
     return
   fi
-  if env -i PATH="$PATH" bash deploy/healthcheck.sh "$pid"; then
-    record PASS "$label: the HEALTHCHECK script reports a running worker healthy"
+  if env -i PATH="$PATH" MAILGATE_WORKER_LISTEN="$(env_value MAILGATE_WORKER_LISTEN)" bash deploy/healthcheck.sh "$pid"; then
+    record PASS "$label: the HEALTHCHECK script reports a running worker healthy (GET /healthz on MAILGATE_WORKER_LISTEN)"
   else
-    record FAIL "$label: the HEALTHCHECK script reports a running worker healthy"
+    record FAIL "$label: the HEALTHCHECK script reports a running worker healthy (GET /healthz on MAILGATE_WORKER_LISTEN)"
   fi
   stop_and_wait "$pid"
   status=$STOP_STATUS
@@ -483,6 +483,11 @@ check_worker() {
     record PASS "$label: \`mailgate worker\` runs, SIGTERM after 2 s exits 0"
   else
     record FAIL "$label: \`mailgate worker\` runs, SIGTERM after 2 s exits 0" "exit $status; $(log_tail "$log.err")"
+  fi
+  if env -i PATH="$PATH" MAILGATE_WORKER_LISTEN="$(env_value MAILGATE_WORKER_LISTEN)" bash deploy/healthcheck.sh "$pid" 2>/dev/null; then
+    record FAIL "$label: the HEALTHCHECK script reports a stopped worker unhealthy"
+  else
+    record PASS "$label: the HEALTHCHECK script reports a stopped worker unhealthy"
   fi
 }
 
