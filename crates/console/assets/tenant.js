@@ -283,6 +283,8 @@ class TenantScreen {
       this.say("error", t("fixFields"));
       return;
     }
+    // Settings saved but unreadable: saving anew replaces the version the server named.
+    if (!this.tenant.mailSettings && this.unreadable) input.expectedVersion = this.unreadable.extensions?.currentVersion ?? 0;
     this.form.clearErrors();
     try {
       const data = await gql(
@@ -324,7 +326,7 @@ class TenantScreen {
     try {
       const data = await gql(
         `mutation ConsoleClear($id: ID!, $v: Int) { clearMailSettings(tenantId: $id, expectedVersion: $v) { id } }`,
-        { id: this.id, v: this.tenant.mailSettings?.version ?? null },
+        { id: this.id, v: this.tenant.mailSettings?.version ?? this.unreadable?.extensions?.currentVersion ?? null },
       );
       if (data.clearMailSettings) {
         await this.reload();
