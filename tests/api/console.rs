@@ -158,6 +158,20 @@ fn browser(scenario: &str, env: &[(&str, String)]) {
     println!("{stdout}");
 }
 
+/// `mailgate serve` on its own database, letting tenants use the SMTP server on loopback
+/// `port`; tenants' DNS goes to the suite's empty server.
+fn console_server(backend: Backend, port: u16) -> (Database, std::path::PathBuf, Command) {
+    let db = Database::for_backend(backend);
+    let dir = std::env::temp_dir().join(format!("mailgate-console-{}", uuid::Uuid::new_v4().simple()));
+    let mut cmd = mailgate(&dir);
+    cmd.envs(db.env())
+        .env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
+        .env("MAILGATE_SMTP_ALLOWED_PORTS", port.to_string())
+        .env("MAILGATE_DNS_SERVERS", empty_dns().addr().to_string())
+        .env("MAILGATE_DEFAULT_FROM", "Platform <noreply@example.com>");
+    (db, dir, cmd)
+}
+
 async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
     let own = SmtpServer::start(SmtpOptions::starttls().with_auth("shop", "right-pass"));
     // The platform relay refuses the first message for good, then accepts.
@@ -166,16 +180,9 @@ async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
         data_reply_times: 1,
         ..SmtpOptions::plain()
     });
-    let db = Database::for_backend(backend);
-    let dir = std::env::temp_dir().join(format!("mailgate-console-{}", uuid::Uuid::new_v4().simple()));
-    let mut cmd = mailgate(&dir);
-    cmd.envs(db.env())
-        .env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
-        .env("MAILGATE_SMTP_ALLOWED_PORTS", own.port.to_string())
-        .env("MAILGATE_SMTP_CA_FILE", &test_ca().ca_pem)
-        .env("MAILGATE_DNS_SERVERS", empty_dns().addr().to_string())
+    let (db, dir, mut cmd) = console_server(backend, own.port);
+    cmd.env("MAILGATE_SMTP_CA_FILE", &test_ca().ca_pem)
         .env("MAILGATE_DEFAULT_SMTP_URL", format!("smtp://127.0.0.1:{}", relay.port))
-        .env("MAILGATE_DEFAULT_FROM", "Platform <noreply@example.com>")
         .env("MAILGATE_WORKER_POLL_MS", "100");
     let (child, url, operator) = start_with(cmd);
     let base = url.trim_end_matches("/graphql").to_owned();
@@ -256,15 +263,8 @@ async fn an_operator_downgrades_a_tenant(backend: Backend) {
     let own = SmtpServer::start(SmtpOptions::plain());
     let secret = "whsec_Y29uc29sZS10ZXN0LXNlY3JldC0xMjM0NTY3OA==";
     let receiver = WebhookReceiver::start(&[secret], "ok", &[]);
-    let db = Database::for_backend(backend);
-    let dir = std::env::temp_dir().join(format!("mailgate-console-{}", uuid::Uuid::new_v4().simple()));
-    let mut cmd = mailgate(&dir);
-    cmd.envs(db.env())
-        .env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
-        .env("MAILGATE_SMTP_ALLOWED_PORTS", own.port.to_string())
-        .env("MAILGATE_DNS_SERVERS", empty_dns().addr().to_string())
-        .env("MAILGATE_DEFAULT_FROM", "Platform <noreply@example.com>")
-        .env("MAILGATE_SETTINGS_ACTIVATION", "save")
+    let (db, dir, mut cmd) = console_server(backend, own.port);
+    cmd.env("MAILGATE_SETTINGS_ACTIVATION", "save")
         .env("MAILGATE_WEBHOOK_ALLOW_PRIVATE_HOSTS", "true")
         .env("MAILGATE_WEBHOOK_POLL_MS", "100");
     let (child, url, operator) = start_with(cmd);
