@@ -16,6 +16,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use secrecy::ExposeSecret as _;
 use serde_json::json;
 
 use crate::cli::{call, mailgate, stop};
@@ -120,6 +121,26 @@ fn mailgate_token_prints_a_console_link_with_the_token_in_the_fragment() {
         .expect("token");
     let link = String::from_utf8(out.stdout).expect("utf8");
     assert!(link.starts_with("https://mail.example.com/console/#token="), "{link}");
+    // A production configuration without MAILGATE_CONSOLE still mints the link, and says
+    // the server must turn the console on.
+    let out = mailgate(&dir)
+        .env("MAILGATE_PROFILE", "production")
+        .env("MAILGATE_JWT_SECRET", JWT_SECRET)
+        .env(
+            "MAILGATE_SECRET_KEY",
+            persistence::crypto::generate_key_base64().expose_secret(),
+        )
+        .args([
+            "token",
+            "--role",
+            "operator",
+            "--console-url",
+            "https://mail.example.com",
+        ])
+        .output()
+        .expect("token");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MAILGATE_CONSOLE=true"));
     let out = mailgate(&dir)
         .args(["token", "--role", "operator", "--console-url", "javascript:alert(1)"])
         .output()

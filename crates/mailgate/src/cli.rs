@@ -183,7 +183,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let token = verifier.mint(&claims, pem.as_deref())?;
             match console_url {
                 None => println!("{token}"),
-                Some(base) => println!("{}", console_link(&base, config.listen, &token)?),
+                Some(base) => {
+                    if !config.console_enabled() {
+                        eprintln!(
+                            "note: this configuration serves no console (production profile): set MAILGATE_CONSOLE=true on the server"
+                        );
+                    }
+                    println!("{}", console_link(&base, config.listen, &token)?);
+                }
             }
             Ok(())
         }
