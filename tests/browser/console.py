@@ -12,6 +12,7 @@ critical accessibility violations.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -429,6 +430,23 @@ def operator(browser):
         endpoint.get_by_role("button", name="更新", exact=True).click()
     expect(changed).to_have_count(1)
     accessible(page, "operator (webhooks)")
+
+    # Rotate (a new secret shows once, the old one overlaps), disable, delete.
+    old_secret = os.environ["WEBHOOK_SECRET"]
+    endpoint.get_by_role("button", name="シークレットを更新").click()
+    page.get_by_role("dialog").get_by_role("button", name="シークレットを更新").click()
+    secret_shown = page.locator('[data-part="webhook-secret"] [data-part="secret"]')
+    expect(secret_shown).not_to_have_text(old_secret)
+    expect(secret_shown).to_have_text(re.compile(r"^whsec_[A-Za-z0-9+/=]{32,}$"))
+    expect(endpoint).to_contain_text("以前のシークレットも")
+    expect(endpoint).to_have_attribute("open", "")
+    endpoint.get_by_role("button", name="停止する").click()
+    expect(endpoint.locator("summary")).to_contain_text("停止中")
+    endpoint.get_by_role("button", name="削除").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(os.environ["WEBHOOK_URL"])
+    dialog.get_by_role("button", name="削除").click()
+    expect(page.locator('[data-part="webhooks"]')).to_have_text("Webhook は登録されていません。")
     watch.check()
 
     # The tenant admin's screen is now read-only, with the reason and the default sender.

@@ -138,7 +138,11 @@ export class WebhooksSection {
     try {
       const data = await gql(ENDPOINTS);
       const endpoints = data.webhookEndpoints.edges.map((e) => e.node);
-      fill(this.list, endpoints.length ? endpoints.map((e) => this.endpointView(e)) : h("p", { class: "muted" }, t("webhooksNone")));
+      // Endpoints that were open stay open (with their messages) across a reload.
+      const open = new Set([...this.list.querySelectorAll("details[open]")].map((d) => d.dataset.endpoint));
+      const views = endpoints.map((e) => this.endpointView(e));
+      fill(this.list, views.length ? views : h("p", { class: "muted" }, t("webhooksNone")));
+      for (const view of views) if (open.has(view.dataset.endpoint)) view.open = true;
     } catch (e) {
       this.fail(e);
     }
