@@ -582,10 +582,12 @@ class TenantScreen {
       perMinute: h("p", { class: "field-error", id: "quota-minute-err", hidden: true }),
       perDay: h("p", { class: "field-error", id: "quota-day-err", hidden: true }),
     };
+    // The overrides fill the fields, unless the reader has typed there already.
+    for (const input of [perMinute, perDay]) input.addEventListener("input", () => (input.dataset.edited = "true"));
     const show = (q) => {
       fill(inForce, t("quotaInForce", q));
-      perMinute.value = q.overridePerMinute ?? "";
-      perDay.value = q.overridePerDay ?? "";
+      if (!perMinute.dataset.edited) perMinute.value = q.overridePerMinute ?? "";
+      if (!perDay.dataset.edited) perDay.value = q.overridePerDay ?? "";
     };
     gql(`query ConsoleQuota($id: ID!) { tenant(id: $id) { enqueueQuota { perMinute perDay overridePerMinute overridePerDay } } }`, { id: this.id })
       .then((d) => show(d.tenant.enqueueQuota))
@@ -621,6 +623,8 @@ class TenantScreen {
           `mutation ConsoleSetQuota($id: ID!, $m: Int, $d: Int) { setEnqueueQuota(tenantId: $id, perMinute: $m, perDay: $d) { perMinute perDay overridePerMinute overridePerDay } }`,
           vars,
         );
+        delete perMinute.dataset.edited;
+        delete perDay.dataset.edited;
         show(data.setEnqueueQuota);
         this.say("ok", t("quotaSaved"));
         this.loadAudit();
@@ -682,6 +686,11 @@ class TenantScreen {
       const conn = data.tenant.deliveries;
       fill(this.counts, conn.counts.map((c) => h("li", { "data-status": c.status }, `${t(`status${c.status}`)}: ${c.count}`)));
       const rows = conn.edges.map((e) => this.deliveryRow(e.node));
+      // Deliveries that were open stay open across a reload.
+      const open = new Set([...this.deliveryList.querySelectorAll("details[open]")].map((d) => d.dataset.delivery));
+      for (const row of rows) if (open.has(row.dataset.delivery)) row.open = true;
+      // Which filter the list shows, for whoever reads the page (and its tests).
+      this.deliveryList.dataset.status = this.deliveryStatus ?? "";
       if (!after) fill(this.deliveryList);
       this.deliveryList.querySelector('[data-action="more-deliveries"]')?.remove();
       if (!rows.length && !after) {
