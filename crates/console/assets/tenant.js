@@ -499,13 +499,26 @@ class TenantScreen {
     );
   }
 
-  async probe(button, out) {
+  /** Runs one of the assistant's calls on the form as typed: `call(settings)` answers
+   *  what to show in `out`; field errors land beside their fields. */
+  async assist(button, out, busyKey, call) {
     const settings = this.form.draft();
     if (!settings) return;
     delete settings.expectedVersion;
     button.disabled = true;
-    fill(out, h("p", {}, t("probing")));
+    fill(out, h("p", {}, t(busyKey)));
     try {
+      fill(out, ...(await call(settings)));
+    } catch (e) {
+      if (e instanceof ApiError && e.code === "VALIDATION_FAILED") this.form.showErrors(e.fields);
+      fill(out, this.errorView(e));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  probe(button, out) {
+    return this.assist(button, out, "probing", async (settings) => {
       const data = await gql(
         `mutation ConsoleProbe($id: ID!, $s: MailSettingsInput!) { probeMailServer(tenantId: $id, settings: $s) {
           summary authTried authOk authFailure { hint field }
@@ -534,42 +547,26 @@ class TenantScreen {
         });
         parts.push(use);
       }
-      fill(out, ...parts);
-    } catch (e) {
-      if (e instanceof ApiError && e.code === "VALIDATION_FAILED") this.form.showErrors(e.fields);
-      fill(out, this.errorView(e));
-    } finally {
-      button.disabled = false;
-    }
+      return parts;
+    });
   }
 
-  async domainCheck(button, out) {
-    const settings = this.form.draft();
-    if (!settings) return;
-    delete settings.expectedVersion;
-    button.disabled = true;
-    fill(out, h("p", {}, t("checking")));
-    try {
+  domainCheck(button, out) {
+    return this.assist(button, out, "checking", async (settings) => {
       const data = await gql(
         `query ConsoleDomain($id: ID!, $a: String!, $s: MailSettingsInput) { checkSenderDomain(tenantId: $id, fromAddress: $a, settings: $s) {
           domain verdict summary issues { code message } fixes { name type value replaces } } }`,
         { id: this.id, a: this.form.fromAddress(), s: settings },
       );
       const r = data.checkSenderDomain;
-      fill(
-        out,
+      return [
         h("p", {}, h("span", { class: `verdict verdict-${r.verdict.toLowerCase()}`, "data-verdict": r.verdict }, t(`verdict${r.verdict}`)), " ", r.summary),
         r.issues.length ? h("ul", {}, r.issues.map((i) => h("li", { "data-code": i.code }, i.message))) : null,
         r.fixes.length
           ? [h("h3", {}, t("dnsFixes")), h("ul", { class: "records" }, r.fixes.map((f) => h("li", {}, h("code", {}, `${f.name} ${f.type} ${f.value}`), f.replaces ? h("p", { class: "muted" }, t("replaces", { record: f.replaces })) : null)))]
           : null,
-      );
-    } catch (e) {
-      if (e instanceof ApiError && e.code === "VALIDATION_FAILED") this.form.showErrors(e.fields);
-      fill(out, this.errorView(e));
-    } finally {
-      button.disabled = false;
-    }
+      ];
+    });
   }
 
   // ---- enqueue quota (operators) -----------------------------------------------------
