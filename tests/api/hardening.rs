@@ -673,3 +673,150 @@ async fn requests_in_flight_are_capped_and_each_has_a_deadline() {
     assert_eq!(health.status().as_u16(), 200);
     app.finish().await;
 }
+
+/// `query { __typename ...F0 } fragment F0 on Query { ...F1 ...F1 } … fragment F{n} on
+/// Query { __typename }`: about a kilobyte that the engine's own checks expand 2^n times.
+fn fan_out(levels: usize) -> String {
+    let mut q = String::from("query { __typename ...F0 }");
+    for i in 0..levels {
+        q.push_str(&format!(" fragment F{i} on Query {{ ...F{n} ...F{n} }}", n = i + 1));
+    }
+    q.push_str(&format!(" fragment F{levels} on Query {{ __typename }}"));
+    q
+}
+
+/// The fan-out documents of a stranger (no token) are refused with the usual typed
+/// error, and `/healthz` answers while they are being refused. (Before: 24 levels held a
+/// thread for 8–15 s and 30 for minutes; the client's timeout below catches a hang, it
+/// is not a speed measurement — `cargo run --release -p bench --bin validation` is.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_documents_are_refused_at_once_while_health_answers() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let hang = std::time::Duration::from_secs(20);
+    let health_url = format!("http://{}/healthz", app.addr);
+    for levels in [24, 30, 60] {
+        let query = fan_out(levels);
+        let stranger = {
+            let (client, url) = (app.client.clone(), app.url.clone());
+            let body = json!({ "query": query });
+            tokio::spawn(async move { client.post(url).json(&body).send().await?.json::<Value>().await })
+        };
+        let signed_in = {
+            let (client, url, token) = (app.client.clone(), app.url.clone(), app.operator());
+            let body = json!({ "query": query });
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await?
+                    .json::<Value>()
+                    .await
+            })
+        };
+        let health = tokio::time::timeout(hang, app.client.get(&health_url).send())
+            .await
+            .expect("/healthz answers while the documents are refused")
+            .expect("health");
+        assert_eq!(health.status().as_u16(), 200);
+        for (who, task) in [("anonymous", stranger), ("operator", signed_in)] {
+            let body = tokio::time::timeout(hang, task)
+                .await
+                .unwrap_or_else(|_| panic!("{levels} levels ({who}): no answer"))
+                .expect("task")
+                .expect("JSON answer");
+            assert_refused_by_engine(&body, &format!("{levels} levels ({who})"));
+            assert_eq!(
+                body["errors"][0]["message"], "Query expands to too many selections.",
+                "{levels} levels ({who}): {body}"
+            );
+        }
+    }
+    // A fragment cycle is refused by the same check (the engine's own expansions would
+    // never end), and an ordinary document with fragments still runs.
+    let (_, body) = app
+        .post(
+            None,
+            None,
+            &json!({ "query": "{ ...A } fragment A on Query { __typename ...B } fragment B on Query { ...A }" }),
+        )
+        .await;
+    assert_refused_by_engine(&body, "fragment cycle");
+    let d = app
+        .ok(
+            &app.operator(),
+            "{ ...A } fragment A on Query { plans { ...P } } fragment P on PlanInfo { code }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(d["plans"].as_array().expect("plans").len(), 5);
+    app.finish().await;
+}
+
+/// Strangers get one operation per request, fewer selections and a capped answer; the
+/// same requests signed in are answered in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_callers_get_tighter_limits() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let op = app.operator();
+    let two = json!([{ "query": "{ plans { code } }" }, { "query": "{ plans { code } }" }]);
+    let (status, body) = app.post(None, Some("ja"), &two).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "VALIDATION_FAILED");
+    assert!(
+        body["errors"][0]["message"].as_str().expect("message").contains("サインイン"),
+        "{body}"
+    );
+    let (status, body) = app.post(Some(&op), None, &two).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.as_array().expect("two answers").len(), 2);
+    // A batch of one is fine.
+    let (_, body) = app.post(None, None, &json!([{ "query": "{ plans { code } }" }])).await;
+    assert_eq!(body[0]["data"]["plans"].as_array().expect("plans").len(), 5, "{body}");
+
+    // Aliases of every preset with every field they carry: a few hundred selections, an
+    // answer far beyond 256 KiB.
+    let fields = "name host source hints { message }";
+    let one = format!("{{ p: mailServerPresets {{ {fields} }} }}");
+    let size = serde_json::to_vec(&app.ok(&op, &one, json!({})).await)
+        .expect("JSON")
+        .len();
+    let aliases = (256 * 1024) / size + 2;
+    let query = format!(
+        "{{ {} }}",
+        (0..aliases)
+            .map(|i| format!("p{i}: mailServerPresets {{ {fields} }}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    assert!(
+        aliases * 6 < 1_000,
+        "the document stays under the anonymous selection limit ({aliases} aliases)"
+    );
+    let (status, body) = app.post(None, None, &json!({ "query": query })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(code(&body), "VALIDATION_FAILED", "{body}");
+    assert!(body.get("data").is_none(), "{body}");
+    assert!(
+        body["errors"][0]["message"].as_str().expect("message").contains("256 KiB"),
+        "{body}"
+    );
+    let (_, body) = app.post(Some(&op), None, &json!({ "query": query })).await;
+    assert!(body.get("errors").is_none(), "{}", &body.to_string()[..200]);
+    assert_eq!(
+        body["data"].as_object().expect("data").len(),
+        aliases,
+        "an operator gets the whole answer"
+    );
+
+    // More selections than a stranger may ask for (but within a signed-in caller's).
+    let many = format!(
+        "{{ {} }}",
+        (0..600).map(|i| format!("c{i}: plans {{ code }}")).collect::<Vec<_>>().join(" ")
+    );
+    let (_, body) = app.post(None, None, &json!({ "query": many })).await;
+    assert_refused_by_engine(&body, "1,200 selections anonymously");
+    assert_eq!(body["errors"][0]["message"], "Query expands to too many selections.");
+    app.finish().await;
+}

@@ -1,11 +1,22 @@
-//! The depth limit, counted apart for introspection. The engine's own limit counts every
-//! field, so the standard introspection query of graphql-js (what GraphiQL, Apollo,
-//! graphql-codegen, Altair and Postman send: `args { type { ofType { … } } }`) is deeper
-//! than any sensible limit for our own types. Here our own fields count against
-//! `max_depth`, and a `__schema` / `__type` subtree against its own, larger limit (the
-//! schema bounds what it can return; the complexity limit still applies to both).
+//! What a document costs before anything runs: its depth (our own fields and
+//! introspection counted apart), the number of selections once every fragment is
+//! expanded, how deep fragments nest, and whether they form a cycle — all found in one
+//! pass that costs time linear in the document's size, whatever its fragments expand to.
+//!
+//! The engine's own checks (its depth and complexity visitors, its validation rules)
+//! expand every fragment spread where it stands, so a 1 KB document of fragments that
+//! each spread the next one twice costs them 2^n. Here each fragment is walked once
+//! (its cost kept), a document that expands beyond `max_selections` or nests fragments
+//! beyond `max_fragment_nesting` is refused, and a fragment cycle is refused, all before
+//! the engine sees the document, so its visitors only ever expand what is small.
+//!
+//! Depth: the engine's own limit counts every field, so the standard introspection query
+//! of graphql-js (what GraphiQL, Apollo, graphql-codegen, Altair and Postman send:
+//! `args { type { ofType { … } } }`) is deeper than any sensible limit for our own types.
+//! Here our own fields count against `max_depth`, and a `__schema` / `__type` subtree
+//! against its own, larger limit.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
@@ -16,12 +27,85 @@ use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
 /// graphql-core's the same; 17's adds two).
 pub const INTROSPECTION_DEPTH: usize = 20;
 
-/// The extension; `max_depth` for our own types.
+/// Selections a document may expand to (every field, inline fragment and spread, each
+/// fragment counted wherever it is spread, and every fragment definition's own
+/// expansion). The standard introspection query expands to about 400.
+pub const MAX_SELECTIONS: usize = 10_000;
+
+/// What an anonymous caller's document may expand to.
+pub const ANONYMOUS_MAX_SELECTIONS: usize = 1_000;
+
+/// Fragments spread inside fragments at most this deep (a real client nests a handful).
+pub const MAX_FRAGMENT_NESTING: usize = 32;
+
+/// The engine's words for a refusal of depth; ours for the others.
+pub const TOO_DEEP: &str = "Query is nested too deep.";
+pub const TOO_LARGE: &str = "Query expands to too many selections.";
+pub const FRAGMENT_CYCLE: &str = "Query's fragments spread themselves.";
+
+/// The limits a document is held to.
 #[derive(Debug, Clone, Copy)]
-pub struct DepthLimit {
+pub struct DocumentLimits {
     pub max_depth: usize,
     pub introspection_depth: usize,
+    pub max_selections: usize,
+    pub max_fragment_nesting: usize,
 }
+
+impl DocumentLimits {
+    /// The limits for our own fields' depth `max_depth`, the rest at their defaults.
+    pub fn with_depth(max_depth: usize) -> Self {
+        Self {
+            max_depth,
+            introspection_depth: INTROSPECTION_DEPTH.max(max_depth),
+            max_selections: MAX_SELECTIONS,
+            max_fragment_nesting: MAX_FRAGMENT_NESTING,
+        }
+    }
+
+    /// The same limits for an anonymous caller: fewer selections.
+    pub fn anonymous(self) -> Self {
+        Self {
+            max_selections: self.max_selections.min(ANONYMOUS_MAX_SELECTIONS),
+            ..self
+        }
+    }
+
+    /// The refusal of a document of this shape, if any (its message).
+    pub fn refusal(&self, shape: &Shape) -> Option<&'static str> {
+        if shape.fragment_cycle {
+            Some(FRAGMENT_CYCLE)
+        } else if shape.selections > self.max_selections {
+            Some(TOO_LARGE)
+        } else if shape.own_depth > self.max_depth
+            || shape.introspection_depth > self.introspection_depth
+            || shape.fragment_nesting > self.max_fragment_nesting
+        {
+            Some(TOO_DEEP)
+        } else {
+            None
+        }
+    }
+
+    /// Refuses a document (as a `ServerError` the error mapping codes as
+    /// `VALIDATION_FAILED`).
+    pub fn check(&self, doc: &ExecutableDocument) -> ServerResult<Shape> {
+        let shape = Shape::of(doc);
+        match self.refusal(&shape) {
+            Some(message) => Err(ServerError::new(message, None)),
+            None => Ok(shape),
+        }
+    }
+}
+
+/// A document that the HTTP layer already held to these limits (request data): the
+/// extension does not walk it again.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked;
+
+/// The extension that holds every document to the limits before the engine validates it.
+#[derive(Debug, Clone, Copy)]
+pub struct DepthLimit(pub DocumentLimits);
 
 impl ExtensionFactory for DepthLimit {
     fn create(&self) -> Arc<dyn Extension> {
@@ -39,71 +123,161 @@ impl Extension for DepthLimit {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
-        let (own, introspection) = depths(&doc);
-        if own > self.max_depth || introspection > self.introspection_depth {
-            // The engine's own words for the same refusal.
-            return Err(ServerError::new("Query is nested too deep.", None));
+        if ctx.data_opt::<Checked>().is_none() {
+            self.0.check(&doc)?;
         }
         Ok(doc)
     }
 }
 
-/// The deepest nesting of our own fields, and of introspection fields, over all
-/// operations (fragments inlined; a fragment cycle — refused by validation anyway — is
-/// cut where it repeats).
-pub fn depths(doc: &ExecutableDocument) -> (usize, usize) {
-    let mut walk = Walk {
-        doc,
-        own: 0,
-        introspection: 0,
-        open: HashSet::new(),
-    };
-    for (_, op) in doc.operations.iter() {
-        walk.set(&op.node.selection_set, 0, None);
+/// What a document costs (see the module's documentation). Counts saturate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// The deepest nesting of our own fields.
+    pub own_depth: usize,
+    /// The deepest nesting inside a `__schema` / `__type` subtree.
+    pub introspection_depth: usize,
+    /// Selections after every fragment is expanded, over all operations and fragment
+    /// definitions.
+    pub selections: usize,
+    /// Fragments spread inside fragments, at the deepest.
+    pub fragment_nesting: usize,
+    /// A fragment spreads itself, directly or through others.
+    pub fragment_cycle: bool,
+}
+
+impl Shape {
+    /// The shape of `doc`, in time linear in its size: each fragment is walked at most
+    /// twice (outside and inside introspection) and its cost kept.
+    pub fn of(doc: &ExecutableDocument) -> Self {
+        let mut walk = Walk {
+            doc,
+            known: HashMap::new(),
+            open: Vec::new(),
+            cycle: false,
+            nesting: 0,
+        };
+        let mut shape = Shape::default();
+        for (_, op) in doc.operations.iter() {
+            let cost = walk.set(&op.node.selection_set, false);
+            shape.own_depth = shape.own_depth.max(cost.own);
+            shape.introspection_depth = shape.introspection_depth.max(cost.intro);
+            shape.selections = shape.selections.saturating_add(cost.count);
+        }
+        // Fragment definitions are validated (and expanded by the engine) on their own too.
+        for (name, fragment) in &doc.fragments {
+            let cost = walk.fragment(name, &fragment.node.selection_set, false);
+            shape.selections = shape.selections.saturating_add(cost.count);
+        }
+        shape.fragment_nesting = walk.nesting;
+        shape.fragment_cycle = walk.cycle;
+        shape
     }
-    (walk.own, walk.introspection)
+}
+
+/// The cost of a selection set: the deepest own fields below it, the deepest
+/// introspection below it (relative when inside introspection, from its `__schema` /
+/// `__type` otherwise), the selections it expands to, and the fragments nested below it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    own: usize,
+    intro: usize,
+    count: usize,
+    nesting: usize,
+}
+
+impl Cost {
+    fn merge(&mut self, other: Cost) {
+        self.own = self.own.max(other.own);
+        self.intro = self.intro.max(other.intro);
+        self.count = self.count.saturating_add(other.count);
+        self.nesting = self.nesting.max(other.nesting);
+    }
 }
 
 struct Walk<'a> {
     doc: &'a ExecutableDocument,
-    own: usize,
-    introspection: usize,
-    /// Fragments being expanded on the current path.
-    open: HashSet<&'a Name>,
+    /// Each fragment's cost, outside (`false`) and inside (`true`) introspection.
+    known: HashMap<(&'a str, bool), Cost>,
+    /// Fragments being walked on the current path (at most `MAX_FRAGMENT_NESTING` + 1
+    /// are walked into, so a linear scan is cheap).
+    open: Vec<(&'a str, bool)>,
+    cycle: bool,
+    nesting: usize,
 }
 
 impl<'a> Walk<'a> {
-    /// `own`: depth of our own fields above; `intro`: depth inside an introspection
-    /// subtree, once in one.
-    fn set(&mut self, set: &'a Positioned<SelectionSet>, own: usize, intro: Option<usize>) {
+    fn set(&mut self, set: &'a Positioned<SelectionSet>, intro: bool) -> Cost {
+        let mut cost = Cost::default();
         for item in &set.node.items {
             match &item.node {
                 Selection::Field(field) => {
                     let name = field.node.name.node.as_str();
-                    let intro = match intro {
-                        Some(d) => Some(d + 1),
-                        None if name == "__schema" || name == "__type" => Some(1),
-                        None => None,
+                    let starts_intro = !intro && (name == "__schema" || name == "__type");
+                    let below = self.set(&field.node.selection_set, intro || starts_intro);
+                    let mut here = Cost {
+                        count: below.count.saturating_add(1),
+                        nesting: below.nesting,
+                        ..Cost::default()
                     };
-                    let own = if intro.is_some() { own } else { own + 1 };
-                    self.own = self.own.max(own);
-                    if let Some(d) = intro {
-                        self.introspection = self.introspection.max(d);
+                    if intro || starts_intro {
+                        here.intro = below.intro + 1;
+                    } else {
+                        here.own = below.own + 1;
+                        here.intro = below.intro;
                     }
-                    self.set(&field.node.selection_set, own, intro);
+                    cost.merge(here);
                 }
-                Selection::InlineFragment(f) => self.set(&f.node.selection_set, own, intro),
+                Selection::InlineFragment(f) => {
+                    let below = self.set(&f.node.selection_set, intro);
+                    cost.merge(Cost {
+                        count: below.count.saturating_add(1),
+                        ..below
+                    });
+                }
                 Selection::FragmentSpread(spread) => {
                     let name = &spread.node.fragment_name.node;
-                    if let Some(fragment) = self.doc.fragments.get(name)
-                        && self.open.insert(name)
-                    {
-                        self.set(&fragment.node.selection_set, own, intro);
-                        self.open.remove(name);
-                    }
+                    let below = match self.doc.fragments.get(name) {
+                        Some(fragment) => {
+                            let below = self.fragment(name, &fragment.node.selection_set, intro);
+                            Cost {
+                                nesting: below.nesting + 1,
+                                ..below
+                            }
+                        }
+                        // Unknown: the engine reports it.
+                        None => Cost::default(),
+                    };
+                    cost.merge(Cost {
+                        count: below.count.saturating_add(1),
+                        ..below
+                    });
                 }
             }
         }
+        cost
+    }
+
+    fn fragment(&mut self, name: &'a Name, set: &'a Positioned<SelectionSet>, intro: bool) -> Cost {
+        let key = (name.as_str(), intro);
+        if let Some(cost) = self.known.get(&key) {
+            return *cost;
+        }
+        if self.open.iter().any(|k| k.0 == key.0) {
+            self.cycle = true;
+            return Cost::default();
+        }
+        if self.open.len() > MAX_FRAGMENT_NESTING {
+            // Deeper than any limit: counted as nested too deep, not walked further.
+            self.nesting = self.nesting.max(self.open.len() + 1);
+            return Cost::default();
+        }
+        self.open.push(key);
+        let cost = self.set(set, intro);
+        self.open.pop();
+        self.nesting = self.nesting.max(cost.nesting + self.open.len());
+        self.known.insert(key, cost);
+        cost
     }
 }
 
@@ -111,23 +285,89 @@ impl<'a> Walk<'a> {
 mod tests {
     use super::*;
 
-    fn of(q: &str) -> (usize, usize) {
-        depths(&async_graphql::parser::parse_query(q).expect("parses"))
+    fn of(q: &str) -> Shape {
+        Shape::of(&async_graphql::parser::parse_query(q).expect("parses"))
+    }
+
+    fn depths(q: &str) -> (usize, usize) {
+        let s = of(q);
+        (s.own_depth, s.introspection_depth)
+    }
+
+    /// `query { __typename ...F0 } fragment F0 on Query { ...F1 ...F1 } … fragment
+    /// F{n} on Query { __typename }`: 2^n selections in a few bytes per level.
+    pub(crate) fn fan_out(levels: usize) -> String {
+        let mut q = String::from("query { __typename ...F0 }");
+        for i in 0..levels {
+            q.push_str(&format!(" fragment F{i} on Query {{ ...F{n} ...F{n} }}", n = i + 1));
+        }
+        q.push_str(&format!(" fragment F{levels} on Query {{ __typename }}"));
+        q
     }
 
     #[test]
     fn own_fields_and_introspection_count_apart() {
-        assert_eq!(of("{ viewer { tenant { name } } }"), (3, 0));
-        assert_eq!(of("{ viewer { __typename tenant { __typename } } }"), (3, 0));
-        assert_eq!(of("{ __schema { types { fields { name } } } }"), (0, 4));
+        assert_eq!(depths("{ viewer { tenant { name } } }"), (3, 0));
+        assert_eq!(depths("{ viewer { __typename tenant { __typename } } }"), (3, 0));
+        assert_eq!(depths("{ __schema { types { fields { name } } } }"), (0, 4));
         assert_eq!(
-            of("{ viewer { ...V } } fragment V on Viewer { tenant { ...T } } fragment T on Tenant { name }"),
+            depths("{ viewer { ...V } } fragment V on Viewer { tenant { ...T } } fragment T on Tenant { name }"),
             (3, 0)
         );
-        // A cycle does not loop.
+        // A fragment used inside and outside introspection counts for each.
         assert_eq!(
-            of("{ viewer { ...A } } fragment A on Viewer { ...A tenant { name } }"),
-            (3, 0)
+            depths("{ viewer { ...N } __type(name: \"Tenant\") { ...N } } fragment N on Viewer { name { name } }"),
+            (3, 3)
         );
+    }
+
+    #[test]
+    fn a_cycle_is_found_and_does_not_loop() {
+        let s = of("{ viewer { ...A } } fragment A on Viewer { ...B tenant { name } } fragment B on Viewer { ...A }");
+        assert!(s.fragment_cycle);
+        assert_eq!(DocumentLimits::with_depth(12).refusal(&s), Some(FRAGMENT_CYCLE));
+        assert!(!of("{ viewer { ...A ...A } } fragment A on Viewer { name }").fragment_cycle);
+    }
+
+    #[test]
+    fn selections_count_every_expansion() {
+        // viewer, spread, name ×1 in the operation; the definition itself: name.
+        assert_eq!(of("{ viewer { ...A } } fragment A on Viewer { name }").selections, 4);
+        assert_eq!(of("{ a: viewer { name } b: viewer { name } }").selections, 4);
+        // 2 + 2·… : each level doubles.
+        assert!(of(&fan_out(10)).selections > 2_000);
+    }
+
+    #[test]
+    fn fan_out_documents_are_refused_whatever_their_levels() {
+        let limits = DocumentLimits::with_depth(12);
+        for levels in [24, 30, 60, 200] {
+            let shape = of(&fan_out(levels));
+            assert!(shape.selections > MAX_SELECTIONS, "{levels}: {shape:?}");
+            assert!(limits.refusal(&shape).is_some(), "{levels}");
+        }
+        // A handful of levels is an ordinary document.
+        assert_eq!(limits.refusal(&of(&fan_out(4))), None);
+        assert_eq!(limits.anonymous().refusal(&of(&fan_out(9))), Some(TOO_LARGE));
+        assert_eq!(limits.refusal(&of(&fan_out(9))), None);
+    }
+
+    #[test]
+    fn fragments_nested_too_deep_are_refused() {
+        let chain = |n: usize| {
+            let mut q = String::from("{ ...C0 }");
+            for i in 0..n {
+                q.push_str(&format!(" fragment C{i} on Query {{ ...C{} }}", i + 1));
+            }
+            q.push_str(&format!(" fragment C{n} on Query {{ __typename }}"));
+            q
+        };
+        let limits = DocumentLimits::with_depth(12);
+        assert_eq!(limits.refusal(&of(&chain(5))), None);
+        assert_eq!(limits.refusal(&of(&chain(MAX_FRAGMENT_NESTING + 5))), Some(TOO_DEEP));
+        // A long chain is walked no deeper than the limit (no stack overflow), and refused.
+        let long = of(&chain(5_000));
+        assert!(long.fragment_nesting > MAX_FRAGMENT_NESTING, "{long:?}");
+        assert!(limits.refusal(&long).is_some());
     }
 }

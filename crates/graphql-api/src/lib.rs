@@ -15,7 +15,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod context;
 mod deliveries;
-mod depth;
+pub mod depth;
 pub mod error;
 mod mail_settings;
 mod pagination;
@@ -26,4 +26,5 @@ mod webhooks;
 
 pub use auth::{AuthError, Claims, JwtConfig, TokenVerifier};
 pub use context::RequestContext;
+pub use depth::{DocumentLimits, Shape};
 pub use schema::{MailgateSchema, SchemaLimits, build_schema};

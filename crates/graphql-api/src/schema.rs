@@ -269,6 +269,13 @@ pub struct SchemaLimits {
     pub introspection: bool,
 }
 
+impl SchemaLimits {
+    /// What a document is held to before the engine validates it.
+    pub fn document(&self) -> crate::depth::DocumentLimits {
+        crate::depth::DocumentLimits::with_depth(self.max_depth)
+    }
+}
+
 impl Default for SchemaLimits {
     fn default() -> Self {
         Self {
@@ -292,10 +299,7 @@ pub fn build_schema(
         .data(deliveries)
         .data(assistant)
         .data(webhooks)
-        .extension(crate::depth::DepthLimit {
-            max_depth: limits.max_depth,
-            introspection_depth: crate::depth::INTROSPECTION_DEPTH.max(limits.max_depth),
-        })
+        .extension(crate::depth::DepthLimit(limits.document()))
         .limit_complexity(limits.max_complexity);
     let builder = if limits.introspection {
         builder

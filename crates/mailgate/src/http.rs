@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::BatchRequest;
+use async_graphql::{BatchRequest, BatchResponse};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -370,6 +370,19 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
             locale,
         );
     }
+    let anonymous = caller.is_none();
+    if anonymous && matches!(&batch, BatchRequest::Batch(list) if list.len() > 1) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            code::VALIDATION_FAILED,
+            Text::AnonymousBatch,
+            locale,
+        );
+    }
+    let limits = {
+        let limits = graphql_api::DocumentLimits::with_depth(app.config.max_query_depth);
+        if anonymous { limits.anonymous() } else { limits }
+    };
     let context = RequestContext::new(caller, locale);
     let client_name = match &batch {
         BatchRequest::Single(r) => r
@@ -378,16 +391,31 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
             .map(|n| n.chars().take(100).collect::<String>()),
         BatchRequest::Batch(_) => None,
     };
-    let (batch, operation) = match batch {
-        BatchRequest::Single(r) => {
-            let mut r = app.query_cache.prepare(r);
-            let operation = operation_label(&app, &mut r);
-            (BatchRequest::Single(r), operation)
-        }
-        BatchRequest::Batch(list) => (
-            BatchRequest::Batch(list.into_iter().map(|r| app.query_cache.prepare(r)).collect()),
-            "batch".to_owned(),
-        ),
+    let list = match batch {
+        BatchRequest::Single(r) => vec![r],
+        BatchRequest::Batch(list) => list,
+    };
+    let single = !is_batch;
+    // Parsed and measured (time linear in the text), off the async threads when the text
+    // is long and new; refused here before the engine sees a document beyond the limits.
+    let mut prepared: Vec<Admitted> = list
+        .into_iter()
+        .map(|r| {
+            let heavy = r.query.len() > HEAVY_TEXT_BYTES && !app.query_cache.knows(&r);
+            let p = off_async_threads(heavy, || app.query_cache.prepare(r));
+            match p.shape.as_ref().and_then(|shape| limits.refusal(shape)) {
+                Some(message) => Admitted::Refused(message),
+                None => Admitted::Run {
+                    heavy: p.shape.is_some_and(|s| s.selections > HEAVY_SELECTIONS),
+                    request: p.request.data(graphql_api::depth::Checked),
+                },
+            }
+        })
+        .collect();
+    let operation = match prepared.as_mut_slice() {
+        [Admitted::Run { request, .. }] if single => operation_label(&app, request),
+        [Admitted::Refused(_)] if single => "refused".to_owned(),
+        _ => "batch".to_owned(),
     };
     // One span per operation (its label and the client's name, never its variables),
     // continuing the caller's W3C trace; what it enqueues continues it too.
@@ -399,8 +427,35 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
     );
     crate::telemetry::continue_trace(&span, headers);
     let context = context.with_trace_parent(crate::telemetry::traceparent_of(&span));
-    let batch = batch.data(context);
-    let response = app.schema.execute_batch(batch).instrument(span).await;
+    // The operations of a batch are independent and run concurrently, answered in order.
+    let runs = prepared.into_iter().map(|item| {
+        let (app, context, span) = (&app, context.clone(), span.clone());
+        async move {
+            match item {
+                Admitted::Refused(message) => {
+                    async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(message, None)])
+                }
+                Admitted::Run { request, heavy } => {
+                    let run = app.schema.execute(request.data(context));
+                    // The engine validates on its first poll, before it awaits anything: a
+                    // large (already bounded) document is validated off the async threads.
+                    FirstPollOff::new(heavy, run).instrument(span).await
+                }
+            }
+        }
+    });
+    let mut responses: Vec<async_graphql::Response> = async_graphql::futures_util::stream::StreamExt::collect(
+        runs.collect::<async_graphql::futures_util::stream::FuturesOrdered<_>>(),
+    )
+    .await;
+    let response = if single {
+        match responses.pop() {
+            Some(r) => BatchResponse::Single(r),
+            None => BatchResponse::Batch(Vec::new()),
+        }
+    } else {
+        BatchResponse::Batch(responses)
+    };
     let response = with_engine_error_codes(response);
     let body = match serde_json::to_vec(&response) {
         Ok(b) => b,
@@ -413,9 +468,79 @@ async fn graphql(State(app): State<App>, request: Request) -> Response {
             );
         }
     };
+    if anonymous && body.len() > ANONYMOUS_RESPONSE_BYTES {
+        return error_response(
+            StatusCode::OK,
+            code::VALIDATION_FAILED,
+            Text::AnonymousResponseTooLarge {
+                kib: ANONYMOUS_RESPONSE_BYTES / 1024,
+            },
+            locale,
+        );
+    }
     let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     response.extensions_mut().insert(crate::metrics::Operation(operation));
     response
+}
+
+/// Query texts longer than this, parsed for the first time, are parsed off the async
+/// threads.
+const HEAVY_TEXT_BYTES: usize = 4 * 1024;
+
+/// Documents that expand to more selections than this are validated off the async
+/// threads (a document the limits admit is validated in milliseconds, but `/healthz` and
+/// every other request must not wait even that long).
+const HEAVY_SELECTIONS: usize = 500;
+
+/// What an anonymous caller may get back in one response.
+pub const ANONYMOUS_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// A request held to the document limits: refused with the limit's message, or run.
+enum Admitted {
+    Refused(&'static str),
+    Run {
+        request: async_graphql::Request,
+        heavy: bool,
+    },
+}
+
+/// Runs `work` where it does not hold up the async worker threads when `heavy` (the
+/// multi-threaded runtime hands this thread's other tasks to another thread meanwhile).
+fn off_async_threads<T>(heavy: bool, work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if heavy && multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
+/// A future whose first poll (where the engine parses and validates, synchronously)
+/// runs off the async worker threads when `heavy`; later polls (the resolvers, which
+/// await the database) run as usual.
+struct FirstPollOff<F> {
+    heavy: bool,
+    inner: std::pin::Pin<Box<F>>,
+}
+
+impl<F> FirstPollOff<F> {
+    fn new(heavy: bool, inner: F) -> Self {
+        Self {
+            heavy,
+            inner: Box::pin(inner),
+        }
+    }
+}
+
+impl<F: Future> Future for FirstPollOff<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let heavy = std::mem::take(&mut self.heavy);
+        let inner = &mut self.inner;
+        off_async_threads(heavy, || inner.as_mut().poll(cx))
+    }
 }
 
 /// A server running in the background (tests, benchmarks, `serve`).

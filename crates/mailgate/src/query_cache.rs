@@ -1,14 +1,25 @@
-//! The bounded cache of parsed GraphQL documents that the HTTP layer consults before
-//! executing a request.
+//! The bounded cache of parsed GraphQL documents, with their shape, that the HTTP layer
+//! consults before executing a request.
 
-/// Parsed GraphQL documents by query text. A frontend sends a handful of distinct
-/// queries; parsing was the largest cost of a request (about 10 µs of 26), so each text
-/// is parsed once. Validation still runs on every request. Bounded: once full, new texts
-/// are parsed per request as before (nothing is evicted, so a flood of distinct queries
-/// cannot grow it or push out the real ones).
+use async_graphql::parser::types::ExecutableDocument;
+use graphql_api::Shape;
+
+/// A request with its document parsed, and the document's shape (`None` when the text
+/// does not parse: the engine reports the error).
+#[derive(Debug)]
+pub struct Prepared {
+    pub request: async_graphql::Request,
+    pub shape: Option<Shape>,
+}
+
+/// Parsed GraphQL documents and their shapes by query text. A frontend sends a handful of
+/// distinct queries; parsing was the largest cost of a request (about 10 µs of 26), so
+/// each text is parsed and measured once. Validation still runs on every request.
+/// Bounded: once full, new texts are parsed per request as before (nothing is evicted,
+/// so a flood of distinct queries cannot grow it or push out the real ones).
 #[derive(Debug, Default)]
 pub struct QueryCache {
-    docs: std::sync::RwLock<std::collections::HashMap<String, async_graphql::parser::types::ExecutableDocument>>,
+    docs: std::sync::RwLock<std::collections::HashMap<String, (ExecutableDocument, Shape)>>,
 }
 
 impl QueryCache {
@@ -17,25 +28,39 @@ impl QueryCache {
     /// Longer texts are not cached.
     pub const MAX_QUERY_BYTES: usize = 16 * 1024;
 
-    /// Attaches the cached parse of the request's query, parsing and caching it if new.
-    /// Texts that do not parse are left to the engine, which reports the error.
-    pub fn prepare(&self, mut request: async_graphql::Request) -> async_graphql::Request {
-        if request.query.len() > Self::MAX_QUERY_BYTES {
-            return request;
-        }
-        let cached = self.docs.read().ok().and_then(|docs| docs.get(&request.query).cloned());
-        if let Some(doc) = cached {
-            request.set_parsed_query(doc);
-            return request;
-        }
-        if let Ok(doc) = async_graphql::parser::parse_query(&request.query)
-            && let Ok(mut docs) = self.docs.write()
-        {
-            if docs.len() < Self::MAX_ENTRIES {
-                docs.insert(request.query.clone(), doc.clone());
+    /// Whether the request's text is already parsed (then preparing it costs a lookup).
+    pub fn knows(&self, request: &async_graphql::Request) -> bool {
+        self.docs.read().is_ok_and(|docs| docs.contains_key(&request.query))
+    }
+
+    /// Attaches the parse of the request's query (cached, or parsed now and cached if
+    /// small enough) and its shape. Parsing and measuring cost time linear in the text.
+    pub fn prepare(&self, mut request: async_graphql::Request) -> Prepared {
+        let cacheable = request.query.len() <= Self::MAX_QUERY_BYTES;
+        if cacheable {
+            let cached = self.docs.read().ok().and_then(|docs| docs.get(&request.query).cloned());
+            if let Some((doc, shape)) = cached {
+                request.set_parsed_query(doc);
+                return Prepared {
+                    request,
+                    shape: Some(shape),
+                };
             }
-            request.set_parsed_query(doc);
         }
-        request
+        let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+            return Prepared { request, shape: None };
+        };
+        let shape = Shape::of(&doc);
+        if cacheable
+            && let Ok(mut docs) = self.docs.write()
+            && docs.len() < Self::MAX_ENTRIES
+        {
+            docs.insert(request.query.clone(), (doc.clone(), shape));
+        }
+        request.set_parsed_query(doc);
+        Prepared {
+            request,
+            shape: Some(shape),
+        }
     }
 }

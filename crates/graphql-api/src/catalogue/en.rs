@@ -40,6 +40,10 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::BodyTooLarge => "The request body is too large.".into(),
         Text::BodyNotGraphql => "The body is not a GraphQL request: send JSON with a \"query\" string.".into(),
         Text::BatchSize => "Too many (or no) operations in one batch.".into(),
+        Text::AnonymousBatch => "Sign in to send several operations in one request.".into(),
+        Text::AnonymousResponseTooLarge { kib } => {
+            format!("The answer would be larger than {kib} KiB; sign in or ask for less.").into()
+        }
         Text::UsePost => "Use POST with a JSON body for GraphQL operations.".into(),
         Text::Hint(h) => hint(h).into(),
         Text::Warning(w) => warning(w).into(),

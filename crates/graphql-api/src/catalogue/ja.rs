@@ -40,6 +40,10 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::BodyTooLarge => "リクエスト本文が大きすぎます。".into(),
         Text::BodyNotGraphql => "本文がGraphQLリクエストではありません。\"query\" を含むJSONを送信してください。".into(),
         Text::BatchSize => "一度に送信できる操作の数を超えています。".into(),
+        Text::AnonymousBatch => "複数の操作を一度に送信するにはサインインしてください。".into(),
+        Text::AnonymousResponseTooLarge { kib } => {
+            format!("応答が{kib} KiBを超えます。サインインするか、取得する項目を減らしてください。").into()
+        }
         Text::UsePost => "GraphQLの操作はJSON本文付きのPOSTで送信してください。".into(),
         Text::Hint(h) => hint(h).into(),
         Text::Warning(w) => warning(w).into(),

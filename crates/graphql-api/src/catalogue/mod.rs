@@ -47,6 +47,12 @@ pub enum Text<'a> {
     BodyTooLarge,
     BodyNotGraphql,
     BatchSize,
+    /// Anonymous callers send one operation per request.
+    AnonymousBatch,
+    /// An anonymous caller's response would be larger than the cap (KiB).
+    AnonymousResponseTooLarge {
+        kib: usize,
+    },
     /// A GET of `/graphql` where GraphiQL is off.
     UsePost,
     // Values the domain decided.
