@@ -765,7 +765,10 @@ async fn anonymous_callers_get_tighter_limits() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(code(&body), "VALIDATION_FAILED");
     assert!(
-        body["errors"][0]["message"].as_str().expect("message").contains("サインイン"),
+        body["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("サインイン"),
         "{body}"
     );
     let (status, body) = app.post(Some(&op), None, &two).await;
@@ -799,7 +802,10 @@ async fn anonymous_callers_get_tighter_limits() {
     assert_eq!(code(&body), "VALIDATION_FAILED", "{body}");
     assert!(body.get("data").is_none(), "{body}");
     assert!(
-        body["errors"][0]["message"].as_str().expect("message").contains("256 KiB"),
+        body["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("256 KiB"),
         "{body}"
     );
     let (_, body) = app.post(Some(&op), None, &json!({ "query": query })).await;
@@ -813,7 +819,10 @@ async fn anonymous_callers_get_tighter_limits() {
     // More selections than a stranger may ask for (but within a signed-in caller's).
     let many = format!(
         "{{ {} }}",
-        (0..600).map(|i| format!("c{i}: plans {{ code }}")).collect::<Vec<_>>().join(" ")
+        (0..600)
+            .map(|i| format!("c{i}: plans {{ code }}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let (_, body) = app.post(None, None, &json!({ "query": many })).await;
     assert_refused_by_engine(&body, "1,200 selections anonymously");
