@@ -136,6 +136,35 @@ async fn first_start_without_configuration() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With a JWT secret of the operator's own, the development banner prints no token (a
+/// token printed on every start, valid for a day, would outlive the start in any log).
+#[test]
+fn the_banner_prints_a_token_only_for_generated_secrets() {
+    let dir = std::env::temp_dir().join(format!("mailgate-cli-{}", uuid::Uuid::new_v4().simple()));
+    let mut child = mailgate(&dir)
+        .env("MAILGATE_JWT_SECRET", "an-operator-chosen-secret-of-at-least-32-bytes")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut banner = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        let last = line.contains("Operator token");
+        banner.push(line);
+        if last {
+            break;
+        }
+    }
+    stop(child);
+    let banner = banner.join("\n");
+    assert!(banner.contains("mailgate token --role operator"), "{banner}");
+    assert!(!banner.contains("eyJ"), "no JWT in the banner: {banner}");
+    assert!(banner.contains("/console/"), "the console's address is still shown: {banner}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_second_process_on_one_sqlite_file_is_refused() {
     let dir = std::env::temp_dir().join(format!("mailgate-cli-{}", uuid::Uuid::new_v4().simple()));

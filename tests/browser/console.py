@@ -473,6 +473,19 @@ def operator(browser):
     accessible(admin_page, "tenant admin (read-only)")
     shot(admin_page, "console-read-only-ja.png")
     admin_watch.check()
+
+    # A link with another token, opened in the operator's signed-in tab, asks first:
+    # "keep" stays the operator, "replace" signs in with the link's token.
+    page.goto(link)
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("別のトークンでサインインしますか？")
+    dialog.get_by_role("button", name="今のまま").click()
+    expect(page.get_by_role("heading", name="テナントを作成")).to_be_visible()
+    assert "token=" not in page.url, f"the refused token left the address bar: {page.url}"
+    page.goto(link)
+    page.get_by_role("dialog").get_by_role("button", name="置き換える").click()
+    expect(page.locator('[data-part="plan-forbids"]')).to_be_visible()
+    watch.check()
     print(f"operator: ok (tenant {tenant})")
 
 

@@ -5,17 +5,24 @@ import { locale } from "./i18n.js";
 const TOKEN_KEY = "mailgate.console.token";
 
 /** The token for this tab: handed over once in the fragment (#token=…), then kept in
- *  sessionStorage (this tab only, gone when it closes) and removed from the address. */
+ *  sessionStorage (this tab only, gone when it closes) and removed from the address.
+ *  Returns `{ token, handed }`: `handed` is a token from the fragment that differs from
+ *  the one this tab is signed in with — it is not used until the reader agrees
+ *  (`setToken`), so a link cannot swap the session behind the reader's back. */
 export function takeToken() {
   const params = new URLSearchParams(location.hash.slice(1));
-  const handed = params.get("token");
-  if (handed) {
-    sessionStorage.setItem(TOKEN_KEY, handed.trim());
+  const handed = params.get("token")?.trim() || null;
+  if (params.has("token")) {
     params.delete("token");
     const rest = params.toString();
     history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
   }
-  return sessionStorage.getItem(TOKEN_KEY);
+  const current = sessionStorage.getItem(TOKEN_KEY);
+  if (handed && !current) {
+    sessionStorage.setItem(TOKEN_KEY, handed);
+    return { token: handed, handed: null };
+  }
+  return { token: current, handed: handed && handed !== current ? handed : null };
 }
 
 export function setToken(token) {

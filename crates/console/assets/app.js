@@ -2,7 +2,7 @@
 // fragment), the language switch, and the screen for the caller's role.
 
 import { ApiError, gql, setToken, signOut, takeToken } from "./api.js";
-import { fill, h } from "./dom.js";
+import { confirmDialog, fill, h } from "./dom.js";
 import { locale, setLocale, t } from "./i18n.js";
 import { showOperator } from "./operator.js";
 import { showTenant } from "./tenant.js";
@@ -89,7 +89,21 @@ async function route(carry = null) {
 
 async function start() {
   chrome();
-  const token = takeToken();
+  let { token, handed } = takeToken();
+  if (handed) {
+    // A link with another token while this tab is signed in: ask before replacing.
+    const replace = await confirmDialog({
+      title: t("replaceSessionTitle"),
+      body: t("replaceSessionBody"),
+      confirm: t("replaceSession"),
+      cancel: t("keepSession"),
+    });
+    if (replace) {
+      setToken(handed);
+      token = handed;
+      session = null;
+    }
+  }
   if (!token) {
     signInScreen();
     return;

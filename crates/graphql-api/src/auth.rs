@@ -1,6 +1,8 @@
 //! Bearer-token authentication: JWTs signed with HS256 (shared secret) or RS256/EdDSA
 //! (public key). The algorithm is pinned by configuration; `exp`, `iss`, `aud` and
 //! `sub` are required and checked, `nbf` when present (with the same leeway as `exp`).
+//! What RFC 7519 allows is accepted: `exp` and `nbf` as NumericDates with a fraction,
+//! `aud` as one string or an array that contains ours; `iat` is neither required nor read.
 //!
 //! Keys rotate without downtime: besides the current key, earlier HS256 secrets, several
 //! PEM public keys and a JWKS document may be configured. A token whose header names a
@@ -102,6 +104,30 @@ pub struct JwtConfig {
     pub audience: String,
     /// Clock skew tolerated on `exp`, in seconds.
     pub leeway_secs: u64,
+}
+
+/// The claims read from a presented token (the engine has checked `exp`, `nbf`, `iss`,
+/// `aud` already; `iat` and unknown claims are ignored).
+#[derive(Debug, Deserialize)]
+struct Presented {
+    sub: String,
+    role: String,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    #[serde(deserialize_with = "numeric_date")]
+    exp: u64,
+}
+
+/// An RFC 7519 NumericDate: seconds since the epoch, possibly with a fraction (rounded
+/// down: a token is never trusted past its `exp`).
+fn numeric_date<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = serde_json::Number::deserialize(deserializer)?;
+    match (value.as_u64(), value.as_f64()) {
+        (Some(n), _) => Ok(n),
+        // Finite, non-negative and below u64::MAX: the cast floors, as intended.
+        (None, Some(f)) if f.is_finite() && f >= 0.0 && f < u64::MAX as f64 => Ok(f.floor() as u64),
+        _ => Err(serde::de::Error::custom("exp is not a NumericDate")),
+    }
 }
 
 /// Why a token was refused. Only for logs; clients get `UNAUTHENTICATED`.
@@ -231,7 +257,7 @@ impl TokenVerifier {
         let mut last = None;
         let mut data = None;
         for key in candidates {
-            match decode::<Claims>(token, key, &self.validation) {
+            match decode::<Presented>(token, key, &self.validation) {
                 Ok(d) => {
                     data = Some(d);
                     break;
@@ -294,6 +320,85 @@ impl TokenVerifier {
             iat: now,
             iss: self.config.issuer.clone(),
             aud: self.config.audience.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+    fn verifier() -> TokenVerifier {
+        TokenVerifier::new(JwtConfig {
+            key: JwtKey::Hs256(SecretString::from(SECRET)),
+            previous: Vec::new(),
+            jwks: None,
+            issuer: "mailgate".into(),
+            audience: "mailgate".into(),
+            leeway_secs: 30,
+        })
+        .expect("verifier")
+    }
+
+    fn token(claims: &serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("signs")
+    }
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    #[test]
+    fn what_rfc_7519_allows_is_accepted() {
+        let v = verifier();
+        // A fractional exp, an audience array with ours in it, no iat.
+        let t = token(&serde_json::json!({
+            "sub": "svc", "role": "service", "iss": "mailgate",
+            "aud": ["billing", "mailgate"], "exp": now() as f64 + 600.25,
+        }));
+        let caller = v.verify(&t).expect("accepted");
+        assert_eq!(caller.role(), Role::Service);
+        // A fractional nbf in the past is fine too.
+        let t = token(&serde_json::json!({
+            "sub": "op", "role": "operator", "iss": "mailgate", "aud": "mailgate",
+            "exp": now() + 600, "nbf": now() as f64 - 10.5, "iat": now(),
+        }));
+        assert!(v.verify(&t).is_ok());
+    }
+
+    #[test]
+    fn what_it_requires_stays_required() {
+        let v = verifier();
+        for (what, claims) in [
+            (
+                "an audience array without ours",
+                serde_json::json!({ "sub": "s", "role": "service", "iss": "mailgate", "aud": ["billing"], "exp": now() + 600 }),
+            ),
+            (
+                "no exp",
+                serde_json::json!({ "sub": "s", "role": "service", "iss": "mailgate", "aud": "mailgate" }),
+            ),
+            (
+                "an expired fractional exp",
+                serde_json::json!({ "sub": "s", "role": "service", "iss": "mailgate", "aud": "mailgate", "exp": now() as f64 - 120.5 }),
+            ),
+            (
+                "a negative exp",
+                serde_json::json!({ "sub": "s", "role": "service", "iss": "mailgate", "aud": "mailgate", "exp": -1.5 }),
+            ),
+            (
+                "no sub",
+                serde_json::json!({ "role": "service", "iss": "mailgate", "aud": "mailgate", "exp": now() + 600 }),
+            ),
+        ] {
+            assert!(v.verify(&token(&claims)).is_err(), "{what} is refused");
         }
     }
 }

@@ -225,13 +225,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .worker_enabled
         .then(|| tokio::spawn(app.dispatcher().run(stopped_when(stopped.clone()))));
     if dev {
-        let claims = app.verifier.claims("dev-operator", Role::Operator, None, 24 * 3600);
-        let token = app
-            .verifier
-            .mint(&claims, None)
-            .unwrap_or_else(|_| "(mint one with `mailgate token --role operator`)".into());
+        // A working token only for the secrets Mailgate generated itself: with a key of
+        // the operator's own, a token printed on every start would outlive the start.
+        let minted = app.config.jwt_secret_generated.then(|| {
+            let claims = app.verifier.claims("dev-operator", Role::Operator, None, 24 * 3600);
+            app.verifier.mint(&claims, None).ok()
+        });
+        let token = minted.flatten();
         let console = if app.config.console_enabled() {
-            console_link("", server.addr, &token).unwrap_or_default()
+            match &token {
+                Some(token) => console_link("", server.addr, token).unwrap_or_default(),
+                None => console_link("", server.addr, "")
+                    .map(|link| link.trim_end_matches("#token=").to_owned())
+                    .unwrap_or_default(),
+            }
         } else {
             "disabled (MAILGATE_CONSOLE=true turns it on)".into()
         };
@@ -246,7 +253,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
         println!("  GraphiQL:  {graphiql}");
         println!("  Console:   {console}");
-        println!("  Operator token (24 h), send as `Authorization: Bearer <token>`:\n  {token}\n");
+        match token {
+            Some(token) => {
+                println!("  Operator token (24 h), send as `Authorization: Bearer <token>`:\n  {token}\n");
+            }
+            None => println!(
+                "  Operator token: not printed (a JWT key of your own is configured); mint one with `mailgate token --role operator`.\n"
+            ),
+        }
     }
     http::shutdown_signal().await;
     let _ = stop_worker.send(true);

@@ -129,6 +129,10 @@ pub struct Config {
     #[serde(skip)]
     pub autoconfig_https_port: u16,
     pub log_format: LogFormat,
+    /// The JWT secret in use is the development one Mailgate generated (then, and only
+    /// then, the development banner prints a working operator token).
+    #[serde(skip)]
+    pub jwt_secret_generated: bool,
     /// The Kubernetes service-link variables (`MAILGATE_PORT`, `MAILGATE_SERVICE_HOST`, …)
     /// that were set and ignored; logged at start.
     #[serde(skip)]
@@ -325,6 +329,7 @@ impl Default for Config {
             probe_pairs: domain::probe::USUAL_PAIRS.to_vec(),
             autoconfig_https_port: 443,
             log_format: LogFormat::Text,
+            jwt_secret_generated: false,
             ignored_service_links: Vec::new(),
             graphiql: None,
             introspection: None,
@@ -473,6 +478,7 @@ impl Config {
             let dev = self.dev_secrets()?;
             if self.needs_jwt_secret() {
                 self.jwt_secret = Some(SecretString::from(dev.jwt_secret));
+                self.jwt_secret_generated = true;
             }
             if self.secret_key.is_none() {
                 self.secret_key = Some(SecretString::from(dev.secret_key));

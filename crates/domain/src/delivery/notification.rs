@@ -143,6 +143,17 @@ impl<'a> Vars<'a> {
         }
     }
 
+    /// A value that goes into the subject: one line (a line break is reported on the
+    /// variable, not on the subject it would have broken).
+    fn line(&mut self, name: &'static str, field: &'static str) -> String {
+        let errors = self.errors.len();
+        let s = self.text(name, field);
+        if self.errors.len() == errors && s.contains('\n') {
+            self.errors.push(FieldError::new(field, ValueError::ControlCharacters));
+        }
+        s
+    }
+
     fn url(&mut self, name: &'static str, field: &'static str) -> String {
         let s = self.text(name, field);
         let web_url = s.starts_with("https://") || s.starts_with("http://");
@@ -180,7 +191,7 @@ pub fn render(req: &NotificationRequest) -> Result<RenderedMessage, Vec<FieldErr
     let (subject, text, html) = match req.kind {
         NotificationKind::RegistrationCompleted => {
             let name = v.text("name", "variables.name");
-            let site = v.text("siteName", "variables.siteName");
+            let site = v.line("siteName", "variables.siteName");
             let login = v.url("loginUrl", "variables.loginUrl");
             let (n, s, l) = (escape_html(&name), escape_html(&site), escape_html(&login));
             match req.locale {
@@ -206,7 +217,7 @@ pub fn render(req: &NotificationRequest) -> Result<RenderedMessage, Vec<FieldErr
         }
         NotificationKind::PasswordReset => {
             let name = v.text("name", "variables.name");
-            let site = v.text("siteName", "variables.siteName");
+            let site = v.line("siteName", "variables.siteName");
             let reset = v.url("resetUrl", "variables.resetUrl");
             let minutes = v.positive_int("expiresInMinutes", "variables.expiresInMinutes");
             let (n, s, r) = (escape_html(&name), escape_html(&site), escape_html(&reset));
@@ -334,6 +345,30 @@ mod tests {
                 ("variables.expiresInMinutes", FieldCode::InvalidType)
             ]
         );
+    }
+
+    #[test]
+    fn a_line_break_in_the_site_name_is_reported_on_the_variable() {
+        for kind in [NotificationKind::RegistrationCompleted, NotificationKind::PasswordReset] {
+            let errs = render(&req(
+                kind,
+                Locale::En,
+                &[
+                    ("name", VariableValue::Text("Yamada".into())),
+                    ("siteName", VariableValue::Text("Sakura\nBcc: x@evil.example".into())),
+                    ("loginUrl", VariableValue::Text("https://sakura.example/login".into())),
+                    ("resetUrl", VariableValue::Text("https://sakura.example/reset".into())),
+                    ("expiresInMinutes", VariableValue::Integer(30)),
+                ],
+            ))
+            .unwrap_err();
+            let got: Vec<_> = errs.iter().map(|e| (e.field, e.code)).collect();
+            assert_eq!(
+                got,
+                vec![("variables.siteName", FieldCode::ControlCharacters)],
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]
