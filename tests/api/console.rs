@@ -280,6 +280,18 @@ async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// GraphiQL (on in development) comes from the binary: in Chromium it renders and runs a
+/// query with no request to any other origin and no policy violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_is_served_from_the_binary_and_runs_a_query() {
+    let dir = std::env::temp_dir().join(format!("mailgate-graphiql-{}", uuid::Uuid::new_v4().simple()));
+    let (child, url, _) = start_with(mailgate(&dir));
+    let base = url.trim_end_matches("/graphql").to_owned();
+    browser("graphiql", &[("CONSOLE_BASE", base)]);
+    stop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 async fn an_operator_downgrades_a_tenant(backend: Backend) {
     let own = SmtpServer::start(SmtpOptions::plain());
     let secret = "whsec_Y29uc29sZS10ZXN0LXNlY3JldC0xMjM0NTY3OA==";

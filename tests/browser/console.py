@@ -489,7 +489,26 @@ def operator(browser):
     print(f"operator: ok (tenant {tenant})")
 
 
-SCENARIOS = {"admin": admin, "operator": operator}
+# ---- GraphiQL ---------------------------------------------------------------------------
+
+
+def graphiql(browser):
+    """GraphiQL from the binary: it renders, runs a query, and loads nothing from elsewhere."""
+    page, watch = new_page(browser, "en-US")
+    page.goto(BASE + "/graphql")
+    editor = page.locator(".graphiql-query-editor .CodeMirror").first
+    expect(editor).to_be_visible()
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.type("{ plans { code } }")
+    page.get_by_role("button", name=re.compile("Execute query")).click()
+    expect(page.locator(".graphiql-response")).to_contain_text("ECONOMY")
+    watch.check()
+    print("graphiql: ok")
+
+
+SCENARIOS = {"admin": admin, "operator": operator, "graphiql": graphiql}
 
 if __name__ == "__main__":
     scenario = SCENARIOS[sys.argv[1]]

@@ -4,6 +4,8 @@
 //! works on a closed network and needs no Node toolchain; the Content-Security-Policy
 //! lets a page load nothing from, and send nothing to, any other origin.
 
+pub mod graphiql;
+
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};

@@ -12,7 +12,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -36,8 +36,14 @@ pub fn router(app: App) -> Router {
     } else {
         Router::new()
     };
+    let graphiql_files = if app.config.graphiql_enabled() {
+        console::graphiql::router()
+    } else {
+        Router::new()
+    };
     Router::new()
         .merge(console)
+        .merge(graphiql_files)
         .route(
             "/graphql",
             get(graphiql)
@@ -72,6 +78,7 @@ async fn measured(State(app): State<App>, request: Request, next: Next) -> Respo
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         p if p == console::BASE || p.starts_with("/console/") => "/console",
+        p if p.starts_with("/graphiql/") => "/graphiql",
         _ => "other",
     };
     let started = std::time::Instant::now();
@@ -250,12 +257,9 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
 
 async fn graphiql(State(app): State<App>, headers: HeaderMap) -> Response {
     if app.config.graphiql_enabled() {
-        Html(
-            async_graphql::http::GraphiQLSource::build()
-                .endpoint("/graphql")
-                .finish(),
-        )
-        .into_response()
+        // Served from the binary with a strict policy: nothing from a CDN on the page
+        // where operators paste tokens.
+        console::graphiql::page()
     } else {
         error_response(
             StatusCode::METHOD_NOT_ALLOWED,
