@@ -30,6 +30,7 @@ _submissions._tcp.srv.test. 300 IN SRV 0 1 465 mail.srv.test.
 _submission._tcp.srv.test.  300 IN SRV 0 1 587 mail.srv.test.
 mail.srv.test.             300 IN A   127.0.0.1
 autoconfig.shop.test.      300 IN A   127.0.0.1
+smtp.shop.test.            300 IN A   127.0.0.1
 shop.test.                 300 IN A   127.0.0.1
 autoconfig.big.test.       300 IN A   127.0.0.1
 

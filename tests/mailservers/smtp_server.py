@@ -23,6 +23,8 @@ import sys
 import time
 import warnings
 
+from base64 import b64encode
+
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 # "Requiring AUTH while not requiring TLS": wanted in plain mode.
@@ -49,6 +51,12 @@ def parse_args(argv=None):
                    help="offer AUTH PLAIN and LOGIN and require it before MAIL FROM "
                         "(over plain text only in plain mode)")
     p.add_argument("--auth-reply", metavar="REPLY", help="answer every AUTH attempt with this reply")
+    p.add_argument("--auth-echo", action="store_true",
+                   help="answer every AUTH attempt with `535 5.7.8` and an echo of what the client sent: "
+                        "PLAIN: the base64 blob; LOGIN: the base64 user name and password; then the "
+                        "decoded password (a hostile server handing credentials back)")
+    p.add_argument("--auth-mechanisms", metavar="LIST", default="PLAIN,LOGIN",
+                   help="the AUTH mechanisms offered, comma-separated (default PLAIN,LOGIN)")
     p.add_argument("--mail-from-reply", metavar="REPLY", help="answer every MAIL FROM with this reply")
     p.add_argument("--rcpt-reply", metavar="REPLY", help="answer every RCPT TO with this reply")
     p.add_argument("--data-reply", metavar="REPLY", help="answer the end of DATA with this reply")
@@ -215,6 +223,15 @@ def make_authenticator(args):
         user, password = args.auth.split(":", 1)
 
     def authenticator(server, session, envelope, mechanism, auth_data):
+        if args.auth_echo and isinstance(auth_data, LoginPassword):
+            # What went over the wire, encoded again exactly as a client encodes it.
+            if mechanism == "PLAIN":
+                sent = b64encode(b"\0" + auth_data.login + b"\0" + auth_data.password).decode()
+            else:
+                sent = b64encode(auth_data.login).decode() + " " + b64encode(auth_data.password).decode()
+            decoded = auth_data.password.decode("utf-8", errors="replace")
+            return AuthResult(success=False, handled=False,
+                              message=reply("535 5.7.8 Authentication failed for %s (password %s)" % (sent, decoded)))
         if args.auth_reply:
             return AuthResult(success=False, handled=False, message=reply(args.auth_reply))
         if (isinstance(auth_data, LoginPassword)
@@ -242,7 +259,8 @@ async def main(args) -> None:
         mail_log.setLevel(logging.INFO)
     loop = asyncio.get_running_loop()
     recorder = Recorder(None if args.no_record else args.record, args.count_file)
-    use_auth = args.auth is not None or args.auth_reply is not None
+    use_auth = args.auth is not None or args.auth_reply is not None or args.auth_echo
+    offered = {m.strip().upper() for m in args.auth_mechanisms.split(",") if m.strip()}
     handler = Handler(args, recorder, use_auth)
     tls_context = server_context(args) if args.mode != "plain" else None
     TestSMTP.greeting_delay = args.greeting_delay
@@ -259,7 +277,8 @@ async def main(args) -> None:
             require_starttls=args.mode == "starttls",
             authenticator=make_authenticator(args) if use_auth else None,
             auth_required=use_auth,
-            auth_exclude_mechanism=None if use_auth else ["LOGIN", "PLAIN"],
+            auth_exclude_mechanism=[m for m in ("LOGIN", "PLAIN") if m not in offered] if use_auth
+            else ["LOGIN", "PLAIN"],
             # AUTH over plain text only in plain mode; in tls mode the whole connection is
             # already encrypted (aiosmtpd only tracks STARTTLS itself).
             auth_require_tls=args.mode == "starttls",

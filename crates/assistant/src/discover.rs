@@ -1,13 +1,15 @@
 //! Discovery, step by step: the bundled provider data by domain; then at once the MX
 //! records (matched against known providers), the SRV records of RFC 6186 / 8314, and
-//! the two autoconfig documents over HTTPS (under the address guard, capped).
+//! the two autoconfig documents over HTTPS (under the address guard, capped). Every
+//! lookup goes through the guard: a domain under a private-use domain (`corp.internal`)
+//! reads as one that does not exist, without asking DNS.
 
 use domain::discovery::{
     Candidate, Confidence, Discovery, DiscoverySource, DiscoveryStep, StepOutcome, encryption_for_srv,
 };
 use domain::providers::Provider;
 use domain::server::ServerKind;
-use domain::values::EmailAddress;
+use domain::values::{EmailAddress, Host};
 use mailer::resolver::LookupError;
 
 use crate::Lookups;
@@ -18,6 +20,12 @@ pub const AUTOCONFIG_CAP: usize = 64 * 1024;
 
 /// One autoconfig fetch gives up after this.
 pub const AUTOCONFIG_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// At most this many candidates of one step are looked at.
+const MAX_PUBLISHED: usize = 8;
+
+/// How long the host of a candidate a domain published may take to resolve.
+const CANDIDATE_LOOKUP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn outcome_of(e: LookupError) -> StepOutcome {
     match e {
@@ -57,7 +65,7 @@ impl Lookups {
     }
 
     async fn mx_step(&self, domain: &str) -> (DiscoveryStep, Vec<Candidate>) {
-        match self.inner.guard.resolver.mx(domain).await {
+        match self.inner.guard.mx(domain).await {
             Ok(records) => {
                 let mut found: Vec<Candidate> = Vec::new();
                 for (_, exchange) in records {
@@ -78,11 +86,41 @@ impl Lookups {
         }
     }
 
+    /// The candidates a domain published (SRV targets, autoconfig host names) that may be
+    /// offered: at most [`MAX_PUBLISHED`] per step, each host valid like a saved host
+    /// (`Host::parse`: no line feeds, no stray characters) and resolving, through the
+    /// address guard, to addresses tenants may reach. A host that resolves to an internal
+    /// address is dropped exactly like one that does not resolve (or not in time), so the
+    /// answer never tells them apart; the log does.
+    async fn usable(&self, candidates: Vec<Candidate>) -> Vec<Candidate> {
+        let mut checks = tokio::task::JoinSet::new();
+        for (i, mut c) in candidates.into_iter().take(MAX_PUBLISHED).enumerate() {
+            let Ok(host) = Host::parse(&c.host) else {
+                tracing::debug!(
+                    source = c.source.code(),
+                    "a published candidate host is not a valid host name"
+                );
+                continue;
+            };
+            let guard = self.inner.guard.clone();
+            checks.spawn(async move {
+                let resolved = guard.resolve(&host, c.port, CANDIDATE_LOOKUP_DEADLINE).await;
+                resolved.ok().map(|_| {
+                    c.host = host.as_str().to_owned();
+                    (i, c)
+                })
+            });
+        }
+        let mut kept: Vec<(usize, Candidate)> = checks.join_all().await.into_iter().flatten().collect();
+        kept.sort_by_key(|(i, _)| *i);
+        kept.into_iter().map(|(_, c)| c).collect()
+    }
+
     async fn srv_steps(&self, domain: &str) -> Vec<(DiscoveryStep, Vec<Candidate>)> {
         let mut out = Vec::new();
         for service in ["_submissions._tcp", "_submission._tcp"] {
             let name = format!("{service}.{domain}");
-            match self.inner.guard.resolver.srv(&name).await {
+            match self.inner.guard.srv(&name).await {
                 Ok(records) => {
                     let found: Vec<Candidate> = records
                         .into_iter()
@@ -100,6 +138,7 @@ impl Lookups {
                             host: r.target,
                         })
                         .collect();
+                    let found = self.usable(found).await;
                     let outcome = if found.is_empty() {
                         StepOutcome::NotFound
                     } else {
@@ -145,6 +184,7 @@ impl Lookups {
             match got {
                 Ok(body) => {
                     let found = crate::autoconfig::smtp_servers(&String::from_utf8_lossy(&body), domain, &shown);
+                    let found = self.usable(found).await;
                     let outcome = if found.is_empty() {
                         StepOutcome::NotFound
                     } else {

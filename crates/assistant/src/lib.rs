@@ -1,13 +1,17 @@
 //! The setup assistant's lookups ([`domain::ports::SetupLookups`]): discovery of a
 //! sender's mail server from its address (`discover`: bundled provider data, MX, SRV,
 //! autoconfig over HTTPS under the address guard with `http`, parsed by `autoconfig`),
-//! cached per domain; and the sender domain's SPF, DKIM and DMARC (`sender_domain`, with
-//! mail-auth). DNS goes through the mailer's resolver (`MAILGATE_DNS_SERVERS`).
+//! cached per domain; and the sender domain's SPF, DKIM and DMARC (`sender_domain`; SPF
+//! evaluated by `spf`, DMARC parsed by mail-auth). DNS goes through the mailer's resolver
+//! (`MAILGATE_DNS_SERVERS`) under its address guard: a tenant-given name under a
+//! private-use domain, or (for SPF and hosts) one that resolves to an internal address,
+//! reads exactly like a name that does not exist.
 
 mod autoconfig;
 mod discover;
 pub mod http;
 mod sender_domain;
+mod spf;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +20,6 @@ use domain::discovery::Discovery;
 use domain::ports::{CheckedServer, SetupLookups};
 use domain::sender_domain::DomainFindings;
 use domain::values::EmailAddress;
-use mail_auth::MessageAuthenticator;
 use mailer::Mailer;
 use mailer::guard::Guard;
 use mailer::tls::TlsMaterial;
@@ -52,8 +55,6 @@ pub struct Lookups {
 struct Inner {
     guard: Guard,
     tls: TlsMaterial,
-    /// SPF evaluation; absent when no resolver could be built (checks then say `ERROR`).
-    auth: Option<MessageAuthenticator>,
     https_port: u16,
     discoveries: moka::future::Cache<String, Discovery>,
 }
@@ -69,20 +70,10 @@ impl std::fmt::Debug for Lookups {
 impl Lookups {
     /// With the mailer's resolver, address guard and trusted roots.
     pub fn new(mailer: &Mailer, config: LookupsConfig) -> Self {
-        let guard = mailer.guard().clone();
-        let (resolver_config, options) = guard.resolver.config();
-        let auth = match MessageAuthenticator::new(resolver_config, options) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot build the SPF resolver; sender-domain checks will say ERROR for SPF");
-                None
-            }
-        };
         Self {
             inner: Arc::new(Inner {
-                guard,
+                guard: mailer.guard().clone(),
                 tls: mailer.tls().clone(),
-                auth,
                 https_port: config.https_port,
                 discoveries: moka::future::Cache::builder()
                     .max_capacity(config.cache_capacity)

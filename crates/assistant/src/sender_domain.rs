@@ -1,27 +1,32 @@
 //! The sender domain's records for mail through a server: SPF (the provider's include,
 //! found through nested includes and redirects, or for an unknown server its addresses
-//! evaluated by mail-auth's `check_host`), DKIM (a key under the provider's selectors),
+//! evaluated by our own `spf::check_host`), DKIM (a key under the provider's selectors),
 //! DMARC (the record of the domain or of its organisational domain, parsed by mail-auth).
+//! Every name is looked up under the address guard: SPF's through [`spf::Guarded`] (a
+//! name resolving to an internal address reads as nonexistent), DKIM's and DMARC's through
+//! [`mailer::guard::Guard::txt`] (names under private-use domains read as nonexistent).
 
 use std::net::IpAddr;
 
 use mail_auth::common::parse::TxtRecordParser as _;
 use mail_auth::dmarc::{Dmarc, Policy};
-use mail_auth::spf::verify::SpfParameters;
 use mail_auth::spf::{Macro, Mechanism, Spf};
-use mail_auth::{Parameters, SpfResult};
 
 use domain::ports::CheckedServer;
 use domain::providers::Provider;
 use domain::sender_domain::{DkimFinding, DmarcPolicy, DomainFindings, SpfFinding, envelope_is_from_domain};
-use domain::values::EmailAddress;
+use domain::values::{EmailAddress, Host};
 use mailer::resolver::LookupError;
 
 use crate::Lookups;
+use crate::spf::{self, Guarded, ResolverDns, SpfResult};
 
 /// Includes and redirects followed at most when looking for a provider's include (the
 /// SPF limit of 10 DNS-querying terms).
 const SPF_LOOKUPS: u8 = 10;
+
+/// How long the server's addresses may take to resolve for the SPF evaluation.
+const SPF_HOST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Second-level labels under which registrations are at the third level (`example.co.jp`).
 const SECOND_LEVEL: [&str; 12] = [
@@ -54,11 +59,21 @@ fn literal(m: &Macro) -> Option<String> {
 }
 
 impl Lookups {
+    /// DNS for SPF, under the address guard's rule.
+    fn spf_dns(&self) -> Guarded<ResolverDns<'_>> {
+        Guarded {
+            raw: ResolverDns(&self.inner.guard.resolver),
+            allow_private: self.inner.guard.allow_private,
+        }
+    }
+
+    /// The first SPF record of `domain`, looked up like every name SPF looks up.
     async fn spf_record(&self, domain: &str) -> Result<Option<String>, LookupError> {
-        match self.inner.guard.resolver.txt(domain).await {
+        use spf::SpfDns as _;
+        match self.spf_dns().txt(domain).await {
             Ok(records) => Ok(records
                 .into_iter()
-                .find(|r| r.len() >= 6 && r[..6].eq_ignore_ascii_case("v=spf1"))),
+                .find(|r| r.as_bytes().get(..6).is_some_and(|p| p.eq_ignore_ascii_case(b"v=spf1")))),
             Err(LookupError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
@@ -100,33 +115,22 @@ impl Lookups {
     }
 
     /// SPF evaluated for the server's own addresses (a server Mailgate does not know).
-    async fn spf_for_addresses(&self, from: &EmailAddress, domain: &str, host: &str) -> SpfFinding {
-        let Some(auth) = &self.inner.auth else {
-            return SpfFinding::Error;
-        };
-        let ips: Vec<IpAddr> = match self
-            .inner
-            .guard
-            .resolver
-            .lookup_host(host, 25, std::time::Duration::from_secs(3))
-            .await
-        {
+    /// The host goes through the address guard like every tenant-given name: one that
+    /// resolves to an internal address reads exactly like one that does not resolve
+    /// (`ERROR`), so the tenant's own SPF record cannot be evaluated against internal
+    /// addresses to map them. So does every name the record names (`a:`, `mx:`,
+    /// `include:`, `exists:`, `redirect=`): our own evaluation ([`spf::check_host`]) looks
+    /// them up through [`spf::Guarded`], and one that resolves to an internal address is
+    /// a name that does not exist.
+    async fn spf_for_addresses(&self, domain: &str, host: &Host) -> SpfFinding {
+        let ips: Vec<IpAddr> = match self.inner.guard.resolve(host, 25, SPF_HOST_DEADLINE).await {
             Ok(addrs) => addrs.into_iter().map(|a| a.ip()).take(4).collect(),
             Err(_) => return SpfFinding::Error,
         };
-        let sender = from.to_ascii();
+        let dns = self.spf_dns();
         let mut worst_error = false;
         for ip in ips {
-            let output = auth
-                .check_host(Parameters::new(SpfParameters::new(
-                    ip,
-                    domain,
-                    host,
-                    "mailgate.invalid",
-                    &sender,
-                )))
-                .await;
-            match output.result() {
+            match spf::check_host(&dns, ip, domain).await {
                 SpfResult::Pass => return SpfFinding::Pass,
                 SpfResult::PermError | SpfResult::TempError => worst_error = true,
                 _ => {}
@@ -143,7 +147,7 @@ impl Lookups {
         let mut found = Vec::new();
         for selector in selectors {
             let name = format!("{selector}._domainkey.{domain}");
-            if let Ok(records) = self.inner.guard.resolver.txt(&name).await
+            if let Ok(records) = self.inner.guard.txt(&name).await
                 && records.iter().any(|r| has_public_key(r))
             {
                 found.push((*selector).to_owned());
@@ -159,13 +163,14 @@ impl Lookups {
             places.push(org);
         }
         for (i, place) in places.iter().enumerate() {
-            let Ok(records) = self.inner.guard.resolver.txt(&format!("_dmarc.{place}")).await else {
+            let Ok(records) = self.inner.guard.txt(&format!("_dmarc.{place}")).await else {
                 continue;
             };
-            let Some(record) = records
-                .into_iter()
-                .find(|r| r.len() >= 8 && r[..8].eq_ignore_ascii_case("v=DMARC1"))
-            else {
+            let Some(record) = records.into_iter().find(|r| {
+                r.as_bytes()
+                    .get(..8)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"v=DMARC1"))
+            }) else {
                 continue;
             };
             let Ok(parsed) = Dmarc::parse(record.as_bytes()) else {
@@ -201,7 +206,7 @@ impl Lookups {
                             Err(()) => SpfFinding::Error,
                         }
                     }
-                    None => self.spf_for_addresses(from, &domain, server.host.as_str()).await,
+                    None => self.spf_for_addresses(&domain, &server.host).await,
                 };
                 (Some(record), finding)
             }

@@ -21,6 +21,7 @@ pub mod ports;
 pub mod probe;
 pub mod providers;
 pub mod quota;
+pub mod redact;
 pub mod sender;
 pub mod sender_domain;
 pub mod server;

@@ -254,12 +254,13 @@ pub fn is_configuration_failure(failure: &SendFailure) -> bool {
 
 /// Removes anything secret from a server reply before it is shown or stored: the
 /// password and its base64 forms, and AUTH challenge payloads.
+/// (Secrets sent as is; the mailer's sessions use [`crate::redact::Secrets`] with every
+/// encoding of what they sent.)
 pub fn redact_server_message(message: &str, secrets: &[&str]) -> String {
-    let mut out: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    for secret in secrets.iter().filter(|s| s.len() >= 3) {
-        out = out.replace(secret, "[redacted]");
-    }
-    out.chars().take(500).collect()
+    secrets
+        .iter()
+        .fold(crate::redact::Secrets::new(), |all, s| all.secret(s))
+        .redact(message)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use secrecy::ExposeSecret as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 
-use domain::mail::{FailureKind, SendFailure, SendStage, redact_server_message};
+use domain::mail::{FailureKind, SendFailure, SendStage};
+use domain::redact::Secrets;
 use domain::settings::PopBeforeSmtp;
 
 use crate::guard::Guard;
@@ -36,7 +37,7 @@ async fn read_line(reader: &mut BufReader<Box<dyn Stream>>, line: &mut String) -
     Ok(n)
 }
 
-async fn expect_ok(reader: &mut BufReader<Box<dyn Stream>>, secret: &str) -> Result<(), SendFailure> {
+async fn expect_ok(reader: &mut BufReader<Box<dyn Stream>>, secrets: &Secrets) -> Result<(), SendFailure> {
     let mut line = String::new();
     if read_line(reader, &mut line).await? == 0 {
         return Err(pop_failure(FailureKind::Network));
@@ -45,7 +46,7 @@ async fn expect_ok(reader: &mut BufReader<Box<dyn Stream>>, secret: &str) -> Res
         Ok(())
     } else if line.starts_with("-ERR") {
         Err(SendFailure {
-            server_message: Some(redact_server_message(line.trim_end(), &[secret])),
+            server_message: Some(secrets.redact(line.trim_end())),
             ..pop_failure(FailureKind::PopLoginFailed)
         })
     } else {
@@ -93,22 +94,24 @@ pub async fn login(
         Box::new(tcp)
     };
     let password = pop.password().expose_secret();
+    // `PASS` goes as is; its base64 forms are hidden too (a server may echo anything).
+    let secrets = Secrets::new().secret(password);
     let mut reader = BufReader::new(stream);
     let conversation = async {
-        expect_ok(&mut reader, password).await?;
+        expect_ok(&mut reader, &secrets).await?;
         // Username and password were validated: no CR, LF or other control characters.
         reader
             .get_mut()
             .write_all(format!("USER {}\r\n", pop.username().as_str()).as_bytes())
             .await
             .map_err(|_| pop_failure(FailureKind::Network))?;
-        expect_ok(&mut reader, password).await?;
+        expect_ok(&mut reader, &secrets).await?;
         reader
             .get_mut()
             .write_all(format!("PASS {password}\r\n").as_bytes())
             .await
             .map_err(|_| pop_failure(FailureKind::Network))?;
-        expect_ok(&mut reader, password).await?;
+        expect_ok(&mut reader, &secrets).await?;
         let _ = reader.get_mut().write_all(b"QUIT\r\n").await;
         let mut bye = String::new();
         let _ = read_line(&mut reader, &mut bye).await;

@@ -142,6 +142,33 @@ impl Resolver {
         }
     }
 
+    /// The A and AAAA records of `name` (both asked at once) from DNS: for lookups that are
+    /// about DNS records themselves (SPF's `a`, `mx` and `exists`), not about where to
+    /// connect ([`Resolver::lookup_host`]). `Failed` when either question failed, so a
+    /// caller that checks every address never decides on half of them.
+    pub async fn addresses(&self, name: &str) -> Result<Vec<IpAddr>, LookupError> {
+        let dns = self.inner.dns.as_ref().ok_or(LookupError::Failed)?;
+        let name = fqdn(name);
+        let (v4, v6) = tokio::join!(dns.ipv4_lookup(name.clone()), dns.ipv6_lookup(name));
+        let mut found = Vec::new();
+        for answers in [&v4, &v6] {
+            match answers {
+                Ok(lookup) => found.extend(lookup.answers().iter().filter_map(|r| match &r.data {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+                    _ => None,
+                })),
+                Err(e) if classify(e) == LookupError::NotFound => {}
+                Err(_) => return Err(LookupError::Failed),
+            }
+        }
+        if found.is_empty() {
+            Err(LookupError::NotFound)
+        } else {
+            Ok(found)
+        }
+    }
+
     /// MX records of `name`: (preference, exchange without the trailing dot), lowest first.
     pub async fn mx(&self, name: &str) -> Result<Vec<(u16, String)>, LookupError> {
         let dns = self.inner.dns.as_ref().ok_or(LookupError::Failed)?;

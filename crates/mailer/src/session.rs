@@ -20,7 +20,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
-use domain::mail::{FailureKind, SendFailure, SendStage, redact_server_message};
+use domain::mail::{FailureKind, SendFailure, SendStage};
+use domain::redact::Secrets;
 use domain::settings::Encryption;
 
 use crate::tls::{TlsMaterial, classify_tls};
@@ -73,6 +74,9 @@ impl std::fmt::Debug for ServerParams {
 pub struct Session {
     conn: AsyncSmtpConnection,
     pub last_used: Instant,
+    /// Every form of the credentials sent on this connection: hidden from each reply
+    /// that becomes a failure or an answer (a server may echo them at any later step).
+    secrets: Secrets,
 }
 
 impl std::fmt::Debug for Session {
@@ -135,7 +139,7 @@ async fn starttls(
     mut tcp: TcpStream,
     params: &ServerParams,
     t: &Timeouts,
-    secrets: &[&str],
+    secrets: &Secrets,
 ) -> Result<(Reply, TcpStream), SendFailure> {
     let mut pending = Vec::new();
     let io_failure = |stage: SendStage| {
@@ -148,7 +152,7 @@ async fn starttls(
         }
     };
     let refused = |stage: SendStage, reply: &Reply| {
-        let message = redact_server_message(&reply.lines.join(" "), secrets);
+        let message = secrets.redact(&reply.lines.join(" "));
         SendFailure {
             smtp_code: Some(reply.code),
             enhanced_code: enhanced_code(&message),
@@ -234,10 +238,11 @@ fn enhanced_code(message: &str) -> Option<String> {
     ok.then(|| first.to_owned())
 }
 
-/// Turns a lettre error at `stage` into a failure, with the server's reply redacted.
-pub fn failure(stage: SendStage, e: &lettre::transport::smtp::Error, secrets: &[&str]) -> SendFailure {
+/// Turns a lettre error at `stage` into a failure, with the server's reply redacted: the
+/// one place a server's refusal becomes words we show, store, post or log.
+pub fn failure(stage: SendStage, e: &lettre::transport::smtp::Error, secrets: &Secrets) -> SendFailure {
     if let Some(code) = e.status() {
-        let message = std::error::Error::source(e).map(|s| redact_server_message(&s.to_string(), secrets));
+        let message = std::error::Error::source(e).map(|s| secrets.redact(&s.to_string()));
         return SendFailure {
             smtp_code: Some(u16::from(code)),
             enhanced_code: message.as_deref().and_then(enhanced_code),
@@ -268,12 +273,16 @@ pub fn failure(stage: SendStage, e: &lettre::transport::smtp::Error, secrets: &[
     }
     // A library's words (which may quote what the other side sent) are not a server's
     // reply: only the kind of failure is reported; the log has the detail.
-    tracing::debug!(stage = stage.code(), error = %redact_server_message(&text, secrets), "SMTP session failed");
+    tracing::debug!(stage = stage.code(), error = %secrets.redact(&text), "SMTP session failed");
     SendFailure::new(stage, FailureKind::Network)
 }
 
-fn secrets_of(params: &ServerParams) -> Vec<&str> {
-    params.credentials.iter().map(|(_, p)| p.expose_secret()).collect()
+/// Every form in which `params`' credentials go over the wire (AUTH PLAIN or LOGIN).
+fn secrets_of(params: &ServerParams) -> Secrets {
+    match &params.credentials {
+        Some((user, password)) => Secrets::new().password_login(user, password.expose_secret()),
+        None => Secrets::new(),
+    }
 }
 
 /// Connects to the first reachable address and runs greeting, TLS, EHLO and AUTH.
@@ -362,6 +371,7 @@ pub async fn open(
     let mut session = Session {
         conn,
         last_used: Instant::now(),
+        secrets,
     };
     if let Some((user, password)) = &params.credentials {
         session.authenticate(user, password, t).await?;
@@ -373,13 +383,15 @@ impl Session {
     /// AUTH (PLAIN, else LOGIN), once. A refusal ends the session politely (QUIT) when
     /// it still stands; the caller drops it either way.
     pub async fn authenticate(&mut self, user: &str, password: &SecretString, t: &Timeouts) -> Result<(), SendFailure> {
-        let secrets = [password.expose_secret()];
+        self.secrets =
+            std::mem::take(&mut self.secrets).merge(&Secrets::new().password_login(user, password.expose_secret()));
+        let secrets = &self.secrets;
         let credentials = Credentials::new(user.to_owned(), password.expose_secret().to_owned());
         let conn = &mut self.conn;
         let authenticated = step(SendStage::Auth, t.command, async {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
                 .await
-                .map_err(|e| failure(SendStage::Auth, &e, &secrets))
+                .map_err(|e| failure(SendStage::Auth, &e, secrets))
         })
         .await;
         if let Err(f) = authenticated {
@@ -431,11 +443,11 @@ impl Session {
         if !message.is_ascii() && self.conn.server_info().supports_feature(Extension::EightBitMime) {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        let conn = &mut self.conn;
+        let (conn, secrets) = (&mut self.conn, &self.secrets);
         step(SendStage::MailFrom, t.command, async {
             conn.command(Mail::new(Some(from.clone()), options))
                 .await
-                .map_err(|e| failure(SendStage::MailFrom, &e, &[]))
+                .map_err(|e| failure(SendStage::MailFrom, &e, secrets))
         })
         .await?;
         Ok(())
@@ -449,25 +461,29 @@ impl Session {
         message: &[u8],
         t: &Timeouts,
     ) -> Result<(u16, String), SendFailure> {
-        let conn = &mut self.conn;
+        let (conn, secrets) = (&mut self.conn, &self.secrets);
         step(SendStage::RcptTo, t.command, async {
             conn.command(Rcpt::new(to.clone(), vec![]))
                 .await
-                .map_err(|e| failure(SendStage::RcptTo, &e, &[]))
+                .map_err(|e| failure(SendStage::RcptTo, &e, secrets))
         })
         .await?;
         step(SendStage::Data, t.command, async {
-            conn.command(Data).await.map_err(|e| failure(SendStage::Data, &e, &[]))
+            conn.command(Data)
+                .await
+                .map_err(|e| failure(SendStage::Data, &e, secrets))
         })
         .await?;
         let reply = step(SendStage::Data, t.data, async {
             conn.message(message)
                 .await
-                .map_err(|e| failure(SendStage::Data, &e, &[]))
+                .map_err(|e| failure(SendStage::Data, &e, secrets))
         })
         .await?;
         self.last_used = Instant::now();
-        Ok((u16::from(reply.code()), reply.message().collect::<Vec<_>>().join(" ")))
+        // The accepting reply is shown and stored too: redacted like a refusal.
+        let text = self.secrets.redact(&reply.message().collect::<Vec<_>>().join(" "));
+        Ok((u16::from(reply.code()), text))
     }
 
     /// A whole send: MAIL FROM, RCPT TO, DATA and the message.
