@@ -904,3 +904,40 @@ async fn custom_bodies_reach_the_wire_with_crlf_line_ends_only(backend: Backend)
     }
     app.finish().await;
 }
+
+/// An accepted notification must be durable before the call returns, so a database
+/// that takes no write is not ready: while another process holds SQLite's write lock,
+/// `/readyz` answers 503 within its deadline (reads still work); once the lock is gone
+/// it answers 200 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_not_ready_while_another_process_holds_the_sqlite_write_lock() {
+    use sea_orm::TransactionTrait as _;
+    let app = spawn_app(Backend::Sqlite).await;
+    let readyz = format!("http://{}/readyz", app.addr);
+    let status = |url: String| async move { reqwest::get(url).await.expect("readyz").status().as_u16() };
+    assert_eq!(status(readyz.clone()).await, 200);
+    let url = app.app.config.database_url.clone().expect("an SQLite file");
+    let other = sea_orm::Database::connect(url.as_str()).await.unwrap();
+    let lock = other
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        status(readyz.clone()).await,
+        503,
+        "not ready while writes cannot get through"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    lock.rollback().await.unwrap();
+    other.close().await.unwrap();
+    let started = Instant::now();
+    while status(readyz.clone()).await != 200 {
+        assert!(started.elapsed() < Duration::from_secs(15), "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.finish().await;
+}

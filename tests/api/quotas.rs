@@ -6,7 +6,10 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-crate::each_backend!(enqueues_beyond_the_quota_are_refused_and_operators_can_override_it);
+crate::each_backend!(
+    enqueues_beyond_the_quota_are_refused_and_operators_can_override_it,
+    a_lowered_quota_takes_effect_at_once,
+);
 
 const ENQUEUE: &str = "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id } }";
 const QUOTA: &str =
@@ -119,5 +122,54 @@ async fn enqueues_beyond_the_quota_are_refused_and_operators_can_override_it(bac
     let reset = app.ok(&app.operator(), SET, json!({ "t": tenant })).await;
     assert_eq!(reset["setEnqueueQuota"]["perDay"], 5);
     assert_eq!(reset["setEnqueueQuota"]["overridePerDay"], Value::Null);
+    app.finish().await;
+}
+
+/// Enqueues `n` for `tenant` and returns how many were accepted (the rest must be
+/// `RATE_LIMITED`).
+async fn accepted(app: &TestApp, tenant: &str, n: usize) -> usize {
+    let mut ok = 0;
+    for _ in 0..n {
+        let body = app.gql(&app.service(), ENQUEUE, custom(tenant)).await;
+        if body.get("errors").is_none() {
+            ok += 1;
+        } else {
+            assert_eq!(code(&body), "RATE_LIMITED", "{body}");
+        }
+    }
+    ok
+}
+
+/// A tenant that already enqueued in the window does not keep the old limit when an
+/// operator lowers it (the issue: 49 of 200 accepted after lowering to 3 a day, 40 of 40
+/// after lowering to 5 a minute): the window counts what it took, under the new limit.
+async fn a_lowered_quota_takes_effect_at_once(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.enqueue_per_minute = 1_000;
+        c.enqueue_per_day = 1_000;
+    })
+    .await;
+    let tenant = app.create_tenant("Busy", "SHARE").await;
+    assert_eq!(accepted(&app, &tenant, 1).await, 1);
+    app.ok(&app.operator(), SET, json!({ "t": tenant, "d": 3 })).await;
+    assert_eq!(accepted(&app, &tenant, 200).await, 2, "three in the day");
+    assert_eq!(stored(&app, &tenant).await, 3);
+
+    // A minute's limit: the scenario runs within one UTC minute (tried again on a fresh
+    // tenant if the minute turned meanwhile).
+    for round in 0.. {
+        let tenant = app.create_tenant(&format!("Minute {round}"), "SHARE").await;
+        let minute = || chrono::Utc::now().timestamp() / 60;
+        let started = minute();
+        assert_eq!(accepted(&app, &tenant, 1).await, 1);
+        app.ok(&app.operator(), SET, json!({ "t": tenant, "m": 5 })).await;
+        let n = accepted(&app, &tenant, 40).await;
+        if minute() != started {
+            assert!(round < 3, "the minute kept turning");
+            continue;
+        }
+        assert_eq!(n, 4, "five in the minute, the one before included");
+        break;
+    }
     app.finish().await;
 }

@@ -1,7 +1,9 @@
 //! Retention: once a delivery has been done for longer than `MAILGATE_RETENTION_DAYS`,
 //! the background task removes its recipient, subject, bodies and the servers' reply
 //! texts; status, times, codes and the recipient's hash stay, newer deliveries keep
-//! everything, and the counts do not change.
+//! everything, and the counts do not change. An idempotency key still tells another
+//! payload apart afterwards (by the payload's hash). The audit trail loses test mails'
+//! recipients past the same window.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,10 @@ use crate::deliveries::{RunningWorker, delivery_config, enqueue, plain_settings,
 use crate::mailservers::*;
 use crate::support::*;
 
-crate::each_backend!(old_deliveries_lose_their_content_and_keep_their_record);
+crate::each_backend!(
+    old_deliveries_lose_their_content_and_keep_their_record,
+    test_mail_recipients_leave_the_audit_trail_past_retention,
+);
 
 const DELIVERY: &str = "query($id:ID!){ delivery(id:$id){ id status to subject failureReason sentAt contentRemovedAt recipientHash \
     attempts { outcome stage smtpCode serverMessage } } }";
@@ -154,6 +159,25 @@ async fn old_deliveries_lose_their_content_and_keep_their_record(backend: Backen
     // The same idempotency key still answers with the delivery it named.
     let again = enqueue(&app, registration(&ok_tenant, "ja", Some("old"))).await;
     assert_eq!(again["id"], old_sent.as_str());
+    // With another payload it is still refused, though the content it stood for is gone.
+    let reused = app
+        .gql(
+            &app.service(),
+            "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id } }",
+            json!({ "i": registration(&ok_tenant, "en", Some("old")) }),
+        )
+        .await;
+    assert_eq!(code(&reused), "IDEMPOTENCY_KEY_REUSED", "{reused}");
+    let mut other_recipient = registration(&ok_tenant, "ja", Some("old"));
+    other_recipient["to"] = json!("someone-else@example.net");
+    let reused = app
+        .gql(
+            &app.service(),
+            "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id } }",
+            json!({ "i": other_recipient }),
+        )
+        .await;
+    assert_eq!(code(&reused), "IDEMPOTENCY_KEY_REUSED", "{reused}");
 
     // Newer deliveries keep everything; the counts do not change.
     let kept = get(&app, &new_sent).await;
@@ -183,5 +207,128 @@ async fn old_deliveries_lose_their_content_and_keep_their_record(backend: Backen
     let text: String = row.try_get("", "text_body").unwrap();
     assert!(!to.contains("member") && text.is_empty(), "{to} / {text}");
     worker.stop().await;
+    app.finish().await;
+}
+
+const TRAIL: &str =
+    "query($t:ID!){ tenant(id:$t){ auditTrail(first:50){ edges { node { action at changes { field after } } } } } }";
+
+/// The `TEST_MAIL_SENT` entries of the tenant's trail, oldest first, as field → after.
+async fn test_mail_entries(app: &TestApp, tenant: &str) -> Vec<Vec<(String, Value)>> {
+    let trail = app.ok(&app.operator(), TRAIL, json!({ "t": tenant })).await;
+    trail["tenant"]["auditTrail"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["action"] == "TEST_MAIL_SENT")
+        .map(|e| {
+            e["node"]["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| (c["field"].as_str().unwrap().to_owned(), c["after"].clone()))
+                .collect()
+        })
+        .collect()
+}
+
+fn after<'a>(entry: &'a [(String, Value)], field: &str) -> Option<&'a Value> {
+    entry.iter().find(|(f, _)| f == field).map(|(_, v)| v)
+}
+
+/// A test mail's recipient stays in the audit trail only for the retention window, like a
+/// delivery's: then it reads as the placeholder, with the address's hash; the rest of the
+/// entry (result, host) stays, and a newer entry keeps its recipient.
+async fn test_mail_recipients_leave_the_audit_trail_past_retention(backend: Backend) {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let ports = vec![smtp.port];
+    let app = spawn_app_with(backend, move |c| {
+        delivery_config(c, ports);
+        c.retention_days = 30;
+    })
+    .await;
+    let tenant = app.create_tenant("Kept", "SHARE").await;
+    let admin = app.admin(&tenant);
+    app.ok(&admin, UPDATE, json!({ "t": tenant, "i": plain_settings(smtp.port) }))
+        .await;
+    for to in ["old.person@example.net", "new.person@example.net"] {
+        let sent = app
+            .ok(
+                &admin,
+                "mutation($t:ID!,$to:String!){ sendTestMail(tenantId:$t, to:$to){ ok } }",
+                json!({ "t": tenant, "to": to }),
+            )
+            .await;
+        assert_eq!(sent["sendTestMail"]["ok"], true, "{sent}");
+    }
+    let entries = test_mail_entries(&app, &tenant).await;
+    assert_eq!(entries.len(), 2);
+    assert_eq!(after(&entries[0], "to"), Some(&json!("old.person@example.net")));
+
+    // The first test mail was sent 40 days ago.
+    let backend_db = app.app.db.get_database_backend();
+    let sql = match backend_db {
+        sea_orm::DbBackend::Postgres => {
+            "UPDATE audit_events SET at = $1 WHERE tenant_id = $2 AND action = 'TEST_MAIL_SENT' AND changes LIKE '%old.person%'"
+        }
+        _ => {
+            "UPDATE audit_events SET at = ? WHERE tenant_id = ? AND action = 'TEST_MAIL_SENT' AND changes LIKE '%old.person%'"
+        }
+    };
+    let then = chrono::Utc::now() - chrono::Duration::days(40);
+    let aged = sea_orm::ConnectionTrait::execute_raw(
+        &app.app.db,
+        sea_orm::Statement::from_sql_and_values(backend_db, sql, [then.into(), tenant.clone().into()]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(aged.rows_affected(), 1);
+
+    let worker = RunningWorker::start(&app);
+    let started = Instant::now();
+    let entries = loop {
+        let entries = test_mail_entries(&app, &tenant).await;
+        if after(&entries[0], "recipientHash").is_some() {
+            break entries;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never cleared: {entries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    worker.stop().await;
+    let old = &entries[0];
+    assert_eq!(
+        after(old, "to"),
+        Some(&json!("removed@content-removed.invalid")),
+        "{old:?}"
+    );
+    assert_eq!(
+        after(old, "recipientHash"),
+        Some(&json!(sha256_hex("old.person@example.net")))
+    );
+    assert_eq!(after(old, "result"), Some(&json!("ok")), "the outcome stays");
+    assert_eq!(after(old, "host"), Some(&json!("localhost")), "the host stays");
+    let new = &entries[1];
+    assert_eq!(
+        after(new, "to"),
+        Some(&json!("new.person@example.net")),
+        "newer entries keep it"
+    );
+    assert_eq!(after(new, "recipientHash"), None);
+    // Nothing of the old address is left in the table.
+    let left = sea_orm::ConnectionTrait::query_one_raw(
+        &app.app.db,
+        sea_orm::Statement::from_string(
+            backend_db,
+            "SELECT COUNT(*) AS n FROM audit_events WHERE changes LIKE '%old.person%'".to_owned(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let n: i64 = left.try_get("", "n").unwrap();
+    assert_eq!(n, 0);
     app.finish().await;
 }

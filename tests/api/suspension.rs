@@ -2,8 +2,10 @@
 //! real deliveries (a password changed at the provider) suspend the version after a few
 //! in a row, its mail — the mail that failed and all new mail — goes through the platform
 //! relay with the tenant's Reply-To, no further AUTH is tried with it, the tenant gets a
-//! notice and audit rows; a proven save brings it back. Time-critical mail that the
-//! tenant's server does not take in time goes through the relay by itself.
+//! notice (at the contact address an operator set, never at the sender address the admin
+//! typed, and never quoting the server) and audit rows; a proven save brings it back.
+//! Time-critical mail that the tenant's server does not take in time goes through the
+//! relay by itself.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,12 @@ use crate::support::*;
 crate::each_backend!(
     a_broken_password_suspends_the_settings_and_the_mail_goes_through_the_platform,
     time_critical_mail_falls_back_when_the_tenants_server_is_black_holed,
+    a_phishing_reply_is_mailed_to_no_stranger_and_the_contact_gets_codes_only,
+    operators_set_the_contact_address_and_only_they_and_the_tenant_see_it,
 );
+
+const CONTACT: &str =
+    "mutation($t:ID!,$c:String){ setTenantContactEmail(tenantId:$t, contactEmail:$c){ id contactEmail } }";
 
 const HEALTH: &str = "query($t:ID!){ tenant(id:$t){ effectiveSender { address source reasonCode replyTo } \
     mailSettings { version health { state consecutiveFailures lastFailure { stage smtpCode enhancedCode serverMessage route } hint hintCode } } } }";
@@ -121,6 +128,12 @@ async fn a_broken_password_suspends_the_settings_and_the_mail_goes_through_the_p
     })
     .await;
     let tenant = app.create_tenant("Sakura", "BIZ").await;
+    app.ok(
+        &app.operator(),
+        CONTACT,
+        json!({ "t": tenant, "c": "it@sakura.example" }),
+    )
+    .await;
     let admin = app.admin(&tenant);
     let worker = RunningWorker::start(&app);
 
@@ -194,10 +207,15 @@ async fn a_broken_password_suspends_the_settings_and_the_mail_goes_through_the_p
         let reply_to = m.header("Reply-To").expect("Reply-To");
         assert!(reply_to.ends_with("<shop@example.jp>"), "{reply_to}");
     }
-    // The tenant is told, at its own address, through the relay.
-    let notice: Vec<&Received> = at_relay.iter().filter(|m| m.rcpt_tos == ["shop@example.jp"]).collect();
-    assert_eq!(notice.len(), 1, "{at_relay:?}");
-    let text = decoded_body(notice[0]);
+    // The tenant is told, at the contact address the operator set, through the relay;
+    // nothing goes to the sender address the admin typed.
+    let notice = wait_for_mail_to(&relay, "it@sakura.example").await;
+    assert!(
+        relay.received().iter().all(|m| m.rcpt_tos != ["shop@example.jp"]),
+        "{at_relay:?}"
+    );
+    assert_eq!(notice.mail_from, "noreply@platform.example");
+    let text = decoded_body(&notice);
     for needle in ["AUTH", "535", "password", "パスワード", "Settings > Mail server"] {
         assert!(text.contains(needle), "{needle}: {text}");
     }
@@ -342,5 +360,206 @@ async fn time_critical_mail_falls_back_when_the_tenants_server_is_black_holed(ba
         "{m}"
     );
     worker.stop().await;
+    app.finish().await;
+}
+
+/// Waits until the relay received a mail for `to`; returns it.
+async fn wait_for_mail_to(relay: &SmtpServer, to: &str) -> Received {
+    let started = Instant::now();
+    loop {
+        let mut to_them: Vec<Received> = relay.received().into_iter().filter(|m| m.rcpt_tos == [to]).collect();
+        if let Some(mail) = to_them.pop() {
+            assert!(to_them.is_empty(), "one mail to {to}");
+            return mail;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no mail to {to}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A Biz admin aims its sender address at a stranger and points at a server that
+/// answers AUTH with a phishing line. After the failures the settings are suspended, and
+/// the platform's own sender mails nothing to the stranger: without a contact address no
+/// notice at all, with one a notice to the contact that names the stage and the reply
+/// codes (once) but not a word of the server's text.
+async fn a_phishing_reply_is_mailed_to_no_stranger_and_the_contact_gets_codes_only(backend: Backend) {
+    const PHISHING: &str = "535 5.7.8 Verify your bank details at https://phish.example/login";
+    let relay = SmtpServer::start(SmtpOptions::plain());
+    let mut opts = SmtpOptions::plain().with_auth("shop", "right");
+    opts.auth_reply = Some(PHISHING.into());
+    let hostile = SmtpServer::start(opts);
+    let port = hostile.port;
+    let relay_url = format!("smtp://127.0.0.1:{}", relay.port);
+    let app = spawn_app_with(backend, move |c| {
+        delivery_config(c, vec![port]);
+        c.settings_activation = mailgate::config::SettingsActivation::Save;
+        c.default_smtp_url = Some(secrecy::SecretString::from(relay_url));
+        c.suspend_after_failures = 3;
+    })
+    .await;
+    let without_contact = app.create_tenant("No contact", "BIZ").await;
+    let with_contact = app
+        .ok(
+            &app.operator(),
+            "mutation($n:String!,$c:String){ createTenant(name:$n, plan:BIZ, contactEmail:$c){ id contactEmail } }",
+            json!({ "n": "Contact", "c": "it@sakura.example" }),
+        )
+        .await["createTenant"]
+        .clone();
+    assert_eq!(with_contact["contactEmail"], "it@sakura.example");
+    let with_contact = with_contact["id"].as_str().unwrap().to_owned();
+    let stranger = json!({
+        "host": "localhost", "port": port, "encryption": "NONE",
+        "fromAddress": "stranger@victim.example", "fromName": "Your Bank",
+        "smtpAuth": true, "username": "shop", "password": "right",
+    });
+    let worker = RunningWorker::start(&app);
+    for tenant in [&without_contact, &with_contact] {
+        let saved = app
+            .ok(&app.admin(tenant), SAVE, json!({ "t": tenant, "i": stranger }))
+            .await;
+        assert_eq!(saved["updateMailSettings"]["health"]["state"], "LIVE", "{saved}");
+        let mut waiting = Vec::new();
+        for _ in 0..3 {
+            waiting.push(enqueue(&app, reset(tenant)).await["id"].as_str().unwrap().to_owned());
+        }
+        for id in &waiting {
+            wait_status(&app, id, "SENT", Duration::from_secs(60)).await;
+        }
+        let h = health(&app, tenant).await;
+        assert_eq!(h["mailSettings"]["health"]["state"], "SUSPENDED", "{h}");
+    }
+
+    // The contact's notice: codes and our hint, nothing the server wrote.
+    let notice = wait_for_mail_to(&relay, "it@sakura.example").await;
+    assert_eq!(notice.mail_from, "noreply@platform.example");
+    let text = decoded_body(&notice);
+    for needle in ["AUTH", "535 5.7.8", "パスワード", "password"] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    for words in [
+        "Verify",
+        "bank",
+        "phish.example",
+        "https://",
+        "stranger@victim.example",
+        "5.7.8 5.7.8",
+    ] {
+        assert!(!text.contains(words), "{words}: {text}");
+    }
+    // Nothing from the platform to the stranger, and no notice for the tenant without a
+    // contact: its deliveries are the three resets.
+    assert!(
+        relay
+            .received()
+            .iter()
+            .all(|m| m.rcpt_tos != ["stranger@victim.example"]),
+        "{:?}",
+        relay.received()
+    );
+    for (tenant, expected) in [(&without_contact, 3), (&with_contact, 4)] {
+        let all = app
+            .ok(
+                &app.operator(),
+                "query($t:ID!){ tenant(id:$t){ deliveries(first:50){ edges { node { to } } } } }",
+                json!({ "t": tenant }),
+            )
+            .await;
+        let to: Vec<&str> = all["tenant"]["deliveries"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["to"].as_str().unwrap())
+            .collect();
+        assert_eq!(to.len(), expected, "{all}");
+        assert!(!to.contains(&"stranger@victim.example"), "{all}");
+    }
+    // Each suspension is still in the audit trail.
+    for tenant in [&without_contact, &with_contact] {
+        let audit = app.ok(&app.operator(), AUDIT, json!({ "t": tenant })).await;
+        let suspended = audit["tenant"]["auditTrail"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["node"]["action"] == "MAIL_SETTINGS_SUSPENDED")
+            .count();
+        assert_eq!(suspended, 1, "{audit}");
+    }
+    worker.stop().await;
+    app.finish().await;
+}
+
+/// The contact address: operators set, change and clear it (validated like any address,
+/// audited); operators and the tenant's own admins see it, a service does not; nobody
+/// else may set it.
+async fn operators_set_the_contact_address_and_only_they_and_the_tenant_see_it(backend: Backend) {
+    const SEE: &str = "query($t:ID!){ tenant(id:$t){ contactEmail } }";
+    let app = spawn_app(backend).await;
+    let tenant = app.create_tenant("Sakura", "BIZ").await;
+    let seen = app.ok(&app.operator(), SEE, json!({ "t": tenant })).await;
+    assert_eq!(seen["tenant"]["contactEmail"], Value::Null);
+
+    let bad = app
+        .gql(&app.operator(), CONTACT, json!({ "t": tenant, "c": "not an address" }))
+        .await;
+    assert_eq!(code(&bad), "VALIDATION_FAILED", "{bad}");
+    assert_eq!(
+        fields(&bad),
+        vec![("contactEmail".to_owned(), "INVALID_FORMAT".to_owned())]
+    );
+    let bad = app
+        .gql(
+            &app.operator(),
+            "mutation{ createTenant(name:\"X\", plan:BIZ, contactEmail:\"x@[127.0.0.1]\"){ id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&bad), "VALIDATION_FAILED", "{bad}");
+    assert_eq!(fields(&bad)[0].0, "contactEmail", "{bad}");
+    for token in [app.admin(&tenant), app.service()] {
+        let denied = app
+            .gql(&token, CONTACT, json!({ "t": tenant, "c": "me@evil.example" }))
+            .await;
+        assert_eq!(code(&denied), "FORBIDDEN", "{denied}");
+    }
+
+    let set = app
+        .ok(
+            &app.operator(),
+            CONTACT,
+            json!({ "t": tenant, "c": "it@sakura.example" }),
+        )
+        .await;
+    assert_eq!(set["setTenantContactEmail"]["contactEmail"], "it@sakura.example");
+    let admin = app.ok(&app.admin(&tenant), SEE, json!({ "t": tenant })).await;
+    assert_eq!(admin["tenant"]["contactEmail"], "it@sakura.example");
+    let service = app.ok(&app.service(), SEE, json!({ "t": tenant })).await;
+    assert_eq!(
+        service["tenant"]["contactEmail"],
+        Value::Null,
+        "a service does not see it"
+    );
+
+    // Null (or empty) clears it.
+    let cleared = app
+        .ok(&app.operator(), CONTACT, json!({ "t": tenant, "c": null }))
+        .await;
+    assert_eq!(cleared["setTenantContactEmail"]["contactEmail"], Value::Null);
+    let missing = app
+        .gql(
+            &app.operator(),
+            CONTACT,
+            json!({ "t": "0191a2b3-0000-7000-8000-000000000000", "c": "it@sakura.example" }),
+        )
+        .await;
+    assert_eq!(code(&missing), "NOT_FOUND", "{missing}");
+    let audit = app.ok(&app.operator(), AUDIT, json!({ "t": tenant })).await;
+    let changed = audit["tenant"]["auditTrail"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["action"] == "TENANT_CONTACT_CHANGED")
+        .count();
+    assert_eq!(changed, 2, "{audit}");
     app.finish().await;
 }

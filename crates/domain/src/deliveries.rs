@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::access::{Caller, Role};
+use crate::delivery::retention::payload_hash;
 use crate::delivery::{Delivery, DeliveryStatus, DeliveryUpdate, NotificationRequest, render};
 use crate::error::{Error, FieldError, Result};
 use crate::ids::{DeliveryId, IdempotencyKey, MessageId};
@@ -210,6 +211,7 @@ impl DeliveryService {
             via_platform: false,
             content_removed_at: None,
             recipient_hash: None,
+            payload_hash: None,
             trace_parent,
             attempts: Vec::new(),
         };
@@ -222,8 +224,16 @@ impl DeliveryService {
             }
             // The key is a contract: the same key with another payload is a caller's bug
             // (or two notifications sharing a key), never silently the old delivery.
-            // Retention removed what the key stood for: nothing left to compare.
-            EnqueueOutcome::Existing(d) if d.content_removed_at.is_some() => Ok(d),
+            // Retention removed what the key stood for: its hash stands in for it (a
+            // delivery cleared before hashes were kept has nothing left to compare).
+            EnqueueOutcome::Existing(d) if d.content_removed_at.is_some() => match &d.payload_hash {
+                Some(kept)
+                    if *kept != payload_hash(delivery.kind, &delivery.to, delivery.locale, &delivery.message) =>
+                {
+                    Err(Error::IdempotencyKeyReused { existing: d.id })
+                }
+                _ => Ok(d),
+            },
             EnqueueOutcome::Existing(d)
                 if d.kind != delivery.kind
                     || d.to != delivery.to

@@ -8,7 +8,7 @@ use chrono::Utc;
 use crate::access::Caller;
 use crate::audit::{AuditAction, AuditEntry};
 use crate::error::{Error, Result};
-use crate::error::{FieldCode, WriteError};
+use crate::error::{FieldCode, FieldError, WriteError};
 use crate::health::{ActivationCode, ActivationMode, CodeRefusal, SettingsState};
 use crate::i18n::Locale;
 use crate::mail::{Diagnosis, OutgoingMail, SendFailure, SendReceipt, Subject, diagnose};
@@ -92,6 +92,28 @@ impl TenantView {
     /// own server is not used (nothing saved, plan, suspension, cleared).
     pub fn platform_sender(&self) -> &PlatformSender {
         &self.platform
+    }
+
+    /// The tenant's contact address as `caller` may see it: operators and the tenant's
+    /// own admins see it; a service (which sees every tenant to hand in mail) does not.
+    pub fn contact_email(&self, caller: &Caller) -> Option<&EmailAddress> {
+        let tenant = &self.record.tenant;
+        let may_see = match caller.role() {
+            crate::access::Role::Operator => true,
+            crate::access::Role::TenantAdmin => caller.tenant_id() == Some(tenant.id),
+            crate::access::Role::Service => false,
+        };
+        tenant.contact_email.as_ref().filter(|_| may_see)
+    }
+}
+
+/// A contact address as an operator gives it: blank or absent is none.
+fn contact_email(raw: Option<&str>) -> Result<Option<EmailAddress>> {
+    match raw.map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(None),
+        Some(r) => EmailAddress::parse(r)
+            .map(Some)
+            .map_err(|e| Error::validation("contactEmail", e)),
     }
 }
 
@@ -312,34 +334,60 @@ impl TenantService {
 
     /// Operators create tenants.
     pub async fn create_tenant(&self, caller: &Caller, name: &str, plan: Plan) -> Result<TenantView> {
+        self.create_tenant_with_contact(caller, name, plan, None).await
+    }
+
+    /// Operators create tenants, optionally with the contact address notices about the
+    /// tenant's settings go to (blank: none).
+    pub async fn create_tenant_with_contact(
+        &self,
+        caller: &Caller,
+        name: &str,
+        plan: Plan,
+        contact: Option<&str>,
+    ) -> Result<TenantView> {
         caller.require_operator()?;
-        let name = TenantName::parse(name).map_err(|e| Error::validation("name", e))?;
+        let parsed_name = TenantName::parse(name).map_err(|e| FieldError::new("name", e));
+        let parsed_contact = contact_email(contact);
+        let (name, contact_email) = match (parsed_name, parsed_contact) {
+            (Ok(name), Ok(contact)) => (name, contact),
+            (name, contact) => {
+                let mut errors: Vec<FieldError> = name.err().into_iter().collect();
+                if let Err(Error::Validation(mut more)) = contact {
+                    errors.append(&mut more);
+                }
+                return Err(Error::Validation(errors));
+            }
+        };
         let now = Utc::now();
         let tenant = Tenant {
             id: TenantId::generate(),
             name,
             plan,
+            contact_email,
             created_at: now,
             updated_at: now,
         };
-        let audit = AuditEntry::new(
-            tenant.id,
-            caller,
-            AuditAction::TenantCreated,
-            vec![
-                FieldChange::Value {
-                    field: "name".into(),
-                    before: None,
-                    after: Some(tenant.name.as_str().to_owned()),
-                },
-                FieldChange::Value {
-                    field: "plan".into(),
-                    before: None,
-                    after: Some(plan.code().to_owned()),
-                },
-            ],
-            now,
-        );
+        let mut changes = vec![
+            FieldChange::Value {
+                field: "name".into(),
+                before: None,
+                after: Some(tenant.name.as_str().to_owned()),
+            },
+            FieldChange::Value {
+                field: "plan".into(),
+                before: None,
+                after: Some(plan.code().to_owned()),
+            },
+        ];
+        if let Some(contact) = &tenant.contact_email {
+            changes.push(FieldChange::Value {
+                field: "contactEmail".into(),
+                before: None,
+                after: Some(contact.as_str().to_owned()),
+            });
+        }
+        let audit = AuditEntry::new(tenant.id, caller, AuditAction::TenantCreated, changes, now);
         self.store.insert_tenant(&tenant, &audit).await?;
         Ok(self.view(TenantRecord::new(tenant, None)))
     }
@@ -383,6 +431,40 @@ impl TenantService {
             if let Some(done) = writes.settle(written)? {
                 return Ok(done);
             }
+        }
+    }
+
+    /// Operators set the tenant's contact address (`None` or blank: remove it): the only
+    /// address notices about the tenant's settings are mailed to.
+    pub async fn set_contact_email(&self, caller: &Caller, id: TenantId, contact: Option<&str>) -> Result<TenantView> {
+        caller.require_operator()?;
+        let contact = contact_email(contact)?;
+        let mut record = self.load(id).await?;
+        if record.tenant.contact_email == contact {
+            return Ok(self.view(record));
+        }
+        let now = Utc::now();
+        let audit = AuditEntry::new(
+            id,
+            caller,
+            AuditAction::TenantContactChanged,
+            vec![FieldChange::Value {
+                field: "contactEmail".into(),
+                before: record.tenant.contact_email.as_ref().map(|c| c.as_str().to_owned()),
+                after: contact.as_ref().map(|c| c.as_str().to_owned()),
+            }],
+            now,
+        );
+        match self.store.set_contact_email(id, contact.as_ref(), now, &audit).await {
+            Ok(tenant) => {
+                record.tenant = tenant;
+                Ok(self.view(record))
+            }
+            Err(WriteError::NotFound) => Err(Error::NotFound),
+            // Not conditional on a version or plan: these do not arise.
+            Err(WriteError::VersionConflict { current }) => Err(Error::VersionConflict { current }),
+            Err(WriteError::PlanChanged) => Err(Error::NotFound),
+            Err(WriteError::Store(e)) => Err(e.into()),
         }
     }
 

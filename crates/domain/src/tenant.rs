@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use crate::plan::{Plan, sender_override_permit};
 use crate::sender::{SenderReason, SenderRoute, sender_route};
-use crate::values::{ValueError, has_control_chars};
+use crate::values::{EmailAddress, ValueError, has_control_chars};
 
 crate::ids::uuid_id! {
     /// A tenant's id.
@@ -50,6 +50,10 @@ pub struct Tenant {
     pub id: TenantId,
     pub name: TenantName,
     pub plan: Plan,
+    /// The address an operator set for the tenant: the only one notices about its
+    /// settings (a suspension) are mailed to, through the platform's own sender. Never
+    /// the tenant's own sender address, which its admin types and nobody proved.
+    pub contact_email: Option<EmailAddress>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -115,9 +115,27 @@ pub struct MutationRoot;
 
 #[Object(name = "Mutation")]
 impl MutationRoot {
-    /// Operators: a new tenant on a plan.
-    async fn create_tenant(&self, ctx: &Context<'_>, name: String, plan: Plan) -> async_graphql::Result<Tenant> {
-        tenants::create(ctx, name, plan).await
+    /// Operators: a new tenant on a plan, optionally with the contact address notices
+    /// about its settings (a suspension) are mailed to.
+    async fn create_tenant(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        plan: Plan,
+        contact_email: Option<String>,
+    ) -> async_graphql::Result<Tenant> {
+        tenants::create(ctx, name, plan, contact_email).await
+    }
+
+    /// Operators: set the tenant's contact address (null or empty removes it), the only
+    /// address notices about its settings are mailed to.
+    async fn set_tenant_contact_email(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        contact_email: Option<String>,
+    ) -> async_graphql::Result<Tenant> {
+        tenants::set_contact_email(ctx, tenant_id, contact_email).await
     }
 
     /// Operators: move a tenant to another plan. On ECONOMY, BASIC or PRO its settings

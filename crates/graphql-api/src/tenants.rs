@@ -1,6 +1,7 @@
 //! GraphQL for tenants and plans: `viewer`, `tenant`, `tenants`, `plans`,
-//! `createTenant`, `changeTenantPlan` and `clearMailSettings` (which answers with the
-//! tenant), and the `Tenant` type that gathers the other features' fields.
+//! `createTenant`, `changeTenantPlan`, `setTenantContactEmail` and `clearMailSettings`
+//! (which answers with the tenant), and the `Tenant` type that gathers the other
+//! features' fields.
 
 use std::str::FromStr;
 
@@ -102,6 +103,14 @@ impl Tenant {
     /// Whether the plan allows the tenant's own mail server and sender address.
     async fn can_override_sender(&self) -> bool {
         self.0.tenant().plan.can_override_sender()
+    }
+    /// The address an operator set for notices about the tenant's settings (a
+    /// suspension); null when none is set, and for callers other than operators and the
+    /// tenant's admins. Without one, such notices are not mailed.
+    async fn contact_email(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let rc = ctx.data::<RequestContext>()?;
+        let caller = rc.caller().gql(rc.locale)?;
+        Ok(self.0.contact_email(caller).map(|c| c.as_str().to_owned()))
     }
     /// Null when nothing is saved. `SETTINGS_UNREADABLE` (with `currentVersion`) when
     /// settings are saved but cannot be read back: save them anew or clear them.
@@ -252,10 +261,30 @@ pub(crate) fn plans() -> Vec<PlanInfo> {
 }
 
 /// `Mutation.createTenant`.
-pub(crate) async fn create(ctx: &Context<'_>, name: String, plan: Plan) -> async_graphql::Result<Tenant> {
+pub(crate) async fn create(
+    ctx: &Context<'_>,
+    name: String,
+    plan: Plan,
+    contact_email: Option<String>,
+) -> async_graphql::Result<Tenant> {
     let (caller, service, l) = caller_and::<TenantService>(ctx)?;
     service
-        .create_tenant(caller, &name, plan.into())
+        .create_tenant_with_contact(caller, &name, plan.into(), contact_email.as_deref())
+        .await
+        .map(Tenant)
+        .gql(l)
+}
+
+/// `Mutation.setTenantContactEmail`.
+pub(crate) async fn set_contact_email(
+    ctx: &Context<'_>,
+    tenant_id: ID,
+    contact_email: Option<String>,
+) -> async_graphql::Result<Tenant> {
+    let (caller, service, l) = caller_and::<TenantService>(ctx)?;
+    let id = parse_tenant_id(&tenant_id).gql(l)?;
+    service
+        .set_contact_email(caller, id, contact_email.as_deref())
         .await
         .map(Tenant)
         .gql(l)

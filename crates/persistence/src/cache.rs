@@ -15,6 +15,7 @@ use domain::health::{ActivationCode, SettingsFailure, SettingsState};
 use domain::ports::{TenantRecord, TenantStore};
 use domain::settings::{MailSettings, StoredMailSettings};
 use domain::suspension::Suspension;
+use domain::values::EmailAddress;
 use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
 use domain::{StoreError, WriteError};
 use moka::future::Cache;
@@ -126,6 +127,18 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         result
     }
 
+    async fn set_contact_email(
+        &self,
+        id: TenantId,
+        contact: Option<&EmailAddress>,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Tenant, WriteError> {
+        let result = self.inner.set_contact_email(id, contact, at, audit).await;
+        self.invalidate(id).await;
+        result
+    }
+
     async fn save_mail_settings(
         &self,
         id: TenantId,
@@ -211,6 +224,15 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
 
     async fn record_audit(&self, audit: &AuditEntry) -> Result<(), StoreError> {
         self.inner.record_audit(audit).await
+    }
+
+    async fn remove_old_audit_content(
+        &self,
+        before: DateTime<Utc>,
+        limit: u64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.inner.remove_old_audit_content(before, limit, now).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

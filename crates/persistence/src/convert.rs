@@ -18,6 +18,7 @@ use domain::settings::{
     Encryption, FieldChange, MailSettings, MailSettingsDraft, PopBeforeSmtpDraft, ServerKind, StoredMailSettings,
 };
 use domain::tenant::UnreadableSettings;
+use domain::values::EmailAddress;
 use domain::{Plan, Tenant, TenantId, TenantName};
 use sea_orm::ActiveValue::Set;
 use sea_orm::DbErr;
@@ -54,6 +55,12 @@ pub(crate) fn tenant_from_row(row: &tenants::Model) -> Result<Tenant, StoreError
         id,
         name: TenantName::parse(&row.name).map_err(|e| corrupt(&subject, "name", e))?,
         plan: Plan::from_str(&row.plan).map_err(|_| corrupt(&subject, "plan", INVALID))?,
+        contact_email: row
+            .contact_email
+            .as_deref()
+            .map(EmailAddress::parse)
+            .transpose()
+            .map_err(|e| corrupt(&subject, "contactEmail", e))?,
         created_at: row.created_at,
         updated_at: row.updated_at,
     })
@@ -65,6 +72,7 @@ pub(crate) fn tenant_row(tenant: &Tenant) -> tenants::ActiveModel {
         name: Set(tenant.name.as_str().to_owned()),
         plan: Set(tenant.plan.code().to_owned()),
         settings_version: Set(0),
+        contact_email: Set(tenant.contact_email.as_ref().map(|c| c.as_str().to_owned())),
         created_at: Set(tenant.created_at),
         updated_at: Set(tenant.updated_at),
     }
@@ -343,7 +351,7 @@ struct StoredChange {
     after: Option<String>,
 }
 
-fn changes_json(changes: &[FieldChange]) -> String {
+pub(crate) fn changes_json(changes: &[FieldChange]) -> String {
     let items: Vec<serde_json::Value> = changes
         .iter()
         .map(|c| match c {
@@ -365,6 +373,7 @@ pub(crate) fn audit_row(entry: &AuditEntry) -> audit_events::ActiveModel {
         action: Set(entry.action.code().to_owned()),
         changes: Set(changes_json(&entry.changes)),
         at: Set(entry.at),
+        content_removed_at: Set(None),
     }
 }
 
@@ -427,6 +436,7 @@ pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliverie
         via_platform: Set(delivery.via_platform),
         content_removed_at: Set(delivery.content_removed_at),
         recipient_hash: Set(delivery.recipient_hash.clone()),
+        payload_hash: Set(delivery.payload_hash.clone()),
         trace_parent: Set(delivery.trace_parent.as_ref().map(|t| t.as_str().to_owned())),
     }
 }
@@ -463,6 +473,7 @@ mod tests {
             action: "MAIL_SETTINGS_SAVED".into(),
             changes: json,
             at: Utc::now(),
+            content_removed_at: None,
         };
         assert_eq!(audit_from_row(&row).unwrap().changes, changes);
     }

@@ -207,17 +207,13 @@ impl DeliveryQueue for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let done = [DeliveryStatus::Sent.code(), DeliveryStatus::Failed.code()];
-        let rows: Vec<(String, String, Option<String>)> = deliveries::Entity::find()
-            .select_only()
-            .column(deliveries::Column::Id)
-            .column(deliveries::Column::ToAddress)
-            .column(deliveries::Column::FailureReason)
+        // The whole row: the payload's hash is taken from the content about to go.
+        let rows = deliveries::Entity::find()
             .filter(deliveries::Column::ContentRemovedAt.is_null())
             .filter(deliveries::Column::UpdatedAt.lt(before))
             .filter(deliveries::Column::Status.is_in(done))
             .order_by_asc(deliveries::Column::UpdatedAt)
             .limit(limit)
-            .into_tuple()
             .all(self.connection())
             .await
             .map_err(db_err)?;
@@ -227,10 +223,20 @@ impl DeliveryQueue for SqlStore {
         let _turn = self.queue_write_turn().await;
         let txn = self.begin_write().await?;
         let mut cleared = Vec::with_capacity(rows.len());
-        for (id, to, reason) in &rows {
+        for row in &rows {
+            let id = &row.id;
             // A value that no longer parses is removed all the same; its hash then stays unset.
-            let hash = EmailAddress::parse(to).ok().map(|a| retention::recipient_hash(&a));
-            let reason = reason.as_deref().map(|r| {
+            let hash = EmailAddress::parse(&row.to_address)
+                .ok()
+                .map(|a| retention::recipient_hash(&a));
+            // Only what an idempotency key can come back for needs the payload's hash.
+            let payload = match &row.idempotency_key {
+                Some(_) => delivery_from_row(row, Vec::new())
+                    .ok()
+                    .map(|d| retention::payload_hash(d.kind, &d.to, d.locale, &d.message)),
+                None => None,
+            };
+            let reason = row.failure_reason.as_deref().map(|r| {
                 retention::reason_without_reply(&FailureReason::from_text(r))
                     .as_text()
                     .to_owned()
@@ -242,6 +248,7 @@ impl DeliveryQueue for SqlStore {
                 .col_expr(deliveries::Column::HtmlBody, Expr::value(Option::<String>::None))
                 .col_expr(deliveries::Column::FailureReason, Expr::value(reason))
                 .col_expr(deliveries::Column::RecipientHash, Expr::value(hash))
+                .col_expr(deliveries::Column::PayloadHash, Expr::value(payload))
                 .col_expr(deliveries::Column::ContentRemovedAt, Expr::value(Some(now)))
                 .filter(deliveries::Column::Id.eq(id.as_str()))
                 .filter(deliveries::Column::ContentRemovedAt.is_null())
@@ -821,6 +828,7 @@ pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>)
         via_platform: row.via_platform,
         content_removed_at: row.content_removed_at,
         recipient_hash: row.recipient_hash.clone(),
+        payload_hash: row.payload_hash.clone(),
         // A malformed value only loses the link to the trace.
         trace_parent: row.trace_parent.as_deref().and_then(domain::TraceParent::parse),
         attempts,

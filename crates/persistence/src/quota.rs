@@ -5,6 +5,13 @@
 //! there are in all, so the limits hold across processes, with one round trip per chunk
 //! instead of per enqueue. A chunk a process has not used when its window ends is not
 //! handed out (the limit is never exceeded; it can be undershot by that much).
+//!
+//! A reservation remembers the limit it was taken under. When the limit changes (an
+//! operator lowered or raised the override), what is left of it goes back to the
+//! database's count and the next take reserves under the new limit, so a lower limit
+//! holds from the next enqueue on, counting what the window already took. (Another
+//! process sees the new override when its copy expires, `OVERRIDE_TTL`; until then it
+//! hands out at most what it had reserved.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,8 +30,19 @@ use crate::store::SqlStore;
 /// Overrides are read again after this (a change through this process is seen at once).
 const OVERRIDE_TTL: Duration = Duration::from_secs(30);
 
-/// This process's reservations: (tenant, window) → (window start, takes left).
-type Reserved = HashMap<(TenantId, &'static str), (i64, u32)>;
+/// This process's reservations of a tenant's window.
+#[derive(Debug, Clone, Copy)]
+struct Reservation {
+    /// The window's start (ms since the epoch).
+    start: i64,
+    /// Takes reserved and not yet handed out.
+    left: u32,
+    /// The limit they were reserved under.
+    limit: u32,
+}
+
+/// This process's reservations: (tenant, window) → its reservation.
+type Reserved = HashMap<(TenantId, &'static str), Reservation>;
 
 /// [`EnqueueQuota`] on a [`SqlStore`], with this process's reservations.
 pub struct QuotaGate {
@@ -162,13 +180,82 @@ impl QuotaGate {
         txn.commit().await.map_err(db_err)?;
         let mut reserved = self.lock();
         for (window, start, k) in granted {
-            let entry = reserved.entry((tenant, window.code())).or_insert((start, 0));
-            if entry.0 != start {
-                *entry = (start, 0);
+            let limit = windows.iter().find(|(w, _)| *w == window).map_or(0, |(_, l)| *l);
+            let entry = reserved
+                .entry((tenant, window.code()))
+                .or_insert(Reservation { start, left: 0, limit });
+            if entry.start != start || entry.limit != limit {
+                *entry = Reservation { start, left: 0, limit };
             }
-            entry.1 = entry.1.saturating_add(k);
+            entry.left = entry.left.saturating_add(k);
         }
         Ok(None)
+    }
+
+    /// Takes back what this process reserved of `tenant`'s windows under another limit
+    /// than `limited` says now: the unused takes leave this process and the database's
+    /// count, so the next reservation is decided under the new limit with what the
+    /// window really took.
+    async fn release_changed(
+        &self,
+        tenant: TenantId,
+        limited: &[(Window, u32)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let stale: Vec<(Window, Reservation)> = {
+            let mut reserved = self.lock();
+            Window::ALL
+                .into_iter()
+                .filter_map(|w| {
+                    let limit = limited.iter().find(|(l, _)| *l == w).map_or(0, |(_, l)| *l);
+                    let key = (tenant, w.code());
+                    let changed = reserved.get(&key).is_some_and(|r| r.limit != limit);
+                    if changed {
+                        reserved.remove(&key).map(|r| (w, r))
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        };
+        let db = self.store.connection();
+        let backend = db.get_database_backend();
+        let p = |n: usize| {
+            if backend == DbBackend::Postgres {
+                format!("${n}")
+            } else {
+                "?".to_owned()
+            }
+        };
+        for (window, r) in stale {
+            // A window that has ended keeps its count: it no longer decides anything.
+            if r.left == 0 || r.start != window.start_ms(now) {
+                continue;
+            }
+            db.execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "UPDATE enqueue_counters SET count = CASE WHEN count > {} THEN count - {} ELSE 0 END \
+                     WHERE tenant_id = {} AND window_kind = {} AND window_start_ms = {}",
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5),
+                ),
+                // In the order they appear (SQLite's `?` are positional).
+                [
+                    i64::from(r.left).into(),
+                    i64::from(r.left).into(),
+                    tenant.to_string().into(),
+                    window.code().into(),
+                    r.start.into(),
+                ],
+            ))
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(())
     }
 }
 
@@ -185,6 +272,9 @@ impl EnqueueQuota for QuotaGate {
             .map(|w| (w, w.limit(limits)))
             .filter(|(_, limit)| *limit > 0)
             .collect();
+        // Reservations made under another limit (an override changed) are given back
+        // first, so the new limit counts from what the window really took.
+        self.release_changed(tenant, &limited, now).await?;
         if limited.is_empty() {
             return Ok(None);
         }
@@ -196,16 +286,16 @@ impl EnqueueQuota for QuotaGate {
                 let missing: Vec<(Window, u32)> = limited
                     .iter()
                     .copied()
-                    .filter(|(w, _)| {
+                    .filter(|(w, limit)| {
                         reserved
                             .get(&(tenant, w.code()))
-                            .is_none_or(|(start, left)| *start != w.start_ms(now) || *left == 0)
+                            .is_none_or(|r| r.start != w.start_ms(now) || r.left == 0 || r.limit != *limit)
                     })
                     .collect();
                 if missing.is_empty() {
                     for (w, _) in &limited {
                         if let Some(entry) = reserved.get_mut(&(tenant, w.code())) {
-                            entry.1 -= 1;
+                            entry.left -= 1;
                         }
                     }
                     return Ok(None);

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use domain::audit::AuditEntry;
+use domain::audit::{ACTIONS_WITH_CONTENT, AuditEntry};
 use domain::health::{ActivationCode, SettingsFailure, SettingsHealth, SettingsState, state_after_failure};
 use domain::ports::{TenantRecord, TenantStore};
 use domain::settings::{MailSettings, StoredMailSettings};
 use domain::suspension::Suspension;
+use domain::values::EmailAddress;
 use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
 use domain::{StoreError, WriteError};
 use sea_orm::ActiveValue::Set;
@@ -23,8 +24,8 @@ use sea_orm::{
 
 use crate::convert::delivery_row;
 use crate::convert::{
-    audit_from_row, audit_row, corrupt, db_err, health_from_row, record_from_rows, set_health, settings_row,
-    tenant_from_row, tenant_id, tenant_row,
+    audit_from_row, audit_row, changes_json, corrupt, db_err, health_from_row, record_from_rows, set_health,
+    settings_row, tenant_from_row, tenant_id, tenant_row,
 };
 use crate::crypto::{SecretKeyRing, SecretPurpose};
 use crate::entities::{audit_events, deliveries, mail_settings, tenants};
@@ -38,7 +39,15 @@ pub struct SqlStore {
     /// SQLite only: the queue's writers (enqueue, claim, finish) take turns here rather
     /// than in SQLite's busy handler, which sleeps whole milliseconds between tries.
     queue_writes: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// One readiness write at a time: a probe that outlives its deadline finishes (and
+    /// rolls back) on its own while later probes wait here, so a locked database never
+    /// piles probes up on the pool.
+    ready_probe: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// How long the readiness write may take before the database counts as not ready
+/// (shorter than SQLite's busy timeout, which a locked database would wait out).
+pub const READY_WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl SqlStore {
     /// A store over an open, migrated database (see [`crate::connect`] and
@@ -46,7 +55,38 @@ impl SqlStore {
     pub fn new(db: DatabaseConnection, keys: Arc<SecretKeyRing>) -> Self {
         let queue_writes =
             (db.get_database_backend() == sea_orm::DbBackend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
-        Self { db, keys, queue_writes }
+        Self {
+            db,
+            keys,
+            queue_writes,
+            ready_probe: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// A write that must get through: a write transaction (on SQLite `BEGIN IMMEDIATE`,
+    /// which takes the database's write lock) with an `UPDATE` that matches no row (on
+    /// PostgreSQL refused by a read-only server or transaction), rolled back.
+    async fn probe_write(db: &DatabaseConnection) -> Result<(), StoreError> {
+        let backend = db.get_database_backend();
+        let txn = db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+            .map_err(db_err)?;
+        if backend == sea_orm::DbBackend::Postgres {
+            let ms = READY_WRITE_DEADLINE.as_millis();
+            txn.execute_unprepared(&format!(
+                "SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms}"
+            ))
+            .await
+            .map_err(db_err)?;
+        }
+        txn.execute_unprepared("UPDATE tenants SET settings_version = settings_version WHERE 1 = 0")
+            .await
+            .map_err(db_err)?;
+        txn.rollback().await.map_err(db_err)
     }
 
     /// Held while the delivery queue writes (SQLite only; see the field).
@@ -309,6 +349,40 @@ impl TenantStore for SqlStore {
         Ok(tenant)
     }
 
+    async fn set_contact_email(
+        &self,
+        id: TenantId,
+        contact: Option<&EmailAddress>,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Tenant, WriteError> {
+        let key = id.to_string();
+        let txn = self.begin_write().await?;
+        let changed = tenants::Entity::update_many()
+            .col_expr(
+                tenants::Column::ContactEmail,
+                Expr::value(contact.map(|c| c.as_str().to_owned())),
+            )
+            .col_expr(tenants::Column::UpdatedAt, Expr::value(at))
+            .filter(tenants::Column::Id.eq(key.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if changed.rows_affected == 0 {
+            rollback(txn).await?;
+            return Err(WriteError::NotFound);
+        }
+        Self::insert_audit(&txn, audit).await?;
+        let row = tenants::Entity::find_by_id(key)
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+            .ok_or(WriteError::NotFound)?;
+        let tenant = tenant_from_row(&row)?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(tenant)
+    }
+
     async fn save_mail_settings(
         &self,
         id: TenantId,
@@ -439,10 +513,12 @@ impl TenantStore for SqlStore {
         set_health(&mut update, &after);
         mail_settings::Entity::update(update).exec(&txn).await.map_err(db_err)?;
         if suspended {
-            deliveries::Entity::insert(delivery_row(&suspension.notice, failure.at))
-                .exec_without_returning(&txn)
-                .await
-                .map_err(db_err)?;
+            if let Some(notice) = &suspension.notice {
+                deliveries::Entity::insert(delivery_row(notice, failure.at))
+                    .exec_without_returning(&txn)
+                    .await
+                    .map_err(db_err)?;
+            }
             Self::insert_audit(&txn, &suspension.audit).await?;
         } else {
             crate::changes::notify_change(&txn, &key).await?;
@@ -541,13 +617,83 @@ impl TenantStore for SqlStore {
         Ok(())
     }
 
+    async fn remove_old_audit_content(
+        &self,
+        before: DateTime<Utc>,
+        limit: u64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let actions = ACTIONS_WITH_CONTENT.map(|a| a.code());
+        let rows = audit_events::Entity::find()
+            .filter(audit_events::Column::Action.is_in(actions))
+            .filter(audit_events::Column::ContentRemovedAt.is_null())
+            .filter(audit_events::Column::At.lt(before))
+            .order_by_asc(audit_events::Column::At)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let _turn = self.queue_write_turn().await;
+        let txn = self.begin_write().await?;
+        let mut cleared = 0;
+        for row in &rows {
+            // An entry that no longer reads back loses all its changes rather than keep
+            // what might be a person's data.
+            let changes = match audit_from_row(row) {
+                Ok(entry) => changes_json(&entry.changes_without_content()),
+                Err(error) => {
+                    tracing::error!(entry = %row.id, %error, "an audit entry past retention cannot be read; its changes are removed");
+                    changes_json(&[])
+                }
+            };
+            let changed = audit_events::Entity::update_many()
+                .col_expr(audit_events::Column::Changes, Expr::value(changes))
+                .col_expr(audit_events::Column::ContentRemovedAt, Expr::value(Some(now)))
+                .filter(audit_events::Column::Id.eq(row.id.as_str()))
+                .filter(audit_events::Column::ContentRemovedAt.is_null())
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+            cleared += changed.rows_affected;
+        }
+        txn.commit().await.map_err(db_err)?;
+        Ok(cleared)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let backend = self.db.get_database_backend();
         self.db
             .query_one_raw(Statement::from_string(backend, "SELECT 1"))
             .await
             .map_err(db_err)?;
-        Ok(())
+        // The write runs as a task of its own: past the deadline the answer is "not
+        // ready", and the probe still ends (and rolls back) rather than being dropped
+        // half-way through a `BEGIN` on a pooled connection.
+        let gate = self.ready_probe.clone();
+        let db = self.db.clone();
+        let probe = async move {
+            let turn = gate.lock_owned().await;
+            tokio::spawn(async move {
+                let written = Self::probe_write(&db).await;
+                drop(turn);
+                written
+            })
+            .await
+        };
+        match tokio::time::timeout(READY_WRITE_DEADLINE, probe).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(joined)) => Err(StoreError::Database(Box::new(joined))),
+            Err(_) => Err(StoreError::Database(
+                format!(
+                    "a write did not get through within {} ms",
+                    READY_WRITE_DEADLINE.as_millis()
+                )
+                .into(),
+            )),
+        }
     }
 }
 

@@ -103,6 +103,7 @@ pub(crate) async fn new_tenant(store: &dyn TenantStore, plan: Plan) -> Tenant {
         id: TenantId::generate(),
         name: TenantName::parse("Example Shop").unwrap(),
         plan,
+        contact_email: None,
         created_at: now,
         updated_at: now,
     };
@@ -737,4 +738,138 @@ async fn postgres_settings_saved_before_verification_are_live_after_the_upgrade(
     if let Err(e) = run {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+/// A lowered enqueue quota holds from the next enqueue: what this process reserved under
+/// the old limit goes back, and the window counts what it really took (the issue's
+/// cases: 40 of 40 accepted after lowering to 5 a minute, 49 of 200 after lowering to 3
+/// a day). A raised one lets more through at once.
+async fn a_lowered_quota_holds_from_the_next_enqueue(db: DatabaseConnection) {
+    use domain::ports::EnqueueQuota as _;
+    use domain::quota::EnqueueLimits;
+    let store = SqlStore::new(db, keys());
+    let gate = crate::QuotaGate::new(store.clone());
+    // Mid-minute and mid-day: the windows do not end during the test.
+    let now = chrono::DateTime::parse_from_rfc3339("2026-12-06T10:20:30Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let accepted = |tenant: TenantId, limits: EnqueueLimits, tries: usize| {
+        let gate = &gate;
+        async move {
+            let mut n = 0;
+            for _ in 0..tries {
+                if gate.try_take(tenant, limits, now).await.unwrap().is_none() {
+                    n += 1;
+                }
+            }
+            n
+        }
+    };
+
+    let minute = new_tenant(&store, Plan::Share).await.id;
+    let defaults = EnqueueLimits {
+        per_minute: 1_000,
+        per_day: 50_000,
+    };
+    assert_eq!(accepted(minute, defaults, 1).await, 1);
+    let lowered = EnqueueLimits {
+        per_minute: 5,
+        ..defaults
+    };
+    assert_eq!(
+        accepted(minute, lowered, 40).await,
+        4,
+        "five in the minute, the one before included"
+    );
+    let refused = gate.try_take(minute, lowered, now).await.unwrap();
+    assert_eq!(refused, Some(30), "until the next minute");
+
+    let day = new_tenant(&store, Plan::Share).await.id;
+    let defaults = EnqueueLimits {
+        per_minute: 0,
+        per_day: 1_000,
+    };
+    assert_eq!(accepted(day, defaults, 1).await, 1);
+    let lowered = EnqueueLimits {
+        per_minute: 0,
+        per_day: 3,
+    };
+    assert_eq!(accepted(day, lowered, 200).await, 2, "three in the day");
+    let raised = EnqueueLimits {
+        per_minute: 0,
+        per_day: 10,
+    };
+    assert_eq!(accepted(day, raised, 20).await, 7, "ten in the day");
+}
+
+#[tokio::test]
+async fn sqlite_a_lowered_quota_holds_from_the_next_enqueue() {
+    let (_file, db) = sqlite().await;
+    a_lowered_quota_holds_from_the_next_enqueue(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_lowered_quota_holds_from_the_next_enqueue() {
+    in_postgres_schema(a_lowered_quota_holds_from_the_next_enqueue).await;
+}
+
+/// Waits until the store is ready again (the probe left behind by a refusal finishes on
+/// its own first).
+async fn ready_again(store: &SqlStore) {
+    let started = std::time::Instant::now();
+    while let Err(e) = store.ping().await {
+        assert!(started.elapsed() < Duration::from_secs(15), "never ready again: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `/readyz`'s check: a database whose write lock another connection (another process)
+/// holds answers reads but takes no write, so it is not ready — within the deadline, not
+/// after SQLite's busy timeout; once the lock is gone it is ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_is_not_ready_while_another_connection_holds_the_write_lock() {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    let (file, db) = sqlite().await;
+    let store = SqlStore::new(db, keys());
+    store.ping().await.unwrap();
+    let other = connect(&file.url(), None, 1).await.unwrap();
+    let lock = other
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(store.ping().await.is_err(), "not ready while the write lock is held");
+    assert!(
+        started.elapsed() < crate::store::READY_WRITE_DEADLINE + Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    lock.rollback().await.unwrap();
+    ready_again(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_is_not_ready_while_another_session_locks_the_tables() {
+    in_postgres_schema(|db| async move {
+        use sea_orm::TransactionTrait;
+        let store = SqlStore::new(db.clone(), keys());
+        store.ping().await.unwrap();
+        let lock = db.begin().await.unwrap();
+        lock.execute_unprepared("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        assert!(store.ping().await.is_err(), "not ready while writes wait");
+        assert!(
+            started.elapsed() < crate::store::READY_WRITE_DEADLINE + Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        lock.rollback().await.unwrap();
+        ready_again(&store).await;
+    })
+    .await;
 }

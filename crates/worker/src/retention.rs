@@ -1,12 +1,15 @@
 //! Retention in the background: every few minutes the content of deliveries that have
 //! been done (`SENT`, `FAILED`) for longer than the retention window is removed, in small
 //! batches (one transaction each) with a pause between them, so it never competes with
-//! sending. Several processes may run it at once: a row is cleared once.
+//! sending; so is what audit entries older than the window hold of a person's data (a
+//! test mail's recipient, a server's reply; `AuditEntry::changes_without_content`).
+//! Several processes may run it at once: a row is cleared once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use domain::StoreError;
 use domain::delivery::retention::RETENTION_BATCH;
 
 use crate::Shared;
@@ -20,28 +23,54 @@ const BETWEEN_BATCHES: Duration = Duration::from_millis(200);
 pub(crate) async fn remove_old_content(shared: Arc<Shared>, keep_for: Duration) {
     loop {
         let before = Utc::now() - chrono::Duration::from_std(keep_for).unwrap_or(chrono::Duration::days(3650));
-        loop {
-            match shared
-                .queue
-                .remove_old_content(before, RETENTION_BATCH, Utc::now())
-                .await
-            {
-                Ok(n) => {
-                    shared.metrics.content_removed(n);
-                    if n > 0 {
-                        tracing::debug!(removed = n, "removed the content of old deliveries");
-                    }
-                    if n < RETENTION_BATCH {
-                        break;
-                    }
+        in_batches("delivery content", || {
+            let shared = shared.clone();
+            async move {
+                let n = shared
+                    .queue
+                    .remove_old_content(before, RETENTION_BATCH, Utc::now())
+                    .await?;
+                shared.metrics.content_removed(n);
+                Ok(n)
+            }
+        })
+        .await;
+        in_batches("audit entries' content", || {
+            let shared = shared.clone();
+            async move {
+                shared
+                    .tenants
+                    .remove_old_audit_content(before, RETENTION_BATCH, Utc::now())
+                    .await
+            }
+        })
+        .await;
+        tokio::time::sleep(EVERY).await;
+    }
+}
+
+/// Runs `batch` until a batch clears fewer than [`RETENTION_BATCH`] rows (or fails: it is
+/// tried again next round), pausing between batches.
+async fn in_batches<F, Fut>(what: &str, mut batch: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
+{
+    loop {
+        match batch().await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(removed = n, "removed old {what}");
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "removing old delivery content failed; tried again later");
+                if n < RETENTION_BATCH {
                     break;
                 }
             }
-            tokio::time::sleep(BETWEEN_BATCHES).await;
+            Err(e) => {
+                tracing::warn!(error = %e, "removing old {what} failed; tried again later");
+                break;
+            }
         }
-        tokio::time::sleep(EVERY).await;
+        tokio::time::sleep(BETWEEN_BATCHES).await;
     }
 }

@@ -187,6 +187,7 @@ impl MemoryTenants {
                     id: *id,
                     name: TenantName::parse("site").unwrap(),
                     plan: Plan::Basic,
+                    contact_email: None,
                     created_at: now,
                     updated_at: now,
                 };
@@ -206,6 +207,7 @@ impl MemoryTenants {
                     id: *id,
                     name: TenantName::parse("site").unwrap(),
                     plan: Plan::Share,
+                    contact_email: None,
                     created_at: now,
                     updated_at: now,
                 };
@@ -256,6 +258,15 @@ impl TenantStore for MemoryTenants {
         _: TenantId,
         _: Plan,
         _: Plan,
+        _: DateTime<Utc>,
+        _: &domain::audit::AuditEntry,
+    ) -> Result<Tenant, WriteError> {
+        Err(unsupported().into())
+    }
+    async fn set_contact_email(
+        &self,
+        _: TenantId,
+        _: Option<&domain::values::EmailAddress>,
         _: DateTime<Utc>,
         _: &domain::audit::AuditEntry,
     ) -> Result<Tenant, WriteError> {
@@ -325,6 +336,9 @@ impl TenantStore for MemoryTenants {
     }
     async fn record_audit(&self, _: &domain::audit::AuditEntry) -> Result<(), StoreError> {
         Err(unsupported())
+    }
+    async fn remove_old_audit_content(&self, _: DateTime<Utc>, _: u64, _: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(0)
     }
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
@@ -516,6 +530,7 @@ fn delivery(tenant: TenantId) -> Delivery {
         via_platform: false,
         content_removed_at: None,
         recipient_hash: None,
+        payload_hash: None,
         trace_parent: None,
         attempts: Vec::new(),
     }

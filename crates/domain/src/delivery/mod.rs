@@ -140,6 +140,9 @@ pub struct Delivery {
     pub content_removed_at: Option<DateTime<Utc>>,
     /// The recipient's hash, kept once the address is removed.
     pub recipient_hash: Option<String>,
+    /// The hash of what its idempotency key stood for ([`retention::payload_hash`]), kept
+    /// once the content is removed, so the key still tells another payload apart.
+    pub payload_hash: Option<String>,
     /// The trace of the request that handed it in (W3C `traceparent`), if it had one.
     pub trace_parent: Option<crate::ids::TraceParent>,
     pub attempts: Vec<Attempt>,

@@ -2,11 +2,13 @@
 //! subject, bodies (password-reset links, personal names) and the servers' reply texts —
 //! only for the retention window. Then the content is removed; what stays is the row's
 //! status, times, stage and codes, and a hash of the recipient, enough for support ("was
-//! a mail to this address sent on that day?") and for metrics.
+//! a mail to this address sent on that day?") and for metrics, and a hash of the whole
+//! payload, enough to tell whether an idempotency key comes back with the same one.
 
 use sha2::{Digest, Sha256};
 
-use super::FailureReason;
+use super::{FailureReason, NotificationKind, RenderedMessage};
+use crate::i18n::Locale;
 use crate::values::EmailAddress;
 
 /// The recipient a delivery whose content was removed reads back with.
@@ -25,6 +27,33 @@ pub fn recipient_hash(to: &EmailAddress) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The hash kept for what an idempotency key stood for: SHA-256 (hex) of the kind, the
+/// recipient, the language and the rendered message, each part length-prefixed (so no
+/// two payloads share an encoding). Two enqueues carry the same payload exactly when
+/// these agree — what `DeliveryService::enqueue` compares while the
+/// content is still there.
+pub fn payload_hash(kind: NotificationKind, to: &EmailAddress, locale: Locale, message: &RenderedMessage) -> String {
+    let mut hash = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_be_bytes());
+        hash.update(bytes);
+    };
+    part(b"payload-v1");
+    part(kind.code().as_bytes());
+    part(to.as_str().as_bytes());
+    part(locale.code().as_bytes());
+    part(message.subject.as_str().as_bytes());
+    part(message.text.as_bytes());
+    match &message.html {
+        Some(html) => {
+            part(b"html");
+            part(html.as_bytes());
+        }
+        None => part(b"no-html"),
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A failure reason without the server's reply text (which may name the recipient):
@@ -74,5 +103,33 @@ mod tests {
             REMOVED_RECIPIENT
         );
         assert_eq!(Subject::parse(REMOVED_SUBJECT).unwrap().as_str(), REMOVED_SUBJECT);
+    }
+
+    #[test]
+    fn the_payload_hash_changes_with_every_part_of_the_payload() {
+        let to = EmailAddress::parse("yamada@example.jp").unwrap();
+        let message = |text: &str, html: Option<&str>| RenderedMessage {
+            subject: Subject::parse("Hello").unwrap(),
+            text: text.into(),
+            html: html.map(Into::into),
+        };
+        let base = payload_hash(NotificationKind::Custom, &to, Locale::En, &message("t", None));
+        assert_eq!(base.len(), 64);
+        assert_eq!(
+            base,
+            payload_hash(NotificationKind::Custom, &to, Locale::En, &message("t", None))
+        );
+        let other_to = EmailAddress::parse("suzuki@example.jp").unwrap();
+        for other in [
+            payload_hash(NotificationKind::PasswordReset, &to, Locale::En, &message("t", None)),
+            payload_hash(NotificationKind::Custom, &other_to, Locale::En, &message("t", None)),
+            payload_hash(NotificationKind::Custom, &to, Locale::Ja, &message("t", None)),
+            payload_hash(NotificationKind::Custom, &to, Locale::En, &message("u", None)),
+            payload_hash(NotificationKind::Custom, &to, Locale::En, &message("t", Some(""))),
+            // The boundary between two parts cannot move unnoticed.
+            payload_hash(NotificationKind::Custom, &to, Locale::En, &message("", Some("t"))),
+        ] {
+            assert_ne!(base, other);
+        }
     }
 }

@@ -460,6 +460,7 @@ mod tests {
             via_platform: false,
             content_removed_at: None,
             recipient_hash: None,
+            payload_hash: None,
             trace_parent: None,
             attempts: Vec::new(),
         }

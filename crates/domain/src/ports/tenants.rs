@@ -10,6 +10,7 @@ use crate::settings::{MailSettings, StoredMailSettings};
 use crate::suspension::Suspension;
 pub use crate::tenant::TenantRecord;
 use crate::tenant::{Tenant, TenantId};
+use crate::values::EmailAddress;
 
 /// Every write and its audit entry are stored together or not at all.
 #[async_trait::async_trait]
@@ -32,6 +33,16 @@ pub trait TenantStore: Send + Sync + 'static {
         id: TenantId,
         from: Plan,
         to: Plan,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Tenant, WriteError>;
+
+    /// Sets (or, with `None`, removes) the tenant's contact address, with its audit
+    /// entry; `NotFound` if the tenant does not exist.
+    async fn set_contact_email(
+        &self,
+        id: TenantId,
+        contact: Option<&EmailAddress>,
         at: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> Result<Tenant, WriteError>;
@@ -110,6 +121,20 @@ pub trait TenantStore: Send + Sync + 'static {
     /// Appends an audit entry that goes with no other write (e.g. a test mail).
     async fn record_audit(&self, audit: &AuditEntry) -> Result<(), StoreError>;
 
-    /// Whether the database answers (for `/readyz`).
+    /// Retention of the audit trail: at most `limit` entries of
+    /// [`crate::audit::ACTIONS_WITH_CONTENT`] written before `before` whose content is
+    /// still there get [`AuditEntry::changes_without_content`], marked as removed at
+    /// `now`. Returns how many were cleared (several processes may run it at once: an
+    /// entry is cleared once).
+    async fn remove_old_audit_content(
+        &self,
+        before: DateTime<Utc>,
+        limit: u64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Whether the database answers and takes a write in time (for `/readyz`): a
+    /// database that refuses or holds up writes (another process holds SQLite's write
+    /// lock) is not ready.
     async fn ping(&self) -> Result<(), StoreError>;
 }

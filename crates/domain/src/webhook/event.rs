@@ -55,7 +55,10 @@ impl WebhookEvent {
             AuditAction::MailSettingsCleared => EventType::MailSettingsCleared,
             AuditAction::MailSettingsLive => EventType::MailSettingsLive,
             AuditAction::MailSettingsSuspended => EventType::MailSettingsSuspended,
-            AuditAction::TestMailSent | AuditAction::EnqueueQuotaChanged | AuditAction::MailServerProbed => {
+            AuditAction::TestMailSent
+            | AuditAction::EnqueueQuotaChanged
+            | AuditAction::MailServerProbed
+            | AuditAction::TenantContactChanged => {
                 return None;
             }
         };
@@ -240,6 +243,7 @@ mod tests {
                 None,
                 Some(EventType::MailSettingsLive),
                 Some(EventType::MailSettingsSuspended),
+                None,
                 None,
                 None,
             ]

@@ -76,6 +76,7 @@ fn record(port: u16, user: &str) -> anyhow::Result<TenantRecord> {
             id: TenantId::generate(),
             name: TenantName::parse("Sakura").map_err(|e| anyhow::anyhow!("{e:?}"))?,
             plan: Plan::Share,
+            contact_email: None,
             created_at: now,
             updated_at: now,
         },

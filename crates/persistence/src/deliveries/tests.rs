@@ -79,6 +79,7 @@ fn notification(tenant: TenantId, due: DateTime<Utc>, key: Option<&str>) -> Deli
         via_platform: false,
         content_removed_at: None,
         recipient_hash: None,
+        payload_hash: None,
         trace_parent: None,
         attempts: Vec::new(),
     }

@@ -16,6 +16,9 @@ pub struct Model {
     /// JSON list of `{field, before, after}` or `{field, secret: true}`.
     pub changes: String,
     pub at: DateTimeUtc,
+    /// When retention removed what the entry held of a person's data (a test mail's
+    /// recipient, a server's reply).
+    pub content_removed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

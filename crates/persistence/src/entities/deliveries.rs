@@ -45,6 +45,9 @@ pub struct Model {
     pub recipient_hash: Option<String>,
     /// The W3C `traceparent` of the request that handed it in.
     pub trace_parent: Option<String>,
+    /// SHA-256 (hex) of what an idempotency key stood for (kind, recipient, language,
+    /// message), kept once the content is removed.
+    pub payload_hash: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,9 @@ pub struct Model {
     pub plan: String,
     /// Bumped by every save and clear of the settings, so a version is never reused.
     pub settings_version: i64,
+    /// The address an operator set for notices about the tenant's settings (a
+    /// suspension); none: such notices are not mailed.
+    pub contact_email: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
