@@ -161,7 +161,10 @@ fn the_banner_prints_a_token_only_for_generated_secrets() {
     let banner = banner.join("\n");
     assert!(banner.contains("mailgate token --role operator"), "{banner}");
     assert!(!banner.contains("eyJ"), "no JWT in the banner: {banner}");
-    assert!(banner.contains("/console/"), "the console's address is still shown: {banner}");
+    assert!(
+        banner.contains("/console/"),
+        "the console's address is still shown: {banner}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

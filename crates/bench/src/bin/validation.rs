@@ -128,12 +128,12 @@ async fn main() -> anyhow::Result<()> {
         .into_iter()
         .map(|n| (format!("fan-out {n} levels"), fan_out(n)))
         .chain(
-            [30, 500, 2_000]
+            [30, 500, 1_500]
                 .into_iter()
                 .map(|n| (format!("chain of {n} fragments"), chain(n))),
         )
         .chain(
-            [300, 3_000, 4_000]
+            [300, 2_500]
                 .into_iter()
                 .map(|n| (format!("{n} aliases"), aliases(n))),
         )
