@@ -500,6 +500,10 @@ const HEAVY_SELECTIONS: usize = 500;
 pub const ANONYMOUS_RESPONSE_BYTES: usize = 256 * 1024;
 
 /// A request held to the document limits: refused with the limit's message, or run.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one short-lived value per operation; boxing would cost an allocation per request"
+)]
 enum Admitted {
     Refused(&'static str),
     Run {

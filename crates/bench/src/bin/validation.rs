@@ -132,11 +132,7 @@ async fn main() -> anyhow::Result<()> {
                 .into_iter()
                 .map(|n| (format!("chain of {n} fragments"), chain(n))),
         )
-        .chain(
-            [300, 2_500]
-                .into_iter()
-                .map(|n| (format!("{n} aliases"), aliases(n))),
-        )
+        .chain([300, 2_500].into_iter().map(|n| (format!("{n} aliases"), aliases(n))))
         .filter(|(_, q)| q.len() < 60 * 1024)
         .collect();
     println!(
