@@ -173,3 +173,53 @@ async fn a_lowered_quota_takes_effect_at_once(backend: Backend) {
     }
     app.finish().await;
 }
+
+/// An override lowered through one process holds in another at once: the change is
+/// announced (PostgreSQL `NOTIFY`) and the other process drops its copy of the override
+/// (before: it kept enqueueing under the old limit for up to 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lowered_quota_holds_in_another_process_at_once() {
+    let limits = |c: &mut mailgate::config::Config| {
+        c.enqueue_per_minute = 1_000;
+        c.enqueue_per_day = 1_000;
+    };
+    let a = spawn_app_with(Backend::Postgres, limits).await;
+    let schema = a.schema_name().expect("a PostgreSQL schema").to_owned();
+    let b = spawn_app_with(Backend::Postgres, |c| {
+        limits(c);
+        c.database_schema = Some(schema.clone());
+    })
+    .await;
+    let tenant = a.create_tenant("Two processes", "SHARE").await;
+    // B enqueues first: it now holds a copy of the (empty) override and a reservation.
+    assert_eq!(accepted(&b, &tenant, 1).await, 1);
+    a.ok(&a.operator(), SET, json!({ "t": tenant, "d": 3 })).await;
+    // B reads the override it enforces; the notification arrives within milliseconds
+    // (the 10 s bound only catches a process that never hears of it, as before).
+    let seen = async {
+        loop {
+            let d = b
+                .ok(
+                    &b.operator(),
+                    "query($t:ID!){ tenant(id:$t){ enqueueQuota { overridePerDay } } }",
+                    json!({ "t": tenant }),
+                )
+                .await;
+            if d["tenant"]["enqueueQuota"]["overridePerDay"] == 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), seen)
+        .await
+        .expect("the other process drops its copy of the override");
+    assert_eq!(
+        accepted(&b, &tenant, 200).await,
+        2,
+        "three in the day, across processes"
+    );
+    assert_eq!(stored(&a, &tenant).await, 3);
+    a.finish().await;
+    b.finish().await;
+}

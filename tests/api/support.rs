@@ -207,6 +207,11 @@ impl TestApp {
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 
+    /// The PostgreSQL schema this test's server uses (another server can share it).
+    pub fn schema_name(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
     pub fn token(&self, role: Role, tenant: Option<&str>) -> String {
         let tenant = tenant.map(|t| t.parse::<TenantId>().expect("tenant id"));
         let claims = self

@@ -268,7 +268,8 @@ impl App {
         let delivery_queue: Arc<dyn DeliveryQueue> = Arc::new(store.clone());
         let delivery_queries: Arc<dyn DeliveryQueries> = Arc::new(store.clone());
         let coordination: Arc<dyn Coordination> = Arc::new(store.clone());
-        let quota: Arc<dyn domain::ports::EnqueueQuota> = Arc::new(persistence::QuotaGate::new(store.clone()));
+        let quota_gate = Arc::new(persistence::QuotaGate::new(store.clone()));
+        let quota: Arc<dyn domain::ports::EnqueueQuota> = quota_gate.clone();
         let cached = persistence::CachedStore::with_limits(
             store,
             config.tenant_cache_capacity,
@@ -283,13 +284,14 @@ impl App {
         let tenants: Arc<dyn TenantStore> = cached.clone();
         // Changes made by other processes drop this process's cached view at once.
         tokio::spawn(persistence::listen_for_changes(db.clone(), {
-            let (cached, mailer) = (cached.clone(), mailer.clone());
+            let (cached, mailer, quota_gate) = (cached.clone(), mailer.clone(), quota_gate.clone());
             move |changed| {
-                let (cached, mailer) = (cached.clone(), mailer.clone());
+                let (cached, mailer, quota_gate) = (cached.clone(), mailer.clone(), quota_gate.clone());
                 async move {
                     match changed {
                         Some(id) => {
                             cached.invalidate(id).await;
+                            quota_gate.forget_override(id).await;
                             // Keep the pool of the settings now saved (this process's own
                             // save comes back here too, while its sends use that pool);
                             // drop the others. Unreadable: drop them all.
@@ -301,7 +303,10 @@ impl App {
                                 Err(_) => domain::ports::MailTransport::forget(&*mailer, id).await,
                             }
                         }
-                        None => cached.invalidate_all(),
+                        None => {
+                            cached.invalidate_all();
+                            quota_gate.forget_all_overrides();
+                        }
                     }
                 }
             }

@@ -9,9 +9,10 @@
 //! A reservation remembers the limit it was taken under. When the limit changes (an
 //! operator lowered or raised the override), what is left of it goes back to the
 //! database's count and the next take reserves under the new limit, so a lower limit
-//! holds from the next enqueue on, counting what the window already took. (Another
-//! process sees the new override when its copy expires, `OVERRIDE_TTL`; until then it
-//! hands out at most what it had reserved.)
+//! holds from the next enqueue on, counting what the window already took. Other processes
+//! drop their copy of the override when the change is announced (`changes`, PostgreSQL),
+//! so it holds there from their next enqueue too; `OVERRIDE_TTL` bounds a copy's life
+//! should a notification be missed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -259,6 +260,18 @@ impl QuotaGate {
     }
 }
 
+impl QuotaGate {
+    /// Drops this process's copy of `tenant`'s override (another process changed it).
+    pub async fn forget_override(&self, tenant: TenantId) {
+        self.overrides.invalidate(&tenant).await;
+    }
+
+    /// Drops every copied override (change notifications may have been missed).
+    pub fn forget_all_overrides(&self) {
+        self.overrides.invalidate_all();
+    }
+}
+
 #[async_trait::async_trait]
 impl EnqueueQuota for QuotaGate {
     async fn try_take(
@@ -362,6 +375,8 @@ impl EnqueueQuota for QuotaGate {
             .map_err(db_err)?;
         }
         self.store.insert_audit_in(&txn, audit).await?;
+        // Every other process drops its copy of the override on commit.
+        crate::changes::notify_change(&txn, &tenant.to_string()).await?;
         txn.commit().await.map_err(db_err)?;
         self.overrides.invalidate(&tenant).await;
         Ok(())
