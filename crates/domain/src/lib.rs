@@ -16,6 +16,7 @@ pub mod health;
 pub mod i18n;
 pub mod ids;
 pub mod mail;
+pub mod oauth;
 pub mod plan;
 pub mod ports;
 pub mod probe;

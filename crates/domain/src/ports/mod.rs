@@ -5,6 +5,7 @@
 pub mod assistant;
 pub mod coordination;
 pub mod deliveries;
+pub mod oauth;
 pub mod tenants;
 pub mod transport;
 pub mod webhooks;
@@ -12,6 +13,7 @@ pub mod webhooks;
 pub use assistant::{CheckedServer, SetupLookups};
 pub use coordination::{Coordination, EnqueueQuota, TestMailLimit};
 pub use deliveries::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
+pub use oauth::{AuthorizationStateStore, StateSeal};
 pub use tenants::{TenantRecord, TenantStore};
 pub use transport::{HostCheck, MailTransport, Pacing};
 pub use webhooks::{EndpointCheck, WebhookQueue, WebhookStore};
