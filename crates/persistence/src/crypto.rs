@@ -37,6 +37,8 @@ pub enum SecretPurpose {
     Pop,
     /// A webhook endpoint's signing secret (its subject is the endpoint's id).
     Webhook,
+    /// An OAuth sign-in `state` (its subject is [`crate::oauth::STATE_SUBJECT`]).
+    OauthState,
 }
 
 impl SecretPurpose {
@@ -46,6 +48,7 @@ impl SecretPurpose {
             SecretPurpose::Smtp => "smtp",
             SecretPurpose::Pop => "pop",
             SecretPurpose::Webhook => "webhook",
+            SecretPurpose::OauthState => "oauth-state",
         }
     }
 }

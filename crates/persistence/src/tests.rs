@@ -873,3 +873,135 @@ async fn postgres_is_not_ready_while_another_session_locks_the_tables() {
     })
     .await;
 }
+
+// ---- OAuth sign-in state (issue 25) ------------------------------------------------------
+
+fn sign_in(now: chrono::DateTime<chrono::Utc>) -> domain::oauth::AuthorizationState {
+    domain::oauth::AuthorizationState::issue(
+        domain::oauth::ConnectionKind::MicrosoftDelegatedGraph,
+        TenantId::generate(),
+        "admin-subject",
+        None,
+        now,
+    )
+}
+
+/// A sealed `state` is URL-safe, opens with the ring that sealed it (also after the key
+/// rotated), and not with another key or with one byte changed.
+#[tokio::test]
+async fn oauth_states_are_sealed_with_the_key_ring() {
+    use domain::ports::StateSeal as _;
+    let (_file, db) = sqlite().await;
+    let old_key = crate::generate_key_base64();
+    let store = SqlStore::new(db.clone(), Arc::new(SecretKeyRing::from_base64(&old_key, &[]).unwrap()));
+    let allow = domain::oauth::ReturnUrlAllowList::parse([]).unwrap();
+    let state = sign_in(chrono::Utc::now());
+    let sealed = store.seal_state(&state);
+    assert!(
+        sealed.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+        "URL-safe: {sealed}"
+    );
+    assert!(
+        !sealed.contains(state.pkce_verifier().expose()),
+        "the verifier is not readable"
+    );
+    let opened = store.open_state(&sealed, &allow).expect("opens");
+    assert_eq!(opened.nonce(), state.nonce());
+    assert_eq!(opened.pkce_verifier().expose(), state.pkce_verifier().expose());
+
+    // Rotated: the new current key seals, the old one still opens.
+    let rotated = SqlStore::new(
+        db.clone(),
+        Arc::new(SecretKeyRing::from_base64(&crate::generate_key_base64(), &[old_key]).unwrap()),
+    );
+    assert!(rotated.open_state(&sealed, &allow).is_ok());
+    // Another ring, a changed byte, a cut token, another version: nothing opens.
+    let stranger = SqlStore::new(db, keys());
+    assert!(stranger.open_state(&sealed, &allow).is_err());
+    let mut tampered = sealed.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for bad in [
+        tampered.as_str(),
+        &sealed[..sealed.len() - 4],
+        &sealed.replacen("v1.", "v2.", 1),
+        "",
+        "v1..",
+    ] {
+        assert!(store.open_state(bad, &allow).is_err(), "{bad:?} must not open");
+    }
+}
+
+async fn oauth_states_are_used_once(db: DatabaseConnection) {
+    use domain::ports::AuthorizationStateStore as _;
+    let store = SqlStore::new(db, keys());
+    let now = chrono::Utc::now();
+    let state = sign_in(now);
+    assert!(
+        store
+            .mark_state_used(state.tenant(), state.nonce(), state.expires_at())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mark_state_used(state.tenant(), state.nonce(), state.expires_at())
+            .await
+            .unwrap(),
+        "a replayed state is refused"
+    );
+    // A record of an expired state is dropped by the next use of any state (it would be
+    // refused as expired before reaching the store).
+    let old = sign_in(now - chrono::Duration::hours(1));
+    assert!(
+        store
+            .mark_state_used(old.tenant(), old.nonce(), old.expires_at())
+            .await
+            .unwrap()
+    );
+    let other = sign_in(now);
+    assert!(
+        store
+            .mark_state_used(other.tenant(), other.nonce(), other.expires_at())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .mark_state_used(old.tenant(), old.nonce(), old.expires_at())
+            .await
+            .unwrap(),
+        "the expired record is gone"
+    );
+    // Concurrent callbacks with one state: exactly one wins.
+    let racing = sign_in(now);
+    let store = Arc::new(store);
+    let tries = (0..8).map(|_| {
+        let (store, racing) = (store.clone(), racing.clone());
+        tokio::spawn(async move {
+            store
+                .mark_state_used(racing.tenant(), racing.nonce(), racing.expires_at())
+                .await
+                .unwrap()
+        })
+    });
+    let mut wins = 0;
+    for t in tries {
+        if t.await.unwrap() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_oauth_states_are_used_once() {
+    let (_file, db) = sqlite().await;
+    oauth_states_are_used_once(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_oauth_states_are_used_once() {
+    in_postgres_schema(oauth_states_are_used_once).await;
+}
