@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real mail servers that the API tests start on loopback (tests/api/mailservers.rs):
-#   - aiosmtpd (SMTP), trustme (test CA), dnslib (DNS), graphql-core and standardwebhooks
-#     (the webhook verifier), pinned in requirements.txt, from
-#     PyPI, into the python3 on PATH (or $MAILGATE_TEST_PYTHON);
+#   - aiosmtpd (SMTP), trustme (test CA), dnslib (DNS), authlib and flask (OAuth 2.0),
+#     graphql-core and standardwebhooks (the webhook verifier), pinned in requirements.txt,
+#     from PyPI, into the python3 on PATH (or $MAILGATE_TEST_PYTHON);
 #   - Dovecot's POP3 server (Debian package dovecot-pop3d), only if it is missing.
 # Idempotent; run as root (apt-get). Starts no system-wide service: each test runs its own
 # private instance (smtp_server.py, pop3_dovecot.py).
@@ -10,6 +10,13 @@
 # https_server.py is a static HTTPS/HTTP server (standard library only) for autoconfig files.
 # webhook_receiver.py receives webhooks and verifies each with standardwebhooks.
 # otlp_receiver.py receives OTLP/HTTP traces and decodes them with opentelemetry-proto.
+# oauth_server.py is an OAuth 2.0 authorization server (Authlib on Flask) standing in for
+#   Microsoft Entra ID / Google: PKCE code flow, refresh with rotation, client credentials,
+#   JWT bearer (RFC 7523), introspection, revocation, plus control endpoints for the tests.
+# make_jwt_key.py writes a throw-away RSA key pair for JWT-bearer assertions (cryptography).
+# mail_api_server.py fakes Microsoft Graph sendMail and Gmail messages/send (standard library),
+#   checking bearer tokens by introspection at oauth_server.py.
+# smtp_server.py --xoauth2-introspect URL offers AUTH XOAUTH2 checked the same way.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${MAILGATE_TEST_PYTHON:-python3}"
@@ -43,7 +50,7 @@ if ! [ -x "$DOVECOT" ] || ! [ -x /usr/lib/dovecot/pop3 ] || ! [ -x /usr/lib/dove
 fi
 
 # What the tests rely on.
-"$PYTHON" -c 'from importlib.metadata import version; print("aiosmtpd", version("aiosmtpd"), "| trustme", version("trustme"), "| dnslib", version("dnslib"))'
+"$PYTHON" -c 'from importlib.metadata import version; print("aiosmtpd", version("aiosmtpd"), "| trustme", version("trustme"), "| dnslib", version("dnslib"), "| authlib", version("authlib"), "| flask", version("flask"))'
 echo "dovecot $("$DOVECOT" --version)"
 getent passwd dovecot >/dev/null
 getent passwd dovenull >/dev/null

@@ -11,6 +11,18 @@ POP-before-SMTP (--pop-gate FILE --pop-window SECONDS): MAIL FROM is refused wit
 `554 5.7.1 Relay access denied (POP before SMTP)` unless FILE has a line
 `<client ip> <unix time>` whose time is at most SECONDS old. Dovecot's post-login script
 (pop3_dovecot.py) appends such a line on every successful POP3 login.
+
+XOAUTH2 (--xoauth2-introspect URL): offers `AUTH XOAUTH2` (besides PLAIN/LOGIN only if --auth
+is given too) and requires it before MAIL FROM. The client's
+`user=<mailbox>^Aauth=Bearer <token>^A^A` is accepted when the authorization server's RFC 7662
+introspection (URL, e.g. http://id:secret@127.0.0.1:1234/introspect from oauth_server.py;
+client credentials as URL user info, sent as HTTP Basic) says the token is active and either
+its `username` is that mailbox (case-insensitive) or it has none (an app-only token from
+client_credentials), and, with --xoauth2-scope, it carries that scope. Otherwise, by
+--xoauth2-style: `microsoft` answers `535 5.7.3 Authentication unsuccessful`; `google` sends
+a `334 <base64 JSON {"status","schemes","scope"}>` challenge, waits for the client's (empty)
+line, then answers `535 5.7.8 Username and Password not accepted. ...`. The record's
+`auth_user` is the mailbox, `auth_mechanism` the mechanism.
 """
 import argparse
 import asyncio
@@ -23,9 +35,11 @@ import sys
 import time
 import warnings
 
-from base64 import b64encode
+import urllib.parse
+import urllib.request
+from base64 import b64decode, b64encode
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 # "Requiring AUTH while not requiring TLS": wanted in plain mode.
 warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
@@ -57,6 +71,12 @@ def parse_args(argv=None):
                         "decoded password (a hostile server handing credentials back)")
     p.add_argument("--auth-mechanisms", metavar="LIST", default="PLAIN,LOGIN",
                    help="the AUTH mechanisms offered, comma-separated (default PLAIN,LOGIN)")
+    p.add_argument("--xoauth2-introspect", metavar="URL",
+                   help="offer AUTH XOAUTH2 and check bearer tokens by RFC 7662 introspection at URL "
+                        "(client credentials as URL user info)")
+    p.add_argument("--xoauth2-scope", metavar="SCOPE", help="with --xoauth2-introspect: require this scope")
+    p.add_argument("--xoauth2-style", choices=("microsoft", "google"), default="microsoft",
+                   help="how a refused XOAUTH2 attempt is answered (see above)")
     p.add_argument("--mail-from-reply", metavar="REPLY", help="answer every MAIL FROM with this reply")
     p.add_argument("--rcpt-reply", metavar="REPLY", help="answer every RCPT TO with this reply")
     p.add_argument("--data-reply", metavar="REPLY", help="answer the end of DATA with this reply")
@@ -194,6 +214,7 @@ class Handler:
                 "rcpt_tos": list(envelope.rcpt_tos),
                 "data": data,
                 "auth_user": login,
+                "auth_mechanism": getattr(session, "auth_mechanism", None),
                 "tls": server.is_tls(),
                 "received_at": time.time(),
                 "mail_from_at": getattr(envelope, "mail_from_at", None),
@@ -202,8 +223,77 @@ class Handler:
         return "250 2.0.0 OK queued"
 
 
+MS_535 = "535 5.7.3 Authentication unsuccessful"
+GOOGLE_535 = ("535 5.7.8 Username and Password not accepted. For more information, go to "
+              "https://support.google.com/mail/?p=BadCredentials")
+
+
+def introspect(url: str, token: str) -> dict:
+    """RFC 7662 introspection; the client credentials come from the URL's user info."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.hostname + (":%d" % parts.port if parts.port else "")
+    plain = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    req = urllib.request.Request(plain, data=urllib.parse.urlencode(
+        {"token": token, "token_type_hint": "access_token"}).encode(), method="POST")
+    if parts.username is not None:
+        cred = "%s:%s" % (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
+        req.add_header("Authorization", "Basic " + b64encode(cred.encode()).decode())
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read().decode())
+
+
+def xoauth2_verdict(args, user: str, token: str) -> bool:
+    try:
+        info = introspect(args.xoauth2_introspect, token)
+    except Exception as e:  # the authorization server is down or refuses us: not authenticated
+        sys.stderr.write("XOAUTH2 introspection failed: %r\n" % e)
+        return False
+    if not info.get("active"):
+        return False
+    owner = info.get("username")
+    if owner is not None and owner.lower() != user.lower():
+        return False
+    if args.xoauth2_scope and args.xoauth2_scope not in (info.get("scope") or "").split():
+        return False
+    return True
+
+
 class TestSMTP(SMTP):
     greeting_delay = 0.0
+    xoauth2_args = None
+
+    async def auth_XOAUTH2(self, _, args):
+        """SASL XOAUTH2 as Microsoft 365 and Gmail speak it (see the module docs)."""
+        opts = self.xoauth2_args
+        if len(args) == 1:
+            blob = await self.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = b64decode(args[1].encode(), validate=True)
+            except Exception:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        fields = {}
+        for part in blob.split(b"\x01"):
+            key, sep, value = part.partition(b"=")
+            if sep:
+                fields[key.decode("utf-8", "replace").lower()] = value.decode("utf-8", "replace")
+        user = fields.get("user", "")
+        bearer = fields.get("auth", "")
+        token = bearer[7:].strip() if bearer.lower().startswith("bearer ") else ""
+        ok = bool(user and token)
+        if ok:
+            ok = await asyncio.get_running_loop().run_in_executor(None, xoauth2_verdict, opts, user, token)
+        if ok:
+            self.session.auth_mechanism = "XOAUTH2"
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        if opts.xoauth2_style == "google":
+            challenge = json.dumps({"status": "401", "schemes": "Bearer", "scope": "https://mail.google.com/"})
+            await self.challenge_auth(challenge)  # the client answers with an empty line
+            return AuthResult(success=False, handled=False, message=GOOGLE_535)
+        return AuthResult(success=False, handled=False, message=MS_535)
 
     def is_tls(self) -> bool:
         transport = self.transport
@@ -259,8 +349,13 @@ async def main(args) -> None:
         mail_log.setLevel(logging.INFO)
     loop = asyncio.get_running_loop()
     recorder = Recorder(None if args.no_record else args.record, args.count_file)
-    use_auth = args.auth is not None or args.auth_reply is not None or args.auth_echo
-    offered = {m.strip().upper() for m in args.auth_mechanisms.split(",") if m.strip()}
+    password_auth = args.auth is not None or args.auth_reply is not None or args.auth_echo
+    use_auth = password_auth or args.xoauth2_introspect is not None
+    offered = {m.strip().upper() for m in args.auth_mechanisms.split(",") if m.strip()} if password_auth \
+        else set()
+    if args.xoauth2_introspect is not None:
+        offered.add("XOAUTH2")
+    TestSMTP.xoauth2_args = args
     handler = Handler(args, recorder, use_auth)
     tls_context = server_context(args) if args.mode != "plain" else None
     TestSMTP.greeting_delay = args.greeting_delay
@@ -277,8 +372,7 @@ async def main(args) -> None:
             require_starttls=args.mode == "starttls",
             authenticator=make_authenticator(args) if use_auth else None,
             auth_required=use_auth,
-            auth_exclude_mechanism=[m for m in ("LOGIN", "PLAIN") if m not in offered] if use_auth
-            else ["LOGIN", "PLAIN"],
+            auth_exclude_mechanism=[m for m in ("LOGIN", "PLAIN", "XOAUTH2") if m not in offered],
             # AUTH over plain text only in plain mode; in tls mode the whole connection is
             # already encrypted (aiosmtpd only tracks STARTTLS itself).
             auth_require_tls=args.mode == "starttls",
