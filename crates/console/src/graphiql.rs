@@ -7,9 +7,11 @@
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+
+use crate::{Asset, assets};
 
 /// Where GraphiQL's files live (the page itself is `GET /graphql`).
 pub const BASE: &str = "/graphiql";
@@ -22,19 +24,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// The digests of the packaged files (`name` → `sha384-…`).
 pub const SOURCES: &str = include_str!("../graphiql/SOURCES");
 
-struct Asset {
-    name: &'static str,
-    content_type: &'static str,
-    body: &'static [u8],
-}
-
-macro_rules! assets {
-    ($($name:literal => $type:literal),* $(,)?) => {
-        &[$(Asset { name: $name, content_type: $type, body: include_bytes!(concat!("../graphiql/", $name)) }),*]
-    };
-}
-
-const ASSETS: &[Asset] = assets! {
+const ASSETS: &[Asset] = assets! {"graphiql";
     "graphiql.min.css" => "text/css; charset=utf-8",
     "page.css" => "text/css; charset=utf-8",
     "react.production.min.js" => "text/javascript; charset=utf-8",
@@ -87,16 +77,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 }
 
 fn serve(name: &str) -> Response {
-    let mut response = match ASSETS.iter().find(|a| a.name == name) {
-        Some(asset) => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
-            asset.body,
-        )
-            .into_response(),
-        None => (StatusCode::NOT_FOUND, "not found").into_response(),
-    };
-    secure(&mut response);
-    response
+    crate::serve_from(ASSETS, name, secure)
 }
 
 fn secure(response: &mut Response) {

@@ -21,20 +21,36 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      img-src 'self' data:; connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
-/// One file of the console.
-struct Asset {
-    name: &'static str,
-    content_type: &'static str,
-    body: &'static [u8],
+/// One file served from the binary.
+pub(crate) struct Asset {
+    pub(crate) name: &'static str,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: &'static [u8],
 }
 
+/// A table of [`Asset`]s from a folder beside `src/` (`assets!("assets"; "a.js" => "…")`).
 macro_rules! assets {
-    ($($name:literal => $type:literal),* $(,)?) => {
-        &[$(Asset { name: $name, content_type: $type, body: include_bytes!(concat!("../assets/", $name)) }),*]
+    ($dir:literal; $($name:literal => $type:literal),* $(,)?) => {
+        &[$(crate::Asset { name: $name, content_type: $type, body: include_bytes!(concat!("../", $dir, "/", $name)) }),*]
     };
 }
+pub(crate) use assets;
 
-const ASSETS: &[Asset] = assets! {
+/// The file `name` of `table` (or 404), with the headers `secure` gives every response.
+pub(crate) fn serve_from(table: &[Asset], name: &str, secure: fn(&mut Response)) -> Response {
+    let mut response = match table.iter().find(|a| a.name == name) {
+        Some(asset) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+            asset.body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    secure(&mut response);
+    response
+}
+
+const ASSETS: &[Asset] = assets! {"assets";
     "index.html" => "text/html; charset=utf-8",
     "style.css" => "text/css; charset=utf-8",
     "favicon.svg" => "image/svg+xml",
@@ -66,22 +82,11 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 }
 
 fn serve(name: &str) -> Response {
-    let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
-        let mut response = (StatusCode::NOT_FOUND, "not found").into_response();
-        secure(&mut response);
-        return response;
-    };
-    let mut response = (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
-        asset.body,
-    )
-        .into_response();
-    secure(&mut response);
-    response
+    serve_from(ASSETS, name, secure)
 }
 
 /// The headers every console response carries.
-fn secure(response: &mut Response) {
+pub(crate) fn secure(response: &mut Response) {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -9,11 +9,12 @@ use chrono::{DateTime, Utc};
 use domain::oauth::StateNonce;
 use domain::ports::{AuthorizationStateStore, StateSeal};
 use domain::{StoreError, TenantId};
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::ConnectionTrait;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::convert::db_err;
 use crate::crypto::SecretPurpose;
+use crate::sql::SqlBuilder;
 use crate::store::SqlStore;
 
 /// The associated data's subject of every sealed `state` (its tenant is inside the claims,
@@ -72,43 +73,24 @@ impl AuthorizationStateStore for SqlStore {
         nonce: &StateNonce,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let db = self.connection();
-        let backend = db.get_database_backend();
-        let p = |n: usize| {
-            if backend == DbBackend::Postgres {
-                format!("${n}")
-            } else {
-                "?".to_owned()
-            }
-        };
+        let backend = self.connection().get_database_backend();
         let txn = self.begin_write().await?;
         // What has expired can go: an expired `state` is refused before it gets here.
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            format!("DELETE FROM oauth_states_used WHERE expires_at_ms < {}", p(1)),
-            [Utc::now().timestamp_millis().into()],
-        ))
-        .await
-        .map_err(db_err)?;
-        let inserted = txn
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
-                format!(
-                    "INSERT INTO oauth_states_used (nonce, tenant_id, expires_at_ms) VALUES ({}, {}, {}) \
-                     ON CONFLICT (nonce) DO NOTHING",
-                    p(1),
-                    p(2),
-                    p(3)
-                ),
-                [
-                    nonce.as_str().to_owned().into(),
-                    tenant.to_string().into(),
-                    expires_at.timestamp_millis().into(),
-                ],
-            ))
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+        let mut expired = SqlBuilder::new(backend);
+        expired
+            .sql("DELETE FROM oauth_states_used WHERE expires_at_ms < ")
+            .bind(Utc::now().timestamp_millis());
+        txn.execute_raw(expired.build()).await.map_err(db_err)?;
+        let mut insert = SqlBuilder::new(backend);
+        insert
+            .sql("INSERT INTO oauth_states_used (nonce, tenant_id, expires_at_ms) VALUES (")
+            .bind(nonce.as_str().to_owned())
+            .sql(", ")
+            .bind(tenant.to_string())
+            .sql(", ")
+            .bind(expires_at.timestamp_millis())
+            .sql(") ON CONFLICT (nonce) DO NOTHING");
+        let inserted = txn.execute_raw(insert.build()).await.map_err(db_err)?.rows_affected();
         txn.commit().await.map_err(db_err)?;
         Ok(inserted == 1)
     }
