@@ -26,6 +26,7 @@ mod internal_names;
 mod mail;
 mod mailservers;
 mod metrics;
+mod oauth_client;
 mod oauth_servers;
 mod quotas;
 mod retention;

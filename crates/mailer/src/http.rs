@@ -49,10 +49,13 @@ pub enum BodyCap {
     Truncate(usize),
 }
 
-/// An answer: its status and (the start of) its body.
+/// An answer: its status, its `Retry-After` header (for 429 and 503) and (the start
+/// of) its body.
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
     pub status: u16,
+    /// The `Retry-After` header's value, if it is there and is text.
+    pub retry_after: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -137,6 +140,11 @@ where
             .map_err(|_| HttpError::Protocol)?;
         let response = sender.send_request(req).await.map_err(|_| HttpError::Protocol)?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let announced = response
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
@@ -165,7 +173,11 @@ where
                 bytes.extend_from_slice(chunk);
             }
         }
-        Ok(HttpResponse { status, body: bytes })
+        Ok(HttpResponse {
+            status,
+            retry_after,
+            body: bytes,
+        })
     }
     .await;
     // Whatever is left of the answer is not read: the connection goes.
