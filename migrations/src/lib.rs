@@ -17,6 +17,7 @@ mod m20261204_000010_webhooks;
 mod m20261204_000011_delivery_trace;
 mod m20261206_000012_contacts_and_retention_hashes;
 mod m20261206_000013_oauth_states;
+mod m20261206_000014_mail_connections;
 
 /// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000011_delivery_trace::Migration),
             Box::new(m20261206_000012_contacts_and_retention_hashes::Migration),
             Box::new(m20261206_000013_oauth_states::Migration),
+            Box::new(m20261206_000014_mail_connections::Migration),
         ]
     }
 }

@@ -39,6 +39,8 @@ pub enum SecretPurpose {
     Webhook,
     /// An OAuth sign-in `state` (its subject is [`crate::oauth::STATE_SUBJECT`]).
     OauthState,
+    /// An OAuth connection's refresh token (its subject is the connection's id).
+    OauthRefreshToken,
 }
 
 impl SecretPurpose {
@@ -49,6 +51,7 @@ impl SecretPurpose {
             SecretPurpose::Pop => "pop",
             SecretPurpose::Webhook => "webhook",
             SecretPurpose::OauthState => "oauth-state",
+            SecretPurpose::OauthRefreshToken => "oauth-refresh-token",
         }
     }
 }

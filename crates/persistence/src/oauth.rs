@@ -1,19 +1,25 @@
 //! The OAuth sign-in's ports on the store (issue 25): the `state` sealed with the key
 //! ring (AES-256-GCM, so the browser can neither read the PKCE verifier inside nor change
 //! a byte; keys rotated out still open it), and each `state` used once
-//! (`oauth_states_used`, keyed by its nonce).
+//! (`oauth_states_used`, keyed by its nonce); and the tenants' connections
+//! (`mail_connections`), their refresh tokens sealed for the connection's id, refreshed
+//! by one lease holder at a time across processes.
+
+use std::str::FromStr as _;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use domain::oauth::StateNonce;
-use domain::ports::{AuthorizationStateStore, StateSeal};
+use domain::error::FieldCode;
+use domain::oauth::{ConnectionId, ConnectionKind, ConnectionStatus, MailConnection, StateNonce};
+use domain::ports::{AuthorizationStateStore, MailConnections, RefreshOutcome, RefreshTurn, StateSeal};
 use domain::{StoreError, TenantId};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, QueryResult};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::convert::db_err;
-use crate::crypto::SecretPurpose;
+use crate::convert::{corrupt, db_err, tenant_id};
+use crate::crypto::{CryptoError, SecretKeyRing, SecretPurpose};
 use crate::sql::SqlBuilder;
 use crate::store::SqlStore;
 
@@ -93,5 +99,250 @@ impl AuthorizationStateStore for SqlStore {
         let inserted = txn.execute_raw(insert.build()).await.map_err(db_err)?.rows_affected();
         txn.commit().await.map_err(db_err)?;
         Ok(inserted == 1)
+    }
+}
+
+/// The columns [`connection_from_row`] reads a [`MailConnection`] from (by name; no
+/// secret among them).
+const CONNECTION_COLUMNS: &str = "id, tenant_id, kind, mailbox, status, scopes, last_refreshed_at_ms, created_at_ms";
+
+fn refresh_token_error(id: ConnectionId, e: CryptoError) -> StoreError {
+    StoreError::Crypto(format!("mail connection {id}: refresh token: {e}"))
+}
+
+fn seal_refresh_token(
+    keys: &SecretKeyRing,
+    id: ConnectionId,
+    token: &SecretString,
+) -> Result<(Vec<u8>, String), StoreError> {
+    keys.encrypt_for(token, &id.to_string(), SecretPurpose::OauthRefreshToken)
+        .map_err(|e| refresh_token_error(id, e))
+}
+
+fn open_refresh_token(
+    keys: &SecretKeyRing,
+    id: ConnectionId,
+    sealed: &[u8],
+    key_id: &str,
+) -> Result<SecretString, StoreError> {
+    keys.decrypt_for(sealed, key_id, &id.to_string(), SecretPurpose::OauthRefreshToken)
+        .map_err(|e| refresh_token_error(id, e))
+}
+
+fn millis(ms: i64, subject: &str, field: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(subject, field, FieldCode::InvalidFormat))
+}
+
+/// A connection read back, every value parsed again.
+fn connection_from_row(row: &QueryResult) -> Result<MailConnection, StoreError> {
+    let raw_id: String = row.try_get("", "id").map_err(db_err)?;
+    let id = ConnectionId::from_str(&raw_id).map_err(|e| corrupt("a mail_connections row", "id", e))?;
+    let subject = format!("mail connection {id}");
+    let text = |column: &str| -> Result<String, StoreError> { row.try_get("", column).map_err(db_err) };
+    let kind = text("kind")?;
+    let status = text("status")?;
+    let last_refreshed_at_ms: Option<i64> = row.try_get("", "last_refreshed_at_ms").map_err(db_err)?;
+    let created_at_ms: i64 = row.try_get("", "created_at_ms").map_err(db_err)?;
+    Ok(MailConnection {
+        id,
+        tenant_id: tenant_id(&text("tenant_id")?, "mail_connections")?,
+        kind: ConnectionKind::from_code(&kind).ok_or_else(|| corrupt(&subject, "kind", FieldCode::InvalidFormat))?,
+        mailbox: text("mailbox")?,
+        status: ConnectionStatus::from_code(&status)
+            .ok_or_else(|| corrupt(&subject, "status", FieldCode::InvalidFormat))?,
+        scopes: text("scopes")?.split_whitespace().map(str::to_owned).collect(),
+        last_refreshed_at: last_refreshed_at_ms
+            .map(|ms| millis(ms, &subject, "lastRefreshedAt"))
+            .transpose()?,
+        created_at: millis(created_at_ms, &subject, "createdAt")?,
+    })
+}
+
+fn lease_millis(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait::async_trait]
+impl MailConnections for SqlStore {
+    async fn create(
+        &self,
+        tenant: TenantId,
+        kind: ConnectionKind,
+        mailbox: &str,
+        scopes: &[String],
+        refresh_token: Option<&SecretString>,
+        now: DateTime<Utc>,
+    ) -> Result<MailConnection, StoreError> {
+        let id = ConnectionId::generate();
+        let sealed = refresh_token
+            .map(|token| seal_refresh_token(&self.keys, id, token))
+            .transpose()?;
+        let (ciphertext, key_id) = sealed.unzip();
+        // What is read back is what was stored: milliseconds.
+        let created_at = millis(now.timestamp_millis(), &format!("mail connection {id}"), "createdAt")?;
+        let mut insert = SqlBuilder::new(self.connection().get_database_backend());
+        insert
+            .sql(
+                "INSERT INTO mail_connections (id, tenant_id, kind, mailbox, status, scopes, \
+                 refresh_token_ciphertext, refresh_token_key_id, created_at_ms) VALUES (",
+            )
+            .bind(id.to_string())
+            .sql(", ")
+            .bind(tenant.to_string())
+            .sql(", ")
+            .bind(kind.code())
+            .sql(", ")
+            .bind(mailbox.to_owned())
+            .sql(", ")
+            .bind(ConnectionStatus::Active.code())
+            .sql(", ")
+            .bind(scopes.join(" "))
+            .sql(", ")
+            .bind(ciphertext)
+            .sql(", ")
+            .bind(key_id)
+            .sql(", ")
+            .bind(created_at.timestamp_millis())
+            .sql(")");
+        self.connection().execute_raw(insert.build()).await.map_err(db_err)?;
+        Ok(MailConnection {
+            id,
+            tenant_id: tenant,
+            kind,
+            mailbox: mailbox.to_owned(),
+            status: ConnectionStatus::Active,
+            scopes: scopes.to_vec(),
+            last_refreshed_at: None,
+            created_at,
+        })
+    }
+
+    async fn get(&self, tenant: TenantId, id: ConnectionId) -> Result<Option<MailConnection>, StoreError> {
+        let mut select = SqlBuilder::new(self.connection().get_database_backend());
+        select
+            .sql("SELECT ")
+            .sql(CONNECTION_COLUMNS)
+            .sql(" FROM mail_connections WHERE tenant_id = ")
+            .bind(tenant.to_string())
+            .sql(" AND id = ")
+            .bind(id.to_string());
+        let row = self.connection().query_one_raw(select.build()).await.map_err(db_err)?;
+        row.as_ref().map(connection_from_row).transpose()
+    }
+
+    async fn begin_refresh(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        holder: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<RefreshTurn, StoreError> {
+        let backend = self.connection().get_database_backend();
+        let now_ms = now.timestamp_millis();
+        let txn = self.begin_write().await?;
+        // The lease is taken where no other holder's lease is live; on PostgreSQL the
+        // UPDATE's row lock orders concurrent callers, on SQLite the write lock.
+        let mut take = SqlBuilder::new(backend);
+        take.sql("UPDATE mail_connections SET refresh_holder = ")
+            .bind(holder.to_owned())
+            .sql(", refresh_until_ms = ")
+            .bind(now_ms.saturating_add(lease_millis(lease)))
+            .sql(" WHERE tenant_id = ")
+            .bind(tenant.to_string())
+            .sql(" AND id = ")
+            .bind(id.to_string())
+            .sql(" AND refresh_token_ciphertext IS NOT NULL AND (refresh_until_ms IS NULL OR refresh_until_ms < ")
+            .bind(now_ms)
+            .sql(" OR refresh_holder = ")
+            .bind(holder.to_owned())
+            .sql(")");
+        let taken = txn.execute_raw(take.build()).await.map_err(db_err)?.rows_affected() == 1;
+        let mut read = SqlBuilder::new(backend);
+        read.sql("SELECT refresh_token_ciphertext, refresh_token_key_id FROM mail_connections WHERE tenant_id = ")
+            .bind(tenant.to_string())
+            .sql(" AND id = ")
+            .bind(id.to_string());
+        let row = txn.query_one_raw(read.build()).await.map_err(db_err)?;
+        let turn = match row {
+            None => RefreshTurn::Gone,
+            Some(row) => {
+                let sealed: Option<Vec<u8>> = row.try_get("", "refresh_token_ciphertext").map_err(db_err)?;
+                let key_id: Option<String> = row.try_get("", "refresh_token_key_id").map_err(db_err)?;
+                match (sealed, key_id, taken) {
+                    (Some(sealed), Some(key_id), true) => match open_refresh_token(&self.keys, id, &sealed, &key_id) {
+                        Ok(token) => RefreshTurn::Yours(token),
+                        Err(error) => {
+                            // The lease is not kept for a token nobody can use.
+                            txn.rollback().await.map_err(db_err)?;
+                            return Err(error);
+                        }
+                    },
+                    (None, _, _) => RefreshTurn::NoRefreshToken,
+                    (Some(_), None, _) => {
+                        txn.rollback().await.map_err(db_err)?;
+                        return Err(corrupt(
+                            &format!("mail connection {id}"),
+                            "refreshTokenKeyId",
+                            FieldCode::Required,
+                        ));
+                    }
+                    (Some(_), Some(_), false) => RefreshTurn::Busy,
+                }
+            }
+        };
+        txn.commit().await.map_err(db_err)?;
+        Ok(turn)
+    }
+
+    async fn finish_refresh(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        holder: &str,
+        outcome: RefreshOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut finish = SqlBuilder::new(self.connection().get_database_backend());
+        finish.sql("UPDATE mail_connections SET refresh_holder = NULL, refresh_until_ms = NULL");
+        match &outcome {
+            RefreshOutcome::Refreshed(refreshed) => {
+                // Saved every time the server sent one, in the write that ends the lease.
+                if refreshed.rotated {
+                    let (sealed, key_id) = seal_refresh_token(&self.keys, id, &refreshed.refresh_token)?;
+                    finish
+                        .sql(", refresh_token_ciphertext = ")
+                        .bind(sealed)
+                        .sql(", refresh_token_key_id = ")
+                        .bind(key_id);
+                }
+                finish.sql(", last_refreshed_at_ms = ").bind(now.timestamp_millis());
+            }
+            RefreshOutcome::Refused(problem) => {
+                if let Some(status) = ConnectionStatus::after_refusal(*problem) {
+                    finish.sql(", status = ").bind(status.code());
+                }
+            }
+        }
+        finish
+            .sql(" WHERE tenant_id = ")
+            .bind(tenant.to_string())
+            .sql(" AND id = ")
+            .bind(id.to_string())
+            .sql(" AND refresh_holder = ")
+            .bind(holder.to_owned());
+        let done = self.connection().execute_raw(finish.build()).await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete(&self, tenant: TenantId, id: ConnectionId) -> Result<bool, StoreError> {
+        let mut delete = SqlBuilder::new(self.connection().get_database_backend());
+        delete
+            .sql("DELETE FROM mail_connections WHERE tenant_id = ")
+            .bind(tenant.to_string())
+            .sql(" AND id = ")
+            .bind(id.to_string());
+        let done = self.connection().execute_raw(delete.build()).await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
     }
 }

@@ -1005,3 +1005,280 @@ async fn sqlite_oauth_states_are_used_once() {
 async fn postgres_oauth_states_are_used_once() {
     in_postgres_schema(oauth_states_are_used_once).await;
 }
+
+// ---- OAuth connections (issue 25) --------------------------------------------------------
+
+const REFRESH_TOKEN: &str = "refresh-Tok3n-0123456789";
+
+fn rotated(token: &str) -> domain::ports::RefreshOutcome {
+    refreshed(token, true)
+}
+
+fn refreshed(token: &str, rotated: bool) -> domain::ports::RefreshOutcome {
+    domain::ports::RefreshOutcome::Refreshed(domain::oauth::RefreshedTokens {
+        tokens: domain::oauth::TokenSet {
+            access_token: SecretString::from("access"),
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+            refresh_token: rotated.then(|| SecretString::from(token)),
+            scopes: None,
+            identity: None,
+        },
+        refresh_token: SecretString::from(token),
+        rotated,
+    })
+}
+
+async fn new_connection(store: &SqlStore, tenant: TenantId, token: Option<&str>) -> domain::oauth::MailConnection {
+    use domain::ports::MailConnections as _;
+    store
+        .create(
+            tenant,
+            domain::oauth::ConnectionKind::MicrosoftDelegatedSmtp,
+            "shop@example.com",
+            &[
+                "https://outlook.office.com/SMTP.Send".to_owned(),
+                "offline_access".to_owned(),
+            ],
+            token.map(SecretString::from).as_ref(),
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+}
+
+/// The token a turn hands out, or the turn's name.
+async fn turn(store: &SqlStore, c: &domain::oauth::MailConnection, holder: &str) -> String {
+    use domain::ports::{MailConnections as _, RefreshTurn};
+    match store
+        .begin_refresh(c.tenant_id, c.id, holder, Duration::from_secs(60), Utc::now())
+        .await
+        .unwrap()
+    {
+        RefreshTurn::Yours(token) => token.expose_secret().to_owned(),
+        RefreshTurn::Busy => "busy".into(),
+        RefreshTurn::Gone => "gone".into(),
+        RefreshTurn::NoRefreshToken => "none".into(),
+    }
+}
+
+async fn oauth_connections_belong_to_their_tenant(db: DatabaseConnection) {
+    use domain::ports::MailConnections as _;
+    let store = SqlStore::new(db.clone(), keys());
+    let tenant = new_tenant(&store, Plan::Share).await.id;
+    let other = new_tenant(&store, Plan::Share).await.id;
+    let created = new_connection(&store, tenant, Some(REFRESH_TOKEN)).await;
+    assert_eq!(created.status, domain::oauth::ConnectionStatus::Active);
+    assert_eq!(store.get(tenant, created.id).await.unwrap(), Some(created.clone()));
+    assert_eq!(store.get(other, created.id).await.unwrap(), None);
+    assert!(
+        !store.delete(other, created.id).await.unwrap(),
+        "another tenant deletes nothing"
+    );
+    assert_eq!(turn(&store, &created, "other-holder").await, REFRESH_TOKEN);
+    let mut foreign = created.clone();
+    foreign.tenant_id = other;
+    assert_eq!(turn(&store, &foreign, "h").await, "gone");
+    assert!(store.delete(tenant, created.id).await.unwrap());
+    assert_eq!(store.get(tenant, created.id).await.unwrap(), None);
+    assert!(!store.delete(tenant, created.id).await.unwrap());
+    // App-only: no refresh token, no turn.
+    let app_only = new_connection(&store, tenant, None).await;
+    assert_eq!(turn(&store, &app_only, "h").await, "none");
+    // A deleted tenant takes its connections with it.
+    let kept = new_connection(&store, tenant, Some(REFRESH_TOKEN)).await;
+    tenants::Entity::delete_by_id(tenant.to_string())
+        .exec(&db)
+        .await
+        .unwrap();
+    assert_eq!(store.get(tenant, kept.id).await.unwrap(), None);
+    assert_eq!(store.get(tenant, app_only.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn sqlite_oauth_connections_belong_to_their_tenant() {
+    let (_file, db) = sqlite().await;
+    oauth_connections_belong_to_their_tenant(db).await;
+}
+
+#[tokio::test]
+async fn postgres_oauth_connections_belong_to_their_tenant() {
+    in_postgres_schema(oauth_connections_belong_to_their_tenant).await;
+}
+
+async fn oauth_refresh_tokens_are_sealed_for_their_connection(db: DatabaseConnection) {
+    let store = SqlStore::new(db.clone(), keys());
+    let tenant = new_tenant(&store, Plan::Share).await.id;
+    let first = new_connection(&store, tenant, Some(REFRESH_TOKEN)).await;
+    let second = new_connection(&store, tenant, Some("another-refresh-token")).await;
+    let backend = db.get_database_backend();
+    let p = |n: usize| match backend {
+        sea_orm::DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    };
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT refresh_token_ciphertext, refresh_token_key_id FROM mail_connections WHERE id = {}",
+                p(1)
+            ),
+            [first.id.to_string().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let sealed: Vec<u8> = row.try_get("", "refresh_token_ciphertext").unwrap();
+    let key_id: String = row.try_get("", "refresh_token_key_id").unwrap();
+    assert!(
+        !sealed
+            .windows(REFRESH_TOKEN.len())
+            .any(|w| w == REFRESH_TOKEN.as_bytes()),
+        "the column holds no plain token"
+    );
+    // The first connection's sealed token copied into the second's row does not open.
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        backend,
+        format!(
+            "UPDATE mail_connections SET refresh_token_ciphertext = {}, refresh_token_key_id = {} WHERE id = {}",
+            p(1),
+            p(2),
+            p(3)
+        ),
+        [sealed.into(), key_id.into(), second.id.to_string().into()],
+    ))
+    .await
+    .unwrap();
+    use domain::ports::MailConnections as _;
+    assert!(matches!(
+        store
+            .begin_refresh(tenant, second.id, "h", Duration::from_secs(60), Utc::now())
+            .await,
+        Err(StoreError::Crypto(_))
+    ));
+    assert_eq!(turn(&store, &first, "h").await, REFRESH_TOKEN);
+}
+
+#[tokio::test]
+async fn sqlite_oauth_refresh_tokens_are_sealed_for_their_connection() {
+    let (_file, db) = sqlite().await;
+    oauth_refresh_tokens_are_sealed_for_their_connection(db).await;
+}
+
+#[tokio::test]
+async fn postgres_oauth_refresh_tokens_are_sealed_for_their_connection() {
+    in_postgres_schema(oauth_refresh_tokens_are_sealed_for_their_connection).await;
+}
+
+async fn oauth_refreshes_take_turns(db: DatabaseConnection) {
+    use domain::ports::{MailConnections as _, RefreshOutcome, RefreshTurn};
+    let store = Arc::new(SqlStore::new(db, keys()));
+    let tenant = new_tenant(store.as_ref(), Plan::Share).await.id;
+    let c = new_connection(&store, tenant, Some(REFRESH_TOKEN)).await;
+    let lease = Duration::from_secs(60);
+
+    // One turn at a time while the lease lives; the same holder may take it again.
+    assert_eq!(turn(&store, &c, "a").await, REFRESH_TOKEN);
+    assert_eq!(turn(&store, &c, "b").await, "busy");
+    assert_eq!(turn(&store, &c, "a").await, REFRESH_TOKEN);
+    // After the lease ran out, another holder gets it; the first has lost it.
+    let later = Utc::now() + chrono::Duration::seconds(61);
+    assert!(matches!(
+        store.begin_refresh(tenant, c.id, "b", lease, later).await.unwrap(),
+        RefreshTurn::Yours(_)
+    ));
+    assert!(
+        !store
+            .finish_refresh(tenant, c.id, "a", rotated("lost-token"), Utc::now())
+            .await
+            .unwrap(),
+        "a lost lease writes nothing"
+    );
+    assert_eq!(store.get(tenant, c.id).await.unwrap().unwrap().last_refreshed_at, None);
+    // A rotated token is saved with the end of the lease.
+    let finished_at = Utc::now();
+    assert!(
+        store
+            .finish_refresh(tenant, c.id, "b", rotated("rotated-token"), finished_at)
+            .await
+            .unwrap()
+    );
+    let after = store.get(tenant, c.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.last_refreshed_at.map(|t| t.timestamp_millis()),
+        Some(finished_at.timestamp_millis())
+    );
+    assert_eq!(
+        turn(&store, &c, "c").await,
+        "rotated-token",
+        "the lease ended; the new token is saved"
+    );
+    // Without rotation the token stays.
+    assert!(
+        store
+            .finish_refresh(tenant, c.id, "c", refreshed("unused", false), Utc::now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(turn(&store, &c, "d").await, "rotated-token");
+    // Throttled: the status stays; the grant gone: reconnect.
+    assert!(
+        store
+            .finish_refresh(
+                tenant,
+                c.id,
+                "d",
+                RefreshOutcome::Refused(domain::oauth::GrantProblem::Temporary),
+                Utc::now()
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get(tenant, c.id).await.unwrap().unwrap().status,
+        domain::oauth::ConnectionStatus::Active
+    );
+    assert_eq!(turn(&store, &c, "e").await, "rotated-token");
+    assert!(
+        store
+            .finish_refresh(
+                tenant,
+                c.id,
+                "e",
+                RefreshOutcome::Refused(domain::oauth::GrantProblem::NeedsReconnect),
+                Utc::now()
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get(tenant, c.id).await.unwrap().unwrap().status,
+        domain::oauth::ConnectionStatus::NeedsReconnect
+    );
+
+    // Eight processes at once: one refreshes.
+    let racing = new_connection(&store, tenant, Some(REFRESH_TOKEN)).await;
+    let tries = (0..8).map(|n| {
+        let store = store.clone();
+        let racing = racing.clone();
+        tokio::spawn(async move { turn(&store, &racing, &format!("racer-{n}")).await })
+    });
+    let mut yours = 0;
+    for t in tries {
+        match t.await.unwrap().as_str() {
+            REFRESH_TOKEN => yours += 1,
+            other => assert_eq!(other, "busy"),
+        }
+    }
+    assert_eq!(yours, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_oauth_refreshes_take_turns() {
+    let (_file, db) = sqlite().await;
+    oauth_refreshes_take_turns(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_oauth_refreshes_take_turns() {
+    in_postgres_schema(oauth_refreshes_take_turns).await;
+}

@@ -1,8 +1,10 @@
 //! Sending with OAuth 2 instead of a password (issue 25): the connection kinds, PKCE,
 //! the sign-in `state` and its return URL, token answers and when to refresh, and what
 //! a refusal means. Pure rules: the HTTP calls, the sealing and the storage are done by
-//! other crates through the oauth ports (`StateSeal`, `AuthorizationStateStore`).
+//! other crates through the oauth ports (`StateSeal`, `AuthorizationStateStore`,
+//! `MailConnections`).
 
+mod connection;
 mod kind;
 mod pkce;
 mod problem;
@@ -10,6 +12,7 @@ mod return_url;
 mod state;
 mod token;
 
+pub use connection::{ConnectionId, ConnectionStatus, MailConnection};
 pub use kind::{ConnectionKind, Grant, OFFICE365_SMTP_HOST, OFFICE365_SMTP_PORT, Provider, Transport};
 pub use pkce::{CHALLENGE_METHOD, InvalidVerifier, PkceVerifier};
 pub use problem::{GrantProblem, MAX_RETRY_AFTER, SendAnswer, SendRefusal, parse_retry_after};

@@ -13,7 +13,7 @@ pub mod webhooks;
 pub use assistant::{CheckedServer, SetupLookups};
 pub use coordination::{Coordination, EnqueueQuota, TestMailLimit};
 pub use deliveries::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
-pub use oauth::{AuthorizationStateStore, StateSeal};
+pub use oauth::{AuthorizationStateStore, MailConnections, RefreshOutcome, RefreshTurn, StateSeal};
 pub use tenants::{TenantRecord, TenantStore};
 pub use transport::{HostCheck, MailTransport, Pacing};
 pub use webhooks::{EndpointCheck, WebhookQueue, WebhookStore};

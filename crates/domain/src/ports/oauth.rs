@@ -1,11 +1,17 @@
 //! What the OAuth sign-in needs from outside the domain: sealing the `state` (the crypto
-//! lives in `persistence`, beside the secrets' AES-256-GCM) and recording that a
-//! `state` was used.
+//! lives in `persistence`, beside the secrets' AES-256-GCM), recording that a `state`
+//! was used, and keeping a tenant's connections with one refresh at a time.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 
 use crate::error::StoreError;
-use crate::oauth::{AuthorizationState, ReturnUrlAllowList, StateError, StateNonce};
+use crate::oauth::{
+    AuthorizationState, ConnectionId, ConnectionKind, GrantProblem, MailConnection, RefreshedTokens,
+    ReturnUrlAllowList, StateError, StateNonce,
+};
 use crate::tenant::TenantId;
 
 /// Seals the encoded `state` claims ([`AuthorizationState::to_claims`]) into a
@@ -45,6 +51,78 @@ pub trait AuthorizationStateStore: Send + Sync + 'static {
         nonce: &StateNonce,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+}
+
+/// Whose turn it is to refresh a connection's tokens.
+#[derive(Debug)]
+pub enum RefreshTurn {
+    /// The caller holds the refresh lease: here is the current refresh token. It must
+    /// call [`MailConnections::finish_refresh`] (or let the lease run out).
+    Yours(SecretString),
+    /// Another holder's lease is live: wait for its result rather than refresh again
+    /// (a second refresh could spend a rotated token the first one is about to save).
+    Busy,
+    /// No such connection for this tenant.
+    Gone,
+    /// The connection has no refresh token (the app-only kinds get new tokens with
+    /// their own credentials).
+    NoRefreshToken,
+}
+
+/// How a refresh under a lease ended.
+#[derive(Debug)]
+pub enum RefreshOutcome {
+    /// New tokens; the refresh token is saved when the server sent one.
+    Refreshed(RefreshedTokens),
+    /// The token endpoint refused; the status follows
+    /// [`crate::oauth::ConnectionStatus::after_refusal`].
+    Refused(GrantProblem),
+}
+
+/// Where a tenant's OAuth grants live: the connection, its sealed refresh token, and the
+/// refresh lease that lets one holder across all processes refresh at a time.
+#[async_trait::async_trait]
+pub trait MailConnections: Send + Sync + 'static {
+    /// Records a new `ACTIVE` connection; `refresh_token` is sealed, bound to the new id.
+    async fn create(
+        &self,
+        tenant: TenantId,
+        kind: ConnectionKind,
+        mailbox: &str,
+        scopes: &[String],
+        refresh_token: Option<&SecretString>,
+        now: DateTime<Utc>,
+    ) -> Result<MailConnection, StoreError>;
+
+    /// The tenant's connection `id`; `None` for another tenant's.
+    async fn get(&self, tenant: TenantId, id: ConnectionId) -> Result<Option<MailConnection>, StoreError>;
+
+    /// Takes the refresh lease for `lease` from `now` unless another holder's lease is
+    /// still live (the same holder may take it again).
+    async fn begin_refresh(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        holder: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<RefreshTurn, StoreError>;
+
+    /// Ends `holder`'s lease with its outcome, in one write: on `Refreshed` the refresh
+    /// token (when `rotated`) and `last_refreshed_at`; on `Refused` the status the
+    /// problem leads to. `false` when `holder` no longer holds the lease: nothing is
+    /// written.
+    async fn finish_refresh(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        holder: &str,
+        outcome: RefreshOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes the connection and its tokens; `false` when the tenant has no such one.
+    async fn delete(&self, tenant: TenantId, id: ConnectionId) -> Result<bool, StoreError>;
 }
 
 #[cfg(test)]
