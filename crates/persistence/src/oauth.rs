@@ -346,3 +346,53 @@ impl MailConnections for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 }
+
+/// Re-seals, with the ring's current key, every connection's refresh token sealed under
+/// another key (part of [`crate::rotate_secret_key`]); returns how many were rewritten. A
+/// row is only rewritten while it still holds what was read, so a refresh that saved a
+/// rotated token meanwhile is never undone.
+pub(crate) async fn reseal_connections(db: &impl ConnectionTrait, keys: &SecretKeyRing) -> Result<usize, StoreError> {
+    const BATCH: u64 = 100;
+    let backend = db.get_database_backend();
+    let current = keys.current_key_id().to_owned();
+    let mut rewritten = 0;
+    let mut after = String::new();
+    loop {
+        let mut page = SqlBuilder::new(backend);
+        page.sql(
+            "SELECT id, refresh_token_ciphertext, refresh_token_key_id FROM mail_connections \
+             WHERE refresh_token_ciphertext IS NOT NULL AND refresh_token_key_id <> ",
+        )
+        .bind(current.clone())
+        .sql(" AND id > ")
+        .bind(after.clone())
+        .sql(&format!(" ORDER BY id LIMIT {BATCH}"));
+        let rows = db.query_all_raw(page.build()).await.map_err(db_err)?;
+        let Some(last) = rows.last() else {
+            return Ok(rewritten);
+        };
+        after = last.try_get("", "id").map_err(db_err)?;
+        for row in &rows {
+            let raw_id: String = row.try_get("", "id").map_err(db_err)?;
+            let id = ConnectionId::from_str(&raw_id)
+                .map_err(|_| corrupt(&format!("mail connection {raw_id}"), "id", FieldCode::InvalidFormat))?;
+            let sealed: Vec<u8> = row.try_get("", "refresh_token_ciphertext").map_err(db_err)?;
+            let key_id: String = row.try_get("", "refresh_token_key_id").map_err(db_err)?;
+            let token = open_refresh_token(keys, id, &sealed, &key_id)?;
+            let (resealed, new_key) = seal_refresh_token(keys, id, &token)?;
+            let mut update = SqlBuilder::new(backend);
+            update
+                .sql("UPDATE mail_connections SET refresh_token_ciphertext = ")
+                .bind(resealed)
+                .sql(", refresh_token_key_id = ")
+                .bind(new_key)
+                .sql(" WHERE id = ")
+                .bind(raw_id)
+                .sql(" AND refresh_token_key_id = ")
+                .bind(key_id)
+                .sql(" AND refresh_token_ciphertext = ")
+                .bind(sealed);
+            rewritten += usize::from(db.execute_raw(update.build()).await.map_err(db_err)?.rows_affected() == 1);
+        }
+    }
+}

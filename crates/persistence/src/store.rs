@@ -702,7 +702,8 @@ const ROTATION_BATCH: u64 = 100;
 
 /// Re-seals every stored SMTP and POP password whose key is not the ring's current key:
 /// opens it with its old key (which must still be in the ring) and seals it with the
-/// current one, for the same tenant and purpose. Returns how many values were rewritten.
+/// current one, for the same tenant and purpose (and the OAuth refresh tokens of
+/// `mail_connections`, for their connection). Returns how many values were rewritten.
 ///
 /// Run it after every process uses the new current key; then the old key can be dropped
 /// from the configuration. A row saved concurrently is left alone (the save sealed it
@@ -738,7 +739,8 @@ pub async fn rotate_secret_key(db: &DatabaseConnection, keys: &SecretKeyRing) ->
             .await
             .map_err(db_err)?;
         let Some(last) = rows.last() else {
-            return Ok(rewritten);
+            // Then the OAuth refresh tokens, sealed for their connection.
+            return Ok(rewritten + crate::oauth::reseal_connections(db, keys).await?);
         };
         after = Some((last.tenant_id.clone(), last.version));
         for row in &rows {

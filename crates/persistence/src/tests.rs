@@ -1282,3 +1282,31 @@ async fn sqlite_oauth_refreshes_take_turns() {
 async fn postgres_oauth_refreshes_take_turns() {
     in_postgres_schema(oauth_refreshes_take_turns).await;
 }
+
+/// Key rotation re-seals the connections' refresh tokens too: after it, a ring with only
+/// the new key hands out the same token; a second run rewrites nothing.
+async fn oauth_refresh_tokens_follow_a_key_rotation(db: DatabaseConnection) {
+    let old_key = crate::generate_key_base64();
+    let new_key = crate::generate_key_base64();
+    let old_store = SqlStore::new(db.clone(), Arc::new(SecretKeyRing::from_base64(&old_key, &[]).unwrap()));
+    let tenant = new_tenant(&old_store, Plan::Share).await.id;
+    let with_token = new_connection(&old_store, tenant, Some(REFRESH_TOKEN)).await;
+    let app_only = new_connection(&old_store, tenant, None).await;
+    let both = Arc::new(SecretKeyRing::from_base64(&new_key, &[old_key]).unwrap());
+    assert_eq!(rotate_secret_key(&db, &both).await.unwrap(), 1, "one sealed token");
+    assert_eq!(rotate_secret_key(&db, &both).await.unwrap(), 0);
+    let new_only = SqlStore::new(db, Arc::new(SecretKeyRing::from_base64(&new_key, &[]).unwrap()));
+    assert_eq!(turn(&new_only, &with_token, "h").await, REFRESH_TOKEN);
+    assert_eq!(turn(&new_only, &app_only, "h").await, "none");
+}
+
+#[tokio::test]
+async fn sqlite_oauth_refresh_tokens_follow_a_key_rotation() {
+    let (_file, db) = sqlite().await;
+    oauth_refresh_tokens_follow_a_key_rotation(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_oauth_refresh_tokens_follow_a_key_rotation() {
+    in_postgres_schema(oauth_refresh_tokens_follow_a_key_rotation).await;
+}
