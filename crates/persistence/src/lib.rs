@@ -37,6 +37,7 @@ pub mod error;
 pub mod group_commit;
 pub mod oauth;
 pub mod quota;
+mod rotation;
 mod sql;
 mod store;
 mod webhook_outbox;
@@ -49,8 +50,9 @@ pub use db::{PoolUse, connect, migrate, pool_use};
 pub use error::{Error, Result};
 pub use group_commit::GroupCommit;
 pub use quota::QuotaGate;
+pub use rotation::rotate_secret_key;
 pub use sea_orm::DatabaseConnection;
-pub use store::{SqlStore, rotate_secret_key};
+pub use store::SqlStore;
 
 #[cfg(test)]
 mod tests;

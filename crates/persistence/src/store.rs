@@ -702,14 +702,17 @@ const ROTATION_BATCH: u64 = 100;
 
 /// Re-seals every stored SMTP and POP password whose key is not the ring's current key:
 /// opens it with its old key (which must still be in the ring) and seals it with the
-/// current one, for the same tenant and purpose (and the OAuth refresh tokens of
-/// `mail_connections`, for their connection). Returns how many values were rewritten.
+/// current one, for the same tenant and purpose (`crate::rotate_secret_key` does this and
+/// the OAuth refresh tokens). Returns how many values were rewritten.
 ///
 /// Run it after every process uses the new current key; then the old key can be dropped
 /// from the configuration. A row saved concurrently is left alone (the save sealed it
 /// with the writer's current key) and the version is not bumped, since the settings
 /// themselves do not change.
-pub async fn rotate_secret_key(db: &DatabaseConnection, keys: &SecretKeyRing) -> Result<usize, StoreError> {
+pub(crate) async fn rotate_settings_secrets(
+    db: &DatabaseConnection,
+    keys: &SecretKeyRing,
+) -> Result<usize, StoreError> {
     let current = keys.current_key_id().to_owned();
     let mut rewritten = 0;
     // A tenant may have two rows (two versions): the cursor is (tenant, version).
@@ -739,8 +742,7 @@ pub async fn rotate_secret_key(db: &DatabaseConnection, keys: &SecretKeyRing) ->
             .await
             .map_err(db_err)?;
         let Some(last) = rows.last() else {
-            // Then the OAuth refresh tokens, sealed for their connection.
-            return Ok(rewritten + crate::oauth::reseal_connections(db, keys).await?);
+            return Ok(rewritten);
         };
         after = Some((last.tenant_id.clone(), last.version));
         for row in &rows {
