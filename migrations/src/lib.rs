@@ -18,6 +18,7 @@ mod m20261204_000011_delivery_trace;
 mod m20261206_000012_contacts_and_retention_hashes;
 mod m20261206_000013_oauth_states;
 mod m20261206_000014_mail_connections;
+mod m20261206_000015_settings_connection;
 
 /// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_contacts_and_retention_hashes::Migration),
             Box::new(m20261206_000013_oauth_states::Migration),
             Box::new(m20261206_000014_mail_connections::Migration),
+            Box::new(m20261206_000015_settings_connection::Migration),
         ]
     }
 }

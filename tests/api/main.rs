@@ -24,6 +24,7 @@ mod echoed_credentials;
 mod hardening;
 mod internal_names;
 mod mail;
+mod mailbox_sign_in;
 mod mailservers;
 mod metrics;
 mod oauth_client;

@@ -1,7 +1,7 @@
 """The console in a real browser: Debian's Chromium driven by Playwright for Python.
 
 Started by tests/api/console.rs against the real `mailgate` binary, its real database and
-real SMTP servers on loopback. Usage: console.py admin|operator. The environment names the
+real SMTP servers on loopback. Usage: console.py admin|operator|graphiql|mailbox. The environment names the
 console (CONSOLE_BASE, CONSOLE_LINK: a link with the token in its fragment), the tokens
 and servers the scenario needs; SCREENSHOTS (a directory) saves Japanese screenshots for
 docs/. Every step asserts what a person would see; the first surprise exits non-zero
@@ -62,6 +62,10 @@ class Watch:
 
     def request(self, request):
         url = request.url
+        # A sign-in leaves for the authorization server (the provider) and comes back.
+        provider = os.environ.get("OAUTH_BASE")
+        if provider and url.startswith(provider.rstrip("/") + "/"):
+            return
         if not (url.startswith(BASE + "/") or url.startswith("data:")):
             self.outside.append(url)
 
@@ -508,7 +512,55 @@ def graphiql(browser):
     print("graphiql: ok")
 
 
-SCENARIOS = {"admin": admin, "operator": operator, "graphiql": graphiql}
+# ---- a mailbox connected by signing in ---------------------------------------------------
+
+
+def mailbox(browser):
+    """A tenant admin connects a Microsoft 365 mailbox by signing in (the authorization
+    server on loopback signs in as MAILBOX at once), proves it with a test mail, sees it
+    connected, and disconnects it."""
+    link = os.environ["CONSOLE_LINK"]
+    mailbox_address = os.environ["MAILBOX"]
+    page, watch = new_page(browser)
+    page.goto(link)
+    card = page.locator('[data-part="mailbox"]')
+    expect(card.get_by_role("heading", name="メールボックスをサインインで接続")).to_be_visible()
+    expect(card).to_contain_text("パスワードは保存されません")
+    accessible(page, "mailbox")
+    shot(page, "mailbox-connect.png")
+    card.get_by_role("button", name="Microsoft で接続").click()
+    # To the provider and back: the console finishes the sign-in with this tab's token.
+    done = page.locator('[data-part="signed-in"]')
+    expect(done).to_have_text(f"{mailbox_address} を接続しました。")
+    assert "code=" not in page.url and "state=" not in page.url, f"the code stays in the address: {page.url}"
+    row = card.locator("[data-connection]")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-status", "ACTIVE")
+    expect(row).to_contain_text(mailbox_address)
+    expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "PENDING_VERIFICATION")
+    expect(page.get_by_label("パスワード", exact=True)).to_have_attribute("placeholder", "サインインで認証中（パスワードは不要です）")
+
+    # The test mail goes out through Microsoft Graph and puts the settings in force.
+    page.locator("#verify-to").fill("check@example.net")
+    page.locator('[data-action="test-saved"]').click()
+    expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "LIVE")
+    expect(sender(page)).to_have_attribute("data-source", "CUSTOM")
+    expect(sender(page)).to_contain_text(mailbox_address)
+    accessible(page, "mailbox connected")
+    shot(page, "mailbox-connected.png")
+
+    # Disconnect, after a confirmation: the settings go, the platform sends again.
+    row.get_by_role("button", name="切断").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("エンタープライズ アプリケーション")
+    dialog.get_by_role("button", name="切断").click()
+    expect(card.locator("[data-connection]")).to_have_count(0)
+    expect(sender(page)).to_have_attribute("data-source", "PLATFORM_DEFAULT")
+    watch.check()
+    print("mailbox: ok")
+
+
+SCENARIOS = {"admin": admin, "operator": operator, "graphiql": graphiql, "mailbox": mailbox}
 
 if __name__ == "__main__":
     scenario = SCENARIOS[sys.argv[1]]

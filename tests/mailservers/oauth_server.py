@@ -22,7 +22,8 @@ Endpoints:
                      seconds. --refresh-fails makes every refresh answer invalid_grant with
                      Microsoft's `AADSTS700082: ...` description.
   POST /introspect   RFC 7662 (client authentication required; answers `username` = mailbox).
-  POST /revoke       RFC 7009.
+  POST /revoke       RFC 7009 (a refresh token revokes its access token too; an access token
+                     only itself).
   Control (tests only):
   GET  /control/tokens            every token issued: access/refresh token, user, client, ...
   POST /control/revoke-user       form user=MAILBOX: revoke all of that user's tokens
@@ -371,9 +372,12 @@ class RevocationEndpoint_(RevocationEndpoint):
             return STATE.by_access.get(token_string) or STATE.by_refresh.get(token_string)
 
     def revoke_token(self, token, req):
+        # RFC 7009 2.1: revoking a refresh token ends its access token too; revoking an
+        # access token (as when it expired) leaves the refresh token usable.
         with LOCK:
             token.access_revoked = True
-            token.refresh_revoked = True
+            if request.form.get("token") != token.access_token:
+                token.refresh_revoked = True
 
 
 def token_generator():
@@ -386,7 +390,31 @@ def token_generator():
     def refresh(**_):
         return "rt-" + secrets.token_urlsafe(36)
 
-    return BearerTokenGenerator(access, refresh, expires)
+    return IdTokenGenerator(access, refresh, expires)
+
+
+def unsigned_jwt(claims):
+    """A JWT with `alg: none`: Mailgate reads the ID token it got straight from the token
+    endpoint without checking a signature (OpenID Connect Core 3.1.3.7 (6))."""
+    def part(obj):
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+    return part({"alg": "none", "typ": "JWT"}) + "." + part(claims) + "."
+
+
+class IdTokenGenerator(BearerTokenGenerator):
+    """Adds an OpenID Connect ID token naming the signed-in user (`email`,
+    `preferred_username`, Microsoft's `tid`/`oid`) when `openid` was granted."""
+
+    def generate(self, grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True):
+        token = super().generate(grant_type, client, user=user, scope=scope, expires_in=expires_in,
+                                 include_refresh_token=include_refresh_token)
+        if user and scope and "openid" in scope.split():
+            now = int(time.time())
+            token["id_token"] = unsigned_jwt({
+                "iss": STATE.token_url or "http://127.0.0.1/", "aud": client.get_client_id(), "sub": "sub-" + user,
+                "email": user, "preferred_username": user, "tid": "00000000-0000-0000-0000-00000000c0de",
+                "oid": "oid-" + user, "iat": now, "exp": now + 3600})
+        return token
 
 
 # ---------------------------------------------------------------------------------------

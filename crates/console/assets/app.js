@@ -6,12 +6,16 @@ import { confirmDialog, fill, h } from "./dom.js";
 import { locale, setLocale, t } from "./i18n.js";
 import { showOperator } from "./operator.js";
 import { showTenant } from "./tenant.js";
+import { takeSignInReturn } from "./mailbox.js";
 
 const VIEWER = `query ConsoleViewer { viewer { subject role tenant { id } } plans { code name canOverrideSender } }`;
 
 const main = document.getElementById("main");
 let session = null;
 let screen = null;
+// A sign-in with Microsoft or Google this tab came back from, finished once the session
+// is known (its token completes it).
+let signIn = takeSignInReturn();
 
 function chrome() {
   document.documentElement.lang = locale();
@@ -61,13 +65,16 @@ async function route(carry = null) {
   chrome();
   const { viewer, plans } = session;
   const wanted = new URLSearchParams(location.hash.slice(1)).get("tenant");
+  const back = signIn;
+  signIn = null;
   try {
     if (viewer.role === "TENANT_ADMIN") {
-      screen = await showTenant(main, viewer.tenant.id, { viewer, carry });
+      screen = await showTenant(main, viewer.tenant.id, { viewer, carry, signIn: back });
     } else if (viewer.role === "OPERATOR" && wanted) {
       screen = await showTenant(main, wanted, {
         viewer,
         carry,
+        signIn: back?.pending?.tenant === wanted ? back : null,
         back: () => {
           location.hash = "";
         },

@@ -249,7 +249,7 @@ export class SettingsForm {
     this.setRadio("smtpAuth", s ? s.smtpAuth : true);
     i.username.value = s?.username ?? "";
     i.password.value = "";
-    i.password.placeholder = s?.hasPassword ? t("passwordKeep") : "";
+    i.password.placeholder = s?.connectionId ? t("passwordSignedIn") : s?.hasPassword ? t("passwordKeep") : "";
     const pop = s?.popBeforeSmtp;
     i.popBeforeSmtp.checked = Boolean(pop);
     this.popFields.hidden = !pop;
@@ -293,7 +293,9 @@ export class SettingsForm {
     };
     if (auth) {
       input.username = i.username.value.trim();
+      // Settings that sign in keep their connection, unless a password is typed.
       if (i.password.value) input.password = i.password.value;
+      else if (this.settings?.connectionId) input.connectionId = this.settings.connectionId;
     } else {
       input.username = "";
     }

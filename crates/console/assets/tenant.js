@@ -6,9 +6,11 @@ import { ApiError, gql } from "./api.js";
 import { confirmDialog, fill, h, when } from "./dom.js";
 import { SettingsForm, domainOf, isEmail } from "./form.js";
 import { has, locale, planName, t } from "./i18n.js";
+import { complete, mailboxCard, microsoftOffer } from "./mailbox.js";
 
 const SETTINGS_FIELDS = `serverKind host port fromAddress fromName smtpAuth username hasPassword encryption
   popBeforeSmtp { host port username hasPassword tls } localHostname sendIntervalMs active version updatedAt
+  connectionId signInOffer connection { id mailbox status }
   health { state since consecutiveFailures hint hintCode lastFailure { at stage smtpCode enhancedCode serverMessage } }
   warnings { code field message }`;
 
@@ -19,6 +21,8 @@ const TENANT = `query ConsoleTenant($id: ID!) {
     platformSender { address name }
     mailSettings { ${SETTINGS_FIELDS} }
   }
+  mailSignInProviders
+  mailConnections(tenantId: $id) { id kind provider mailbox status lastRefreshedAt }
 }`;
 
 const PRESETS = `query ConsolePresets { mailServerPresets {
@@ -26,7 +30,7 @@ const PRESETS = `query ConsolePresets { mailServerPresets {
   sendLimit { count period } hints { code message } } plans { code name canOverrideSender } }`;
 
 const RESULT_FIELDS = `ok stage smtpCode enhancedCode serverMessage hint hintCode field elapsedMs
-  sender { address name source } activated activationCodeSent warnings { code field message }`;
+  sender { address name source } activated activationCodeSent warnings { code field message } signInOffer`;
 
 const DELIVERIES = `query ConsoleDeliveries($id: ID!, $status: DeliveryStatus, $after: String) {
   tenant(id: $id) { deliveries(status: $status, first: 20, after: $after) {
@@ -54,10 +58,11 @@ function reply({ smtpCode, enhancedCode, serverMessage }) {
 }
 
 /** Builds the screen of tenant `id` into `root`. */
-export async function showTenant(root, id, { viewer, back, carry }) {
+export async function showTenant(root, id, { viewer, back, carry, signIn }) {
   const screen = new TenantScreen(root, id, viewer, back);
   await screen.load();
   if (carry?.tenant === id) screen.restore(carry);
+  if (signIn) await screen.finishSignIn(signIn);
   return screen;
 }
 
@@ -76,6 +81,8 @@ class TenantScreen {
     if (!presetsCache) presetsCache = await gql(PRESETS);
     const { data, errors } = await gql(TENANT, { id: this.id }, { partial: true });
     this.tenant = data.tenant;
+    this.providers = data.mailSignInProviders ?? [];
+    this.connections = data.mailConnections ?? [];
     this.unreadable = errors.find((e) => e.extensions?.code === "SETTINGS_UNREADABLE") || null;
     if (!this.tenant) throw new ApiError("", "NOT_FOUND");
     this.render();
@@ -84,11 +91,15 @@ class TenantScreen {
   async reload() {
     const { data, errors } = await gql(TENANT, { id: this.id }, { partial: true });
     this.tenant = data.tenant;
+    this.providers = data.mailSignInProviders ?? [];
+    this.connections = data.mailConnections ?? [];
     this.unreadable = errors.find((e) => e.extensions?.code === "SETTINGS_UNREADABLE") || null;
     this.renderSender();
     this.renderHealth();
+    this.renderMailbox();
     this.form.settings = this.tenant.mailSettings;
-    this.form.inputs.password.placeholder = this.tenant.mailSettings?.hasPassword ? t("passwordKeep") : "";
+    const saved = this.tenant.mailSettings;
+    this.form.inputs.password.placeholder = saved?.connectionId ? t("passwordSignedIn") : saved?.hasPassword ? t("passwordKeep") : "";
   }
 
   /** What was typed, carried over a language switch. */
@@ -110,6 +121,7 @@ class TenantScreen {
     const readOnly = !tenant.canOverrideSender;
     this.senderBox = h("section", { class: "sender", "aria-labelledby": "sender-title", "data-part": "sender" });
     this.healthBox = h("section", { class: "health", "aria-labelledby": "health-title", "data-part": "health" });
+    this.mailboxBox = h("div", { "data-part": "mailbox-slot" });
     this.status = h("div", { class: "status", role: "status", "aria-live": "polite", "data-part": "status" });
     this.form = new SettingsForm({
       presets: presetsCache.mailServerPresets,
@@ -134,6 +146,7 @@ class TenantScreen {
       this.senderBox,
       readOnly ? this.planNotice() : null,
       this.healthBox,
+      readOnly ? null : this.mailboxBox,
       h(
         "section",
         { class: "card", "aria-labelledby": "settings-title" },
@@ -150,8 +163,43 @@ class TenantScreen {
     );
     this.renderSender();
     this.renderHealth();
+    this.renderMailbox();
     this.loadDeliveries();
     this.loadAudit();
+  }
+
+  // ---- sign in with Microsoft or Google ----------------------------------------------
+
+  renderMailbox() {
+    if (!this.tenant.canOverrideSender || (!this.providers.length && !this.connections.length)) {
+      fill(this.mailboxBox);
+      return;
+    }
+    fill(
+      this.mailboxBox,
+      mailboxCard({
+        id: this.id,
+        providers: this.providers,
+        connections: this.connections,
+        say: (kind, ...content) => this.say(kind, ...content),
+        reload: () => this.reload().then(() => this.form.load(this.tenant.mailSettings)),
+        fail: (e) => fill(this.status, this.errorView(e)),
+      }),
+    );
+  }
+
+  /** The browser came back from a sign-in: complete it as this admin and say how it went. */
+  async finishSignIn(back) {
+    try {
+      const said = await complete(this.id, back);
+      this.say(said.kind, ...said.content);
+      await this.reload();
+      this.form.load(this.tenant.mailSettings);
+      this.loadAudit();
+    } catch (e) {
+      fill(this.status, this.errorView(e));
+    }
+    this.status.scrollIntoView?.({ block: "center" });
   }
 
   // ---- where mail goes out from ------------------------------------------------------
@@ -203,6 +251,7 @@ class TenantScreen {
       body ? h("p", {}, t(body)) : null,
       s.health.consecutiveFailures ? h("p", {}, t("failuresInRow", { n: s.health.consecutiveFailures })) : null,
       s.health.hint ? h("p", { class: "field-hint", "data-hint-code": s.health.hintCode }, s.health.hint) : null,
+      s.signInOffer === "MICROSOFT" && this.providers?.includes("MICROSOFT") ? microsoftOffer(this.id, (e) => fill(this.status, this.errorView(e))) : null,
       s.warnings.length ? h("ul", { class: "warnings" }, s.warnings.map((w) => h("li", { "data-code": w.code }, w.message))) : null,
     ];
     if (s.active && state !== "LIVE" && this.tenant.canOverrideSender) {
@@ -434,6 +483,7 @@ class TenantScreen {
       { class: "message error", "data-ok": "false", "data-stage": r.stage, "data-hint-code": r.hintCode || "" },
       h("p", {}, t("testFailed")),
       h("dl", {}, rows.map(([k, v, part]) => [h("dt", {}, k), h("dd", { "data-part": part }, v)])),
+      r.signInOffer === "MICROSOFT" && this.providers?.includes("MICROSOFT") ? microsoftOffer(this.id, (e) => fill(this.status, this.errorView(e))) : null,
     );
   }
 

@@ -62,6 +62,7 @@ const ASSETS: &[Asset] = assets! {"assets";
     "tenant.js" => "text/javascript; charset=utf-8",
     "operator.js" => "text/javascript; charset=utf-8",
     "webhooks.js" => "text/javascript; charset=utf-8",
+    "mailbox.js" => "text/javascript; charset=utf-8",
 };
 
 /// The names of the files served under [`BASE`].

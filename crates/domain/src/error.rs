@@ -43,6 +43,28 @@ crate::coded_enum! {
         HostNotOfPreset = "HOST_NOT_OF_PRESET",
         /// No tenant has this id.
         UnknownTenant = "UNKNOWN_TENANT",
+        /// A password given together with a connection (a sign-in authenticates instead).
+        NotWithConnection = "NOT_WITH_CONNECTION",
+        /// The tenant has no connection with this id.
+        UnknownConnection = "UNKNOWN_CONNECTION",
+        /// The connection cannot send until an admin signs in again (or its setup is
+        /// fixed): reconnect first.
+        ConnectionNotActive = "CONNECTION_NOT_ACTIVE",
+        /// The operator has not set up sign-in with this provider.
+        SignInNotConfigured = "SIGN_IN_NOT_CONFIGURED",
+        /// The sign-in took longer than 10 minutes: start again.
+        SignInExpired = "SIGN_IN_EXPIRED",
+        /// The sign-in is not one this caller started for this tenant, or it was used
+        /// already: start again.
+        SignInInvalid = "SIGN_IN_INVALID",
+        /// The provider refused the sign-in (the user cancelled, or the code was refused).
+        SignInRefused = "SIGN_IN_REFUSED",
+        /// The organisation has not approved Mailgate: an administrator must consent first.
+        ConsentRequired = "CONSENT_REQUIRED",
+        /// The return URL is not on the operator's list.
+        ReturnUrlNotAllowed = "RETURN_URL_NOT_ALLOWED",
+        /// The signed-in account has no e-mail address we could read.
+        MailboxUnknown = "MAILBOX_UNKNOWN",
     }
 }
 

@@ -65,6 +65,17 @@ pub enum FailureKind {
     /// An address of the mail needs SMTPUTF8 (non-ASCII before the @) and the server does
     /// not offer it; nothing was sent. Permanent for this mail.
     SmtpUtf8NotOffered,
+    /// A sign-in's access token was refused by the server (SMTP `535 5.7.3` after
+    /// XOAUTH2, Gmail's `334` challenge, HTTP `401`), even after a refresh.
+    TokenRefused,
+    /// The sign-in is gone (revoked, expired, password changed, consent withdrawn): an
+    /// admin must sign in again.
+    SignInRevoked,
+    /// The provider refuses Mailgate's client or the grant's scopes: the operator's or the
+    /// admin's setup, not a reconnect.
+    SignInMisconfigured,
+    /// No token could be had for now (the provider throttled or did not answer).
+    SignInUnavailable,
 }
 
 crate::coded_enum! {
@@ -93,6 +104,15 @@ crate::coded_enum! {
         /// An address with non-ASCII characters before the @ needs SMTPUTF8, which the
         /// server does not offer.
         SmtpUtf8NotSupported = "SMTPUTF8_NOT_SUPPORTED",
+        /// The sign-in was revoked or expired: reconnect.
+        ReconnectMailbox = "RECONNECT_MAILBOX",
+        /// The server refused the sign-in's token.
+        TokenRefused = "TOKEN_REFUSED",
+        /// The provider refuses Mailgate's app or the permissions asked for.
+        SignInSetup = "SIGN_IN_SETUP",
+        /// The provider limited how fast this mailbox may send (or did not answer): it
+        /// waits and tries again.
+        ProviderThrottled = "PROVIDER_THROTTLED",
         Other = "OTHER",
     }
 }

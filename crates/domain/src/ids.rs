@@ -47,6 +47,13 @@ macro_rules! uuid_id {
 pub(crate) use uuid_id;
 
 uuid_id! {
+    /// An OAuth connection's id (`oauth::MailConnection`); also the associated data its
+    /// sealed refresh token is bound to. Here rather than in `oauth` so that settings,
+    /// which name the connection they use, need nothing else of it.
+    ConnectionId
+}
+
+uuid_id! {
     /// A delivery's id.
     DeliveryId
 }

@@ -7,6 +7,7 @@ pub mod access;
 pub mod assistant;
 pub mod audit;
 pub mod codes;
+pub mod connections;
 pub mod deliveries;
 pub mod delivery;
 pub mod discovery;

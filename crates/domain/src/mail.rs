@@ -109,7 +109,8 @@ impl SendFailure {
             | FailureKind::ConnectionRefused
             | FailureKind::HostNotFound
             | FailureKind::SettingsUnreadable
-            | FailureKind::HostBusy => true,
+            | FailureKind::HostBusy
+            | FailureKind::SignInUnavailable => true,
             _ => false,
         }
     }
@@ -176,15 +177,28 @@ pub fn diagnose(failure: &SendFailure, settings: Option<&MailSettings>) -> Diagn
         FailureKind::Network | FailureKind::InvalidMessage | FailureKind::SettingsUnreadable => d(Hint::Other, None),
         FailureKind::HostBusy => d(Hint::TemporaryFailure, None),
         FailureKind::SmtpUtf8NotOffered => d(Hint::SmtpUtf8NotSupported, Some("to")),
+        FailureKind::SignInRevoked => d(Hint::ReconnectMailbox, Some("connectionId")),
+        FailureKind::SignInMisconfigured => d(Hint::SignInSetup, Some("connectionId")),
+        FailureKind::SignInUnavailable => d(Hint::ProviderThrottled, None),
+        FailureKind::TokenRefused => {
+            if smtp_auth_off(enhanced, &text) {
+                d(Hint::Microsoft365SmtpAuthDisabled, Some("connectionId"))
+            } else {
+                d(Hint::TokenRefused, Some("connectionId"))
+            }
+        }
         FailureKind::Rejected => {
             if enhanced == "5.7.9" || (code == 534 && text.contains("application-specific")) {
                 d(Hint::GmailAppPassword, Some("password"))
-            } else if enhanced == "5.7.139"
-                || enhanced == "5.7.30"
-                || text.contains("smtpclientauthentication is disabled")
-                || text.contains("basic authentication is not supported")
-            {
-                d(Hint::Microsoft365SmtpAuthDisabled, Some("username"))
+            } else if smtp_auth_off(enhanced, &text) {
+                // With a password the result also offers a Microsoft sign-in
+                // (`offers_microsoft_sign_in`); with a sign-in, SMTP AUTH is off for the
+                // mailbox (or send through Graph).
+                let field = match settings.and_then(MailSettings::connection) {
+                    None => "username",
+                    Some(_) => "connectionId",
+                };
+                d(Hint::Microsoft365SmtpAuthDisabled, Some(field))
             } else if failure.stage == SendStage::Auth && (code == 535 || code == 534 || enhanced.starts_with("5.7.8"))
             {
                 d(Hint::WrongCredentials, Some("password"))
@@ -217,6 +231,29 @@ impl crate::health::SettingsFailure {
     }
 }
 
+/// Exchange Online's refusals of password (or any) SMTP AUTH: `550 5.7.30 Basic
+/// authentication is not supported for Client Submission`, `535 5.7.139 … SmtpClientAuthentication
+/// is disabled` (facts §1).
+fn smtp_auth_off(enhanced: &str, lowercase_text: &str) -> bool {
+    enhanced == "5.7.139"
+        || enhanced == "5.7.30"
+        || lowercase_text.contains("smtpclientauthentication is disabled")
+        || lowercase_text.contains("basic authentication is not supported")
+}
+
+/// Whether a failure says Microsoft no longer takes the password these settings use:
+/// the tenant is offered "Connect with Microsoft" (issue 25, the move off passwords).
+pub fn offers_microsoft_sign_in(failure: &SendFailure, settings: Option<&MailSettings>) -> bool {
+    settings.is_some_and(|s| s.connection().is_none())
+        && diagnose(failure, settings).hint == Hint::Microsoft365SmtpAuthDisabled
+}
+
+/// Whether a failure ends the settings version at once rather than after a few in a
+/// row: a sign-in that is gone cannot come back by itself.
+pub fn suspends_at_once(failure: &SendFailure) -> bool {
+    failure.kind == FailureKind::SignInRevoked
+}
+
 /// Whether a failure on the tenant's own server says its settings are wrong (rather than
 /// that one mail, one recipient or the network had a problem): a permanent refusal of the
 /// credentials or of the sender, or a certificate that does not verify. Such failures
@@ -224,7 +261,11 @@ impl crate::health::SettingsFailure {
 pub fn is_configuration_failure(failure: &SendFailure) -> bool {
     if matches!(
         failure.kind,
-        FailureKind::CertificateUntrusted | FailureKind::CertificateNameMismatch
+        FailureKind::CertificateUntrusted
+            | FailureKind::CertificateNameMismatch
+            | FailureKind::TokenRefused
+            | FailureKind::SignInRevoked
+            | FailureKind::SignInMisconfigured
     ) {
         return true;
     }

@@ -214,6 +214,9 @@ pub struct TestMailOutcome {
     pub activation_code_sent: bool,
     /// Allowed but probably not what was meant (the recipient is in the sender's domain).
     pub warnings: Vec<SettingsWarning>,
+    /// Microsoft refused the password these settings use (`550 5.7.30`, `535 5.7.139`):
+    /// offer to connect the mailbox with a Microsoft sign-in instead.
+    pub sign_in_offer: Option<crate::oauth::Provider>,
 }
 
 /// Test mails (and probes, which count as test mails) per tenant and per caller.
@@ -239,6 +242,8 @@ pub struct TenantService {
     lookups: Option<Arc<dyn SetupLookups>>,
     /// Told of every test mail (for `/metrics`).
     test_mails: Option<TestMailCounter>,
+    /// The tenants' sign-ins (OAuth connections) settings may name.
+    connections: Option<Arc<dyn crate::ports::MailConnections>>,
 }
 
 /// What became of a test mail, for counting.
@@ -280,7 +285,14 @@ impl TenantService {
             activation: ActivationMode::default(),
             lookups: None,
             test_mails: None,
+            connections: None,
         }
+    }
+
+    /// Settings may name a connection (a sign-in) of the tenant's in these.
+    pub fn with_connections(mut self, connections: Arc<dyn crate::ports::MailConnections>) -> Self {
+        self.connections = Some(connections);
+        self
     }
 
     /// Saves also check the sender domain's SPF, DKIM and DMARC (a warning, never a refusal).
@@ -521,6 +533,7 @@ impl TenantService {
             }
             let settings = MailSettings::validate(draft, stored.map(|s| &s.settings)).map_err(Error::Validation)?;
             self.ports.check(&settings).map_err(Error::Validation)?;
+            self.check_connection(id, &settings).await?;
             let warnings = self.check_hosts(&settings).await?;
             let now = Utc::now();
             let changes = settings_diff(stored.map(|s| &s.settings), Some(&settings));
@@ -543,6 +556,30 @@ impl TenantService {
             if let Some(stored) = writes.settle(saved)? {
                 return Ok(Some(SavedSettings { stored, warnings }));
             }
+        }
+    }
+
+    /// The connection settings name must be one of the tenant's, and able to send.
+    async fn check_connection(&self, id: TenantId, settings: &MailSettings) -> Result<()> {
+        let Some(connection) = settings.connection() else {
+            return Ok(());
+        };
+        let found = match &self.connections {
+            Some(store) => store.get(id, connection).await?,
+            None => None,
+        };
+        match found {
+            None => Err(Error::Validation(vec![crate::error::FieldError::new(
+                "connectionId",
+                FieldCode::UnknownConnection,
+            )])),
+            Some(c) if c.status != crate::oauth::ConnectionStatus::Active => {
+                Err(Error::Validation(vec![crate::error::FieldError::new(
+                    "connectionId",
+                    FieldCode::ConnectionNotActive,
+                )]))
+            }
+            Some(_) => Ok(()),
         }
     }
 
@@ -781,6 +818,11 @@ impl TenantService {
             }
         }
         let diagnosis = result.as_ref().err().map(|f| diagnose(f, Some(&settings)));
+        let sign_in_offer = result
+            .as_ref()
+            .err()
+            .filter(|f| crate::mail::offers_microsoft_sign_in(f, Some(&settings)))
+            .map(|_| crate::oauth::Provider::Microsoft);
         // A server often delivers mail for its own domain locally: a test to it proves
         // little about mail to the outside (the seed page asks for an external address).
         let warnings = if to.ascii_domain() == settings.from_address().ascii_domain() {
@@ -794,6 +836,7 @@ impl TenantService {
             activated,
             activation_code_sent,
             warnings,
+            sign_in_offer,
         })
     }
 

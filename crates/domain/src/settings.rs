@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{FieldCode, FieldError};
+use crate::ids::ConnectionId;
 use crate::providers::{HostSpec, Provider};
 use crate::values::{
     EmailAddress, Host, LocalHostname, Port, SendInterval, SenderName, Username, ValueError, check_password,
@@ -58,6 +59,8 @@ pub struct MailSettings {
     pop_before_smtp: Option<PopBeforeSmtp>,
     local_hostname: Option<LocalHostname>,
     send_interval: SendInterval,
+    /// A sign-in (OAuth connection) that authenticates instead of a password.
+    connection: Option<ConnectionId>,
 }
 
 /// Settings as stored, with their version (for optimistic concurrency and transport
@@ -99,6 +102,9 @@ pub struct MailSettingsDraft {
     pub pop_before_smtp: Option<PopBeforeSmtpDraft>,
     pub local_hostname: Option<String>,
     pub send_interval_ms: Option<i64>,
+    /// A connection of this tenant (a sign-in with Microsoft or Google) that
+    /// authenticates instead of a password; absent or empty: none.
+    pub connection_id: Option<String>,
 }
 
 fn blank(s: &Option<String>) -> bool {
@@ -123,6 +129,7 @@ impl MailSettingsDraft {
             && blank(&self.username)
             && blank_secret(&self.password)
             && blank(&self.local_hostname)
+            && blank(&self.connection_id)
             && pop_blank
     }
 }
@@ -357,11 +364,25 @@ impl MailSettings {
         let username = errs
             .check("username", opt_text(&draft.username, Username::parse))
             .flatten();
-        let smtp_auth = match preset {
-            Some(p) => p.smtp_auth,
-            None => draft.smtp_auth.unwrap_or(username.is_some()),
+        let connection = errs
+            .check(
+                "connectionId",
+                opt_text(&draft.connection_id, |s| {
+                    s.trim().parse::<ConnectionId>().map_err(|_| ValueError::InvalidFormat)
+                }),
+            )
+            .flatten();
+        let smtp_auth = match (connection, preset) {
+            // A token authenticates: there is always an AUTH.
+            (Some(_), _) => true,
+            (None, Some(p)) => p.smtp_auth,
+            (None, None) => draft.smtp_auth.unwrap_or(username.is_some()),
         };
         let entered_password = errs.check("password", new_password(&draft.password)).flatten();
+        if connection.is_some() && entered_password.is_some() {
+            // Never both: a password given with a sign-in would be stored for nothing.
+            errs.push("password", FieldCode::NotWithConnection);
+        }
         let local_hostname = errs
             .check("localHostname", opt_text(&draft.local_hostname, LocalHostname::parse))
             .flatten();
@@ -373,7 +394,7 @@ impl MailSettings {
             .unwrap_or_default();
 
         let mut password = None;
-        if smtp_auth {
+        if smtp_auth && connection.is_none() {
             if username.is_none() && errs.0.iter().all(|e| e.field != "username") {
                 errs.push("username", FieldCode::Required);
             }
@@ -424,6 +445,7 @@ impl MailSettings {
                 pop_before_smtp,
                 local_hostname,
                 send_interval,
+                connection,
             }),
             // Unreachable: each None above pushed an error.
             _ => Err(vec![FieldError::new("input", ValueError::InvalidFormat)]),
@@ -515,6 +537,11 @@ impl MailSettings {
         self.send_interval
     }
 
+    /// The sign-in that authenticates instead of a password, if any.
+    pub fn connection(&self) -> Option<ConnectionId> {
+        self.connection
+    }
+
     /// Combinations that are allowed but usually a mistake.
     pub fn warnings(&self) -> Vec<SettingsWarning> {
         let mut out = Vec::new();
@@ -550,6 +577,7 @@ impl MailSettings {
             }),
             local_hostname: self.local_hostname.as_ref().map(|h| h.as_str().to_owned()),
             send_interval_ms: Some(i64::from(self.send_interval.as_millis())),
+            connection_id: self.connection.map(|c| c.to_string()),
         }
     }
 
@@ -574,6 +602,7 @@ impl MailSettings {
                 self.local_hostname.as_ref().map(|h| h.as_str().to_owned()),
             ),
             ("sendIntervalMs", Some(self.send_interval.as_millis().to_string())),
+            ("connectionId", self.connection.map(|c| c.to_string())),
         ]
     }
 }

@@ -13,6 +13,7 @@ mod assistant;
 mod audit;
 pub mod auth;
 pub mod catalogue;
+mod connections;
 pub mod context;
 mod deliveries;
 pub mod depth;

@@ -232,6 +232,8 @@ impl MailSettingsHealth {
 /// A tenant's saved mail-server settings. The password is write-only.
 #[derive(Debug)]
 pub struct MailSettings {
+    /// Whose settings these are.
+    pub tenant: domain::TenantId,
     pub stored: StoredMailSettings,
     pub active: bool,
     /// Warnings only the save could give (a host that did not resolve then).
@@ -277,6 +279,31 @@ impl MailSettings {
     }
     async fn send_interval_ms(&self) -> i32 {
         int(self.stored.settings.send_interval().as_millis())
+    }
+    /// The sign-in these settings authenticate with instead of a password (null: none).
+    async fn connection_id(&self) -> Option<ID> {
+        self.stored.settings.connection().map(|c| ID(c.to_string()))
+    }
+    /// `MICROSOFT` when the last failure of these password settings was Microsoft
+    /// refusing passwords (550 5.7.30, 535 5.7.139): offer "Connect with Microsoft".
+    async fn sign_in_offer(&self) -> Option<crate::connections::MailProvider> {
+        let refused = self
+            .stored
+            .health
+            .last_failure
+            .as_ref()
+            .is_some_and(|f| f.hint == domain::failure::Hint::Microsoft365SmtpAuthDisabled);
+        (refused && self.stored.settings.connection().is_none()).then_some(crate::connections::MailProvider::Microsoft)
+    }
+    /// That sign-in (null: none, or it was disconnected).
+    async fn connection(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<crate::connections::MailConnectionView>> {
+        match self.stored.settings.connection() {
+            Some(id) => crate::connections::of_settings(ctx, self.tenant, id).await,
+            None => Ok(None),
+        }
     }
     /// False while the tenant's plan forbids a custom sender; the settings are kept.
     async fn active(&self) -> bool {
@@ -389,6 +416,9 @@ pub struct TestMailResult {
     pub activation_code_sent: bool,
     /// Allowed but probably not meant: `RECIPIENT_IN_SENDER_DOMAIN` (field `to`).
     pub warnings: Vec<SettingsWarning>,
+    /// `MICROSOFT` when Microsoft refused the password (550 5.7.30, 535 5.7.139): offer
+    /// "Connect with Microsoft" (`connectMailbox`), which keeps the sender and server.
+    pub sign_in_offer: Option<crate::connections::MailProvider>,
 }
 
 impl TestMailResult {
@@ -418,6 +448,7 @@ impl TestMailResult {
                 activated: o.activated,
                 activation_code_sent: o.activation_code_sent,
                 warnings,
+                sign_in_offer: None,
             },
             Err(f) => Self {
                 ok: false,
@@ -434,6 +465,7 @@ impl TestMailResult {
                 activated: false,
                 activation_code_sent: false,
                 warnings,
+                sign_in_offer: o.sign_in_offer.map(Into::into),
             },
         }
     }
@@ -462,6 +494,9 @@ pub(crate) struct MailSettingsInput {
     local_hostname: Option<String>,
     /// 0–3,600,000 ms between the starts of two sends; default 0.
     send_interval_ms: Option<i32>,
+    /// A connection of this tenant (`completeMailboxConnection`) that signs in instead
+    /// of a password; leave `password` empty. Absent or empty: none.
+    connection_id: Option<ID>,
     /// Optimistic concurrency: the `version` you loaded (0 when nothing was saved).
     expected_version: Option<i32>,
 }
@@ -518,6 +553,7 @@ impl MailSettingsInput {
             }),
             local_hostname: self.local_hostname,
             send_interval_ms: self.send_interval_ms.map(i64::from),
+            connection_id: self.connection_id.map(|id| id.0),
         }
     }
 }
@@ -537,6 +573,7 @@ pub(crate) async fn update(
         .await
         .gql(l)?;
     Ok(saved.map(|saved| MailSettings {
+        tenant: id,
         stored: saved.stored,
         active: true,
         save_warnings: saved.warnings,
@@ -566,8 +603,39 @@ pub(crate) async fn activate(ctx: &Context<'_>, tenant_id: ID, code: String) -> 
     let id = parse_tenant_id(&tenant_id).gql(l)?;
     let stored = service.activate_mail_settings(caller, id, &code).await.gql(l)?;
     Ok(MailSettings {
+        tenant: id,
         stored,
         active: true,
         save_warnings: Vec::new(),
+    })
+}
+
+/// A completed sign-in.
+#[derive(SimpleObject)]
+pub(crate) struct MailboxConnected {
+    connection: crate::connections::MailConnectionView,
+    /// The settings saved to send through it (pending until a test mail proves them,
+    /// as any save).
+    settings: Option<MailSettings>,
+}
+
+/// `Mutation.completeMailboxConnection`.
+pub(crate) async fn complete_connection(
+    ctx: &Context<'_>,
+    tenant_id: ID,
+    state: String,
+    code: String,
+) -> async_graphql::Result<MailboxConnected> {
+    let (caller, service, l) = caller_and::<domain::connections::ConnectionService>(ctx)?;
+    let id = parse_tenant_id(&tenant_id).gql(l)?;
+    let done = service.complete(caller, id, &state, &code).await.gql(l)?;
+    Ok(MailboxConnected {
+        connection: crate::connections::MailConnectionView(done.connection),
+        settings: done.saved.map(|saved| MailSettings {
+            tenant: id,
+            stored: saved.stored,
+            active: true,
+            save_warnings: saved.warnings,
+        }),
     })
 }

@@ -5,20 +5,22 @@
 use async_graphql::{Context, EmptySubscription, ID, Object, Schema};
 
 use domain::assistant::AssistantService;
+use domain::connections::ConnectionService;
 use domain::deliveries::DeliveryService;
 use domain::service::TenantService;
 use domain::webhooks::WebhookService;
 
 use crate::assistant::{MailServerDiscovery, MailServerPreset, ProbeResult, SenderDomainCheck};
+use crate::connections::{MailConnectionKind, MailConnectionView, MailProvider, MailboxSignIn};
 use crate::deliveries::{Delivery, NotificationInput};
-use crate::mail_settings::{MailSettings, MailSettingsInput, TestMailResult};
+use crate::mail_settings::{MailSettings, MailSettingsInput, MailboxConnected, TestMailResult};
 use crate::tenants::{self, PlanInfo, Tenant, TenantConnection, Viewer};
 use crate::values::Plan;
 use crate::webhooks::{
     WebhookEndpoint, WebhookEndpointChanges, WebhookEndpointConnection, WebhookEndpointInput, WebhookEndpointSecret,
     WebhookMessage,
 };
-use crate::{assistant, deliveries, mail_settings, webhooks};
+use crate::{assistant, connections, deliveries, mail_settings, webhooks};
 
 pub type MailgateSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -57,6 +59,21 @@ impl QueryRoot {
     /// All plans and whether each may replace the default sender.
     async fn plans(&self) -> Vec<PlanInfo> {
         tenants::plans()
+    }
+
+    /// The providers a mailbox can be connected with by signing in (those the operator
+    /// set up); empty when the feature is off.
+    async fn mail_sign_in_providers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<MailProvider>> {
+        connections::providers(ctx)
+    }
+
+    /// The tenant's sign-ins with Microsoft or Google, oldest first.
+    async fn mail_connections(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+    ) -> async_graphql::Result<Vec<MailConnectionView>> {
+        connections::list(ctx, tenant_id).await
     }
 
     /// Presets for the server fields (GMAIL: smtp.gmail.com, 587, STARTTLS, auth), one per
@@ -152,6 +169,45 @@ impl MutationRoot {
         input: MailSettingsInput,
     ) -> async_graphql::Result<Option<MailSettings>> {
         mail_settings::update(ctx, tenant_id, input).await
+    }
+
+    /// Start "Connect with Microsoft / Google": the URL to open in the admin's browser.
+    /// `VALIDATION_FAILED` on `kind` with `SIGN_IN_NOT_CONFIGURED` when the operator has
+    /// not set up that provider; `returnUrl` must be on the operator's list (default: the
+    /// console).
+    async fn connect_mailbox(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        kind: MailConnectionKind,
+        return_url: Option<String>,
+    ) -> async_graphql::Result<MailboxSignIn> {
+        connections::connect(ctx, tenant_id, kind, return_url).await
+    }
+
+    /// Finish a sign-in with the `state` and `code` the browser came back with, as the
+    /// same caller who started it: stores the connection and saves settings that send
+    /// through it (sender, name and server kept), pending until a test mail proves them.
+    async fn complete_mailbox_connection(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        state: String,
+        code: String,
+    ) -> async_graphql::Result<MailboxConnected> {
+        mail_settings::complete_connection(ctx, tenant_id, state, code).await
+    }
+
+    /// Remove a connection and its tokens (revoked at Google; for Microsoft, remove the
+    /// app in the organisation's Enterprise applications too). Settings that use it are
+    /// cleared first, so mail goes out from the platform default. False: no such one.
+    async fn disconnect_mailbox(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        connection_id: ID,
+    ) -> async_graphql::Result<bool> {
+        connections::disconnect(ctx, tenant_id, connection_id).await
     }
 
     /// Remove all saved settings; mail goes out from the platform default again.
@@ -310,10 +366,12 @@ pub fn build_schema(
     deliveries: DeliveryService,
     assistant: AssistantService,
     webhooks: WebhookService,
+    connections: ConnectionService,
     limits: SchemaLimits,
 ) -> MailgateSchema {
     let builder = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(service)
+        .data(connections)
         .data(deliveries)
         .data(assistant)
         .data(webhooks)

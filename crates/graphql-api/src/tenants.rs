@@ -117,6 +117,7 @@ impl Tenant {
     async fn mail_settings(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<MailSettings>> {
         let stored = self.0.readable_settings().gql(locale(ctx))?;
         Ok(stored.cloned().map(|stored| MailSettings {
+            tenant: self.0.tenant().id,
             stored,
             active: self.0.settings_active(),
             save_warnings: Vec::new(),

@@ -10,6 +10,7 @@
     reason = "a SendFailure carries the server's reply for the diagnosis; failures are rare and not on a hot path"
 )]
 
+pub mod api;
 pub mod guard;
 pub mod hosts;
 pub mod http;
@@ -31,17 +32,21 @@ use secrecy::SecretString;
 
 use domain::TenantId;
 use domain::mail::{FailureKind, OutgoingMail, SendFailure, SendReceipt, SendStage, SenderUsed};
+use domain::oauth::{ConnectionId, Transport};
 use domain::plan::SenderOverridePermit;
-use domain::ports::{Coordination, HostCheck, MailTransport, Pacing, TenantRecord};
+use domain::ports::{
+    AccessToken, AccessTokens, Coordination, HostCheck, MailTransport, Pacing, TenantRecord, TokenUnavailable,
+};
 use domain::sender::{PlatformSender, ReplyTo, SenderRoute, SenderSource};
 use domain::settings::{Encryption, MailSettings, PortPolicy};
 use domain::values::{Host, LocalHostname};
 
+use crate::api::MailApis;
 use crate::guard::Guard;
 use crate::hosts::HostGates;
 use crate::pool::{Endpoint, Pacer, Pool, PoolLimits};
 use crate::resolver::Resolver;
-use crate::session::{ServerParams, Timeouts};
+use crate::session::{AuthMechanism, ServerParams, Timeouts};
 use crate::tls::TlsMaterial;
 
 pub use crate::tls::TlsSetupError;
@@ -165,6 +170,29 @@ struct Inner {
     hosts: HostGates,
     /// Send slots shared with other processes (the database), if any.
     coordination: Option<Arc<dyn Coordination>>,
+    /// Access tokens and the mail APIs, for settings that authenticate with a sign-in.
+    sign_in: std::sync::OnceLock<SignIn>,
+    /// The guard for the operator's endpoints (the mail APIs): internal addresses allowed.
+    operator_guard: Guard,
+}
+
+struct SignIn {
+    tokens: Arc<dyn AccessTokens>,
+    apis: MailApis,
+}
+
+/// A sign-in that gave no token, as the failure of a send.
+fn token_failure(why: TokenUnavailable) -> SendFailure {
+    let kind = match why {
+        TokenUnavailable::Gone | TokenUnavailable::NeedsReconnect => FailureKind::SignInRevoked,
+        TokenUnavailable::Misconfigured => FailureKind::SignInMisconfigured,
+        TokenUnavailable::Temporary { .. } => FailureKind::SignInUnavailable,
+    };
+    SendFailure::new(SendStage::Auth, kind)
+}
+
+fn token_refused(r: &Result<(u16, String), SendFailure>) -> bool {
+    matches!(r, Err(f) if f.kind == FailureKind::TokenRefused)
 }
 
 impl std::fmt::Debug for Mailer {
@@ -221,6 +249,7 @@ impl Mailer {
                     port: url.port,
                     encryption: url.encryption,
                     credentials: url.credentials.clone(),
+                    mechanism: AuthMechanism::Password,
                     ehlo: client_id(&config.ehlo_name),
                 };
                 let timeout = config.timeouts.connect;
@@ -249,6 +278,10 @@ impl Mailer {
             allow_private: config.allow_private_hosts,
             resolver: Resolver::new(&config.dns_servers),
         };
+        let operator_guard = Guard {
+            allow_private: true,
+            resolver: guard.resolver.clone(),
+        };
         let inner = Arc::new(Inner {
             hosts: HostGates::new(config.pool.max_connections_per_host),
             guard,
@@ -258,9 +291,63 @@ impl Mailer {
             pacers,
             relay,
             coordination,
+            sign_in: std::sync::OnceLock::new(),
+            operator_guard,
         });
         close_idle_sessions_on_a_timer(&inner);
         Ok(Self { inner })
+    }
+
+    /// Lets settings authenticate with a sign-in: `tokens` gives access tokens, `apis`
+    /// says where Graph and Gmail are. Set once, after the store exists (the tokens live
+    /// there); a second call changes nothing.
+    pub fn use_sign_ins(&self, tokens: Arc<dyn AccessTokens>, apis: MailApis) {
+        let _ = self.inner.sign_in.set(SignIn { tokens, apis });
+    }
+
+    /// A token for the tenant's connection `id`.
+    async fn access_token(&self, tenant: TenantId, id: ConnectionId) -> Result<AccessToken, SendFailure> {
+        let sign_in = self
+            .inner
+            .sign_in
+            .get()
+            .ok_or_else(|| SendFailure::new(SendStage::Auth, FailureKind::SignInMisconfigured))?;
+        sign_in.tokens.access_token(tenant, id).await.map_err(token_failure)
+    }
+
+    /// Sends through a mail API with the connection's token; a token the API refuses is
+    /// dropped and the send tried once more with a fresh one.
+    async fn send_by_api(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        transport: Transport,
+        token: AccessToken,
+        bytes: &[u8],
+        deadline: Duration,
+    ) -> Result<(u16, String), SendFailure> {
+        let Some(sign_in) = self.inner.sign_in.get() else {
+            return Err(SendFailure::new(SendStage::Auth, FailureKind::SignInMisconfigured));
+        };
+        let attempt = |token: AccessToken| async move {
+            api::send(
+                &self.inner.operator_guard,
+                &self.inner.tls,
+                &sign_in.apis,
+                transport,
+                &token.token,
+                bytes,
+                deadline,
+            )
+            .await
+        };
+        let first = attempt(token).await;
+        if !token_refused(&first) {
+            return first;
+        }
+        sign_in.tokens.forget(id).await;
+        let token = self.access_token(tenant, id).await?;
+        attempt(token).await
     }
 
     /// The address guard (and resolver) tenants' hosts go through, for the setup assistant.
@@ -301,6 +388,7 @@ impl Mailer {
             port: settings.port().get(),
             encryption: settings.encryption(),
             credentials,
+            mechanism: AuthMechanism::Password,
             ehlo: client_id(settings.local_hostname().unwrap_or(&self.inner.config.ehlo_name)),
         }
     }
@@ -316,7 +404,7 @@ impl Mailer {
         }
     }
 
-    fn new_pool(&self, settings: &MailSettings) -> Result<Pool, SendFailure> {
+    fn new_pool(&self, tenant: TenantId, settings: &MailSettings) -> Result<Pool, SendFailure> {
         let params = self.tenant_params(settings);
         let host: Host = settings.host().clone();
         let guard = self.inner.guard.clone();
@@ -331,12 +419,27 @@ impl Mailer {
             });
             fut
         });
-        Ok(Pool::new(
+        let pool = Pool::new(
             resolve,
             settings.pop_before_smtp().cloned(),
             self.inner.config.pool,
             Some(self.inner.hosts.gate(settings.host().as_str())),
-        ))
+        );
+        Ok(match settings.connection() {
+            None => pool,
+            Some(id) => {
+                let mailer = self.clone();
+                let user = settings.username().map(|u| u.as_str().to_owned());
+                pool.with_bearer(Box::new(move || {
+                    let mailer = mailer.clone();
+                    let user = user.clone();
+                    Box::pin(async move {
+                        let token = mailer.access_token(tenant, id).await?;
+                        Ok((user.unwrap_or(token.mailbox), token.token))
+                    })
+                }))
+            }
+        })
     }
 
     /// Checks out a session and delivers; with `pace`, the MAIL FROM waits for the
@@ -441,7 +544,10 @@ impl Mailer {
         let pool = match self.inner.transports.get(&(tenant, version)).await {
             Some(p) => p,
             None => {
-                let p = Arc::new(self.new_pool(settings).map_err(|f| elapsed(f, started, &sender))?);
+                let p = Arc::new(
+                    self.new_pool(tenant, settings)
+                        .map_err(|f| elapsed(f, started, &sender))?,
+                );
                 self.inner
                     .transports
                     .entry((tenant, version))
@@ -450,8 +556,39 @@ impl Mailer {
                     .into_value()
             }
         };
-        let run = self.send_on_pool(&pool, &built, Some((tenant, settings.send_interval().duration())));
-        let deadline = self.inner.config.send_timeout + settings.send_interval().duration();
+        let interval = settings.send_interval().duration();
+        let run = async {
+            let transport = match settings.connection() {
+                Some(id) => Some((id, self.access_token(tenant, id).await?)),
+                None => None,
+            };
+            match transport {
+                Some((id, token))
+                    if matches!(token.kind.transport(), Transport::GraphSendMail | Transport::GmailApi) =>
+                {
+                    let api = token.kind.transport();
+                    let send = self.send_by_api(tenant, id, api, token, &built.bytes, self.inner.config.send_timeout);
+                    if interval.is_zero() {
+                        send.await
+                    } else {
+                        self.paced_start(tenant, interval, send).await
+                    }
+                }
+                Some((id, _)) => {
+                    let first = self.send_on_pool(&pool, &built, Some((tenant, interval))).await;
+                    if !token_refused(&first) {
+                        return first;
+                    }
+                    // The session that failed is gone; the next one asks for a new token.
+                    if let Some(sign_in) = self.inner.sign_in.get() {
+                        sign_in.tokens.forget(id).await;
+                    }
+                    self.send_on_pool(&pool, &built, Some((tenant, interval))).await
+                }
+                None => self.send_on_pool(&pool, &built, Some((tenant, interval))).await,
+            }
+        };
+        let deadline = self.inner.config.send_timeout + interval;
         let result = match tokio::time::timeout(deadline, run).await {
             Ok(r) => r,
             Err(_) => Err(SendFailure::new(SendStage::Timeout, FailureKind::TimedOut)),
@@ -640,12 +777,49 @@ impl MailTransport for Mailer {
                 command: step,
                 data: step,
             };
+            let token = match settings.connection() {
+                Some(id) => Some((id, self.access_token(tenant, id).await?)),
+                None => None,
+            };
+            if let Some((id, token)) = &token
+                && matches!(token.kind.transport(), Transport::GraphSendMail | Transport::GmailApi)
+            {
+                let reply = self
+                    .send_by_api(tenant, *id, token.kind.transport(), token.clone(), &built.bytes, step)
+                    .await?;
+                return Ok::<_, SendFailure>((built.message_id, reply));
+            }
             if let Some(pop) = settings.pop_before_smtp() {
                 pop3::login(pop, &self.inner.tls, &self.inner.guard, step).await?;
             }
-            let params = self.tenant_params(settings);
+            let mut params = self.tenant_params(settings);
             let addrs = self.inner.guard.resolve(settings.host(), params.port, step).await?;
-            let mut session = session::open(&params, &addrs, &self.inner.tls, &t).await?;
+            let mut tries = 0;
+            let mut session = loop {
+                if let Some((id, token)) = &token {
+                    // The first try with the token in hand, a second with a fresh one.
+                    let token = if tries == 0 {
+                        token.clone()
+                    } else {
+                        self.access_token(tenant, *id).await?
+                    };
+                    let user = settings
+                        .username()
+                        .map_or(token.mailbox.clone(), |u| u.as_str().to_owned());
+                    params.credentials = Some((user, token.token));
+                    params.mechanism = AuthMechanism::Xoauth2;
+                }
+                tries += 1;
+                match session::open(&params, &addrs, &self.inner.tls, &t).await {
+                    Ok(session) => break session,
+                    Err(f) if f.kind == FailureKind::TokenRefused && tries == 1 => {
+                        if let (Some((id, _)), Some(sign_in)) = (&token, self.inner.sign_in.get()) {
+                            sign_in.tokens.forget(*id).await;
+                        }
+                    }
+                    Err(f) => return Err(f),
+                }
+            };
             let reply = session
                 .deliver(&built.from, &built.to, &built.bytes, built.smtputf8, &t)
                 .await?;

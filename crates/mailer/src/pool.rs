@@ -110,7 +110,15 @@ pub struct Pool {
     pop: Option<PopBeforeSmtp>,
     pop_login_at: Mutex<Option<Instant>>,
     limits: PoolLimits,
+    /// For settings with a sign-in: the user and a current access token for each new
+    /// session (AUTH XOAUTH2), asked for when the session opens — a pooled session
+    /// stays authenticated after its token expires, a new one never uses a stale token.
+    bearer: Option<BearerSource>,
 }
+
+/// Where a pool's sessions get their user and access token.
+pub type BearerSource =
+    Box<dyn Fn() -> futures_resolve::BoxFuture<Result<(String, secrecy::SecretString), SendFailure>> + Send + Sync>;
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,7 +158,15 @@ impl Pool {
             pop,
             pop_login_at: Mutex::new(None),
             limits,
+            bearer: None,
         }
+    }
+
+    /// Sessions authenticate with AUTH XOAUTH2 and a token from `source` instead of the
+    /// endpoint's credentials.
+    pub fn with_bearer(mut self, source: BearerSource) -> Self {
+        self.bearer = Some(source);
+        self
     }
 
     async fn endpoint(&self) -> Result<Arc<Endpoint>, SendFailure> {
@@ -229,7 +245,18 @@ impl Pool {
             ),
             None => None,
         };
-        let session = session::open(&endpoint.params, &endpoint.addrs, tls, t).await?;
+        let session = match &self.bearer {
+            None => session::open(&endpoint.params, &endpoint.addrs, tls, t).await?,
+            Some(source) => {
+                let (user, token) = source().await?;
+                let params = ServerParams {
+                    credentials: Some((user, token)),
+                    mechanism: session::AuthMechanism::Xoauth2,
+                    ..endpoint.params.clone()
+                };
+                session::open(&params, &endpoint.addrs, tls, t).await?
+            }
+        };
         Ok(Lease {
             session,
             place,

@@ -61,6 +61,7 @@ impl Mailer {
                 port,
                 encryption,
                 credentials: None,
+                mechanism: crate::session::AuthMechanism::Password,
                 ehlo: ehlo.clone(),
             };
             let addrs: Vec<_> = addrs.iter().map(|a| std::net::SocketAddr::new(a.ip(), port)).collect();
@@ -100,6 +101,7 @@ impl Mailer {
                     port: *port,
                     encryption: Encryption::None,
                     credentials: None,
+                    mechanism: crate::session::AuthMechanism::Password,
                     ehlo: ehlo.clone(),
                 };
                 let addrs: Vec<_> = addrs.iter().map(|a| std::net::SocketAddr::new(a.ip(), *port)).collect();

@@ -56,8 +56,25 @@ pub struct ServerParams {
     pub port: u16,
     pub encryption: Encryption,
     pub credentials: Option<(String, SecretString)>,
+    /// How `credentials` authenticate: a password (PLAIN, else LOGIN) or an OAuth
+    /// access token (XOAUTH2).
+    pub mechanism: AuthMechanism,
     pub ehlo: ClientId,
 }
+
+/// What the secret of [`ServerParams::credentials`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMechanism {
+    /// A password: AUTH PLAIN, else LOGIN.
+    #[default]
+    Password,
+    /// An OAuth 2 access token: AUTH XOAUTH2 (`user=…^Aauth=Bearer …^A^A`).
+    Xoauth2,
+}
+
+/// lettre's words when a server answers XOAUTH2 with a `334` challenge instead of a
+/// refusal, as Gmail does for a bad token (facts §2, §4): the token was refused.
+const XOAUTH2_CHALLENGE: &str = "This mechanism does not expect a challenge";
 
 impl std::fmt::Debug for ServerParams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,6 +83,7 @@ impl std::fmt::Debug for ServerParams {
             .field("port", &self.port)
             .field("encryption", &self.encryption)
             .field("auth", &self.credentials.is_some())
+            .field("mechanism", &self.mechanism)
             .finish_non_exhaustive()
     }
 }
@@ -279,9 +297,12 @@ pub fn failure(stage: SendStage, e: &lettre::transport::smtp::Error, secrets: &S
 
 /// Every form in which `params`' credentials go over the wire (AUTH PLAIN or LOGIN).
 fn secrets_of(params: &ServerParams) -> Secrets {
-    match &params.credentials {
-        Some((user, password)) => Secrets::new().password_login(user, password.expose_secret()),
-        None => Secrets::new(),
+    match (&params.credentials, params.mechanism) {
+        (Some((user, password)), AuthMechanism::Password) => {
+            Secrets::new().password_login(user, password.expose_secret())
+        }
+        (Some((user, token)), AuthMechanism::Xoauth2) => Secrets::new().xoauth2(user, token.expose_secret()),
+        (None, _) => Secrets::new(),
     }
 }
 
@@ -373,8 +394,10 @@ pub async fn open(
         last_used: Instant::now(),
         secrets,
     };
-    if let Some((user, password)) = &params.credentials {
-        session.authenticate(user, password, t).await?;
+    match (&params.credentials, params.mechanism) {
+        (Some((user, password)), AuthMechanism::Password) => session.authenticate(user, password, t).await?,
+        (Some((user, token)), AuthMechanism::Xoauth2) => session.authenticate_xoauth2(user, token, t).await?,
+        (None, _) => {}
     }
     Ok(session)
 }
@@ -397,6 +420,46 @@ impl Session {
         if let Err(f) = authenticated {
             // Refused, but the session still stands: say goodbye rather than vanish.
             if f.kind == FailureKind::Rejected && !self.conn.has_broken() {
+                let _ = tokio::time::timeout(t.command, self.conn.quit()).await;
+            }
+            return Err(f);
+        }
+        Ok(())
+    }
+
+    /// AUTH XOAUTH2 with an access token, once. A token the server refuses is a
+    /// [`FailureKind::TokenRefused`] at the AUTH stage whether the server said `535` (Microsoft's
+    /// `5.7.3`) or sent Gmail's `334` challenge, so the caller can refresh and try once more.
+    pub async fn authenticate_xoauth2(
+        &mut self,
+        user: &str,
+        token: &SecretString,
+        t: &Timeouts,
+    ) -> Result<(), SendFailure> {
+        self.secrets = std::mem::take(&mut self.secrets).merge(&Secrets::new().xoauth2(user, token.expose_secret()));
+        let secrets = &self.secrets;
+        let credentials = Credentials::new(user.to_owned(), token.expose_secret().to_owned());
+        let conn = &mut self.conn;
+        let authenticated = step(SendStage::Auth, t.command, async {
+            conn.auth(&[Mechanism::Xoauth2], &credentials).await.map_err(|e| {
+                if e.to_string().contains(XOAUTH2_CHALLENGE) {
+                    return SendFailure::new(SendStage::Auth, FailureKind::TokenRefused);
+                }
+                let mut f = failure(SendStage::Auth, &e, secrets);
+                let refused = f.kind == FailureKind::Rejected
+                    && domain::oauth::SendRefusal::classify(domain::oauth::SendAnswer::Smtp {
+                        code: f.smtp_code.unwrap_or(0),
+                        enhanced: f.enhanced_code.as_deref(),
+                    }) == domain::oauth::SendRefusal::TokenRefused;
+                if refused {
+                    f.kind = FailureKind::TokenRefused;
+                }
+                f
+            })
+        })
+        .await;
+        if let Err(f) = authenticated {
+            if !self.conn.has_broken() {
                 let _ = tokio::time::timeout(t.command, self.conn.quit()).await;
             }
             return Err(f);

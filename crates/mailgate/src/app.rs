@@ -58,6 +58,12 @@ pub struct App {
     pub sqlite_lock: Option<Arc<SqliteLock>>,
     /// Parsed GraphQL documents by query text.
     pub query_cache: Arc<crate::query_cache::QueryCache>,
+    /// The sign-ins' access tokens in this process (and their daily keep-alive).
+    pub tokens: Arc<oauth::TokenCache>,
+    /// The sign-in configuration (callbacks, return URLs).
+    pub sign_in: Arc<crate::config::SignInConfig>,
+    /// Opens the sealed sign-in `state` (the callback reads its return URL).
+    pub state_seal: Arc<dyn domain::ports::StateSeal>,
 }
 
 impl std::fmt::Debug for App {
@@ -266,6 +272,7 @@ impl App {
             writers,
         ));
         let delivery_queue: Arc<dyn DeliveryQueue> = Arc::new(store.clone());
+        let oauth_store = Arc::new(store.clone());
         let delivery_queries: Arc<dyn DeliveryQueries> = Arc::new(store.clone());
         let coordination: Arc<dyn Coordination> = Arc::new(store.clone());
         let quota_gate = Arc::new(persistence::QuotaGate::new(store.clone()));
@@ -340,10 +347,31 @@ impl App {
         let webhook_stats = Arc::new(webhooks::DispatchStats::default());
         let telemetry = Arc::new(crate::metrics::Telemetry::new(&metrics, &webhook_stats));
         let counted = telemetry.clone();
+        // Sign-in with Microsoft or Google (issue 25): the providers, access tokens in this
+        // process's memory, and the mail APIs the mailer sends through.
+        let sign_in = config.sign_in()?;
+        let mail_connections: Arc<dyn domain::ports::MailConnections> = oauth_store.clone();
+        let providers = Arc::new(oauth::Providers::new(
+            sign_in.microsoft.clone(),
+            sign_in.google.clone(),
+            oauth::TokenClient::new(mailer.guard().resolver.clone(), mailer.tls().clone()),
+        ));
+        let tokens = Arc::new(oauth::TokenCache::new(providers.clone(), mail_connections.clone()));
+        mailer.use_sign_ins(tokens.clone(), sign_in.apis.clone());
         let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination)
             .with_activation(config.settings_activation.mode())
             .with_lookups(lookups)
+            .with_connections(mail_connections.clone())
             .with_test_mail_counter(Arc::new(move |count| counted.test_mail(count)));
+        let connections = domain::connections::ConnectionService::new(
+            Arc::new(service.clone()),
+            providers.clone(),
+            oauth_store.clone(),
+            oauth_store.clone(),
+            mail_connections,
+            tokens.clone(),
+            sign_in.return_urls.clone(),
+        );
         let webhook_guard = mailer::guard::Guard {
             allow_private: config.webhook_allow_private_hosts,
             resolver: mailer.guard().resolver.clone(),
@@ -358,6 +386,7 @@ impl App {
             deliveries.clone(),
             assistant,
             webhooks,
+            connections,
             SchemaLimits {
                 max_depth: config.max_query_depth,
                 max_complexity: config.max_query_complexity,
@@ -384,6 +413,21 @@ impl App {
             webhook_stats,
             sqlite_lock: sqlite_lock.map(Arc::new),
             query_cache: Arc::new(crate::query_cache::QueryCache::default()),
+            tokens,
+            sign_in: Arc::new(sign_in),
+            state_seal: oauth_store,
+        })
+    }
+
+    /// Starts the daily refresh of idle sign-ins (when a provider is set up), so neither
+    /// Microsoft's 90-day nor Google's 6-month inactivity limit ends a connection. Runs
+    /// wherever mail is delivered; several processes share the work through the store's
+    /// refresh lease.
+    pub fn keep_connections_alive(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let on = self.sign_in.microsoft.is_some() || self.sign_in.google.is_some();
+        on.then(|| {
+            self.tokens
+                .spawn_keep_alive(Duration::from_secs(self.config.oauth_keep_alive_secs))
         })
     }
 

@@ -143,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .into_future(),
             );
             let dispatcher = tokio::spawn(app.dispatcher().run(stopped_when(stopped.clone())));
+            let _keep_alive = app.keep_connections_alive();
             let report = app.worker().run(http::shutdown_signal()).await;
             let _ = stop.send(true);
             let _ = dispatcher.await;
@@ -219,6 +220,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|s| *s).await;
         }))
     });
+    let _keep_alive = app.config.worker_enabled.then(|| app.keep_connections_alive());
     // Webhook messages go out wherever mail does.
     let dispatcher = app
         .config

@@ -215,6 +215,31 @@ pub struct Config {
     /// override them per tenant); 0: no limit.
     pub enqueue_per_minute: u32,
     pub enqueue_per_day: u32,
+    /// Where browsers reach this service (`https://mailgate.example.net`): the sign-in
+    /// callbacks are `<public_url>/oauth/microsoft/callback` and `…/google/callback`, and
+    /// the console is `<public_url>/console/`. Default: `http://<listen>`.
+    pub public_url: Option<String>,
+    /// "Connect with Microsoft": the multi-tenant Entra app's client id and secret; unset:
+    /// off. The endpoints default to Microsoft's (`common`: work and personal accounts).
+    pub oauth_microsoft_client_id: Option<String>,
+    pub oauth_microsoft_client_secret: Option<SecretString>,
+    pub oauth_microsoft_authorize_url: String,
+    pub oauth_microsoft_token_url: String,
+    pub oauth_microsoft_admin_consent_url: String,
+    pub oauth_microsoft_graph_url: String,
+    /// "Connect with Google": the Google project's OAuth client id and secret; unset: off.
+    pub oauth_google_client_id: Option<String>,
+    pub oauth_google_client_secret: Option<SecretString>,
+    pub oauth_google_authorize_url: String,
+    pub oauth_google_token_url: String,
+    pub oauth_google_revoke_url: String,
+    pub oauth_google_gmail_url: String,
+    /// Where a sign-in may send the browser back to besides the console: comma-separated
+    /// `https://panel.example.com/mail` (that URL and below it).
+    pub oauth_return_urls: Option<String>,
+    /// How often idle connections are looked for and refreshed (each once a day), so no
+    /// provider's inactivity limit ends them.
+    pub oauth_keep_alive_secs: u64,
 }
 
 /// Accepts `[25, 587]`, `"25,587"` or `587`.
@@ -371,7 +396,147 @@ impl Default for Config {
             retention_days: 30,
             enqueue_per_minute: 6_000,
             enqueue_per_day: 200_000,
+            public_url: None,
+            oauth_microsoft_client_id: None,
+            oauth_microsoft_client_secret: None,
+            oauth_microsoft_authorize_url: "https://login.microsoftonline.com/common/oauth2/v2.0/authorize".into(),
+            oauth_microsoft_token_url: "https://login.microsoftonline.com/common/oauth2/v2.0/token".into(),
+            oauth_microsoft_admin_consent_url: "https://login.microsoftonline.com/organizations/v2.0/adminconsent"
+                .into(),
+            oauth_microsoft_graph_url: "https://graph.microsoft.com".into(),
+            oauth_google_client_id: None,
+            oauth_google_client_secret: None,
+            oauth_google_authorize_url: "https://accounts.google.com/o/oauth2/v2/auth".into(),
+            oauth_google_token_url: "https://oauth2.googleapis.com/token".into(),
+            oauth_google_revoke_url: "https://oauth2.googleapis.com/revoke".into(),
+            oauth_google_gmail_url: "https://gmail.googleapis.com".into(),
+            oauth_return_urls: None,
+            oauth_keep_alive_secs: 3600,
         }
+    }
+}
+
+/// The sign-in part of the configuration, checked: each provider that has a client id,
+/// where the mail APIs are, and the return URLs allowed.
+#[derive(Debug, Clone)]
+pub struct SignInConfig {
+    pub microsoft: Option<oauth::ProviderConfig>,
+    pub google: Option<oauth::ProviderConfig>,
+    pub apis: mailer::api::MailApis,
+    pub return_urls: domain::oauth::ReturnUrlAllowList,
+    /// The console's address, where a sign-in returns by default.
+    pub console_url: String,
+}
+
+impl Config {
+    /// `<public_url>` without a trailing slash.
+    pub fn public_base(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim().trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The sign-in configuration, or the first problem, naming its setting.
+    pub fn sign_in(&self) -> anyhow::Result<SignInConfig> {
+        use domain::oauth::{Provider, SignInEndpoint};
+        let base = self.public_base();
+        let url = |name: &str, raw: &str| -> anyhow::Result<url::Url> {
+            let u = url::Url::parse(raw.trim()).map_err(|e| anyhow::anyhow!("MAILGATE_{name}: {raw:?} {e}"))?;
+            if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+                bail!("MAILGATE_{name}: {raw:?} is not an http(s) URL");
+            }
+            Ok(u)
+        };
+        url("PUBLIC_URL", &base)?;
+        let provider = |provider: Provider,
+                        name: &str,
+                        id: &Option<String>,
+                        secret: &Option<SecretString>,
+                        authorize: &str,
+                        token: &str,
+                        admin_consent: Option<&str>,
+                        revoke: Option<&str>|
+         -> anyhow::Result<Option<oauth::ProviderConfig>> {
+            let Some(id) = id.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+                return Ok(None);
+            };
+            let callback = format!("{base}/oauth/{}/callback", name.to_ascii_lowercase());
+            let sign_in = SignInEndpoint::new(provider, authorize, id, &callback, admin_consent)
+                .map_err(|e| anyhow::anyhow!("MAILGATE_OAUTH_{name}_AUTHORIZE_URL: {e}"))?;
+            let auth = match secret {
+                Some(s) => oauth::ClientAuth::Secret(s.clone()),
+                None => oauth::ClientAuth::None,
+            };
+            let token = oauth::TokenEndpoint::new(token, id, auth)
+                .map_err(|e| anyhow::anyhow!("MAILGATE_OAUTH_{name}_TOKEN_URL: {e}"))?;
+            let revoke_url = revoke
+                .map(|r| url(&format!("OAUTH_{name}_REVOKE_URL"), r))
+                .transpose()?;
+            Ok(Some(oauth::ProviderConfig {
+                sign_in,
+                token,
+                revoke_url,
+            }))
+        };
+        let microsoft = provider(
+            Provider::Microsoft,
+            "MICROSOFT",
+            &self.oauth_microsoft_client_id,
+            &self.oauth_microsoft_client_secret,
+            &self.oauth_microsoft_authorize_url,
+            &self.oauth_microsoft_token_url,
+            Some(&self.oauth_microsoft_admin_consent_url),
+            None,
+        )?;
+        let google = provider(
+            Provider::Google,
+            "GOOGLE",
+            &self.oauth_google_client_id,
+            &self.oauth_google_client_secret,
+            &self.oauth_google_authorize_url,
+            &self.oauth_google_token_url,
+            None,
+            Some(&self.oauth_google_revoke_url),
+        )?;
+        let apis = mailer::api::MailApis {
+            graph: url("OAUTH_MICROSOFT_GRAPH_URL", &self.oauth_microsoft_graph_url)?,
+            gmail: url("OAUTH_GOOGLE_GMAIL_URL", &self.oauth_google_gmail_url)?,
+        };
+        let console_url = format!("{base}/console/");
+        let on = microsoft.is_some() || google.is_some();
+        // The console is where a sign-in returns by default: it must be a return URL a
+        // browser may be sent to (https, or http on loopback) once sign-in is on.
+        let console_ok = domain::oauth::ReturnUrlAllowList::parse([console_url.as_str()]).is_ok();
+        if on && !console_ok {
+            bail!(
+                "MAILGATE_PUBLIC_URL: {base:?} must be the https address browsers reach Mailgate at (http only on loopback) when sign-in with Microsoft or Google is set up"
+            );
+        }
+        let mut entries = Vec::new();
+        if console_ok {
+            entries.push(console_url.clone());
+        }
+        if let Some(list) = &self.oauth_return_urls {
+            entries.extend(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        let return_urls = domain::oauth::ReturnUrlAllowList::parse(entries.iter().map(String::as_str))
+            .map_err(|e| anyhow::anyhow!("MAILGATE_OAUTH_RETURN_URLS: {e}"))?;
+        if self.oauth_keep_alive_secs == 0 {
+            bail!("MAILGATE_OAUTH_KEEP_ALIVE_SECS must be at least 1");
+        }
+        Ok(SignInConfig {
+            microsoft,
+            google,
+            apis,
+            return_urls,
+            console_url,
+        })
     }
 }
 

@@ -50,6 +50,7 @@ pub fn router(app: App) -> Router {
                 .post(graphql)
                 .layer(axum::middleware::from_fn_with_state(guard, guarded)),
         )
+        .route("/oauth/{provider}/callback", get(crate::sign_in::callback))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -7,4 +7,5 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod query_cache;
+pub mod sign_in;
 pub mod telemetry;

@@ -8,6 +8,12 @@
 //! loopback addresses are allowed. Nothing token-like is logged or put in an error:
 //! secrets are `secrecy` types and a refusal is reduced to a [`GrantProblem`] code.
 
+mod providers;
+mod tokens;
+
+pub use providers::{ProviderConfig, Providers};
+pub use tokens::TokenCache;
+
 use std::time::Duration;
 
 use chrono::Utc;
@@ -185,6 +191,19 @@ impl TokenClient {
         self.request(endpoint, JWT_BEARER, &form).await
     }
 
+    /// Revokes `token` at `url` (RFC 7009) with the client's authentication: `true` when
+    /// the server answered 200.
+    pub async fn revoke(&self, url: &Url, endpoint: &TokenEndpoint, token: &SecretString) -> bool {
+        let form = [("token", token.expose_secret())];
+        match self.post_form(url, endpoint, &form, 4096).await {
+            Ok(r) if r.status == 200 => true,
+            answer => {
+                tracing::info!(host = url.host_str().unwrap_or_default(), status = ?answer.map(|r| r.status), "revocation not confirmed");
+                false
+            }
+        }
+    }
+
     /// POSTs `form` (with the client's authentication) and reads the answer.
     async fn request(
         &self,
@@ -192,13 +211,33 @@ impl TokenClient {
         grant: &'static str,
         form: &[(&str, &str)],
     ) -> Result<TokenSet, TokenError> {
-        let url = &endpoint.url;
+        let answer = self.post_form(&endpoint.url, endpoint, form, MAX_TOKEN_RESPONSE).await;
+        let result = read_answer(answer);
+        if let Err(error) = &result {
+            // The host and a code only: never the form, the body or the server's text.
+            tracing::info!(
+                host = endpoint.url.host_str().unwrap_or_default(),
+                grant,
+                ?error,
+                "token request failed"
+            );
+        }
+        result
+    }
+
+    async fn post_form(
+        &self,
+        url: &Url,
+        endpoint: &TokenEndpoint,
+        form: &[(&str, &str)],
+        cap: usize,
+    ) -> Result<HttpResponse, HttpError> {
         let host = match url.host() {
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
             Some(_) => url.host_str().unwrap_or_default().to_owned(),
-            None => return Err(TokenError::Transport),
+            None => return Err(HttpError::Connect),
         };
-        let port = url.port_or_known_default().ok_or(TokenError::Transport)?;
+        let port = url.port_or_known_default().ok_or(HttpError::Connect)?;
         let request = HttpRequest {
             method: Method::POST,
             https: url.scheme() == "https",
@@ -212,20 +251,7 @@ impl TokenClient {
             ],
             body: form_body(endpoint, form),
         };
-        let answer = mailer::http::send(
-            &self.guard,
-            &self.tls,
-            request,
-            BodyCap::Refuse(MAX_TOKEN_RESPONSE),
-            self.deadline,
-        )
-        .await;
-        let result = read_answer(answer);
-        if let Err(error) = &result {
-            // The host and a code only: never the form, the body or the server's text.
-            tracing::info!(host = %host, grant, ?error, "token request failed");
-        }
-        result
+        mailer::http::send(&self.guard, &self.tls, request, BodyCap::Refuse(cap), self.deadline).await
     }
 }
 

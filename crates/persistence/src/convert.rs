@@ -225,6 +225,7 @@ pub(crate) fn settings_from_row(
         pop_before_smtp,
         local_hostname: row.local_hostname.clone(),
         send_interval_ms: Some(row.send_interval_ms),
+        connection_id: row.connection_id.clone(),
     };
     let settings = MailSettings::validate(&draft, None).map_err(|errors| {
         let fields: Vec<String> = errors
@@ -331,6 +332,7 @@ pub(crate) fn settings_row(
         pop_tls: Set(pop.map(|p| p.tls())),
         local_hostname: Set(settings.local_hostname().map(|h| h.as_str().to_owned())),
         send_interval_ms: Set(i64::from(settings.send_interval().as_millis())),
+        connection_id: Set(settings.connection().map(|c| c.to_string())),
         updated_at: Set(at),
         ..Default::default()
     };

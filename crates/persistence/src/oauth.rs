@@ -230,6 +230,33 @@ impl MailConnections for SqlStore {
         row.as_ref().map(connection_from_row).transpose()
     }
 
+    async fn list(&self, tenant: TenantId) -> Result<Vec<MailConnection>, StoreError> {
+        let mut select = SqlBuilder::new(self.connection().get_database_backend());
+        select
+            .sql("SELECT ")
+            .sql(CONNECTION_COLUMNS)
+            .sql(" FROM mail_connections WHERE tenant_id = ")
+            .bind(tenant.to_string())
+            .sql(" ORDER BY created_at_ms, id");
+        let rows = self.connection().query_all_raw(select.build()).await.map_err(db_err)?;
+        rows.iter().map(connection_from_row).collect()
+    }
+
+    async fn idle_since(&self, before: DateTime<Utc>, limit: u64) -> Result<Vec<MailConnection>, StoreError> {
+        let mut select = SqlBuilder::new(self.connection().get_database_backend());
+        select
+            .sql("SELECT ")
+            .sql(CONNECTION_COLUMNS)
+            .sql(" FROM mail_connections WHERE status = ")
+            .bind(ConnectionStatus::Active.code())
+            .sql(" AND COALESCE(last_refreshed_at_ms, created_at_ms) < ")
+            .bind(before.timestamp_millis())
+            .sql(" ORDER BY COALESCE(last_refreshed_at_ms, created_at_ms), id LIMIT ")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = self.connection().query_all_raw(select.build()).await.map_err(db_err)?;
+        rows.iter().map(connection_from_row).collect()
+    }
+
     async fn begin_refresh(
         &self,
         tenant: TenantId,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use domain::delivery::{Delivery, DeliveryUpdate, Postponement, is_server_wide};
 use domain::health::SettingsFailure;
-use domain::mail::{OutgoingMail, is_configuration_failure};
+use domain::mail::{OutgoingMail, is_configuration_failure, suspends_at_once};
 use domain::sender::{SenderReason, SenderRoute, SenderSource};
 use domain::suspension::suspension;
 use tracing::Instrument as _;
@@ -232,7 +232,12 @@ async fn settings_failed(
             tenant,
             version,
             &remembered,
-            shared.config.suspend_after_failures,
+            // A sign-in that is gone does not come back by itself: suspended at once.
+            if suspends_at_once(failure) {
+                1
+            } else {
+                shared.config.suspend_after_failures
+            },
             &writes,
         )
         .await

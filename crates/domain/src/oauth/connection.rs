@@ -8,10 +8,7 @@ use chrono::{DateTime, Utc};
 use super::{ConnectionKind, GrantProblem};
 use crate::tenant::TenantId;
 
-crate::ids::uuid_id! {
-    /// A connection's id; also the associated data its sealed refresh token is bound to.
-    ConnectionId
-}
+pub use crate::ids::ConnectionId;
 
 crate::coded_enum! {
     /// Whether a connection can send. Stored as its code.

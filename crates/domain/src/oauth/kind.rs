@@ -86,6 +86,9 @@ const MS_APP: &[&str] = &["https://outlook.office365.com/.default"];
 // Google: Gmail scopes page (developers.google.com/gmail/api/auth/scopes), `gmail.send` is
 // "sensitive", not "restricted" (facts §2).
 const GOOGLE_SEND: &[&str] = &["https://www.googleapis.com/auth/gmail.send"];
+// A user who signs in also gives `openid email` (non-sensitive): the ID token names the
+// mailbox, so the tenant sees which account it connected.
+const GOOGLE_SEND_SIGNED_IN: &[&str] = &["https://www.googleapis.com/auth/gmail.send", "openid", "email"];
 
 impl ConnectionKind {
     /// Who issues this kind's tokens.
@@ -106,7 +109,8 @@ impl ConnectionKind {
             Self::MicrosoftDelegatedGraph => MS_GRAPH_DELEGATED,
             Self::MicrosoftDelegatedSmtp => MS_SMTP_DELEGATED,
             Self::MicrosoftAppSmtp => MS_APP,
-            Self::GoogleGmailApi | Self::GoogleDomainWide => GOOGLE_SEND,
+            Self::GoogleGmailApi => GOOGLE_SEND_SIGNED_IN,
+            Self::GoogleDomainWide => GOOGLE_SEND,
             Self::Xoauth2ClientCredentials => &[],
         }
     }
@@ -197,9 +201,17 @@ mod tests {
 
         for google in [GoogleGmailApi, GoogleDomainWide] {
             assert_eq!(google.provider(), Provider::Google);
-            assert_eq!(google.scopes(), ["https://www.googleapis.com/auth/gmail.send"]);
+            assert_eq!(google.scopes()[0], "https://www.googleapis.com/auth/gmail.send");
             assert_eq!(google.transport(), Transport::GmailApi);
         }
+        assert_eq!(
+            GoogleGmailApi.scope_parameter(),
+            "https://www.googleapis.com/auth/gmail.send openid email"
+        );
+        assert_eq!(
+            GoogleDomainWide.scopes(),
+            ["https://www.googleapis.com/auth/gmail.send"]
+        );
         assert!(GoogleGmailApi.is_delegated());
         assert_eq!(GoogleDomainWide.grant(), Grant::JwtBearer);
         assert!(!GoogleDomainWide.is_delegated());

@@ -9,6 +9,7 @@ mod kind;
 mod pkce;
 mod problem;
 mod return_url;
+mod sign_in;
 mod state;
 mod token;
 
@@ -17,6 +18,7 @@ pub use kind::{ConnectionKind, Grant, OFFICE365_SMTP_HOST, OFFICE365_SMTP_PORT, 
 pub use pkce::{CHALLENGE_METHOD, InvalidVerifier, PkceVerifier};
 pub use problem::{GrantProblem, MAX_RETRY_AFTER, SendAnswer, SendRefusal, parse_retry_after};
 pub use return_url::{MAX_RETURN_URL_LEN, ReturnUrl, ReturnUrlAllowList, ReturnUrlError};
+pub use sign_in::{SignInEndpoint, SignInEndpointError};
 pub use state::{AuthorizationState, STATE_LIFETIME, StateError, StateNonce};
 pub use token::{
     DEFAULT_LIFETIME, KEEP_ALIVE_EVERY, MAX_LIFETIME, MAX_TOKEN_RESPONSE, REFRESH_AHEAD, RefreshPlan, RefreshReason,

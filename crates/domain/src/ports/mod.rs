@@ -13,7 +13,10 @@ pub mod webhooks;
 pub use assistant::{CheckedServer, SetupLookups};
 pub use coordination::{Coordination, EnqueueQuota, TestMailLimit};
 pub use deliveries::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
-pub use oauth::{AuthorizationStateStore, MailConnections, RefreshOutcome, RefreshTurn, StateSeal};
+pub use oauth::{
+    AccessToken, AccessTokens, AuthorizationStateStore, MailConnections, ProviderFailure, RefreshOutcome, RefreshTurn,
+    SignInProviders, StateSeal, TokenUnavailable,
+};
 pub use tenants::{TenantRecord, TenantStore};
 pub use transport::{HostCheck, MailTransport, Pacing};
 pub use webhooks::{EndpointCheck, WebhookQueue, WebhookStore};

@@ -9,8 +9,8 @@ use secrecy::SecretString;
 
 use crate::error::StoreError;
 use crate::oauth::{
-    AuthorizationState, ConnectionId, ConnectionKind, GrantProblem, MailConnection, RefreshedTokens,
-    ReturnUrlAllowList, StateError, StateNonce,
+    AuthorizationState, ConnectionId, ConnectionKind, GrantProblem, MailConnection, PkceVerifier, Provider,
+    RefreshedTokens, ReturnUrlAllowList, SignInEndpoint, StateError, StateNonce, TokenSet,
 };
 use crate::tenant::TenantId;
 
@@ -97,6 +97,13 @@ pub trait MailConnections: Send + Sync + 'static {
     /// The tenant's connection `id`; `None` for another tenant's.
     async fn get(&self, tenant: TenantId, id: ConnectionId) -> Result<Option<MailConnection>, StoreError>;
 
+    /// The tenant's connections, oldest first.
+    async fn list(&self, tenant: TenantId) -> Result<Vec<MailConnection>, StoreError>;
+
+    /// Connections (of any tenant) not refreshed since `before` and still `ACTIVE`, at
+    /// most `limit`, longest idle first: the daily keep-alive's work.
+    async fn idle_since(&self, before: DateTime<Utc>, limit: u64) -> Result<Vec<MailConnection>, StoreError>;
+
     /// Takes the refresh lease for `lease` from `now` unless another holder's lease is
     /// still live (the same holder may take it again).
     async fn begin_refresh(
@@ -123,6 +130,92 @@ pub trait MailConnections: Send + Sync + 'static {
 
     /// Deletes the connection and its tokens; `false` when the tenant has no such one.
     async fn delete(&self, tenant: TenantId, id: ConnectionId) -> Result<bool, StoreError>;
+}
+
+/// Why a provider gave no tokens for a code or a refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderFailure {
+    /// The token endpoint refused: what it means for the grant.
+    Refused(GrantProblem),
+    /// No readable answer (unreachable, timed out, not a token answer): try again later.
+    Unavailable,
+    /// The operator has not configured this provider (any more).
+    NotConfigured,
+}
+
+/// The providers the operator configured: where admins sign in, and the token requests
+/// made with Mailgate's own client credentials. Implemented by the `oauth` crate.
+#[async_trait::async_trait]
+pub trait SignInProviders: Send + Sync + 'static {
+    /// The provider's sign-in, or `None` when the operator has not configured it.
+    fn endpoint(&self, provider: Provider) -> Option<&SignInEndpoint>;
+
+    /// Tokens for the code a sign-in for `kind` came back with (with its PKCE verifier).
+    async fn exchange_code(
+        &self,
+        kind: ConnectionKind,
+        code: &str,
+        verifier: &PkceVerifier,
+    ) -> Result<TokenSet, ProviderFailure>;
+
+    /// New tokens for a connection's refresh token.
+    async fn refresh(
+        &self,
+        kind: ConnectionKind,
+        refresh_token: &SecretString,
+    ) -> Result<RefreshedTokens, ProviderFailure>;
+
+    /// Tells the provider the grant is no longer wanted, where it has a revocation
+    /// endpoint (Google; Microsoft has none per app). Best effort: `false` when it did
+    /// not answer yes.
+    async fn revoke(&self, kind: ConnectionKind, refresh_token: &SecretString) -> bool;
+}
+
+/// A token to send with: in memory only, never stored or logged.
+#[derive(Clone)]
+pub struct AccessToken {
+    pub kind: ConnectionKind,
+    /// The signed-in mailbox (the XOAUTH2 `user`, the Graph and Gmail user).
+    pub mailbox: String,
+    pub token: SecretString,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("kind", &self.kind)
+            .field("mailbox", &self.mailbox)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why no token to send with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUnavailable {
+    /// The connection is gone (disconnected) or is not this tenant's.
+    Gone,
+    /// The connection needs an admin: reconnect (revoked, expired, no consent).
+    NeedsReconnect,
+    /// The operator's or the admin's setup is refused (client, scopes, provider off).
+    Misconfigured,
+    /// Throttled or unavailable for now: try later.
+    Temporary { retry_after: Option<Duration> },
+}
+
+/// Access tokens for sending, refreshed ahead of expiry, one refresh at a time per
+/// connection across processes, the rotated refresh token saved every time.
+#[async_trait::async_trait]
+pub trait AccessTokens: Send + Sync + 'static {
+    /// A token for the tenant's connection `id` with at least a few minutes left.
+    async fn access_token(&self, tenant: TenantId, id: ConnectionId) -> Result<AccessToken, TokenUnavailable>;
+
+    /// A server refused the token: drop it, so the next call refreshes.
+    async fn forget(&self, id: ConnectionId);
+
+    /// Remembers a token just obtained (by a sign-in), so the first send needs no refresh.
+    async fn remember(&self, tenant: TenantId, id: ConnectionId, token: AccessToken);
 }
 
 #[cfg(test)]

@@ -87,6 +87,26 @@ fn field(code: FieldCode) -> &'static str {
             "is not one of this server type's hosts: fill in the part of the host template, or choose the custom server type"
         }
         FieldCode::UnknownTenant => "names no tenant",
+        FieldCode::NotWithConnection => {
+            "must be empty: these settings sign in with Microsoft or Google, so no password is used or stored"
+        }
+        FieldCode::UnknownConnection => "names no connection of this tenant: connect the mailbox first",
+        FieldCode::ConnectionNotActive => {
+            "names a connection that cannot send until someone signs in again: reconnect it first"
+        }
+        FieldCode::SignInNotConfigured => {
+            "cannot be used: the platform operator has not set up sign-in with this provider"
+        }
+        FieldCode::SignInExpired => "has expired (a sign-in must finish within 10 minutes): start again",
+        FieldCode::SignInInvalid => "is not a sign-in you started for this tenant, or it was used already: start again",
+        FieldCode::SignInRefused => "was refused by the provider (the sign-in was cancelled or failed): start again",
+        FieldCode::ConsentRequired => {
+            "needs an administrator's approval: send the administrator the admin-consent link, then sign in again"
+        }
+        FieldCode::ReturnUrlNotAllowed => "is not one of the return addresses the platform operator allows",
+        FieldCode::MailboxUnknown => {
+            "did not tell which mailbox signed in: sign in with an account that has an e-mail address"
+        }
     }
 }
 
@@ -99,7 +119,7 @@ fn hint(hint: Hint) -> &'static str {
             "Gmail needs an app password: turn on 2-step verification for the Google account, create an app password, and enter it as the password."
         }
         Hint::Microsoft365SmtpAuthDisabled => {
-            "Microsoft 365 has SMTP AUTH turned off for this mailbox. Ask the Microsoft 365 administrator to enable \"Authenticated SMTP\" for it. Microsoft is retiring password SMTP AUTH: tenants created from 2027 on, and tenants whose administrator has not re-enabled it, refuse it (550 5.7.30 or 535 5.7.139) — then send through another server."
+            "Microsoft 365 refused SMTP AUTH for this mailbox (550 5.7.30 or 535 5.7.139). From the end of December 2026 Microsoft no longer takes passwords by default: choose \"Connect with Microsoft\" and sign in as this mailbox (no password is stored, and through Microsoft Graph SMTP AUTH may stay off). Or ask the Microsoft 365 administrator to run `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false`."
         }
         Hint::SenderNotAllowed => {
             "The server does not let this account send from this sender address. Use an address that belongs to the account, or allow it at the provider."
@@ -138,6 +158,18 @@ fn hint(hint: Hint) -> &'static str {
         }
         Hint::SmtpUtf8NotSupported => {
             "The address has characters other than ASCII before the @, and this mail server does not accept such addresses (it does not offer SMTPUTF8). Use an ASCII address, or a server that supports SMTPUTF8."
+        }
+        Hint::ReconnectMailbox => {
+            "Microsoft or Google no longer accepts Mailgate's sign-in for this mailbox (access revoked or expired, password changed, or consent withdrawn). Mail goes out from the platform's address with yours as Reply-To until you choose \"Reconnect\" and sign in again."
+        }
+        Hint::TokenRefused => {
+            "The server refused the sign-in's token even after a fresh one. Check that the signed-in account may send from this mailbox (send-as rights), and for Microsoft 365 SMTP that SMTP AUTH is on for it, or connect with Microsoft Graph instead."
+        }
+        Hint::SignInSetup => {
+            "Microsoft or Google refuses Mailgate's app or the permissions it asks for. An administrator must approve Mailgate for the organisation (or the platform operator must fix its app registration); then reconnect."
+        }
+        Hint::ProviderThrottled => {
+            "The provider limits how fast this mailbox may send, or did not answer; the mail waits and is tried again. Microsoft 365 takes about 30 messages a minute per mailbox; Gmail a few hundred to 2,000 a day."
         }
         Hint::Other => "The server refused the mail. Its reply is shown above.",
     }

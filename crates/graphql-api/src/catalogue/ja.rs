@@ -85,6 +85,30 @@ fn field(code: FieldCode) -> &'static str {
             "はこのサーバー種別のホストではありません。ホスト名のテンプレートの部分を埋めるか、サーバー種別に「カスタム」を選んでください"
         }
         FieldCode::UnknownTenant => "に該当するテナントがありません",
+        FieldCode::NotWithConnection => {
+            "は空にしてください。この設定は Microsoft または Google のサインインで認証するため、パスワードは使わず保存もしません"
+        }
+        FieldCode::UnknownConnection => "はこのテナントの接続ではありません。先にメールボックスを接続してください",
+        FieldCode::ConnectionNotActive => "の接続は、もう一度サインインするまで送信できません。先に再接続してください",
+        FieldCode::SignInNotConfigured => {
+            "は使えません。プラットフォーム運営者がこのプロバイダーのサインインを設定していません"
+        }
+        FieldCode::SignInExpired => {
+            "の有効期限が切れました（サインインは10分以内に完了する必要があります）。最初からやり直してください"
+        }
+        FieldCode::SignInInvalid => {
+            "は、このテナントでお客様が開始したサインインではないか、すでに使われています。最初からやり直してください"
+        }
+        FieldCode::SignInRefused => {
+            "はプロバイダーに拒否されました（サインインの取り消しまたは失敗）。最初からやり直してください"
+        }
+        FieldCode::ConsentRequired => {
+            "には管理者の承認が必要です。管理者に管理者同意のリンクを送り、承認後にもう一度サインインしてください"
+        }
+        FieldCode::ReturnUrlNotAllowed => "は、プラットフォーム運営者が許可した戻り先ではありません",
+        FieldCode::MailboxUnknown => {
+            "からサインインしたメールボックスがわかりませんでした。メールアドレスのあるアカウントでサインインしてください"
+        }
     }
 }
 
@@ -97,7 +121,7 @@ fn hint(hint: Hint) -> &'static str {
             "Gmailではアプリパスワードが必要です。Googleアカウントで2段階認証を有効にし、アプリパスワードを作成してパスワード欄に入力してください。"
         }
         Hint::Microsoft365SmtpAuthDisabled => {
-            "Microsoft 365でこのメールボックスのSMTP認証が無効になっています。管理者に「認証済みSMTP」を有効にするよう依頼してください。Microsoft はパスワードによる SMTP AUTH を廃止しつつあり、2027年以降に作成されたテナントと、管理者が再び有効にしていないテナントでは使えません（550 5.7.30 または 535 5.7.139）。その場合は別のサーバーから送信してください。"
+            "Microsoft 365 がこのメールボックスの SMTP 認証を拒否しました（550 5.7.30 または 535 5.7.139）。2026年12月末から Microsoft は既定でパスワードを受け付けません。「Microsoft で接続」を選び、このメールボックスでサインインしてください（パスワードは保存されず、Microsoft Graph 経由なら SMTP 認証は無効のままで構いません）。または Microsoft 365 の管理者に `Set-CASMailbox -Identity <メールボックス> -SmtpClientAuthenticationDisabled $false` を実行してもらってください。"
         }
         Hint::SenderNotAllowed => {
             "このアカウントではこの送信元アドレスから送信できません。アカウントに属するアドレスを使うか、プロバイダー側で許可してください。"
@@ -134,6 +158,18 @@ fn hint(hint: Hint) -> &'static str {
         }
         Hint::SmtpUtf8NotSupported => {
             "アドレスの @ より前に ASCII 以外の文字があり、このメールサーバーはそのようなアドレスを受け付けません（SMTPUTF8 に対応していません）。ASCII のアドレスを使うか、SMTPUTF8 に対応したサーバーを使ってください。"
+        }
+        Hint::ReconnectMailbox => {
+            "Microsoft または Google が、このメールボックスへの Mailgate のサインインを受け付けなくなりました（アクセスの取り消し・期限切れ、パスワード変更、同意の取り消し）。「再接続」でもう一度サインインするまで、メールはプラットフォームのアドレスから、返信先をお客様のアドレスにして送信されます。"
+        }
+        Hint::TokenRefused => {
+            "新しいトークンに替えても、サーバーがサインインのトークンを拒否しました。サインインしたアカウントにこのメールボックスから送信する権限（SendAs）があるか、Microsoft 365 の SMTP ならこのメールボックスの SMTP 認証が有効かをご確認ください。Microsoft Graph で接続し直す方法もあります。"
+        }
+        Hint::SignInSetup => {
+            "Microsoft または Google が Mailgate のアプリ、または求めたアクセス許可を拒否しています。組織の管理者が Mailgate を承認する（またはプラットフォーム運営者がアプリ登録を直す）必要があります。その後、再接続してください。"
+        }
+        Hint::ProviderThrottled => {
+            "プロバイダーがこのメールボックスの送信速度を制限しているか、応答しませんでした。メールは待機し、あとで再送されます。Microsoft 365 はメールボックスあたり毎分約30通、Gmail は1日数百〜2,000通が目安です。"
         }
         Hint::Other => "サーバーがメールを拒否しました。上記のサーバー応答をご確認ください。",
     }

@@ -48,6 +48,9 @@ pub struct Model {
     /// SHA-256 (hex) of the activation code a test mail carried, while it is valid.
     pub activation_code_hash: Option<String>,
     pub activation_code_expires_at: Option<DateTimeUtc>,
+    /// The OAuth connection (`mail_connections.id`) that authenticates instead of a
+    /// password.
+    pub connection_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,161 @@
+// Connecting a Microsoft 365 or Google mailbox by signing in instead of a password: the
+// card on the tenant's screen (connect, reconnect, disconnect), the offer shown when
+// Microsoft refuses a password, and finishing a sign-in when the browser comes back
+// with `#mailgate-sign-in=…&state=…&code=…` (the same admin's token completes it).
+
+import { gql } from "./api.js";
+import { confirmDialog, fill, h, when } from "./dom.js";
+import { locale, t } from "./i18n.js";
+
+const PENDING_KEY = "mailgate.console.signIn";
+
+/** The sign-in this tab is coming back from, read once from the URL fragment and removed
+ *  from the address (the code must not stay in the history). `null` when there is none. */
+export function takeSignInReturn() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (!params.has("mailgate-sign-in") && !params.has("mailgate-consent")) return null;
+  const back = {
+    provider: params.get("mailgate-sign-in"),
+    consent: params.get("mailgate-consent"),
+    state: params.get("state"),
+    code: params.get("code"),
+    error: params.get("error"),
+  };
+  let pending = null;
+  try {
+    pending = JSON.parse(sessionStorage.getItem(PENDING_KEY) || "null");
+  } catch {
+    pending = null;
+  }
+  sessionStorage.removeItem(PENDING_KEY);
+  const rest = pending?.tenant ? `#tenant=${encodeURIComponent(pending.tenant)}` : "";
+  history.replaceState(null, "", location.pathname + location.search + rest);
+  return { ...back, pending };
+}
+
+/** Starts a sign-in of `kind` for tenant `id`: the browser leaves for the provider. */
+export async function connect(id, kind) {
+  const data = await gql(
+    `mutation ConsoleConnect($id: ID!, $kind: MailConnectionKind!) { connectMailbox(tenantId: $id, kind: $kind) { authorizationUrl adminConsentUrl expiresAt } }`,
+    { id, kind },
+  );
+  const start = data.connectMailbox;
+  sessionStorage.setItem(PENDING_KEY, JSON.stringify({ tenant: id, kind, adminConsentUrl: start.adminConsentUrl }));
+  location.assign(start.authorizationUrl);
+}
+
+/** Finishes a sign-in the browser came back from; resolves to the message to show. */
+export async function complete(id, back) {
+  if (back.consent) {
+    return { kind: back.consent === "granted" ? "ok" : "error", content: [h("p", {}, t(back.consent === "granted" ? "consentGranted" : "consentRefused"))] };
+  }
+  if (back.error) {
+    const key = { consent_required: "signInConsent", access_denied: "signInCancelled" }[back.error] || "signInFailed";
+    const link = back.pending?.adminConsentUrl;
+    return {
+      kind: "error",
+      content: [
+        h("p", { "data-sign-in-error": back.error }, t(key)),
+        back.error === "consent_required" && link ? h("p", {}, t("consentLinkLabel"), " ", h("a", { href: link, "data-part": "admin-consent", rel: "noreferrer" }, t("consentLink"))) : null,
+      ],
+    };
+  }
+  const data = await gql(
+    `mutation ConsoleComplete($id: ID!, $state: String!, $code: String!) { completeMailboxConnection(tenantId: $id, state: $state, code: $code) { connection { id mailbox status } settings { version health { state } } } }`,
+    { id, state: back.state || "", code: back.code || "" },
+  );
+  const done = data.completeMailboxConnection;
+  const pending = done.settings?.health.state === "PENDING_VERIFICATION";
+  return {
+    kind: "ok",
+    content: [
+      h("p", { "data-part": "signed-in" }, t("signInDone", { mailbox: done.connection.mailbox })),
+      pending ? h("p", {}, t("signInTestNext")) : null,
+    ],
+  };
+}
+
+/** The card: the tenant's connections with their state, and the buttons to connect. */
+export function mailboxCard({ id, providers, connections, say, reload, fail }) {
+  const box = h("section", { class: "card mailbox", "aria-labelledby": "mailbox-title", "data-part": "mailbox" });
+  const smtp = h("input", { type: "checkbox", id: "mailbox-smtp" });
+  const go = async (kind, button) => {
+    button.disabled = true;
+    try {
+      await connect(id, kind);
+    } catch (e) {
+      button.disabled = false;
+      fail(e);
+    }
+  };
+  const buttons = [];
+  if (providers.includes("MICROSOFT")) {
+    const b = h("button", { type: "button", class: "primary", "data-action": "connect-microsoft" }, t("connectMicrosoft"));
+    b.addEventListener("click", () => go(smtp.checked ? "MICROSOFT_DELEGATED_SMTP" : "MICROSOFT_DELEGATED_GRAPH", b));
+    buttons.push(b);
+  }
+  if (providers.includes("GOOGLE")) {
+    const b = h("button", { type: "button", "data-action": "connect-google" }, t("connectGoogle"));
+    b.addEventListener("click", () => go("GOOGLE_GMAIL_API", b));
+    buttons.push(b);
+  }
+  const rows = connections.map((c) => {
+    const state = h("span", { class: `state state-${c.status === "ACTIVE" ? "live" : "suspended"}`, "data-state": c.status }, t(`connection${c.status}`));
+    const again = h("button", { type: "button", "data-action": "reconnect" }, t("reconnect"));
+    again.addEventListener("click", () => go(c.kind || "MICROSOFT_DELEGATED_GRAPH", again));
+    const drop = h("button", { type: "button", class: "danger", "data-action": "disconnect" }, t("disconnect"));
+    drop.addEventListener("click", async () => {
+      const ok = await confirmDialog({
+        title: t("disconnectTitle"),
+        body: [t("disconnectBody", { mailbox: c.mailbox }), c.provider === "MICROSOFT" ? t("disconnectMicrosoft") : t("disconnectGoogle")],
+        confirm: t("disconnect"),
+        cancel: t("cancel"),
+        danger: true,
+      });
+      if (!ok) return;
+      try {
+        await gql(`mutation ConsoleDisconnect($id: ID!, $c: ID!) { disconnectMailbox(tenantId: $id, connectionId: $c) }`, { id, c: c.id });
+        say("ok", t("disconnected", { mailbox: c.mailbox }));
+        await reload();
+      } catch (e) {
+        fail(e);
+      }
+    });
+    const refreshed = c.lastRefreshedAt ? t("lastRefreshed", { when: when(c.lastRefreshedAt, locale()) }) : "";
+    return h(
+      "li",
+      { "data-connection": c.id, "data-status": c.status },
+      h("span", { class: "mailbox-address" }, c.mailbox),
+      " ",
+      state,
+      refreshed ? h("span", { class: "muted" }, ` ${refreshed}`) : null,
+      h("span", { class: "row-actions" }, c.status === "ACTIVE" ? null : again, drop),
+    );
+  });
+  fill(
+    box,
+    h("h2", { id: "mailbox-title" }, t("mailboxTitle")),
+    h("p", { class: "intro" }, t("mailboxIntro")),
+    rows.length ? h("ul", { class: "connections" }, rows) : null,
+    buttons.length
+      ? h("div", { class: "actions" }, ...buttons)
+      : h("p", { class: "muted", "data-part": "sign-in-off" }, t("signInOff")),
+    providers.includes("MICROSOFT") ? h("p", { class: "option" }, smtp, " ", h("label", { for: "mailbox-smtp" }, t("connectSmtp"))) : null,
+  );
+  return box;
+}
+
+/** The offer shown when Microsoft refused the password: sign in instead, in place. */
+export function microsoftOffer(id, fail) {
+  const b = h("button", { type: "button", class: "primary", "data-action": "offer-connect-microsoft" }, t("connectMicrosoft"));
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    try {
+      await connect(id, "MICROSOFT_DELEGATED_GRAPH");
+    } catch (e) {
+      b.disabled = false;
+      fail(e);
+    }
+  });
+  return h("div", { class: "notice", role: "note", "data-part": "sign-in-offer" }, h("p", {}, t("offerMicrosoft")), b);
+}

@@ -1,0 +1,426 @@
+//! Sending from a Microsoft 365 or Google mailbox without a password (issue 25): the
+//! operations an admin runs — start a sign-in, complete it, list and disconnect the
+//! tenant's connections. A completed sign-in saves settings that use the connection, as
+//! any save does (plan gate, audit, pending until a test mail proves them).
+//!
+//! Who completes a sign-in: the provider sends the browser back to Mailgate's callback,
+//! which hands `state` and `code` to the page the sign-in started from (the console or an
+//! allow-listed return URL); that page calls [`ConnectionService::complete`] with the
+//! admin's own token. So a sign-in completes only for the tenant *and the caller* that
+//! started it: a link to someone else's sign-in (a victim completing an attacker's
+//! request, which would give the attacker's tenant the victim's mailbox) is refused.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::access::Caller;
+use crate::error::{Error, FieldCode, FieldError, Result};
+use crate::oauth::{
+    AuthorizationState, ConnectionId, ConnectionKind, ConnectionStatus, MailConnection, Provider, ReturnUrlAllowList,
+    StateError, TokenSet,
+};
+use crate::plan::sender_override_permit;
+use crate::ports::{
+    AccessToken, AccessTokens, AuthorizationStateStore, MailConnections, ProviderFailure, RefreshTurn, SignInProviders,
+    StateSeal,
+};
+use crate::server::ServerKind;
+use crate::service::{SavedSettings, TenantService};
+use crate::settings::MailSettingsDraft;
+use crate::tenant::TenantId;
+
+/// What the admin's browser opens to sign in.
+#[derive(Debug, Clone)]
+pub struct SignInStart {
+    pub authorization_url: String,
+    /// Microsoft: the admin-consent URL to forward when the organisation blocks user
+    /// consent.
+    pub admin_consent_url: Option<String>,
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
+/// A completed sign-in: the connection, and the settings saved to use it.
+#[derive(Debug, Clone)]
+pub struct CompletedSignIn {
+    pub connection: MailConnection,
+    pub saved: Option<SavedSettings>,
+}
+
+/// The kinds a tenant admin can connect by signing in today.
+pub const SIGN_IN_KINDS: [ConnectionKind; 3] = [
+    ConnectionKind::MicrosoftDelegatedGraph,
+    ConnectionKind::MicrosoftDelegatedSmtp,
+    ConnectionKind::GoogleGmailApi,
+];
+
+/// Microsoft's sending limit, 30 messages a minute per mailbox, as a send interval.
+const MICROSOFT_INTERVAL_MS: i64 = 2000;
+
+/// How long a refresh lease taken to revoke a grant on disconnect lasts.
+const DISCONNECT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The sign-in operations, on the tenant service's storage.
+pub struct ConnectionService {
+    tenants: Arc<TenantService>,
+    providers: Arc<dyn SignInProviders>,
+    seal: Arc<dyn StateSeal>,
+    states: Arc<dyn AuthorizationStateStore>,
+    connections: Arc<dyn MailConnections>,
+    tokens: Arc<dyn AccessTokens>,
+    return_urls: ReturnUrlAllowList,
+}
+
+impl std::fmt::Debug for ConnectionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionService").finish_non_exhaustive()
+    }
+}
+
+fn field(name: &'static str, code: FieldCode) -> Error {
+    Error::Validation(vec![FieldError::new(name, code)])
+}
+
+impl ConnectionService {
+    pub fn new(
+        tenants: Arc<TenantService>,
+        providers: Arc<dyn SignInProviders>,
+        seal: Arc<dyn StateSeal>,
+        states: Arc<dyn AuthorizationStateStore>,
+        connections: Arc<dyn MailConnections>,
+        tokens: Arc<dyn AccessTokens>,
+        return_urls: ReturnUrlAllowList,
+    ) -> Self {
+        Self {
+            tenants,
+            providers,
+            seal,
+            states,
+            connections,
+            tokens,
+            return_urls,
+        }
+    }
+
+    /// Whether the operator set up sign-in with `provider`.
+    pub fn is_configured(&self, provider: Provider) -> bool {
+        self.providers.endpoint(provider).is_some()
+    }
+
+    /// Starts a sign-in for `kind`: the authorization URL with a sealed, single-use
+    /// `state` bound to this tenant and caller, good for 10 minutes.
+    pub async fn start(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        kind: ConnectionKind,
+        return_url: Option<&str>,
+    ) -> Result<SignInStart> {
+        caller.require_settings_editor(tenant)?;
+        let record = self.tenants.store().tenant(tenant).await?.ok_or(Error::NotFound)?;
+        sender_override_permit(record.tenant.plan)?;
+        if !SIGN_IN_KINDS.contains(&kind) {
+            return Err(field("kind", FieldCode::InvalidFormat));
+        }
+        let return_url = match return_url.map(str::trim).filter(|u| !u.is_empty()) {
+            Some(raw) => Some(
+                self.return_urls
+                    .check(raw)
+                    .map_err(|_| field("returnUrl", FieldCode::ReturnUrlNotAllowed))?,
+            ),
+            None => None,
+        };
+        let endpoint = self
+            .providers
+            .endpoint(kind.provider())
+            .ok_or_else(|| field("kind", FieldCode::SignInNotConfigured))?;
+        let state = AuthorizationState::issue(kind, tenant, caller.subject(), return_url, Utc::now());
+        let login_hint = record
+            .settings
+            .as_ref()
+            .map(|s| s.settings.from_address().as_str().to_owned());
+        let sealed = self.seal.seal_state(&state);
+        Ok(SignInStart {
+            authorization_url: endpoint.authorization_url(
+                kind,
+                &sealed,
+                &state.pkce_verifier().challenge(),
+                login_hint.as_deref(),
+            ),
+            admin_consent_url: endpoint.admin_consent_url(kind),
+            expires_at: state.expires_at(),
+        })
+    }
+
+    /// Completes a sign-in with what the callback received: checks the `state` (sealed by
+    /// us, not expired, this tenant, this caller, never used), exchanges the code, stores
+    /// the connection and saves settings that send through it — keeping the current
+    /// sender, name and server where there are settings. If the save is refused, the
+    /// connection is removed again: nothing partial stays.
+    pub async fn complete(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        state: &str,
+        code: &str,
+    ) -> Result<CompletedSignIn> {
+        caller.require_settings_editor(tenant)?;
+        let now = Utc::now();
+        let signed = self
+            .seal
+            .open_state(state.trim(), &self.return_urls)
+            .map_err(|_| field("state", FieldCode::SignInInvalid))?;
+        signed.check(now, tenant, caller.subject()).map_err(|e| match e {
+            StateError::Expired => field("state", FieldCode::SignInExpired),
+            _ => field("state", FieldCode::SignInInvalid),
+        })?;
+        let code = code.trim();
+        if code.is_empty() || code.len() > 4096 || code.chars().any(char::is_control) {
+            return Err(field("code", FieldCode::InvalidFormat));
+        }
+        if !self
+            .states
+            .mark_state_used(tenant, signed.nonce(), signed.expires_at())
+            .await?
+        {
+            return Err(field("state", FieldCode::SignInInvalid));
+        }
+        let kind = signed.kind();
+        let tokens = self
+            .providers
+            .exchange_code(kind, code, signed.pkce_verifier())
+            .await
+            .map_err(|f| match f {
+                ProviderFailure::Refused(crate::oauth::GrantProblem::ConsentRequired) => {
+                    field("code", FieldCode::ConsentRequired)
+                }
+                ProviderFailure::Refused(_) => field("code", FieldCode::SignInRefused),
+                ProviderFailure::NotConfigured => field("kind", FieldCode::SignInNotConfigured),
+                ProviderFailure::Unavailable => Error::TimedOut,
+            })?;
+        let mailbox = signed_in_mailbox(&tokens).ok_or_else(|| field("code", FieldCode::MailboxUnknown))?;
+        let scopes = tokens
+            .scopes
+            .clone()
+            .unwrap_or_else(|| kind.scopes().iter().map(|s| (*s).to_owned()).collect());
+        let connection = self
+            .connections
+            .create(tenant, kind, &mailbox, &scopes, tokens.refresh_token.as_ref(), now)
+            .await?;
+        self.tokens
+            .remember(
+                tenant,
+                connection.id,
+                AccessToken {
+                    kind,
+                    mailbox: mailbox.clone(),
+                    token: tokens.access_token.clone(),
+                    expires_at: tokens.expires_at,
+                },
+            )
+            .await;
+        let record = self.tenants.store().tenant(tenant).await?.ok_or(Error::NotFound)?;
+        let draft = draft_for(&connection, record.settings.as_ref().map(|s| &s.settings));
+        match self.tenants.update_mail_settings(caller, tenant, &draft, None).await {
+            Ok(saved) => Ok(CompletedSignIn { connection, saved }),
+            Err(e) => {
+                let _ = self.connections.delete(tenant, connection.id).await;
+                self.tokens.forget(connection.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The tenant's connections.
+    pub async fn list(&self, caller: &Caller, tenant: TenantId) -> Result<Vec<MailConnection>> {
+        if !caller.can_see(tenant) {
+            return Err(Error::NotFound);
+        }
+        Ok(self.connections.list(tenant).await?)
+    }
+
+    /// One of the tenant's connections.
+    pub async fn get(&self, caller: &Caller, tenant: TenantId, id: ConnectionId) -> Result<Option<MailConnection>> {
+        if !caller.can_see(tenant) {
+            return Err(Error::NotFound);
+        }
+        Ok(self.connections.get(tenant, id).await?)
+    }
+
+    /// Removes a connection and its tokens (revoked at the provider where it can be).
+    /// Settings that send through it are cleared first, so the tenant's mail goes
+    /// through the platform default rather than failing. `false`: no such connection.
+    pub async fn disconnect(&self, caller: &Caller, tenant: TenantId, id: ConnectionId) -> Result<bool> {
+        caller.require_settings_editor(tenant)?;
+        let Some(connection) = self.connections.get(tenant, id).await? else {
+            return Ok(false);
+        };
+        let record = self.tenants.store().tenant(tenant).await?.ok_or(Error::NotFound)?;
+        if record
+            .settings
+            .as_ref()
+            .is_some_and(|s| s.settings.connection() == Some(id))
+        {
+            self.tenants.clear_mail_settings(caller, tenant, None).await?;
+        }
+        let holder = format!("disconnect-{}", uuid::Uuid::new_v4().simple());
+        let refresh_token = match self
+            .connections
+            .begin_refresh(tenant, id, &holder, DISCONNECT_LEASE, Utc::now())
+            .await?
+        {
+            RefreshTurn::Yours(token) => Some(token),
+            _ => None,
+        };
+        let deleted = self.connections.delete(tenant, id).await?;
+        self.tokens.forget(id).await;
+        // Best effort: the tokens are deleted here whatever the provider answers (the
+        // `oauth` crate logs a revocation that did not go through).
+        if let Some(token) = refresh_token
+            && connection.status == ConnectionStatus::Active
+        {
+            self.providers.revoke(connection.kind, &token).await;
+        }
+        Ok(deleted)
+    }
+}
+
+/// The mailbox the sign-in was for: the ID token's e-mail, else its preferred user name
+/// when that is an address (Microsoft's UPN).
+fn signed_in_mailbox(tokens: &TokenSet) -> Option<String> {
+    let identity = tokens.identity.as_ref()?;
+    [&identity.email, &identity.preferred_username]
+        .into_iter()
+        .flatten()
+        .find(|a| crate::values::EmailAddress::parse(a).is_ok())
+        .cloned()
+}
+
+/// Settings that send through `connection`: the current sender, name, interval and EHLO
+/// name kept, and the server too when the tenant already names one for this provider's
+/// SMTP; otherwise the provider's preset. The signed-in mailbox is the user name (the
+/// XOAUTH2 `user`) and, without settings, the sender.
+fn draft_for(connection: &MailConnection, current: Option<&crate::settings::MailSettings>) -> MailSettingsDraft {
+    let preset = match connection.kind.provider() {
+        Provider::Google => ServerKind::GoogleWorkspace,
+        Provider::Microsoft | Provider::Generic => ServerKind::Microsoft365,
+    };
+    let mut draft = match current {
+        Some(s) => {
+            let mut d = s.to_draft();
+            d.password = None;
+            d.pop_before_smtp = None;
+            d
+        }
+        None => MailSettingsDraft {
+            server_kind: Some(preset),
+            from_address: Some(connection.mailbox.clone()),
+            ..MailSettingsDraft::default()
+        },
+    };
+    // A preset of another provider (or a password preset) gives way to this provider's.
+    if current.is_some_and(|s| s.server_kind() != ServerKind::Custom && s.server_kind() != preset) {
+        draft.server_kind = Some(preset);
+    }
+    // Microsoft takes about 30 messages a minute per mailbox (facts §1): pace at most that.
+    if connection.kind.provider() == Provider::Microsoft {
+        draft.send_interval_ms = Some(draft.send_interval_ms.unwrap_or(0).max(MICROSOFT_INTERVAL_MS));
+    }
+    draft.smtp_auth = Some(true);
+    draft.username = Some(connection.mailbox.clone());
+    draft.connection_id = Some(connection.id.to_string());
+    draft
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::MailSettings;
+
+    fn connection(kind: ConnectionKind) -> MailConnection {
+        MailConnection {
+            id: ConnectionId::generate(),
+            tenant_id: TenantId::generate(),
+            kind,
+            mailbox: "info@contoso.example".into(),
+            status: ConnectionStatus::Active,
+            scopes: vec![],
+            last_refreshed_at: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn oauth_a_first_sign_in_sends_as_the_mailbox_through_the_providers_preset() {
+        let c = connection(ConnectionKind::MicrosoftDelegatedSmtp);
+        let s = MailSettings::validate(&draft_for(&c, None), None).unwrap();
+        assert_eq!(s.server_kind(), ServerKind::Microsoft365);
+        assert_eq!(s.host().as_str(), "smtp.office365.com");
+        assert_eq!(s.from_address().as_str(), "info@contoso.example");
+        assert_eq!(s.username().map(|u| u.as_str()), Some("info@contoso.example"));
+        assert_eq!(s.connection(), Some(c.id));
+        assert!(s.password().is_none());
+        assert_eq!(s.send_interval().as_millis(), 2000, "30 a minute");
+    }
+
+    #[test]
+    fn oauth_a_sign_in_keeps_the_senders_and_a_custom_server_and_drops_the_password() {
+        use secrecy::SecretString;
+        let current = MailSettings::validate(
+            &MailSettingsDraft {
+                host: Some("smtp.contoso.example".into()),
+                port: Some(2587),
+                from_address: Some("news@contoso.example".into()),
+                from_name: Some("Contoso".into()),
+                username: Some("old".into()),
+                password: Some(SecretString::from("old-password")),
+                send_interval_ms: Some(2000),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        let c = connection(ConnectionKind::MicrosoftDelegatedGraph);
+        let s = MailSettings::validate(&draft_for(&c, Some(&current)), Some(&current)).unwrap();
+        assert_eq!(s.host().as_str(), "smtp.contoso.example");
+        assert_eq!(s.port().get(), 2587);
+        assert_eq!(s.from_address().as_str(), "news@contoso.example");
+        assert_eq!(s.from_name().map(|n| n.as_str()), Some("Contoso"));
+        assert_eq!(s.send_interval().as_millis(), 2000);
+        assert!(s.password().is_none());
+        assert_eq!(s.connection(), Some(c.id));
+
+        // Gmail's password preset becomes Google Workspace's for a Google sign-in.
+        let gmail = MailSettings::validate(
+            &MailSettingsDraft {
+                server_kind: Some(ServerKind::Gmail),
+                from_address: Some("me@gmail.com".into()),
+                username: Some("me@gmail.com".into()),
+                password: Some(SecretString::from("app-password")),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        let g = connection(ConnectionKind::GoogleGmailApi);
+        let s = MailSettings::validate(&draft_for(&g, Some(&gmail)), Some(&gmail)).unwrap();
+        assert_eq!(s.server_kind(), ServerKind::GoogleWorkspace);
+        assert_eq!(s.from_address().as_str(), "me@gmail.com");
+    }
+
+    #[test]
+    fn oauth_settings_refuse_a_password_beside_a_connection() {
+        let c = connection(ConnectionKind::MicrosoftDelegatedSmtp);
+        let mut d = draft_for(&c, None);
+        d.password = Some(secrecy::SecretString::from("secret"));
+        let errs = MailSettings::validate(&d, None).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "password");
+        assert_eq!(errs[0].code, FieldCode::NotWithConnection);
+        d.password = None;
+        d.connection_id = Some("not-an-id".into());
+        let errs = MailSettings::validate(&d, None).unwrap_err();
+        assert_eq!(errs[0].field, "connectionId");
+        assert_eq!(errs[0].code, FieldCode::InvalidFormat);
+    }
+}
