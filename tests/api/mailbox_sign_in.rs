@@ -22,6 +22,7 @@ crate::each_backend!(
     gmail_api_connects_and_disconnect_revokes_at_google,
     a_sign_in_completes_only_for_its_tenant_and_caller_once,
     a_password_microsoft_refuses_is_offered_the_sign_in,
+    idle_connections_are_kept_alive_and_a_lost_grant_is_found_before_mail_needs_it,
 );
 
 const CLIENT: &str = "mailgate-app";
@@ -253,6 +254,13 @@ async fn microsoft_graph_connects_sends_and_recovers_from_a_revoked_grant(backen
     // Reconnect: a new sign-in, a test, and the tenant's own mailbox sends again.
     let again = connect(&app, &admin, &tenant, "MICROSOFT_DELEGATED_GRAPH").await;
     assert_eq!(again["connection"]["status"], "ACTIVE");
+    let all = app.ok(&admin, CONNECTIONS, json!({ "t": tenant })).await;
+    assert_eq!(
+        all["mailConnections"].as_array().unwrap().len(),
+        1,
+        "the reconnect replaced it: {all}"
+    );
+    assert_eq!(all["mailConnections"][0]["id"], again["connection"]["id"]);
     let r = app.ok(&admin, TEST, json!({ "t": tenant })).await["sendTestMail"].clone();
     assert_eq!(r["activated"], true, "{r}");
     let id = enqueue(&app, reset(&tenant)).await["id"].as_str().unwrap().to_owned();
@@ -274,7 +282,7 @@ async fn microsoft_graph_connects_sends_and_recovers_from_a_revoked_grant(backen
 
 async fn smtp_xoauth2_refreshes_a_refused_token_once_and_keeps_the_rotated_one(backend: Backend) {
     let oauth = authorization_server(None);
-    let mut opts = SmtpOptions::plain().with_xoauth2(&oauth);
+    let mut opts = SmtpOptions::starttls().with_xoauth2(&oauth);
     opts.log_commands = true;
     let smtp = SmtpServer::start(opts);
     let port = smtp.port;
@@ -290,12 +298,27 @@ async fn smtp_xoauth2_refreshes_a_refused_token_once_and_keeps_the_rotated_one(b
         &admin,
         "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }",
         json!({ "t": tenant, "i": {
-            "host": "localhost", "port": port, "encryption": "NONE", "fromAddress": MAILBOX,
+            "host": "localhost", "port": port, "encryption": "STARTTLS", "fromAddress": MAILBOX,
             "fromName": "Contoso", "smtpAuth": true, "username": "old", "password": "old-password" } }),
     )
     .await;
     let done = connect(&app, &admin, &tenant, "MICROSOFT_DELEGATED_SMTP").await;
     assert_eq!(done["settings"]["hasPassword"], false, "{done}");
+    // The token never crosses the network in plain text: such settings are refused.
+    let plain = app
+        .gql(
+            &admin,
+            "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }",
+            json!({ "t": tenant, "i": {
+                "host": "localhost", "port": port, "encryption": "NONE", "fromAddress": MAILBOX,
+                "username": MAILBOX, "connectionId": done["connection"]["id"] } }),
+        )
+        .await;
+    assert_eq!(
+        fields(&plain),
+        vec![("encryption".to_owned(), "ENCRYPTION_REQUIRED".to_owned())],
+        "{plain}"
+    );
     let id: domain::oauth::ConnectionId = done["connection"]["id"].as_str().unwrap().parse().unwrap();
     let tenant_id: domain::TenantId = tenant.parse().unwrap();
 
@@ -396,6 +419,23 @@ async fn gmail_api_connects_and_disconnect_revokes_at_google(backend: Backend) {
     let got = api.wait_for_async(1, Duration::from_secs(10)).await;
     assert_eq!(got[0].api, "gmail");
     assert_eq!(got[0].mailbox.as_deref(), Some(MAILBOX));
+
+    // A sender other than the signed-in mailbox is saved with a warning (the test mail
+    // proves whether the account may send as it).
+    let saved = app
+        .ok(
+            &admin,
+            "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ warnings { code field } } }",
+            json!({ "t": tenant, "i": {
+                "serverKind": "GOOGLE_WORKSPACE", "fromAddress": "news@contoso.example",
+                "username": MAILBOX, "connectionId": done["connection"]["id"] } }),
+        )
+        .await;
+    assert_eq!(
+        saved["updateMailSettings"]["warnings"],
+        json!([{ "code": "SENDER_NOT_SIGNED_IN_MAILBOX", "field": "fromAddress" }]),
+        "{saved}"
+    );
 
     // Disconnect: the settings that used it are cleared, the grant revoked at Google.
     let id = done["connection"]["id"].as_str().unwrap().to_owned();
@@ -595,10 +635,28 @@ async fn a_password_microsoft_refuses_is_offered_the_sign_in(backend: Backend) {
     assert_eq!(r["hintCode"], "M365_SMTP_AUTH_DISABLED");
     assert_eq!(r["signInOffer"], "MICROSOFT", "{r}");
     // The move keeps host, port and sender: a sign-in replaces only the password.
-    let done = connect(&app, &admin, &tenant, "MICROSOFT_DELEGATED_SMTP").await;
+    let done = connect(&app, &admin, &tenant, "MICROSOFT_DELEGATED_GRAPH").await;
     let s = &done["settings"];
     assert_eq!(s["fromAddress"], MAILBOX, "{done}");
     assert_eq!(s["hasPassword"], false);
+    // A sender typed before the sign-in (the console carries it) is the one saved.
+    let start = app
+        .ok(
+            &admin,
+            CONNECT,
+            json!({ "t": tenant, "k": "MICROSOFT_DELEGATED_GRAPH" }),
+        )
+        .await;
+    let (state, code, _) = browser_sign_in(&app, start["connectMailbox"]["authorizationUrl"].as_str().unwrap()).await;
+    let typed = app
+        .ok(
+            &admin,
+            "mutation($t:ID!,$s:String!,$c:String!,$f:String){ completeMailboxConnection(tenantId:$t, state:$s, code:$c, fromAddress:$f){ settings { fromAddress warnings { code } } } }",
+            json!({ "t": tenant, "s": state, "c": code, "f": "news@contoso.example" }),
+        )
+        .await;
+    let settings = &typed["completeMailboxConnection"]["settings"];
+    assert_eq!(settings["fromAddress"], "news@contoso.example", "{typed}");
     let h = health(&app, &tenant).await;
     assert!(h["mailSettings"]["signInOffer"].is_null(), "{h}");
     app.finish().await;
@@ -607,6 +665,65 @@ async fn a_password_microsoft_refuses_is_offered_the_sign_in(backend: Backend) {
 /// The error code of a GraphQL answer with one error.
 fn code_of(body: &Value) -> &str {
     code(body)
+}
+
+/// Sets when a connection was created and last refreshed, in milliseconds since the epoch.
+async fn age(app: &TestApp, id: &str, millis_ago: i64) {
+    let at = chrono::Utc::now().timestamp_millis() - millis_ago;
+    let sql =
+        format!("UPDATE mail_connections SET created_at_ms = {at}, last_refreshed_at_ms = {at} WHERE id = '{id}'");
+    sea_orm::ConnectionTrait::execute_unprepared(&app.app.db, &sql)
+        .await
+        .expect("update");
+}
+
+async fn idle_connections_are_kept_alive_and_a_lost_grant_is_found_before_mail_needs_it(backend: Backend) {
+    let oauth = authorization_server(None);
+    let app = spawn_app_with(backend, |c| {
+        sign_in_config(c, &oauth, None);
+        c.oauth_keep_alive_secs = 1;
+    })
+    .await;
+    let tenant = app.create_tenant("Contoso", "BIZ").await;
+    let admin = app.admin(&tenant);
+    let done = connect(&app, &admin, &tenant, "MICROSOFT_DELEGATED_SMTP").await;
+    let id = done["connection"]["id"].as_str().unwrap().to_owned();
+    let day = 24 * 3600 * 1000;
+
+    // Signed in just now: nothing to keep alive.
+    assert_eq!(app.app.tokens.keep_alive(100).await, 0);
+    // Idle for two days: refreshed once (rotation saved), then left alone again.
+    age(&app, &id, 2 * day).await;
+    assert_eq!(app.app.tokens.keep_alive(100).await, 1);
+    assert_eq!(oauth.tokens_granted("refresh_token"), 1);
+    assert_eq!(app.app.tokens.keep_alive(100).await, 0);
+    // The process's own timer does the same by itself (every second here).
+    let timer = app.app.keep_connections_alive().expect("a provider is set up");
+    age(&app, &id, 3 * day).await;
+    let started = std::time::Instant::now();
+    while oauth.tokens_granted("refresh_token") < 2 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the keep-alive never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    timer.abort();
+    let c = app.ok(&admin, CONNECTIONS, json!({ "t": tenant })).await;
+    assert_eq!(c["mailConnections"][0]["status"], "ACTIVE", "{c}");
+    let refreshed =
+        chrono::DateTime::parse_from_rfc3339(c["mailConnections"][0]["lastRefreshedAt"].as_str().unwrap()).unwrap();
+    assert!(chrono::Utc::now().signed_duration_since(refreshed) < chrono::TimeDelta::minutes(1));
+
+    // A grant revoked while idle is found by the keep-alive: the connection reads
+    // NEEDS_RECONNECT (and the console says "reconnect") before any mail depends on it.
+    oauth.revoke_user(MAILBOX);
+    age(&app, &id, 2 * day).await;
+    assert_eq!(app.app.tokens.keep_alive(100).await, 0);
+    let c = app.ok(&admin, CONNECTIONS, json!({ "t": tenant })).await;
+    assert_eq!(c["mailConnections"][0]["status"], "NEEDS_RECONNECT", "{c}");
+    // And it is not tried again every hour: only active connections are kept alive.
+    let asked = oauth.token_requests("refresh_token");
+    assert_eq!(app.app.tokens.keep_alive(100).await, 0);
+    assert_eq!(oauth.token_requests("refresh_token"), asked);
+    app.finish().await;
 }
 
 /// Two processes that need a token for the same connection at once take turns through

@@ -33,14 +33,15 @@ export function takeSignInReturn() {
   return { ...back, pending };
 }
 
-/** Starts a sign-in of `kind` for tenant `id`: the browser leaves for the provider. */
-export async function connect(id, kind) {
+/** Starts a sign-in of `kind` for tenant `id`: the browser leaves for the provider.
+ *  `fromAddress`, when given, is the sender typed in the form, used once it comes back. */
+export async function connect(id, kind, fromAddress = null) {
   const data = await gql(
     `mutation ConsoleConnect($id: ID!, $kind: MailConnectionKind!) { connectMailbox(tenantId: $id, kind: $kind) { authorizationUrl adminConsentUrl expiresAt } }`,
     { id, kind },
   );
   const start = data.connectMailbox;
-  sessionStorage.setItem(PENDING_KEY, JSON.stringify({ tenant: id, kind, adminConsentUrl: start.adminConsentUrl }));
+  sessionStorage.setItem(PENDING_KEY, JSON.stringify({ tenant: id, kind, fromAddress, adminConsentUrl: start.adminConsentUrl }));
   location.assign(start.authorizationUrl);
 }
 
@@ -61,8 +62,8 @@ export async function complete(id, back) {
     };
   }
   const data = await gql(
-    `mutation ConsoleComplete($id: ID!, $state: String!, $code: String!) { completeMailboxConnection(tenantId: $id, state: $state, code: $code) { connection { id mailbox status } settings { version health { state } } } }`,
-    { id, state: back.state || "", code: back.code || "" },
+    `mutation ConsoleComplete($id: ID!, $state: String!, $code: String!, $from: String) { completeMailboxConnection(tenantId: $id, state: $state, code: $code, fromAddress: $from) { connection { id mailbox status } settings { version health { state } } } }`,
+    { id, state: back.state || "", code: back.code || "", from: back.pending?.fromAddress || null },
   );
   const done = data.completeMailboxConnection;
   const pending = done.settings?.health.state === "PENDING_VERIFICATION";
@@ -102,7 +103,7 @@ export function mailboxCard({ id, providers, connections, say, reload, fail }) {
   const rows = connections.map((c) => {
     const state = h("span", { class: `state state-${c.status === "ACTIVE" ? "live" : "suspended"}`, "data-state": c.status }, t(`connection${c.status}`));
     const again = h("button", { type: "button", "data-action": "reconnect" }, t("reconnect"));
-    again.addEventListener("click", () => go(c.kind || "MICROSOFT_DELEGATED_GRAPH", again));
+    again.addEventListener("click", () => go(c.kind || (c.provider === "GOOGLE" ? "GOOGLE_GMAIL_API" : "MICROSOFT_DELEGATED_GRAPH"), again));
     const drop = h("button", { type: "button", class: "danger", "data-action": "disconnect" }, t("disconnect"));
     drop.addEventListener("click", async () => {
       const ok = await confirmDialog({

@@ -6,7 +6,7 @@ import { ApiError, gql } from "./api.js";
 import { confirmDialog, fill, h, when } from "./dom.js";
 import { SettingsForm, domainOf, isEmail } from "./form.js";
 import { has, locale, planName, t } from "./i18n.js";
-import { complete, mailboxCard, microsoftOffer } from "./mailbox.js";
+import { complete, connect, mailboxCard, microsoftOffer } from "./mailbox.js";
 
 const SETTINGS_FIELDS = `serverKind host port fromAddress fromName smtpAuth username hasPassword encryption
   popBeforeSmtp { host port username hasPassword tls } localHostname sendIntervalMs active version updatedAt
@@ -502,7 +502,7 @@ class TenantScreen {
     try {
       const data = await gql(
         `query ConsoleDiscover($id: ID!, $a: String!) { discoverMailServer(tenantId: $id, fromAddress: $a) {
-          domain candidates { serverKind host port encryption smtpAuth source confidence confidenceText evidence preset { name } } } }`,
+          domain candidates { serverKind host port encryption smtpAuth source confidence confidenceText evidence signIn preset { name } } } }`,
         { id: this.id, a: address },
       );
       const found = data.discoverMailServer;
@@ -523,7 +523,29 @@ class TenantScreen {
               this.form.apply(c);
               fill(box, h("p", { class: "ok" }, t("applied")));
             });
-            return h("li", { "data-source": c.source }, `${c.preset?.name ?? c.host} — ${c.host}:${c.port} ${t(`enc${c.encryption}`)} (${c.confidenceText}; ${c.evidence}) `, use);
+            // Microsoft and Google mailboxes: a sign-in first, the password preset second.
+            const signIn = c.signIn && this.providers.includes(c.signIn)
+              ? h("button", { type: "button", class: "primary", "data-action": `discovery-connect-${c.signIn.toLowerCase()}` }, t(c.signIn === "MICROSOFT" ? "connectMicrosoft" : "connectGoogle"))
+              : null;
+            signIn?.addEventListener("click", async () => {
+              signIn.disabled = true;
+              try {
+                // The typed sender is carried over the sign-in (the form is left behind).
+                await connect(this.id, c.signIn === "MICROSOFT" ? "MICROSOFT_DELEGATED_GRAPH" : "GOOGLE_GMAIL_API", this.form.fromAddress());
+              } catch (e) {
+                signIn.disabled = false;
+                fill(box, this.errorView(e));
+              }
+            });
+            return h(
+              "li",
+              { "data-source": c.source },
+              `${c.preset?.name ?? c.host} — ${c.host}:${c.port} ${t(`enc${c.encryption}`)} (${c.confidenceText}; ${c.evidence}) `,
+              signIn ? h("span", { class: "muted" }, t("signInRecommended"), " ") : null,
+              signIn,
+              " ",
+              use,
+            );
           }),
         ),
       );

@@ -17,13 +17,12 @@ use chrono::Utc;
 use crate::access::Caller;
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::oauth::{
-    AuthorizationState, ConnectionId, ConnectionKind, ConnectionStatus, MailConnection, Provider, ReturnUrlAllowList,
-    StateError, TokenSet,
+    AuthorizationState, ConnectionId, ConnectionKind, MailConnection, Provider, ReturnUrlAllowList, StateError,
+    TokenSet,
 };
 use crate::plan::sender_override_permit;
 use crate::ports::{
-    AccessToken, AccessTokens, AuthorizationStateStore, MailConnections, ProviderFailure, RefreshTurn, SignInProviders,
-    StateSeal,
+    AccessToken, AccessTokens, AuthorizationStateStore, MailConnections, ProviderFailure, SignInProviders, StateSeal,
 };
 use crate::server::ServerKind;
 use crate::service::{SavedSettings, TenantService};
@@ -56,9 +55,6 @@ pub const SIGN_IN_KINDS: [ConnectionKind; 3] = [
 
 /// Microsoft's sending limit, 30 messages a minute per mailbox, as a send interval.
 const MICROSOFT_INTERVAL_MS: i64 = 2000;
-
-/// How long a refresh lease taken to revoke a grant on disconnect lasts.
-const DISCONNECT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The sign-in operations, on the tenant service's storage.
 pub struct ConnectionService {
@@ -163,6 +159,7 @@ impl ConnectionService {
         tenant: TenantId,
         state: &str,
         code: &str,
+        from_address: Option<&str>,
     ) -> Result<CompletedSignIn> {
         caller.require_settings_editor(tenant)?;
         let now = Utc::now();
@@ -220,15 +217,37 @@ impl ConnectionService {
             )
             .await;
         let record = self.tenants.store().tenant(tenant).await?.ok_or(Error::NotFound)?;
-        let draft = draft_for(&connection, record.settings.as_ref().map(|s| &s.settings));
+        let mut draft = draft_for(&connection, record.settings.as_ref().map(|s| &s.settings));
+        if let Some(from) = from_address.map(str::trim).filter(|f| !f.is_empty()) {
+            draft.from_address = Some(from.to_owned());
+        }
         match self.tenants.update_mail_settings(caller, tenant, &draft, None).await {
-            Ok(saved) => Ok(CompletedSignIn { connection, saved }),
+            Ok(saved) => {
+                self.drop_replaced(tenant, &connection).await?;
+                Ok(CompletedSignIn { connection, saved })
+            }
             Err(e) => {
                 let _ = self.connections.delete(tenant, connection.id).await;
                 self.tokens.forget(connection.id).await;
                 Err(e)
             }
         }
+    }
+
+    /// A new sign-in of a mailbox replaces the tenant's older connections of that mailbox
+    /// with the same provider (a reconnect): they are deleted, not revoked — at Google a
+    /// revocation would end the new grant too.
+    async fn drop_replaced(&self, tenant: TenantId, new: &MailConnection) -> Result<()> {
+        for old in self.connections.list(tenant).await? {
+            if old.id != new.id
+                && old.kind.provider() == new.kind.provider()
+                && old.mailbox.eq_ignore_ascii_case(&new.mailbox)
+            {
+                self.connections.delete(tenant, old.id).await?;
+                self.tokens.forget(old.id).await;
+            }
+        }
+        Ok(())
     }
 
     /// The tenant's connections.
@@ -263,22 +282,14 @@ impl ConnectionService {
         {
             self.tenants.clear_mail_settings(caller, tenant, None).await?;
         }
-        let holder = format!("disconnect-{}", uuid::Uuid::new_v4().simple());
-        let refresh_token = match self
-            .connections
-            .begin_refresh(tenant, id, &holder, DISCONNECT_LEASE, Utc::now())
-            .await?
-        {
-            RefreshTurn::Yours(token) => Some(token),
-            _ => None,
-        };
+        // Read whoever holds the refresh lease (a send or the keep-alive may): the grant is
+        // revoked at the provider even then.
+        let refresh_token = self.connections.refresh_token_for_revocation(tenant, id).await?;
         let deleted = self.connections.delete(tenant, id).await?;
         self.tokens.forget(id).await;
         // Best effort: the tokens are deleted here whatever the provider answers (the
         // `oauth` crate logs a revocation that did not go through).
-        if let Some(token) = refresh_token
-            && connection.status == ConnectionStatus::Active
-        {
+        if let Some(token) = refresh_token {
             self.providers.revoke(connection.kind, &token).await;
         }
         Ok(deleted)
@@ -343,7 +354,7 @@ mod tests {
             tenant_id: TenantId::generate(),
             kind,
             mailbox: "info@contoso.example".into(),
-            status: ConnectionStatus::Active,
+            status: crate::oauth::ConnectionStatus::Active,
             scopes: vec![],
             last_refreshed_at: None,
             created_at: Utc::now(),

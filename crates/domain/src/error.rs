@@ -65,6 +65,8 @@ crate::coded_enum! {
         ReturnUrlNotAllowed = "RETURN_URL_NOT_ALLOWED",
         /// The signed-in account has no e-mail address we could read.
         MailboxUnknown = "MAILBOX_UNKNOWN",
+        /// A sign-in's token never crosses the network unencrypted: choose STARTTLS or SSL.
+        EncryptionRequired = "ENCRYPTION_REQUIRED",
     }
 }
 

@@ -71,8 +71,9 @@ pub enum FailureKind {
     /// The sign-in is gone (revoked, expired, password changed, consent withdrawn): an
     /// admin must sign in again.
     SignInRevoked,
-    /// The provider refuses Mailgate's client or the grant's scopes: the operator's or the
-    /// admin's setup, not a reconnect.
+    /// The provider refuses Mailgate's own client (client secret, app registration) or
+    /// the provider is no longer configured: the operator's to fix. Tried again later,
+    /// never counted against the tenant's settings.
     SignInMisconfigured,
     /// No token could be had for now (the provider throttled or did not answer).
     SignInUnavailable,
@@ -108,7 +109,8 @@ crate::coded_enum! {
         ReconnectMailbox = "RECONNECT_MAILBOX",
         /// The server refused the sign-in's token.
         TokenRefused = "TOKEN_REFUSED",
-        /// The provider refuses Mailgate's app or the permissions asked for.
+        /// The provider refuses the platform's sign-in app (the operator's setup): the
+        /// mail waits and is tried again.
         SignInSetup = "SIGN_IN_SETUP",
         /// The provider limited how fast this mailbox may send (or did not answer): it
         /// waits and tries again.

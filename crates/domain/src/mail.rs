@@ -110,7 +110,8 @@ impl SendFailure {
             | FailureKind::HostNotFound
             | FailureKind::SettingsUnreadable
             | FailureKind::HostBusy
-            | FailureKind::SignInUnavailable => true,
+            | FailureKind::SignInUnavailable
+            | FailureKind::SignInMisconfigured => true,
             _ => false,
         }
     }
@@ -178,7 +179,7 @@ pub fn diagnose(failure: &SendFailure, settings: Option<&MailSettings>) -> Diagn
         FailureKind::HostBusy => d(Hint::TemporaryFailure, None),
         FailureKind::SmtpUtf8NotOffered => d(Hint::SmtpUtf8NotSupported, Some("to")),
         FailureKind::SignInRevoked => d(Hint::ReconnectMailbox, Some("connectionId")),
-        FailureKind::SignInMisconfigured => d(Hint::SignInSetup, Some("connectionId")),
+        FailureKind::SignInMisconfigured => d(Hint::SignInSetup, None),
         FailureKind::SignInUnavailable => d(Hint::ProviderThrottled, None),
         FailureKind::TokenRefused => {
             if smtp_auth_off(enhanced, &text) {
@@ -265,7 +266,6 @@ pub fn is_configuration_failure(failure: &SendFailure) -> bool {
             | FailureKind::CertificateNameMismatch
             | FailureKind::TokenRefused
             | FailureKind::SignInRevoked
-            | FailureKind::SignInMisconfigured
     ) {
         return true;
     }

@@ -533,8 +533,25 @@ impl TenantService {
             }
             let settings = MailSettings::validate(draft, stored.map(|s| &s.settings)).map_err(Error::Validation)?;
             self.ports.check(&settings).map_err(Error::Validation)?;
-            self.check_connection(id, &settings).await?;
-            let warnings = self.check_hosts(&settings).await?;
+            let connection = self.check_connection(id, &settings).await?;
+            // Through a mail API the settings' server is not used: nothing to look up.
+            let by_api = connection.as_ref().is_some_and(|c| {
+                matches!(
+                    c.kind.transport(),
+                    crate::oauth::Transport::GraphSendMail | crate::oauth::Transport::GmailApi
+                )
+            });
+            let mut warnings = if by_api {
+                Vec::new()
+            } else {
+                self.check_hosts(&settings).await?
+            };
+            if connection
+                .as_ref()
+                .is_some_and(|c| !c.mailbox.eq_ignore_ascii_case(settings.from_address().as_str()))
+            {
+                warnings.push(SettingsWarning::SenderNotSignedInMailbox);
+            }
             let now = Utc::now();
             let changes = settings_diff(stored.map(|s| &s.settings), Some(&settings));
             let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsSaved, changes, now);
@@ -560,9 +577,13 @@ impl TenantService {
     }
 
     /// The connection settings name must be one of the tenant's, and able to send.
-    async fn check_connection(&self, id: TenantId, settings: &MailSettings) -> Result<()> {
+    async fn check_connection(
+        &self,
+        id: TenantId,
+        settings: &MailSettings,
+    ) -> Result<Option<crate::oauth::MailConnection>> {
         let Some(connection) = settings.connection() else {
-            return Ok(());
+            return Ok(None);
         };
         let found = match &self.connections {
             Some(store) => store.get(id, connection).await?,
@@ -579,7 +600,19 @@ impl TenantService {
                     FieldCode::ConnectionNotActive,
                 )]))
             }
-            Some(_) => Ok(()),
+            // XOAUTH2 sends the bearer token itself: never over a plain connection.
+            Some(c)
+                if matches!(
+                    c.kind.transport(),
+                    crate::oauth::Transport::Office365Smtp | crate::oauth::Transport::TenantSmtp
+                ) && settings.encryption() == crate::settings::Encryption::None =>
+            {
+                Err(Error::Validation(vec![crate::error::FieldError::new(
+                    "encryption",
+                    FieldCode::EncryptionRequired,
+                )]))
+            }
+            Some(c) => Ok(Some(c)),
         }
     }
 

@@ -157,6 +157,9 @@ pub enum SettingsWarning {
     /// A test mail to the sender's own domain may never leave the server: use an
     /// address at another domain.
     RecipientInSenderDomain,
+    /// The sender is not the mailbox that signed in: it sends only if that account may
+    /// send as the sender (a shared mailbox, send-as rights); the test mail proves it.
+    SenderNotSignedInMailbox,
 }
 
 impl SettingsWarning {
@@ -170,6 +173,7 @@ impl SettingsWarning {
             Self::SenderDomainAtRisk => "SENDER_DOMAIN_AT_RISK",
             Self::SenderDomainWillFail => "SENDER_DOMAIN_WILL_FAIL",
             Self::RecipientInSenderDomain => "RECIPIENT_IN_SENDER_DOMAIN",
+            Self::SenderNotSignedInMailbox => "SENDER_NOT_SIGNED_IN_MAILBOX",
         }
     }
 
@@ -177,7 +181,7 @@ impl SettingsWarning {
         match self {
             Self::HostNotResolved => "host",
             Self::PopHostNotResolved => "popBeforeSmtp.host",
-            Self::SenderDomainAtRisk | Self::SenderDomainWillFail => "fromAddress",
+            Self::SenderDomainAtRisk | Self::SenderDomainWillFail | Self::SenderNotSignedInMailbox => "fromAddress",
             Self::RecipientInSenderDomain => "to",
             _ => "encryption",
         }

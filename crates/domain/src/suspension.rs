@@ -158,7 +158,7 @@ fn cause(hint: Hint) -> (&'static str, &'static str) {
             "Microsoft または Google が、このメールボックスへのサインインを受け付けなくなりました（アクセスの取り消し・期限切れ・パスワード変更）。メールサーバーの画面で「再接続」してください。",
             "Microsoft or Google no longer accepts the sign-in for this mailbox (access revoked or expired, or the password changed). Choose \"Reconnect\" on the mail-server screen.",
         ),
-        Hint::TokenRefused | Hint::SignInSetup => (
+        Hint::TokenRefused => (
             "サーバーがサインインのトークンを拒否しました。送信の権限、または組織による Mailgate の承認をご確認のうえ、再接続してください。",
             "The server refused the sign-in's token. Check the mailbox's send rights or the organisation's approval of Mailgate, then reconnect.",
         ),

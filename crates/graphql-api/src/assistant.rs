@@ -311,6 +311,10 @@ pub struct DiscoveredServer {
     pub evidence: String,
     /// The preset of `serverKind` (hints, limits), when it is one.
     pub preset: Option<MailServerPreset>,
+    /// `MICROSOFT` or `GOOGLE` when this mailbox can be connected by signing in instead
+    /// of a password (`connectMailbox`), which the assistant proposes first: Microsoft
+    /// 365 stops taking passwords by default at the end of December 2026.
+    pub sign_in: Option<crate::connections::MailProvider>,
 }
 
 /// One step discovery took.
@@ -353,6 +357,7 @@ impl MailServerDiscovery {
                     confidence_text: say(Text::DiscoveryConfidence(c.confidence), l).into_owned(),
                     evidence: c.evidence.clone(),
                     preset: Provider::of_kind(c.kind).map(|p| preset_of(p, l)),
+                    sign_in: domain::oauth::Provider::for_server(c.kind).map(Into::into),
                 })
                 .collect(),
             steps: d

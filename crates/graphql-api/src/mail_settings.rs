@@ -625,10 +625,14 @@ pub(crate) async fn complete_connection(
     tenant_id: ID,
     state: String,
     code: String,
+    from_address: Option<String>,
 ) -> async_graphql::Result<MailboxConnected> {
     let (caller, service, l) = caller_and::<domain::connections::ConnectionService>(ctx)?;
     let id = parse_tenant_id(&tenant_id).gql(l)?;
-    let done = service.complete(caller, id, &state, &code).await.gql(l)?;
+    let done = service
+        .complete(caller, id, &state, &code, from_address.as_deref())
+        .await
+        .gql(l)?;
     Ok(MailboxConnected {
         connection: crate::connections::MailConnectionView(done.connection),
         settings: done.saved.map(|saved| MailSettings {

@@ -186,16 +186,18 @@ impl MutationRoot {
     }
 
     /// Finish a sign-in with the `state` and `code` the browser came back with, as the
-    /// same caller who started it: stores the connection and saves settings that send
-    /// through it (sender, name and server kept), pending until a test mail proves them.
+    /// same caller who started it: stores the connection (replacing older ones of the same
+    /// mailbox) and saves settings that send through it (sender, name and server kept, or
+    /// `fromAddress` as the sender), pending until a test mail proves them.
     async fn complete_mailbox_connection(
         &self,
         ctx: &Context<'_>,
         tenant_id: ID,
         state: String,
         code: String,
+        from_address: Option<String>,
     ) -> async_graphql::Result<MailboxConnected> {
-        mail_settings::complete_connection(ctx, tenant_id, state, code).await
+        mail_settings::complete_connection(ctx, tenant_id, state, code, from_address).await
     }
 
     /// Remove a connection and its tokens (revoked at Google; for Microsoft, remove the

@@ -60,6 +60,32 @@ fn request_for(apis: &MailApis, transport: Transport, mime: &[u8]) -> Option<(Ur
     }
 }
 
+/// Whether a refusal is about how much or how fast this mailbox sends: Gmail answers its
+/// per-user and daily limits with 403 and `error.errors[].reason` `rateLimitExceeded`,
+/// `userRateLimitExceeded`, `dailyLimitExceeded` or `quotaExceeded`
+/// (developers.google.com/gmail/api/guides/handle-errors); Graph's `ErrorExceededMessageLimit`
+/// and `MailboxConcurrency`-style codes say the same.
+fn is_rate_limit(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let limit = |s: &str| {
+        let s = s.to_ascii_lowercase();
+        s.contains("ratelimit")
+            || (s.contains("limit") && s.contains("exceeded"))
+            || s.contains("quota")
+            || s.contains("throttl")
+    };
+    let e = &v["error"];
+    let reasons = e["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["reason"].as_str());
+    let code = e["code"].as_str().into_iter();
+    reasons.chain(code).any(limit)
+}
+
 /// The API's own error code from its JSON body (Graph `error.code`, Gmail `error.status`),
 /// if it is a short plain word.
 fn error_code(body: &[u8]) -> Option<String> {
@@ -141,6 +167,8 @@ pub async fn send(
             )),
             ..SendFailure::new(SendStage::Auth, FailureKind::TokenRefused)
         }),
+        // A sending limit is the provider's "slow down", never the tenant's settings.
+        403 if is_rate_limit(&response.body) => Err(rejected(SendStage::Data, 451, "4.7.0", status, api_code)),
         403 | 404 => Err(rejected(SendStage::MailFrom, 550, "5.7.1", status, api_code)),
         413 => Err(rejected(SendStage::Data, 552, "5.3.4", status, api_code)),
         429 => Err(rejected(SendStage::Data, 451, "4.7.0", status, api_code)),
@@ -187,5 +215,23 @@ mod tests {
         );
         assert_eq!(error_code(br#"{"error":{"code":"<script>"}}"#), None);
         assert_eq!(error_code(b"not json"), None);
+    }
+
+    #[test]
+    fn oauth_api_sending_limits_are_told_from_refusals_of_the_sender() {
+        for limited in [
+            r#"{"error":{"code":403,"errors":[{"reason":"userRateLimitExceeded"}],"status":"PERMISSION_DENIED"}}"#,
+            r#"{"error":{"code":403,"errors":[{"reason":"dailyLimitExceeded"}]}}"#,
+            r#"{"error":{"code":"ErrorExceededMessageLimit","message":"x"}}"#,
+        ] {
+            assert!(is_rate_limit(limited.as_bytes()), "{limited}");
+        }
+        for refused in [
+            r#"{"error":{"code":"ErrorSendAsDenied","message":"x"}}"#,
+            r#"{"error":{"code":403,"errors":[{"reason":"insufficientPermissions"}]}}"#,
+            "not json",
+        ] {
+            assert!(!is_rate_limit(refused.as_bytes()), "{refused}");
+        }
     }
 }

@@ -329,7 +329,14 @@ impl Mailer {
         let Some(sign_in) = self.inner.sign_in.get() else {
             return Err(SendFailure::new(SendStage::Auth, FailureKind::SignInMisconfigured));
         };
+        // Both attempts share one budget: a second one may only use what the first left,
+        // so the caller's own deadline never cancels a request the API may have taken.
+        let until = Instant::now() + deadline;
         let attempt = |token: AccessToken| async move {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SendFailure::new(SendStage::Timeout, FailureKind::TimedOut));
+            }
             api::send(
                 &self.inner.operator_guard,
                 &self.inner.tls,
@@ -337,7 +344,7 @@ impl Mailer {
                 transport,
                 &token.token,
                 bytes,
-                deadline,
+                left,
             )
             .await
         };

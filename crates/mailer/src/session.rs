@@ -313,6 +313,10 @@ pub async fn open(
     tls: &TlsMaterial,
     t: &Timeouts,
 ) -> Result<Session, SendFailure> {
+    // A bearer token is never sent over a plain connection (saves refuse it too).
+    if params.mechanism == AuthMechanism::Xoauth2 && params.encryption == Encryption::None {
+        return Err(SendFailure::new(SendStage::Tls, FailureKind::StartTlsNotOffered));
+    }
     let secrets = secrets_of(params);
     let mut last = SendFailure::new(SendStage::Connect, FailureKind::ConnectionRefused);
     let mut tcp = None;

@@ -101,7 +101,8 @@ impl TokenCache {
 
     /// Refreshes `connection`'s tokens under the store's lease, waiting while another
     /// process holds it (it is about to save a rotated refresh token this refresh needs).
-    async fn refresh(&self, connection: &MailConnection) -> Result<AccessToken, TokenUnavailable> {
+    /// The token, and whether the refresh was saved (the lease was still ours).
+    async fn refresh(&self, connection: &MailConnection) -> Result<(AccessToken, bool), TokenUnavailable> {
         let (tenant, id) = (connection.tenant_id, connection.id);
         let store = |e: domain::StoreError| {
             tracing::warn!(connection = %id, error = %e, "reading the connection failed");
@@ -117,7 +118,8 @@ impl TokenCache {
             {
                 RefreshTurn::Yours(token) => break token,
                 RefreshTurn::Gone => return Err(TokenUnavailable::Gone),
-                RefreshTurn::NoRefreshToken => return Err(TokenUnavailable::Misconfigured),
+                // A signed-in connection always has one: without it, only a new sign-in helps.
+                RefreshTurn::NoRefreshToken => return Err(TokenUnavailable::NeedsReconnect),
                 RefreshTurn::Busy if tokio::time::Instant::now() < give_up => tokio::time::sleep(BUSY_POLL).await,
                 RefreshTurn::Busy => return Err(TokenUnavailable::Temporary { retry_after: None }),
             }
@@ -144,19 +146,27 @@ impl TokenCache {
                 Err(TokenUnavailable::Misconfigured),
             ),
         };
-        match self
+        if matches!(result, Err(TokenUnavailable::Misconfigured)) {
+            // The operator's to fix (the grant is fine): say so where operators look.
+            tracing::warn!(connection = %id, provider = connection.kind.provider().code(), "the provider refuses Mailgate's own client, or it is no longer configured: check MAILGATE_OAUTH_*; mail through sign-ins waits");
+        }
+        let saved = match self
             .connections
             .finish_refresh(tenant, id, &self.holder, outcome, Utc::now())
             .await
         {
-            Ok(true) => {}
+            Ok(true) => true,
             // The lease ran out and someone else may have refreshed since: the tokens we
             // got may already be replaced. Use this access token (it is valid) but say so.
             Ok(false) => {
-                tracing::warn!(connection = %id, "a refresh outlasted its lease; its refresh token was not saved")
+                tracing::warn!(connection = %id, "a refresh outlasted its lease; its refresh token was not saved");
+                false
             }
-            Err(e) => tracing::warn!(connection = %id, error = %e, "saving a refresh failed"),
-        }
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "saving a refresh failed");
+                false
+            }
+        };
         if let Ok(token) = &result {
             self.cached
                 .lock()
@@ -166,7 +176,7 @@ impl TokenCache {
         } else if let Err(why) = &result {
             tracing::info!(tenant = %tenant, connection = %id, ?why, "connection tokens not refreshed");
         }
-        result
+        result.map(|token| (token, saved))
     }
 
     /// Refreshes up to `limit` active connections idle for [`KEEP_ALIVE_EVERY`], longest
@@ -184,7 +194,9 @@ impl TokenCache {
         for connection in idle {
             let gate = self.flight(connection.id);
             let _turn = gate.lock().await;
-            if self.refresh(&connection).await.is_ok() {
+            // Counted only when saved: a row whose refresh did not stick stays idle, and
+            // the loop in `spawn_keep_alive` stops at the first pass short of a batch.
+            if matches!(self.refresh(&connection).await, Ok((_, true))) {
                 refreshed += 1;
             }
         }
@@ -228,7 +240,7 @@ impl AccessTokens for TokenCache {
             }
         };
         match connection.status {
-            ConnectionStatus::Active => self.refresh(&connection).await,
+            ConnectionStatus::Active => self.refresh(&connection).await.map(|(token, _)| token),
             ConnectionStatus::NeedsReconnect => Err(TokenUnavailable::NeedsReconnect),
             ConnectionStatus::Misconfigured => Err(TokenUnavailable::Misconfigured),
         }

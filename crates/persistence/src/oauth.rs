@@ -362,6 +362,28 @@ impl MailConnections for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn refresh_token_for_revocation(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+    ) -> Result<Option<SecretString>, StoreError> {
+        let mut select = SqlBuilder::new(self.connection().get_database_backend());
+        select
+            .sql("SELECT refresh_token_ciphertext, refresh_token_key_id FROM mail_connections WHERE tenant_id = ")
+            .bind(tenant.to_string())
+            .sql(" AND id = ")
+            .bind(id.to_string());
+        let Some(row) = self.connection().query_one_raw(select.build()).await.map_err(db_err)? else {
+            return Ok(None);
+        };
+        let sealed: Option<Vec<u8>> = row.try_get("", "refresh_token_ciphertext").map_err(db_err)?;
+        let key_id: Option<String> = row.try_get("", "refresh_token_key_id").map_err(db_err)?;
+        match (sealed, key_id) {
+            (Some(sealed), Some(key_id)) => open_refresh_token(&self.keys, id, &sealed, &key_id).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     async fn delete(&self, tenant: TenantId, id: ConnectionId) -> Result<bool, StoreError> {
         let mut delete = SqlBuilder::new(self.connection().get_database_backend());
         delete

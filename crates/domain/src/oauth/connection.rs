@@ -24,13 +24,15 @@ crate::coded_enum! {
 }
 
 impl ConnectionStatus {
-    /// The status a refused refresh leads to; `None` keeps the current one (a throttled
-    /// or temporarily failing server says nothing about the grant).
+    /// The status a refused refresh leads to; `None` keeps the current one. A throttled
+    /// or failing server says nothing about the grant; neither does a refusal of
+    /// Mailgate's own client (an expired client secret, an app the operator removed):
+    /// that is the operator's to fix, and marking every tenant's grant for it would make
+    /// every tenant sign in again once it is fixed.
     pub fn after_refusal(problem: GrantProblem) -> Option<Self> {
         match problem {
             GrantProblem::NeedsReconnect | GrantProblem::ConsentRequired => Some(Self::NeedsReconnect),
-            GrantProblem::Misconfigured => Some(Self::Misconfigured),
-            GrantProblem::Throttled { .. } | GrantProblem::Temporary => None,
+            GrantProblem::Misconfigured | GrantProblem::Throttled { .. } | GrantProblem::Temporary => None,
         }
     }
 }
@@ -62,7 +64,11 @@ mod tests {
     fn oauth_refusals_set_the_connection_status() {
         use ConnectionStatus as S;
         assert_eq!(S::after_refusal(GrantProblem::NeedsReconnect), Some(S::NeedsReconnect));
-        assert_eq!(S::after_refusal(GrantProblem::Misconfigured), Some(S::Misconfigured));
+        assert_eq!(
+            S::after_refusal(GrantProblem::Misconfigured),
+            None,
+            "the operator's to fix"
+        );
         assert_eq!(S::after_refusal(GrantProblem::ConsentRequired), Some(S::NeedsReconnect));
         assert_eq!(S::after_refusal(GrantProblem::Throttled { retry_after: None }), None);
         assert_eq!(

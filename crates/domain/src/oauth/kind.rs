@@ -90,6 +90,20 @@ const GOOGLE_SEND: &[&str] = &["https://www.googleapis.com/auth/gmail.send"];
 // mailbox, so the tenant sees which account it connected.
 const GOOGLE_SEND_SIGNED_IN: &[&str] = &["https://www.googleapis.com/auth/gmail.send", "openid", "email"];
 
+impl Provider {
+    /// The provider whose sign-in replaces a password for a server preset (issue 25: the
+    /// setup assistant proposes a connection for Microsoft 365, Outlook.com and Google
+    /// addresses). `None` for every other server.
+    pub fn for_server(kind: crate::server::ServerKind) -> Option<Self> {
+        use crate::server::ServerKind as K;
+        match kind {
+            K::Microsoft365 | K::OutlookCom => Some(Self::Microsoft),
+            K::Gmail | K::GoogleWorkspace => Some(Self::Google),
+            _ => None,
+        }
+    }
+}
+
 impl ConnectionKind {
     /// Who issues this kind's tokens.
     pub fn provider(self) -> Provider {
@@ -151,6 +165,18 @@ impl ConnectionKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oauth_the_assistant_proposes_a_sign_in_for_microsoft_and_google_presets() {
+        use crate::server::ServerKind as K;
+        assert_eq!(Provider::for_server(K::Microsoft365), Some(Provider::Microsoft));
+        assert_eq!(Provider::for_server(K::OutlookCom), Some(Provider::Microsoft));
+        assert_eq!(Provider::for_server(K::Gmail), Some(Provider::Google));
+        assert_eq!(Provider::for_server(K::GoogleWorkspace), Some(Provider::Google));
+        for other in [K::Custom, K::YahooJapan, K::Sakura, K::AmazonSes] {
+            assert_eq!(Provider::for_server(other), None);
+        }
+    }
 
     #[test]
     fn codes_are_stable_and_round_trip() {

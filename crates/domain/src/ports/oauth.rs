@@ -128,6 +128,15 @@ pub trait MailConnections: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
+    /// The connection's refresh token, whoever holds the refresh lease: only to revoke it
+    /// at the provider right before [`MailConnections::delete`]. `None`: no such
+    /// connection, or none stored.
+    async fn refresh_token_for_revocation(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+    ) -> Result<Option<SecretString>, StoreError>;
+
     /// Deletes the connection and its tokens; `false` when the tenant has no such one.
     async fn delete(&self, tenant: TenantId, id: ConnectionId) -> Result<bool, StoreError>;
 }

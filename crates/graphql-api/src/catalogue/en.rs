@@ -104,6 +104,9 @@ fn field(code: FieldCode) -> &'static str {
             "needs an administrator's approval: send the administrator the admin-consent link, then sign in again"
         }
         FieldCode::ReturnUrlNotAllowed => "is not one of the return addresses the platform operator allows",
+        FieldCode::EncryptionRequired => {
+            "must be STARTTLS or SSL: a sign-in's token never crosses the network unencrypted"
+        }
         FieldCode::MailboxUnknown => {
             "did not tell which mailbox signed in: sign in with an account that has an e-mail address"
         }
@@ -166,7 +169,7 @@ fn hint(hint: Hint) -> &'static str {
             "The server refused the sign-in's token even after a fresh one. Check that the signed-in account may send from this mailbox (send-as rights), and for Microsoft 365 SMTP that SMTP AUTH is on for it, or connect with Microsoft Graph instead."
         }
         Hint::SignInSetup => {
-            "Microsoft or Google refuses Mailgate's app or the permissions it asks for. An administrator must approve Mailgate for the organisation (or the platform operator must fix its app registration); then reconnect."
+            "Microsoft or Google refuses the platform's sign-in app (for example its client secret expired). Nothing is wrong with your settings: the mail waits and is sent once the platform operator has fixed it."
         }
         Hint::ProviderThrottled => {
             "The provider limits how fast this mailbox may send, or did not answer; the mail waits and is tried again. Microsoft 365 takes about 30 messages a minute per mailbox; Gmail a few hundred to 2,000 a day."
@@ -193,6 +196,9 @@ fn warning(warning: SettingsWarning) -> &'static str {
         }
         SettingsWarning::SenderDomainWillFail => {
             "The sender domain's DMARC policy rejects or quarantines mail from this server: neither SPF nor DKIM will pass for it. Add the records checkSenderDomain shows before relying on this server."
+        }
+        SettingsWarning::SenderNotSignedInMailbox => {
+            "The sender is not the mailbox that signed in: mail goes out only if that account may send as this address (a shared mailbox, or send-as rights). The test mail will tell."
         }
         SettingsWarning::RecipientInSenderDomain => {
             "The test recipient is in the sender's own domain: the server may deliver it locally, which proves little about mail to the outside. Use an address at another domain (for example a free mail address)."

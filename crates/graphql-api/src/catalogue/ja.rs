@@ -106,6 +106,9 @@ fn field(code: FieldCode) -> &'static str {
             "には管理者の承認が必要です。管理者に管理者同意のリンクを送り、承認後にもう一度サインインしてください"
         }
         FieldCode::ReturnUrlNotAllowed => "は、プラットフォーム運営者が許可した戻り先ではありません",
+        FieldCode::EncryptionRequired => {
+            "は STARTTLS または SSL にしてください。サインインのトークンは暗号化なしでは送信しません"
+        }
         FieldCode::MailboxUnknown => {
             "からサインインしたメールボックスがわかりませんでした。メールアドレスのあるアカウントでサインインしてください"
         }
@@ -166,7 +169,7 @@ fn hint(hint: Hint) -> &'static str {
             "新しいトークンに替えても、サーバーがサインインのトークンを拒否しました。サインインしたアカウントにこのメールボックスから送信する権限（SendAs）があるか、Microsoft 365 の SMTP ならこのメールボックスの SMTP 認証が有効かをご確認ください。Microsoft Graph で接続し直す方法もあります。"
         }
         Hint::SignInSetup => {
-            "Microsoft または Google が Mailgate のアプリ、または求めたアクセス許可を拒否しています。組織の管理者が Mailgate を承認する（またはプラットフォーム運営者がアプリ登録を直す）必要があります。その後、再接続してください。"
+            "Microsoft または Google が、プラットフォームのサインイン用アプリを拒否しています（クライアントシークレットの期限切れなど）。お客様の設定に問題はありません。プラットフォーム運営者が修正すると、待機中のメールは送信されます。"
         }
         Hint::ProviderThrottled => {
             "プロバイダーがこのメールボックスの送信速度を制限しているか、応答しませんでした。メールは待機し、あとで再送されます。Microsoft 365 はメールボックスあたり毎分約30通、Gmail は1日数百〜2,000通が目安です。"
@@ -193,6 +196,9 @@ fn warning(warning: SettingsWarning) -> &'static str {
         }
         SettingsWarning::SenderDomainWillFail => {
             "送信元ドメインの DMARC ポリシーにより、このサーバーからのメールは拒否または隔離されます（SPF も DKIM も合格しません）。このサーバーを使う前に、送信元ドメインの確認で表示されるレコードを追加してください。"
+        }
+        SettingsWarning::SenderNotSignedInMailbox => {
+            "送信元アドレスがサインインしたメールボックスと異なります。そのアカウントにこのアドレスで送信する権限（共有メールボックス、SendAs）がある場合のみ送信できます。テストメールで確認できます。"
         }
         SettingsWarning::RecipientInSenderDomain => {
             "テストの宛先が送信元と同じドメインです。サーバー内で配送されるだけのことがあり、外部への送信の確認になりません。別のドメインのアドレス（フリーメールなど）を使ってください。"
