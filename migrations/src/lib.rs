@@ -19,6 +19,7 @@ mod m20261206_000012_contacts_and_retention_hashes;
 mod m20261206_000013_oauth_states;
 mod m20261206_000014_mail_connections;
 mod m20261206_000015_settings_connection;
+mod m20261206_000016_connection_directory;
 
 /// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_oauth_states::Migration),
             Box::new(m20261206_000014_mail_connections::Migration),
             Box::new(m20261206_000015_settings_connection::Migration),
+            Box::new(m20261206_000016_connection_directory::Migration),
         ]
     }
 }

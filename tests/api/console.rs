@@ -215,6 +215,7 @@ async fn a_tenant_admin_connects_a_microsoft_mailbox_by_signing_in() {
             ("CONSOLE_LINK", link),
             ("OAUTH_BASE", oauth.base_url()),
             ("MAILBOX", mailbox.into()),
+            ("APP_ID", "mailgate-console".into()),
         ],
     );
     // The test mail went through Graph as the mailbox; the grant was used, not a password.

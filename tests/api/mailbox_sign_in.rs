@@ -23,6 +23,7 @@ crate::each_backend!(
     a_sign_in_completes_only_for_its_tenant_and_caller_once,
     a_password_microsoft_refuses_is_offered_the_sign_in,
     idle_connections_are_kept_alive_and_a_lost_grant_is_found_before_mail_needs_it,
+    app_only_microsoft_and_google_domain_wide_delegation_send_without_a_sign_in,
 );
 
 const CLIENT: &str = "mailgate-app";
@@ -665,6 +666,195 @@ async fn a_password_microsoft_refuses_is_offered_the_sign_in(backend: Backend) {
 /// The error code of a GraphQL answer with one error.
 fn code_of(body: &Value) -> &str {
     code(body)
+}
+
+const SERVICE_ACCOUNT: &str = "mailer@project.iam.gserviceaccount.example";
+
+/// A Google service account key file (as Google hands it out) whose key the
+/// authorization server trusts for the JWT bearer grant, with `token_uri` on it.
+fn service_account_file(oauth: &OAuthServer) -> std::path::PathBuf {
+    let key = std::fs::read_to_string(&jwt_test_key().private_pem).expect("test key");
+    let json = json!({
+        "type": "service_account", "project_id": "mailgate-test", "private_key_id": "k1",
+        "private_key": key, "client_email": SERVICE_ACCOUNT, "client_id": "109876543210",
+        "token_uri": oauth.token_url(),
+    });
+    let path = std::env::temp_dir().join(format!("mailgate-sa-{}.json", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, json.to_string()).expect("write");
+    path
+}
+
+async fn app_only_microsoft_and_google_domain_wide_delegation_send_without_a_sign_in(backend: Backend) {
+    let oauth = authorization_server(None);
+    oauth.register_client(&OAuthClient::jwt_issuer(SERVICE_ACCOUNT));
+    let api = MailApiServer::start(&oauth, MailApiOptions::default());
+    let smtp = SmtpServer::start(SmtpOptions::starttls().with_xoauth2(&oauth));
+    let port = smtp.port;
+    let sa = service_account_file(&oauth);
+    let app = spawn_app_with(backend, |c| {
+        delivery_config(c, vec![port, 587]);
+        sign_in_config(c, &oauth, Some(&api));
+        c.oauth_microsoft_app_token_url = format!("{}/token?tenant={{tenant}}", oauth.base_url());
+        c.oauth_google_service_account_file = Some(sa.clone());
+    })
+    .await;
+    let kinds = app.ok(&app.operator(), "{ mailAppConnectionKinds }", json!({})).await;
+    assert_eq!(
+        kinds["mailAppConnectionKinds"],
+        json!(["MICROSOFT_APP_SMTP", "GOOGLE_DOMAIN_WIDE"])
+    );
+    let tenant = app.create_tenant("Contoso", "BIZ").await;
+    let admin = app.admin(&tenant);
+    const SETUP: &str = "query($t:ID!,$k:MailConnectionKind!,$m:String!){ appConnectionSetup(tenantId:$t, kind:$k, mailbox:$m){ adminConsentUrl clientId scopes commands } }";
+    const AS_APP: &str = "mutation($t:ID!,$k:MailConnectionKind!,$m:String!,$d:String){ connectMailboxAsApp(tenantId:$t, kind:$k, mailbox:$m, directoryId:$d){ connection { id kind mailbox status directoryId } settings { connectionId hasPassword health { state } } } }";
+
+    // Microsoft app-only: the admin's steps, pre-filled for the mailbox.
+    let setup = app
+        .ok(
+            &admin,
+            SETUP,
+            json!({ "t": tenant, "k": "MICROSOFT_APP_SMTP", "m": MAILBOX }),
+        )
+        .await["appConnectionSetup"]
+        .clone();
+    assert_eq!(setup["clientId"], CLIENT, "{setup}");
+    assert!(
+        setup["adminConsentUrl"]
+            .as_str()
+            .unwrap()
+            .contains("outlook.office365.com%2F.default"),
+        "{setup}"
+    );
+    let commands = setup["commands"].to_string();
+    assert!(
+        commands.contains(&format!("New-ServicePrincipal -AppId {CLIENT}")),
+        "{commands}"
+    );
+    assert!(
+        commands.contains(&format!("Add-MailboxPermission -Identity \\\"{MAILBOX}\\\"")),
+        "{commands}"
+    );
+    assert!(
+        commands.contains("-SmtpClientAuthenticationDisabled $false"),
+        "{commands}"
+    );
+
+    // The tenant's own server (STARTTLS) is kept; the organisation is required and checked.
+    app.ok(
+        &admin,
+        "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }",
+        json!({ "t": tenant, "i": {
+            "host": "localhost", "port": port, "encryption": "STARTTLS", "fromAddress": MAILBOX,
+            "smtpAuth": true, "username": "info", "password": "old-password" } }),
+    )
+    .await;
+    let missing = app
+        .gql(
+            &admin,
+            AS_APP,
+            json!({ "t": tenant, "k": "MICROSOFT_APP_SMTP", "m": MAILBOX }),
+        )
+        .await;
+    assert_eq!(
+        fields(&missing),
+        vec![("directoryId".to_owned(), "REQUIRED".to_owned())],
+        "{missing}"
+    );
+    let bent = app
+        .gql(
+            &admin,
+            AS_APP,
+            json!({ "t": tenant, "k": "MICROSOFT_APP_SMTP", "m": MAILBOX, "d": "x/../common" }),
+        )
+        .await;
+    assert_eq!(
+        fields(&bent),
+        vec![("directoryId".to_owned(), "INVALID_FORMAT".to_owned())],
+        "{bent}"
+    );
+    let done = app
+        .ok(
+            &admin,
+            AS_APP,
+            json!({ "t": tenant, "k": "MICROSOFT_APP_SMTP", "m": MAILBOX, "d": "Contoso.onmicrosoft.com" }),
+        )
+        .await["connectMailboxAsApp"]
+        .clone();
+    assert_eq!(done["connection"]["kind"], "MICROSOFT_APP_SMTP", "{done}");
+    assert_eq!(done["connection"]["directoryId"], "contoso.onmicrosoft.com");
+    assert_eq!(done["settings"]["hasPassword"], false);
+    assert_eq!(
+        oauth.tokens_granted("client_credentials"),
+        1,
+        "a first token proves the setup"
+    );
+    let r = app.ok(&admin, TEST, json!({ "t": tenant })).await["sendTestMail"].clone();
+    assert_eq!(r["ok"], true, "{r}");
+    let got = smtp.wait_for_async(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].auth_mechanism.as_deref(), Some("XOAUTH2"));
+    assert_eq!(got[0].auth_user.as_deref(), Some(MAILBOX));
+    assert!(
+        oauth
+            .requests()
+            .iter()
+            .any(|r| r.grant_type.as_deref() == Some("client_credentials")
+                && r.scope.as_deref() == Some("https://outlook.office365.com/.default")),
+        "{:#?}",
+        oauth.requests()
+    );
+
+    // Google Workspace domain-wide delegation: the service account's client id to
+    // authorize, then mail through the Gmail API as the mailbox.
+    let other = app.create_tenant("Fabrikam", "SHARE").await;
+    let admin2 = app.admin(&other);
+    let setup = app
+        .ok(
+            &admin2,
+            SETUP,
+            json!({ "t": other, "k": "GOOGLE_DOMAIN_WIDE", "m": "bob@fabrikam.example" }),
+        )
+        .await["appConnectionSetup"]
+        .clone();
+    assert_eq!(setup["clientId"], "109876543210", "{setup}");
+    assert_eq!(setup["scopes"], json!(["https://www.googleapis.com/auth/gmail.send"]));
+    let done = app
+        .ok(
+            &admin2,
+            AS_APP,
+            json!({ "t": other, "k": "GOOGLE_DOMAIN_WIDE", "m": "bob@fabrikam.example" }),
+        )
+        .await["connectMailboxAsApp"]
+        .clone();
+    assert_eq!(done["connection"]["mailbox"], "bob@fabrikam.example", "{done}");
+    let r = app.ok(&admin2, TEST, json!({ "t": other })).await["sendTestMail"].clone();
+    assert_eq!(r["ok"], true, "{r}");
+    let got = api.wait_for_async(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].api, "gmail");
+    assert_eq!(got[0].mailbox.as_deref(), Some("bob@fabrikam.example"));
+    assert_eq!(oauth.tokens_granted("urn:ietf:params:oauth:grant-type:jwt-bearer"), 1);
+    // Delegated kinds are not app kinds, and the reverse.
+    let wrong = app
+        .gql(
+            &admin2,
+            AS_APP,
+            json!({ "t": other, "k": "GOOGLE_GMAIL_API", "m": "bob@fabrikam.example" }),
+        )
+        .await;
+    assert_eq!(
+        fields(&wrong),
+        vec![("kind".to_owned(), "INVALID_FORMAT".to_owned())],
+        "{wrong}"
+    );
+    let wrong = app
+        .gql(&admin2, CONNECT, json!({ "t": other, "k": "GOOGLE_DOMAIN_WIDE" }))
+        .await;
+    assert_eq!(
+        fields(&wrong),
+        vec![("kind".to_owned(), "INVALID_FORMAT".to_owned())],
+        "{wrong}"
+    );
+    let _ = std::fs::remove_file(&sa);
+    app.finish().await;
 }
 
 /// Sets when a connection was created and last refreshed, in milliseconds since the epoch.

@@ -528,6 +528,14 @@ def mailbox(browser):
     expect(card).to_contain_text("パスワードは保存されません")
     accessible(page, "mailbox")
     shot(page, "mailbox-connect.png")
+    # Without a sign-in: the organisation's admin gets its PowerShell lines, pre-filled.
+    card.locator("summary").filter(has_text="サインインせずに接続").click()
+    card.get_by_label("送信するメールボックス", exact=True).fill(mailbox_address)
+    card.get_by_role("button", name="管理者の手順を表示").click()
+    commands = card.locator('[data-part="app-commands"]')
+    expect(commands).to_contain_text(f"New-ServicePrincipal -AppId {os.environ['APP_ID']}")
+    expect(commands).to_contain_text(f'Add-MailboxPermission -Identity "{mailbox_address}"')
+    accessible(page, "mailbox app-only steps")
     card.get_by_role("button", name="Microsoft で接続").click()
     # To the provider and back: the console finishes the sign-in with this tab's token.
     done = page.locator('[data-part="signed-in"]')

@@ -76,8 +76,70 @@ export async function complete(id, back) {
   };
 }
 
+/** The app-only connection an organisation's admin sets up (no one signs in): the
+ *  steps, pre-filled for the mailbox, then the connection. */
+function appSection({ id, appKinds, say, reload, fail }) {
+  const kind = h("select", { id: "app-kind" }, appKinds.map((k) => h("option", { value: k }, t(`appKind${k}`))));
+  const mailbox = h("input", { type: "email", id: "app-mailbox", autocomplete: "email" });
+  const directory = h("input", { type: "text", id: "app-directory", autocomplete: "off", spellcheck: "false" });
+  const directoryRow = h("p", { class: "field" }, h("label", { for: "app-directory" }, t("appDirectory")), directory);
+  const steps = h("div", { "aria-live": "polite", "data-part": "app-steps" });
+  const showDirectory = () => {
+    directoryRow.hidden = kind.value !== "MICROSOFT_APP_SMTP";
+  };
+  kind.addEventListener("change", showDirectory);
+  showDirectory();
+  const show = h("button", { type: "button", "data-action": "app-steps" }, t("appShowSteps"));
+  show.addEventListener("click", async () => {
+    try {
+      const data = await gql(
+        `query ConsoleAppSetup($id: ID!, $k: MailConnectionKind!, $m: String!) { appConnectionSetup(tenantId: $id, kind: $k, mailbox: $m) { adminConsentUrl clientId scopes commands } }`,
+        { id, k: kind.value, m: mailbox.value.trim() },
+      );
+      const setup = data.appConnectionSetup;
+      const connectNow = h("button", { type: "button", class: "primary", "data-action": "app-connect" }, t("appConnect"));
+      connectNow.addEventListener("click", async () => {
+        connectNow.disabled = true;
+        try {
+          const done = await gql(
+            `mutation ConsoleAppConnect($id: ID!, $k: MailConnectionKind!, $m: String!, $d: String) { connectMailboxAsApp(tenantId: $id, kind: $k, mailbox: $m, directoryId: $d) { connection { mailbox } } }`,
+            { id, k: kind.value, m: mailbox.value.trim(), d: directory.value.trim() || null },
+          );
+          say("ok", h("p", { "data-part": "signed-in" }, t("signInDone", { mailbox: done.connectMailboxAsApp.connection.mailbox })), h("p", {}, t("signInTestNext")));
+          await reload();
+        } catch (e) {
+          connectNow.disabled = false;
+          fail(e);
+        }
+      });
+      fill(
+        steps,
+        setup.adminConsentUrl ? h("p", {}, t("appConsentStep"), " ", h("a", { href: setup.adminConsentUrl, rel: "noreferrer", "data-part": "app-consent" }, t("consentLink"))) : null,
+        setup.commands.length ? [h("p", {}, t("appPowerShellStep")), h("pre", { class: "commands", "data-part": "app-commands", tabindex: "0" }, setup.commands.join("\n"))] : null,
+        kind.value === "GOOGLE_DOMAIN_WIDE"
+          ? h("p", { "data-part": "app-delegation" }, t("appDelegationStep", { client: setup.clientId ?? "", scopes: setup.scopes.join(",") }))
+          : null,
+        h("div", { class: "actions" }, connectNow),
+      );
+    } catch (e) {
+      fail(e);
+    }
+  });
+  return h(
+    "details",
+    { class: "app-only", "data-part": "app-only" },
+    h("summary", {}, t("appTitle")),
+    h("p", { class: "muted" }, t("appIntro")),
+    h("p", { class: "field" }, h("label", { for: "app-kind" }, t("appKindLabel")), kind),
+    h("p", { class: "field" }, h("label", { for: "app-mailbox" }, t("appMailbox")), mailbox),
+    directoryRow,
+    h("div", { class: "actions" }, show),
+    steps,
+  );
+}
+
 /** The card: the tenant's connections with their state, and the buttons to connect. */
-export function mailboxCard({ id, providers, connections, say, reload, fail }) {
+export function mailboxCard({ id, providers, appKinds = [], connections, say, reload, fail }) {
   const box = h("section", { class: "card mailbox", "aria-labelledby": "mailbox-title", "data-part": "mailbox" });
   const smtp = h("input", { type: "checkbox", id: "mailbox-smtp" });
   const go = async (kind, button) => {
@@ -102,8 +164,10 @@ export function mailboxCard({ id, providers, connections, say, reload, fail }) {
   }
   const rows = connections.map((c) => {
     const state = h("span", { class: `state state-${c.status === "ACTIVE" ? "live" : "suspended"}`, "data-state": c.status }, t(`connection${c.status}`));
-    const again = h("button", { type: "button", "data-action": "reconnect" }, t("reconnect"));
-    again.addEventListener("click", () => go(c.kind || (c.provider === "GOOGLE" ? "GOOGLE_GMAIL_API" : "MICROSOFT_DELEGATED_GRAPH"), again));
+    // App-only connections are set up again by the organisation's admin, not signed in.
+    const signedIn = !["MICROSOFT_APP_SMTP", "GOOGLE_DOMAIN_WIDE"].includes(c.kind);
+    const again = signedIn ? h("button", { type: "button", "data-action": "reconnect" }, t("reconnect")) : null;
+    again?.addEventListener("click", () => go(c.kind || (c.provider === "GOOGLE" ? "GOOGLE_GMAIL_API" : "MICROSOFT_DELEGATED_GRAPH"), again));
     const drop = h("button", { type: "button", class: "danger", "data-action": "disconnect" }, t("disconnect"));
     drop.addEventListener("click", async () => {
       const ok = await confirmDialog({
@@ -140,8 +204,11 @@ export function mailboxCard({ id, providers, connections, say, reload, fail }) {
     rows.length ? h("ul", { class: "connections" }, rows) : null,
     buttons.length
       ? h("div", { class: "actions" }, ...buttons)
-      : h("p", { class: "muted", "data-part": "sign-in-off" }, t("signInOff")),
+      : appKinds.length
+        ? null
+        : h("p", { class: "muted", "data-part": "sign-in-off" }, t("signInOff")),
     providers.includes("MICROSOFT") ? h("p", { class: "option" }, smtp, " ", h("label", { for: "mailbox-smtp" }, t("connectSmtp"))) : null,
+    appKinds.length ? appSection({ id, appKinds, say, reload, fail }) : null,
   );
   return box;
 }

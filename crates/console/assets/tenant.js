@@ -22,6 +22,7 @@ const TENANT = `query ConsoleTenant($id: ID!) {
     mailSettings { ${SETTINGS_FIELDS} }
   }
   mailSignInProviders
+  mailAppConnectionKinds
   mailConnections(tenantId: $id) { id kind provider mailbox status lastRefreshedAt }
 }`;
 
@@ -82,6 +83,7 @@ class TenantScreen {
     const { data, errors } = await gql(TENANT, { id: this.id }, { partial: true });
     this.tenant = data.tenant;
     this.providers = data.mailSignInProviders ?? [];
+    this.appKinds = data.mailAppConnectionKinds ?? [];
     this.connections = data.mailConnections ?? [];
     this.unreadable = errors.find((e) => e.extensions?.code === "SETTINGS_UNREADABLE") || null;
     if (!this.tenant) throw new ApiError("", "NOT_FOUND");
@@ -92,6 +94,7 @@ class TenantScreen {
     const { data, errors } = await gql(TENANT, { id: this.id }, { partial: true });
     this.tenant = data.tenant;
     this.providers = data.mailSignInProviders ?? [];
+    this.appKinds = data.mailAppConnectionKinds ?? [];
     this.connections = data.mailConnections ?? [];
     this.unreadable = errors.find((e) => e.extensions?.code === "SETTINGS_UNREADABLE") || null;
     this.renderSender();
@@ -171,7 +174,7 @@ class TenantScreen {
   // ---- sign in with Microsoft or Google ----------------------------------------------
 
   renderMailbox() {
-    if (!this.tenant.canOverrideSender || (!this.providers.length && !this.connections.length)) {
+    if (!this.tenant.canOverrideSender || (!this.providers.length && !this.appKinds.length && !this.connections.length)) {
       fill(this.mailboxBox);
       return;
     }
@@ -180,6 +183,7 @@ class TenantScreen {
       mailboxCard({
         id: this.id,
         providers: this.providers,
+        appKinds: this.appKinds,
         connections: this.connections,
         say: (kind, ...content) => this.say(kind, ...content),
         reload: () => this.reload().then(() => this.form.load(this.tenant.mailSettings)),

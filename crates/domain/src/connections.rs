@@ -46,6 +46,27 @@ pub struct CompletedSignIn {
     pub saved: Option<SavedSettings>,
 }
 
+/// What an admin of the organisation does before an app-only connection works: Microsoft's
+/// admin consent and the Exchange Online PowerShell lines, pre-filled; Google's
+/// domain-wide delegation entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSetup {
+    /// Microsoft: the admin-consent URL for the app's `SMTP.SendAsApp`.
+    pub admin_consent_url: Option<String>,
+    /// The client id the organisation authorizes (Microsoft's app id, or the service
+    /// account's client id for Google's domain-wide delegation).
+    pub client_id: Option<String>,
+    /// The scopes to grant.
+    pub scopes: Vec<String>,
+    /// Exchange Online PowerShell, one command per line (Microsoft), with the mailbox
+    /// filled in; `<…>` marks what only the organisation's admin can read (the enterprise
+    /// application's object id).
+    pub commands: Vec<String>,
+}
+
+/// The app-only kinds an admin of the organisation sets up (no one signs in).
+pub const APP_KINDS: [ConnectionKind; 2] = [ConnectionKind::MicrosoftAppSmtp, ConnectionKind::GoogleDomainWide];
+
 /// The kinds a tenant admin can connect by signing in today.
 pub const SIGN_IN_KINDS: [ConnectionKind; 3] = [
     ConnectionKind::MicrosoftDelegatedGraph,
@@ -96,6 +117,11 @@ impl ConnectionService {
             tokens,
             return_urls,
         }
+    }
+
+    /// Whether the operator set up the app-only `kind`.
+    pub fn offers_app(&self, kind: ConnectionKind) -> bool {
+        self.providers.offers_app(kind)
     }
 
     /// Whether the operator set up sign-in with `provider`.
@@ -202,7 +228,15 @@ impl ConnectionService {
             .unwrap_or_else(|| kind.scopes().iter().map(|s| (*s).to_owned()).collect());
         let connection = self
             .connections
-            .create(tenant, kind, &mailbox, &scopes, tokens.refresh_token.as_ref(), now)
+            .create(
+                tenant,
+                kind,
+                &mailbox,
+                &scopes,
+                None,
+                tokens.refresh_token.as_ref(),
+                now,
+            )
             .await?;
         self.tokens
             .remember(
@@ -221,6 +255,146 @@ impl ConnectionService {
         if let Some(from) = from_address.map(str::trim).filter(|f| !f.is_empty()) {
             draft.from_address = Some(from.to_owned());
         }
+        match self.tenants.update_mail_settings(caller, tenant, &draft, None).await {
+            Ok(saved) => {
+                self.drop_replaced(tenant, &connection).await?;
+                Ok(CompletedSignIn { connection, saved })
+            }
+            Err(e) => {
+                let _ = self.connections.delete(tenant, connection.id).await;
+                self.tokens.forget(connection.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// What the organisation's admin must do before an app-only connection of `kind` for
+    /// `mailbox` works (shown before [`ConnectionService::connect_app`]).
+    pub async fn app_setup(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        kind: ConnectionKind,
+        mailbox: &str,
+    ) -> Result<AppSetup> {
+        caller.require_settings_editor(tenant)?;
+        if !APP_KINDS.contains(&kind) {
+            return Err(field("kind", FieldCode::InvalidFormat));
+        }
+        if !self.providers.offers_app(kind) {
+            return Err(field("kind", FieldCode::SignInNotConfigured));
+        }
+        let mailbox = crate::values::EmailAddress::parse(mailbox.trim())
+            .map_err(|e| Error::Validation(vec![FieldError::new("mailbox", e)]))?;
+        let scopes: Vec<String> = kind.scopes().iter().map(|s| (*s).to_owned()).collect();
+        Ok(match kind.provider() {
+            Provider::Microsoft => {
+                let endpoint = self.providers.endpoint(Provider::Microsoft);
+                let app_id = endpoint.map(|e| e.client_id().to_owned());
+                let id = app_id.clone().unwrap_or_default();
+                let m = mailbox.as_str();
+                // Source: office-developer-exchange-docs, "Authenticate an IMAP, POP or
+                // SMTP connection using OAuth", app-only steps (facts §1).
+                AppSetup {
+                    admin_consent_url: endpoint.and_then(|e| e.admin_consent_url(kind)),
+                    client_id: app_id,
+                    scopes,
+                    commands: vec![
+                        "Install-Module -Name ExchangeOnlineManagement".to_owned(),
+                        "Connect-ExchangeOnline".to_owned(),
+                        format!(
+                            "New-ServicePrincipal -AppId {id} -ObjectId <enterprise application object ID> -DisplayName \"Mailgate\""
+                        ),
+                        format!(
+                            "Add-MailboxPermission -Identity \"{m}\" -User <enterprise application object ID> -AccessRights FullAccess"
+                        ),
+                        format!("Set-CASMailbox -Identity \"{m}\" -SmtpClientAuthenticationDisabled $false"),
+                    ],
+                }
+            }
+            Provider::Google | Provider::Generic => AppSetup {
+                admin_consent_url: None,
+                client_id: self.providers.app_client_id(kind),
+                scopes,
+                commands: Vec::new(),
+            },
+        })
+    }
+
+    /// Connects `mailbox` with an app-only grant the organisation's admin set up
+    /// ([`ConnectionService::app_setup`]): a first token is asked for at once — so a
+    /// missing consent, service principal or delegation is said now, and nothing is
+    /// stored —, then the connection is stored and settings that send through it are saved
+    /// as [`ConnectionService::complete`] does.
+    pub async fn connect_app(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        kind: ConnectionKind,
+        mailbox: &str,
+        directory: Option<&str>,
+    ) -> Result<CompletedSignIn> {
+        caller.require_settings_editor(tenant)?;
+        let record = self.tenants.store().tenant(tenant).await?.ok_or(Error::NotFound)?;
+        sender_override_permit(record.tenant.plan)?;
+        if !APP_KINDS.contains(&kind) {
+            return Err(field("kind", FieldCode::InvalidFormat));
+        }
+        let mut errors = Vec::new();
+        let mailbox = crate::values::EmailAddress::parse(mailbox.trim())
+            .map_err(|e| errors.push(FieldError::new("mailbox", e)))
+            .ok();
+        let directory = match (kind, directory.map(str::trim).filter(|d| !d.is_empty())) {
+            (ConnectionKind::MicrosoftAppSmtp, Some(raw)) => crate::oauth::DirectoryId::parse(raw)
+                .map_err(|e| errors.push(FieldError::new("directoryId", e)))
+                .ok(),
+            (ConnectionKind::MicrosoftAppSmtp, None) => {
+                errors.push(FieldError::new("directoryId", FieldCode::Required));
+                None
+            }
+            _ => None,
+        };
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        let Some(mailbox) = mailbox else {
+            return Err(field("mailbox", FieldCode::Required));
+        };
+        if !self.providers.offers_app(kind) {
+            return Err(field("kind", FieldCode::SignInNotConfigured));
+        }
+        let tokens = self
+            .providers
+            .app_token(kind, mailbox.as_str(), directory.as_ref())
+            .await
+            .map_err(|f| match f {
+                // Not consented, no service principal, no delegation for this client.
+                ProviderFailure::Refused(_) => field("kind", FieldCode::ConsentRequired),
+                ProviderFailure::NotConfigured => field("kind", FieldCode::SignInNotConfigured),
+                ProviderFailure::Unavailable => Error::TimedOut,
+            })?;
+        let now = Utc::now();
+        let scopes = tokens
+            .scopes
+            .clone()
+            .unwrap_or_else(|| kind.scopes().iter().map(|s| (*s).to_owned()).collect());
+        let connection = self
+            .connections
+            .create(tenant, kind, mailbox.as_str(), &scopes, directory.as_ref(), None, now)
+            .await?;
+        self.tokens
+            .remember(
+                tenant,
+                connection.id,
+                AccessToken {
+                    kind,
+                    mailbox: connection.mailbox.clone(),
+                    token: tokens.access_token,
+                    expires_at: tokens.expires_at,
+                },
+            )
+            .await;
+        let draft = draft_for(&connection, record.settings.as_ref().map(|s| &s.settings));
         match self.tenants.update_mail_settings(caller, tenant, &draft, None).await {
             Ok(saved) => {
                 self.drop_replaced(tenant, &connection).await?;
@@ -356,6 +530,7 @@ mod tests {
             mailbox: "info@contoso.example".into(),
             status: crate::oauth::ConnectionStatus::Active,
             scopes: vec![],
+            directory_id: None,
             last_refreshed_at: None,
             created_at: Utc::now(),
         }

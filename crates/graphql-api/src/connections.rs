@@ -23,6 +23,12 @@ pub(crate) enum MailConnectionKind {
     /// Google (Gmail or Workspace), signed in as the mailbox; mail goes through the Gmail
     /// API with the `gmail.send` permission only.
     GoogleGmailApi,
+    /// Microsoft 365 without a sign-in: the organisation's admin consents to the app's
+    /// `SMTP.SendAsApp` and gives it the mailbox (`appConnectionSetup`); SMTP XOAUTH2.
+    MicrosoftAppSmtp,
+    /// Google Workspace domain-wide delegation: the Workspace admin authorizes the
+    /// platform's service account for `gmail.send`; the Gmail API as the mailbox.
+    GoogleDomainWide,
 }
 
 impl From<MailConnectionKind> for ConnectionKind {
@@ -31,6 +37,8 @@ impl From<MailConnectionKind> for ConnectionKind {
             MailConnectionKind::MicrosoftDelegatedGraph => ConnectionKind::MicrosoftDelegatedGraph,
             MailConnectionKind::MicrosoftDelegatedSmtp => ConnectionKind::MicrosoftDelegatedSmtp,
             MailConnectionKind::GoogleGmailApi => ConnectionKind::GoogleGmailApi,
+            MailConnectionKind::MicrosoftAppSmtp => ConnectionKind::MicrosoftAppSmtp,
+            MailConnectionKind::GoogleDomainWide => ConnectionKind::GoogleDomainWide,
         }
     }
 }
@@ -91,7 +99,9 @@ impl MailConnectionView {
             ConnectionKind::MicrosoftDelegatedGraph => Some(MailConnectionKind::MicrosoftDelegatedGraph),
             ConnectionKind::MicrosoftDelegatedSmtp => Some(MailConnectionKind::MicrosoftDelegatedSmtp),
             ConnectionKind::GoogleGmailApi => Some(MailConnectionKind::GoogleGmailApi),
-            _ => None,
+            ConnectionKind::MicrosoftAppSmtp => Some(MailConnectionKind::MicrosoftAppSmtp),
+            ConnectionKind::GoogleDomainWide => Some(MailConnectionKind::GoogleDomainWide),
+            ConnectionKind::Xoauth2ClientCredentials => None,
         }
     }
     async fn provider(&self) -> MailProvider {
@@ -115,6 +125,58 @@ impl MailConnectionView {
     async fn created_at(&self) -> String {
         rfc3339(self.0.created_at)
     }
+    /// Microsoft app-only: the organisation's directory (tenant) id or domain.
+    async fn directory_id(&self) -> Option<&str> {
+        self.0.directory_id.as_deref()
+    }
+}
+
+/// What the organisation's admin does before an app-only connection works.
+#[derive(SimpleObject, Debug)]
+pub(crate) struct AppConnectionSetup {
+    /// Microsoft: where an admin of the organisation consents to the app's
+    /// `SMTP.SendAsApp`.
+    admin_consent_url: Option<String>,
+    /// The client id the organisation authorizes (Microsoft's app id; for Google's
+    /// domain-wide delegation, the service account's client id).
+    client_id: Option<String>,
+    /// The scopes to grant (Google: enter them with the client id).
+    scopes: Vec<String>,
+    /// Microsoft: Exchange Online PowerShell to run, one command per line, pre-filled;
+    /// `<…>` is what only the organisation's admin can read.
+    commands: Vec<String>,
+}
+
+/// `Query.mailAppConnectionKinds`: the app-only kinds the operator set up.
+pub(crate) fn app_kinds(ctx: &Context<'_>) -> async_graphql::Result<Vec<MailConnectionKind>> {
+    let service = ctx.data::<ConnectionService>()?;
+    Ok(domain::connections::APP_KINDS
+        .into_iter()
+        .filter(|k| service.offers_app(*k))
+        .filter_map(|k| match k {
+            ConnectionKind::MicrosoftAppSmtp => Some(MailConnectionKind::MicrosoftAppSmtp),
+            ConnectionKind::GoogleDomainWide => Some(MailConnectionKind::GoogleDomainWide),
+            _ => None,
+        })
+        .collect())
+}
+
+/// `Query.appConnectionSetup`.
+pub(crate) async fn app_setup(
+    ctx: &Context<'_>,
+    tenant_id: ID,
+    kind: MailConnectionKind,
+    mailbox: String,
+) -> async_graphql::Result<AppConnectionSetup> {
+    let (caller, service, l) = caller_and::<ConnectionService>(ctx)?;
+    let id = parse_tenant_id(&tenant_id).gql(l)?;
+    let setup = service.app_setup(caller, id, kind.into(), &mailbox).await.gql(l)?;
+    Ok(AppConnectionSetup {
+        admin_consent_url: setup.admin_consent_url,
+        client_id: setup.client_id,
+        scopes: setup.scopes,
+        commands: setup.commands,
+    })
 }
 
 /// Where to send the admin's browser to sign in.

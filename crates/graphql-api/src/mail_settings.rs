@@ -643,3 +643,28 @@ pub(crate) async fn complete_connection(
         }),
     })
 }
+
+/// `Mutation.connectMailboxAsApp`.
+pub(crate) async fn connect_app(
+    ctx: &Context<'_>,
+    tenant_id: ID,
+    kind: crate::connections::MailConnectionKind,
+    mailbox: String,
+    directory_id: Option<String>,
+) -> async_graphql::Result<MailboxConnected> {
+    let (caller, service, l) = caller_and::<domain::connections::ConnectionService>(ctx)?;
+    let id = parse_tenant_id(&tenant_id).gql(l)?;
+    let done = service
+        .connect_app(caller, id, kind.into(), &mailbox, directory_id.as_deref())
+        .await
+        .gql(l)?;
+    Ok(MailboxConnected {
+        connection: crate::connections::MailConnectionView(done.connection),
+        settings: done.saved.map(|saved| MailSettings {
+            tenant: id,
+            stored: saved.stored,
+            active: true,
+            save_warnings: saved.warnings,
+        }),
+    })
+}

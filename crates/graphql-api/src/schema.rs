@@ -11,7 +11,7 @@ use domain::service::TenantService;
 use domain::webhooks::WebhookService;
 
 use crate::assistant::{MailServerDiscovery, MailServerPreset, ProbeResult, SenderDomainCheck};
-use crate::connections::{MailConnectionKind, MailConnectionView, MailProvider, MailboxSignIn};
+use crate::connections::{AppConnectionSetup, MailConnectionKind, MailConnectionView, MailProvider, MailboxSignIn};
 use crate::deliveries::{Delivery, NotificationInput};
 use crate::mail_settings::{MailSettings, MailSettingsInput, MailboxConnected, TestMailResult};
 use crate::tenants::{self, PlanInfo, Tenant, TenantConnection, Viewer};
@@ -65,6 +65,26 @@ impl QueryRoot {
     /// set up); empty when the feature is off.
     async fn mail_sign_in_providers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<MailProvider>> {
         connections::providers(ctx)
+    }
+
+    /// The app-only kinds the operator set up (`MICROSOFT_APP_SMTP`,
+    /// `GOOGLE_DOMAIN_WIDE`): connections an organisation's admin sets up without a
+    /// sign-in.
+    async fn mail_app_connection_kinds(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<MailConnectionKind>> {
+        connections::app_kinds(ctx)
+    }
+
+    /// What the organisation's admin does before `connectMailboxAsApp` works for
+    /// `mailbox`: Microsoft's admin consent and the Exchange Online PowerShell, pre-filled;
+    /// Google's domain-wide delegation client id and scope.
+    async fn app_connection_setup(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        kind: MailConnectionKind,
+        mailbox: String,
+    ) -> async_graphql::Result<AppConnectionSetup> {
+        connections::app_setup(ctx, tenant_id, kind, mailbox).await
     }
 
     /// The tenant's sign-ins with Microsoft or Google, oldest first.
@@ -198,6 +218,23 @@ impl MutationRoot {
         from_address: Option<String>,
     ) -> async_graphql::Result<MailboxConnected> {
         mail_settings::complete_connection(ctx, tenant_id, state, code, from_address).await
+    }
+
+    /// Connect `mailbox` without a sign-in, once the organisation's admin did what
+    /// `appConnectionSetup` says: `MICROSOFT_APP_SMTP` (with `directoryId`, the
+    /// organisation's tenant id or domain) or `GOOGLE_DOMAIN_WIDE`. A first token is asked
+    /// for at once: `VALIDATION_FAILED` on `kind` with `CONSENT_REQUIRED` when the setup is
+    /// not done, and nothing is stored. Then settings that send through it are saved,
+    /// pending until a test mail proves them.
+    async fn connect_mailbox_as_app(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        kind: MailConnectionKind,
+        mailbox: String,
+        directory_id: Option<String>,
+    ) -> async_graphql::Result<MailboxConnected> {
+        mail_settings::connect_app(ctx, tenant_id, kind, mailbox, directory_id).await
     }
 
     /// Remove a connection and its tokens (revoked at Google; for Microsoft, remove the

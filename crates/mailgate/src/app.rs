@@ -351,11 +351,18 @@ impl App {
         // process's memory, and the mail APIs the mailer sends through.
         let sign_in = config.sign_in()?;
         let mail_connections: Arc<dyn domain::ports::MailConnections> = oauth_store.clone();
-        let providers = Arc::new(oauth::Providers::new(
+        let mut providers = oauth::Providers::new(
             sign_in.microsoft.clone(),
             sign_in.google.clone(),
             oauth::TokenClient::new(mailer.guard().resolver.clone(), mailer.tls().clone()),
-        ));
+        );
+        if let Some(template) = &sign_in.microsoft_app_token_url {
+            providers = providers.with_microsoft_app(template);
+        }
+        if let Some(account) = &sign_in.service_account {
+            providers = providers.with_service_account(account.clone());
+        }
+        let providers = Arc::new(providers);
         let tokens = Arc::new(oauth::TokenCache::new(providers.clone(), mail_connections.clone()));
         mailer.use_sign_ins(tokens.clone(), sign_in.apis.clone());
         let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination)
@@ -425,6 +432,7 @@ impl App {
     /// refresh lease.
     pub fn keep_connections_alive(&self) -> Option<tokio::task::JoinHandle<()>> {
         let on = self.sign_in.microsoft.is_some() || self.sign_in.google.is_some();
+        // App-only connections have no refresh token to keep alive.
         on.then(|| {
             self.tokens
                 .spawn_keep_alive(Duration::from_secs(self.config.oauth_keep_alive_secs))

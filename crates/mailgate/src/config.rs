@@ -227,6 +227,11 @@ pub struct Config {
     pub oauth_microsoft_token_url: String,
     pub oauth_microsoft_admin_consent_url: String,
     pub oauth_microsoft_graph_url: String,
+    /// Microsoft app-only tokens (`SMTP.SendAsApp`): the token URL with `{tenant}` for the
+    /// organisation; used with the Microsoft client id and secret.
+    pub oauth_microsoft_app_token_url: String,
+    /// Google Workspace domain-wide delegation: the service account's JSON key file.
+    pub oauth_google_service_account_file: Option<PathBuf>,
     /// "Connect with Google": the Google project's OAuth client id and secret; unset: off.
     pub oauth_google_client_id: Option<String>,
     pub oauth_google_client_secret: Option<SecretString>,
@@ -404,6 +409,8 @@ impl Default for Config {
             oauth_microsoft_admin_consent_url: "https://login.microsoftonline.com/organizations/v2.0/adminconsent"
                 .into(),
             oauth_microsoft_graph_url: "https://graph.microsoft.com".into(),
+            oauth_microsoft_app_token_url: "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token".into(),
+            oauth_google_service_account_file: None,
             oauth_google_client_id: None,
             oauth_google_client_secret: None,
             oauth_google_authorize_url: "https://accounts.google.com/o/oauth2/v2/auth".into(),
@@ -420,6 +427,10 @@ impl Default for Config {
 /// where the mail APIs are, and the return URLs allowed.
 #[derive(Debug, Clone)]
 pub struct SignInConfig {
+    /// Microsoft app-only token URL template, when Microsoft is set up with a secret.
+    pub microsoft_app_token_url: Option<String>,
+    /// Google Workspace domain-wide delegation.
+    pub service_account: Option<std::sync::Arc<oauth::ServiceAccount>>,
     pub microsoft: Option<oauth::ProviderConfig>,
     pub google: Option<oauth::ProviderConfig>,
     pub apis: mailer::api::MailApis,
@@ -499,12 +510,38 @@ impl Config {
             None,
             Some(&self.oauth_google_revoke_url),
         )?;
+        let microsoft_app_token_url = match &microsoft {
+            Some(m) if m.token.has_secret() => {
+                let sample = self
+                    .oauth_microsoft_app_token_url
+                    .replace(oauth::DIRECTORY_PLACEHOLDER, "contoso.onmicrosoft.com");
+                m.token
+                    .at(&sample)
+                    .map_err(|e| anyhow::anyhow!("MAILGATE_OAUTH_MICROSOFT_APP_TOKEN_URL: {e}"))?;
+                Some(self.oauth_microsoft_app_token_url.clone())
+            }
+            _ => None,
+        };
+        let service_account = match &self.oauth_google_service_account_file {
+            Some(path) => {
+                let bytes = std::fs::read(path).with_context(|| {
+                    format!(
+                        "MAILGATE_OAUTH_GOOGLE_SERVICE_ACCOUNT_FILE: cannot read {}",
+                        path.display()
+                    )
+                })?;
+                Some(std::sync::Arc::new(oauth::ServiceAccount::from_json(&bytes).map_err(
+                    |e| anyhow::anyhow!("MAILGATE_OAUTH_GOOGLE_SERVICE_ACCOUNT_FILE: {}: {e}", path.display()),
+                )?))
+            }
+            None => None,
+        };
         let apis = mailer::api::MailApis {
             graph: url("OAUTH_MICROSOFT_GRAPH_URL", &self.oauth_microsoft_graph_url)?,
             gmail: url("OAUTH_GOOGLE_GMAIL_URL", &self.oauth_google_gmail_url)?,
         };
         let console_url = format!("{base}/console/");
-        let on = microsoft.is_some() || google.is_some();
+        let on = microsoft.is_some() || google.is_some() || service_account.is_some();
         // The console is where a sign-in returns by default: it must be a return URL a
         // browser may be sent to (https, or http on loopback) once sign-in is on.
         let console_ok = domain::oauth::ReturnUrlAllowList::parse([console_url.as_str()]).is_ok();
@@ -531,6 +568,8 @@ impl Config {
             bail!("MAILGATE_OAUTH_KEEP_ALIVE_SECS must be at least 1");
         }
         Ok(SignInConfig {
+            microsoft_app_token_url,
+            service_account,
             microsoft,
             google,
             apis,

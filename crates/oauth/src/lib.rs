@@ -9,9 +9,11 @@
 //! secrets are `secrecy` types and a refusal is reduced to a [`GrantProblem`] code.
 
 mod providers;
+mod service_account;
 mod tokens;
 
-pub use providers::{ProviderConfig, Providers};
+pub use providers::{DIRECTORY_PLACEHOLDER, ProviderConfig, Providers};
+pub use service_account::{ServiceAccount, ServiceAccountError};
 pub use tokens::TokenCache;
 
 use std::time::Duration;
@@ -88,6 +90,16 @@ impl TokenEndpoint {
 
     pub fn client_id(&self) -> &str {
         &self.client_id
+    }
+
+    /// The same client at another URL (Microsoft's per-organisation token endpoint).
+    pub fn at(&self, url: &str) -> Result<Self, InvalidEndpoint> {
+        Self::new(url, &self.client_id, self.client_auth.clone())
+    }
+
+    /// Whether the client authenticates with a secret.
+    pub fn has_secret(&self) -> bool {
+        matches!(self.client_auth, ClientAuth::Secret(_))
     }
 }
 

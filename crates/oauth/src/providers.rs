@@ -4,10 +4,13 @@
 use secrecy::SecretString;
 use url::Url;
 
-use domain::oauth::{ConnectionKind, PkceVerifier, Provider, RefreshedTokens, SignInEndpoint, TokenSet};
+use domain::oauth::{ConnectionKind, DirectoryId, PkceVerifier, Provider, RefreshedTokens, SignInEndpoint, TokenSet};
 use domain::ports::{ProviderFailure, SignInProviders};
 
-use crate::{TokenClient, TokenEndpoint, TokenError};
+use crate::{ServiceAccount, TokenClient, TokenEndpoint, TokenError};
+
+/// The placeholder for the organisation in Microsoft's app-only token URL.
+pub const DIRECTORY_PLACEHOLDER: &str = "{tenant}";
 
 /// One provider: its sign-in, its token endpoint with Mailgate's client, and its
 /// revocation endpoint if it has one.
@@ -24,6 +27,10 @@ pub struct Providers {
     microsoft: Option<ProviderConfig>,
     google: Option<ProviderConfig>,
     client: TokenClient,
+    /// Microsoft app-only: the token URL with `{tenant}` for the organisation.
+    microsoft_app_token_url: Option<String>,
+    /// Google Workspace domain-wide delegation.
+    service_account: Option<std::sync::Arc<ServiceAccount>>,
 }
 
 impl Providers {
@@ -32,7 +39,40 @@ impl Providers {
             microsoft,
             google,
             client,
+            microsoft_app_token_url: None,
+            service_account: None,
         }
+    }
+
+    /// Microsoft app-only tokens (`SMTP.SendAsApp`) from `url_template`, in which
+    /// [`DIRECTORY_PLACEHOLDER`] stands for the organisation; needs Microsoft's client
+    /// with a secret.
+    pub fn with_microsoft_app(mut self, url_template: &str) -> Self {
+        self.microsoft_app_token_url = Some(url_template.to_owned());
+        self
+    }
+
+    /// Google Workspace domain-wide delegation through `account`.
+    pub fn with_service_account(mut self, account: std::sync::Arc<ServiceAccount>) -> Self {
+        self.service_account = Some(account);
+        self
+    }
+
+    /// The service account's client id, for the Workspace admin's delegation.
+    pub fn service_account_client_id(&self) -> Option<&str> {
+        self.service_account.as_deref().map(ServiceAccount::client_id)
+    }
+
+    /// Microsoft's token endpoint for the organisation `directory`.
+    fn microsoft_app_endpoint(&self, directory: &DirectoryId) -> Option<TokenEndpoint> {
+        let template = self.microsoft_app_token_url.as_deref()?;
+        let client = &self.microsoft.as_ref()?.token;
+        if !client.has_secret() {
+            return None;
+        }
+        client
+            .at(&template.replace(DIRECTORY_PLACEHOLDER, directory.as_str()))
+            .ok()
     }
 
     fn config(&self, provider: Provider) -> Option<&ProviderConfig> {
@@ -88,6 +128,55 @@ impl SignInProviders for Providers {
             .refresh(&config.token, refresh_token, Some(&scope))
             .await
             .map_err(failure)
+    }
+
+    fn offers_app(&self, kind: ConnectionKind) -> bool {
+        match kind {
+            ConnectionKind::MicrosoftAppSmtp => {
+                self.microsoft_app_token_url.is_some() && self.microsoft.as_ref().is_some_and(|m| m.token.has_secret())
+            }
+            ConnectionKind::GoogleDomainWide => self.service_account.is_some(),
+            _ => false,
+        }
+    }
+
+    fn app_client_id(&self, kind: ConnectionKind) -> Option<String> {
+        match kind {
+            ConnectionKind::GoogleDomainWide => self.service_account_client_id().map(str::to_owned),
+            ConnectionKind::MicrosoftAppSmtp => self.microsoft.as_ref().map(|m| m.token.client_id().to_owned()),
+            _ => None,
+        }
+    }
+
+    async fn app_token(
+        &self,
+        kind: ConnectionKind,
+        mailbox: &str,
+        directory: Option<&DirectoryId>,
+    ) -> Result<TokenSet, ProviderFailure> {
+        match kind {
+            ConnectionKind::MicrosoftAppSmtp => {
+                let endpoint = directory
+                    .and_then(|d| self.microsoft_app_endpoint(d))
+                    .ok_or(ProviderFailure::NotConfigured)?;
+                self.client
+                    .client_credentials(&endpoint, &kind.scope_parameter())
+                    .await
+                    .map_err(failure)
+            }
+            ConnectionKind::GoogleDomainWide => {
+                let account = self.service_account.as_deref().ok_or(ProviderFailure::NotConfigured)?;
+                let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+                let assertion = account
+                    .assertion(mailbox, &kind.scope_parameter(), now)
+                    .ok_or(ProviderFailure::NotConfigured)?;
+                self.client
+                    .jwt_bearer(account.token_endpoint(), &assertion, None)
+                    .await
+                    .map_err(failure)
+            }
+            _ => Err(ProviderFailure::NotConfigured),
+        }
     }
 
     async fn revoke(&self, kind: ConnectionKind, refresh_token: &SecretString) -> bool {

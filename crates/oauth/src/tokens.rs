@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use domain::oauth::{ConnectionId, ConnectionStatus, GrantProblem, KEEP_ALIVE_EVERY, MailConnection, REFRESH_AHEAD};
+use domain::oauth::{
+    ConnectionId, ConnectionKind, ConnectionStatus, DirectoryId, GrantProblem, KEEP_ALIVE_EVERY, MailConnection,
+    REFRESH_AHEAD,
+};
 use domain::ports::{
     AccessToken, AccessTokens, MailConnections, ProviderFailure, RefreshOutcome, RefreshTurn, SignInProviders,
     TokenUnavailable,
@@ -179,11 +182,56 @@ impl TokenCache {
         result.map(|token| (token, saved))
     }
 
+    /// A token for an app-only connection (no refresh token, nothing to rotate): asked
+    /// for anew, the outcome recorded on the connection.
+    async fn app_token(&self, connection: &MailConnection) -> Result<AccessToken, TokenUnavailable> {
+        let (tenant, id) = (connection.tenant_id, connection.id);
+        let directory = connection
+            .directory_id
+            .as_deref()
+            .and_then(|d| DirectoryId::parse(d).ok());
+        let answer = self
+            .providers
+            .app_token(connection.kind, &connection.mailbox, directory.as_ref())
+            .await;
+        let (recorded, result) = match answer {
+            Ok(tokens) => (
+                Some(Ok(())),
+                Ok(AccessToken {
+                    kind: connection.kind,
+                    mailbox: connection.mailbox.clone(),
+                    token: tokens.access_token,
+                    expires_at: tokens.expires_at,
+                }),
+            ),
+            Err(ProviderFailure::Refused(problem)) => (Some(Err(problem)), Err(unavailable(problem))),
+            Err(ProviderFailure::Unavailable) => (None, Err(TokenUnavailable::Temporary { retry_after: None })),
+            Err(ProviderFailure::NotConfigured) => (None, Err(TokenUnavailable::Misconfigured)),
+        };
+        if let Some(outcome) = recorded
+            && let Err(e) = self.connections.record_app_token(tenant, id, outcome, Utc::now()).await
+        {
+            tracing::warn!(connection = %id, error = %e, "recording an app token failed");
+        }
+        match &result {
+            Ok(token) => {
+                self.cached
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, Cached::new(tenant, token.clone()));
+            }
+            Err(why) => tracing::info!(tenant = %tenant, connection = %id, ?why, "no app token"),
+        }
+        result
+    }
+
     /// Refreshes up to `limit` active connections idle for [`KEEP_ALIVE_EVERY`], longest
     /// idle first; returns how many were refreshed.
     pub async fn keep_alive(&self, limit: u64) -> usize {
         let before = Utc::now() - KEEP_ALIVE_EVERY;
-        let idle = match self.connections.idle_since(before, limit).await {
+        // Only signed-in grants expire when idle; app-only tokens are asked for anew.
+        let delegated: Vec<ConnectionKind> = ConnectionKind::ALL.into_iter().filter(|k| k.is_delegated()).collect();
+        let idle = match self.connections.idle_since(before, &delegated, limit).await {
             Ok(idle) => idle,
             Err(e) => {
                 tracing::warn!(error = %e, "listing idle connections failed");
@@ -240,6 +288,7 @@ impl AccessTokens for TokenCache {
             }
         };
         match connection.status {
+            ConnectionStatus::Active if !connection.kind.is_delegated() => self.app_token(&connection).await,
             ConnectionStatus::Active => self.refresh(&connection).await.map(|(token, _)| token),
             ConnectionStatus::NeedsReconnect => Err(TokenUnavailable::NeedsReconnect),
             ConnectionStatus::Misconfigured => Err(TokenUnavailable::Misconfigured),

@@ -12,7 +12,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use domain::error::FieldCode;
-use domain::oauth::{ConnectionId, ConnectionKind, ConnectionStatus, MailConnection, StateNonce};
+use domain::oauth::{
+    ConnectionId, ConnectionKind, ConnectionStatus, DirectoryId, GrantProblem, MailConnection, StateNonce,
+};
 use domain::ports::{AuthorizationStateStore, MailConnections, RefreshOutcome, RefreshTurn, StateSeal};
 use domain::{StoreError, TenantId};
 use sea_orm::{ConnectionTrait, QueryResult};
@@ -104,7 +106,8 @@ impl AuthorizationStateStore for SqlStore {
 
 /// The columns [`connection_from_row`] reads a [`MailConnection`] from (by name; no
 /// secret among them).
-const CONNECTION_COLUMNS: &str = "id, tenant_id, kind, mailbox, status, scopes, last_refreshed_at_ms, created_at_ms";
+const CONNECTION_COLUMNS: &str =
+    "id, tenant_id, kind, mailbox, status, scopes, directory_id, last_refreshed_at_ms, created_at_ms";
 
 fn refresh_token_error(id: ConnectionId, e: CryptoError) -> StoreError {
     StoreError::Crypto(format!("mail connection {id}: refresh token: {e}"))
@@ -151,6 +154,7 @@ fn connection_from_row(row: &QueryResult) -> Result<MailConnection, StoreError> 
         status: ConnectionStatus::from_code(&status)
             .ok_or_else(|| corrupt(&subject, "status", FieldCode::InvalidFormat))?,
         scopes: text("scopes")?.split_whitespace().map(str::to_owned).collect(),
+        directory_id: row.try_get("", "directory_id").map_err(db_err)?,
         last_refreshed_at: last_refreshed_at_ms
             .map(|ms| millis(ms, &subject, "lastRefreshedAt"))
             .transpose()?,
@@ -170,6 +174,7 @@ impl MailConnections for SqlStore {
         kind: ConnectionKind,
         mailbox: &str,
         scopes: &[String],
+        directory: Option<&DirectoryId>,
         refresh_token: Option<&SecretString>,
         now: DateTime<Utc>,
     ) -> Result<MailConnection, StoreError> {
@@ -183,7 +188,7 @@ impl MailConnections for SqlStore {
         let mut insert = SqlBuilder::new(self.connection().get_database_backend());
         insert
             .sql(
-                "INSERT INTO mail_connections (id, tenant_id, kind, mailbox, status, scopes, \
+                "INSERT INTO mail_connections (id, tenant_id, kind, mailbox, status, scopes, directory_id, \
                  refresh_token_ciphertext, refresh_token_key_id, created_at_ms) VALUES (",
             )
             .bind(id.to_string())
@@ -197,6 +202,8 @@ impl MailConnections for SqlStore {
             .bind(ConnectionStatus::Active.code())
             .sql(", ")
             .bind(scopes.join(" "))
+            .sql(", ")
+            .bind(directory.map(|d| d.as_str().to_owned()))
             .sql(", ")
             .bind(ciphertext)
             .sql(", ")
@@ -212,6 +219,7 @@ impl MailConnections for SqlStore {
             mailbox: mailbox.to_owned(),
             status: ConnectionStatus::Active,
             scopes: scopes.to_vec(),
+            directory_id: directory.map(|d| d.as_str().to_owned()),
             last_refreshed_at: None,
             created_at,
         })
@@ -242,14 +250,30 @@ impl MailConnections for SqlStore {
         rows.iter().map(connection_from_row).collect()
     }
 
-    async fn idle_since(&self, before: DateTime<Utc>, limit: u64) -> Result<Vec<MailConnection>, StoreError> {
+    async fn idle_since(
+        &self,
+        before: DateTime<Utc>,
+        kinds: &[ConnectionKind],
+        limit: u64,
+    ) -> Result<Vec<MailConnection>, StoreError> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut select = SqlBuilder::new(self.connection().get_database_backend());
         select
             .sql("SELECT ")
             .sql(CONNECTION_COLUMNS)
             .sql(" FROM mail_connections WHERE status = ")
             .bind(ConnectionStatus::Active.code())
-            .sql(" AND COALESCE(last_refreshed_at_ms, created_at_ms) < ")
+            .sql(" AND kind IN (");
+        for (i, kind) in kinds.iter().enumerate() {
+            if i > 0 {
+                select.sql(", ");
+            }
+            select.bind(kind.code());
+        }
+        select
+            .sql(") AND COALESCE(last_refreshed_at_ms, created_at_ms) < ")
             .bind(before.timestamp_millis())
             .sql(" ORDER BY COALESCE(last_refreshed_at_ms, created_at_ms), id LIMIT ")
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
@@ -359,6 +383,35 @@ impl MailConnections for SqlStore {
             .sql(" AND refresh_holder = ")
             .bind(holder.to_owned());
         let done = self.connection().execute_raw(finish.build()).await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_app_token(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        outcome: Result<(), GrantProblem>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut update = SqlBuilder::new(self.connection().get_database_backend());
+        update.sql("UPDATE mail_connections SET ");
+        match outcome {
+            Ok(()) => {
+                update.sql("last_refreshed_at_ms = ").bind(now.timestamp_millis());
+            }
+            Err(problem) => match ConnectionStatus::after_refusal(problem) {
+                Some(status) => {
+                    update.sql("status = ").bind(status.code());
+                }
+                None => return Ok(true),
+            },
+        }
+        update
+            .sql(" WHERE tenant_id = ")
+            .bind(tenant.to_string())
+            .sql(" AND id = ")
+            .bind(id.to_string());
+        let done = self.connection().execute_raw(update.build()).await.map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -1039,6 +1039,7 @@ async fn new_connection(store: &SqlStore, tenant: TenantId, token: Option<&str>)
                 "https://outlook.office.com/SMTP.Send".to_owned(),
                 "offline_access".to_owned(),
             ],
+            None,
             token.map(SecretString::from).as_ref(),
             Utc::now(),
         )

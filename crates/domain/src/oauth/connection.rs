@@ -37,6 +37,40 @@ impl ConnectionStatus {
     }
 }
 
+/// A Microsoft organisation as app-only tokens are asked for it: its directory (tenant)
+/// id, a GUID, or one of its domains (`contoso.onmicrosoft.com`). Valid by construction,
+/// so it can stand in a token URL's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryId(String);
+
+impl DirectoryId {
+    pub fn parse(raw: &str) -> Result<Self, crate::values::ValueError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(crate::values::ValueError::Required);
+        }
+        let guid = raw.len() == 36 && uuid::Uuid::parse_str(raw).is_ok();
+        let domain = raw.contains('.')
+            && raw.len() <= 253
+            && raw.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            });
+        if guid || domain {
+            Ok(Self(raw.to_ascii_lowercase()))
+        } else {
+            Err(crate::values::ValueError::InvalidFormat)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A tenant's OAuth grant, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailConnection {
@@ -49,6 +83,8 @@ pub struct MailConnection {
     pub status: ConnectionStatus,
     /// The scopes granted.
     pub scopes: Vec<String>,
+    /// Microsoft app-only: the organisation's directory (tenant) id or domain.
+    pub directory_id: Option<String>,
     /// The last successful refresh (`None`: not refreshed since it was created).
     pub last_refreshed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -78,6 +114,32 @@ mod tests {
             None
         );
         assert_eq!(S::after_refusal(GrantProblem::Temporary), None);
+    }
+
+    #[test]
+    fn oauth_directory_ids_are_guids_or_domains_and_nothing_that_could_bend_a_url() {
+        assert_eq!(
+            DirectoryId::parse(" 72F988BF-86F1-41AF-91AB-2D7CD011DB47 ")
+                .unwrap()
+                .as_str(),
+            "72f988bf-86f1-41af-91ab-2d7cd011db47"
+        );
+        assert_eq!(
+            DirectoryId::parse("Contoso.onmicrosoft.com").unwrap().as_str(),
+            "contoso.onmicrosoft.com"
+        );
+        for bad in [
+            "",
+            "common/../x",
+            "contoso",
+            "a..b",
+            "x.com/evil",
+            "-x.com",
+            "x.com?y",
+            "x y.com",
+        ] {
+            assert!(DirectoryId::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@ use secrecy::SecretString;
 
 use crate::error::StoreError;
 use crate::oauth::{
-    AuthorizationState, ConnectionId, ConnectionKind, GrantProblem, MailConnection, PkceVerifier, Provider,
-    RefreshedTokens, ReturnUrlAllowList, SignInEndpoint, StateError, StateNonce, TokenSet,
+    AuthorizationState, ConnectionId, ConnectionKind, DirectoryId, GrantProblem, MailConnection, PkceVerifier,
+    Provider, RefreshedTokens, ReturnUrlAllowList, SignInEndpoint, StateError, StateNonce, TokenSet,
 };
 use crate::tenant::TenantId;
 
@@ -84,12 +84,15 @@ pub enum RefreshOutcome {
 #[async_trait::async_trait]
 pub trait MailConnections: Send + Sync + 'static {
     /// Records a new `ACTIVE` connection; `refresh_token` is sealed, bound to the new id.
+    /// `directory` is the organisation of a Microsoft app-only connection.
+    #[allow(clippy::too_many_arguments, reason = "one row's columns")]
     async fn create(
         &self,
         tenant: TenantId,
         kind: ConnectionKind,
         mailbox: &str,
         scopes: &[String],
+        directory: Option<&DirectoryId>,
         refresh_token: Option<&SecretString>,
         now: DateTime<Utc>,
     ) -> Result<MailConnection, StoreError>;
@@ -100,9 +103,25 @@ pub trait MailConnections: Send + Sync + 'static {
     /// The tenant's connections, oldest first.
     async fn list(&self, tenant: TenantId) -> Result<Vec<MailConnection>, StoreError>;
 
-    /// Connections (of any tenant) not refreshed since `before` and still `ACTIVE`, at
-    /// most `limit`, longest idle first: the daily keep-alive's work.
-    async fn idle_since(&self, before: DateTime<Utc>, limit: u64) -> Result<Vec<MailConnection>, StoreError>;
+    /// Connections (of any tenant) of `kinds` not refreshed since `before` and still
+    /// `ACTIVE`, at most `limit`, longest idle first: the daily keep-alive's work.
+    async fn idle_since(
+        &self,
+        before: DateTime<Utc>,
+        kinds: &[ConnectionKind],
+        limit: u64,
+    ) -> Result<Vec<MailConnection>, StoreError>;
+
+    /// A connection without a refresh token (the app-only kinds) got a token (`Ok`:
+    /// `last_refreshed_at`) or was refused (the status the problem leads to). `false`:
+    /// no such connection.
+    async fn record_app_token(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        outcome: Result<(), GrantProblem>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Takes the refresh lease for `lease` from `now` unless another holder's lease is
     /// still live (the same holder may take it again).
@@ -173,6 +192,24 @@ pub trait SignInProviders: Send + Sync + 'static {
         kind: ConnectionKind,
         refresh_token: &SecretString,
     ) -> Result<RefreshedTokens, ProviderFailure>;
+
+    /// Whether tokens for the app-only `kind` can be had: Microsoft's app with a client
+    /// secret, or Google's service account, configured by the operator.
+    fn offers_app(&self, kind: ConnectionKind) -> bool;
+
+    /// The client id an organisation authorizes for the app-only `kind` (Google's
+    /// service account), when configured.
+    fn app_client_id(&self, kind: ConnectionKind) -> Option<String>;
+
+    /// A token for an app-only connection: Microsoft client credentials for the
+    /// organisation `directory` (`SMTP.SendAsApp`), or Google's JWT bearer grant signed
+    /// by the service account with `mailbox` as its subject (domain-wide delegation).
+    async fn app_token(
+        &self,
+        kind: ConnectionKind,
+        mailbox: &str,
+        directory: Option<&DirectoryId>,
+    ) -> Result<TokenSet, ProviderFailure>;
 
     /// Tells the provider the grant is no longer wanted, where it has a revocation
     /// endpoint (Google; Microsoft has none per app). Best effort: `false` when it did
