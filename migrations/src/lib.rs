@@ -20,6 +20,7 @@ mod m20261206_000013_oauth_states;
 mod m20261206_000014_mail_connections;
 mod m20261206_000015_settings_connection;
 mod m20261206_000016_connection_directory;
+mod m20261206_000017_connection_client_credentials;
 
 /// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_mail_connections::Migration),
             Box::new(m20261206_000015_settings_connection::Migration),
             Box::new(m20261206_000016_connection_directory::Migration),
+            Box::new(m20261206_000017_connection_client_credentials::Migration),
         ]
     }
 }

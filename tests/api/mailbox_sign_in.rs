@@ -24,6 +24,7 @@ crate::each_backend!(
     a_password_microsoft_refuses_is_offered_the_sign_in,
     idle_connections_are_kept_alive_and_a_lost_grant_is_found_before_mail_needs_it,
     app_only_microsoft_and_google_domain_wide_delegation_send_without_a_sign_in,
+    generic_xoauth2_uses_the_tenants_own_token_endpoint,
 );
 
 const CLIENT: &str = "mailgate-app";
@@ -854,6 +855,110 @@ async fn app_only_microsoft_and_google_domain_wide_delegation_send_without_a_sig
         "{wrong}"
     );
     let _ = std::fs::remove_file(&sa);
+    app.finish().await;
+}
+
+async fn generic_xoauth2_uses_the_tenants_own_token_endpoint(backend: Backend) {
+    // The tenant's identity provider (as Keycloak 26.2 offers for SMTP): a client of its
+    // own, client credentials; its SMTP server takes the bearer tokens.
+    let idp = OAuthServer::start(OAuthOptions {
+        clients: vec![OAuthClient::confidential("smtp-relay", "relay-secret", &[])],
+        ..OAuthOptions::default()
+    });
+    let smtp = SmtpServer::start(SmtpOptions::starttls().with_xoauth2(&idp));
+    let port = smtp.port;
+    let app = spawn_app_with(backend, |c| delivery_config(c, vec![port])).await;
+    let tenant = app.create_tenant("Contoso", "SHARE").await;
+    let admin = app.admin(&tenant);
+    app.ok(
+        &admin,
+        "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }",
+        json!({ "t": tenant, "i": {
+            "host": "localhost", "port": port, "encryption": "STARTTLS", "fromAddress": "app@contoso.example",
+            "smtpAuth": true, "username": "app", "password": "old-password" } }),
+    )
+    .await;
+    const WITH_URL: &str = "mutation($t:ID!,$i:TokenUrlConnectionInput!){ connectMailboxWithTokenUrl(tenantId:$t, input:$i){ connection { id kind mailbox tokenUrl clientId scopes } settings { hasPassword connectionId host } } }";
+    let input = |secret: &str| {
+        json!({ "t": tenant, "i": {
+            "tokenUrl": idp.token_url(), "clientId": "smtp-relay", "clientSecret": secret,
+            "scope": "smtp", "mailbox": "app@contoso.example" } })
+    };
+    // A wrong secret: refused at once, nothing stored.
+    let refused = app.gql(&admin, WITH_URL, input("wrong")).await;
+    assert_eq!(
+        fields(&refused),
+        vec![("clientSecret".to_owned(), "SIGN_IN_REFUSED".to_owned())],
+        "{refused}"
+    );
+    let c = app.ok(&admin, CONNECTIONS, json!({ "t": tenant })).await;
+    assert_eq!(c["mailConnections"], json!([]));
+    // Malformed input: every field at once.
+    let bad = app
+        .gql(
+            &admin,
+            WITH_URL,
+            json!({ "t": tenant, "i": {
+            "tokenUrl": "http://sso.example.com/token", "clientId": "", "clientSecret": "x\u{0}",
+            "mailbox": "not-an-address" } }),
+        )
+        .await;
+    let mut got = fields(&bad);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("clientId".to_owned(), "REQUIRED".to_owned()),
+            ("clientSecret".to_owned(), "CONTROL_CHARACTERS".to_owned()),
+            ("mailbox".to_owned(), "INVALID_FORMAT".to_owned()),
+            ("tokenUrl".to_owned(), "INVALID_FORMAT".to_owned()),
+        ],
+        "{bad}"
+    );
+
+    let done = app.ok(&admin, WITH_URL, input("relay-secret")).await["connectMailboxWithTokenUrl"].clone();
+    assert_eq!(done["connection"]["kind"], "XOAUTH2_CLIENT_CREDENTIALS", "{done}");
+    assert_eq!(done["connection"]["clientId"], "smtp-relay");
+    assert_eq!(done["settings"]["host"], "localhost", "the tenant's server is kept");
+    assert_eq!(done["settings"]["hasPassword"], false);
+    assert!(!done.to_string().contains("relay-secret"));
+    let r = app.ok(&admin, TEST, json!({ "t": tenant })).await["sendTestMail"].clone();
+    assert_eq!(r["ok"], true, "{r}");
+    let got = smtp.wait_for_async(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].auth_mechanism.as_deref(), Some("XOAUTH2"));
+    assert_eq!(got[0].auth_user.as_deref(), Some("app@contoso.example"));
+    // A fresh token later is asked for with the sealed secret.
+    let id: domain::oauth::ConnectionId = done["connection"]["id"].as_str().unwrap().parse().unwrap();
+    app.app.tokens.forget(id).await;
+    let token = app
+        .app
+        .tokens
+        .access_token(tenant.parse().unwrap(), id)
+        .await
+        .expect("a token from the tenant's endpoint");
+    assert_eq!(token.mailbox, "app@contoso.example");
+    assert_eq!(idp.tokens_granted("client_credentials"), 2);
+    assert!(!logs().contains("relay-secret"));
+
+    // Without private hosts allowed, an internal token endpoint is refused like an
+    // internal mail server.
+    let strict = spawn_app_with(backend, |c| c.allow_private_smtp_hosts = false).await;
+    let t = strict.create_tenant("Contoso", "SHARE").await;
+    let e = strict
+        .gql(
+            &strict.admin(&t),
+            WITH_URL,
+            json!({ "t": t, "i": {
+            "tokenUrl": idp.token_url(), "clientId": "smtp-relay", "clientSecret": "relay-secret",
+            "mailbox": "app@contoso.example" } }),
+        )
+        .await;
+    assert_eq!(
+        fields(&e),
+        vec![("tokenUrl".to_owned(), "FORBIDDEN_ADDRESS".to_owned())],
+        "{e}"
+    );
+    strict.finish().await;
     app.finish().await;
 }
 

@@ -17,8 +17,8 @@ use chrono::Utc;
 use crate::access::Caller;
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::oauth::{
-    AuthorizationState, ConnectionId, ConnectionKind, MailConnection, Provider, ReturnUrlAllowList, StateError,
-    TokenSet,
+    AuthorizationState, ConnectionId, ConnectionKind, MailConnection, NewConnection, Provider, ReturnUrlAllowList,
+    StateError, TokenSet,
 };
 use crate::plan::sender_override_permit;
 use crate::ports::{
@@ -63,6 +63,22 @@ pub struct AppSetup {
     /// application's object id).
     pub commands: Vec<String>,
 }
+
+/// A generic XOAUTH2 connection as the form sends it: the tenant's token endpoint and
+/// client (as Keycloak 26.2 offers for SMTP), unchecked.
+#[derive(Debug, Clone)]
+pub struct TokenUrlDraft {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: secrecy::SecretString,
+    pub scope: Option<String>,
+    pub mailbox: String,
+}
+
+/// The longest client id, secret and scope taken.
+const MAX_CLIENT_ID: usize = 255;
+const MAX_CLIENT_SECRET: usize = 4096;
+const MAX_SCOPE: usize = 1024;
 
 /// The app-only kinds an admin of the organisation sets up (no one signs in).
 pub const APP_KINDS: [ConnectionKind; 2] = [ConnectionKind::MicrosoftAppSmtp, ConnectionKind::GoogleDomainWide];
@@ -230,11 +246,14 @@ impl ConnectionService {
             .connections
             .create(
                 tenant,
-                kind,
-                &mailbox,
-                &scopes,
-                None,
-                tokens.refresh_token.as_ref(),
+                NewConnection {
+                    kind,
+                    mailbox: &mailbox,
+                    scopes: &scopes,
+                    directory: None,
+                    refresh_token: tokens.refresh_token.as_ref(),
+                    client: None,
+                },
                 now,
             )
             .await?;
@@ -380,7 +399,141 @@ impl ConnectionService {
             .unwrap_or_else(|| kind.scopes().iter().map(|s| (*s).to_owned()).collect());
         let connection = self
             .connections
-            .create(tenant, kind, mailbox.as_str(), &scopes, directory.as_ref(), None, now)
+            .create(
+                tenant,
+                NewConnection {
+                    kind,
+                    mailbox: mailbox.as_str(),
+                    scopes: &scopes,
+                    directory: directory.as_ref(),
+                    refresh_token: None,
+                    client: None,
+                },
+                now,
+            )
+            .await?;
+        self.tokens
+            .remember(
+                tenant,
+                connection.id,
+                AccessToken {
+                    kind,
+                    mailbox: connection.mailbox.clone(),
+                    token: tokens.access_token,
+                    expires_at: tokens.expires_at,
+                },
+            )
+            .await;
+        let draft = draft_for(&connection, record.settings.as_ref().map(|s| &s.settings));
+        match self.tenants.update_mail_settings(caller, tenant, &draft, None).await {
+            Ok(saved) => {
+                self.drop_replaced(tenant, &connection).await?;
+                Ok(CompletedSignIn { connection, saved })
+            }
+            Err(e) => {
+                let _ = self.connections.delete(tenant, connection.id).await;
+                self.tokens.forget(connection.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Connects the tenant's own token endpoint (generic XOAUTH2, client credentials) for
+    /// `mailbox` on the server its settings already name: the URL is checked like the
+    /// tenant's mail servers (no internal address), a first token is asked for at once
+    /// (refused: `SIGN_IN_REFUSED` on `clientSecret`, nothing stored), the client secret
+    /// is sealed, and the settings are saved to authenticate with XOAUTH2.
+    pub async fn connect_token_url(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        draft: &TokenUrlDraft,
+    ) -> Result<CompletedSignIn> {
+        use secrecy::ExposeSecret as _;
+        caller.require_settings_editor(tenant)?;
+        let record = self.tenants.store().tenant(tenant).await?.ok_or(Error::NotFound)?;
+        sender_override_permit(record.tenant.plan)?;
+        let mut errors = Vec::new();
+        let url = token_url(&draft.token_url)
+            .map_err(|code| errors.push(FieldError::new("tokenUrl", code)))
+            .ok();
+        let text = |raw: &str, max: usize| -> std::result::Result<String, FieldCode> {
+            let raw = raw.trim();
+            if raw.is_empty() {
+                Err(FieldCode::Required)
+            } else if raw.chars().count() > max {
+                Err(FieldCode::TooLong)
+            } else if raw.chars().any(char::is_control) {
+                Err(FieldCode::ControlCharacters)
+            } else {
+                Ok(raw.to_owned())
+            }
+        };
+        let client_id = text(&draft.client_id, MAX_CLIENT_ID)
+            .map_err(|c| errors.push(FieldError::new("clientId", c)))
+            .ok();
+        let secret = text(draft.client_secret.expose_secret(), MAX_CLIENT_SECRET)
+            .map_err(|c| errors.push(FieldError::new("clientSecret", c)))
+            .ok()
+            .map(secrecy::SecretString::from);
+        let scope = match draft.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            Some(raw) => text(raw, MAX_SCOPE)
+                .map_err(|c| errors.push(FieldError::new("scope", c)))
+                .ok(),
+            None => None,
+        };
+        let mailbox = crate::values::EmailAddress::parse(draft.mailbox.trim())
+            .map_err(|e| errors.push(FieldError::new("mailbox", e)))
+            .ok();
+        let (Some(url), Some(client_id), Some(secret), Some(mailbox), true) =
+            (url, client_id, secret, mailbox, errors.is_empty())
+        else {
+            return Err(Error::Validation(errors));
+        };
+        if let Some(host) = url
+            .host_str()
+            .and_then(|h| crate::values::Host::parse(h.trim_matches(['[', ']'])).ok())
+            && self
+                .tenants
+                .mailer()
+                .check_host(&host, url.port_or_known_default().unwrap_or(443))
+                .await
+                == crate::ports::HostCheck::Forbidden
+        {
+            return Err(field("tokenUrl", FieldCode::ForbiddenAddress));
+        }
+        let tokens = self
+            .providers
+            .tenant_token(url.as_str(), &client_id, &secret, scope.as_deref())
+            .await
+            .map_err(|f| match f {
+                ProviderFailure::Refused(_) => field("clientSecret", FieldCode::SignInRefused),
+                ProviderFailure::NotConfigured => field("tokenUrl", FieldCode::SignInNotConfigured),
+                ProviderFailure::Unavailable => Error::TimedOut,
+            })?;
+        let kind = ConnectionKind::Xoauth2ClientCredentials;
+        let scopes: Vec<String> = scope
+            .as_deref()
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let connection = self
+            .connections
+            .create(
+                tenant,
+                NewConnection {
+                    kind,
+                    mailbox: mailbox.as_str(),
+                    scopes: &scopes,
+                    directory: None,
+                    refresh_token: None,
+                    client: Some(crate::oauth::ClientCredentials {
+                        token_url: url.as_str(),
+                        client_id: &client_id,
+                        client_secret: &secret,
+                    }),
+                },
+                Utc::now(),
+            )
             .await?;
         self.tokens
             .remember(
@@ -470,6 +623,31 @@ impl ConnectionService {
     }
 }
 
+/// A token endpoint a tenant names: https (http only on loopback, for development and
+/// tests — the guard refuses loopback unless the operator allows private hosts), with a
+/// host, and no user name, password or fragment.
+fn token_url(raw: &str) -> std::result::Result<url::Url, FieldCode> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(FieldCode::Required);
+    }
+    if raw.len() > 2048 {
+        return Err(FieldCode::TooLong);
+    }
+    let url = url::Url::parse(raw).map_err(|_| FieldCode::InvalidFormat)?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    if !scheme_ok
+        || url.host().is_none()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(FieldCode::InvalidFormat);
+    }
+    Ok(url)
+}
+
 /// The mailbox the sign-in was for: the ID token's e-mail, else its preferred user name
 /// when that is an address (Microsoft's UPN).
 fn signed_in_mailbox(tokens: &TokenSet) -> Option<String> {
@@ -488,7 +666,9 @@ fn signed_in_mailbox(tokens: &TokenSet) -> Option<String> {
 fn draft_for(connection: &MailConnection, current: Option<&crate::settings::MailSettings>) -> MailSettingsDraft {
     let preset = match connection.kind.provider() {
         Provider::Google => ServerKind::GoogleWorkspace,
-        Provider::Microsoft | Provider::Generic => ServerKind::Microsoft365,
+        Provider::Microsoft => ServerKind::Microsoft365,
+        // The tenant's own server: only the one it already saved.
+        Provider::Generic => ServerKind::Custom,
     };
     let mut draft = match current {
         Some(s) => {
@@ -504,7 +684,9 @@ fn draft_for(connection: &MailConnection, current: Option<&crate::settings::Mail
         },
     };
     // A preset of another provider (or a password preset) gives way to this provider's.
-    if current.is_some_and(|s| s.server_kind() != ServerKind::Custom && s.server_kind() != preset) {
+    if preset != ServerKind::Custom
+        && current.is_some_and(|s| s.server_kind() != ServerKind::Custom && s.server_kind() != preset)
+    {
         draft.server_kind = Some(preset);
     }
     // Microsoft takes about 30 messages a minute per mailbox (facts §1): pace at most that.
@@ -531,6 +713,8 @@ mod tests {
             status: crate::oauth::ConnectionStatus::Active,
             scopes: vec![],
             directory_id: None,
+            token_url: None,
+            client_id: None,
             last_refreshed_at: None,
             created_at: Utc::now(),
         }
@@ -592,6 +776,22 @@ mod tests {
         let s = MailSettings::validate(&draft_for(&g, Some(&gmail)), Some(&gmail)).unwrap();
         assert_eq!(s.server_kind(), ServerKind::GoogleWorkspace);
         assert_eq!(s.from_address().as_str(), "me@gmail.com");
+    }
+
+    #[test]
+    fn oauth_tenant_token_urls_are_https_without_credentials() {
+        assert!(token_url("https://sso.example.com/realms/x/protocol/openid-connect/token").is_ok());
+        assert!(token_url("http://127.0.0.1:8080/token").is_ok());
+        for bad in [
+            "http://sso.example.com/token",
+            "https://user:pw@sso.example.com/token",
+            "https://sso.example.com/token#x",
+            "ftp://sso.example.com/token",
+            "not a url",
+        ] {
+            assert_eq!(token_url(bad), Err(FieldCode::InvalidFormat), "{bad}");
+        }
+        assert_eq!(token_url(" "), Err(FieldCode::Required));
     }
 
     #[test]

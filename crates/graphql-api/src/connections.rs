@@ -29,6 +29,11 @@ pub(crate) enum MailConnectionKind {
     /// Google Workspace domain-wide delegation: the Workspace admin authorizes the
     /// platform's service account for `gmail.send`; the Gmail API as the mailbox.
     GoogleDomainWide,
+    /// Any other server that takes OAuth bearer tokens over SMTP: client credentials at
+    /// the tenant's own token endpoint (`connectMailboxWithTokenUrl`, as Keycloak 26.2
+    /// offers), SMTP XOAUTH2 to the tenant's server.
+    #[graphql(name = "XOAUTH2_CLIENT_CREDENTIALS")]
+    Xoauth2ClientCredentials,
 }
 
 impl From<MailConnectionKind> for ConnectionKind {
@@ -39,6 +44,7 @@ impl From<MailConnectionKind> for ConnectionKind {
             MailConnectionKind::GoogleGmailApi => ConnectionKind::GoogleGmailApi,
             MailConnectionKind::MicrosoftAppSmtp => ConnectionKind::MicrosoftAppSmtp,
             MailConnectionKind::GoogleDomainWide => ConnectionKind::GoogleDomainWide,
+            MailConnectionKind::Xoauth2ClientCredentials => ConnectionKind::Xoauth2ClientCredentials,
         }
     }
 }
@@ -101,7 +107,7 @@ impl MailConnectionView {
             ConnectionKind::GoogleGmailApi => Some(MailConnectionKind::GoogleGmailApi),
             ConnectionKind::MicrosoftAppSmtp => Some(MailConnectionKind::MicrosoftAppSmtp),
             ConnectionKind::GoogleDomainWide => Some(MailConnectionKind::GoogleDomainWide),
-            ConnectionKind::Xoauth2ClientCredentials => None,
+            ConnectionKind::Xoauth2ClientCredentials => Some(MailConnectionKind::Xoauth2ClientCredentials),
         }
     }
     async fn provider(&self) -> MailProvider {
@@ -128,6 +134,36 @@ impl MailConnectionView {
     /// Microsoft app-only: the organisation's directory (tenant) id or domain.
     async fn directory_id(&self) -> Option<&str> {
         self.0.directory_id.as_deref()
+    }
+    /// Generic XOAUTH2: the tenant's token endpoint (its client secret is never shown).
+    async fn token_url(&self) -> Option<&str> {
+        self.0.token_url.as_deref()
+    }
+    async fn client_id(&self) -> Option<&str> {
+        self.0.client_id.as_deref()
+    }
+}
+
+/// The tenant's own token endpoint and client, for generic XOAUTH2.
+#[derive(async_graphql::InputObject)]
+pub(crate) struct TokenUrlConnectionInput {
+    /// `https://…` (the client secret travels to it).
+    pub(crate) token_url: String,
+    pub(crate) client_id: String,
+    /// Write-only: sealed, never shown again.
+    pub(crate) client_secret: String,
+    /// Space-separated, as the endpoint wants it; absent: none.
+    pub(crate) scope: Option<String>,
+    /// The mailbox the tokens send as (the XOAUTH2 user).
+    pub(crate) mailbox: String,
+}
+
+impl std::fmt::Debug for TokenUrlConnectionInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenUrlConnectionInput")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
     }
 }
 

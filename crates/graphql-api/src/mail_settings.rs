@@ -668,3 +668,30 @@ pub(crate) async fn connect_app(
         }),
     })
 }
+
+/// `Mutation.connectMailboxWithTokenUrl`.
+pub(crate) async fn connect_token_url(
+    ctx: &Context<'_>,
+    tenant_id: ID,
+    input: crate::connections::TokenUrlConnectionInput,
+) -> async_graphql::Result<MailboxConnected> {
+    let (caller, service, l) = caller_and::<domain::connections::ConnectionService>(ctx)?;
+    let id = parse_tenant_id(&tenant_id).gql(l)?;
+    let draft = domain::connections::TokenUrlDraft {
+        token_url: input.token_url,
+        client_id: input.client_id,
+        client_secret: SecretString::from(input.client_secret),
+        scope: input.scope,
+        mailbox: input.mailbox,
+    };
+    let done = service.connect_token_url(caller, id, &draft).await.gql(l)?;
+    Ok(MailboxConnected {
+        connection: crate::connections::MailConnectionView(done.connection),
+        settings: done.saved.map(|saved| MailSettings {
+            tenant: id,
+            stored: saved.stored,
+            active: true,
+            save_warnings: saved.warnings,
+        }),
+    })
+}

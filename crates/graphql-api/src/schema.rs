@@ -11,7 +11,9 @@ use domain::service::TenantService;
 use domain::webhooks::WebhookService;
 
 use crate::assistant::{MailServerDiscovery, MailServerPreset, ProbeResult, SenderDomainCheck};
-use crate::connections::{AppConnectionSetup, MailConnectionKind, MailConnectionView, MailProvider, MailboxSignIn};
+use crate::connections::{
+    AppConnectionSetup, MailConnectionKind, MailConnectionView, MailProvider, MailboxSignIn, TokenUrlConnectionInput,
+};
 use crate::deliveries::{Delivery, NotificationInput};
 use crate::mail_settings::{MailSettings, MailSettingsInput, MailboxConnected, TestMailResult};
 use crate::tenants::{self, PlanInfo, Tenant, TenantConnection, Viewer};
@@ -235,6 +237,20 @@ impl MutationRoot {
         directory_id: Option<String>,
     ) -> async_graphql::Result<MailboxConnected> {
         mail_settings::connect_app(ctx, tenant_id, kind, mailbox, directory_id).await
+    }
+
+    /// Generic XOAUTH2 for any other server that takes OAuth bearer tokens over SMTP:
+    /// client credentials at the tenant's own token endpoint (checked like its mail
+    /// servers: no internal address). A first token is asked for at once (refused:
+    /// `SIGN_IN_REFUSED` on `clientSecret`; nothing stored); the secret is sealed; the
+    /// saved settings (their server, with STARTTLS or SSL) then authenticate with XOAUTH2.
+    async fn connect_mailbox_with_token_url(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        input: TokenUrlConnectionInput,
+    ) -> async_graphql::Result<MailboxConnected> {
+        mail_settings::connect_token_url(ctx, tenant_id, input).await
     }
 
     /// Remove a connection and its tokens (revoked at Google; for Microsoft, remove the

@@ -362,6 +362,11 @@ impl App {
         if let Some(account) = &sign_in.service_account {
             providers = providers.with_service_account(account.clone());
         }
+        // Token endpoints tenants name go through the tenants' address guard.
+        providers = providers.with_tenant_client(oauth::TokenClient::for_tenants(
+            mailer.guard().clone(),
+            mailer.tls().clone(),
+        ));
         let providers = Arc::new(providers);
         let tokens = Arc::new(oauth::TokenCache::new(providers.clone(), mail_connections.clone()));
         mailer.use_sign_ins(tokens.clone(), sign_in.apis.clone());

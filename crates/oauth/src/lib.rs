@@ -142,6 +142,17 @@ impl TokenClient {
         }
     }
 
+    /// A client for token endpoints tenants name (generic XOAUTH2): `guard` is the one
+    /// tenants' mail servers go through, so an internal address reads as a name that
+    /// does not exist.
+    pub fn for_tenants(guard: Guard, tls: TlsMaterial) -> Self {
+        Self {
+            guard,
+            tls,
+            deadline: DEADLINE,
+        }
+    }
+
     /// Another deadline than [`DEADLINE`] for each request.
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;

@@ -31,6 +31,8 @@ pub struct Providers {
     microsoft_app_token_url: Option<String>,
     /// Google Workspace domain-wide delegation.
     service_account: Option<std::sync::Arc<ServiceAccount>>,
+    /// For token endpoints tenants name: under the tenants' address guard.
+    tenant_client: Option<TokenClient>,
 }
 
 impl Providers {
@@ -41,7 +43,15 @@ impl Providers {
             client,
             microsoft_app_token_url: None,
             service_account: None,
+            tenant_client: None,
         }
+    }
+
+    /// Generic XOAUTH2: token endpoints tenants name, asked through `client` (built with
+    /// [`TokenClient::for_tenants`]).
+    pub fn with_tenant_client(mut self, client: TokenClient) -> Self {
+        self.tenant_client = Some(client);
+        self
     }
 
     /// Microsoft app-only tokens (`SMTP.SendAsApp`) from `url_template`, in which
@@ -177,6 +187,22 @@ impl SignInProviders for Providers {
             }
             _ => Err(ProviderFailure::NotConfigured),
         }
+    }
+
+    async fn tenant_token(
+        &self,
+        token_url: &str,
+        client_id: &str,
+        client_secret: &SecretString,
+        scope: Option<&str>,
+    ) -> Result<TokenSet, ProviderFailure> {
+        let client = self.tenant_client.as_ref().ok_or(ProviderFailure::NotConfigured)?;
+        let endpoint = TokenEndpoint::new(token_url, client_id, crate::ClientAuth::Secret(client_secret.clone()))
+            .map_err(|_| ProviderFailure::Refused(domain::oauth::GrantProblem::Misconfigured))?;
+        client
+            .client_credentials(&endpoint, scope.unwrap_or_default())
+            .await
+            .map_err(failure)
     }
 
     async fn revoke(&self, kind: ConnectionKind, refresh_token: &SecretString) -> bool {

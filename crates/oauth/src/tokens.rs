@@ -186,14 +186,27 @@ impl TokenCache {
     /// for anew, the outcome recorded on the connection.
     async fn app_token(&self, connection: &MailConnection) -> Result<AccessToken, TokenUnavailable> {
         let (tenant, id) = (connection.tenant_id, connection.id);
-        let directory = connection
-            .directory_id
-            .as_deref()
-            .and_then(|d| DirectoryId::parse(d).ok());
-        let answer = self
-            .providers
-            .app_token(connection.kind, &connection.mailbox, directory.as_ref())
-            .await;
+        let answer = if connection.kind == ConnectionKind::Xoauth2ClientCredentials {
+            self.tenant_token(connection).await
+        } else {
+            let directory = connection
+                .directory_id
+                .as_deref()
+                .and_then(|d| DirectoryId::parse(d).ok());
+            self.providers
+                .app_token(connection.kind, &connection.mailbox, directory.as_ref())
+                .await
+        };
+        // The tenant's own endpoint and client: a refusal is the tenant's setup (it is
+        // suspended and told), not the operator's.
+        let answer = match answer {
+            Err(ProviderFailure::Refused(GrantProblem::Misconfigured))
+                if connection.kind == ConnectionKind::Xoauth2ClientCredentials =>
+            {
+                Err(ProviderFailure::Refused(GrantProblem::NeedsReconnect))
+            }
+            other => other,
+        };
         let (recorded, result) = match answer {
             Ok(tokens) => (
                 Some(Ok(())),
@@ -223,6 +236,29 @@ impl TokenCache {
             Err(why) => tracing::info!(tenant = %tenant, connection = %id, ?why, "no app token"),
         }
         result
+    }
+
+    /// A generic XOAUTH2 connection's token: client credentials at the tenant's endpoint.
+    async fn tenant_token(&self, connection: &MailConnection) -> Result<domain::oauth::TokenSet, ProviderFailure> {
+        let (Some(url), Some(client_id)) = (&connection.token_url, &connection.client_id) else {
+            return Err(ProviderFailure::Refused(GrantProblem::NeedsReconnect));
+        };
+        let secret = match self
+            .connections
+            .client_secret(connection.tenant_id, connection.id)
+            .await
+        {
+            Ok(Some(secret)) => secret,
+            Ok(None) => return Err(ProviderFailure::Refused(GrantProblem::NeedsReconnect)),
+            Err(e) => {
+                tracing::warn!(connection = %connection.id, error = %e, "reading the client secret failed");
+                return Err(ProviderFailure::Unavailable);
+            }
+        };
+        let scope = (!connection.scopes.is_empty()).then(|| connection.scopes.join(" "));
+        self.providers
+            .tenant_token(url, client_id, &secret, scope.as_deref())
+            .await
     }
 
     /// Refreshes up to `limit` active connections idle for [`KEEP_ALIVE_EVERY`], longest

@@ -41,6 +41,8 @@ pub enum SecretPurpose {
     OauthState,
     /// An OAuth connection's refresh token (its subject is the connection's id).
     OauthRefreshToken,
+    /// A generic XOAUTH2 connection's client secret, bound to the connection's id.
+    OauthClientSecret,
 }
 
 impl SecretPurpose {
@@ -52,6 +54,7 @@ impl SecretPurpose {
             SecretPurpose::Webhook => "webhook",
             SecretPurpose::OauthState => "oauth-state",
             SecretPurpose::OauthRefreshToken => "oauth-refresh-token",
+            SecretPurpose::OauthClientSecret => "oauth-client-secret",
         }
     }
 }

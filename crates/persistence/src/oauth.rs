@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use domain::error::FieldCode;
 use domain::oauth::{
-    ConnectionId, ConnectionKind, ConnectionStatus, DirectoryId, GrantProblem, MailConnection, StateNonce,
+    ConnectionId, ConnectionKind, ConnectionStatus, GrantProblem, MailConnection, NewConnection, StateNonce,
 };
 use domain::ports::{AuthorizationStateStore, MailConnections, RefreshOutcome, RefreshTurn, StateSeal};
 use domain::{StoreError, TenantId};
@@ -106,8 +106,8 @@ impl AuthorizationStateStore for SqlStore {
 
 /// The columns [`connection_from_row`] reads a [`MailConnection`] from (by name; no
 /// secret among them).
-const CONNECTION_COLUMNS: &str =
-    "id, tenant_id, kind, mailbox, status, scopes, directory_id, last_refreshed_at_ms, created_at_ms";
+const CONNECTION_COLUMNS: &str = "id, tenant_id, kind, mailbox, status, scopes, directory_id, token_url, client_id, \
+     last_refreshed_at_ms, created_at_ms";
 
 fn refresh_token_error(id: ConnectionId, e: CryptoError) -> StoreError {
     StoreError::Crypto(format!("mail connection {id}: refresh token: {e}"))
@@ -130,6 +130,29 @@ fn open_refresh_token(
 ) -> Result<SecretString, StoreError> {
     keys.decrypt_for(sealed, key_id, &id.to_string(), SecretPurpose::OauthRefreshToken)
         .map_err(|e| refresh_token_error(id, e))
+}
+
+fn client_secret_error(id: ConnectionId, e: CryptoError) -> StoreError {
+    StoreError::Crypto(format!("mail connection {id}: client secret: {e}"))
+}
+
+fn seal_client_secret(
+    keys: &SecretKeyRing,
+    id: ConnectionId,
+    secret: &SecretString,
+) -> Result<(Vec<u8>, String), StoreError> {
+    keys.encrypt_for(secret, &id.to_string(), SecretPurpose::OauthClientSecret)
+        .map_err(|e| client_secret_error(id, e))
+}
+
+fn open_client_secret(
+    keys: &SecretKeyRing,
+    id: ConnectionId,
+    sealed: &[u8],
+    key_id: &str,
+) -> Result<SecretString, StoreError> {
+    keys.decrypt_for(sealed, key_id, &id.to_string(), SecretPurpose::OauthClientSecret)
+        .map_err(|e| client_secret_error(id, e))
 }
 
 fn millis(ms: i64, subject: &str, field: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -155,6 +178,8 @@ fn connection_from_row(row: &QueryResult) -> Result<MailConnection, StoreError> 
             .ok_or_else(|| corrupt(&subject, "status", FieldCode::InvalidFormat))?,
         scopes: text("scopes")?.split_whitespace().map(str::to_owned).collect(),
         directory_id: row.try_get("", "directory_id").map_err(db_err)?,
+        token_url: row.try_get("", "token_url").map_err(db_err)?,
+        client_id: row.try_get("", "client_id").map_err(db_err)?,
         last_refreshed_at: last_refreshed_at_ms
             .map(|ms| millis(ms, &subject, "lastRefreshedAt"))
             .transpose()?,
@@ -171,39 +196,50 @@ impl MailConnections for SqlStore {
     async fn create(
         &self,
         tenant: TenantId,
-        kind: ConnectionKind,
-        mailbox: &str,
-        scopes: &[String],
-        directory: Option<&DirectoryId>,
-        refresh_token: Option<&SecretString>,
+        new: NewConnection<'_>,
         now: DateTime<Utc>,
     ) -> Result<MailConnection, StoreError> {
         let id = ConnectionId::generate();
-        let sealed = refresh_token
+        let sealed = new
+            .refresh_token
             .map(|token| seal_refresh_token(&self.keys, id, token))
             .transpose()?;
         let (ciphertext, key_id) = sealed.unzip();
+        let client_sealed = new
+            .client
+            .map(|c| seal_client_secret(&self.keys, id, c.client_secret))
+            .transpose()?;
+        let (client_ciphertext, client_key_id) = client_sealed.unzip();
         // What is read back is what was stored: milliseconds.
         let created_at = millis(now.timestamp_millis(), &format!("mail connection {id}"), "createdAt")?;
         let mut insert = SqlBuilder::new(self.connection().get_database_backend());
         insert
             .sql(
                 "INSERT INTO mail_connections (id, tenant_id, kind, mailbox, status, scopes, directory_id, \
+                 token_url, client_id, client_secret_ciphertext, client_secret_key_id, \
                  refresh_token_ciphertext, refresh_token_key_id, created_at_ms) VALUES (",
             )
             .bind(id.to_string())
             .sql(", ")
             .bind(tenant.to_string())
             .sql(", ")
-            .bind(kind.code())
+            .bind(new.kind.code())
             .sql(", ")
-            .bind(mailbox.to_owned())
+            .bind(new.mailbox.to_owned())
             .sql(", ")
             .bind(ConnectionStatus::Active.code())
             .sql(", ")
-            .bind(scopes.join(" "))
+            .bind(new.scopes.join(" "))
             .sql(", ")
-            .bind(directory.map(|d| d.as_str().to_owned()))
+            .bind(new.directory.map(|d| d.as_str().to_owned()))
+            .sql(", ")
+            .bind(new.client.map(|c| c.token_url.to_owned()))
+            .sql(", ")
+            .bind(new.client.map(|c| c.client_id.to_owned()))
+            .sql(", ")
+            .bind(client_ciphertext)
+            .sql(", ")
+            .bind(client_key_id)
             .sql(", ")
             .bind(ciphertext)
             .sql(", ")
@@ -215,14 +251,34 @@ impl MailConnections for SqlStore {
         Ok(MailConnection {
             id,
             tenant_id: tenant,
-            kind,
-            mailbox: mailbox.to_owned(),
+            kind: new.kind,
+            mailbox: new.mailbox.to_owned(),
             status: ConnectionStatus::Active,
-            scopes: scopes.to_vec(),
-            directory_id: directory.map(|d| d.as_str().to_owned()),
+            scopes: new.scopes.to_vec(),
+            directory_id: new.directory.map(|d| d.as_str().to_owned()),
+            token_url: new.client.map(|c| c.token_url.to_owned()),
+            client_id: new.client.map(|c| c.client_id.to_owned()),
             last_refreshed_at: None,
             created_at,
         })
+    }
+
+    async fn client_secret(&self, tenant: TenantId, id: ConnectionId) -> Result<Option<SecretString>, StoreError> {
+        let mut select = SqlBuilder::new(self.connection().get_database_backend());
+        select
+            .sql("SELECT client_secret_ciphertext, client_secret_key_id FROM mail_connections WHERE tenant_id = ")
+            .bind(tenant.to_string())
+            .sql(" AND id = ")
+            .bind(id.to_string());
+        let Some(row) = self.connection().query_one_raw(select.build()).await.map_err(db_err)? else {
+            return Ok(None);
+        };
+        let sealed: Option<Vec<u8>> = row.try_get("", "client_secret_ciphertext").map_err(db_err)?;
+        let key_id: Option<String> = row.try_get("", "client_secret_key_id").map_err(db_err)?;
+        match (sealed, key_id) {
+            (Some(sealed), Some(key_id)) => open_client_secret(&self.keys, id, &sealed, &key_id).map(Some),
+            _ => Ok(None),
+        }
     }
 
     async fn get(&self, tenant: TenantId, id: ConnectionId) -> Result<Option<MailConnection>, StoreError> {
@@ -449,11 +505,37 @@ impl MailConnections for SqlStore {
     }
 }
 
-/// Re-seals, with the ring's current key, every connection's refresh token sealed under
-/// another key (part of [`crate::rotate_secret_key`]); returns how many were rewritten. A
-/// row is only rewritten while it still holds what was read, so a refresh that saved a
-/// rotated token meanwhile is never undone.
+/// Re-seals, with the ring's current key, every connection's secret (refresh token,
+/// client secret) sealed under another key (part of [`crate::rotate_secret_key`]);
+/// returns how many were rewritten. A row is only rewritten while it still holds what
+/// was read, so a refresh that saved a rotated token meanwhile is never undone.
 pub(crate) async fn reseal_connections(db: &impl ConnectionTrait, keys: &SecretKeyRing) -> Result<usize, StoreError> {
+    let mut rewritten = 0;
+    for (ciphertext, key_column, purpose) in [
+        (
+            "refresh_token_ciphertext",
+            "refresh_token_key_id",
+            SecretPurpose::OauthRefreshToken,
+        ),
+        (
+            "client_secret_ciphertext",
+            "client_secret_key_id",
+            SecretPurpose::OauthClientSecret,
+        ),
+    ] {
+        rewritten += reseal_column(db, keys, ciphertext, key_column, purpose).await?;
+    }
+    Ok(rewritten)
+}
+
+/// [`reseal_connections`] for one sealed column (its name and its key id's, both ours).
+async fn reseal_column(
+    db: &impl ConnectionTrait,
+    keys: &SecretKeyRing,
+    ciphertext: &str,
+    key_column: &str,
+    purpose: SecretPurpose,
+) -> Result<usize, StoreError> {
     const BATCH: u64 = 100;
     let backend = db.get_database_backend();
     let current = keys.current_key_id().to_owned();
@@ -461,10 +543,9 @@ pub(crate) async fn reseal_connections(db: &impl ConnectionTrait, keys: &SecretK
     let mut after = String::new();
     loop {
         let mut page = SqlBuilder::new(backend);
-        page.sql(
-            "SELECT id, refresh_token_ciphertext, refresh_token_key_id FROM mail_connections \
-             WHERE refresh_token_ciphertext IS NOT NULL AND refresh_token_key_id <> ",
-        )
+        page.sql(&format!(
+            "SELECT id, {ciphertext}, {key_column} FROM mail_connections WHERE {ciphertext} IS NOT NULL AND {key_column} <> "
+        ))
         .bind(current.clone())
         .sql(" AND id > ")
         .bind(after.clone())
@@ -478,21 +559,25 @@ pub(crate) async fn reseal_connections(db: &impl ConnectionTrait, keys: &SecretK
             let raw_id: String = row.try_get("", "id").map_err(db_err)?;
             let id = ConnectionId::from_str(&raw_id)
                 .map_err(|_| corrupt(&format!("mail connection {raw_id}"), "id", FieldCode::InvalidFormat))?;
-            let sealed: Vec<u8> = row.try_get("", "refresh_token_ciphertext").map_err(db_err)?;
-            let key_id: String = row.try_get("", "refresh_token_key_id").map_err(db_err)?;
-            let token = open_refresh_token(keys, id, &sealed, &key_id)?;
-            let (resealed, new_key) = seal_refresh_token(keys, id, &token)?;
+            let sealed: Vec<u8> = row.try_get("", ciphertext).map_err(db_err)?;
+            let key_id: String = row.try_get("", key_column).map_err(db_err)?;
+            let secret = keys
+                .decrypt_for(&sealed, &key_id, &id.to_string(), purpose)
+                .map_err(|e| StoreError::Crypto(format!("mail connection {id}: {ciphertext}: {e}")))?;
+            let (resealed, new_key) = keys
+                .encrypt_for(&secret, &id.to_string(), purpose)
+                .map_err(|e| StoreError::Crypto(format!("mail connection {id}: {ciphertext}: {e}")))?;
             let mut update = SqlBuilder::new(backend);
             update
-                .sql("UPDATE mail_connections SET refresh_token_ciphertext = ")
+                .sql(&format!("UPDATE mail_connections SET {ciphertext} = "))
                 .bind(resealed)
-                .sql(", refresh_token_key_id = ")
+                .sql(&format!(", {key_column} = "))
                 .bind(new_key)
                 .sql(" WHERE id = ")
                 .bind(raw_id)
-                .sql(" AND refresh_token_key_id = ")
+                .sql(&format!(" AND {key_column} = "))
                 .bind(key_id)
-                .sql(" AND refresh_token_ciphertext = ")
+                .sql(&format!(" AND {ciphertext} = "))
                 .bind(sealed);
             rewritten += usize::from(db.execute_raw(update.build()).await.map_err(db_err)?.rows_affected() == 1);
         }

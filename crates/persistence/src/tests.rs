@@ -1033,14 +1033,17 @@ async fn new_connection(store: &SqlStore, tenant: TenantId, token: Option<&str>)
     store
         .create(
             tenant,
-            domain::oauth::ConnectionKind::MicrosoftDelegatedSmtp,
-            "shop@example.com",
-            &[
-                "https://outlook.office.com/SMTP.Send".to_owned(),
-                "offline_access".to_owned(),
-            ],
-            None,
-            token.map(SecretString::from).as_ref(),
+            domain::oauth::NewConnection {
+                kind: domain::oauth::ConnectionKind::MicrosoftDelegatedSmtp,
+                mailbox: "shop@example.com",
+                scopes: &[
+                    "https://outlook.office.com/SMTP.Send".to_owned(),
+                    "offline_access".to_owned(),
+                ],
+                directory: None,
+                refresh_token: token.map(SecretString::from).as_ref(),
+                client: None,
+            },
             Utc::now(),
         )
         .await
@@ -1293,12 +1296,50 @@ async fn oauth_refresh_tokens_follow_a_key_rotation(db: DatabaseConnection) {
     let tenant = new_tenant(&old_store, Plan::Share).await.id;
     let with_token = new_connection(&old_store, tenant, Some(REFRESH_TOKEN)).await;
     let app_only = new_connection(&old_store, tenant, None).await;
+    // A generic XOAUTH2 connection's client secret is sealed the same way.
+    let secret = SecretString::from("client-secret-1");
+    let generic = {
+        use domain::ports::MailConnections as _;
+        old_store
+            .create(
+                tenant,
+                domain::oauth::NewConnection {
+                    kind: domain::oauth::ConnectionKind::Xoauth2ClientCredentials,
+                    mailbox: "app@example.com",
+                    scopes: &[],
+                    directory: None,
+                    refresh_token: None,
+                    client: Some(domain::oauth::ClientCredentials {
+                        token_url: "https://sso.example.com/token",
+                        client_id: "relay",
+                        client_secret: &secret,
+                    }),
+                },
+                Utc::now(),
+            )
+            .await
+            .unwrap()
+    };
     let both = Arc::new(SecretKeyRing::from_base64(&new_key, &[old_key]).unwrap());
-    assert_eq!(rotate_secret_key(&db, &both).await.unwrap(), 1, "one sealed token");
+    assert_eq!(
+        rotate_secret_key(&db, &both).await.unwrap(),
+        2,
+        "one sealed token, one client secret"
+    );
     assert_eq!(rotate_secret_key(&db, &both).await.unwrap(), 0);
     let new_only = SqlStore::new(db, Arc::new(SecretKeyRing::from_base64(&new_key, &[]).unwrap()));
     assert_eq!(turn(&new_only, &with_token, "h").await, REFRESH_TOKEN);
     assert_eq!(turn(&new_only, &app_only, "h").await, "none");
+    use domain::ports::MailConnections as _;
+    let read = new_only
+        .client_secret(tenant, generic.id)
+        .await
+        .unwrap()
+        .expect("a secret");
+    assert_eq!(secrecy::ExposeSecret::expose_secret(&read), "client-secret-1");
+    let back = new_only.get(tenant, generic.id).await.unwrap().expect("the connection");
+    assert_eq!(back.token_url.as_deref(), Some("https://sso.example.com/token"));
+    assert_eq!(back.client_id.as_deref(), Some("relay"));
 }
 
 #[tokio::test]

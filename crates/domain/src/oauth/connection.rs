@@ -71,6 +71,37 @@ impl DirectoryId {
     }
 }
 
+/// What a new connection is made of (its secrets are sealed by the store).
+#[derive(Debug, Clone, Copy)]
+pub struct NewConnection<'a> {
+    pub kind: ConnectionKind,
+    pub mailbox: &'a str,
+    pub scopes: &'a [String],
+    /// Microsoft app-only.
+    pub directory: Option<&'a DirectoryId>,
+    /// Signed-in kinds.
+    pub refresh_token: Option<&'a secrecy::SecretString>,
+    /// Generic XOAUTH2.
+    pub client: Option<ClientCredentials<'a>>,
+}
+
+/// A tenant's own client at a token endpoint it names (generic XOAUTH2).
+#[derive(Clone, Copy)]
+pub struct ClientCredentials<'a> {
+    pub token_url: &'a str,
+    pub client_id: &'a str,
+    pub client_secret: &'a secrecy::SecretString,
+}
+
+impl std::fmt::Debug for ClientCredentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A tenant's OAuth grant, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailConnection {
@@ -85,6 +116,10 @@ pub struct MailConnection {
     pub scopes: Vec<String>,
     /// Microsoft app-only: the organisation's directory (tenant) id or domain.
     pub directory_id: Option<String>,
+    /// Generic XOAUTH2: the tenant's token endpoint and client id (its secret stays
+    /// sealed in the store).
+    pub token_url: Option<String>,
+    pub client_id: Option<String>,
     /// The last successful refresh (`None`: not refreshed since it was created).
     pub last_refreshed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,

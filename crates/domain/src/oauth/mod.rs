@@ -13,7 +13,7 @@ mod sign_in;
 mod state;
 mod token;
 
-pub use connection::{ConnectionId, ConnectionStatus, DirectoryId, MailConnection};
+pub use connection::{ClientCredentials, ConnectionId, ConnectionStatus, DirectoryId, MailConnection, NewConnection};
 pub use kind::{ConnectionKind, Grant, OFFICE365_SMTP_HOST, OFFICE365_SMTP_PORT, Provider, Transport};
 pub use pkce::{CHALLENGE_METHOD, InvalidVerifier, PkceVerifier};
 pub use problem::{GrantProblem, MAX_RETRY_AFTER, SendAnswer, SendRefusal, parse_retry_after};

@@ -9,8 +9,8 @@ use secrecy::SecretString;
 
 use crate::error::StoreError;
 use crate::oauth::{
-    AuthorizationState, ConnectionId, ConnectionKind, DirectoryId, GrantProblem, MailConnection, PkceVerifier,
-    Provider, RefreshedTokens, ReturnUrlAllowList, SignInEndpoint, StateError, StateNonce, TokenSet,
+    AuthorizationState, ConnectionId, ConnectionKind, DirectoryId, GrantProblem, MailConnection, NewConnection,
+    PkceVerifier, Provider, RefreshedTokens, ReturnUrlAllowList, SignInEndpoint, StateError, StateNonce, TokenSet,
 };
 use crate::tenant::TenantId;
 
@@ -83,19 +83,17 @@ pub enum RefreshOutcome {
 /// refresh lease that lets one holder across all processes refresh at a time.
 #[async_trait::async_trait]
 pub trait MailConnections: Send + Sync + 'static {
-    /// Records a new `ACTIVE` connection; `refresh_token` is sealed, bound to the new id.
-    /// `directory` is the organisation of a Microsoft app-only connection.
-    #[allow(clippy::too_many_arguments, reason = "one row's columns")]
+    /// Records a new `ACTIVE` connection; its refresh token or client secret is sealed,
+    /// bound to the new id.
     async fn create(
         &self,
         tenant: TenantId,
-        kind: ConnectionKind,
-        mailbox: &str,
-        scopes: &[String],
-        directory: Option<&DirectoryId>,
-        refresh_token: Option<&SecretString>,
+        new: NewConnection<'_>,
         now: DateTime<Utc>,
     ) -> Result<MailConnection, StoreError>;
+
+    /// A generic XOAUTH2 connection's client secret; `None`: no such connection or none.
+    async fn client_secret(&self, tenant: TenantId, id: ConnectionId) -> Result<Option<SecretString>, StoreError>;
 
     /// The tenant's connection `id`; `None` for another tenant's.
     async fn get(&self, tenant: TenantId, id: ConnectionId) -> Result<Option<MailConnection>, StoreError>;
@@ -209,6 +207,16 @@ pub trait SignInProviders: Send + Sync + 'static {
         kind: ConnectionKind,
         mailbox: &str,
         directory: Option<&DirectoryId>,
+    ) -> Result<TokenSet, ProviderFailure>;
+
+    /// A token from a token endpoint the tenant named (generic XOAUTH2, client
+    /// credentials), under the same address guard as the tenant's mail servers.
+    async fn tenant_token(
+        &self,
+        token_url: &str,
+        client_id: &str,
+        client_secret: &SecretString,
+        scope: Option<&str>,
     ) -> Result<TokenSet, ProviderFailure>;
 
     /// Tells the provider the grant is no longer wanted, where it has a revocation
