@@ -25,6 +25,7 @@ crate::each_backend!(
     idle_connections_are_kept_alive_and_a_lost_grant_is_found_before_mail_needs_it,
     app_only_microsoft_and_google_domain_wide_delegation_send_without_a_sign_in,
     generic_xoauth2_uses_the_tenants_own_token_endpoint,
+    a_throttled_or_refusing_api_waits_or_fails_the_mail_never_the_settings,
 );
 
 const CLIENT: &str = "mailgate-app";
@@ -159,6 +160,12 @@ async fn microsoft_graph_connects_sends_and_recovers_from_a_revoked_grant(backen
     assert_eq!(providers["mailSignInProviders"], json!(["MICROSOFT", "GOOGLE"]));
     let tenant = app.create_tenant("Contoso", "BIZ").await;
     let admin = app.admin(&tenant);
+    app.ok(
+        &app.operator(),
+        "mutation($t:ID!,$c:String){ setTenantContactEmail(tenantId:$t, contactEmail:$c){ id } }",
+        json!({ "t": tenant, "c": "it@contoso.example" }),
+    )
+    .await;
 
     // The authorization request: PKCE S256, our callback, Graph's scope, a sealed state.
     let start = app
@@ -244,8 +251,17 @@ async fn microsoft_graph_connects_sends_and_recovers_from_a_revoked_grant(backen
     let attempts = app.ok(&app.operator(), ATTEMPTS, json!({ "id": id })).await["delivery"]["attempts"].clone();
     let last = attempts.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["route"], "PLATFORM_DEFAULT", "{attempts}");
-    let at_relay = relay.wait_for_async(1, Duration::from_secs(10)).await;
-    assert_eq!(at_relay[0].header("Reply-To").as_deref(), Some(MAILBOX));
+    // The reset mail, with the tenant's Reply-To, and the notice to the contact address.
+    let at_relay = relay.wait_for_async(2, Duration::from_secs(10)).await;
+    let reset_mail = at_relay
+        .iter()
+        .find(|m| m.rcpt_tos == ["member@example.net"])
+        .expect("the reset mail at the relay");
+    assert_eq!(reset_mail.header("Reply-To").as_deref(), Some(MAILBOX));
+    assert!(
+        at_relay.iter().any(|m| m.rcpt_tos == ["it@contoso.example"]),
+        "the tenant is told: {at_relay:?}"
+    );
     let h = health(&app, &tenant).await;
     assert_eq!(h["mailSettings"]["health"]["state"], "SUSPENDED", "{h}");
     assert_eq!(h["mailSettings"]["health"]["hintCode"], "RECONNECT_MAILBOX");
@@ -959,6 +975,77 @@ async fn generic_xoauth2_uses_the_tenants_own_token_endpoint(backend: Backend) {
         "{e}"
     );
     strict.finish().await;
+    app.finish().await;
+}
+
+async fn a_throttled_or_refusing_api_waits_or_fails_the_mail_never_the_settings(backend: Backend) {
+    let oauth = authorization_server(None);
+    // Graph answers 429 (Retry-After 1) twice, then takes the mail.
+    let throttled = MailApiServer::start(
+        &oauth,
+        MailApiOptions {
+            fail: Some(429),
+            fail_times: 2,
+            retry_after: Some(1),
+            ..MailApiOptions::default()
+        },
+    );
+    let app = spawn_app_with(backend, |c| {
+        delivery_config(c, vec![587]);
+        sign_in_config(c, &oauth, Some(&throttled));
+    })
+    .await;
+    let tenant = app.create_tenant("Contoso", "BIZ").await;
+    let admin = app.admin(&tenant);
+    connect(&app, &admin, &tenant, "MICROSOFT_DELEGATED_GRAPH").await;
+    let worker = RunningWorker::start(&app);
+    let id = enqueue(&app, reset(&tenant)).await["id"].as_str().unwrap().to_owned();
+    let d = wait_status(&app, &id, "SENT", Duration::from_secs(60)).await;
+    let attempts = app.ok(&app.operator(), ATTEMPTS, json!({ "id": d["id"] })).await["delivery"]["attempts"].clone();
+    let outcomes: Vec<&str> = attempts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.last(), Some(&"SENT"), "{attempts}");
+    assert!(outcomes.len() >= 2, "throttled first: {attempts}");
+    assert!(
+        attempts.as_array().unwrap().iter().all(|a| a["route"] == "CUSTOM"),
+        "{attempts}"
+    );
+    let h = health(&app, &tenant).await;
+    assert_eq!(
+        h["mailSettings"]["health"]["state"], "LIVE",
+        "a slow-down is not the settings' fault: {h}"
+    );
+    worker.stop().await;
+    app.finish().await;
+
+    // A message Graph finds too large fails for good, and only that mail.
+    let too_large = MailApiServer::start(
+        &oauth,
+        MailApiOptions {
+            fail: Some(413),
+            ..MailApiOptions::default()
+        },
+    );
+    let app = spawn_app_with(backend, |c| {
+        delivery_config(c, vec![587]);
+        sign_in_config(c, &oauth, Some(&too_large));
+    })
+    .await;
+    let tenant = app.create_tenant("Contoso", "BIZ").await;
+    let admin = app.admin(&tenant);
+    connect(&app, &admin, &tenant, "MICROSOFT_DELEGATED_GRAPH").await;
+    let worker = RunningWorker::start(&app);
+    let id = enqueue(&app, reset(&tenant)).await["id"].as_str().unwrap().to_owned();
+    let d = wait_status(&app, &id, "FAILED", Duration::from_secs(30)).await;
+    let attempts = app.ok(&app.operator(), ATTEMPTS, json!({ "id": d["id"] })).await["delivery"]["attempts"].clone();
+    assert_eq!(attempts.as_array().unwrap().len(), 1, "{attempts}");
+    let h = health(&app, &tenant).await;
+    assert_eq!(h["mailSettings"]["health"]["state"], "LIVE", "{h}");
+    worker.stop().await;
     app.finish().await;
 }
 
