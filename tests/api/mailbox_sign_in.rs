@@ -33,7 +33,7 @@ const SECRET: &str = "mailgate-app-secret";
 const MAILBOX: &str = "info@contoso.example";
 
 const CONNECT: &str = "mutation($t:ID!,$k:MailConnectionKind!,$r:String){ connectMailbox(tenantId:$t, kind:$k, returnUrl:$r){ authorizationUrl adminConsentUrl expiresAt } }";
-const COMPLETE: &str = "mutation($t:ID!,$s:String!,$c:String!){ completeMailboxConnection(tenantId:$t, state:$s, code:$c){ connection { id kind provider mailbox status scopes } settings { version fromAddress username hasPassword connectionId sendIntervalMs health { state } connection { mailbox status } } } }";
+const COMPLETE: &str = "mutation($t:ID!,$s:String!,$c:String!){ completeMailboxConnection(tenantId:$t, state:$s, code:$c){ connection { id kind provider mailbox status scopes directoryId } settings { version fromAddress username hasPassword connectionId sendIntervalMs health { state } connection { mailbox status } } } }";
 const CONNECTIONS: &str = "query($t:ID!){ mailConnections(tenantId:$t){ id mailbox status lastRefreshedAt } }";
 const DISCONNECT: &str = "mutation($t:ID!,$c:ID!){ disconnectMailbox(tenantId:$t, connectionId:$c) }";
 const TEST: &str = "mutation($t:ID!){ sendTestMail(tenantId:$t, to:\"member@example.net\"){ ok activated stage hintCode field signInOffer serverMessage } }";
@@ -686,6 +686,8 @@ fn code_of(body: &Value) -> &str {
 }
 
 const SERVICE_ACCOUNT: &str = "mailer@project.iam.gserviceaccount.example";
+/// The directory (`tid`) the authorization server's ID tokens name.
+const ORGANISATION: &str = "00000000-0000-0000-0000-00000000c0de";
 
 /// A Google service account key file (as Google hands it out) whose key the
 /// authorization server trusts for the JWT bearer grant, with `token_uri` on it.
@@ -748,7 +750,7 @@ async fn app_only_microsoft_and_google_domain_wide_delegation_send_without_a_sig
         "{commands}"
     );
     assert!(
-        commands.contains(&format!("Add-MailboxPermission -Identity \\\"{MAILBOX}\\\"")),
+        commands.contains(&format!("Add-MailboxPermission -Identity '{MAILBOX}'")),
         "{commands}"
     );
     assert!(
@@ -765,6 +767,35 @@ async fn app_only_microsoft_and_google_domain_wide_delegation_send_without_a_sig
             "smtpAuth": true, "username": "info", "password": "old-password" } }),
     )
     .await;
+    // App-only access only for an organisation an admin of this tenant signed in with:
+    // before that, even a well-formed directory is refused (else any tenant could send as
+    // another organisation's mailboxes), and nothing is asked of Microsoft.
+    let unproven = app
+        .gql(
+            &admin,
+            AS_APP,
+            json!({ "t": tenant, "k": "MICROSOFT_APP_SMTP", "m": MAILBOX, "d": ORGANISATION }),
+        )
+        .await;
+    assert_eq!(
+        fields(&unproven),
+        vec![("directoryId".to_owned(), "ORGANISATION_NOT_PROVEN".to_owned())],
+        "{unproven}"
+    );
+    assert_eq!(oauth.token_requests("client_credentials"), 0);
+    let signed_in = connect(&app, &admin, &tenant, "MICROSOFT_DELEGATED_SMTP").await;
+    assert_eq!(signed_in["connection"]["directoryId"], ORGANISATION, "{signed_in}");
+    let elsewhere = app
+        .gql(
+            &admin,
+            AS_APP,
+            json!({ "t": tenant, "k": "MICROSOFT_APP_SMTP", "m": MAILBOX, "d": "fabrikam.onmicrosoft.com" }),
+        )
+        .await;
+    assert_eq!(
+        fields(&elsewhere),
+        vec![("directoryId".to_owned(), "ORGANISATION_NOT_PROVEN".to_owned())]
+    );
     let missing = app
         .gql(
             &admin,
@@ -793,12 +824,12 @@ async fn app_only_microsoft_and_google_domain_wide_delegation_send_without_a_sig
         .ok(
             &admin,
             AS_APP,
-            json!({ "t": tenant, "k": "MICROSOFT_APP_SMTP", "m": MAILBOX, "d": "Contoso.onmicrosoft.com" }),
+            json!({ "t": tenant, "k": "MICROSOFT_APP_SMTP", "m": MAILBOX, "d": ORGANISATION }),
         )
         .await["connectMailboxAsApp"]
         .clone();
     assert_eq!(done["connection"]["kind"], "MICROSOFT_APP_SMTP", "{done}");
-    assert_eq!(done["connection"]["directoryId"], "contoso.onmicrosoft.com");
+    assert_eq!(done["connection"]["directoryId"], ORGANISATION);
     assert_eq!(done["settings"]["hasPassword"], false);
     assert_eq!(
         oauth.tokens_granted("client_credentials"),
@@ -824,6 +855,22 @@ async fn app_only_microsoft_and_google_domain_wide_delegation_send_without_a_sig
     // authorize, then mail through the Gmail API as the mailbox.
     let other = app.create_tenant("Fabrikam", "SHARE").await;
     let admin2 = app.admin(&other);
+    // A mailbox of a domain none of its admins signed in with is refused; a Google
+    // sign-in of fabrikam.example proves that one.
+    let unproven = app
+        .gql(
+            &admin2,
+            AS_APP,
+            json!({ "t": other, "k": "GOOGLE_DOMAIN_WIDE", "m": "ceo@contoso.example" }),
+        )
+        .await;
+    assert_eq!(
+        fields(&unproven),
+        vec![("mailbox".to_owned(), "ORGANISATION_NOT_PROVEN".to_owned())],
+        "{unproven}"
+    );
+    oauth.set(json!({ "user": "admin@fabrikam.example" }));
+    connect(&app, &admin2, &other, "GOOGLE_GMAIL_API").await;
     let setup = app
         .ok(
             &admin2,
@@ -956,10 +1003,38 @@ async fn generic_xoauth2_uses_the_tenants_own_token_endpoint(backend: Backend) {
     assert_eq!(idp.tokens_granted("client_credentials"), 2);
     assert!(!logs().contains("relay-secret"));
 
+    // A tenant without its own (encrypted) server saved is told so before anything is
+    // asked of its endpoint.
+    let bare = app.create_tenant("Bare", "SHARE").await;
+    let e = app
+        .gql(
+            &app.admin(&bare),
+            WITH_URL,
+            json!({ "t": bare, "i": {
+            "tokenUrl": idp.token_url(), "clientId": "smtp-relay", "clientSecret": "relay-secret",
+            "mailbox": "app@contoso.example" } }),
+        )
+        .await;
+    assert_eq!(
+        fields(&e),
+        vec![("tokenUrl".to_owned(), "OWN_SERVER_REQUIRED".to_owned())],
+        "{e}"
+    );
+    assert_eq!(idp.tokens_granted("client_credentials"), 2, "nothing asked");
+
     // Without private hosts allowed, an internal token endpoint is refused like an
     // internal mail server.
     let strict = spawn_app_with(backend, |c| c.allow_private_smtp_hosts = false).await;
     let t = strict.create_tenant("Contoso", "SHARE").await;
+    strict
+        .ok(
+            &strict.admin(&t),
+            "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }",
+            json!({ "t": t, "i": {
+                "host": "smtp.contoso.example", "port": 587, "encryption": "STARTTLS",
+                "fromAddress": "app@contoso.example", "smtpAuth": true, "username": "app", "password": "pw" } }),
+        )
+        .await;
     let e = strict
         .gql(
             &strict.admin(&t),

@@ -534,7 +534,7 @@ def mailbox(browser):
     card.get_by_role("button", name="管理者の手順を表示").click()
     commands = card.locator('[data-part="app-commands"]')
     expect(commands).to_contain_text(f"New-ServicePrincipal -AppId {os.environ['APP_ID']}")
-    expect(commands).to_contain_text(f'Add-MailboxPermission -Identity "{mailbox_address}"')
+    expect(commands).to_contain_text(f"Add-MailboxPermission -Identity '{mailbox_address}'")
     accessible(page, "mailbox app-only steps")
     card.get_by_role("button", name="Microsoft で接続").click()
     # To the provider and back: the console finishes the sign-in with this tab's token.

@@ -165,7 +165,7 @@ export function mailboxCard({ id, providers, appKinds = [], connections, say, re
   const rows = connections.map((c) => {
     const state = h("span", { class: `state state-${c.status === "ACTIVE" ? "live" : "suspended"}`, "data-state": c.status }, t(`connection${c.status}`));
     // App-only connections are set up again by the organisation's admin, not signed in.
-    const signedIn = !["MICROSOFT_APP_SMTP", "GOOGLE_DOMAIN_WIDE"].includes(c.kind);
+    const signedIn = !["MICROSOFT_APP_SMTP", "GOOGLE_DOMAIN_WIDE", "XOAUTH2_CLIENT_CREDENTIALS"].includes(c.kind);
     const again = signedIn ? h("button", { type: "button", "data-action": "reconnect" }, t("reconnect")) : null;
     again?.addEventListener("click", () => go(c.kind || (c.provider === "GOOGLE" ? "GOOGLE_GMAIL_API" : "MICROSOFT_DELEGATED_GRAPH"), again));
     const drop = h("button", { type: "button", class: "danger", "data-action": "disconnect" }, t("disconnect"));

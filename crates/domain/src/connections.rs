@@ -238,6 +238,14 @@ impl ConnectionService {
                 ProviderFailure::Unavailable => Error::TimedOut,
             })?;
         let mailbox = signed_in_mailbox(&tokens).ok_or_else(|| field("code", FieldCode::MailboxUnknown))?;
+        // The organisation the account belongs to (Microsoft's `tid`, from the ID token the
+        // token endpoint sent): what later proves this tenant may set up app-only access
+        // for that organisation.
+        let organisation = tokens
+            .identity
+            .as_ref()
+            .and_then(|i| i.directory_id.as_deref())
+            .and_then(|d| crate::oauth::DirectoryId::parse(d).ok());
         let scopes = tokens
             .scopes
             .clone()
@@ -250,7 +258,7 @@ impl ConnectionService {
                     kind,
                     mailbox: &mailbox,
                     scopes: &scopes,
-                    directory: None,
+                    directory: organisation.as_ref(),
                     refresh_token: tokens.refresh_token.as_ref(),
                     client: None,
                 },
@@ -311,7 +319,7 @@ impl ConnectionService {
                 let endpoint = self.providers.endpoint(Provider::Microsoft);
                 let app_id = endpoint.map(|e| e.client_id().to_owned());
                 let id = app_id.clone().unwrap_or_default();
-                let m = mailbox.as_str();
+                let m = mailbox.as_str().replace('\'', "''");
                 // Source: office-developer-exchange-docs, "Authenticate an IMAP, POP or
                 // SMTP connection using OAuth", app-only steps (facts §1).
                 AppSetup {
@@ -324,10 +332,12 @@ impl ConnectionService {
                         format!(
                             "New-ServicePrincipal -AppId {id} -ObjectId <enterprise application object ID> -DisplayName \"Mailgate\""
                         ),
+                        // Single quotes: PowerShell expands nothing inside them (an address
+                        // may hold `$` or a backtick); a quote is doubled.
                         format!(
-                            "Add-MailboxPermission -Identity \"{m}\" -User <enterprise application object ID> -AccessRights FullAccess"
+                            "Add-MailboxPermission -Identity '{m}' -User <enterprise application object ID> -AccessRights FullAccess"
                         ),
-                        format!("Set-CASMailbox -Identity \"{m}\" -SmtpClientAuthenticationDisabled $false"),
+                        format!("Set-CASMailbox -Identity '{m}' -SmtpClientAuthenticationDisabled $false"),
                     ],
                 }
             }
@@ -382,15 +392,24 @@ impl ConnectionService {
         if !self.providers.offers_app(kind) {
             return Err(field("kind", FieldCode::SignInNotConfigured));
         }
+        // App-only access reaches every mailbox the organisation granted to Mailgate's one
+        // app (or service account): a tenant may use it only for an organisation one of
+        // its admins proved to belong to, by signing in with an account of it. Otherwise
+        // any tenant could send as another organisation's mailboxes.
+        self.require_own_organisation(tenant, kind, &mailbox, directory.as_ref())
+            .await?;
         let tokens = self
             .providers
             .app_token(kind, mailbox.as_str(), directory.as_ref())
             .await
             .map_err(|f| match f {
                 // Not consented, no service principal, no delegation for this client.
+                ProviderFailure::Refused(
+                    crate::oauth::GrantProblem::Throttled { .. } | crate::oauth::GrantProblem::Temporary,
+                )
+                | ProviderFailure::Unavailable => Error::TimedOut,
                 ProviderFailure::Refused(_) => field("kind", FieldCode::ConsentRequired),
                 ProviderFailure::NotConfigured => field("kind", FieldCode::SignInNotConfigured),
-                ProviderFailure::Unavailable => Error::TimedOut,
             })?;
         let now = Utc::now();
         let scopes = tokens
@@ -435,6 +454,49 @@ impl ConnectionService {
                 self.tokens.forget(connection.id).await;
                 Err(e)
             }
+        }
+    }
+
+    /// Whether `tenant` proved it belongs to the organisation an app-only connection
+    /// would send for: Microsoft — one of its signed-in Microsoft connections is of the
+    /// directory `directory` (the ID token's `tid`); Google — one of its signed-in Google
+    /// connections is a mailbox of `mailbox`'s domain (Google verified that address).
+    async fn require_own_organisation(
+        &self,
+        tenant: TenantId,
+        kind: ConnectionKind,
+        mailbox: &crate::values::EmailAddress,
+        directory: Option<&crate::oauth::DirectoryId>,
+    ) -> Result<()> {
+        let signed_in: Vec<MailConnection> = self
+            .connections
+            .list(tenant)
+            .await?
+            .into_iter()
+            .filter(|c| c.kind.is_delegated() && c.kind.provider() == kind.provider())
+            .collect();
+        let domain_of = |address: &str| address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+        let proven = match kind {
+            ConnectionKind::MicrosoftAppSmtp => {
+                directory.is_some_and(|d| signed_in.iter().any(|c| c.directory_id.as_deref() == Some(d.as_str())))
+            }
+            ConnectionKind::GoogleDomainWide => {
+                let wanted = domain_of(mailbox.as_str());
+                signed_in
+                    .iter()
+                    .any(|c| wanted.is_some() && domain_of(&c.mailbox) == wanted)
+            }
+            _ => false,
+        };
+        if proven {
+            Ok(())
+        } else {
+            let at = if kind == ConnectionKind::MicrosoftAppSmtp {
+                "directoryId"
+            } else {
+                "mailbox"
+            };
+            Err(field(at, FieldCode::OrganisationNotProven))
         }
     }
 
@@ -490,6 +552,15 @@ impl ConnectionService {
         else {
             return Err(Error::Validation(errors));
         };
+        // The tokens go to the tenant's own server: it must be saved first (a custom one,
+        // encrypted), before the tenant's endpoint is asked for anything.
+        let own_server = record.settings.as_ref().is_some_and(|s| {
+            s.settings.server_kind() == ServerKind::Custom
+                && s.settings.encryption() != crate::settings::Encryption::None
+        });
+        if !own_server {
+            return Err(field("tokenUrl", FieldCode::OwnServerRequired));
+        }
         if let Some(host) = url
             .host_str()
             .and_then(|h| crate::values::Host::parse(h.trim_matches(['[', ']'])).ok())
@@ -507,9 +578,12 @@ impl ConnectionService {
             .tenant_token(url.as_str(), &client_id, &secret, scope.as_deref())
             .await
             .map_err(|f| match f {
+                ProviderFailure::Refused(
+                    crate::oauth::GrantProblem::Throttled { .. } | crate::oauth::GrantProblem::Temporary,
+                )
+                | ProviderFailure::Unavailable => Error::TimedOut,
                 ProviderFailure::Refused(_) => field("clientSecret", FieldCode::SignInRefused),
                 ProviderFailure::NotConfigured => field("tokenUrl", FieldCode::SignInNotConfigured),
-                ProviderFailure::Unavailable => Error::TimedOut,
             })?;
         let kind = ConnectionKind::Xoauth2ClientCredentials;
         let scopes: Vec<String> = scope

@@ -67,6 +67,12 @@ crate::coded_enum! {
         MailboxUnknown = "MAILBOX_UNKNOWN",
         /// A sign-in's token never crosses the network unencrypted: choose STARTTLS or SSL.
         EncryptionRequired = "ENCRYPTION_REQUIRED",
+        /// App-only access for an organisation (directory or domain) that no admin of this
+        /// tenant proved to belong to: sign in once with an account of it first.
+        OrganisationNotProven = "ORGANISATION_NOT_PROVEN",
+        /// Generic XOAUTH2 sends to the tenant's own server: save it (custom, with STARTTLS
+        /// or SSL) first.
+        OwnServerRequired = "OWN_SERVER_REQUIRED",
     }
 }
 

@@ -512,6 +512,15 @@ impl Config {
         )?;
         let microsoft_app_token_url = match &microsoft {
             Some(m) if m.token.has_secret() => {
+                if !self
+                    .oauth_microsoft_app_token_url
+                    .contains(oauth::DIRECTORY_PLACEHOLDER)
+                {
+                    bail!(
+                        "MAILGATE_OAUTH_MICROSOFT_APP_TOKEN_URL: must contain {} for the organisation, e.g. https://login.microsoftonline.com/{{tenant}}/oauth2/v2.0/token",
+                        oauth::DIRECTORY_PLACEHOLDER
+                    );
+                }
                 let sample = self
                     .oauth_microsoft_app_token_url
                     .replace(oauth::DIRECTORY_PLACEHOLDER, "contoso.onmicrosoft.com");

@@ -200,6 +200,18 @@ impl TokenClient {
         self.request(endpoint, "client_credentials", &form).await
     }
 
+    /// Client credentials with an optional scope: none is sent when there is none (some
+    /// servers refuse an empty `scope`).
+    pub async fn client_credentials_with(
+        &self,
+        endpoint: &TokenEndpoint,
+        scope: Option<&str>,
+    ) -> Result<TokenSet, TokenError> {
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend(scope.filter(|s| !s.is_empty()).map(|s| ("scope", s)));
+        self.request(endpoint, "client_credentials", &form).await
+    }
+
     /// A token for a signed assertion (RFC 7523 §2.1), e.g. Google's domain-wide
     /// delegation, where the assertion's `sub` is the mailbox. Signing it is the
     /// caller's.

@@ -199,10 +199,7 @@ impl SignInProviders for Providers {
         let client = self.tenant_client.as_ref().ok_or(ProviderFailure::NotConfigured)?;
         let endpoint = TokenEndpoint::new(token_url, client_id, crate::ClientAuth::Secret(client_secret.clone()))
             .map_err(|_| ProviderFailure::Refused(domain::oauth::GrantProblem::Misconfigured))?;
-        client
-            .client_credentials(&endpoint, scope.unwrap_or_default())
-            .await
-            .map_err(failure)
+        client.client_credentials_with(&endpoint, scope).await.map_err(failure)
     }
 
     async fn revoke(&self, kind: ConnectionKind, refresh_token: &SecretString) -> bool {

@@ -107,6 +107,12 @@ fn field(code: FieldCode) -> &'static str {
         FieldCode::EncryptionRequired => {
             "must be STARTTLS or SSL: a sign-in's token never crosses the network unencrypted"
         }
+        FieldCode::OrganisationNotProven => {
+            "is of an organisation none of this site's admins has signed in with: connect a mailbox of it by signing in once (\"Connect with Microsoft / Google\"), then set up access without a sign-in"
+        }
+        FieldCode::OwnServerRequired => {
+            "needs your own mail server saved first (server type \"custom\", with STARTTLS or SSL): the tokens are sent to it"
+        }
         FieldCode::MailboxUnknown => {
             "did not tell which mailbox signed in: sign in with an account that has an e-mail address"
         }

@@ -109,6 +109,12 @@ fn field(code: FieldCode) -> &'static str {
         FieldCode::EncryptionRequired => {
             "は STARTTLS または SSL にしてください。サインインのトークンは暗号化なしでは送信しません"
         }
+        FieldCode::OrganisationNotProven => {
+            "の組織には、このサイトの管理者がまだサインインしていません。先にその組織のメールボックスを一度サインインで接続（「Microsoft で接続」「Google で接続」）してから、サインインなしの接続を設定してください"
+        }
+        FieldCode::OwnServerRequired => {
+            "の前に、独自のメールサーバー（サーバーの種類「カスタム」、STARTTLS または SSL）を保存してください。トークンはそのサーバーに送られます"
+        }
         FieldCode::MailboxUnknown => {
             "からサインインしたメールボックスがわかりませんでした。メールアドレスのあるアカウントでサインインしてください"
         }
