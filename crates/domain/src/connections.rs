@@ -408,8 +408,10 @@ impl ConnectionService {
                     crate::oauth::GrantProblem::Throttled { .. } | crate::oauth::GrantProblem::Temporary,
                 )
                 | ProviderFailure::Unavailable => Error::TimedOut,
+                // The platform's own client or key is refused: nothing the tenant can fix.
+                ProviderFailure::Refused(crate::oauth::GrantProblem::Misconfigured)
+                | ProviderFailure::NotConfigured => field("kind", FieldCode::SignInNotConfigured),
                 ProviderFailure::Refused(_) => field("kind", FieldCode::ConsentRequired),
-                ProviderFailure::NotConfigured => field("kind", FieldCode::SignInNotConfigured),
             })?;
         let now = Utc::now();
         let scopes = tokens

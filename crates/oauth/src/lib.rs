@@ -197,7 +197,8 @@ impl TokenClient {
     /// `https://outlook.office365.com/.default`.
     pub async fn client_credentials(&self, endpoint: &TokenEndpoint, scope: &str) -> Result<TokenSet, TokenError> {
         let form = [("grant_type", "client_credentials"), ("scope", scope)];
-        self.request(endpoint, "client_credentials", &form).await
+        self.request_as(endpoint, "client_credentials", &form, GrantProblem::classify_app_only)
+            .await
     }
 
     /// Client credentials with an optional scope: none is sent when there is none (some
@@ -209,7 +210,8 @@ impl TokenClient {
     ) -> Result<TokenSet, TokenError> {
         let mut form = vec![("grant_type", "client_credentials")];
         form.extend(scope.filter(|s| !s.is_empty()).map(|s| ("scope", s)));
-        self.request(endpoint, "client_credentials", &form).await
+        self.request_as(endpoint, "client_credentials", &form, GrantProblem::classify_app_only)
+            .await
     }
 
     /// A token for a signed assertion (RFC 7523 §2.1), e.g. Google's domain-wide
@@ -223,7 +225,8 @@ impl TokenClient {
     ) -> Result<TokenSet, TokenError> {
         let mut form = vec![("grant_type", JWT_BEARER), ("assertion", assertion)];
         form.extend(scope.map(|s| ("scope", s)));
-        self.request(endpoint, JWT_BEARER, &form).await
+        self.request_as(endpoint, JWT_BEARER, &form, GrantProblem::classify_app_only)
+            .await
     }
 
     /// Revokes `token` at `url` (RFC 7009) with the client's authentication: `true` when
@@ -239,15 +242,28 @@ impl TokenClient {
         }
     }
 
-    /// POSTs `form` (with the client's authentication) and reads the answer.
+    /// POSTs `form` (with the client's authentication) and reads the answer; a refusal
+    /// as a sign-in's ([`GrantProblem::classify`]).
     async fn request(
         &self,
         endpoint: &TokenEndpoint,
         grant: &'static str,
         form: &[(&str, &str)],
     ) -> Result<TokenSet, TokenError> {
+        self.request_as(endpoint, grant, form, GrantProblem::classify).await
+    }
+
+    /// [`TokenClient::request`] with the refusal read by `classify` (the grants no one
+    /// signs in for: [`GrantProblem::classify_app_only`]).
+    async fn request_as(
+        &self,
+        endpoint: &TokenEndpoint,
+        grant: &'static str,
+        form: &[(&str, &str)],
+        classify: fn(u16, Option<&str>, &[u8], chrono::DateTime<Utc>) -> GrantProblem,
+    ) -> Result<TokenSet, TokenError> {
         let answer = self.post_form(&endpoint.url, endpoint, form, MAX_TOKEN_RESPONSE).await;
-        let result = read_answer(answer);
+        let result = read_answer(answer, classify);
         if let Err(error) = &result {
             // The host and a code only: never the form, the body or the server's text.
             tracing::info!(
@@ -302,7 +318,10 @@ fn form_body(endpoint: &TokenEndpoint, form: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// What an answer (or its absence) means.
-fn read_answer(answer: Result<HttpResponse, HttpError>) -> Result<TokenSet, TokenError> {
+fn read_answer(
+    answer: Result<HttpResponse, HttpError>,
+    classify: fn(u16, Option<&str>, &[u8], chrono::DateTime<Utc>) -> GrantProblem,
+) -> Result<TokenSet, TokenError> {
     let response = match answer {
         Ok(r) => r,
         Err(HttpError::TooLarge) => return Err(TokenError::Unreadable),
@@ -312,7 +331,7 @@ fn read_answer(answer: Result<HttpResponse, HttpError>) -> Result<TokenSet, Toke
     if (200..300).contains(&response.status) {
         TokenSet::parse(&response.body, now).map_err(|_| TokenError::Unreadable)
     } else {
-        Err(TokenError::Refused(GrantProblem::classify(
+        Err(TokenError::Refused(classify(
             response.status,
             response.retry_after.as_deref(),
             &response.body,
@@ -377,30 +396,41 @@ mod tests {
 
     #[test]
     fn answers_become_tokens_refusals_or_unreadable() {
-        let ok = read_answer(answer(200, None, r#"{"access_token":"at","token_type":"Bearer"}"#)).unwrap();
+        let ok = read_answer(
+            answer(200, None, r#"{"access_token":"at","token_type":"Bearer"}"#),
+            GrantProblem::classify,
+        )
+        .unwrap();
         assert_eq!(ok.access_token.expose_secret(), "at");
         assert_eq!(
-            read_answer(answer(200, None, "<html>")).unwrap_err(),
+            read_answer(answer(200, None, "<html>"), GrantProblem::classify).unwrap_err(),
             TokenError::Unreadable
         );
         assert_eq!(
-            read_answer(answer(400, None, r#"{"error":"invalid_grant"}"#)).unwrap_err(),
+            read_answer(
+                answer(400, None, r#"{"error":"invalid_grant"}"#),
+                GrantProblem::classify
+            )
+            .unwrap_err(),
             TokenError::Refused(GrantProblem::NeedsReconnect)
         );
         assert_eq!(
-            read_answer(answer(429, Some("7"), "")).unwrap_err(),
+            read_answer(answer(429, Some("7"), ""), GrantProblem::classify).unwrap_err(),
             TokenError::Refused(GrantProblem::Throttled {
                 retry_after: Some(Duration::from_secs(7))
             })
         );
         assert_eq!(
-            read_answer(Err(HttpError::TooLarge)).unwrap_err(),
+            read_answer(Err(HttpError::TooLarge), GrantProblem::classify).unwrap_err(),
             TokenError::Unreadable
         );
         assert_eq!(
-            read_answer(Err(HttpError::TimedOut)).unwrap_err(),
+            read_answer(Err(HttpError::TimedOut), GrantProblem::classify).unwrap_err(),
             TokenError::Transport
         );
-        assert_eq!(read_answer(Err(HttpError::Connect)).unwrap_err(), TokenError::Transport);
+        assert_eq!(
+            read_answer(Err(HttpError::Connect), GrantProblem::classify).unwrap_err(),
+            TokenError::Transport
+        );
     }
 }

@@ -84,6 +84,63 @@ impl GrantProblem {
 
 /// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3), capped at
 /// [`MAX_RETRY_AFTER`]; a date in the past is zero.
+impl GrantProblem {
+    /// Classifies a refusal of a grant no one signs in for — Microsoft's client
+    /// credentials for an organisation, Google's JWT bearer for a Workspace domain — where
+    /// the same answers mean something else than for a sign-in's refresh:
+    /// - the operator's ([`GrantProblem::Misconfigured`]): Mailgate's own client secret or
+    ///   request (`invalid_client`, `invalid_request`, `invalid_scope`,
+    ///   `unsupported_grant_type`, AADSTS 7000215), or its service account's key or clock
+    ///   (Google: "Invalid JWT Signature", "Invalid JWT: Token must be a short-lived token");
+    /// - the organisation's ([`GrantProblem::NeedsReconnect`]: its admin must set it up
+    ///   again): consent or delegation withdrawn or never given (`unauthorized_client`,
+    ///   `consent_required`, AADSTS 65001, 7000229 no service principal, 700016 the app is
+    ///   not in its directory, 90002 no such directory), an unknown mailbox
+    ///   (`invalid_grant`);
+    /// - throttling and server trouble as [`GrantProblem::classify`] says.
+    pub fn classify_app_only(status: u16, retry_after: Option<&str>, body: &[u8], now: DateTime<Utc>) -> Self {
+        let general = Self::classify(status, retry_after, body, now);
+        if matches!(general, Self::Throttled { .. } | Self::Temporary) {
+            return general;
+        }
+        let parsed: Option<Value> = (body.len() <= super::token::MAX_TOKEN_RESPONSE)
+            .then(|| serde_json::from_slice(body).ok())
+            .flatten();
+        let text = |k: &str| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let error = text("error");
+        let description = text("error_description");
+        let mut codes: Vec<u64> = parsed
+            .as_ref()
+            .and_then(|v| v.get("error_codes"))
+            .and_then(Value::as_array)
+            .map(|c| c.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        codes.extend(aadsts_codes(&description));
+        // Microsoft names the organisation's trouble by code, whatever `error` says.
+        if codes.iter().any(|c| matches!(c, 65001 | 7000229 | 700016 | 90002)) {
+            return Self::NeedsReconnect;
+        }
+        let description = description.to_ascii_lowercase();
+        let operators_key_or_clock = description.contains("invalid jwt");
+        let operators_client = matches!(
+            error.as_str(),
+            "invalid_client" | "invalid_request" | "invalid_scope" | "unsupported_grant_type"
+        ) || codes.contains(&7000215);
+        if operators_key_or_clock || operators_client {
+            Self::Misconfigured
+        } else {
+            Self::NeedsReconnect
+        }
+    }
+}
+
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
@@ -169,6 +226,32 @@ mod tests {
         ] {
             assert_eq!(classify(400, body), GrantProblem::NeedsReconnect, "{body}");
         }
+    }
+
+    #[test]
+    fn oauth_app_only_refusals_are_told_apart_by_whose_setup_they_are() {
+        let app = |status: u16, body: &str| GrantProblem::classify_app_only(status, None, body.as_bytes(), now());
+        // The operator's: its secret, its request, its key or clock.
+        for body in [
+            r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#,
+            r#"{"error":"invalid_scope"}"#,
+            r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
+            r#"{"error":"invalid_grant","error_description":"Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe."}"#,
+        ] {
+            assert_eq!(app(400, body), GrantProblem::Misconfigured, "{body}");
+        }
+        // The organisation's: consent, delegation, directory, mailbox.
+        for body in [
+            r#"{"error":"unauthorized_client","error_description":"Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."}"#,
+            r#"{"error":"unauthorized_client","error_description":"AADSTS700016: Application with identifier 'x' was not found in the directory 'y'."}"#,
+            r#"{"error":"invalid_request","error_codes":[90002],"error_description":"AADSTS90002: Tenant 'x' not found."}"#,
+            r#"{"error":"invalid_grant","error_description":"Invalid email or User ID"}"#,
+            r#"{"error":"invalid_grant","error_description":"AADSTS65001: not consented"}"#,
+        ] {
+            assert_eq!(app(400, body), GrantProblem::NeedsReconnect, "{body}");
+        }
+        assert_eq!(app(429, "{}"), GrantProblem::Throttled { retry_after: None });
+        assert_eq!(app(503, "{}"), GrantProblem::Temporary);
     }
 
     #[test]
