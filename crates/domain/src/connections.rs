@@ -265,34 +265,10 @@ impl ConnectionService {
                 now,
             )
             .await?;
-        self.tokens
-            .remember(
-                tenant,
-                connection.id,
-                AccessToken {
-                    kind,
-                    mailbox: mailbox.clone(),
-                    token: tokens.access_token.clone(),
-                    expires_at: tokens.expires_at,
-                },
-            )
-            .await;
         let record = self.tenants.store().tenant(tenant).await?.ok_or(Error::NotFound)?;
-        let mut draft = draft_for(&connection, record.settings.as_ref().map(|s| &s.settings));
-        if let Some(from) = from_address.map(str::trim).filter(|f| !f.is_empty()) {
-            draft.from_address = Some(from.to_owned());
-        }
-        match self.tenants.update_mail_settings(caller, tenant, &draft, None).await {
-            Ok(saved) => {
-                self.drop_replaced(tenant, &connection).await?;
-                Ok(CompletedSignIn { connection, saved })
-            }
-            Err(e) => {
-                let _ = self.connections.delete(tenant, connection.id).await;
-                self.tokens.forget(connection.id).await;
-                Err(e)
-            }
-        }
+        let current = record.settings.as_ref().map(|s| &s.settings);
+        self.put_to_use(caller, tenant, connection, &tokens, current, from_address)
+            .await
     }
 
     /// What the organisation's admin must do before an app-only connection of `kind` for
@@ -433,30 +409,15 @@ impl ConnectionService {
                 now,
             )
             .await?;
-        self.tokens
-            .remember(
-                tenant,
-                connection.id,
-                AccessToken {
-                    kind,
-                    mailbox: connection.mailbox.clone(),
-                    token: tokens.access_token,
-                    expires_at: tokens.expires_at,
-                },
-            )
-            .await;
-        let draft = draft_for(&connection, record.settings.as_ref().map(|s| &s.settings));
-        match self.tenants.update_mail_settings(caller, tenant, &draft, None).await {
-            Ok(saved) => {
-                self.drop_replaced(tenant, &connection).await?;
-                Ok(CompletedSignIn { connection, saved })
-            }
-            Err(e) => {
-                let _ = self.connections.delete(tenant, connection.id).await;
-                self.tokens.forget(connection.id).await;
-                Err(e)
-            }
-        }
+        self.put_to_use(
+            caller,
+            tenant,
+            connection,
+            &tokens,
+            record.settings.as_ref().map(|s| &s.settings),
+            None,
+        )
+        .await
     }
 
     /// Whether `tenant` proved it belongs to the organisation an app-only connection
@@ -611,19 +572,46 @@ impl ConnectionService {
                 Utc::now(),
             )
             .await?;
+        self.put_to_use(
+            caller,
+            tenant,
+            connection,
+            &tokens,
+            record.settings.as_ref().map(|s| &s.settings),
+            None,
+        )
+        .await
+    }
+
+    /// Puts a connection just stored to use: its first token kept in memory, then
+    /// settings that send through it saved as any save (`from_address` as the sender when
+    /// given); a reconnect replaces the mailbox's older connections. If the save is
+    /// refused, the connection is removed again: nothing partial stays.
+    async fn put_to_use(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        connection: MailConnection,
+        tokens: &TokenSet,
+        current: Option<&crate::settings::MailSettings>,
+        from_address: Option<&str>,
+    ) -> Result<CompletedSignIn> {
         self.tokens
             .remember(
                 tenant,
                 connection.id,
                 AccessToken {
-                    kind,
+                    kind: connection.kind,
                     mailbox: connection.mailbox.clone(),
-                    token: tokens.access_token,
+                    token: tokens.access_token.clone(),
                     expires_at: tokens.expires_at,
                 },
             )
             .await;
-        let draft = draft_for(&connection, record.settings.as_ref().map(|s| &s.settings));
+        let mut draft = draft_for(&connection, current);
+        if let Some(from) = from_address.map(str::trim).filter(|f| !f.is_empty()) {
+            draft.from_address = Some(from.to_owned());
+        }
         match self.tenants.update_mail_settings(caller, tenant, &draft, None).await {
             Ok(saved) => {
                 self.drop_replaced(tenant, &connection).await?;

@@ -21,7 +21,7 @@ use sea_orm::{ConnectionTrait, QueryResult};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::convert::{corrupt, db_err, tenant_id};
-use crate::crypto::{CryptoError, SecretKeyRing, SecretPurpose};
+use crate::crypto::{SecretKeyRing, SecretPurpose};
 use crate::sql::SqlBuilder;
 use crate::store::SqlStore;
 
@@ -109,50 +109,27 @@ impl AuthorizationStateStore for SqlStore {
 const CONNECTION_COLUMNS: &str = "id, tenant_id, kind, mailbox, status, scopes, directory_id, token_url, client_id, \
      last_refreshed_at_ms, created_at_ms";
 
-fn refresh_token_error(id: ConnectionId, e: CryptoError) -> StoreError {
-    StoreError::Crypto(format!("mail connection {id}: refresh token: {e}"))
-}
-
-fn seal_refresh_token(
+/// Seals a connection's secret (refresh token or client secret) for its id and purpose.
+fn seal(
     keys: &SecretKeyRing,
     id: ConnectionId,
-    token: &SecretString,
-) -> Result<(Vec<u8>, String), StoreError> {
-    keys.encrypt_for(token, &id.to_string(), SecretPurpose::OauthRefreshToken)
-        .map_err(|e| refresh_token_error(id, e))
-}
-
-fn open_refresh_token(
-    keys: &SecretKeyRing,
-    id: ConnectionId,
-    sealed: &[u8],
-    key_id: &str,
-) -> Result<SecretString, StoreError> {
-    keys.decrypt_for(sealed, key_id, &id.to_string(), SecretPurpose::OauthRefreshToken)
-        .map_err(|e| refresh_token_error(id, e))
-}
-
-fn client_secret_error(id: ConnectionId, e: CryptoError) -> StoreError {
-    StoreError::Crypto(format!("mail connection {id}: client secret: {e}"))
-}
-
-fn seal_client_secret(
-    keys: &SecretKeyRing,
-    id: ConnectionId,
+    purpose: SecretPurpose,
     secret: &SecretString,
 ) -> Result<(Vec<u8>, String), StoreError> {
-    keys.encrypt_for(secret, &id.to_string(), SecretPurpose::OauthClientSecret)
-        .map_err(|e| client_secret_error(id, e))
+    keys.encrypt_for(secret, &id.to_string(), purpose)
+        .map_err(|e| StoreError::Crypto(format!("mail connection {id}: {}: {e}", purpose.as_str())))
 }
 
-fn open_client_secret(
+/// Opens what [`seal`] sealed.
+fn open(
     keys: &SecretKeyRing,
     id: ConnectionId,
+    purpose: SecretPurpose,
     sealed: &[u8],
     key_id: &str,
 ) -> Result<SecretString, StoreError> {
-    keys.decrypt_for(sealed, key_id, &id.to_string(), SecretPurpose::OauthClientSecret)
-        .map_err(|e| client_secret_error(id, e))
+    keys.decrypt_for(sealed, key_id, &id.to_string(), purpose)
+        .map_err(|e| StoreError::Crypto(format!("mail connection {id}: {}: {e}", purpose.as_str())))
 }
 
 fn millis(ms: i64, subject: &str, field: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -202,12 +179,12 @@ impl MailConnections for SqlStore {
         let id = ConnectionId::generate();
         let sealed = new
             .refresh_token
-            .map(|token| seal_refresh_token(&self.keys, id, token))
+            .map(|token| seal(&self.keys, id, SecretPurpose::OauthRefreshToken, token))
             .transpose()?;
         let (ciphertext, key_id) = sealed.unzip();
         let client_sealed = new
             .client
-            .map(|c| seal_client_secret(&self.keys, id, c.client_secret))
+            .map(|c| seal(&self.keys, id, SecretPurpose::OauthClientSecret, c.client_secret))
             .transpose()?;
         let (client_ciphertext, client_key_id) = client_sealed.unzip();
         // What is read back is what was stored: milliseconds.
@@ -264,21 +241,14 @@ impl MailConnections for SqlStore {
     }
 
     async fn client_secret(&self, tenant: TenantId, id: ConnectionId) -> Result<Option<SecretString>, StoreError> {
-        let mut select = SqlBuilder::new(self.connection().get_database_backend());
-        select
-            .sql("SELECT client_secret_ciphertext, client_secret_key_id FROM mail_connections WHERE tenant_id = ")
-            .bind(tenant.to_string())
-            .sql(" AND id = ")
-            .bind(id.to_string());
-        let Some(row) = self.connection().query_one_raw(select.build()).await.map_err(db_err)? else {
-            return Ok(None);
-        };
-        let sealed: Option<Vec<u8>> = row.try_get("", "client_secret_ciphertext").map_err(db_err)?;
-        let key_id: Option<String> = row.try_get("", "client_secret_key_id").map_err(db_err)?;
-        match (sealed, key_id) {
-            (Some(sealed), Some(key_id)) => open_client_secret(&self.keys, id, &sealed, &key_id).map(Some),
-            _ => Ok(None),
-        }
+        self.read_sealed(
+            tenant,
+            id,
+            "client_secret_ciphertext",
+            "client_secret_key_id",
+            SecretPurpose::OauthClientSecret,
+        )
+        .await
     }
 
     async fn get(&self, tenant: TenantId, id: ConnectionId) -> Result<Option<MailConnection>, StoreError> {
@@ -377,14 +347,16 @@ impl MailConnections for SqlStore {
                 let sealed: Option<Vec<u8>> = row.try_get("", "refresh_token_ciphertext").map_err(db_err)?;
                 let key_id: Option<String> = row.try_get("", "refresh_token_key_id").map_err(db_err)?;
                 match (sealed, key_id, taken) {
-                    (Some(sealed), Some(key_id), true) => match open_refresh_token(&self.keys, id, &sealed, &key_id) {
-                        Ok(token) => RefreshTurn::Yours(token),
-                        Err(error) => {
-                            // The lease is not kept for a token nobody can use.
-                            txn.rollback().await.map_err(db_err)?;
-                            return Err(error);
+                    (Some(sealed), Some(key_id), true) => {
+                        match open(&self.keys, id, SecretPurpose::OauthRefreshToken, &sealed, &key_id) {
+                            Ok(token) => RefreshTurn::Yours(token),
+                            Err(error) => {
+                                // The lease is not kept for a token nobody can use.
+                                txn.rollback().await.map_err(db_err)?;
+                                return Err(error);
+                            }
                         }
-                    },
+                    }
                     (None, _, _) => RefreshTurn::NoRefreshToken,
                     (Some(_), None, _) => {
                         txn.rollback().await.map_err(db_err)?;
@@ -416,7 +388,12 @@ impl MailConnections for SqlStore {
             RefreshOutcome::Refreshed(refreshed) => {
                 // Saved every time the server sent one, in the write that ends the lease.
                 if refreshed.rotated {
-                    let (sealed, key_id) = seal_refresh_token(&self.keys, id, &refreshed.refresh_token)?;
+                    let (sealed, key_id) = seal(
+                        &self.keys,
+                        id,
+                        SecretPurpose::OauthRefreshToken,
+                        &refreshed.refresh_token,
+                    )?;
                     finish
                         .sql(", refresh_token_ciphertext = ")
                         .bind(sealed)
@@ -476,21 +453,14 @@ impl MailConnections for SqlStore {
         tenant: TenantId,
         id: ConnectionId,
     ) -> Result<Option<SecretString>, StoreError> {
-        let mut select = SqlBuilder::new(self.connection().get_database_backend());
-        select
-            .sql("SELECT refresh_token_ciphertext, refresh_token_key_id FROM mail_connections WHERE tenant_id = ")
-            .bind(tenant.to_string())
-            .sql(" AND id = ")
-            .bind(id.to_string());
-        let Some(row) = self.connection().query_one_raw(select.build()).await.map_err(db_err)? else {
-            return Ok(None);
-        };
-        let sealed: Option<Vec<u8>> = row.try_get("", "refresh_token_ciphertext").map_err(db_err)?;
-        let key_id: Option<String> = row.try_get("", "refresh_token_key_id").map_err(db_err)?;
-        match (sealed, key_id) {
-            (Some(sealed), Some(key_id)) => open_refresh_token(&self.keys, id, &sealed, &key_id).map(Some),
-            _ => Ok(None),
-        }
+        self.read_sealed(
+            tenant,
+            id,
+            "refresh_token_ciphertext",
+            "refresh_token_key_id",
+            SecretPurpose::OauthRefreshToken,
+        )
+        .await
     }
 
     async fn delete(&self, tenant: TenantId, id: ConnectionId) -> Result<bool, StoreError> {
@@ -502,6 +472,37 @@ impl MailConnections for SqlStore {
             .bind(id.to_string());
         let done = self.connection().execute_raw(delete.build()).await.map_err(db_err)?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+impl SqlStore {
+    /// A connection's sealed secret in `ciphertext` / `key_column` (our own column names),
+    /// opened; `None`: no such connection, or nothing sealed.
+    async fn read_sealed(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        ciphertext: &str,
+        key_column: &str,
+        purpose: SecretPurpose,
+    ) -> Result<Option<SecretString>, StoreError> {
+        let mut select = SqlBuilder::new(self.connection().get_database_backend());
+        select
+            .sql(&format!(
+                "SELECT {ciphertext}, {key_column} FROM mail_connections WHERE tenant_id = "
+            ))
+            .bind(tenant.to_string())
+            .sql(" AND id = ")
+            .bind(id.to_string());
+        let Some(row) = self.connection().query_one_raw(select.build()).await.map_err(db_err)? else {
+            return Ok(None);
+        };
+        let sealed: Option<Vec<u8>> = row.try_get("", ciphertext).map_err(db_err)?;
+        let key_id: Option<String> = row.try_get("", key_column).map_err(db_err)?;
+        match (sealed, key_id) {
+            (Some(sealed), Some(key_id)) => open(&self.keys, id, purpose, &sealed, &key_id).map(Some),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -561,12 +562,8 @@ async fn reseal_column(
                 .map_err(|_| corrupt(&format!("mail connection {raw_id}"), "id", FieldCode::InvalidFormat))?;
             let sealed: Vec<u8> = row.try_get("", ciphertext).map_err(db_err)?;
             let key_id: String = row.try_get("", key_column).map_err(db_err)?;
-            let secret = keys
-                .decrypt_for(&sealed, &key_id, &id.to_string(), purpose)
-                .map_err(|e| StoreError::Crypto(format!("mail connection {id}: {ciphertext}: {e}")))?;
-            let (resealed, new_key) = keys
-                .encrypt_for(&secret, &id.to_string(), purpose)
-                .map_err(|e| StoreError::Crypto(format!("mail connection {id}: {ciphertext}: {e}")))?;
+            let secret = open(keys, id, purpose, &sealed, &key_id)?;
+            let (resealed, new_key) = seal(keys, id, purpose, &secret)?;
             let mut update = SqlBuilder::new(backend);
             update
                 .sql(&format!("UPDATE mail_connections SET {ciphertext} = "))
