@@ -192,29 +192,17 @@ impl DeliveryService {
                 return Err(Error::QuotaExceeded { retry_after_secs });
             }
         }
-        let delivery = Delivery {
-            id: DeliveryId::generate(),
-            tenant_id: req.tenant_id,
-            kind: req.kind,
+        let delivery = Delivery::queued(
+            req.tenant_id,
+            req.kind,
             to,
-            locale: req.locale,
+            req.locale,
             message,
-            message_id: MessageId::generate(&self.message_id_domain),
-            idempotency_key,
-            status: DeliveryStatus::Queued,
-            retries: 0,
-            next_attempt_at: now,
-            created_at: now,
-            sent_at: None,
-            failure_reason: None,
-            claims: 0,
-            via_platform: false,
-            content_removed_at: None,
-            recipient_hash: None,
-            payload_hash: None,
-            trace_parent,
-            attempts: Vec::new(),
-        };
+            MessageId::generate(&self.message_id_domain),
+            now,
+        )
+        .with_key(idempotency_key)
+        .traced(trace_parent);
         match self.outbox.enqueue(&delivery).await? {
             EnqueueOutcome::Created(d) => {
                 if let Some(signal) = &self.signal {

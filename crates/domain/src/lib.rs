@@ -13,6 +13,8 @@ pub mod delivery;
 pub mod discovery;
 pub mod error;
 pub mod failure;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod health;
 pub mod i18n;
 pub mod ids;

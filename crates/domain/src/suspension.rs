@@ -17,11 +17,11 @@ use chrono::{DateTime, Utc};
 
 use crate::access::Role;
 use crate::audit::{AuditAction, AuditEntry};
-use crate::delivery::{Delivery, DeliveryStatus, NotificationKind, RenderedMessage};
+use crate::delivery::{Delivery, NotificationKind, RenderedMessage};
 use crate::failure::Hint;
 use crate::health::SettingsFailure;
 use crate::i18n::Locale;
-use crate::ids::{DeliveryId, MessageId};
+use crate::ids::MessageId;
 use crate::mail::Subject;
 use crate::settings::{FieldChange, MailSettings};
 use crate::tenant::Tenant;
@@ -87,29 +87,16 @@ fn notice(
     at: DateTime<Utc>,
 ) -> Delivery {
     let domain = to.ascii_domain();
-    Delivery {
-        id: DeliveryId::generate(),
-        tenant_id: tenant.id,
-        kind: NotificationKind::Custom,
+    Delivery::queued(
+        tenant.id,
+        NotificationKind::Custom,
         to,
-        locale: Locale::Ja,
-        message: notice_message(tenant, settings, failure),
-        message_id: MessageId::generate(&domain),
-        idempotency_key: None,
-        status: DeliveryStatus::Queued,
-        retries: 0,
-        next_attempt_at: at,
-        created_at: at,
-        sent_at: None,
-        failure_reason: None,
-        claims: 0,
-        via_platform: true,
-        content_removed_at: None,
-        recipient_hash: None,
-        payload_hash: None,
-        trace_parent: None,
-        attempts: Vec::new(),
-    }
+        Locale::Ja,
+        notice_message(tenant, settings, failure),
+        MessageId::generate(&domain),
+        at,
+    )
+    .via_platform()
 }
 
 /// The reply codes a notice names: the SMTP code and the enhanced code (`535 5.7.8`),

@@ -148,6 +148,64 @@ pub struct Delivery {
     pub attempts: Vec<Attempt>,
 }
 
+impl Delivery {
+    /// A new delivery waiting for its first attempt at `at`: no key, no attempts, through
+    /// the tenant's route. The one place a delivery is made from nothing (the enqueue, a
+    /// suspension notice, tests); [`Delivery::with_key`] and [`Delivery::via_platform`]
+    /// add the rest.
+    pub fn queued(
+        tenant_id: TenantId,
+        kind: NotificationKind,
+        to: EmailAddress,
+        locale: Locale,
+        message: RenderedMessage,
+        message_id: MessageId,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: DeliveryId::generate(),
+            tenant_id,
+            kind,
+            to,
+            locale,
+            message,
+            message_id,
+            idempotency_key: None,
+            status: DeliveryStatus::Queued,
+            retries: 0,
+            next_attempt_at: at,
+            created_at: at,
+            sent_at: None,
+            failure_reason: None,
+            claims: 0,
+            via_platform: false,
+            content_removed_at: None,
+            recipient_hash: None,
+            payload_hash: None,
+            trace_parent: None,
+            attempts: Vec::new(),
+        }
+    }
+
+    /// The same delivery under the caller's idempotency key.
+    pub fn with_key(mut self, key: Option<IdempotencyKey>) -> Self {
+        self.idempotency_key = key;
+        self
+    }
+
+    /// The same delivery sent through the platform default whatever the tenant's route.
+    pub fn via_platform(mut self) -> Self {
+        self.via_platform = true;
+        self
+    }
+
+    /// The same delivery carrying the trace of the request that handed it in.
+    pub fn traced(mut self, trace_parent: Option<crate::ids::TraceParent>) -> Self {
+        self.trace_parent = trace_parent;
+        self
+    }
+}
+
 /// A delivery claimed more often than this in a row without an outcome (each claim ended
 /// with its process) is failed instead of tried again.
 pub const MAX_CLAIMS_WITHOUT_OUTCOME: u32 = 5;

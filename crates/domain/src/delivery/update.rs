@@ -431,38 +431,28 @@ mod tests {
     use super::*;
     use crate::delivery::{NotificationKind, RenderedMessage};
     use crate::i18n::Locale;
-    use crate::ids::{DeliveryId, MessageId};
+    use crate::ids::MessageId;
     use crate::mail::{FailureKind, SendStage, Subject};
     use crate::tenant::TenantId;
     use crate::values::EmailAddress;
 
     fn delivery(status: DeliveryStatus, retries: u32, created_at: DateTime<Utc>) -> Delivery {
         Delivery {
-            id: DeliveryId::generate(),
-            tenant_id: TenantId::generate(),
-            kind: NotificationKind::Custom,
-            to: EmailAddress::parse("a@example.com").unwrap(),
-            locale: Locale::En,
-            message: RenderedMessage {
-                subject: Subject::parse("s").unwrap(),
-                text: "t".into(),
-                html: None,
-            },
-            message_id: MessageId::generate("example.com"),
-            idempotency_key: None,
             status,
             retries,
-            next_attempt_at: created_at,
-            created_at,
-            sent_at: None,
-            failure_reason: None,
-            claims: 0,
-            via_platform: false,
-            content_removed_at: None,
-            recipient_hash: None,
-            payload_hash: None,
-            trace_parent: None,
-            attempts: Vec::new(),
+            ..Delivery::queued(
+                TenantId::generate(),
+                NotificationKind::Custom,
+                EmailAddress::parse("a@example.com").unwrap(),
+                Locale::En,
+                RenderedMessage {
+                    subject: Subject::parse("s").unwrap(),
+                    text: "t".into(),
+                    html: None,
+                },
+                MessageId::generate("example.com"),
+                created_at,
+            )
         }
     }
 

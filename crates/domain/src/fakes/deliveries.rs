@@ -1,0 +1,284 @@
+//! The delivery queue in memory: one store behind the three delivery ports. Enqueues
+//! keep a tenant's idempotency keys; claims take due rows in order, a few per tenant,
+//! under a lease; an update applies only where the row is in the update's expected
+//! state (and, for a worker, under its lease) — what the SQL store promises.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+use super::lock;
+use crate::access::TenantScope;
+use crate::delivery::{Delivery, DeliveryStatus, DeliveryUpdate, Postponement};
+use crate::error::StoreError;
+use crate::ids::{DeliveryId, LeaseOwner};
+use crate::ports::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
+use crate::tenant::TenantId;
+
+/// A stored delivery and who holds its lease.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub delivery: Delivery,
+    pub lease: Option<LeaseOwner>,
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// The three delivery ports in memory.
+#[derive(Debug, Default)]
+pub struct MemoryDeliveries {
+    rows: Mutex<Vec<Row>>,
+    /// How many updates each `finish_many` carried (one entry per transaction).
+    writes: Mutex<Vec<usize>>,
+}
+
+fn waiting(status: DeliveryStatus) -> bool {
+    matches!(status, DeliveryStatus::Queued | DeliveryStatus::Retrying)
+}
+
+impl MemoryDeliveries {
+    /// Stores `delivery` as it is (a fixture, not an enqueue).
+    pub fn add(&self, delivery: Delivery) {
+        lock(&self.rows).push(Row {
+            delivery,
+            lease: None,
+            lease_until: None,
+        });
+    }
+
+    /// Every row, in the order stored.
+    pub fn rows(&self) -> Vec<Row> {
+        lock(&self.rows).clone()
+    }
+
+    /// The tenant's deliveries in `status`.
+    pub fn count(&self, tenant: TenantId, status: DeliveryStatus) -> usize {
+        lock(&self.rows)
+            .iter()
+            .filter(|r| r.delivery.tenant_id == tenant && r.delivery.status == status)
+            .count()
+    }
+
+    /// How many updates each worker write carried, in order.
+    pub fn writes(&self) -> Vec<usize> {
+        lock(&self.writes).clone()
+    }
+
+    /// Changes a stored delivery in place (a fixture: what time or retention did).
+    pub fn change(&self, id: DeliveryId, change: impl FnOnce(&mut Delivery)) {
+        if let Some(row) = lock(&self.rows).iter_mut().find(|r| r.delivery.id == id) {
+            change(&mut row.delivery);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl DeliveryOutbox for MemoryDeliveries {
+    async fn enqueue(&self, delivery: &Delivery) -> Result<EnqueueOutcome, StoreError> {
+        let mut rows = lock(&self.rows);
+        if let Some(key) = &delivery.idempotency_key
+            && let Some(existing) = rows.iter().find(|r| {
+                r.delivery.tenant_id == delivery.tenant_id && r.delivery.idempotency_key.as_ref() == Some(key)
+            })
+        {
+            return Ok(EnqueueOutcome::Existing(existing.delivery.clone()));
+        }
+        rows.push(Row {
+            delivery: delivery.clone(),
+            lease: None,
+            lease_until: None,
+        });
+        Ok(EnqueueOutcome::Created(delivery.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl DeliveryQueue for MemoryDeliveries {
+    async fn claim_fairly(
+        &self,
+        owner: &LeaseOwner,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        per_tenant: u32,
+        exclude: &[TenantId],
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut rows = lock(&self.rows);
+        let mut due: Vec<&mut Row> = rows
+            .iter_mut()
+            .filter(|r| {
+                let due = waiting(r.delivery.status) && r.delivery.next_attempt_at <= now;
+                let lease_ran_out =
+                    r.delivery.status == DeliveryStatus::Sending && r.lease_until.is_some_and(|until| until < now);
+                (due || lease_ran_out) && !exclude.contains(&r.delivery.tenant_id)
+            })
+            .collect();
+        due.sort_by_key(|r| (r.delivery.next_attempt_at, r.delivery.id));
+        let mut per: HashMap<TenantId, u32> = HashMap::new();
+        Ok(due
+            .into_iter()
+            .filter(|r| {
+                let n = per.entry(r.delivery.tenant_id).or_insert(0);
+                *n += 1;
+                *n <= per_tenant
+            })
+            .take(limit as usize)
+            .map(|r| {
+                r.delivery.status = DeliveryStatus::Sending;
+                r.delivery.claims += 1;
+                r.lease = Some(owner.clone());
+                r.lease_until = Some(lease_until);
+                r.delivery.clone()
+            })
+            .collect())
+    }
+
+    async fn postpone_waiting(
+        &self,
+        tenant: TenantId,
+        schedule: &Postponement,
+        _now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut rows = lock(&self.rows);
+        let mut moving: Vec<&mut Row> = rows
+            .iter_mut()
+            .filter(|r| {
+                r.delivery.tenant_id == tenant
+                    && waiting(r.delivery.status)
+                    && r.delivery.next_attempt_at < schedule.from()
+            })
+            .collect();
+        moving.sort_by_key(|r| (r.delivery.next_attempt_at, r.delivery.id));
+        let moved = moving.len() as u64;
+        for (n, r) in moving.into_iter().enumerate() {
+            r.delivery.next_attempt_at = schedule.at(u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        Ok(moved)
+    }
+
+    async fn resume_waiting(
+        &self,
+        tenant: TenantId,
+        up_to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut moved = 0;
+        for r in lock(&self.rows).iter_mut() {
+            if r.delivery.tenant_id == tenant
+                && waiting(r.delivery.status)
+                && r.delivery.next_attempt_at > now
+                && r.delivery.next_attempt_at <= up_to
+            {
+                r.delivery.next_attempt_at = now;
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    async fn renew_leases(&self, owner: &LeaseOwner, until: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut renewed = 0;
+        for r in lock(&self.rows).iter_mut().filter(|r| r.lease.as_ref() == Some(owner)) {
+            r.lease_until = Some(until);
+            renewed += 1;
+        }
+        Ok(renewed)
+    }
+
+    async fn finish_many(
+        &self,
+        owner: &LeaseOwner,
+        updates: &[(DeliveryId, DeliveryUpdate)],
+    ) -> Result<Vec<bool>, StoreError> {
+        lock(&self.writes).push(updates.len());
+        let mut rows = lock(&self.rows);
+        Ok(updates
+            .iter()
+            .map(|(id, update)| {
+                let Some(row) = rows.iter_mut().find(|r| r.delivery.id == *id) else {
+                    return false;
+                };
+                if row.delivery.status != update.expected() || row.lease.as_ref() != Some(owner) {
+                    return false;
+                }
+                row.delivery = update.applied_to(row.delivery.clone());
+                row.lease = None;
+                row.lease_until = None;
+                true
+            })
+            .collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl DeliveryQueries for MemoryDeliveries {
+    async fn delivery(&self, scope: TenantScope, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        Ok(lock(&self.rows)
+            .iter()
+            .find(|r| r.delivery.id == id && in_scope(scope, r.delivery.tenant_id))
+            .map(|r| r.delivery.clone()))
+    }
+
+    async fn deliveries(
+        &self,
+        tenant: TenantId,
+        status: Option<DeliveryStatus>,
+        after: Option<DeliveryId>,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut found: Vec<Delivery> = lock(&self.rows)
+            .iter()
+            .map(|r| &r.delivery)
+            .filter(|d| d.tenant_id == tenant && status.is_none_or(|s| d.status == s))
+            .filter(|d| after.is_none_or(|a| d.id < a))
+            .cloned()
+            .collect();
+        found.sort_by_key(|d| std::cmp::Reverse(d.id));
+        found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(found)
+    }
+
+    async fn status_counts(&self, scope: TenantScope) -> Result<StatusCounts, StoreError> {
+        let mut counts: StatusCounts = Vec::new();
+        for r in lock(&self.rows)
+            .iter()
+            .filter(|r| in_scope(scope, r.delivery.tenant_id))
+        {
+            match counts.iter_mut().find(|(s, _)| *s == r.delivery.status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((r.delivery.status, 1)),
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn oldest_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(lock(&self.rows)
+            .iter()
+            .filter(|r| waiting(r.delivery.status) && r.delivery.next_attempt_at <= now)
+            .map(|r| r.delivery.next_attempt_at)
+            .min())
+    }
+
+    async fn requeue(&self, tenant: TenantId, id: DeliveryId, update: &DeliveryUpdate) -> Result<bool, StoreError> {
+        let mut rows = lock(&self.rows);
+        let Some(row) = rows
+            .iter_mut()
+            .find(|r| r.delivery.id == id && r.delivery.tenant_id == tenant)
+        else {
+            return Ok(false);
+        };
+        if row.delivery.status != update.expected() {
+            return Ok(false);
+        }
+        row.delivery = update.applied_to(row.delivery.clone());
+        Ok(true)
+    }
+}
+
+fn in_scope(scope: TenantScope, tenant: TenantId) -> bool {
+    match scope {
+        TenantScope::One(one) => one == tenant,
+        TenantScope::All(_) => true,
+    }
+}
