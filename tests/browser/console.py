@@ -358,6 +358,14 @@ def operator(browser):
     # A name with markup is shown as text (and would break the policy if it were parsed).
     expect(rows.nth(1).locator("th")).to_have_text("Filler 2 <img src=x onerror=alert(1)>")
 
+    # The event types offered are the API's (webhookEventTypes), each with a Japanese label.
+    boxes = page.locator('[data-part="webhook-event-types"] input[type="checkbox"]')
+    expect(boxes).to_have_count(10)
+    for box in boxes.all():
+        expect(box).to_be_checked()
+        label = page.locator(f'label[for="{box.get_attribute("id")}"]').inner_text()
+        assert not label.startswith("event") and re.search(r"[ぁ-んァ-ン一-龥]", label), label
+
     # A webhook endpoint: a bad URL is refused beside the field; the secret shows once.
     page.get_by_label("送信先 URL", exact=True).fill("ftp://example.net/hook")
     page.get_by_role("button", name="Webhook を登録").click()

@@ -6,22 +6,10 @@ import { ApiError, gql } from "./api.js";
 import { confirmDialog, fill, h, when } from "./dom.js";
 import { locale, t } from "./i18n.js";
 
-const EVENT_TYPES = [
-  "DELIVERY_SENT",
-  "DELIVERY_FAILED",
-  "DELIVERY_RETRYING",
-  "DELIVERY_FELL_BACK",
-  "MAIL_SETTINGS_SAVED",
-  "MAIL_SETTINGS_CLEARED",
-  "MAIL_SETTINGS_LIVE",
-  "MAIL_SETTINGS_SUSPENDED",
-  "TENANT_CREATED",
-  "TENANT_PLAN_CHANGED",
-];
-
 const ENDPOINT_FIELDS = `id url description tenantId eventTypes enabled createdAt previousSecretExpiresAt`;
 
-const ENDPOINTS = `query ConsoleWebhooks { webhookEndpoints(first: 50) { edges { node { ${ENDPOINT_FIELDS} } } } }`;
+// The event types come from the API (the domain's list), so the console never misses one.
+const ENDPOINTS = `query ConsoleWebhooks { webhookEventTypes webhookEndpoints(first: 50) { edges { node { ${ENDPOINT_FIELDS} } } } }`;
 
 const MESSAGES = `query ConsoleWebhookMessages($id: ID!) { webhookEndpoint(id: $id) { id messages(first: 20) {
   edges { node { id eventTypeCode tenantId status attempts nextAttemptAt createdAt deliveredAt
@@ -50,10 +38,8 @@ export class WebhooksSection {
     const description = h("input", { id: "webhook-description", type: "text", autocomplete: "off" });
     const tenant = h("input", { id: "webhook-tenant", type: "text", autocomplete: "off", spellcheck: "false", "aria-describedby": "webhook-tenant-help webhook-tenant-err" });
     const secret = h("input", { id: "webhook-secret", type: "password", autocomplete: "new-password", spellcheck: "false", "aria-describedby": "webhook-secret-help webhook-secret-err" });
-    const boxes = EVENT_TYPES.map((type) => {
-      const box = h("input", { type: "checkbox", id: `event-${type}`, value: type, checked: true });
-      return h("span", { class: "choice" }, box, h("label", { for: box.id }, t(`event${type}`)));
-    });
+    // Filled with a box per event type once the first load answers.
+    this.eventBoxes = h("div", { class: "choices wrap", "data-part": "webhook-event-types" });
     const errors = {
       url: h("p", { class: "field-error", id: "webhook-url-err", hidden: true }),
       tenantId: h("p", { class: "field-error", id: "webhook-tenant-err", hidden: true }),
@@ -73,7 +59,7 @@ export class WebhooksSection {
         h("p", { class: "help", id: "webhook-tenant-help" }, t("webhookTenantHelp")),
         errors.tenantId,
       ),
-      h("fieldset", { class: "field", "aria-describedby": "webhook-events-err" }, h("legend", {}, t("webhookEvents")), h("div", { class: "choices wrap" }, boxes), errors.eventTypes),
+      h("fieldset", { class: "field", "aria-describedby": "webhook-events-err" }, h("legend", {}, t("webhookEvents")), this.eventBoxes, errors.eventTypes),
       h(
         "div",
         { class: "field" },
@@ -91,7 +77,7 @@ export class WebhooksSection {
         url: url.value.trim(),
         description: description.value.trim() || null,
         tenantId: tenant.value.trim() || null,
-        eventTypes: boxes.map((b) => b.querySelector("input")).filter((b) => b.checked).map((b) => b.value),
+        eventTypes: [...this.eventBoxes.querySelectorAll("input")].filter((b) => b.checked).map((b) => b.value),
         secret: secret.value.trim() || null,
       };
       try {
@@ -122,6 +108,18 @@ export class WebhooksSection {
     return form;
   }
 
+  /** One box per event type, all ticked; drawn once (later loads keep the admin's choice). */
+  showEventTypes(types) {
+    if (this.eventBoxes.childElementCount) return;
+    fill(
+      this.eventBoxes,
+      ...types.map((type) => {
+        const box = h("input", { type: "checkbox", id: `event-${type}`, value: type, checked: true });
+        return h("span", { class: "choice" }, box, h("label", { for: box.id }, t(`event${type}`)));
+      }),
+    );
+  }
+
   showSecret(url, secret) {
     fill(
       this.secretBox,
@@ -137,6 +135,7 @@ export class WebhooksSection {
   async load() {
     try {
       const data = await gql(ENDPOINTS);
+      this.showEventTypes(data.webhookEventTypes);
       const endpoints = data.webhookEndpoints.edges.map((e) => e.node);
       // Endpoints that were open stay open (with their messages) across a reload.
       const open = new Set([...this.list.querySelectorAll("details[open]")].map((d) => d.dataset.endpoint));

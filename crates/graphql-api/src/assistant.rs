@@ -10,7 +10,7 @@ use domain::assistant::AssistantService;
 use domain::discovery::Discovery;
 use domain::mail::{SendFailure, diagnose};
 use domain::probe::ProbeReport;
-use domain::providers::{self as dp, HostSpec, PROVIDERS, Provider};
+use domain::providers::{HostSpec, PROVIDERS, Provider};
 use domain::sender_domain::{DomainCheck, Verdict};
 
 use crate::catalogue::{Text, say};
@@ -20,6 +20,7 @@ use crate::values::{caller_and, int, locale, parse_tenant_id};
 
 /// What the part in braces of a preset's host template stands for.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::providers::TemplateInput")]
 pub enum PresetHostInput {
     /// The account or initial-domain name the provider assigned.
     Account,
@@ -29,18 +30,9 @@ pub enum PresetHostInput {
     Server,
 }
 
-impl From<dp::TemplateInput> for PresetHostInput {
-    fn from(i: dp::TemplateInput) -> Self {
-        match i {
-            dp::TemplateInput::Account => Self::Account,
-            dp::TemplateInput::Region => Self::Region,
-            dp::TemplateInput::Server => Self::Server,
-        }
-    }
-}
-
 /// What goes into the user-name field for a preset.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::providers::UsernameKind")]
 pub enum PresetUsername {
     /// The whole sender address.
     Address,
@@ -53,18 +45,6 @@ pub enum PresetUsername {
     ApiKey,
     /// SMTP credentials generated in the provider's console.
     SmtpCredentials,
-}
-
-impl From<dp::UsernameKind> for PresetUsername {
-    fn from(k: dp::UsernameKind) -> Self {
-        match k {
-            dp::UsernameKind::Address => Self::Address,
-            dp::UsernameKind::LocalPart => Self::LocalPart,
-            dp::UsernameKind::AccountId => Self::AccountId,
-            dp::UsernameKind::ApiKey => Self::ApiKey,
-            dp::UsernameKind::SmtpCredentials => Self::SmtpCredentials,
-        }
-    }
 }
 
 /// A provider's published sending limit.

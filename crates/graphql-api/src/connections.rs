@@ -6,13 +6,14 @@
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 
 use domain::connections::ConnectionService;
-use domain::oauth::{ConnectionId, ConnectionKind, ConnectionStatus, MailConnection, Provider};
+use domain::oauth::{ConnectionId, ConnectionKind, MailConnection, Provider};
 
 use crate::error::ResultExt as _;
 use crate::values::{caller_and, parse_tenant_id, rfc3339};
 
 /// How a connection signs in and where its mail goes.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::oauth::ConnectionKind")]
 pub(crate) enum MailConnectionKind {
     /// Microsoft 365 or Outlook.com, signed in as the mailbox; mail goes through Microsoft
     /// Graph `sendMail` (works with SMTP AUTH off, the default for new organisations).
@@ -36,21 +37,9 @@ pub(crate) enum MailConnectionKind {
     Xoauth2ClientCredentials,
 }
 
-impl From<MailConnectionKind> for ConnectionKind {
-    fn from(k: MailConnectionKind) -> Self {
-        match k {
-            MailConnectionKind::MicrosoftDelegatedGraph => ConnectionKind::MicrosoftDelegatedGraph,
-            MailConnectionKind::MicrosoftDelegatedSmtp => ConnectionKind::MicrosoftDelegatedSmtp,
-            MailConnectionKind::GoogleGmailApi => ConnectionKind::GoogleGmailApi,
-            MailConnectionKind::MicrosoftAppSmtp => ConnectionKind::MicrosoftAppSmtp,
-            MailConnectionKind::GoogleDomainWide => ConnectionKind::GoogleDomainWide,
-            MailConnectionKind::Xoauth2ClientCredentials => ConnectionKind::Xoauth2ClientCredentials,
-        }
-    }
-}
-
 /// Who issues a connection's tokens.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::oauth::Provider")]
 pub enum MailProvider {
     Microsoft,
     Google,
@@ -58,18 +47,9 @@ pub enum MailProvider {
     Generic,
 }
 
-impl From<Provider> for MailProvider {
-    fn from(p: Provider) -> Self {
-        match p {
-            Provider::Microsoft => Self::Microsoft,
-            Provider::Google => Self::Google,
-            Provider::Generic => Self::Generic,
-        }
-    }
-}
-
 /// Whether a connection can send.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::oauth::ConnectionStatus")]
 pub(crate) enum MailConnectionStatus {
     /// Tokens can be obtained.
     Active,
@@ -79,16 +59,6 @@ pub(crate) enum MailConnectionStatus {
     /// The provider refuses the app or the permissions: the operator's or organisation's
     /// setup must be fixed, then reconnect.
     Misconfigured,
-}
-
-impl From<ConnectionStatus> for MailConnectionStatus {
-    fn from(s: ConnectionStatus) -> Self {
-        match s {
-            ConnectionStatus::Active => Self::Active,
-            ConnectionStatus::NeedsReconnect => Self::NeedsReconnect,
-            ConnectionStatus::Misconfigured => Self::Misconfigured,
-        }
-    }
 }
 
 /// A tenant's sign-in with Microsoft or Google. Its tokens never leave Mailgate.

@@ -18,63 +18,21 @@ use crate::pagination::{self, PageInfo};
 use crate::values::{SenderSource, caller_and, rfc3339};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::delivery::NotificationKind")]
 pub enum NotificationKind {
     RegistrationCompleted,
     PasswordReset,
     Custom,
 }
 
-impl From<NotificationKind> for dd::NotificationKind {
-    fn from(k: NotificationKind) -> Self {
-        match k {
-            NotificationKind::RegistrationCompleted => Self::RegistrationCompleted,
-            NotificationKind::PasswordReset => Self::PasswordReset,
-            NotificationKind::Custom => Self::Custom,
-        }
-    }
-}
-
-impl From<dd::NotificationKind> for NotificationKind {
-    fn from(k: dd::NotificationKind) -> Self {
-        match k {
-            dd::NotificationKind::RegistrationCompleted => Self::RegistrationCompleted,
-            dd::NotificationKind::PasswordReset => Self::PasswordReset,
-            dd::NotificationKind::Custom => Self::Custom,
-        }
-    }
-}
-
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::delivery::DeliveryStatus")]
 pub enum DeliveryStatus {
     Queued,
     Sending,
     Sent,
     Retrying,
     Failed,
-}
-
-impl From<dd::DeliveryStatus> for DeliveryStatus {
-    fn from(s: dd::DeliveryStatus) -> Self {
-        match s {
-            dd::DeliveryStatus::Queued => Self::Queued,
-            dd::DeliveryStatus::Sending => Self::Sending,
-            dd::DeliveryStatus::Sent => Self::Sent,
-            dd::DeliveryStatus::Retrying => Self::Retrying,
-            dd::DeliveryStatus::Failed => Self::Failed,
-        }
-    }
-}
-
-impl From<DeliveryStatus> for dd::DeliveryStatus {
-    fn from(s: DeliveryStatus) -> Self {
-        match s {
-            DeliveryStatus::Queued => Self::Queued,
-            DeliveryStatus::Sending => Self::Sending,
-            DeliveryStatus::Sent => Self::Sent,
-            DeliveryStatus::Retrying => Self::Retrying,
-            DeliveryStatus::Failed => Self::Failed,
-        }
-    }
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]

@@ -9,7 +9,7 @@ use domain::Locale;
 use domain::service::TenantService;
 use domain::settings::{self as ds, MailSettingsDraft, PopBeforeSmtpDraft, StoredMailSettings};
 
-use domain::health::{SettingsHealth, SettingsState};
+use domain::health::SettingsHealth;
 
 use crate::catalogue::{Text, say};
 use crate::deliveries::DeliveryAttempt;
@@ -18,6 +18,7 @@ use crate::values::{SenderSource, caller_and, int, locale, parse_tenant_id, rfc3
 
 /// The server type of the form: custom, or one of the presets (`mailServerPresets`).
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::settings::ServerKind")]
 pub enum MailServerKind {
     #[graphql(name = "CUSTOM")]
     Custom,
@@ -53,79 +54,14 @@ pub enum MailServerKind {
     SoNet,
 }
 
-impl From<ds::ServerKind> for MailServerKind {
-    fn from(k: ds::ServerKind) -> Self {
-        match k {
-            ds::ServerKind::Custom => Self::Custom,
-            ds::ServerKind::Gmail => Self::Gmail,
-            ds::ServerKind::GoogleWorkspace => Self::GoogleWorkspace,
-            ds::ServerKind::Microsoft365 => Self::Microsoft365,
-            ds::ServerKind::OutlookCom => Self::OutlookCom,
-            ds::ServerKind::YahooJapan => Self::YahooJapan,
-            ds::ServerKind::ICloud => Self::ICloud,
-            ds::ServerKind::AmazonSes => Self::AmazonSes,
-            ds::ServerKind::SendGrid => Self::SendGrid,
-            ds::ServerKind::Xserver => Self::Xserver,
-            ds::ServerKind::Sakura => Self::Sakura,
-            ds::ServerKind::Lolipop => Self::Lolipop,
-            ds::ServerKind::ConohaWing => Self::ConohaWing,
-            ds::ServerKind::Ocn => Self::Ocn,
-            ds::ServerKind::Biglobe => Self::Biglobe,
-            ds::ServerKind::SoNet => Self::SoNet,
-        }
-    }
-}
-
-impl From<MailServerKind> for ds::ServerKind {
-    fn from(k: MailServerKind) -> Self {
-        match k {
-            MailServerKind::Custom => Self::Custom,
-            MailServerKind::Gmail => Self::Gmail,
-            MailServerKind::GoogleWorkspace => Self::GoogleWorkspace,
-            MailServerKind::Microsoft365 => Self::Microsoft365,
-            MailServerKind::OutlookCom => Self::OutlookCom,
-            MailServerKind::YahooJapan => Self::YahooJapan,
-            MailServerKind::ICloud => Self::ICloud,
-            MailServerKind::AmazonSes => Self::AmazonSes,
-            MailServerKind::SendGrid => Self::SendGrid,
-            MailServerKind::Xserver => Self::Xserver,
-            MailServerKind::Sakura => Self::Sakura,
-            MailServerKind::Lolipop => Self::Lolipop,
-            MailServerKind::ConohaWing => Self::ConohaWing,
-            MailServerKind::Ocn => Self::Ocn,
-            MailServerKind::Biglobe => Self::Biglobe,
-            MailServerKind::SoNet => Self::SoNet,
-        }
-    }
-}
-
 /// `SSL` is implicit TLS (the seed's "ssl"); `STARTTLS` is the seed's "tls".
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::settings::Encryption")]
 pub enum MailEncryption {
     None,
     Ssl,
     #[graphql(name = "STARTTLS")]
     StartTls,
-}
-
-impl From<ds::Encryption> for MailEncryption {
-    fn from(e: ds::Encryption) -> Self {
-        match e {
-            ds::Encryption::None => Self::None,
-            ds::Encryption::Ssl => Self::Ssl,
-            ds::Encryption::StartTls => Self::StartTls,
-        }
-    }
-}
-
-impl From<MailEncryption> for ds::Encryption {
-    fn from(e: MailEncryption) -> Self {
-        match e {
-            MailEncryption::None => Self::None,
-            MailEncryption::Ssl => Self::Ssl,
-            MailEncryption::StartTls => Self::StartTls,
-        }
-    }
 }
 
 /// A combination that is allowed but usually a mistake.
@@ -161,6 +97,7 @@ impl PopBeforeSmtp {
 
 /// Where a saved settings version stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::health::SettingsState")]
 pub enum MailSettingsState {
     /// Saved, waiting for a successful test mail (or its code): mail goes out as it did
     /// before the save.
@@ -170,16 +107,6 @@ pub enum MailSettingsState {
     /// Real deliveries kept failing for a configuration fault: mail goes out from the
     /// platform default with the tenant's Reply-To, and no AUTH is tried with it.
     Suspended,
-}
-
-impl From<SettingsState> for MailSettingsState {
-    fn from(s: SettingsState) -> Self {
-        match s {
-            SettingsState::PendingVerification => Self::PendingVerification,
-            SettingsState::Live => Self::Live,
-            SettingsState::Suspended => Self::Suspended,
-        }
-    }
 }
 
 /// Whether the saved settings carry the tenant's mail, and what broke them if they stopped.
@@ -338,6 +265,7 @@ impl MailSettings {
 
 /// Where a test mail stopped.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::mail::SendStage")]
 pub enum TestMailStage {
     Resolve,
     Connect,
@@ -350,25 +278,6 @@ pub enum TestMailStage {
     RcptTo,
     Data,
     Timeout,
-}
-
-impl From<domain::mail::SendStage> for TestMailStage {
-    fn from(s: domain::mail::SendStage) -> Self {
-        use domain::mail::SendStage as S;
-        match s {
-            S::Resolve => Self::Resolve,
-            S::Connect => Self::Connect,
-            S::Greeting => Self::Greeting,
-            S::Tls => Self::Tls,
-            S::Ehlo => Self::Ehlo,
-            S::PopLogin => Self::PopLogin,
-            S::Auth => Self::Auth,
-            S::MailFrom => Self::MailFrom,
-            S::RcptTo => Self::RcptTo,
-            S::Data => Self::Data,
-            S::Timeout => Self::Timeout,
-        }
-    }
 }
 
 /// The sender a mail went (or tried to go) out from.

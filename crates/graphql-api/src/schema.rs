@@ -20,7 +20,7 @@ use crate::tenants::{self, PlanInfo, Tenant, TenantConnection, Viewer};
 use crate::values::Plan;
 use crate::webhooks::{
     WebhookEndpoint, WebhookEndpointChanges, WebhookEndpointConnection, WebhookEndpointInput, WebhookEndpointSecret,
-    WebhookMessage,
+    WebhookEventType, WebhookMessage,
 };
 use crate::{assistant, connections, deliveries, mail_settings, webhooks};
 
@@ -141,6 +141,12 @@ impl QueryRoot {
         after: Option<String>,
     ) -> async_graphql::Result<WebhookEndpointConnection> {
         webhooks::endpoints(ctx, first, after).await
+    }
+
+    /// Operators: every event type an endpoint can subscribe to, in the order to offer
+    /// them (the domain's list; a client need not keep its own).
+    async fn webhook_event_types(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WebhookEventType>> {
+        webhooks::event_types(ctx)
     }
 
     /// Operators: one webhook endpoint with its recent messages; null if absent.

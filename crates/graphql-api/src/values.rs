@@ -38,6 +38,7 @@ pub(crate) fn int(v: impl TryInto<i32>) -> i32 {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::Plan")]
 pub enum Plan {
     Economy,
     Basic,
@@ -46,58 +47,17 @@ pub enum Plan {
     Biz,
 }
 
-impl From<domain::Plan> for Plan {
-    fn from(p: domain::Plan) -> Self {
-        match p {
-            domain::Plan::Economy => Plan::Economy,
-            domain::Plan::Basic => Plan::Basic,
-            domain::Plan::Pro => Plan::Pro,
-            domain::Plan::Share => Plan::Share,
-            domain::Plan::Biz => Plan::Biz,
-        }
-    }
-}
-
-impl From<Plan> for domain::Plan {
-    fn from(p: Plan) -> Self {
-        match p {
-            Plan::Economy => domain::Plan::Economy,
-            Plan::Basic => domain::Plan::Basic,
-            Plan::Pro => domain::Plan::Pro,
-            Plan::Share => domain::Plan::Share,
-            Plan::Biz => domain::Plan::Biz,
-        }
-    }
-}
-
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::SenderSource")]
 pub enum SenderSource {
     Custom,
     PlatformDefault,
 }
 
-impl From<domain::SenderSource> for SenderSource {
-    fn from(s: domain::SenderSource) -> Self {
-        match s {
-            domain::SenderSource::Custom => SenderSource::Custom,
-            domain::SenderSource::PlatformDefault => SenderSource::PlatformDefault,
-        }
-    }
-}
-
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::Role")]
 pub enum Role {
     Operator,
     TenantAdmin,
     Service,
-}
-
-impl From<domain::Role> for Role {
-    fn from(r: domain::Role) -> Self {
-        match r {
-            domain::Role::Operator => Role::Operator,
-            domain::Role::TenantAdmin => Role::TenantAdmin,
-            domain::Role::Service => Role::Service,
-        }
-    }
 }

@@ -16,6 +16,7 @@ use crate::values::{caller_and, int, rfc3339};
 
 /// What happened, as an event's `type` names it (`DELIVERY_SENT` is `delivery.sent`).
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::webhook::EventType")]
 pub enum WebhookEventType {
     DeliverySent,
     DeliveryFailed,
@@ -32,44 +33,9 @@ pub enum WebhookEventType {
     TenantPlanChanged,
 }
 
-impl From<WebhookEventType> for model::EventType {
-    fn from(t: WebhookEventType) -> Self {
-        use model::EventType as E;
-        match t {
-            WebhookEventType::DeliverySent => E::DeliverySent,
-            WebhookEventType::DeliveryFailed => E::DeliveryFailed,
-            WebhookEventType::DeliveryRetrying => E::DeliveryRetrying,
-            WebhookEventType::DeliveryFellBack => E::DeliveryFellBack,
-            WebhookEventType::MailSettingsSaved => E::MailSettingsSaved,
-            WebhookEventType::MailSettingsCleared => E::MailSettingsCleared,
-            WebhookEventType::MailSettingsLive => E::MailSettingsLive,
-            WebhookEventType::MailSettingsSuspended => E::MailSettingsSuspended,
-            WebhookEventType::TenantCreated => E::TenantCreated,
-            WebhookEventType::TenantPlanChanged => E::TenantPlanChanged,
-        }
-    }
-}
-
-impl From<model::EventType> for WebhookEventType {
-    fn from(t: model::EventType) -> Self {
-        use model::EventType as E;
-        match t {
-            E::DeliverySent => Self::DeliverySent,
-            E::DeliveryFailed => Self::DeliveryFailed,
-            E::DeliveryRetrying => Self::DeliveryRetrying,
-            E::DeliveryFellBack => Self::DeliveryFellBack,
-            E::MailSettingsSaved => Self::MailSettingsSaved,
-            E::MailSettingsCleared => Self::MailSettingsCleared,
-            E::MailSettingsLive => Self::MailSettingsLive,
-            E::MailSettingsSuspended => Self::MailSettingsSuspended,
-            E::TenantCreated => Self::TenantCreated,
-            E::TenantPlanChanged => Self::TenantPlanChanged,
-        }
-    }
-}
-
 /// Where a message to one endpoint stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::webhook::MessageStatus")]
 pub enum WebhookMessageStatus {
     Pending,
     Sending,
@@ -78,30 +44,9 @@ pub enum WebhookMessageStatus {
     Failed,
 }
 
-impl From<model::MessageStatus> for WebhookMessageStatus {
-    fn from(s: model::MessageStatus) -> Self {
-        match s {
-            model::MessageStatus::Pending => Self::Pending,
-            model::MessageStatus::Sending => Self::Sending,
-            model::MessageStatus::Delivered => Self::Delivered,
-            model::MessageStatus::Failed => Self::Failed,
-        }
-    }
-}
-
-impl From<WebhookMessageStatus> for model::MessageStatus {
-    fn from(s: WebhookMessageStatus) -> Self {
-        match s {
-            WebhookMessageStatus::Pending => Self::Pending,
-            WebhookMessageStatus::Sending => Self::Sending,
-            WebhookMessageStatus::Delivered => Self::Delivered,
-            WebhookMessageStatus::Failed => Self::Failed,
-        }
-    }
-}
-
 /// Why an attempt got no 2xx answer.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::webhook::AttemptError")]
 pub enum WebhookAttemptError {
     /// The endpoint answered with another status (see `statusCode`); redirects are not
     /// followed.
@@ -112,21 +57,6 @@ pub enum WebhookAttemptError {
     TlsFailed,
     TimedOut,
     ProtocolError,
-}
-
-impl From<model::AttemptError> for WebhookAttemptError {
-    fn from(e: model::AttemptError) -> Self {
-        use model::AttemptError as A;
-        match e {
-            A::HttpStatus => Self::HttpStatus,
-            A::HostNotFound => Self::HostNotFound,
-            A::ForbiddenAddress => Self::ForbiddenAddress,
-            A::ConnectFailed => Self::ConnectFailed,
-            A::TlsFailed => Self::TlsFailed,
-            A::TimedOut => Self::TimedOut,
-            A::ProtocolError => Self::ProtocolError,
-        }
-    }
 }
 
 /// A new endpoint.
@@ -356,6 +286,13 @@ pub(crate) async fn endpoints(
             .collect(),
         page_info,
     })
+}
+
+/// `Query.webhookEventTypes`: the domain's list, for operators.
+pub(crate) fn event_types(ctx: &Context<'_>) -> async_graphql::Result<Vec<WebhookEventType>> {
+    let (caller, _, l) = caller_and::<WebhookService>(ctx)?;
+    caller.require_operator().gql(l)?;
+    Ok(model::EventType::ALL.into_iter().map(WebhookEventType::from).collect())
 }
 
 /// `Query.webhookEndpoint`: null for a malformed or unknown id.

@@ -474,7 +474,7 @@ impl SqlStore {
         // The webhook endpoints are read once: with none wanting a delivery event (the
         // usual case), finishing costs this one small query more.
         let subscriptions = Subscriptions::read(&txn).await?;
-        let events_wanted = subscriptions.wants_any(&DELIVERY_EVENTS);
+        let events_wanted = subscriptions.wants_any(EventType::of_delivery);
         // Every row in one statement; the lease check is per row, so a row whose lease
         // this worker lost is left alone (and reported false) without failing the others.
         for (first, chunk) in (0..updates.len())
@@ -519,14 +519,6 @@ impl SqlStore {
         Ok(done)
     }
 }
-
-/// The events a finish can cause.
-const DELIVERY_EVENTS: [EventType; 4] = [
-    EventType::DeliverySent,
-    EventType::DeliveryFailed,
-    EventType::DeliveryRetrying,
-    EventType::DeliveryFellBack,
-];
 
 /// What a finishing statement returns of a row it changed, for the row's events.
 struct FinishedRow {

@@ -41,11 +41,9 @@ impl Subscriptions {
         ))
     }
 
-    /// Whether any endpoint wants one of `kinds` (of any tenant).
-    pub(crate) fn wants_any(&self, kinds: &[EventType]) -> bool {
-        self.0
-            .iter()
-            .any(|(_, _, wanted)| kinds.iter().any(|k| wanted.contains(k)))
+    /// Whether any endpoint wants an event of a kind `which` picks.
+    pub(crate) fn wants_any(&self, which: impl Fn(EventType) -> bool) -> bool {
+        self.0.iter().any(|(_, _, wanted)| wanted.iter().any(|k| which(*k)))
     }
 
     /// Stores a message of each event for every endpoint that wants it.

@@ -46,6 +46,23 @@ crate::coded_enum! {
     }
 }
 
+impl EventType {
+    /// Whether a delivery's change causes it (the rest come from the audit entries of
+    /// tenant and settings changes). Every type says which, so a new one cannot be left
+    /// out of the store's check for wanted delivery events.
+    pub fn of_delivery(self) -> bool {
+        match self {
+            Self::DeliverySent | Self::DeliveryFailed | Self::DeliveryRetrying | Self::DeliveryFellBack => true,
+            Self::MailSettingsSaved
+            | Self::MailSettingsCleared
+            | Self::MailSettingsLive
+            | Self::MailSettingsSuspended
+            | Self::TenantCreated
+            | Self::TenantPlanChanged => false,
+        }
+    }
+}
+
 /// The longest endpoint URL accepted.
 pub const MAX_URL_LEN: usize = 2000;
 /// The longest description accepted.
