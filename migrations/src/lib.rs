@@ -21,6 +21,7 @@ mod m20261206_000014_mail_connections;
 mod m20261206_000015_settings_connection;
 mod m20261206_000016_connection_directory;
 mod m20261206_000017_connection_client_credentials;
+mod m20261206_000018_failure_code;
 
 /// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000015_settings_connection::Migration),
             Box::new(m20261206_000016_connection_directory::Migration),
             Box::new(m20261206_000017_connection_client_credentials::Migration),
+            Box::new(m20261206_000018_failure_code::Migration),
         ]
     }
 }

@@ -23,7 +23,7 @@ crate::each_backend!(
 );
 
 const ENQUEUE: &str = "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id status messageId subject to kind retries idempotencyKey } }";
-const DELIVERY: &str = "query($id:ID!){ delivery(id:$id){ id status retries messageId failureReason sentAt nextAttemptAt \
+const DELIVERY: &str = "query($id:ID!){ delivery(id:$id){ id status retries messageId failureReason failureCode failureDetail sentAt nextAttemptAt \
     attempts { outcome stage smtpCode enhancedCode serverMessage senderAddress senderSource } } }";
 
 /// A running in-process worker; `stop` drains it like SIGTERM does.
@@ -400,7 +400,16 @@ async fn retries_deferrals_and_permanent_failures(backend: Backend) {
     assert_eq!(d["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(d["attempts"][0]["stage"], "RCPT_TO");
     assert_eq!(d["attempts"][0]["smtpCode"], 550);
-    assert!(d["failureReason"].as_str().unwrap().contains("550"), "{d}");
+    assert_eq!(d["failureCode"], "REFUSED", "{d}");
+    assert!(d["failureDetail"].as_str().unwrap().starts_with("RCPT_TO 550"), "{d}");
+    assert_eq!(
+        d["failureReason"].as_str().unwrap(),
+        format!(
+            "The receiving server refused it: {}",
+            d["failureDetail"].as_str().unwrap()
+        ),
+        "the sentence in the caller's language, then the detail"
+    );
     // Never retried: a FAILED delivery is not claimable, not even a day from now.
     let probe = domain::LeaseOwner::parse("probe").unwrap();
     let day_later = chrono::Utc::now() + chrono::Duration::days(1);
@@ -471,7 +480,8 @@ async fn a_delivery_that_keeps_failing_expires(backend: Backend) {
     let worker = RunningWorker::start(&app);
     let d = wait_status(&app, &id, "FAILED", Duration::from_secs(30)).await;
     worker.stop().await;
-    assert_eq!(d["failureReason"], "expired", "{d}");
+    assert_eq!(d["failureCode"], "EXPIRED", "{d}");
+    assert_eq!(d["failureDetail"], Value::Null, "{d}");
     let attempts = d["attempts"].as_array().unwrap();
     assert!(attempts.len() >= 2, "retried before it expired: {d}");
     assert!(
@@ -852,7 +862,7 @@ async fn a_delivery_whose_every_claim_ended_with_its_process_is_failed(backend: 
     let worker = RunningWorker::start(&app);
     let failed = wait_status(&app, &poison, "FAILED", Duration::from_secs(10)).await;
     assert!(
-        failed["failureReason"].as_str().unwrap().starts_with("abandoned"),
+        failed["failureCode"] == "ABANDONED" && failed["failureDetail"].is_null(),
         "{failed}"
     );
     assert_eq!(failed["attempts"][0]["stage"], "INTERNAL", "{failed}");

@@ -640,7 +640,8 @@ async fn internationalised_addresses_go_with_smtputf8_or_not_at_all(backend: Bac
     let id = d["enqueueNotification"]["id"].as_str().unwrap().to_owned();
     let worker = crate::deliveries::RunningWorker::start(&app);
     let failed = crate::deliveries::wait_status(&app, &id, "FAILED", Duration::from_secs(10)).await;
-    assert_eq!(failed["failureReason"], "MAIL_FROM SmtpUtf8NotOffered", "{failed}");
+    assert_eq!(failed["failureCode"], "REFUSED", "{failed}");
+    assert_eq!(failed["failureDetail"], "MAIL_FROM SmtpUtf8NotOffered", "{failed}");
     assert_eq!(failed["retries"], 0, "no retry: it cannot pass");
     worker.stop().await;
     assert_eq!(ascii_only.count(), 1);

@@ -18,7 +18,7 @@ crate::each_backend!(
     test_mail_recipients_leave_the_audit_trail_past_retention,
 );
 
-const DELIVERY: &str = "query($id:ID!){ delivery(id:$id){ id status to subject failureReason sentAt contentRemovedAt recipientHash \
+const DELIVERY: &str = "query($id:ID!){ delivery(id:$id){ id status to subject failureReason failureDetail sentAt contentRemovedAt recipientHash \
     attempts { outcome stage smtpCode serverMessage } } }";
 const COUNTS: &str = "query($t:ID!){ tenant(id:$t){ deliveries(first:1){ counts { status count } } } }";
 const RETRY: &str = "mutation($id:ID!){ retryDelivery(id:$id){ id } }";
@@ -143,7 +143,7 @@ async fn old_deliveries_lose_their_content_and_keep_their_record(backend: Backen
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(
-        failed["failureReason"], "RCPT_TO 550",
+        failed["failureDetail"], "RCPT_TO 550",
         "the reply naming the recipient is gone: {failed}"
     );
     assert_eq!(failed["attempts"][0]["smtpCode"], 550);

@@ -11,7 +11,7 @@ use domain::delivery::{self as dd, NotificationRequest, VariableValue};
 use domain::error::FieldCode;
 use domain::{DeliveryId, Error, Locale, TenantId};
 
-use crate::catalogue::Text;
+use crate::catalogue::{Text, say};
 use crate::context::RequestContext;
 use crate::error::{ResultExt as _, validation_error};
 use crate::pagination::{self, PageInfo};
@@ -33,6 +33,22 @@ pub enum DeliveryStatus {
     Sent,
     Retrying,
     Failed,
+}
+
+/// Why a delivery failed for good.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::delivery::FailureCode")]
+pub enum DeliveryFailureCode {
+    /// It still failed when its retry time ran out.
+    Expired,
+    /// Its tenant no longer exists.
+    TenantMissing,
+    /// Its stored data could not be read.
+    InvalidStoredData,
+    /// Every process that tried to send it stopped before recording an outcome.
+    Abandoned,
+    /// The receiving server (or the network) refused it for good: see `failureDetail`.
+    Refused,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -230,9 +246,27 @@ impl Delivery {
     async fn sent_at(&self) -> Option<String> {
         self.0.sent_at.map(rfc3339)
     }
-    /// Why it failed for good (`expired`, or the stage, code and reply).
-    async fn failure_reason(&self) -> Option<&str> {
-        self.0.failure_reason.as_ref().map(dd::FailureReason::as_text)
+    /// Why it failed for good, in the caller's language; a refusal's stage, reply code
+    /// and reply follow (`failureCode` and `failureDetail` are the same for programs).
+    async fn failure_reason(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let Some(reason) = &self.0.failure_reason else {
+            return Ok(None);
+        };
+        let l = ctx.data::<RequestContext>()?.locale;
+        let sentence = say(Text::Failure(reason.code()), l);
+        Ok(Some(match reason.detail() {
+            Some(detail) if !detail.is_empty() => format!("{sentence}: {detail}"),
+            _ => sentence.into_owned(),
+        }))
+    }
+    /// Why it failed for good, as a code.
+    async fn failure_code(&self) -> Option<DeliveryFailureCode> {
+        self.0.failure_reason.as_ref().map(|r| r.code().into())
+    }
+    /// A refusal's stage, reply code and (redacted) reply, e.g. `RCPT_TO 550 5.1.1 …`;
+    /// null for the other codes.
+    async fn failure_detail(&self) -> Option<&str> {
+        self.0.failure_reason.as_ref().and_then(dd::FailureReason::detail)
     }
     async fn idempotency_key(&self) -> Option<&str> {
         self.0.idempotency_key.as_ref().map(domain::IdempotencyKey::as_str)

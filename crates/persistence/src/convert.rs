@@ -433,7 +433,12 @@ pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliverie
         created_at: Set(delivery.created_at),
         updated_at: Set(now),
         sent_at: Set(delivery.sent_at),
-        failure_reason: Set(delivery.failure_reason.as_ref().map(|r| r.as_text().to_owned())),
+        failure_code: Set(delivery.failure_reason.as_ref().map(|r| r.code().code().to_owned())),
+        failure_detail: Set(delivery
+            .failure_reason
+            .as_ref()
+            .and_then(|r| r.detail())
+            .map(str::to_owned)),
         claims: Set(0),
         via_platform: Set(delivery.via_platform),
         content_removed_at: Set(delivery.content_removed_at),

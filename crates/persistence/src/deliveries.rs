@@ -21,8 +21,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use domain::delivery::retention;
 use domain::delivery::{
-    Attempt, AttemptOutcome, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind, Postponement,
-    RenderedMessage,
+    Attempt, AttemptOutcome, Delivery, DeliveryStatus, DeliveryUpdate, FailureCode, FailureReason, NotificationKind,
+    Postponement, RenderedMessage,
 };
 use domain::error::FieldCode;
 use domain::mail::Subject;
@@ -236,17 +236,16 @@ impl DeliveryQueue for SqlStore {
                     .map(|d| retention::payload_hash(d.kind, &d.to, d.locale, &d.message)),
                 None => None,
             };
-            let reason = row.failure_reason.as_deref().map(|r| {
-                retention::reason_without_reply(&FailureReason::from_text(r))
-                    .as_text()
-                    .to_owned()
-            });
+            // A refusal keeps its stage and code, not the reply (which may quote the
+            // recipient).
+            let detail =
+                failure_reason(row).and_then(|r| retention::reason_without_reply(&r).detail().map(str::to_owned));
             let changed = deliveries::Entity::update_many()
                 .col_expr(deliveries::Column::ToAddress, Expr::value(retention::REMOVED_RECIPIENT))
                 .col_expr(deliveries::Column::Subject, Expr::value(retention::REMOVED_SUBJECT))
                 .col_expr(deliveries::Column::TextBody, Expr::value(""))
                 .col_expr(deliveries::Column::HtmlBody, Expr::value(Option::<String>::None))
-                .col_expr(deliveries::Column::FailureReason, Expr::value(reason))
+                .col_expr(deliveries::Column::FailureDetail, Expr::value(detail))
                 .col_expr(deliveries::Column::RecipientHash, Expr::value(hash))
                 .col_expr(deliveries::Column::PayloadHash, Expr::value(payload))
                 .col_expr(deliveries::Column::ContentRemovedAt, Expr::value(Some(now)))
@@ -394,8 +393,12 @@ impl DeliveryQueries for SqlStore {
         let mut change = deliveries::Entity::update_many()
             .col_expr(deliveries::Column::Status, Expr::value(update.status().code()))
             .col_expr(
-                deliveries::Column::FailureReason,
-                Expr::value(update.failure_reason().map(|r| r.as_text().to_owned())),
+                deliveries::Column::FailureCode,
+                Expr::value(update.failure_reason().map(|r| r.code().code())),
+            )
+            .col_expr(
+                deliveries::Column::FailureDetail,
+                Expr::value(update.failure_reason().and_then(|r| r.detail()).map(str::to_owned)),
             )
             .col_expr(
                 deliveries::Column::NextAttemptAtMs,
@@ -740,7 +743,7 @@ fn on_key_conflict() -> OnConflict {
         .to_owned()
 }
 
-/// Rows per finishing statement (9 values each, well under every backend's limit).
+/// Rows per finishing statement (10 values each, well under every backend's limit).
 const FINISH_CHUNK: usize = 256;
 
 /// The updates of `chunk`, in one `UPDATE … FROM (VALUES …)`: each row only while it has
@@ -753,7 +756,7 @@ fn finish_statement(
     chunk: &[(String, &DeliveryUpdate)],
 ) -> Statement {
     let mut q = SqlBuilder::new(backend);
-    q.sql("WITH v (vid, expected, status, retries, next_ms, sent_at, reason, via) AS (VALUES ");
+    q.sql("WITH v (vid, expected, status, retries, next_ms, sent_at, code, detail, via) AS (VALUES ");
     for (n, (key, u)) in chunk.iter().enumerate() {
         q.sql(if n == 0 { "(" } else { ", (" })
             .bind(key.as_str())
@@ -768,14 +771,16 @@ fn finish_statement(
             .sql(", ")
             .bind(u.sent_at())
             .sql(", ")
-            .bind(u.failure_reason().map(|r| r.as_text().to_owned()))
+            .bind(u.failure_reason().map(|r| r.code().code()))
+            .sql(", ")
+            .bind(u.failure_reason().and_then(|r| r.detail()).map(str::to_owned))
             .sql(", ")
             .bind(u.via_platform())
             .sql(")");
     }
     q.sql(
         ") UPDATE deliveries SET status = v.status, retries = COALESCE(v.retries, deliveries.retries), \
-         next_attempt_at_ms = v.next_ms, sent_at = v.sent_at, failure_reason = v.reason, \
+         next_attempt_at_ms = v.next_ms, sent_at = v.sent_at, failure_code = v.code, failure_detail = v.detail, \
          via_platform = COALESCE(v.via, deliveries.via_platform), lease_owner = NULL, lease_until_ms = NULL, claims = 0, updated_at = ",
     )
     .bind(now)
@@ -783,6 +788,12 @@ fn finish_statement(
     .bind(owner.as_str())
     .sql(" RETURNING deliveries.id, deliveries.tenant_id, deliveries.kind, deliveries.idempotency_key");
     q.build()
+}
+
+/// The failure reason of a row, if its code reads back.
+fn failure_reason(row: &deliveries::Model) -> Option<FailureReason> {
+    let code = FailureCode::from_code(row.failure_code.as_deref()?)?;
+    Some(FailureReason::from_parts(code, row.failure_detail.as_deref()))
 }
 
 /// A delivery read back, every value parsed again; a refused value is reported as
@@ -815,7 +826,13 @@ pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>)
             .ok_or_else(|| field("nextAttemptAt", INVALID))?,
         created_at: row.created_at,
         sent_at: row.sent_at,
-        failure_reason: row.failure_reason.as_deref().map(FailureReason::from_text),
+        failure_reason: match row.failure_code.as_deref() {
+            None => None,
+            Some(code) => Some(FailureReason::from_parts(
+                FailureCode::from_code(code).ok_or_else(|| field("failureCode", INVALID))?,
+                row.failure_detail.as_deref(),
+            )),
+        },
         claims: u32::try_from(row.claims).unwrap_or(0),
         via_platform: row.via_platform,
         content_removed_at: row.content_removed_at,

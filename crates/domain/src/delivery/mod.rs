@@ -64,6 +64,24 @@ pub struct Attempt {
     pub sender_source: Option<SenderSource>,
 }
 
+crate::coded_enum! {
+    /// Why a delivery failed for good, as a code (stored, in the API and in webhooks);
+    /// the words for it are in the API's catalogue, in the caller's language.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum FailureCode {
+        /// It still failed after the retry policy's maximum age.
+        Expired = "EXPIRED",
+        /// Its tenant no longer exists.
+        TenantMissing = "TENANT_MISSING",
+        /// Its stored row could not be read back.
+        InvalidStoredData = "INVALID_STORED_DATA",
+        /// Every process that tried to send it stopped before recording an outcome.
+        Abandoned = "ABANDONED",
+        /// The server (or the network) refused it for good.
+        Refused = "REFUSED",
+    }
+}
+
 /// Why a delivery failed for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureReason {
@@ -77,35 +95,39 @@ pub enum FailureReason {
     /// process that tried to send it stopped before recording one.
     Abandoned,
     /// The server (or the network) refused it for good: stage, reply code and the
-    /// server's (redacted) reply, as one line.
+    /// server's (redacted) reply, as one line (the detail).
     Refused(String),
 }
 
 impl FailureReason {
-    const EXPIRED: &'static str = "expired";
-    const TENANT_MISSING: &'static str = "tenant not found";
-    const INVALID_STORED_DATA: &'static str = "invalid stored data";
-    const ABANDONED: &'static str = "abandoned: every try ended with its process before an outcome";
-
-    /// The text stored and shown as the delivery's `failureReason`.
-    pub fn as_text(&self) -> &str {
+    /// Its code.
+    pub fn code(&self) -> FailureCode {
         match self {
-            Self::Expired => Self::EXPIRED,
-            Self::TenantMissing => Self::TENANT_MISSING,
-            Self::InvalidStoredData => Self::INVALID_STORED_DATA,
-            Self::Abandoned => Self::ABANDONED,
-            Self::Refused(text) => text,
+            Self::Expired => FailureCode::Expired,
+            Self::TenantMissing => FailureCode::TenantMissing,
+            Self::InvalidStoredData => FailureCode::InvalidStoredData,
+            Self::Abandoned => FailureCode::Abandoned,
+            Self::Refused(_) => FailureCode::Refused,
         }
     }
 
-    /// A reason read back from its text.
-    pub fn from_text(text: &str) -> Self {
-        match text {
-            Self::EXPIRED => Self::Expired,
-            Self::TENANT_MISSING => Self::TenantMissing,
-            Self::INVALID_STORED_DATA => Self::InvalidStoredData,
-            Self::ABANDONED => Self::Abandoned,
-            other => Self::Refused(other.to_owned()),
+    /// What the code alone does not say: a refusal's stage, reply code and reply.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::Refused(detail) => Some(detail),
+            _ => None,
+        }
+    }
+
+    /// A reason read back from its code and detail (a refusal without one keeps an empty
+    /// detail).
+    pub fn from_parts(code: FailureCode, detail: Option<&str>) -> Self {
+        match code {
+            FailureCode::Expired => Self::Expired,
+            FailureCode::TenantMissing => Self::TenantMissing,
+            FailureCode::InvalidStoredData => Self::InvalidStoredData,
+            FailureCode::Abandoned => Self::Abandoned,
+            FailureCode::Refused => Self::Refused(detail.unwrap_or_default().to_owned()),
         }
     }
 }

@@ -295,7 +295,8 @@ impl DeliveryUpdate {
                 stage: None,
                 smtp_code: None,
                 enhanced_code: None,
-                server_message: Some(reason.as_text().to_owned()),
+                // No server said anything: the attempt names the code.
+                server_message: Some(reason.code().code().to_owned()),
                 sender_address: None,
                 sender_source: None,
             }),
@@ -429,7 +430,7 @@ fn refusal(failure: &SendFailure) -> FailureReason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::{NotificationKind, RenderedMessage};
+    use crate::delivery::{FailureCode, NotificationKind, RenderedMessage};
     use crate::i18n::Locale;
     use crate::ids::MessageId;
     use crate::mail::{FailureKind, SendStage, Subject};
@@ -495,7 +496,10 @@ mod tests {
         let expired = DeliveryUpdate::after_failure(&old, &reply(451, "4.3.0", ""), &policy, now, 0.5);
         assert_eq!(expired.status(), DeliveryStatus::Failed);
         assert_eq!(expired.failure_reason(), Some(&FailureReason::Expired));
-        assert_eq!(expired.failure_reason().map(FailureReason::as_text), Some("expired"));
+        assert_eq!(
+            expired.failure_reason().map(FailureReason::code),
+            Some(FailureCode::Expired)
+        );
 
         let gone = DeliveryUpdate::tenant_missing(&d, now);
         assert_eq!(gone.status(), DeliveryStatus::Failed);
@@ -578,8 +582,8 @@ mod tests {
         let unreadable = DeliveryUpdate::unreadable(now);
         assert_eq!(unreadable.retries(), None);
         assert_eq!(
-            unreadable.failure_reason().map(FailureReason::as_text),
-            Some("invalid stored data")
+            unreadable.failure_reason().map(FailureReason::code),
+            Some(FailureCode::InvalidStoredData)
         );
     }
 
@@ -592,7 +596,8 @@ mod tests {
             FailureReason::Abandoned,
             FailureReason::Refused("RCPT 550 no".into()),
         ] {
-            assert_eq!(FailureReason::from_text(r.as_text()), r);
+            assert_eq!(FailureReason::from_parts(r.code(), r.detail()), r);
+            assert_eq!(FailureCode::from_code(r.code().code()), Some(r.code()));
         }
     }
 

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::EventType;
 use crate::audit::{AuditAction, AuditEntry};
-use crate::delivery::{AttemptOutcome, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind};
+use crate::delivery::{AttemptOutcome, DeliveryStatus, DeliveryUpdate, NotificationKind};
 use crate::ids::DeliveryId;
 use crate::settings::FieldChange;
 use crate::tenant::TenantId;
@@ -128,14 +128,7 @@ impl WebhookEvent {
         if let Some(reason) = u.failure_reason() {
             // A code, not the text: a refusal's text quotes the server, which may name the
             // recipient.
-            let code = match reason {
-                FailureReason::Expired => "EXPIRED",
-                FailureReason::TenantMissing => "TENANT_MISSING",
-                FailureReason::InvalidStoredData => "INVALID_STORED_DATA",
-                FailureReason::Abandoned => "ABANDONED",
-                FailureReason::Refused(_) => "REFUSED",
-            };
-            data.insert("failureReason".into(), code.into());
+            data.insert("failureReason".into(), reason.code().code().into());
         }
         if let Some(a) = attempt {
             data.insert(

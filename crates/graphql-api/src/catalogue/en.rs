@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use domain::delivery::FailureCode;
 use domain::discovery::Confidence;
 use domain::error::FieldCode;
 use domain::mail::Hint;
@@ -52,6 +53,7 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::Verdict(v) => verdict(v).into(),
         Text::DomainIssue(i, f) => domain_issue(i, f).into(),
         Text::DiscoveryConfidence(c) => confidence(c).into(),
+        Text::Failure(code) => failure(code).into(),
         Text::ProbeSummary(r) => super::probe_summary(r, "works", "no pair works", "no encryption", probe_reason).into(),
     }
 }
@@ -332,5 +334,16 @@ fn domain_issue(issue: DomainIssue, f: &DomainFindings) -> String {
         DomainIssue::DmarcWillFail => format!(
             "The DMARC policy of {d} is quarantine or reject, and neither SPF nor DKIM will pass aligned for mail through {server}: receivers will reject or junk it."
         ),
+    }
+}
+
+/// Why a delivery failed for good (a refusal's stage, code and reply follow it).
+fn failure(code: FailureCode) -> &'static str {
+    match code {
+        FailureCode::Expired => "It could not be sent before its retry time ran out",
+        FailureCode::TenantMissing => "Its site no longer exists",
+        FailureCode::InvalidStoredData => "Its stored data could not be read",
+        FailureCode::Abandoned => "Every try to send it stopped before an outcome was recorded",
+        FailureCode::Refused => "The receiving server refused it",
     }
 }

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use domain::delivery::FailureCode;
 use domain::discovery::Confidence;
 use domain::error::FieldCode;
 use domain::mail::Hint;
@@ -52,6 +53,7 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::Verdict(v) => verdict(v).into(),
         Text::DomainIssue(i, f) => domain_issue(i, f).into(),
         Text::DiscoveryConfidence(c) => confidence(c).into(),
+        Text::Failure(code) => failure(code).into(),
         Text::ProbeSummary(r) => super::probe_summary(r, "で送信できます", "使える組み合わせがありません", "暗号化なし", probe_reason).into(),
     }
 }
@@ -332,5 +334,16 @@ fn domain_issue(issue: DomainIssue, f: &DomainFindings) -> String {
         DomainIssue::DmarcWillFail => format!(
             "{d} の DMARC ポリシーは quarantine または reject で、{server} 経由のメールは SPF も DKIM もドメインと一致して合格しません。受信側は拒否するか迷惑メールにします。"
         ),
+    }
+}
+
+/// Why a delivery failed for good (a refusal's stage, code and reply follow it).
+fn failure(code: FailureCode) -> &'static str {
+    match code {
+        FailureCode::Expired => "再試行の期限まで送信できませんでした",
+        FailureCode::TenantMissing => "送信元のサイトが削除されています",
+        FailureCode::InvalidStoredData => "保存されたデータを読み取れませんでした",
+        FailureCode::Abandoned => "送信を試みた処理が結果を残さずに何度も止まりました",
+        FailureCode::Refused => "送信先のサーバーが受け付けませんでした",
     }
 }

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use domain::delivery::FailureCode;
 use domain::discovery::Confidence;
 use domain::error::FieldError;
 use domain::mail::Hint;
@@ -67,6 +68,8 @@ pub enum Text<'a> {
     DomainIssue(DomainIssue, &'a DomainFindings),
     /// What a discovery step found.
     DiscoveryConfidence(Confidence),
+    /// Why a delivery failed for good.
+    Failure(FailureCode),
 }
 
 /// `text` in `locale`.

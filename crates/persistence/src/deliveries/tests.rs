@@ -910,7 +910,7 @@ async fn assert_failed_as_invalid(store: &SqlStore, id: DeliveryId) {
     let stored: (String, Option<String>, Option<String>, Option<i64>) = deliveries::Entity::find_by_id(id.to_string())
         .select_only()
         .column(deliveries::Column::Status)
-        .column(deliveries::Column::FailureReason)
+        .column(deliveries::Column::FailureCode)
         .column(deliveries::Column::LeaseOwner)
         .column(deliveries::Column::LeaseUntilMs)
         .into_tuple()
@@ -920,7 +920,7 @@ async fn assert_failed_as_invalid(store: &SqlStore, id: DeliveryId) {
         .unwrap();
     assert_eq!(
         stored,
-        ("FAILED".into(), Some("invalid stored data".into()), None, None)
+        ("FAILED".into(), Some("INVALID_STORED_DATA".into()), None, None)
     );
     let attempts = delivery_attempts::Entity::find()
         .filter(delivery_attempts::Column::DeliveryId.eq(id.to_string()))

@@ -32,7 +32,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub sent_at: Option<DateTimeUtc>,
-    pub failure_reason: Option<String>,
+    /// Why it failed for good (`domain::delivery::FailureCode`).
+    pub failure_code: Option<String>,
+    /// A refusal's stage, reply code and reply.
+    pub failure_detail: Option<String>,
     /// Claims in a row that ended without an outcome (this one included while
     /// `SENDING`); see the migration that added it.
     pub claims: i32,
