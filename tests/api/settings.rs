@@ -63,7 +63,7 @@ async fn save_and_read_back(app: &TestApp) {
         t["effectiveSender"],
         json!({
             "address": "info@shop.example.com", "name": "ショップ通知", "source": "CUSTOM",
-            "reason": "the tenant's own mail server is used (plan SHARE)"
+            "reason": "the tenant's own mail server is used (Share plan)"
         })
     );
     // Japanese by Accept-Language.
@@ -76,7 +76,7 @@ async fn save_and_read_back(app: &TestApp) {
         .await;
     assert_eq!(
         body["data"]["tenant"]["effectiveSender"]["reason"],
-        "テナント独自のメールサーバーを使用しています（プラン SHARE）"
+        "テナント独自のメールサーバーを使用しています（シェアプラン）"
     );
 
     // A second save bumps the version.
@@ -126,6 +126,14 @@ async fn every_plan_trying_to_save(app: &TestApp) {
                     .as_str()
                     .unwrap()
                     .contains("送信元メールアドレスを変更できません"),
+                "{ja}"
+            );
+            // The plans that may are named from the plan gate, in the seed's words.
+            assert!(
+                ja["errors"][0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("できるのはシェアプランとSHARE info Biz（法人向け専用サーバープラン）のみです。"),
                 "{ja}"
             );
         }

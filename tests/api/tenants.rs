@@ -26,7 +26,7 @@ async fn create_and_read_tenant(app: &TestApp) {
     assert_eq!(t["effectiveSender"]["source"], "PLATFORM_DEFAULT");
     assert_eq!(
         t["effectiveSender"]["reason"],
-        "plan BASIC does not allow a custom sender"
+        "the Basic plan does not allow a custom sender"
     );
 
     let share = app.create_tenant("Share site", "SHARE").await;
@@ -110,7 +110,10 @@ async fn downgrade_keeps_settings_inactive_and_upgrade_reactivates(app: &TestApp
         assert_eq!(t["effectiveSender"]["address"], "noreply@platform.example");
         assert_eq!(
             t["effectiveSender"]["reason"],
-            format!("plan {plan} does not allow a custom sender; the saved settings are inactive")
+            format!(
+                "the {} plan does not allow a custom sender; the saved settings are inactive",
+                domain::Plan::from_code(plan).unwrap().display_name()
+            )
         );
         // A fresh read (not the mutation's answer) agrees at once.
         assert_eq!(app.tenant(&id).await["effectiveSender"]["source"], "PLATFORM_DEFAULT");

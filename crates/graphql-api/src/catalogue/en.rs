@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use domain::Plan;
 use domain::delivery::FailureCode;
 use domain::discovery::Confidence;
 use domain::error::FieldCode;
@@ -29,9 +30,11 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::Internal => "An internal error occurred.".into(),
         Text::InternalReference(id) => format!("An internal error occurred (reference {id}).").into(),
         Text::PlanForbidsCustomSender(plan) => format!(
-                "Plan {plan} does not allow a custom sender. Only the Share and Biz plans can change the mail server and sender address."
-            )
-            .into(),
+            "The {} does not allow a custom sender. Only the {} can change the mail server and sender address.",
+            plan_name(plan),
+            permitting_plans()
+        )
+        .into(),
         Text::Field(f) => format!("{} {}.", f.field, field(f.code)).into(),
         Text::PageSizeOutOfRange => "first must be between 1 and 100.".into(),
         Text::CursorInvalid => "after is not a cursor from this list.".into(),
@@ -216,18 +219,21 @@ fn warning(warning: SettingsWarning) -> &'static str {
 
 fn sender_reason(reason: SenderReason) -> String {
     match reason {
-        SenderReason::CustomSettingsActive(p) => format!("the tenant's own mail server is used (plan {p})"),
+        SenderReason::CustomSettingsActive(p) => format!("the tenant's own mail server is used ({})", plan_name(p)),
         SenderReason::NoSettingsSaved => "no settings saved".to_owned(),
         SenderReason::PendingVerification => "the saved settings are not in force until a test mail through them succeeds; until then mail goes out from this default address".to_owned(),
         SenderReason::Suspended => "the tenant's mail server kept refusing the saved settings (see the settings' health), so mail goes out from this default address with replies to the tenant's address; save corrected settings and send a test mail".to_owned(),
         SenderReason::PlanForbids {
             plan,
             settings_saved: false,
-        } => format!("plan {plan} does not allow a custom sender"),
+        } => format!("the {} does not allow a custom sender", plan_name(plan)),
         SenderReason::PlanForbids {
             plan,
             settings_saved: true,
-        } => format!("plan {plan} does not allow a custom sender; the saved settings are inactive"),
+        } => format!(
+            "the {} does not allow a custom sender; the saved settings are inactive",
+            plan_name(plan)
+        ),
         SenderReason::SettingsUnreadable => "the saved settings cannot be read, so mail waits and is not sent; save them again (password included), or clear them to send from this default address".to_owned(),
     }
 }
@@ -346,4 +352,17 @@ fn failure(code: FailureCode) -> &'static str {
         FailureCode::Abandoned => "Every try to send it stopped before an outcome was recorded",
         FailureCode::Refused => "The receiving server refused it",
     }
+}
+
+/// A plan's name in a sentence: "Share plan".
+pub(super) fn plan_name(plan: Plan) -> String {
+    format!("{} plan", plan.display_name())
+}
+
+/// The plans that may use their own server, named and joined: "Share plan and Biz plan".
+fn permitting_plans() -> String {
+    super::permitting_plans()
+        .map(plan_name)
+        .collect::<Vec<_>>()
+        .join(" and ")
 }

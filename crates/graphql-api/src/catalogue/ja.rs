@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use domain::Plan;
 use domain::delivery::FailureCode;
 use domain::discovery::Confidence;
 use domain::error::FieldCode;
@@ -29,9 +30,11 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::Internal => "内部エラーが発生しました。".into(),
         Text::InternalReference(id) => format!("内部エラーが発生しました（参照番号 {id}）。").into(),
         Text::PlanForbidsCustomSender(plan) => format!(
-                "プラン {plan} では送信元メールアドレスを変更できません。メールサーバーと送信元を変更できるのはShareプランとBizプランのみです。"
-            )
-            .into(),
+            "{}では送信元メールアドレスを変更できません。メールサーバーと送信元を変更できるのは{}のみです。",
+            plan_name(plan),
+            permitting_plans()
+        )
+        .into(),
         Text::Field(f) => format!("{}{}。", f.field, field(f.code)).into(),
         Text::PageSizeOutOfRange => "first は1から100の間で指定してください。".into(),
         Text::CursorInvalid => "after のカーソルが正しくありません。".into(),
@@ -216,18 +219,18 @@ fn warning(warning: SettingsWarning) -> &'static str {
 
 fn sender_reason(reason: SenderReason) -> String {
     match reason {
-        SenderReason::CustomSettingsActive(p) => format!("テナント独自のメールサーバーを使用しています（プラン {p}）"),
+        SenderReason::CustomSettingsActive(p) => format!("テナント独自のメールサーバーを使用しています（{}）", plan_name(p)),
         SenderReason::NoSettingsSaved => "メールサーバー設定が保存されていません".to_owned(),
         SenderReason::PendingVerification => "保存した設定は、その設定でのテストメール送信が成功するまで有効になりません。それまではこの既定のアドレスから送信されます".to_owned(),
         SenderReason::Suspended => "メールサーバーが保存済みの設定を繰り返し拒否したため、この既定のアドレスから送信し、返信先をテナントのアドレスにしています。設定を修正して保存し、テストメールを送信してください".to_owned(),
         SenderReason::PlanForbids {
             plan,
             settings_saved: false,
-        } => format!("プラン {plan} では送信元を変更できません"),
+        } => format!("{}では送信元を変更できません", plan_name(plan)),
         SenderReason::PlanForbids {
             plan,
             settings_saved: true,
-        } => format!("プラン {plan} では送信元を変更できないため、保存済みの設定は無効になっています"),
+        } => format!("{}では送信元を変更できないため、保存済みの設定は無効になっています", plan_name(plan)),
         SenderReason::SettingsUnreadable => "保存済みの設定を読み取れないため、メールは送信されずに待機しています。パスワードを含めて保存し直すか、設定をクリアするとこの既定のアドレスから送信されます".to_owned(),
     }
 }
@@ -346,4 +349,20 @@ fn failure(code: FailureCode) -> &'static str {
         FailureCode::Abandoned => "送信を試みた処理が結果を残さずに何度も止まりました",
         FailureCode::Refused => "送信先のサーバーが受け付けませんでした",
     }
+}
+
+/// A plan's name as the seed page writes it.
+pub(super) fn plan_name(plan: Plan) -> &'static str {
+    match plan {
+        Plan::Economy => "エコノミープラン",
+        Plan::Basic => "ベーシックプラン",
+        Plan::Pro => "プロプラン",
+        Plan::Share => "シェアプラン",
+        Plan::Biz => "SHARE info Biz（法人向け専用サーバープラン）",
+    }
+}
+
+/// The plans that may use their own server, named and joined: 「シェアプランと…」.
+fn permitting_plans() -> String {
+    super::permitting_plans().map(plan_name).collect::<Vec<_>>().join("と")
 }

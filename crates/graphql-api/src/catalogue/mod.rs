@@ -80,6 +80,12 @@ pub fn say(text: Text<'_>, locale: Locale) -> Cow<'static, str> {
     }
 }
 
+/// The plans that may send from the tenant's own server, in the plans' order (the plan
+/// gate decides; a sentence never names them by hand).
+fn permitting_plans() -> impl Iterator<Item = Plan> {
+    Plan::ALL.into_iter().filter(|p| p.can_override_sender())
+}
+
 /// `587 + STARTTLS`, `465 + SSL`, `25` (no encryption).
 fn pair_name(port: u16, encryption: domain::settings::Encryption) -> String {
     match encryption {
