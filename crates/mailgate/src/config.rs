@@ -624,7 +624,46 @@ fn is_service_link(key: &str) -> bool {
             && matches!(parts[n - 1], "PROTO" | "PORT" | "ADDR"))
 }
 
+/// A deserializer that answers nothing and only remembers the field names a struct asks
+/// for: how [`Config::setting_names`] reads them from the struct itself.
+struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("only a struct's field names are read"))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(serde::de::Error::custom("the field names were read"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
+}
+
 impl Config {
+    /// Every `MAILGATE_*` setting the binary reads, from the struct's own fields (those
+    /// it never reads from outside, `#[serde(skip)]`, are not among them). README.md's
+    /// configuration table names exactly these (a test holds it to that).
+    pub fn setting_names() -> Vec<String> {
+        let mut fields: &'static [&'static str] = &[];
+        let _ = Config::deserialize(FieldNames(&mut fields));
+        fields
+            .iter()
+            .map(|f| format!("MAILGATE_{}", f.to_ascii_uppercase()))
+            .collect()
+    }
+
     /// Reads defaults, the optional file and the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         let mut figment = Figment::new();
@@ -910,6 +949,43 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::{Config, Profile, is_service_link};
+
+    /// The variables README.md's configuration table names (first column, `A` / `B`).
+    fn readme_settings() -> Vec<String> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        let section = readme.split("\n## Configuration\n").nth(1).unwrap();
+        let section = section.split("\n## ").next().unwrap();
+        section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `MAILGATE_").map(|_| l))
+            .flat_map(|l| {
+                let first = l.split(" | ").next().unwrap_or("").trim_start_matches("| ");
+                first
+                    .split(" / ")
+                    .map(|n| n.trim().trim_matches('`').to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_table_names_every_setting_the_binary_reads_and_no_other() {
+        let read = Config::setting_names();
+        assert!(read.len() > 50, "the names come from the struct: {read:?}");
+        assert!(read.contains(&"MAILGATE_DATABASE_URL".to_owned()));
+        let documented = readme_settings();
+        let missing: Vec<&String> = read.iter().filter(|n| !documented.contains(n)).collect();
+        let unknown: Vec<&String> = documented.iter().filter(|n| !read.contains(n)).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "README.md's configuration table is not what the binary reads: not in the table {missing:?}; \
+             in the table but not read {unknown:?}"
+        );
+        let mut once = documented.clone();
+        once.sort();
+        once.dedup();
+        assert_eq!(once.len(), documented.len(), "a setting has two rows");
+    }
 
     #[test]
     fn production_refuses_private_smtp_hosts_without_the_second_yes() {
