@@ -1,131 +1,31 @@
-//! The domain's delivery ports on [`SqlStore`], so tenants and their deliveries share one
-//! pool: the outbox ([`DeliveryOutbox`]), the worker's queue ([`DeliveryQueue`]) and the
-//! tenant-scoped queries ([`DeliveryQueries`]).
-//!
-//! A delivery is `QUEUED` or `RETRYING` until it is due, then a worker *claims* it: one
-//! statement moves it to `SENDING` under that worker's lease and returns it. The worker
-//! *finishes* it (attempt row and new state in one transaction, only while it still holds
-//! the lease) or gives it back unattempted; what the new state is comes from the domain's
-//! [`DeliveryUpdate`], which this module applies without deciding anything. A lease that runs out makes the delivery
-//! claimable again, so a crashed worker loses nothing.
-//!
-//! The claim reads the two partial indexes of the migration (due rows; leased rows), each
-//! in order with a limit, so its cost does not grow with the sent and failed rows that
-//! fill the table. On PostgreSQL each side locks its rows `FOR UPDATE SKIP LOCKED`, so
-//! concurrent claimers split the queue without waiting on each other; SQLite has one
-//! writer, and the single statement is atomic there.
+//! [`DeliveryQueue`]: the worker's side — claim due rows fairly under a lease, move a
+//! tenant's waiting rows to its turn or back, renew leases, apply finishes with their
+//! attempts and webhook events, remove old content.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use domain::delivery::retention;
-use domain::delivery::{
-    Attempt, AttemptOutcome, Delivery, DeliveryStatus, DeliveryUpdate, FailureCode, FailureReason, NotificationKind,
-    Postponement, RenderedMessage,
-};
-use domain::error::FieldCode;
-use domain::mail::Subject;
-use domain::ports::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
+use domain::delivery::{AttemptOutcome, Delivery, DeliveryStatus, DeliveryUpdate, NotificationKind, Postponement};
+use domain::ports::DeliveryQueue;
 use domain::values::EmailAddress;
 use domain::webhook::EventType;
 use domain::webhook::event::{FinishedDelivery, WebhookEvent, may_be_first_retry};
-use domain::{
-    DeliveryId, IdempotencyKey, LeaseOwner, Locale, MessageId, SenderSource, StoreError, TenantId, TenantScope,
-};
-use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use domain::{DeliveryId, LeaseOwner, StoreError, TenantId};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
     Statement,
 };
 
-use crate::convert::{corrupt, db_err, delivery_row, retries_column};
+use crate::convert::{db_err, retries_column};
 use crate::entities::{deliveries, delivery_attempts};
 use crate::sql::SqlBuilder;
 use crate::store::SqlStore;
 use crate::webhook_outbox::Subscriptions;
 
-const INVALID: FieldCode = FieldCode::InvalidFormat;
-
-/// How often an enqueue retries when the delivery it conflicted with is gone by the time
-/// it is read (deleted with its tenant in between).
-const ENQUEUE_ROUNDS: usize = 3;
-
-#[async_trait::async_trait]
-impl DeliveryOutbox for SqlStore {
-    async fn enqueue(&self, delivery: &Delivery) -> Result<EnqueueOutcome, StoreError> {
-        let db = self.connection();
-        let _turn = self.queue_write_turn().await;
-        for _ in 0..ENQUEUE_ROUNDS {
-            // Autocommit: the row is committed when the statement returns. A concurrent
-            // enqueue with the same key waits for this one, then inserts nothing.
-            let inserted = deliveries::Entity::insert(delivery_row(delivery, Utc::now()))
-                .on_conflict(on_key_conflict())
-                .exec_without_returning(db)
-                .await
-                .map_err(db_err)?;
-            if inserted == 1 {
-                let mut created = delivery.clone();
-                created.attempts.clear();
-                return Ok(EnqueueOutcome::Created(created));
-            }
-            let Some(key) = &delivery.idempotency_key else {
-                break;
-            };
-            let existing = deliveries::Entity::find()
-                .filter(deliveries::Column::TenantId.eq(delivery.tenant_id.to_string()))
-                .filter(deliveries::Column::IdempotencyKey.eq(key.as_str()))
-                .one(db)
-                .await
-                .map_err(db_err)?;
-            if let Some(row) = existing {
-                let attempts = self.attempts_of(&[row.id.as_str()]).await?.remove(&row.id);
-                return delivery_from_row(&row, attempts.unwrap_or_default()).map(EnqueueOutcome::Existing);
-            }
-        }
-        Err(db_err(DbErr::Custom(
-            "enqueue: neither inserted nor found the delivery with this idempotency key".into(),
-        )))
-    }
-
-    #[tracing::instrument(name = "queue.enqueue", skip_all, fields(deliveries = batch.len()))]
-    async fn enqueue_many(&self, batch: &[Delivery]) -> Vec<Result<EnqueueOutcome, StoreError>> {
-        if batch.len() <= 1 {
-            return self.enqueue_each(batch).await;
-        }
-        // One statement, so one commit for all; a row that conflicts on its idempotency
-        // key is skipped by the statement and answered one by one below.
-        let now = Utc::now();
-        let rows: Vec<deliveries::ActiveModel> = batch.iter().map(|d| delivery_row(d, now)).collect();
-        let turn = self.queue_write_turn().await;
-        let inserted = deliveries::Entity::insert_many(rows)
-            .on_conflict(on_key_conflict())
-            .exec_with_returning_keys(self.connection())
-            .await;
-        drop(turn);
-        let inserted: HashSet<String> = match inserted {
-            Ok(keys) => keys.into_iter().collect(),
-            Err(DbErr::RecordNotInserted) => HashSet::new(),
-            Err(error) => {
-                // E.g. a tenant deleted in between: each on its own, so it fails alone.
-                tracing::debug!(%error, rows = batch.len(), "enqueue batch refused; enqueueing one by one");
-                return self.enqueue_each(batch).await;
-            }
-        };
-        let mut out = Vec::with_capacity(batch.len());
-        for d in batch {
-            if inserted.contains(&d.id.to_string()) {
-                let mut created = d.clone();
-                created.attempts.clear();
-                out.push(Ok(EnqueueOutcome::Created(created)));
-            } else {
-                out.push(self.enqueue(d).await);
-            }
-        }
-        out
-    }
-}
+use super::rows::{attempt_row, delivery_from_row, failure_reason};
 
 #[async_trait::async_trait]
 impl DeliveryQueue for SqlStore {
@@ -297,165 +197,12 @@ impl DeliveryQueue for SqlStore {
     }
 }
 
-#[async_trait::async_trait]
-impl DeliveryQueries for SqlStore {
-    async fn delivery(&self, scope: TenantScope, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        let key = id.to_string();
-        let mut query = deliveries::Entity::find_by_id(key.as_str());
-        if let Some(tenant) = scope.tenant() {
-            query = query.filter(deliveries::Column::TenantId.eq(tenant.to_string()));
-        }
-        let Some(row) = query.one(self.connection()).await.map_err(db_err)? else {
-            return Ok(None);
-        };
-        let attempts = self.attempts_of(&[key.as_str()]).await?.remove(&key);
-        delivery_from_row(&row, attempts.unwrap_or_default()).map(Some)
-    }
-
-    async fn deliveries(
-        &self,
-        tenant: TenantId,
-        status: Option<DeliveryStatus>,
-        after: Option<DeliveryId>,
-        limit: u64,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        let mut query = deliveries::Entity::find().filter(deliveries::Column::TenantId.eq(tenant.to_string()));
-        if let Some(status) = status {
-            query = query.filter(deliveries::Column::Status.eq(status.code()));
-        }
-        if let Some(after) = after {
-            query = query.filter(deliveries::Column::Id.lt(after.to_string()));
-        }
-        let page = query
-            .order_by_desc(deliveries::Column::Id)
-            .limit(limit)
-            .all(self.connection())
-            .await
-            .map_err(db_err)?;
-        if page.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The attempts of the whole page in one query, not one per delivery.
-        let ids: Vec<&str> = page.iter().map(|row| row.id.as_str()).collect();
-        let mut attempts = self.attempts_of(&ids).await?;
-        page.iter()
-            .map(|row| delivery_from_row(row, attempts.remove(&row.id).unwrap_or_default()))
-            .collect()
-    }
-
-    async fn oldest_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
-        // The claim's own predicate, so the same partial index answers it.
-        let backend = self.connection().get_database_backend();
-        let mut q = SqlBuilder::new(backend);
-        q.sql(
-            "SELECT MIN(next_attempt_at_ms) AS due FROM deliveries \
-             WHERE status IN ('QUEUED', 'RETRYING') AND next_attempt_at_ms <= ",
-        )
-        .bind(now.timestamp_millis());
-        let row = self.connection().query_one_raw(q.build()).await.map_err(db_err)?;
-        let due: Option<i64> = row.and_then(|r| r.try_get::<Option<i64>>("", "due").ok()).flatten();
-        Ok(due.and_then(DateTime::from_timestamp_millis))
-    }
-
-    async fn status_counts(&self, scope: TenantScope) -> Result<StatusCounts, StoreError> {
-        let mut query = deliveries::Entity::find()
-            .select_only()
-            .column(deliveries::Column::Status)
-            .column_as(Expr::col(deliveries::Column::Id).count(), "n");
-        if let Some(tenant) = scope.tenant() {
-            query = query.filter(deliveries::Column::TenantId.eq(tenant.to_string()));
-        }
-        let rows: Vec<(String, i64)> = query
-            .group_by(deliveries::Column::Status)
-            .into_tuple()
-            .all(self.connection())
-            .await
-            .map_err(db_err)?;
-        let mut counts: StatusCounts = DeliveryStatus::ALL.into_iter().map(|s| (s, 0)).collect();
-        for (code, n) in rows {
-            match DeliveryStatus::from_code(&code) {
-                Some(status) => {
-                    if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
-                        slot.1 = u64::try_from(n).unwrap_or(0);
-                    }
-                }
-                None => tracing::warn!(
-                    count = n,
-                    "deliveries with an unknown status are left out of the counts"
-                ),
-            }
-        }
-        Ok(counts)
-    }
-
-    async fn requeue(&self, tenant: TenantId, id: DeliveryId, update: &DeliveryUpdate) -> Result<bool, StoreError> {
-        let now = Utc::now();
-        let mut change = deliveries::Entity::update_many()
-            .col_expr(deliveries::Column::Status, Expr::value(update.status().code()))
-            .col_expr(
-                deliveries::Column::FailureCode,
-                Expr::value(update.failure_reason().map(|r| r.code().code())),
-            )
-            .col_expr(
-                deliveries::Column::FailureDetail,
-                Expr::value(update.failure_reason().and_then(|r| r.detail()).map(str::to_owned)),
-            )
-            .col_expr(
-                deliveries::Column::NextAttemptAtMs,
-                Expr::value(update.next_attempt_at().timestamp_millis()),
-            )
-            .col_expr(deliveries::Column::SentAt, Expr::value(update.sent_at()))
-            .col_expr(deliveries::Column::LeaseOwner, Expr::value(Option::<String>::None))
-            .col_expr(deliveries::Column::LeaseUntilMs, Expr::value(Option::<i64>::None))
-            .col_expr(deliveries::Column::UpdatedAt, Expr::value(now));
-        if let Some(retries) = update.retries() {
-            change = change.col_expr(deliveries::Column::Retries, Expr::value(retries_column(retries)));
-        }
-        let requeued = change
-            .filter(deliveries::Column::Id.eq(id.to_string()))
-            .filter(deliveries::Column::TenantId.eq(tenant.to_string()))
-            .filter(deliveries::Column::Status.eq(update.expected().code()))
-            .exec(self.connection())
-            .await
-            .map_err(db_err)?;
-        Ok(requeued.rows_affected == 1)
-    }
-}
-
 impl SqlStore {
     /// Runs one write of the queue in its turn; how many rows it changed.
     async fn queue_write(&self, stmt: Statement) -> Result<u64, StoreError> {
         let _turn = self.queue_write_turn().await;
         let done = self.connection().execute_raw(stmt).await.map_err(db_err)?;
         Ok(done.rows_affected())
-    }
-
-    /// Enqueues each delivery on its own statement.
-    async fn enqueue_each(&self, batch: &[Delivery]) -> Vec<Result<EnqueueOutcome, StoreError>> {
-        let mut out = Vec::with_capacity(batch.len());
-        for d in batch {
-            out.push(self.enqueue(d).await);
-        }
-        out
-    }
-
-    /// The attempts of these deliveries, each list oldest first, keyed by delivery id.
-    async fn attempts_of(&self, ids: &[&str]) -> Result<HashMap<String, Vec<Attempt>>, StoreError> {
-        let rows = delivery_attempts::Entity::find()
-            .filter(delivery_attempts::Column::DeliveryId.is_in(ids.iter().copied()))
-            .order_by_asc(delivery_attempts::Column::DeliveryId)
-            .order_by_asc(delivery_attempts::Column::Id)
-            .all(self.connection())
-            .await
-            .map_err(db_err)?;
-        let mut by_delivery: HashMap<String, Vec<Attempt>> = HashMap::new();
-        for row in &rows {
-            by_delivery
-                .entry(row.delivery_id.clone())
-                .or_default()
-                .push(attempt_from_row(row)?);
-        }
-        Ok(by_delivery)
     }
 
     /// Applies finishing updates to the rows with these ids, each only while it is in the
@@ -594,7 +341,7 @@ impl SqlStore {
 /// `limit + per_tenant`, so the tenants behind one whose rows come first still get the
 /// rest of the claim.
 #[derive(Debug, Clone, Copy)]
-struct ClaimLimits {
+pub(super) struct ClaimLimits {
     limit: i64,
     per_tenant: i64,
     window: i64,
@@ -605,7 +352,7 @@ struct ClaimLimits {
 const CLAIM_WINDOW_MAX: i64 = 1024;
 
 impl ClaimLimits {
-    fn new(limit: u32, per_tenant: u32) -> Self {
+    pub(super) fn new(limit: u32, per_tenant: u32) -> Self {
         let (limit, per_tenant) = (i64::from(limit), i64::from(Ord::min(per_tenant, limit)));
         // Candidates enough to fill the claim from one more tenant beyond the limit's
         // worth, when the earliest are one tenant's; a wider window costs every claim.
@@ -626,7 +373,7 @@ impl ClaimLimits {
 /// order (the status predicates are the indexes' own literals) up to the window; of those,
 /// at most `per_tenant` per tenant, the earliest `limit` moved to `SENDING` under
 /// `owner`'s lease and returned, in one statement.
-fn claim_statement(
+pub(super) fn claim_statement(
     backend: DbBackend,
     owner: &LeaseOwner,
     now: DateTime<Utc>,
@@ -734,15 +481,6 @@ fn resume_statement(backend: DbBackend, tenant: TenantId, up_to: DateTime<Utc>, 
     q.build()
 }
 
-/// A second delivery with a tenant's idempotency key inserts nothing (the key's unique
-/// index is partial: only rows with a key).
-fn on_key_conflict() -> OnConflict {
-    OnConflict::columns([deliveries::Column::TenantId, deliveries::Column::IdempotencyKey])
-        .target_and_where(Expr::col(deliveries::Column::IdempotencyKey).is_not_null())
-        .do_nothing()
-        .to_owned()
-}
-
 /// Rows per finishing statement (10 values each, well under every backend's limit).
 const FINISH_CHUNK: usize = 256;
 
@@ -789,98 +527,3 @@ fn finish_statement(
     .sql(" RETURNING deliveries.id, deliveries.tenant_id, deliveries.kind, deliveries.idempotency_key");
     q.build()
 }
-
-/// The failure reason of a row, if its code reads back.
-fn failure_reason(row: &deliveries::Model) -> Option<FailureReason> {
-    let code = FailureCode::from_code(row.failure_code.as_deref()?)?;
-    Some(FailureReason::from_parts(code, row.failure_detail.as_deref()))
-}
-
-/// A delivery read back, every value parsed again; a refused value is reported as
-/// corrupt, naming the delivery and the field, never the value.
-pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>) -> Result<Delivery, StoreError> {
-    let id = DeliveryId::from_str(&row.id).map_err(|e| corrupt("a deliveries row", "id", e))?;
-    let subject = format!("delivery {id}");
-    let field = |name: &str, code: FieldCode| corrupt(&subject, name, code);
-    Ok(Delivery {
-        id,
-        tenant_id: TenantId::from_str(&row.tenant_id).map_err(|e| field("tenantId", e.into()))?,
-        kind: NotificationKind::from_code(&row.kind).ok_or_else(|| field("kind", INVALID))?,
-        to: EmailAddress::parse(&row.to_address).map_err(|e| field("to", e.into()))?,
-        locale: Locale::from_code(&row.locale).ok_or_else(|| field("locale", INVALID))?,
-        message: RenderedMessage {
-            subject: Subject::parse(&row.subject).map_err(|e| field("subject", e.into()))?,
-            text: row.text_body.clone(),
-            html: row.html_body.clone(),
-        },
-        message_id: MessageId::parse(&row.message_id).map_err(|e| field("messageId", e.into()))?,
-        idempotency_key: row
-            .idempotency_key
-            .as_deref()
-            .map(IdempotencyKey::parse)
-            .transpose()
-            .map_err(|e| field("idempotencyKey", e.into()))?,
-        status: DeliveryStatus::from_code(&row.status).ok_or_else(|| field("status", INVALID))?,
-        retries: u32::try_from(row.retries).map_err(|_| field("retries", INVALID))?,
-        next_attempt_at: DateTime::from_timestamp_millis(row.next_attempt_at_ms)
-            .ok_or_else(|| field("nextAttemptAt", INVALID))?,
-        created_at: row.created_at,
-        sent_at: row.sent_at,
-        failure_reason: match row.failure_code.as_deref() {
-            None => None,
-            Some(code) => Some(FailureReason::from_parts(
-                FailureCode::from_code(code).ok_or_else(|| field("failureCode", INVALID))?,
-                row.failure_detail.as_deref(),
-            )),
-        },
-        claims: u32::try_from(row.claims).unwrap_or(0),
-        via_platform: row.via_platform,
-        content_removed_at: row.content_removed_at,
-        recipient_hash: row.recipient_hash.clone(),
-        payload_hash: row.payload_hash.clone(),
-        // A malformed value only loses the link to the trace.
-        trace_parent: row.trace_parent.as_deref().and_then(domain::TraceParent::parse),
-        attempts,
-    })
-}
-
-/// The row an attempt is stored as, with a fresh time-ordered id.
-fn attempt_row(delivery_id: &str, attempt: &Attempt) -> delivery_attempts::ActiveModel {
-    delivery_attempts::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().hyphenated().to_string()),
-        delivery_id: Set(delivery_id.to_owned()),
-        at: Set(attempt.at),
-        outcome: Set(attempt.outcome.code().to_owned()),
-        stage: Set(attempt.stage.clone()),
-        smtp_code: Set(attempt.smtp_code.map(i32::from)),
-        enhanced_code: Set(attempt.enhanced_code.clone()),
-        server_message: Set(attempt.server_message.clone()),
-        sender_address: Set(attempt.sender_address.clone()),
-        sender_source: Set(attempt.sender_source.map(|s| s.code().to_owned())),
-    }
-}
-
-fn attempt_from_row(row: &delivery_attempts::Model) -> Result<Attempt, StoreError> {
-    let subject = format!("attempt {} of delivery {}", row.id, row.delivery_id);
-    let field = |name: &str| corrupt(&subject, name, INVALID);
-    Ok(Attempt {
-        at: row.at,
-        outcome: AttemptOutcome::from_code(&row.outcome).ok_or_else(|| field("outcome"))?,
-        stage: row.stage.clone(),
-        smtp_code: row
-            .smtp_code
-            .map(|code| u16::try_from(code).map_err(|_| field("smtpCode")))
-            .transpose()?,
-        enhanced_code: row.enhanced_code.clone(),
-        server_message: row.server_message.clone(),
-        sender_address: row.sender_address.clone(),
-        sender_source: row
-            .sender_source
-            .as_deref()
-            .map(|code| SenderSource::from_code(code).ok_or_else(|| field("senderSource")))
-            .transpose()?,
-    })
-}
-
-#[cfg(test)]
-mod tests;

@@ -1,0 +1,164 @@
+//! [`DeliveryQueries`]: reads and the requeue of a failed delivery, always for a tenant
+//! or a scope only an operator or a service is handed.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
+use domain::ports::{DeliveryQueries, StatusCounts};
+use domain::{DeliveryId, StoreError, TenantId, TenantScope};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::convert::{db_err, retries_column};
+use crate::entities::{deliveries, delivery_attempts};
+use crate::sql::SqlBuilder;
+use crate::store::SqlStore;
+
+use super::rows::{attempt_from_row, delivery_from_row};
+
+#[async_trait::async_trait]
+impl DeliveryQueries for SqlStore {
+    async fn delivery(&self, scope: TenantScope, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        let key = id.to_string();
+        let mut query = deliveries::Entity::find_by_id(key.as_str());
+        if let Some(tenant) = scope.tenant() {
+            query = query.filter(deliveries::Column::TenantId.eq(tenant.to_string()));
+        }
+        let Some(row) = query.one(self.connection()).await.map_err(db_err)? else {
+            return Ok(None);
+        };
+        let attempts = self.attempts_of(&[key.as_str()]).await?.remove(&key);
+        delivery_from_row(&row, attempts.unwrap_or_default()).map(Some)
+    }
+
+    async fn deliveries(
+        &self,
+        tenant: TenantId,
+        status: Option<DeliveryStatus>,
+        after: Option<DeliveryId>,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut query = deliveries::Entity::find().filter(deliveries::Column::TenantId.eq(tenant.to_string()));
+        if let Some(status) = status {
+            query = query.filter(deliveries::Column::Status.eq(status.code()));
+        }
+        if let Some(after) = after {
+            query = query.filter(deliveries::Column::Id.lt(after.to_string()));
+        }
+        let page = query
+            .order_by_desc(deliveries::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await
+            .map_err(db_err)?;
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The attempts of the whole page in one query, not one per delivery.
+        let ids: Vec<&str> = page.iter().map(|row| row.id.as_str()).collect();
+        let mut attempts = self.attempts_of(&ids).await?;
+        page.iter()
+            .map(|row| delivery_from_row(row, attempts.remove(&row.id).unwrap_or_default()))
+            .collect()
+    }
+
+    async fn oldest_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // The claim's own predicate, so the same partial index answers it.
+        let backend = self.connection().get_database_backend();
+        let mut q = SqlBuilder::new(backend);
+        q.sql(
+            "SELECT MIN(next_attempt_at_ms) AS due FROM deliveries \
+             WHERE status IN ('QUEUED', 'RETRYING') AND next_attempt_at_ms <= ",
+        )
+        .bind(now.timestamp_millis());
+        let row = self.connection().query_one_raw(q.build()).await.map_err(db_err)?;
+        let due: Option<i64> = row.and_then(|r| r.try_get::<Option<i64>>("", "due").ok()).flatten();
+        Ok(due.and_then(DateTime::from_timestamp_millis))
+    }
+
+    async fn status_counts(&self, scope: TenantScope) -> Result<StatusCounts, StoreError> {
+        let mut query = deliveries::Entity::find()
+            .select_only()
+            .column(deliveries::Column::Status)
+            .column_as(Expr::col(deliveries::Column::Id).count(), "n");
+        if let Some(tenant) = scope.tenant() {
+            query = query.filter(deliveries::Column::TenantId.eq(tenant.to_string()));
+        }
+        let rows: Vec<(String, i64)> = query
+            .group_by(deliveries::Column::Status)
+            .into_tuple()
+            .all(self.connection())
+            .await
+            .map_err(db_err)?;
+        let mut counts: StatusCounts = DeliveryStatus::ALL.into_iter().map(|s| (s, 0)).collect();
+        for (code, n) in rows {
+            match DeliveryStatus::from_code(&code) {
+                Some(status) => {
+                    if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
+                        slot.1 = u64::try_from(n).unwrap_or(0);
+                    }
+                }
+                None => tracing::warn!(
+                    count = n,
+                    "deliveries with an unknown status are left out of the counts"
+                ),
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn requeue(&self, tenant: TenantId, id: DeliveryId, update: &DeliveryUpdate) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let mut change = deliveries::Entity::update_many()
+            .col_expr(deliveries::Column::Status, Expr::value(update.status().code()))
+            .col_expr(
+                deliveries::Column::FailureCode,
+                Expr::value(update.failure_reason().map(|r| r.code().code())),
+            )
+            .col_expr(
+                deliveries::Column::FailureDetail,
+                Expr::value(update.failure_reason().and_then(|r| r.detail()).map(str::to_owned)),
+            )
+            .col_expr(
+                deliveries::Column::NextAttemptAtMs,
+                Expr::value(update.next_attempt_at().timestamp_millis()),
+            )
+            .col_expr(deliveries::Column::SentAt, Expr::value(update.sent_at()))
+            .col_expr(deliveries::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(deliveries::Column::LeaseUntilMs, Expr::value(Option::<i64>::None))
+            .col_expr(deliveries::Column::UpdatedAt, Expr::value(now));
+        if let Some(retries) = update.retries() {
+            change = change.col_expr(deliveries::Column::Retries, Expr::value(retries_column(retries)));
+        }
+        let requeued = change
+            .filter(deliveries::Column::Id.eq(id.to_string()))
+            .filter(deliveries::Column::TenantId.eq(tenant.to_string()))
+            .filter(deliveries::Column::Status.eq(update.expected().code()))
+            .exec(self.connection())
+            .await
+            .map_err(db_err)?;
+        Ok(requeued.rows_affected == 1)
+    }
+}
+
+impl SqlStore {
+    /// The attempts of these deliveries, each list oldest first, keyed by delivery id.
+    pub(super) async fn attempts_of(&self, ids: &[&str]) -> Result<HashMap<String, Vec<Attempt>>, StoreError> {
+        let rows = delivery_attempts::Entity::find()
+            .filter(delivery_attempts::Column::DeliveryId.is_in(ids.iter().copied()))
+            .order_by_asc(delivery_attempts::Column::DeliveryId)
+            .order_by_asc(delivery_attempts::Column::Id)
+            .all(self.connection())
+            .await
+            .map_err(db_err)?;
+        let mut by_delivery: HashMap<String, Vec<Attempt>> = HashMap::new();
+        for row in &rows {
+            by_delivery
+                .entry(row.delivery_id.clone())
+                .or_default()
+                .push(attempt_from_row(row)?);
+        }
+        Ok(by_delivery)
+    }
+}
