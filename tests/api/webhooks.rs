@@ -621,7 +621,7 @@ async fn bad_endpoints_are_refused_and_store_nothing(backend: Backend) {
         allow_private: true,
         resolver: app.app.webhook_guard.resolver.clone(),
     });
-    let permissive = domain::webhooks::WebhookService::new(
+    let permissive = domain::services::webhooks::WebhookService::new(
         app.app.webhook_store.clone(),
         app.app.tenants.clone(),
         std::sync::Arc::new(allowing),

@@ -57,7 +57,7 @@ use axum::body::Bytes;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::post;
-use domain::service::TenantService;
+use domain::services::TenantService;
 use domain::settings::MailSettingsDraft;
 use domain::{Caller, Plan, Role, TenantId};
 use mailgate::app::App;

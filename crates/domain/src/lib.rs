@@ -4,11 +4,8 @@
 //! transport crates implement. No framework crate is used here.
 
 pub mod access;
-pub mod assistant;
 pub mod audit;
 pub mod codes;
-pub mod connections;
-pub mod deliveries;
 pub mod delivery;
 pub mod discovery;
 pub mod error;
@@ -29,13 +26,12 @@ pub mod redact;
 pub mod sender;
 pub mod sender_domain;
 pub mod server;
-pub mod service;
+pub mod services;
 pub mod settings;
 pub mod suspension;
 pub mod tenant;
 pub mod values;
 pub mod webhook;
-pub mod webhooks;
 
 pub use access::{Caller, Role, TenantScope};
 pub use error::{Error, FieldError, Result, StoreError, WriteError};

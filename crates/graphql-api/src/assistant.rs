@@ -6,12 +6,12 @@
 use async_graphql::{Context, Enum, ID, SimpleObject};
 
 use domain::Locale;
-use domain::assistant::AssistantService;
 use domain::discovery::Discovery;
 use domain::mail::{SendFailure, diagnose};
 use domain::probe::ProbeReport;
 use domain::providers::{HostSpec, PROVIDERS, Provider};
 use domain::sender_domain::{DomainCheck, Verdict};
+use domain::services::assistant::AssistantService;
 
 use crate::catalogue::{Text, say};
 use crate::error::ResultExt as _;

@@ -4,7 +4,7 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 
 use domain::TenantId;
 use domain::audit::AuditEntry;
-use domain::service::TenantService;
+use domain::services::TenantService;
 use domain::settings::FieldChange;
 
 use crate::error::ResultExt as _;

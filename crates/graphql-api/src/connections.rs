@@ -1,12 +1,12 @@
 //! Sending from a Microsoft 365 or Google mailbox with a sign-in instead of a password
 //! (issue 25): start a sign-in, complete it with what the callback handed back, list and
 //! disconnect a tenant's connections. Each resolver parses, calls
-//! `domain::connections::ConnectionService`, and converts.
+//! `domain::services::connections::ConnectionService`, and converts.
 
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 
-use domain::connections::ConnectionService;
 use domain::oauth::{ConnectionId, ConnectionKind, MailConnection, Provider};
+use domain::services::connections::ConnectionService;
 
 use crate::error::ResultExt as _;
 use crate::values::{caller_and, parse_tenant_id, rfc3339};
@@ -156,7 +156,7 @@ pub(crate) struct AppConnectionSetup {
 /// `Query.mailAppConnectionKinds`: the app-only kinds the operator set up.
 pub(crate) fn app_kinds(ctx: &Context<'_>) -> async_graphql::Result<Vec<MailConnectionKind>> {
     let service = ctx.data::<ConnectionService>()?;
-    Ok(domain::connections::APP_KINDS
+    Ok(domain::services::connections::APP_KINDS
         .into_iter()
         .filter(|k| service.offers_app(*k))
         .filter_map(|k| match k {

@@ -6,9 +6,9 @@ use std::str::FromStr;
 
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 
-use domain::deliveries::DeliveryService;
 use domain::delivery::{self as dd, NotificationRequest, VariableValue};
 use domain::error::FieldCode;
+use domain::services::deliveries::DeliveryService;
 use domain::{DeliveryId, Error, Locale, TenantId};
 
 use crate::catalogue::{Text, say};

@@ -6,7 +6,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use secrecy::SecretString;
 
 use domain::Locale;
-use domain::service::TenantService;
+use domain::services::TenantService;
 use domain::settings::{self as ds, MailSettingsDraft, PopBeforeSmtpDraft, StoredMailSettings};
 
 use domain::health::SettingsHealth;
@@ -331,7 +331,7 @@ pub struct TestMailResult {
 }
 
 impl TestMailResult {
-    pub fn from_outcome(o: &domain::service::TestMailOutcome, l: Locale) -> Self {
+    pub fn from_outcome(o: &domain::services::TestMailOutcome, l: Locale) -> Self {
         let warnings = o
             .warnings
             .iter()
@@ -536,7 +536,7 @@ pub(crate) async fn complete_connection(
     code: String,
     from_address: Option<String>,
 ) -> async_graphql::Result<MailboxConnected> {
-    let (caller, service, l) = caller_and::<domain::connections::ConnectionService>(ctx)?;
+    let (caller, service, l) = caller_and::<domain::services::connections::ConnectionService>(ctx)?;
     let id = parse_tenant_id(&tenant_id).gql(l)?;
     let done = service
         .complete(caller, id, &state, &code, from_address.as_deref())
@@ -561,7 +561,7 @@ pub(crate) async fn connect_app(
     mailbox: String,
     directory_id: Option<String>,
 ) -> async_graphql::Result<MailboxConnected> {
-    let (caller, service, l) = caller_and::<domain::connections::ConnectionService>(ctx)?;
+    let (caller, service, l) = caller_and::<domain::services::connections::ConnectionService>(ctx)?;
     let id = parse_tenant_id(&tenant_id).gql(l)?;
     let done = service
         .connect_app(caller, id, kind.into(), &mailbox, directory_id.as_deref())
@@ -584,9 +584,9 @@ pub(crate) async fn connect_token_url(
     tenant_id: ID,
     input: crate::connections::TokenUrlConnectionInput,
 ) -> async_graphql::Result<MailboxConnected> {
-    let (caller, service, l) = caller_and::<domain::connections::ConnectionService>(ctx)?;
+    let (caller, service, l) = caller_and::<domain::services::connections::ConnectionService>(ctx)?;
     let id = parse_tenant_id(&tenant_id).gql(l)?;
-    let draft = domain::connections::TokenUrlDraft {
+    let draft = domain::services::connections::TokenUrlDraft {
         token_url: input.token_url,
         client_id: input.client_id,
         client_secret: SecretString::from(input.client_secret),

@@ -7,7 +7,7 @@ use async_graphql::SimpleObject;
 use base64::Engine as _;
 use domain::Locale;
 use domain::error::FieldCode;
-use domain::service::Page;
+use domain::services::Page;
 
 use crate::catalogue::Text;
 use crate::error::validation_error;

@@ -4,11 +4,11 @@
 
 use async_graphql::{Context, EmptySubscription, ID, Object, Schema};
 
-use domain::assistant::AssistantService;
-use domain::connections::ConnectionService;
-use domain::deliveries::DeliveryService;
-use domain::service::TenantService;
-use domain::webhooks::WebhookService;
+use domain::services::TenantService;
+use domain::services::assistant::AssistantService;
+use domain::services::connections::ConnectionService;
+use domain::services::deliveries::DeliveryService;
+use domain::services::webhooks::WebhookService;
 
 use crate::assistant::{MailServerDiscovery, MailServerPreset, ProbeResult, SenderDomainCheck};
 use crate::connections::{

@@ -9,7 +9,7 @@ use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 
 use domain::TenantId;
 use domain::sender::SenderReason;
-use domain::service::{TenantService, TenantView};
+use domain::services::{TenantService, TenantView};
 
 use crate::audit::AuditEventConnection;
 use crate::catalogue::{Text, say};

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, SimpleObject};
 
+use domain::services::webhooks::{EndpointWithSecret, WebhookService};
 use domain::webhook::{self as model, EndpointDraft, EndpointId, MessageId};
-use domain::webhooks::{EndpointWithSecret, WebhookService};
 
 use crate::error::ResultExt as _;
 use crate::pagination::{self, PageInfo};

@@ -8,16 +8,16 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
 use domain::PlatformSender;
-use domain::assistant::AssistantService;
-use domain::deliveries::DeliveryService;
 use domain::delivery::RetryPolicy;
 use domain::ports::{
     Coordination, DeliveryOutbox, DeliveryQueries, DeliveryQueue, MailTransport, TenantStore, WebhookQueue,
     WebhookStore,
 };
-use domain::service::TenantService;
+use domain::services::TenantService;
+use domain::services::assistant::AssistantService;
+use domain::services::deliveries::DeliveryService;
+use domain::services::webhooks::WebhookService;
 use domain::settings::PortPolicy;
-use domain::webhooks::WebhookService;
 use graphql_api::auth::JwtKey;
 use graphql_api::{JwtConfig, MailgateSchema, SchemaLimits, TokenVerifier, build_schema};
 use mailer::{Mailer, MailerConfig, PlatformRelay, RelayUrl};
@@ -375,7 +375,7 @@ impl App {
             .with_lookups(lookups)
             .with_connections(mail_connections.clone())
             .with_test_mail_counter(Arc::new(move |count| counted.test_mail(count)));
-        let connections = domain::connections::ConnectionService::new(
+        let connections = domain::services::connections::ConnectionService::new(
             Arc::new(service.clone()),
             providers.clone(),
             oauth_store.clone(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::access::{AllTenants, TenantScope};
-use domain::service::TestMailCount;
+use domain::services::TestMailCount;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

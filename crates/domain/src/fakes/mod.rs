@@ -27,13 +27,13 @@ pub use tenants::MemoryTenants;
 pub use webhooks::{FixedEndpointCheck, MemoryWebhooks};
 
 use crate::access::{Caller, Role};
-use crate::assistant::AssistantService;
-use crate::deliveries::DeliveryService;
 use crate::sender::PlatformSender;
-use crate::service::TenantService;
+use crate::services::TenantService;
+use crate::services::assistant::AssistantService;
+use crate::services::deliveries::DeliveryService;
+use crate::services::webhooks::WebhookService;
 use crate::settings::PortPolicy;
 use crate::tenant::TenantId;
-use crate::webhooks::WebhookService;
 
 /// Locks a fake's state; a panic in another test thread does not poison the rest.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

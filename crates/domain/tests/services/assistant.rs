@@ -5,7 +5,7 @@ use domain::Plan;
 use domain::audit::AuditAction;
 use domain::error::{Error, FieldCode};
 use domain::fakes::{Fakes, admin};
-use domain::service::TEST_MAILS_PER_MINUTE;
+use domain::services::TEST_MAILS_PER_MINUTE;
 
 use crate::{draft, field_codes};
 

@@ -7,14 +7,14 @@ use domain::error::{Error, FieldCode};
 use domain::fakes::{Fakes, Server, admin, operator};
 use domain::health::{ActivationMode, SettingsState};
 use domain::mail::{FailureKind, SendFailure, SendStage};
-use domain::service::{TEST_MAILS_PER_CALLER_PER_MINUTE, TEST_MAILS_PER_MINUTE};
+use domain::services::{TEST_MAILS_PER_CALLER_PER_MINUTE, TEST_MAILS_PER_MINUTE};
 use domain::settings::{MailSettingsDraft, SettingsWarning};
 use domain::{Locale, TenantId};
 
 use crate::{draft, field_codes};
 
 /// A Share tenant with settings saved (pending), and the service.
-async fn saved(fakes: &Fakes, activation: ActivationMode) -> (domain::service::TenantService, TenantId) {
+async fn saved(fakes: &Fakes, activation: ActivationMode) -> (domain::services::TenantService, TenantId) {
     let tenants = fakes.tenant_service().with_activation(activation);
     let id = fakes.tenants.add("Site", Plan::Share);
     tenants

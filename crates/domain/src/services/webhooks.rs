@@ -12,7 +12,7 @@ use chrono::Utc;
 use crate::access::Caller;
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::ports::{EndpointCheck, HostCheck, TenantStore, WebhookStore};
-use crate::service::{Page, page};
+use crate::services::paging::{Page, page};
 use crate::tenant::TenantId;
 use crate::webhook::{
     EndpointDraft, EndpointFields, EndpointId, MessageId, MessageStatus, WebhookEndpoint, WebhookMessage, WebhookSecret,

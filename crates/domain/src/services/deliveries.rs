@@ -14,7 +14,7 @@ use crate::ids::{DeliveryId, IdempotencyKey, MessageId};
 use crate::ports::{DeliveryOutbox, DeliveryQueries, EnqueueOutcome, EnqueueQuota, StatusCounts, TenantStore};
 use crate::quota::{EnqueueLimits, QuotaOverride};
 use crate::sender::PlatformSender;
-use crate::service::{Page, page};
+use crate::services::paging::{Page, page};
 use crate::tenant::TenantId;
 use crate::values::EmailAddress;
 

@@ -15,7 +15,7 @@ use crate::plan::sender_override_permit;
 use crate::ports::{CheckedServer, Coordination, MailTransport, SetupLookups, TenantStore};
 use crate::probe::{PROBE_DEADLINE, ProbeReport, ProbeTarget};
 use crate::sender_domain::DomainCheck;
-use crate::service::TEST_MAIL_LIMIT;
+use crate::services::TEST_MAIL_LIMIT;
 use crate::settings::{Encryption, FieldChange, MailSettingsDraft, ServerDraft};
 use crate::tenant::TenantId;
 use crate::values::EmailAddress;

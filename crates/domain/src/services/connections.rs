@@ -25,7 +25,7 @@ use crate::ports::{
     AccessToken, AccessTokens, AuthorizationStateStore, MailConnections, ProviderFailure, SignInProviders, StateSeal,
 };
 use crate::server::ServerKind;
-use crate::service::{SavedSettings, TenantService};
+use crate::services::{SavedSettings, TenantService};
 use crate::settings::MailSettingsDraft;
 use crate::tenant::TenantId;
 
