@@ -3,6 +3,8 @@
 //! item depends on it; the other never depends back). Read from the files, not from
 //! rustc: every `crate::name` path (also inside `use crate::{a, b}`) outside comments
 //! is an edge from the file's top-level module to `name`, when `name` is a module.
+//! Also: `testkit` is a dev-only crate (no shipped crate depends on it, it depends on no
+//! Mailgate crate), and a file of this suite imports no other test file, only `support`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -140,6 +142,121 @@ fn no_crate_has_a_module_import_cycle() {
                 src.display(),
                 found.join(" → ")
             );
+        }
+    }
+}
+
+/// The crates that are never shipped: benchmarks and the test fixtures.
+const DEV_ONLY: [&str; 3] = ["bench", "mailbench", "testkit"];
+
+/// Every member's manifest: (package name, text).
+fn manifests() -> Vec<(String, String)> {
+    let root = workspace_root();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("Cargo.toml").is_file())
+        .collect();
+    dirs.push(root.join("migrations"));
+    dirs.sort();
+    dirs.iter()
+        .map(|dir| {
+            let text = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+            let name = text
+                .lines()
+                .find_map(|l| l.strip_prefix("name = \""))
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_else(|| panic!("{}: no package name", dir.display()))
+                .to_owned();
+            (name, text)
+        })
+        .collect()
+}
+
+/// The dependency names of a manifest's `[dependencies]`-like tables whose header ends
+/// with `table` (`dependencies` also matches `[target.'cfg(..)'.dependencies]`, not
+/// `[dev-dependencies]`).
+fn dependencies(manifest: &str, table: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut inside = false;
+    for line in manifest.lines().map(str::trim) {
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header.trim_end_matches(']');
+            inside = header == table || header.ends_with(&format!(".{table}"));
+            continue;
+        }
+        if inside && !line.is_empty() && !line.starts_with('#') {
+            let name: String = line
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+                .collect();
+            names.push(name);
+        }
+    }
+    names
+}
+
+#[test]
+fn the_manifest_reader_finds_normal_and_dev_dependencies() {
+    let manifest = "[package]\nname = \"x\"\n[dependencies]\ndomain.workspace = true\nserde = \"1\"\n\
+                    [target.'cfg(unix)'.dependencies]\nlibc = \"0.2\"\n[dev-dependencies]\ntestkit.workspace = true\n";
+    assert_eq!(dependencies(manifest, "dependencies"), ["domain", "serde", "libc"]);
+    assert_eq!(dependencies(manifest, "dev-dependencies"), ["testkit"]);
+}
+
+#[test]
+fn testkit_is_a_dev_only_crate_that_knows_no_mailgate_crate() {
+    let manifests = manifests();
+    let members: Vec<&str> = manifests.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(
+        members.contains(&"testkit") && members.contains(&"persistence"),
+        "{members:?}"
+    );
+    for (name, manifest) in &manifests {
+        if DEV_ONLY.contains(&name.as_str()) {
+            continue;
+        }
+        for table in ["dependencies", "build-dependencies"] {
+            assert!(
+                !dependencies(manifest, table).iter().any(|d| d == "testkit"),
+                "{name} is shipped: testkit may only be one of its [dev-dependencies]"
+            );
+        }
+    }
+    let testkit = &manifests.iter().find(|(name, _)| name == "testkit").unwrap().1;
+    for table in ["dependencies", "build-dependencies", "dev-dependencies"] {
+        for dependency in dependencies(testkit, table) {
+            assert!(
+                !members.contains(&dependency.as_str()),
+                "testkit depends on {dependency}: the crates whose tests use it would get a second copy"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_test_file_imports_no_other_test_file() {
+    let suite = workspace_root().join("tests/api");
+    let mut files = Vec::new();
+    rust_files(&suite, &mut files);
+    let test_files: BTreeSet<String> = files
+        .iter()
+        .filter(|f| f.parent() == Some(suite.as_path()))
+        .filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter(|name| name != "main" && name != "support")
+        .collect();
+    assert!(test_files.len() >= 20, "{test_files:?}");
+    // This file quotes such paths as the checker's own test data.
+    for file in files.iter().filter(|f| !f.ends_with("architecture.rs")) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for line in text.lines().map(str::trim_start).filter(|l| !l.starts_with("//")) {
+            for name in crate_refs(line) {
+                assert!(
+                    !test_files.contains(&name),
+                    "{} imports the test file {name}.rs: shared fixtures go to support/ or testkit",
+                    file.display()
+                );
+            }
         }
     }
 }

@@ -3,11 +3,11 @@
 //! an implicit-TLS server, with exactly one AUTH seen by the servers.
 
 use serde_json::{Value, json};
+use testkit::servers::*;
 
-use crate::mailservers::*;
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     the_probe_finds_the_working_pair_and_logs_in_once,
     the_probe_logs_in_on_the_typed_pair_and_never_retries_a_refused_login,
     the_probe_follows_the_plan_gate_validation_and_audit,

@@ -4,75 +4,13 @@
 //! named at start-up.
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
-use serde_json::{Value, json};
+use serde_json::json;
+use testkit::client::call;
+use testkit::process::stop;
 
-pub(crate) fn mailgate(data_dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailgate"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("MAILGATE_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("MAILGATE_DATA_DIR", data_dir)
-        .env("MAILGATE_LISTEN", "127.0.0.1:0")
-        .env("MAILGATE_LOG", "warn");
-    cmd
-}
-
-/// Starts `mailgate` (serve) and reads the address and operator token it prints.
-pub(crate) fn start(data_dir: &std::path::Path) -> (Child, String, String) {
-    let mut child = mailgate(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut url = String::new();
-    let mut token = String::new();
-    while let Some(Ok(line)) = lines.next() {
-        if let Some(rest) = line.trim().strip_prefix("GraphiQL:") {
-            url = rest.trim().to_owned();
-        }
-        if line.contains("Operator token") {
-            token = lines.next().and_then(Result::ok).unwrap_or_default().trim().to_owned();
-            break;
-        }
-    }
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "printed the GraphiQL URL: {url:?}"
-    );
-    assert_eq!(token.split('.').count(), 3, "printed a JWT: {token:?}");
-    (child, url, token)
-}
-
-pub(crate) fn stop(mut child: Child) {
-    crate::crash::untrack(child.id());
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = child.wait().expect("wait");
-    assert!(exit.success(), "SIGTERM gives a clean exit, got {exit:?}");
-}
-
-pub(crate) async fn call(url: &str, token: &str, query: &str, variables: Value) -> Value {
-    reqwest::Client::new()
-        .post(url)
-        .bearer_auth(token)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
-}
+use crate::support::process::{mailgate, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_start_without_configuration() {

@@ -8,15 +8,17 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use testkit::client::{all_message_ids, call, counts, enqueue_many, message_ids, setup_tenant};
+use testkit::process::{Database, start_with, stop};
+use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
-use crate::cli::{call, mailgate, stop};
-use crate::crash::{all_message_ids, counts, enqueue_many, message_ids, setup_tenant, start_with};
-use crate::deliveries::plain_settings;
-use crate::mailservers::*;
-use crate::support::{JWT_SECRET, UPDATE, postgres_url};
+use crate::support::process::mailgate;
+use crate::support::{JWT_SECRET, UPDATE};
 
 struct Cluster {
-    schema: String,
+    /// The processes' one PostgreSQL schema (dropped with the cluster).
+    database: Database,
     secret_key: String,
     dirs: Vec<std::path::PathBuf>,
     /// `MAILGATE_ENQUEUE_PER_DAY` of the processes (0: no limit, what these tests of
@@ -26,13 +28,12 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Self {
-        let schema = format!("cluster_{}", uuid::Uuid::new_v4().simple());
         let secret_key = {
             use secrecy::ExposeSecret as _;
             persistence::crypto::generate_key_base64().expose_secret().to_owned()
         };
         Self {
-            schema,
+            database: Database::postgres("cluster"),
             secret_key,
             dirs: Vec::new(),
             enqueue_per_day: 0,
@@ -41,11 +42,11 @@ impl Cluster {
 
     /// Starts process `n` (its own data directory, the shared database and keys).
     fn start(&mut self, n: usize, port: u16, worker: bool) -> (Child, String, String) {
-        let dir = std::env::temp_dir().join(format!("mailgate-{}-{n}", self.schema));
+        let schema = self.database.schema().expect("PostgreSQL");
+        let dir = std::env::temp_dir().join(format!("mailgate-{schema}-{n}"));
         self.dirs.push(dir.clone());
         let mut cmd = mailgate(&dir);
-        cmd.env("MAILGATE_DATABASE_URL", postgres_url())
-            .env("MAILGATE_DATABASE_SCHEMA", &self.schema)
+        cmd.envs(self.database.env())
             .env("MAILGATE_JWT_SECRET", JWT_SECRET)
             .env("MAILGATE_SECRET_KEY", &self.secret_key)
             .env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
@@ -65,20 +66,13 @@ impl Cluster {
 
     fn service_token(&self) -> String {
         let dir = self.dirs.first().expect("a process was started");
-        let out = mailgate(dir)
-            .env("MAILGATE_JWT_SECRET", JWT_SECRET)
-            .args(["token", "--role", "service"])
-            .output()
-            .expect("token");
-        String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+        let mut cmd = mailgate(dir);
+        cmd.env("MAILGATE_JWT_SECRET", JWT_SECRET);
+        testkit::process::token(cmd, "service")
     }
 
-    async fn drop_schema(&self) {
-        // Best effort: a leftover schema only costs space.
-        let _ = std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-c"])
-            .arg(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema))
-            .output();
+    /// Drops the schema and removes the processes' data directories.
+    fn finish(self) {
         for d in &self.dirs {
             let _ = std::fs::remove_dir_all(d);
         }
@@ -179,7 +173,7 @@ async fn a_plan_change_through_one_process_is_honoured_by_another() {
     for p in [p1, p2, p3] {
         stop(p);
     }
-    cluster.drop_schema().await;
+    cluster.finish();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +246,7 @@ async fn ten_thousand_deliveries_three_workers_exactly_once_and_a_kill() {
         stop(p);
     }
     stop(watcher);
-    cluster.drop_schema().await;
+    cluster.finish();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,7 +256,7 @@ async fn one_tenants_interval_holds_across_three_processes() {
     let (loader, url, op) = cluster.start(1, smtp.port, false);
     let service = cluster.service_token();
     let tenant = setup_tenant(&url, &op, smtp.port).await;
-    let mut s = plain_settings(smtp.port);
+    let mut s = SettingsInput::plain(smtp.port).json();
     s["sendIntervalMs"] = json!(1000);
     let r = call(&url, &op, UPDATE, json!({ "t": tenant, "i": s })).await;
     assert!(r.get("errors").is_none(), "{r}");
@@ -279,7 +273,7 @@ async fn one_tenants_interval_holds_across_three_processes() {
     for p in procs {
         stop(p);
     }
-    cluster.drop_schema().await;
+    cluster.finish();
 }
 
 /// A tenant's enqueue quota holds across processes: two processes on one database, 7
@@ -339,5 +333,5 @@ async fn an_enqueue_quota_holds_across_processes() {
     assert_eq!(queued, 10, "nothing stored for the refused ones: {counts}");
     stop(a);
     stop(b);
-    cluster.drop_schema().await;
+    cluster.finish();
 }

@@ -18,13 +18,14 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret as _;
 use serde_json::json;
+use testkit::client::call;
+use testkit::process::{Database, start_with, stop};
+use testkit::servers::*;
 
-use crate::cli::{call, mailgate, stop};
-use crate::crash::{Database, start_with, token};
-use crate::mailservers::*;
+use crate::support::process::{mailgate, token};
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     a_tenant_admin_fixes_the_password_saves_and_clears,
     an_operator_downgrades_a_tenant
 );
@@ -352,7 +353,7 @@ async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
         "{counts}"
     );
     stop(child);
-    db.drop();
+    drop(db);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -425,6 +426,6 @@ async fn an_operator_downgrades_a_tenant(backend: Backend) {
     assert!(changed[0].verified, "{:?}", changed[0]);
     assert_eq!(changed[0].json()["data"]["to"], "BASIC");
     stop(child);
-    db.drop();
+    drop(db);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,55 +4,23 @@
 //! stop another tenant's mail.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
+use testkit::client::{all_message_ids, counts, enqueue_many, message_ids, setup_tenant};
+use testkit::process::{Database, start_with, stop};
+use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
-use crate::cli::{call, mailgate, stop};
-use crate::deliveries::{RunningWorker, delivery_app, plain_settings};
-use crate::mailservers::*;
+use crate::support::deliveries::{RunningWorker, delivery_app};
+use crate::support::process::{mailgate, token};
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     sigterm_with_deliveries_in_flight_drains_and_exits_0,
     a_silent_server_delays_only_its_own_tenant
 );
-
-/// Where a test's `mailgate` process keeps its data: SQLite in its data directory, or a
-/// fresh schema of the test PostgreSQL database (dropped by `drop`).
-pub(crate) struct Database {
-    schema: Option<String>,
-}
-
-impl Database {
-    pub(crate) fn for_backend(backend: Backend) -> Self {
-        Self {
-            schema: (backend == Backend::Postgres).then(|| format!("t_{}", uuid::Uuid::new_v4().simple())),
-        }
-    }
-
-    /// The settings that point the process at it.
-    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
-        match &self.schema {
-            None => Vec::new(),
-            Some(schema) => vec![
-                ("MAILGATE_DATABASE_URL", postgres_url()),
-                ("MAILGATE_DATABASE_SCHEMA", schema.clone()),
-            ],
-        }
-    }
-
-    pub(crate) fn drop(self) {
-        if let Some(schema) = self.schema {
-            // Best effort: a leftover schema only costs space.
-            let _ = std::process::Command::new("psql")
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-c"])
-                .arg(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                .output();
-        }
-    }
-}
 
 /// Starts `mailgate serve` for mailing to `port` on loopback; returns (child, url, operator token).
 fn start_mailer(dir: &std::path::Path, port: u16, extra: &[(&str, String)]) -> (Child, String, String) {
@@ -70,183 +38,6 @@ fn start_mailer(dir: &std::path::Path, port: u16, extra: &[(&str, String)]) -> (
         cmd.env(k, v);
     }
     start_with(cmd)
-}
-
-/// Servers these tests started and have not stopped: killed when a test panics, so a
-/// failed test leaves no server behind (nextest runs each test in a process of its own,
-/// which exits after the panic while its children would live on).
-static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
-
-fn track(pid: u32) {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let pids = CHILDREN.lock().map(|c| c.clone()).unwrap_or_default();
-            for pid in pids {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .status();
-            }
-            default(info);
-        }));
-    });
-    CHILDREN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push(pid);
-}
-
-/// A server stopped by the test itself.
-pub(crate) fn untrack(pid: u32) {
-    CHILDREN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .retain(|p| *p != pid);
-}
-
-/// An operator token from the binary `cmd` runs, with `cmd`'s settings (for a process that
-/// prints none: a JWT key of its own is configured).
-pub(crate) fn mint_operator_like(cmd: &std::process::Command) -> String {
-    let mut mint = std::process::Command::new(cmd.get_program());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => mint.env(k, v),
-            None => mint.env_remove(k),
-        };
-    }
-    let out = mint.args(["token", "--role", "operator"]).output().expect("token");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
-}
-
-pub(crate) fn start_with(mut cmd: std::process::Command) -> (Child, String, String) {
-    use std::io::{BufRead as _, BufReader};
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    track(child.id());
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut url, mut token) = (String::new(), String::new());
-    while let Some(Ok(line)) = lines.next() {
-        if let Some(rest) = line.trim().strip_prefix("GraphiQL:") {
-            url = rest.trim().to_owned();
-        }
-        if line.contains("Operator token") {
-            token = lines.next().and_then(Result::ok).unwrap_or_default().trim().to_owned();
-            break;
-        }
-    }
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    assert!(url.starts_with("http://"), "started: {url:?}");
-    if token.split('.').count() != 3 {
-        token = mint_operator_like(&cmd);
-    }
-    (child, url, token)
-}
-
-pub(crate) fn token(dir: &std::path::Path, role: &str) -> String {
-    let out = mailgate(dir).args(["token", "--role", role]).output().expect("token");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
-}
-
-pub(crate) async fn counts(url: &str, operator: &str, tenant: &str) -> HashMap<String, i64> {
-    let d = call(
-        url,
-        operator,
-        "query($id:ID!){ tenant(id:$id){ deliveries(first:1){ counts { status count } } } }",
-        json!({ "id": tenant }),
-    )
-    .await;
-    d["data"]["tenant"]["deliveries"]["counts"]
-        .as_array()
-        .unwrap_or_else(|| panic!("counts: {d}"))
-        .iter()
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or("").to_owned(),
-                c["count"].as_i64().unwrap_or(0),
-            )
-        })
-        .collect()
-}
-
-pub(crate) async fn all_message_ids(url: &str, operator: &str, tenant: &str) -> Vec<String> {
-    message_ids(url, operator, tenant, None).await
-}
-
-/// The Message-IDs of a tenant's deliveries (of one status, if given).
-pub(crate) async fn message_ids(url: &str, operator: &str, tenant: &str, status: Option<&str>) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let d = call(
-            url,
-            operator,
-            "query($id:ID!,$a:String,$s:DeliveryStatus){ tenant(id:$id){ deliveries(status:$s, first:100, after:$a){ edges { node { messageId } } pageInfo { hasNextPage endCursor } } } }",
-            json!({ "id": tenant, "a": after, "s": status }),
-        )
-        .await;
-        let conn = &d["data"]["tenant"]["deliveries"];
-        ids.extend(
-            conn["edges"]
-                .as_array()
-                .expect("edges")
-                .iter()
-                .map(|e| e["node"]["messageId"].as_str().unwrap_or("").to_owned()),
-        );
-        if conn["pageInfo"]["hasNextPage"] != true {
-            return ids;
-        }
-        after = conn["pageInfo"]["endCursor"].as_str().map(str::to_owned);
-    }
-}
-
-pub(crate) async fn setup_tenant(url: &str, operator: &str, port: u16) -> String {
-    let t = call(
-        url,
-        operator,
-        "mutation{ createTenant(name:\"Crashy\", plan:SHARE){ id } }",
-        json!({}),
-    )
-    .await;
-    let tenant = t["data"]["createTenant"]["id"].as_str().expect("tenant").to_owned();
-    let s = call(url, operator, UPDATE, json!({ "t": tenant, "i": plain_settings(port) })).await;
-    assert!(s.get("errors").is_none(), "{s}");
-    tenant
-}
-
-pub(crate) async fn enqueue_many(url: &str, service: &str, tenant: &str, n: usize) {
-    let client = reqwest::Client::new();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
-        let batch: Vec<Value> = chunk
-            .iter()
-            .map(|i| {
-                json!({ "query": "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id } }",
-                    "variables": { "i": { "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "subject": format!("n{i}"), "text": "t", "idempotencyKey": format!("k{i}") } } })
-            })
-            .collect();
-        let resp: Value = client
-            .post(url)
-            .bearer_auth(service)
-            .json(&batch)
-            .send()
-            .await
-            .expect("post")
-            .json()
-            .await
-            .expect("json");
-        assert!(
-            resp.as_array()
-                .is_some_and(|a| a.iter().all(|r| r.get("errors").is_none())),
-            "{resp}"
-        );
-    }
 }
 
 /// With the default lease (10 s, renewed every third of it), what a process killed with
@@ -441,7 +232,7 @@ async fn sigterm_with_deliveries_in_flight_drains_and_exits_0(backend: Backend) 
         "nothing lost, nothing sent twice"
     );
     stop(child);
-    database.drop();
+    drop(database);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -457,13 +248,13 @@ async fn a_silent_server_delays_only_its_own_tenant(backend: Backend) {
     app.ok(
         &app.admin(&stuck),
         UPDATE,
-        json!({ "t": stuck, "i": plain_settings(silent_port) }),
+        json!({ "t": stuck, "i": SettingsInput::plain(silent_port).json() }),
     )
     .await;
     app.ok(
         &app.admin(&busy),
         UPDATE,
-        json!({ "t": busy, "i": plain_settings(smtp.port) }),
+        json!({ "t": busy, "i": SettingsInput::plain(smtp.port).json() }),
     )
     .await;
     let input = |t: &str, i: usize| json!({ "tenantId": t, "kind": "CUSTOM", "to": "a@example.net", "subject": format!("n{i}"), "text": "t" });

@@ -5,11 +5,13 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
-use crate::mailservers::*;
+use crate::support::deliveries::*;
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     enqueue_sends_through_the_effective_sender_once_per_key,
     bad_notifications_are_refused_and_store_nothing,
     retries_deferrals_and_permanent_failures,
@@ -22,84 +24,6 @@ crate::each_backend!(
     custom_bodies_reach_the_wire_with_crlf_line_ends_only,
 );
 
-const ENQUEUE: &str = "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id status messageId subject to kind retries idempotencyKey } }";
-const DELIVERY: &str = "query($id:ID!){ delivery(id:$id){ id status retries messageId failureReason failureCode failureDetail sentAt nextAttemptAt \
-    attempts { outcome stage smtpCode enhancedCode serverMessage senderAddress senderSource } } }";
-
-/// A running in-process worker; `stop` drains it like SIGTERM does.
-pub struct RunningWorker {
-    stop: tokio::sync::oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<worker::WorkerReport>,
-}
-
-impl RunningWorker {
-    pub fn start(app: &TestApp) -> Self {
-        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(app.app.worker().run(async {
-            let _ = rx.await;
-        }));
-        Self { stop, handle }
-    }
-
-    pub async fn stop(self) -> worker::WorkerReport {
-        let _ = self.stop.send(());
-        self.handle.await.expect("worker task")
-    }
-}
-
-pub async fn delivery_app(backend: Backend, ports: &[u16]) -> TestApp {
-    let ports = ports.to_vec();
-    spawn_app_with(backend, move |c| delivery_config(c, ports)).await
-}
-
-pub fn delivery_config(c: &mut mailgate::config::Config, ports: Vec<u16>) {
-    c.allow_private_smtp_hosts = true;
-    c.smtp_allowed_ports = ports;
-    c.smtp_ca_file = Some(test_ca().ca_pem.clone());
-    c.smtp_connect_timeout_secs = 3;
-    c.smtp_command_timeout_secs = 5;
-    c.retry_base_secs = 1;
-    c.rate_limit_defer_secs = 1;
-    c.worker_poll_ms = 100;
-    c.worker_shutdown_grace_secs = 5;
-}
-
-pub fn plain_settings(port: u16) -> Value {
-    json!({ "host": "localhost", "port": port, "encryption": "NONE", "fromAddress": "shop@example.jp", "fromName": "ショップ" })
-}
-
-pub fn registration(tenant: &str, locale: &str, key: Option<&str>) -> Value {
-    json!({
-        "tenantId": tenant,
-        "kind": "REGISTRATION_COMPLETED",
-        "to": "member@example.net",
-        "locale": locale,
-        "variables": { "name": "<Yamada & Co>", "siteName": "Sakura", "loginUrl": "https://sakura.example/login?a=1&b=2" },
-        "idempotencyKey": key,
-    })
-}
-
-pub async fn enqueue(app: &TestApp, input: Value) -> Value {
-    app.ok(&app.service(), ENQUEUE, json!({ "i": input })).await["enqueueNotification"].clone()
-}
-
-pub async fn delivery(app: &TestApp, id: &str) -> Value {
-    app.ok(&app.operator(), DELIVERY, json!({ "id": id })).await["delivery"].clone()
-}
-
-/// Polls until the delivery has `status` (and returns it), or panics after `timeout`.
-pub async fn wait_status(app: &TestApp, id: &str, status: &str, timeout: Duration) -> Value {
-    let start = Instant::now();
-    loop {
-        let d = delivery(app, id).await;
-        if d["status"] == status {
-            return d;
-        }
-        assert!(start.elapsed() < timeout, "delivery {id} never became {status}: {d}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn enqueue_sends_through_the_effective_sender_once_per_key(backend: Backend) {
     let smtp = SmtpServer::start(SmtpOptions::plain());
     let app = delivery_app(backend, &[smtp.port]).await;
@@ -107,7 +31,7 @@ async fn enqueue_sends_through_the_effective_sender_once_per_key(backend: Backen
     app.ok(
         &app.admin(&tenant),
         UPDATE,
-        json!({ "t": tenant, "i": plain_settings(smtp.port) }),
+        json!({ "t": tenant, "i": SettingsInput::plain(smtp.port).json() }),
     )
     .await;
 
@@ -358,7 +282,7 @@ async fn retries_deferrals_and_permanent_failures(backend: Backend) {
         app.ok(
             &app.admin(&tenant),
             UPDATE,
-            json!({ "t": tenant, "i": plain_settings(server.port) }),
+            json!({ "t": tenant, "i": SettingsInput::plain(server.port).json() }),
         )
         .await;
         ids.push(
@@ -470,7 +394,7 @@ async fn a_delivery_that_keeps_failing_expires(backend: Backend) {
     app.ok(
         &app.admin(&tenant),
         UPDATE,
-        json!({ "t": tenant, "i": plain_settings(port) }),
+        json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
     )
     .await;
     let id = enqueue(&app, registration(&tenant, "en", None)).await["id"]
@@ -501,7 +425,7 @@ async fn a_downgrade_between_enqueue_and_send_uses_the_platform_default(backend:
     app.ok(
         &app.admin(&tenant),
         UPDATE,
-        json!({ "t": tenant, "i": plain_settings(smtp.port) }),
+        json!({ "t": tenant, "i": SettingsInput::plain(smtp.port).json() }),
     )
     .await;
     let id = enqueue(&app, registration(&tenant, "en", None)).await["id"]
@@ -531,7 +455,7 @@ async fn pacing_holds_with_several_workers(backend: Backend) {
     let smtp = SmtpServer::start(SmtpOptions::plain());
     let app = delivery_app(backend, &[smtp.port]).await;
     let tenant = app.create_tenant("Paced", "SHARE").await;
-    let mut s = plain_settings(smtp.port);
+    let mut s = SettingsInput::plain(smtp.port).json();
     s["sendIntervalMs"] = json!(400);
     app.ok(&app.admin(&tenant), UPDATE, json!({ "t": tenant, "i": s }))
         .await;
@@ -564,7 +488,7 @@ async fn tenants_see_their_deliveries_and_operators_see_metrics(backend: Backend
     app.ok(
         &app.admin(&a),
         UPDATE,
-        json!({ "t": a, "i": plain_settings(smtp.port) }),
+        json!({ "t": a, "i": SettingsInput::plain(smtp.port).json() }),
     )
     .await;
     let mine = enqueue(&app, registration(&a, "en", None)).await["id"]
@@ -690,8 +614,12 @@ async fn unreadable_settings_hold_the_mail_until_repaired_through_the_api(backen
     let repaired = app.create_tenant("Repaired", "SHARE").await;
     let cleared = app.create_tenant("Cleared", "SHARE").await;
     for t in [&repaired, &cleared] {
-        app.ok(&app.admin(t), UPDATE, json!({ "t": t, "i": plain_settings(smtp.port) }))
-            .await;
+        app.ok(
+            &app.admin(t),
+            UPDATE,
+            json!({ "t": t, "i": SettingsInput::plain(smtp.port).json() }),
+        )
+        .await;
     }
     let waiting: Vec<String> = {
         let mut ids = Vec::new();
@@ -777,7 +705,7 @@ async fn unreadable_settings_hold_the_mail_until_repaired_through_the_api(backen
     assert_eq!(smtp.count(), 0, "nothing went out from the tenant's server");
 
     // Repaired through the API without reading the old row: all of it goes out.
-    let mut input = plain_settings(smtp.port);
+    let mut input = SettingsInput::plain(smtp.port).json();
     input["expectedVersion"] = json!(1);
     let saved = app
         .gql(
@@ -884,7 +812,7 @@ async fn custom_bodies_reach_the_wire_with_crlf_line_ends_only(backend: Backend)
     app.ok(
         &app.admin(&tenant),
         UPDATE,
-        json!({ "t": tenant, "i": plain_settings(smtp.port) }),
+        json!({ "t": tenant, "i": SettingsInput::plain(smtp.port).json() }),
     )
     .await;
     let text = "line one\rline two\nline three\r.\r\nMAIL FROM:<evil@evil.example>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\nhi\r\n.\r\n";

@@ -4,11 +4,11 @@
 //! cached), and every verdict of the sender-domain check from fixture records.
 
 use serde_json::{Value, json};
+use testkit::servers::*;
 
-use crate::mailservers::*;
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     discovery_from_bundled_data_mx_srv_and_autoconfig,
     autoconfig_at_an_internal_address_is_not_fetched_and_large_documents_are_refused,
     each_sender_domain_verdict_from_fixture_records,

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
+use testkit::servers::{python, scripts_dir};
+use testkit::settings::SettingsInput;
 
-use crate::deliveries::{RunningWorker, delivery_config, enqueue, wait_status};
-use crate::mailservers::{python, scripts_dir};
+use crate::support::deliveries::{RunningWorker, delivery_config, enqueue, wait_status};
 use crate::support::*;
 
-crate::each_backend!(an_echoed_auth_blob_never_comes_back_in_any_form);
+testkit::each_backend!(an_echoed_auth_blob_never_comes_back_in_any_form);
 
 const USER: &str = "shop@example.jp";
 const PASSWORD: &str = "Echo-Secret-8842!";
@@ -98,15 +99,11 @@ fn assert_no_credential(what: &str, text: &str) {
 }
 
 fn settings(port: u16) -> Value {
-    json!({
-        "host": "localhost",
-        "port": port,
-        "encryption": "NONE",
-        "fromAddress": USER,
-        "smtpAuth": true,
-        "username": USER,
-        "password": PASSWORD,
-    })
+    SettingsInput::plain(port)
+        .from(USER)
+        .without_from_name()
+        .with_auth(USER, PASSWORD)
+        .json()
 }
 
 async fn an_echoed_auth_blob_never_comes_back_in_any_form(backend: Backend) {

@@ -342,7 +342,7 @@ async fn introspection_is_off_by_default(app: &TestApp) {
 /// The standard introspection query, as graphql-core (the Python port of graphql-js)
 /// generates it for GraphiQL-style tools.
 fn standard_introspection_query() -> String {
-    let out = std::process::Command::new(crate::mailservers::python())
+    let out = std::process::Command::new(testkit::servers::python())
         .args([
             "-c",
             "from graphql import get_introspection_query; print(get_introspection_query(descriptions=True))",
@@ -600,7 +600,7 @@ async fn list_pages_count_their_rows_in_the_complexity_limit() {
 /// room comes back when a request ends, either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_are_capped_and_each_has_a_deadline() {
-    let (silent_port, _silent) = crate::mailservers::silent_listener();
+    let (silent_port, _silent) = testkit::servers::silent_listener();
     let app = spawn_app_with(Backend::Sqlite, |c| {
         c.max_requests_in_flight = 1;
         c.request_timeout_secs = 2;

@@ -11,11 +11,12 @@
 //! Also: autoconfig candidates are validated like saved hosts and must resolve.
 
 use serde_json::{Value, json};
+use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
-use crate::mailservers::*;
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     the_sender_domain_check_reads_an_internal_host_like_a_missing_one,
     discovery_drops_an_internal_srv_target_like_a_missing_one,
     save_warnings_read_an_internal_host_like_a_missing_one,
@@ -105,15 +106,13 @@ fn normalised(body: &Value, words: &[&str]) -> String {
 }
 
 fn settings(host: &str) -> Value {
-    json!({
-        "host": host,
-        "port": 587,
-        "encryption": "STARTTLS",
-        "fromAddress": "info@spf.test",
-        "smtpAuth": true,
-        "username": "info@spf.test",
-        "password": "not-the-point-1",
-    })
+    SettingsInput::plain(587)
+        .host(host)
+        .starttls()
+        .from("info@spf.test")
+        .without_from_name()
+        .with_auth("info@spf.test", "not-the-point-1")
+        .json()
 }
 
 async fn the_sender_domain_check_reads_an_internal_host_like_a_missing_one(backend: Backend) {

@@ -6,11 +6,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
-use crate::mailservers::*;
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     sessions_are_reset_after_a_refusal_and_closed_with_quit_when_idle,
     a_hostile_server_can_neither_bloat_nor_trick_a_session,
     a_foreign_service_is_not_echoed_back,
@@ -49,20 +50,15 @@ async fn mail_app(backend: Backend, ports: &[u16]) -> TestApp {
 }
 
 fn settings_for(port: u16, encryption: &str, auth: Option<(&str, &str)>) -> Value {
-    let mut s = json!({
-        "host": "localhost",
-        "port": port,
-        "encryption": encryption,
-        "fromAddress": "shop@example.jp",
-        "fromName": "株式会社サンプル 通知",
-        "localHostname": "web01.shop.example.jp",
-        "smtpAuth": auth.is_some(),
-    });
-    if let Some((u, p)) = auth {
-        s["username"] = json!(u);
-        s["password"] = json!(p);
+    let input = SettingsInput::plain(port)
+        .encryption(encryption)
+        .from_name("株式会社サンプル 通知")
+        .local_hostname("web01.shop.example.jp");
+    match auth {
+        Some((user, password)) => input.with_auth(user, password),
+        None => input.without_auth(),
     }
-    s
+    .json()
 }
 
 async fn send_test(app: &TestApp, tenant: &str, settings: Option<Value>) -> Value {
@@ -638,8 +634,8 @@ async fn internationalised_addresses_go_with_smtputf8_or_not_at_all(backend: Bac
         )
         .await;
     let id = d["enqueueNotification"]["id"].as_str().unwrap().to_owned();
-    let worker = crate::deliveries::RunningWorker::start(&app);
-    let failed = crate::deliveries::wait_status(&app, &id, "FAILED", Duration::from_secs(10)).await;
+    let worker = crate::support::deliveries::RunningWorker::start(&app);
+    let failed = crate::support::deliveries::wait_status(&app, &id, "FAILED", Duration::from_secs(10)).await;
     assert_eq!(failed["failureCode"], "REFUSED", "{failed}");
     assert_eq!(failed["failureDetail"], "MAIL_FROM SmtpUtf8NotOffered", "{failed}");
     assert_eq!(failed["retries"], 0, "no retry: it cannot pass");

@@ -11,12 +11,12 @@ use std::time::Duration;
 use domain::Role;
 use domain::ports::AccessTokens as _;
 use serde_json::{Value, json};
+use testkit::servers::*;
 
-use crate::deliveries::{RunningWorker, delivery_config, enqueue, wait_status};
-use crate::mailservers::*;
+use crate::support::deliveries::{RunningWorker, delivery_config, enqueue, wait_status};
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     microsoft_graph_connects_sends_and_recovers_from_a_revoked_grant,
     smtp_xoauth2_refreshes_a_refused_token_once_and_keeps_the_rotated_one,
     gmail_api_connects_and_disconnect_revokes_at_google,

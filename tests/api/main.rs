@@ -25,7 +25,6 @@ mod hardening;
 mod internal_names;
 mod mail;
 mod mailbox_sign_in;
-mod mailservers;
 mod metrics;
 mod oauth_client;
 mod oauth_servers;

@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
-use crate::deliveries::{delivery_config, enqueue, plain_settings, registration};
-use crate::mailservers::*;
+use crate::support::deliveries::{delivery_config, enqueue, registration};
 use crate::support::*;
 
-crate::each_backend!(series_are_bounded_and_cover_what_operators_watch);
+testkit::each_backend!(series_are_bounded_and_cover_what_operators_watch);
 
 /// The samples of a scrape: `name{labels}` → value.
 fn samples(text: &str) -> HashMap<String, f64> {
@@ -58,7 +59,7 @@ async fn series_are_bounded_and_cover_what_operators_watch(backend: Backend) {
     app.ok(
         &app.admin(&tenant),
         UPDATE,
-        json!({ "t": tenant, "i": plain_settings(port) }),
+        json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
     )
     .await;
     let test = app
@@ -168,7 +169,7 @@ async fn the_worker_serves_its_own_metrics() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let mut child = crate::cli::mailgate(&dir)
+    let mut child = crate::support::process::mailgate(&dir)
         .arg("worker")
         .env("MAILGATE_WORKER_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(std::process::Stdio::null())
@@ -206,7 +207,7 @@ async fn the_worker_serves_its_own_metrics() {
             .status(),
         401
     );
-    let operator = crate::crash::token(&dir, "operator");
+    let operator = crate::support::process::token(&dir, "operator");
     let text = client
         .get(format!("{base}/metrics"))
         .bearer_auth(&operator)

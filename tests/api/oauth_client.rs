@@ -12,8 +12,7 @@ use mailer::tls::TlsMaterial;
 use oauth::{ClientAuth, TokenClient, TokenEndpoint, TokenError};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
-
-use crate::mailservers::*;
+use testkit::servers::*;
 
 const REDIRECT: &str = "http://127.0.0.1:41234/oauth/callback";
 const SCOPE: &str = "https://outlook.office.com/SMTP.Send offline_access";

@@ -9,10 +9,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
+use testkit::servers::*;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
-
-use crate::mailservers::*;
 
 const REDIRECT: &str = "http://127.0.0.1:0/oauth/callback";
 const MAILBOX: &str = "alice@contoso.example";

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     enqueues_beyond_the_quota_are_refused_and_operators_can_override_it,
     a_lowered_quota_takes_effect_at_once,
 );

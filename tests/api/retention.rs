@@ -8,12 +8,13 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
-use crate::deliveries::{RunningWorker, delivery_config, enqueue, plain_settings, registration, wait_status};
-use crate::mailservers::*;
+use crate::support::deliveries::{RunningWorker, delivery_config, enqueue, registration, wait_status};
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     old_deliveries_lose_their_content_and_keep_their_record,
     test_mail_recipients_leave_the_audit_trail_past_retention,
 );
@@ -78,13 +79,13 @@ async fn old_deliveries_lose_their_content_and_keep_their_record(backend: Backen
     app.ok(
         &app.admin(&ok_tenant),
         UPDATE,
-        json!({ "t": ok_tenant, "i": plain_settings(smtp.port) }),
+        json!({ "t": ok_tenant, "i": SettingsInput::plain(smtp.port).json() }),
     )
     .await;
     app.ok(
         &app.admin(&bad_tenant),
         UPDATE,
-        json!({ "t": bad_tenant, "i": plain_settings(refusing.port) }),
+        json!({ "t": bad_tenant, "i": SettingsInput::plain(refusing.port).json() }),
     )
     .await;
     let old_sent = enqueue(&app, registration(&ok_tenant, "ja", Some("old"))).await["id"]
@@ -249,8 +250,12 @@ async fn test_mail_recipients_leave_the_audit_trail_past_retention(backend: Back
     .await;
     let tenant = app.create_tenant("Kept", "SHARE").await;
     let admin = app.admin(&tenant);
-    app.ok(&admin, UPDATE, json!({ "t": tenant, "i": plain_settings(smtp.port) }))
-        .await;
+    app.ok(
+        &admin,
+        UPDATE,
+        json!({ "t": tenant, "i": SettingsInput::plain(smtp.port).json() }),
+    )
+    .await;
     for to in ["old.person@example.net", "new.person@example.net"] {
         let sent = app
             .ok(

@@ -10,12 +10,13 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
-use crate::deliveries::{RunningWorker, delivery, delivery_config, enqueue, wait_status};
-use crate::mailservers::*;
+use crate::support::deliveries::{RunningWorker, delivery, delivery_config, enqueue, wait_status};
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     a_broken_password_suspends_the_settings_and_the_mail_goes_through_the_platform,
     time_critical_mail_falls_back_when_the_tenants_server_is_black_holed,
     a_phishing_reply_is_mailed_to_no_stranger_and_the_contact_gets_codes_only,
@@ -37,11 +38,7 @@ const AUDIT: &str = "query($t:ID!){ tenant(id:$t){ auditTrail(first:50){ edges {
 const METRICS_FALLBACK: &str = "mailgate_deliveries_fallbacks_total{reason=\"suspended\"}";
 
 fn settings(port: u16, password: &str) -> Value {
-    json!({
-        "host": "localhost", "port": port, "encryption": "NONE",
-        "fromAddress": "shop@example.jp", "fromName": "ショップ",
-        "smtpAuth": true, "username": "shop", "password": password,
-    })
+    SettingsInput::plain(port).with_auth("shop", password).json()
 }
 
 fn reset(tenant: &str) -> Value {
@@ -302,7 +299,7 @@ async fn time_critical_mail_falls_back_when_the_tenants_server_is_black_holed(ba
     app.ok(
         &app.admin(&tenant),
         SAVE,
-        json!({ "t": tenant, "i": { "host": "localhost", "port": port, "encryption": "NONE", "fromAddress": "shop@example.jp", "fromName": "ショップ" } }),
+        json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
     )
     .await;
     let started = Instant::now();

@@ -8,9 +8,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use testkit::client::setup_tenant;
+use testkit::process::start_with;
+use testkit::servers::*;
 
-use crate::crash::{setup_tenant, start_with, token};
-use crate::mailservers::*;
+use crate::support::process::token;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
@@ -36,7 +38,7 @@ async fn operations_and_delivery_attempts_are_traced_without_personal_data() {
     let receiver = OtlpReceiver::start();
     let smtp = SmtpServer::start(SmtpOptions::plain());
     let dir = std::env::temp_dir().join(format!("mailgate-traces-{}", uuid::Uuid::new_v4().simple()));
-    let mut cmd = crate::cli::mailgate(&dir);
+    let mut cmd = crate::support::process::mailgate(&dir);
     cmd.env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
         .env("MAILGATE_SETTINGS_ACTIVATION", "save")
         .env("MAILGATE_SMTP_ALLOWED_PORTS", smtp.port.to_string())
@@ -103,6 +105,6 @@ async fn operations_and_delivery_attempts_are_traced_without_personal_data() {
     ] {
         assert!(!all.contains(private), "{private} is in a span: {all}");
     }
-    crate::cli::stop(child);
+    testkit::process::stop(child);
     let _ = std::fs::remove_dir_all(&dir);
 }

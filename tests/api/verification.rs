@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
-use crate::deliveries::{RunningWorker, delivery_config, enqueue, plain_settings, registration, wait_status};
-use crate::mailservers::*;
+use crate::support::deliveries::{RunningWorker, delivery_config, enqueue, registration, wait_status};
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     a_saved_version_waits_for_its_test_and_the_live_one_carries_the_mail,
     in_code_mode_only_the_code_from_the_inbox_activates,
 );
@@ -71,7 +72,11 @@ async fn a_saved_version_waits_for_its_test_and_the_live_one_carries_the_mail(ba
 
     // Saved, not proven: mail still goes out from the platform default.
     let saved = app
-        .ok(&admin, SAVE, json!({ "t": tenant, "i": plain_settings(smtp.port) }))
+        .ok(
+            &admin,
+            SAVE,
+            json!({ "t": tenant, "i": SettingsInput::plain(smtp.port).json() }),
+        )
         .await;
     assert_eq!(saved["updateMailSettings"]["health"]["state"], "PENDING_VERIFICATION");
     let h = health(&app, &tenant).await;
@@ -87,7 +92,11 @@ async fn a_saved_version_waits_for_its_test_and_the_live_one_carries_the_mail(ba
 
     // A draft test proves nothing about what is saved.
     let r = app
-        .ok(&admin, TEST, json!({ "t": tenant, "s": plain_settings(smtp.port) }))
+        .ok(
+            &admin,
+            TEST,
+            json!({ "t": tenant, "s": SettingsInput::plain(smtp.port).json() }),
+        )
         .await["sendTestMail"]
         .clone();
     assert_eq!(
@@ -115,7 +124,7 @@ async fn a_saved_version_waits_for_its_test_and_the_live_one_carries_the_mail(ba
 
     // Saved again with a server that works: its successful test puts it in force.
     let smtp = working;
-    let mut live = plain_settings(smtp.port);
+    let mut live = SettingsInput::plain(smtp.port).json();
     app.ok(&admin, SAVE, json!({ "t": tenant, "i": live.clone() })).await;
     let r = app.ok(&admin, TEST, json!({ "t": tenant })).await["sendTestMail"].clone();
     assert_eq!(
@@ -188,8 +197,12 @@ async fn in_code_mode_only_the_code_from_the_inbox_activates(backend: Backend) {
     let app = app_in(backend, "code", &[smtp.port]).await;
     let tenant = app.create_tenant("Sakura", "SHARE").await;
     let admin = app.admin(&tenant);
-    app.ok(&admin, SAVE, json!({ "t": tenant, "i": plain_settings(smtp.port) }))
-        .await;
+    app.ok(
+        &admin,
+        SAVE,
+        json!({ "t": tenant, "i": SettingsInput::plain(smtp.port).json() }),
+    )
+    .await;
 
     // A successful test does not activate; it sends the code.
     let r = app.ok(&admin, TEST, json!({ "t": tenant })).await["sendTestMail"].clone();

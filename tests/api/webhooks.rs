@@ -8,12 +8,13 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
-use crate::deliveries::{RunningWorker, enqueue, plain_settings, registration, wait_status};
-use crate::mailservers::*;
+use crate::support::deliveries::{RunningWorker, enqueue, registration, wait_status};
 use crate::support::*;
 
-crate::each_backend!(
+testkit::each_backend!(
     events_arrive_signed_and_verified,
     failures_and_first_retries_of_deliveries_are_events,
     a_failing_endpoint_is_retried_and_a_silent_one_holds_up_no_other,
@@ -79,7 +80,7 @@ fn webhook_config(c: &mut mailgate::config::Config) {
 async fn webhook_app(backend: Backend, smtp_ports: &[u16]) -> TestApp {
     let ports = smtp_ports.to_vec();
     spawn_app_with(backend, move |c| {
-        crate::deliveries::delivery_config(c, ports);
+        crate::support::deliveries::delivery_config(c, ports);
         webhook_config(c);
     })
     .await
@@ -157,13 +158,13 @@ async fn events_arrive_signed_and_verified(backend: Backend) {
     app.ok(
         &app.admin(&tenant),
         UPDATE,
-        json!({ "t": tenant, "i": plain_settings(smtp.port) }),
+        json!({ "t": tenant, "i": SettingsInput::plain(smtp.port).json() }),
     )
     .await;
     app.ok(
         &app.admin(&other),
         UPDATE,
-        json!({ "t": other, "i": plain_settings(smtp.port) }),
+        json!({ "t": other, "i": SettingsInput::plain(smtp.port).json() }),
     )
     .await;
     let worker = RunningWorker::start(&app);
@@ -281,8 +282,12 @@ async fn failures_and_first_retries_of_deliveries_are_events(backend: Backend) {
     let refused_tenant = app.create_tenant("Refused", "SHARE").await;
     let busy_tenant = app.create_tenant("Busy", "SHARE").await;
     for (t, port) in [(&refused_tenant, refusing.port), (&busy_tenant, busy.port)] {
-        app.ok(&app.admin(t), UPDATE, json!({ "t": t, "i": plain_settings(port) }))
-            .await;
+        app.ok(
+            &app.admin(t),
+            UPDATE,
+            json!({ "t": t, "i": SettingsInput::plain(port).json() }),
+        )
+        .await;
     }
     let dispatcher = RunningDispatcher::start(&app);
     let worker = RunningWorker::start(&app);
@@ -659,13 +664,13 @@ async fn bad_endpoints_are_refused_and_store_nothing(backend: Backend) {
 /// sent again once its lease runs out, the waiting ones go out, every one verified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_process_loses_no_event() {
-    use crate::crash::start_with;
+    use testkit::process::start_with;
     let secret = "whsec_a2lsbGVkLXByb2Nlc3Mtc2VjcmV0LWZvci10ZXN0cw==";
     let silent = WebhookReceiver::start(&[secret], "hang", &[]);
     let port = silent.port;
     let dir = std::env::temp_dir().join(format!("mailgate-webhook-kill-{}", uuid::Uuid::new_v4().simple()));
     let start = || {
-        let mut cmd = crate::cli::mailgate(&dir);
+        let mut cmd = crate::support::process::mailgate(&dir);
         cmd.env("MAILGATE_WEBHOOK_ALLOW_PRIVATE_HOSTS", "true")
             .env("MAILGATE_WEBHOOK_TIMEOUT_SECS", "2")
             .env("MAILGATE_WEBHOOK_POLL_MS", "50");
@@ -708,7 +713,7 @@ async fn a_killed_process_loses_no_event() {
     silent.wait_for(2, Duration::from_secs(10));
     child.kill().expect("kill -9");
     let _ = child.wait();
-    crate::crash::untrack(child.id());
+    testkit::process::untrack(child.id());
     drop(silent);
 
     // A receiver that answers, at the same address; the process again.
@@ -723,6 +728,6 @@ async fn a_killed_process_loses_no_event() {
     for t in &tenants {
         assert!(seen.contains(t), "the event of tenant {t} arrived: {got:?}");
     }
-    crate::cli::stop(child);
+    testkit::process::stop(child);
     let _ = std::fs::remove_dir_all(&dir);
 }

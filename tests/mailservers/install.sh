@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real mail servers that the API tests start on loopback (tests/api/mailservers.rs):
+# Installs the real mail servers that the tests start on loopback (crates/testkit/src/servers):
 #   - aiosmtpd (SMTP), trustme (test CA), dnslib (DNS), authlib and flask (OAuth 2.0),
 #     graphql-core and standardwebhooks (the webhook verifier), pinned in requirements.txt,
 #     from PyPI, into the python3 on PATH (or $MAILGATE_TEST_PYTHON);

@@ -12,24 +12,30 @@ use domain::settings::{Encryption, MailSettingsDraft};
 use domain::{Caller, Locale, Plan, Role, TenantId};
 use mailgate::app::App;
 use mailgate::config::{Config, Profile};
-use sea_orm::ConnectionTrait as _;
 use secrecy::SecretString;
+use testkit::db::PgSchema;
 
 use crate::{FROM, SUBJECT, TO, body_text};
 
-/// Loopback without TLS, as a PostgreSQL beside the service usually runs (sqlx would
-/// otherwise negotiate TLS on loopback too); the plain-INSERT comparison uses the same pool.
-pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
+pub use testkit::db::Backend;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
+/// The test database (testkit's), without TLS unless its URL asks for it, as a
+/// PostgreSQL beside the service usually runs (sqlx would otherwise negotiate TLS on
+/// loopback too); the plain-INSERT comparison uses the same pool.
+pub fn pg_url() -> String {
+    let url = testkit::db::postgres_url();
+    if url.contains("sslmode=") {
+        url
+    } else if url.contains('?') {
+        format!("{url}&sslmode=disable")
+    } else {
+        format!("{url}?sslmode=disable")
+    }
 }
 
 pub struct Bench {
     pub app: App,
-    pub schema: Option<String>,
+    pub schema: Option<PgSchema>,
     pub data_dir: std::path::PathBuf,
     pub operator: Caller,
     pub service: Caller,
@@ -90,10 +96,10 @@ pub async fn build_with(
             None
         }
         Backend::Postgres => {
-            let s = format!("mbench_{}", uuid::Uuid::new_v4().simple());
-            config.database_url = Some(PG_URL.into());
-            config.database_schema = Some(s.clone());
-            Some(s)
+            let schema = PgSchema::fresh("mbench");
+            config.database_url = Some(pg_url());
+            config.database_schema = Some(schema.name().to_owned());
+            Some(schema)
         }
     };
     tweak(&mut config);
@@ -110,12 +116,8 @@ pub async fn build_with(
 
 impl Bench {
     pub async fn finish(self) {
-        if let Some(s) = &self.schema {
-            let _ = self
-                .app
-                .db
-                .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{s}\" CASCADE"))
-                .await;
+        if let Some(schema) = self.schema {
+            let _ = schema.drop_with(&self.app.db).await;
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }

@@ -3,50 +3,38 @@
 //!
 //! cargo run --release -p mailbench --bin cluster -- [--n 10000] [--changes 200] [--mailgate target/release/mailgate]
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::collections::BTreeMap;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use mailbench::*;
-use serde_json::{Value, json};
+use serde_json::json;
+use testkit::client::{try_call as call, try_counts as counts};
+use testkit::process::{Database, Started as Proc, terminate, try_start};
+use testkit::settings::SettingsInput;
 
-const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const JWT: &str = "mailbench-secret-that-is-at-least-32-bytes!";
-const UPDATE: &str = "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }";
 
 struct Cluster {
     bin: std::path::PathBuf,
-    schema: String,
+    /// The processes' one PostgreSQL schema (dropped with the cluster).
+    database: Database,
     secret_key: String,
     port: u16,
     dirs: Vec<std::path::PathBuf>,
 }
 
-struct Proc {
-    child: Child,
-    url: String,
-    token: String,
-}
-
 impl Cluster {
     fn command(&mut self, worker: bool) -> Command {
-        let dir = std::env::temp_dir().join(format!("{}-{}", self.schema, self.dirs.len()));
+        let schema = self.database.schema().unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("{schema}-{}", self.dirs.len()));
         self.dirs.push(dir.clone());
-        let mut cmd = Command::new(&self.bin);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("MAILGATE_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("MAILGATE_DATA_DIR", &dir)
-            .env("MAILGATE_LISTEN", "127.0.0.1:0")
-            .env("MAILGATE_LOG", "warn")
-            .env("MAILGATE_PROFILE", "development")
-            .env("MAILGATE_DATABASE_URL", PG_URL)
-            .env("MAILGATE_DATABASE_SCHEMA", &self.schema)
+        let mut cmd = testkit::process::mailgate(&self.bin, &dir);
+        cmd.env("MAILGATE_PROFILE", "development")
+            .envs(self.database.env())
             .env("MAILGATE_JWT_SECRET", JWT)
             .env("MAILGATE_SECRET_KEY", &self.secret_key)
             .env("MAILGATE_ALLOW_PRIVATE_SMTP_HOSTS", "true")
@@ -64,138 +52,41 @@ impl Cluster {
     }
 
     fn start(&mut self, worker: bool) -> anyhow::Result<Proc> {
-        let mut cmd = self.command(worker);
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
-        let out = child.stdout.take().context("stdout")?;
-        let mut lines = BufReader::new(out).lines();
-        let (mut url, mut token) = (String::new(), String::new());
-        while let Some(Ok(line)) = lines.next() {
-            if let Some(rest) = line.trim().strip_prefix("GraphiQL:") {
-                url = rest.trim().to_owned();
-            }
-            if line.contains("Operator token") {
-                token = lines.next().and_then(Result::ok).unwrap_or_default().trim().to_owned();
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        anyhow::ensure!(url.starts_with("http://"), "mailgate did not start (url {url:?})");
-        if token.split('.').count() != 3 {
-            token = mint_operator_like(&cmd)?;
-        }
-        Ok(Proc { child, url, token })
+        Ok(try_start(self.command(worker))?)
     }
 
     fn service_token(&self) -> anyhow::Result<String> {
-        let out = Command::new(&self.bin)
+        let out = testkit::process::mailgate(&self.bin, self.dirs.first().context("dir")?)
             .env("MAILGATE_JWT_SECRET", JWT)
-            .env("MAILGATE_DATA_DIR", self.dirs.first().context("dir")?)
             .args(["token", "--role", "service"])
             .output()?;
         anyhow::ensure!(out.status.success(), "token: {}", String::from_utf8_lossy(&out.stderr));
         Ok(String::from_utf8(out.stdout)?.trim().to_owned())
     }
 
-    fn drop_schema(&self) {
-        let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-c"])
-            .arg(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema))
-            .output();
+    /// Drops the schema and removes the processes' data directories.
+    fn finish(self) {
         for d in &self.dirs {
             let _ = std::fs::remove_dir_all(d);
         }
     }
 }
 
-/// Stops a process we started: SIGTERM by its id, then wait.
-fn stop(mut p: Proc) {
-    let _ = Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).status();
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(30) {
-        if let Ok(Some(_)) = p.child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = p.child.kill();
-    let _ = p.child.wait();
+/// Stops a process we started: SIGTERM, then kill after 30 s.
+fn stop(p: Proc) {
+    terminate(p.child, Duration::from_secs(30));
 }
 
-/// An operator token from the binary `cmd` runs, with `cmd`'s settings (a process with a
-/// JWT secret of its own prints none).
-fn mint_operator_like(cmd: &Command) -> anyhow::Result<String> {
-    let mut mint = Command::new(cmd.get_program());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => mint.env(k, v),
-            None => mint.env_remove(k),
-        };
-    }
-    let out = mint.args(["token", "--role", "operator"]).output()?;
-    anyhow::ensure!(out.status.success(), "token: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
-
-async fn call(client: &reqwest::Client, url: &str, token: &str, query: &str, vars: Value) -> anyhow::Result<Value> {
-    Ok(client
-        .post(url)
-        .bearer_auth(token)
-        .json(&json!({ "query": query, "variables": vars }))
-        .send()
-        .await?
-        .json()
-        .await?)
-}
-
-async fn counts(client: &reqwest::Client, url: &str, op: &str, tenant: &str) -> anyhow::Result<Vec<(String, i64)>> {
-    let d = call(
-        client,
-        url,
-        op,
-        "query($id:ID!){ tenant(id:$id){ deliveries(first:1){ counts { status count } } } }",
-        json!({ "id": tenant }),
-    )
-    .await?;
-    Ok(d["data"]["tenant"]["deliveries"]["counts"]
-        .as_array()
-        .with_context(|| format!("counts: {d}"))?
-        .iter()
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or("").to_owned(),
-                c["count"].as_i64().unwrap_or(0),
-            )
-        })
-        .collect())
-}
-
-fn get(c: &[(String, i64)], s: &str) -> i64 {
-    c.iter().find(|(k, _)| k == s).map_or(0, |(_, v)| *v)
+fn get(c: &BTreeMap<String, i64>, s: &str) -> i64 {
+    c.get(s).copied().unwrap_or(0)
 }
 
 async fn setup_tenant(client: &reqwest::Client, p: &Proc, port: u16, name: &str) -> anyhow::Result<String> {
-    let t = call(
-        client,
-        &p.url,
-        &p.token,
-        "mutation($n:String!){ createTenant(name:$n, plan:SHARE){ id } }",
-        json!({ "n": name }),
-    )
-    .await?;
-    let id = t["data"]["createTenant"]["id"]
-        .as_str()
-        .with_context(|| format!("{t}"))?
-        .to_owned();
-    let s = call(
-        client,
-        &p.url,
-        &p.token,
-        UPDATE,
-        json!({ "t": id, "i": { "host": "localhost", "port": port, "encryption": "NONE", "fromAddress": FROM, "fromName": "Shop", "sendIntervalMs": 0 } }),
-    )
-    .await?;
-    anyhow::ensure!(s.get("errors").is_none(), "settings: {s}");
-    Ok(id)
+    let settings = SettingsInput::plain(port)
+        .from(FROM)
+        .from_name("Shop")
+        .send_interval_ms(0);
+    Ok(testkit::client::try_setup_tenant(client, &p.url, &p.token, name, &settings).await?)
 }
 
 async fn enqueue_http(client: &reqwest::Client, url: &str, service: &str, tenant: &str, n: u64) -> (u64, u64, f64) {
@@ -261,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
         bin: std::path::PathBuf::from(&bin)
             .canonicalize()
             .with_context(|| format!("{bin} (build it first)"))?,
-        schema: format!("mbench_cluster_{}", uuid::Uuid::new_v4().simple()),
+        database: Database::postgres("mbench_cluster"),
         secret_key: {
             use secrecy::ExposeSecret as _;
             persistence::crypto::generate_key_base64().expose_secret().to_owned()
@@ -270,14 +161,15 @@ async fn main() -> anyhow::Result<()> {
         dirs: Vec::new(),
     };
     println!(
-        "# binary {}; PostgreSQL {PG_URL} schema {}; each process: MAILGATE_WORKER_MAX_IN_FLIGHT=64, MAILGATE_SMTP_MAX_CONNECTIONS_PER_TENANT=8, MAILGATE_DATABASE_MAX_CONNECTIONS=16, MAILGATE_WORKER_POLL_MS=50; plain sink (separate process) port {}; {} cores",
+        "# binary {}; PostgreSQL {} schema {}; each process: MAILGATE_WORKER_MAX_IN_FLIGHT=64, MAILGATE_SMTP_MAX_CONNECTIONS_PER_TENANT=8, MAILGATE_DATABASE_MAX_CONNECTIONS=16, MAILGATE_WORKER_POLL_MS=50; plain sink (separate process) port {}; {} cores",
         c.bin.display(),
-        c.schema,
+        testkit::db::postgres_url(),
+        c.database.schema().unwrap_or_default(),
         sink.port,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let result = run(&mut c, &sink, n, changes).await;
-    c.drop_schema();
+    c.finish();
     result
 }
 
@@ -404,27 +296,6 @@ impl Cluster {
     /// Starts a worker process on a thread (so several start in parallel).
     fn start_async(&mut self) -> std::thread::JoinHandle<anyhow::Result<Proc>> {
         let cmd = self.command(true);
-        std::thread::spawn(move || {
-            let mut cmd = cmd;
-            let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
-            let out = child.stdout.take().context("stdout")?;
-            let mut lines = BufReader::new(out).lines();
-            let (mut url, mut token) = (String::new(), String::new());
-            while let Some(Ok(line)) = lines.next() {
-                if let Some(rest) = line.trim().strip_prefix("GraphiQL:") {
-                    url = rest.trim().to_owned();
-                }
-                if line.contains("Operator token") {
-                    token = lines.next().and_then(Result::ok).unwrap_or_default().trim().to_owned();
-                    break;
-                }
-            }
-            std::thread::spawn(move || for _ in lines {});
-            anyhow::ensure!(url.starts_with("http://"), "worker did not start");
-            if token.split('.').count() != 3 {
-                token = mint_operator_like(&cmd)?;
-            }
-            Ok(Proc { child, url, token })
-        })
+        std::thread::spawn(move || Ok(try_start(cmd)?))
     }
 }

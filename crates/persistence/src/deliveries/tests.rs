@@ -1,6 +1,6 @@
 //! The delivery queue against real databases with the real migrations: every flow runs
 //! on a temporary SQLite file and on PostgreSQL in a fresh schema that is dropped
-//! afterwards.
+//! afterwards (`sqlite::name`, `postgres::name`).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -23,31 +23,57 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     Statement, TransactionTrait,
 };
+use testkit::db::Backend;
 
 use super::{ClaimLimits, claim_statement, delivery_row};
 use crate::SqlStore;
 use crate::entities::{deliveries, delivery_attempts};
-use crate::tests::{in_postgres_schema, keys, new_tenant, sqlite};
+use crate::tests::{keys, migrated, new_tenant};
 
 const LEASE: i64 = 30;
 
-/// Runs `flow` on a store over a fresh, migrated temporary SQLite file.
+// Every flow below, as `sqlite::name` and `postgres::name`.
+testkit::each_backend!(|backend, flow| {
+    on_store(backend, flow).await;
+};
+    outcomes_recorded_together,
+    enqueues_stored_together,
+    group_commit_answers_each_caller,
+    enqueue_is_idempotent,
+    concurrent_enqueues_create_one,
+    claims_due_deliveries_and_expired_leases,
+    transitions,
+    listing_and_counts,
+    concurrent_claimers_split_the_queue,
+    an_invalid_row_fails_alone,
+    a_claim_serves_tenants_fairly,
+    postponing_moves_a_tenants_waiting_mail_in_order,
+);
+
+/// Runs `flow` on a store over a fresh, migrated database of `backend`.
+async fn on_store<F, Fut>(backend: Backend, flow: F)
+where
+    F: FnOnce(Arc<SqlStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let db = migrated(backend).await;
+    flow(Arc::new(SqlStore::new(db.conn(), keys()))).await;
+}
+
 async fn on_sqlite<F, Fut>(flow: F)
 where
     F: FnOnce(Arc<SqlStore>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let (_file, db) = sqlite().await;
-    flow(Arc::new(SqlStore::new(db, keys()))).await;
+    on_store(Backend::Sqlite, flow).await;
 }
 
-/// Runs `flow` on a store confined to a fresh PostgreSQL schema (dropped afterwards).
 async fn on_postgres<F, Fut>(flow: F)
 where
-    F: FnOnce(Arc<SqlStore>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    F: FnOnce(Arc<SqlStore>) -> Fut,
+    Fut: Future<Output = ()>,
 {
-    in_postgres_schema(|db| flow(Arc::new(SqlStore::new(db, keys())))).await;
+    on_store(Backend::Postgres, flow).await;
 }
 
 async fn tenant(store: &SqlStore) -> TenantId {
@@ -969,74 +995,9 @@ fn sent_and_queued(tenant: TenantId) -> Vec<Delivery> {
     rows
 }
 
-#[tokio::test]
-async fn sqlite_outcomes_recorded_together() {
-    on_sqlite(outcomes_recorded_together).await;
-}
-
-#[tokio::test]
-async fn postgres_outcomes_recorded_together() {
-    on_postgres(outcomes_recorded_together).await;
-}
-
-#[tokio::test]
-async fn sqlite_enqueues_stored_together() {
-    on_sqlite(enqueues_stored_together).await;
-}
-
-#[tokio::test]
-async fn postgres_enqueues_stored_together() {
-    on_postgres(enqueues_stored_together).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_group_commit_answers_each_caller() {
-    on_sqlite(group_commit_answers_each_caller).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_group_commit_answers_each_caller() {
-    on_postgres(group_commit_answers_each_caller).await;
-}
-
 // ---------------------------------------------------------------------------------------
-// SQLite
+// SQLite only
 // ---------------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn sqlite_enqueue_is_idempotent() {
-    on_sqlite(enqueue_is_idempotent).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_concurrent_enqueues_create_one() {
-    on_sqlite(concurrent_enqueues_create_one).await;
-}
-
-#[tokio::test]
-async fn sqlite_claims_due_deliveries_and_expired_leases() {
-    on_sqlite(claims_due_deliveries_and_expired_leases).await;
-}
-
-#[tokio::test]
-async fn sqlite_transitions() {
-    on_sqlite(transitions).await;
-}
-
-#[tokio::test]
-async fn sqlite_listing_and_counts() {
-    on_sqlite(listing_and_counts).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_concurrent_claimers_split_the_queue() {
-    on_sqlite(concurrent_claimers_split_the_queue).await;
-}
-
-#[tokio::test]
-async fn sqlite_an_invalid_row_fails_alone() {
-    on_sqlite(an_invalid_row_fails_alone).await;
-}
 
 /// SQLite lets a column hold any type: a row whose timestamp is not one fails alone too.
 #[tokio::test]
@@ -1116,63 +1077,8 @@ async fn sqlite_claim_uses_the_partial_indexes() {
 }
 
 // ---------------------------------------------------------------------------------------
-// PostgreSQL
+// PostgreSQL only
 // ---------------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn sqlite_a_claim_serves_tenants_fairly() {
-    on_sqlite(a_claim_serves_tenants_fairly).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_a_claim_serves_tenants_fairly() {
-    on_postgres(a_claim_serves_tenants_fairly).await;
-}
-
-#[tokio::test]
-async fn sqlite_postponing_moves_a_tenants_waiting_mail_in_order() {
-    on_sqlite(postponing_moves_a_tenants_waiting_mail_in_order).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_postponing_moves_a_tenants_waiting_mail_in_order() {
-    on_postgres(postponing_moves_a_tenants_waiting_mail_in_order).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_enqueue_is_idempotent() {
-    on_postgres(enqueue_is_idempotent).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_claims_due_deliveries_and_expired_leases() {
-    on_postgres(claims_due_deliveries_and_expired_leases).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_transitions() {
-    on_postgres(transitions).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_listing_and_counts() {
-    on_postgres(listing_and_counts).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_an_invalid_row_fails_alone() {
-    on_postgres(an_invalid_row_fails_alone).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_concurrent_enqueues_create_one() {
-    on_postgres(concurrent_enqueues_create_one).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_concurrent_claimers_split_the_queue() {
-    on_postgres(concurrent_claimers_split_the_queue).await;
-}
 
 /// The schema's PostgreSQL parts, the claim's plan with the table mostly sent, and the
 /// claim rate, both over sent rows stored as such and over the dead index entries that

@@ -1,5 +1,11 @@
-//! Test support: `spawn_app` (real server, real migrations, own database), tokens,
-//! a GraphQL client, and a log capture to check that secrets never reach the logs.
+//! Test support for the API suite, the one place its test files import besides
+//! `testkit`: `spawn_app` (the real server in process, real migrations, its own
+//! database), tokens, a GraphQL client, a log capture to check that secrets never reach
+//! the logs; `deliveries` (an app that sends, its worker, enqueueing and waiting) and
+//! `process` (this build's `mailgate` binary as a child).
+
+pub mod deliveries;
+pub mod process;
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -8,72 +14,27 @@ use domain::{Role, TenantId};
 use mailgate::app::App;
 use mailgate::config::{Config, Profile, SettingsActivation};
 use mailgate::http::RunningServer;
-use sea_orm::ConnectionTrait as _;
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use testkit::db::PgSchema;
+use testkit::settings::SettingsInput;
 
 pub const JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long!!";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use testkit::db::Backend;
+use testkit::db::postgres_url;
 
-/// Runs each named `async fn name(app: &TestApp)` once per backend.
+/// Runs each named `async fn name(app: &TestApp)` once per backend (`sqlite::name`,
+/// `postgres::name`), on a server of its own that is finished afterwards.
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let app = $crate::support::spawn_app($crate::support::Backend::Sqlite).await;
-                    super::$name(&app).await;
-                    app.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let app = $crate::support::spawn_app($crate::support::Backend::Postgres).await;
-                    super::$name(&app).await;
-                    app.finish().await;
-                }
-            )*
-        }
+        testkit::each_backend!(|backend, test| {
+            let app = $crate::support::spawn_app(backend).await;
+            test(&app).await;
+            app.finish().await;
+        }; $($name),*);
     };
-}
-
-/// Runs each named `async fn name(backend: Backend)` once per backend, for tests that
-/// build their own server (with extra settings or mail servers of their own).
-#[macro_export]
-macro_rules! each_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::support::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::support::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
-/// Where PostgreSQL tests connect (trust auth on loopback in CI).
-pub fn postgres_url() -> String {
-    std::env::var("MAILGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 #[derive(Clone, Default)]
@@ -123,12 +84,12 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub app: App,
     server: Option<RunningServer>,
-    schema: Option<String>,
+    schema: Option<PgSchema>,
     data_dir: std::path::PathBuf,
 }
 
 /// The base configuration of a test server on `backend`.
-pub fn test_config(backend: Backend) -> (Config, Option<String>) {
+pub fn test_config(backend: Backend) -> (Config, Option<PgSchema>) {
     let data_dir = std::env::temp_dir().join(format!("mailgate-test-{}", uuid::Uuid::new_v4().simple()));
     let mut config = Config {
         profile: Profile::Production,
@@ -147,7 +108,7 @@ pub fn test_config(backend: Backend) -> (Config, Option<String>) {
         allow_private_smtp_hosts_in_production: true,
         // Tenants' names go to a DNS server on loopback that knows none of them (the
         // setup assistant's tests bring their own zones), never to the machine's resolver.
-        dns_servers: vec![crate::mailservers::empty_dns().addr()],
+        dns_servers: vec![testkit::servers::empty_dns().addr()],
         ..Config::default()
     };
     let schema = match backend {
@@ -156,9 +117,9 @@ pub fn test_config(backend: Backend) -> (Config, Option<String>) {
             None
         }
         Backend::Postgres => {
-            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let schema = PgSchema::fresh("t");
             config.database_url = Some(postgres_url());
-            config.database_schema = Some(schema.clone());
+            config.database_schema = Some(schema.name().to_owned());
             Some(schema)
         }
     };
@@ -197,19 +158,15 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.stop().await.expect("server stops cleanly");
         }
-        if let Some(schema) = &self.schema {
-            let _ = self
-                .app
-                .db
-                .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                .await;
+        if let Some(schema) = self.schema.take() {
+            let _ = schema.drop_with(&self.app.db).await;
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 
     /// The PostgreSQL schema this test's server uses (another server can share it).
     pub fn schema_name(&self) -> Option<&str> {
-        self.schema.as_deref()
+        self.schema.as_ref().map(PgSchema::name)
     }
 
     pub fn token(&self, role: Role, tenant: Option<&str>) -> String {
@@ -295,17 +252,14 @@ pub const UPDATE: &str = "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSett
 
 /// A complete, valid settings input.
 pub fn valid_input() -> Value {
-    json!({
-        "host": "smtp.example.com",
-        "port": 587,
-        "fromAddress": "info@shop.example.com",
-        "fromName": "ショップ通知",
-        "smtpAuth": true,
-        "username": "info@shop.example.com",
-        "password": "s3cret-Passw0rd",
-        "encryption": "STARTTLS",
-        "sendIntervalMs": 5000
-    })
+    SettingsInput::plain(587)
+        .host("smtp.example.com")
+        .starttls()
+        .from("info@shop.example.com")
+        .from_name("ショップ通知")
+        .with_auth("info@shop.example.com", "s3cret-Passw0rd")
+        .send_interval_ms(5000)
+        .json()
 }
 
 /// The error code of the first error.
