@@ -20,6 +20,7 @@ testkit::each_backend!(
     a_failing_endpoint_is_retried_and_a_silent_one_holds_up_no_other,
     secret_rotation_signs_with_both_during_the_overlap,
     bad_endpoints_are_refused_and_store_nothing,
+    the_event_types_offered_are_the_domains,
 );
 
 const CREATE: &str = "mutation($i:WebhookEndpointInput!){ createWebhookEndpoint(input:$i){ secret \
@@ -730,4 +731,29 @@ async fn a_killed_process_loses_no_event() {
     }
     testkit::process::stop(child);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn the_event_types_offered_are_the_domains(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let types = app.ok(&app.operator(), "{ webhookEventTypes }", json!({})).await;
+    let names: Vec<&str> = types["webhookEventTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    // Every type of the domain's one list, in its order, as GraphQL names them (the
+    // event's `type` code with `.` as `_`, upper case).
+    let expected: Vec<String> = domain::webhook::EventType::ALL
+        .iter()
+        .map(|t| t.code().replace('.', "_").to_ascii_uppercase())
+        .collect();
+    assert_eq!(names, expected);
+    // Operators only, like the endpoints themselves.
+    let tenant = app.create_tenant("Sakura", "SHARE").await;
+    for token in [app.admin(&tenant), app.service()] {
+        let refused = app.gql(&token, "{ webhookEventTypes }", json!({})).await;
+        assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
+    }
+    app.finish().await;
 }

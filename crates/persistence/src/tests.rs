@@ -25,6 +25,7 @@ use domain::health::SettingsState;
 testkit::each_backend!(
     rotation_reseals_old_values_with_the_current_key,
     settings_saved_before_verification_are_live_after_the_upgrade,
+    failure_reasons_stored_as_text_become_codes_and_back,
     a_lowered_quota_holds_from_the_next_enqueue,
     oauth_states_are_used_once,
     oauth_connections_belong_to_their_tenant,
@@ -1268,4 +1269,88 @@ async fn oauth_refresh_tokens_follow_a_key_rotation(backend: Backend) {
     let back = new_only.get(tenant, generic.id).await.unwrap().expect("the connection");
     assert_eq!(back.token_url.as_deref(), Some("https://sso.example.com/token"));
     assert_eq!(back.client_id.as_deref(), Some("relay"));
+}
+
+/// Migration 18: a failed delivery's reason stored as English text (as every release
+/// before it wrote them) becomes a code with a detail for a refusal, and its down step
+/// writes the text back.
+async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) {
+    use domain::delivery::{FailureCode, FailureReason};
+    use domain::ports::{DeliveryOutbox as _, DeliveryQueries as _};
+    use migration::MigratorTrait as _;
+    let test_db = migrated(backend).await;
+    let db = test_db.conn();
+    let store = SqlStore::new(db.clone(), keys());
+    let tenant = new_tenant(&store, Plan::Share).await.id;
+    let texts = [
+        ("expired", FailureReason::Expired),
+        ("tenant not found", FailureReason::TenantMissing),
+        ("invalid stored data", FailureReason::InvalidStoredData),
+        (
+            "abandoned: every try ended with its process before an outcome",
+            FailureReason::Abandoned,
+        ),
+        (
+            "RCPT_TO 550 5.1.1 no such user",
+            FailureReason::Refused("RCPT_TO 550 5.1.1 no such user".into()),
+        ),
+    ];
+    let mut ids = Vec::new();
+    for _ in &texts {
+        let d = crate::deliveries::tests::notification(tenant, Utc::now(), None);
+        store.enqueue(&d).await.unwrap();
+        ids.push(d.id);
+    }
+    // Back to the release before: the column is `failure_reason` and holds the text.
+    migration::Migrator::down(&db, Some(1)).await.unwrap();
+    for ((text, _), id) in texts.iter().zip(&ids) {
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            db.get_database_backend(),
+            match db.get_database_backend() {
+                sea_orm::DbBackend::Postgres => {
+                    "UPDATE deliveries SET status = 'FAILED', failure_reason = $1 WHERE id = $2"
+                }
+                _ => "UPDATE deliveries SET status = 'FAILED', failure_reason = ? WHERE id = ?",
+            },
+            [(*text).into(), id.to_string().into()],
+        ))
+        .await
+        .unwrap();
+    }
+    migrate(&db).await.unwrap();
+    for ((_, reason), id) in texts.iter().zip(&ids) {
+        let read = store
+            .delivery(domain::TenantScope::One(tenant), *id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.failure_reason.as_ref(), Some(reason));
+    }
+    let refused = store
+        .delivery(domain::TenantScope::One(tenant), ids[4])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        refused.failure_reason.as_ref().map(FailureReason::code),
+        Some(FailureCode::Refused)
+    );
+
+    // And down again: the same texts.
+    migration::Migrator::down(&db, Some(1)).await.unwrap();
+    for ((text, _), id) in texts.iter().zip(&ids) {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                db.get_database_backend(),
+                match db.get_database_backend() {
+                    sea_orm::DbBackend::Postgres => "SELECT failure_reason FROM deliveries WHERE id = $1",
+                    _ => "SELECT failure_reason FROM deliveries WHERE id = ?",
+                },
+                [id.to_string().into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get_by_index::<String>(0).unwrap(), *text);
+    }
 }

@@ -28,7 +28,7 @@ mod queries;
 mod queue;
 mod rows;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 // What the tests reach besides the ports.
 #[cfg(test)]

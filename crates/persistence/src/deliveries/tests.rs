@@ -80,34 +80,23 @@ async fn tenant(store: &SqlStore) -> TenantId {
     new_tenant(store, Plan::Share).await.id
 }
 
-fn notification(tenant: TenantId, due: DateTime<Utc>, key: Option<&str>) -> Delivery {
-    let id = DeliveryId::generate();
+pub(crate) fn notification(tenant: TenantId, due: DateTime<Utc>, key: Option<&str>) -> Delivery {
     Delivery {
-        id,
-        tenant_id: tenant,
-        kind: NotificationKind::PasswordReset,
-        to: EmailAddress::parse("hanako@例え.jp").unwrap(),
-        locale: Locale::Ja,
-        message: RenderedMessage {
-            subject: Subject::parse("【さくら】パスワード再設定のご案内").unwrap(),
-            text: "花子 様\r\n\r\nこちらのリンクから…\r\n".into(),
-            html: Some("<p>花子 様</p>".into()),
-        },
-        message_id: MessageId::generate("mailgate.example"),
-        idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
-        status: DeliveryStatus::Queued,
-        retries: 0,
-        next_attempt_at: due,
         created_at: Utc::now(),
-        sent_at: None,
-        failure_reason: None,
-        claims: 0,
-        via_platform: false,
-        content_removed_at: None,
-        recipient_hash: None,
-        payload_hash: None,
-        trace_parent: None,
-        attempts: Vec::new(),
+        ..Delivery::queued(
+            tenant,
+            NotificationKind::PasswordReset,
+            EmailAddress::parse("hanako@例え.jp").unwrap(),
+            Locale::Ja,
+            RenderedMessage {
+                subject: Subject::parse("【さくら】パスワード再設定のご案内").unwrap(),
+                text: "花子 様\r\n\r\nこちらのリンクから…\r\n".into(),
+                html: Some("<p>花子 様</p>".into()),
+            },
+            MessageId::generate("mailgate.example"),
+            due,
+        )
+        .with_key(key.map(|k| IdempotencyKey::parse(k).unwrap()))
     }
 }
 
