@@ -1,8 +1,15 @@
 //! A failed delivery's reason as a code plus a detail (issue 26): `deliveries.failure_code`
 //! (`EXPIRED`, `TENANT_MISSING`, `INVALID_STORED_DATA`, `ABANDONED`, `REFUSED`) and
-//! `failure_detail` (a refusal's stage, reply code and reply; null otherwise), which is
-//! the old `failure_reason` renamed. Rows stored before are converted: the four fixed
-//! English texts become their codes, any other text is a refusal and stays its detail.
+//! `failure_detail` (a refusal's stage, reply code and reply; null otherwise). Rows
+//! stored before are converted: the four fixed English texts become their codes, any
+//! other text is a refusal and becomes its detail.
+//!
+//! `failure_reason` stays, untouched, for one release: processes of the release before
+//! keep reading and writing it while a rolling upgrade runs (migrate first, then roll
+//! out), and this release reads it where a row has no code yet (a delivery such a
+//! process finished meanwhile) and clears it whenever it writes a reason. A later
+//! release drops it. Each step is safe to run again (SQLite runs a migration without a
+//! transaction).
 
 use sea_orm_migration::prelude::*;
 
@@ -13,7 +20,6 @@ pub struct Migration;
 enum Deliveries {
     Table,
     FailureCode,
-    FailureReason,
     FailureDetail,
 }
 
@@ -36,47 +42,40 @@ fn case(when: impl Fn(&str, &str) -> String, otherwise: &str) -> String {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Deliveries::Table)
-                    .add_column(ColumnDef::new(Deliveries::FailureCode).text().null())
-                    .to_owned(),
-            )
-            .await?;
-        let db = manager.get_connection();
+        for column in [Deliveries::FailureCode, Deliveries::FailureDetail] {
+            if !manager.has_column("deliveries", &column.to_string()).await? {
+                manager
+                    .alter_table(
+                        Table::alter()
+                            .table(Deliveries::Table)
+                            .add_column(ColumnDef::new(column).text().null())
+                            .to_owned(),
+                    )
+                    .await?;
+            }
+        }
         let code = case(
             |code, text| format!("WHEN failure_reason = '{text}' THEN '{code}' "),
             "'REFUSED'",
         );
-        db.execute_unprepared(&format!(
-            "UPDATE deliveries SET failure_code = {code} WHERE failure_reason IS NOT NULL"
-        ))
-        .await?;
-        db.execute_unprepared("UPDATE deliveries SET failure_reason = NULL WHERE failure_code <> 'REFUSED'")
-            .await?;
+        let detail = case(
+            |_, text| format!("WHEN failure_reason = '{text}' THEN NULL "),
+            "failure_reason",
+        );
         manager
-            .alter_table(
-                Table::alter()
-                    .table(Deliveries::Table)
-                    .rename_column(Deliveries::FailureReason, Deliveries::FailureDetail)
-                    .to_owned(),
-            )
-            .await
+            .get_connection()
+            .execute_unprepared(&format!(
+                "UPDATE deliveries SET failure_code = {code}, failure_detail = {detail} \
+                 WHERE failure_reason IS NOT NULL AND failure_code IS NULL"
+            ))
+            .await?;
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Deliveries::Table)
-                    .rename_column(Deliveries::FailureDetail, Deliveries::FailureReason)
-                    .to_owned(),
-            )
-            .await?;
         let text = case(
             |code, text| format!("WHEN failure_code = '{code}' THEN '{text}' "),
-            "failure_reason",
+            "failure_detail",
         );
         manager
             .get_connection()
@@ -84,13 +83,13 @@ impl MigrationTrait for Migration {
                 "UPDATE deliveries SET failure_reason = {text} WHERE failure_code IS NOT NULL"
             ))
             .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Deliveries::Table)
-                    .drop_column(Deliveries::FailureCode)
-                    .to_owned(),
-            )
-            .await
+        for column in [Deliveries::FailureDetail, Deliveries::FailureCode] {
+            if manager.has_column("deliveries", &column.to_string()).await? {
+                manager
+                    .alter_table(Table::alter().table(Deliveries::Table).drop_column(column).to_owned())
+                    .await?;
+            }
+        }
+        Ok(())
     }
 }

@@ -327,12 +327,16 @@ async fn retries_deferrals_and_permanent_failures(backend: Backend) {
     assert_eq!(d["failureCode"], "REFUSED", "{d}");
     assert!(d["failureDetail"].as_str().unwrap().starts_with("RCPT_TO 550"), "{d}");
     assert_eq!(
-        d["failureReason"].as_str().unwrap(),
+        d["failureMessage"].as_str().unwrap(),
         format!(
             "The receiving server refused it: {}",
             d["failureDetail"].as_str().unwrap()
         ),
         "the sentence in the caller's language, then the detail"
+    );
+    assert_eq!(
+        d["failureReason"], d["failureDetail"],
+        "the deprecated field answers as before"
     );
     // Never retried: a FAILED delivery is not claimable, not even a day from now.
     let probe = domain::LeaseOwner::parse("probe").unwrap();
@@ -405,6 +409,10 @@ async fn a_delivery_that_keeps_failing_expires(backend: Backend) {
     let d = wait_status(&app, &id, "FAILED", Duration::from_secs(30)).await;
     worker.stop().await;
     assert_eq!(d["failureCode"], "EXPIRED", "{d}");
+    assert_eq!(
+        d["failureReason"], "expired",
+        "the deprecated field answers as before: {d}"
+    );
     assert_eq!(d["failureDetail"], Value::Null, "{d}");
     let attempts = d["attempts"].as_array().unwrap();
     assert!(attempts.len() >= 2, "retried before it expired: {d}");

@@ -37,7 +37,7 @@ const DELIVERIES = `query ConsoleDeliveries($id: ID!, $status: DeliveryStatus, $
   tenant(id: $id) { deliveries(status: $status, first: 20, after: $after) {
     counts { status count }
     pageInfo { hasNextPage endCursor }
-    edges { node { id kind to subject status retries createdAt sentAt nextAttemptAt failureReason
+    edges { node { id kind to subject status retries createdAt sentAt nextAttemptAt failureMessage
       attempts { at outcome stage smtpCode enhancedCode serverMessage senderAddress route } } }
   } }
 }`;
@@ -806,7 +806,7 @@ class TenantScreen {
     );
     const extra = [
       d.nextAttemptAt ? h("p", {}, t("nextAttempt", { when: when(d.nextAttemptAt, locale()) })) : null,
-      d.failureReason ? h("p", { class: "error" }, d.failureReason) : null,
+      d.failureMessage ? h("p", { class: "error" }, d.failureMessage) : null,
     ];
     let retry = null;
     if (d.status === "FAILED") {

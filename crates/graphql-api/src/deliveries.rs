@@ -246,9 +246,14 @@ impl Delivery {
     async fn sent_at(&self) -> Option<String> {
         self.0.sent_at.map(rfc3339)
     }
+    /// Why it failed for good (`expired`, or the stage, code and reply).
+    #[graphql(deprecation = "Use failureCode and failureDetail (for programs) or failureMessage (for people).")]
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure_reason.as_ref().map(dd::FailureReason::legacy_text)
+    }
     /// Why it failed for good, in the caller's language; a refusal's stage, reply code
-    /// and reply follow (`failureCode` and `failureDetail` are the same for programs).
-    async fn failure_reason(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+    /// and reply follow (`failureCode` and `failureDetail` say the same for programs).
+    async fn failure_message(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
         let Some(reason) = &self.0.failure_reason else {
             return Ok(None);
         };

@@ -439,6 +439,7 @@ pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliverie
             .as_ref()
             .and_then(|r| r.detail())
             .map(str::to_owned)),
+        failure_reason: Set(None),
         claims: Set(0),
         via_platform: Set(delivery.via_platform),
         content_removed_at: Set(delivery.content_removed_at),

@@ -1273,7 +1273,8 @@ async fn oauth_refresh_tokens_follow_a_key_rotation(backend: Backend) {
 
 /// Migration 18: a failed delivery's reason stored as English text (as every release
 /// before it wrote them) becomes a code with a detail for a refusal, and its down step
-/// writes the text back.
+/// writes the text back. A row a process of the release before finishes during a
+/// rolling upgrade (text, no code) still reads back.
 async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) {
     use domain::delivery::{FailureCode, FailureReason};
     use domain::ports::{DeliveryOutbox as _, DeliveryQueries as _};
@@ -1336,9 +1337,40 @@ async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) 
         Some(FailureCode::Refused)
     );
 
-    // And down again: the same texts.
+    // Written by the release before while this one runs: text only.
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        db.get_database_backend(),
+        match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => "UPDATE deliveries SET failure_code = NULL, failure_detail = NULL, failure_reason = 'tenant not found' WHERE id = $1",
+            _ => "UPDATE deliveries SET failure_code = NULL, failure_detail = NULL, failure_reason = 'tenant not found' WHERE id = ?",
+        },
+        [ids[0].to_string().into()],
+    ))
+    .await
+    .unwrap();
+    let legacy = store
+        .delivery(domain::TenantScope::One(tenant), ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(legacy.failure_reason, Some(FailureReason::TenantMissing));
+    // Running the migration again (SQLite runs it without a transaction) is harmless, and
+    // converts that row too.
     migration::Migrator::down(&db, Some(1)).await.unwrap();
-    for ((text, _), id) in texts.iter().zip(&ids) {
+    migrate(&db).await.unwrap();
+    let converted = store
+        .delivery(domain::TenantScope::One(tenant), ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(converted.failure_reason, Some(FailureReason::TenantMissing));
+
+    // And down again: the texts (the first one's is now the legacy row's).
+    migration::Migrator::down(&db, Some(1)).await.unwrap();
+    let texts_after = [("tenant not found", FailureReason::TenantMissing)]
+        .into_iter()
+        .chain(texts.iter().skip(1).cloned());
+    for ((text, _), id) in texts_after.zip(&ids) {
         let row = db
             .query_one_raw(sea_orm::Statement::from_sql_and_values(
                 db.get_database_backend(),
@@ -1351,6 +1383,6 @@ async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) 
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(row.try_get_by_index::<String>(0).unwrap(), *text);
+        assert_eq!(row.try_get_by_index::<String>(0).unwrap(), text);
     }
 }

@@ -9,7 +9,7 @@ use testkit::servers::test_ca;
 use super::{Backend, TestApp, spawn_app_with};
 
 pub const ENQUEUE: &str = "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id status messageId subject to kind retries idempotencyKey } }";
-pub const DELIVERY: &str = "query($id:ID!){ delivery(id:$id){ id status retries messageId failureReason failureCode failureDetail sentAt nextAttemptAt \
+pub const DELIVERY: &str = "query($id:ID!){ delivery(id:$id){ id status retries messageId failureReason failureMessage failureCode failureDetail sentAt nextAttemptAt \
     attempts { outcome stage smtpCode enhancedCode serverMessage senderAddress senderSource } } }";
 
 /// A running in-process worker; `stop` drains it like SIGTERM does.

@@ -82,6 +82,18 @@ crate::coded_enum! {
     }
 }
 
+/// The fixed texts of the codes other than a refusal, as releases before the code
+/// stored them (the migration that added the code converts them alike).
+const LEGACY_TEXTS: [(FailureCode, &str); 4] = [
+    (FailureCode::Expired, "expired"),
+    (FailureCode::TenantMissing, "tenant not found"),
+    (FailureCode::InvalidStoredData, "invalid stored data"),
+    (
+        FailureCode::Abandoned,
+        "abandoned: every try ended with its process before an outcome",
+    ),
+];
+
 /// Why a delivery failed for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureReason {
@@ -116,6 +128,28 @@ impl FailureReason {
         match self {
             Self::Refused(detail) => Some(detail),
             _ => None,
+        }
+    }
+
+    /// The text releases before the code stored as the reason, and the API's
+    /// `failureReason` still answers for programs that read it: the code's fixed text, or
+    /// a refusal's detail.
+    pub fn legacy_text(&self) -> &str {
+        match self {
+            Self::Expired => LEGACY_TEXTS[0].1,
+            Self::TenantMissing => LEGACY_TEXTS[1].1,
+            Self::InvalidStoredData => LEGACY_TEXTS[2].1,
+            Self::Abandoned => LEGACY_TEXTS[3].1,
+            Self::Refused(detail) => detail,
+        }
+    }
+
+    /// A reason stored as text by a release before the code (read only where a row has
+    /// no code: a delivery such a release finished during a rolling upgrade).
+    pub fn from_legacy_text(text: &str) -> Self {
+        match LEGACY_TEXTS.iter().find(|(_, t)| *t == text) {
+            Some((code, _)) => Self::from_parts(*code, None),
+            None => Self::Refused(text.to_owned()),
         }
     }
 

@@ -597,6 +597,7 @@ mod tests {
             FailureReason::Refused("RCPT 550 no".into()),
         ] {
             assert_eq!(FailureReason::from_parts(r.code(), r.detail()), r);
+            assert_eq!(FailureReason::from_legacy_text(r.legacy_text()), r);
             assert_eq!(FailureCode::from_code(r.code().code()), Some(r.code()));
         }
     }

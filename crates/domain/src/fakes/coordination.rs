@@ -115,20 +115,24 @@ struct Counts {
     /// Enqueues taken per tenant and window start.
     used: HashMap<(TenantId, &'static str, i64), i64>,
     overrides: HashMap<TenantId, QuotaOverride>,
-    audit: Vec<AuditEntry>,
 }
 
 /// The `EnqueueQuota` port in memory: fixed UTC windows, nothing taken when a window is
-/// used up.
+/// used up; an override's audit entry goes to the tenant's trail (as the store writes
+/// it), when the quota is given the tenants.
 #[derive(Debug, Default)]
 pub struct MemoryQuota {
     counts: Mutex<Counts>,
+    tenants: Option<std::sync::Arc<super::MemoryTenants>>,
 }
 
 impl MemoryQuota {
-    /// The audit entries override changes wrote.
-    pub fn audit(&self) -> Vec<AuditEntry> {
-        lock(&self.counts).audit.clone()
+    /// Quotas whose override changes are written to these tenants' audit trail.
+    pub fn auditing_to(tenants: std::sync::Arc<super::MemoryTenants>) -> Self {
+        Self {
+            counts: Mutex::default(),
+            tenants: Some(tenants),
+        }
     }
 }
 
@@ -170,13 +174,17 @@ impl EnqueueQuota for MemoryQuota {
         value: QuotaOverride,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let mut counts = lock(&self.counts);
-        if value == QuotaOverride::default() {
-            counts.overrides.remove(&tenant);
-        } else {
-            counts.overrides.insert(tenant, value);
+        {
+            let mut counts = lock(&self.counts);
+            if value == QuotaOverride::default() {
+                counts.overrides.remove(&tenant);
+            } else {
+                counts.overrides.insert(tenant, value);
+            }
         }
-        counts.audit.push(audit.clone());
+        if let Some(tenants) = &self.tenants {
+            crate::ports::TenantStore::record_audit(tenants.as_ref(), audit).await?;
+        }
         Ok(())
     }
 }

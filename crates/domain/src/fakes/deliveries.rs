@@ -145,6 +145,7 @@ impl DeliveryQueue for MemoryDeliveries {
             .filter(|r| {
                 r.delivery.tenant_id == tenant
                     && waiting(r.delivery.status)
+                    && !r.delivery.via_platform
                     && r.delivery.next_attempt_at < schedule.from()
             })
             .collect();
@@ -202,6 +203,8 @@ impl DeliveryQueue for MemoryDeliveries {
                     return false;
                 }
                 row.delivery = update.applied_to(row.delivery.clone());
+                // Every finish ends the run of claims without an outcome.
+                row.delivery.claims = 0;
                 row.lease = None;
                 row.lease_until = None;
                 true
@@ -239,17 +242,18 @@ impl DeliveryQueries for MemoryDeliveries {
     }
 
     async fn status_counts(&self, scope: TenantScope) -> Result<StatusCounts, StoreError> {
-        let mut counts: StatusCounts = Vec::new();
-        for r in lock(&self.rows)
-            .iter()
-            .filter(|r| in_scope(scope, r.delivery.tenant_id))
-        {
-            match counts.iter_mut().find(|(s, _)| *s == r.delivery.status) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((r.delivery.status, 1)),
-            }
-        }
-        Ok(counts)
+        // Every status, in the order of its declaration, zeros included (as the store).
+        let rows = lock(&self.rows);
+        Ok(DeliveryStatus::ALL
+            .into_iter()
+            .map(|status| {
+                let n = rows
+                    .iter()
+                    .filter(|r| in_scope(scope, r.delivery.tenant_id) && r.delivery.status == status)
+                    .count();
+                (status, n as u64)
+            })
+            .collect())
     }
 
     async fn oldest_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -9,7 +9,7 @@ use super::lock;
 use crate::mail::{FailureKind, OutgoingMail, SendFailure, SendReceipt, SendStage, SenderUsed};
 use crate::plan::SenderOverridePermit;
 use crate::ports::{HostCheck, MailTransport, Pacing};
-use crate::sender::SenderSource;
+use crate::sender::{SenderRoute, SenderSource};
 use crate::settings::MailSettings;
 use crate::tenant::{TenantId, TenantRecord};
 use crate::values::Host;
@@ -24,6 +24,8 @@ pub enum Server {
     Hangs,
     /// Accepts the connection and says nothing until our deadline (this long) ends it.
     BlackHole(Duration),
+    /// Takes the mail, but only after this long (a slow server that works).
+    AcceptsAfter(Duration),
     /// Says nothing to the first connection (our deadline ends it at once), then takes
     /// every mail: a server that was down and came back.
     BackAfterOne,
@@ -63,7 +65,9 @@ struct Seen {
     forgotten: Vec<TenantId>,
 }
 
-/// `MailTransport` with scripted servers.
+/// `MailTransport` with scripted servers. A tenant's script stands for the route its
+/// mail takes (its own server when a live version carries it, else the platform relay
+/// for it); mail `via_platform` always goes through the relay and is taken.
 #[derive(Debug, Default)]
 pub struct ScriptedMailer {
     script: Mutex<Script>,
@@ -160,6 +164,10 @@ impl ScriptedMailer {
                 sleep(deadline).await;
                 Err(SendFailure::new(SendStage::Greeting, FailureKind::TimedOut))
             }
+            Server::AcceptsAfter(delay) => {
+                sleep(delay).await;
+                Ok(self.took(tenant, mail, sender))
+            }
             Server::Fails(failure) => Err(failure),
             Server::Panics => panic!("test hook: sending panics"),
         }
@@ -234,11 +242,12 @@ impl MailTransport for ScriptedMailer {
         if mail.via_platform {
             return Ok(self.took(id, mail, platform_sender()));
         }
-        let sender = tenant
-            .settings
-            .as_ref()
-            .filter(|_| tenant.tenant.plan.can_override_sender())
-            .map_or_else(platform_sender, |s| sender_of(&s.settings));
+        // The tenant's script is how its route answers: its own server when a live version
+        // carries its mail, the platform relay for it otherwise; the sender is the route's.
+        let sender = match tenant.route() {
+            SenderRoute::Custom { settings, .. } => sender_of(settings),
+            SenderRoute::PlatformDefault { .. } | SenderRoute::Unreadable { .. } => platform_sender(),
+        };
         let server = self.server(id);
         let _flight = Flight::start(self, id);
         self.answer(server, id, mail, sender).await

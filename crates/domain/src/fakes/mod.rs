@@ -68,7 +68,7 @@ impl Fakes {
         Self {
             deliveries: Arc::new(MemoryDeliveries::default()),
             coordination: Arc::new(MemoryCoordination::default()),
-            quota: Arc::new(MemoryQuota::default()),
+            quota: Arc::new(MemoryQuota::auditing_to(tenants.clone())),
             mailer: Arc::new(ScriptedMailer::default()),
             lookups: Arc::new(FixedLookups::default()),
             webhooks: Arc::new(MemoryWebhooks::default()),

@@ -120,6 +120,7 @@ impl DeliveryQueries for SqlStore {
                 deliveries::Column::FailureDetail,
                 Expr::value(update.failure_reason().and_then(|r| r.detail()).map(str::to_owned)),
             )
+            .col_expr(deliveries::Column::FailureReason, Expr::value(Option::<String>::None))
             .col_expr(
                 deliveries::Column::NextAttemptAtMs,
                 Expr::value(update.next_attempt_at().timestamp_millis()),

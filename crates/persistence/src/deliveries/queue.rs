@@ -137,15 +137,21 @@ impl DeliveryQueue for SqlStore {
                 None => None,
             };
             // A refusal keeps its stage and code, not the reply (which may quote the
-            // recipient).
-            let detail =
-                failure_reason(row).and_then(|r| retention::reason_without_reply(&r).detail().map(str::to_owned));
+            // recipient); a reason still stored as text becomes its code.
+            let reason = failure_reason(row)
+                .ok()
+                .flatten()
+                .map(|r| retention::reason_without_reply(&r));
+            let code = reason.as_ref().map(|r| r.code().code());
+            let detail = reason.as_ref().and_then(|r| r.detail()).map(str::to_owned);
             let changed = deliveries::Entity::update_many()
                 .col_expr(deliveries::Column::ToAddress, Expr::value(retention::REMOVED_RECIPIENT))
                 .col_expr(deliveries::Column::Subject, Expr::value(retention::REMOVED_SUBJECT))
                 .col_expr(deliveries::Column::TextBody, Expr::value(""))
                 .col_expr(deliveries::Column::HtmlBody, Expr::value(Option::<String>::None))
+                .col_expr(deliveries::Column::FailureCode, Expr::value(code))
                 .col_expr(deliveries::Column::FailureDetail, Expr::value(detail))
+                .col_expr(deliveries::Column::FailureReason, Expr::value(Option::<String>::None))
                 .col_expr(deliveries::Column::RecipientHash, Expr::value(hash))
                 .col_expr(deliveries::Column::PayloadHash, Expr::value(payload))
                 .col_expr(deliveries::Column::ContentRemovedAt, Expr::value(Some(now)))
@@ -518,7 +524,7 @@ fn finish_statement(
     }
     q.sql(
         ") UPDATE deliveries SET status = v.status, retries = COALESCE(v.retries, deliveries.retries), \
-         next_attempt_at_ms = v.next_ms, sent_at = v.sent_at, failure_code = v.code, failure_detail = v.detail, \
+         next_attempt_at_ms = v.next_ms, sent_at = v.sent_at, failure_code = v.code, failure_detail = v.detail, failure_reason = NULL, \
          via_platform = COALESCE(v.via, deliveries.via_platform), lease_owner = NULL, lease_until_ms = NULL, claims = 0, updated_at = ",
     )
     .bind(now)

@@ -18,10 +18,17 @@ use crate::entities::{deliveries, delivery_attempts};
 
 use super::INVALID;
 
-/// The failure reason of a row, if its code reads back.
-pub(super) fn failure_reason(row: &deliveries::Model) -> Option<FailureReason> {
-    let code = FailureCode::from_code(row.failure_code.as_deref()?)?;
-    Some(FailureReason::from_parts(code, row.failure_detail.as_deref()))
+/// The failure reason of a row: its code and detail, or, where it has no code, the text a
+/// release before the code wrote (during a rolling upgrade); `Err` names an unknown code.
+pub(super) fn failure_reason(row: &deliveries::Model) -> Result<Option<FailureReason>, FieldCode> {
+    match (row.failure_code.as_deref(), row.failure_reason.as_deref()) {
+        (Some(code), _) => {
+            let code = FailureCode::from_code(code).ok_or(INVALID)?;
+            Ok(Some(FailureReason::from_parts(code, row.failure_detail.as_deref())))
+        }
+        (None, Some(text)) => Ok(Some(FailureReason::from_legacy_text(text))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// A delivery read back, every value parsed again; a refused value is reported as
@@ -54,13 +61,7 @@ pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>)
             .ok_or_else(|| field("nextAttemptAt", INVALID))?,
         created_at: row.created_at,
         sent_at: row.sent_at,
-        failure_reason: match row.failure_code.as_deref() {
-            None => None,
-            Some(code) => Some(FailureReason::from_parts(
-                FailureCode::from_code(code).ok_or_else(|| field("failureCode", INVALID))?,
-                row.failure_detail.as_deref(),
-            )),
-        },
+        failure_reason: failure_reason(row).map_err(|e| field("failureCode", e))?,
         claims: u32::try_from(row.claims).unwrap_or(0),
         via_platform: row.via_platform,
         content_removed_at: row.content_removed_at,

@@ -36,6 +36,10 @@ pub struct Model {
     pub failure_code: Option<String>,
     /// A refusal's stage, reply code and reply.
     pub failure_detail: Option<String>,
+    /// The reason as text, as releases before `failure_code` wrote it: read only where a
+    /// row has no code (a delivery such a release finished during a rolling upgrade),
+    /// cleared by every write of a reason. A later release drops the column.
+    pub failure_reason: Option<String>,
     /// Claims in a row that ended without an outcome (this one included while
     /// `SENDING`); see the migration that added it.
     pub claims: i32,
