@@ -1298,7 +1298,19 @@ async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) 
     ];
     let mut ids = Vec::new();
     for _ in &texts {
-        let d = crate::deliveries::tests::notification(tenant, Utc::now(), None);
+        let d = domain::delivery::Delivery::queued(
+            tenant,
+            domain::delivery::NotificationKind::Custom,
+            domain::values::EmailAddress::parse("member@example.net").unwrap(),
+            domain::Locale::En,
+            domain::delivery::RenderedMessage {
+                subject: domain::mail::Subject::parse("Hello").unwrap(),
+                text: "Hello\r\n".into(),
+                html: None,
+            },
+            domain::MessageId::generate("mailgate.example"),
+            Utc::now(),
+        );
         store.enqueue(&d).await.unwrap();
         ids.push(d.id);
     }

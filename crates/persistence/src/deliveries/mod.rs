@@ -28,7 +28,7 @@ mod queries;
 mod queue;
 mod rows;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 
 // What the tests reach besides the ports.
 #[cfg(test)]

@@ -80,7 +80,7 @@ async fn tenant(store: &SqlStore) -> TenantId {
     new_tenant(store, Plan::Share).await.id
 }
 
-pub(crate) fn notification(tenant: TenantId, due: DateTime<Utc>, key: Option<&str>) -> Delivery {
+fn notification(tenant: TenantId, due: DateTime<Utc>, key: Option<&str>) -> Delivery {
     Delivery {
         created_at: Utc::now(),
         ..Delivery::queued(
