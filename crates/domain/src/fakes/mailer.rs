@@ -152,7 +152,7 @@ impl ScriptedMailer {
     ) -> Result<SendReceipt, SendFailure> {
         match server {
             Server::Accepts => {
-                pause().await;
+                tokio::time::sleep(ACCEPT_PAUSE).await;
                 Ok(self.took(tenant, mail, sender))
             }
             Server::Hangs => std::future::pending().await,
@@ -161,11 +161,11 @@ impl ScriptedMailer {
             }
             Server::BackAfterOne => Ok(self.took(tenant, mail, sender)),
             Server::BlackHole(deadline) => {
-                sleep(deadline).await;
+                tokio::time::sleep(deadline).await;
                 Err(SendFailure::new(SendStage::Greeting, FailureKind::TimedOut))
             }
             Server::AcceptsAfter(delay) => {
-                sleep(delay).await;
+                tokio::time::sleep(delay).await;
                 Ok(self.took(tenant, mail, sender))
             }
             Server::Fails(failure) => Err(failure),
@@ -193,14 +193,8 @@ fn sender_of(settings: &MailSettings) -> SenderUsed {
     }
 }
 
-/// A few milliseconds' pause, so sends of one tenant overlap.
-async fn pause() {
-    sleep(Duration::from_millis(3)).await;
-}
-
-async fn sleep(duration: Duration) {
-    tokio::time::sleep(duration).await;
-}
+/// How long an accepting server takes, so sends of one tenant overlap.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(3);
 
 /// Leaves the in-flight counts when a send ends or is dropped (aborted).
 struct Flight<'a> {

@@ -17,8 +17,6 @@ pub mod webhooks;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use chrono::Utc;
-
 pub use coordination::{MemoryCoordination, MemoryQuota};
 pub use deliveries::MemoryDeliveries;
 pub use lookups::FixedLookups;
@@ -141,9 +139,4 @@ pub fn service() -> Caller {
 
 fn caller(subject: &str, role: Role, tenant: Option<TenantId>) -> Caller {
     Caller::new(subject.to_owned(), role, tenant).unwrap_or_else(|e| panic!("a fake caller: {e:?}"))
-}
-
-/// Now, as the fakes read it (the system clock: the services read it too).
-pub fn now() -> chrono::DateTime<Utc> {
-    Utc::now()
 }
