@@ -648,7 +648,9 @@ async fn bad_endpoints_are_refused_and_store_nothing(backend: Backend) {
     app.create_tenant("Momiji", "BIZ").await;
     let id = created.endpoint.id.to_string();
     let listed = wait_messages(&app, &id, Duration::from_secs(10), |m| {
-        m.len() == 1 && !m[0]["recentAttempts"].as_array().is_none_or(Vec::is_empty)
+        // The listing reads the message and its attempts in two statements, so it can
+        // see the attempt while the message still reads SENDING: wait for both.
+        m.len() == 1 && m[0]["status"] != "SENDING" && !m[0]["recentAttempts"].as_array().is_none_or(Vec::is_empty)
     })
     .await;
     assert_eq!(listed[0]["recentAttempts"][0]["error"], "FORBIDDEN_ADDRESS");
