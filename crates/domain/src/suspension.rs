@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 
 use crate::access::Role;
 use crate::audit::{AuditAction, AuditEntry};
+use crate::change::ChangeRecord;
 use crate::delivery::{Delivery, NotificationKind, RenderedMessage};
 use crate::failure::Hint;
 use crate::health::SettingsFailure;
@@ -33,7 +34,8 @@ pub const SYSTEM_ACTOR: &str = "mailgate";
 /// The writes that go with a version's suspension.
 #[derive(Debug, Clone)]
 pub struct Suspension {
-    pub audit: AuditEntry,
+    /// Its entry in the trail, the `mail_settings.suspended` event, its announcement.
+    pub change: ChangeRecord,
     /// The notice to the tenant's contact address; `None` when the tenant has none.
     pub notice: Option<Delivery>,
 }
@@ -75,7 +77,10 @@ pub fn suspension(
         .contact_email
         .as_ref()
         .map(|to| notice(tenant, settings, failure, to.clone(), at));
-    Suspension { audit, notice }
+    Suspension {
+        change: ChangeRecord::of(audit),
+        notice,
+    }
 }
 
 /// The notice mail to `to` (the tenant's contact address).
@@ -247,8 +252,8 @@ mod tests {
         let tenant = tenant(Some("it@sakura.example"));
         let failure = phishing_failure();
         let s = suspension(&tenant, &settings(), 4, &failure, failure.at);
-        assert_eq!(s.audit.action, AuditAction::MailSettingsSuspended);
-        assert_eq!(s.audit.actor_subject, SYSTEM_ACTOR);
+        assert_eq!(s.change.audit.action, AuditAction::MailSettingsSuspended);
+        assert_eq!(s.change.audit.actor_subject, SYSTEM_ACTOR);
         let notice = s.notice.expect("a contact address gets the notice");
         assert!(notice.via_platform);
         assert_eq!(
@@ -276,7 +281,8 @@ mod tests {
         assert_eq!(text.matches("5.7.8").count(), 2, "once per language: {text}");
         // The audit entry keeps the reply for the tenant's screens.
         assert!(
-            s.audit
+            s.change
+                .audit
                 .changes
                 .iter()
                 .any(|c| matches!(c, FieldChange::Value { field, .. } if field == "serverMessage"))
@@ -301,7 +307,7 @@ mod tests {
         let s = suspension(&tenant(None), &settings(), 4, &failure, failure.at);
         assert!(s.notice.is_none());
         assert_eq!(
-            s.audit.action,
+            s.change.audit.action,
             AuditAction::MailSettingsSuspended,
             "the audit entry remains"
         );

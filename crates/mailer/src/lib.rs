@@ -663,7 +663,7 @@ impl Mailer {
     }
 
     /// Drops the tenant's pooled connections except those of settings version `keep`
-    /// (a change notification for settings this process already uses).
+    /// (the version its mail goes through now; `None`: all of them).
     pub async fn forget_all_but(&self, tenant: TenantId, keep: Option<i64>) {
         let _ = self
             .inner
@@ -853,11 +853,6 @@ impl MailTransport for Mailer {
                 Err(elapsed(f, started, &sender))
             }
         }
-    }
-
-    async fn forget(&self, tenant: TenantId) {
-        let _ = self.inner.transports.invalidate_entries_if(move |k, _| k.0 == tenant);
-        self.inner.transports.run_pending_tasks().await;
     }
 }
 

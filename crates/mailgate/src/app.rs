@@ -10,8 +10,8 @@ use secrecy::ExposeSecret;
 use domain::PlatformSender;
 use domain::delivery::RetryPolicy;
 use domain::ports::{
-    Coordination, DeliveryOutbox, DeliveryQueries, DeliveryQueue, MailTransport, TenantStore, WebhookQueue,
-    WebhookStore,
+    Coordination, DeliveryOutbox, DeliveryQueries, DeliveryQueue, MailTransport, TenantStore, TenantViews,
+    WebhookQueue, WebhookStore,
 };
 use domain::services::TenantService;
 use domain::services::assistant::AssistantService;
@@ -43,6 +43,8 @@ pub struct App {
     /// The worker's side of the delivery queue.
     pub delivery_queue: Arc<dyn DeliveryQueue>,
     pub tenants: Arc<dyn TenantStore>,
+    /// The one owner of what this process keeps of tenants (see [`crate::views`]).
+    pub views: Arc<dyn TenantViews>,
     /// Wakes this process's worker after an enqueue.
     pub queue_signal: Arc<worker::WorkSignal>,
     pub metrics: Arc<Metrics>,
@@ -289,38 +291,29 @@ impl App {
         };
         let cached = Arc::new(cached);
         let tenants: Arc<dyn TenantStore> = cached.clone();
-        // Changes made by other processes drop this process's cached view at once.
+        // The one owner of what this process keeps of tenants: told by the services and
+        // the worker after each change, and by the listener of every change another
+        // process announces (and this process's own, which come back on PostgreSQL).
+        let views: Arc<dyn TenantViews> = Arc::new(crate::views::LocalViews::new(
+            cached.clone(),
+            quota_gate.clone(),
+            mailer.clone(),
+        ));
         tokio::spawn(persistence::listen_for_changes(db.clone(), {
-            let (cached, mailer, quota_gate) = (cached.clone(), mailer.clone(), quota_gate.clone());
+            let views = views.clone();
             move |changed| {
-                let (cached, mailer, quota_gate) = (cached.clone(), mailer.clone(), quota_gate.clone());
+                let views = views.clone();
                 async move {
                     match changed {
-                        Some(id) => {
-                            cached.invalidate(id).await;
-                            quota_gate.forget_override(id).await;
-                            // Keep the pool of the settings now saved (this process's own
-                            // save comes back here too, while its sends use that pool);
-                            // drop the others. Unreadable: drop them all.
-                            match cached.tenant(id).await {
-                                Ok(record) => {
-                                    let current = record.and_then(|r| r.settings.map(|s| s.version));
-                                    mailer.forget_all_but(id, current).await;
-                                }
-                                Err(_) => domain::ports::MailTransport::forget(&*mailer, id).await,
-                            }
-                        }
-                        None => {
-                            cached.invalidate_all();
-                            quota_gate.forget_all_overrides();
-                        }
+                        Some(id) => views.changed(id).await,
+                        None => views.all_changed().await,
                     }
                 }
             }
         }));
         let queue_signal = Arc::new(worker::WorkSignal::default());
         let wake = queue_signal.clone();
-        let deliveries = DeliveryService::new(tenants.clone(), outbox, delivery_queries, &platform)
+        let deliveries = DeliveryService::new(tenants.clone(), outbox, delivery_queries, &platform, views.clone())
             .with_signal(Arc::new(move |tenant| wake.tenant_has_work(tenant)))
             .with_quota(
                 quota,
@@ -370,11 +363,18 @@ impl App {
         let providers = Arc::new(providers);
         let tokens = Arc::new(oauth::TokenCache::new(providers.clone(), mail_connections.clone()));
         mailer.use_sign_ins(tokens.clone(), sign_in.apis.clone());
-        let service = TenantService::new(tenants.clone(), platform, mailer.clone(), ports, coordination)
-            .with_activation(config.settings_activation.mode())
-            .with_lookups(lookups)
-            .with_connections(mail_connections.clone())
-            .with_test_mail_counter(Arc::new(move |count| counted.test_mail(count)));
+        let service = TenantService::new(
+            tenants.clone(),
+            platform,
+            mailer.clone(),
+            ports,
+            coordination,
+            views.clone(),
+        )
+        .with_activation(config.settings_activation.mode())
+        .with_lookups(lookups)
+        .with_connections(mail_connections.clone())
+        .with_test_mail_counter(Arc::new(move |count| counted.test_mail(count)));
         let connections = domain::services::connections::ConnectionService::new(
             Arc::new(service.clone()),
             providers.clone(),
@@ -416,6 +416,7 @@ impl App {
             deliveries,
             delivery_queue,
             tenants,
+            views,
             queue_signal,
             metrics,
             telemetry,
@@ -475,6 +476,7 @@ impl App {
             self.delivery_queue.clone(),
             self.tenants.clone(),
             mailer,
+            self.views.clone(),
             self.metrics.clone(),
         )
         .with_wake(self.queue_signal.clone())

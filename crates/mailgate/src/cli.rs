@@ -131,6 +131,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
         Command::Worker => {
+            let shutdown = http::shutdown_signal();
             let app = App::build(config).await?;
             let listener = tokio::net::TcpListener::bind(app.config.worker_listen)
                 .await
@@ -144,7 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let dispatcher = tokio::spawn(app.dispatcher().run(stopped_when(stopped.clone())));
             let _keep_alive = app.keep_connections_alive();
-            let report = app.worker().run(http::shutdown_signal()).await;
+            let report = app.worker().run(shutdown).await;
             let _ = stop.send(true);
             let _ = dispatcher.await;
             let _ = operations.await;
@@ -210,6 +211,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let dev = config.profile == Profile::Development;
+    // Listening for SIGTERM and SIGINT from here on, before anything is printed.
+    let shutdown = http::shutdown_signal();
     let app = App::build(config).await?;
     let server = RunningServer::start(app.clone()).await?;
     tracing::info!(addr = %server.addr, "mailgate listening");
@@ -264,7 +267,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ),
         }
     }
-    http::shutdown_signal().await;
+    shutdown.await;
     let _ = stop_worker.send(true);
     let (http_result, worker_report, _) = tokio::join!(
         server.stop(),

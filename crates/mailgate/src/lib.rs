@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod query_cache;
 pub mod sign_in;
 pub mod telemetry;
+pub mod views;

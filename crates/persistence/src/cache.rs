@@ -1,9 +1,10 @@
 //! [`CachedStore`]: a read-through cache of tenants (with their settings) in front of any
 //! [`TenantStore`]. Sending mail looks a tenant up for every message; the cache keeps
-//! those lookups off the database. Every write through the cache drops the tenant's
-//! entry, and [`CachedStore::invalidate`] lets a notification from another process do
-//! the same; a time-to-live bounds how long a missed notification can leave a stale
-//! entry.
+//! those lookups off the database. Writes pass through untouched: entries are dropped
+//! only by [`CachedStore::invalidate`], which the process's one owner of what it keeps
+//! of tenants (a [`domain::ports::TenantViews`]) calls after a change made here or
+//! announced by another process; a time-to-live bounds how long a missed announcement
+//! can leave a stale entry.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::audit::AuditEntry;
+use domain::change::ChangeRecord;
 use domain::health::{ActivationCode, SettingsFailure, SettingsState};
 use domain::ports::{TenantRecord, TenantStore};
 use domain::settings::{MailSettings, StoredMailSettings};
@@ -20,7 +22,7 @@ use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
 use domain::{StoreError, WriteError};
 use moka::future::Cache;
 
-/// A [`TenantStore`] that caches found tenants and delegates everything else.
+/// A [`TenantStore`] that caches found tenants and passes everything else through.
 pub struct CachedStore<S> {
     inner: S,
     tenants: Cache<TenantId, TenantRecord>,
@@ -66,8 +68,8 @@ impl<S: TenantStore> CachedStore<S> {
         &self.inner
     }
 
-    /// Drops the tenant's entry, e.g. when another process reports that it changed the
-    /// tenant. The next lookup reads the store.
+    /// Drops the tenant's entry (it changed, here or in another process). The next lookup
+    /// reads the store.
     pub async fn invalidate(&self, id: TenantId) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
         self.tenants.invalidate(&id).await;
@@ -82,10 +84,8 @@ impl<S: TenantStore> CachedStore<S> {
 
 #[async_trait::async_trait]
 impl<S: TenantStore> TenantStore for CachedStore<S> {
-    async fn insert_tenant(&self, tenant: &Tenant, audit: &AuditEntry) -> Result<(), StoreError> {
-        let result = self.inner.insert_tenant(tenant, audit).await;
-        self.invalidate(tenant.id).await;
-        result
+    async fn insert_tenant(&self, tenant: &Tenant, change: &ChangeRecord) -> Result<(), StoreError> {
+        self.inner.insert_tenant(tenant, change).await
     }
 
     async fn tenant(&self, id: TenantId) -> Result<Option<TenantRecord>, StoreError> {
@@ -120,11 +120,9 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         from: Plan,
         to: Plan,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<Tenant, WriteError> {
-        let result = self.inner.change_plan(id, from, to, at, audit).await;
-        self.invalidate(id).await;
-        result
+        self.inner.change_plan(id, from, to, at, change).await
     }
 
     async fn set_contact_email(
@@ -132,11 +130,9 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         id: TenantId,
         contact: Option<&EmailAddress>,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<Tenant, WriteError> {
-        let result = self.inner.set_contact_email(id, contact, at, audit).await;
-        self.invalidate(id).await;
-        result
+        self.inner.set_contact_email(id, contact, at, change).await
     }
 
     async fn save_mail_settings(
@@ -147,14 +143,11 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         state: SettingsState,
         expected_version: i64,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<StoredMailSettings, WriteError> {
-        let result = self
-            .inner
-            .save_mail_settings(id, permit, settings, state, expected_version, at, audit)
-            .await;
-        self.invalidate(id).await;
-        result
+        self.inner
+            .save_mail_settings(id, permit, settings, state, expected_version, at, change)
+            .await
     }
 
     async fn activate_mail_settings(
@@ -162,17 +155,13 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         id: TenantId,
         version: i64,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<(), WriteError> {
-        let result = self.inner.activate_mail_settings(id, version, at, audit).await;
-        self.invalidate(id).await;
-        result
+        self.inner.activate_mail_settings(id, version, at, change).await
     }
 
     async fn set_activation_code(&self, id: TenantId, version: i64, code: &ActivationCode) -> Result<(), WriteError> {
-        let result = self.inner.set_activation_code(id, version, code).await;
-        self.invalidate(id).await;
-        result
+        self.inner.set_activation_code(id, version, code).await
     }
 
     async fn record_settings_failure(
@@ -183,18 +172,13 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         suspend_after: u32,
         suspension: &Suspension,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .inner
+        self.inner
             .record_settings_failure(id, version, failure, suspend_after, suspension)
-            .await;
-        self.invalidate(id).await;
-        result
+            .await
     }
 
     async fn record_settings_success(&self, id: TenantId, version: i64) -> Result<(), StoreError> {
-        let result = self.inner.record_settings_success(id, version).await;
-        self.invalidate(id).await;
-        result
+        self.inner.record_settings_success(id, version).await
     }
 
     async fn settings_state_counts(&self) -> Result<Vec<(SettingsState, u64)>, StoreError> {
@@ -206,11 +190,9 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         id: TenantId,
         expected_version: i64,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<(), WriteError> {
-        let result = self.inner.clear_mail_settings(id, expected_version, at, audit).await;
-        self.invalidate(id).await;
-        result
+        self.inner.clear_mail_settings(id, expected_version, at, change).await
     }
 
     async fn audit_trail(
@@ -222,8 +204,8 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         self.inner.audit_trail(id, after, limit).await
     }
 
-    async fn record_audit(&self, audit: &AuditEntry) -> Result<(), StoreError> {
-        self.inner.record_audit(audit).await
+    async fn record_change(&self, change: &ChangeRecord) -> Result<(), StoreError> {
+        self.inner.record_change(change).await
     }
 
     async fn remove_old_audit_content(

@@ -19,7 +19,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use domain::audit::AuditEntry;
 use domain::ports::EnqueueQuota;
 use domain::quota::{EnqueueLimits, QuotaOverride, Window, grant, reservation};
 use domain::{StoreError, TenantId};
@@ -261,7 +260,7 @@ impl QuotaGate {
 }
 
 impl QuotaGate {
-    /// Drops this process's copy of `tenant`'s override (another process changed it).
+    /// Drops this process's copy of `tenant`'s override (it changed, here or elsewhere).
     pub async fn forget_override(&self, tenant: TenantId) {
         self.overrides.invalidate(&tenant).await;
     }
@@ -337,7 +336,7 @@ impl EnqueueQuota for QuotaGate {
         &self,
         tenant: TenantId,
         value: QuotaOverride,
-        audit: &AuditEntry,
+        change: &domain::change::ChangeRecord,
     ) -> Result<(), StoreError> {
         let db = self.store.connection();
         let backend = db.get_database_backend();
@@ -374,11 +373,10 @@ impl EnqueueQuota for QuotaGate {
             .await
             .map_err(db_err)?;
         }
-        self.store.insert_audit_in(&txn, audit).await?;
-        // Every other process drops its copy of the override on commit.
-        crate::changes::notify_change(&txn, &tenant.to_string()).await?;
+        // Its audit entry and its announcement (every other process drops its copy of the
+        // override on commit); this process's copy is dropped by the caller.
+        crate::SqlStore::write_change(&txn, change).await?;
         txn.commit().await.map_err(db_err)?;
-        self.overrides.invalidate(&tenant).await;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! [`SqlStore`]: the domain's [`TenantStore`] port on sea-orm, for SQLite and
-//! PostgreSQL. Every write and its audit entry commit in one transaction; the settings
+//! PostgreSQL. Every write and its change record (audit entry, webhook events,
+//! announcement) commit in one transaction; the settings
 //! version check and the plan check happen inside that transaction, after the tenant
 //! row is locked, so two writers can never both succeed against the same version.
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use domain::audit::{ACTIONS_WITH_CONTENT, AuditEntry};
+use domain::change::ChangeRecord;
 use domain::health::{ActivationCode, SettingsFailure, SettingsHealth, SettingsState, state_after_failure};
 use domain::ports::{TenantRecord, TenantStore};
 use domain::settings::{MailSettings, StoredMailSettings};
@@ -208,27 +210,19 @@ impl SqlStore {
             .map_err(db_err)
     }
 
-    /// [`SqlStore::insert_audit`] for other modules of this crate.
-    pub(crate) async fn insert_audit_in(
-        &self,
-        txn: &DatabaseTransaction,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
-        Self::insert_audit(txn, audit).await
-    }
-
-    /// Writes the audit entry of a change and tells other processes the tenant changed
-    /// (delivered when the transaction commits). The event the change causes (if any) goes with it, for every webhook endpoint that
-    /// wants it.
-    async fn insert_audit(txn: &DatabaseTransaction, audit: &AuditEntry) -> Result<(), StoreError> {
-        audit_events::Entity::insert(audit_row(audit))
+    /// Writes what `change` says in `txn`, and nothing else: its audit entry, a message
+    /// of each of its events for every webhook endpoint that wants it, and, when it is
+    /// announced, the notice other processes get when the transaction commits.
+    pub(crate) async fn write_change(txn: &DatabaseTransaction, change: &ChangeRecord) -> Result<(), StoreError> {
+        audit_events::Entity::insert(audit_row(&change.audit))
             .exec_without_returning(txn)
             .await
             .map_err(db_err)?;
-        if let Some(event) = domain::webhook::event::WebhookEvent::of_audit(audit) {
-            crate::webhook_outbox::append(txn, &[event]).await?;
+        crate::webhook_outbox::append(txn, &change.events).await?;
+        if change.announce {
+            crate::changes::notify_change(txn, &change.tenant().to_string()).await?;
         }
-        crate::changes::notify_change(txn, &audit.tenant_id.to_string()).await
+        Ok(())
     }
 }
 
@@ -247,13 +241,13 @@ async fn rollback(txn: DatabaseTransaction) -> Result<(), StoreError> {
 
 #[async_trait::async_trait]
 impl TenantStore for SqlStore {
-    async fn insert_tenant(&self, tenant: &Tenant, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn insert_tenant(&self, tenant: &Tenant, change: &ChangeRecord) -> Result<(), StoreError> {
         let txn = self.begin_write().await?;
         tenants::Entity::insert(tenant_row(tenant))
             .exec_without_returning(&txn)
             .await
             .map_err(db_err)?;
-        Self::insert_audit(&txn, audit).await?;
+        Self::write_change(&txn, change).await?;
         txn.commit().await.map_err(db_err)
     }
 
@@ -317,7 +311,7 @@ impl TenantStore for SqlStore {
         from: Plan,
         to: Plan,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<Tenant, WriteError> {
         let key = id.to_string();
         let txn = self.begin_write().await?;
@@ -338,7 +332,7 @@ impl TenantStore for SqlStore {
                 WriteError::NotFound
             });
         }
-        Self::insert_audit(&txn, audit).await?;
+        Self::write_change(&txn, change).await?;
         let row = tenants::Entity::find_by_id(key)
             .one(&txn)
             .await
@@ -354,7 +348,7 @@ impl TenantStore for SqlStore {
         id: TenantId,
         contact: Option<&EmailAddress>,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<Tenant, WriteError> {
         let key = id.to_string();
         let txn = self.begin_write().await?;
@@ -372,7 +366,7 @@ impl TenantStore for SqlStore {
             rollback(txn).await?;
             return Err(WriteError::NotFound);
         }
-        Self::insert_audit(&txn, audit).await?;
+        Self::write_change(&txn, change).await?;
         let row = tenants::Entity::find_by_id(key)
             .one(&txn)
             .await
@@ -391,7 +385,7 @@ impl TenantStore for SqlStore {
         state: SettingsState,
         expected_version: i64,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<StoredMailSettings, WriteError> {
         // The permit was granted for the plan the caller read; the tenant must still be
         // on a plan that grants one when the write happens, or it is `PlanChanged`.
@@ -412,7 +406,7 @@ impl TenantStore for SqlStore {
             .exec_without_returning(&txn)
             .await
             .map_err(db_err)?;
-        Self::insert_audit(&txn, audit).await?;
+        Self::write_change(&txn, change).await?;
         txn.commit().await.map_err(db_err)?;
         Ok(StoredMailSettings {
             settings: settings.clone(),
@@ -427,7 +421,7 @@ impl TenantStore for SqlStore {
         id: TenantId,
         version: i64,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<(), WriteError> {
         let key = id.to_string();
         // Ordered with saves and clears of the same tenant (the counter only has to grow).
@@ -446,7 +440,7 @@ impl TenantStore for SqlStore {
             .exec(&txn)
             .await
             .map_err(db_err)?;
-        Self::insert_audit(&txn, audit).await?;
+        Self::write_change(&txn, change).await?;
         Ok(txn.commit().await.map_err(db_err)?)
     }
 
@@ -519,7 +513,7 @@ impl TenantStore for SqlStore {
                     .await
                     .map_err(db_err)?;
             }
-            Self::insert_audit(&txn, &suspension.audit).await?;
+            Self::write_change(&txn, &suspension.change).await?;
         } else {
             crate::changes::notify_change(&txn, &key).await?;
         }
@@ -573,7 +567,7 @@ impl TenantStore for SqlStore {
         id: TenantId,
         expected_version: i64,
         _at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<(), WriteError> {
         let key = id.to_string();
         // Bumped even though no row remains, so the next save gets a version never seen.
@@ -583,7 +577,7 @@ impl TenantStore for SqlStore {
             .exec(&txn)
             .await
             .map_err(db_err)?;
-        Self::insert_audit(&txn, audit).await?;
+        Self::write_change(&txn, change).await?;
         txn.commit().await.map_err(db_err)?;
         Ok(())
     }
@@ -609,12 +603,18 @@ impl TenantStore for SqlStore {
             .collect()
     }
 
-    async fn record_audit(&self, audit: &AuditEntry) -> Result<(), StoreError> {
-        audit_events::Entity::insert(audit_row(audit))
-            .exec(&self.db)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+    async fn record_change(&self, change: &ChangeRecord) -> Result<(), StoreError> {
+        if change.events.is_empty() && !change.announce {
+            // The audit entry alone: one statement needs no transaction.
+            audit_events::Entity::insert(audit_row(&change.audit))
+                .exec_without_returning(&self.db)
+                .await
+                .map_err(db_err)?;
+            return Ok(());
+        }
+        let txn = self.begin_write().await?;
+        Self::write_change(&txn, change).await?;
+        txn.commit().await.map_err(db_err)
     }
 
     async fn remove_old_audit_content(

@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use domain::delivery::RetryPolicy;
-use domain::ports::{DeliveryQueue, MailTransport, TenantStore};
+use domain::ports::{DeliveryQueue, MailTransport, TenantStore, TenantViews};
 use domain::{DeliveryId, LeaseOwner};
 use tokio::sync::Notify;
 
@@ -106,6 +106,8 @@ struct Shared {
     queue: Arc<dyn DeliveryQueue>,
     tenants: Arc<dyn TenantStore>,
     mailer: Arc<dyn MailTransport>,
+    /// Told whenever this worker changed a tenant (a failure count, a suspension).
+    views: Arc<dyn TenantViews>,
     metrics: Arc<Metrics>,
     /// Deliveries claimed and not yet recorded, with the retries each had when claimed
     /// (what giving it back needs).
@@ -165,6 +167,7 @@ impl Worker {
         queue: Arc<dyn DeliveryQueue>,
         tenants: Arc<dyn TenantStore>,
         mailer: Arc<dyn MailTransport>,
+        views: Arc<dyn TenantViews>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let lanes = lanes::Lanes::new(config.per_tenant_in_flight, config.max_in_flight, config.max_probing);
@@ -173,6 +176,7 @@ impl Worker {
             queue,
             tenants,
             mailer,
+            views,
             metrics,
             held: Mutex::new(HashMap::new()),
             lanes,

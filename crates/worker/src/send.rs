@@ -205,8 +205,14 @@ async fn settings_worked(shared: &Arc<Shared>, record: &domain::TenantRecord, ve
     let failing = record
         .settings_of_version(version)
         .is_some_and(|s| s.health.consecutive_failures > 0);
-    if failing && let Err(e) = shared.tenants.record_settings_success(record.tenant.id, version).await {
-        tracing::warn!(tenant = %record.tenant.id, error = %e, "resetting the settings' failure count failed");
+    if !failing {
+        return;
+    }
+    match shared.tenants.record_settings_success(record.tenant.id, version).await {
+        Ok(()) => shared.views.changed(record.tenant.id).await,
+        Err(e) => {
+            tracing::warn!(tenant = %record.tenant.id, error = %e, "resetting the settings' failure count failed")
+        }
     }
 }
 
@@ -244,11 +250,15 @@ async fn settings_failed(
     {
         Ok(true) => {
             shared.metrics.settings_suspended();
-            shared.mailer.forget(tenant).await;
+            shared.views.changed(tenant).await;
             tracing::warn!(tenant = %tenant, version, stage = failure.stage.code(), code = ?failure.smtp_code, "the tenant's mail server kept refusing its settings; they are suspended and its mail goes through the platform default");
             true
         }
-        Ok(false) => false,
+        Ok(false) => {
+            // The count changed: the next failure or success reads it anew.
+            shared.views.changed(tenant).await;
+            false
+        }
         Err(e) => {
             tracing::warn!(tenant = %tenant, error = %e, "recording the settings failure failed");
             false

@@ -11,7 +11,7 @@ use chrono::Utc;
 use domain::delivery::{
     Attempt, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind, RenderedMessage,
 };
-use domain::fakes::{MemoryDeliveries, MemoryTenants, ScriptedMailer, Server};
+use domain::fakes::{MemoryDeliveries, MemoryTenants, RecordingViews, ScriptedMailer, Server};
 use domain::mail::{FailureKind, SendFailure, SendReceipt, SendStage, SenderUsed, Subject};
 use domain::ports::DeliveryQueue;
 use domain::values::EmailAddress;
@@ -141,7 +141,14 @@ fn start(
     tenants: MemoryTenants,
     mailer: Arc<ScriptedMailer>,
 ) -> Running {
-    let worker = Worker::new(config, queue, Arc::new(tenants), mailer, Arc::new(Metrics::default()));
+    let worker = Worker::new(
+        config,
+        queue,
+        Arc::new(tenants),
+        mailer,
+        Arc::new(RecordingViews::default()),
+        Arc::new(Metrics::default()),
+    );
     let (stop, stopped) = oneshot::channel::<()>();
     let done = tokio::spawn(worker.run(async move {
         let _ = stopped.await;
@@ -484,6 +491,63 @@ async fn each_outcome_is_recorded_as_the_domain_decides() {
     assert_eq!(attempt.stage.as_deref(), Some("RESOLVE"));
 }
 
+/// A configuration failure that suspends a tenant's settings is stored with its change
+/// (audit entry, `mail_settings.suspended` event, announcement to other processes), and
+/// this process is told to drop what it kept of that tenant; a tenant beside it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_is_stored_with_its_change_and_this_process_drops_what_it_kept() {
+    let (broken, fine) = (TenantId::generate(), TenantId::generate());
+    let queue = Arc::new(MemoryDeliveries::default());
+    queue.add(delivery(broken));
+    queue.add(delivery(fine));
+    let refused = SendFailure {
+        smtp_code: Some(535),
+        enhanced_code: Some("5.7.8".into()),
+        server_message: Some("authentication failed".into()),
+        ..SendFailure::new(SendStage::Auth, FailureKind::Rejected)
+    };
+    let store = Arc::new(tenants(&[fine], &[(broken, 0)]));
+    let views = Arc::new(RecordingViews::default());
+    let worker = Worker::new(
+        WorkerConfig {
+            suspend_after_failures: 1,
+            ..config(1, 4, 8)
+        },
+        queue.clone(),
+        store.clone(),
+        mailer([(broken, Server::Fails(refused))]),
+        views.clone(),
+        Arc::new(Metrics::default()),
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    until("the broken settings suspended and the other mail sent", || {
+        !store.audit().is_empty() && queue.count(fine, DeliveryStatus::Sent) == 1
+    })
+    .await;
+    let _ = stop.send(());
+    done.await.unwrap();
+
+    let audit = store.audit();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (audit[0].tenant_id, audit[0].action),
+        (broken, domain::audit::AuditAction::MailSettingsSuspended)
+    );
+    let events = store.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].tenant_id, events[0].kind),
+        (broken, domain::webhook::EventType::MailSettingsSuspended)
+    );
+    assert_eq!(store.announced(), vec![broken]);
+    assert_eq!(views.changed(), vec![broken], "only the suspended tenant is dropped");
+    let state = store.record(broken).and_then(|r| r.settings).map(|s| s.health.state);
+    assert_eq!(state, Some(domain::health::SettingsState::Suspended));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_while_sending_is_contained_and_retried_later() {
     let (poison, healthy) = (TenantId::generate(), TenantId::generate());
@@ -534,6 +598,7 @@ async fn outcomes_waiting_together_are_written_in_one_transaction() {
         queue.clone(),
         Arc::new(tenants(&[t], &[])),
         Arc::new(ScriptedMailer::default()),
+        Arc::new(RecordingViews::default()),
         Arc::new(Metrics::default()),
     );
     let shared = worker.shared.clone();

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::lock;
-use crate::audit::AuditEntry;
 use crate::error::StoreError;
 use crate::ports::{Coordination, EnqueueQuota, TestMailLimit};
 use crate::quota::{EnqueueLimits, QuotaOverride, Window, grant};
@@ -172,7 +171,7 @@ impl EnqueueQuota for MemoryQuota {
         &self,
         tenant: TenantId,
         value: QuotaOverride,
-        audit: &AuditEntry,
+        change: &crate::change::ChangeRecord,
     ) -> Result<(), StoreError> {
         {
             let mut counts = lock(&self.counts);
@@ -183,7 +182,7 @@ impl EnqueueQuota for MemoryQuota {
             }
         }
         if let Some(tenants) = &self.tenants {
-            crate::ports::TenantStore::record_audit(tenants.as_ref(), audit).await?;
+            crate::ports::TenantStore::record_change(tenants.as_ref(), change).await?;
         }
         Ok(())
     }

@@ -62,7 +62,6 @@ struct Seen {
     last_start: HashMap<TenantId, Instant>,
     sent: Vec<(TenantId, String)>,
     tests: Vec<TestMail>,
-    forgotten: Vec<TenantId>,
 }
 
 /// `MailTransport` with scripted servers. A tenant's script stands for the route its
@@ -118,11 +117,6 @@ impl ScriptedMailer {
     /// Test mails asked for, in order (whatever their answer).
     pub fn test_mails(&self) -> Vec<TestMail> {
         lock(&self.seen).tests.clone()
-    }
-
-    /// Tenants whose cached connections were dropped, in order.
-    pub fn forgotten(&self) -> Vec<TenantId> {
-        lock(&self.seen).forgotten.clone()
     }
 
     fn server(&self, tenant: TenantId) -> Server {
@@ -281,9 +275,5 @@ impl MailTransport for ScriptedMailer {
             .get(&host.as_str().to_ascii_lowercase())
             .copied()
             .unwrap_or(HostCheck::Reachable)
-    }
-
-    async fn forget(&self, tenant: TenantId) {
-        lock(&self.seen).forgotten.push(tenant);
     }
 }

@@ -13,6 +13,7 @@ pub mod deliveries;
 pub mod lookups;
 pub mod mailer;
 pub mod tenants;
+pub mod views;
 pub mod webhooks;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -22,6 +23,7 @@ pub use deliveries::MemoryDeliveries;
 pub use lookups::FixedLookups;
 pub use mailer::{ScriptedMailer, Server};
 pub use tenants::MemoryTenants;
+pub use views::RecordingViews;
 pub use webhooks::{FixedEndpointCheck, MemoryWebhooks};
 
 use crate::access::{Caller, Role};
@@ -52,6 +54,7 @@ pub struct Fakes {
     pub lookups: Arc<FixedLookups>,
     pub webhooks: Arc<MemoryWebhooks>,
     pub endpoint_check: Arc<FixedEndpointCheck>,
+    pub views: Arc<RecordingViews>,
 }
 
 impl Default for Fakes {
@@ -71,6 +74,7 @@ impl Fakes {
             lookups: Arc::new(FixedLookups::default()),
             webhooks: Arc::new(MemoryWebhooks::default()),
             endpoint_check: Arc::new(FixedEndpointCheck::default()),
+            views: Arc::new(RecordingViews::default()),
             tenants,
         }
     }
@@ -88,6 +92,7 @@ impl Fakes {
             self.mailer.clone(),
             PortPolicy::default(),
             self.coordination.clone(),
+            self.views.clone(),
         )
         .with_lookups(self.lookups.clone())
     }
@@ -99,6 +104,7 @@ impl Fakes {
             self.deliveries.clone(),
             self.deliveries.clone(),
             &Self::platform_sender(),
+            self.views.clone(),
         )
     }
 

@@ -3,7 +3,8 @@
 //! expected version (`VersionConflict` with the current one otherwise); a save re-checks
 //! the plan at write time (`PlanChanged`); a pending save keeps the live version and
 //! removes every other; activation keeps only the version it makes live; a suspension
-//! writes its audit entry and notice with it.
+//! writes its change and notice with it. Every change record is kept, so a test sees
+//! the audit entries, webhook events and announcements a change wrote.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -12,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::lock;
 use crate::audit::{ACTIONS_WITH_CONTENT, AuditEntry};
+use crate::change::ChangeRecord;
 use crate::delivery::Delivery;
 use crate::error::{StoreError, WriteError};
 use crate::health::{ActivationCode, SettingsFailure, SettingsHealth, SettingsState, state_after_failure};
@@ -60,6 +62,9 @@ impl Entry {
 struct State {
     tenants: BTreeMap<TenantId, Entry>,
     audit: Vec<AuditEntry>,
+    events: Vec<crate::webhook::event::WebhookEvent>,
+    /// The tenants whose changes were announced to other processes, in order.
+    announced: Vec<TenantId>,
     notices: Vec<Delivery>,
     /// Set by a test: the next write fails as a database that went away would.
     fail_writes: bool,
@@ -122,6 +127,16 @@ impl MemoryTenants {
         lock(&self.state).audit.clone()
     }
 
+    /// Every webhook event the changes caused, in order.
+    pub fn events(&self) -> Vec<crate::webhook::event::WebhookEvent> {
+        lock(&self.state).events.clone()
+    }
+
+    /// The tenants whose changes were announced to other processes, in order.
+    pub fn announced(&self) -> Vec<TenantId> {
+        lock(&self.state).announced.clone()
+    }
+
     /// The notices suspensions wrote (the SQL store puts them in the delivery queue).
     pub fn notices(&self) -> Vec<Delivery> {
         lock(&self.state).notices.clone()
@@ -150,14 +165,25 @@ impl MemoryTenants {
     }
 }
 
-/// The rest of a write's transaction: its audit entry.
+/// The rest of a write's transaction: its change record.
 struct AuditSlot<'a> {
     state: std::sync::MutexGuard<'a, State>,
 }
 
 impl AuditSlot<'_> {
-    fn audit(mut self, audit: &AuditEntry) {
-        self.state.audit.push(audit.clone());
+    fn record(mut self, change: &ChangeRecord) {
+        self.state.apply(change);
+    }
+}
+
+impl State {
+    /// What the SQL store writes of a change record in the change's transaction.
+    fn apply(&mut self, change: &ChangeRecord) {
+        self.audit.push(change.audit.clone());
+        self.events.extend(change.events.iter().cloned());
+        if change.announce {
+            self.announced.push(change.tenant());
+        }
     }
 }
 
@@ -167,7 +193,7 @@ fn gone() -> StoreError {
 
 #[async_trait::async_trait]
 impl TenantStore for MemoryTenants {
-    async fn insert_tenant(&self, tenant: &Tenant, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn insert_tenant(&self, tenant: &Tenant, change: &ChangeRecord) -> Result<(), StoreError> {
         let mut state = lock(&self.state);
         if state.fail_writes {
             return Err(gone());
@@ -183,7 +209,7 @@ impl TenantStore for MemoryTenants {
                 versions: BTreeMap::new(),
             },
         );
-        state.audit.push(audit.clone());
+        state.apply(change);
         Ok(())
     }
 
@@ -213,7 +239,7 @@ impl TenantStore for MemoryTenants {
         from: Plan,
         to: Plan,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<Tenant, WriteError> {
         let (tenant, slot) = self.write(id, |e| {
             if e.tenant.plan != from {
@@ -223,7 +249,7 @@ impl TenantStore for MemoryTenants {
             e.tenant.updated_at = at;
             Ok(e.tenant.clone())
         })?;
-        slot.audit(audit);
+        slot.record(change);
         Ok(tenant)
     }
 
@@ -232,14 +258,14 @@ impl TenantStore for MemoryTenants {
         id: TenantId,
         contact: Option<&EmailAddress>,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<Tenant, WriteError> {
         let (tenant, slot) = self.write(id, |e| {
             e.tenant.contact_email = contact.cloned();
             e.tenant.updated_at = at;
             Ok(e.tenant.clone())
         })?;
-        slot.audit(audit);
+        slot.record(change);
         Ok(tenant)
     }
 
@@ -251,7 +277,7 @@ impl TenantStore for MemoryTenants {
         state: SettingsState,
         expected_version: i64,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<StoredMailSettings, WriteError> {
         let (stored, slot) = self.write(id, |e| {
             // The permit was granted for the plan the caller read: checked again now.
@@ -271,7 +297,7 @@ impl TenantStore for MemoryTenants {
             e.versions.insert(version, stored.clone());
             Ok(stored)
         })?;
-        slot.audit(audit);
+        slot.record(change);
         Ok(stored)
     }
 
@@ -280,7 +306,7 @@ impl TenantStore for MemoryTenants {
         id: TenantId,
         version: i64,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<(), WriteError> {
         let ((), slot) = self.write(id, |e| {
             e.begin_write(version)?;
@@ -290,7 +316,7 @@ impl TenantStore for MemoryTenants {
             }
             Ok(())
         })?;
-        slot.audit(audit);
+        slot.record(change);
         Ok(())
     }
 
@@ -304,7 +330,7 @@ impl TenantStore for MemoryTenants {
             s.health.activation_code = Some(code.clone());
             Ok(())
         })
-        .map(|_| ())
+        .map(|((), mut slot)| slot.state.announced.push(id))
     }
 
     async fn record_settings_failure(
@@ -334,7 +360,9 @@ impl TenantStore for MemoryTenants {
         };
         if suspended {
             state.notices.extend(suspension.notice.clone());
-            state.audit.push(suspension.audit.clone());
+            state.apply(&suspension.change);
+        } else {
+            state.announced.push(id);
         }
         Ok(suspended)
     }
@@ -344,8 +372,11 @@ impl TenantStore for MemoryTenants {
         if state.fail_writes {
             return Err(gone());
         }
-        if let Some(kept) = state.tenants.get_mut(&id).and_then(|e| e.versions.get_mut(&version)) {
+        if let Some(kept) = state.tenants.get_mut(&id).and_then(|e| e.versions.get_mut(&version))
+            && kept.health.consecutive_failures > 0
+        {
             kept.health.consecutive_failures = 0;
+            state.announced.push(id);
         }
         Ok(())
     }
@@ -366,14 +397,14 @@ impl TenantStore for MemoryTenants {
         id: TenantId,
         expected_version: i64,
         _at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<(), WriteError> {
         let ((), slot) = self.write(id, |e| {
             e.begin_write(expected_version)?;
             e.versions.clear();
             Ok(())
         })?;
-        slot.audit(audit);
+        slot.record(change);
         Ok(())
     }
 
@@ -394,12 +425,12 @@ impl TenantStore for MemoryTenants {
         Ok(trail)
     }
 
-    async fn record_audit(&self, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn record_change(&self, change: &ChangeRecord) -> Result<(), StoreError> {
         let mut state = lock(&self.state);
         if state.fail_writes {
             return Err(gone());
         }
-        state.audit.push(audit.clone());
+        state.apply(change);
         Ok(())
     }
 

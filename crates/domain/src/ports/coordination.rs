@@ -73,6 +73,6 @@ pub trait EnqueueQuota: Send + Sync + 'static {
         &self,
         tenant: TenantId,
         value: crate::quota::QuotaOverride,
-        audit: &crate::audit::AuditEntry,
+        change: &crate::change::ChangeRecord,
     ) -> Result<(), StoreError>;
 }

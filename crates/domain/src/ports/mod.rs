@@ -8,6 +8,7 @@ pub mod deliveries;
 pub mod oauth;
 pub mod tenants;
 pub mod transport;
+pub mod views;
 pub mod webhooks;
 
 pub use assistant::{CheckedServer, SetupLookups};
@@ -19,4 +20,5 @@ pub use oauth::{
 };
 pub use tenants::{TenantRecord, TenantStore};
 pub use transport::{HostCheck, MailTransport, Pacing};
+pub use views::TenantViews;
 pub use webhooks::{EndpointCheck, WebhookQueue, WebhookStore};

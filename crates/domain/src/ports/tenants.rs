@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEntry;
+use crate::change::ChangeRecord;
 use crate::error::{StoreError, WriteError};
 use crate::health::{ActivationCode, SettingsFailure, SettingsState};
 use crate::plan::{Plan, SenderOverridePermit};
@@ -12,10 +13,13 @@ pub use crate::tenant::TenantRecord;
 use crate::tenant::{Tenant, TenantId};
 use crate::values::EmailAddress;
 
-/// Every write and its audit entry are stored together or not at all.
+/// Every write is stored together with its [`ChangeRecord`] (its audit entry, the webhook
+/// events it causes, its announcement to other processes) or not at all, and writes
+/// nothing else. Dropping what this process keeps of the tenant is the caller's (see
+/// [`crate::ports::TenantViews`]).
 #[async_trait::async_trait]
 pub trait TenantStore: Send + Sync + 'static {
-    async fn insert_tenant(&self, tenant: &Tenant, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn insert_tenant(&self, tenant: &Tenant, change: &ChangeRecord) -> Result<(), StoreError>;
 
     async fn tenant(&self, id: TenantId) -> Result<Option<TenantRecord>, StoreError>;
 
@@ -34,17 +38,17 @@ pub trait TenantStore: Send + Sync + 'static {
         from: Plan,
         to: Plan,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<Tenant, WriteError>;
 
-    /// Sets (or, with `None`, removes) the tenant's contact address, with its audit
-    /// entry; `NotFound` if the tenant does not exist.
+    /// Sets (or, with `None`, removes) the tenant's contact address, with its change;
+    /// `NotFound` if the tenant does not exist.
     async fn set_contact_email(
         &self,
         id: TenantId,
         contact: Option<&EmailAddress>,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<Tenant, WriteError>;
 
     /// Replaces the tenant's settings if the stored version is `expected_version` (0: none
@@ -63,29 +67,31 @@ pub trait TenantStore: Send + Sync + 'static {
         state: SettingsState,
         expected_version: i64,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<StoredMailSettings, WriteError>;
 
     /// Makes the saved version `version` live (failures and code reset) and removes the
-    /// version it replaces, with the audit entry; `VersionConflict` if `version` is no
+    /// version it replaces, with its change; `VersionConflict` if `version` is no
     /// longer the saved one.
     async fn activate_mail_settings(
         &self,
         id: TenantId,
         version: i64,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<(), WriteError>;
 
     /// Stores the activation code a test mail of version `version` carried (replacing an
-    /// earlier one); `VersionConflict` if that version is gone.
+    /// earlier one), announced to other processes (the code is checked by whichever
+    /// process the admin reaches); `VersionConflict` if that version is gone.
     async fn set_activation_code(&self, id: TenantId, version: i64, code: &ActivationCode) -> Result<(), WriteError>;
 
     /// A configuration failure of a real delivery through settings `version`: one more in
     /// a row, remembered as the last; the version's next state is what
     /// [`crate::health::state_after_failure`] decides for `suspend_after`. When that
-    /// suspends it, `suspension`'s audit entry and notice are written in the same
-    /// transaction and the answer is true. A version no longer kept changes nothing.
+    /// suspends it, `suspension`'s change and notice are written in the same
+    /// transaction and the answer is true. A count that changed is announced to other
+    /// processes. A version no longer kept changes nothing.
     async fn record_settings_failure(
         &self,
         id: TenantId,
@@ -95,7 +101,8 @@ pub trait TenantStore: Send + Sync + 'static {
         suspension: &Suspension,
     ) -> Result<bool, StoreError>;
 
-    /// A mail went through settings `version`: its failures in a row start again at 0.
+    /// A mail went through settings `version`: its failures in a row start again at 0
+    /// (announced to other processes when they were not 0).
     async fn record_settings_success(&self, id: TenantId, version: i64) -> Result<(), StoreError>;
 
     /// How many saved settings versions are in each state (for `/metrics`).
@@ -107,7 +114,7 @@ pub trait TenantStore: Send + Sync + 'static {
         id: TenantId,
         expected_version: i64,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &ChangeRecord,
     ) -> Result<(), WriteError>;
 
     /// The tenant's audit trail, oldest first, after the entry `after`.
@@ -118,8 +125,8 @@ pub trait TenantStore: Send + Sync + 'static {
         limit: u64,
     ) -> Result<Vec<AuditEntry>, StoreError>;
 
-    /// Appends an audit entry that goes with no other write (e.g. a test mail).
-    async fn record_audit(&self, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Stores a change that goes with no other write (e.g. a test mail, a probe).
+    async fn record_change(&self, change: &ChangeRecord) -> Result<(), StoreError>;
 
     /// Retention of the audit trail: at most `limit` entries of
     /// [`crate::audit::ACTIONS_WITH_CONTENT`] written before `before` whose content is

@@ -82,8 +82,4 @@ pub trait MailTransport: Send + Sync + 'static {
             .collect();
         crate::probe::ProbeReport::ranked(pairs, None, std::time::Duration::ZERO)
     }
-
-    /// Drops what is cached for the tenant (connections of old settings), so the next
-    /// mail uses what is saved now.
-    async fn forget(&self, tenant: TenantId);
 }

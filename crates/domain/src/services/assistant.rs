@@ -9,6 +9,7 @@ use chrono::Utc;
 
 use crate::access::Caller;
 use crate::audit::{AuditAction, AuditEntry};
+use crate::change::ChangeRecord;
 use crate::discovery::Discovery;
 use crate::error::{Error, Result};
 use crate::plan::sender_override_permit;
@@ -211,7 +212,7 @@ impl AssistantService {
             ],
             Utc::now(),
         );
-        self.store.record_audit(&audit).await?;
+        self.store.record_change(&ChangeRecord::of(audit)).await?;
         Ok(report)
     }
 }

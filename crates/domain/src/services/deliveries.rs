@@ -31,6 +31,7 @@ pub struct DeliveryService {
     message_id_domain: String,
     signal: Option<QueueSignal>,
     quota: Option<(Arc<dyn EnqueueQuota>, EnqueueLimits)>,
+    views: Arc<dyn crate::ports::TenantViews>,
 }
 
 impl std::fmt::Debug for DeliveryService {
@@ -43,12 +44,14 @@ impl std::fmt::Debug for DeliveryService {
 
 impl DeliveryService {
     /// `platform` names the domain of every delivery's `Message-ID` (the sender may change
-    /// between attempts; the id does not).
+    /// between attempts; the id does not). `views` is told of every change this service
+    /// makes to a tenant (a quota override).
     pub fn new(
         tenants: Arc<dyn TenantStore>,
         outbox: Arc<dyn DeliveryOutbox>,
         queries: Arc<dyn DeliveryQueries>,
         platform: &PlatformSender,
+        views: Arc<dyn crate::ports::TenantViews>,
     ) -> Self {
         let ascii = platform.address.to_ascii();
         let domain = ascii
@@ -63,6 +66,7 @@ impl DeliveryService {
             message_id_domain: domain,
             signal: None,
             quota: None,
+            views,
         }
     }
 
@@ -130,7 +134,10 @@ impl DeliveryService {
             ],
             Utc::now(),
         );
-        quota.set_quota_override(tenant, value, &audit).await?;
+        quota
+            .set_quota_override(tenant, value, &crate::change::ChangeRecord::of(audit))
+            .await?;
+        self.views.changed(tenant).await;
         Ok((defaults.with(value), value))
     }
 

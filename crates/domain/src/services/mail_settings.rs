@@ -7,6 +7,7 @@ use super::paging::ConflictRetry;
 use super::{TenantService, TenantView};
 use crate::access::Caller;
 use crate::audit::{AuditAction, AuditEntry};
+use crate::change::ChangeRecord;
 use crate::error::FieldCode;
 use crate::error::{Error, Result};
 use crate::plan::sender_override_permit;
@@ -87,11 +88,11 @@ impl TenantService {
                     self.activation.initial_state(),
                     current,
                     now,
-                    &audit,
+                    &ChangeRecord::of(audit),
                 )
                 .await;
             if saved.is_ok() {
-                self.mailer.forget(id).await;
+                self.views.changed(id).await;
             }
             if let Some(stored) = writes.settle(saved)? {
                 return Ok(Some(SavedSettings { stored, warnings }));
@@ -215,11 +216,14 @@ impl TenantService {
             // Unreadable settings are cleared without reading them: nothing to list.
             let changes = settings_diff(record.settings.as_ref().map(|s| &s.settings), None);
             let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsCleared, changes, now);
-            let cleared = self.store.clear_mail_settings(id, current, now, &audit).await;
+            let cleared = self
+                .store
+                .clear_mail_settings(id, current, now, &ChangeRecord::of(audit))
+                .await;
             if writes.settle(cleared)?.is_some() {
                 record.settings = None;
                 record.unreadable_settings = None;
-                self.mailer.forget(id).await;
+                self.views.changed(id).await;
                 return Ok(self.view(record));
             }
         }

@@ -9,11 +9,12 @@ use super::paging::{ConflictRetry, Page, page};
 use super::test_mail::{TestMailCount, TestMailCounter};
 use crate::access::Caller;
 use crate::audit::{AuditAction, AuditEntry};
+use crate::change::ChangeRecord;
 use crate::error::{Error, Result};
 use crate::error::{FieldError, WriteError};
 use crate::health::ActivationMode;
 use crate::plan::Plan;
-use crate::ports::{Coordination, MailTransport, SetupLookups, TenantRecord, TenantStore};
+use crate::ports::{Coordination, MailTransport, SetupLookups, TenantRecord, TenantStore, TenantViews};
 use crate::sender::{EffectiveSender, PlatformSender, effective_sender_of};
 use crate::settings::PortPolicy;
 use crate::settings::{FieldChange, StoredMailSettings};
@@ -98,6 +99,8 @@ pub struct TenantService {
     pub(super) test_mails: Option<TestMailCounter>,
     /// The tenants' sign-ins (OAuth connections) settings may name.
     pub(super) connections: Option<Arc<dyn crate::ports::MailConnections>>,
+    /// Told of every change this service makes to a tenant, once it is stored.
+    pub(super) views: Arc<dyn TenantViews>,
 }
 
 impl std::fmt::Debug for TenantService {
@@ -109,13 +112,15 @@ impl std::fmt::Debug for TenantService {
 }
 
 impl TenantService {
-    /// `coordination` keeps the test-mail limit across processes.
+    /// `coordination` keeps the test-mail limit across processes; `views` drops what
+    /// this process keeps of a tenant after each change.
     pub fn new(
         store: Arc<dyn TenantStore>,
         platform: PlatformSender,
         mailer: Arc<dyn MailTransport>,
         ports: PortPolicy,
         coordination: Arc<dyn Coordination>,
+        views: Arc<dyn TenantViews>,
     ) -> Self {
         Self {
             store,
@@ -127,6 +132,7 @@ impl TenantService {
             lookups: None,
             test_mails: None,
             connections: None,
+            views,
         }
     }
 
@@ -241,7 +247,7 @@ impl TenantService {
             });
         }
         let audit = AuditEntry::new(tenant.id, caller, AuditAction::TenantCreated, changes, now);
-        self.store.insert_tenant(&tenant, &audit).await?;
+        self.store.insert_tenant(&tenant, &ChangeRecord::of(audit)).await?;
         Ok(self.view(TenantRecord::new(tenant, None)))
     }
 
@@ -269,10 +275,14 @@ impl TenantService {
                 }],
                 now,
             );
-            let written = match self.store.change_plan(id, from, plan, now, &audit).await {
+            let written = match self
+                .store
+                .change_plan(id, from, plan, now, &ChangeRecord::of(audit))
+                .await
+            {
                 Ok(tenant) => {
                     record.tenant = tenant;
-                    self.mailer.forget(id).await;
+                    self.views.changed(id).await;
                     Ok(self.view(record))
                 }
                 // Someone else moved the tenant first: try again from what is stored now.
@@ -308,9 +318,14 @@ impl TenantService {
             }],
             now,
         );
-        match self.store.set_contact_email(id, contact.as_ref(), now, &audit).await {
+        match self
+            .store
+            .set_contact_email(id, contact.as_ref(), now, &ChangeRecord::of(audit))
+            .await
+        {
             Ok(tenant) => {
                 record.tenant = tenant;
+                self.views.changed(id).await;
                 Ok(self.view(record))
             }
             Err(WriteError::NotFound) => Err(Error::NotFound),

@@ -8,6 +8,7 @@ use chrono::Utc;
 use super::TenantService;
 use crate::access::Caller;
 use crate::audit::{AuditAction, AuditEntry};
+use crate::change::ChangeRecord;
 use crate::error::{Error, Result};
 use crate::error::{FieldCode, WriteError};
 use crate::health::{ActivationCode, ActivationMode, CodeRefusal, SettingsState};
@@ -201,23 +202,24 @@ impl TenantService {
             ],
             Utc::now(),
         );
-        self.store.record_audit(&audit).await?;
+        self.store.record_change(&ChangeRecord::of(audit)).await?;
         let (mut activated, mut activation_code_sent) = (false, false);
         if let (Ok(_), Some(version)) = (&result, proving) {
             let written = match &code {
                 Some((_, stored)) => self.store.set_activation_code(id, version, stored).await,
                 None => {
                     let audit = live_audit(id, caller, version, "test");
-                    self.store.activate_mail_settings(id, version, audit.at, &audit).await
+                    let at = audit.at;
+                    self.store
+                        .activate_mail_settings(id, version, at, &ChangeRecord::of(audit))
+                        .await
                 }
             };
             match written {
                 Ok(()) => {
                     activated = code.is_none();
                     activation_code_sent = code.is_some();
-                    if activated {
-                        self.mailer.forget(id).await;
-                    }
+                    self.views.changed(id).await;
                 }
                 // Saved anew or cleared meanwhile: this test proved a version that is gone.
                 Err(WriteError::VersionConflict { .. } | WriteError::NotFound | WriteError::PlanChanged) => {}
@@ -284,14 +286,18 @@ impl TenantService {
             )
         })?;
         let audit = live_audit(id, caller, saved.version, "code");
-        match self.store.activate_mail_settings(id, saved.version, now, &audit).await {
+        match self
+            .store
+            .activate_mail_settings(id, saved.version, now, &ChangeRecord::of(audit))
+            .await
+        {
             Ok(()) => {}
             Err(WriteError::VersionConflict { current }) => return Err(Error::VersionConflict { current }),
             Err(WriteError::NotFound) => return Err(Error::NotFound),
             Err(WriteError::PlanChanged) => return Err(Error::VersionConflict { current: saved.version }),
             Err(WriteError::Store(e)) => return Err(e.into()),
         }
-        self.mailer.forget(id).await;
+        self.views.changed(id).await;
         let record = self.load(id).await?;
         record.settings.ok_or(Error::VersionConflict { current: 0 })
     }

@@ -188,6 +188,9 @@ async fn a_tenants_quota_refuses_with_when_to_try_again_and_an_override_lifts_it
     assert_eq!(limits.per_minute, 5);
     let trail: Vec<AuditAction> = fakes.tenants.audit().iter().map(|a| a.action).collect();
     assert_eq!(trail, vec![AuditAction::EnqueueQuotaChanged], "in the tenant's trail");
+    assert_eq!(fakes.tenants.announced(), vec![id], "other processes drop their copy");
+    assert_eq!(fakes.views.changed(), vec![id], "and so does this one");
+    assert!(fakes.tenants.events().is_empty(), "no webhook event is about quotas");
     deliveries
         .enqueue(&service(), &request(id, "member@example.net", None))
         .await

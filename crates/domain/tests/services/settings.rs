@@ -323,7 +323,31 @@ async fn a_store_that_fails_leaves_the_error_internal_and_nothing_half_written()
     assert!(matches!(failed, Err(Error::Internal(_))), "{failed:?}");
     assert!(fakes.tenants.versions(id).is_empty() && fakes.tenants.audit().is_empty());
     assert!(
-        fakes.mailer.forgotten().is_empty(),
-        "nothing changed: nothing to forget"
+        fakes.views.changed().is_empty() && fakes.tenants.events().is_empty() && fakes.tenants.announced().is_empty(),
+        "nothing changed: nothing to drop, no event, no announcement"
+    );
+}
+
+#[tokio::test]
+async fn a_save_and_a_clear_store_their_events_and_announcements_and_drop_what_this_process_kept() {
+    use domain::webhook::EventType;
+    let fakes = Fakes::new();
+    let tenants = fakes.tenant_service();
+    let id = fakes.tenants.add("Site", Plan::Share);
+    let saved = tenants.update_mail_settings(&admin(id), id, &draft(), None).await;
+    assert!(saved.is_ok(), "{saved:?}");
+    let cleared = tenants.clear_mail_settings(&admin(id), id, Some(1)).await;
+    assert!(cleared.is_ok(), "{cleared:?}");
+
+    let kinds: Vec<EventType> = fakes.tenants.events().iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![EventType::MailSettingsSaved, EventType::MailSettingsCleared]
+    );
+    assert_eq!(fakes.tenants.announced(), vec![id, id], "other processes hear of both");
+    assert_eq!(
+        fakes.views.changed(),
+        vec![id, id],
+        "and this one drops what it kept, twice"
     );
 }

@@ -51,22 +51,29 @@ async fn a_bad_name_and_contact_are_both_reported_and_nothing_is_stored() {
 }
 
 #[tokio::test]
-async fn a_plan_change_is_audited_and_drops_the_tenants_connections_but_the_same_plan_writes_nothing() {
+async fn a_plan_change_writes_its_audit_entry_event_and_announcement_and_drops_what_is_kept_but_the_same_plan_writes_nothing()
+ {
     let fakes = Fakes::new();
     let tenants = fakes.tenant_service();
     let id = fakes.tenants.add("Site", Plan::Basic);
 
     let same = tenants.change_plan(&operator(), id, Plan::Basic).await.unwrap();
     assert_eq!(same.tenant().plan, Plan::Basic);
-    assert!(fakes.tenants.audit().is_empty() && fakes.mailer.forgotten().is_empty());
+    assert!(fakes.tenants.audit().is_empty() && fakes.views.changed().is_empty());
+    assert!(fakes.tenants.events().is_empty() && fakes.tenants.announced().is_empty());
 
     let moved = tenants.change_plan(&operator(), id, Plan::Biz).await.unwrap();
     assert_eq!(moved.tenant().plan, Plan::Biz);
     assert_eq!(fakes.tenants.audit()[0].action, AuditAction::PlanChanged);
+    let events = fakes.tenants.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, domain::webhook::EventType::TenantPlanChanged);
+    assert!(events[0].body.contains("\"from\":\"BASIC\"") && events[0].body.contains("\"to\":\"BIZ\""));
+    assert_eq!(fakes.tenants.announced(), vec![id], "other processes are told");
     assert_eq!(
-        fakes.mailer.forgotten(),
+        fakes.views.changed(),
         vec![id],
-        "the next mail uses the new plan's route"
+        "this process drops what it kept: the next mail uses the new plan's route"
     );
 
     assert!(matches!(

@@ -1,0 +1,18 @@
+//! What a process keeps of tenants between calls (their records, quota overrides,
+//! connections to their servers), and the one way to drop it.
+
+use crate::tenant::TenantId;
+
+/// The owner of everything this process keeps of tenants. A change committed here is
+/// followed by [`TenantViews::changed`] from the code that made it; a change another
+/// process announces (see [`crate::change::ChangeRecord::announce`]) arrives the same way.
+#[async_trait::async_trait]
+pub trait TenantViews: Send + Sync + 'static {
+    /// The tenant changed: what is kept of it is dropped — its record, its quota
+    /// override, and connections to any server other than the one its mail goes through
+    /// now.
+    async fn changed(&self, tenant: TenantId);
+
+    /// Anything may have changed (announcements were missed): everything kept is dropped.
+    async fn all_changed(&self);
+}
