@@ -18,7 +18,8 @@ testkit::each_backend!(
 );
 
 const HEALTH: &str = "query($t:ID!){ tenant(id:$t){ effectiveSender { address source reasonCode reason replyTo } \
-    mailSettings { version fromAddress health { state since consecutiveFailures lastFailure { stage smtpCode } hint hintCode } } } }";
+    mailSettings { version fromAddress health { state since consecutiveFailures lastFailure { stage smtpCode } hint hintCode \
+    activationCodeExpiresAt } } } }";
 const SAVE: &str =
     "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version health { state } } }";
 const TEST: &str = "mutation($t:ID!,$s:MailSettingsInput){ sendTestMail(tenantId:$t, to:\"admin@example.net\", settings:$s){ ok activated activationCodeSent } }";
@@ -211,10 +212,15 @@ async fn in_code_mode_only_the_code_from_the_inbox_activates(backend: Backend) {
         (json!(true), json!(false), json!(true)),
         "{r}"
     );
-    assert_eq!(
-        health(&app, &tenant).await["mailSettings"]["health"]["state"],
-        "PENDING_VERIFICATION"
-    );
+    let waiting = health(&app, &tenant).await["mailSettings"]["health"].clone();
+    assert_eq!(waiting["state"], "PENDING_VERIFICATION");
+    // The console shows the code's field while a code is waiting, and says until when.
+    let expires = waiting["activationCodeExpiresAt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let expires = chrono::DateTime::parse_from_rfc3339(&expires).unwrap_or_else(|e| panic!("{waiting}: {e}"));
+    assert!(expires > chrono::Utc::now(), "{waiting}");
     let first = code_in(&smtp.wait_for(1, Duration::from_secs(5))[0]);
     assert_eq!(first.len(), 10, "{first}");
 
@@ -266,6 +272,8 @@ async fn in_code_mode_only_the_code_from_the_inbox_activates(backend: Backend) {
         vec![("code".to_owned(), "ACTIVATION_CODE_EXPIRED".to_owned())],
         "{body}"
     );
+    let expired = health(&app, &tenant).await["mailSettings"]["health"].clone();
+    assert!(expired["activationCodeExpiresAt"].is_null(), "no code waits: {expired}");
 
     // A fresh code, typed loosely, activates; another tenant's admin cannot use it.
     app.ok(&admin, TEST, json!({ "t": tenant })).await;

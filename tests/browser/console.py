@@ -274,6 +274,26 @@ def admin(browser):
     page.get_by_label("Language", exact=True).select_option("ja")
     expect(page.get_by_role("heading", name="メールサーバー", exact=True)).to_be_visible()
 
+    # Saved with a wrong password: the test of the saved settings fails, and its result
+    # stays in view (the screen reloads the tenant after the test), with the recipient
+    # carried over from the draft's test. In `test` mode no code field is offered.
+    page.get_by_label("サーバーのポート", exact=True).fill(port)
+    page.get_by_label("パスワード", exact=True).fill("wrong-password")
+    page.get_by_role("button", name="変更を保存").click()
+    expect(page.locator('[data-part="status"] [data-kind="ok"]')).to_be_visible()
+    expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "PENDING_VERIFICATION")
+    expect(page.locator("#verify-to")).to_have_value("check@example.net")
+    expect(page.get_by_label("テストメールの宛先（保存済みの設定）", exact=True)).to_be_visible()
+    expect(page.locator("#activation-code")).to_have_count(0)
+    page.get_by_role("button", name="保存済みの設定でテストメールを送信").click()
+    verify_result = page.locator('[data-part="verify-result"] [data-ok]')
+    expect(verify_result).to_have_attribute("data-ok", "false")
+    expect(verify_result).to_have_attribute("data-stage", "AUTH")
+    expect(verify_result.locator('[data-part="reply"]')).to_contain_text("535")
+    page.wait_for_timeout(1000)
+    expect(verify_result).to_be_visible()
+    expect(page.locator("#verify-to")).to_have_value("check@example.net")
+
     # Save: it waits for a test mail of the saved settings, then goes live.
     page.get_by_label("ホスト名", exact=True).fill("localhost")
     page.get_by_label("サイトが送信するメールの送信元アドレス", exact=True).fill("shop@example.jp")
@@ -287,9 +307,11 @@ def admin(browser):
     expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "PENDING_VERIFICATION")
     expect(sender(page)).to_have_attribute("data-source", "PLATFORM_DEFAULT")
     expect(page.get_by_label("パスワード", exact=True)).to_have_attribute("placeholder", "変更しない場合は空欄のまま")
-    page.locator("#verify-to").fill("check@example.net")
+    expect(page.locator('[data-part="verify-result"]')).to_be_empty()
+    expect(page.locator("#verify-to")).to_have_value("check@example.net")
     page.get_by_role("button", name="保存済みの設定でテストメールを送信").click()
     expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "LIVE")
+    expect(page.locator('[data-part="verify-result"] [data-ok]')).to_have_attribute("data-ok", "true")
     expect(sender(page)).to_have_attribute("data-source", "CUSTOM")
     expect(sender(page)).to_have_text("ショップ通知 <shop@example.jp>")
     accessible(page, "tenant admin (live)")

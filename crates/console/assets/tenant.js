@@ -11,7 +11,7 @@ import { complete, connect, mailboxCard, microsoftOffer } from "./mailbox.js";
 const SETTINGS_FIELDS = `serverKind host port fromAddress fromName smtpAuth username hasPassword encryption
   popBeforeSmtp { host port username hasPassword tls } localHostname sendIntervalMs active version updatedAt
   connectionId signInOffer connection { id mailbox status }
-  health { state since consecutiveFailures hint hintCode lastFailure { at stage smtpCode enhancedCode serverMessage } }
+  health { state since consecutiveFailures hint hintCode activationCodeExpiresAt lastFailure { at stage smtpCode enhancedCode serverMessage } }
   warnings { code field message }`;
 
 const TENANT = `query ConsoleTenant($id: ID!) {
@@ -75,6 +75,9 @@ class TenantScreen {
     this.back = back;
     this.deliveryStatus = null;
     this.lastDiscovery = "";
+    // The test of the saved settings: its recipient, and its result, which stays in view
+    // (across the reload that follows it) until the admin saves, clears or tests again.
+    this.verify = { to: "", result: null };
   }
 
   async load() {
@@ -258,33 +261,51 @@ class TenantScreen {
       s.signInOffer === "MICROSOFT" && this.providers?.includes("MICROSOFT") ? microsoftOffer(this.id, (e) => fill(this.status, this.errorView(e))) : null,
       s.warnings.length ? h("ul", { class: "warnings" }, s.warnings.map((w) => h("li", { "data-code": w.code }, w.message))) : null,
     ];
+    const out = h("div", { "aria-live": "polite", "data-part": "verify-result" }, this.verify.result);
     if (s.active && state !== "LIVE" && this.tenant.canOverrideSender) {
       const to = h("input", { type: "email", id: "verify-to", autocomplete: "email", "aria-describedby": "verify-to-err" });
-      to.value = this.testTo?.value ?? "";
+      // The recipient typed here before, else the one the draft was tested with.
+      to.value = this.verify.to || this.testTo?.value || "";
+      to.addEventListener("input", () => {
+        this.verify.to = to.value;
+      });
       const go = h("button", { type: "button", class: "primary", "data-action": "test-saved" }, t("testSaved"));
-      const out = h("div", { "aria-live": "polite", "data-part": "verify-result" });
       go.addEventListener("click", () => this.testSaved(to, go, out));
-      const code = h("input", { type: "text", id: "activation-code", autocomplete: "one-time-code", inputmode: "numeric" });
-      const activate = h("button", { type: "button", "data-action": "activate" }, t("activate"));
-      activate.addEventListener("click", () => this.activate(code, out));
-      parts.push(
-        h(
-          "div",
-          { class: "verify" },
-          h("label", { for: "verify-to" }, t("testTo")),
-          to,
-          h("p", { class: "field-error", id: "verify-to-err", hidden: true }),
-          go,
-          h("div", { class: "activation" }, h("label", { for: "activation-code" }, t("activationCode")), code, activate),
-          out,
-        ),
-      );
+      const verify = h("div", { class: "verify" }, h("label", { for: "verify-to" }, t("verifyTo")), to, h("p", { class: "field-error", id: "verify-to-err", hidden: true }), go);
+      // The code's field only while a code waits (`code` activation): letters and digits.
+      const codeUntil = s.health.activationCodeExpiresAt;
+      if (codeUntil) {
+        const code = h("input", { type: "text", id: "activation-code", autocomplete: "one-time-code", inputmode: "text", autocapitalize: "characters", spellcheck: "false", "aria-describedby": "activation-code-until" });
+        const activate = h("button", { type: "button", "data-action": "activate" }, t("activate"));
+        activate.addEventListener("click", () => this.activate(code, activate, out));
+        verify.append(
+          h(
+            "div",
+            { class: "activation" },
+            h("label", { for: "activation-code" }, t("activationCode")),
+            code,
+            h("p", { class: "muted", id: "activation-code-until" }, t("codeUntil", { when: when(codeUntil, locale()) })),
+            activate,
+          ),
+        );
+      }
+      parts.push(verify);
     }
+    parts.push(out);
     fill(box, ...parts);
   }
 
+  /** Shows `node` as the result of the saved settings' test, and keeps it in view. */
+  keepVerifyResult(out, node) {
+    this.verify.result = node;
+    fill(out, node);
+    out.scrollIntoView?.({ block: "nearest" });
+  }
+
   async testSaved(to, button, out) {
+    this.verify.to = to.value;
     button.disabled = true;
+    button.setAttribute("aria-busy", "true");
     fill(out, h("p", {}, t("sending")));
     try {
       const data = await gql(`mutation ConsoleTestSaved($id: ID!, $to: String!) { sendTestMail(tenantId: $id, to: $to) { ${RESULT_FIELDS} } }`, {
@@ -292,27 +313,36 @@ class TenantScreen {
         to: to.value.trim(),
       });
       const r = data.sendTestMail;
-      fill(out, this.resultView(r));
-      if (r.activationCodeSent) out.append(h("p", {}, t("codeSent")));
+      const result = h("div", {}, this.resultView(r), r.activationCodeSent ? h("p", { "data-part": "code-sent" }, t("codeSent")) : null);
+      this.verify.result = result;
       await this.reload();
       this.loadAudit();
+      const shown = this.healthBox.querySelector('[data-part="verify-result"]');
+      if (shown) this.keepVerifyResult(shown, result);
+      // In `code` mode the code's field has just appeared: the admin's next step.
+      if (r.activationCodeSent) this.healthBox.querySelector("#activation-code")?.focus();
     } catch (e) {
-      fill(out, this.errorView(e));
+      this.keepVerifyResult(out, this.errorView(e));
     } finally {
       button.disabled = false;
+      button.removeAttribute("aria-busy");
     }
   }
 
-  async activate(code, out) {
+  async activate(code, button, out) {
+    button.disabled = true;
     try {
       await gql(`mutation ConsoleActivate($id: ID!, $code: String!) { activateMailSettings(tenantId: $id, code: $code) { version } }`, {
         id: this.id,
         code: code.value.trim(),
       });
-      fill(out, h("p", { class: "ok" }, t("activated")));
+      this.verify.result = h("p", { class: "ok" }, t("activated"));
       await this.reload();
+      this.loadAudit();
     } catch (e) {
-      fill(out, this.errorView(e));
+      this.keepVerifyResult(out, this.errorView(e));
+    } finally {
+      button.disabled = false;
     }
   }
 
@@ -345,6 +375,7 @@ class TenantScreen {
         { id: this.id, input },
       );
       const saved = data.updateMailSettings;
+      this.verify.result = null;
       this.form.load(saved);
       await this.reload();
       if (!saved) this.say("ok", t("cleared"));
@@ -382,6 +413,7 @@ class TenantScreen {
         { id: this.id, v: this.tenant.mailSettings?.version ?? this.unreadable?.extensions?.currentVersion ?? null },
       );
       if (data.clearMailSettings) {
+        this.verify.result = null;
         await this.reload();
         this.form.load(null);
         this.say("ok", t("cleared"));

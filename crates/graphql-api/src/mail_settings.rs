@@ -154,6 +154,15 @@ impl MailSettingsHealth {
     async fn hint_code(&self) -> Option<&str> {
         self.0.last_failure.as_ref().map(|f| f.hint.code())
     }
+    /// When the activation code the last test mail of this version carried stops working
+    /// (`code` activation); null when no code is waiting or it has expired.
+    async fn activation_code_expires_at(&self) -> Option<String> {
+        self.0
+            .activation_code
+            .as_ref()
+            .filter(|c| c.expires_at > chrono::Utc::now())
+            .map(|c| rfc3339(c.expires_at))
+    }
 }
 
 /// A tenant's saved mail-server settings. The password is write-only.
