@@ -105,6 +105,32 @@ def accessible(page, name):
     print(f"axe: {name}: no serious or critical violation; minor or moderate: {minor or 'none'}")
 
 
+PHONES = (390, 360)
+
+
+def fits_phones(page, name, shot_name=None):
+    """At a phone's width the page needs no sideways scrolling and an open dialog fits the
+    screen; `shot_name` saves the 390 px view for docs/. The viewport is put back."""
+    size = page.viewport_size
+    try:
+        for width in PHONES:
+            page.set_viewport_size({"width": width, "height": 800})
+            wide, inner, dialog = page.evaluate(
+                """() => {
+                  const d = document.querySelector("dialog[open]");
+                  const r = d ? d.getBoundingClientRect() : null;
+                  return [document.documentElement.scrollWidth, innerWidth, r ? [r.left, r.right] : null];
+                }"""
+            )
+            assert wide <= inner, f"{name}: the page is {wide} px wide on a {inner} px phone"
+            assert dialog is None or (dialog[0] >= 0 and dialog[1] <= inner), f"{name}: the dialog {dialog} is cut on a {inner} px phone"
+            if shot_name and width == PHONES[0]:
+                shot(page, shot_name)
+        print(f"phones: {name}: fits {PHONES}")
+    finally:
+        page.set_viewport_size(size)
+
+
 def shot(page, name):
     if SHOTS:
         os.makedirs(SHOTS, exist_ok=True)
@@ -154,6 +180,7 @@ def admin(browser):
     page.goto(link)
     expect(page.get_by_role("heading", name="メールサーバー", exact=True)).to_be_visible()
     assert "token=" not in page.url, f"the token stays in the address bar: {page.url}"
+    fits_phones(page, "tenant admin (first view)")
     # Kept for this tab only: another tab of the same browser must sign in.
     other = page.context.new_page()
     other.goto(BASE + "/console/")
@@ -293,6 +320,7 @@ def admin(browser):
     page.wait_for_timeout(1000)
     expect(verify_result).to_be_visible()
     expect(page.locator("#verify-to")).to_have_value("check@example.net")
+    fits_phones(page, "tenant admin (saved test failed)", "console-phone-ja.png")
 
     # Save: it waits for a test mail of the saved settings, then goes live.
     page.get_by_label("ホスト名", exact=True).fill("localhost")
@@ -322,6 +350,7 @@ def admin(browser):
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text(platform)
     expect(dialog).to_contain_text("既定")
+    fits_phones(page, "clear dialog")
     dialog.get_by_role("button", name="設定をクリア").click()
     expect(sender(page)).to_have_attribute("data-source", "PLATFORM_DEFAULT")
     expect(sender(page)).to_have_text(platform)
@@ -417,6 +446,7 @@ def operator(browser):
     tenant = row.get_attribute("data-tenant")
     accessible(page, "operator")
     shot(page, "console-operator-ja.png")
+    fits_phones(page, "operator's tenants", "console-operator-phone-ja.png")
 
     # Open its screen and save settings for it (operators may).
     row.get_by_role("button", name="開く").click()
@@ -446,6 +476,7 @@ def operator(browser):
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("無効")
     expect(dialog).to_contain_text("noreply@example.com")
+    fits_phones(page, "downgrade dialog")
     # Cancelling changes nothing.
     dialog.get_by_role("button", name="キャンセル").click()
     expect(rows.first.locator('[data-part="plan"]')).to_have_text("シェア")
@@ -585,6 +616,7 @@ def mailbox(browser):
     expect(sender(page)).to_have_attribute("data-source", "CUSTOM")
     expect(sender(page)).to_contain_text(mailbox_address)
     accessible(page, "mailbox connected")
+    fits_phones(page, "mailbox connected")
     shot(page, "mailbox-connected.png")
 
     # Disconnect, after a confirmation: the settings go, the platform sends again.

@@ -171,7 +171,7 @@ class OperatorScreen {
         rows.length
           ? h(
               "table",
-              {},
+              { class: "stack" },
               h("caption", { class: "visually-hidden" }, t("tenantsTitle")),
               h("thead", {}, h("tr", {}, [t("name"), t("plan"), t("customSender"), t("senderNow"), t("changePlan"), t("open")].map((c) => h("th", { scope: "col" }, c)))),
               h("tbody", {}, rows),
@@ -206,10 +206,10 @@ class OperatorScreen {
       "tr",
       { "data-tenant": tenant.id, "data-name": tenant.name },
       h("th", { scope: "row" }, tenant.name),
-      h("td", { "data-part": "plan", "data-plan": tenant.plan }, planName(this.planInfo(tenant.plan) ?? { code: tenant.plan, name: tenant.plan })),
-      h("td", {}, tenant.canOverrideSender ? t("allowed") : t("notAllowed")),
-      h("td", { "data-source": tenant.effectiveSender.source }, tenant.effectiveSender.address),
-      h("td", {}, plan, " ", change),
+      h("td", { "data-part": "plan", "data-plan": tenant.plan, "data-label": t("plan") }, planName(this.planInfo(tenant.plan) ?? { code: tenant.plan, name: tenant.plan })),
+      h("td", { "data-label": t("customSender") }, tenant.canOverrideSender ? t("allowed") : t("notAllowed")),
+      h("td", { "data-source": tenant.effectiveSender.source, "data-label": t("senderNow") }, tenant.effectiveSender.address),
+      h("td", { "data-label": t("changePlan") }, plan, " ", change),
       h("td", {}, open),
     );
   }
