@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
 use crate::support::*;
 
@@ -407,8 +408,10 @@ async fn a_template_preset_saves_only_a_host_of_its_template(backend: Backend) {
     let tenant = app.create_tenant("Sakura", "SHARE").await;
     let save = "mutation($t:ID!,$s:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$s){ serverKind host port encryption smtpAuth } }";
     let input = |host: &str| {
-        json!({ "serverKind": "SAKURA", "host": host, "fromAddress": "info@example.jp",
-                "username": "info@example.jp", "password": "secret-password" })
+        SettingsInput::preset("SAKURA", "info@example.jp")
+            .host(host)
+            .login("info@example.jp", "secret-password")
+            .json()
     };
     let body = app
         .gql(

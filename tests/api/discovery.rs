@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
 use crate::support::*;
 
@@ -396,7 +397,9 @@ async fn saves_warn_about_the_sender_domain_and_tests_about_a_recipient_at_home(
     .await;
     let tenant = app.create_tenant("Warned", "SHARE").await;
     let save = "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ host warnings { code field } } }";
-    let input = json!({ "serverKind": "GOOGLE_WORKSPACE", "fromAddress": "info@fail.test", "username": "info@fail.test", "password": "app-password-123" });
+    let input = SettingsInput::preset("GOOGLE_WORKSPACE", "info@fail.test")
+        .login("info@fail.test", "app-password-123")
+        .json();
     let data = app
         .ok(&app.admin(&tenant), save, json!({ "t": tenant, "i": input }))
         .await;
@@ -405,7 +408,9 @@ async fn saves_warn_about_the_sender_domain_and_tests_about_a_recipient_at_home(
         warnings.contains(&json!({ "code": "SENDER_DOMAIN_WILL_FAIL", "field": "fromAddress" })),
         "{warnings:?}"
     );
-    let input = json!({ "serverKind": "GOOGLE_WORKSPACE", "fromAddress": "info@pass.test", "username": "info@pass.test", "password": "app-password-123" });
+    let input = SettingsInput::preset("GOOGLE_WORKSPACE", "info@pass.test")
+        .login("info@pass.test", "app-password-123")
+        .json();
     let data = app
         .ok(&app.admin(&tenant), save, json!({ "t": tenant, "i": input }))
         .await;
@@ -419,8 +424,11 @@ async fn saves_warn_about_the_sender_domain_and_tests_about_a_recipient_at_home(
 
     // A test mail to the sender's own domain says so (and is still sent).
     let send = "mutation($t:ID!,$to:String!,$s:MailSettingsInput){ sendTestMail(tenantId:$t, to:$to, settings:$s){ ok warnings { code field message } } }";
-    let draft =
-        json!({ "host": "mx.plain.test", "port": port, "encryption": "NONE", "fromAddress": "shop@plain.test" });
+    let draft = SettingsInput::plain(port)
+        .host("mx.plain.test")
+        .from("shop@plain.test")
+        .without_from_name()
+        .json();
     let r = app
         .ok(
             &app.admin(&tenant),

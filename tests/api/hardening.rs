@@ -4,6 +4,7 @@
 //! that reach the client only as a code and a correlation id.
 
 use serde_json::{Value, json};
+use testkit::settings::SettingsInput;
 
 use crate::support::*;
 
@@ -614,7 +615,7 @@ async fn requests_in_flight_are_capped_and_each_has_a_deadline() {
     let admin = app.admin(&tenant);
     let slow = json!({
         "query": "mutation($t:ID!,$s:MailSettingsInput!){ sendTestMail(tenantId:$t, to:\"a@example.net\", settings:$s){ ok } }",
-        "variables": { "t": tenant, "s": { "host": "127.0.0.1", "port": silent_port, "encryption": "NONE", "fromAddress": "shop@example.jp" } },
+        "variables": { "t": tenant, "s": SettingsInput::plain(silent_port).host("127.0.0.1").without_from_name().json() },
     });
     let started = std::time::Instant::now();
     let first = {

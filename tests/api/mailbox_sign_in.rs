@@ -12,6 +12,7 @@ use domain::Role;
 use domain::ports::AccessTokens as _;
 use serde_json::{Value, json};
 use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
 use crate::support::deliveries::{RunningWorker, delivery_config, enqueue, wait_status};
 use crate::support::*;
@@ -315,9 +316,8 @@ async fn smtp_xoauth2_refreshes_a_refused_token_once_and_keeps_the_rotated_one(b
     app.ok(
         &admin,
         "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }",
-        json!({ "t": tenant, "i": {
-            "host": "localhost", "port": port, "encryption": "STARTTLS", "fromAddress": MAILBOX,
-            "fromName": "Contoso", "smtpAuth": true, "username": "old", "password": "old-password" } }),
+        json!({ "t": tenant, "i": SettingsInput::plain(port).starttls().from(MAILBOX).from_name("Contoso")
+            .with_auth("old", "old-password").json() }),
     )
     .await;
     let done = connect(&app, &admin, &tenant, "MICROSOFT_DELEGATED_SMTP").await;
@@ -643,9 +643,8 @@ async fn a_password_microsoft_refuses_is_offered_the_sign_in(backend: Backend) {
     app.ok(
         &admin,
         "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }",
-        json!({ "t": tenant, "i": {
-            "host": "localhost", "port": port, "encryption": "NONE", "fromAddress": MAILBOX,
-            "smtpAuth": true, "username": "info", "password": "password" } }),
+        json!({ "t": tenant, "i": SettingsInput::plain(port).from(MAILBOX).without_from_name()
+            .with_auth("info", "password").json() }),
     )
     .await;
     let r = app.ok(&admin, TEST, json!({ "t": tenant })).await["sendTestMail"].clone();
@@ -762,9 +761,8 @@ async fn app_only_microsoft_and_google_domain_wide_delegation_send_without_a_sig
     app.ok(
         &admin,
         "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }",
-        json!({ "t": tenant, "i": {
-            "host": "localhost", "port": port, "encryption": "STARTTLS", "fromAddress": MAILBOX,
-            "smtpAuth": true, "username": "info", "password": "old-password" } }),
+        json!({ "t": tenant, "i": SettingsInput::plain(port).starttls().from(MAILBOX).without_from_name()
+            .with_auth("info", "old-password").json() }),
     )
     .await;
     // App-only access only for an organisation an admin of this tenant signed in with:
@@ -936,9 +934,8 @@ async fn generic_xoauth2_uses_the_tenants_own_token_endpoint(backend: Backend) {
     app.ok(
         &admin,
         "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }",
-        json!({ "t": tenant, "i": {
-            "host": "localhost", "port": port, "encryption": "STARTTLS", "fromAddress": "app@contoso.example",
-            "smtpAuth": true, "username": "app", "password": "old-password" } }),
+        json!({ "t": tenant, "i": SettingsInput::plain(port).starttls().from("app@contoso.example")
+            .without_from_name().with_auth("app", "old-password").json() }),
     )
     .await;
     const WITH_URL: &str = "mutation($t:ID!,$i:TokenUrlConnectionInput!){ connectMailboxWithTokenUrl(tenantId:$t, input:$i){ connection { id kind mailbox tokenUrl clientId scopes } settings { hasPassword connectionId host } } }";
@@ -1030,9 +1027,8 @@ async fn generic_xoauth2_uses_the_tenants_own_token_endpoint(backend: Backend) {
         .ok(
             &strict.admin(&t),
             "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }",
-            json!({ "t": t, "i": {
-                "host": "smtp.contoso.example", "port": 587, "encryption": "STARTTLS",
-                "fromAddress": "app@contoso.example", "smtpAuth": true, "username": "app", "password": "pw" } }),
+            json!({ "t": t, "i": SettingsInput::plain(587).host("smtp.contoso.example").starttls()
+                .from("app@contoso.example").without_from_name().with_auth("app", "pw").json() }),
         )
         .await;
     let e = strict

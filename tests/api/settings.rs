@@ -3,6 +3,7 @@
 //! write-only password, presets and warnings.
 
 use serde_json::{Value, json};
+use testkit::settings::SettingsInput;
 
 use crate::support::*;
 
@@ -526,7 +527,9 @@ async fn password_never_leaves_the_server(app: &TestApp) {
 async fn gmail_preset_and_warnings(app: &TestApp) {
     let id = app.create_tenant("Gmail user", "SHARE").await;
     let admin = app.admin(&id);
-    let i = json!({ "serverKind": "GMAIL", "fromAddress": "me@gmail.com", "username": "me@gmail.com", "password": "abcd efgh ijkl mnop" });
+    let i = SettingsInput::preset("GMAIL", "me@gmail.com")
+        .login("me@gmail.com", "abcd efgh ijkl mnop")
+        .json();
     let d = app.ok(&admin, UPDATE, json!({ "t": id, "i": i })).await;
     let s = &d["updateMailSettings"];
     assert_eq!(

@@ -405,11 +405,11 @@ async fn a_phishing_reply_is_mailed_to_no_stranger_and_the_contact_gets_codes_on
         .clone();
     assert_eq!(with_contact["contactEmail"], "it@sakura.example");
     let with_contact = with_contact["id"].as_str().unwrap().to_owned();
-    let stranger = json!({
-        "host": "localhost", "port": port, "encryption": "NONE",
-        "fromAddress": "stranger@victim.example", "fromName": "Your Bank",
-        "smtpAuth": true, "username": "shop", "password": "right",
-    });
+    let stranger = SettingsInput::plain(port)
+        .from("stranger@victim.example")
+        .from_name("Your Bank")
+        .with_auth("shop", "right")
+        .json();
     let worker = RunningWorker::start(&app);
     for tenant in [&without_contact, &with_contact] {
         let saved = app

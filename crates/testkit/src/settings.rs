@@ -1,11 +1,14 @@
 //! The mail-settings input the API takes (`MailSettingsInput`), built in one place: a
-//! tenant's own server on loopback by default, changed step by step.
+//! tenant's own server on loopback by default, or a provider preset, changed step by step.
 //!
 //! ```
 //! use testkit::settings::SettingsInput;
 //! let input = SettingsInput::plain(2525).starttls().with_auth("shop", "pw").json();
 //! assert_eq!(input["encryption"], "STARTTLS");
 //! assert_eq!(input["smtpAuth"], true);
+//! let gmail = SettingsInput::preset("GMAIL", "me@gmail.com").login("me@gmail.com", "app-password").json();
+//! assert_eq!(gmail["serverKind"], "GMAIL");
+//! assert!(gmail.get("host").is_none() && gmail.get("smtpAuth").is_none());
 //! ```
 
 use serde_json::{Map, Value, json};
@@ -13,9 +16,10 @@ use serde_json::{Map, Value, json};
 /// A `MailSettingsInput`; only the fields set are sent.
 #[derive(Debug, Clone)]
 pub struct SettingsInput {
-    host: String,
-    port: u16,
-    encryption: String,
+    server_kind: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    encryption: Option<String>,
     from_address: String,
     from_name: Option<String>,
     smtp_auth: Option<bool>,
@@ -29,9 +33,10 @@ impl SettingsInput {
     /// `ショップ <shop@example.jp>`; no AUTH field.
     pub fn plain(port: u16) -> Self {
         Self {
-            host: "localhost".into(),
-            port,
-            encryption: "NONE".into(),
+            server_kind: None,
+            host: Some("localhost".into()),
+            port: Some(port),
+            encryption: Some("NONE".into()),
             from_address: "shop@example.jp".into(),
             from_name: Some("ショップ".into()),
             smtp_auth: None,
@@ -41,14 +46,31 @@ impl SettingsInput {
         }
     }
 
+    /// A provider preset (`serverKind`, e.g. `GMAIL`) sending as `from`: no host, port,
+    /// encryption, `fromName` or AUTH field, so the preset supplies what it knows.
+    pub fn preset(kind: &str, from: &str) -> Self {
+        Self {
+            server_kind: Some(kind.into()),
+            host: None,
+            port: None,
+            encryption: None,
+            from_address: from.into(),
+            from_name: None,
+            smtp_auth: None,
+            credentials: None,
+            local_hostname: None,
+            send_interval_ms: None,
+        }
+    }
+
     pub fn host(mut self, host: &str) -> Self {
-        self.host = host.into();
+        self.host = Some(host.into());
         self
     }
 
     /// `NONE`, `STARTTLS` or `TLS`.
     pub fn encryption(mut self, encryption: &str) -> Self {
-        self.encryption = encryption.into();
+        self.encryption = Some(encryption.into());
         self
     }
 
@@ -79,6 +101,13 @@ impl SettingsInput {
         self
     }
 
+    /// This username and password, with no `smtpAuth` field (the preset's or the
+    /// server's default decides).
+    pub fn login(mut self, user: &str, password: &str) -> Self {
+        self.credentials = Some((user.into(), password.into()));
+        self
+    }
+
     /// `smtpAuth: false`, said explicitly.
     pub fn without_auth(mut self) -> Self {
         self.smtp_auth = Some(false);
@@ -99,9 +128,18 @@ impl SettingsInput {
     /// The GraphQL variable's value.
     pub fn json(&self) -> Value {
         let mut input = Map::new();
-        input.insert("host".into(), json!(self.host));
-        input.insert("port".into(), json!(self.port));
-        input.insert("encryption".into(), json!(self.encryption));
+        if let Some(kind) = &self.server_kind {
+            input.insert("serverKind".into(), json!(kind));
+        }
+        if let Some(host) = &self.host {
+            input.insert("host".into(), json!(host));
+        }
+        if let Some(port) = self.port {
+            input.insert("port".into(), json!(port));
+        }
+        if let Some(encryption) = &self.encryption {
+            input.insert("encryption".into(), json!(encryption));
+        }
         input.insert("fromAddress".into(), json!(self.from_address));
         if let Some(name) = &self.from_name {
             input.insert("fromName".into(), json!(name));
