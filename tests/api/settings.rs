@@ -80,10 +80,18 @@ async fn save_and_read_back(app: &TestApp) {
         "テナント独自のメールサーバーを使用しています（シェアプラン）"
     );
 
-    // A second save bumps the version.
+    // Saving what is saved writes nothing: same version, same state.
+    let mut same = valid_input();
+    same["expectedVersion"] = json!(1);
+    same["password"] = Value::Null;
+    let d = app.ok(&app.admin(&id), UPDATE, json!({ "t": id, "i": same })).await;
+    assert_eq!(d["updateMailSettings"]["version"], 1);
+
+    // A second save with a change bumps the version.
     let mut next = valid_input();
     next["expectedVersion"] = json!(1);
     next["password"] = Value::Null;
+    next["fromName"] = json!("ショップ通知（本店）");
     let d = app.ok(&app.admin(&id), UPDATE, json!({ "t": id, "i": next })).await;
     assert_eq!(d["updateMailSettings"]["version"], 2);
     assert_eq!(
@@ -395,8 +403,30 @@ async fn bad_inputs_are_refused_and_change_nothing(app: &TestApp) {
     assert_eq!(ja["errors"][0]["message"], "入力内容に誤りがあります。");
     assert_eq!(
         ja["errors"][0]["extensions"]["fields"][0]["message"],
-        "portが範囲外です。"
+        "サーバーのポートが範囲外です。"
     );
+    // Every field is named in Japanese in Japanese messages (the API's name stays in
+    // `field`, for programs).
+    for (input, field, why) in bad_inputs() {
+        let (_, ja) = app
+            .post(
+                Some(&admin),
+                Some("ja"),
+                &json!({ "query": UPDATE, "variables": { "t": id, "i": input } }),
+            )
+            .await;
+        for error in ja["errors"][0]["extensions"]["fields"].as_array().into_iter().flatten() {
+            let (name, message) = (
+                error["field"].as_str().unwrap_or(""),
+                error["message"].as_str().unwrap_or(""),
+            );
+            let last = name.rsplit('.').next().unwrap_or(name);
+            assert!(
+                !message.contains(name) && !message.contains(last) && !message.is_ascii(),
+                "{field}/{why}: the Japanese message names the field by its API name: {message}"
+            );
+        }
+    }
 }
 
 async fn version_conflict_changes_nothing(app: &TestApp) {

@@ -217,8 +217,33 @@ def admin(browser):
     expect(page.get_by_label("ホスト名", exact=True)).not_to_be_editable()
     expect(page.get_by_label("サーバーのポート", exact=True)).to_have_value("587")
     expect(page.locator('.preset-info [data-hint-code="APP_PASSWORD"]')).to_be_visible()
+    # Gmail's cap is per day: a quota, not a pace — no interval is offered for it.
+    expect(page.locator('.preset-info [data-part="preset-quota"]')).to_be_visible()
+    expect(page.locator('.preset-info [data-action="apply-interval"]')).to_have_count(0)
     page.get_by_label("サーバーの種類", exact=True).select_option("CUSTOM")
     expect(page.get_by_label("ホスト名", exact=True)).to_be_editable()
+
+    # A provider's own part of its host starts empty when another provider is chosen (a
+    # Sakura account is no SES region), and is checked as it is typed.
+    kind = page.get_by_label("サーバーの種類", exact=True)
+    host = page.get_by_label("ホスト名", exact=True)
+    kind.select_option("SAKURA")
+    page.get_by_label("アカウント名（初期ドメイン）", exact=True).fill("sakurabakery")
+    expect(host).to_have_value("sakurabakery.sakura.ne.jp")
+    kind.select_option("AMAZON_SES")
+    region = page.get_by_label("リージョン（例: ap-northeast-1）", exact=True)
+    expect(region).to_have_value("")
+    expect(host).to_have_value("")
+    region.fill("tokyo")
+    expect(page.locator('[data-error-for="hostInput"]')).to_be_visible()
+    expect(host).to_have_value("")
+    region.fill("ap-northeast-1")
+    expect(page.locator('[data-error-for="hostInput"]')).to_be_hidden()
+    expect(host).to_have_value("email-smtp.ap-northeast-1.amazonaws.com")
+    kind.select_option("XSERVER")
+    expect(page.get_by_label("サーバー番号", exact=True)).to_have_value("")
+    kind.select_option("CUSTOM")
+    expect(host).to_be_editable()
 
     # Client-side check on blur, in Japanese.
     page.get_by_label("サイトが送信するメールの送信元アドレス", exact=True).fill("shop@")
@@ -241,6 +266,7 @@ def admin(browser):
     page.get_by_label("1分間に最大", exact=True).fill("12")
     page.get_by_role("button", name="送信間隔を計算").click()
     expect(page.get_by_label("送信間隔", exact=True)).to_have_value("5000")
+    expect(page.locator('[data-part="interval-words"]')).to_have_text("= 5 秒")
 
     # Test mail: a recipient in the sender's own domain is warned about.
     to = page.get_by_label("宛先", exact=True)
@@ -288,6 +314,9 @@ def admin(browser):
     expect(port_error).to_be_visible()
     expect(port_error).to_have_attribute("data-source", "server")
     expect(port_error).to_have_attribute("data-code", "PORT_NOT_ALLOWED")
+    # Focus (and the view) go to the field to fix; the button is back for another try.
+    expect(page.get_by_label("サーバーのポート", exact=True)).to_be_focused()
+    expect(page.get_by_role("button", name="変更を保存")).to_be_enabled()
     ja_message = port_error.inner_text()
     page.get_by_label("言語", exact=True).select_option("en")
     expect(page.get_by_role("heading", name="Mail server", exact=True)).to_be_visible()
@@ -308,6 +337,8 @@ def admin(browser):
     page.get_by_label("パスワード", exact=True).fill("wrong-password")
     page.get_by_role("button", name="変更を保存").click()
     expect(page.locator('[data-part="status"] [data-kind="ok"]')).to_be_visible()
+    # The result takes the focus and the view: it is said where the admin looks.
+    expect(page.locator('[data-part="status"]')).to_be_focused()
     expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "PENDING_VERIFICATION")
     expect(page.locator("#verify-to")).to_have_value("check@example.net")
     expect(page.get_by_label("テストメールの宛先（保存済みの設定）", exact=True)).to_be_visible()
@@ -385,6 +416,12 @@ def admin(browser):
     audit = page.locator('[data-part="audit"]')
     expect(audit.locator('[data-action="MAIL_SETTINGS_SAVED"]').first).to_be_visible()
     expect(audit.locator('[data-action="MAIL_SETTINGS_CLEARED"]')).to_have_count(1)
+    # In sentences, with the fields' and roles' names in Japanese, no codes.
+    expect(audit.locator('[data-action="MAIL_SETTINGS_SAVED"]').first).to_contain_text("メールサーバーの設定を保存しました")
+    expect(audit.locator('[data-action="MAIL_SETTINGS_SAVED"] [data-field="host"]').first).to_contain_text("ホスト名:")
+    history = audit.inner_text()
+    for raw in ("MAIL_SETTINGS_SAVED", "TEST_MAIL_SENT", "TENANT_ADMIN", "fromAddress"):
+        assert raw not in history, f"the history shows {raw}: {history[:500]}"
     watch.check()
     print("admin: ok")
 

@@ -4,7 +4,15 @@
 // messages beside each field.
 
 import { h, uid } from "./dom.js";
-import { t } from "./i18n.js";
+import { duration, t } from "./i18n.js";
+
+/** The shape of each provider's own part of its host name (a DNS label, a cloud region,
+ * a server number). */
+const HOST_PARTS = {
+  ACCOUNT: /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/,
+  REGION: /^[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}$/,
+  SERVER: /^[0-9]{1,5}$/,
+};
 
 const ENCRYPTIONS = ["NONE", "SSL", "STARTTLS"];
 
@@ -132,10 +140,11 @@ export class SettingsForm {
     this.presetInfo = h("div", { class: "preset-info", "aria-live": "polite" });
 
     const hostInputId = uid("f");
-    this.inputs.hostInput = h("input", { id: hostInputId, name: "hostInput", type: "text", autocomplete: "off", spellcheck: "false" });
+    this.inputs.hostInput = h("input", { id: hostInputId, name: "hostInput", type: "text", autocomplete: "off", spellcheck: "false", "aria-describedby": `${hostInputId}-err` });
     this.hostInputLabel = h("label", { for: hostInputId });
+    this.hostInputError = h("p", { class: "field-error", id: `${hostInputId}-err`, "data-error-for": "hostInput", hidden: true });
     this.inputs.hostInput.addEventListener("input", () => this.fillTemplate());
-    this.hostInputRow = h("div", { class: "field", "data-field": "hostInput", hidden: true }, this.hostInputLabel, this.inputs.hostInput);
+    this.hostInputRow = h("div", { class: "field", "data-field": "hostInput", hidden: true }, this.hostInputLabel, this.inputs.hostInput, this.hostInputError);
 
     const pop = h("input", { type: "checkbox", id: uid("f"), name: "popBeforeSmtp" });
     this.inputs.popBeforeSmtp = pop;
@@ -189,7 +198,7 @@ export class SettingsForm {
         this.row(
           "sendIntervalMs",
           h("label", { for: "send-interval" }, t("sendInterval")),
-          [h("span", { class: "with-unit" }, this.intervalInput(), h("span", {}, t("ms")))],
+          [h("span", { class: "with-unit" }, this.intervalInput(), h("span", {}, t("ms")), this.intervalWords)],
           t("sendIntervalHelp"),
         ),
         h(
@@ -217,8 +226,18 @@ export class SettingsForm {
     const input = h("input", { id: "send-interval", name: "sendIntervalMs", type: "text", inputmode: "numeric", class: "short", autocomplete: "off" });
     this.inputs.sendIntervalMs = input;
     input.addEventListener("blur", () => this.checkOne("sendIntervalMs"));
-    input.addEventListener("input", () => this.clearField("sendIntervalMs"));
+    input.addEventListener("input", () => {
+      this.clearField("sendIntervalMs");
+      this.showInterval();
+    });
+    // The interval in words beside the milliseconds (5000 → 5 秒).
+    this.intervalWords = h("span", { class: "muted", "data-part": "interval-words", "aria-live": "polite" });
     return input;
+  }
+
+  showInterval() {
+    const v = this.inputs.sendIntervalMs.value.trim();
+    this.intervalWords.textContent = /^[0-9]{1,7}$/.test(v) ? t("intervalIs", { words: duration(v) }) : "";
   }
 
   checkbox(field, labelKey) {
@@ -261,6 +280,7 @@ export class SettingsForm {
     i["popBeforeSmtp.tls"].checked = Boolean(pop?.tls);
     i.localHostname.value = s?.localHostname ?? "";
     i.sendIntervalMs.value = String(s?.sendIntervalMs ?? 0);
+    this.showInterval();
     this.settings = s;
     this.choosePreset(i.serverKind.value, false);
     this.showAuth();
@@ -335,6 +355,7 @@ export class SettingsForm {
     this.popFields.hidden = !this.inputs.popBeforeSmtp.checked;
     this.choosePreset(this.inputs.serverKind.value, false);
     this.showAuth();
+    this.showInterval();
   }
 
   fromAddress() {
@@ -357,6 +378,14 @@ export class SettingsForm {
       this.showAuth();
       if (!p.hostTemplate) i.host.value = p.host;
     }
+    // Each provider's own part (a Sakura account, an SES region, an Xserver number)
+    // starts empty when the admin picks another provider: one typed for another means
+    // something else here. Loading and restoring keep what is there.
+    if (fill && this.hostInputOf !== kind) {
+      i.hostInput.value = "";
+      this.hostInputError.hidden = true;
+    }
+    this.hostInputOf = kind;
     if (p.hostTemplate) {
       this.hostInputLabel.textContent = t(`hostInput${p.hostInput}`);
       const m = p.hostTemplate.match(/^(.*)\{[a-z_]+\}(.*)$/);
@@ -367,12 +396,17 @@ export class SettingsForm {
     }
     const info = [];
     if (p.sendLimit) info.push(h("p", {}, t("presetLimit", { count: p.sendLimit.count, period: t(`period${p.sendLimit.period}`) })));
-    if (p.sendIntervalMs) {
+    // A pace only where the provider limits a rate (per minute); a cap per hour or day
+    // is a quota, and spacing mails out to meet it would only make them late.
+    if (p.sendIntervalMs && p.sendLimit?.period === "MINUTE") {
       const use = h("button", { type: "button", "data-action": "apply-interval" }, t("applyInterval"));
       use.addEventListener("click", () => {
         i.sendIntervalMs.value = String(p.sendIntervalMs);
+        this.showInterval();
       });
-      info.push(h("p", {}, t("presetInterval", { ms: p.sendIntervalMs }), " ", use));
+      info.push(h("p", { "data-part": "preset-interval" }, t("presetInterval", { words: duration(p.sendIntervalMs), ms: p.sendIntervalMs }), " ", use));
+    } else if (p.sendLimit) {
+      info.push(h("p", { "data-part": "preset-quota" }, t("presetQuota")));
     }
     for (const hint of p.hints) info.push(h("p", { class: "preset-hint", "data-hint-code": hint.code }, hint.message));
     this.presetInfo.append(...info);
@@ -381,8 +415,14 @@ export class SettingsForm {
   fillTemplate() {
     const p = this.preset(this.inputs.serverKind.value);
     if (!p?.hostTemplate) return;
-    const part = this.inputs.hostInput.value.trim();
-    this.inputs.host.value = part ? p.hostTemplate.replace(/\{[a-z_]+\}/, part) : "";
+    const part = this.inputs.hostInput.value.trim().toLowerCase();
+    // Checked as it is typed: a part of the wrong shape makes no host name at all.
+    const shape = HOST_PARTS[p.hostInput];
+    const bad = Boolean(part) && shape !== undefined && !shape.test(part);
+    this.hostInputError.hidden = !bad;
+    this.hostInputError.textContent = bad ? t(`hostInputBad${p.hostInput}`) : "";
+    this.inputs.hostInput.setAttribute("aria-invalid", String(bad));
+    this.inputs.host.value = part && !bad ? p.hostTemplate.replace(/\{[a-z_]+\}/, part) : "";
   }
 
   /** Fills the form from a discovered server or the probe's suggestion. */
@@ -420,6 +460,7 @@ export class SettingsForm {
     const safeN = Math.max(1, Math.floor((n * 5) / 6));
     const safe = Math.ceil(60000 / safeN);
     this.inputs.sendIntervalMs.value = String(ms);
+    this.showInterval();
     this.intervalOut.textContent = t("computed", { n, ms, safe, safeN });
   }
 
@@ -467,9 +508,17 @@ export class SettingsForm {
       if (!this.setError(f.field, f.message)) elsewhere.push(f);
       else this.rowOf(f.field).error.dataset.code = f.code;
     }
-    const first = this.element.querySelector(".field.invalid input, .field.invalid select");
-    if (first) first.focus();
+    this.focusFirstInvalid();
     return elsewhere;
+  }
+
+  /** Focus (and the view) on the first field marked invalid, if any. */
+  focusFirstInvalid() {
+    const first = this.element.querySelector(".field.invalid input, .field.invalid select");
+    if (first) {
+      first.focus({ preventScroll: true });
+      first.scrollIntoView?.({ block: "center" });
+    }
   }
 
   /** A test mail's or probe's hint beside the field it names; false when it names none here. */

@@ -25,6 +25,7 @@ const TEXT = {
     notFound: "このテナントは見つからないか、表示する権限がありません。",
     roleOPERATOR: "オペレーター",
     roleTENANT_ADMIN: "サイト管理者",
+    byWhom: "{role}（{who}）",
     roleSERVICE: "サービス",
     planECONOMY: "エコノミー",
     planBASIC: "ベーシック",
@@ -78,6 +79,9 @@ const TEXT = {
     hostInputACCOUNT: "アカウント名（初期ドメイン）",
     hostInputREGION: "リージョン（例: ap-northeast-1）",
     hostInputSERVER: "サーバー番号",
+    hostInputBadACCOUNT: "アカウント名は半角英小文字・数字・ハイフンで入力してください。",
+    hostInputBadREGION: "リージョンの形式ではありません（例: ap-northeast-1）。",
+    hostInputBadSERVER: "サーバー番号は半角数字で入力してください（例: sv1234 なら 1234）。",
     fromAddress: "サイトが送信するメールの送信元アドレス",
     fromAddressHelp: "送信元として設定したいメールアドレスを入力",
     fromName: "送信元の名前",
@@ -154,6 +158,7 @@ const TEXT = {
     compute: "送信間隔を計算",
     computed: "1分間に {n} 通 → {ms} ミリ秒（余裕をもって {safe} ミリ秒 = 1分間に {safeN} 通も検討してください）",
     save: "変更を保存",
+    saving: "保存しています…",
     clear: "設定をクリア",
     saved: "設定を保存しました。",
     savedPending: "設定を保存しました。保存した設定でテストメールが届くと有効になります。",
@@ -178,7 +183,13 @@ const TEXT = {
     periodMINUTE: "分",
     periodHOUR: "時間",
     periodDAY: "日",
-    presetInterval: "推奨の送信間隔: {ms} ミリ秒",
+    presetInterval: "このサービスは1分あたりの送信数を制限しています。推奨の送信間隔: {words}（{ms} ミリ秒）",
+    presetQuota: "これは送信数の上限で、送信の速さの制限ではありません。送信間隔を空けても上限は変わらず、パスワード再設定などのメールが遅れるだけです。上限を超えそうなら、上限の大きいサービスを検討してください。",
+    intervalIs: "= {words}",
+    durMs: "{n} ミリ秒",
+    durSec: "{n} 秒",
+    durMin: "{n} 分",
+    durNone: "間隔なし",
     applyInterval: "この送信間隔にする",
     // Discovery
     discoveryTitle: "このアドレスの送信サーバー候補",
@@ -359,6 +370,7 @@ const TEXT = {
     notFound: "This tenant does not exist or is not yours to see.",
     roleOPERATOR: "operator",
     roleTENANT_ADMIN: "site admin",
+    byWhom: "{role} ({who})",
     roleSERVICE: "service",
     navSettings: "Settings",
     navMailServer: "Mail server",
@@ -402,6 +414,9 @@ const TEXT = {
     hostInputACCOUNT: "Account (initial domain)",
     hostInputREGION: "Region (e.g. ap-northeast-1)",
     hostInputSERVER: "Server number",
+    hostInputBadACCOUNT: "Use lower-case letters, digits and hyphens for the account.",
+    hostInputBadREGION: "This is not a region (e.g. ap-northeast-1).",
+    hostInputBadSERVER: "Enter the server number in digits (for sv1234, 1234).",
     fromAddress: "Sender address of the site's mail",
     fromAddressHelp: "The address mail should come from",
     fromName: "Sender name",
@@ -478,6 +493,7 @@ const TEXT = {
     compute: "Compute the interval",
     computed: "{n} per minute → {ms} ms (with a margin, {safe} ms = {safeN} per minute)",
     save: "Save changes",
+    saving: "Saving…",
     clear: "Clear settings",
     saved: "Settings saved.",
     savedPending: "Settings saved. They are used once a test mail through them succeeds.",
@@ -500,7 +516,13 @@ const TEXT = {
     periodMINUTE: "minute",
     periodHOUR: "hour",
     periodDAY: "day",
-    presetInterval: "Suggested interval: {ms} ms",
+    presetInterval: "This service limits mails per minute. Suggested interval: {words} ({ms} ms)",
+    presetQuota: "This is a cap on how many mails, not on how fast. Spacing mails out does not raise it and only delays mail such as password resets; if the cap may be reached, consider a service with a higher one.",
+    intervalIs: "= {words}",
+    durMs: "{n} ms",
+    durSec: "{n} s",
+    durMin: "{n} min",
+    durNone: "no wait",
     applyInterval: "Use this interval",
     discoveryTitle: "Servers found for this address",
     discoveryNone: "Nothing found.",
@@ -682,6 +704,16 @@ export function t(key, vars = {}) {
 export function planName(plan) {
   const key = `plan${plan.code}`;
   return locale() === "ja" && key in TEXT.ja ? TEXT.ja[key] : plan.name;
+}
+
+/** A duration in milliseconds in words: ミリ秒 under a second, 秒 under a minute, 分 above. */
+export function duration(ms) {
+  const n = Number(ms);
+  if (!Number.isFinite(n) || n <= 0) return t("durNone");
+  const round = (x) => String(Math.round(x * 10) / 10);
+  if (n < 1000) return t("durMs", { n: round(n) });
+  if (n < 60000) return t("durSec", { n: round(n / 1000) });
+  return t("durMin", { n: round(n / 60000) });
 }
 
 /** Whether `key` has a text (for codes from the API such as stages and states). */

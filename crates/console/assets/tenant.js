@@ -45,7 +45,7 @@ const DELIVERIES = `query ConsoleDeliveries($id: ID!, $status: DeliveryStatus, $
 const AUDIT = `query ConsoleAudit($id: ID!, $after: String) {
   tenant(id: $id) { auditTrail(first: 50, after: $after) {
     pageInfo { hasNextPage endCursor }
-    edges { node { id action actorSubject actorRole at changes { field before after secret } } }
+    edges { node { id action description actorSubject actorRole at changes { field label before after secret } } }
   } }
 }`;
 
@@ -136,6 +136,7 @@ class TenantScreen {
       onFromAddress: (value) => this.discoverSoon(value),
     });
     const save = h("button", { type: "submit", class: "primary", "data-action": "save", disabled: readOnly }, t("save"));
+    this.saveButton = save;
     const clear = h("button", { type: "button", class: "danger", "data-action": "clear", disabled: readOnly }, t("clear"));
     clear.addEventListener("click", () => this.clear());
     this.form.element.addEventListener("submit", (e) => {
@@ -354,18 +355,40 @@ class TenantScreen {
 
   errorView(e) {
     if (e instanceof ApiError && e.fields.length) {
-      return h("div", { class: "message error", "data-code": e.code }, h("p", {}, e.message), h("ul", {}, e.fields.map((f) => h("li", { "data-field": f.field }, `${f.field}: ${f.message}`))));
+      return h("div", { class: "message error", "data-code": e.code }, h("p", {}, e.message), h("ul", {}, e.fields.map((f) => h("li", { "data-field": f.field }, f.message))));
     }
     const text = e instanceof ApiError ? e.message || t(e.code === "NETWORK" ? "network" : "errorPrefix") : String(e);
     return h("div", { class: "message error", "data-code": e.code || "INTERNAL" }, h("p", {}, text));
+  }
+
+  /** Moves focus and view to the result just said (after a save or a clear). */
+  showResult() {
+    this.status.setAttribute("tabindex", "-1");
+    this.status.focus({ preventScroll: true });
+    this.status.scrollIntoView?.({ block: "center" });
   }
 
   async save() {
     const input = this.form.draft();
     if (!input) {
       this.say("error", t("fixFields"));
+      this.form.focusFirstInvalid();
       return;
     }
+    const button = this.saveButton;
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    button.textContent = t("saving");
+    try {
+      await this.saveDraft(input);
+    } finally {
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+      button.textContent = t("save");
+    }
+  }
+
+  async saveDraft(input) {
     // Settings saved but unreadable: saving anew replaces the version the server named.
     if (!this.tenant.mailSettings && this.unreadable) input.expectedVersion = this.unreadable.extensions?.currentVersion ?? 0;
     this.form.clearErrors();
@@ -380,6 +403,7 @@ class TenantScreen {
       await this.reload();
       if (!saved) this.say("ok", t("cleared"));
       else this.say("ok", saved.health.state === "PENDING_VERIFICATION" ? t("savedPending") : t("saved"));
+      this.showResult();
       this.loadAudit();
     } catch (e) {
       this.showFailure(e);
@@ -393,8 +417,10 @@ class TenantScreen {
     } else if (e instanceof ApiError && e.code === "VERSION_CONFLICT") {
       this.reload().then(() => this.form.load(this.tenant.mailSettings));
       this.say("error", t("versionConflict"));
+      this.showResult();
     } else {
       fill(this.status, this.errorView(e));
+      this.showResult();
     }
   }
 
@@ -417,6 +443,7 @@ class TenantScreen {
         await this.reload();
         this.form.load(null);
         this.say("ok", t("cleared"));
+        this.showResult();
         this.loadAudit();
       }
     } catch (e) {
@@ -893,10 +920,10 @@ class TenantScreen {
             h(
               "li",
               { "data-action": e.action },
-              h("strong", {}, e.action),
-              ` ${when(e.at, locale())} · ${e.actorSubject} (${e.actorRole})`,
+              h("strong", {}, e.description),
+              ` ${when(e.at, locale())} · ${t("byWhom", { who: e.actorSubject, role: has(`role${e.actorRole}`) ? t(`role${e.actorRole}`) : e.actorRole })}`,
               e.changes.length
-                ? h("ul", {}, e.changes.map((c) => h("li", {}, c.secret ? `${c.field} ${t("secretChanged")}` : `${c.field}: ${c.before ?? "—"} → ${c.after ?? "—"}`)))
+                ? h("ul", {}, e.changes.map((c) => h("li", { "data-field": c.field }, c.secret ? `${c.label} ${t("secretChanged")}` : `${c.label}: ${c.before ?? "—"} → ${c.after ?? "—"}`)))
                 : null,
             ),
           ),

@@ -15,6 +15,8 @@ use crate::values::{Role, caller_and, rfc3339};
 #[derive(SimpleObject, Debug)]
 pub struct AuditFieldChange {
     pub field: String,
+    /// The field's name in the caller's language (`field` stays the API's name).
+    pub label: String,
     pub before: Option<String>,
     pub after: Option<String>,
     pub secret: bool,
@@ -35,6 +37,10 @@ impl AuditEvent {
     async fn action(&self) -> &str {
         self.entry.action.code()
     }
+    /// What was done, as a sentence in the caller's language.
+    async fn description(&self, ctx: &Context<'_>) -> &'static str {
+        crate::catalogue::audit_action(self.entry.action, crate::values::locale(ctx))
+    }
     async fn actor_subject(&self) -> &str {
         &self.entry.actor_subject
     }
@@ -44,18 +50,22 @@ impl AuditEvent {
     async fn at(&self) -> String {
         rfc3339(self.entry.at)
     }
-    async fn changes(&self) -> Vec<AuditFieldChange> {
+    async fn changes(&self, ctx: &Context<'_>) -> Vec<AuditFieldChange> {
+        let l = crate::values::locale(ctx);
+        let label = |field: &str| crate::catalogue::field_name(field, l).to_owned();
         self.entry
             .changes
             .iter()
             .map(|c| match c {
                 FieldChange::Value { field, before, after } => AuditFieldChange {
+                    label: label(field),
                     field: field.clone(),
                     before: before.clone(),
                     after: after.clone(),
                     secret: false,
                 },
                 FieldChange::Secret { field } => AuditFieldChange {
+                    label: label(field),
                     field: field.clone(),
                     before: None,
                     after: None,

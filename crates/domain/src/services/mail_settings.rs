@@ -78,6 +78,16 @@ impl TenantService {
             }
             let now = Utc::now();
             let changes = settings_diff(stored.map(|s| &s.settings), Some(&settings));
+            // The form says what is saved already (passwords too): nothing is written, and
+            // the saved version keeps its state — live settings stay live.
+            if let Some(saved) = stored
+                && changes.is_empty()
+            {
+                return Ok(Some(SavedSettings {
+                    stored: saved.clone(),
+                    warnings,
+                }));
+            }
             let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsSaved, changes, now);
             let saved = self
                 .store

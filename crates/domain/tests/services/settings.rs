@@ -104,8 +104,12 @@ async fn a_stale_version_is_a_conflict_naming_the_current_one_and_changes_nothin
     assert_eq!(fakes.tenants.audit().len(), 1, "only the first save is in the trail");
 
     // Without a version the caller takes whatever is stored.
+    let renamed = MailSettingsDraft {
+        from_name: Some("Example Shop".into()),
+        ..draft()
+    };
     let again = tenants
-        .update_mail_settings(&admin(id), id, &draft(), None)
+        .update_mail_settings(&admin(id), id, &renamed, None)
         .await
         .unwrap()
         .unwrap();
@@ -350,4 +354,62 @@ async fn a_save_and_a_clear_store_their_events_and_announcements_and_drop_what_t
         vec![id, id],
         "and this one drops what it kept, twice"
     );
+}
+
+#[tokio::test]
+async fn saving_what_is_saved_writes_nothing_and_live_settings_stay_live() {
+    use domain::change::ChangeRecord;
+    use domain::ports::TenantStore;
+    let fakes = Fakes::new();
+    let tenants = fakes.tenant_service();
+    let id = fakes.tenants.add("Site", Plan::Share);
+    tenants
+        .update_mail_settings(&admin(id), id, &draft(), None)
+        .await
+        .unwrap();
+    let live = domain::audit::AuditEntry::new(
+        id,
+        &admin(id),
+        AuditAction::MailSettingsLive,
+        vec![],
+        chrono::Utc::now(),
+    );
+    fakes
+        .tenants
+        .activate_mail_settings(id, 1, chrono::Utc::now(), &ChangeRecord::of(live))
+        .await
+        .unwrap();
+    let trail = fakes.tenants.audit().len();
+
+    // The same form again, with the password typed again or left empty (kept): unchanged.
+    let kept = MailSettingsDraft {
+        password: None,
+        ..draft()
+    };
+    for same in [draft(), kept] {
+        let saved = tenants
+            .update_mail_settings(&admin(id), id, &same, Some(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (saved.stored.version, saved.stored.health.state),
+            (1, SettingsState::Live)
+        );
+    }
+    assert_eq!(fakes.tenants.versions(id).len(), 1);
+    assert_eq!(fakes.tenants.audit().len(), trail, "nothing written, nothing audited");
+
+    // One field changed (the password too counts): a new version that waits for its test.
+    let changed = MailSettingsDraft {
+        password: Some(SecretString::from("an0ther-Passw0rd")),
+        ..draft()
+    };
+    let saved = tenants
+        .update_mail_settings(&admin(id), id, &changed, Some(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.stored.health.state, SettingsState::PendingVerification);
+    assert!(saved.stored.version > 1);
 }

@@ -35,7 +35,15 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
             permitting_plans()
         )
         .into(),
-        Text::Field(f) => format!("{} {}.", f.field, field(f.code)).into(),
+        Text::Field(f) => {
+            let name = super::field_name(f.field, domain::Locale::En);
+            let mut sentence = format!("{name} {}.", field(f.code));
+            // A sentence starts with a capital (names are in lower case mid-sentence).
+            if let Some(first) = sentence.get(..1) {
+                sentence.replace_range(..1, &first.to_uppercase());
+            }
+            sentence.into()
+        }
         Text::PageSizeOutOfRange => "first must be between 1 and 100.".into(),
         Text::CursorInvalid => "after is not a cursor from this list.".into(),
         Text::LocaleInvalid => "locale must be ja or en.".into(),

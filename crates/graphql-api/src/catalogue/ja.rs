@@ -35,7 +35,7 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
             permitting_plans()
         )
         .into(),
-        Text::Field(f) => format!("{}{}。", f.field, field(f.code)).into(),
+        Text::Field(f) => format!("{}{}。", super::field_name(f.field, domain::Locale::Ja), field(f.code)).into(),
         Text::PageSizeOutOfRange => "first は1から100の間で指定してください。".into(),
         Text::CursorInvalid => "after のカーソルが正しくありません。".into(),
         Text::LocaleInvalid => "locale は ja または en にしてください。".into(),
