@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use domain::delivery::retention;
-use domain::delivery::{Delivery, DeliveryStatus, DeliveryUpdate, NotificationKind, Postponement};
+use domain::delivery::{Delivery, DeliveryUpdate, NotificationKind, Postponement};
 use domain::finish::{ClaimedDelivery, Finish};
 use domain::ports::DeliveryQueue;
 use domain::values::EmailAddress;
@@ -22,6 +22,8 @@ use sea_orm::{
 
 use crate::convert::{db_err, retries_column};
 use crate::entities::{deliveries, delivery_attempts};
+pub(super) use crate::leased_queue::ClaimLimits;
+use crate::leased_queue::LeasedQueue;
 use crate::sql::SqlBuilder;
 use crate::store::SqlStore;
 use crate::webhook_outbox::Subscriptions;
@@ -43,18 +45,15 @@ impl DeliveryQueue for SqlStore {
         if limit == 0 || per_tenant == 0 {
             return Ok(Vec::new());
         }
-        let db = self.connection();
         let stmt = claim_statement(
-            db.get_database_backend(),
+            self.connection().get_database_backend(),
             owner,
             now,
             lease_until,
             ClaimLimits::new(limit, per_tenant),
             exclude,
         );
-        let turn = self.queue_write_turn().await;
-        let rows = db.query_all_raw(stmt).await.map_err(db_err)?;
-        drop(turn);
+        let rows = DELIVERY_QUEUE.claim(self, stmt).await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             // Row by row, so one unreadable row fails alone instead of the batch.
@@ -120,12 +119,12 @@ impl DeliveryQueue for SqlStore {
         limit: u64,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let done = [DeliveryStatus::Sent.code(), DeliveryStatus::Failed.code()];
+        let done = DELIVERY_QUEUE.finished;
         // The whole row: the payload's hash is taken from the content about to go.
         let rows = deliveries::Entity::find()
             .filter(deliveries::Column::ContentRemovedAt.is_null())
             .filter(deliveries::Column::UpdatedAt.lt(before))
-            .filter(deliveries::Column::Status.is_in(done))
+            .filter(deliveries::Column::Status.is_in(done.iter().copied()))
             .order_by_asc(deliveries::Column::UpdatedAt)
             .limit(limit)
             .all(self.connection())
@@ -171,7 +170,7 @@ impl DeliveryQueue for SqlStore {
                 .col_expr(deliveries::Column::ContentRemovedAt, Expr::value(Some(now)))
                 .filter(deliveries::Column::Id.eq(id.as_str()))
                 .filter(deliveries::Column::ContentRemovedAt.is_null())
-                .filter(deliveries::Column::Status.is_in(done))
+                .filter(deliveries::Column::Status.is_in(done.iter().copied()))
                 .exec(&txn)
                 .await
                 .map_err(db_err)?;
@@ -193,18 +192,7 @@ impl DeliveryQueue for SqlStore {
     }
 
     async fn renew_leases(&self, owner: &LeaseOwner, lease_until: DateTime<Utc>) -> Result<u64, StoreError> {
-        let renewed = deliveries::Entity::update_many()
-            .col_expr(
-                deliveries::Column::LeaseUntilMs,
-                Expr::value(lease_until.timestamp_millis()),
-            )
-            // A literal, so the planner can use the partial index of leased rows.
-            .filter(Expr::cust("status = 'SENDING'"))
-            .filter(deliveries::Column::LeaseOwner.eq(owner.as_str()))
-            .exec(self.connection())
-            .await
-            .map_err(db_err)?;
-        Ok(renewed.rows_affected)
+        DELIVERY_QUEUE.renew(self, owner, lease_until).await
     }
 
     async fn finish_many(&self, owner: &LeaseOwner, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
@@ -314,43 +302,21 @@ fn events_of_unreadable(id: &str, row: &sea_orm::QueryResult, update: &DeliveryU
     Finish::of_claimed(&claimed, update.clone()).events().to_vec()
 }
 
-/// How much one claim takes: `limit` rows in all, at most `per_tenant` of one tenant,
-/// chosen among the earliest `window` candidates of each kind (due; lease expired):
-/// `limit + per_tenant`, so the tenants behind one whose rows come first still get the
-/// rest of the claim.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ClaimLimits {
-    limit: i64,
-    per_tenant: i64,
-    window: i64,
-}
+/// The deliveries as a leased queue: waiting `QUEUED` or `RETRYING` (the due index's
+/// predicate), `SENDING` under a lease, done `SENT` or `FAILED`; fair across tenants; a
+/// claim counts itself in `claims` (see [`domain::delivery::Delivery::claims`]).
+pub(super) const DELIVERY_QUEUE: LeasedQueue = LeasedQueue {
+    table: "deliveries",
+    group: "tenant_id",
+    waiting: &["QUEUED", "RETRYING"],
+    in_flight: "SENDING",
+    finished: &["SENT", "FAILED"],
+    claimable: None,
+    on_claim: ", claims = claims + 1",
+};
 
-/// Candidates read per claim at most, whatever the limits (the claim's cost stays bounded
-/// however many rows are due).
-const CLAIM_WINDOW_MAX: i64 = 1024;
-
-impl ClaimLimits {
-    pub(super) fn new(limit: u32, per_tenant: u32) -> Self {
-        let (limit, per_tenant) = (i64::from(limit), i64::from(Ord::min(per_tenant, limit)));
-        // Candidates enough to fill the claim from one more tenant beyond the limit's
-        // worth, when the earliest are one tenant's; a wider window costs every claim.
-        let window = if per_tenant >= limit {
-            limit
-        } else {
-            Ord::min(limit + per_tenant, Ord::max(CLAIM_WINDOW_MAX, limit))
-        };
-        Self {
-            limit,
-            per_tenant,
-            window,
-        }
-    }
-}
-
-/// The claim: due rows and rows whose lease ran out, each read from its partial index in
-/// order (the status predicates are the indexes' own literals) up to the window; of those,
-/// at most `per_tenant` per tenant, the earliest `limit` moved to `SENDING` under
-/// `owner`'s lease and returned, in one statement.
+/// The claim (see [`LeasedQueue::claim_statement`]): at most `per_tenant` of a tenant
+/// (`limits`), none of the tenants in `exclude`.
 pub(super) fn claim_statement(
     backend: DbBackend,
     owner: &LeaseOwner,
@@ -359,57 +325,8 @@ pub(super) fn claim_statement(
     limits: ClaimLimits,
     exclude: &[TenantId],
 ) -> Statement {
-    let now_ms = now.timestamp_millis();
-    // Row locks taken here last until the statement commits; SKIP LOCKED lets another
-    // claimer pass over them instead of waiting.
-    let lock = if backend == DbBackend::Postgres {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    let excluded = |q: &mut SqlBuilder| {
-        if let Some((first, rest)) = exclude.split_first() {
-            q.sql(" AND tenant_id NOT IN (").bind(first.to_string());
-            for tenant in rest {
-                q.sql(", ").bind(tenant.to_string());
-            }
-            q.sql(")");
-        }
-    };
-    let mut q = SqlBuilder::new(backend);
-    q.sql(
-        "WITH due AS MATERIALIZED (SELECT id, tenant_id, next_attempt_at_ms AS due_ms FROM deliveries \
-         WHERE status IN ('QUEUED', 'RETRYING') AND next_attempt_at_ms <= ",
-    )
-    .bind(now_ms);
-    excluded(&mut q);
-    q.sql(" ORDER BY next_attempt_at_ms LIMIT ")
-        .bind(limits.window)
-        .sql(lock);
-    q.sql(
-        "), expired AS MATERIALIZED (SELECT id, tenant_id, lease_until_ms AS due_ms FROM deliveries \
-         WHERE status = 'SENDING' AND lease_until_ms < ",
-    )
-    .bind(now_ms);
-    excluded(&mut q);
-    q.sql(" ORDER BY lease_until_ms LIMIT ").bind(limits.window).sql(lock);
-    q.sql(
-        "), ranked AS MATERIALIZED (SELECT id, due_ms, ROW_NUMBER() OVER (PARTITION BY tenant_id \
-         ORDER BY due_ms, id) AS nth FROM (SELECT id, tenant_id, due_ms FROM due UNION ALL \
-         SELECT id, tenant_id, due_ms FROM expired) AS candidates), \
-         picked AS MATERIALIZED (SELECT id FROM ranked WHERE nth <= ",
-    )
-    .bind(limits.per_tenant)
-    .sql(" ORDER BY due_ms, id LIMIT ")
-    .bind(limits.limit);
-    q.sql(") UPDATE deliveries SET status = 'SENDING', lease_owner = ")
-        .bind(owner.as_str())
-        .sql(", lease_until_ms = ")
-        .bind(lease_until.timestamp_millis())
-        .sql(", claims = claims + 1, updated_at = ")
-        .bind(now)
-        .sql(" WHERE id IN (SELECT id FROM picked) RETURNING *");
-    q.build()
+    let exclude: Vec<String> = exclude.iter().map(ToString::to_string).collect();
+    DELIVERY_QUEUE.claim_statement(backend, owner, now, lease_until, limits, &exclude)
 }
 
 /// The tenant's waiting deliveries due before the schedule's start, numbered oldest first
@@ -425,7 +342,9 @@ fn postpone_statement(backend: DbBackend, tenant: TenantId, schedule: &Postponem
          FROM deliveries WHERE tenant_id = ",
     )
     .bind(tenant.to_string())
-    .sql(" AND status IN ('QUEUED', 'RETRYING') AND NOT via_platform AND next_attempt_at_ms < ")
+    .sql(" AND ")
+    .sql(&DELIVERY_QUEUE.waiting_sql())
+    .sql(" AND NOT via_platform AND next_attempt_at_ms < ")
     .bind(from_ms)
     .sql(") UPDATE deliveries SET next_attempt_at_ms = ")
     .bind(from_ms)
@@ -439,7 +358,8 @@ fn postpone_statement(backend: DbBackend, tenant: TenantId, schedule: &Postponem
     .bind(ms(schedule.spacing()))
     .sql(", updated_at = ")
     .bind(now)
-    .sql(" FROM waiting WHERE deliveries.id = waiting.id AND deliveries.status IN ('QUEUED', 'RETRYING')");
+    .sql(" FROM waiting WHERE deliveries.id = waiting.id AND deliveries.")
+    .sql(&DELIVERY_QUEUE.waiting_sql());
     q.build()
 }
 
@@ -452,7 +372,9 @@ fn resume_statement(backend: DbBackend, tenant: TenantId, up_to: DateTime<Utc>, 
         .bind(now)
         .sql(" WHERE tenant_id = ")
         .bind(tenant.to_string())
-        .sql(" AND status IN ('QUEUED', 'RETRYING') AND next_attempt_at_ms > ")
+        .sql(" AND ")
+        .sql(&DELIVERY_QUEUE.waiting_sql())
+        .sql(" AND next_attempt_at_ms > ")
         .bind(now.timestamp_millis())
         .sql(" AND next_attempt_at_ms <= ")
         .bind(up_to.timestamp_millis());
@@ -496,11 +418,34 @@ fn finish_statement(backend: DbBackend, owner: &LeaseOwner, now: DateTime<Utc>, 
         ") UPDATE deliveries SET status = v.status, retries = COALESCE(v.retries, deliveries.retries), \
          retried_before = (deliveries.retried_before OR v.retried), \
          next_attempt_at_ms = v.next_ms, sent_at = v.sent_at, failure_code = v.code, failure_detail = v.detail, failure_reason = NULL, \
-         via_platform = COALESCE(v.via, deliveries.via_platform), lease_owner = NULL, lease_until_ms = NULL, claims = 0, updated_at = ",
+         via_platform = COALESCE(v.via, deliveries.via_platform), claims = 0, ",
     )
+    .sql(&DELIVERY_QUEUE.lease_ended())
+    .sql(", updated_at = ")
     .bind(now)
-    .sql(" FROM v WHERE deliveries.id = v.vid AND deliveries.status = v.expected AND deliveries.lease_owner = ")
-    .bind(owner.as_str())
-    .sql(" RETURNING deliveries.id");
+    .sql(" FROM v WHERE deliveries.id = v.vid AND deliveries.status = v.expected AND ");
+    DELIVERY_QUEUE.leased_to(&mut q, owner);
+    q.sql(" RETURNING deliveries.id");
     q.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::delivery::DeliveryStatus;
+
+    use super::DELIVERY_QUEUE;
+
+    #[test]
+    fn the_queue_speaks_the_domains_status_codes() {
+        let codes = |s: &[DeliveryStatus]| s.iter().map(|s| s.code()).collect::<Vec<_>>();
+        assert_eq!(
+            DELIVERY_QUEUE.waiting,
+            codes(&[DeliveryStatus::Queued, DeliveryStatus::Retrying])
+        );
+        assert_eq!(DELIVERY_QUEUE.in_flight, DeliveryStatus::Sending.code());
+        assert_eq!(
+            DELIVERY_QUEUE.finished,
+            codes(&[DeliveryStatus::Sent, DeliveryStatus::Failed])
+        );
+    }
 }
