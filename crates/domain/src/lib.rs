@@ -13,6 +13,7 @@ pub mod error;
 pub mod failure;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
+pub mod finish;
 pub mod health;
 pub mod i18n;
 pub mod ids;

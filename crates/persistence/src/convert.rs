@@ -427,6 +427,7 @@ pub(crate) fn delivery_row(delivery: &Delivery, now: DateTime<Utc>) -> deliverie
         idempotency_key: Set(delivery.idempotency_key.as_ref().map(|k| k.as_str().to_owned())),
         status: Set(delivery.status.code().to_owned()),
         retries: Set(retries_column(delivery.retries)),
+        retried_before: Set(delivery.retried_before),
         next_attempt_at_ms: Set(delivery.next_attempt_at.timestamp_millis()),
         lease_owner: Set(None),
         lease_until_ms: Set(None),

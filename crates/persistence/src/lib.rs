@@ -35,6 +35,7 @@ mod deliveries;
 mod entities;
 pub mod error;
 pub mod group_commit;
+mod leased_queue;
 pub mod oauth;
 pub mod quota;
 mod rotation;

@@ -27,6 +27,7 @@ testkit::each_backend!(
     rotation_reseals_old_values_with_the_current_key,
     settings_saved_before_verification_are_live_after_the_upgrade,
     failure_reasons_stored_as_text_become_codes_and_back,
+    deliveries_retried_before_the_upgrade_know_it,
     a_lowered_quota_holds_from_the_next_enqueue,
     oauth_states_are_used_once,
     oauth_connections_belong_to_their_tenant,
@@ -1277,6 +1278,95 @@ async fn oauth_refresh_tokens_follow_a_key_rotation(backend: Backend) {
     assert_eq!(back.client_id.as_deref(), Some("relay"));
 }
 
+/// Migration 19: a delivery that can still be retried and had a retry or a deferral
+/// before the upgrade is marked retried before (so its next retry is not announced as
+/// the first); one without, or already sent, is not; running it again changes nothing.
+async fn deliveries_retried_before_the_upgrade_know_it(backend: Backend) {
+    use domain::ports::{DeliveryOutbox as _, DeliveryQueries as _};
+    use migration::MigratorTrait as _;
+    let test_db = migrated(backend).await;
+    let db = test_db.conn();
+    let store = SqlStore::new(db.clone(), keys());
+    let tenant = new_tenant(&store, Plan::Share).await.id;
+    // (status, outcome of its one attempt, marked after the upgrade)
+    let cases = [
+        ("RETRYING", Some("RETRY"), true),
+        ("QUEUED", Some("DEFERRED"), true),
+        ("FAILED", Some("RETRY"), true),
+        ("RETRYING", Some("FAILED"), false),
+        ("QUEUED", None, false),
+        ("SENT", Some("RETRY"), false),
+    ];
+    let mut ids = Vec::new();
+    for _ in &cases {
+        let d = domain::delivery::Delivery::queued(
+            tenant,
+            domain::delivery::NotificationKind::Custom,
+            domain::values::EmailAddress::parse("member@example.net").unwrap(),
+            domain::Locale::En,
+            domain::delivery::RenderedMessage {
+                subject: domain::mail::Subject::parse("Hello").unwrap(),
+                text: "Hello\r\n".into(),
+                html: None,
+            },
+            domain::MessageId::generate("mailgate.example"),
+            Utc::now(),
+        );
+        store.enqueue(&d).await.unwrap();
+        ids.push(d.id);
+    }
+    let sql = |pg: &'static str, sqlite: &'static str| match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => pg,
+        _ => sqlite,
+    };
+    // The release before: no column; the attempts say what happened.
+    migration::Migrator::down(&db, Some(1)).await.unwrap();
+    for ((status, outcome, _), id) in cases.iter().zip(&ids) {
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql(
+                "UPDATE deliveries SET status = $1 WHERE id = $2",
+                "UPDATE deliveries SET status = ? WHERE id = ?",
+            ),
+            [(*status).into(), id.to_string().into()],
+        ))
+        .await
+        .unwrap();
+        if let Some(outcome) = outcome {
+            db.execute_raw(sea_orm::Statement::from_sql_and_values(
+                db.get_database_backend(),
+                sql(
+                    "INSERT INTO delivery_attempts (id, delivery_id, at, outcome) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO delivery_attempts (id, delivery_id, at, outcome) VALUES (?, ?, ?, ?)",
+                ),
+                [
+                    uuid::Uuid::now_v7().to_string().into(),
+                    id.to_string().into(),
+                    Utc::now().into(),
+                    (*outcome).into(),
+                ],
+            ))
+            .await
+            .unwrap();
+        }
+    }
+    for _ in 0..2 {
+        migrate(&db).await.unwrap();
+        for ((status, outcome, marked), id) in cases.iter().zip(&ids) {
+            let read = store
+                .delivery(domain::TenantScope::One(tenant), *id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(read.retried_before, *marked, "{status} after {outcome:?}");
+        }
+        // Again, as SQLite may have to after a step failed half-way.
+        db.execute_unprepared("DELETE FROM seaql_migrations WHERE version LIKE '%000019%'")
+            .await
+            .unwrap();
+    }
+}
+
 /// Migration 18: a failed delivery's reason stored as English text (as every release
 /// before it wrote them) becomes a code with a detail for a refusal, and its down step
 /// writes the text back. A row a process of the release before finishes during a
@@ -1287,6 +1377,8 @@ async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) 
     use migration::MigratorTrait as _;
     let test_db = migrated(backend).await;
     let db = test_db.conn();
+    // Back to the release before 18: its migration and every later one undone.
+    let before_18 = Some(u32::try_from(migration::Migrator::migrations().len() - 17).unwrap());
     let store = SqlStore::new(db.clone(), keys());
     let tenant = new_tenant(&store, Plan::Share).await.id;
     let texts = [
@@ -1321,7 +1413,7 @@ async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) 
         ids.push(d.id);
     }
     // Back to the release before: the column is `failure_reason` and holds the text.
-    migration::Migrator::down(&db, Some(1)).await.unwrap();
+    migration::Migrator::down(&db, before_18).await.unwrap();
     for ((text, _), id) in texts.iter().zip(&ids) {
         db.execute_raw(sea_orm::Statement::from_sql_and_values(
             db.get_database_backend(),
@@ -1374,7 +1466,7 @@ async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) 
     assert_eq!(legacy.failure_reason, Some(FailureReason::TenantMissing));
     // Running the migration again (SQLite runs it without a transaction) is harmless, and
     // converts that row too.
-    migration::Migrator::down(&db, Some(1)).await.unwrap();
+    migration::Migrator::down(&db, before_18).await.unwrap();
     migrate(&db).await.unwrap();
     let converted = store
         .delivery(domain::TenantScope::One(tenant), ids[0])
@@ -1384,7 +1476,7 @@ async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) 
     assert_eq!(converted.failure_reason, Some(FailureReason::TenantMissing));
 
     // And down again: the texts (the first one's is now the legacy row's).
-    migration::Migrator::down(&db, Some(1)).await.unwrap();
+    migration::Migrator::down(&db, before_18).await.unwrap();
     let texts_after = [("tenant not found", FailureReason::TenantMissing)]
         .into_iter()
         .chain(texts.iter().skip(1).cloned());

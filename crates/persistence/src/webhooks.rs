@@ -18,15 +18,13 @@ use domain::webhook::{
 };
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect};
 use secrecy::SecretString;
 
 use crate::convert::{corrupt, db_err};
 use crate::crypto::{SecretKeyRing, SecretPurpose};
 use crate::entities::{webhook_attempts, webhook_endpoints, webhook_messages};
-use crate::sql::SqlBuilder;
+use crate::leased_queue::{ClaimLimits, LeasedQueue};
 use crate::store::SqlStore;
 use crate::webhook_outbox::{event_types, event_types_text};
 
@@ -372,18 +370,16 @@ impl WebhookQueue for SqlStore {
             return Ok(Vec::new());
         }
         let db = self.connection();
-        let stmt = claim_statement(
+        let exclude: Vec<String> = exclude.iter().map(ToString::to_string).collect();
+        let stmt = WEBHOOK_QUEUE.claim_statement(
             db.get_database_backend(),
             owner,
             now,
             lease_until,
-            limit,
-            per_endpoint,
-            exclude,
+            ClaimLimits::with_window(limit, per_endpoint, CLAIM_WINDOW_PER_MESSAGE),
+            &exclude,
         );
-        let turn = self.queue_write_turn().await;
-        let rows = db.query_all_raw(stmt).await.map_err(db_err)?;
-        drop(turn);
+        let rows = WEBHOOK_QUEUE.claim(self, stmt).await?;
         let messages: Vec<webhook_messages::Model> = rows
             .iter()
             .filter_map(|row| webhook_messages::Model::from_query_result(row, "").ok())
@@ -426,30 +422,18 @@ impl WebhookQueue for SqlStore {
         let now = Utc::now();
         let _turn = self.queue_write_turn().await;
         let txn = self.begin_write().await?;
-        let done = webhook_messages::Entity::update_many()
-            .col_expr(webhook_messages::Column::Status, Expr::value(update.status.code()))
-            .col_expr(
-                webhook_messages::Column::Attempts,
-                Expr::value(i32::try_from(update.attempts).unwrap_or(i32::MAX)),
-            )
-            .col_expr(
-                webhook_messages::Column::NextAttemptAtMs,
-                Expr::value(update.next_attempt_at.timestamp_millis()),
-            )
-            .col_expr(webhook_messages::Column::DeliveredAt, Expr::value(update.delivered_at))
-            .col_expr(
-                webhook_messages::Column::LeaseOwner,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(webhook_messages::Column::LeaseUntilMs, Expr::value(Option::<i64>::None))
-            .col_expr(webhook_messages::Column::UpdatedAt, Expr::value(now))
-            .filter(webhook_messages::Column::Id.eq(key.as_str()))
-            .filter(webhook_messages::Column::Status.eq(MessageStatus::Sending.code()))
-            .filter(webhook_messages::Column::LeaseOwner.eq(owner.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(db_err)?;
-        if done.rows_affected == 0 {
+        let stmt = WEBHOOK_QUEUE.finish_statement(txn.get_database_backend(), owner, &key, now, |q| {
+            q.sql("status = ")
+                .bind(update.status.code())
+                .sql(", attempts = ")
+                .bind(i32::try_from(update.attempts).unwrap_or(i32::MAX))
+                .sql(", next_attempt_at_ms = ")
+                .bind(update.next_attempt_at.timestamp_millis())
+                .sql(", delivered_at = ")
+                .bind(update.delivered_at);
+        });
+        let done = txn.execute_raw(stmt).await.map_err(db_err)?;
+        if done.rows_affected() == 0 {
             txn.rollback().await.map_err(db_err)?;
             return Ok(false);
         }
@@ -471,84 +455,39 @@ impl WebhookQueue for SqlStore {
     }
 
     async fn remove_finished(&self, before: DateTime<Utc>, limit: u64) -> Result<u64, StoreError> {
-        let old: Vec<String> = webhook_messages::Entity::find()
-            .filter(
-                webhook_messages::Column::Status.is_in([MessageStatus::Delivered.code(), MessageStatus::Failed.code()]),
-            )
-            .filter(webhook_messages::Column::UpdatedAt.lt(before))
-            .select_only()
-            .column(webhook_messages::Column::Id)
-            .limit(limit)
-            .into_tuple()
-            .all(self.connection())
-            .await
-            .map_err(db_err)?;
-        if old.is_empty() {
-            return Ok(0);
-        }
-        let _turn = self.queue_write_turn().await;
-        // Only while still finished: a replay in between keeps the message.
-        let removed = webhook_messages::Entity::delete_many()
-            .filter(webhook_messages::Column::Id.is_in(old))
-            .filter(
-                webhook_messages::Column::Status.is_in([MessageStatus::Delivered.code(), MessageStatus::Failed.code()]),
-            )
-            .exec(self.connection())
-            .await
-            .map_err(db_err)?;
-        Ok(removed.rows_affected)
+        WEBHOOK_QUEUE.remove_finished(self, before, limit).await
     }
 }
 
-/// The claim, in one statement: due messages and messages whose lease ran out, a bounded
-/// window of the earliest, at most `per_endpoint` per endpoint, the earliest `limit`
-/// moved to `SENDING` under `owner`'s lease and returned.
-fn claim_statement(
-    backend: DbBackend,
-    owner: &LeaseOwner,
-    now: DateTime<Utc>,
-    lease_until: DateTime<Utc>,
-    limit: u32,
-    per_endpoint: u32,
-    exclude: &[EndpointId],
-) -> sea_orm::Statement {
-    let now_ms = now.timestamp_millis();
-    let window = Ord::min(i64::from(limit) * 4, 1024);
-    let lock = if backend == DbBackend::Postgres {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    let mut q = SqlBuilder::new(backend);
-    q.sql(
-        "WITH candidates AS MATERIALIZED (SELECT id, endpoint_id, next_attempt_at_ms AS due_ms FROM webhook_messages \
-         WHERE ((status = 'PENDING' AND next_attempt_at_ms <= ",
-    )
-    .bind(now_ms)
-    .sql(") OR (status = 'SENDING' AND lease_until_ms < ")
-    .bind(now_ms)
-    .sql(")) AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE enabled)");
-    if let Some((first, rest)) = exclude.split_first() {
-        q.sql(" AND endpoint_id NOT IN (").bind(first.to_string());
-        for endpoint in rest {
-            q.sql(", ").bind(endpoint.to_string());
-        }
-        q.sql(")");
+/// Webhook messages as a leased queue: waiting `PENDING`, `SENDING` under a lease, done
+/// `DELIVERED` or `FAILED`; fair across endpoints; only an enabled endpoint's messages
+/// are claimed.
+const WEBHOOK_QUEUE: LeasedQueue = LeasedQueue {
+    table: "webhook_messages",
+    group: "endpoint_id",
+    waiting: &["PENDING"],
+    in_flight: "SENDING",
+    finished: &["DELIVERED", "FAILED"],
+    claimable: Some("endpoint_id IN (SELECT id FROM webhook_endpoints WHERE enabled)"),
+    on_claim: "",
+};
+
+/// Candidates a claim reads per message it may take.
+const CLAIM_WINDOW_PER_MESSAGE: u32 = 4;
+
+#[cfg(test)]
+mod tests {
+    use domain::webhook::MessageStatus;
+
+    use super::WEBHOOK_QUEUE;
+
+    #[test]
+    fn the_queue_speaks_the_domains_status_codes() {
+        assert_eq!(WEBHOOK_QUEUE.waiting, [MessageStatus::Pending.code()]);
+        assert_eq!(WEBHOOK_QUEUE.in_flight, MessageStatus::Sending.code());
+        assert_eq!(
+            WEBHOOK_QUEUE.finished,
+            [MessageStatus::Delivered.code(), MessageStatus::Failed.code()]
+        );
     }
-    q.sql(" ORDER BY next_attempt_at_ms LIMIT ").bind(window).sql(lock);
-    q.sql(
-        "), ranked AS MATERIALIZED (SELECT id, due_ms, ROW_NUMBER() OVER (PARTITION BY endpoint_id \
-         ORDER BY due_ms, id) AS nth FROM candidates), picked AS MATERIALIZED (SELECT id FROM ranked WHERE nth <= ",
-    )
-    .bind(i64::from(per_endpoint))
-    .sql(" ORDER BY due_ms, id LIMIT ")
-    .bind(i64::from(limit))
-    .sql(") UPDATE webhook_messages SET status = 'SENDING', lease_owner = ")
-    .bind(owner.as_str())
-    .sql(", lease_until_ms = ")
-    .bind(lease_until.timestamp_millis())
-    .sql(", updated_at = ")
-    .bind(now)
-    .sql(" WHERE id IN (SELECT id FROM picked) RETURNING *");
-    q.build()
 }

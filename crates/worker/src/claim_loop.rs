@@ -9,7 +9,8 @@ use std::time::Instant;
 use std::collections::HashMap;
 
 use chrono::Utc;
-use domain::delivery::{Delivery, DeliveryUpdate, Postponement};
+use domain::delivery::{Delivery, Postponement};
+use domain::finish::Finish;
 use domain::{DeliveryId, TenantId};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -211,9 +212,9 @@ async fn give_back(shared: &Shared, held: &[(DeliveryId, u32)]) -> u64 {
         return 0;
     }
     let now = Utc::now();
-    let updates: Vec<(DeliveryId, DeliveryUpdate)> = held
+    let updates: Vec<Finish> = held
         .iter()
-        .map(|&(id, retries)| (id, DeliveryUpdate::released(retries, now)))
+        .map(|&(id, retries)| Finish::released(id, retries, now))
         .collect();
     for (id, _) in held {
         shared.let_go(*id);

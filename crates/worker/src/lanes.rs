@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use domain::TenantId;
 use domain::delivery::{Delivery, DeliveryUpdate};
+use domain::finish::{ClaimedDelivery, Finish};
 
 use crate::recorder::Outcomes;
 use crate::standing::{Budget, Route, Standings};
@@ -318,6 +319,7 @@ pub(crate) async fn lane(shared: Arc<Shared>, outcomes: Outcomes, first: Deliver
         // Each send runs as a task of its own, so a panic while sending one delivery is
         // caught here: the delivery is retried later and the lane goes on.
         let (id, retries, created_at) = (d.id, d.retries, d.created_at);
+        let claimed = ClaimedDelivery::of(&d);
         let send = AbortOnDrop(tokio::spawn(crate::send::process(shared.clone(), outcomes.clone(), d)));
         match send.join().await {
             Err(e) if e.is_panic() => {
@@ -332,7 +334,7 @@ pub(crate) async fn lane(shared: Arc<Shared>, outcomes: Outcomes, first: Deliver
                 if let Some(attempt) = update.attempt() {
                     shared.metrics.attempted(attempt, std::time::Duration::ZERO);
                 }
-                if outcomes.send((id, update)).is_err() {
+                if outcomes.send(Finish::of_claimed(&claimed, update)).is_err() {
                     shared.let_go(id);
                 }
                 attempted += 1;

@@ -6,18 +6,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::DeliveryId;
 use domain::delivery::{Delivery, DeliveryUpdate};
+use domain::finish::Finish;
 use tokio::sync::mpsc;
 
 use crate::Shared;
 
-/// Attempts' outcomes on their way to the database.
-pub(crate) type Outcomes = mpsc::UnboundedSender<(DeliveryId, DeliveryUpdate)>;
+/// Attempts' outcomes on their way to the database, each with the events it causes.
+pub(crate) type Outcomes = mpsc::UnboundedSender<Finish>;
 
-/// Hands an update to the recorder.
+/// Hands an update of the claimed delivery `d` to the recorder, with the events the
+/// domain builds from `d` (built here, in the delivery's own task, not in the recorder's
+/// one line).
 pub(crate) fn hand_over(shared: &Arc<Shared>, outcomes: &Outcomes, d: &Delivery, update: DeliveryUpdate) {
-    if outcomes.send((d.id, update)).is_err() {
+    if outcomes.send(Finish::of(d, update)).is_err() {
         // Only when the worker is gone; the lease runs out and it is tried again.
         tracing::error!(delivery = %d.id, "the outcome could not be handed to the recorder");
         shared.let_go(d.id);
@@ -31,10 +33,7 @@ pub(crate) const RECORD_BATCH: usize = 256;
 const RECORD_LINGER: Duration = Duration::from_millis(5);
 
 /// Records until every sender of `rx` is gone and what they sent is written.
-pub(crate) async fn record_outcomes(
-    shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<(DeliveryId, DeliveryUpdate)>,
-) {
+pub(crate) async fn record_outcomes(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) {
     let owner = shared.config.worker_id.clone();
     while let Some(first) = rx.recv().await {
         // Outcomes arriving within a few milliseconds share the transaction: the mails
@@ -54,13 +53,14 @@ pub(crate) async fn record_outcomes(
                 // One at a time, so a row the database refuses fails alone.
                 tracing::warn!(error = %e, rows = updates.len(), "recording a batch of outcomes failed; recording one by one");
                 let mut each = Vec::with_capacity(updates.len());
-                for (id, update) in &updates {
-                    each.push(shared.queue.finish(*id, &owner, update).await);
+                for finish in &updates {
+                    each.push(shared.queue.finish(&owner, finish).await);
                 }
                 each
             }
         };
-        for ((id, update), result) in updates.iter().zip(results) {
+        for (finish, result) in updates.iter().zip(results) {
+            let (id, update) = (finish.id(), finish.update());
             match result {
                 Ok(true) if update.attempt().is_some() => shared.metrics.recorded(update.status()),
                 Ok(true) => {}
@@ -70,7 +70,7 @@ pub(crate) async fn record_outcomes(
                 }
             }
             tracing::debug!(delivery = %id, status = update.status().code(), "delivery attempt recorded");
-            shared.let_go(*id);
+            shared.let_go(id);
         }
         shared.progress.notify_one();
     }

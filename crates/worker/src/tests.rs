@@ -12,9 +12,11 @@ use domain::delivery::{
     Attempt, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind, RenderedMessage,
 };
 use domain::fakes::{MemoryDeliveries, MemoryTenants, RecordingViews, ScriptedMailer, Server};
+use domain::finish::Finish;
 use domain::mail::{FailureKind, SendFailure, SendReceipt, SendStage, SenderUsed, Subject};
 use domain::ports::DeliveryQueue;
 use domain::values::EmailAddress;
+use domain::webhook::EventType;
 use domain::{LeaseOwner, Locale, MailSettings, MessageId, Plan, SenderSource, Tenant, TenantId, TenantName};
 use tokio::sync::{mpsc, oneshot};
 
@@ -617,7 +619,8 @@ async fn outcomes_waiting_together_are_written_in_one_transaction() {
     for d in &claimed {
         lock(&shared.held).insert(d.id, d.retries);
         held.push(d.id);
-        tx.send((d.id, DeliveryUpdate::sent(&receipt, 0, Utc::now()))).unwrap();
+        tx.send(Finish::of(d, DeliveryUpdate::sent(&receipt, 0, Utc::now())))
+            .unwrap();
     }
     drop(tx);
     crate::recorder::record_outcomes(shared.clone(), rx).await;
@@ -630,4 +633,10 @@ async fn outcomes_waiting_together_are_written_in_one_transaction() {
     assert_eq!(queue.count(t, DeliveryStatus::Sent), 300);
     assert!(lock(&shared.held).is_empty(), "nothing is held once recorded");
     assert_eq!(shared.metrics.recorded_count(DeliveryStatus::Sent), 300);
+    let sent_events = queue
+        .events()
+        .iter()
+        .filter(|e| e.kind == EventType::DeliverySent)
+        .count();
+    assert_eq!(sent_events, 300, "each finish carries its event to the store");
 }

@@ -181,6 +181,9 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     /// Error retries used (rate-limit deferrals do not count).
     pub retries: u32,
+    /// An attempt of it was already a retry or a deferral (which `retries` does not
+    /// count), so the next one is not its first retry (`delivery.retrying` is sent once).
+    pub retried_before: bool,
     pub next_attempt_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
@@ -229,6 +232,7 @@ impl Delivery {
             idempotency_key: None,
             status: DeliveryStatus::Queued,
             retries: 0,
+            retried_before: false,
             next_attempt_at: at,
             created_at: at,
             sent_at: None,

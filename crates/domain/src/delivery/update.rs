@@ -380,12 +380,21 @@ impl DeliveryUpdate {
         self.attempt.as_ref()
     }
 
+    /// Whether its attempt is a retry or a deferral: from then on the delivery has been
+    /// retried before ([`Delivery::retried_before`]).
+    pub fn retries_or_defers(&self) -> bool {
+        self.attempt
+            .as_ref()
+            .is_some_and(|a| matches!(a.outcome, AttemptOutcome::Retry | AttemptOutcome::Deferred))
+    }
+
     /// `delivery` as this update leaves it (what a caller sees right after the write).
     pub fn applied_to(&self, mut delivery: Delivery) -> Delivery {
         delivery.status = self.status;
         if let Some(retries) = self.retries {
             delivery.retries = retries;
         }
+        delivery.retried_before |= self.retries_or_defers();
         delivery.next_attempt_at = self.next_attempt_at;
         delivery.sent_at = self.sent_at;
         delivery.failure_reason = self.failure_reason.clone();

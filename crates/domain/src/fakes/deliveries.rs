@@ -1,7 +1,8 @@
 //! The delivery queue in memory: one store behind the three delivery ports. Enqueues
 //! keep a tenant's idempotency keys; claims take due rows in order, a few per tenant,
 //! under a lease; an update applies only where the row is in the update's expected
-//! state (and, for a worker, under its lease) — what the SQL store promises.
+//! state (and, for a worker, under its lease) — what the SQL store promises; the events
+//! of a finish that applied are kept (see [`MemoryDeliveries::events`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,9 +13,11 @@ use super::lock;
 use crate::access::TenantScope;
 use crate::delivery::{Delivery, DeliveryStatus, DeliveryUpdate, Postponement};
 use crate::error::StoreError;
+use crate::finish::Finish;
 use crate::ids::{DeliveryId, LeaseOwner};
 use crate::ports::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome, StatusCounts};
 use crate::tenant::TenantId;
+use crate::webhook::event::WebhookEvent;
 
 /// A stored delivery and who holds its lease.
 #[derive(Debug, Clone)]
@@ -30,6 +33,9 @@ pub struct MemoryDeliveries {
     rows: Mutex<Vec<Row>>,
     /// How many updates each `finish_many` carried (one entry per transaction).
     writes: Mutex<Vec<usize>>,
+    /// The events of the finishes that applied, in order (what the store would write to
+    /// the webhook outbox for every endpoint that wants them).
+    events: Mutex<Vec<WebhookEvent>>,
 }
 
 fn waiting(status: DeliveryStatus) -> bool {
@@ -62,6 +68,11 @@ impl MemoryDeliveries {
     /// How many updates each worker write carried, in order.
     pub fn writes(&self) -> Vec<usize> {
         lock(&self.writes).clone()
+    }
+
+    /// The events stored with the finishes that applied, in order.
+    pub fn events(&self) -> Vec<WebhookEvent> {
+        lock(&self.events).clone()
     }
 
     /// Changes a stored delivery in place (a fixture: what time or retention did).
@@ -186,17 +197,15 @@ impl DeliveryQueue for MemoryDeliveries {
         Ok(renewed)
     }
 
-    async fn finish_many(
-        &self,
-        owner: &LeaseOwner,
-        updates: &[(DeliveryId, DeliveryUpdate)],
-    ) -> Result<Vec<bool>, StoreError> {
-        lock(&self.writes).push(updates.len());
+    async fn finish_many(&self, owner: &LeaseOwner, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
+        lock(&self.writes).push(finishes.len());
         let mut rows = lock(&self.rows);
-        Ok(updates
+        let mut events = lock(&self.events);
+        Ok(finishes
             .iter()
-            .map(|(id, update)| {
-                let Some(row) = rows.iter_mut().find(|r| r.delivery.id == *id) else {
+            .map(|finish| {
+                let update = finish.update();
+                let Some(row) = rows.iter_mut().find(|r| r.delivery.id == finish.id()) else {
                     return false;
                 };
                 if row.delivery.status != update.expected() || row.lease.as_ref() != Some(owner) {
@@ -207,6 +216,7 @@ impl DeliveryQueue for MemoryDeliveries {
                 row.delivery.claims = 0;
                 row.lease = None;
                 row.lease_until = None;
+                events.extend_from_slice(finish.events());
                 true
             })
             .collect())

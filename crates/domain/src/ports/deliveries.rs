@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::access::TenantScope;
 use crate::delivery::{Delivery, DeliveryStatus, DeliveryUpdate, Postponement};
 use crate::error::StoreError;
+use crate::finish::Finish;
 use crate::ids::{DeliveryId, LeaseOwner};
 use crate::tenant::TenantId;
 
@@ -110,19 +111,16 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// Extends the leases `owner` holds.
     async fn renew_leases(&self, owner: &LeaseOwner, lease_until: DateTime<Utc>) -> Result<u64, StoreError>;
 
-    /// Applies each update (and records its attempt) where the delivery is still
-    /// `SENDING` under `owner`'s lease, clearing the lease, in one transaction: one flag
-    /// per update, in order (false where `owner` no longer holds the lease). All or
-    /// nothing.
-    async fn finish_many(
-        &self,
-        owner: &LeaseOwner,
-        updates: &[(DeliveryId, DeliveryUpdate)],
-    ) -> Result<Vec<bool>, StoreError>;
+    /// Applies each finish's update (and records its attempt) where the delivery is
+    /// still in the update's expected status under `owner`'s lease, clearing the lease,
+    /// and stores the messages of its events for the endpoints that want them, in one
+    /// transaction: one flag per finish, in order (false where `owner` no longer holds
+    /// the lease; its events are not stored). All or nothing.
+    async fn finish_many(&self, owner: &LeaseOwner, finishes: &[Finish]) -> Result<Vec<bool>, StoreError>;
 
     /// [`DeliveryQueue::finish_many`] of one.
-    async fn finish(&self, id: DeliveryId, owner: &LeaseOwner, update: &DeliveryUpdate) -> Result<bool, StoreError> {
-        let done = self.finish_many(owner, &[(id, update.clone())]).await?;
+    async fn finish(&self, owner: &LeaseOwner, finish: &Finish) -> Result<bool, StoreError> {
+        let done = self.finish_many(owner, std::slice::from_ref(finish)).await?;
         Ok(done.first().copied().unwrap_or(false))
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::EventType;
 use crate::audit::{AuditAction, AuditEntry};
-use crate::delivery::{AttemptOutcome, DeliveryStatus, DeliveryUpdate, NotificationKind};
+use crate::delivery::{DeliveryStatus, DeliveryUpdate, NotificationKind};
 use crate::ids::DeliveryId;
 use crate::settings::FieldChange;
 use crate::tenant::TenantId;
@@ -94,11 +94,7 @@ impl WebhookEvent {
         match u.status() {
             DeliveryStatus::Sent => kinds.push(EventType::DeliverySent),
             DeliveryStatus::Failed => kinds.push(EventType::DeliveryFailed),
-            DeliveryStatus::Retrying
-                if finished.first_retry
-                    && attempt
-                        .is_some_and(|a| matches!(a.outcome, AttemptOutcome::Retry | AttemptOutcome::Deferred)) =>
-            {
+            DeliveryStatus::Retrying if finished.first_retry && u.retries_or_defers() => {
                 kinds.push(EventType::DeliveryRetrying);
             }
             _ => {}
@@ -151,7 +147,8 @@ impl WebhookEvent {
     }
 }
 
-/// A delivery whose update was applied, with what its events name.
+/// A delivery whose update is applied, with what its events name (what the worker holds
+/// of the delivery it claimed; see [`crate::finish::Finish::of`]).
 #[derive(Debug, Clone, Copy)]
 pub struct FinishedDelivery<'a> {
     pub id: DeliveryId,
@@ -161,14 +158,6 @@ pub struct FinishedDelivery<'a> {
     pub update: &'a DeliveryUpdate,
     /// No earlier attempt of this delivery was a retry or a deferral.
     pub first_retry: bool,
-}
-
-/// Whether an update can cause an event that needs to know if it is the first retry.
-pub fn may_be_first_retry(update: &DeliveryUpdate) -> bool {
-    update.status() == DeliveryStatus::Retrying
-        && update
-            .attempt()
-            .is_some_and(|a| matches!(a.outcome, AttemptOutcome::Retry | AttemptOutcome::Deferred))
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {
@@ -274,7 +263,7 @@ mod tests {
             update: &update,
             first_retry,
         };
-        assert!(may_be_first_retry(&update));
+        assert!(update.retries_or_defers());
         let events = WebhookEvent::of_delivery(&finished(true));
         assert_eq!(events.len(), 1);
         let b = body(&events[0]);

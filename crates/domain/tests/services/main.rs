@@ -12,6 +12,7 @@
 
 mod assistant;
 mod deliveries;
+mod finishes;
 mod settings;
 mod tenants;
 mod test_mail;

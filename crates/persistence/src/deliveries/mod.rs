@@ -14,6 +14,10 @@
 //! fill the table. On PostgreSQL each side locks its rows `FOR UPDATE SKIP LOCKED`, so
 //! concurrent claimers split the queue without waiting on each other; SQLite has one
 //! writer, and the single statement is atomic there.
+//!
+//! The claim, lease renewal and finish guard are the leased queue's (`leased_queue`,
+//! described by `queue::DELIVERY_QUEUE`); what is the deliveries' own — their columns,
+//! postponement, retention's clearing — stays here.
 
 use domain::error::FieldCode;
 

@@ -2,17 +2,18 @@
 //! tenant's waiting rows to its turn or back, renew leases, apply finishes with their
 //! attempts and webhook events, remove old content.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use domain::delivery::retention;
-use domain::delivery::{AttemptOutcome, Delivery, DeliveryStatus, DeliveryUpdate, NotificationKind, Postponement};
+use domain::delivery::{Delivery, DeliveryUpdate, NotificationKind, Postponement};
+use domain::finish::{ClaimedDelivery, Finish};
 use domain::ports::DeliveryQueue;
 use domain::values::EmailAddress;
 use domain::webhook::EventType;
-use domain::webhook::event::{FinishedDelivery, WebhookEvent, may_be_first_retry};
-use domain::{DeliveryId, LeaseOwner, StoreError, TenantId};
+use domain::webhook::event::WebhookEvent;
+use domain::{DeliveryId, IdempotencyKey, LeaseOwner, StoreError, TenantId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
@@ -21,6 +22,8 @@ use sea_orm::{
 
 use crate::convert::{db_err, retries_column};
 use crate::entities::{deliveries, delivery_attempts};
+pub(super) use crate::leased_queue::ClaimLimits;
+use crate::leased_queue::LeasedQueue;
 use crate::sql::SqlBuilder;
 use crate::store::SqlStore;
 use crate::webhook_outbox::Subscriptions;
@@ -42,18 +45,15 @@ impl DeliveryQueue for SqlStore {
         if limit == 0 || per_tenant == 0 {
             return Ok(Vec::new());
         }
-        let db = self.connection();
         let stmt = claim_statement(
-            db.get_database_backend(),
+            self.connection().get_database_backend(),
             owner,
             now,
             lease_until,
             ClaimLimits::new(limit, per_tenant),
             exclude,
         );
-        let turn = self.queue_write_turn().await;
-        let rows = db.query_all_raw(stmt).await.map_err(db_err)?;
-        drop(turn);
+        let rows = DELIVERY_QUEUE.claim(self, stmt).await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             // Row by row, so one unreadable row fails alone instead of the batch.
@@ -67,8 +67,21 @@ impl DeliveryQueue for SqlStore {
                     tracing::error!(delivery_id = id.as_deref(), %error, "claimed delivery cannot be read; failing it");
                     // If this fails too, the lease runs out and the row is tried again.
                     let unreadable = DeliveryUpdate::unreadable(Utc::now());
+                    let events = id
+                        .as_deref()
+                        .map(|id| events_of_unreadable(id, &row, &unreadable))
+                        .unwrap_or_default();
                     if let Some(id) = id
-                        && let Err(error) = self.apply_finishes(owner, &[(id.clone(), &unreadable)]).await
+                        && let Err(error) = self
+                            .apply_finishes(
+                                owner,
+                                &[FinishRow {
+                                    id: id.clone(),
+                                    update: &unreadable,
+                                    events: &events,
+                                }],
+                            )
+                            .await
                     {
                         tracing::error!(delivery_id = id, %error, "could not fail an unreadable delivery");
                     }
@@ -106,12 +119,12 @@ impl DeliveryQueue for SqlStore {
         limit: u64,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let done = [DeliveryStatus::Sent.code(), DeliveryStatus::Failed.code()];
+        let done = DELIVERY_QUEUE.finished;
         // The whole row: the payload's hash is taken from the content about to go.
         let rows = deliveries::Entity::find()
             .filter(deliveries::Column::ContentRemovedAt.is_null())
             .filter(deliveries::Column::UpdatedAt.lt(before))
-            .filter(deliveries::Column::Status.is_in(done))
+            .filter(deliveries::Column::Status.is_in(done.iter().copied()))
             .order_by_asc(deliveries::Column::UpdatedAt)
             .limit(limit)
             .all(self.connection())
@@ -157,7 +170,7 @@ impl DeliveryQueue for SqlStore {
                 .col_expr(deliveries::Column::ContentRemovedAt, Expr::value(Some(now)))
                 .filter(deliveries::Column::Id.eq(id.as_str()))
                 .filter(deliveries::Column::ContentRemovedAt.is_null())
-                .filter(deliveries::Column::Status.is_in(done))
+                .filter(deliveries::Column::Status.is_in(done.iter().copied()))
                 .exec(&txn)
                 .await
                 .map_err(db_err)?;
@@ -179,27 +192,19 @@ impl DeliveryQueue for SqlStore {
     }
 
     async fn renew_leases(&self, owner: &LeaseOwner, lease_until: DateTime<Utc>) -> Result<u64, StoreError> {
-        let renewed = deliveries::Entity::update_many()
-            .col_expr(
-                deliveries::Column::LeaseUntilMs,
-                Expr::value(lease_until.timestamp_millis()),
-            )
-            // A literal, so the planner can use the partial index of leased rows.
-            .filter(Expr::cust("status = 'SENDING'"))
-            .filter(deliveries::Column::LeaseOwner.eq(owner.as_str()))
-            .exec(self.connection())
-            .await
-            .map_err(db_err)?;
-        Ok(renewed.rows_affected)
+        DELIVERY_QUEUE.renew(self, owner, lease_until).await
     }
 
-    async fn finish_many(
-        &self,
-        owner: &LeaseOwner,
-        updates: &[(DeliveryId, DeliveryUpdate)],
-    ) -> Result<Vec<bool>, StoreError> {
-        let keyed: Vec<(String, &DeliveryUpdate)> = updates.iter().map(|(id, u)| (id.to_string(), u)).collect();
-        self.apply_finishes(owner, &keyed).await
+    async fn finish_many(&self, owner: &LeaseOwner, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
+        let rows: Vec<FinishRow<'_>> = finishes
+            .iter()
+            .map(|f| FinishRow {
+                id: f.id().to_string(),
+                update: f.update(),
+                events: f.events(),
+            })
+            .collect();
+        self.apply_finishes(owner, &rows).await
     }
 }
 
@@ -212,14 +217,12 @@ impl SqlStore {
     }
 
     /// Applies finishing updates to the rows with these ids, each only while it is in the
-    /// update's expected status under `owner`'s lease, with their attempts, in one
-    /// transaction: one flag per update (false where the row was not in that state).
+    /// update's expected status under `owner`'s lease, with their attempts and the
+    /// messages of their events (for the endpoints that want them), in one transaction:
+    /// one flag per update (false where the row was not in that state; its attempt and
+    /// events are not stored).
     #[tracing::instrument(name = "queue.finish", skip_all, fields(updates = updates.len()))]
-    async fn apply_finishes(
-        &self,
-        owner: &LeaseOwner,
-        updates: &[(String, &DeliveryUpdate)],
-    ) -> Result<Vec<bool>, StoreError> {
+    async fn apply_finishes(&self, owner: &LeaseOwner, updates: &[FinishRow<'_>]) -> Result<Vec<bool>, StoreError> {
         if updates.is_empty() {
             return Ok(Vec::new());
         }
@@ -239,28 +242,22 @@ impl SqlStore {
         {
             let stmt = finish_statement(txn.get_database_backend(), owner, now, chunk);
             let rows = txn.query_all_raw(stmt).await.map_err(db_err)?;
-            let changed: HashMap<String, FinishedRow> = rows
+            let changed: HashSet<String> = rows
                 .iter()
-                .filter_map(|row| {
-                    let id = row.try_get::<String>("", "id").ok()?;
-                    Some((id, FinishedRow::read(row)))
-                })
+                .filter_map(|row| row.try_get::<String>("", "id").ok())
                 .collect();
-            let retried_before = if events_wanted {
-                Self::retried_before(&txn, chunk, &changed).await?
-            } else {
-                HashSet::new()
-            };
             let mut attempts = Vec::new();
             let mut events = Vec::new();
-            for (i, (key, update)) in chunk.iter().enumerate() {
-                let Some(row) = changed.get(key) else { continue };
-                done[first + i] = true;
-                if let Some(attempt) = update.attempt() {
-                    attempts.push(attempt_row(key, attempt));
+            for (i, finish) in chunk.iter().enumerate() {
+                if !changed.contains(&finish.id) {
+                    continue;
                 }
-                if events_wanted && let Some(finished) = row.finished(key, update, !retried_before.contains(key)) {
-                    events.extend(WebhookEvent::of_delivery(&finished));
+                done[first + i] = true;
+                if let Some(attempt) = finish.update.attempt() {
+                    attempts.push(attempt_row(&finish.id, attempt));
+                }
+                if events_wanted {
+                    events.extend_from_slice(finish.events);
                 }
             }
             if !attempts.is_empty() {
@@ -276,109 +273,50 @@ impl SqlStore {
     }
 }
 
-/// What a finishing statement returns of a row it changed, for the row's events.
-struct FinishedRow {
-    tenant_id: Option<String>,
-    kind: Option<String>,
-    idempotency_key: Option<String>,
+/// One update to apply, by the row's id as stored, with the events to store if it applies.
+struct FinishRow<'a> {
+    id: String,
+    update: &'a DeliveryUpdate,
+    events: &'a [WebhookEvent],
 }
 
-impl FinishedRow {
-    fn read(row: &sea_orm::QueryResult) -> Self {
-        Self {
-            tenant_id: row.try_get("", "tenant_id").ok(),
-            kind: row.try_get("", "kind").ok(),
-            idempotency_key: row.try_get::<Option<String>>("", "idempotency_key").ok().flatten(),
-        }
-    }
-
-    fn finished<'a>(
-        &'a self,
-        key: &str,
-        update: &'a DeliveryUpdate,
-        first_retry: bool,
-    ) -> Option<FinishedDelivery<'a>> {
-        Some(FinishedDelivery {
-            id: DeliveryId::from_str(key).ok()?,
-            tenant_id: TenantId::from_str(self.tenant_id.as_deref()?).ok()?,
-            kind: NotificationKind::from_code(self.kind.as_deref()?)?,
-            idempotency_key: self.idempotency_key.as_deref(),
-            update,
-            first_retry,
-        })
-    }
+/// The events of failing a claimed row that cannot be read whole, built by the domain
+/// from what the claim returned of it (its id, tenant, kind, key, and whether it was
+/// retried before); none where those do not parse.
+fn events_of_unreadable(id: &str, row: &sea_orm::QueryResult, update: &DeliveryUpdate) -> Vec<WebhookEvent> {
+    let text = |column: &str| row.try_get::<Option<String>>("", column).ok().flatten();
+    let (Ok(id), Some(Ok(tenant_id)), Some(Some(kind))) = (
+        DeliveryId::from_str(id),
+        text("tenant_id").map(|t| TenantId::from_str(&t)),
+        text("kind").map(|k| NotificationKind::from_code(&k)),
+    ) else {
+        return Vec::new();
+    };
+    let claimed = ClaimedDelivery {
+        id,
+        tenant_id,
+        kind,
+        idempotency_key: text("idempotency_key").and_then(|k| IdempotencyKey::parse(&k).ok()),
+        retried_before: row.try_get::<bool>("", "retried_before").unwrap_or(false),
+    };
+    Finish::of_claimed(&claimed, update.clone()).events().to_vec()
 }
 
-impl SqlStore {
-    /// Which of the chunk's changed deliveries that may now be retried for the first time
-    /// already had a retry or a deferral before (read before this finish's attempts go in).
-    async fn retried_before(
-        txn: &sea_orm::DatabaseTransaction,
-        chunk: &[(String, &DeliveryUpdate)],
-        changed: &HashMap<String, FinishedRow>,
-    ) -> Result<HashSet<String>, StoreError> {
-        let ids: Vec<&str> = chunk
-            .iter()
-            .filter(|(key, u)| changed.contains_key(key) && may_be_first_retry(u))
-            .map(|(key, _)| key.as_str())
-            .collect();
-        if ids.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let rows: Vec<String> = delivery_attempts::Entity::find()
-            .filter(delivery_attempts::Column::DeliveryId.is_in(ids))
-            .filter(
-                delivery_attempts::Column::Outcome
-                    .is_in([AttemptOutcome::Retry.code(), AttemptOutcome::Deferred.code()]),
-            )
-            .select_only()
-            .column(delivery_attempts::Column::DeliveryId)
-            .distinct()
-            .into_tuple()
-            .all(txn)
-            .await
-            .map_err(db_err)?;
-        Ok(rows.into_iter().collect())
-    }
-}
+/// The deliveries as a leased queue: waiting `QUEUED` or `RETRYING` (the due index's
+/// predicate), `SENDING` under a lease, done `SENT` or `FAILED`; fair across tenants; a
+/// claim counts itself in `claims` (see [`domain::delivery::Delivery::claims`]).
+pub(super) const DELIVERY_QUEUE: LeasedQueue = LeasedQueue {
+    table: "deliveries",
+    group: "tenant_id",
+    waiting: &["QUEUED", "RETRYING"],
+    in_flight: "SENDING",
+    finished: &["SENT", "FAILED"],
+    claimable: None,
+    on_claim: ", claims = claims + 1",
+};
 
-/// How much one claim takes: `limit` rows in all, at most `per_tenant` of one tenant,
-/// chosen among the earliest `window` candidates of each kind (due; lease expired):
-/// `limit + per_tenant`, so the tenants behind one whose rows come first still get the
-/// rest of the claim.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ClaimLimits {
-    limit: i64,
-    per_tenant: i64,
-    window: i64,
-}
-
-/// Candidates read per claim at most, whatever the limits (the claim's cost stays bounded
-/// however many rows are due).
-const CLAIM_WINDOW_MAX: i64 = 1024;
-
-impl ClaimLimits {
-    pub(super) fn new(limit: u32, per_tenant: u32) -> Self {
-        let (limit, per_tenant) = (i64::from(limit), i64::from(Ord::min(per_tenant, limit)));
-        // Candidates enough to fill the claim from one more tenant beyond the limit's
-        // worth, when the earliest are one tenant's; a wider window costs every claim.
-        let window = if per_tenant >= limit {
-            limit
-        } else {
-            Ord::min(limit + per_tenant, Ord::max(CLAIM_WINDOW_MAX, limit))
-        };
-        Self {
-            limit,
-            per_tenant,
-            window,
-        }
-    }
-}
-
-/// The claim: due rows and rows whose lease ran out, each read from its partial index in
-/// order (the status predicates are the indexes' own literals) up to the window; of those,
-/// at most `per_tenant` per tenant, the earliest `limit` moved to `SENDING` under
-/// `owner`'s lease and returned, in one statement.
+/// The claim (see [`LeasedQueue::claim_statement`]): at most `per_tenant` of a tenant
+/// (`limits`), none of the tenants in `exclude`.
 pub(super) fn claim_statement(
     backend: DbBackend,
     owner: &LeaseOwner,
@@ -387,57 +325,8 @@ pub(super) fn claim_statement(
     limits: ClaimLimits,
     exclude: &[TenantId],
 ) -> Statement {
-    let now_ms = now.timestamp_millis();
-    // Row locks taken here last until the statement commits; SKIP LOCKED lets another
-    // claimer pass over them instead of waiting.
-    let lock = if backend == DbBackend::Postgres {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    let excluded = |q: &mut SqlBuilder| {
-        if let Some((first, rest)) = exclude.split_first() {
-            q.sql(" AND tenant_id NOT IN (").bind(first.to_string());
-            for tenant in rest {
-                q.sql(", ").bind(tenant.to_string());
-            }
-            q.sql(")");
-        }
-    };
-    let mut q = SqlBuilder::new(backend);
-    q.sql(
-        "WITH due AS MATERIALIZED (SELECT id, tenant_id, next_attempt_at_ms AS due_ms FROM deliveries \
-         WHERE status IN ('QUEUED', 'RETRYING') AND next_attempt_at_ms <= ",
-    )
-    .bind(now_ms);
-    excluded(&mut q);
-    q.sql(" ORDER BY next_attempt_at_ms LIMIT ")
-        .bind(limits.window)
-        .sql(lock);
-    q.sql(
-        "), expired AS MATERIALIZED (SELECT id, tenant_id, lease_until_ms AS due_ms FROM deliveries \
-         WHERE status = 'SENDING' AND lease_until_ms < ",
-    )
-    .bind(now_ms);
-    excluded(&mut q);
-    q.sql(" ORDER BY lease_until_ms LIMIT ").bind(limits.window).sql(lock);
-    q.sql(
-        "), ranked AS MATERIALIZED (SELECT id, due_ms, ROW_NUMBER() OVER (PARTITION BY tenant_id \
-         ORDER BY due_ms, id) AS nth FROM (SELECT id, tenant_id, due_ms FROM due UNION ALL \
-         SELECT id, tenant_id, due_ms FROM expired) AS candidates), \
-         picked AS MATERIALIZED (SELECT id FROM ranked WHERE nth <= ",
-    )
-    .bind(limits.per_tenant)
-    .sql(" ORDER BY due_ms, id LIMIT ")
-    .bind(limits.limit);
-    q.sql(") UPDATE deliveries SET status = 'SENDING', lease_owner = ")
-        .bind(owner.as_str())
-        .sql(", lease_until_ms = ")
-        .bind(lease_until.timestamp_millis())
-        .sql(", claims = claims + 1, updated_at = ")
-        .bind(now)
-        .sql(" WHERE id IN (SELECT id FROM picked) RETURNING *");
-    q.build()
+    let exclude: Vec<String> = exclude.iter().map(ToString::to_string).collect();
+    DELIVERY_QUEUE.claim_statement(backend, owner, now, lease_until, limits, &exclude)
 }
 
 /// The tenant's waiting deliveries due before the schedule's start, numbered oldest first
@@ -453,7 +342,9 @@ fn postpone_statement(backend: DbBackend, tenant: TenantId, schedule: &Postponem
          FROM deliveries WHERE tenant_id = ",
     )
     .bind(tenant.to_string())
-    .sql(" AND status IN ('QUEUED', 'RETRYING') AND NOT via_platform AND next_attempt_at_ms < ")
+    .sql(" AND ")
+    .sql(&DELIVERY_QUEUE.waiting_sql())
+    .sql(" AND NOT via_platform AND next_attempt_at_ms < ")
     .bind(from_ms)
     .sql(") UPDATE deliveries SET next_attempt_at_ms = ")
     .bind(from_ms)
@@ -467,7 +358,8 @@ fn postpone_statement(backend: DbBackend, tenant: TenantId, schedule: &Postponem
     .bind(ms(schedule.spacing()))
     .sql(", updated_at = ")
     .bind(now)
-    .sql(" FROM waiting WHERE deliveries.id = waiting.id AND deliveries.status IN ('QUEUED', 'RETRYING')");
+    .sql(" FROM waiting WHERE deliveries.id = waiting.id AND deliveries.")
+    .sql(&DELIVERY_QUEUE.waiting_sql());
     q.build()
 }
 
@@ -480,30 +372,28 @@ fn resume_statement(backend: DbBackend, tenant: TenantId, up_to: DateTime<Utc>, 
         .bind(now)
         .sql(" WHERE tenant_id = ")
         .bind(tenant.to_string())
-        .sql(" AND status IN ('QUEUED', 'RETRYING') AND next_attempt_at_ms > ")
+        .sql(" AND ")
+        .sql(&DELIVERY_QUEUE.waiting_sql())
+        .sql(" AND next_attempt_at_ms > ")
         .bind(now.timestamp_millis())
         .sql(" AND next_attempt_at_ms <= ")
         .bind(up_to.timestamp_millis());
     q.build()
 }
 
-/// Rows per finishing statement (10 values each, well under every backend's limit).
+/// Rows per finishing statement (11 values each, well under every backend's limit).
 const FINISH_CHUNK: usize = 256;
 
 /// The updates of `chunk`, in one `UPDATE … FROM (VALUES …)`: each row only while it has
 /// the update's expected status under `owner`'s lease, which every finish clears; a
-/// retry count the update leaves open keeps the stored one. Returns the ids it changed.
-fn finish_statement(
-    backend: DbBackend,
-    owner: &LeaseOwner,
-    now: DateTime<Utc>,
-    chunk: &[(String, &DeliveryUpdate)],
-) -> Statement {
+/// retry count the update leaves open keeps the stored one; an attempt that retries or
+/// defers marks the row retried before. Returns the ids it changed.
+fn finish_statement(backend: DbBackend, owner: &LeaseOwner, now: DateTime<Utc>, chunk: &[FinishRow<'_>]) -> Statement {
     let mut q = SqlBuilder::new(backend);
-    q.sql("WITH v (vid, expected, status, retries, next_ms, sent_at, code, detail, via) AS (VALUES ");
-    for (n, (key, u)) in chunk.iter().enumerate() {
+    q.sql("WITH v (vid, expected, status, retries, next_ms, sent_at, code, detail, via, retried) AS (VALUES ");
+    for (n, FinishRow { id, update: u, .. }) in chunk.iter().enumerate() {
         q.sql(if n == 0 { "(" } else { ", (" })
-            .bind(key.as_str())
+            .bind(id.as_str())
             .sql(", ")
             .bind(u.expected().code())
             .sql(", ")
@@ -520,16 +410,42 @@ fn finish_statement(
             .bind(u.failure_reason().and_then(|r| r.detail()).map(str::to_owned))
             .sql(", ")
             .bind(u.via_platform())
+            .sql(", ")
+            .bind(u.retries_or_defers())
             .sql(")");
     }
     q.sql(
         ") UPDATE deliveries SET status = v.status, retries = COALESCE(v.retries, deliveries.retries), \
+         retried_before = (deliveries.retried_before OR v.retried), \
          next_attempt_at_ms = v.next_ms, sent_at = v.sent_at, failure_code = v.code, failure_detail = v.detail, failure_reason = NULL, \
-         via_platform = COALESCE(v.via, deliveries.via_platform), lease_owner = NULL, lease_until_ms = NULL, claims = 0, updated_at = ",
+         via_platform = COALESCE(v.via, deliveries.via_platform), claims = 0, ",
     )
+    .sql(&DELIVERY_QUEUE.lease_ended())
+    .sql(", updated_at = ")
     .bind(now)
-    .sql(" FROM v WHERE deliveries.id = v.vid AND deliveries.status = v.expected AND deliveries.lease_owner = ")
-    .bind(owner.as_str())
-    .sql(" RETURNING deliveries.id, deliveries.tenant_id, deliveries.kind, deliveries.idempotency_key");
+    .sql(" FROM v WHERE deliveries.id = v.vid AND deliveries.status = v.expected AND ");
+    DELIVERY_QUEUE.leased_to(&mut q, owner);
+    q.sql(" RETURNING deliveries.id");
     q.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::delivery::DeliveryStatus;
+
+    use super::DELIVERY_QUEUE;
+
+    #[test]
+    fn the_queue_speaks_the_domains_status_codes() {
+        let codes = |s: &[DeliveryStatus]| s.iter().map(|s| s.code()).collect::<Vec<_>>();
+        assert_eq!(
+            DELIVERY_QUEUE.waiting,
+            codes(&[DeliveryStatus::Queued, DeliveryStatus::Retrying])
+        );
+        assert_eq!(DELIVERY_QUEUE.in_flight, DeliveryStatus::Sending.code());
+        assert_eq!(
+            DELIVERY_QUEUE.finished,
+            codes(&[DeliveryStatus::Sent, DeliveryStatus::Failed])
+        );
+    }
 }

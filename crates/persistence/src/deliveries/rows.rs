@@ -57,6 +57,7 @@ pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>)
             .map_err(|e| field("idempotencyKey", e.into()))?,
         status: DeliveryStatus::from_code(&row.status).ok_or_else(|| field("status", INVALID))?,
         retries: u32::try_from(row.retries).map_err(|_| field("retries", INVALID))?,
+        retried_before: row.retried_before,
         next_attempt_at: DateTime::from_timestamp_millis(row.next_attempt_at_ms)
             .ok_or_else(|| field("nextAttemptAt", INVALID))?,
         created_at: row.created_at,

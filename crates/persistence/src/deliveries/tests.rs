@@ -12,6 +12,7 @@ use domain::delivery::{
     Attempt, AttemptOutcome, Delivery, DeliveryStatus, DeliveryUpdate, FailureReason, NotificationKind,
     RenderedMessage, RetryPolicy,
 };
+use domain::finish::Finish;
 use domain::mail::{FailureKind, SendFailure, SendReceipt, SendStage, SenderUsed, Subject};
 use domain::ports::{DeliveryOutbox, DeliveryQueries, DeliveryQueue, EnqueueOutcome};
 use domain::values::EmailAddress;
@@ -31,6 +32,12 @@ use crate::entities::{deliveries, delivery_attempts};
 use crate::tests::{keys, migrated, new_tenant};
 
 const LEASE: i64 = 30;
+
+/// The finish of `update` with no events (the events a finish carries are the domain's
+/// business; here only the state changes matter).
+fn finish(id: DeliveryId, update: &DeliveryUpdate) -> Finish {
+    Finish::with_events(id, update.clone(), Vec::new())
+}
 
 // Every flow below, as `sqlite::name` and `postgres::name`.
 testkit::each_backend!(|backend, flow| {
@@ -466,14 +473,14 @@ async fn claims_due_deliveries_and_expired_leases(store: Arc<SqlStore>) {
 
     let sent = sent(now);
     assert!(
-        !store.finish(due_a, &w("w1"), &sent).await.unwrap(),
+        !store.finish(&w("w1"), &finish(due_a, &sent)).await.unwrap(),
         "w1 lost its lease"
     );
     let give_back = DeliveryUpdate::released(0, now);
-    assert!(!store.finish(due_a, &w("w1"), &give_back).await.unwrap());
+    assert!(!store.finish(&w("w1"), &finish(due_a, &give_back)).await.unwrap());
     assert_eq!(store.renew_leases(&w("w1"), lease).await.unwrap(), 0);
     assert!(store.delivery(all(), due_a).await.unwrap().unwrap().attempts.is_empty());
-    assert!(store.finish(due_a, &w("w2"), &sent).await.unwrap());
+    assert!(store.finish(&w("w2"), &finish(due_a, &sent)).await.unwrap());
     let done = store.delivery(all(), due_a).await.unwrap().unwrap();
     assert_eq!(done.status, DeliveryStatus::Sent);
     assert_eq!(done.claims, 0, "an outcome ends the run of claims");
@@ -502,8 +509,8 @@ async fn transitions(store: Arc<SqlStore>) {
     // Released unattempted: QUEUED again, due at once, lease gone.
     assert_eq!(ids(&store.claim(&w("w1"), now, lease, 1, &[]).await.unwrap()), vec![id]);
     let give_back = DeliveryUpdate::released(0, Utc::now());
-    assert!(!store.finish(id, &w("w2"), &give_back).await.unwrap());
-    assert!(store.finish(id, &w("w1"), &give_back).await.unwrap());
+    assert!(!store.finish(&w("w2"), &finish(id, &give_back)).await.unwrap());
+    assert!(store.finish(&w("w1"), &finish(id, &give_back)).await.unwrap());
     let released = row(&store, id).await;
     assert_eq!(released.status, "QUEUED");
     assert_eq!((released.lease_owner, released.lease_until_ms), (None, None));
@@ -514,10 +521,14 @@ async fn transitions(store: Arc<SqlStore>) {
     assert_eq!(ids(&claimed), vec![id]);
     let retry_at = now + Duration::seconds(30);
     let retry = retry(&claimed[0], now, retry_at);
-    assert!(store.finish(id, &w("w1"), &retry).await.unwrap());
-    assert!(!store.finish(id, &w("w1"), &retry).await.unwrap(), "no longer SENDING");
+    assert!(store.finish(&w("w1"), &finish(id, &retry)).await.unwrap());
+    assert!(
+        !store.finish(&w("w1"), &finish(id, &retry)).await.unwrap(),
+        "no longer SENDING"
+    );
     let retrying = store.delivery(all(), id).await.unwrap().unwrap();
     assert_eq!((retrying.status, retrying.retries), (DeliveryStatus::Retrying, 1));
+    assert!(retrying.retried_before, "a retry is remembered for the next one");
     assert_eq!(retrying.next_attempt_at.timestamp_millis(), retry_at.timestamp_millis());
     let read_back: Vec<Attempt> = retrying.attempts.into_iter().map(micros).collect();
     assert_eq!(read_back, vec![micros(retry.attempt().unwrap().clone())]);
@@ -532,8 +543,9 @@ async fn transitions(store: Arc<SqlStore>) {
         .await
         .unwrap();
     assert_eq!(ids(&claimed), vec![id]);
+    assert!(claimed[0].retried_before, "the claim carries it");
     let give_back = DeliveryUpdate::released(claimed[0].retries, later);
-    assert!(store.finish(id, &w("w1"), &give_back).await.unwrap());
+    assert!(store.finish(&w("w1"), &finish(id, &give_back)).await.unwrap());
     assert_eq!(row(&store, id).await.status, "RETRYING");
 
     // A permanent failure, then requeued by an operator.
@@ -543,7 +555,7 @@ async fn transitions(store: Arc<SqlStore>) {
         .unwrap();
     assert_eq!(ids(&claimed), vec![id]);
     let fail = failed(&claimed[0], later);
-    assert!(store.finish(id, &w("w1"), &fail).await.unwrap());
+    assert!(store.finish(&w("w1"), &finish(id, &fail)).await.unwrap());
     let failed = store.delivery(all(), id).await.unwrap().unwrap();
     assert_eq!((failed.status, failed.retries), (DeliveryStatus::Failed, 1));
     assert_eq!(
@@ -577,7 +589,7 @@ async fn transitions(store: Arc<SqlStore>) {
         vec![id]
     );
     let sent = sent(requeue_at);
-    assert!(store.finish(id, &w("w3"), &sent).await.unwrap());
+    assert!(store.finish(&w("w3"), &finish(id, &sent)).await.unwrap());
     let done = store.delivery(all(), id).await.unwrap().unwrap();
     assert_eq!(done.status, DeliveryStatus::Sent);
     assert_eq!(
@@ -606,7 +618,7 @@ async fn outcomes_recorded_together(store: Arc<SqlStore>) {
     assert_eq!(claimed.len(), 5);
     // The fourth was given back: it is no longer this worker's.
     let give_back = DeliveryUpdate::released(0, now);
-    assert!(store.finish(claimed[3], &w("w1"), &give_back).await.unwrap());
+    assert!(store.finish(&w("w1"), &finish(claimed[3], &give_back)).await.unwrap());
     let later = now + Duration::seconds(60);
     let updates = vec![
         (claimed[0], sent(now)),
@@ -615,10 +627,11 @@ async fn outcomes_recorded_together(store: Arc<SqlStore>) {
         (claimed[3], sent(now)),
         (claimed[4], sent(now)),
     ];
+    let finishes: Vec<Finish> = updates.iter().map(|(id, u)| finish(*id, u)).collect();
     assert!(store.finish_many(&w("w1"), &[]).await.unwrap().is_empty());
     assert!(
         store
-            .finish_many(&w("w2"), &updates)
+            .finish_many(&w("w2"), &finishes)
             .await
             .unwrap()
             .iter()
@@ -626,7 +639,7 @@ async fn outcomes_recorded_together(store: Arc<SqlStore>) {
         "another worker's outcomes change nothing"
     );
     assert_eq!(
-        store.finish_many(&w("w1"), &updates).await.unwrap(),
+        store.finish_many(&w("w1"), &finishes).await.unwrap(),
         vec![true, true, true, false, true]
     );
     for (id, u) in &updates {
@@ -652,7 +665,7 @@ async fn outcomes_recorded_together(store: Arc<SqlStore>) {
         assert_eq!((stored.lease_owner, stored.lease_until_ms), (None, None));
     }
     assert_eq!(
-        store.finish_many(&w("w1"), &updates).await.unwrap(),
+        store.finish_many(&w("w1"), &finishes).await.unwrap(),
         vec![false; 5],
         "recorded once only"
     );
@@ -783,7 +796,7 @@ async fn listing_and_counts(store: Arc<SqlStore>) {
     );
     let oldest = claimed.iter().find(|d| d.id == made[0]).unwrap();
     let fail = failed(oldest, now);
-    assert!(store.finish(made[0], &w("w1"), &fail).await.unwrap());
+    assert!(store.finish(&w("w1"), &finish(made[0], &fail)).await.unwrap());
 
     let newest_first: Vec<DeliveryId> = made.iter().rev().copied().collect();
     let page1 = store.deliveries(a, None, None, 2).await.unwrap();

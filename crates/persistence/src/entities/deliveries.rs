@@ -24,6 +24,9 @@ pub struct Model {
     /// A delivery status code (`QUEUED`, `SENDING`, `SENT`, `RETRYING`, `FAILED`).
     pub status: String,
     pub retries: i32,
+    /// An attempt of it was a retry or a deferral (`domain::delivery::Delivery::retried_before`):
+    /// set by the finish that records such an attempt, never cleared.
+    pub retried_before: bool,
     /// Epoch milliseconds.
     pub next_attempt_at_ms: i64,
     pub lease_owner: Option<String>,
