@@ -88,12 +88,17 @@ def _parse():
     return f"{len(yaml_files)} files, {count} documents"
 
 
+SETTINGS_RS = "crates/mailgate/src/config/settings.rs"
+
+
 def known_settings() -> set[str]:
-    """MAILGATE_* names Mailgate accepts: the fields of `Config` in config.rs, plus the
-    variables it reads outside the struct (MAILGATE_CONFIG, MAILGATE_LOG)."""
-    text = (ROOT / "crates/mailgate/src/config.rs").read_text()
-    m = re.search(r"pub struct Config \{(.*?)\n\}", text, re.S)
-    assert m, "cannot find `pub struct Config` in crates/mailgate/src/config.rs"
+    """MAILGATE_* names Mailgate accepts: the settings declared in `settings!` (the
+    `pub struct Config { … }` block of config/settings.rs; its `derived` block is worked
+    out at start and read from nowhere), plus the variables it reads outside the struct
+    (MAILGATE_CONFIG, MAILGATE_LOG)."""
+    text = (ROOT / SETTINGS_RS).read_text()
+    m = re.search(r"pub struct Config \{(.*?)\n    \}\n", text, re.S)
+    assert m, f"cannot find `pub struct Config` in {SETTINGS_RS}"
     fields = re.findall(r"^\s*pub (\w+):", m.group(1), re.M)
     assert fields, "no fields found in Config"
     return {f"MAILGATE_{f.upper()}" for f in fields} | {"MAILGATE_CONFIG", "MAILGATE_LOG"}
@@ -102,7 +107,7 @@ def known_settings() -> set[str]:
 KNOWN: set[str] = set()
 
 
-@check("the list of Mailgate settings is readable from crates/mailgate/src/config.rs")
+@check(f"the list of Mailgate settings is readable from {SETTINGS_RS}")
 def _known():
     KNOWN.update(known_settings())
     return f"{len(KNOWN)} settings"

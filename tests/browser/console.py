@@ -375,6 +375,17 @@ def admin(browser):
     expect(sender(page)).to_have_text("ショップ通知 <shop@example.jp>")
     accessible(page, "tenant admin (live)")
 
+    # The seed's way to clear (every field emptied, then save) asks first too; cancelled,
+    # nothing changes.
+    for label in ("ホスト名", "サイトが送信するメールの送信元アドレス", "送信元の名前", "ユーザー名", "ローカルホスト名"):
+        page.get_by_label(label, exact=True).fill("")
+    page.get_by_role("button", name="変更を保存").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(platform)
+    dialog.get_by_role("button", name="キャンセル").click()
+    expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "LIVE")
+    expect(sender(page)).to_have_attribute("data-source", "CUSTOM")
+
     # Clear: the confirmation names the platform default, then mail goes out from it.
     page.get_by_role("button", name="設定をクリア").click()
     dialog = page.get_by_role("dialog")
@@ -405,6 +416,10 @@ def admin(browser):
     failed.first.locator("summary").click()
     expect(failed.first.locator('[data-outcome="FAILED"]')).to_contain_text("554")
     failed.first.get_by_role("button", name="再送").click()
+    confirm = page.get_by_role("dialog")
+    expect(confirm).to_contain_text("user@example.net")
+    expect(confirm).to_contain_text("パスワード再設定")
+    confirm.get_by_role("button", name="再送").click()
     expect(page.locator('[data-part="status"] [data-kind="ok"]')).to_have_text("再送を受け付けました。")
     page.get_by_label("状態", exact=True).select_option("SENT")
     expect(deliveries).to_have_attribute("data-status", "SENT")
@@ -514,13 +529,20 @@ def operator(browser):
     expect(dialog).to_contain_text("無効")
     expect(dialog).to_contain_text("noreply@example.com")
     fits_phones(page, "downgrade dialog")
-    # Cancelling changes nothing.
+    # The dialog names the tenant; cancelling changes nothing, the dropdown included.
+    expect(dialog).to_contain_text("株式会社テスト")
     dialog.get_by_role("button", name="キャンセル").click()
     expect(rows.first.locator('[data-part="plan"]')).to_have_text("シェア")
+    expect(rows.first.get_by_label("プランを変更: 株式会社テスト", exact=True)).to_have_value("SHARE")
     rows.first.get_by_label("プランを変更: 株式会社テスト", exact=True).select_option("BASIC")
     rows.first.get_by_role("button", name="変更", exact=True).click()
     dialog.get_by_role("button", name="変更する").click()
     expect(page.locator('[data-part="status"] [data-kind="ok"]')).to_have_text("プランを変更しました。")
+    page.get_by_label("プランで絞り込み", exact=True).select_option("BASIC")
+    expect(rows.first.locator('[data-part="plan"]')).to_have_text("ベーシック")
+    # An empty list under a filter says it is the filter.
+    page.get_by_label("プランで絞り込み", exact=True).select_option("BIZ")
+    expect(page.locator('[data-part="empty"]')).to_contain_text("このプランのテナントはありません")
     page.get_by_label("プランで絞り込み", exact=True).select_option("BASIC")
     expect(rows.first.locator('[data-part="plan"]')).to_have_text("ベーシック")
 

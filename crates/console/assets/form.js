@@ -333,6 +333,17 @@ export class SettingsForm {
     return input;
   }
 
+  /** Whether `input` (from draft()) clears, as the server reads it: every text field
+   * empty (the seed's way to clear), no connection, no POP login. */
+  static clears(input) {
+    const blank = (v) => !v || !String(v).trim();
+    const pop = input.popBeforeSmtp;
+    return (
+      ["host", "fromAddress", "fromName", "username", "password", "localHostname", "connectionId"].every((f) => blank(input[f])) &&
+      (!pop || (blank(pop.host) && blank(pop.username) && blank(pop.password)))
+    );
+  }
+
   /** What the reader has typed, to carry over a re-render (a language switch). */
   snapshot() {
     const values = {};

@@ -176,7 +176,7 @@ class OperatorScreen {
               h("thead", {}, h("tr", {}, [t("name"), t("plan"), t("customSender"), t("senderNow"), t("changePlan"), t("open")].map((c) => h("th", { scope: "col" }, c)))),
               h("tbody", {}, rows),
             )
-          : h("p", { class: "muted" }, t("noTenants")),
+          : h("p", { class: "muted", "data-part": "empty" }, this.plan ? t("noTenantsFiltered") : t("noTenants")),
       );
       const prev = h("button", { type: "button", "data-action": "previous", disabled: this.cursors.length === 1 }, t("previous"));
       const next = h("button", { type: "button", "data-action": "next", disabled: !conn.pageInfo.hasNextPage }, t("next"));
@@ -199,7 +199,7 @@ class OperatorScreen {
     const plan = this.planSelect(selectId, tenant.plan);
     plan.setAttribute("aria-label", `${t("changePlan")}: ${tenant.name}`);
     const change = h("button", { type: "button", "data-action": "change-plan" }, t("change"));
-    change.addEventListener("click", () => this.changePlan(tenant, plan.value));
+    change.addEventListener("click", () => this.changePlan(tenant, plan.value, plan));
     const open = h("button", { type: "button", "data-action": "open" }, t("open"));
     open.addEventListener("click", () => this.openTenant(tenant.id));
     return h(
@@ -214,14 +214,14 @@ class OperatorScreen {
     );
   }
 
-  async changePlan(tenant, code) {
+  async changePlan(tenant, code, select) {
     if (code === tenant.plan) return;
     const target = this.planInfo(code);
     if (tenant.canOverrideSender && !target.canOverrideSender) {
       const s = tenant.platformSender;
       const address = s.name ? `${s.name} <${s.address}>` : s.address;
       const ok = await confirmDialog({
-        title: t("downgradeTitle", { plan: planName(target) }),
+        title: t("downgradeTitle", { tenant: tenant.name, plan: planName(target) }),
         body: tenant.mailSettings
           ? t("downgradeBody", { plan: planName(target), address })
           : t("downgradeNoSettings", { plan: planName(target), address }),
@@ -229,7 +229,11 @@ class OperatorScreen {
         cancel: t("cancel"),
         danger: true,
       });
-      if (!ok) return;
+      if (!ok) {
+        // Nothing changed: the dropdown says so again.
+        if (select) select.value = tenant.plan;
+        return;
+      }
     }
     try {
       await gql(`mutation ConsolePlan($id: ID!, $p: Plan!) { changeTenantPlan(tenantId: $id, plan: $p) { id plan } }`, { id: tenant.id, p: code });

@@ -375,6 +375,18 @@ class TenantScreen {
       this.form.focusFirstInvalid();
       return;
     }
+    // Emptying every field and saving clears, as the seed page says: asked first, like
+    // the clear button (nothing saved: nothing to clear, the server says what is missing).
+    if (SettingsForm.clears(input) && this.tenant.mailSettings) {
+      const ok = await confirmDialog({
+        title: t("clearTitle"),
+        body: [t("clearBody"), t("clearDefault", { address: this.platformDefault() })],
+        confirm: t("clear"),
+        cancel: t("cancel"),
+        danger: true,
+      });
+      if (!ok) return;
+    }
     const button = this.saveButton;
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
@@ -826,7 +838,7 @@ class TenantScreen {
       if (!after) fill(this.deliveryList);
       this.deliveryList.querySelector('[data-action="more-deliveries"]')?.remove();
       if (!rows.length && !after) {
-        this.deliveryList.append(h("p", { class: "muted" }, t("noDeliveries")));
+        this.deliveryList.append(h("p", { class: "muted", "data-part": "empty" }, this.deliveryStatus ? t("noDeliveriesFiltered") : t("noDeliveries")));
         return;
       }
       this.deliveryList.append(...rows);
@@ -871,6 +883,14 @@ class TenantScreen {
     if (d.status === "FAILED") {
       retry = h("button", { type: "button", "data-action": "retry", "data-delivery": d.id }, t("retry"));
       retry.addEventListener("click", async () => {
+        // Sending again reaches a person: asked first, naming whom and what.
+        const ok = await confirmDialog({
+          title: t("retryTitle"),
+          body: [t("retryBody", { to: d.to, subject: d.subject })],
+          confirm: t("retry"),
+          cancel: t("cancel"),
+        });
+        if (!ok) return;
         retry.disabled = true;
         try {
           await gql(`mutation ConsoleRetry($id: ID!) { retryDelivery(id: $id) { id status } }`, { id: d.id });
