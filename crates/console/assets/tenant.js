@@ -886,7 +886,8 @@ class TenantScreen {
         // Sending again reaches a person: asked first, naming whom and what.
         const ok = await confirmDialog({
           title: t("retryTitle"),
-          body: [t("retryBody", { to: d.to, subject: d.subject })],
+          // Retention may have removed the recipient and subject: then a general sentence.
+          body: [d.to && d.subject ? t("retryBody", { to: d.to, subject: d.subject }) : t("retryBodyRemoved")],
           confirm: t("retry"),
           cancel: t("cancel"),
         });

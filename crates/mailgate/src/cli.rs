@@ -132,7 +132,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Worker => {
             let shutdown = http::shutdown_signal();
-            let app = App::build(config).await?;
+            tokio::pin!(shutdown);
+            let app = tokio::select! {
+                app = App::build(config) => app?,
+                () = &mut shutdown => return Ok(()),
+            };
             let listener = tokio::net::TcpListener::bind(app.config.worker_listen)
                 .await
                 .with_context(|| format!("MAILGATE_WORKER_LISTEN: cannot listen on {}", app.config.worker_listen))?;
@@ -211,9 +215,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let dev = config.profile == Profile::Development;
-    // Listening for SIGTERM and SIGINT from here on, before anything is printed.
+    // Listening for SIGTERM and SIGINT from here on, before anything is printed; a signal
+    // while the app is built (migrations, a slow database) stops the start.
     let shutdown = http::shutdown_signal();
-    let app = App::build(config).await?;
+    tokio::pin!(shutdown);
+    let app = tokio::select! {
+        app = App::build(config) => app?,
+        () = &mut shutdown => return Ok(()),
+    };
     let server = RunningServer::start(app.clone()).await?;
     tracing::info!(addr = %server.addr, "mailgate listening");
     let (stop_worker, stopped) = tokio::sync::watch::channel(false);
@@ -267,7 +276,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ),
         }
     }
-    shutdown.await;
+    (&mut shutdown).await;
     let _ = stop_worker.send(true);
     let (http_result, worker_report, _) = tokio::join!(
         server.stop(),

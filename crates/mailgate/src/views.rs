@@ -37,8 +37,9 @@ impl TenantViews for LocalViews {
         self.quota.forget_override(tenant).await;
         // Keep the connections of the settings the tenant's mail goes through now (the
         // sends in flight use them; a change announced back to this process must not
-        // cut them); drop every other. Unreadable: drop them all.
-        let keep = match self.tenants.tenant(tenant).await {
+        // cut them); drop every other. Unreadable: drop them all. Read from the store
+        // itself: a read through the cache racing this one could bring back the old row.
+        let keep = match self.tenants.inner().tenant(tenant).await {
             Ok(Some(record)) => match record.route() {
                 SenderRoute::Custom { version, .. } => Some(version),
                 SenderRoute::PlatformDefault { .. } | SenderRoute::Unreadable { .. } => None,

@@ -9,7 +9,8 @@ use crate::access::Caller;
 use crate::audit::{AuditAction, AuditEntry};
 use crate::change::ChangeRecord;
 use crate::error::FieldCode;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WriteError};
+use crate::health::SettingsState;
 use crate::plan::sender_override_permit;
 use crate::ports::{CheckedServer, HostCheck};
 use crate::sender_domain::{DomainCheck, Verdict};
@@ -43,6 +44,9 @@ impl TenantService {
             return Ok(None);
         }
         let mut writes = ConflictRetry::new(expected_version.is_some());
+        // An unchanged form is only taken as such against what the store holds now, not
+        // against what this process kept (another process may have saved meanwhile).
+        let mut unchanged_checked = false;
         loop {
             let record = self.load(id).await?;
             let permit = sender_override_permit(record.tenant.plan)?;
@@ -78,15 +82,22 @@ impl TenantService {
             }
             let now = Utc::now();
             let changes = settings_diff(stored.map(|s| &s.settings), Some(&settings));
-            // The form says what is saved already (passwords too): nothing is written, and
-            // the saved version keeps its state — live settings stay live.
+            // The form says what is saved already (passwords too) and the version is live
+            // (or in the state a save would give it): nothing is written, and live settings
+            // stay live. A suspended version is saved anew, so it can be proven again.
             if let Some(saved) = stored
                 && changes.is_empty()
+                && (saved.health.state == SettingsState::Live || saved.health.state == self.activation.initial_state())
             {
-                return Ok(Some(SavedSettings {
-                    stored: saved.clone(),
-                    warnings,
-                }));
+                if unchanged_checked {
+                    return Ok(Some(SavedSettings {
+                        stored: saved.clone(),
+                        warnings,
+                    }));
+                }
+                unchanged_checked = true;
+                self.views.changed(id).await;
+                continue;
             }
             let audit = AuditEntry::new(id, caller, AuditAction::MailSettingsSaved, changes, now);
             let saved = self
@@ -101,7 +112,9 @@ impl TenantService {
                     &ChangeRecord::of(audit),
                 )
                 .await;
-            if saved.is_ok() {
+            // Written, or refused because what this process kept was stale: either way the
+            // next read (and a retry) must see the store.
+            if !matches!(saved, Err(WriteError::Store(_))) {
                 self.views.changed(id).await;
             }
             if let Some(stored) = writes.settle(saved)? {
@@ -230,10 +243,12 @@ impl TenantService {
                 .store
                 .clear_mail_settings(id, current, now, &ChangeRecord::of(audit))
                 .await;
+            if !matches!(cleared, Err(WriteError::Store(_))) {
+                self.views.changed(id).await;
+            }
             if writes.settle(cleared)?.is_some() {
                 record.settings = None;
                 record.unreadable_settings = None;
-                self.views.changed(id).await;
                 return Ok(self.view(record));
             }
         }

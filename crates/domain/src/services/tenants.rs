@@ -275,14 +275,18 @@ impl TenantService {
                 }],
                 now,
             );
-            let written = match self
+            let written = self
                 .store
                 .change_plan(id, from, plan, now, &ChangeRecord::of(audit))
-                .await
-            {
+                .await;
+            // Moved, or refused because what this process kept was stale: the retry reads
+            // the store.
+            if !matches!(written, Err(WriteError::Store(_))) {
+                self.views.changed(id).await;
+            }
+            let written = match written {
                 Ok(tenant) => {
                     record.tenant = tenant;
-                    self.views.changed(id).await;
                     Ok(self.view(record))
                 }
                 // Someone else moved the tenant first: try again from what is stored now.

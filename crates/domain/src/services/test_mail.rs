@@ -221,8 +221,11 @@ impl TenantService {
                     activation_code_sent = code.is_some();
                     self.views.changed(id).await;
                 }
-                // Saved anew or cleared meanwhile: this test proved a version that is gone.
-                Err(WriteError::VersionConflict { .. } | WriteError::NotFound | WriteError::PlanChanged) => {}
+                // Saved anew or cleared meanwhile: this test proved a version that is gone
+                // (and what this process kept of the tenant is stale).
+                Err(WriteError::VersionConflict { .. } | WriteError::NotFound | WriteError::PlanChanged) => {
+                    self.views.changed(id).await;
+                }
                 Err(WriteError::Store(e)) => return Err(e.into()),
             }
         }
@@ -292,10 +295,16 @@ impl TenantService {
             .await
         {
             Ok(()) => {}
-            Err(WriteError::VersionConflict { current }) => return Err(Error::VersionConflict { current }),
-            Err(WriteError::NotFound) => return Err(Error::NotFound),
-            Err(WriteError::PlanChanged) => return Err(Error::VersionConflict { current: saved.version }),
             Err(WriteError::Store(e)) => return Err(e.into()),
+            Err(refused) => {
+                // What this process kept was stale: the next read sees the store.
+                self.views.changed(id).await;
+                return Err(match refused {
+                    WriteError::VersionConflict { current } => Error::VersionConflict { current },
+                    WriteError::NotFound => Error::NotFound,
+                    _ => Error::VersionConflict { current: saved.version },
+                });
+            }
         }
         self.views.changed(id).await;
         let record = self.load(id).await?;

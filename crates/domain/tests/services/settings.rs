@@ -413,3 +413,26 @@ async fn saving_what_is_saved_writes_nothing_and_live_settings_stay_live() {
     assert_eq!(saved.stored.health.state, SettingsState::PendingVerification);
     assert!(saved.stored.version > 1);
 }
+
+#[tokio::test]
+async fn saving_a_suspended_version_unchanged_saves_it_anew_to_be_proven_again() {
+    let fakes = Fakes::new();
+    let tenants = fakes.tenant_service();
+    let id = fakes.tenants.add("Site", Plan::Share);
+    tenants
+        .update_mail_settings(&admin(id), id, &draft(), None)
+        .await
+        .unwrap();
+    let mut record = fakes.tenants.record(id).unwrap();
+    let mut suspended = record.settings.take().unwrap();
+    suspended.health = domain::health::SettingsHealth::new(SettingsState::Suspended, chrono::Utc::now());
+    fakes.tenants.put(record.tenant, Some(suspended));
+
+    let saved = tenants
+        .update_mail_settings(&admin(id), id, &draft(), Some(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.stored.health.state, SettingsState::PendingVerification);
+    assert!(saved.stored.version > 1, "a new version, waiting for its test");
+}
