@@ -377,16 +377,7 @@ class TenantScreen {
     }
     // Emptying every field and saving clears, as the seed page says: asked first, like
     // the clear button (nothing saved: nothing to clear, the server says what is missing).
-    if (SettingsForm.clears(input) && this.tenant.mailSettings) {
-      const ok = await confirmDialog({
-        title: t("clearTitle"),
-        body: [t("clearBody"), t("clearDefault", { address: this.platformDefault() })],
-        confirm: t("clear"),
-        cancel: t("cancel"),
-        danger: true,
-      });
-      if (!ok) return;
-    }
+    if (SettingsForm.clears(input) && this.tenant.mailSettings && !(await this.confirmClear())) return;
     const button = this.saveButton;
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
@@ -436,15 +427,19 @@ class TenantScreen {
     }
   }
 
-  async clear() {
-    const ok = await confirmDialog({
+  /** Asks before clearing, naming the platform default mail goes out from afterwards. */
+  confirmClear() {
+    return confirmDialog({
       title: t("clearTitle"),
       body: [t("clearBody"), t("clearDefault", { address: this.platformDefault() })],
       confirm: t("clear"),
       cancel: t("cancel"),
       danger: true,
     });
-    if (!ok) return;
+  }
+
+  async clear() {
+    if (!(await this.confirmClear())) return;
     try {
       const data = await gql(
         `mutation ConsoleClear($id: ID!, $v: Int) { clearMailSettings(tenantId: $id, expectedVersion: $v) { id } }`,

@@ -26,36 +26,42 @@ impl Finish {
     /// [`WebhookEvent::of_delivery`]'s (a `delivery.retrying` only when the delivery was
     /// neither retried nor deferred before).
     pub fn of(delivery: &Delivery, update: DeliveryUpdate) -> Self {
-        let events = WebhookEvent::of_delivery(&FinishedDelivery {
-            id: delivery.id,
-            tenant_id: delivery.tenant_id,
-            kind: delivery.kind,
-            idempotency_key: delivery.idempotency_key.as_ref().map(IdempotencyKey::as_str),
-            update: &update,
-            first_retry: !delivery.retried_before,
-        });
-        Self {
-            id: delivery.id,
+        Self::of_parts(
+            FinishedParts {
+                id: delivery.id,
+                tenant_id: delivery.tenant_id,
+                kind: delivery.kind,
+                idempotency_key: delivery.idempotency_key.as_ref(),
+                retried_before: delivery.retried_before,
+            },
             update,
-            events,
-        }
+        )
     }
 
     /// [`Finish::of`] from what was kept of the claimed delivery.
     pub fn of_claimed(claimed: &ClaimedDelivery, update: DeliveryUpdate) -> Self {
-        let events = WebhookEvent::of_delivery(&FinishedDelivery {
-            id: claimed.id,
-            tenant_id: claimed.tenant_id,
-            kind: claimed.kind,
-            idempotency_key: claimed.idempotency_key.as_ref().map(IdempotencyKey::as_str),
-            update: &update,
-            first_retry: !claimed.retried_before,
-        });
-        Self {
-            id: claimed.id,
+        Self::of_parts(
+            FinishedParts {
+                id: claimed.id,
+                tenant_id: claimed.tenant_id,
+                kind: claimed.kind,
+                idempotency_key: claimed.idempotency_key.as_ref(),
+                retried_before: claimed.retried_before,
+            },
             update,
-            events,
-        }
+        )
+    }
+
+    fn of_parts(parts: FinishedParts<'_>, update: DeliveryUpdate) -> Self {
+        let events = WebhookEvent::of_delivery(&FinishedDelivery {
+            id: parts.id,
+            tenant_id: parts.tenant_id,
+            kind: parts.kind,
+            idempotency_key: parts.idempotency_key.map(IdempotencyKey::as_str),
+            update: &update,
+            first_retry: !parts.retried_before,
+        });
+        Self::with_events(parts.id, update, events)
     }
 
     /// A claimed delivery given back unattempted ([`DeliveryUpdate::released`]), which
@@ -82,6 +88,15 @@ impl Finish {
     pub fn events(&self) -> &[WebhookEvent] {
         &self.events
     }
+}
+
+/// What the events of a finish need of its delivery (held whole or as a `ClaimedDelivery`).
+struct FinishedParts<'a> {
+    id: DeliveryId,
+    tenant_id: TenantId,
+    kind: NotificationKind,
+    idempotency_key: Option<&'a IdempotencyKey>,
+    retried_before: bool,
 }
 
 /// What the events of a finish name of a claimed delivery, kept where the delivery itself
