@@ -69,7 +69,10 @@ impl WebhookReceiver {
     }
 
     pub fn requests(&self) -> Vec<WebhookRequest> {
-        read_lossy(&self.log)
+        let log = read_lossy(&self.log);
+        // A line the receiver is still writing has no newline yet: only whole lines count.
+        let whole = log.rfind('\n').map_or("", |end| &log[..end]);
+        whole
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad receiver log line ({e}): {l}")))
