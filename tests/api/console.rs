@@ -256,6 +256,34 @@ fn browser(scenario: &str, env: &[(&str, String)]) {
     println!("{stdout}");
 }
 
+/// The operator's name for the service in the admin's scenario (`MAILGATE_PRODUCT_NAME`).
+const PRODUCT: &str = "さくら配信";
+
+/// A received mail's Subject with its encoded words (`=?utf-8?b?…?=`) decoded (the
+/// whitespace between two encoded words is not part of the text, RFC 2047 §6.2).
+fn decoded_subject(m: &Received) -> String {
+    use base64::Engine as _;
+    let raw = m.header("Subject").unwrap_or_default();
+    let mut bytes = Vec::new();
+    for word in raw.split_whitespace() {
+        let encoded = word.len() > 12 && word[..10].eq_ignore_ascii_case("=?utf-8?b?") && word.ends_with("?=");
+        if encoded {
+            let payload = &word[10..word.len() - 2];
+            bytes.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(payload)
+                    .expect("base64 encoded word"),
+            );
+        } else {
+            if !bytes.is_empty() {
+                bytes.push(b' ');
+            }
+            bytes.extend(word.as_bytes());
+        }
+    }
+    String::from_utf8(bytes).expect("UTF-8 subject")
+}
+
 /// `mailgate serve` on its own database, letting tenants use the SMTP server on loopback
 /// `port`; tenants' DNS goes to the suite's empty server.
 fn console_server(backend: Backend, port: u16) -> (Database, std::path::PathBuf, Command) {
@@ -281,7 +309,8 @@ async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
     let (db, dir, mut cmd) = console_server(backend, own.port);
     cmd.env("MAILGATE_SMTP_CA_FILE", &test_ca().ca_pem)
         .env("MAILGATE_DEFAULT_SMTP_URL", format!("smtp://127.0.0.1:{}", relay.port))
-        .env("MAILGATE_WORKER_POLL_MS", "100");
+        .env("MAILGATE_WORKER_POLL_MS", "100")
+        .env("MAILGATE_PRODUCT_NAME", PRODUCT);
     let (child, url, operator) = start_with(cmd);
     let base = url.trim_end_matches("/graphql").to_owned();
     let created = call(
@@ -318,6 +347,7 @@ async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
             ("SMTP_PASS", "right-pass".into()),
             ("SERVICE_TOKEN", token(&dir, "service")),
             ("TENANT_ID", tenant.clone()),
+            ("PRODUCT_NAME", PRODUCT.into()),
         ],
     );
 
@@ -328,6 +358,11 @@ async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
     assert_eq!(mails.len(), 2, "{mails:?}");
     assert!(mails.iter().all(|m| m.auth_user.as_deref() == Some("shop")));
     assert!(mails.iter().all(|m| m.rcpt_tos == ["check@example.net"]), "{mails:?}");
+    // Test mails carry the operator's name for the service, in the admin's language.
+    for m in &mails {
+        let subject = decoded_subject(m);
+        assert_eq!(subject, format!("{PRODUCT} テストメール"), "{}", m.data);
+    }
     assert_eq!(relay.wait_for(1, Duration::from_secs(10)).len(), 1);
     let state = call(
         &url,

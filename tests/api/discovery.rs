@@ -14,6 +14,7 @@ testkit::each_backend!(
     autoconfig_at_an_internal_address_is_not_fetched_and_large_documents_are_refused,
     each_sender_domain_verdict_from_fixture_records,
     saves_warn_about_the_sender_domain_and_tests_about_a_recipient_at_home,
+    what_dns_did_not_answer_is_said_so_not_called_missing,
 );
 
 const DKIM_KEY: &str = "\"v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAwnR0Dr3JlqBH9iVx0v6Q2b8G1mE5Yd9t\" \
@@ -381,6 +382,71 @@ async fn each_sender_domain_verdict_from_fixture_records(backend: Backend) {
         .unwrap()
         .to_owned();
     assert!(msg.contains("SPF レコード"), "{msg}");
+    app.finish().await;
+}
+
+/// A domain whose DNS fails (SERVFAIL from the fixture server): discovery's steps say
+/// FAILED, and the sender-domain check says it could not look up, with no verdict and
+/// no record to publish, instead of calling SPF, DKIM and DMARC missing.
+async fn what_dns_did_not_answer_is_said_so_not_called_missing(backend: Backend) {
+    let dns = DnsServer::start_with(&zone(), &["down.test"]);
+    let app = lookup_app(backend, &dns, 1, true).await;
+    let tenant = app.create_tenant("Unanswered", "SHARE").await;
+
+    let d = discover(&app, &tenant, "info@down.test").await;
+    assert_eq!(d["candidates"], json!([]), "{d}");
+    assert_eq!(step(&d, "MX", "down.test")["outcome"], json!("FAILED"), "{d}");
+
+    let workspace = json!({ "serverKind": "GOOGLE_WORKSPACE" });
+    let c = check(&app, &tenant, "info@down.test", workspace.clone()).await;
+    assert_eq!(c["verdict"], json!("UNKNOWN"), "{c}");
+    assert_eq!(codes(&c), ["DNS_UNANSWERED"], "{c}");
+    assert_eq!(
+        (&c["spf"]["result"], &c["dkim"]["result"], &c["dmarc"]["policy"]),
+        (&json!("UNANSWERED"), &json!("UNANSWERED"), &json!("UNANSWERED")),
+        "{c}"
+    );
+    assert_eq!(c["fixes"], json!([]), "{c}");
+    // The same domain's records answered: a verdict as before (the fixture's PASS).
+    assert_eq!(
+        check(&app, &tenant, "info@pass.test", workspace).await["verdict"],
+        json!("PASS")
+    );
+
+    // In Japanese, the summary and the issue say it could not be looked up.
+    let (_, body) = app
+        .post(
+            Some(&app.admin(&tenant)),
+            Some("ja"),
+            &json!({ "query": CHECK, "variables": { "t": tenant, "a": "info@down.test", "s": { "serverKind": "GOOGLE_WORKSPACE" } } }),
+        )
+        .await;
+    let ja = &body["data"]["checkSenderDomain"];
+    assert!(
+        ja["summary"].as_str().unwrap().contains("調べられませんでした"),
+        "{body}"
+    );
+    assert!(
+        ja["issues"][0]["message"].as_str().unwrap().contains("応答しなかった"),
+        "{body}"
+    );
+
+    // Saving such settings warns of nothing it could not look up.
+    let save =
+        "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ warnings { code } } }";
+    let input = SettingsInput::preset("GOOGLE_WORKSPACE", "info@down.test")
+        .login("info@down.test", "app-password-123")
+        .json();
+    let data = app
+        .ok(&app.admin(&tenant), save, json!({ "t": tenant, "i": input }))
+        .await;
+    let warnings = data["updateMailSettings"]["warnings"].as_array().unwrap().clone();
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w["code"].as_str().unwrap().starts_with("SENDER_DOMAIN")),
+        "{warnings:?}"
+    );
     app.finish().await;
 }
 

@@ -224,13 +224,20 @@ async fn pop_before_smtp_logs_in_first(backend: Backend) {
     let app = mail_app(backend, &[smtp.port, pop.port, pop_tls_port]).await;
     let tenant = app.create_tenant("Pop", "SHARE").await;
 
-    // Without POP-before-SMTP the server refuses to relay.
+    // Without POP-before-SMTP the server refuses to relay: the result suggests POP before
+    // SMTP (not the sender address, which is not what is wrong).
     let r = send_test(&app, &tenant, Some(settings_for(smtp.port, "NONE", None))).await;
     assert_eq!(
         (r["ok"].clone(), r["stage"].clone(), r["smtpCode"].clone()),
         (json!(false), json!("MAIL_FROM"), json!(554)),
         "{r}"
     );
+    assert_eq!(
+        failure(&r),
+        ("MAIL_FROM", "POP_BEFORE_SMTP_SUGGESTED", "popBeforeSmtp.host"),
+        "{r}"
+    );
+    assert!(r["hint"].as_str().unwrap().contains("POP before SMTP"), "{r}");
     assert_eq!(smtp.count(), 0);
 
     // A wrong POP password is reported as such, and nothing is sent.

@@ -25,6 +25,7 @@ mod hardening;
 mod internal_names;
 mod mail;
 mod mailbox_sign_in;
+mod messages;
 mod metrics;
 mod oauth_client;
 mod oauth_servers;

@@ -180,6 +180,11 @@ def admin(browser):
     page.goto(link)
     expect(page.get_by_role("heading", name="メールサーバー", exact=True)).to_be_visible()
     assert "token=" not in page.url, f"the token stays in the address bar: {page.url}"
+    # The operator's name for the service (MAILGATE_PRODUCT_NAME), never "Mailgate".
+    product = os.environ["PRODUCT_NAME"]
+    expect(page).to_have_title(f"{product} コンソール")
+    expect(page.locator("#brand-title")).to_have_text(f"{product} コンソール")
+    assert "Mailgate" not in page.locator("body").inner_text(), "the tenant sees the name Mailgate"
     fits_phones(page, "tenant admin (first view)")
     # Kept for this tab only: another tab of the same browser must sign in.
     other = page.context.new_page()
@@ -222,6 +227,14 @@ def admin(browser):
     expect(page.locator('.preset-info [data-action="apply-interval"]')).to_have_count(0)
     page.get_by_label("サーバーの種類", exact=True).select_option("CUSTOM")
     expect(page.get_by_label("ホスト名", exact=True)).to_be_editable()
+
+    # A domain whose DNS fails (the suite's DNS answers SERVFAIL under dns-down.test):
+    # discovery says it could not look up, which is not "nothing found".
+    page.get_by_label("サイトが送信するメールの送信元アドレス", exact=True).fill("shop@dns-down.test")
+    unanswered = page.locator('[data-part="discovery-unanswered"]')
+    expect(unanswered).to_contain_text("調べられませんでした")
+    expect(unanswered).to_contain_text("dns-down.test")
+    expect(page.locator('[data-part="discovery-none"]')).to_have_count(0)
 
     # A provider's own part of its host starts empty when another provider is chosen (a
     # Sakura account is no SES region), and is checked as it is typed.

@@ -30,7 +30,9 @@ Answers (all with the AA flag; RA is clear, there is no recursion):
     that only has names below it (`_tcp.example.test` when `_submission._tcp...` exists);
   - NXDOMAIN for every other name, also outside the zones;
   - `*.name` wildcard records for names below `name` that do not exist (RFC 4592);
-  - negative answers carry the zone's SOA (if the file has one) in the authority section.
+  - negative answers carry the zone's SOA (if the file has one) in the authority section;
+  - SERVFAIL for every name at or below a --servfail NAME (a domain whose DNS is broken,
+    which a client must tell apart from one that has no records).
 Over UDP an answer larger than the client's EDNS size (512 without EDNS) is sent
 truncated (TC set, question only), so a client retries over TCP. TCP connections may carry
 several queries.
@@ -69,6 +71,8 @@ def parse_args(argv=None):
                    help="UDP and TCP port on 127.0.0.1; 0 picks one that is free for both")
     p.add_argument("--zone", required=True, metavar="FILE", help="zone file (master-file format)")
     p.add_argument("--log-queries", metavar="FILE", help="append one line `<qtype> <qname>` per query")
+    p.add_argument("--servfail", action="append", default=[], metavar="NAME",
+                   help="answer SERVFAIL for NAME and every name below it (repeatable)")
     p.add_argument("--watch-stdin", action="store_true",
                    help="exit when standard input reaches EOF (the parent test process died)")
     return p.parse_args(argv)
@@ -142,8 +146,9 @@ def copy_rr(rr, owner) -> RR:
 
 
 class Resolver:
-    def __init__(self, zones: Zones, log_path):
+    def __init__(self, zones: Zones, log_path, servfail=()):
         self.zones = zones
+        self.servfail = [key(name) for name in servfail]
         self.log = open(log_path, "a", encoding="utf-8") if log_path else None
         self.log_lock = threading.Lock()
 
@@ -170,6 +175,9 @@ class Resolver:
             return reply
         owner = q.qname  # the first answers carry the name as asked
         name_key = key(owner)
+        if any(is_below(name_key, broken) for broken in self.servfail):
+            reply.header.rcode = RCODE.SERVFAIL
+            return reply
         seen = set()
         while True:
             seen.add(name_key)
@@ -345,7 +353,7 @@ def wait_for_stop(watch_stdin: bool) -> None:
 
 def main(args) -> None:
     zones = load_zones(args.zone)
-    resolver = Resolver(zones, args.log_queries)
+    resolver = Resolver(zones, args.log_queries, args.servfail)
     try:
         udp, tcp = bind(args.port)
     except OSError as e:

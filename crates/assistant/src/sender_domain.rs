@@ -143,19 +143,24 @@ impl Lookups {
         }
     }
 
-    async fn dkim_keys(&self, domain: &str, selectors: &[&str]) -> Vec<String> {
+    /// The selectors with a key, and whether DNS failed to answer for any of them.
+    async fn dkim_keys(&self, domain: &str, selectors: &[&str]) -> (Vec<String>, bool) {
         let mut found = Vec::new();
+        let mut unanswered = false;
         for selector in selectors {
             let name = format!("{selector}._domainkey.{domain}");
-            if let Ok(records) = self.inner.guard.txt(&name).await
-                && records.iter().any(|r| has_public_key(r))
-            {
-                found.push((*selector).to_owned());
+            match self.inner.guard.txt(&name).await {
+                Ok(records) if records.iter().any(|r| has_public_key(r)) => found.push((*selector).to_owned()),
+                Ok(_) | Err(LookupError::NotFound) => {}
+                Err(LookupError::Failed) => unanswered = true,
             }
         }
-        found
+        (found, unanswered)
     }
 
+    /// The policy that applies, its record and the domain it is published at; a lookup
+    /// that did not answer stops the search (the organisational domain's record does not
+    /// apply when the domain's own may exist).
     async fn dmarc(&self, domain: &str) -> (DmarcPolicy, Option<String>, Option<String>) {
         let org = organisational_domain(domain);
         let mut places = vec![domain.to_owned()];
@@ -163,8 +168,10 @@ impl Lookups {
             places.push(org);
         }
         for (i, place) in places.iter().enumerate() {
-            let Ok(records) = self.inner.guard.txt(&format!("_dmarc.{place}")).await else {
-                continue;
+            let records = match self.inner.guard.txt(&format!("_dmarc.{place}")).await {
+                Ok(records) => records,
+                Err(LookupError::NotFound) => continue,
+                Err(LookupError::Failed) => return (DmarcPolicy::Unanswered, None, None),
             };
             let Some(record) = records.into_iter().find(|r| {
                 r.as_bytes()
@@ -194,7 +201,8 @@ impl Lookups {
         let kind = provider.map_or(server.kind, |p| p.kind);
         let spf_include = provider.and_then(|p| p.spf_include);
         let (spf_record, spf) = match self.spf_record(&domain).await {
-            Err(_) => (None, SpfFinding::Error),
+            Err(LookupError::Failed) => (None, SpfFinding::Unanswered),
+            Err(LookupError::NotFound) => (None, SpfFinding::Missing),
             Ok(None) => (None, SpfFinding::Missing),
             Ok(Some(record)) => {
                 let finding = match spf_include.map(|i| i.trim_start_matches("include:").to_ascii_lowercase()) {
@@ -212,11 +220,13 @@ impl Lookups {
             }
         };
         let selectors: &[&str] = provider.map_or(&[], |p| p.dkim_selectors);
-        let dkim_found = self.dkim_keys(&domain, selectors).await;
+        let (dkim_found, dkim_unanswered) = self.dkim_keys(&domain, selectors).await;
         let dkim = if !dkim_found.is_empty() {
             DkimFinding::Published
         } else if selectors.is_empty() {
             DkimFinding::Unknown
+        } else if dkim_unanswered {
+            DkimFinding::Unanswered
         } else {
             DkimFinding::Missing
         };

@@ -6,7 +6,7 @@ const LOCALE_KEY = "mailgate.console.locale";
 
 const TEXT = {
   ja: {
-    title: "Mailgate コンソール",
+    title: "{product} コンソール",
     language: "言語",
     signOut: "サインアウト",
     signInTitle: "サインイン",
@@ -128,14 +128,14 @@ const TEXT = {
     disconnect: "切断",
     disconnectTitle: "接続を切断しますか？",
     disconnectBody: "{mailbox} の接続とトークンを削除します。この接続を使う設定も削除され、メールはプラットフォームの既定の送信元から送られます。",
-    disconnectMicrosoft: "Microsoft 側では、組織の「エンタープライズ アプリケーション」から Mailgate を削除してください。",
+    disconnectMicrosoft: "Microsoft 側では、組織の「エンタープライズ アプリケーション」から {product} を削除してください。",
     disconnectGoogle: "Google 側のアクセス権も取り消します。",
     disconnected: "{mailbox} の接続を切断しました。",
     signInDone: "{mailbox} を接続しました。",
     signInTestNext: "テストメールを送ると、この設定が有効になります。",
     signInConsent: "組織の管理者の承認が必要です。管理者に下のリンクを送り、承認後にもう一度「接続」を押してください。",
     consentLinkLabel: "管理者用リンク:",
-    consentLink: "Mailgate を組織で承認する",
+    consentLink: "{product} を組織で承認する",
     signInCancelled: "サインインが取り消されました。もう一度お試しください。",
     signInFailed: "サインインできませんでした。もう一度お試しください。",
     consentGranted: "管理者の承認が完了しました。「Microsoft で接続」を押してサインインしてください。",
@@ -194,6 +194,8 @@ const TEXT = {
     // Discovery
     discoveryTitle: "このアドレスの送信サーバー候補",
     discoveryNone: "候補は見つかりませんでした。",
+    discoveryLooking: "{domain} の送信サーバーを調べています…",
+    discoveryUnanswered: "{domain} の DNS が時間内に応答しなかったため、送信サーバーを調べられませんでした（見つからなかったのではありません）。しばらくしてからアドレスを入力し直すか、プロバイダーの案内にあるサーバーを入力してください。",
     apply: "適用",
     applied: "候補を入力欄に適用しました。",
     // Test mail
@@ -234,6 +236,7 @@ const TEXT = {
     verdictPASS: "問題ありません",
     verdictAT_RISK: "迷惑メール扱いの恐れがあります",
     verdictWILL_FAIL: "届かない恐れがあります",
+    verdictUNKNOWN: "調べられませんでした",
     dnsFixes: "公開するDNSレコード",
     replaces: "置き換える既存のレコード: {record}",
     // Deliveries
@@ -356,7 +359,7 @@ const TEXT = {
     role: "ロール",
   },
   en: {
-    title: "Mailgate console",
+    title: "{product} console",
     language: "Language",
     signOut: "Sign out",
     signInTitle: "Sign in",
@@ -468,18 +471,18 @@ const TEXT = {
     disconnect: "Disconnect",
     disconnectTitle: "Disconnect this mailbox?",
     disconnectBody: "The connection of {mailbox} and its tokens are deleted. Settings that use it are removed too, and mail goes out from the platform's default sender.",
-    disconnectMicrosoft: "At Microsoft, also remove Mailgate from the organisation's Enterprise applications.",
-    disconnectGoogle: "Mailgate's access is revoked at Google too.",
+    disconnectMicrosoft: "At Microsoft, also remove {product} from the organisation's Enterprise applications.",
+    disconnectGoogle: "{product}'s access is revoked at Google too.",
     disconnected: "{mailbox} is disconnected.",
     signInDone: "{mailbox} is connected.",
     signInTestNext: "Send a test mail to put these settings in force.",
-    signInConsent: "An administrator of the organisation must approve Mailgate. Send them the link below, then press Connect again.",
+    signInConsent: "An administrator of the organisation must approve {product}. Send them the link below, then press Connect again.",
     consentLinkLabel: "For the administrator:",
-    consentLink: "Approve Mailgate for the organisation",
+    consentLink: "Approve {product} for the organisation",
     signInCancelled: "The sign-in was cancelled. Please try again.",
     signInFailed: "The sign-in did not succeed. Please try again.",
-    consentGranted: "The administrator approved Mailgate. Press \"Connect with Microsoft\" to sign in.",
-    consentRefused: "The administrator did not approve Mailgate.",
+    consentGranted: "The administrator approved {product}. Press \"Connect with Microsoft\" to sign in.",
+    consentRefused: "The administrator did not approve {product}.",
     offerMicrosoft: "Microsoft no longer accepts a password for this mailbox. Connect it by signing in: the sender, name and server stay as they are.",
     passwordHelp: "The mail account's password.",
     popBeforeSmtp: "POP before SMTP",
@@ -531,6 +534,8 @@ const TEXT = {
     applyInterval: "Use this interval",
     discoveryTitle: "Servers found for this address",
     discoveryNone: "Nothing found.",
+    discoveryLooking: "Looking up the mail servers of {domain}…",
+    discoveryUnanswered: "The DNS of {domain} did not answer in time, so its mail servers could not be looked up (this is not the same as finding none). Type the address again in a while, or enter the server from your provider's guide.",
     apply: "Apply",
     applied: "The suggestion was filled in.",
     testTitle: "Send a test mail",
@@ -569,6 +574,7 @@ const TEXT = {
     verdictPASS: "Passes",
     verdictAT_RISK: "At risk of the spam folder",
     verdictWILL_FAIL: "Will fail",
+    verdictUNKNOWN: "Could not look up",
     dnsFixes: "DNS records to publish",
     replaces: "Replaces: {record}",
     deliveriesTitle: "Deliveries",
@@ -703,11 +709,16 @@ export function setLocale(next) {
   document.documentElement.lang = next;
 }
 
-/** The text for `key` with {name} placeholders filled. */
+/** The name tenants know the service by: the operator's (MAILGATE_PRODUCT_NAME), which
+ *  the server writes into the page. */
+const PRODUCT = globalThis.document?.querySelector('meta[name="application-name"]')?.content || "Mailgate";
+
+/** The text for `key` with {name} placeholders filled ({product}: the service's name). */
 export function t(key, vars = {}) {
   const table = TEXT[locale()];
   const text = table[key] ?? TEXT.en[key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
+  const all = { product: PRODUCT, ...vars };
+  return text.replace(/\{(\w+)\}/g, (_, name) => (name in all ? String(all[name]) : `{${name}}`));
 }
 
 /** A plan's name: the seed's Japanese names in Japanese, the API's names otherwise. */

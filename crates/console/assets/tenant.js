@@ -569,16 +569,28 @@ class TenantScreen {
     const domain = domainOf(address);
     if (!isEmail(address) || domain === this.lastDiscovery) return;
     this.lastDiscovery = domain;
+    // DNS and autoconfig lookups take a moment: say so while they run.
+    fill(box, h("p", { class: "muted", role: "status", "data-part": "discovery-busy" }, t("discoveryLooking", { domain })));
     try {
       const data = await gql(
         `query ConsoleDiscover($id: ID!, $a: String!) { discoverMailServer(tenantId: $id, fromAddress: $a) {
-          domain candidates { serverKind host port encryption smtpAuth source confidence confidenceText evidence signIn preset { name } } } }`,
+          domain candidates { serverKind host port encryption smtpAuth source confidence confidenceText evidence signIn preset { name } }
+          steps { source outcome } } }`,
         { id: this.id, a: address },
       );
       const found = data.discoverMailServer;
       if (domainOf(this.form.fromAddress()) !== found.domain) return;
       if (!found.candidates.length) {
-        fill(box, h("p", { class: "muted" }, t("discoveryNone")));
+        // "Nothing found" only when every lookup answered; a lookup that failed may hide a
+        // server (and typing the same domain again asks again).
+        const unanswered = found.steps.some((s) => s.outcome === "FAILED");
+        if (unanswered) this.lastDiscovery = "";
+        fill(
+          box,
+          unanswered
+            ? h("p", { class: "warning", "data-part": "discovery-unanswered" }, t("discoveryUnanswered", { domain: found.domain }))
+            : h("p", { class: "muted", "data-part": "discovery-none" }, t("discoveryNone")),
+        );
         return;
       }
       fill(
@@ -620,6 +632,7 @@ class TenantScreen {
         ),
       );
     } catch (e) {
+      this.lastDiscovery = "";
       fill(box, this.errorView(e));
     }
   }

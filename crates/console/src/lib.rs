@@ -70,16 +70,68 @@ pub fn asset_names() -> impl Iterator<Item = &'static str> {
     ASSETS.iter().map(|a| a.name)
 }
 
-/// The console's routes: `/console` (redirects to `/console/`), `/console/` (the page)
-/// and `/console/<file>`.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+/// The console's routes: `/console` (redirects to `/console/`), `/console/` (the page,
+/// titled `product`: the name tenants know the service by) and `/console/<file>`.
+pub fn router<S: Clone + Send + Sync + 'static>(product: &str) -> Router<S> {
+    let page = std::sync::Arc::<str>::from(page(product));
+    let index = page.clone();
     Router::new()
         .route(BASE, get(|| async { Redirect::permanent("/console/") }))
-        .route("/console/", get(|| async { serve("index.html") }))
+        .route("/console/", get(move || async move { serve_page(&index) }))
         .route(
             "/console/{file}",
-            get(|Path(file): Path<String>| async move { serve(&file) }),
+            get(|Path(file): Path<String>| async move {
+                if file == "index.html" {
+                    serve_page(&page)
+                } else {
+                    serve(&file)
+                }
+            }),
         )
+}
+
+/// `index.html` with the service's name as its title, header and `application-name`
+/// (which the scripts read), HTML-escaped.
+fn page(product: &str) -> String {
+    let name = escape(product);
+    let text = std::str::from_utf8(ASSETS[0].body).unwrap_or_default();
+    text.replace("<title>Mailgate</title>", &format!("<title>{name}</title>"))
+        .replace(
+            "<span id=\"brand-title\">Mailgate</span>",
+            &format!("<span id=\"brand-title\">{name}</span>"),
+        )
+        .replace(
+            "<meta name=\"application-name\" content=\"Mailgate\">",
+            &format!("<meta name=\"application-name\" content=\"{name}\">"),
+        )
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn serve_page(page: &str) -> Response {
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        page.to_owned(),
+    )
+        .into_response();
+    secure(&mut response);
+    response
 }
 
 fn serve(name: &str) -> Response {
@@ -130,6 +182,22 @@ mod tests {
                 assert_eq!(outside, 0, "{} names {scheme}", asset.name);
             }
         }
+    }
+
+    #[test]
+    fn the_page_carries_the_operators_name_escaped() {
+        let page = page("さくら <配信> & \"Co\"");
+        let escaped = "さくら &lt;配信&gt; &amp; &quot;Co&quot;";
+        assert!(page.contains(&format!("<title>{escaped}</title>")), "{page}");
+        assert!(
+            page.contains(&format!("<span id=\"brand-title\">{escaped}</span>")),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!("<meta name=\"application-name\" content=\"{escaped}\">")),
+            "{page}"
+        );
+        assert!(!page.contains("Mailgate"), "{page}");
     }
 
     #[test]

@@ -87,6 +87,9 @@ crate::coded_enum! {
         GmailAppPassword = "GMAIL_APP_PASSWORD",
         Microsoft365SmtpAuthDisabled = "M365_SMTP_AUTH_DISABLED",
         SenderNotAllowed = "SENDER_NOT_ALLOWED",
+        /// The server refused to relay for settings with neither SMTP AUTH nor POP before
+        /// SMTP: it wants a login first (POP before SMTP, or SMTP AUTH).
+        PopBeforeSmtpSuggested = "POP_BEFORE_SMTP_SUGGESTED",
         RecipientRejected = "RECIPIENT_REJECTED",
         TlsModeMismatch = "TLS_MODE_MISMATCH",
         StartTlsNotOffered = "STARTTLS_NOT_OFFERED",

@@ -203,6 +203,14 @@ pub fn diagnose(failure: &SendFailure, settings: Option<&MailSettings>) -> Diagn
             } else if failure.stage == SendStage::Auth && (code == 535 || code == 534 || enhanced.starts_with("5.7.8"))
             {
                 d(Hint::WrongCredentials, Some("password"))
+            } else if relay_denied(failure.stage, &text)
+                && settings.is_some_and(|s| s.pop_before_smtp().is_none() && !s.smtp_auth())
+            {
+                // `554 5.7.1 Relay access denied` to settings with neither SMTP AUTH nor
+                // POP before SMTP: the server relays only for clients that logged in first,
+                // which is what POP before SMTP is for (the seed's providers use it). Not
+                // the sender address's fault.
+                d(Hint::PopBeforeSmtpSuggested, Some("popBeforeSmtp.host"))
             } else if failure.stage == SendStage::MailFrom
                 && (code == 550 || code == 553 || code == 554 || enhanced == "5.7.1")
             {
@@ -230,6 +238,17 @@ impl crate::health::SettingsFailure {
             hint: diagnose(failure, settings).hint,
         }
     }
+}
+
+/// A refusal to relay (Postfix `554 5.7.1 <to>: Relay access denied`, Sendmail `550 5.7.1
+/// Relaying denied`, Exim `550 relay not permitted`), at MAIL FROM or RCPT TO.
+fn relay_denied(stage: SendStage, lowercase_text: &str) -> bool {
+    matches!(stage, SendStage::MailFrom | SendStage::RcptTo)
+        && (lowercase_text.contains("relay access denied")
+            || lowercase_text.contains("relaying denied")
+            || lowercase_text.contains("relay not permitted")
+            || lowercase_text.contains("relaying not permitted")
+            || lowercase_text.contains("relaying not allowed"))
 }
 
 /// Exchange Online's refusals of password (or any) SMTP AUTH: `550 5.7.30 Basic
@@ -289,6 +308,9 @@ pub fn is_configuration_failure(failure: &SendFailure) -> bool {
                 || basic_auth_off
                 || (matches!(code, 550 | 553 | 554) && enhanced == "5.7.1")
         }
+        // The server relays for no one who has not logged in: every recipient elsewhere
+        // is refused the same way, so it is the settings, not this recipient.
+        SendStage::RcptTo => code >= 550 && relay_denied(SendStage::RcptTo, &text),
         _ => false,
     }
 }
@@ -426,6 +448,72 @@ mod tests {
         }
         assert!(rejected(SendStage::Data, 451, "4.3.0", "").is_transient());
         assert!(!rejected(SendStage::Data, 550, "5.1.1", "").is_transient());
+    }
+
+    fn settings(smtp_auth: bool, pop: bool) -> MailSettings {
+        let draft = crate::settings::MailSettingsDraft {
+            host: Some("smtp.example.jp".into()),
+            port: Some(587),
+            from_address: Some("shop@example.jp".into()),
+            from_name: Some("Shop".into()),
+            smtp_auth: Some(smtp_auth),
+            username: smtp_auth.then(|| "shop".into()),
+            password: smtp_auth.then(|| "pw".to_owned().into()),
+            encryption: Some(Encryption::StartTls),
+            pop_before_smtp: pop.then(|| crate::settings::PopBeforeSmtpDraft {
+                host: Some("pop.example.jp".into()),
+                port: Some(110),
+                username: Some("shop".into()),
+                password: Some("pw".to_owned().into()),
+                tls: Some(false),
+            }),
+            ..Default::default()
+        };
+        MailSettings::validate(&draft, None).expect("valid settings")
+    }
+
+    #[test]
+    fn a_relay_refusal_suggests_pop_before_smtp_only_to_settings_without_a_login() {
+        let postfix = rejected(
+            SendStage::RcptTo,
+            554,
+            "5.7.1",
+            "<a@elsewhere.example>: Relay access denied",
+        );
+        let at_mail_from = rejected(SendStage::MailFrom, 554, "5.7.1", "Relay access denied");
+        let sendmail = rejected(
+            SendStage::RcptTo,
+            550,
+            "5.7.1",
+            "<a@elsewhere.example>... Relaying denied",
+        );
+        let suggested = Diagnosis {
+            hint: Hint::PopBeforeSmtpSuggested,
+            field: Some("popBeforeSmtp.host"),
+        };
+        let bare = settings(false, false);
+        for f in [&postfix, &at_mail_from, &sendmail] {
+            assert_eq!(diagnose(f, Some(&bare)), suggested, "{f:?}");
+            // The server relays for nobody who has not logged in: the settings are wrong.
+            assert!(is_configuration_failure(f), "{f:?}");
+        }
+        // Settings that log in already (SMTP AUTH, or POP before SMTP) are not told to.
+        assert_eq!(
+            diagnose(&at_mail_from, Some(&settings(true, false))).hint,
+            Hint::SenderNotAllowed
+        );
+        assert_eq!(
+            diagnose(&at_mail_from, Some(&settings(false, true))).hint,
+            Hint::SenderNotAllowed
+        );
+        assert_eq!(
+            diagnose(&postfix, Some(&settings(false, true))).hint,
+            Hint::RecipientRejected
+        );
+        // A refused recipient that is not a relay refusal stays the recipient's.
+        let unknown = rejected(SendStage::RcptTo, 550, "5.1.1", "No such user");
+        assert_eq!(diagnose(&unknown, Some(&bare)).hint, Hint::RecipientRejected);
+        assert!(!is_configuration_failure(&unknown));
     }
 
     #[test]

@@ -17,6 +17,9 @@ crate::coded_enum! {
         AtRisk = "AT_RISK",
         /// DMARC says quarantine or reject, and neither SPF nor DKIM will pass aligned.
         WillFail = "WILL_FAIL",
+        /// DNS did not answer for a record the verdict needs (timed out or failed): nothing
+        /// can be said until it does. Not "missing": the records may well be there.
+        Unknown = "UNKNOWN",
     }
 }
 
@@ -30,8 +33,11 @@ crate::coded_enum! {
         NotAllowed = "NOT_ALLOWED",
         /// No SPF record.
         Missing = "MISSING",
-        /// The record is broken (permerror: syntax, too many lookups) or DNS failed.
+        /// The record is broken (permerror: syntax, too many lookups), or a name it
+        /// names did not answer.
         Error = "ERROR",
+        /// DNS did not answer for the domain's own TXT records.
+        Unanswered = "UNANSWERED",
     }
 }
 
@@ -45,6 +51,8 @@ crate::coded_enum! {
         Missing = "MISSING",
         /// The server is not a known provider: its selector cannot be guessed.
         Unknown = "UNKNOWN",
+        /// No key found, and DNS did not answer for at least one selector.
+        Unanswered = "UNANSWERED",
     }
 }
 
@@ -56,6 +64,8 @@ crate::coded_enum! {
         None = "NONE",
         Quarantine = "QUARANTINE",
         Reject = "REJECT",
+        /// DNS did not answer for `_dmarc` of the domain (or of its organisational domain).
+        Unanswered = "UNANSWERED",
     }
 }
 
@@ -75,6 +85,9 @@ crate::coded_enum! {
         DmarcPolicyNone = "DMARC_POLICY_NONE",
         /// DMARC reject/quarantine and nothing aligned: receivers refuse or junk the mail.
         DmarcWillFail = "DMARC_WILL_FAIL",
+        /// DNS did not answer for some of the records: the check could not look them up
+        /// (which is not the same as finding nothing).
+        DnsUnanswered = "DNS_UNANSWERED",
     }
 }
 
@@ -156,6 +169,14 @@ impl DomainCheck {
     pub fn judge(findings: DomainFindings) -> Self {
         let mut issues = Vec::new();
         let mut fixes = Vec::new();
+        // What DNS did not answer is not "missing": no verdict, no record to publish for
+        // it, and the first thing said is that it could not be looked up.
+        let unanswered = findings.spf == SpfFinding::Unanswered
+            || findings.dkim == DkimFinding::Unanswered
+            || findings.dmarc == DmarcPolicy::Unanswered;
+        if unanswered {
+            issues.push(DomainIssue::DnsUnanswered);
+        }
         let spf_ok = findings.spf == SpfFinding::Pass && findings.spf_aligns;
         match findings.spf {
             SpfFinding::Pass if !findings.spf_aligns => issues.push(DomainIssue::SpfNotAligned),
@@ -163,6 +184,7 @@ impl DomainCheck {
             SpfFinding::Missing => issues.push(DomainIssue::SpfMissing),
             SpfFinding::NotAllowed => issues.push(DomainIssue::SpfNotAllowed),
             SpfFinding::Error => issues.push(DomainIssue::SpfError),
+            SpfFinding::Unanswered => {}
         }
         if matches!(findings.spf, SpfFinding::Missing | SpfFinding::NotAllowed)
             && let Some(include) = findings.spf_include
@@ -179,9 +201,12 @@ impl DomainCheck {
             DkimFinding::Published => {}
             DkimFinding::Missing => issues.push(DomainIssue::DkimMissing),
             DkimFinding::Unknown => issues.push(DomainIssue::DkimUnknown),
+            DkimFinding::Unanswered => {}
         }
         let aligned = spf_ok || dkim_ok;
         let verdict = match findings.dmarc {
+            // Whether it aligns is not known until DNS answers.
+            DmarcPolicy::Quarantine | DmarcPolicy::Reject if unanswered => Verdict::Unknown,
             DmarcPolicy::Quarantine | DmarcPolicy::Reject if !aligned => {
                 issues.push(DomainIssue::DmarcWillFail);
                 Verdict::WillFail
@@ -196,6 +221,7 @@ impl DomainCheck {
                 });
                 Verdict::AtRisk
             }
+            DmarcPolicy::Unanswered => Verdict::Unknown,
             policy => {
                 if policy == DmarcPolicy::None {
                     issues.push(DomainIssue::DmarcPolicyNone);
@@ -208,8 +234,8 @@ impl DomainCheck {
             }
         };
         Self {
+            verdict: if unanswered { Verdict::Unknown } else { verdict },
             findings,
-            verdict,
             issues,
             fixes,
         }
@@ -253,6 +279,34 @@ mod tests {
         assert_eq!(v(S::NotAllowed, K::Missing, D::Reject), Verdict::WillFail);
         assert_eq!(v(S::Missing, K::Unknown, D::Quarantine), Verdict::WillFail);
         assert_eq!(v(S::Error, K::Missing, D::Reject), Verdict::WillFail);
+    }
+
+    #[test]
+    fn what_dns_did_not_answer_is_unknown_not_missing() {
+        use DkimFinding as K;
+        use DmarcPolicy as D;
+        use SpfFinding as S;
+        for (s, k, d) in [
+            (S::Unanswered, K::Missing, D::Reject),
+            (S::Pass, K::Unanswered, D::Reject),
+            (S::Missing, K::Missing, D::Unanswered),
+        ] {
+            let check = DomainCheck::judge(findings(s, k, d));
+            assert_eq!(check.verdict, Verdict::Unknown, "{s:?} {k:?} {d:?}");
+            assert_eq!(check.issues[0], DomainIssue::DnsUnanswered);
+            assert!(!check.issues.contains(&DomainIssue::DmarcWillFail));
+            assert!(!check.issues.contains(&DomainIssue::DmarcMissing));
+            // Nothing to publish for a record that may well be there.
+            assert!(
+                !check.fixes.iter().any(|f| f.name.starts_with("_dmarc.")),
+                "{:?}",
+                check.fixes
+            );
+        }
+        // What did answer still gets its fix: the SPF record without the provider's include.
+        let check = DomainCheck::judge(findings(S::NotAllowed, K::Published, D::Unanswered));
+        assert_eq!(check.fixes.len(), 1);
+        assert!(check.issues.contains(&DomainIssue::SpfNotAllowed));
     }
 
     #[test]

@@ -146,13 +146,17 @@ fn cause(hint: Hint) -> (&'static str, &'static str) {
             "サーバーがこの送信元アドレスからの送信を許可していません。",
             "The server does not allow sending from this sender address.",
         ),
+        Hint::PopBeforeSmtpSuggested => (
+            "サーバーがメールの中継を拒否しました。送信の前のログイン（POP before SMTP または SMTP認証）が求められています。",
+            "The server refused to relay: it wants a login first (POP before SMTP or SMTP authentication).",
+        ),
         Hint::ReconnectMailbox => (
             "Microsoft または Google が、このメールボックスへのサインインを受け付けなくなりました（アクセスの取り消し・期限切れ・パスワード変更）。メールサーバーの画面で「再接続」してください。",
             "Microsoft or Google no longer accepts the sign-in for this mailbox (access revoked or expired, or the password changed). Choose \"Reconnect\" on the mail-server screen.",
         ),
         Hint::TokenRefused => (
-            "サーバーがサインインのトークンを拒否しました。送信の権限、または組織による Mailgate の承認をご確認のうえ、再接続してください。",
-            "The server refused the sign-in's token. Check the mailbox's send rights or the organisation's approval of Mailgate, then reconnect.",
+            "サーバーがサインインのトークンを拒否しました。送信の権限、または組織によるアプリの承認をご確認のうえ、再接続してください。",
+            "The server refused the sign-in's token. Check the mailbox's send rights or the organisation's approval of the app, then reconnect.",
         ),
         Hint::CertificateUntrusted | Hint::CertificateNameMismatch => (
             "サーバーの証明書を検証できなくなりました（期限切れ、またはホスト名との不一致）。",
@@ -185,7 +189,7 @@ fn notice_message(tenant: &Tenant, settings: &MailSettings, failure: &SettingsFa
          \r\n\
          ----\r\n\
          \r\n\
-         Real deliveries through the mail server settings of {name} ({server}) kept failing, so Mailgate stopped using them.\r\n\
+         Real deliveries through the mail server settings of {name} ({server}) kept failing, so they are no longer used.\r\n\
          \r\n\
          Stage: {stage}\r\n\
          Reply codes: {reply}\r\n\

@@ -371,12 +371,14 @@ pub enum SenderDomainVerdict {
     Pass,
     AtRisk,
     WillFail,
+    /// DNS did not answer for a record the verdict needs: try again later (not "missing").
+    Unknown,
 }
 
 /// SPF of the sender domain for the server.
 #[derive(SimpleObject, Debug)]
 pub struct SpfCheck {
-    /// `PASS`, `NOT_ALLOWED`, `MISSING` or `ERROR`.
+    /// `PASS`, `NOT_ALLOWED`, `MISSING`, `ERROR` or `UNANSWERED` (DNS did not answer).
     pub result: String,
     pub record: Option<String>,
     /// The mechanism that allows the provider, when it is known.
@@ -389,7 +391,8 @@ pub struct SpfCheck {
 /// DKIM of the sender domain for the server's provider.
 #[derive(SimpleObject, Debug)]
 pub struct DkimCheck {
-    /// `PUBLISHED`, `MISSING` or `UNKNOWN` (a provider Mailgate does not know).
+    /// `PUBLISHED`, `MISSING`, `UNKNOWN` (a provider Mailgate does not know) or
+    /// `UNANSWERED` (no key found, and DNS did not answer for a selector).
     pub result: String,
     pub selectors: Vec<String>,
     pub found: Vec<String>,
@@ -398,7 +401,7 @@ pub struct DkimCheck {
 /// DMARC of the sender domain.
 #[derive(SimpleObject, Debug)]
 pub struct DmarcCheck {
-    /// `MISSING`, `NONE`, `QUARANTINE` or `REJECT`.
+    /// `MISSING`, `NONE`, `QUARANTINE`, `REJECT` or `UNANSWERED` (DNS did not answer).
     pub policy: String,
     pub record: Option<String>,
     /// The domain whose record applies (the sender's or its organisational domain).
@@ -450,6 +453,7 @@ impl SenderDomainCheck {
                 Verdict::Pass => SenderDomainVerdict::Pass,
                 Verdict::AtRisk => SenderDomainVerdict::AtRisk,
                 Verdict::WillFail => SenderDomainVerdict::WillFail,
+                Verdict::Unknown => SenderDomainVerdict::Unknown,
             },
             summary: say(Text::Verdict(c.verdict), l).into_owned(),
             spf: SpfCheck {

@@ -372,6 +372,7 @@ impl App {
             views.clone(),
         )
         .with_activation(config.settings_activation.mode())
+        .with_product_name(config.product_name.trim())
         .with_lookups(lookups)
         .with_connections(mail_connections.clone())
         .with_test_mail_counter(Arc::new(move |count| counted.test_mail(count)));

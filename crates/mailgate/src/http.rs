@@ -32,7 +32,7 @@ pub fn router(app: App) -> Router {
         deadline: Duration::from_secs(app.config.request_timeout_secs),
     };
     let console = if app.config.console_enabled() {
-        console::router()
+        console::router(app.config.product_name.trim())
     } else {
         Router::new()
     };

@@ -195,6 +195,8 @@ impl TenantService {
                 Verdict::Pass => {}
                 Verdict::AtRisk => warnings.push(SettingsWarning::SenderDomainAtRisk),
                 Verdict::WillFail => warnings.push(SettingsWarning::SenderDomainWillFail),
+                // DNS did not answer: nothing to warn of (the assistant's check says so).
+                Verdict::Unknown => {}
             }
         }
         Ok(warnings)

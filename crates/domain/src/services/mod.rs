@@ -18,7 +18,7 @@ pub use connections::ConnectionService;
 pub use deliveries::DeliveryService;
 pub use mail_settings::SavedSettings;
 pub use paging::{MAX_PAGE, Page};
-pub use tenants::{TenantService, TenantView};
+pub use tenants::{DEFAULT_PRODUCT_NAME, TenantService, TenantView};
 pub use test_mail::{
     TEST_MAIL_DEADLINE, TEST_MAIL_LIMIT, TEST_MAILS_PER_CALLER_PER_MINUTE, TEST_MAILS_PER_MINUTE, TestMailCount,
     TestMailCounter, TestMailOutcome,

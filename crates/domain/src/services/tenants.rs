@@ -84,6 +84,9 @@ fn contact_email(raw: Option<&str>) -> Result<Option<EmailAddress>> {
     }
 }
 
+/// The name tenants see when the operator has not named the service.
+pub const DEFAULT_PRODUCT_NAME: &str = "Mailgate";
+
 /// Tenant, plan and mail-settings operations.
 #[derive(Clone)]
 pub struct TenantService {
@@ -93,6 +96,8 @@ pub struct TenantService {
     pub(super) ports: Arc<PortPolicy>,
     pub(super) coordination: Arc<dyn Coordination>,
     pub(super) activation: ActivationMode,
+    /// The name tenants know the service by (the operator's; test mails' subject).
+    pub(super) product: Arc<str>,
     /// The sender-domain check a save runs (none: no such warning).
     pub(super) lookups: Option<Arc<dyn SetupLookups>>,
     /// Told of every test mail (for `/metrics`).
@@ -129,6 +134,7 @@ impl TenantService {
             ports: Arc::new(ports),
             coordination,
             activation: ActivationMode::default(),
+            product: Arc::from(DEFAULT_PRODUCT_NAME),
             lookups: None,
             test_mails: None,
             connections: None,
@@ -163,6 +169,13 @@ impl TenantService {
     /// What makes a saved version live (default: a successful test mail).
     pub fn with_activation(mut self, activation: ActivationMode) -> Self {
         self.activation = activation;
+        self
+    }
+
+    /// The name tenants know the service by, in the test mails' subject (default
+    /// [`DEFAULT_PRODUCT_NAME`]).
+    pub fn with_product_name(mut self, name: &str) -> Self {
+        self.product = Arc::from(name);
         self
     }
 

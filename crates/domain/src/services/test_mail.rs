@@ -135,13 +135,14 @@ impl TenantService {
             self.count_test_mail(TestMailCount::RateLimited);
             return Err(Error::RateLimited);
         }
+        let product = &self.product;
         let (subject, text) = match locale {
             Locale::En => (
-                "Mailgate test mail",
+                format!("{product} test mail"),
                 "This is a test mail from your site's mail server settings.\r\nIf you can read it, sending works and the sender is the one you set.\r\n",
             ),
             Locale::Ja => (
-                "Mailgate テストメール",
+                format!("{product} テストメール"),
                 "メールサーバー設定からのテストメールです。\r\nこのメールが届いていれば、送信と送信元の設定は正しく動作しています。\r\n",
             ),
         };
@@ -158,7 +159,7 @@ impl TenantService {
         }
         let mail = OutgoingMail {
             to: to.clone(),
-            subject: Subject::parse(subject).map_err(|e| Error::validation("subject", e))?,
+            subject: Subject::parse(&subject).map_err(|e| Error::validation("subject", e))?,
             text,
             html: None,
             message_id: None,

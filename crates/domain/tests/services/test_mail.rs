@@ -69,6 +69,16 @@ async fn a_successful_test_of_the_saved_version_makes_it_live_and_a_failed_one_d
         "Mailgate テストメール",
         "in the caller's language"
     );
+    // The operator's name for the service, where it has one.
+    let named = tenants.clone().with_product_name("さくらメール配信");
+    named
+        .send_test_mail(&admin(id), id, "me@example.org", None, Locale::En)
+        .await
+        .unwrap();
+    assert_eq!(
+        fakes.mailer.test_mails()[1].mail.subject.as_str(),
+        "さくらメール配信 test mail"
+    );
 }
 
 #[tokio::test]

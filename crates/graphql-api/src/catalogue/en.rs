@@ -146,6 +146,9 @@ fn hint(hint: Hint) -> &'static str {
         Hint::SenderNotAllowed => {
             "The server does not let this account send from this sender address. Use an address that belongs to the account, or allow it at the provider."
         }
+        Hint::PopBeforeSmtpSuggested => {
+            "The server refused to relay the mail (Relay access denied). The sender address is not the problem: this server wants a login before it sends. If the provider's guide says \"POP before SMTP\", fill in the POP before SMTP fields (POP server, user name, password); otherwise turn SMTP authentication on and enter the user name and password."
+        }
         Hint::RecipientRejected => {
             "The server refused the recipient. Check the test address, or whether the server relays to other domains."
         }
@@ -182,7 +185,7 @@ fn hint(hint: Hint) -> &'static str {
             "The address has characters other than ASCII before the @, and this mail server does not accept such addresses (it does not offer SMTPUTF8). Use an ASCII address, or a server that supports SMTPUTF8."
         }
         Hint::ReconnectMailbox => {
-            "Microsoft or Google no longer accepts Mailgate's sign-in for this mailbox (access revoked or expired, password changed, or consent withdrawn). Mail goes out from the platform's address with yours as Reply-To until you choose \"Reconnect\" and sign in again."
+            "Microsoft or Google no longer accepts the sign-in for this mailbox (access revoked or expired, password changed, or consent withdrawn). Mail goes out from the platform's address with yours as Reply-To until you choose \"Reconnect\" and sign in again."
         }
         Hint::TokenRefused => {
             "The server refused the sign-in's token even after a fresh one. Check that the signed-in account may send from this mailbox (send-as rights), and for Microsoft 365 SMTP that SMTP AUTH is on for it, or connect with Microsoft Graph instead."
@@ -205,10 +208,10 @@ fn warning(warning: SettingsWarning) -> &'static str {
             "The password is sent without encryption. Choose SSL or STARTTLS if the server supports it."
         }
         SettingsWarning::HostNotResolved => {
-            "This host name could not be found as a mail server Mailgate may use. It was saved (DNS can be late); check the spelling, and send a test mail."
+            "This host name could not be found as a mail server that may be used. It was saved (DNS can be late); check the spelling, and send a test mail."
         }
         SettingsWarning::PopHostNotResolved => {
-            "The POP server's host name could not be found as a server Mailgate may use. It was saved (DNS can be late); check the spelling, and send a test mail."
+            "The POP server's host name could not be found as a server that may be used. It was saved (DNS can be late); check the spelling, and send a test mail."
         }
         SettingsWarning::SenderDomainAtRisk => {
             "The sender domain's SPF, DKIM or DMARC does not fully cover this server: mail may land in spam, and Gmail and Yahoo refuse bulk mail without them. checkSenderDomain shows what to add."
@@ -258,7 +261,7 @@ fn provider_hint(hint: ProviderHint) -> &'static str {
             "Microsoft is retiring password (basic) SMTP AUTH: tenants created from 2027 on, and existing tenants whose administrator has not re-enabled it, refuse the password with 550 5.7.30 or 535 5.7.139. Ask the administrator to allow SMTP AUTH for the tenant and the mailbox, or send through another server (for example Amazon SES or SendGrid)."
         }
         ProviderHint::PasswordLoginRemoved => {
-            "Microsoft turned off password login for Outlook.com SMTP in September 2024: the server accepts only OAuth2 logins, which Mailgate does not use. Send through another server (your domain's mail server, Amazon SES, SendGrid, …)."
+            "Microsoft turned off password login for Outlook.com SMTP in September 2024: the server accepts only OAuth2 logins, so a password cannot send through it. Send through another server (your domain's mail server, Amazon SES, SendGrid, …)."
         }
         ProviderHint::ApiKeyAsPassword => {
             "Enter the word apikey as the user name and an API key with the \"Mail Send\" permission as the password; verify the sender (Single Sender or domain authentication) first."
@@ -305,6 +308,9 @@ fn verdict(v: Verdict) -> &'static str {
         Verdict::WillFail => {
             "Receivers will reject or quarantine this mail: the domain's DMARC policy demands SPF or DKIM that will not pass."
         }
+        Verdict::Unknown => {
+            "DNS did not answer in time, so some records could not be looked up (which does not mean they are missing). Check again in a while."
+        }
     }
 }
 
@@ -337,13 +343,16 @@ fn domain_issue(issue: DomainIssue, f: &DomainFindings) -> String {
             f.dkim_selectors.join(", ")
         ),
         DomainIssue::DkimUnknown => format!(
-            "{server} is not a provider Mailgate knows, so whether it signs with a DKIM key of {d} cannot be told from DNS: ask the provider."
+            "{server} is not a known provider, so whether it signs with a DKIM key of {d} cannot be told from DNS: ask the provider."
         ),
         DomainIssue::DmarcMissing => {
             format!("{d} publishes no DMARC record; Gmail and Yahoo require one of bulk senders. Start with p=none.")
         }
         DomainIssue::DmarcPolicyNone => format!(
             "The DMARC policy of {d} is p=none: receivers are asked to take no action, so forged mail in its name is not stopped either."
+        ),
+        DomainIssue::DnsUnanswered => format!(
+            "The DNS of {d} did not answer in time, so part of SPF, DKIM and DMARC could not be looked up. That does not mean the records are missing: check again in a while."
         ),
         DomainIssue::DmarcWillFail => format!(
             "The DMARC policy of {d} is quarantine or reject, and neither SPF nor DKIM will pass aligned for mail through {server}: receivers will reject or junk it."

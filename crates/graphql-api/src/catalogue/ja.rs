@@ -36,10 +36,10 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         )
         .into(),
         Text::Field(f) => format!("{}{}。", super::field_name(f.field, domain::Locale::Ja), field(f.code)).into(),
-        Text::PageSizeOutOfRange => "first は1から100の間で指定してください。".into(),
-        Text::CursorInvalid => "after のカーソルが正しくありません。".into(),
-        Text::LocaleInvalid => "locale は ja または en にしてください。".into(),
-        Text::VariablesNotObject => "variables はJSONオブジェクトにしてください。".into(),
+        Text::PageSizeOutOfRange => "表示件数は1から100の間で指定してください。".into(),
+        Text::CursorInvalid => "続きの位置（カーソル）が正しくありません。".into(),
+        Text::LocaleInvalid => "言語は ja（日本語）または en（英語）にしてください。".into(),
+        Text::VariablesNotObject => "変数はJSONオブジェクトにしてください。".into(),
         Text::ContentTypeNotJson => "Content-Type は application/json にしてください。".into(),
         Text::BodyTooLarge => "リクエスト本文が大きすぎます。".into(),
         Text::BodyNotGraphql => "本文がGraphQLリクエストではありません。\"query\" を含むJSONを送信してください。".into(),
@@ -140,6 +140,9 @@ fn hint(hint: Hint) -> &'static str {
         Hint::SenderNotAllowed => {
             "このアカウントではこの送信元アドレスから送信できません。アカウントに属するアドレスを使うか、プロバイダー側で許可してください。"
         }
+        Hint::PopBeforeSmtpSuggested => {
+            "サーバーがメールの中継を拒否しました（Relay access denied）。送信元アドレスの問題ではなく、このサーバーは送信の前にログインを求めています。プロバイダーの案内に「POP before SMTP」とあれば、POP before SMTP の欄（POPサーバー、ユーザー名、パスワード）を入力してください。そうでなければ SMTP認証 をオンにして、ユーザー名とパスワードを入力してください。"
+        }
         Hint::RecipientRejected => {
             "送信先アドレスが拒否されました。テスト用アドレス、またはサーバーが他ドメインへの中継を許可しているかをご確認ください。"
         }
@@ -174,7 +177,7 @@ fn hint(hint: Hint) -> &'static str {
             "アドレスの @ より前に ASCII 以外の文字があり、このメールサーバーはそのようなアドレスを受け付けません（SMTPUTF8 に対応していません）。ASCII のアドレスを使うか、SMTPUTF8 に対応したサーバーを使ってください。"
         }
         Hint::ReconnectMailbox => {
-            "Microsoft または Google が、このメールボックスへの Mailgate のサインインを受け付けなくなりました（アクセスの取り消し・期限切れ、パスワード変更、同意の取り消し）。「再接続」でもう一度サインインするまで、メールはプラットフォームのアドレスから、返信先をお客様のアドレスにして送信されます。"
+            "Microsoft または Google が、このメールボックスへのサインインを受け付けなくなりました（アクセスの取り消し・期限切れ、パスワード変更、同意の取り消し）。「再接続」でもう一度サインインするまで、メールはプラットフォームのアドレスから、返信先をお客様のアドレスにして送信されます。"
         }
         Hint::TokenRefused => {
             "新しいトークンに替えても、サーバーがサインインのトークンを拒否しました。サインインしたアカウントにこのメールボックスから送信する権限（SendAs）があるか、Microsoft 365 の SMTP ならこのメールボックスの SMTP 認証が有効かをご確認ください。Microsoft Graph で接続し直す方法もあります。"
@@ -197,10 +200,10 @@ fn warning(warning: SettingsWarning) -> &'static str {
             "パスワードが暗号化されずに送信されます。サーバーが対応していればSSLまたはSTARTTLSを選んでください。"
         }
         SettingsWarning::HostNotResolved => {
-            "このホスト名は、Mailgate が使えるメールサーバーとして見つかりませんでした。設定は保存されています（DNS の反映が遅れることがあります）。綴りを確認し、テストメールを送信してください。"
+            "このホスト名は、送信に使えるメールサーバーとして見つかりませんでした。設定は保存されています（DNS の反映が遅れることがあります）。綴りを確認し、テストメールを送信してください。"
         }
         SettingsWarning::PopHostNotResolved => {
-            "POP サーバーのホスト名が、Mailgate が使えるサーバーとして見つかりませんでした。設定は保存されています（DNS の反映が遅れることがあります）。綴りを確認し、テストメールを送信してください。"
+            "POP サーバーのホスト名が、使えるサーバーとして見つかりませんでした。設定は保存されています（DNS の反映が遅れることがあります）。綴りを確認し、テストメールを送信してください。"
         }
         SettingsWarning::SenderDomainAtRisk => {
             "送信元ドメインの SPF・DKIM・DMARC がこのサーバーを十分にカバーしていません。迷惑メールに振り分けられるおそれがあり、Gmail と Yahoo はこれらのない大量送信を拒否します。追加すべきレコードは送信元ドメインの確認で表示されます。"
@@ -247,7 +250,7 @@ fn provider_hint(hint: ProviderHint) -> &'static str {
             "Microsoft はパスワード（基本認証）による SMTP AUTH を廃止しつつあります。2027年以降に作成されたテナントと、管理者が再び有効にしていない既存のテナントは、550 5.7.30 または 535 5.7.139 でパスワードを拒否します。管理者にテナントとメールボックスの SMTP AUTH を許可してもらうか、別のサーバー（Amazon SES や SendGrid など）から送信してください。"
         }
         ProviderHint::PasswordLoginRemoved => {
-            "Microsoft は 2024年9月に Outlook.com の SMTP でのパスワードによるログインを廃止しました。サーバーは OAuth2 によるログインしか受け付けず、Mailgate はそれを使いません。別のサーバー（独自ドメインのメールサーバー、Amazon SES、SendGrid など）から送信してください。"
+            "Microsoft は 2024年9月に Outlook.com の SMTP でのパスワードによるログインを廃止しました。サーバーは OAuth2 によるログインしか受け付けず、この画面のパスワードでは送信できません。別のサーバー（独自ドメインのメールサーバー、Amazon SES、SendGrid など）から送信してください。"
         }
         ProviderHint::ApiKeyAsPassword => {
             "ユーザー名に apikey という語を、パスワードに「Mail Send」権限のある API キーを入力してください。先に送信者の認証（Single Sender またはドメイン認証）を済ませてください。"
@@ -294,6 +297,9 @@ fn verdict(v: Verdict) -> &'static str {
         Verdict::WillFail => {
             "受信側はこのメールを拒否または隔離します。ドメインの DMARC ポリシーが求める SPF・DKIM が合格しません。"
         }
+        Verdict::Unknown => {
+            "DNS が時間内に応答しなかったため、一部のレコードを調べられませんでした（「見つからない」とは限りません）。しばらくしてからもう一度確認してください。"
+        }
     }
 }
 
@@ -326,7 +332,7 @@ fn domain_issue(issue: DomainIssue, f: &DomainFindings) -> String {
             f.dkim_selectors.join(", ")
         ),
         DomainIssue::DkimUnknown => format!(
-            "{server} は Mailgate が知らないプロバイダーのため、{d} の DKIM 鍵で署名するかは DNS からは分かりません。プロバイダーに確認してください。"
+            "{server} は既知のプロバイダーではないため、{d} の DKIM 鍵で署名するかは DNS からは分かりません。プロバイダーに確認してください。"
         ),
         DomainIssue::DmarcMissing => format!(
             "{d} は DMARC レコードを公開していません。Gmail と Yahoo は大量送信者に DMARC を求めています。まず p=none で公開してください。"
@@ -334,6 +340,9 @@ fn domain_issue(issue: DomainIssue, f: &DomainFindings) -> String {
         DomainIssue::DmarcPolicyNone => {
             format!("{d} の DMARC ポリシーは p=none です。受信側に何も求めないため、{d} を騙るメールも止まりません。")
         }
+        DomainIssue::DnsUnanswered => format!(
+            "{d} の DNS が時間内に応答しなかったため、SPF・DKIM・DMARC の一部を調べられませんでした。レコードが無いという意味ではありません。しばらくしてからもう一度確認してください。"
+        ),
         DomainIssue::DmarcWillFail => format!(
             "{d} の DMARC ポリシーは quarantine または reject で、{server} 経由のメールは SPF も DKIM もドメインと一致して合格しません。受信側は拒否するか迷惑メールにします。"
         ),

@@ -68,6 +68,9 @@ pub const FIELD_NAMES: &[(&str, &str, &str)] = &[
     ("variables", "変数", "variables"),
     ("domain", "ドメイン", "domain"),
     ("input", "入力", "input"),
+    // Arguments of paged lists.
+    ("first", "表示件数", "page size"),
+    ("after", "続きの位置", "cursor"),
     // Named in the audit trail.
     ("version", "設定のバージョン", "settings version"),
     ("provenBy", "確認の方法", "proven by"),
@@ -217,4 +220,70 @@ fn probe_summary(
         }
     }
     parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The string literal an error constructor is called with first, after `call` (in
+    /// `source`), e.g. `host` in `FieldError::new("host", …)`.
+    fn first_literals<'a>(source: &'a str, call: &str) -> Vec<&'a str> {
+        source
+            .match_indices(call)
+            .filter_map(|(at, _)| {
+                let rest = source[at + call.len()..].trim_start();
+                let rest = rest.strip_prefix('"')?;
+                let (literal, _) = rest.split_once('"')?;
+                // A field's API name: `host`, `popBeforeSmtp.port` (not this test's text).
+                let name = !literal.is_empty() && literal.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
+                name.then_some(literal)
+            })
+            .collect()
+    }
+
+    fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("readable source directory") {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Every field an error names by a literal anywhere in the workspace's crates has its
+    /// words in both languages, so a Japanese message never names a field by its API name
+    /// (「nameは必須です」). Fields named through a variable are listed where the variable
+    /// is made (`perMinute`, `perDay`) and checked by the API suite's messages.
+    #[test]
+    fn every_field_an_error_names_has_its_words() {
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for krate in std::fs::read_dir(&crates).expect("crates directory") {
+            let src = krate.expect("crate").path().join("src");
+            if src.is_dir() {
+                rust_files(&src, &mut files);
+            }
+        }
+        let mut named = std::collections::BTreeSet::new();
+        for file in &files {
+            let source = std::fs::read_to_string(file).expect("readable source");
+            for call in ["FieldError::new(", "validation_error("] {
+                named.extend(first_literals(&source, call).into_iter().map(str::to_owned));
+            }
+        }
+        assert!(named.len() > 20, "the scan found too few fields to be right: {named:?}");
+        let missing: Vec<_> = named
+            .iter()
+            .filter(|f| !FIELD_NAMES.iter().any(|(api, _, _)| api == f))
+            .collect();
+        assert!(missing.is_empty(), "fields without words in FIELD_NAMES: {missing:?}");
+        for (api, ja, en) in FIELD_NAMES {
+            assert!(!ja.is_empty() && !en.is_empty(), "{api}");
+            assert_ne!(ja, api, "{api} keeps its API name in Japanese");
+            assert_eq!(field_name(api, Locale::Ja), *ja);
+        }
+    }
 }

@@ -67,6 +67,9 @@ impl Config {
         domain::PlatformSender::parse(&self.default_from).map_err(|e| {
             anyhow::anyhow!("MAILGATE_DEFAULT_FROM: {e} (expected `Name <address@example.com>` or an address)")
         })?;
+        if self.product_name.trim().chars().count() > 60 || self.product_name.chars().any(char::is_control) {
+            bail!("MAILGATE_PRODUCT_NAME must be at most 60 characters, without line breaks or control characters");
+        }
         let url = self.database_url();
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             bail!("MAILGATE_DATABASE_URL must start with sqlite:, postgres:// or postgresql://");

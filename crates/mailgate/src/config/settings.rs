@@ -60,6 +60,9 @@ settings! {
         pub default_smtp_url: Option<SecretString> = None;
         /// The platform's default sender, e.g. `Platform <noreply@example.com>`.
         pub default_from: String = "Mailgate <noreply@example.com>".into();
+        /// The name tenants know the service by (the platform's own): the console's title
+        /// and header, and the subject of test mails. At most 60 characters.
+        pub product_name: String = domain::services::DEFAULT_PRODUCT_NAME.into(), check not_blank();
         /// Lets tenants use servers on private and loopback addresses (development, tests).
         pub allow_private_smtp_hosts: bool = false;
         /// The production profile refuses `allow_private_smtp_hosts` without this second,

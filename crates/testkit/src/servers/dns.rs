@@ -18,6 +18,12 @@ pub struct DnsServer {
 impl DnsServer {
     /// Serves `zone` (master-file text; full names or `$ORIGIN`).
     pub fn start(zone: &str) -> DnsServer {
+        Self::start_with(zone, &[])
+    }
+
+    /// Serves `zone`, and answers SERVFAIL for every name at or below one of `broken`
+    /// (a domain whose DNS fails, which is not one without records).
+    pub fn start_with(zone: &str, broken: &[&str]) -> DnsServer {
         let dir = temp_dir("dns");
         let zone_file = dir.join("fixture.zone");
         fs::write(&zone_file, zone).unwrap_or_else(|e| panic!("cannot write {}: {e}", zone_file.display()));
@@ -29,7 +35,14 @@ impl DnsServer {
             zone_file.display().to_string(),
             "--log-queries".into(),
             queries.display().to_string(),
-        ];
+        ]
+        .into_iter()
+        .chain(
+            broken
+                .iter()
+                .flat_map(|name| ["--servfail".to_owned(), (*name).to_owned()]),
+        )
+        .collect();
         let (child, ready) = Script::start("dns", "dns_server.py", &args, dir, &[]);
         let port = ready
             .first()
@@ -53,8 +66,12 @@ impl DnsServer {
 }
 
 /// One DNS server for the whole test process that answers NXDOMAIN for every name but
-/// `localhost` (what the test servers listen on), so no test asks the machine's resolver.
+/// `localhost` (what the test servers listen on), so no test asks the machine's resolver;
+/// and SERVFAIL for names under [`BROKEN_DNS_DOMAIN`].
 pub fn empty_dns() -> &'static DnsServer {
     static DNS: OnceLock<DnsServer> = OnceLock::new();
-    DNS.get_or_init(|| DnsServer::start("localhost. 60 IN A 127.0.0.1\n"))
+    DNS.get_or_init(|| DnsServer::start_with("localhost. 60 IN A 127.0.0.1\n", &[BROKEN_DNS_DOMAIN]))
 }
+
+/// A domain whose DNS fails (SERVFAIL) on [`empty_dns`]: lookups there do not answer.
+pub const BROKEN_DNS_DOMAIN: &str = "dns-down.test";
