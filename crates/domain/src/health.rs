@@ -139,6 +139,40 @@ pub struct SettingsHealth {
     pub last_failure: Option<SettingsFailure>,
     /// The code a test mail carried (`code` activation), while it waits to be given back.
     pub activation_code: Option<ActivationCode>,
+    /// What the workers last learnt of the version's server.
+    pub server: ServerRecord,
+}
+
+/// What the workers last learnt of a settings version's server, kept so that a worker
+/// starting later (a restart, a deploy, another replica) does not make every tenant's
+/// server prove itself again through the side budget. Written when a server proves
+/// itself in a worker, or fails for every mail; never per delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServerRecord {
+    /// The server last took mail at this time.
+    pub reached_at: Option<DateTime<Utc>>,
+    /// The server last failed for every mail (no answer, refused) at this time.
+    pub unreachable_at: Option<DateTime<Utc>>,
+}
+
+impl ServerRecord {
+    /// Whether the server took mail after it last failed for every mail.
+    pub fn proven(&self) -> bool {
+        match (self.reached_at, self.unreachable_at) {
+            (Some(reached), Some(failed)) => reached > failed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
+/// What a worker learnt of a server, to remember (see [`ServerRecord`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerLearnt {
+    /// It took mail.
+    Reached,
+    /// It failed for every mail.
+    Unreachable,
 }
 
 impl SettingsHealth {
@@ -149,6 +183,7 @@ impl SettingsHealth {
             consecutive_failures: 0,
             last_failure: None,
             activation_code: None,
+            server: ServerRecord::default(),
         }
     }
 
@@ -172,6 +207,21 @@ pub fn state_after_failure(health: &SettingsHealth, suspend_after: u32) -> Setti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_is_proven_when_it_last_took_mail() {
+        let at = Utc::now();
+        let later = at + chrono::Duration::seconds(1);
+        let record = |reached_at, unreachable_at| ServerRecord {
+            reached_at,
+            unreachable_at,
+        };
+        assert!(!ServerRecord::default().proven(), "nothing known");
+        assert!(record(Some(at), None).proven());
+        assert!(record(Some(later), Some(at)).proven(), "took mail again after failing");
+        assert!(!record(Some(at), Some(later)).proven(), "failed since");
+        assert!(!record(None, Some(at)).proven());
+    }
 
     #[test]
     fn a_live_version_is_suspended_at_the_threshold_and_only_a_live_one() {

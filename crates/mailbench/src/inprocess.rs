@@ -115,6 +115,30 @@ pub async fn build_with(
 }
 
 impl Bench {
+    /// The same database under a new process's app: what a restart or a deploy leaves.
+    /// Every cache, pool and worker standing starts empty; the database keeps the rest
+    /// (what the workers put on record among it).
+    pub async fn restart(self) -> anyhow::Result<Bench> {
+        let Bench {
+            app,
+            schema,
+            data_dir,
+            operator,
+            service,
+        } = self;
+        let config = (*app.config).clone();
+        let _ = app.db.clone().close().await;
+        drop(app);
+        let app = App::build(config).await?;
+        Ok(Bench {
+            app,
+            schema,
+            data_dir,
+            operator,
+            service,
+        })
+    }
+
     pub async fn finish(self) {
         if let Some(schema) = self.schema {
             let _ = schema.drop_with(&self.app.db).await;

@@ -181,6 +181,16 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         self.inner.record_settings_success(id, version).await
     }
 
+    async fn record_server(
+        &self,
+        id: TenantId,
+        version: i64,
+        learnt: domain::health::ServerLearnt,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_server(id, version, learnt, at).await
+    }
+
     async fn settings_state_counts(&self) -> Result<Vec<(SettingsState, u64)>, StoreError> {
         self.inner.settings_state_counts().await
     }

@@ -272,6 +272,10 @@ pub(crate) fn health_from_row(row: &mail_settings::Model, subject: &str) -> Resu
         consecutive_failures: u32::try_from(row.consecutive_failures).unwrap_or(0),
         last_failure,
         activation_code,
+        server: domain::health::ServerRecord {
+            reached_at: row.server_reached_at,
+            unreachable_at: row.server_unreachable_at,
+        },
     })
 }
 

@@ -498,6 +498,7 @@ impl TenantStore for SqlStore {
             consecutive_failures: before.consecutive_failures.saturating_add(1),
             last_failure: Some(failure.clone()),
             activation_code: before.activation_code.clone(),
+            server: before.server,
         };
         let mut update = mail_settings::ActiveModel {
             tenant_id: Set(key.clone()),
@@ -536,6 +537,29 @@ impl TenantStore for SqlStore {
             crate::changes::notify_change(&txn, &key).await?;
         }
         txn.commit().await.map_err(db_err)
+    }
+
+    async fn record_server(
+        &self,
+        id: TenantId,
+        version: i64,
+        learnt: domain::health::ServerLearnt,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let column = match learnt {
+            domain::health::ServerLearnt::Reached => mail_settings::Column::ServerReachedAt,
+            domain::health::ServerLearnt::Unreachable => mail_settings::Column::ServerUnreachableAt,
+        };
+        // One statement on its own (no transaction to hold): a later time never goes back.
+        mail_settings::Entity::update_many()
+            .col_expr(column, Expr::value(at))
+            .filter(mail_settings::Column::TenantId.eq(id.to_string()))
+            .filter(mail_settings::Column::Version.eq(version))
+            .filter(Condition::any().add(column.is_null()).add(column.lt(at)))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn settings_state_counts(&self) -> Result<Vec<(SettingsState, u64)>, StoreError> {

@@ -29,6 +29,7 @@ testkit::each_backend!(
     failure_reasons_stored_as_text_become_codes_and_back,
     deliveries_retried_before_the_upgrade_know_it,
     a_lowered_quota_holds_from_the_next_enqueue,
+    what_a_worker_learnt_of_a_server_is_kept_per_version_and_never_goes_back,
     oauth_states_are_used_once,
     oauth_connections_belong_to_their_tenant,
     oauth_refresh_tokens_are_sealed_for_their_connection,
@@ -781,6 +782,67 @@ async fn a_lowered_quota_holds_from_the_next_enqueue(backend: Backend) {
         per_day: 10,
     };
     assert_eq!(accepted(day, raised, 20).await, 7, "ten in the day");
+}
+
+/// What workers learn of a tenant's server is on record for the workers that start later:
+/// per settings version, read back with the tenant, and a later fact is never replaced by
+/// an earlier one (two workers may write out of order). A save or a failure count kept
+/// since does not touch it.
+async fn what_a_worker_learnt_of_a_server_is_kept_per_version_and_never_goes_back(backend: Backend) {
+    use domain::health::ServerLearnt::{Reached, Unreachable};
+    let test_db = migrated(backend).await;
+    let store = SqlStore::new(test_db.conn(), keys());
+    let id = new_tenant(&store, Plan::Share).await.id;
+    let v1 = save(&store, id, 587, 0).await.unwrap();
+    let server = |store: SqlStore| async move {
+        let record = store.tenant(id).await.unwrap().unwrap();
+        record.settings.unwrap().health.server
+    };
+    assert!(!server(store.clone()).await.proven(), "nothing known of a new version");
+
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-06T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    store.record_server(id, v1, Reached, at(10)).await.unwrap();
+    assert!(server(store.clone()).await.proven());
+    assert_eq!(server(store.clone()).await.reached_at, Some(at(10)));
+    store.record_server(id, v1, Unreachable, at(20)).await.unwrap();
+    assert!(!server(store.clone()).await.proven(), "failed since it took mail");
+    // A worker that learnt earlier writes late: the later fact stands.
+    store.record_server(id, v1, Reached, at(15)).await.unwrap();
+    assert!(!server(store.clone()).await.proven(), "it still failed after that");
+    store.record_server(id, v1, Reached, at(5)).await.unwrap();
+    assert_eq!(server(store.clone()).await.reached_at, Some(at(15)), "never goes back");
+    store.record_server(id, v1, Reached, at(30)).await.unwrap();
+    assert!(server(store.clone()).await.proven(), "took mail again");
+
+    // A configuration failure counted on the version keeps what is on record.
+    let failure = domain::health::SettingsFailure {
+        at: at(40),
+        stage: domain::failure::SendStage::Auth,
+        smtp_code: Some(535),
+        enhanced_code: None,
+        server_message: None,
+        hint: domain::failure::Hint::WrongCredentials,
+    };
+    let suspension = domain::suspension::Suspension {
+        notice: None,
+        change: audit(id, AuditAction::MailSettingsSuspended, vec![]),
+    };
+    store
+        .record_settings_failure(id, v1, &failure, 5, &suspension)
+        .await
+        .unwrap();
+    assert_eq!(server(store.clone()).await.reached_at, Some(at(30)));
+
+    // A new version starts knowing nothing; the old one's record is its own.
+    let v2 = save(&store, id, 465, v1).await.unwrap();
+    assert!(!server(store.clone()).await.proven());
+    store.record_server(id, v1, Reached, at(50)).await.unwrap();
+    assert!(!server(store.clone()).await.proven(), "another version's server");
+    store.record_server(id, v2, Reached, at(50)).await.unwrap();
+    assert!(server(store.clone()).await.proven());
 }
 
 /// Waits until the store is ready again (the probe left behind by a refusal finishes on

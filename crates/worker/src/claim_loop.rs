@@ -123,9 +123,18 @@ pub(crate) async fn run(
         // A tenant seen for the first time: its route says whether it must earn its lanes
         // (its own server) or has them (the platform relay). One read of the (cached)
         // tenant, once per tenant.
+        // Read at once, not one after another: a batch of new tenants (after a start,
+        // thousands with a few mails each) does not hold the loop for a read each.
+        let mut reads = JoinSet::new();
         for tenant in shared.lanes.unknown(batch.iter().map(|d| d.tenant_id)) {
-            if let Ok(Some(record)) = shared.tenants.tenant(tenant).await {
-                shared.lanes.observe(tenant, Route::of(&record), false);
+            let tenants = shared.tenants.clone();
+            reads.spawn(async move { (tenant, tenants.tenant(tenant).await) });
+        }
+        while let Some(read) = reads.join_next().await {
+            if let Ok((tenant, Ok(Some(record)))) = read {
+                shared
+                    .lanes
+                    .observe(tenant, Route::of(&record), false, crate::standing::on_record(&record));
             }
         }
         let now = Utc::now();

@@ -15,8 +15,16 @@ use domain::delivery::{Delivery, DeliveryUpdate};
 use domain::finish::{ClaimedDelivery, Finish};
 
 use crate::recorder::Outcomes;
-use crate::standing::{Budget, Route, Standings};
+use crate::standing::{Accepted, Budget, Route, Standings, Unreachable};
 use crate::{Shared, lock};
+
+/// Tenants that may wait in the side budget's line per side lane. A claim runs ahead of
+/// the side lanes (after a start, thousands of new tenants come in a few claims, while a
+/// first send takes a connection and a greeting): a line as long as the side budget sent
+/// most of them back for [`crate::postpone::SIDE_WAIT`], and the CPU sat idle meanwhile.
+/// Eight per lane absorbs that, and still bounds what unproven tenants hold here (two
+/// deliveries each at most) when black holes keep the side lanes busy.
+pub(crate) const SIDE_LINE_PER_LANE: usize = 8;
 
 /// The lanes in use, the claimed deliveries waiting for one, and the tenants' standing.
 #[derive(Debug)]
@@ -138,8 +146,8 @@ impl Lanes {
     }
 
     /// Where a freshly claimed delivery goes (see [`Admission`]). Tenants of the side
-    /// budget wait for a lane in a line as long as the side budget; beyond that they come
-    /// back later.
+    /// budget wait for a lane in a line of [`SIDE_LINE_PER_LANE`] tenants per side lane;
+    /// beyond that they come back later.
     pub(crate) fn admit(&self, d: Delivery, now: DateTime<Utc>) -> Admission {
         let mut state = lock(&self.state);
         let tenant = d.tenant_id;
@@ -157,7 +165,7 @@ impl Lanes {
         }
         if budget == Budget::Side && lanes == 0 && !state.side_line.contains(&tenant) {
             // An unproven tenant with no lane free for it joins the line, if there is room.
-            if state.side_line.len() >= self.max_probing {
+            if state.side_line.len() >= self.max_probing.saturating_mul(SIDE_LINE_PER_LANE) {
                 return Admission::OffToTheSide(d);
             }
             state.side_line.push_back(tenant);
@@ -263,12 +271,12 @@ impl Lanes {
     }
 
     /// See [`Standings::observe`].
-    pub(crate) fn observe(&self, tenant: TenantId, route: Route, paced: bool) {
-        lock(&self.state).standings.observe(tenant, route, paced);
+    pub(crate) fn observe(&self, tenant: TenantId, route: Route, paced: bool, on_record: bool) {
+        lock(&self.state).standings.observe(tenant, route, paced, on_record);
     }
 
     /// See [`Standings::accepted`].
-    pub(crate) fn accepted(&self, tenant: TenantId) -> bool {
+    pub(crate) fn accepted(&self, tenant: TenantId) -> Accepted {
         lock(&self.state).standings.accepted(tenant)
     }
 
@@ -279,7 +287,7 @@ impl Lanes {
         now: DateTime<Utc>,
         retry_at: DateTime<Utc>,
         backoff: impl Fn(u32) -> std::time::Duration,
-    ) -> DateTime<Utc> {
+    ) -> Unreachable {
         lock(&self.state).standings.unreachable(tenant, now, retry_at, backoff)
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::delivery::{Delivery, DeliveryUpdate, Postponement, is_server_wide};
-use domain::health::SettingsFailure;
+use domain::health::{ServerLearnt, SettingsFailure};
 use domain::mail::{OutgoingMail, is_configuration_failure, suspends_at_once};
 use domain::sender::{SenderReason, SenderRoute, SenderSource};
 use domain::suspension::suspension;
@@ -84,7 +84,9 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
     } else {
         shared.mailer.pacing(&record).await
     };
-    shared.lanes.observe(tenant, route, pacing.is_some());
+    shared
+        .lanes
+        .observe(tenant, route, pacing.is_some(), crate::standing::on_record(&record));
     if let Some(p) = pacing
         && p.next_turn_in > PACE_SLACK
     {
@@ -160,8 +162,12 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
             if let Some(version) = own {
                 settings_worked(shared, &record, version).await;
             }
-            if shared.lanes.accepted(tenant) {
+            let accepted = shared.lanes.accepted(tenant);
+            if accepted.recovered {
                 resume_tenant(shared, tenant);
+            }
+            if let Some(version) = accepted.remember {
+                remember_server(shared, tenant, version, ServerLearnt::Reached, at);
             }
         }
         Err(failure) => match own {
@@ -185,6 +191,24 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
         },
     }
     true
+}
+
+/// Writes what this worker learnt of the tenant's server for workers that start later
+/// (in the background: the send does not wait for it, and a failed write only means a
+/// later worker learns it again).
+fn remember_server(
+    shared: &Arc<Shared>,
+    tenant: domain::TenantId,
+    version: i64,
+    learnt: ServerLearnt,
+    at: chrono::DateTime<Utc>,
+) {
+    let tenants = shared.tenants.clone();
+    tokio::spawn(async move {
+        if let Err(e) = tenants.record_server(tenant, version, learnt, at).await {
+            tracing::warn!(tenant = %tenant, version, error = %e, "remembering what the tenant's server did failed; a worker starting later learns it again");
+        }
+    });
 }
 
 /// Counts a delivery the platform default sent in its tenant's place.
@@ -278,9 +302,13 @@ fn back_off(
 ) -> chrono::DateTime<Utc> {
     let policy = shared.config.retry;
     let jitter = rand::random::<f64>();
-    let until = shared
+    let unreachable = shared
         .lanes
         .unreachable(tenant, at, retry_at, |n| policy.backoff(n, jitter));
+    if let Some(version) = unreachable.remember {
+        remember_server(shared, tenant, version, ServerLearnt::Unreachable, at);
+    }
+    let until = unreachable.until;
     postpone_tenant(
         shared,
         outcomes,

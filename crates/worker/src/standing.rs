@@ -13,6 +13,14 @@
 //! What is known is per route: a change of the tenant's settings version (or a switch
 //! between its own server and the platform default) starts over. The platform relay is
 //! the operator's own and shared by everyone, so tenants sending through it are proven.
+//!
+//! What a worker learns is also **on record** in the database
+//! ([`domain::health::ServerRecord`]), written when it changes (a server proves itself, or
+//! fails for every mail), never per delivery. A tenant whose server is proven on record
+//! starts with one lane from the main budget instead of waiting for the side budget,
+//! and earns its cap with its first mail here: after a restart or a deploy, thousands of
+//! tenants with a few mails each go as fast as before it, while a server that stopped
+//! answering meanwhile can tie up one main lane until its first failure, no more.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -55,6 +63,8 @@ pub(crate) enum Budget {
 struct Standing {
     route: Option<Route>,
     proven: bool,
+    /// The database says the route's server is proven (as this worker last wrote or read).
+    on_record: bool,
     paced: bool,
     /// Server-wide failures in a row.
     failures: u32,
@@ -63,6 +73,34 @@ struct Standing {
     /// failure); kept across a change of route, so mail held for the old settings comes
     /// back as soon as the new ones take a mail.
     holding: bool,
+}
+
+/// What a tenant's server taking a mail changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    /// It was backing off: its mail held back behind the probe can go now.
+    pub(crate) recovered: bool,
+    /// This settings version's server is proven now and was not on record: remember it.
+    pub(crate) remember: Option<i64>,
+}
+
+/// What a tenant's server failing for every mail changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unreachable {
+    /// It backs off until then.
+    pub(crate) until: DateTime<Utc>,
+    /// This settings version's server was proven on record: remember it failed.
+    pub(crate) remember: Option<i64>,
+}
+
+/// Whether the server of the route the tenant's mail takes now is proven on record.
+pub(crate) fn on_record(record: &TenantRecord) -> bool {
+    match record.route() {
+        SenderRoute::Custom { version, .. } => record
+            .settings_of_version(version)
+            .is_some_and(|s| s.health.server.proven()),
+        _ => false,
+    }
 }
 
 /// Tenants remembered at most; beyond that the ones with nothing to remember go first.
@@ -80,6 +118,7 @@ impl Standings {
     pub(crate) fn lanes_allowed(&self, tenant: TenantId, per_tenant: usize) -> (usize, Budget) {
         match self.by_tenant.get(&tenant) {
             Some(s) if s.proven => (if s.paced { 1 } else { per_tenant.max(1) }, Budget::Main),
+            Some(s) if s.on_record => (1, Budget::Main),
             _ => (1, Budget::Side),
         }
     }
@@ -97,16 +136,17 @@ impl Standings {
             .filter(|until| *until > now)
     }
 
-    /// The tenant's mail goes `route` now, paced or not; a different route than before
-    /// starts over (but mail held behind a probe stays held until a send goes through).
-    /// The platform route is proven at once.
-    pub(crate) fn observe(&mut self, tenant: TenantId, route: Route, paced: bool) {
+    /// The tenant's mail goes `route` now, paced or not, its server proven on record or
+    /// not; a different route than before starts over (but mail held behind a probe stays
+    /// held until a send goes through). The platform route is proven at once.
+    pub(crate) fn observe(&mut self, tenant: TenantId, route: Route, paced: bool, on_record: bool) {
         self.make_room();
         let s = self.by_tenant.entry(tenant).or_default();
         if s.route != Some(route) {
             *s = Standing {
                 route: Some(route),
                 proven: route == Route::Platform,
+                on_record: on_record && route != Route::Platform,
                 holding: s.holding,
                 ..Standing::default()
             };
@@ -114,40 +154,49 @@ impl Standings {
         s.paced = paced;
     }
 
-    /// The tenant's server took a mail; true when it was backing off before (its mail
-    /// held back behind the probe can go now).
-    pub(crate) fn accepted(&mut self, tenant: TenantId) -> bool {
+    /// The tenant's server took a mail (see [`Accepted`]).
+    pub(crate) fn accepted(&mut self, tenant: TenantId) -> Accepted {
         let Some(s) = self.by_tenant.get_mut(&tenant) else {
-            return false;
+            return Accepted::default();
         };
         let recovered = s.holding;
+        let remember = match s.route {
+            Some(Route::Own(version)) if !s.on_record => Some(version),
+            _ => None,
+        };
         s.proven = true;
+        s.on_record |= remember.is_some();
         s.failures = 0;
         s.backing_off_until = None;
         s.holding = false;
-        recovered
+        Accepted { recovered, remember }
     }
 
     /// The tenant's server could not take mail (a server-wide failure at `now`, after
     /// which the failed delivery is due again at `retry_at`): unproven, backing off until
     /// the later of `retry_at` and a backoff that doubles with each failure in a row
-    /// (`backoff(n)`). Returns that time.
+    /// (`backoff(n)`). Returns that time, and what to correct on record.
     pub(crate) fn unreachable(
         &mut self,
         tenant: TenantId,
         now: DateTime<Utc>,
         retry_at: DateTime<Utc>,
         backoff: impl Fn(u32) -> Duration,
-    ) -> DateTime<Utc> {
+    ) -> Unreachable {
         self.make_room();
         let s = self.by_tenant.entry(tenant).or_default();
         let own = now + chrono::Duration::from_std(backoff(s.failures)).unwrap_or(chrono::Duration::hours(1));
         let until = own.max(retry_at).max(s.backing_off_until.unwrap_or(now));
+        let remember = match s.route {
+            Some(Route::Own(version)) if s.on_record => Some(version),
+            _ => None,
+        };
         s.proven = false;
+        s.on_record = false;
         s.failures = s.failures.saturating_add(1);
         s.backing_off_until = Some(until);
         s.holding = true;
-        until
+        Unreachable { until, remember }
     }
 
     fn make_room(&mut self) {
@@ -172,51 +221,108 @@ mod tests {
         let mut s = Standings::default();
         let t = TenantId::generate();
         assert_eq!(s.lanes_allowed(t, 4), (1, Budget::Side), "never seen");
-        s.observe(t, Route::Own(1), false);
+        s.observe(t, Route::Own(1), false, false);
         assert_eq!(s.lanes_allowed(t, 4), (1, Budget::Side), "not proven yet");
-        assert!(!s.accepted(t), "nothing was held back");
+        assert_eq!(
+            s.accepted(t),
+            Accepted {
+                recovered: false,
+                remember: Some(1)
+            },
+            "nothing was held back; proven now, to remember"
+        );
         assert_eq!(s.lanes_allowed(t, 4), (4, Budget::Main));
-        s.observe(t, Route::Own(1), true);
+        s.observe(t, Route::Own(1), true, false);
         assert_eq!(s.lanes_allowed(t, 4), (1, Budget::Main), "paced: one lane");
 
         let now = Utc::now();
         let backoff = |n: u32| Duration::from_secs(30 * 2u64.pow(n));
         let first = s.unreachable(t, now, now, backoff);
+        assert_eq!(first.remember, Some(1), "on record as proven: remember it failed");
+        let first = first.until;
         assert_eq!(first, now + chrono::Duration::seconds(30));
         assert_eq!(s.lanes_allowed(t, 4), (1, Budget::Side));
         assert_eq!(s.backing_off(t, now), Some(first));
         assert_eq!(s.backing_off(t, first), None, "over at its time");
         let later = now + chrono::Duration::hours(2);
         let second = s.unreachable(t, now, later, backoff);
+        assert_eq!(second.remember, None, "once");
+        let second = second.until;
         assert_eq!(second, later, "the failed delivery's own retry is later");
-        let third = s.unreachable(t, later, later, backoff);
+        let third = s.unreachable(t, later, later, backoff).until;
         assert_eq!(
             third,
             later + chrono::Duration::seconds(120),
             "doubles with each failure in a row"
         );
 
-        assert!(s.accepted(t), "back after a backoff");
+        assert_eq!(
+            s.accepted(t),
+            Accepted {
+                recovered: true,
+                remember: Some(1)
+            },
+            "back after a backoff"
+        );
         assert_eq!(
             s.lanes_allowed(t, 4),
             (1, Budget::Main),
             "proven again (and still paced)"
         );
         s.unreachable(t, now, now, backoff);
-        s.observe(t, Route::Own(2), false);
+        s.observe(t, Route::Own(2), false, false);
         assert_eq!(s.backing_off(t, now), None, "new settings start over");
         assert!(
-            s.accepted(t),
+            s.accepted(t).recovered,
             "mail held for the old settings comes back with the new ones"
         );
         s.unreachable(t, now, now, backoff);
-        s.observe(t, Route::Platform, false);
+        s.observe(t, Route::Platform, false, false);
         assert_eq!(
             s.lanes_allowed(t, 4),
             (4, Budget::Main),
             "the platform relay is the operator's"
         );
-        assert!(s.accepted(t), "and when cleared, the platform default takes it");
-        assert!(!s.accepted(t), "once");
+        assert_eq!(
+            s.accepted(t),
+            Accepted {
+                recovered: true,
+                remember: None
+            },
+            "and when cleared, the platform default takes it (nothing to remember of the relay)"
+        );
+        assert!(!s.accepted(t).recovered, "once");
+    }
+
+    #[test]
+    fn a_server_proven_on_record_starts_with_one_main_lane_and_earns_its_cap_here() {
+        let mut s = Standings::default();
+        let t = TenantId::generate();
+        s.observe(t, Route::Own(3), false, true);
+        assert_eq!(s.lanes_allowed(t, 4), (1, Budget::Main), "no wait for the side budget");
+        assert_eq!(
+            s.accepted(t),
+            Accepted {
+                recovered: false,
+                remember: None
+            },
+            "already on record: nothing to write"
+        );
+        assert_eq!(s.lanes_allowed(t, 4), (4, Budget::Main));
+        // A new version knows nothing of its server, whatever the old one's record.
+        s.observe(t, Route::Own(4), false, false);
+        assert_eq!(s.lanes_allowed(t, 4), (1, Budget::Side));
+
+        // A server on record that stopped answering: its first failure puts it aside.
+        let u = TenantId::generate();
+        s.observe(u, Route::Own(1), false, true);
+        let now = Utc::now();
+        let failed = s.unreachable(u, now, now, |_| Duration::from_secs(30));
+        assert_eq!(failed.remember, Some(1));
+        assert_eq!(s.lanes_allowed(u, 4), (1, Budget::Side));
+        // The platform relay is never on record.
+        let p = TenantId::generate();
+        s.observe(p, Route::Platform, false, true);
+        assert_eq!(s.accepted(p).remember, None);
     }
 }

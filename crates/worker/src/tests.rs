@@ -143,13 +143,24 @@ fn start(
     tenants: MemoryTenants,
     mailer: Arc<ScriptedMailer>,
 ) -> Running {
+    start_counted(config, queue, Arc::new(tenants), mailer, Arc::new(Metrics::default()))
+}
+
+/// [`start`], with the tenants and the metrics kept by the caller.
+fn start_counted(
+    config: WorkerConfig,
+    queue: Arc<MemoryDeliveries>,
+    tenants: Arc<MemoryTenants>,
+    mailer: Arc<ScriptedMailer>,
+    metrics: Arc<Metrics>,
+) -> Running {
     let worker = Worker::new(
         config,
         queue,
-        Arc::new(tenants),
+        tenants,
         mailer,
         Arc::new(RecordingViews::default()),
-        Arc::new(Metrics::default()),
+        metrics,
     );
     let (stop, stopped) = oneshot::channel::<()>();
     let done = tokio::spawn(worker.run(async move {
@@ -257,11 +268,86 @@ async fn servers_that_never_answer_hold_only_their_own_slots_and_lose_nothing() 
     }
 }
 
+/// The common case of a platform, after a start: many tenants with a few mails each.
+/// Those whose servers are proven on record (a worker before this one saw them take
+/// mail) go at once from the main budget; new ones wait in the side budget's line, none
+/// is sent back for later, and their first mail puts them on record for the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_tenants_go_at_once_and_what_they_proved_is_put_on_record() {
+    use domain::ports::TenantStore as _;
+    let known: Vec<TenantId> = (0..200).map(|_| TenantId::generate()).collect();
+    let new: Vec<TenantId> = (0..40).map(|_| TenantId::generate()).collect();
+    let queue = Arc::new(MemoryDeliveries::default());
+    for t in known.iter().chain(&new) {
+        for _ in 0..2 {
+            queue.add(delivery(*t));
+        }
+    }
+    let own: Vec<(TenantId, i64)> = known.iter().chain(&new).map(|t| (*t, 0)).collect();
+    let store = Arc::new(tenants(&[], &own));
+    let earlier = Utc::now() - chrono::Duration::days(1);
+    for t in &known {
+        store
+            .record_server(*t, 1, domain::health::ServerLearnt::Reached, earlier)
+            .await
+            .unwrap();
+    }
+    // Servers that take a while, so sends overlap and the side budget stays busy.
+    let mailer = mailer(
+        known
+            .iter()
+            .chain(&new)
+            .map(|t| (*t, Server::AcceptsAfter(Duration::from_millis(20)))),
+    );
+    let metrics = Arc::new(Metrics::default());
+    let worker = start_counted(
+        WorkerConfig {
+            max_probing: 8,
+            ..config(4, 16, 8)
+        },
+        queue.clone(),
+        store.clone(),
+        mailer.clone(),
+        metrics.clone(),
+    );
+    until("every mail sent", || {
+        known
+            .iter()
+            .chain(&new)
+            .all(|t| queue.count(*t, DeliveryStatus::Sent) == 2)
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(metrics.postponed_count(), 0, "no tenant was sent back to wait");
+    assert!(
+        mailer.most_at_once_in_all() <= 16 + 8,
+        "the main budget and the side budget, no more: {}",
+        mailer.most_at_once_in_all()
+    );
+    let server = |t: TenantId| {
+        let store = store.clone();
+        async move { store.tenant(t).await.unwrap().unwrap().settings.unwrap().health.server }
+    };
+    // The new tenants' first mails put their servers on record (written in the
+    // background: wait for it); the known ones were not written again.
+    for t in &new {
+        let mut waited = 0;
+        while !server(*t).await.proven() {
+            assert!(waited < 200, "the new tenant's server was not put on record");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 1;
+        }
+    }
+    for t in &known {
+        assert_eq!(server(*t).await.reached_at, Some(earlier), "nothing new to write");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn black_holed_servers_are_probed_once_and_their_mail_waits_in_the_queue() {
     // Twelve tenants whose servers accept connections and say nothing until our deadline
     // ends each attempt, 12 mails each, all due before a healthy tenant's 30; the side
-    // budget has four lanes (and a line of four: the rest come back a little later).
+    // budget has four lanes (and a line of 32).
     let holes: Vec<TenantId> = (0..12).map(|_| TenantId::generate()).collect();
     let healthy = TenantId::generate();
     let queue = queue_with(&holes, 12, healthy, 30);

@@ -357,6 +357,7 @@ impl TenantStore for MemoryTenants {
             consecutive_failures: before.consecutive_failures.saturating_add(1),
             last_failure: Some(failure.clone()),
             activation_code: before.activation_code,
+            server: before.server,
         };
         if suspended {
             state.notices.extend(suspension.notice.clone());
@@ -377,6 +378,29 @@ impl TenantStore for MemoryTenants {
         {
             kept.health.consecutive_failures = 0;
             state.announced.push(id);
+        }
+        Ok(())
+    }
+
+    async fn record_server(
+        &self,
+        id: TenantId,
+        version: i64,
+        learnt: crate::health::ServerLearnt,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut state = lock(&self.state);
+        if state.fail_writes {
+            return Err(gone());
+        }
+        if let Some(kept) = state.tenants.get_mut(&id).and_then(|e| e.versions.get_mut(&version)) {
+            let slot = match learnt {
+                crate::health::ServerLearnt::Reached => &mut kept.health.server.reached_at,
+                crate::health::ServerLearnt::Unreachable => &mut kept.health.server.unreachable_at,
+            };
+            if slot.is_none_or(|t| t < at) {
+                *slot = Some(at);
+            }
         }
         Ok(())
     }

@@ -105,6 +105,16 @@ pub trait TenantStore: Send + Sync + 'static {
     /// (announced to other processes when they were not 0).
     async fn record_settings_success(&self, id: TenantId, version: i64) -> Result<(), StoreError>;
 
+    /// Remembers what a worker learnt of settings `version`'s server at `at` (see
+    /// [`crate::health::ServerRecord`]): for workers that start later, not announced.
+    async fn record_server(
+        &self,
+        id: TenantId,
+        version: i64,
+        learnt: crate::health::ServerLearnt,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
     /// How many saved settings versions are in each state (for `/metrics`).
     async fn settings_state_counts(&self) -> Result<Vec<(SettingsState, u64)>, StoreError>;
 

@@ -76,7 +76,7 @@ async fn a_successful_test_of_the_saved_version_makes_it_live_and_a_failed_one_d
         .await
         .unwrap();
     assert_eq!(
-        fakes.mailer.test_mails()[1].mail.subject.as_str(),
+        fakes.mailer.test_mails().last().unwrap().mail.subject.as_str(),
         "さくらメール配信 test mail"
     );
 }

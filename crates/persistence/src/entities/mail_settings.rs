@@ -51,6 +51,11 @@ pub struct Model {
     /// The OAuth connection (`mail_connections.id`) that authenticates instead of a
     /// password.
     pub connection_id: Option<String>,
+    /// When a worker last found this version's server taking mail (written when it
+    /// proves itself, not per delivery).
+    pub server_reached_at: Option<DateTimeUtc>,
+    /// When a worker last found it failing for every mail (a black hole, a refusal).
+    pub server_unreachable_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
