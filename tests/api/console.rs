@@ -308,12 +308,30 @@ async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
         .output()
         .expect("token");
     let link = String::from_utf8(link.stdout).expect("utf8").trim().to_owned();
+    // A link that expires in a second: opened at the end, it says it expired.
+    let expired = mailgate(&dir)
+        .args([
+            "token",
+            "--role",
+            "tenant_admin",
+            "--tenant",
+            &tenant,
+            "--ttl",
+            "1s",
+            "--console-url",
+            &base,
+        ])
+        .output()
+        .expect("token");
+    assert!(expired.status.success(), "{}", String::from_utf8_lossy(&expired.stderr));
+    let expired = String::from_utf8(expired.stdout).expect("utf8").trim().to_owned();
 
     browser(
         "admin",
         &[
             ("CONSOLE_BASE", base.clone()),
             ("CONSOLE_LINK", link),
+            ("EXPIRED_LINK", expired),
             ("SMTP_PORT", own.port.to_string()),
             ("SMTP_PASS", "right-pass".into()),
             ("SERVICE_TOKEN", token(&dir, "service")),

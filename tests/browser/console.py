@@ -10,11 +10,13 @@ origin, Content-Security-Policy violations, script errors, and (axe-core) seriou
 critical accessibility violations.
 """
 
+import base64
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 
 from axe_playwright_python.sync_playwright import Axe
@@ -438,7 +440,39 @@ def admin(browser):
     for raw in ("MAIL_SETTINGS_SAVED", "TEST_MAIL_SENT", "TENANT_ADMIN", "fromAddress"):
         assert raw not in history, f"the history shows {raw}: {history[:500]}"
     watch.check()
+
+    expired_link(browser)
     print("admin: ok")
+
+
+def expired_link(browser):
+    """A sign-in link whose token expired says so, and how a new link is made, in Japanese
+    and in English (not the server's general "authentication required")."""
+    link = os.environ["EXPIRED_LINK"]
+    token = link.split("#token=", 1)[1]
+    payload = token.split(".")[1]
+    exp = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
+    # The server allows 30 s of clock skew past `exp`.
+    time.sleep(max(0.0, exp + 31 - time.time()))
+    for locale, expired, command in (
+        ("ja-JP", "有効期限が切れました", "運営者は次のコマンドで新しいリンクを発行できます"),
+        ("en-US", "expired on", "An operator makes a new link with"),
+    ):
+        page, watch = new_page(browser, locale)
+        watch.expected.append("status of 401")
+        page.goto(link)
+        error = page.locator("#token-err")
+        expect(error.locator('[data-part="link-expired"]')).to_contain_text(expired)
+        expect(error).to_contain_text(command)
+        expect(error.locator('[data-part="new-link"]')).to_have_text(
+            f"mailgate token --role tenant_admin --tenant {os.environ['TENANT_ID']} --console-url {BASE}"
+        )
+        assert "token=" not in page.url, f"the expired token stays in the address bar: {page.url}"
+        expect(page.get_by_role("button", name=re.compile("^(サインイン|Sign in)$"))).to_be_visible()
+        accessible(page, f"expired link ({locale})")
+        fits_phones(page, f"expired link ({locale})")
+        watch.check()
+        page.context.close()
 
 
 # ---- the operator -----------------------------------------------------------------------
