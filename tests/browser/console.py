@@ -208,6 +208,20 @@ def admin(browser):
     expect(sender(page)).to_have_attribute("data-source", "PLATFORM_DEFAULT")
     platform = sender(page).inner_text()
 
+    # The seed's help texts, in its words: who should do this, the other names of the user
+    # name and password in providers' manuals, and how to choose SMTP認証.
+    expect(page.locator('[data-part="experts"]')).to_have_text("この箇所の設定は、メールサーバーの設定に関する知識のある方が行ってください。")
+    for word in ("「アカウント名」", "「メールアカウント」", "「ログインID」", "「メールアドレス(ユーザー名)」"):
+        expect(field(page, "username").locator(".help")).to_contain_text(word)
+    for word in ("「メールパスワード」", "「アカウントパスワード」", "「接続パスワード」", "「ログインパスワード」"):
+        expect(field(page, "password").locator(".help")).to_contain_text(word)
+    auth_help = field(page, "smtpAuth").locator(".help")
+    for words in ("「SMTP-AUTH」「送信サーバー認証」", "「送信メールサーバーは認証が必要:はい」", "SMTP認証=「する」", "※最近のプロバイダはSMTP認証「する」の場合が多いです。"):
+        expect(auth_help).to_contain_text(words)
+    # The help is what a screen reader reads with the field.
+    described = page.get_by_label("ユーザー名", exact=True).get_attribute("aria-describedby").split()
+    assert any("ログインID" in page.locator(f"#{i}").inner_text() for i in described), described
+
     # Discovery as the sender address is typed: a Gmail address finds the Gmail preset
     # in Mailgate's bundled data; applying it fills and locks the host, with its hints.
     page.get_by_label("サイトが送信するメールの送信元アドレス", exact=True).fill("someone@gmail.com")

@@ -164,8 +164,9 @@ export class SettingsForm {
     this.authFields = h(
       "div",
       { class: "nested" },
-      this.text("username", "username", { help: t("usernameHelp") }),
-      this.text("password", "password", { type: "password", help: t("passwordHelp"), autocomplete: "new-password" }),
+      // With the seed's other names for each (what a provider's manual may call it).
+      this.text("username", "username", { help: [t("usernameHelp"), " ", t("usernameAlso")] }),
+      this.text("password", "password", { type: "password", help: [t("passwordHelp"), " ", t("passwordAlso")], autocomplete: "new-password" }),
     );
 
     const perMinuteId = uid("f");
@@ -190,7 +191,7 @@ export class SettingsForm {
         this.text("fromName", "fromName", { help: t("fromNameHelp") }),
         this.text("port", "port", { inputmode: "numeric", help: t("portHelp") }),
         this.radios("encryption", "encryption", ENCRYPTIONS.map((e) => [e, `enc${e}`]), t("encryptionHelp")),
-        this.radios("smtpAuth", "smtpAuth", [["true", "authOn"], ["false", "authOff"]]),
+        this.radios("smtpAuth", "smtpAuth", [["true", "authOn"], ["false", "authOff"]], t("smtpAuthHelp")),
         this.authFields,
         h("div", { class: "field check" }, pop, h("label", { for: pop.id }, t("popBeforeSmtp"))),
         this.popFields,

@@ -159,6 +159,7 @@ class TenantScreen {
         { class: "card", "aria-labelledby": "settings-title" },
         h("h2", { id: "settings-title" }, t("formTitle")),
         h("p", { class: "intro" }, t("formIntro")),
+        h("p", { class: "intro", "data-part": "experts" }, t("formExperts")),
         this.status,
         this.form.element,
       ),
