@@ -51,6 +51,13 @@ const AUDIT = `query ConsoleAudit($id: ID!, $after: String) {
 
 let presetsCache = null;
 
+/** Failures that are likely to pass by themselves: a temporary refusal, a timeout, a
+ * provider's throttling (with any 4xx reply). */
+const TEMPORARY = new Set(["TEMPORARY_FAILURE", "TIMED_OUT", "PROVIDER_THROTTLED"]);
+/** Failures a change at the provider fixes, which may take a while to reach its servers
+ * (the Ecrea page: right after the setting, the test may still fail). */
+const AFTER_A_CHANGE = new Set(["GMAIL_APP_PASSWORD", "M365_SMTP_AUTH_DISABLED"]);
+
 /** A server's reply as one line: code, enhanced code (unless the text starts with it), text. */
 function reply({ smtpCode, enhancedCode, serverMessage }) {
   const text = serverMessage || "";
@@ -549,11 +556,14 @@ class TenantScreen {
       [t("serverReply"), reply(r), "reply"],
       [t("hint"), r.hint, "hint"],
     ].filter(([, v]) => v);
+    // The seed's 「しばらくしてから」: where the failure is likely to pass by itself.
+    const later = AFTER_A_CHANGE.has(r.hintCode) ? "testRetryLaterAfterChange" : TEMPORARY.has(r.hintCode) || (r.smtpCode >= 400 && r.smtpCode < 500) ? "testRetryLater" : null;
     return h(
       "div",
       { class: "message error", "data-ok": "false", "data-stage": r.stage, "data-hint-code": r.hintCode || "" },
       h("p", {}, t("testFailed")),
       h("dl", {}, rows.map(([k, v, part]) => [h("dt", {}, k), h("dd", { "data-part": part }, v)])),
+      later ? h("p", { "data-part": "retry-later" }, t(later)) : null,
       r.signInOffer === "MICROSOFT" && this.providers?.includes("MICROSOFT") ? microsoftOffer(this.id, (e) => fill(this.status, this.errorView(e))) : null,
     );
   }
