@@ -284,7 +284,9 @@ def admin(browser):
     expect(page.get_by_label("送信間隔", exact=True)).to_have_value("5000")
     expect(page.locator('[data-part="interval-words"]')).to_have_text("= 5 秒")
 
-    # Test mail: a recipient in the sender's own domain is warned about.
+    # Test mail: one recipient on the whole screen; one in the sender's own domain is
+    # warned about.
+    expect(page.get_by_label("宛先")).to_have_count(1)
     to = page.get_by_label("宛先", exact=True)
     to.fill("someone@example.jp")
     expect(page.locator('[data-part="same-domain"]')).to_be_visible()
@@ -353,27 +355,60 @@ def admin(browser):
     page.get_by_label("Language", exact=True).select_option("ja")
     expect(page.get_by_role("heading", name="メールサーバー", exact=True)).to_be_visible()
 
-    # Saved with a wrong password: the test of the saved settings fails, and its result
-    # stays in view (the screen reloads the tenant after the test), with the recipient
-    # carried over from the draft's test. In `test` mode no code field is offered.
+    # Saved with a wrong password: the settings wait, and going live happens in the one
+    # test card, with the recipient typed for the draft's test (nothing to type again).
+    # The test of the saved settings fails, and its result stays in view (the screen
+    # reloads the tenant after the test). In `test` mode no code field is offered.
     page.get_by_label("サーバーのポート", exact=True).fill(port)
     page.get_by_label("パスワード", exact=True).fill("wrong-password")
     page.get_by_role("button", name="変更を保存").click()
-    expect(page.locator('[data-part="status"] [data-kind="ok"]')).to_be_visible()
+    status = page.locator('[data-part="status"]')
+    expect(status.locator('[data-kind="ok"]')).to_contain_text("保存済みの設定をテスト")
     # The result takes the focus and the view: it is said where the admin looks.
-    expect(page.locator('[data-part="status"]')).to_be_focused()
+    expect(status).to_be_focused()
     expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "PENDING_VERIFICATION")
-    expect(page.locator("#verify-to")).to_have_value("check@example.net")
-    expect(page.get_by_label("テストメールの宛先（保存済みの設定）", exact=True)).to_be_visible()
+    expect(page.get_by_label("宛先")).to_have_count(1)
+    expect(to).to_have_value("check@example.net")
+    test_card = page.locator('[data-part="test"]')
+    expect(test_card).to_have_attribute("data-mode", "saved")
+    expect(test_card.locator('[data-part="test-not-live"]')).to_be_hidden()
+    expect(page.locator('[data-part="test-result"]')).to_be_empty()
     expect(page.locator("#activation-code")).to_have_count(0)
-    page.get_by_role("button", name="保存済みの設定でテストメールを送信").click()
-    verify_result = page.locator('[data-part="verify-result"] [data-ok]')
+    # The state box points to the test card: its button moves focus to the next step.
+    page.locator('[data-part="health"]').get_by_role("button", name="テストメール送信へ").click()
+    test_saved = page.get_by_role("button", name="保存済みの設定でテストメールを送信")
+    expect(test_saved).to_be_focused()
+    accessible(page, "tenant admin (waiting for a test)")
+
+    # Ecrea's キャンセル: something typed makes the card test the draft (saving comes
+    # before going live); cancelling asks first, then the saved settings are back.
+    page.get_by_label("ホスト名", exact=True).fill("typo.example.jp")
+    expect(test_card).to_have_attribute("data-mode", "draft")
+    expect(test_card.locator('[data-part="test-not-live"]')).to_contain_text("「変更を保存」してから")
+    expect(test_saved).to_have_count(0)
+    discard = page.get_by_role("button", name="キャンセル（入力を元に戻す）")
+    discard.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("保存されていない変更を破棄")
+    fits_phones(page, "discard dialog")
+    dialog.get_by_role("button", name="入力を続ける").click()
+    expect(page.get_by_label("ホスト名", exact=True)).to_have_value("typo.example.jp")
+    discard.click()
+    dialog.get_by_role("button", name="破棄する").click()
+    expect(page.get_by_label("ホスト名", exact=True)).to_have_value("localhost")
+    expect(status.locator('[data-kind="ok"]')).to_have_text("入力を破棄し、保存済みの設定に戻しました。")
+    expect(test_card).to_have_attribute("data-mode", "saved")
+
+    test_saved.click()
+    verify_result = page.locator('[data-part="test-result"] [data-ok]')
     expect(verify_result).to_have_attribute("data-ok", "false")
     expect(verify_result).to_have_attribute("data-stage", "AUTH")
     expect(verify_result.locator('[data-part="reply"]')).to_contain_text("535")
     page.wait_for_timeout(1000)
     expect(verify_result).to_be_visible()
-    expect(page.locator("#verify-to")).to_have_value("check@example.net")
+    expect(verify_result.locator('[data-part="stage"]')).to_have_text("認証")
+    expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "PENDING_VERIFICATION")
+    expect(to).to_have_value("check@example.net")
     fits_phones(page, "tenant admin (saved test failed)", "console-phone-ja.png")
 
     # Save: it waits for a test mail of the saved settings, then goes live.
@@ -384,18 +419,35 @@ def admin(browser):
     page.get_by_label("tls（STARTTLS）", exact=True).check()
     page.get_by_label("ユーザー名", exact=True).fill("shop")
     page.get_by_label("パスワード", exact=True).fill(os.environ["SMTP_PASS"])
+    # A typed password is a change: the card would test the draft, and says saving comes first.
+    expect(test_card).to_have_attribute("data-mode", "draft")
+    expect(page.get_by_role("button", name="テストメール送信", exact=True)).to_be_visible()
+    expect(test_card.locator('[data-part="test-not-live"]')).to_be_visible()
     page.get_by_role("button", name="変更を保存").click()
-    expect(page.locator('[data-part="status"] [data-kind="ok"]')).to_be_visible()
+    pending_notice = status.locator('[data-kind="ok"]')
+    expect(pending_notice).to_contain_text("保存済みの設定をテスト")
     expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "PENDING_VERIFICATION")
     expect(sender(page)).to_have_attribute("data-source", "PLATFORM_DEFAULT")
     expect(page.get_by_label("パスワード", exact=True)).to_have_attribute("placeholder", "変更しない場合は空欄のまま")
-    expect(page.locator('[data-part="verify-result"]')).to_be_empty()
-    expect(page.locator("#verify-to")).to_have_value("check@example.net")
-    page.get_by_role("button", name="保存済みの設定でテストメールを送信").click()
+    # The save ended the failed test's result; the recipient stays, not typed again.
+    expect(page.locator('[data-part="test-result"]')).to_be_empty()
+    expect(page.get_by_label("宛先")).to_have_count(1)
+    expect(to).to_have_value("check@example.net")
+    # The notice's own button leads to the test card too.
+    pending_notice.get_by_role("button", name="テストメール送信へ").click()
+    expect(test_saved).to_be_focused()
+    test_saved.click()
     expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "LIVE")
-    expect(page.locator('[data-part="verify-result"] [data-ok]')).to_have_attribute("data-ok", "true")
+    expect(page.locator('[data-part="test-result"] [data-ok]')).to_have_attribute("data-ok", "true")
+    expect(page.locator('[data-part="test-result"]')).to_contain_text("設定が有効になりました。")
     expect(sender(page)).to_have_attribute("data-source", "CUSTOM")
     expect(sender(page)).to_have_text("ショップ通知 <shop@example.jp>")
+    # The "saved, waiting for a test" notice no longer says how things are: it is gone;
+    # the card tests the form again, and the state box offers no test any more.
+    expect(status.locator("[data-kind]")).to_have_count(0)
+    expect(test_card).to_have_attribute("data-mode", "draft")
+    expect(test_card.locator('[data-part="test-not-live"]')).to_be_hidden()
+    expect(page.locator('[data-part="health"] [data-action="go-test"]')).to_have_count(0)
     accessible(page, "tenant admin (live)")
 
     # The seed's way to clear (every field emptied, then save) asks first too; cancelled,
@@ -723,8 +775,11 @@ def mailbox(browser):
     expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "PENDING_VERIFICATION")
     expect(page.get_by_label("パスワード", exact=True)).to_have_attribute("placeholder", "サインインで認証中（パスワードは不要です）")
 
-    # The test mail goes out through Microsoft Graph and puts the settings in force.
-    page.locator("#verify-to").fill("check@example.net")
+    # The test mail goes out through Microsoft Graph and puts the settings in force, from
+    # the one test card (one recipient on the screen).
+    expect(page.get_by_label("宛先")).to_have_count(1)
+    expect(page.locator('[data-part="test"]')).to_have_attribute("data-mode", "saved")
+    page.get_by_label("宛先", exact=True).fill("check@example.net")
     page.locator('[data-action="test-saved"]').click()
     expect(page.locator('[data-part="health"] [data-state]')).to_have_attribute("data-state", "LIVE")
     expect(sender(page)).to_have_attribute("data-source", "CUSTOM")

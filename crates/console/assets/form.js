@@ -286,6 +286,24 @@ export class SettingsForm {
     this.choosePreset(i.serverKind.value, false);
     this.showAuth();
     this.clearErrors();
+    // What the form said when loaded: anything else was typed since.
+    this.loaded = this.typed();
+  }
+
+  /** The form's values that make settings (the interval helper's count is not one). */
+  typed() {
+    const { perMinute, ...values } = this.snapshot();
+    return JSON.stringify(values);
+  }
+
+  /** Whether something was typed (or chosen) since the settings were loaded. */
+  dirty() {
+    return this.typed() !== this.loaded;
+  }
+
+  /** Whether the form says what is saved: settings are saved and nothing was typed since. */
+  unchanged() {
+    return Boolean(this.settings) && !this.dirty();
   }
 
   /** The MailSettingsInput the form says now; `null` when a number field cannot be
