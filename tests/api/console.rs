@@ -5,8 +5,10 @@
 //! - in Debian's Chromium driven by Playwright (`tests/browser/console.py`), on SQLite
 //!   and PostgreSQL with real SMTP servers on loopback: a tenant admin's whole round
 //!   (wrong password → AUTH failure with the Japanese hint beside the password field →
-//!   fixed → saved → live → cleared → a failed delivery retried; a pasted token in an
-//!   English browser; discovery applying a preset), and an operator's (a webhook endpoint
+//!   fixed → a refusal for now that says to test again later → saved → the saved
+//!   settings tested and made live from the one test card → cleared → a failed delivery
+//!   retried; a pasted token in an English browser; discovery applying a preset; an
+//!   expired link that says so), and an operator's (a webhook endpoint
 //!   registered, paging, plan filter, create, open, the enqueue quota, downgrade with its
 //!   warning and its signed `tenant.plan_changed` at the receiver, the tenant admin's
 //!   screen turned read-only). Both check that no request leaves the origin, that the
@@ -299,7 +301,13 @@ fn console_server(backend: Backend, port: u16) -> (Database, std::path::PathBuf,
 }
 
 async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
-    let own = SmtpServer::start(SmtpOptions::starttls().with_auth("shop", "right-pass"));
+    // The tenant's server refuses the first message for now (the test that then says to
+    // try again in a while).
+    let own = SmtpServer::start(SmtpOptions {
+        data_reply: Some("451 4.3.0 Try again later".into()),
+        data_reply_times: 1,
+        ..SmtpOptions::starttls().with_auth("shop", "right-pass")
+    });
     // The platform relay refuses the first message for good, then accepts.
     let relay = SmtpServer::start(SmtpOptions {
         data_reply: Some("554 5.6.0 Message rejected by policy".into()),
@@ -337,12 +345,30 @@ async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
         .output()
         .expect("token");
     let link = String::from_utf8(link.stdout).expect("utf8").trim().to_owned();
+    // A link that expires in a second: opened at the end, it says it expired.
+    let expired = mailgate(&dir)
+        .args([
+            "token",
+            "--role",
+            "tenant_admin",
+            "--tenant",
+            &tenant,
+            "--ttl",
+            "1s",
+            "--console-url",
+            &base,
+        ])
+        .output()
+        .expect("token");
+    assert!(expired.status.success(), "{}", String::from_utf8_lossy(&expired.stderr));
+    let expired = String::from_utf8(expired.stdout).expect("utf8").trim().to_owned();
 
     browser(
         "admin",
         &[
             ("CONSOLE_BASE", base.clone()),
             ("CONSOLE_LINK", link),
+            ("EXPIRED_LINK", expired),
             ("SMTP_PORT", own.port.to_string()),
             ("SMTP_PASS", "right-pass".into()),
             ("SERVICE_TOKEN", token(&dir, "service")),
@@ -352,8 +378,9 @@ async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
     );
 
     // What the browser did reached the real servers: the two test mails that got through
-    // (the draft's, and the saved settings' that put them in force) went by the tenant's
-    // own server as `shop`; the notification went by the relay, refused once then sent.
+    // (the draft's after the one refused for now, and the saved settings' that put them in
+    // force) went by the tenant's own server as `shop`; the notification went by the relay,
+    // refused once then sent.
     let mails = own.wait_for(2, Duration::from_secs(10));
     assert_eq!(mails.len(), 2, "{mails:?}");
     assert!(mails.iter().all(|m| m.auth_user.as_deref() == Some("shop")));

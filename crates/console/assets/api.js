@@ -29,6 +29,24 @@ export function setToken(token) {
   sessionStorage.setItem(TOKEN_KEY, token.trim());
 }
 
+/** The token this tab is signed in with, or null. */
+export function currentToken() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+/** The claims a token carries (its payload, read without checking the signature: only to
+ *  say when it expired and for whom), or null when it is no JWT. */
+export function tokenClaims(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const bytes = Uint8Array.from(atob(payload.padEnd(Math.ceil(payload.length / 4) * 4, "=")), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims && typeof claims === "object" ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
 export function signOut() {
   sessionStorage.removeItem(TOKEN_KEY);
 }

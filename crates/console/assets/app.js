@@ -1,8 +1,8 @@
 // The console's entry: sign-in with a token (pasted, or handed over once in the URL
 // fragment), the language switch, and the screen for the caller's role.
 
-import { ApiError, gql, setToken, signOut, takeToken } from "./api.js";
-import { confirmDialog, fill, h } from "./dom.js";
+import { ApiError, currentToken, gql, setToken, signOut, takeToken, tokenClaims } from "./api.js";
+import { confirmDialog, fill, h, when } from "./dom.js";
 import { locale, setLocale, t } from "./i18n.js";
 import { showOperator } from "./operator.js";
 import { showTenant } from "./tenant.js";
@@ -51,6 +51,24 @@ function signInScreen(problem) {
   });
   fill(main, form);
   token.focus();
+}
+
+/** What to say when the server refused `token`: when its own `exp` has passed, that the
+ *  link expired and how a new one is made (the server says only "authentication
+ *  required", whatever the reason); otherwise the server's `message`. */
+function refusal(token, message) {
+  const claims = token ? tokenClaims(token) : null;
+  if (!(typeof claims?.exp === "number" && claims.exp * 1000 < Date.now())) return message || t("badToken");
+  const role = typeof claims.role === "string" && /^[a-z_]+$/.test(claims.role) ? claims.role : "tenant_admin";
+  const tenant = typeof claims.tenant_id === "string" ? ` --tenant ${claims.tenant_id}` : "";
+  const command = `mailgate token --role ${role}${tenant} --console-url ${location.origin}`;
+  return [
+    h("span", { "data-part": "link-expired" }, t("linkExpired", { when: when(new Date(claims.exp * 1000).toISOString(), locale()) })),
+    " ",
+    t("linkExpiredCommand"),
+    " ",
+    h("code", { class: "command", "data-part": "new-link" }, command),
+  ];
 }
 
 function problemScreen(e) {
@@ -122,7 +140,7 @@ async function start() {
   } catch (e) {
     if (e instanceof ApiError && (e.code === "UNAUTHENTICATED" || e.code === "FORBIDDEN")) {
       signOut();
-      signInScreen(e.message || t("badToken"));
+      signInScreen(e.code === "UNAUTHENTICATED" ? refusal(token, e.message) : e.message || t("badToken"));
     } else {
       problemScreen(e);
     }
@@ -143,8 +161,9 @@ document.getElementById("sign-out").addEventListener("click", () => {
 });
 window.addEventListener("mailgate:unauthenticated", (e) => {
   if (!session) return;
+  const token = currentToken();
   signOut();
-  signInScreen(e.detail || t("badToken"));
+  signInScreen(refusal(token, e.detail));
 });
 window.addEventListener("hashchange", () => {
   if (new URLSearchParams(location.hash.slice(1)).has("token")) start();

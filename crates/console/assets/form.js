@@ -164,8 +164,9 @@ export class SettingsForm {
     this.authFields = h(
       "div",
       { class: "nested" },
-      this.text("username", "username", { help: t("usernameHelp") }),
-      this.text("password", "password", { type: "password", help: t("passwordHelp"), autocomplete: "new-password" }),
+      // With the seed's other names for each (what a provider's manual may call it).
+      this.text("username", "username", { help: [t("usernameHelp"), " ", t("usernameAlso")] }),
+      this.text("password", "password", { type: "password", help: [t("passwordHelp"), " ", t("passwordAlso")], autocomplete: "new-password" }),
     );
 
     const perMinuteId = uid("f");
@@ -190,7 +191,7 @@ export class SettingsForm {
         this.text("fromName", "fromName", { help: t("fromNameHelp") }),
         this.text("port", "port", { inputmode: "numeric", help: t("portHelp") }),
         this.radios("encryption", "encryption", ENCRYPTIONS.map((e) => [e, `enc${e}`]), t("encryptionHelp")),
-        this.radios("smtpAuth", "smtpAuth", [["true", "authOn"], ["false", "authOff"]]),
+        this.radios("smtpAuth", "smtpAuth", [["true", "authOn"], ["false", "authOff"]], t("smtpAuthHelp")),
         this.authFields,
         h("div", { class: "field check" }, pop, h("label", { for: pop.id }, t("popBeforeSmtp"))),
         this.popFields,
@@ -285,6 +286,24 @@ export class SettingsForm {
     this.choosePreset(i.serverKind.value, false);
     this.showAuth();
     this.clearErrors();
+    // What the form said when loaded: anything else was typed since.
+    this.loaded = this.typed();
+  }
+
+  /** The form's values that make settings (the interval helper's count is not one). */
+  typed() {
+    const { perMinute, ...values } = this.snapshot();
+    return JSON.stringify(values);
+  }
+
+  /** Whether something was typed (or chosen) since the settings were loaded. */
+  dirty() {
+    return this.typed() !== this.loaded;
+  }
+
+  /** Whether the form says what is saved: settings are saved and nothing was typed since. */
+  unchanged() {
+    return Boolean(this.settings) && !this.dirty();
   }
 
   /** The MailSettingsInput the form says now; `null` when a number field cannot be

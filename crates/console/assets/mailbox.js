@@ -105,8 +105,9 @@ function appSection({ id, appKinds, say, reload, fail }) {
             `mutation ConsoleAppConnect($id: ID!, $k: MailConnectionKind!, $m: String!, $d: String) { connectMailboxAsApp(tenantId: $id, kind: $k, mailbox: $m, directoryId: $d) { connection { mailbox } } }`,
             { id, k: kind.value, m: mailbox.value.trim(), d: directory.value.trim() || null },
           );
-          say("ok", h("p", { "data-part": "signed-in" }, t("signInDone", { mailbox: done.connectMailboxAsApp.connection.mailbox })), h("p", {}, t("signInTestNext")));
+          // Said after the reload: a notice describes the state it was said in.
           await reload();
+          say("ok", h("p", { "data-part": "signed-in" }, t("signInDone", { mailbox: done.connectMailboxAsApp.connection.mailbox })), h("p", {}, t("signInTestNext")));
         } catch (e) {
           connectNow.disabled = false;
           fail(e);
@@ -180,8 +181,8 @@ export function mailboxCard({ id, providers, appKinds = [], connections, say, re
       if (!ok) return;
       try {
         await gql(`mutation ConsoleDisconnect($id: ID!, $c: ID!) { disconnectMailbox(tenantId: $id, connectionId: $c) }`, { id, c: c.id });
-        say("ok", t("disconnected", { mailbox: c.mailbox }));
         await reload();
+        say("ok", t("disconnected", { mailbox: c.mailbox }));
       } catch (e) {
         fail(e);
       }

@@ -51,6 +51,13 @@ const AUDIT = `query ConsoleAudit($id: ID!, $after: String) {
 
 let presetsCache = null;
 
+/** Failures that are likely to pass by themselves: a temporary refusal, a timeout, a
+ * provider's throttling (with any 4xx reply). */
+const TEMPORARY = new Set(["TEMPORARY_FAILURE", "TIMED_OUT", "PROVIDER_THROTTLED"]);
+/** Failures a change at the provider fixes, which may take a while to reach its servers
+ * (the Ecrea page: right after the setting, the test may still fail). */
+const AFTER_A_CHANGE = new Set(["GMAIL_APP_PASSWORD", "M365_SMTP_AUTH_DISABLED"]);
+
 /** A server's reply as one line: code, enhanced code (unless the text starts with it), text. */
 function reply({ smtpCode, enhancedCode, serverMessage }) {
   const text = serverMessage || "";
@@ -75,9 +82,6 @@ class TenantScreen {
     this.back = back;
     this.deliveryStatus = null;
     this.lastDiscovery = "";
-    // The test of the saved settings: its recipient, and its result, which stays in view
-    // (across the reload that follows it) until the admin saves, clears or tests again.
-    this.verify = { to: "", result: null };
   }
 
   async load() {
@@ -94,18 +98,51 @@ class TenantScreen {
   }
 
   async reload() {
+    const before = this.tenant;
     const { data, errors } = await gql(TENANT, { id: this.id }, { partial: true });
+    if (!data.tenant) throw new ApiError("", "NOT_FOUND");
     this.tenant = data.tenant;
     this.providers = data.mailSignInProviders ?? [];
     this.appKinds = data.mailAppConnectionKinds ?? [];
     this.connections = data.mailConnections ?? [];
     this.unreadable = errors.find((e) => e.extensions?.code === "SETTINGS_UNREADABLE") || null;
+    // Another plan: the screen is built anew (read-only, or writable again), without the
+    // notices and results of before; what was typed stays while it may be changed.
+    if (this.tenant.plan !== before.plan || this.tenant.canOverrideSender !== before.canOverrideSender) {
+      const carry = this.snapshot();
+      this.render();
+      if (this.tenant.canOverrideSender) this.restore(carry);
+      return;
+    }
     this.renderSender();
     this.renderHealth();
     this.renderMailbox();
     this.form.settings = this.tenant.mailSettings;
     const saved = this.tenant.mailSettings;
     this.form.inputs.password.placeholder = saved?.connectionId ? t("passwordSignedIn") : saved?.hasPassword ? t("passwordKeep") : "";
+    this.dropStaleNotice();
+    this.renderTest();
+  }
+
+  /** The state the screen's notices describe: the plan and the saved settings' version
+   * and state. A notice said in one state is gone once the state is another. */
+  stateKey() {
+    const s = this.tenant.mailSettings;
+    const settings = this.unreadable ? "UNREADABLE" : s ? `${s.version}:${s.active}:${s.health.state}` : "NONE";
+    return `${this.tenant.plan}:${settings}`;
+  }
+
+  /** Removes the notice at the top when it was said in another state than the one now
+   * (e.g. "saved, waiting for a test" once the settings are live or cleared). */
+  dropStaleNotice() {
+    const notice = this.status.firstElementChild;
+    if (notice && notice.dataset.forState !== this.stateKey()) fill(this.status);
+  }
+
+  /** The form loaded with `settings`, and the test card told what the form now says. */
+  loadForm(settings) {
+    this.form.load(settings);
+    this.renderTest();
   }
 
   /** What was typed, carried over a language switch. */
@@ -116,6 +153,7 @@ class TenantScreen {
   restore(carry) {
     if (carry.form && this.tenant.canOverrideSender) this.form.restore(carry.form);
     if (this.testTo) this.testTo.value = carry.to;
+    this.renderTest();
   }
 
   planName(code) {
@@ -125,6 +163,8 @@ class TenantScreen {
   render() {
     const tenant = this.tenant;
     const readOnly = !tenant.canOverrideSender;
+    // The test card is built below unless the screen is read-only.
+    this.testCard = this.testTo = this.testResult = null;
     this.senderBox = h("section", { class: "sender", "aria-labelledby": "sender-title", "data-part": "sender" });
     this.healthBox = h("section", { class: "health", "aria-labelledby": "health-title", "data-part": "health" });
     this.mailboxBox = h("div", { "data-part": "mailbox-slot" });
@@ -143,7 +183,13 @@ class TenantScreen {
       e.preventDefault();
       this.save();
     });
-    this.form.element.append(h("div", { class: "actions" }, save, clear));
+    // Ecrea's キャンセル: throws away what was typed and shows the saved settings again.
+    const discard = h("button", { type: "button", "data-action": "discard", disabled: readOnly }, t("discard"));
+    discard.addEventListener("click", () => this.discard());
+    this.form.element.append(h("div", { class: "actions" }, save, discard, clear));
+    // The test card follows the form: the saved settings' test while it says what is
+    // saved, the draft's as soon as something is typed (apply buttons inside count too).
+    for (const type of ["input", "change", "click"]) this.form.element.addEventListener(type, () => queueMicrotask(() => this.renderTest()));
 
     fill(
       this.root,
@@ -159,6 +205,7 @@ class TenantScreen {
         { class: "card", "aria-labelledby": "settings-title" },
         h("h2", { id: "settings-title" }, t("formTitle")),
         h("p", { class: "intro" }, t("formIntro")),
+        h("p", { class: "intro", "data-part": "experts" }, t("formExperts")),
         this.status,
         this.form.element,
       ),
@@ -171,6 +218,7 @@ class TenantScreen {
     this.renderSender();
     this.renderHealth();
     this.renderMailbox();
+    this.renderTest();
     this.loadDeliveries();
     this.loadAudit();
   }
@@ -190,8 +238,8 @@ class TenantScreen {
         appKinds: this.appKinds,
         connections: this.connections,
         say: (kind, ...content) => this.say(kind, ...content),
-        reload: () => this.reload().then(() => this.form.load(this.tenant.mailSettings)),
-        fail: (e) => fill(this.status, this.errorView(e)),
+        reload: () => this.reload().then(() => this.loadForm(this.tenant.mailSettings)),
+        fail: (e) => this.sayError(e),
       }),
     );
   }
@@ -200,12 +248,13 @@ class TenantScreen {
   async finishSignIn(back) {
     try {
       const said = await complete(this.id, back);
-      this.say(said.kind, ...said.content);
+      // Said after the reload: it describes the state the sign-in led to.
       await this.reload();
-      this.form.load(this.tenant.mailSettings);
+      this.loadForm(this.tenant.mailSettings);
+      this.say(said.kind, ...said.content);
       this.loadAudit();
     } catch (e) {
-      fill(this.status, this.errorView(e));
+      this.sayError(e);
     }
     this.status.scrollIntoView?.({ block: "center" });
   }
@@ -259,89 +308,38 @@ class TenantScreen {
       body ? h("p", {}, t(body)) : null,
       s.health.consecutiveFailures ? h("p", {}, t("failuresInRow", { n: s.health.consecutiveFailures })) : null,
       s.health.hint ? h("p", { class: "field-hint", "data-hint-code": s.health.hintCode }, s.health.hint) : null,
-      s.signInOffer === "MICROSOFT" && this.providers?.includes("MICROSOFT") ? microsoftOffer(this.id, (e) => fill(this.status, this.errorView(e))) : null,
+      s.signInOffer === "MICROSOFT" && this.providers?.includes("MICROSOFT") ? microsoftOffer(this.id, (e) => this.sayError(e)) : null,
       s.warnings.length ? h("ul", { class: "warnings" }, s.warnings.map((w) => h("li", { "data-code": w.code }, w.message))) : null,
     ];
-    const out = h("div", { "aria-live": "polite", "data-part": "verify-result" }, this.verify.result);
+    // Going live happens in one place, the test card: this box says the state and
+    // points there (to the code's field while a code waits).
     if (s.active && state !== "LIVE" && this.tenant.canOverrideSender) {
-      const to = h("input", { type: "email", id: "verify-to", autocomplete: "email", "aria-describedby": "verify-to-err" });
-      // The recipient typed here before, else the one the draft was tested with.
-      to.value = this.verify.to || this.testTo?.value || "";
-      to.addEventListener("input", () => {
-        this.verify.to = to.value;
-      });
-      const go = h("button", { type: "button", class: "primary", "data-action": "test-saved" }, t("testSaved"));
-      go.addEventListener("click", () => this.testSaved(to, go, out));
-      const verify = h("div", { class: "verify" }, h("label", { for: "verify-to" }, t("verifyTo")), to, h("p", { class: "field-error", id: "verify-to-err", hidden: true }), go);
-      // The code's field only while a code waits (`code` activation): letters and digits.
-      const codeUntil = s.health.activationCodeExpiresAt;
-      if (codeUntil) {
-        const code = h("input", { type: "text", id: "activation-code", autocomplete: "one-time-code", inputmode: "text", autocapitalize: "characters", spellcheck: "false", "aria-describedby": "activation-code-until" });
-        const activate = h("button", { type: "button", "data-action": "activate" }, t("activate"));
-        activate.addEventListener("click", () => this.activate(code, activate, out));
-        verify.append(
-          h(
-            "div",
-            { class: "activation" },
-            h("label", { for: "activation-code" }, t("activationCode")),
-            code,
-            h("p", { class: "muted", id: "activation-code-until" }, t("codeUntil", { when: when(codeUntil, locale()) })),
-            activate,
-          ),
-        );
-      }
-      parts.push(verify);
+      const go = h("button", { type: "button", "data-action": "go-test" }, t(s.health.activationCodeExpiresAt ? "goCode" : "goTest"));
+      go.addEventListener("click", () => this.focusTest());
+      parts.push(h("p", {}, go));
     }
-    parts.push(out);
     fill(box, ...parts);
   }
 
-  /** Shows `node` as the result of the saved settings' test, and keeps it in view. */
-  keepVerifyResult(out, node) {
-    this.verify.result = node;
-    fill(out, node);
-    out.scrollIntoView?.({ block: "nearest" });
+  /** Focus (and the view) on the test card's next step: the code, the recipient, or the button. */
+  focusTest() {
+    const target = this.testCard.querySelector("#activation-code") ?? (this.testTo.value.trim() ? this.testButton : this.testTo);
+    target.focus({ preventScroll: true });
+    target.scrollIntoView?.({ block: "center" });
   }
 
-  async testSaved(to, button, out) {
-    this.verify.to = to.value;
-    button.disabled = true;
-    button.setAttribute("aria-busy", "true");
-    fill(out, h("p", {}, t("sending")));
-    try {
-      const data = await gql(`mutation ConsoleTestSaved($id: ID!, $to: String!) { sendTestMail(tenantId: $id, to: $to) { ${RESULT_FIELDS} } }`, {
-        id: this.id,
-        to: to.value.trim(),
-      });
-      const r = data.sendTestMail;
-      const result = h("div", {}, this.resultView(r), r.activationCodeSent ? h("p", { "data-part": "code-sent" }, t("codeSent")) : null);
-      this.verify.result = result;
-      await this.reload();
-      this.loadAudit();
-      const shown = this.healthBox.querySelector('[data-part="verify-result"]');
-      if (shown) this.keepVerifyResult(shown, result);
-      // In `code` mode the code's field has just appeared: the admin's next step.
-      if (r.activationCodeSent) this.healthBox.querySelector("#activation-code")?.focus();
-    } catch (e) {
-      this.keepVerifyResult(out, this.errorView(e));
-    } finally {
-      button.disabled = false;
-      button.removeAttribute("aria-busy");
-    }
-  }
-
-  async activate(code, button, out) {
+  async activate(code, button) {
     button.disabled = true;
     try {
       await gql(`mutation ConsoleActivate($id: ID!, $code: String!) { activateMailSettings(tenantId: $id, code: $code) { version } }`, {
         id: this.id,
         code: code.value.trim(),
       });
-      this.verify.result = h("p", { class: "ok" }, t("activated"));
+      fill(this.testResult, h("div", { class: "message ok", "data-ok": "true" }, h("p", {}, t("activated"))));
       await this.reload();
       this.loadAudit();
     } catch (e) {
-      this.keepVerifyResult(out, this.errorView(e));
+      fill(this.testResult, this.errorView(e));
     } finally {
       button.disabled = false;
     }
@@ -349,8 +347,16 @@ class TenantScreen {
 
   // ---- save and clear ----------------------------------------------------------------
 
+  /** A notice at the top of the form, for as long as the state it was said in lasts. */
   say(kind, ...content) {
-    fill(this.status, h("div", { class: `message ${kind}`, "data-kind": kind }, ...content));
+    fill(this.status, h("div", { class: `message ${kind}`, "data-kind": kind, "data-for-state": this.stateKey() }, ...content));
+  }
+
+  /** An error at the top of the form, like a notice. */
+  sayError(e) {
+    const view = this.errorView(e);
+    view.dataset.forState = this.stateKey();
+    fill(this.status, view);
   }
 
   errorView(e) {
@@ -401,11 +407,14 @@ class TenantScreen {
         { id: this.id, input },
       );
       const saved = data.updateMailSettings;
-      this.verify.result = null;
+      // A test's result ends with the save (it described what the form said before).
+      if (this.testResult) fill(this.testResult);
       this.form.load(saved);
       await this.reload();
+      this.renderTest();
       if (!saved) this.say("ok", t("cleared"));
-      else this.say("ok", saved.health.state === "PENDING_VERIFICATION" ? t("savedPending") : t("saved"));
+      else if (saved.health.state === "PENDING_VERIFICATION") this.say("ok", h("p", {}, t("savedPending")), this.goTestButton());
+      else this.say("ok", t("saved"));
       this.showResult();
       this.loadAudit();
     } catch (e) {
@@ -418,11 +427,15 @@ class TenantScreen {
       const elsewhere = this.form.showErrors(e.fields);
       this.say("error", h("p", {}, e.message), elsewhere.length ? h("ul", {}, elsewhere.map((f) => h("li", {}, f.message))) : null);
     } else if (e instanceof ApiError && e.code === "VERSION_CONFLICT") {
-      this.reload().then(() => this.form.load(this.tenant.mailSettings));
-      this.say("error", t("versionConflict"));
-      this.showResult();
+      // Said once the latest settings are in: it describes them.
+      this.reload()
+        .then(() => this.loadForm(this.tenant.mailSettings))
+        .finally(() => {
+          this.say("error", t("versionConflict"));
+          this.showResult();
+        });
     } else {
-      fill(this.status, this.errorView(e));
+      this.sayError(e);
       this.showResult();
     }
   }
@@ -446,9 +459,9 @@ class TenantScreen {
         { id: this.id, v: this.tenant.mailSettings?.version ?? this.unreadable?.extensions?.currentVersion ?? null },
       );
       if (data.clearMailSettings) {
-        this.verify.result = null;
+        if (this.testResult) fill(this.testResult);
         await this.reload();
-        this.form.load(null);
+        this.loadForm(null);
         this.say("ok", t("cleared"));
         this.showResult();
         this.loadAudit();
@@ -456,6 +469,25 @@ class TenantScreen {
     } catch (e) {
       this.showFailure(e);
     }
+  }
+
+  /** Ecrea's キャンセル: what was typed is thrown away (asked first) and the form shows
+   * the saved settings again. */
+  async discard() {
+    const saved = this.tenant.mailSettings;
+    if (this.form.dirty()) {
+      const ok = await confirmDialog({
+        title: t("discardTitle"),
+        body: [t(saved ? "discardBody" : "discardBodyNone")],
+        confirm: t("discardConfirm"),
+        cancel: t("discardKeep"),
+        danger: true,
+      });
+      if (!ok) return;
+    }
+    this.loadForm(saved);
+    this.say("ok", t(saved ? "discarded" : "discardedNone"));
+    this.showResult();
   }
 
   /** The platform's default sender, which mail goes out from after a clear. */
@@ -466,6 +498,10 @@ class TenantScreen {
 
   // ---- test mail ---------------------------------------------------------------------
 
+  /** The one place to test and go live: one recipient and one button, which tests the
+   * saved settings (and puts them in force, or sends the activation code, whose field
+   * then appears here) while the form says what is saved and they wait; the draft as
+   * typed otherwise, saying that saving comes before going live. */
   testSection() {
     this.testTo = h("input", { type: "email", id: "test-to", name: "to", autocomplete: "email", "aria-describedby": "test-to-warn test-to-err" });
     const warn = h("p", { class: "warning", id: "test-to-warn", hidden: true, "data-part": "same-domain" }, t("testSameDomain"));
@@ -478,58 +514,154 @@ class TenantScreen {
     };
     this.testTo.addEventListener("input", check);
     this.form.inputs.fromAddress.addEventListener("input", check);
-    const go = h("button", { type: "button", class: "primary", "data-action": "send-test" }, t("sendTest"));
+    this.testButton = h("button", { type: "button", class: "primary", "data-action": "send-test" }, t("sendTest"));
+    this.testButton.addEventListener("click", () => {
+      this.renderTest();
+      if (this.testMode === "saved") this.testSaved(err);
+      else this.sendTest(err);
+    });
+    this.testIntro = h("p", { class: "intro", "data-part": "test-mode" });
+    this.testNotLive = h("p", { class: "warning", "data-part": "test-not-live", hidden: true }, t("testDraftNotLive"));
+    this.testActivation = h("div", { "data-part": "activation" });
     this.testResult = h("div", { class: "test-result", "aria-live": "polite", "data-part": "test-result" });
-    go.addEventListener("click", () => this.sendTest(go, err));
-    return h(
+    this.testCard = h(
       "section",
-      { class: "card", "aria-labelledby": "test-title" },
+      { class: "card", "aria-labelledby": "test-title", "data-part": "test" },
       h("h2", { id: "test-title" }, t("testTitle")),
-      h("p", { class: "intro" }, t("testIntro")),
+      this.testIntro,
+      this.testNotLive,
       h("div", { class: "field", "data-field": "to" }, h("label", { for: "test-to" }, t("testTo")), this.testTo, warn, err),
-      go,
+      this.testButton,
+      this.testActivation,
       this.testResult,
+    );
+    return this.testCard;
+  }
+
+  /** A button that moves focus to the test card (in notices that send the admin there). */
+  goTestButton() {
+    const go = h("button", { type: "button", "data-action": "go-test" }, t("goTest"));
+    go.addEventListener("click", () => this.focusTest());
+    return go;
+  }
+
+  /** The test card as the form and the saved settings are now. */
+  renderTest() {
+    if (!this.testCard) return;
+    const s = this.tenant.mailSettings;
+    const waiting = Boolean(s && s.active && s.health.state !== "LIVE" && !this.unreadable && this.tenant.canOverrideSender);
+    const saved = waiting && this.form.unchanged();
+    this.testMode = saved ? "saved" : "draft";
+    this.testCard.dataset.mode = this.testMode;
+    this.testButton.dataset.action = saved ? "test-saved" : "send-test";
+    this.testButton.textContent = t(saved ? "testSaved" : "sendTest");
+    this.testIntro.textContent = t(saved ? "testIntroSaved" : "testIntro");
+    this.testNotLive.hidden = !waiting || saved;
+    // The code's field only while a code waits (`code` activation): letters and digits.
+    const codeUntil = waiting ? s.health.activationCodeExpiresAt : null;
+    if (!codeUntil) {
+      fill(this.testActivation);
+      return;
+    }
+    const until = t("codeUntil", { when: when(codeUntil, locale()) });
+    const shown = this.testActivation.querySelector("#activation-code-until");
+    if (shown) {
+      shown.textContent = until;
+      return;
+    }
+    const code = h("input", { type: "text", id: "activation-code", autocomplete: "one-time-code", inputmode: "text", autocapitalize: "characters", spellcheck: "false", "aria-describedby": "activation-code-until" });
+    const activate = h("button", { type: "button", "data-action": "activate" }, t("activate"));
+    activate.addEventListener("click", () => this.activate(code, activate));
+    fill(
+      this.testActivation,
+      h("div", { class: "activation" }, h("label", { for: "activation-code" }, t("activationCode")), code, h("p", { class: "muted", id: "activation-code-until" }, until), activate),
     );
   }
 
-  async sendTest(button, err) {
+  /** The recipient typed; one that cannot be an address is said beside it (and sent:
+   * the server's answer is what counts). */
+  recipient(err) {
+    const to = this.testTo.value.trim();
+    if (to && !isEmail(to)) {
+      err.textContent = t("chkEmail");
+      err.hidden = false;
+    }
+    return to;
+  }
+
+  /** A refused test call: the recipient's error beside it, the form's beside their fields. */
+  showTestFailure(e, err) {
+    if (e instanceof ApiError && e.code === "VALIDATION_FAILED") {
+      const elsewhere = this.form.showErrors(e.fields.filter((f) => f.field !== "to"));
+      const onTo = e.fields.find((f) => f.field === "to");
+      if (onTo) {
+        err.textContent = onTo.message;
+        err.hidden = false;
+      }
+      fill(this.testResult, h("div", { class: "message error", "data-code": e.code }, h("p", {}, e.message), elsewhere.filter((f) => f.field !== "to").map((f) => h("p", {}, f.message))));
+    } else {
+      fill(this.testResult, this.errorView(e));
+    }
+  }
+
+  /** Shows a test's result (and its recipient warnings) in the card; the hint beside its field. */
+  showTestResult(r, ...extra) {
+    fill(this.testResult, this.resultView(r), ...extra);
+    if (!r.ok && r.hint) this.form.showHint(r.field, r.hint);
+    for (const w of r.warnings) if (w.field === "to") this.testResult.append(h("p", { class: "warning", "data-code": w.code }, w.message));
+  }
+
+  busy(on) {
+    this.testButton.disabled = on;
+    if (on) this.testButton.setAttribute("aria-busy", "true");
+    else this.testButton.removeAttribute("aria-busy");
+  }
+
+  async sendTest(err) {
     const settings = this.form.draft();
     if (!settings) {
       fill(this.testResult, h("div", { class: "message error" }, t("fixFields")));
       return;
     }
     delete settings.expectedVersion;
-    const to = this.testTo.value.trim();
-    if (to && !isEmail(to)) {
-      err.textContent = t("chkEmail");
-      err.hidden = false;
-    }
+    const to = this.recipient(err);
     this.form.clearErrors();
-    button.disabled = true;
+    this.busy(true);
     fill(this.testResult, h("p", {}, t("sending")));
     try {
       const data = await gql(
         `mutation ConsoleTest($id: ID!, $to: String!, $s: MailSettingsInput) { sendTestMail(tenantId: $id, to: $to, settings: $s) { ${RESULT_FIELDS} } }`,
         { id: this.id, to, s: settings },
       );
-      const r = data.sendTestMail;
-      fill(this.testResult, this.resultView(r));
-      if (!r.ok && r.hint) this.form.showHint(r.field, r.hint);
-      for (const w of r.warnings) if (w.field === "to") this.testResult.append(h("p", { class: "warning", "data-code": w.code }, w.message));
+      this.showTestResult(data.sendTestMail);
     } catch (e) {
-      if (e instanceof ApiError && e.code === "VALIDATION_FAILED") {
-        const elsewhere = this.form.showErrors(e.fields.filter((f) => f.field !== "to"));
-        const onTo = e.fields.find((f) => f.field === "to");
-        if (onTo) {
-          err.textContent = onTo.message;
-          err.hidden = false;
-        }
-        fill(this.testResult, h("div", { class: "message error", "data-code": e.code }, h("p", {}, e.message), elsewhere.filter((f) => f.field !== "to").map((f) => h("p", {}, f.message))));
-      } else {
-        fill(this.testResult, this.errorView(e));
-      }
+      this.showTestFailure(e, err);
     } finally {
-      button.disabled = false;
+      this.busy(false);
+    }
+  }
+
+  /** The saved settings' test: in force when it goes through (or a code is sent). Its
+   * result stays in view across the reload that follows, until the admin saves, clears
+   * or tests again. */
+  async testSaved(err) {
+    const to = this.recipient(err);
+    this.form.clearHints();
+    this.busy(true);
+    fill(this.testResult, h("p", {}, t("sending")));
+    try {
+      const data = await gql(`mutation ConsoleTestSaved($id: ID!, $to: String!) { sendTestMail(tenantId: $id, to: $to) { ${RESULT_FIELDS} } }`, { id: this.id, to });
+      const r = data.sendTestMail;
+      this.showTestResult(r, r.activationCodeSent ? h("p", { "data-part": "code-sent" }, t("codeSent")) : null);
+      await this.reload();
+      this.loadAudit();
+      // In `code` mode the code's field has just appeared: the admin's next step.
+      if (r.activationCodeSent) this.testCard.querySelector("#activation-code")?.focus();
+      this.testResult.scrollIntoView?.({ block: "nearest" });
+    } catch (e) {
+      this.showTestFailure(e, err);
+    } finally {
+      this.busy(false);
     }
   }
 
@@ -548,12 +680,15 @@ class TenantScreen {
       [t("serverReply"), reply(r), "reply"],
       [t("hint"), r.hint, "hint"],
     ].filter(([, v]) => v);
+    // The seed's 「しばらくしてから」: where the failure is likely to pass by itself.
+    const later = AFTER_A_CHANGE.has(r.hintCode) ? "testRetryLaterAfterChange" : TEMPORARY.has(r.hintCode) || (r.smtpCode >= 400 && r.smtpCode < 500) ? "testRetryLater" : null;
     return h(
       "div",
       { class: "message error", "data-ok": "false", "data-stage": r.stage, "data-hint-code": r.hintCode || "" },
       h("p", {}, t("testFailed")),
       h("dl", {}, rows.map(([k, v, part]) => [h("dt", {}, k), h("dd", { "data-part": part }, v)])),
-      r.signInOffer === "MICROSOFT" && this.providers?.includes("MICROSOFT") ? microsoftOffer(this.id, (e) => fill(this.status, this.errorView(e))) : null,
+      later ? h("p", { "data-part": "retry-later" }, t(later)) : null,
+      r.signInOffer === "MICROSOFT" && this.providers?.includes("MICROSOFT") ? microsoftOffer(this.id, (e) => this.sayError(e)) : null,
     );
   }
 
@@ -698,6 +833,7 @@ class TenantScreen {
           // keep the form's authentication then.
           const keepAuth = r.authTried && !r.authOk;
           this.form.apply({ ...r.suggestion, smtpAuth: keepAuth ? undefined : r.suggestion.smtpAuth });
+          this.renderTest();
           fill(out, h("p", { class: "ok" }, t("applied")));
         });
         parts.push(use);
@@ -788,7 +924,7 @@ class TenantScreen {
             errors[f.field].hidden = false;
           }
         }
-        if (!fields.length) fill(this.status, this.errorView(err));
+        if (!fields.length) this.sayError(err);
       }
     });
     return h(
@@ -907,7 +1043,7 @@ class TenantScreen {
           this.say("ok", t("retried"));
         } catch (e) {
           retry.disabled = false;
-          fill(this.status, this.errorView(e));
+          this.sayError(e);
         }
       });
     }
