@@ -271,6 +271,10 @@ impl BareServer {
 /// Starts Mailgate on `backend`, seeds, measures bare then Mailgate, and cleans up.
 async fn run_backend(backend: Backend, args: &Args, bare: SocketAddr) -> anyhow::Result<Outcome> {
     let (mut config, schema) = bench_config(backend);
+    // The seeded hosts (`smtp.site<i>.example.com`) are looked up on save: a DNS server
+    // of the bench's own answers at once, so seeding does not measure this machine's
+    // resolver (on a closed network every lookup waited for its deadline).
+    config.dns_servers = vec![nxdomain_dns().await.context("the bench's DNS server")?];
     let data_dir = config.data_dir.clone();
     let pool = match backend {
         Backend::Sqlite => "SQLite WAL file, pool sized by persistence".to_owned(),
@@ -305,6 +309,47 @@ async fn run_backend(backend: Backend, args: &Args, bare: SocketAddr) -> anyhow:
     }
     let _ = std::fs::remove_dir_all(&data_dir);
     result
+}
+
+/// A DNS server on loopback that answers every question over UDP with NXDOMAIN (the
+/// question echoed, no records), for the seeded host names.
+async fn nxdomain_dns() -> anyhow::Result<SocketAddr> {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let addr = socket.local_addr()?;
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            if let Some(reply) = nxdomain(&buf[..n]) {
+                let _ = socket.send_to(&reply, from).await;
+            }
+        }
+    });
+    Ok(addr)
+}
+
+/// The NXDOMAIN answer to one query: its header (QR, RA, RCODE 3, one question) and its
+/// question; `None` for what is not one query.
+fn nxdomain(query: &[u8]) -> Option<Vec<u8>> {
+    let mut at = 12;
+    loop {
+        let len = usize::from(*query.get(at)?);
+        if len == 0 {
+            break;
+        }
+        if len & 0xC0 != 0 {
+            return None;
+        }
+        at += len + 1;
+    }
+    let end = at + 1 + 4;
+    if end > query.len() || query[2] & 0x80 != 0 {
+        return None;
+    }
+    let mut reply = query[..end].to_vec();
+    reply[2] = 0x80 | (query[2] & 0x79); // QR, the query's opcode and RD
+    reply[3] = 0x80 | 3; // RA, NXDOMAIN
+    reply[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    Some(reply)
 }
 
 /// The production configuration the tests use, on a fresh database.
