@@ -433,6 +433,29 @@ async fn each_failure_is_diagnosed(backend: Backend) {
             .contains("パスワード"),
         "{ja}"
     );
+    // The trail keeps the failure as a code for programs and reads it in words, newest first.
+    let q = "query($id:ID!){ tenant(id:$id){ auditTrail(first:1, order:NEWEST_FIRST){ edges { node { action \
+        actorLabel changes { field label after afterText } } } } } }";
+    let (_, ja) = app
+        .post(
+            Some(&app.admin(&tenant)),
+            Some("ja"),
+            &json!({ "query": q, "variables": { "id": tenant } }),
+        )
+        .await;
+    let newest = &ja["data"]["tenant"]["auditTrail"]["edges"][0]["node"];
+    assert_eq!(newest["action"], "TEST_MAIL_SENT", "{ja}");
+    assert_eq!(newest["actorLabel"], "サイト管理者（tenant_admin-subject）");
+    let result = newest["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "result")
+        .unwrap();
+    assert_eq!(
+        result,
+        &json!({ "field": "result", "label": "結果", "after": "failed at AUTH (535)", "afterText": "認証の段階で失敗（応答コード 535）" })
+    );
     assert_eq!(
         wrong_pw.count() + gmail.count() + m365.count() + sender.count() + plain.count(),
         0,

@@ -1,7 +1,7 @@
 //! Tenants and plans: creating, listing with cursors and a plan filter, plan changes
 //! with their effect on the effective sender, plans and presets, the audit trail.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -11,6 +11,8 @@ crate::backend_tests!(
     downgrade_keeps_settings_inactive_and_upgrade_reactivates,
     plans_and_presets,
     audit_trail_records_who_and_what,
+    audit_trail_pages_newest_first_and_reads_in_words,
+    operators_find_tenants_by_name,
     create_tenant_rejects_bad_names,
 );
 
@@ -237,6 +239,140 @@ async fn audit_trail_records_who_and_what(app: &TestApp) {
 
     // Services do not read the trail.
     let denied = app.gql(&app.service(), q, json!({ "id": id })).await;
+    assert_eq!(code(&denied), "FORBIDDEN");
+}
+
+async fn audit_trail_pages_newest_first_and_reads_in_words(app: &TestApp) {
+    let id = app.create_tenant("Worded", "SHARE").await;
+    let admin = app.admin(&id);
+    app.ok(&admin, UPDATE, json!({ "t": id, "i": valid_input() })).await;
+    let mut changed = valid_input();
+    changed["smtpAuth"] = json!(false);
+    changed["encryption"] = json!("NONE");
+    changed["port"] = json!(25);
+    changed["sendIntervalMs"] = json!(60000);
+    app.ok(&admin, UPDATE, json!({ "t": id, "i": changed })).await;
+    app.ok(
+        &app.operator(),
+        "mutation($t:ID!){ changeTenantPlan(tenantId:$t, plan:BASIC){ id } }",
+        json!({ "t": id }),
+    )
+    .await;
+
+    let q = "query($id:ID!,$a:String,$n:Int){ tenant(id:$id){ auditTrail(first:$n, after:$a, order:NEWEST_FIRST){ \
+        edges { node { action description actorLabel changes { field label before after beforeText afterText } } } \
+        pageInfo { hasNextPage endCursor } } } }";
+    let page = |lang: &'static str, after: Value, n: i64| {
+        let body = json!({ "query": q, "variables": { "id": id, "a": after, "n": n } });
+        let admin = admin.clone();
+        async move {
+            let (_, body) = app.post(Some(&admin), Some(lang), &body).await;
+            assert!(body.get("errors").is_none(), "{body}");
+            body["data"]["tenant"]["auditTrail"].clone()
+        }
+    };
+    let actions = |conn: &Value| -> Vec<String> {
+        conn["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["action"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Newest first, and "more" goes on to the older ones.
+    let first = page("ja", Value::Null, 2).await;
+    assert_eq!(actions(&first), ["PLAN_CHANGED", "MAIL_SETTINGS_SAVED"]);
+    assert_eq!(first["pageInfo"]["hasNextPage"], true);
+    let rest = page("ja", first["pageInfo"]["endCursor"].clone(), 10).await;
+    assert_eq!(actions(&rest), ["MAIL_SETTINGS_SAVED", "TENANT_CREATED"]);
+    assert_eq!(rest["pageInfo"]["hasNextPage"], false);
+
+    // Codes stay for programs; people read words, in their language.
+    let plan = &first["edges"][0]["node"];
+    assert_eq!(plan["description"], "プランを変更しました");
+    assert_eq!(plan["actorLabel"], "オペレーター（operator-subject）");
+    assert_eq!(
+        plan["changes"][0],
+        json!({ "field": "plan", "label": "プラン", "before": "SHARE", "after": "BASIC", "beforeText": "シェアプラン", "afterText": "ベーシックプラン" })
+    );
+    let saved = first["edges"][1]["node"]["changes"].as_array().unwrap().clone();
+    let words = |field: &str| -> (Value, Value) {
+        let c = saved
+            .iter()
+            .find(|c| c["field"] == field)
+            .unwrap_or_else(|| panic!("{field} in {saved:?}"));
+        (c["beforeText"].clone(), c["afterText"].clone())
+    };
+    assert_eq!(words("smtpAuth"), (json!("オン"), json!("オフ")));
+    assert_eq!(words("encryption"), (json!("TLS（STARTTLS）"), json!("なし")));
+    assert_eq!(words("port"), (json!("587"), json!("25")));
+    assert_eq!(words("sendIntervalMs"), (json!("5秒"), json!("1分")));
+    let created = &rest["edges"][1]["node"];
+    assert_eq!(
+        created["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["field"] == "name")
+            .unwrap()["afterText"],
+        "Worded",
+        "what was typed stays as typed"
+    );
+    let english = page("en", Value::Null, 1).await;
+    let plan = &english["edges"][0]["node"];
+    assert_eq!(plan["actorLabel"], "operator (operator-subject)");
+    assert_eq!(plan["changes"][0]["afterText"], "Basic plan");
+
+    // No Japanese word of the trail is a raw code or an English name.
+    let all = page("ja", Value::Null, 10).await.to_string();
+    for code in [
+        "\"beforeText\":\"SHARE",
+        "\"afterText\":\"BASIC",
+        "\"afterText\":\"false",
+        "\"afterText\":\"NONE",
+    ] {
+        assert!(!all.contains(code), "{code} in {all}");
+    }
+}
+
+async fn operators_find_tenants_by_name(app: &TestApp) {
+    let bakery = app.create_tenant("Sakura Bakery 100%", "SHARE").await;
+    let flowers = app.create_tenant("さくら花店", "BASIC").await;
+    let q = "query($n:String,$p:Plan){ tenants(first:100, nameContains:$n, plan:$p){ edges { node { id name } } } }";
+    let mine = [bakery.clone(), flowers.clone()];
+    let mine = &mine;
+    let found = |name: &'static str, plan: Option<&'static str>| async move {
+        let d = app.ok(&app.operator(), q, json!({ "n": name, "p": plan })).await;
+        d["tenants"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
+            .filter(|id| mine.contains(id))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        found("sakura BAKERY", None).await,
+        [bakery.as_str()],
+        "A–Z in either case"
+    );
+    assert_eq!(found("花店", None).await, [flowers.as_str()]);
+    assert_eq!(found("100%", None).await, [bakery.as_str()], "% is matched as itself");
+    assert_eq!(found("1_0", None).await, Vec::<String>::new(), "_ is matched as itself");
+    assert_eq!(
+        found("さくら", Some("SHARE")).await,
+        Vec::<String>::new(),
+        "with the plan filter"
+    );
+    assert_eq!(
+        found(" ", None).await,
+        [bakery.clone(), flowers.clone()],
+        "blank: every tenant"
+    );
+    let too_long = "x".repeat(201);
+    let body = app.gql(&app.operator(), q, json!({ "n": too_long })).await;
+    assert_eq!(fields(&body), vec![("nameContains".to_owned(), "TOO_LONG".to_owned())]);
+    let denied = app.gql(&app.admin(&bakery), q, json!({ "n": "Sakura" })).await;
     assert_eq!(code(&denied), "FORBIDDEN");
 }
 

@@ -27,7 +27,7 @@ const CREATE: &str = "mutation($i:WebhookEndpointInput!){ createWebhookEndpoint(
     endpoint { id url tenantId eventTypes enabled description previousSecretExpiresAt } } }";
 const ENDPOINTS: &str = "{ webhookEndpoints { edges { node { id url } } } }";
 const MESSAGES: &str = "query($id:ID!){ webhookEndpoint(id:$id){ messages { edges { node { id eventId \
-    eventType eventTypeCode status attempts nextAttemptAt deliveredAt body \
+    eventType eventTypeCode tenant { name } status attempts nextAttemptAt deliveredAt body \
     recentAttempts { statusCode error durationMs responseExcerpt } } } } } }";
 const ROTATE: &str = "mutation($id:ID!,$s:String,$m:Int){ rotateWebhookSecret(id:$id, secret:$s, overlapMinutes:$m){ \
     secret endpoint { previousSecretExpiresAt } } }";
@@ -252,6 +252,25 @@ async fn events_arrive_signed_and_verified(backend: Backend) {
     })
     .await;
     assert_eq!(listed[0]["recentAttempts"][0]["statusCode"], 204);
+    // Each message names its tenant, for people too.
+    let moved = listed
+        .iter()
+        .find(|m| m["eventType"] == "TENANT_PLAN_CHANGED")
+        .expect("the plan change is listed");
+    assert_eq!(moved["tenant"]["name"], "Sakura", "{moved}");
+    // An endpoint for one tenant names it; one for every tenant names none.
+    let named = app
+        .ok(
+            &app.operator(),
+            "{ webhookEndpoints { edges { node { url tenantId tenant { name } } } } }",
+            json!({}),
+        )
+        .await;
+    let endpoints = named["webhookEndpoints"]["edges"].as_array().unwrap();
+    let of =
+        |url: String| endpoints.iter().find(|e| e["node"]["url"] == url.as_str()).unwrap()["node"]["tenant"].clone();
+    assert_eq!(of(scoped.url()), json!({ "name": "Sakura" }));
+    assert_eq!(of(all.url()), Value::Null);
     // The secret is never answered again.
     let listing = app.ok(&app.operator(), ENDPOINTS, json!({})).await;
     assert!(!listing.to_string().contains(&secret));

@@ -522,8 +522,22 @@ def admin(browser):
     # In sentences, with the fields' and roles' names in Japanese, no codes.
     expect(audit.locator('[data-action="MAIL_SETTINGS_SAVED"]').first).to_contain_text("メールサーバーの設定を保存しました")
     expect(audit.locator('[data-action="MAIL_SETTINGS_SAVED"] [data-field="host"]').first).to_contain_text("ホスト名:")
+    # Newest first (the clear was the last change), values in words too: the failed test of
+    # the saved settings, who did it, switches and encryption; a page at a time.
+    entries = audit.locator("li[data-action]")
+    expect(entries.first).to_have_attribute("data-action", "MAIL_SETTINGS_CLEARED")
+    expect(audit.locator('[data-action="TEST_MAIL_SENT"] [data-field="result"]').filter(has_text="認証の段階で失敗（応答コード 535）").first).to_be_visible()
+    expect(entries.first).to_contain_text("サイト管理者（")
+    token = os.environ["CONSOLE_LINK"].split("#token=", 1)[1]
+    trail = graphql(token, "query($id: ID!) { tenant(id: $id) { auditTrail(first: 100) { edges { node { id } } } } }", {"id": os.environ["TENANT_ID"]})
+    total = len(trail["tenant"]["auditTrail"]["edges"])
+    assert total > 20, f"the scenario leaves {total} entries: too few to page"
+    expect(entries).to_have_count(20)
+    audit.get_by_role("button", name="さらに表示").click()
+    expect(entries).to_have_count(min(total, 40))
+    expect(entries.last).to_have_attribute("data-action", "TENANT_CREATED" if total <= 40 else re.compile(r"^[A-Z_]+$"))
     history = audit.inner_text()
-    for raw in ("MAIL_SETTINGS_SAVED", "TEST_MAIL_SENT", "TENANT_ADMIN", "fromAddress"):
+    for raw in ("MAIL_SETTINGS_SAVED", "TEST_MAIL_SENT", "TENANT_ADMIN", "fromAddress", "failed at", "STARTTLS →", "→ true", "→ false", "SHARE"):
         assert raw not in history, f"the history shows {raw}: {history[:500]}"
     watch.check()
 
@@ -589,7 +603,24 @@ def operator(browser):
         label = page.locator(f'label[for="{box.get_attribute("id")}"]').inner_text()
         assert not label.startswith("event") and re.search(r"[ぁ-んァ-ン一-龥]", label), label
 
-    # A webhook endpoint: a bad URL is refused beside the field; the secret shows once.
+    # Create a tenant; an empty name is refused beside the field.
+    page.get_by_role("button", name="作成").click()
+    expect(page.locator("#new-tenant-err")).to_be_visible()
+    page.get_by_label("名前", exact=True).fill("株式会社テスト")
+    page.locator("#new-tenant-plan").select_option("SHARE")
+    page.get_by_role("button", name="作成").click()
+    expect(page.locator('[data-part="status"]')).to_contain_text("株式会社テスト")
+
+    # A webhook endpoint for that tenant, picked by name: a bad URL is refused beside the
+    # field; the secret shows once; the endpoint names its tenant.
+    tenant_choices = page.locator("#webhook-tenant option")
+    expect(tenant_choices.filter(has_text=re.compile(r"^Filler 1$"))).to_have_count(1)
+    page.get_by_label("テナントを名前で検索", exact=True).fill("テスト")
+    expect(tenant_choices).to_have_count(2)
+    page.get_by_role("combobox", name="テナント", exact=True).select_option(label="株式会社テスト")
+    page.get_by_label("テナントを名前で検索", exact=True).fill("誰もいない名前")
+    expect(page.locator("#webhook-tenant option[disabled]")).to_have_text("この名前のテナントは見つかりません")
+    expect(page.get_by_role("combobox", name="テナント", exact=True)).to_have_value(re.compile(r"^[0-9a-f-]{36}$"))
     page.get_by_label("送信先 URL", exact=True).fill("ftp://example.net/hook")
     page.get_by_role("button", name="Webhook を登録").click()
     expect(page.locator("#webhook-url-err")).to_be_visible()
@@ -601,20 +632,19 @@ def operator(browser):
     endpoint = page.locator('[data-part="webhooks"] details[data-endpoint]')
     expect(endpoint).to_have_count(1)
     expect(endpoint).to_have_attribute("data-url", os.environ["WEBHOOK_URL"])
+    expect(endpoint.locator("summary")).to_contain_text("株式会社テスト")
+    fits_phones(page, "operator's webhooks")
 
-    # Create a tenant; an empty name is refused beside the field.
-    page.get_by_role("button", name="作成").click()
-    expect(page.locator("#new-tenant-err")).to_be_visible()
-    page.get_by_label("名前", exact=True).fill("株式会社テスト")
-    page.locator("#new-tenant-plan").select_option("SHARE")
-    page.get_by_role("button", name="作成").click()
-    expect(page.locator('[data-part="status"]')).to_contain_text("株式会社テスト")
-
-    # The plan filter finds it alone.
+    # The plan filter finds it alone, with its own server not set up yet; the fillers'
+    # plan does not allow one.
+    states = page.locator('[data-part="tenants"] [data-part="settings-state"]')
+    expect(states.first).to_have_attribute("data-state", "NOT_ALLOWED")
+    expect(states.first).to_have_text("利用できないプラン")
     page.get_by_label("プランで絞り込み", exact=True).select_option("SHARE")
     expect(rows).to_have_count(1)
     row = rows.first
     expect(row).to_have_attribute("data-name", "株式会社テスト")
+    expect(row.locator('[data-part="settings-state"]')).to_have_text("未設定")
     tenant = row.get_attribute("data-tenant")
     accessible(page, "operator")
     shot(page, "console-operator-ja.png")
@@ -643,6 +673,8 @@ def operator(browser):
     # Downgrade: the warning comes first and says what happens.
     page.get_by_label("プランで絞り込み", exact=True).select_option("SHARE")
     expect(rows).to_have_count(1)
+    expect(rows.first.locator('[data-part="settings-state"]')).to_have_attribute("data-state", "LIVE")
+    expect(rows.first.locator('[data-part="settings-state"]')).to_have_text("稼働中")
     rows.first.get_by_label("プランを変更: 株式会社テスト", exact=True).select_option("BASIC")
     rows.first.get_by_role("button", name="変更", exact=True).click()
     dialog = page.get_by_role("dialog")
@@ -660,6 +692,8 @@ def operator(browser):
     expect(page.locator('[data-part="status"] [data-kind="ok"]')).to_have_text("プランを変更しました。")
     page.get_by_label("プランで絞り込み", exact=True).select_option("BASIC")
     expect(rows.first.locator('[data-part="plan"]')).to_have_text("ベーシック")
+    # The saved settings are kept but not used: not a tenant that never had any.
+    expect(rows.first.locator('[data-part="settings-state"]')).to_have_text("無効（プランで不可）")
     # An empty list under a filter says it is the filter.
     page.get_by_label("プランで絞り込み", exact=True).select_option("BIZ")
     expect(page.locator('[data-part="empty"]')).to_contain_text("このプランのテナントはありません")
@@ -675,6 +709,14 @@ def operator(browser):
         page.wait_for_timeout(250)
         endpoint.get_by_role("button", name="更新", exact=True).click()
     expect(changed).to_have_count(1)
+    # Each message says what happened, to which tenant, in words.
+    expect(changed.locator('[data-part="what"]')).to_have_text("「株式会社テスト」のプランをシェアからベーシックに変更しました")
+    saved = endpoint.locator('[data-event="mail_settings.saved"] [data-part="what"]')
+    expect(saved).to_have_text("「株式会社テスト」のメールサーバーの設定が保存されました")
+    messages = endpoint.locator('[data-part="webhook-messages"]').inner_text()
+    for raw in ("tenant.plan_changed", "mail_settings", "SHARE", "BASIC"):
+        assert raw not in messages, f"the messages show {raw}: {messages[:500]}"
+    fits_phones(page, "operator's webhook messages")
     accessible(page, "operator (webhooks)")
 
     # Rotate (a new secret shows once, the old one overlaps), disable, delete.

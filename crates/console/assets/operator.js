@@ -13,11 +13,28 @@ const TENANTS = `query ConsoleTenants($first: Int, $after: String, $plan: Plan) 
     edges { node { id name plan canOverrideSender
       effectiveSender { address source reasonCode }
       platformSender { address name }
-      mailSettings { version } } }
+      mailSettings { version active health { state } } } }
   }
 }`;
 
 const PAGE = 20;
+
+/**
+ * Where a tenant's own mail server stands, as a code with a label (`tenantState<CODE>`):
+ * NONE (nothing saved), NOT_ALLOWED (nothing saved, the plan forbids it), INACTIVE (saved,
+ * the plan forbids it), PENDING_VERIFICATION (waits for a test; PENDING_BEHIND_LIVE when
+ * an earlier version still carries the mail), LIVE, SUSPENDED, UNREADABLE.
+ */
+export function settingsState(tenant) {
+  const reason = tenant.effectiveSender.reasonCode;
+  if (reason === "SETTINGS_UNREADABLE") return "UNREADABLE";
+  const settings = tenant.mailSettings;
+  if (!settings) return tenant.canOverrideSender ? "NONE" : "NOT_ALLOWED";
+  if (!settings.active) return "INACTIVE";
+  const state = settings.health.state;
+  if (state === "PENDING_VERIFICATION" && reason === "CUSTOM_LIVE") return "PENDING_BEHIND_LIVE";
+  return state;
+}
 
 export async function showOperator(root, { plans, openTenant }) {
   const screen = new OperatorScreen(root, plans, openTenant);
@@ -66,6 +83,7 @@ class OperatorScreen {
     this.webhooks = new WebhooksSection(
       (kind, text) => this.say(kind, text),
       (e) => this.fail(e),
+      this.plans,
     );
     this.pager = h("div", { class: "pager" });
     fill(
@@ -173,7 +191,7 @@ class OperatorScreen {
               "table",
               { class: "stack" },
               h("caption", { class: "visually-hidden" }, t("tenantsTitle")),
-              h("thead", {}, h("tr", {}, [t("name"), t("plan"), t("customSender"), t("senderNow"), t("changePlan"), t("open")].map((c) => h("th", { scope: "col" }, c)))),
+              h("thead", {}, h("tr", {}, [t("name"), t("plan"), t("ownServer"), t("senderNow"), t("changePlan"), t("open")].map((c) => h("th", { scope: "col" }, c)))),
               h("tbody", {}, rows),
             )
           : h("p", { class: "muted", "data-part": "empty" }, this.plan ? t("noTenantsFiltered") : t("noTenants")),
@@ -201,14 +219,20 @@ class OperatorScreen {
     const change = h("button", { type: "button", "data-action": "change-plan" }, t("change"));
     change.addEventListener("click", () => this.changePlan(tenant, plan.value, plan));
     const open = h("button", { type: "button", "data-action": "open" }, t("open"));
+    const state = settingsState(tenant);
     open.addEventListener("click", () => this.openTenant(tenant.id));
     return h(
       "tr",
       { "data-tenant": tenant.id, "data-name": tenant.name },
       h("th", { scope: "row" }, tenant.name),
       h("td", { "data-part": "plan", "data-plan": tenant.plan, "data-label": t("plan") }, planName(this.planInfo(tenant.plan) ?? { code: tenant.plan, name: tenant.plan })),
-      h("td", { "data-label": t("customSender") }, tenant.canOverrideSender ? t("allowed") : t("notAllowed")),
-      h("td", { "data-source": tenant.effectiveSender.source, "data-label": t("senderNow") }, tenant.effectiveSender.address),
+      h("td", { "data-part": "settings-state", "data-state": state, "data-label": t("ownServer") }, h("span", { class: `state state-${state.toLowerCase()}` }, t(`tenantState${state}`))),
+      h(
+        "td",
+        { "data-source": tenant.effectiveSender.source, "data-label": t("senderNow") },
+        tenant.effectiveSender.address,
+        h("span", { class: "muted" }, ` ${t(`senderSource${tenant.effectiveSender.source}`)}`),
+      ),
       h("td", { "data-label": t("changePlan") }, plan, " ", change),
       h("td", {}, open),
     );

@@ -42,10 +42,11 @@ const DELIVERIES = `query ConsoleDeliveries($id: ID!, $status: DeliveryStatus, $
   } }
 }`;
 
+// Newest first, a page at a time ("Show more" asks for the older ones).
 const AUDIT = `query ConsoleAudit($id: ID!, $after: String) {
-  tenant(id: $id) { auditTrail(first: 50, after: $after) {
+  tenant(id: $id) { auditTrail(first: 20, after: $after, order: NEWEST_FIRST) {
     pageInfo { hasNextPage endCursor }
-    edges { node { id action description actorSubject actorRole at changes { field label before after secret } } }
+    edges { node { id action description actorLabel at changes { field label beforeText afterText secret } } }
   } }
 }`;
 
@@ -1057,45 +1058,46 @@ class TenantScreen {
     return h("section", { class: "card", "aria-labelledby": "audit-title" }, h("h2", { id: "audit-title" }, t("auditTitle")), this.auditList);
   }
 
-  async loadAudit() {
+  /** The newest page of the trail, or (with `after`) the next older page below it. */
+  async loadAudit(after = null) {
     this.auditGeneration = (this.auditGeneration ?? 0) + 1;
     const generation = this.auditGeneration;
     try {
-      const events = [];
-      let after = null;
-      for (let page = 0; page < 10; page += 1) {
-        const data = await gql(AUDIT, { id: this.id, after });
-        const conn = data.tenant.auditTrail;
-        events.push(...conn.edges.map((e) => e.node));
-        if (!conn.pageInfo.hasNextPage) break;
-        after = conn.pageInfo.endCursor;
-      }
+      const data = await gql(AUDIT, { id: this.id, after });
       if (generation !== this.auditGeneration) return;
-      if (!events.length) {
-        fill(this.auditList, h("p", { class: "muted" }, t("noAudit")));
+      const conn = data.tenant.auditTrail;
+      const events = conn.edges.map((e) => e.node);
+      if (!after) fill(this.auditList);
+      this.auditList.querySelector('[data-action="more-audit"]')?.remove();
+      if (!events.length && !after) {
+        this.auditList.append(h("p", { class: "muted" }, t("noAudit")));
         return;
       }
-      // Newest first on the screen.
-      fill(
-        this.auditList,
-        h(
-          "ol",
-          { class: "audit", reversed: true },
-          events.reverse().map((e) =>
-            h(
-              "li",
-              { "data-action": e.action },
-              h("strong", {}, e.description),
-              ` ${when(e.at, locale())} · ${t("byWhom", { who: e.actorSubject, role: has(`role${e.actorRole}`) ? t(`role${e.actorRole}`) : e.actorRole })}`,
-              e.changes.length
-                ? h("ul", {}, e.changes.map((c) => h("li", { "data-field": c.field }, c.secret ? `${c.label} ${t("secretChanged")}` : `${c.label}: ${c.before ?? "—"} → ${c.after ?? "—"}`)))
-                : null,
-            ),
-          ),
-        ),
-      );
+      let list = this.auditList.querySelector("ol.audit");
+      if (!list) {
+        list = h("ol", { class: "audit" });
+        this.auditList.append(list);
+      }
+      list.append(...events.map((e) => this.auditEntry(e)));
+      if (conn.pageInfo.hasNextPage) {
+        const more = h("button", { type: "button", "data-action": "more-audit" }, t("more"));
+        more.addEventListener("click", () => this.loadAudit(conn.pageInfo.endCursor));
+        this.auditList.append(more);
+      }
     } catch (e) {
       fill(this.auditList, this.errorView(e));
     }
+  }
+
+  /** One entry: what was done, when, by whom, and each field's change in words. */
+  auditEntry(e) {
+    const change = (c) => (c.secret ? `${c.label} ${t("secretChanged")}` : `${c.label}: ${c.beforeText ?? "—"} → ${c.afterText ?? "—"}`);
+    return h(
+      "li",
+      { "data-action": e.action, "data-event": e.id },
+      h("strong", {}, e.description),
+      ` ${when(e.at, locale())} · ${e.actorLabel}`,
+      e.changes.length ? h("ul", {}, e.changes.map((c) => h("li", { "data-field": c.field }, change(c)))) : null,
+    );
   }
 }

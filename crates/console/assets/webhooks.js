@@ -1,25 +1,32 @@
 // The operator's webhook endpoints (Standard Webhooks): register one (its secret is shown
-// once), enable or disable it, rotate its secret, remove it, and read its messages with
-// their attempts, replaying one.
+// once; the tenant is picked by name), enable or disable it, rotate its secret, remove it,
+// and read its messages — what happened, to which tenant, in words — with their attempts,
+// replaying one.
 
 import { ApiError, gql } from "./api.js";
 import { confirmDialog, fill, h, when } from "./dom.js";
-import { locale, t } from "./i18n.js";
+import { locale, planName, t } from "./i18n.js";
 
-const ENDPOINT_FIELDS = `id url description tenantId eventTypes enabled createdAt previousSecretExpiresAt`;
+const ENDPOINT_FIELDS = `id url description tenantId tenant { name } eventTypes enabled createdAt previousSecretExpiresAt`;
+
+// Tenants whose name contains what the operator typed, for the endpoint's tenant.
+const TENANT_CHOICES = `query ConsoleWebhookTenants($name: String) {
+  tenants(first: 20, nameContains: $name) { edges { node { id name } } }
+}`;
 
 // The event types come from the API (the domain's list), so the console never misses one.
 const ENDPOINTS = `query ConsoleWebhooks { webhookEventTypes webhookEndpoints(first: 50) { edges { node { ${ENDPOINT_FIELDS} } } } }`;
 
 const MESSAGES = `query ConsoleWebhookMessages($id: ID!) { webhookEndpoint(id: $id) { id messages(first: 20) {
-  edges { node { id eventTypeCode tenantId status attempts nextAttemptAt createdAt deliveredAt
+  edges { node { id eventType eventTypeCode tenantId tenant { name } body status attempts nextAttemptAt createdAt deliveredAt
     recentAttempts { at statusCode error durationMs responseExcerpt } } } } } }`;
 
 /** The webhooks section of the operator's screen. */
 export class WebhooksSection {
-  constructor(say, fail) {
+  constructor(say, fail, plans = []) {
     this.say = say;
     this.fail = fail;
+    this.plans = plans;
     this.list = h("div", { "data-part": "webhooks" });
     this.secretBox = h("div", { "aria-live": "polite", "data-part": "webhook-secret" });
     this.element = h(
@@ -36,7 +43,22 @@ export class WebhooksSection {
   createForm() {
     const url = h("input", { id: "webhook-url", type: "text", inputmode: "url", autocomplete: "off", spellcheck: "false", "aria-describedby": "webhook-url-err" });
     const description = h("input", { id: "webhook-description", type: "text", autocomplete: "off" });
-    const tenant = h("input", { id: "webhook-tenant", type: "text", autocomplete: "off", spellcheck: "false", "aria-describedby": "webhook-tenant-help webhook-tenant-err" });
+    // The tenant is picked by name: a search narrows the list, the list holds the choice.
+    const search = h("input", { id: "webhook-tenant-search", type: "text", enterkeyhint: "search", autocomplete: "off", spellcheck: "false", "aria-controls": "webhook-tenant" });
+    const tenant = h("select", { id: "webhook-tenant", "aria-describedby": "webhook-tenant-help webhook-tenant-err" }, h("option", { value: "" }, t("webhookAllTenants")));
+    this.tenantSelect = tenant;
+    let pending = null;
+    search.addEventListener("input", () => {
+      clearTimeout(pending);
+      pending = setTimeout(() => this.loadTenantChoices(search.value), 250);
+    });
+    // Enter searches at once; it does not register the endpoint.
+    search.addEventListener("keydown", (e) => {
+      if (e.key !== "Enter") return;
+      e.preventDefault();
+      clearTimeout(pending);
+      this.loadTenantChoices(search.value);
+    });
     const secret = h("input", { id: "webhook-secret", type: "password", autocomplete: "new-password", spellcheck: "false", "aria-describedby": "webhook-secret-help webhook-secret-err" });
     // Filled with a box per event type once the first load answers.
     this.eventBoxes = h("div", { class: "choices wrap", "data-part": "webhook-event-types" });
@@ -54,6 +76,8 @@ export class WebhooksSection {
       h(
         "div",
         { class: "field" },
+        h("label", { for: "webhook-tenant-search" }, t("webhookTenantSearch")),
+        search,
         h("label", { for: "webhook-tenant" }, t("webhookTenant")),
         tenant,
         h("p", { class: "help", id: "webhook-tenant-help" }, t("webhookTenantHelp")),
@@ -76,7 +100,7 @@ export class WebhooksSection {
       const input = {
         url: url.value.trim(),
         description: description.value.trim() || null,
-        tenantId: tenant.value.trim() || null,
+        tenantId: tenant.value || null,
         eventTypes: [...this.eventBoxes.querySelectorAll("input")].filter((b) => b.checked).map((b) => b.value),
         secret: secret.value.trim() || null,
       };
@@ -89,6 +113,7 @@ export class WebhooksSection {
         url.value = "";
         description.value = "";
         tenant.value = "";
+        search.value = "";
         secret.value = "";
         await this.load();
       } catch (err) {
@@ -106,6 +131,29 @@ export class WebhooksSection {
       }
     });
     return form;
+  }
+
+  /**
+   * The tenants whose name contains `name` (all when blank, the first 20) as the choices
+   * of the endpoint's tenant; the tenant already chosen stays a choice.
+   */
+  async loadTenantChoices(name = "") {
+    this.tenantGeneration = (this.tenantGeneration ?? 0) + 1;
+    const generation = this.tenantGeneration;
+    try {
+      const data = await gql(TENANT_CHOICES, { name: name.trim() || null });
+      if (generation !== this.tenantGeneration) return;
+      const select = this.tenantSelect;
+      const chosen = select.selectedOptions[0];
+      const found = data.tenants.edges.map((e) => e.node);
+      const options = found.map((n) => h("option", { value: n.id }, n.name));
+      if (chosen?.value && !found.some((n) => n.id === chosen.value)) options.unshift(chosen);
+      fill(select, h("option", { value: "" }, t("webhookAllTenants")), options);
+      if (!found.length) select.append(h("option", { value: "", disabled: true }, t("webhookNoTenantFound")));
+      select.value = chosen?.value ?? "";
+    } catch (e) {
+      this.fail(e);
+    }
   }
 
   /** One box per event type, all ticked; drawn once (later loads keep the admin's choice). */
@@ -134,7 +182,7 @@ export class WebhooksSection {
 
   async load() {
     try {
-      const data = await gql(ENDPOINTS);
+      const [data] = await Promise.all([gql(ENDPOINTS), this.tenantSelect.length > 1 ? null : this.loadTenantChoices()]);
       this.showEventTypes(data.webhookEventTypes);
       const endpoints = data.webhookEndpoints.edges.map((e) => e.node);
       // Endpoints that were open stay open (with their messages) across a reload.
@@ -158,7 +206,7 @@ export class WebhooksSection {
         h("span", { class: `status ${endpoint.enabled ? "status-sent" : "status-failed"}` }, endpoint.enabled ? t("webhookEnabled") : t("webhookDisabled")),
         ` ${endpoint.url}`,
         endpoint.description ? ` — ${endpoint.description}` : "",
-        ` · ${endpoint.tenantId ?? t("webhookAllTenants")}`,
+        ` · ${endpoint.tenantId ? (endpoint.tenant?.name ?? endpoint.tenantId) : t("webhookAllTenants")}`,
       ),
       h("p", { class: "muted" }, endpoint.eventTypes.map((type) => t(`event${type}`)).join("、 ")),
       endpoint.previousSecretExpiresAt ? h("p", { class: "muted" }, t("webhookOverlap", { when: when(endpoint.previousSecretExpiresAt, locale()) })) : null,
@@ -238,6 +286,30 @@ export class WebhooksSection {
     }
   }
 
+  /**
+   * What a message says happened, in words: the tenant by name and, from the event's
+   * body, the plans of a plan change, the settings' version, the kind of a delivery.
+   */
+  whatHappened(m) {
+    let data = {};
+    try {
+      data = JSON.parse(m.body).data ?? {};
+    } catch {
+      // A body that is not JSON still says its event type and tenant.
+    }
+    const plan = (code) => planName(this.plans.find((p) => p.code === code) ?? { code, name: code });
+    const kind = data.kind === "CUSTOM" ? t("kindCUSTOM_MAIL") : data.kind ? t(`kind${data.kind}`) : "";
+    const vars = {
+      tenant: m.tenant?.name ?? m.tenantId,
+      from: data.from ? plan(data.from) : "",
+      to: data.to ? plan(data.to) : "",
+      plan: plan(data.changes?.find((c) => c.field === "plan")?.after ?? ""),
+      version: data.version ?? "",
+      kind,
+    };
+    return t(`what${m.eventType}`, vars);
+  }
+
   messageView(m, endpoint, box) {
     const last = m.recentAttempts[0];
     const replay = h("button", { type: "button", "data-action": "replay-webhook" }, t("webhookReplay"));
@@ -253,7 +325,9 @@ export class WebhooksSection {
       "li",
       { "data-message": m.id, "data-status": m.status, "data-event": m.eventTypeCode },
       h("span", { class: `status status-${{ DELIVERED: "sent", FAILED: "failed" }[m.status] ?? "queued"}` }, t(`webhookStatus${m.status}`)),
-      ` ${m.eventTypeCode} · ${when(m.createdAt, locale())} · ${t("webhookAttempts", { n: m.attempts })}`,
+      " ",
+      h("span", { "data-part": "what" }, this.whatHappened(m)),
+      ` · ${when(m.createdAt, locale())} · ${t("webhookAttempts", { n: m.attempts })}`,
       last ? ` · ${last.statusCode ?? last.error ?? ""} (${last.durationMs} ms)` : "",
       m.nextAttemptAt ? ` · ${t("nextAttempt", { when: when(m.nextAttemptAt, locale()) })}` : "",
       " ",

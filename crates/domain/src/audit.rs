@@ -35,6 +35,14 @@ crate::coded_enum! {
     }
 }
 
+/// Which end of a tenant's trail a page starts from; `after` continues in that direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrailOrder {
+    #[default]
+    OldestFirst,
+    NewestFirst,
+}
+
 /// The actions whose entries hold a person's data that retention removes (see
 /// [`AuditEntry::changes_without_content`]).
 pub const ACTIONS_WITH_CONTENT: [AuditAction; 2] = [AuditAction::TestMailSent, AuditAction::MailSettingsSuspended];

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod audit_value;
 pub mod change;
 pub mod codes;
 pub mod delivery;

@@ -44,6 +44,45 @@ impl TenantName {
     }
 }
 
+/// Part of a tenant's name to look for (operators pick a tenant by name): trimmed, at
+/// most [`TenantName::MAX_CHARS`] characters, letters A–Z matched in either case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameSearch(String);
+
+impl NameSearch {
+    /// `None` for a blank search (every name matches).
+    pub fn parse(raw: &str) -> Result<Option<Self>, ValueError> {
+        let part = raw.trim();
+        if part.is_empty() {
+            return Ok(None);
+        }
+        if part.chars().count() > TenantName::MAX_CHARS {
+            return Err(ValueError::TooLong);
+        }
+        if has_control_chars(part) {
+            return Err(ValueError::ControlCharacters);
+        }
+        Ok(Some(Self(part.to_ascii_lowercase())))
+    }
+
+    /// The part, with A–Z in lower case.
+    pub fn lowercase(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `name` contains the part (A–Z in either case).
+    pub fn matches(&self, name: &TenantName) -> bool {
+        name.as_str().to_ascii_lowercase().contains(&self.0)
+    }
+}
+
+/// Which tenants a listing shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantFilter {
+    pub plan: Option<Plan>,
+    pub name: Option<NameSearch>,
+}
+
 /// A site on the platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {

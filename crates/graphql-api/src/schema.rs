@@ -41,7 +41,8 @@ impl QueryRoot {
         tenants::tenant(ctx, id).await
     }
 
-    /// Operators: tenants in creation order, optionally of one plan.
+    /// Operators: tenants in creation order, optionally of one plan, optionally those
+    /// whose name contains `nameContains` (letters A–Z in either case).
     #[graphql(complexity = "crate::pagination::page_complexity(first, 20, child_complexity)")]
     async fn tenants(
         &self,
@@ -49,8 +50,9 @@ impl QueryRoot {
         #[graphql(desc = "Page size, 1–100 (default 20).")] first: Option<i32>,
         after: Option<String>,
         plan: Option<Plan>,
+        name_contains: Option<String>,
     ) -> async_graphql::Result<TenantConnection> {
-        tenants::tenants(ctx, first, after, plan).await
+        tenants::tenants(ctx, first, after, plan, name_contains).await
     }
 
     /// A delivery; null if absent or not visible to the caller.

@@ -11,7 +11,7 @@ use domain::TenantId;
 use domain::sender::SenderReason;
 use domain::services::{TenantService, TenantView};
 
-use crate::audit::AuditEventConnection;
+use crate::audit::{AuditEventConnection, AuditOrder};
 use crate::catalogue::{Text, say};
 use crate::context::RequestContext;
 use crate::deliveries::{DeliveryConnection, DeliveryStatus};
@@ -160,15 +160,17 @@ impl Tenant {
         crate::deliveries::tenant_deliveries(ctx, self.0.tenant().id, status, first, after).await
     }
 
-    /// Who changed what, oldest first. Operators and this tenant's admins.
+    /// Who changed what, oldest first unless `order` says `NEWEST_FIRST` (then `after`
+    /// continues towards older entries). Operators and this tenant's admins.
     #[graphql(complexity = "crate::pagination::page_complexity(first, 50, child_complexity)")]
     async fn audit_trail(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 1–100 (default 50).")] first: Option<i32>,
         after: Option<String>,
+        #[graphql(default)] order: AuditOrder,
     ) -> async_graphql::Result<AuditEventConnection> {
-        crate::audit::trail(ctx, self.0.tenant().id, first, after).await
+        crate::audit::trail(ctx, self.0.tenant().id, first, after, order).await
     }
 }
 
@@ -218,10 +220,16 @@ pub(crate) fn viewer(ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
 
 /// `Query.tenant`: null for a malformed id too.
 pub(crate) async fn tenant(ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Tenant>> {
-    let (caller, service, l) = caller_and::<TenantService>(ctx)?;
     let Ok(id) = TenantId::from_str(&id) else {
         return Ok(None);
     };
+    tenant_by_id(ctx, id).await
+}
+
+/// The tenant `id` as the caller may see it (null when absent or not visible), for the
+/// fields of other features that name a tenant (a webhook endpoint, a message).
+pub(crate) async fn tenant_by_id(ctx: &Context<'_>, id: TenantId) -> async_graphql::Result<Option<Tenant>> {
+    let (caller, service, l) = caller_and::<TenantService>(ctx)?;
     Ok(service.tenant(caller, id).await.gql(l)?.map(Tenant))
 }
 
@@ -231,12 +239,13 @@ pub(crate) async fn tenants(
     first: Option<i32>,
     after: Option<String>,
     plan: Option<Plan>,
+    name_contains: Option<String>,
 ) -> async_graphql::Result<TenantConnection> {
     let (caller, service, l) = caller_and::<TenantService>(ctx)?;
     let first = pagination::page_size(first, 20, l)?;
     let after = pagination::after::<TenantId>(after, l)?;
     let page = service
-        .tenants(caller, plan.map(Into::into), after, first)
+        .tenants(caller, plan.map(Into::into), name_contains.as_deref(), after, first)
         .await
         .gql(l)?;
     let (edges, page_info) = pagination::edges(page, |v| v.tenant().id, Tenant);

@@ -12,6 +12,7 @@ use domain::webhook::{self as model, EndpointDraft, EndpointId, MessageId};
 
 use crate::error::ResultExt as _;
 use crate::pagination::{self, PageInfo};
+use crate::tenants::Tenant;
 use crate::values::{caller_and, int, rfc3339};
 
 /// What happened, as an event's `type` names it (`DELIVERY_SENT` is `delivery.sent`).
@@ -120,6 +121,10 @@ impl WebhookMessage {
     async fn tenant_id(&self) -> ID {
         ID(self.0.tenant_id.to_string())
     }
+    /// The tenant the event is about (its name for people); null once it is gone.
+    async fn tenant(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
+        crate::tenants::tenant_by_id(ctx, self.0.tenant_id).await
+    }
     async fn status(&self) -> WebhookMessageStatus {
         self.0.status.into()
     }
@@ -186,6 +191,14 @@ impl WebhookEndpoint {
     /// Only this tenant's events; null: every tenant's.
     async fn tenant_id(&self) -> Option<ID> {
         self.0.tenant_id.map(|t| ID(t.to_string()))
+    }
+    /// The tenant of `tenantId` (its name for people); null for every tenant's, or once
+    /// it is gone.
+    async fn tenant(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
+        match self.0.tenant_id {
+            Some(id) => crate::tenants::tenant_by_id(ctx, id).await,
+            None => Ok(None),
+        }
     }
     async fn event_types(&self) -> Vec<WebhookEventType> {
         self.0.event_types.iter().map(|t| (*t).into()).collect()

@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use domain::audit::AuditEntry;
+use domain::audit::{AuditEntry, TrailOrder};
 use domain::change::ChangeRecord;
 use domain::health::{ActivationCode, SettingsFailure, SettingsState};
 use domain::ports::{TenantRecord, TenantStore};
 use domain::settings::{MailSettings, StoredMailSettings};
 use domain::suspension::Suspension;
+use domain::tenant::TenantFilter;
 use domain::values::EmailAddress;
 use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
 use domain::{StoreError, WriteError};
@@ -107,11 +108,11 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
 
     async fn tenants(
         &self,
-        plan: Option<Plan>,
+        filter: &TenantFilter,
         after: Option<TenantId>,
         limit: u64,
     ) -> Result<Vec<TenantRecord>, StoreError> {
-        self.inner.tenants(plan, after, limit).await
+        self.inner.tenants(filter, after, limit).await
     }
 
     async fn change_plan(
@@ -210,8 +211,9 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         id: TenantId,
         after: Option<uuid::Uuid>,
         limit: u64,
+        order: TrailOrder,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.inner.audit_trail(id, after, limit).await
+        self.inner.audit_trail(id, after, limit, order).await
     }
 
     async fn record_change(&self, change: &ChangeRecord) -> Result<(), StoreError> {

@@ -8,17 +8,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use domain::audit::{ACTIONS_WITH_CONTENT, AuditEntry};
+use domain::audit::{ACTIONS_WITH_CONTENT, AuditEntry, TrailOrder};
 use domain::change::ChangeRecord;
 use domain::health::{ActivationCode, SettingsFailure, SettingsHealth, SettingsState, state_after_failure};
 use domain::ports::{TenantRecord, TenantStore};
 use domain::settings::{MailSettings, StoredMailSettings};
 use domain::suspension::Suspension;
+use domain::tenant::TenantFilter;
 use domain::values::EmailAddress;
 use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
 use domain::{StoreError, WriteError};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
@@ -267,13 +268,29 @@ impl TenantStore for SqlStore {
 
     async fn tenants(
         &self,
-        plan: Option<Plan>,
+        filter: &TenantFilter,
         after: Option<TenantId>,
         limit: u64,
     ) -> Result<Vec<TenantRecord>, StoreError> {
         let mut query = tenants::Entity::find();
-        if let Some(plan) = plan {
+        if let Some(plan) = filter.plan {
             query = query.filter(tenants::Column::Plan.eq(plan.code()));
+        }
+        if let Some(name) = &filter.name {
+            // LOWER folds A–Z on both backends (SQLite folds nothing else); the part is
+            // matched literally, `%`, `_` and `\` included.
+            let escaped: String = name
+                .lowercase()
+                .chars()
+                .flat_map(|c| match c {
+                    '%' | '_' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect();
+            query = query.filter(
+                Expr::expr(Func::lower(Expr::col(tenants::Column::Name)))
+                    .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
+            );
         }
         if let Some(after) = after {
             query = query.filter(tenants::Column::Id.gt(after.to_string()));
@@ -611,13 +628,21 @@ impl TenantStore for SqlStore {
         id: TenantId,
         after: Option<uuid::Uuid>,
         limit: u64,
+        order: TrailOrder,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let mut query = audit_events::Entity::find().filter(audit_events::Column::TenantId.eq(id.to_string()));
-        if let Some(after) = after {
-            query = query.filter(audit_events::Column::Id.gt(after.hyphenated().to_string()));
+        // Ids are time-ordered UUIDs (v7) stored as text, which sorts the same way.
+        if let Some(after) = after.map(|a| a.hyphenated().to_string()) {
+            query = query.filter(match order {
+                TrailOrder::OldestFirst => audit_events::Column::Id.gt(after),
+                TrailOrder::NewestFirst => audit_events::Column::Id.lt(after),
+            });
         }
+        query = match order {
+            TrailOrder::OldestFirst => query.order_by_asc(audit_events::Column::Id),
+            TrailOrder::NewestFirst => query.order_by_desc(audit_events::Column::Id),
+        };
         query
-            .order_by_asc(audit_events::Column::Id)
             .limit(limit)
             .all(&self.db)
             .await

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use domain::audit::{AuditAction, AuditEntry};
+use domain::audit::{AuditAction, AuditEntry, TrailOrder};
 use domain::change::ChangeRecord;
 use domain::plan::sender_override_permit;
 use domain::ports::TenantStore;
 use domain::settings::{Encryption, FieldChange, MailSettings, MailSettingsDraft, PopBeforeSmtpDraft};
+use domain::tenant::{NameSearch, TenantFilter};
 use domain::{Caller, Plan, Role, Tenant, TenantId, TenantName};
 use domain::{StoreError, WriteError};
 use sea_orm::ActiveValue::Set;
@@ -236,7 +237,7 @@ async fn save_and_clear_flow(store: &dyn TenantStore) {
     ));
     assert_eq!(save(store, id, 587, 0).await.unwrap(), 4);
 
-    let trail = store.audit_trail(id, None, 100).await.unwrap();
+    let trail = store.audit_trail(id, None, 100, TrailOrder::OldestFirst).await.unwrap();
     let actions: Vec<AuditAction> = trail.iter().map(|e| e.action).collect();
     assert_eq!(
         actions,
@@ -255,8 +256,19 @@ async fn save_and_clear_flow(store: &dyn TenantStore) {
             field: "password".into()
         }]
     );
-    let rest = store.audit_trail(id, Some(trail[2].id), 100).await.unwrap();
+    let rest = store
+        .audit_trail(id, Some(trail[2].id), 100, TrailOrder::OldestFirst)
+        .await
+        .unwrap();
     assert_eq!(rest, trail[3..].to_vec());
+    // Newest first, paged backwards from a cursor.
+    let newest = store.audit_trail(id, None, 2, TrailOrder::NewestFirst).await.unwrap();
+    assert_eq!(newest, vec![trail[4].clone(), trail[3].clone()]);
+    let older = store
+        .audit_trail(id, Some(trail[3].id), 100, TrailOrder::NewestFirst)
+        .await
+        .unwrap();
+    assert_eq!(older, vec![trail[2].clone(), trail[1].clone(), trail[0].clone()]);
 
     // Unknown tenants.
     let nobody = TenantId::generate();
@@ -316,7 +328,7 @@ async fn concurrent_saves_one_wins(store: Arc<SqlStore>) {
     assert_eq!(won, vec![1]);
     assert_eq!(stored_version(&*store, id).await, Some(1));
     let saves = store
-        .audit_trail(id, None, 100)
+        .audit_trail(id, None, 100, TrailOrder::OldestFirst)
         .await
         .unwrap()
         .into_iter()
@@ -433,7 +445,7 @@ async fn assert_unreadable(store: &SqlStore, id: TenantId, version: i64) {
     assert!(record.settings.is_none());
     assert_eq!(record.unreadable_settings.map(|u| u.version), Some(version));
     assert_eq!(record.settings_version(), version);
-    let listed = store.tenants(None, None, 100).await.unwrap();
+    let listed = store.tenants(&TenantFilter::default(), None, 100).await.unwrap();
     let in_list = listed.iter().find(|r| r.tenant.id == id).expect("listed");
     assert!(in_list.unreadable_settings.is_some(), "a page of tenants reads past it");
 }
@@ -489,7 +501,7 @@ async fn plans_and_pages(store: &dyn TenantStore) {
     assert_eq!(record.settings.map(|s| s.version), Some(1));
 
     // Pages in creation order, settings included, filtered by plan.
-    let all = store.tenants(None, None, 1000).await.unwrap();
+    let all = store.tenants(&TenantFilter::default(), None, 1000).await.unwrap();
     let ids: Vec<TenantId> = all.iter().map(|r| r.tenant.id).collect();
     let mut sorted = ids.clone();
     sorted.sort();
@@ -500,13 +512,36 @@ async fn plans_and_pages(store: &dyn TenantStore) {
         .filter(|i| [economy.id, share.id, biz.id].contains(i))
         .collect();
     assert_eq!(mine, vec![economy.id, share.id, biz.id]);
-    let page = store.tenants(None, Some(economy.id), 1).await.unwrap();
+    let page = store
+        .tenants(&TenantFilter::default(), Some(economy.id), 1)
+        .await
+        .unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].tenant.id, share.id);
     assert_eq!(page[0].settings.as_ref().map(|s| s.version), Some(1));
-    let biz_only = store.tenants(Some(Plan::Biz), None, 1000).await.unwrap();
+    let biz_filter = |name: Option<&str>| TenantFilter {
+        plan: Some(Plan::Biz),
+        name: name.map(|n| NameSearch::parse(n).unwrap().unwrap()),
+    };
+    let biz_only = store.tenants(&biz_filter(None), None, 1000).await.unwrap();
     assert!(biz_only.iter().all(|r| r.tenant.plan == Plan::Biz));
     assert!(biz_only.iter().any(|r| r.tenant.id == biz.id));
+    // By part of the name, A–Z in either case; `%` and `_` are matched as themselves.
+    let named = |part: &'static str| {
+        let filter = biz_filter(Some(part));
+        async move {
+            store
+                .tenants(&filter, None, 1000)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.tenant.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(named("MPLE sh").await.contains(&biz.id));
+    assert!(!named("%").await.contains(&biz.id));
+    assert!(!named("example_shop").await.contains(&biz.id));
 }
 
 #[tokio::test]

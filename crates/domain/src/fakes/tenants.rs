@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 
 use super::lock;
-use crate::audit::{ACTIONS_WITH_CONTENT, AuditEntry};
+use crate::audit::{ACTIONS_WITH_CONTENT, AuditEntry, TrailOrder};
 use crate::change::ChangeRecord;
 use crate::delivery::Delivery;
 use crate::error::{StoreError, WriteError};
@@ -21,7 +21,7 @@ use crate::plan::{Plan, SenderOverridePermit};
 use crate::ports::TenantStore;
 use crate::settings::{MailSettings, StoredMailSettings};
 use crate::suspension::Suspension;
-use crate::tenant::{Tenant, TenantId, TenantName, TenantRecord};
+use crate::tenant::{Tenant, TenantFilter, TenantId, TenantName, TenantRecord};
 use crate::values::EmailAddress;
 
 #[derive(Debug, Clone)]
@@ -219,14 +219,15 @@ impl TenantStore for MemoryTenants {
 
     async fn tenants(
         &self,
-        plan: Option<Plan>,
+        filter: &TenantFilter,
         after: Option<TenantId>,
         limit: u64,
     ) -> Result<Vec<TenantRecord>, StoreError> {
         Ok(lock(&self.state)
             .tenants
             .values()
-            .filter(|e| plan.is_none_or(|p| e.tenant.plan == p))
+            .filter(|e| filter.plan.is_none_or(|p| e.tenant.plan == p))
+            .filter(|e| filter.name.as_ref().is_none_or(|n| n.matches(&e.tenant.name)))
             .filter(|e| after.is_none_or(|a| e.tenant.id > a))
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .map(Entry::record)
@@ -437,14 +438,21 @@ impl TenantStore for MemoryTenants {
         id: TenantId,
         after: Option<uuid::Uuid>,
         limit: u64,
+        order: TrailOrder,
     ) -> Result<Vec<AuditEntry>, StoreError> {
+        let newest_first = order == TrailOrder::NewestFirst;
         let mut trail: Vec<AuditEntry> = lock(&self.state)
             .audit
             .iter()
-            .filter(|a| a.tenant_id == id && after.is_none_or(|after| a.id > after))
+            .filter(|a| {
+                a.tenant_id == id && after.is_none_or(|after| if newest_first { a.id < after } else { a.id > after })
+            })
             .cloned()
             .collect();
         trail.sort_by_key(|a| a.id);
+        if newest_first {
+            trail.reverse();
+        }
         trail.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(trail)
     }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::audit::AuditEntry;
+use crate::audit::{AuditEntry, TrailOrder};
 use crate::change::ChangeRecord;
 use crate::error::{StoreError, WriteError};
 use crate::health::{ActivationCode, SettingsFailure, SettingsState};
@@ -10,7 +10,7 @@ use crate::plan::{Plan, SenderOverridePermit};
 use crate::settings::{MailSettings, StoredMailSettings};
 use crate::suspension::Suspension;
 pub use crate::tenant::TenantRecord;
-use crate::tenant::{Tenant, TenantId};
+use crate::tenant::{Tenant, TenantFilter, TenantId};
 use crate::values::EmailAddress;
 
 /// Every write is stored together with its [`ChangeRecord`] (its audit entry, the webhook
@@ -23,10 +23,11 @@ pub trait TenantStore: Send + Sync + 'static {
 
     async fn tenant(&self, id: TenantId) -> Result<Option<TenantRecord>, StoreError>;
 
-    /// Tenants in id (creation) order after `after`, at most `limit`.
+    /// Tenants that `filter` lets through, in id (creation) order after `after`, at most
+    /// `limit`.
     async fn tenants(
         &self,
-        plan: Option<Plan>,
+        filter: &TenantFilter,
         after: Option<TenantId>,
         limit: u64,
     ) -> Result<Vec<TenantRecord>, StoreError>;
@@ -133,6 +134,7 @@ pub trait TenantStore: Send + Sync + 'static {
         id: TenantId,
         after: Option<uuid::Uuid>,
         limit: u64,
+        order: TrailOrder,
     ) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Stores a change that goes with no other write (e.g. a test mail, a probe).

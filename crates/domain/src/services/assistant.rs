@@ -9,6 +9,7 @@ use chrono::Utc;
 
 use crate::access::Caller;
 use crate::audit::{AuditAction, AuditEntry};
+use crate::audit_value::{Found, Outcome};
 use crate::change::ChangeRecord;
 use crate::discovery::Discovery;
 use crate::error::{Error, Result};
@@ -184,18 +185,16 @@ impl AssistantService {
             ehlo: server.local_hostname,
         };
         let report = self.mailer.probe(permit, &target, PROBE_DEADLINE).await;
-        let found = match report.best() {
-            Some(best) => format!("{} {}", best.port, best.encryption.code()),
-            None => "none".to_owned(),
-        };
+        let found = Found(report.best().map(|best| (best.port, best.encryption))).stored();
         let auth = match &report.auth {
-            None => "not tried".to_owned(),
-            Some(Ok(())) => "ok".to_owned(),
-            Some(Err(f)) => match f.smtp_code {
-                Some(code) => format!("failed ({code})"),
-                None => format!("failed at {}", f.stage.code()),
+            None => Outcome::NotTried,
+            Some(Ok(())) => Outcome::Succeeded,
+            Some(Err(f)) => Outcome::Failed {
+                stage: Some(f.stage),
+                smtp_code: f.smtp_code,
             },
-        };
+        }
+        .stored();
         let value = |field: &str, after: String| FieldChange::Value {
             field: field.into(),
             before: None,

@@ -115,7 +115,7 @@ impl DeliveryService {
         let Some((quota, defaults)) = &self.quota else {
             return Ok((EnqueueLimits::default(), QuotaOverride::default()));
         };
-        let text = |v: Option<u32>| Some(v.map_or_else(|| "default".to_owned(), |n| n.to_string()));
+        let text = |v: Option<u32>| Some(crate::audit_value::Limit(v).stored());
         let audit = crate::audit::AuditEntry::new(
             tenant,
             caller,

@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::paging::{ConflictRetry, Page, page};
 use super::test_mail::{TestMailCount, TestMailCounter};
 use crate::access::Caller;
-use crate::audit::{AuditAction, AuditEntry};
+use crate::audit::{AuditAction, AuditEntry, TrailOrder};
 use crate::change::ChangeRecord;
 use crate::error::{Error, Result};
 use crate::error::{FieldError, WriteError};
@@ -18,7 +18,7 @@ use crate::ports::{Coordination, MailTransport, SetupLookups, TenantRecord, Tena
 use crate::sender::{EffectiveSender, PlatformSender, effective_sender_of};
 use crate::settings::PortPolicy;
 use crate::settings::{FieldChange, StoredMailSettings};
-use crate::tenant::{Tenant, TenantId, TenantName};
+use crate::tenant::{NameSearch, Tenant, TenantFilter, TenantId, TenantName};
 use crate::values::EmailAddress;
 
 /// A tenant as a caller sees it, with what the platform default is.
@@ -361,16 +361,20 @@ impl TenantService {
         Ok(self.store.tenant(id).await?.map(|r| self.view(r)))
     }
 
-    /// Operators page through tenants, optionally of one plan.
+    /// Operators page through tenants, optionally of one plan, optionally those whose
+    /// name contains `name` (A–Z in either case).
     pub async fn tenants(
         &self,
         caller: &Caller,
         plan: Option<Plan>,
+        name: Option<&str>,
         after: Option<TenantId>,
         first: u64,
     ) -> Result<Page<TenantView>> {
         caller.require_operator()?;
-        let rows = page(first, |limit| self.store.tenants(plan, after, limit)).await?;
+        let name = NameSearch::parse(name.unwrap_or_default()).map_err(|e| Error::validation("nameContains", e))?;
+        let filter = TenantFilter { plan, name };
+        let rows = page(first, |limit| self.store.tenants(&filter, after, limit)).await?;
         Ok(Page {
             items: rows.items.into_iter().map(|r| self.view(r)).collect(),
             has_next_page: rows.has_next_page,
@@ -384,9 +388,10 @@ impl TenantService {
         id: TenantId,
         after: Option<uuid::Uuid>,
         first: u64,
+        order: TrailOrder,
     ) -> Result<Page<AuditEntry>> {
         caller.require_settings_editor(id)?;
-        page(first, |limit| self.store.audit_trail(id, after, limit)).await
+        page(first, |limit| self.store.audit_trail(id, after, limit, order)).await
     }
 
     /// Whether storage answers.

@@ -8,6 +8,7 @@ use chrono::Utc;
 use super::TenantService;
 use crate::access::Caller;
 use crate::audit::{AuditAction, AuditEntry};
+use crate::audit_value::{Outcome, Proof};
 use crate::change::ChangeRecord;
 use crate::error::{Error, Result};
 use crate::error::{FieldCode, WriteError};
@@ -21,7 +22,7 @@ use crate::tenant::TenantId;
 use crate::values::EmailAddress;
 
 /// The audit entry of a version going live, and what proved it (`test`, `code`).
-fn live_audit(id: TenantId, caller: &Caller, version: i64, proof: &str) -> AuditEntry {
+fn live_audit(id: TenantId, caller: &Caller, version: i64, proof: Proof) -> AuditEntry {
     AuditEntry::new(
         id,
         caller,
@@ -35,7 +36,7 @@ fn live_audit(id: TenantId, caller: &Caller, version: i64, proof: &str) -> Audit
             FieldChange::Value {
                 field: "provenBy".into(),
                 before: None,
-                after: Some(proof.to_owned()),
+                after: Some(proof.stored().to_owned()),
             },
         ],
         Utc::now(),
@@ -174,12 +175,13 @@ impl TenantService {
             Err(f) => TestMailCount::Failed(f.stage),
         });
         let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(f) => match f.smtp_code {
-                Some(code) => format!("failed at {} ({code})", f.stage.code()),
-                None => format!("failed at {}", f.stage.code()),
+            Ok(_) => Outcome::Succeeded,
+            Err(f) => Outcome::Failed {
+                stage: Some(f.stage),
+                smtp_code: f.smtp_code,
             },
-        };
+        }
+        .stored();
         let audit = AuditEntry::new(
             id,
             caller,
@@ -209,7 +211,7 @@ impl TenantService {
             let written = match &code {
                 Some((_, stored)) => self.store.set_activation_code(id, version, stored).await,
                 None => {
-                    let audit = live_audit(id, caller, version, "test");
+                    let audit = live_audit(id, caller, version, Proof::TestMail);
                     let at = audit.at;
                     self.store
                         .activate_mail_settings(id, version, at, &ChangeRecord::of(audit))
@@ -289,7 +291,7 @@ impl TenantService {
                 },
             )
         })?;
-        let audit = live_audit(id, caller, saved.version, "code");
+        let audit = live_audit(id, caller, saved.version, Proof::Code);
         match self
             .store
             .activate_mail_settings(id, saved.version, now, &ChangeRecord::of(audit))

@@ -1,7 +1,7 @@
 //! Tenants and plans: who may create and move them, what each writes.
 
 use domain::Plan;
-use domain::audit::AuditAction;
+use domain::audit::{AuditAction, TrailOrder};
 use domain::error::{Error, FieldCode};
 use domain::fakes::{Fakes, admin, operator, service};
 use domain::tenant::TenantId;
@@ -100,7 +100,7 @@ async fn a_tenant_admin_sees_only_its_own_tenant() {
         "another tenant reads as absent, not as forbidden"
     );
     assert!(matches!(
-        tenants.tenants(&admin(mine), None, None, 10).await,
+        tenants.tenants(&admin(mine), None, None, None, 10).await,
         Err(Error::Forbidden)
     ));
 }
@@ -114,16 +114,84 @@ async fn tenants_page_in_creation_order_and_say_when_more_follow() {
         .collect();
     fakes.tenants.add("On Share", Plan::Share);
 
-    let first = tenants.tenants(&operator(), Some(Plan::Pro), None, 2).await.unwrap();
+    let first = tenants
+        .tenants(&operator(), Some(Plan::Pro), None, None, 2)
+        .await
+        .unwrap();
     assert!(first.has_next_page);
     let seen: Vec<TenantId> = first.items.iter().map(|v| v.tenant().id).collect();
     assert_eq!(seen, ids[..2]);
     let rest = tenants
-        .tenants(&operator(), Some(Plan::Pro), Some(ids[1]), 10)
+        .tenants(&operator(), Some(Plan::Pro), None, Some(ids[1]), 10)
         .await
         .unwrap();
     assert!(!rest.has_next_page);
     assert_eq!(rest.items.len(), 3, "only Pro tenants, after the cursor");
+}
+
+#[tokio::test]
+async fn operators_find_tenants_by_part_of_their_name() {
+    let fakes = Fakes::new();
+    let tenants = fakes.tenant_service();
+    let bakery = fakes.tenants.add("Sakura Bakery", Plan::Share);
+    let flowers = fakes.tenants.add("さくら花店", Plan::Basic);
+    let named = |part: &'static str| {
+        let tenants = &tenants;
+        async move {
+            let page = tenants.tenants(&operator(), None, Some(part), None, 10).await.unwrap();
+            page.items.iter().map(|v| v.tenant().id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(named("bAKERY").await, vec![bakery], "A–Z in either case");
+    assert_eq!(named("花店").await, vec![flowers]);
+    assert_eq!(
+        named("  ").await,
+        vec![bakery, flowers],
+        "a blank search finds every tenant"
+    );
+    let too_long = "x".repeat(201);
+    let refused = tenants.tenants(&operator(), None, Some(&too_long), None, 10).await;
+    assert_eq!(
+        field_codes(refused.err().unwrap()),
+        vec![("nameContains", FieldCode::TooLong)]
+    );
+}
+
+#[tokio::test]
+async fn the_trail_pages_newest_first_when_asked() {
+    let fakes = Fakes::new();
+    let tenants = fakes.tenant_service();
+    let id = tenants
+        .create_tenant(&operator(), "Site", Plan::Share)
+        .await
+        .unwrap()
+        .tenant()
+        .id;
+    for plan in [Plan::Basic, Plan::Biz, Plan::Pro] {
+        tenants.change_plan(&operator(), id, plan).await.unwrap();
+    }
+    let oldest = tenants
+        .audit_trail(&operator(), id, None, 10, TrailOrder::OldestFirst)
+        .await
+        .unwrap();
+    let ids: Vec<_> = oldest.items.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 4);
+    let newest = tenants
+        .audit_trail(&operator(), id, None, 3, TrailOrder::NewestFirst)
+        .await
+        .unwrap();
+    assert!(newest.has_next_page);
+    assert_eq!(
+        newest.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![ids[3], ids[2], ids[1]]
+    );
+    let older = tenants
+        .audit_trail(&operator(), id, Some(ids[1]), 3, TrailOrder::NewestFirst)
+        .await
+        .unwrap();
+    assert!(!older.has_next_page);
+    assert_eq!(older.items.iter().map(|e| e.id).collect::<Vec<_>>(), vec![ids[0]]);
+    assert_eq!(older.items[0].action, AuditAction::TenantCreated);
 }
 
 #[tokio::test]

@@ -3,14 +3,20 @@
 use std::borrow::Cow;
 
 use domain::Plan;
+use domain::Role;
+use domain::audit_value::{AuditValue, Found, Limit, Outcome, Proof};
 use domain::delivery::FailureCode;
 use domain::discovery::Confidence;
 use domain::error::FieldCode;
+use domain::failure::SendStage;
 use domain::mail::Hint;
+use domain::providers::Provider;
 use domain::providers::ProviderHint;
 use domain::sender::SenderReason;
 use domain::sender_domain::{DomainFindings, DomainIssue, Verdict};
+use domain::server::{Encryption, ServerKind};
 use domain::settings::SettingsWarning;
+use domain::suspension::SYSTEM_ACTOR;
 
 use super::Text;
 
@@ -65,6 +71,8 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::DomainIssue(i, f) => domain_issue(i, f).into(),
         Text::DiscoveryConfidence(c) => confidence(c).into(),
         Text::Failure(code) => failure(code).into(),
+        Text::AuditValue(v) => audit_value(v),
+        Text::AuditActor { role, subject } => audit_actor(role, subject).into(),
         Text::ProbeSummary(r) => super::probe_summary(r, "works", "no pair works", "no encryption", probe_reason).into(),
     }
 }
@@ -382,4 +390,75 @@ fn permitting_plans() -> String {
         .map(plan_name)
         .collect::<Vec<_>>()
         .join(" and ")
+}
+
+/// A value of an audit entry's changes in words.
+fn audit_value(value: AuditValue<'_>) -> Cow<'static, str> {
+    match value {
+        AuditValue::Plan(p) => plan_name(p).into(),
+        AuditValue::Switch(true) => "on".into(),
+        AuditValue::Switch(false) => "off".into(),
+        AuditValue::Encryption(e) => encryption(e).into(),
+        AuditValue::ServerKind(ServerKind::Custom) => "custom server".into(),
+        AuditValue::ServerKind(kind) => Provider::of_kind(kind).map_or(kind.code(), |p| p.name).into(),
+        AuditValue::Stage(s) => stage(s).into(),
+        AuditValue::Hint(h) => hint(h).into(),
+        AuditValue::IntervalMs(0) => "no interval".into(),
+        AuditValue::IntervalMs(ms) if ms % 60_000 == 0 => format!("{} min", ms / 60_000).into(),
+        AuditValue::IntervalMs(ms) if ms % 1000 == 0 => format!("{} s", ms / 1000).into(),
+        AuditValue::IntervalMs(ms) => format!("{ms} ms").into(),
+        AuditValue::Proof(Proof::TestMail) => "a successful test mail".into(),
+        AuditValue::Proof(Proof::Code) => "the activation code".into(),
+        AuditValue::Outcome(Outcome::NotTried) => "not tried".into(),
+        AuditValue::Outcome(Outcome::Succeeded) => "succeeded".into(),
+        AuditValue::Outcome(Outcome::Failed { stage: s, smtp_code }) => {
+            let at = s.map(|s| format!(" at {}", stage(s))).unwrap_or_default();
+            let code = smtp_code.map(|c| format!(" (reply code {c})")).unwrap_or_default();
+            format!("failed{at}{code}").into()
+        }
+        AuditValue::Found(Found(Some((port, e)))) => format!("port {port}, encryption {}", encryption(e)).into(),
+        AuditValue::Found(Found(None)) => "no combination worked".into(),
+        AuditValue::Limit(Limit(Some(n))) => format!("{n} mails").into(),
+        AuditValue::Limit(Limit(None)) => "the default limit".into(),
+        AuditValue::RemovedRecipient => "removed after the retention period".into(),
+        AuditValue::Text(t) => t.to_owned().into(),
+    }
+}
+
+/// Who made an audit entry.
+fn audit_actor(role: Role, subject: &str) -> String {
+    if role == Role::Service && subject == SYSTEM_ACTOR {
+        return "the system (automatic)".to_owned();
+    }
+    let role = match role {
+        Role::Operator => "operator",
+        Role::TenantAdmin => "site admin",
+        Role::Service => "service",
+    };
+    format!("{role} ({subject})")
+}
+
+fn encryption(e: Encryption) -> &'static str {
+    match e {
+        Encryption::None => "none",
+        Encryption::Ssl => "SSL",
+        Encryption::StartTls => "STARTTLS",
+    }
+}
+
+/// Where in the conversation with the server a send stopped.
+fn stage(s: SendStage) -> &'static str {
+    match s {
+        SendStage::Resolve => "name lookup",
+        SendStage::Connect => "connecting",
+        SendStage::Greeting => "the server's greeting",
+        SendStage::Tls => "encryption (TLS)",
+        SendStage::Ehlo => "EHLO",
+        SendStage::PopLogin => "POP login",
+        SendStage::Auth => "authentication",
+        SendStage::MailFrom => "the sender address",
+        SendStage::RcptTo => "the recipient",
+        SendStage::Data => "sending the message",
+        SendStage::Timeout => "timeout",
+    }
 }

@@ -3,14 +3,20 @@
 use std::borrow::Cow;
 
 use domain::Plan;
+use domain::Role;
+use domain::audit_value::{AuditValue, Found, Limit, Outcome, Proof};
 use domain::delivery::FailureCode;
 use domain::discovery::Confidence;
 use domain::error::FieldCode;
+use domain::failure::SendStage;
 use domain::mail::Hint;
+use domain::providers::Provider;
 use domain::providers::ProviderHint;
 use domain::sender::SenderReason;
 use domain::sender_domain::{DomainFindings, DomainIssue, Verdict};
+use domain::server::{Encryption, ServerKind};
 use domain::settings::SettingsWarning;
+use domain::suspension::SYSTEM_ACTOR;
 
 use super::Text;
 
@@ -57,6 +63,8 @@ pub(super) fn text(text: Text<'_>) -> Cow<'static, str> {
         Text::DomainIssue(i, f) => domain_issue(i, f).into(),
         Text::DiscoveryConfidence(c) => confidence(c).into(),
         Text::Failure(code) => failure(code).into(),
+        Text::AuditValue(v) => audit_value(v),
+        Text::AuditActor { role, subject } => audit_actor(role, subject).into(),
         Text::ProbeSummary(r) => super::probe_summary(r, "で送信できます", "使える組み合わせがありません", "暗号化なし", probe_reason).into(),
     }
 }
@@ -374,4 +382,75 @@ pub(super) fn plan_name(plan: Plan) -> &'static str {
 /// The plans that may use their own server, named and joined: 「シェアプランと…」.
 fn permitting_plans() -> String {
     super::permitting_plans().map(plan_name).collect::<Vec<_>>().join("と")
+}
+
+/// A value of an audit entry's changes in words.
+fn audit_value(value: AuditValue<'_>) -> Cow<'static, str> {
+    match value {
+        AuditValue::Plan(p) => plan_name(p).into(),
+        AuditValue::Switch(true) => "オン".into(),
+        AuditValue::Switch(false) => "オフ".into(),
+        AuditValue::Encryption(e) => encryption(e).into(),
+        AuditValue::ServerKind(ServerKind::Custom) => "カスタムサーバー".into(),
+        AuditValue::ServerKind(kind) => Provider::of_kind(kind).map_or(kind.code(), |p| p.name).into(),
+        AuditValue::Stage(s) => stage(s).into(),
+        AuditValue::Hint(h) => hint(h).into(),
+        AuditValue::IntervalMs(0) => "間隔なし".into(),
+        AuditValue::IntervalMs(ms) if ms % 60_000 == 0 => format!("{}分", ms / 60_000).into(),
+        AuditValue::IntervalMs(ms) if ms % 1000 == 0 => format!("{}秒", ms / 1000).into(),
+        AuditValue::IntervalMs(ms) => format!("{ms}ミリ秒").into(),
+        AuditValue::Proof(Proof::TestMail) => "テストメールの成功".into(),
+        AuditValue::Proof(Proof::Code) => "確認コードの入力".into(),
+        AuditValue::Outcome(Outcome::NotTried) => "試していません".into(),
+        AuditValue::Outcome(Outcome::Succeeded) => "成功".into(),
+        AuditValue::Outcome(Outcome::Failed { stage: s, smtp_code }) => {
+            let at = s.map(|s| format!("{}の段階で", stage(s))).unwrap_or_default();
+            let code = smtp_code.map(|c| format!("（応答コード {c}）")).unwrap_or_default();
+            format!("{at}失敗{code}").into()
+        }
+        AuditValue::Found(Found(Some((port, e)))) => format!("ポート {port}・暗号化 {}", encryption(e)).into(),
+        AuditValue::Found(Found(None)) => "使える組み合わせはありませんでした".into(),
+        AuditValue::Limit(Limit(Some(n))) => format!("{n}通").into(),
+        AuditValue::Limit(Limit(None)) => "既定の上限".into(),
+        AuditValue::RemovedRecipient => "保存期間を過ぎたため削除済み".into(),
+        AuditValue::Text(t) => t.to_owned().into(),
+    }
+}
+
+/// Who made an audit entry.
+fn audit_actor(role: Role, subject: &str) -> String {
+    if role == Role::Service && subject == SYSTEM_ACTOR {
+        return "システム（自動）".to_owned();
+    }
+    let role = match role {
+        Role::Operator => "オペレーター",
+        Role::TenantAdmin => "サイト管理者",
+        Role::Service => "サービス",
+    };
+    format!("{role}（{subject}）")
+}
+
+fn encryption(e: Encryption) -> &'static str {
+    match e {
+        Encryption::None => "なし",
+        Encryption::Ssl => "SSL",
+        Encryption::StartTls => "TLS（STARTTLS）",
+    }
+}
+
+/// Where in the conversation with the server a send stopped.
+fn stage(s: SendStage) -> &'static str {
+    match s {
+        SendStage::Resolve => "名前解決",
+        SendStage::Connect => "接続",
+        SendStage::Greeting => "サーバーの挨拶",
+        SendStage::Tls => "暗号化（TLS）",
+        SendStage::Ehlo => "EHLO",
+        SendStage::PopLogin => "POPログイン",
+        SendStage::Auth => "認証",
+        SendStage::MailFrom => "送信元の指定",
+        SendStage::RcptTo => "宛先の指定",
+        SendStage::Data => "本文の送信",
+        SendStage::Timeout => "時間切れ",
+    }
 }

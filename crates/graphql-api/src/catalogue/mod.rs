@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use domain::Role;
+use domain::audit_value::AuditValue;
 use domain::delivery::FailureCode;
 use domain::discovery::Confidence;
 use domain::error::FieldError;
@@ -43,6 +45,7 @@ pub const FIELD_NAMES: &[(&str, &str, &str)] = &[
     ("to", "宛先", "recipient"),
     ("code", "確認コード", "activation code"),
     ("name", "名前", "name"),
+    ("nameContains", "名前で検索", "name search"),
     ("contactEmail", "連絡先メールアドレス", "contact address"),
     ("plan", "プラン", "plan"),
     ("url", "送信先URL", "URL"),
@@ -81,6 +84,11 @@ pub const FIELD_NAMES: &[(&str, &str, &str)] = &[
     ("serverMessage", "サーバーの応答", "server's reply"),
     ("found", "見つかった組み合わせ", "what was found"),
     ("auth", "ログイン", "login"),
+    (
+        "recipientHash",
+        "宛先（保存期間後の照合用）",
+        "recipient (kept for matching only)",
+    ),
 ];
 
 /// What an audit entry's action did, in `locale`.
@@ -173,6 +181,13 @@ pub enum Text<'a> {
     DiscoveryConfidence(Confidence),
     /// Why a delivery failed for good.
     Failure(FailureCode),
+    /// A value in an audit entry's changes, in words.
+    AuditValue(AuditValue<'a>),
+    /// Who made an audit entry: the role and the token's subject, or the system itself.
+    AuditActor {
+        role: Role,
+        subject: &'a str,
+    },
 }
 
 /// `text` in `locale`.
