@@ -59,16 +59,17 @@ function signInScreen(problem) {
 function refusal(token, message) {
   const claims = token ? tokenClaims(token) : null;
   if (!(typeof claims?.exp === "number" && claims.exp * 1000 < Date.now())) return message || t("badToken");
-  const role = typeof claims.role === "string" && /^[a-z_]+$/.test(claims.role) ? claims.role : "tenant_admin";
-  const tenant = typeof claims.tenant_id === "string" ? ` --tenant ${claims.tenant_id}` : "";
+  const expired = h("span", { "data-part": "link-expired" }, t("linkExpired", { when: when(new Date(claims.exp * 1000).toISOString(), locale()) }));
+  // The claims are not verified (the token was refused): a command is shown only when
+  // they are what Mailgate itself puts there — a known role, a tenant id in UUID form —
+  // so a crafted link cannot make this page show a command of someone else's choosing.
+  const role = ["operator", "tenant_admin", "service"].includes(claims.role) ? claims.role : null;
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+  const tenantOk = claims.tenant_id === undefined || claims.tenant_id === null || (typeof claims.tenant_id === "string" && uuid.test(claims.tenant_id));
+  if (!role || !tenantOk) return [expired];
+  const tenant = claims.tenant_id ? ` --tenant ${claims.tenant_id}` : "";
   const command = `mailgate token --role ${role}${tenant} --console-url ${location.origin}`;
-  return [
-    h("span", { "data-part": "link-expired" }, t("linkExpired", { when: when(new Date(claims.exp * 1000).toISOString(), locale()) })),
-    " ",
-    t("linkExpiredCommand"),
-    " ",
-    h("code", { class: "command", "data-part": "new-link" }, command),
-  ];
+  return [expired, " ", t("linkExpiredCommand"), " ", h("code", { class: "command", "data-part": "new-link" }, command)];
 }
 
 function problemScreen(e) {

@@ -308,9 +308,6 @@ pub fn is_configuration_failure(failure: &SendFailure) -> bool {
                 || basic_auth_off
                 || (matches!(code, 550 | 553 | 554) && enhanced == "5.7.1")
         }
-        // The server relays for no one who has not logged in: every recipient elsewhere
-        // is refused the same way, so it is the settings, not this recipient.
-        SendStage::RcptTo => code >= 550 && relay_denied(SendStage::RcptTo, &text),
         _ => false,
     }
 }
@@ -494,9 +491,13 @@ mod tests {
         let bare = settings(false, false);
         for f in [&postfix, &at_mail_from, &sendmail] {
             assert_eq!(diagnose(f, Some(&bare)), suggested, "{f:?}");
-            // The server relays for nobody who has not logged in: the settings are wrong.
-            assert!(is_configuration_failure(f), "{f:?}");
         }
+        // A refusal at RCPT TO is not counted toward suspending the settings: recipients
+        // are chosen by strangers, and a server may refuse to relay to some domains only
+        // (Exchange's per-domain connectors) for settings that log in.
+        assert!(is_configuration_failure(&at_mail_from));
+        assert!(!is_configuration_failure(&postfix));
+        assert!(!is_configuration_failure(&sendmail));
         // Settings that log in already (SMTP AUTH, or POP before SMTP) are not told to.
         assert_eq!(
             diagnose(&at_mail_from, Some(&settings(true, false))).hint,

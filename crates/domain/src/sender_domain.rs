@@ -233,13 +233,62 @@ impl DomainCheck {
                 }
             }
         };
+        // What did answer may decide it anyway (SPF aligned and DMARC reject: whatever
+        // DKIM says, it passes or is at risk; DMARC missing: at risk): the verdict is
+        // known when every answer DNS could still give leads to the same one.
+        let verdict = if unanswered {
+            decided(&findings).unwrap_or(Verdict::Unknown)
+        } else {
+            verdict
+        };
         Self {
-            verdict: if unanswered { Verdict::Unknown } else { verdict },
+            verdict,
             findings,
             issues,
             fixes,
         }
     }
+}
+
+/// The verdict of answered findings (none `Unanswered`).
+fn verdict_of(spf_ok: bool, dkim_ok: bool, dmarc: DmarcPolicy) -> Verdict {
+    match dmarc {
+        DmarcPolicy::Quarantine | DmarcPolicy::Reject if !(spf_ok || dkim_ok) => Verdict::WillFail,
+        DmarcPolicy::Missing => Verdict::AtRisk,
+        _ if spf_ok && dkim_ok => Verdict::Pass,
+        _ => Verdict::AtRisk,
+    }
+}
+
+/// The verdict when it is the same whatever the unanswered lookups would have said.
+fn decided(f: &DomainFindings) -> Option<Verdict> {
+    let spf: &[bool] = match f.spf {
+        SpfFinding::Unanswered => &[true, false],
+        SpfFinding::Pass => &[true],
+        _ => &[false],
+    };
+    let dkim: &[bool] = match f.dkim {
+        DkimFinding::Unanswered => &[true, false],
+        DkimFinding::Published => &[true],
+        _ => &[false],
+    };
+    let dmarc: &[DmarcPolicy] = match f.dmarc {
+        DmarcPolicy::Unanswered => &[DmarcPolicy::Missing, DmarcPolicy::None, DmarcPolicy::Reject],
+        ref p => std::slice::from_ref(p),
+    };
+    let mut seen = None;
+    for &s in spf {
+        for &k in dkim {
+            for &d in dmarc {
+                let v = verdict_of(s && f.spf_aligns, k, d);
+                if seen.is_some_and(|seen| seen != v) {
+                    return None;
+                }
+                seen = Some(v);
+            }
+        }
+    }
+    seen
 }
 
 #[cfg(test)]
@@ -307,6 +356,21 @@ mod tests {
         let check = DomainCheck::judge(findings(S::NotAllowed, K::Published, D::Unanswered));
         assert_eq!(check.fixes.len(), 1);
         assert!(check.issues.contains(&DomainIssue::SpfNotAllowed));
+        // What did answer can decide it: at risk whatever DKIM says (DMARC missing, or
+        // SPF not allowed without DMARC's demand); unknown while it could still pass.
+        let v = |s, k, d| DomainCheck::judge(findings(s, k, d)).verdict;
+        assert_eq!(v(S::NotAllowed, K::Unanswered, D::Missing), Verdict::AtRisk);
+        assert_eq!(v(S::NotAllowed, K::Unanswered, D::None), Verdict::AtRisk);
+        assert_eq!(
+            v(S::Pass, K::Unanswered, D::None),
+            Verdict::Unknown,
+            "passes if a key is there"
+        );
+        assert_eq!(
+            v(S::Pass, K::Published, D::Unanswered),
+            Verdict::Unknown,
+            "DMARC may be missing"
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! connection never idles while the loop waits on the database). How many lanes a tenant
 //! may have, and from which budget, is its standing ([`crate::standing`]): a proven tenant
 //! up to its cap from the main budget (`max_in_flight`), an unproven or paced one a single
-//! lane, unproven ones from the side budget (`max_probing`). Claimed deliveries beyond a
+//! lane, unproven ones from the side budget (`max_probing`), and those proven only on
+//! record from a budget of the same size of their own. Claimed deliveries beyond a
 //! tenant's lanes wait in its backlog here.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -18,13 +19,20 @@ use crate::recorder::Outcomes;
 use crate::standing::{Accepted, Budget, Route, Standings, Unreachable};
 use crate::{Shared, lock};
 
-/// Tenants that may wait in the side budget's line per side lane. A claim runs ahead of
-/// the side lanes (after a start, thousands of new tenants come in a few claims, while a
-/// first send takes a connection and a greeting): a line as long as the side budget sent
-/// most of them back for [`crate::postpone::SIDE_WAIT`], and the CPU sat idle meanwhile.
-/// Eight per lane absorbs that, and still bounds what unproven tenants hold here (two
-/// deliveries each at most) when black holes keep the side lanes busy.
-pub(crate) const SIDE_LINE_PER_LANE: usize = 8;
+/// Tenants that may wait in the line of the side and on-record budgets, per lane of the
+/// side budget. A claim runs ahead of those lanes (after a start, thousands of new tenants
+/// come in a few claims, while a first send takes a connection and a greeting): a line
+/// as long as the side budget sent most of them back for [`crate::postpone::SIDE_WAIT`],
+/// and the CPU sat idle meanwhile. Four per lane absorbs that, and still bounds what such
+/// tenants hold here when black holes keep those lanes busy: the line's tenants times
+/// what one claim takes of a tenant (`per_claim`), at most.
+pub(crate) const SIDE_LINE_PER_LANE: usize = 4;
+
+/// How far into the line a tenant proven on record may join, per lane of the side budget:
+/// after a restart every tenant is one, and most are healthy, so they get four times the
+/// room of unknown ones before coming back later. One that stopped answering meanwhile
+/// holds its place until its first failure, then goes aside like any unknown server.
+pub(crate) const RECORD_LINE_PER_LANE: usize = 16;
 
 /// The lanes in use, the claimed deliveries waiting for one, and the tenants' standing.
 #[derive(Debug)]
@@ -39,9 +47,10 @@ pub(crate) struct Lanes {
 struct LaneState {
     in_flight: HashMap<TenantId, usize>,
     backlog: HashMap<TenantId, VecDeque<Delivery>>,
-    /// Lanes running from the main and the side budget.
+    /// Lanes running from the main, the side and the on-record budget.
     main: usize,
     side: usize,
+    on_record: usize,
     /// Tenants of the side budget waiting for a lane, first come first served.
     side_line: VecDeque<TenantId>,
     standings: Standings,
@@ -81,6 +90,7 @@ impl LaneState {
         match budget {
             Budget::Main => self.main,
             Budget::Side => self.side,
+            Budget::OnRecord => self.on_record,
         }
     }
 
@@ -89,6 +99,7 @@ impl LaneState {
         match budget {
             Budget::Main => self.main += 1,
             Budget::Side => self.side += 1,
+            Budget::OnRecord => self.on_record += 1,
         }
     }
 }
@@ -106,7 +117,7 @@ impl Lanes {
     fn cap(&self, budget: Budget) -> usize {
         match budget {
             Budget::Main => self.max_in_flight,
-            Budget::Side => self.max_probing,
+            Budget::Side | Budget::OnRecord => self.max_probing,
         }
     }
 
@@ -119,7 +130,7 @@ impl Lanes {
             let (allowed, budget) = state.standings.lanes_allowed(*t, self.per_tenant);
             let lanes = state.in_flight.get(t).copied().unwrap_or(0);
             let waiting = state.backlog.get(t).map_or(0, VecDeque::len);
-            if budget == Budget::Side {
+            if budget != Budget::Main {
                 holdings.aside += lanes + waiting;
             } else if lanes >= allowed {
                 holdings.behind_own_lanes += waiting;
@@ -163,9 +174,14 @@ impl Lanes {
             state.take_slot(tenant, budget);
             return Admission::Start(d, budget);
         }
-        if budget == Budget::Side && lanes == 0 && !state.side_line.contains(&tenant) {
+        if budget != Budget::Main && lanes == 0 && !state.side_line.contains(&tenant) {
             // An unproven tenant with no lane free for it joins the line, if there is room.
-            if state.side_line.len() >= self.max_probing.saturating_mul(SIDE_LINE_PER_LANE) {
+            let per_lane = if budget == Budget::OnRecord {
+                RECORD_LINE_PER_LANE
+            } else {
+                SIDE_LINE_PER_LANE
+            };
+            if state.side_line.len() >= self.max_probing.saturating_mul(per_lane) {
                 return Admission::OffToTheSide(d);
             }
             state.side_line.push_back(tenant);
@@ -179,12 +195,17 @@ impl Lanes {
     pub(crate) fn ready(&self) -> Vec<(Delivery, Budget)> {
         let mut state = lock(&self.state);
         let mut ready = Vec::new();
-        while state.side < self.max_probing {
-            let Some(tenant) = state.side_line.pop_front() else {
-                break;
-            };
+        // The line in order: a tenant whose budget has room starts; one whose budget is
+        // full keeps its place; one that no longer belongs (proven meanwhile, or already
+        // sending) leaves it.
+        let line = std::mem::take(&mut state.side_line);
+        for tenant in line {
             let (allowed, budget) = state.standings.lanes_allowed(tenant, self.per_tenant);
-            if budget != Budget::Side || state.in_flight.get(&tenant).copied().unwrap_or(0) >= allowed {
+            if budget == Budget::Main || state.in_flight.get(&tenant).copied().unwrap_or(0) >= allowed {
+                continue;
+            }
+            if state.running(budget) >= self.cap(budget) {
+                state.side_line.push_back(tenant);
                 continue;
             }
             if let Some(d) = state.backlog.get_mut(&tenant).and_then(VecDeque::pop_front) {
@@ -244,6 +265,7 @@ impl Lanes {
         match budget {
             Budget::Main => state.main = state.main.saturating_sub(1),
             Budget::Side => state.side = state.side.saturating_sub(1),
+            Budget::OnRecord => state.on_record = state.on_record.saturating_sub(1),
         }
     }
 
@@ -273,6 +295,11 @@ impl Lanes {
     /// See [`Standings::observe`].
     pub(crate) fn observe(&self, tenant: TenantId, route: Route, paced: bool, on_record: bool) {
         lock(&self.state).standings.observe(tenant, route, paced, on_record);
+    }
+
+    /// See [`Standings::release`].
+    pub(crate) fn release(&self, tenant: TenantId) {
+        lock(&self.state).standings.release(tenant);
     }
 
     /// See [`Standings::accepted`].

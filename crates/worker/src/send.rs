@@ -162,19 +162,24 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
             if let Some(version) = own {
                 settings_worked(shared, &record, version).await;
             }
-            let accepted = shared.lanes.accepted(tenant);
-            if accepted.recovered {
-                resume_tenant(shared, tenant);
-            }
-            if let Some(version) = accepted.remember {
-                remember_server(shared, tenant, version, ServerLearnt::Reached, at);
+            // Mail the platform default sent in the tenant's place says nothing of the
+            // tenant's own server: its standing stays as it was.
+            if !d.via_platform {
+                let accepted = shared.lanes.accepted(tenant);
+                if accepted.recovered {
+                    resume_tenant(shared, tenant);
+                }
+                if let Some(version) = accepted.remember {
+                    remember_server(shared, tenant, version, ServerLearnt::Reached, at);
+                }
             }
         }
         Err(failure) => match own {
             Some(version) if is_configuration_failure(failure) && shared.config.suspend_after_failures > 0 => {
                 if settings_failed(shared, &record, version, failure, at).await {
-                    // Its mail goes through the platform default now: nothing to wait for.
-                    shared.lanes.accepted(tenant);
+                    // Its mail goes through the platform default now: nothing to wait for
+                    // (its server proved nothing).
+                    shared.lanes.release(tenant);
                     resume_tenant_within(shared, tenant, shared.config.retry.max_delay);
                 } else {
                     // One probe at a time until then: never many AUTH tries at once.
@@ -204,9 +209,15 @@ fn remember_server(
     at: chrono::DateTime<Utc>,
 ) {
     let tenants = shared.tenants.clone();
+    let views = shared.views.clone();
     tokio::spawn(async move {
-        if let Err(e) = tenants.record_server(tenant, version, learnt, at).await {
-            tracing::warn!(tenant = %tenant, version, error = %e, "remembering what the tenant's server did failed; a worker starting later learns it again");
+        match tenants.record_server(tenant, version, learnt, at).await {
+            // What this process keeps of the tenant reads it anew (a standing forgotten
+            // and seen again must not start from the record before this).
+            Ok(()) => views.changed(tenant).await,
+            Err(e) => {
+                tracing::warn!(tenant = %tenant, version, error = %e, "remembering what the tenant's server did failed; a worker starting later learns it again")
+            }
         }
     });
 }

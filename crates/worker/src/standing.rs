@@ -17,10 +17,11 @@
 //! What a worker learns is also **on record** in the database
 //! ([`domain::health::ServerRecord`]), written when it changes (a server proves itself, or
 //! fails for every mail), never per delivery. A tenant whose server is proven on record
-//! starts with one lane from the main budget instead of waiting for the side budget,
+//! starts with one lane from a budget of its own ([`Budget::OnRecord`], as large as the
+//! side budget) instead of waiting in the side budget's line behind servers nobody knows,
 //! and earns its cap with its first mail here: after a restart or a deploy, thousands of
-//! tenants with a few mails each go as fast as before it, while a server that stopped
-//! answering meanwhile can tie up one main lane until its first failure, no more.
+//! tenants with a few mails each go as fast as before it, while servers that stopped
+//! answering meanwhile tie up lanes of that budget only, never the main budget.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -57,6 +58,10 @@ pub(crate) enum Budget {
     Main,
     /// Tenants not (or no longer) proven: one lane each, off to the side.
     Side,
+    /// Tenants whose server is proven on record but has not taken mail from this worker
+    /// yet: one lane each, from a budget of their own (as large as the side budget), so
+    /// servers that stopped answering while no worker ran cannot take the main budget.
+    OnRecord,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -118,7 +123,7 @@ impl Standings {
     pub(crate) fn lanes_allowed(&self, tenant: TenantId, per_tenant: usize) -> (usize, Budget) {
         match self.by_tenant.get(&tenant) {
             Some(s) if s.proven => (if s.paced { 1 } else { per_tenant.max(1) }, Budget::Main),
-            Some(s) if s.on_record => (1, Budget::Main),
+            Some(s) if s.on_record => (1, Budget::OnRecord),
             _ => (1, Budget::Side),
         }
     }
@@ -152,6 +157,15 @@ impl Standings {
             };
         }
         s.paced = paced;
+    }
+
+    /// The tenant's mail no longer waits for its server (its settings were suspended: it
+    /// goes through the platform default), which proved nothing.
+    pub(crate) fn release(&mut self, tenant: TenantId) {
+        if let Some(s) = self.by_tenant.get_mut(&tenant) {
+            s.backing_off_until = None;
+            s.holding = false;
+        }
     }
 
     /// The tenant's server took a mail (see [`Accepted`]).
@@ -299,7 +313,11 @@ mod tests {
         let mut s = Standings::default();
         let t = TenantId::generate();
         s.observe(t, Route::Own(3), false, true);
-        assert_eq!(s.lanes_allowed(t, 4), (1, Budget::Main), "no wait for the side budget");
+        assert_eq!(
+            s.lanes_allowed(t, 4),
+            (1, Budget::OnRecord),
+            "no wait behind unknown servers, and no main lane yet"
+        );
         assert_eq!(
             s.accepted(t),
             Accepted {

@@ -278,9 +278,18 @@ async fn many_small_tenants_go_at_once_and_what_they_proved_is_put_on_record() {
     let known: Vec<TenantId> = (0..200).map(|_| TenantId::generate()).collect();
     let new: Vec<TenantId> = (0..40).map(|_| TenantId::generate()).collect();
     let queue = Arc::new(MemoryDeliveries::default());
-    for t in known.iter().chain(&new) {
+    for t in &known {
         for _ in 0..2 {
             queue.add(delivery(*t));
+        }
+    }
+    // The new tenants' mail is due a moment later (after a restart most tenants are
+    // known; new ones come along).
+    for t in &new {
+        for _ in 0..2 {
+            let mut d = delivery(*t);
+            d.next_attempt_at = Utc::now() + chrono::Duration::milliseconds(700);
+            queue.add(d);
         }
     }
     let own: Vec<(TenantId, i64)> = known.iter().chain(&new).map(|t| (*t, 0)).collect();
@@ -302,7 +311,7 @@ async fn many_small_tenants_go_at_once_and_what_they_proved_is_put_on_record() {
     let metrics = Arc::new(Metrics::default());
     let worker = start_counted(
         WorkerConfig {
-            max_probing: 8,
+            max_probing: 16,
             ..config(4, 16, 8)
         },
         queue.clone(),
@@ -320,8 +329,8 @@ async fn many_small_tenants_go_at_once_and_what_they_proved_is_put_on_record() {
     worker.stop().await;
     assert_eq!(metrics.postponed_count(), 0, "no tenant was sent back to wait");
     assert!(
-        mailer.most_at_once_in_all() <= 16 + 8,
-        "the main budget and the side budget, no more: {}",
+        mailer.most_at_once_in_all() <= 16 + 16 + 16,
+        "the main, side and on-record budgets, no more: {}",
         mailer.most_at_once_in_all()
     );
     let server = |t: TenantId| {
@@ -343,11 +352,77 @@ async fn many_small_tenants_go_at_once_and_what_they_proved_is_put_on_record() {
     }
 }
 
+/// The budgets and the line, admission by admission: unknown servers one lane each from
+/// the side budget, then a bounded line, then back to the queue for later; servers proven
+/// on record one lane each from a budget of their own (never the main one), in the same
+/// line when it is full; a proven tenant its cap from the main budget.
+#[test]
+fn unknown_and_on_record_servers_never_take_the_main_budget_and_the_line_is_bounded() {
+    use crate::lanes::{Admission, Lanes, RECORD_LINE_PER_LANE, SIDE_LINE_PER_LANE};
+    use crate::standing::{Budget, Route};
+    let lanes = Lanes::new(2, 4, 1);
+    let now = Utc::now();
+    let budget_of = |a: Admission| match a {
+        Admission::Start(_, budget) => Some(budget),
+        Admission::Waiting => None,
+        other => panic!("unexpected {other:?}"),
+    };
+    // On record: one lane from the on-record budget; the next such tenant waits in line
+    // (where it may stand further back than an unknown one, see the end).
+    let known: Vec<TenantId> = (0..2).map(|_| TenantId::generate()).collect();
+    for t in &known {
+        lanes.observe(*t, Route::Own(1), false, true);
+    }
+    assert_eq!(budget_of(lanes.admit(delivery(known[0]), now)), Some(Budget::OnRecord));
+    assert_eq!(
+        budget_of(lanes.admit(delivery(known[0]), now)),
+        None,
+        "one lane until proven"
+    );
+    assert_eq!(
+        budget_of(lanes.admit(delivery(known[1]), now)),
+        None,
+        "its budget is full"
+    );
+    // Unknown: one side lane, then the line (which the on-record tenant shares).
+    let unknown: Vec<TenantId> = (0..SIDE_LINE_PER_LANE + 1).map(|_| TenantId::generate()).collect();
+    assert_eq!(budget_of(lanes.admit(delivery(unknown[0]), now)), Some(Budget::Side));
+    for t in &unknown[1..SIDE_LINE_PER_LANE] {
+        assert_eq!(budget_of(lanes.admit(delivery(*t), now)), None, "waits in line");
+    }
+    // The line (one lane × SIDE_LINE_PER_LANE tenants) is full now: back to the queue.
+    assert!(matches!(
+        lanes.admit(delivery(unknown[SIDE_LINE_PER_LANE]), now),
+        Admission::OffToTheSide(_)
+    ));
+    // A proven tenant takes its cap from the main budget, whatever waits aside.
+    let proven = TenantId::generate();
+    lanes.observe(proven, Route::Platform, false, false);
+    assert_eq!(budget_of(lanes.admit(delivery(proven), now)), Some(Budget::Main));
+    assert_eq!(budget_of(lanes.admit(delivery(proven), now)), Some(Budget::Main));
+    let held = lanes.holdings();
+    assert_eq!(held.aside, 2 + 1 + SIDE_LINE_PER_LANE, "what waits aside takes no room");
+    // A tenant on record still finds room in the line, up to its own bound.
+    let more: Vec<TenantId> = (0..RECORD_LINE_PER_LANE - SIDE_LINE_PER_LANE + 1)
+        .map(|_| TenantId::generate())
+        .collect();
+    for t in &more {
+        lanes.observe(*t, Route::Own(1), false, true);
+    }
+    for t in &more[..more.len() - 1] {
+        assert_eq!(budget_of(lanes.admit(delivery(*t), now)), None, "waits in line");
+    }
+    assert!(matches!(
+        lanes.admit(delivery(more[more.len() - 1]), now),
+        Admission::OffToTheSide(_)
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn black_holed_servers_are_probed_once_and_their_mail_waits_in_the_queue() {
     // Twelve tenants whose servers accept connections and say nothing until our deadline
     // ends each attempt, 12 mails each, all due before a healthy tenant's 30; the side
-    // budget has four lanes (and a line of 32).
+    // budget has four lanes (and a line of 16).
     let holes: Vec<TenantId> = (0..12).map(|_| TenantId::generate()).collect();
     let healthy = TenantId::generate();
     let queue = queue_with(&holes, 12, healthy, 30);
@@ -403,8 +478,11 @@ async fn black_holed_servers_are_probed_once_and_their_mail_waits_in_the_queue()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_for_the_platform_in_a_tenants_place_does_not_wait_for_its_backing_off_server() {
-    // A black-holed tenant with six mails for its own server and, due after them, one
-    // that goes through the platform default in its place (a time-critical fallback).
+    // A black-holed tenant with six mails for its own server and, due before them, one
+    // that goes through the platform default in its place (a time-critical fallback). Its
+    // going through proves nothing of the tenant's server: the black hole is probed once
+    // and nothing of it is put on record.
+    use domain::ports::TenantStore as _;
     let hole = TenantId::generate();
     let queue = Arc::new(MemoryDeliveries::default());
     for _ in 0..6 {
@@ -412,12 +490,18 @@ async fn mail_for_the_platform_in_a_tenants_place_does_not_wait_for_its_backing_
     }
     let mut urgent = delivery(hole);
     urgent.via_platform = true;
-    urgent.next_attempt_at = Utc::now();
+    urgent.next_attempt_at = Utc::now() - chrono::Duration::seconds(2);
     let urgent_id = urgent.id;
     queue.add(urgent);
     let mailer = mailer([(hole, Server::BlackHole(Duration::from_millis(100)))]);
-    let tenants = tenants(&[], &[(hole, 0)]);
-    let worker = start(config(4, 8, 8), queue.clone(), tenants, mailer.clone());
+    let tenants = Arc::new(tenants(&[], &[(hole, 0)]));
+    let worker = start_counted(
+        config(4, 8, 8),
+        queue.clone(),
+        tenants.clone(),
+        mailer.clone(),
+        Arc::new(Metrics::default()),
+    );
     let status = |id| {
         queue
             .rows()
@@ -436,6 +520,19 @@ async fn mail_for_the_platform_in_a_tenants_place_does_not_wait_for_its_backing_
     worker.stop().await;
     assert_eq!(mailer.started(hole), 1, "one probe of the black hole, nothing more");
     assert_eq!(queue.count(hole, DeliveryStatus::Sent), 1, "only the platform's one");
+    let server = tenants
+        .tenant(hole)
+        .await
+        .unwrap()
+        .unwrap()
+        .settings
+        .unwrap()
+        .health
+        .server;
+    assert_eq!(
+        server.reached_at, None,
+        "the platform's sending is not the tenant's server's"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,7 +67,11 @@ impl Config {
         domain::PlatformSender::parse(&self.default_from).map_err(|e| {
             anyhow::anyhow!("MAILGATE_DEFAULT_FROM: {e} (expected `Name <address@example.com>` or an address)")
         })?;
-        if self.product_name.trim().chars().count() > 60 || self.product_name.chars().any(char::is_control) {
+        // It heads every test mail's subject: checked as one (no line breaks, no control
+        // or line-separator characters), so a name that starts cannot fail every test.
+        if self.product_name.trim().chars().count() > 60
+            || domain::mail::Subject::parse(&format!("{} テストメール", self.product_name.trim())).is_err()
+        {
             bail!("MAILGATE_PRODUCT_NAME must be at most 60 characters, without line breaks or control characters");
         }
         let url = self.database_url();
