@@ -51,6 +51,7 @@ own.test.                  300 IN TXT "v=spf1 ip4:127.0.0.1 -all"
 mail.own.test.             300 IN A   127.0.0.1
 _dmarc.own.test.           300 IN TXT "v=DMARC1; p=quarantine"
 sub.parent.test.           300 IN TXT "v=spf1 include:spf.protection.outlook.com -all"
+nested-down.test.          300 IN TXT "v=spf1 include:_spf.down.test -all"
 _dmarc.parent.test.        300 IN TXT "v=DMARC1; p=none; sp=reject"
 "#
     )
@@ -407,6 +408,21 @@ async fn what_dns_did_not_answer_is_said_so_not_called_missing(backend: Backend)
         "{c}"
     );
     assert_eq!(c["fixes"], json!([]), "{c}");
+    // An include that does not answer (`_spf.down.test`): SPF is unanswered, not "not
+    // allowed", so no record re-adding an include that may be there; DMARC is missing
+    // (that answered), so the mail is at risk whatever SPF would say.
+    let c = check(&app, &tenant, "info@nested-down.test", workspace.clone()).await;
+    assert_eq!(c["spf"]["result"], json!("UNANSWERED"), "{c}");
+    assert_eq!(c["verdict"], json!("AT_RISK"), "{c}");
+    assert_eq!(codes(&c)[0], "DNS_UNANSWERED", "{c}");
+    assert!(
+        !c["fixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == json!("nested-down.test")),
+        "{c}"
+    );
     // The same domain's records answered: a verdict as before (the fixture's PASS).
     assert_eq!(
         check(&app, &tenant, "info@pass.test", workspace).await["verdict"],

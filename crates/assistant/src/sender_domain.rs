@@ -80,9 +80,9 @@ impl Lookups {
     }
 
     /// Whether `record` reaches `target` (an include domain) through its includes and
-    /// redirect. `Err` when a record on the way is broken or DNS fails.
-    async fn spf_reaches(&self, record: &str, target: &str, budget: &mut u8) -> Result<bool, ()> {
-        let parsed = Spf::parse(record.as_bytes()).map_err(|_| ())?;
+    /// redirect. `Err` when a record on the way is broken, or DNS did not answer for one.
+    async fn spf_reaches(&self, record: &str, target: &str, budget: &mut u8) -> Result<bool, SpfFinding> {
+        let parsed = Spf::parse(record.as_bytes()).map_err(|_| SpfFinding::Error)?;
         let mut next = Vec::new();
         for d in parsed.directives.iter() {
             if let Mechanism::Include { macro_string } = &d.mechanism
@@ -102,13 +102,14 @@ impl Lookups {
         }
         for domain in next {
             if *budget == 0 {
-                return Err(());
+                return Err(SpfFinding::Error);
             }
             *budget -= 1;
-            if let Ok(Some(inner)) = self.spf_record(&domain).await
-                && Box::pin(self.spf_reaches(&inner, target, budget)).await?
-            {
-                return Ok(true);
+            match self.spf_record(&domain).await {
+                Ok(Some(inner)) if Box::pin(self.spf_reaches(&inner, target, budget)).await? => return Ok(true),
+                Ok(_) | Err(LookupError::NotFound) => {}
+                // The include may well be there, behind a name that did not answer.
+                Err(LookupError::Failed) => return Err(SpfFinding::Unanswered),
             }
         }
         Ok(false)
@@ -125,19 +126,24 @@ impl Lookups {
     async fn spf_for_addresses(&self, domain: &str, host: &Host) -> SpfFinding {
         let ips: Vec<IpAddr> = match self.inner.guard.resolve(host, 25, SPF_HOST_DEADLINE).await {
             Ok(addrs) => addrs.into_iter().map(|a| a.ip()).take(4).collect(),
+            Err(f) if f.kind == domain::mail::FailureKind::TimedOut => return SpfFinding::Unanswered,
             Err(_) => return SpfFinding::Error,
         };
         let dns = self.spf_dns();
-        let mut worst_error = false;
+        let (mut broken, mut unanswered) = (false, false);
         for ip in ips {
             match spf::check_host(&dns, ip, domain).await {
                 SpfResult::Pass => return SpfFinding::Pass,
-                SpfResult::PermError | SpfResult::TempError => worst_error = true,
+                SpfResult::PermError => broken = true,
+                // A DNS error on the way (RFC 7208 temperror): not an answer.
+                SpfResult::TempError => unanswered = true,
                 _ => {}
             }
         }
-        if worst_error {
+        if broken {
             SpfFinding::Error
+        } else if unanswered {
+            SpfFinding::Unanswered
         } else {
             SpfFinding::NotAllowed
         }
@@ -215,7 +221,7 @@ impl Lookups {
                             match self.spf_reaches(&record, &target, &mut budget).await {
                                 Ok(true) => SpfFinding::Pass,
                                 Ok(false) => SpfFinding::NotAllowed,
-                                Err(()) => SpfFinding::Error,
+                                Err(finding) => finding,
                             }
                         }
                         None => self.spf_for_addresses(&domain, &server.host).await,
