@@ -583,6 +583,7 @@ async fn internationalised_addresses_go_with_smtputf8_or_not_at_all(backend: Bac
     let utf8 = SmtpServer::start(SmtpOptions::plain());
     let ascii_only = SmtpServer::start(SmtpOptions {
         no_smtputf8: true,
+        log_commands: true,
         ..SmtpOptions::plain()
     });
     let app = mail_app(backend, &[utf8.port, ascii_only.port]).await;
@@ -664,6 +665,15 @@ async fn internationalised_addresses_go_with_smtputf8_or_not_at_all(backend: Bac
     assert_eq!(failed["retries"], 0, "no retry: it cannot pass");
     worker.stop().await;
     assert_eq!(ascii_only.count(), 1);
+    // The sessions that could not take the address still stood: the test mail's ended
+    // with QUIT at once (not "lost connection after EHLO"), the worker's was kept and
+    // ended with QUIT when the worker stopped.
+    let conversations = ascii_only.conversations();
+    assert!(
+        conversations.len() >= 3 && conversations.iter().all(Conversation::ended_with_quit),
+        "{:?}",
+        conversations.iter().map(Conversation::verbs).collect::<Vec<_>>()
+    );
     app.finish().await;
 }
 

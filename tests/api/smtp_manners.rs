@@ -15,7 +15,10 @@ use crate::support::*;
 testkit::each_backend!(
     pooled_sessions_say_quit_when_the_worker_stops,
     sessions_closed_for_a_busy_host_say_quit,
+    a_session_that_cannot_authenticate_says_quit,
 );
+
+const SEND_TEST: &str = "mutation($t:ID!,$to:String!,$s:MailSettingsInput){ sendTestMail(tenantId:$t, to:$to, settings:$s){ ok stage hintCode } }";
 
 fn logged(mut options: SmtpOptions) -> SmtpOptions {
     options.log_commands = true;
@@ -105,6 +108,47 @@ async fn pooled_sessions_say_quit_when_the_worker_stops(backend: Backend) {
         refused_log[0].verbs().windows(2).any(|w| w == ["RCPT", "RSET"]),
         "the refused transaction was reset: {:?}",
         verbs(&refusing)
+    );
+    app.finish().await;
+}
+
+/// Settings with a login, to a server that offers no AUTH (Postfix on port 25 often
+/// does not): nothing can be sent, but the session stood — it ends with QUIT after EHLO,
+/// for a test mail and for the worker's pool alike, not with a lost connection.
+async fn a_session_that_cannot_authenticate_says_quit(backend: Backend) {
+    let smtp = SmtpServer::start(logged(SmtpOptions::plain()));
+    let app = delivery_app(backend, &[smtp.port]).await;
+    let tenant = app.create_tenant("Nashi", "SHARE").await;
+    let settings = SettingsInput::plain(smtp.port)
+        .with_auth("shop", "s3cret-Passw0rd")
+        .json();
+    let body = app
+        .gql(
+            &app.admin(&tenant),
+            SEND_TEST,
+            json!({ "t": tenant, "to": "customer@example.net", "s": settings }),
+        )
+        .await;
+    let r = &body["data"]["sendTestMail"];
+    assert_eq!(
+        (r["ok"].clone(), r["stage"].clone(), r["hintCode"].clone()),
+        (json!(false), json!("AUTH"), json!("AUTH_NOT_OFFERED")),
+        "{body}"
+    );
+    assert_eq!(verbs(&smtp), [["EHLO", "QUIT"]], "the test mail's session");
+
+    app.ok(&app.admin(&tenant), UPDATE, json!({ "t": tenant, "i": settings }))
+        .await;
+    let d = enqueue(&app, registration(&tenant, "en", Some("nashi-0"))).await;
+    let worker = RunningWorker::start(&app);
+    let d = wait_attempted(&app, d["id"].as_str().unwrap()).await;
+    assert_eq!(d["attempts"][0]["stage"], "AUTH", "{d}");
+    worker.stop().await;
+    let conversations = smtp.conversations();
+    assert!(
+        conversations.len() >= 2 && conversations.iter().all(Conversation::ended_with_quit),
+        "every session ended with QUIT: {:?}",
+        verbs(&smtp)
     );
     app.finish().await;
 }
