@@ -11,6 +11,7 @@ use crate::support::*;
 testkit::each_backend!(
     the_probe_finds_the_working_pair_and_logs_in_once,
     the_probe_logs_in_on_the_typed_pair_and_never_retries_a_refused_login,
+    every_session_the_probe_opens_ends_with_quit,
     the_probe_follows_the_plan_gate_validation_and_audit,
     presets_name_the_providers_with_their_limits_hints_and_sources,
     a_template_preset_saves_only_a_host_of_its_template,
@@ -217,6 +218,64 @@ async fn the_probe_logs_in_on_the_typed_pair_and_never_retries_a_refused_login(b
     assert_eq!(r["authTried"], json!(false));
     assert_eq!(r["authOk"], Value::Null);
     assert_eq!(lab.auths(), (0, 1, 1));
+    app.finish().await;
+}
+
+/// The probe's conversations — the ones that worked, the one that logged in, one that
+/// found no STARTTLS, one whose STARTTLS was refused (Postfix's `454` when its TLS is
+/// broken) and a refused login — each end with QUIT by the time the report is back.
+async fn every_session_the_probe_opens_ends_with_quit(backend: Backend) {
+    let lab = Lab::start();
+    let broken_tls = SmtpServer::start(SmtpOptions {
+        log_commands: true,
+        starttls_reply: Some("454 4.7.0 TLS not available due to local problem".into()),
+        ..SmtpOptions::starttls()
+    });
+    let pairs = vec![
+        (lab.plain.port, domain::settings::Encryption::StartTls),
+        (lab.starttls.port, domain::settings::Encryption::StartTls),
+        (lab.tls.port, domain::settings::Encryption::Ssl),
+        (broken_tls.port, domain::settings::Encryption::StartTls),
+    ];
+    let ports = vec![lab.plain.port, lab.starttls.port, lab.tls.port, broken_tls.port];
+    let app = spawn_app_with(backend, move |c| {
+        c.allow_private_smtp_hosts = true;
+        c.smtp_allowed_ports = ports;
+        c.smtp_ca_file = Some(test_ca().ca_pem.clone());
+        c.probe_pairs = pairs;
+    })
+    .await;
+    let tenant = app.create_tenant("Probe", "BIZ").await;
+    let servers = [
+        ("plain", &lab.plain),
+        ("starttls", &lab.starttls),
+        ("tls", &lab.tls),
+        ("broken STARTTLS", &broken_tls),
+    ];
+    let verbs = |s: &SmtpServer| s.conversations().iter().map(|c| c.verbs()).collect::<Vec<_>>();
+
+    for password in ["right-password", "wrong-password"] {
+        let r = probe(
+            &app,
+            &tenant,
+            json!({ "host": "localhost", "username": "shop", "password": password }),
+        )
+        .await;
+        assert_eq!(r["authOk"], json!(password == "right-password"), "{r}");
+        let refused = pair(&r, broken_tls.port, "STARTTLS");
+        assert_eq!(refused["works"], json!(false), "{r}");
+        assert_eq!(refused["failure"]["stage"], json!("TLS"), "{r}");
+        for (name, server) in servers {
+            let conversations = server.conversations();
+            assert!(!conversations.is_empty(), "{name}: the probe talked to it");
+            assert!(
+                conversations.iter().all(|c| c.ended_with_quit()),
+                "{name}: every session the probe opened ended with QUIT: {:?}",
+                verbs(server)
+            );
+        }
+    }
+    assert_eq!(lab.auths(), (0, 2, 0), "one login per probe");
     app.finish().await;
 }
 

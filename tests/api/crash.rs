@@ -1,7 +1,7 @@
 //! The real binary under failure: `kill -9` while sending loses nothing (duplicates only
 //! for deliveries in flight at the kill, with the same Message-ID); SIGTERM with
-//! deliveries in flight drains and exits 0; a tenant whose server never answers does not
-//! stop another tenant's mail.
+//! deliveries in flight drains, says QUIT on every pooled session and exits 0; a tenant
+//! whose server never answers does not stop another tenant's mail.
 
 use std::collections::{HashMap, HashSet};
 use std::process::Child;
@@ -180,8 +180,18 @@ async fn sigterm_with_deliveries_in_flight_drains_and_exits_0(backend: Backend) 
     // waiting for it when SIGTERM comes (well before it, however slow the machine is).
     let smtp = SmtpServer::start(SmtpOptions {
         greeting_delay: Some(Duration::from_millis(5000)),
+        log_commands: true,
         ..SmtpOptions::plain()
     });
+    let quit_everywhere = |when: &str| {
+        let conversations = smtp.conversations();
+        assert!(!conversations.is_empty(), "the command log works");
+        assert!(
+            conversations.iter().all(Conversation::ended_with_quit),
+            "{when}: every session ended with QUIT before the exit: {:?}",
+            conversations.iter().map(Conversation::verbs).collect::<Vec<_>>()
+        );
+    };
     let dir = std::env::temp_dir().join(format!("mailgate-term-{}", uuid::Uuid::new_v4().simple()));
     let database = Database::for_backend(backend);
     let (child, url, operator) = start_mailer(&dir, smtp.port, &database.env());
@@ -210,6 +220,8 @@ async fn sigterm_with_deliveries_in_flight_drains_and_exits_0(backend: Backend) 
     // signal.
     let after_stop = smtp.count();
     assert_eq!(after_stop, 1, "the send in flight at SIGTERM, and only that, finished");
+    // Its session was pooled when the lane finished, and closed with QUIT at the drain.
+    quit_everywhere("after the first SIGTERM");
 
     let (child, url, operator) = start_mailer(&dir, smtp.port, &database.env());
     let start = Instant::now();
@@ -232,6 +244,7 @@ async fn sigterm_with_deliveries_in_flight_drains_and_exits_0(backend: Backend) 
         "nothing lost, nothing sent twice"
     );
     stop(child);
+    quit_everywhere("after the second SIGTERM");
     drop(database);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -218,6 +218,7 @@ async fn pop_before_smtp_logs_in_first(backend: Backend) {
     let pop = Pop3Server::start_tls("popper", "pop-secret");
     let smtp = SmtpServer::start(SmtpOptions {
         pop_gate: Some((pop.gate_file.clone(), 300)),
+        log_commands: true,
         ..SmtpOptions::plain()
     });
     let pop_tls_port = pop.tls_port.expect("POP3S port");
@@ -239,6 +240,13 @@ async fn pop_before_smtp_logs_in_first(backend: Backend) {
     );
     assert!(r["hint"].as_str().unwrap().contains("POP before SMTP"), "{r}");
     assert_eq!(smtp.count(), 0);
+    // The refused test mail's session still stood: it ended with QUIT.
+    let conversations = smtp.conversations();
+    assert!(
+        !conversations.is_empty() && conversations.iter().all(Conversation::ended_with_quit),
+        "{:?}",
+        conversations.iter().map(Conversation::verbs).collect::<Vec<_>>()
+    );
 
     // A wrong POP password is reported as such, and nothing is sent.
     let mut s = settings_for(smtp.port, "NONE", None);
@@ -252,6 +260,14 @@ async fn pop_before_smtp_logs_in_first(backend: Backend) {
     );
     assert!(!r.to_string().contains("\"wrong\""));
     assert_eq!(smtp.count(), 0);
+    // The refused POP3 login still ended with QUIT (Dovecot logs a logout, not a lost
+    // connection), once Dovecot has logged the disconnection at all.
+    let started = Instant::now();
+    while !pop.log().contains("auth failed") {
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", pop.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(pop.log().contains("Aborted login by logging out"), "{}", pop.log());
 
     // With the right password (over POP3S) the login happens first and the mail is relayed.
     s["popBeforeSmtp"] = json!({ "host": "localhost", "port": pop_tls_port, "username": "popper", "password": "pop-secret", "tls": true });
@@ -590,6 +606,7 @@ async fn internationalised_addresses_go_with_smtputf8_or_not_at_all(backend: Bac
     let utf8 = SmtpServer::start(SmtpOptions::plain());
     let ascii_only = SmtpServer::start(SmtpOptions {
         no_smtputf8: true,
+        log_commands: true,
         ..SmtpOptions::plain()
     });
     let app = mail_app(backend, &[utf8.port, ascii_only.port]).await;
@@ -671,6 +688,15 @@ async fn internationalised_addresses_go_with_smtputf8_or_not_at_all(backend: Bac
     assert_eq!(failed["retries"], 0, "no retry: it cannot pass");
     worker.stop().await;
     assert_eq!(ascii_only.count(), 1);
+    // The sessions that could not take the address still stood: the test mail's ended
+    // with QUIT at once (not "lost connection after EHLO"), the worker's was kept and
+    // ended with QUIT when the worker stopped.
+    let conversations = ascii_only.conversations();
+    assert!(
+        conversations.len() >= 3 && conversations.iter().all(Conversation::ended_with_quit),
+        "{:?}",
+        conversations.iter().map(Conversation::verbs).collect::<Vec<_>>()
+    );
     app.finish().await;
 }
 

@@ -33,6 +33,7 @@ mod quotas;
 mod retention;
 mod schema;
 mod settings;
+mod smtp_manners;
 mod suspension;
 mod tenants;
 mod traces;

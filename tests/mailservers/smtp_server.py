@@ -77,6 +77,9 @@ def parse_args(argv=None):
     p.add_argument("--xoauth2-scope", metavar="SCOPE", help="with --xoauth2-introspect: require this scope")
     p.add_argument("--xoauth2-style", choices=("microsoft", "google"), default="microsoft",
                    help="how a refused XOAUTH2 attempt is answered (see above)")
+    p.add_argument("--starttls-reply", metavar="REPLY",
+                   help="in starttls mode: answer every STARTTLS with this reply (e.g. Postfix's "
+                        "`454 4.7.0 TLS not available due to local problem`) instead of starting TLS")
     p.add_argument("--mail-from-reply", metavar="REPLY", help="answer every MAIL FROM with this reply")
     p.add_argument("--rcpt-reply", metavar="REPLY", help="answer every RCPT TO with this reply")
     p.add_argument("--data-reply", metavar="REPLY", help="answer the end of DATA with this reply")
@@ -261,6 +264,13 @@ def xoauth2_verdict(args, user: str, token: str) -> bool:
 class TestSMTP(SMTP):
     greeting_delay = 0.0
     xoauth2_args = None
+    starttls_reply = None
+
+    async def smtp_STARTTLS(self, arg):
+        if self.starttls_reply:
+            await self.push(reply(self.starttls_reply))
+            return
+        await super().smtp_STARTTLS(arg)
 
     async def auth_XOAUTH2(self, _, args):
         """SASL XOAUTH2 as Microsoft 365 and Gmail speak it (see the module docs)."""
@@ -359,6 +369,7 @@ async def main(args) -> None:
     handler = Handler(args, recorder, use_auth)
     tls_context = server_context(args) if args.mode != "plain" else None
     TestSMTP.greeting_delay = args.greeting_delay
+    TestSMTP.starttls_reply = args.starttls_reply
 
     def factory():
         return TestSMTP(

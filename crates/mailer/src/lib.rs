@@ -44,7 +44,7 @@ use domain::values::{Host, LocalHostname};
 use crate::api::MailApis;
 use crate::guard::Guard;
 use crate::hosts::HostGates;
-use crate::pool::{Endpoint, Pacer, Pool, PoolLimits};
+use crate::pool::{Closing, Endpoint, Pacer, Pool, PoolLimits};
 use crate::resolver::Resolver;
 use crate::session::{AuthMechanism, ServerParams, Timeouts};
 use crate::tls::TlsMaterial;
@@ -174,6 +174,8 @@ struct Inner {
     sign_in: std::sync::OnceLock<SignIn>,
     /// The guard for the operator's endpoints (the mail APIs): internal addresses allowed.
     operator_guard: Guard,
+    /// Where every pool's let-go sessions say QUIT (waited for by [`Mailer::close_all`]).
+    closing: Arc<Closing>,
 }
 
 struct SignIn {
@@ -226,6 +228,7 @@ impl Mailer {
     /// pacing holds within this process only.
     pub fn new(config: MailerConfig, coordination: Option<Arc<dyn Coordination>>) -> Result<Self, TlsSetupError> {
         let tls = TlsMaterial::load(config.extra_ca_pem.as_deref())?;
+        let closing = Closing::new(config.timeouts);
         let transports = moka::future::Cache::builder()
             .max_capacity(config.cache_capacity)
             .time_to_idle(config.cache_idle)
@@ -271,7 +274,7 @@ impl Mailer {
                     });
                     fut
                 });
-                Some(Arc::new(Pool::new(resolve, None, config.pool, None)))
+                Some(Arc::new(Pool::new(resolve, None, config.pool, None, closing.clone())))
             }
         };
         let guard = Guard {
@@ -293,6 +296,7 @@ impl Mailer {
             coordination,
             sign_in: std::sync::OnceLock::new(),
             operator_guard,
+            closing,
         });
         close_idle_sessions_on_a_timer(&inner);
         Ok(Self { inner })
@@ -431,6 +435,7 @@ impl Mailer {
             settings.pop_before_smtp().cloned(),
             self.inner.config.pool,
             Some(self.inner.hosts.gate(settings.host().as_str())),
+            self.inner.closing.clone(),
         );
         Ok(match settings.connection() {
             None => pool,
@@ -482,13 +487,13 @@ impl Mailer {
         };
         match sent {
             Ok(reply) => {
-                pool.checkin(lease, t);
+                pool.checkin(lease);
                 Ok(reply)
             }
             Err(f) => {
                 // A refused mail leaves a usable session (reset and kept); a broken one
                 // is dropped, never reused half-finished.
-                pool.after_failure(lease, &f, t).await;
+                pool.after_failure(lease, t).await;
                 Err(f)
             }
         }
@@ -672,6 +677,31 @@ impl Mailer {
         self.inner.transports.run_pending_tasks().await;
     }
 
+    /// Ends every idle pooled session with QUIT and waits, at most `deadline`, until each
+    /// has been said (and the sessions already being closed too); how many were idle. For
+    /// a shutdown, once nothing sends any more: a server that does not answer QUIT holds
+    /// no one past the deadline (its connection goes when the process does).
+    pub async fn close_all(&self, deadline: Duration) -> usize {
+        self.inner.transports.run_pending_tasks().await;
+        let mut closed = 0;
+        for (_, pool) in &self.inner.transports {
+            closed += pool.close_all_idle();
+        }
+        if let Some(relay) = &self.inner.relay {
+            closed += relay.close_all_idle();
+        }
+        if tokio::time::timeout(deadline, self.inner.closing.settled())
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                unanswered = self.inner.closing.in_progress(),
+                "QUIT not answered within the deadline; those connections are dropped"
+            );
+        }
+        closed
+    }
+
     /// Cached tenant transports (for tests and memory figures).
     pub async fn cached_transports(&self) -> u64 {
         self.inner.transports.run_pending_tasks().await;
@@ -735,6 +765,11 @@ impl MailTransport for Mailer {
 
     async fn check_host(&self, host: &Host, port: u16) -> HostCheck {
         self.inner.guard.check_on_save(host, port).await
+    }
+
+    async fn close_sessions(&self, deadline: Duration) {
+        let closed = self.close_all(deadline).await;
+        tracing::debug!(closed, "pooled SMTP sessions closed");
     }
 
     async fn pacing(&self, tenant: &TenantRecord) -> Option<Pacing> {
@@ -829,9 +864,10 @@ impl MailTransport for Mailer {
             };
             let reply = session
                 .deliver(&built.from, &built.to, &built.bytes, built.smtputf8, &t)
-                .await?;
+                .await;
+            // Said whether the mail went or was refused (a broken session is only dropped).
             session.quit(&t).await;
-            Ok::<_, SendFailure>((built.message_id, reply))
+            Ok::<_, SendFailure>((built.message_id, reply?))
         };
         let result = match tokio::time::timeout(deadline, run).await {
             Ok(r) => r,
@@ -877,13 +913,12 @@ fn close_idle_sessions_on_a_timer(inner: &Arc<Inner>) {
                 return;
             };
             inner.hosts.prune();
-            let t = inner.config.timeouts;
             let mut closed = 0;
             for (_, pool) in &inner.transports {
-                closed += pool.close_idle(&t);
+                closed += pool.close_idle();
             }
             if let Some(relay) = &inner.relay {
-                closed += relay.close_idle(&t);
+                closed += relay.close_idle();
             }
             if closed > 0 {
                 tracing::debug!(closed, "idle SMTP sessions closed");

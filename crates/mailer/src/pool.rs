@@ -2,13 +2,16 @@
 //! set of settings (a cap per tenant, a place at the destination host for each open
 //! session, idle sessions closed, a NOOP health check only for a session that sat idle),
 //! the POP-before-SMTP login state, and the pacer that keeps the starts of two sends at
-//! least `sendIntervalMs` apart.
+//! least `sendIntervalMs` apart. Every session a pool lets go of that still stands is
+//! ended with QUIT by [`Closing`] (in the background, counted, so a shutdown can wait
+//! for the goodbyes); only a broken or timed-out one is dropped without.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore};
 
 use domain::mail::{FailureKind, SendFailure, SendStage};
 use domain::settings::PopBeforeSmtp;
@@ -85,6 +88,60 @@ impl Pacer {
     }
 }
 
+/// Sessions being ended in the background: each says QUIT (when it still stands, within
+/// the command deadline) and then frees its place at the host. Counted, so a shutdown
+/// can wait until every goodbye was said ([`Closing::settled`]).
+#[derive(Debug)]
+pub struct Closing {
+    timeouts: Timeouts,
+    in_progress: AtomicUsize,
+    done: Notify,
+}
+
+impl Closing {
+    pub fn new(timeouts: Timeouts) -> Arc<Self> {
+        Arc::new(Self {
+            timeouts,
+            in_progress: AtomicUsize::new(0),
+            done: Notify::new(),
+        })
+    }
+
+    /// Ends `session` in the background; its `place` is freed once it has. Outside a
+    /// runtime (a pool dropped at the very end) the session is only dropped.
+    fn close(self: &Arc<Self>, session: Session, place: Option<OwnedSemaphorePermit>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.in_progress.fetch_add(1, Ordering::SeqCst);
+        let closing = self.clone();
+        runtime.spawn(async move {
+            session.quit(&closing.timeouts).await;
+            drop(place);
+            closing.in_progress.fetch_sub(1, Ordering::SeqCst);
+            closing.done.notify_waiters();
+        });
+    }
+
+    /// Resolves once no session is being ended.
+    pub async fn settled(&self) {
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.in_progress.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+
+    /// Sessions being ended now.
+    pub fn in_progress(&self) -> usize {
+        self.in_progress.load(Ordering::SeqCst)
+    }
+}
+
 /// Where a pool connects: the checked addresses and how to talk.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -114,6 +171,8 @@ pub struct Pool {
     /// session (AUTH XOAUTH2), asked for when the session opens — a pooled session
     /// stays authenticated after its token expires, a new one never uses a stale token.
     bearer: Option<BearerSource>,
+    /// Where let-go sessions say QUIT.
+    closing: Arc<Closing>,
 }
 
 /// Where a pool's sessions get their user and access token.
@@ -125,6 +184,14 @@ impl std::fmt::Debug for Pool {
         f.debug_struct("Pool")
             .field("limits", &self.limits)
             .finish_non_exhaustive()
+    }
+}
+
+/// A pool that goes (its settings changed, its tenant went quiet, the mailer stopped)
+/// ends its idle sessions with QUIT rather than dropping them.
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.close_all_idle();
     }
 }
 
@@ -142,12 +209,14 @@ pub struct Lease<'a> {
 }
 
 impl Pool {
-    /// A pool whose open sessions each hold a place at `host` (when given).
+    /// A pool whose open sessions each hold a place at `host` (when given), and end
+    /// through `closing`.
     pub fn new(
         resolve: Box<dyn Fn() -> futures_resolve::BoxFuture<Result<Endpoint, SendFailure>> + Send + Sync>,
         pop: Option<PopBeforeSmtp>,
         limits: PoolLimits,
         host: Option<Arc<HostGate>>,
+        closing: Arc<Closing>,
     ) -> Self {
         Self {
             endpoint: Mutex::new(None),
@@ -159,6 +228,7 @@ impl Pool {
             pop_login_at: Mutex::new(None),
             limits,
             bearer: None,
+            closing,
         }
     }
 
@@ -216,16 +286,12 @@ impl Pool {
             };
             let idle_for = session.last_used.elapsed();
             if idle_for > self.limits.idle_timeout || session.is_broken() {
-                tokio::spawn({
-                    let t = *t;
-                    async move {
-                        session.quit(&t).await;
-                        drop(place);
-                    }
-                });
+                self.closing.close(session, place);
                 continue;
             }
             if idle_for > self.limits.health_check_after && !session.is_alive(t).await {
+                // A refused NOOP still gets a QUIT; a silent or closed one is dropped.
+                self.closing.close(session, place);
                 continue;
             }
             return Ok(Lease {
@@ -266,13 +332,9 @@ impl Pool {
 
     /// Keeps an open session for the next send, unless someone waits for a place at its
     /// host: then it is closed (with QUIT) so the place goes to them.
-    fn keep(&self, session: Session, place: Option<OwnedSemaphorePermit>, t: &Timeouts) {
+    fn keep(&self, session: Session, place: Option<OwnedSemaphorePermit>) {
         if self.host.as_ref().is_some_and(|h| h.wanted()) {
-            let t = *t;
-            tokio::spawn(async move {
-                session.quit(&t).await;
-                drop(place);
-            });
+            self.closing.close(session, place);
             return;
         }
         self.idle
@@ -281,32 +343,38 @@ impl Pool {
             .push(Open { session, _place: place });
     }
 
-    /// Returns a healthy session after a successful send.
-    pub fn checkin(&self, lease: Lease<'_>, t: &Timeouts) {
+    /// Returns a healthy session after a successful send (no round trip: the hot path).
+    pub fn checkin(&self, lease: Lease<'_>) {
         let Lease { session, place, _slot } = lease;
         if !session.is_broken() {
-            self.keep(session, place, t);
+            self.keep(session, place);
         }
     }
 
-    /// After a failed send on `lease`: a session whose server refused the mail with a
-    /// reply is reset (RSET) and kept for the next send; one that timed out, broke or
-    /// broke the protocol is dropped (its state is unknown).
-    pub async fn after_failure(&self, lease: Lease<'_>, failure: &SendFailure, t: &Timeouts) {
+    /// After a failed send on `lease`: a session that still stands (the server refused
+    /// the mail with a reply, or the mail was never started) is reset (RSET) and kept for
+    /// the next send, or ended with QUIT when it refuses the RSET; one that timed out,
+    /// broke or broke the protocol is dropped (its state is unknown).
+    pub async fn after_failure(&self, lease: Lease<'_>, t: &Timeouts) {
         let Lease {
             mut session,
             place,
             _slot,
         } = lease;
-        if failure.kind == FailureKind::Rejected && !session.is_broken() && session.reset(t).await {
-            self.keep(session, place, t);
+        if session.is_broken() {
+            return;
+        }
+        if session.reset(t).await {
+            self.keep(session, place);
+        } else {
+            self.closing.close(session, place);
         }
     }
 
     /// Closes, with QUIT, the idle sessions that sat longer than the idle limit (all of
     /// them when someone waits for a place at their host); how many. Run on a timer, so
     /// an idle session does not stay open until it is next wanted.
-    pub fn close_idle(&self, t: &Timeouts) -> usize {
+    pub fn close_idle(&self) -> usize {
         let wanted = self.host.as_ref().is_some_and(|h| h.wanted());
         let expired: Vec<Open> = {
             let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -318,11 +386,18 @@ impl Pool {
         };
         let closed = expired.len();
         for open in expired {
-            let t = *t;
-            tokio::spawn(async move {
-                open.session.quit(&t).await;
-                drop(open._place);
-            });
+            self.closing.close(open.session, open._place);
+        }
+        closed
+    }
+
+    /// Closes, with QUIT, every idle session now (at shutdown); how many. Sessions out on
+    /// a send are closed when they come back only if the pool is dropped by then.
+    pub fn close_all_idle(&self) -> usize {
+        let all: Vec<Open> = std::mem::take(&mut *self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let closed = all.len();
+        for open in all {
+            self.closing.close(open.session, open._place);
         }
         closed
     }

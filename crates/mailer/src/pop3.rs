@@ -1,5 +1,7 @@
 //! POP-before-SMTP: a POP3 login (USER/PASS, POP3S when `tls` is on) and QUIT, which
-//! some providers require before they relay mail from the same address.
+//! some providers require before they relay mail from the same address. The session
+//! ends with QUIT whether the login worked or was refused (`-ERR`); only one that broke
+//! or timed out is dropped without.
 
 use std::time::Duration;
 
@@ -98,27 +100,46 @@ pub async fn login(
     let secrets = Secrets::new().secret(password);
     let mut reader = BufReader::new(stream);
     let conversation = async {
-        expect_ok(&mut reader, &secrets).await?;
-        // Username and password were validated: no CR, LF or other control characters.
-        reader
-            .get_mut()
-            .write_all(format!("USER {}\r\n", pop.username().as_str()).as_bytes())
-            .await
-            .map_err(|_| pop_failure(FailureKind::Network))?;
-        expect_ok(&mut reader, &secrets).await?;
-        reader
-            .get_mut()
-            .write_all(format!("PASS {password}\r\n").as_bytes())
-            .await
-            .map_err(|_| pop_failure(FailureKind::Network))?;
-        expect_ok(&mut reader, &secrets).await?;
-        let _ = reader.get_mut().write_all(b"QUIT\r\n").await;
-        let mut bye = String::new();
-        let _ = read_line(&mut reader, &mut bye).await;
-        Ok(())
+        let logged_in = log_in(&mut reader, pop.username().as_str(), password, &secrets).await;
+        // Logged in, or refused with `-ERR`: the conversation stands, so it ends politely.
+        let stands = match &logged_in {
+            Ok(()) => true,
+            Err(f) => f.kind == FailureKind::PopLoginFailed,
+        };
+        if stands {
+            let _ = reader.get_mut().write_all(b"QUIT\r\n").await;
+            let mut bye = String::new();
+            if read_line(&mut reader, &mut bye).await.is_err() {
+                tracing::debug!("POP3 QUIT went unanswered");
+            }
+        }
+        logged_in
     };
     match tokio::time::timeout(deadline * 3, conversation).await {
         Ok(r) => r,
         Err(_) => Err(pop_failure(FailureKind::TimedOut)),
     }
+}
+
+/// Greeting, USER and PASS, each answered `+OK`.
+async fn log_in(
+    reader: &mut BufReader<Box<dyn Stream>>,
+    user: &str,
+    password: &str,
+    secrets: &Secrets,
+) -> Result<(), SendFailure> {
+    expect_ok(reader, secrets).await?;
+    // Username and password were validated: no CR, LF or other control characters.
+    reader
+        .get_mut()
+        .write_all(format!("USER {user}\r\n").as_bytes())
+        .await
+        .map_err(|_| pop_failure(FailureKind::Network))?;
+    expect_ok(reader, secrets).await?;
+    reader
+        .get_mut()
+        .write_all(format!("PASS {password}\r\n").as_bytes())
+        .await
+        .map_err(|_| pop_failure(FailureKind::Network))?;
+    expect_ok(reader, secrets).await
 }

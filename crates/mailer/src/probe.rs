@@ -2,7 +2,10 @@
 //! under its own deadline and the address guard, with no credentials; a STARTTLS pair
 //! whose server offers no STARTTLS is tried once more in plain text, to say so. Then,
 //! with credentials, one AUTH on the best working pair — never a second: retried logins
-//! lock accounts. Encrypted pairs only, unless the user typed the plain one.
+//! lock accounts. Encrypted pairs only, unless the user typed the plain one. Every
+//! session it opened ends with QUIT before the report is returned (those still
+//! answering when the deadline comes are left to finish in the background); only the
+//! conversations cut by their deadline are dropped without.
 
 use std::time::{Duration, Instant};
 
@@ -76,17 +79,8 @@ impl Mailer {
         }
 
         let mut tried: Vec<Tried> = Vec::new();
-        loop {
-            match tokio::time::timeout_at(until, set.join_next()).await {
-                Ok(Some(Ok(done))) => tried.push(done),
-                Ok(Some(Err(e))) => tracing::warn!(error = %e, "a probe conversation ended abnormally"),
-                Ok(None) => break,
-                Err(_) => {
-                    set.abort_all();
-                    break;
-                }
-            }
-        }
+        let mut late: Vec<Session> = Vec::new();
+        collect(&mut set, until, &mut tried, &mut late).await;
 
         // Plain-text follow-ups for STARTTLS pairs that answered but offered no STARTTLS.
         let mut followups: JoinSet<Tried> = JoinSet::new();
@@ -116,17 +110,7 @@ impl Mailer {
                 });
             }
         }
-        loop {
-            match tokio::time::timeout_at(until, followups.join_next()).await {
-                Ok(Some(Ok(done))) => tried.push(done),
-                Ok(Some(Err(e))) => tracing::warn!(error = %e, "a probe conversation ended abnormally"),
-                Ok(None) => break,
-                Err(_) => {
-                    followups.abort_all();
-                    break;
-                }
-            }
-        }
+        collect(&mut followups, until, &mut tried, &mut late).await;
 
         // Everything not answered in time timed out; ports not open to tenants were not tried.
         let mut pairs: Vec<ProbedPair> = Vec::new();
@@ -178,21 +162,66 @@ impl Mailer {
                 command: t.command.min(left),
                 ..t
             };
+            // A refused login has said QUIT already; one that worked says it below.
             let result = session.authenticate(user.as_str(), password, &auth_t).await;
             if result.is_ok() {
-                session.quit(&t).await;
+                sessions.push(((best.port, best.encryption), session));
             }
             auth = Some(result);
         }
-        // Goodbye to the rest, in the background (bounded by the command deadline).
-        if !sessions.is_empty() {
-            tokio::spawn(async move {
-                for (_, s) in sessions {
-                    s.quit(&t).await;
-                }
-            });
+        // Goodbye to every session, all at once: waited for within the deadline (one
+        // round trip), then left to finish in the background (each bounded by the
+        // command deadline).
+        let goodbyes: Vec<_> = sessions
+            .into_iter()
+            .map(|(_, s)| s)
+            .chain(late)
+            .chain(
+                tried
+                    .into_iter()
+                    .filter_map(|(_, _, _, outcome)| outcome.ok().map(|(_, s)| s)),
+            )
+            .map(|s| tokio::spawn(async move { s.quit(&t).await }))
+            .collect();
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if tokio::time::timeout(left, join_all(goodbyes)).await.is_err() {
+            tracing::debug!("a probe's QUIT went unanswered");
         }
         ProbeReport::ranked(report.pairs, auth, started.elapsed())
+    }
+}
+
+/// Joins `set`'s conversations until `until`; then those still running are cut (their
+/// connections dropped: the deadline came), and the sessions of any that finished while
+/// being cut go to `late` (to say QUIT).
+async fn collect(
+    set: &mut JoinSet<Tried>,
+    until: tokio::time::Instant,
+    tried: &mut Vec<Tried>,
+    late: &mut Vec<Session>,
+) {
+    loop {
+        match tokio::time::timeout_at(until, set.join_next()).await {
+            Ok(Some(Ok(done))) => tried.push(done),
+            Ok(Some(Err(e))) => tracing::warn!(error = %e, "a probe conversation ended abnormally"),
+            Ok(None) => return,
+            Err(_) => {
+                set.abort_all();
+                while let Some(joined) = set.join_next().await {
+                    if let Ok((_, _, _, Ok((_, session)))) = joined {
+                        late.push(session);
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Waits for every task (their results are nothing).
+async fn join_all(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for handle in handles {
+        let _ = handle.await;
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use lettre::address::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Mail, Noop, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::io::AsyncWriteExt as _;
@@ -92,6 +92,9 @@ impl std::fmt::Debug for ServerParams {
 pub struct Session {
     conn: AsyncSmtpConnection,
     pub last_used: Instant,
+    /// A step timed out or broke the conversation: what the server saw last is unknown,
+    /// so nothing more (not even QUIT) is said on it.
+    broken: bool,
     /// Every form of the credentials sent on this connection: hidden from each reply
     /// that becomes a failure or an answer (a server may echo them at any later step).
     secrets: Secrets,
@@ -185,6 +188,7 @@ async fn starttls(
     })
     .await?;
     if greeting.code != 220 {
+        say_quit(&mut tcp, &mut pending, t).await;
         return Err(refused(SendStage::Greeting, &greeting));
     }
     let ehlo = step(SendStage::Ehlo, t.command, async {
@@ -197,6 +201,7 @@ async fn starttls(
     })
     .await?;
     if ehlo.code != 250 {
+        say_quit(&mut tcp, &mut pending, t).await;
         return Err(refused(SendStage::Ehlo, &ehlo));
     }
     let offered = ehlo.lines.iter().skip(1).any(|line| {
@@ -206,7 +211,7 @@ async fn starttls(
     });
     if !offered {
         // Required: never send credentials or mail over a connection that stayed plain.
-        let _ = tokio::time::timeout(t.command, tcp.write_all(b"QUIT\r\n")).await;
+        say_quit(&mut tcp, &mut pending, t).await;
         return Err(SendFailure::new(SendStage::Tls, FailureKind::StartTlsNotOffered));
     }
     let reply = step(SendStage::Tls, t.command, async {
@@ -219,6 +224,8 @@ async fn starttls(
     })
     .await?;
     if reply.code != 220 {
+        // Refused STARTTLS: the plain conversation still stands.
+        say_quit(&mut tcp, &mut pending, t).await;
         return Err(refused(SendStage::Tls, &reply));
     }
     if !pending.is_empty() {
@@ -230,6 +237,32 @@ async fn starttls(
         return Err(SendFailure::new(SendStage::Tls, FailureKind::ProtocolViolation));
     }
     Ok((greeting, tcp))
+}
+
+/// QUIT on a plain conversation that still stands, and its reply read (so the server
+/// has it before the connection closes); best effort, within the command deadline.
+async fn say_quit(tcp: &mut TcpStream, pending: &mut Vec<u8>, t: &Timeouts) {
+    let bye = async {
+        tcp.write_all(b"QUIT\r\n").await?;
+        read_reply(tcp, pending).await
+    };
+    if !matches!(tokio::time::timeout(t.command, bye).await, Ok(Ok(_))) {
+        tracing::debug!("QUIT went unanswered");
+    }
+}
+
+/// Whether a failure leaves the conversation in an unknown state (no reply came, or not
+/// one that could be read): such a session cannot even say QUIT.
+fn breaks(kind: FailureKind) -> bool {
+    matches!(
+        kind,
+        FailureKind::TimedOut
+            | FailureKind::Network
+            | FailureKind::ProtocolViolation
+            | FailureKind::TlsModeMismatch
+            | FailureKind::CertificateNameMismatch
+            | FailureKind::CertificateUntrusted
+    )
 }
 
 /// Runs a step under its deadline.
@@ -396,6 +429,7 @@ pub async fn open(
     let mut session = Session {
         conn,
         last_used: Instant::now(),
+        broken: false,
         secrets,
     };
     match (&params.credentials, params.mechanism) {
@@ -407,8 +441,8 @@ pub async fn open(
 }
 
 impl Session {
-    /// AUTH (PLAIN, else LOGIN), once. A refusal ends the session politely (QUIT) when
-    /// it still stands; the caller drops it either way.
+    /// AUTH (PLAIN, else LOGIN), once. A refusal (or no method to try) ends the session
+    /// politely (QUIT) when it still stands; the caller drops it either way.
     pub async fn authenticate(&mut self, user: &str, password: &SecretString, t: &Timeouts) -> Result<(), SendFailure> {
         self.secrets =
             std::mem::take(&mut self.secrets).merge(&Secrets::new().password_login(user, password.expose_secret()));
@@ -423,9 +457,8 @@ impl Session {
         .await;
         if let Err(f) = authenticated {
             // Refused, but the session still stands: say goodbye rather than vanish.
-            if f.kind == FailureKind::Rejected && !self.conn.has_broken() {
-                let _ = tokio::time::timeout(t.command, self.conn.quit()).await;
-            }
+            self.note(&f);
+            self.goodbye(t).await;
             return Err(f);
         }
         Ok(())
@@ -463,9 +496,8 @@ impl Session {
         })
         .await;
         if let Err(f) = authenticated {
-            if !self.conn.has_broken() {
-                let _ = tokio::time::timeout(t.command, self.conn.quit()).await;
-            }
+            self.note(&f);
+            self.goodbye(t).await;
             return Err(f);
         }
         Ok(())
@@ -511,18 +543,34 @@ impl Session {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         let (conn, secrets) = (&mut self.conn, &self.secrets);
-        step(SendStage::MailFrom, t.command, async {
+        let started = step(SendStage::MailFrom, t.command, async {
             conn.command(Mail::new(Some(from.clone()), options))
                 .await
                 .map_err(|e| failure(SendStage::MailFrom, &e, secrets))
         })
-        .await?;
-        Ok(())
+        .await;
+        if let Err(f) = &started {
+            self.note(f);
+        }
+        started.map(|_| ())
     }
 
     /// RCPT TO, DATA and the message, after [`Session::mail_from`]. Returns the final
     /// reply (code and text).
     pub async fn finish_mail(
+        &mut self,
+        to: &Address,
+        message: &[u8],
+        t: &Timeouts,
+    ) -> Result<(u16, String), SendFailure> {
+        let sent = self.rcpt_and_data(to, message, t).await;
+        if let Err(f) = &sent {
+            self.note(f);
+        }
+        sent
+    }
+
+    async fn rcpt_and_data(
         &mut self,
         to: &Address,
         message: &[u8],
@@ -567,30 +615,66 @@ impl Session {
     }
 
     /// Ends a transaction the server refused (RSET), so the session can be used again;
-    /// false when the server does not answer it well (the session is then dropped).
+    /// false when the server does not answer it well (the session is then closed: with
+    /// QUIT when it refused RSET with a reply, without when no reply came).
     pub async fn reset(&mut self, t: &Timeouts) -> bool {
-        matches!(
-            tokio::time::timeout(t.command, self.conn.command(Rset)).await,
-            Ok(Ok(_))
-        ) && !self.conn.has_broken()
+        self.simple_command(Rset, t).await && !self.is_broken()
     }
 
     /// Checks a connection that sat idle (NOOP).
     pub async fn is_alive(&mut self, t: &Timeouts) -> bool {
-        matches!(
-            tokio::time::timeout(t.command, self.conn.test_connected()).await,
-            Ok(true)
-        )
+        self.simple_command(Noop, t).await
     }
 
-    /// Says goodbye (best effort, bounded).
+    /// A command that wants a positive reply; a timeout or a broken connection marks the
+    /// session broken, a refusal does not.
+    async fn simple_command(&mut self, command: impl std::fmt::Display, t: &Timeouts) -> bool {
+        if self.is_broken() {
+            return false;
+        }
+        match tokio::time::timeout(t.command, self.conn.command(command)).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                if e.status().is_none() {
+                    self.broken = true;
+                }
+                false
+            }
+            Err(_) => {
+                self.broken = true;
+                false
+            }
+        }
+    }
+
+    /// Ends the session: QUIT (and its reply, within the command deadline) when the
+    /// conversation still stands; a broken one is only dropped. A QUIT that fails is
+    /// no one's problem (logged at debug).
     pub async fn quit(mut self, t: &Timeouts) {
-        let _ = tokio::time::timeout(t.command, self.conn.quit()).await;
+        self.goodbye(t).await;
     }
 
-    /// Whether lettre marked the connection broken.
+    async fn goodbye(&mut self, t: &Timeouts) {
+        if self.is_broken() {
+            return;
+        }
+        self.broken = true;
+        if !matches!(tokio::time::timeout(t.command, self.conn.quit()).await, Ok(Ok(_))) {
+            tracing::debug!("QUIT went unanswered");
+        }
+    }
+
+    /// Marks the session broken when `failure` left the conversation in an unknown state.
+    fn note(&mut self, failure: &SendFailure) {
+        if breaks(failure.kind) {
+            self.broken = true;
+        }
+    }
+
+    /// Whether the conversation is broken (a step timed out or failed without a reply, or
+    /// lettre gave up on it): it can only be dropped.
     pub fn is_broken(&self) -> bool {
-        self.conn.has_broken()
+        self.broken || self.conn.has_broken()
     }
 }
 

@@ -177,8 +177,9 @@ fn has_fired(shutdown: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
 }
 
 /// Shutdown: claimed but not started is given back at once; sends in flight may finish
-/// within the grace period; their outcomes are recorded; what is still held after that
-/// is given back.
+/// within the grace period; their outcomes are recorded while the mailer ends its pooled
+/// sessions with QUIT (within what is left of the grace period); what is still held
+/// after that is given back.
 async fn drain(
     shared: &Arc<Shared>,
     mut tasks: JoinSet<u64>,
@@ -191,7 +192,8 @@ async fn drain(
     let waiting: Vec<Delivery> = shared.lanes.drain_waiting();
     let waiting: Vec<(DeliveryId, u32)> = waiting.iter().map(|d| (d.id, d.retries)).collect();
     report.released += give_back(shared, &waiting).await;
-    let grace = tokio::time::sleep(cfg.shutdown_grace);
+    let grace_ends = tokio::time::Instant::now() + cfg.shutdown_grace;
+    let grace = tokio::time::sleep_until(grace_ends);
     tokio::pin!(grace);
     loop {
         tokio::select! {
@@ -206,9 +208,15 @@ async fn drain(
             }
         }
     }
-    // Every sender is gone now, so the recorder ends once it has written what it has.
+    // Every sender is gone now, so the recorder ends once it has written what it has;
+    // meanwhile the sessions the lanes left idle say QUIT.
     drop(outcomes);
-    if tokio::time::timeout(cfg.shutdown_grace, recorder).await.is_err() {
+    let left_of_grace = grace_ends.saturating_duration_since(tokio::time::Instant::now());
+    let (recorded, ()) = tokio::join!(
+        tokio::time::timeout(cfg.shutdown_grace, recorder),
+        shared.mailer.close_sessions(left_of_grace),
+    );
+    if recorded.is_err() {
         tracing::error!(worker = %cfg.worker_id, "recording the last outcomes did not finish; their leases will expire and they are tried again");
     }
     let left: Vec<(DeliveryId, u32)> = lock(&shared.held).drain().collect();

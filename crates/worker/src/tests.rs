@@ -224,6 +224,46 @@ async fn a_tenant_never_has_more_than_its_slots_in_flight() {
     }
 }
 
+/// On shutdown the mailer's pooled sessions are closed (with QUIT) once, after the last
+/// send has ended — none is out on a send then — and within what is left of the grace
+/// period; when the grace runs out on a send that never ends, they are closed all the
+/// same (that send's session is not idle: it goes with the process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_closes_the_pooled_sessions_once_the_sends_are_over() {
+    for (server, grace, finished) in [
+        (
+            Server::AcceptsAfter(Duration::from_millis(200)),
+            Duration::from_secs(5),
+            1,
+        ),
+        (Server::Hangs, Duration::from_millis(50), 0),
+    ] {
+        let t = TenantId::generate();
+        let queue = Arc::new(MemoryDeliveries::default());
+        queue.add(delivery(t));
+        let mailer = mailer([(t, server)]);
+        let worker = start(
+            WorkerConfig {
+                shutdown_grace: grace,
+                ..config(1, 4, 8)
+            },
+            queue.clone(),
+            tenants(&[t], &[]),
+            mailer.clone(),
+        );
+        until("the send started", || mailer.started(t) == 1).await;
+        assert!(mailer.closes().is_empty(), "nothing is closed while the worker runs");
+        let report = worker.stop().await;
+        assert_eq!(report.finished, finished, "{report:?}");
+        let closes = mailer.closes();
+        assert_eq!(closes.len(), 1, "closed once: {closes:?}");
+        if finished == 1 {
+            assert_eq!(closes[0].0, 0, "no send was in flight when the sessions were closed");
+        }
+        assert!(closes[0].1 <= grace, "within the grace period: {closes:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_that_never_answer_hold_only_their_own_slots_and_lose_nothing() {
     // Three tenants whose own servers never answer, and one on the platform relay that

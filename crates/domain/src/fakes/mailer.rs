@@ -62,6 +62,8 @@ struct Seen {
     last_start: HashMap<TenantId, Instant>,
     sent: Vec<(TenantId, String)>,
     tests: Vec<TestMail>,
+    /// Each call to close the pooled sessions: the sends in flight then, and its deadline.
+    closes: Vec<(usize, Duration)>,
 }
 
 /// `MailTransport` with scripted servers. A tenant's script stands for the route its
@@ -115,6 +117,11 @@ impl ScriptedMailer {
     }
 
     /// Test mails asked for, in order (whatever their answer).
+    /// Each time the pooled sessions were closed: (sends in flight then, the deadline).
+    pub fn closes(&self) -> Vec<(usize, Duration)> {
+        lock(&self.seen).closes.clone()
+    }
+
     pub fn test_mails(&self) -> Vec<TestMail> {
         lock(&self.seen).tests.clone()
     }
@@ -267,6 +274,12 @@ impl MailTransport for ScriptedMailer {
         });
         let server = lock(&self.script).test_server.clone();
         self.answer(server, tenant, mail, sender_of(settings)).await
+    }
+
+    async fn close_sessions(&self, deadline: Duration) {
+        let mut seen = lock(&self.seen);
+        let in_flight = seen.all_in_flight.0;
+        seen.closes.push((in_flight, deadline));
     }
 
     async fn check_host(&self, host: &Host, _port: u16) -> HostCheck {

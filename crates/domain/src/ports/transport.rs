@@ -52,6 +52,10 @@ pub trait MailTransport: Send + Sync + 'static {
         deadline: std::time::Duration,
     ) -> Result<SendReceipt, SendFailure>;
 
+    /// Ends every pooled session with QUIT, within `deadline` (a shutdown, once nothing
+    /// sends any more); a server that does not answer holds no one past it.
+    async fn close_sessions(&self, _deadline: std::time::Duration) {}
+
     /// Whether mail could go to `host` (on `port`) by what DNS says now, under the same
     /// address guard as sending. Used on save; sending checks again (names change).
     async fn check_host(&self, _host: &crate::values::Host, _port: u16) -> HostCheck {

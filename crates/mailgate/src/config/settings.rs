@@ -159,6 +159,7 @@ settings! {
         // 0 would make the worker's loop spin.
         pub worker_poll_ms: u64 = 500, check at_least(10);
         /// On SIGTERM, time for sends in flight to finish; the rest goes back to the queue.
+        /// Pooled SMTP sessions then say QUIT within what is left of it.
         pub worker_shutdown_grace_secs: u64 = 25;
         /// First retry after this many seconds, doubled each time up to the maximum.
         pub retry_base_secs: u64 = 30;

@@ -41,6 +41,9 @@ pub struct SmtpOptions {
     pub auth: Option<(String, String)>,
     /// Answer every AUTH attempt with this reply (e.g. `534 5.7.9 Application-specific password required`).
     pub auth_reply: Option<String>,
+    /// In STARTTLS mode, answer every STARTTLS with this reply (e.g. `454 4.7.0 TLS not
+    /// available due to local problem`) instead of starting TLS.
+    pub starttls_reply: Option<String>,
     /// Answer every MAIL FROM with this reply.
     pub mail_from_reply: Option<String>,
     /// Answer every RCPT TO with this reply.
@@ -178,6 +181,36 @@ impl Received {
     }
 }
 
+/// One client connection as the server's command log shows it ([`SmtpServer::conversations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    /// The client's address as the server logs it (`('127.0.0.1', 40312)`).
+    pub peer: String,
+    /// The command lines, in order, as logged (`b'EHLO web01.example'`).
+    pub commands: Vec<String>,
+}
+
+impl Conversation {
+    /// The verbs (`EHLO`, `MAIL`, …), upper case, in order.
+    pub fn verbs(&self) -> Vec<String> {
+        self.commands
+            .iter()
+            .map(|c| {
+                let line = c.trim_start_matches("b'").trim_start_matches("b\"");
+                line.split([' ', ':', '\\', '\'', '"'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_uppercase()
+            })
+            .collect()
+    }
+
+    /// Whether the client's last command was QUIT.
+    pub fn ended_with_quit(&self) -> bool {
+        self.verbs().last().is_some_and(|v| v == "QUIT")
+    }
+}
+
 /// A running aiosmtpd server on 127.0.0.1 (`tests/mailservers/smtp_server.py`).
 #[derive(Debug)]
 pub struct SmtpServer {
@@ -218,6 +251,7 @@ impl SmtpServer {
         }
         for (flag, value) in [
             ("--auth-reply", &opts.auth_reply),
+            ("--starttls-reply", &opts.starttls_reply),
             ("--mail-from-reply", &opts.mail_from_reply),
             ("--rcpt-reply", &opts.rcpt_reply),
             ("--data-reply", &opts.data_reply),
@@ -292,6 +326,34 @@ impl SmtpServer {
             .lines()
             .filter_map(|line| line.split_once(" >> ").map(|(_, command)| command.to_owned()))
             .collect()
+    }
+
+    /// Each client connection's command lines (with `log_commands`), in the order the
+    /// connections were made: what the server saw of each conversation, e.g. whether the
+    /// client ended it with QUIT. Connections are told apart by the client's address and
+    /// port (aiosmtpd's `Peer:` line opens one).
+    pub fn conversations(&self) -> Vec<Conversation> {
+        let mut all: Vec<Conversation> = Vec::new();
+        let mut current: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for line in self.log().lines() {
+            if let Some(peer) = line.strip_prefix("Peer: ") {
+                current.insert(peer.to_owned(), all.len());
+                all.push(Conversation {
+                    peer: peer.to_owned(),
+                    commands: Vec::new(),
+                });
+            } else if let Some((peer, command)) = line.split_once(" >> ") {
+                let i = *current.entry(peer.to_owned()).or_insert_with(|| {
+                    all.push(Conversation {
+                        peer: peer.to_owned(),
+                        commands: Vec::new(),
+                    });
+                    all.len() - 1
+                });
+                all[i].commands.push(command.to_owned());
+            }
+        }
+        all
     }
 
     /// Every message accepted so far, in order.

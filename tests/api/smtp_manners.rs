@@ -1,0 +1,202 @@
+//! SMTP manners: every session Mailgate opens to a tenant's server ends with QUIT while
+//! the conversation still stands — the pooled ones when the worker stops (as on SIGTERM),
+//! one whose mail was refused (RSET, kept, then QUIT), and the ones closed to give the
+//! only place at a busy host to another tenant — as the servers' command logs show.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use testkit::servers::*;
+use testkit::settings::SettingsInput;
+
+use crate::support::deliveries::*;
+use crate::support::*;
+
+testkit::each_backend!(
+    pooled_sessions_say_quit_when_the_worker_stops,
+    sessions_closed_for_a_busy_host_say_quit,
+    a_session_that_cannot_authenticate_says_quit,
+);
+
+const SEND_TEST: &str = "mutation($t:ID!,$to:String!,$s:MailSettingsInput){ sendTestMail(tenantId:$t, to:$to, settings:$s){ ok stage hintCode } }";
+
+fn logged(mut options: SmtpOptions) -> SmtpOptions {
+    options.log_commands = true;
+    options
+}
+
+/// Each connection's verbs, for a failure message.
+fn verbs(smtp: &SmtpServer) -> Vec<Vec<String>> {
+    smtp.conversations().iter().map(Conversation::verbs).collect()
+}
+
+/// Polls until the delivery has an attempt (its first send is over), and returns it.
+async fn wait_attempted(app: &TestApp, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let d = delivery(app, id).await;
+        if d["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
+            return d;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "never attempted: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn pooled_sessions_say_quit_when_the_worker_stops(backend: Backend) {
+    let smtp = SmtpServer::start(logged(SmtpOptions::plain()));
+    let refusing = SmtpServer::start(logged(SmtpOptions {
+        rcpt_reply: Some("550 5.1.1 <member@example.net>: Recipient address rejected: User unknown".into()),
+        ..SmtpOptions::plain()
+    }));
+    let app = delivery_app(backend, &[smtp.port, refusing.port]).await;
+    let (sakura, kaede) = (
+        app.create_tenant("Sakura", "SHARE").await,
+        app.create_tenant("Kaede", "SHARE").await,
+    );
+    for (tenant, port) in [(&sakura, smtp.port), (&kaede, refusing.port)] {
+        app.ok(
+            &app.admin(tenant),
+            UPDATE,
+            json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
+        )
+        .await;
+    }
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let d = enqueue(&app, registration(&sakura, "ja", Some(&format!("sakura-{i}")))).await;
+        sent.push(d["id"].as_str().unwrap().to_owned());
+    }
+    let refused = enqueue(&app, registration(&kaede, "ja", Some("kaede-0"))).await;
+
+    let worker = RunningWorker::start(&app);
+    for id in &sent {
+        wait_status(&app, id, "SENT", Duration::from_secs(15)).await;
+    }
+    let d = wait_attempted(&app, refused["id"].as_str().unwrap()).await;
+    assert_eq!(d["attempts"][0]["stage"], "RCPT_TO", "{d}");
+    assert_eq!(d["attempts"][0]["smtpCode"], 550, "{d}");
+    // The sessions are idle in their pools now; the worker stops as on SIGTERM.
+    worker.stop().await;
+
+    let conversations = smtp.conversations();
+    assert!(!conversations.is_empty(), "the command log works");
+    assert!(
+        conversations.iter().all(Conversation::ended_with_quit),
+        "every pooled session said QUIT at shutdown: {:?}",
+        verbs(&smtp)
+    );
+    assert_eq!(
+        conversations
+            .iter()
+            .flat_map(Conversation::verbs)
+            .filter(|v| v == "DATA")
+            .count(),
+        3,
+        "three mails: {:?}",
+        verbs(&smtp)
+    );
+    // The refused recipient left a usable session: reset, kept, and ended with QUIT.
+    let refused_log = refusing.conversations();
+    assert!(!refused_log.is_empty(), "the refusing server was reached");
+    assert!(
+        refused_log.iter().all(Conversation::ended_with_quit),
+        "the session whose mail was refused said QUIT at shutdown: {:?}",
+        verbs(&refusing)
+    );
+    assert!(
+        refused_log[0].verbs().windows(2).any(|w| w == ["RCPT", "RSET"]),
+        "the refused transaction was reset: {:?}",
+        verbs(&refusing)
+    );
+    app.finish().await;
+}
+
+/// Settings with a login, to a server that offers no AUTH (Postfix on port 25 often
+/// does not): nothing can be sent, but the session stood — it ends with QUIT after EHLO,
+/// for a test mail and for the worker's pool alike, not with a lost connection.
+async fn a_session_that_cannot_authenticate_says_quit(backend: Backend) {
+    let smtp = SmtpServer::start(logged(SmtpOptions::plain()));
+    let app = delivery_app(backend, &[smtp.port]).await;
+    let tenant = app.create_tenant("Nashi", "SHARE").await;
+    let settings = SettingsInput::plain(smtp.port)
+        .with_auth("shop", "s3cret-Passw0rd")
+        .json();
+    let body = app
+        .gql(
+            &app.admin(&tenant),
+            SEND_TEST,
+            json!({ "t": tenant, "to": "customer@example.net", "s": settings }),
+        )
+        .await;
+    let r = &body["data"]["sendTestMail"];
+    assert_eq!(
+        (r["ok"].clone(), r["stage"].clone(), r["hintCode"].clone()),
+        (json!(false), json!("AUTH"), json!("AUTH_NOT_OFFERED")),
+        "{body}"
+    );
+    assert_eq!(verbs(&smtp), [["EHLO", "QUIT"]], "the test mail's session");
+
+    app.ok(&app.admin(&tenant), UPDATE, json!({ "t": tenant, "i": settings }))
+        .await;
+    let d = enqueue(&app, registration(&tenant, "en", Some("nashi-0"))).await;
+    let worker = RunningWorker::start(&app);
+    let d = wait_attempted(&app, d["id"].as_str().unwrap()).await;
+    assert_eq!(d["attempts"][0]["stage"], "AUTH", "{d}");
+    worker.stop().await;
+    let conversations = smtp.conversations();
+    assert!(
+        conversations.len() >= 2 && conversations.iter().all(Conversation::ended_with_quit),
+        "every session ended with QUIT: {:?}",
+        verbs(&smtp)
+    );
+    app.finish().await;
+}
+
+/// One place at the host for two tenants: each time the place changes hands, the session
+/// that held it is closed with QUIT (never opened and dropped), and the last one is closed
+/// with QUIT when the worker stops.
+async fn sessions_closed_for_a_busy_host_say_quit(backend: Backend) {
+    let smtp = SmtpServer::start(logged(SmtpOptions::plain()));
+    let ports = vec![smtp.port];
+    let app = spawn_app_with(backend, move |c| {
+        delivery_config(c, ports);
+        c.smtp_max_connections_per_host = 1;
+    })
+    .await;
+    let (ume, momo) = (
+        app.create_tenant("Ume", "SHARE").await,
+        app.create_tenant("Momo", "SHARE").await,
+    );
+    let mut ids = Vec::new();
+    for tenant in [&ume, &momo] {
+        app.ok(
+            &app.admin(tenant),
+            UPDATE,
+            json!({ "t": tenant, "i": SettingsInput::plain(smtp.port).json() }),
+        )
+        .await;
+        for i in 0..3 {
+            let d = enqueue(&app, registration(tenant, "en", Some(&format!("{tenant}-{i}")))).await;
+            ids.push(d["id"].as_str().unwrap().to_owned());
+        }
+    }
+    let worker = RunningWorker::start(&app);
+    for id in &ids {
+        wait_status(&app, id, "SENT", Duration::from_secs(30)).await;
+    }
+    worker.stop().await;
+
+    let conversations = smtp.conversations();
+    assert!(
+        conversations.len() >= 2,
+        "two tenants' pools took turns at the one place: {:?}",
+        verbs(&smtp)
+    );
+    assert!(
+        conversations.iter().all(Conversation::ended_with_quit),
+        "every session ended with QUIT: {:?}",
+        verbs(&smtp)
+    );
+    app.finish().await;
+}
