@@ -24,6 +24,7 @@ mod m20261206_000017_connection_client_credentials;
 mod m20261206_000018_failure_code;
 mod m20261207_000019_delivery_retried_before;
 mod m20261207_000020_server_standing;
+mod m20261207_000021_finished_rows_leave_indexes;
 
 /// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000018_failure_code::Migration),
             Box::new(m20261207_000019_delivery_retried_before::Migration),
             Box::new(m20261207_000020_server_standing::Migration),
+            Box::new(m20261207_000021_finished_rows_leave_indexes::Migration),
         ]
     }
 }

@@ -16,6 +16,7 @@ use crate::support::*;
 
 testkit::each_backend!(
     old_deliveries_lose_their_content_and_keep_their_record,
+    deliveries_past_the_history_horizon_are_deleted,
     test_mail_recipients_leave_the_audit_trail_past_retention,
 );
 
@@ -208,6 +209,109 @@ async fn old_deliveries_lose_their_content_and_keep_their_record(backend: Backen
     let text: String = row.try_get("", "text_body").unwrap();
     assert!(!to.contains("member") && text.is_empty(), "{to} / {text}");
     worker.stop().await;
+    app.finish().await;
+}
+
+/// Makes a delivery look handed in and done `days` ago: its id (a UUIDv7, whose first
+/// 48 bits are its time) and its last change move back. Its attempts are dropped first
+/// (they point at the id).
+async fn hand_in_earlier(app: &TestApp, id: &str, days: i64) -> String {
+    let backend = app.app.db.get_database_backend();
+    let then = chrono::Utc::now() - chrono::Duration::days(days);
+    let ms = u64::try_from(then.timestamp_millis()).unwrap();
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        ms / 1000,
+        u32::try_from(ms % 1000).unwrap() * 1_000_000,
+    );
+    let old_id = uuid::Uuid::new_v7(ts).hyphenated().to_string();
+    let p = |n: usize| match backend {
+        sea_orm::DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    };
+    for (sql, values) in [
+        (
+            format!("DELETE FROM delivery_attempts WHERE delivery_id = {}", p(1)),
+            vec![id.to_owned().into()],
+        ),
+        (
+            format!(
+                "UPDATE deliveries SET id = {}, updated_at = {} WHERE id = {}",
+                p(1),
+                p(2),
+                p(3)
+            ),
+            vec![old_id.clone().into(), then.into(), id.to_owned().into()],
+        ),
+    ] {
+        sea_orm::ConnectionTrait::execute_raw(
+            &app.app.db,
+            sea_orm::Statement::from_sql_and_values(backend, sql, values),
+        )
+        .await
+        .unwrap();
+    }
+    old_id
+}
+
+/// With `MAILGATE_DELIVERY_HISTORY_DAYS`, the worker deletes what was done before the
+/// horizon; what is newer stays whole, and the counts drop by what went.
+async fn deliveries_past_the_history_horizon_are_deleted(backend: Backend) {
+    let smtp = SmtpServer::start(SmtpOptions::plain());
+    let ports = vec![smtp.port];
+    let app = spawn_app_with(backend, move |c| {
+        delivery_config(c, ports);
+        c.retention_days = 30;
+        c.delivery_history_days = 365;
+    })
+    .await;
+    let tenant = app.create_tenant("Kept", "SHARE").await;
+    app.ok(
+        &app.admin(&tenant),
+        UPDATE,
+        json!({ "t": tenant, "i": SettingsInput::plain(smtp.port).json() }),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for key in ["a", "b", "c"] {
+        let d = enqueue(&app, registration(&tenant, "ja", Some(key))).await;
+        ids.push(d["id"].as_str().unwrap().to_owned());
+    }
+    let worker = RunningWorker::start(&app);
+    for id in &ids {
+        wait_status(&app, id, "SENT", Duration::from_secs(10)).await;
+    }
+    worker.stop().await;
+    let gone = hand_in_earlier(&app, &ids[0], 400).await;
+    let within = hand_in_earlier(&app, &ids[1], 300).await;
+    assert!(get(&app, &gone).await.is_object(), "moved back, still there");
+
+    let worker = RunningWorker::start(&app);
+    let started = Instant::now();
+    while !get(&app, &gone).await.is_null() {
+        assert!(started.elapsed() < Duration::from_secs(20), "never deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.stop().await;
+    let kept = get(&app, &within).await;
+    assert_eq!(kept["status"], "SENT", "inside the horizon: {kept}");
+    assert_eq!(
+        get(&app, &ids[2]).await["to"],
+        "member@example.net",
+        "a new one is whole"
+    );
+    let counts = app.ok(&app.operator(), COUNTS, json!({ "t": tenant })).await;
+    let sent = counts["tenant"]["deliveries"]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["status"] == "SENT")
+        .map(|c| c["count"].clone());
+    assert_eq!(sent, Some(json!(2)), "{counts}");
+    // Its idempotency key was deleted with it: the same key hands in a new delivery.
+    let again = enqueue(&app, registration(&tenant, "ja", Some("a"))).await;
+    assert_ne!(again["id"].as_str(), Some(ids[0].as_str()));
+    assert_ne!(again["id"].as_str(), Some(gone.as_str()));
     app.finish().await;
 }
 

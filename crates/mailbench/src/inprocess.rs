@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use domain::delivery::{DeliveryStatus, NotificationKind, NotificationRequest};
 use domain::settings::{Encryption, MailSettingsDraft};
@@ -15,7 +15,7 @@ use mailgate::config::{Config, Profile};
 use secrecy::SecretString;
 use testkit::db::PgSchema;
 
-use crate::{FROM, SUBJECT, TO, body_text};
+use crate::{CpuTimes, FROM, SUBJECT, Sink, TO, body_text};
 
 pub use testkit::db::Backend;
 
@@ -343,4 +343,72 @@ pub fn all_tenants() -> domain::TenantScope {
 /// Whether `MAILBENCH_QUOTAS=on` asks for the enqueue quota path.
 fn quotas_on() -> bool {
     std::env::var("MAILBENCH_QUOTAS").is_ok_and(|v| v == "on")
+}
+
+/// The rates of one [`end_to_end`] run.
+#[derive(Debug, Clone, Copy)]
+pub struct EndToEnd {
+    /// Notifications handed in per second (the worker stopped, 64 tasks).
+    pub enqueued_per_sec: f64,
+    /// Deliveries SENT per second once the worker started.
+    pub delivered_per_sec: f64,
+}
+
+/// Enqueue n round-robin over `tenants` (worker stopped), then time the worker until all
+/// are SENT.
+pub async fn end_to_end(b: &Bench, sink: &Sink, label: &str, tenants: &[TenantId], n: u64) -> anyhow::Result<EndToEnd> {
+    let sent_before = b.sent().await?;
+    let (ok, failed, secs, first) = b.enqueue(tenants, n, 64).await;
+    let enqueued_per_sec = ok as f64 / secs;
+    println!(
+        "  {label}: enqueued {ok} in {secs:.2} s in-process ({:.0}/s, 64 tasks), enqueue failures={failed}{}",
+        ok as f64 / secs,
+        first.map(|e| format!(" first: {e}")).unwrap_or_default()
+    );
+    let target = sent_before + ok;
+    let sink_before = sink.stats().await?;
+    // Progress is read from the worker's own count of outcomes written to the database
+    // (a GROUP BY over the table every few ms would compete with the worker); the
+    // database's counts are checked once at the end.
+    let recorded = |b: &Bench| b.app.metrics.recorded_count(DeliveryStatus::Sent);
+    let recorded_before = recorded(b);
+    let cpu = CpuTimes::now();
+    let w = start_worker(&b.app);
+    let t0 = Instant::now();
+    let (mut last, mut last_change) = (recorded_before, Instant::now());
+    let done = loop {
+        let s = recorded(b);
+        if s - recorded_before >= ok {
+            break true;
+        }
+        if s != last {
+            last = s;
+            last_change = Instant::now();
+        }
+        if last_change.elapsed() > Duration::from_secs(30) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = CpuTimes::now().since(&cpu);
+    w.stop().await;
+    let delivered = b.sent().await? - sent_before;
+    anyhow::ensure!(
+        delivered >= target - sent_before || !done,
+        "the worker counted {ok} recorded but the database has {delivered} SENT"
+    );
+    let sink_d = sink.stats().await?.since(&sink_before);
+    let rate = delivered as f64 / secs;
+    println!(
+        "  {label}: END-TO-END {rate:.0} deliveries/s — {delivered}/{ok} SENT in {secs:.2} s{} ({cpu}); sink accepted +{} msgs over +{} conns; status counts now {:?}",
+        if done { "" } else { " (STALLED: no progress for 30 s)" },
+        sink_d.messages,
+        sink_d.connections,
+        b.counts().await?
+    );
+    Ok(EndToEnd {
+        enqueued_per_sec,
+        delivered_per_sec: rate,
+    })
 }

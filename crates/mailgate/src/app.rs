@@ -470,6 +470,7 @@ impl App {
             },
             suspend_after_failures: c.suspend_after_failures,
             retention: (c.retention_days > 0).then(|| secs(c.retention_days.saturating_mul(24 * 3600))),
+            history: (c.delivery_history_days > 0).then(|| secs(c.delivery_history_days.saturating_mul(24 * 3600))),
         };
         let mailer: Arc<dyn MailTransport> = self.mailer.clone();
         Worker::new(

@@ -249,47 +249,80 @@ impl LeasedQueue {
         q.build()
     }
 
-    /// Removes up to `limit` finished rows last changed before `before`, in the store's
-    /// write turn; a row that is no longer finished by then (a replay in between) stays.
-    /// How many were removed.
+    /// Removes up to `limit` finished rows last changed before `before` (see
+    /// [`LeasedQueue::old_finished`]), in the store's write turn; a row that is no longer
+    /// finished by then (a replay in between) stays. How many were removed.
     pub(crate) async fn remove_finished(
         &self,
         store: &SqlStore,
         before: DateTime<Utc>,
         limit: u64,
     ) -> Result<u64, StoreError> {
+        let old = self.old_finished(store, before, limit).await?;
+        if old.is_empty() {
+            return Ok(0);
+        }
         let db = store.connection();
-        let backend = db.get_database_backend();
-        let mut q = SqlBuilder::new(backend);
-        q.sql(&format!(
-            "SELECT {ID} FROM {} WHERE {} AND {UPDATED_AT} < ",
-            self.table,
-            self.finished_sql()
-        ))
-        .bind(before)
-        .sql(" LIMIT ")
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let old: Vec<String> = db
+        let _turn = store.queue_write_turn().await;
+        let removed = db
+            .execute_raw(self.delete_finished(db.get_database_backend(), &old, false))
+            .await
+            .map_err(db_err)?;
+        Ok(removed.rows_affected())
+    }
+
+    /// The ids of up to `limit` finished rows last changed before `before`, oldest first.
+    /// They are read along the primary key: ids are UUIDv7 text, so every row handed in
+    /// before `before` sorts below [`uuid_v7_floor`] of it, and the read starts at the
+    /// oldest row however many newer ones the table holds (no index of its own, and no
+    /// scan of the table). A row with an id of another kind is left alone.
+    pub(crate) async fn old_finished(
+        &self,
+        store: &SqlStore,
+        before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let db = store.connection();
+        let mut q = SqlBuilder::new(db.get_database_backend());
+        q.sql(&format!("SELECT {ID} FROM {} WHERE {ID} < ", self.table))
+            .bind(uuid_v7_floor(before))
+            .sql(&format!(" AND {} AND {UPDATED_AT} < ", self.finished_sql()))
+            .bind(before)
+            .sql(&format!(" ORDER BY {ID} LIMIT "))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        Ok(db
             .query_all_raw(q.build())
             .await
             .map_err(db_err)?
             .iter()
             .filter_map(|row| row.try_get::<String>("", ID).ok())
-            .collect();
-        let Some((first, rest)) = old.split_first() else {
-            return Ok(0);
-        };
+            .collect())
+    }
+
+    /// Deletes the rows with these ids that are still finished (`RETURNING` their ids
+    /// when `returning`). `ids` is not empty.
+    pub(crate) fn delete_finished(&self, backend: DbBackend, ids: &[String], returning: bool) -> Statement {
         let mut q = SqlBuilder::new(backend);
-        q.sql(&format!("DELETE FROM {} WHERE {ID} IN (", self.table))
-            .bind(first.as_str());
-        for id in rest {
-            q.sql(", ").bind(id.as_str());
+        q.sql(&format!("DELETE FROM {} WHERE {ID} IN (", self.table));
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                q.sql(", ");
+            }
+            q.bind(id.as_str());
         }
         q.sql(&format!(") AND {}", self.finished_sql()));
-        let _turn = store.queue_write_turn().await;
-        let removed = db.execute_raw(q.build()).await.map_err(db_err)?;
-        Ok(removed.rows_affected())
+        if returning {
+            q.sql(&format!(" RETURNING {ID}"));
+        }
+        q.build()
     }
+}
+
+/// The smallest hyphenated UUIDv7 of `at`'s millisecond: every UUIDv7 made before `at`
+/// sorts below it as text (the first 48 bits are the time in epoch milliseconds).
+pub(crate) fn uuid_v7_floor(at: DateTime<Utc>) -> String {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+    format!("{:08x}-{:04x}-7000-8000-000000000000", ms >> 16, ms & 0xFFFF)
 }
 
 /// `column IN ('a', 'b')` with the codes as literals (codes are upper-case words: no quote
@@ -303,6 +336,29 @@ fn in_list(column: &str, codes: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_floor_of_a_time_sorts_between_the_ids_made_before_and_after_it() {
+        use chrono::TimeZone as _;
+        let at = Utc.timestamp_millis_opt(1_790_000_000_123).unwrap();
+        let floor = super::uuid_v7_floor(at);
+        let id_at = |ms: u64| {
+            let ts = uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                ms / 1000,
+                u32::try_from(ms % 1000).unwrap() * 1_000_000,
+            );
+            uuid::Uuid::new_v7(ts).hyphenated().to_string()
+        };
+        assert_eq!(floor.len(), 36);
+        assert!(uuid::Uuid::parse_str(&floor).is_ok(), "{floor}");
+        for _ in 0..100 {
+            assert!(id_at(1_790_000_000_122) < floor);
+            assert!(id_at(1_790_000_000_123) >= floor);
+            assert!(id_at(1_790_000_000_124) > floor);
+            assert!(id_at(1_000_000_000_000) < floor);
+        }
+    }
 
     #[test]
     fn status_literals_are_the_partial_indexes_words() {

@@ -33,10 +33,8 @@ pub(crate) async fn run(
     let mut tasks: JoinSet<u64> = JoinSet::new();
     let mut report = WorkerReport::default();
     let renew = tokio::spawn(crate::lease::renew_leases(shared.clone()));
-    let retention = shared
-        .config
-        .retention
-        .map(|keep_for| tokio::spawn(crate::retention::remove_old_content(shared.clone(), keep_for)));
+    let retention = (shared.config.retention.is_some() || shared.config.history.is_some())
+        .then(|| tokio::spawn(crate::retention::remove_old(shared.clone())));
     let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_outcomes(shared.clone(), outcomes_rx));
     let batch_size = usize::try_from(cfg.batch_size.max(1)).unwrap_or(usize::MAX);

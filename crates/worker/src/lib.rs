@@ -73,6 +73,8 @@ pub struct WorkerConfig {
     pub suspend_after_failures: u32,
     /// How long a done delivery keeps its content (`None`: for ever).
     pub retention: Option<Duration>,
+    /// How long a done delivery is kept at all (`None`: for ever).
+    pub history: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -87,6 +89,7 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_millis(500),
             suspend_after_failures: 3,
             retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            history: None,
             shutdown_grace: Duration::from_secs(25),
             retry: RetryPolicy::default(),
         }

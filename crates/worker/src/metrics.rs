@@ -52,6 +52,8 @@ pub struct Metrics {
     fallbacks: Family<ReasonLabel, Counter>,
     /// Deliveries whose content retention removed.
     content_removed: Counter,
+    /// Deliveries deleted past the history horizon.
+    rows_removed: Counter,
 }
 
 impl Default for Metrics {
@@ -65,6 +67,7 @@ impl Default for Metrics {
             settings_suspended: Counter::default(),
             fallbacks: Family::default(),
             content_removed: Counter::default(),
+            rows_removed: Counter::default(),
         };
         // Every series exists from the start (at 0), so rates and alerts see it.
         for outcome in OUTCOMES {
@@ -146,6 +149,11 @@ impl Metrics {
             self.content_removed.clone(),
         );
         registry.register(
+            "mailgate_deliveries_removed",
+            "Sent and failed deliveries deleted, with their attempts, past the history horizon (MAILGATE_DELIVERY_HISTORY_DAYS)",
+            self.rows_removed.clone(),
+        );
+        registry.register(
             "mailgate_deliveries_fallbacks",
             "Deliveries sent through the platform default in their tenant's place, by reason",
             self.fallbacks.clone(),
@@ -198,6 +206,11 @@ impl Metrics {
     /// Retention removed the content of `n` deliveries.
     pub fn content_removed(&self, n: u64) {
         self.content_removed.inc_by(n);
+    }
+
+    /// The history horizon deleted `n` deliveries.
+    pub fn rows_removed(&self, n: u64) {
+        self.rows_removed.inc_by(n);
     }
 
     /// A settings version was suspended.

@@ -20,6 +20,9 @@ pub const REMOVED_SUBJECT: &str = "(removed)";
 /// Deliveries cleared per batch (one transaction each).
 pub const RETENTION_BATCH: u64 = 100;
 
+/// Deliveries past the history horizon deleted per batch (one statement each).
+pub const HISTORY_BATCH: u64 = 1_000;
+
 /// The hash kept for a recipient: SHA-256 (hex) of the address in lower case. Support
 /// hashes the address a customer gives and compares.
 pub fn recipient_hash(to: &EmailAddress) -> String {

@@ -108,6 +108,13 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// Deletes up to `limit` deliveries that are `SENT` or `FAILED`, were handed in and last
+    /// changed before `before`, with their attempts (the history horizon,
+    /// `MAILGATE_DELIVERY_HISTORY_DAYS`). How many were deleted.
+    async fn remove_old_rows(&self, _before: DateTime<Utc>, _limit: u64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// Extends the leases `owner` holds.
     async fn renew_leases(&self, owner: &LeaseOwner, lease_until: DateTime<Utc>) -> Result<u64, StoreError>;
 

@@ -21,60 +21,6 @@ use mailbench::*;
 use mailgate::http::RunningServer;
 use sea_orm::{ConnectionTrait as _, Statement};
 
-/// Enqueue n (worker stopped), then time the worker until all are SENT. Returns the rate.
-async fn e2e(b: &Bench, sink: &Sink, label: &str, tenants: &[TenantId], n: u64) -> anyhow::Result<f64> {
-    let sent_before = b.sent().await?;
-    let (ok, failed, secs, first) = b.enqueue(tenants, n, 64).await;
-    println!(
-        "  {label}: enqueued {ok} in {secs:.2} s in-process ({:.0}/s, 64 tasks), enqueue failures={failed}{}",
-        ok as f64 / secs,
-        first.map(|e| format!(" first: {e}")).unwrap_or_default()
-    );
-    let target = sent_before + ok;
-    let sink_before = sink.stats().await?;
-    // Progress is read from the worker's own count of outcomes written to the database
-    // (a GROUP BY over the table every few ms would compete with the worker); the
-    // database's counts are checked once at the end.
-    let recorded = |b: &Bench| b.app.metrics.recorded_count(DeliveryStatus::Sent);
-    let recorded_before = recorded(b);
-    let cpu = CpuTimes::now();
-    let w = start_worker(&b.app);
-    let t0 = Instant::now();
-    let (mut last, mut last_change) = (recorded_before, Instant::now());
-    let done = loop {
-        let s = recorded(b);
-        if s - recorded_before >= ok {
-            break true;
-        }
-        if s != last {
-            last = s;
-            last_change = Instant::now();
-        }
-        if last_change.elapsed() > Duration::from_secs(30) {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    let secs = t0.elapsed().as_secs_f64();
-    let cpu = CpuTimes::now().since(&cpu);
-    w.stop().await;
-    let delivered = b.sent().await? - sent_before;
-    anyhow::ensure!(
-        delivered >= target - sent_before || !done,
-        "the worker counted {ok} recorded but the database has {delivered} SENT"
-    );
-    let sink_d = sink.stats().await?.since(&sink_before);
-    let rate = delivered as f64 / secs;
-    println!(
-        "  {label}: END-TO-END {rate:.0} deliveries/s — {delivered}/{ok} SENT in {secs:.2} s{} ({cpu}); sink accepted +{} msgs over +{} conns; status counts now {:?}",
-        if done { "" } else { " (STALLED: no progress for 30 s)" },
-        sink_d.messages,
-        sink_d.connections,
-        b.counts().await?
-    );
-    Ok(rate)
-}
-
 /// The mutation over HTTP, `conc` keep-alive clients sharing one reqwest client.
 async fn http_enqueue(b: &Bench, tenants: &[TenantId], n: u64, conc: usize) -> anyhow::Result<f64> {
     let server = RunningServer::start(b.app.clone()).await?;
@@ -210,7 +156,7 @@ async fn soak(b: &Bench, sink: &Sink, tenants: &[TenantId], minutes: u64) -> any
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let enqueued = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    // The worker's count of SENT outcomes written (see e2e); a count over the growing
+    // The worker's count of SENT outcomes written (see `end_to_end`); a count over the growing
     // table every 200 ms would itself slow the later minutes down.
     let sent_at_start = b.app.metrics.recorded_count(DeliveryStatus::Sent);
     let sent_seen = Arc::new(AtomicU64::new(sent_at_start));
@@ -347,7 +293,9 @@ async fn main() -> anyhow::Result<()> {
         println!("[{backend:?}]");
         let b = build(backend, port, db_conns, in_flight, per_tenant).await?;
         let one = vec![b.tenant(0, port).await?];
-        let r1 = e2e(&b, &sink, &format!("1 tenant, {n} deliveries"), &one, n).await?;
+        let r1 = end_to_end(&b, &sink, &format!("1 tenant, {n} deliveries"), &one, n)
+            .await?
+            .delivered_per_sec;
         if only_one_tenant {
             b.finish().await;
             continue;
@@ -358,25 +306,27 @@ async fn main() -> anyhow::Result<()> {
             "  (created {ntenants} tenants with settings in {:.1} s)",
             t0.elapsed().as_secs_f64()
         );
-        let r2 = e2e(
+        let r2 = end_to_end(
             &b,
             &sink,
             &format!("{ntenants} tenants, {n} deliveries round-robin"),
             &many,
             n,
         )
-        .await?;
+        .await?
+        .delivered_per_sec;
         // A restart (or a deploy): a new process on the same database, whose worker knows
         // nothing of its own yet, then the same 1,000 tenants again.
         let b = b.restart().await?;
-        let r3 = e2e(
+        let r3 = end_to_end(
             &b,
             &sink,
             &format!("after a restart: {ntenants} tenants, {n} deliveries round-robin"),
             &many,
             n,
         )
-        .await?;
+        .await?
+        .delivered_per_sec;
         let h = http_enqueue(&b, &many, http_n, 64).await?;
         let p = plain_insert(&b, http_n, 64).await?;
         verdicts.push(format!(

@@ -182,6 +182,9 @@ settings! {
         /// Days a SENT or FAILED delivery keeps its recipient, subject, bodies and reply texts
         /// (status, times, codes and a hash of the recipient stay); 0: for ever.
         pub retention_days: u64 = 30;
+        /// Days a SENT or FAILED delivery is kept at all: then it is deleted with its attempts
+        /// (its idempotency key may be used again); 0: for ever. Bounds the table's size.
+        pub delivery_history_days: u64 = 0;
         /// Notifications one tenant may hand in per UTC minute (an operator can override it
         /// per tenant); 0: no limit.
         pub enqueue_per_minute: u32 = 6_000;

@@ -191,6 +191,35 @@ impl DeliveryQueue for SqlStore {
         Ok(cleared.len() as u64)
     }
 
+    async fn remove_old_rows(&self, before: DateTime<Utc>, limit: u64) -> Result<u64, StoreError> {
+        let old = DELIVERY_QUEUE.old_finished(self, before, limit).await?;
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let backend = self.connection().get_database_backend();
+        let _turn = self.queue_write_turn().await;
+        let txn = self.begin_write().await?;
+        // Only what is still done goes (a replay in between keeps its row and attempts).
+        let gone: Vec<String> = txn
+            .query_all_raw(DELIVERY_QUEUE.delete_finished(backend, &old, true))
+            .await
+            .map_err(db_err)?
+            .iter()
+            .filter_map(|row| row.try_get::<String>("", "id").ok())
+            .collect();
+        // Their attempts: on PostgreSQL `delivery_attempts.delivery_id` is no foreign key
+        // (migration 4), so nothing cascades there.
+        if !gone.is_empty() {
+            delivery_attempts::Entity::delete_many()
+                .filter(delivery_attempts::Column::DeliveryId.is_in(gone.iter().map(String::as_str)))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+        }
+        txn.commit().await.map_err(db_err)?;
+        Ok(gone.len() as u64)
+    }
+
     async fn renew_leases(&self, owner: &LeaseOwner, lease_until: DateTime<Utc>) -> Result<u64, StoreError> {
         DELIVERY_QUEUE.renew(self, owner, lease_until).await
     }

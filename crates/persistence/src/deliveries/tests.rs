@@ -55,6 +55,7 @@ testkit::each_backend!(|backend, flow| {
     an_invalid_row_fails_alone,
     a_claim_serves_tenants_fairly,
     postponing_moves_a_tenants_waiting_mail_in_order,
+    finished_rows_past_the_horizon_are_deleted_with_their_attempts,
 );
 
 /// Runs `flow` on a store over a fresh, migrated database of `backend`.
@@ -232,6 +233,105 @@ async fn postponing_moves_a_tenants_waiting_mail_in_order(store: Arc<SqlStore>) 
         far.next_attempt_at.timestamp_millis(),
         "another tenant's stays"
     );
+}
+
+/// The history horizon deletes what was handed in and done before it, with its attempts,
+/// a batch at a time in id order; unfinished rows, rows done since, and rows handed in
+/// since stay, and so does another tenant's newer mail.
+async fn finished_rows_past_the_horizon_are_deleted_with_their_attempts(store: Arc<SqlStore>) {
+    let (a, b) = (tenant(&store).await, tenant(&store).await);
+    let now = Utc::now();
+    let horizon = now - Duration::days(365);
+    // A delivery handed in `age` ago, in `status`, last changed `changed` ago.
+    let made = |t: TenantId, age: Duration, status: DeliveryStatus| {
+        let at = now - age;
+        let ms = u64::try_from(at.timestamp_millis()).unwrap();
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ms / 1000,
+            u32::try_from(ms % 1000).unwrap() * 1_000_000,
+        );
+        let mut d = notification(t, at, None);
+        d.id = uuid::Uuid::new_v7(ts).hyphenated().to_string().parse().unwrap();
+        d.created_at = at;
+        d.status = status;
+        d
+    };
+    let old_sent = made(a, Duration::days(400), DeliveryStatus::Sent);
+    let old_failed = made(b, Duration::days(399), DeliveryStatus::Failed);
+    let old_queued = made(a, Duration::days(398), DeliveryStatus::Queued);
+    let old_but_done_lately = made(a, Duration::days(397), DeliveryStatus::Sent);
+    let new_sent = made(b, Duration::days(1), DeliveryStatus::Sent);
+    let rows = vec![
+        old_sent.clone(),
+        old_failed.clone(),
+        old_queued.clone(),
+        old_but_done_lately.clone(),
+        new_sent.clone(),
+    ];
+    insert_many(&store, rows.clone()).await;
+    let attempt = Attempt {
+        at: now,
+        outcome: AttemptOutcome::Sent,
+        stage: None,
+        smtp_code: Some(250),
+        enhanced_code: None,
+        server_message: Some("ok".into()),
+        sender_address: None,
+        sender_source: None,
+    };
+    for d in &rows {
+        delivery_attempts::Entity::insert(super::rows::attempt_row(&d.id.to_string(), &attempt))
+            .exec_without_returning(store.connection())
+            .await
+            .unwrap();
+        let changed = if d.id == old_but_done_lately.id {
+            now - Duration::days(2)
+        } else {
+            d.created_at
+        };
+        deliveries::Entity::update_many()
+            .col_expr(deliveries::Column::UpdatedAt, sea_orm::sea_query::Expr::value(changed))
+            .filter(deliveries::Column::Id.eq(d.id.to_string()))
+            .exec(store.connection())
+            .await
+            .unwrap();
+    }
+
+    assert_eq!(store.remove_old_rows(horizon, 1).await.unwrap(), 1, "a batch of one");
+    assert!(
+        deliveries::Entity::find_by_id(old_sent.id.to_string())
+            .one(store.connection())
+            .await
+            .unwrap()
+            .is_none(),
+        "the oldest goes first"
+    );
+    assert_eq!(store.remove_old_rows(horizon, 10).await.unwrap(), 1, "then the rest");
+    assert_eq!(store.remove_old_rows(horizon, 10).await.unwrap(), 0, "nothing more");
+    let left: HashSet<String> = deliveries::Entity::find()
+        .all(store.connection())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let expected: HashSet<String> = [&old_queued, &old_but_done_lately, &new_sent]
+        .iter()
+        .map(|d| d.id.to_string())
+        .collect();
+    assert_eq!(left, expected);
+    let attempts_left: HashSet<String> = delivery_attempts::Entity::find()
+        .all(store.connection())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.delivery_id)
+        .collect();
+    assert_eq!(attempts_left, expected, "their attempts went with them");
+    let counts = store.status_counts(all()).await.unwrap();
+    let sent = counts.iter().find(|(s, _)| *s == DeliveryStatus::Sent).map(|(_, n)| *n);
+    assert_eq!(sent, Some(2));
 }
 
 /// Stores many deliveries at once (bypassing `enqueue`, which stores one at a time).
