@@ -76,7 +76,8 @@ pub(crate) struct NotificationInput {
     text: Option<String>,
     /// CUSTOM only.
     html: Option<String>,
-    /// The same key for the same tenant returns the same delivery and never sends twice.
+    /// The same key for the same tenant returns the same delivery and never sends twice
+    /// (while the delivery is kept: see `MAILGATE_DELIVERY_HISTORY_DAYS`).
     idempotency_key: Option<String>,
 }
 

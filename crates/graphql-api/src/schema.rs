@@ -325,7 +325,8 @@ impl MutationRoot {
     }
 
     /// Platform services (and operators): hand in a notification. It is durable when this
-    /// returns; the same idempotency key for the same tenant returns the same delivery.
+    /// returns; the same idempotency key for the same tenant returns the same delivery (while it
+    /// is kept: past the history horizon it is deleted, and the key is free again).
     async fn enqueue_notification(
         &self,
         ctx: &Context<'_>,

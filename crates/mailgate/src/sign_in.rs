@@ -46,7 +46,7 @@ fn fragment(pairs: &[(&str, &str)]) -> String {
 }
 
 pub async fn callback(
-    State(app): State<App>,
+    State(app): State<std::sync::Arc<App>>,
     Path(provider): Path<String>,
     query: Result<Query<Callback>, axum::extract::rejection::QueryRejection>,
 ) -> Response {

@@ -265,7 +265,7 @@ impl LeasedQueue {
         let db = store.connection();
         let _turn = store.queue_write_turn().await;
         let removed = db
-            .execute_raw(self.delete_finished(db.get_database_backend(), &old, false))
+            .execute_raw(self.delete_finished(db.get_database_backend(), &old, before, false))
             .await
             .map_err(db_err)?;
         Ok(removed.rows_affected())
@@ -299,9 +299,16 @@ impl LeasedQueue {
             .collect())
     }
 
-    /// Deletes the rows with these ids that are still finished (`RETURNING` their ids
-    /// when `returning`). `ids` is not empty.
-    pub(crate) fn delete_finished(&self, backend: DbBackend, ids: &[String], returning: bool) -> Statement {
+    /// Deletes the rows with these ids that are still finished and last changed before
+    /// `before` (a row replayed and done again since it was read stays), `RETURNING` their
+    /// ids when `returning`. `ids` is not empty.
+    pub(crate) fn delete_finished(
+        &self,
+        backend: DbBackend,
+        ids: &[String],
+        before: DateTime<Utc>,
+        returning: bool,
+    ) -> Statement {
         let mut q = SqlBuilder::new(backend);
         q.sql(&format!("DELETE FROM {} WHERE {ID} IN (", self.table));
         for (i, id) in ids.iter().enumerate() {
@@ -310,7 +317,8 @@ impl LeasedQueue {
             }
             q.bind(id.as_str());
         }
-        q.sql(&format!(") AND {}", self.finished_sql()));
+        q.sql(&format!(") AND {} AND {UPDATED_AT} < ", self.finished_sql()))
+            .bind(before);
         if returning {
             q.sql(&format!(" RETURNING {ID}"));
         }

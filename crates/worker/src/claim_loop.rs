@@ -33,8 +33,7 @@ pub(crate) async fn run(
     let mut tasks: JoinSet<u64> = JoinSet::new();
     let mut report = WorkerReport::default();
     let renew = tokio::spawn(crate::lease::renew_leases(shared.clone()));
-    let retention = (shared.config.retention.is_some() || shared.config.history.is_some())
-        .then(|| tokio::spawn(crate::retention::remove_old(shared.clone())));
+    let retention = crate::retention::spawn(&shared);
     let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_outcomes(shared.clone(), outcomes_rx));
     let batch_size = usize::try_from(cfg.batch_size.max(1)).unwrap_or(usize::MAX);
@@ -160,8 +159,8 @@ pub(crate) async fn run(
     }
     drain(&shared, tasks, outcomes, recorder, &mut report).await;
     renew.abort();
-    if let Some(retention) = retention {
-        retention.abort();
+    for task in retention {
+        task.abort();
     }
     tracing::info!(worker = %cfg.worker_id, finished = report.finished, released = report.released, "delivery worker stopped");
     report

@@ -21,49 +21,69 @@ const EVERY: Duration = Duration::from_secs(60);
 /// The pause between two batches of one round.
 const BETWEEN_BATCHES: Duration = Duration::from_millis(200);
 
-/// Runs until aborted (with the lease renewal, when the worker stops).
-pub(crate) async fn remove_old(shared: Arc<Shared>) {
-    let before = |window: std::time::Duration| {
-        Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::days(3650))
-    };
+/// The background tasks the configuration asks for: content retention (deliveries and
+/// audit entries), and the history horizon on a task of its own (a first deletion of a
+/// year's backlog takes hours and must not hold up the clearing of content). Aborted when
+/// the worker stops.
+pub(crate) fn spawn(shared: &Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if let Some(keep_for) = shared.config.retention {
+        tasks.push(tokio::spawn(remove_old_content(shared.clone(), keep_for)));
+    }
+    if let Some(keep_for) = shared.config.history {
+        tasks.push(tokio::spawn(remove_old_rows(shared.clone(), keep_for)));
+    }
+    tasks
+}
+
+/// The time `window` ago.
+fn ago(window: Duration) -> chrono::DateTime<Utc> {
+    Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::days(3650))
+}
+
+/// Clears what deliveries and audit entries done before the window hold of a person.
+async fn remove_old_content(shared: Arc<Shared>, keep_for: Duration) {
     loop {
-        if let Some(keep_for) = shared.config.retention {
-            let before = before(keep_for);
-            in_batches("delivery content", RETENTION_BATCH, || {
-                let shared = shared.clone();
-                async move {
-                    let n = shared
-                        .queue
-                        .remove_old_content(before, RETENTION_BATCH, Utc::now())
-                        .await?;
-                    shared.metrics.content_removed(n);
-                    Ok(n)
-                }
-            })
-            .await;
-            in_batches("audit entries' content", RETENTION_BATCH, || {
-                let shared = shared.clone();
-                async move {
-                    shared
-                        .tenants
-                        .remove_old_audit_content(before, RETENTION_BATCH, Utc::now())
-                        .await
-                }
-            })
-            .await;
-        }
-        if let Some(keep_for) = shared.config.history {
-            let before = before(keep_for);
-            in_batches("deliveries past the history horizon", HISTORY_BATCH, || {
-                let shared = shared.clone();
-                async move {
-                    let n = shared.queue.remove_old_rows(before, HISTORY_BATCH).await?;
-                    shared.metrics.rows_removed(n);
-                    Ok(n)
-                }
-            })
-            .await;
-        }
+        let before = ago(keep_for);
+        in_batches("delivery content", RETENTION_BATCH, || {
+            let shared = shared.clone();
+            async move {
+                let n = shared
+                    .queue
+                    .remove_old_content(before, RETENTION_BATCH, Utc::now())
+                    .await?;
+                shared.metrics.content_removed(n);
+                Ok(n)
+            }
+        })
+        .await;
+        in_batches("audit entries' content", RETENTION_BATCH, || {
+            let shared = shared.clone();
+            async move {
+                shared
+                    .tenants
+                    .remove_old_audit_content(before, RETENTION_BATCH, Utc::now())
+                    .await
+            }
+        })
+        .await;
+        tokio::time::sleep(EVERY).await;
+    }
+}
+
+/// Deletes deliveries done before the history horizon.
+async fn remove_old_rows(shared: Arc<Shared>, keep_for: Duration) {
+    loop {
+        let before = ago(keep_for);
+        in_batches("deliveries past the history horizon", HISTORY_BATCH, || {
+            let shared = shared.clone();
+            async move {
+                let n = shared.queue.remove_old_rows(before, HISTORY_BATCH).await?;
+                shared.metrics.rows_removed(n);
+                Ok(n)
+            }
+        })
+        .await;
         tokio::time::sleep(EVERY).await;
     }
 }

@@ -199,9 +199,10 @@ impl DeliveryQueue for SqlStore {
         let backend = self.connection().get_database_backend();
         let _turn = self.queue_write_turn().await;
         let txn = self.begin_write().await?;
-        // Only what is still done goes (a replay in between keeps its row and attempts).
+        // Only what is still done, and done before the horizon, goes (a replay in between
+        // keeps its row and attempts).
         let gone: Vec<String> = txn
-            .query_all_raw(DELIVERY_QUEUE.delete_finished(backend, &old, true))
+            .query_all_raw(DELIVERY_QUEUE.delete_finished(backend, &old, before, true))
             .await
             .map_err(db_err)?
             .iter()

@@ -332,6 +332,50 @@ async fn finished_rows_past_the_horizon_are_deleted_with_their_attempts(store: A
     let counts = store.status_counts(all()).await.unwrap();
     let sent = counts.iter().find(|(s, _)| *s == DeliveryStatus::Sent).map(|(_, n)| *n);
     assert_eq!(sent, Some(2));
+
+    // Read as past the horizon, then replayed before the delete: waiting again, or done
+    // again since. Neither is deleted.
+    let replayed = made(a, Duration::days(500), DeliveryStatus::Failed);
+    let done_again = made(a, Duration::days(501), DeliveryStatus::Failed);
+    insert_many(&store, vec![replayed.clone(), done_again.clone()]).await;
+    for (d, status) in [(&replayed, "FAILED"), (&done_again, "FAILED")] {
+        deliveries::Entity::update_many()
+            .col_expr(
+                deliveries::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::value(d.created_at),
+            )
+            .col_expr(deliveries::Column::Status, sea_orm::sea_query::Expr::value(status))
+            .filter(deliveries::Column::Id.eq(d.id.to_string()))
+            .exec(store.connection())
+            .await
+            .unwrap();
+    }
+    let read = super::queue::DELIVERY_QUEUE
+        .old_finished(&store, horizon, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        read,
+        vec![done_again.id.to_string(), replayed.id.to_string()],
+        "oldest first"
+    );
+    for (d, status) in [(&replayed, "QUEUED"), (&done_again, "SENT")] {
+        deliveries::Entity::update_many()
+            .col_expr(deliveries::Column::UpdatedAt, sea_orm::sea_query::Expr::value(now))
+            .col_expr(deliveries::Column::Status, sea_orm::sea_query::Expr::value(status))
+            .filter(deliveries::Column::Id.eq(d.id.to_string()))
+            .exec(store.connection())
+            .await
+            .unwrap();
+    }
+    let backend = store.connection().get_database_backend();
+    let deleted = store
+        .connection()
+        .query_all_raw(super::queue::DELIVERY_QUEUE.delete_finished(backend, &read, horizon, true))
+        .await
+        .unwrap();
+    assert!(deleted.is_empty(), "replayed rows stay");
+    assert_eq!(store.remove_old_rows(horizon, 10).await.unwrap(), 0);
 }
 
 /// Stores many deliveries at once (bypassing `enqueue`, which stores one at a time).
