@@ -139,6 +139,15 @@ impl Bench {
         })
     }
 
+    /// A bearer token for `subject` with `role` (no tenant), valid for an hour.
+    pub fn token(&self, subject: &str, role: Role) -> anyhow::Result<String> {
+        let claims = self.app.verifier.claims(subject, role, None, 3600);
+        self.app
+            .verifier
+            .mint(&claims, None)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
+    }
+
     pub async fn finish(self) {
         if let Some(schema) = self.schema {
             let _ = schema.drop_with(&self.app.db).await;

@@ -25,12 +25,7 @@ use sea_orm::{ConnectionTrait as _, Statement};
 async fn http_enqueue(b: &Bench, tenants: &[TenantId], n: u64, conc: usize) -> anyhow::Result<f64> {
     let server = RunningServer::start(b.app.clone()).await?;
     let url = format!("http://{}/graphql", server.addr);
-    let claims = b.app.verifier.claims("bench-service", Role::Service, None, 3600);
-    let token = b
-        .app
-        .verifier
-        .mint(&claims, None)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let token = b.token("bench-service", Role::Service)?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(conc).build()?;
     let q = "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id status } }";
     let text = body_text();

@@ -42,12 +42,7 @@ async fn measure(b: &Bench, sink: &Sink, label: &str, busy: TenantId, n: u64) ->
     let run = end_to_end(b, sink, &format!("{label}: 1 tenant, {n} deliveries"), &[busy], n).await?;
     let server = RunningServer::start(b.app.clone()).await?;
     let url = format!("http://{}/graphql", server.addr);
-    let claims = b.app.verifier.claims("bench-operator", Role::Operator, None, 3600);
-    let token = b
-        .app
-        .verifier
-        .mint(&claims, None)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let token = b.token("bench-operator", Role::Operator)?;
     let client = reqwest::Client::new();
     let page = |after: Option<String>, status: Option<&'static str>, counts: bool| {
         let (client, url, token) = (client.clone(), url.clone(), token.clone());

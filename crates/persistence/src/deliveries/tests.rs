@@ -290,12 +290,7 @@ async fn finished_rows_past_the_horizon_are_deleted_with_their_attempts(store: A
         } else {
             d.created_at
         };
-        deliveries::Entity::update_many()
-            .col_expr(deliveries::Column::UpdatedAt, sea_orm::sea_query::Expr::value(changed))
-            .filter(deliveries::Column::Id.eq(d.id.to_string()))
-            .exec(store.connection())
-            .await
-            .unwrap();
+        set_row(&store, d.id, d.status, changed).await;
     }
 
     assert_eq!(store.remove_old_rows(horizon, 1).await.unwrap(), 1, "a batch of one");
@@ -338,17 +333,8 @@ async fn finished_rows_past_the_horizon_are_deleted_with_their_attempts(store: A
     let replayed = made(a, Duration::days(500), DeliveryStatus::Failed);
     let done_again = made(a, Duration::days(501), DeliveryStatus::Failed);
     insert_many(&store, vec![replayed.clone(), done_again.clone()]).await;
-    for (d, status) in [(&replayed, "FAILED"), (&done_again, "FAILED")] {
-        deliveries::Entity::update_many()
-            .col_expr(
-                deliveries::Column::UpdatedAt,
-                sea_orm::sea_query::Expr::value(d.created_at),
-            )
-            .col_expr(deliveries::Column::Status, sea_orm::sea_query::Expr::value(status))
-            .filter(deliveries::Column::Id.eq(d.id.to_string()))
-            .exec(store.connection())
-            .await
-            .unwrap();
+    for d in [&replayed, &done_again] {
+        set_row(&store, d.id, DeliveryStatus::Failed, d.created_at).await;
     }
     let read = super::queue::DELIVERY_QUEUE
         .old_finished(&store, horizon, 10)
@@ -359,14 +345,8 @@ async fn finished_rows_past_the_horizon_are_deleted_with_their_attempts(store: A
         vec![done_again.id.to_string(), replayed.id.to_string()],
         "oldest first"
     );
-    for (d, status) in [(&replayed, "QUEUED"), (&done_again, "SENT")] {
-        deliveries::Entity::update_many()
-            .col_expr(deliveries::Column::UpdatedAt, sea_orm::sea_query::Expr::value(now))
-            .col_expr(deliveries::Column::Status, sea_orm::sea_query::Expr::value(status))
-            .filter(deliveries::Column::Id.eq(d.id.to_string()))
-            .exec(store.connection())
-            .await
-            .unwrap();
+    for (d, status) in [(&replayed, DeliveryStatus::Queued), (&done_again, DeliveryStatus::Sent)] {
+        set_row(&store, d.id, status, now).await;
     }
     let backend = store.connection().get_database_backend();
     let deleted = store
@@ -376,6 +356,23 @@ async fn finished_rows_past_the_horizon_are_deleted_with_their_attempts(store: A
         .unwrap();
     assert!(deleted.is_empty(), "replayed rows stay");
     assert_eq!(store.remove_old_rows(horizon, 10).await.unwrap(), 0);
+}
+
+/// Sets a stored delivery's status and last change, behind the store's back.
+async fn set_row(store: &SqlStore, id: DeliveryId, status: DeliveryStatus, updated_at: DateTime<Utc>) {
+    deliveries::Entity::update_many()
+        .col_expr(
+            deliveries::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(updated_at),
+        )
+        .col_expr(
+            deliveries::Column::Status,
+            sea_orm::sea_query::Expr::value(status.code()),
+        )
+        .filter(deliveries::Column::Id.eq(id.to_string()))
+        .exec(store.connection())
+        .await
+        .unwrap();
 }
 
 /// Stores many deliveries at once (bypassing `enqueue`, which stores one at a time).
