@@ -25,6 +25,22 @@ mod m20261206_000018_failure_code;
 mod m20261207_000019_delivery_retried_before;
 mod m20261207_000020_server_standing;
 mod m20261207_000021_finished_rows_leave_indexes;
+mod m20261207_000022_archived_counts;
+
+/// Fills the per-tenant count marks of a table that has none (migration 22).
+pub use m20261207_000022_archived_counts::fill as fill_count_marks;
+
+/// A column holding an id as text: on PostgreSQL compared byte by byte (`COLLATE "C"`),
+/// so its order is the order of the UUIDv7 text. For migrations from 22 on; the earlier
+/// files keep their own copy (a released file is never edited).
+fn id_text(name: impl IntoIden, backend: sea_orm_migration::sea_orm::DbBackend) -> ColumnDef {
+    let mut col = ColumnDef::new(name);
+    match backend {
+        sea_orm_migration::sea_orm::DbBackend::Postgres => col.custom(Alias::new(r#"text COLLATE "C""#)),
+        _ => col.text(),
+    };
+    col.not_null().take()
+}
 
 /// The list of Mailgate's migrations, for `persistence::migrate` and the CLI.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000019_delivery_retried_before::Migration),
             Box::new(m20261207_000020_server_standing::Migration),
             Box::new(m20261207_000021_finished_rows_leave_indexes::Migration),
+            Box::new(m20261207_000022_archived_counts::Migration),
         ]
     }
 }

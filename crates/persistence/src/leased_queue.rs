@@ -265,7 +265,7 @@ impl LeasedQueue {
         let db = store.connection();
         let _turn = store.queue_write_turn().await;
         let removed = db
-            .execute_raw(self.delete_finished(db.get_database_backend(), &old, before, false))
+            .execute_raw(self.delete_finished(db.get_database_backend(), &old, before, &[]))
             .await
             .map_err(db_err)?;
         Ok(removed.rows_affected())
@@ -300,14 +300,14 @@ impl LeasedQueue {
     }
 
     /// Deletes the rows with these ids that are still finished and last changed before
-    /// `before` (a row replayed and done again since it was read stays), `RETURNING` their
-    /// ids when `returning`. `ids` is not empty.
+    /// `before` (a row replayed and done again since it was read stays), `RETURNING` these
+    /// columns of them (none: no `RETURNING`). `ids` is not empty.
     pub(crate) fn delete_finished(
         &self,
         backend: DbBackend,
         ids: &[String],
         before: DateTime<Utc>,
-        returning: bool,
+        returning: &[&str],
     ) -> Statement {
         let mut q = SqlBuilder::new(backend);
         q.sql(&format!("DELETE FROM {} WHERE {ID} IN (", self.table));
@@ -319,8 +319,8 @@ impl LeasedQueue {
         }
         q.sql(&format!(") AND {} AND {UPDATED_AT} < ", self.finished_sql()))
             .bind(before);
-        if returning {
-            q.sql(&format!(" RETURNING {ID}"));
+        if !returning.is_empty() {
+            q.sql(" RETURNING ").sql(&returning.join(", "));
         }
         q.build()
     }

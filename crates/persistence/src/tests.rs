@@ -29,6 +29,7 @@ testkit::each_backend!(
     settings_saved_before_verification_are_live_after_the_upgrade,
     failure_reasons_stored_as_text_become_codes_and_back,
     deliveries_retried_before_the_upgrade_know_it,
+    deliveries_cleared_before_the_upgrade_are_counted,
     a_lowered_quota_holds_from_the_next_enqueue,
     what_a_worker_learnt_of_a_server_is_kept_per_version_and_never_goes_back,
     oauth_states_are_used_once,
@@ -1378,6 +1379,99 @@ async fn oauth_refresh_tokens_follow_a_key_rotation(backend: Backend) {
 /// Migration 19: a delivery that can still be retried and had a retry or a deferral
 /// before the upgrade is marked retried before (so its next retry is not announced as
 /// the first); one without, or already sent, is not; running it again changes nothing.
+/// Rows whose content an earlier release removed are counted after the upgrade that
+/// keeps their counts apart (migration 22 fills the table from them).
+async fn deliveries_cleared_before_the_upgrade_are_counted(backend: Backend) {
+    use domain::delivery::DeliveryStatus;
+    use domain::ports::{DeliveryOutbox as _, DeliveryQueries as _};
+    use migration::MigratorTrait as _;
+    let test_db = migrated(backend).await;
+    let db = test_db.conn();
+    let store = SqlStore::new(db.clone(), keys());
+    let (tenant, other) = (
+        new_tenant(&store, Plan::Share).await.id,
+        new_tenant(&store, Plan::Biz).await.id,
+    );
+    // (tenant, status, content removed)
+    let cases = [
+        (tenant, "SENT", true),
+        (tenant, "SENT", true),
+        (tenant, "FAILED", true),
+        (tenant, "SENT", false),
+        (tenant, "QUEUED", false),
+        (other, "SENT", true),
+    ];
+    let before_22 = Some(u32::try_from(migration::Migrator::migrations().len() - 21).unwrap());
+    migration::Migrator::down(&db, before_22).await.unwrap();
+    let backend = db.get_database_backend();
+    let mut ids = Vec::new();
+    for (owner, status, removed) in cases {
+        let d = domain::delivery::Delivery::queued(
+            owner,
+            domain::delivery::NotificationKind::Custom,
+            domain::values::EmailAddress::parse("member@example.net").unwrap(),
+            domain::Locale::En,
+            domain::delivery::RenderedMessage {
+                subject: domain::mail::Subject::parse("Hello").unwrap(),
+                text: "Hello\r\n".into(),
+                html: None,
+            },
+            domain::MessageId::generate("mailgate.example"),
+            Utc::now(),
+        );
+        store.enqueue(&d).await.unwrap();
+        ids.push(d.id.to_string());
+        let sql = match backend {
+            sea_orm::DbBackend::Postgres => "UPDATE deliveries SET status = $1, content_removed_at = $2 WHERE id = $3",
+            _ => "UPDATE deliveries SET status = ?, content_removed_at = ? WHERE id = ?",
+        };
+        let at = removed.then(Utc::now);
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            [status.into(), at.into(), d.id.to_string().into()],
+        ))
+        .await
+        .unwrap();
+    }
+    migrate(&db).await.unwrap();
+    let counts = |scope| {
+        let store = &store;
+        async move {
+            let counts = store.status_counts(scope).await.unwrap();
+            [DeliveryStatus::Queued, DeliveryStatus::Sent, DeliveryStatus::Failed]
+                .map(|s| counts.iter().find(|(c, _)| *c == s).unwrap().1)
+        }
+    };
+    assert_eq!(counts(domain::TenantScope::One(tenant)).await, [1, 3, 1]);
+    assert_eq!(counts(domain::TenantScope::One(other)).await, [0, 1, 0]);
+    // Kept apart: the tenant's cleared rows before its first row with content.
+    let kept = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            backend,
+            "SELECT m.tenant_id, m.counted_through, c.status, c.n FROM delivery_count_marks m \
+             JOIN delivery_archived_counts c ON c.tenant_id = m.tenant_id ORDER BY m.tenant_id, c.status",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "tenant_id").unwrap(),
+                r.try_get::<String>("", "counted_through").unwrap(),
+                r.try_get::<String>("", "status").unwrap(),
+                r.try_get::<i64>("", "n").unwrap(),
+            )
+        })
+        .collect::<std::collections::HashSet<_>>();
+    let expected = [
+        (tenant.to_string(), ids[2].clone(), "FAILED".to_owned(), 1),
+        (tenant.to_string(), ids[2].clone(), "SENT".to_owned(), 2),
+        (other.to_string(), ids[5].clone(), "SENT".to_owned(), 1),
+    ];
+    assert_eq!(kept, expected.into_iter().collect());
+}
+
 async fn deliveries_retried_before_the_upgrade_know_it(backend: Backend) {
     use domain::ports::{DeliveryOutbox as _, DeliveryQueries as _};
     use migration::MigratorTrait as _;

@@ -27,6 +27,7 @@ const INVALID: FieldCode = FieldCode::InvalidFormat;
 /// it is read (deleted with its tenant in between).
 const ENQUEUE_ROUNDS: usize = 3;
 
+mod archived;
 mod outbox;
 mod queries;
 mod queue;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use domain::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryUpdate};
 use domain::ports::{DeliveryQueries, StatusCounts};
 use domain::{DeliveryId, StoreError, TenantId, TenantScope};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::convert::{db_err, retries_column};
@@ -15,6 +15,7 @@ use crate::entities::{deliveries, delivery_attempts};
 use crate::sql::SqlBuilder;
 use crate::store::SqlStore;
 
+use super::archived::counts_statement;
 use super::rows::{attempt_from_row, delivery_from_row};
 
 #[async_trait::async_trait]
@@ -78,18 +79,18 @@ impl DeliveryQueries for SqlStore {
     }
 
     async fn status_counts(&self, scope: TenantScope) -> Result<StatusCounts, StoreError> {
-        let mut query = deliveries::Entity::find()
-            .select_only()
-            .column(deliveries::Column::Status)
-            .column_as(Expr::col(deliveries::Column::Id).count(), "n");
-        if let Some(tenant) = scope.tenant() {
-            query = query.filter(deliveries::Column::TenantId.eq(tenant.to_string()));
-        }
-        let rows: Vec<(String, i64)> = query
-            .group_by(deliveries::Column::Status)
-            .into_tuple()
-            .all(self.connection())
+        let tenant = scope.tenant().map(|t| t.to_string());
+        let rows: Vec<(String, i64)> = self
+            .connection()
+            .query_all_raw(counts_statement(
+                self.connection().get_database_backend(),
+                tenant.as_deref(),
+            ))
             .await
+            .map_err(db_err)?
+            .iter()
+            .map(|row| Ok((row.try_get::<String>("", "status")?, row.try_get::<i64>("", "n")?)))
+            .collect::<Result<_, sea_orm::DbErr>>()
             .map_err(db_err)?;
         let mut counts: StatusCounts = DeliveryStatus::ALL.into_iter().map(|s| (s, 0)).collect();
         for (code, n) in rows {
@@ -136,6 +137,9 @@ impl DeliveryQueries for SqlStore {
             .filter(deliveries::Column::Id.eq(id.to_string()))
             .filter(deliveries::Column::TenantId.eq(tenant.to_string()))
             .filter(deliveries::Column::Status.eq(update.expected().code()))
+            // A row whose content retention removed in between stays as it is (and stays
+            // counted among the archived ones).
+            .filter(deliveries::Column::ContentRemovedAt.is_null())
             .exec(self.connection())
             .await
             .map_err(db_err)?;

@@ -28,6 +28,7 @@ use crate::sql::SqlBuilder;
 use crate::store::SqlStore;
 use crate::webhook_outbox::Subscriptions;
 
+use super::archived::{self, Tally};
 use super::rows::{attempt_row, delivery_from_row, failure_reason};
 
 #[async_trait::async_trait]
@@ -135,7 +136,9 @@ impl DeliveryQueue for SqlStore {
         }
         let _turn = self.queue_write_turn().await;
         let txn = self.begin_write().await?;
+        archived::lock(&txn).await?;
         let mut cleared = Vec::with_capacity(rows.len());
+        let mut tenants = std::collections::BTreeSet::new();
         for row in &rows {
             let id = &row.id;
             // A value that no longer parses is removed all the same; its hash then stays unset.
@@ -176,8 +179,11 @@ impl DeliveryQueue for SqlStore {
                 .map_err(db_err)?;
             if changed.rows_affected == 1 {
                 cleared.push(id.as_str());
+                tenants.insert(row.tenant_id.as_str());
             }
         }
+        // Their tenants' marks move over what is now cleared, in this transaction.
+        archived::advance(&txn, &tenants.into_iter().collect::<Vec<_>>()).await?;
         delivery_attempts::Entity::update_many()
             .col_expr(
                 delivery_attempts::Column::ServerMessage,
@@ -201,18 +207,40 @@ impl DeliveryQueue for SqlStore {
         let txn = self.begin_write().await?;
         // Only what is still done, and done before the horizon, goes (a replay in between
         // keeps its row and attempts).
-        let gone: Vec<String> = txn
-            .query_all_raw(DELIVERY_QUEUE.delete_finished(backend, &old, before, true))
+        archived::lock(&txn).await?;
+        let deleted = txn
+            .query_all_raw(DELIVERY_QUEUE.delete_finished(backend, &old, before, &["id", "tenant_id", "status"]))
             .await
-            .map_err(db_err)?
+            .map_err(db_err)?;
+        let deleted: Vec<(String, String, String)> = deleted
             .iter()
-            .filter_map(|row| row.try_get::<String>("", "id").ok())
-            .collect();
+            .map(|r| {
+                Ok((
+                    r.try_get("", "id")?,
+                    r.try_get("", "tenant_id")?,
+                    r.try_get("", "status")?,
+                ))
+            })
+            .collect::<Result<_, sea_orm::DbErr>>()
+            .map_err(db_err)?;
+        // What was counted up to its tenant's mark leaves the kept counts with it.
+        let tenants: std::collections::BTreeSet<&str> = deleted.iter().map(|(_, t, _)| t.as_str()).collect();
+        let marks = archived::marks_of(&txn, &tenants.into_iter().collect::<Vec<_>>()).await?;
+        let mut counted = Tally::default();
+        for (id, tenant, status) in &deleted {
+            if marks.get(tenant).is_some_and(|through| id <= through) {
+                counted.add(tenant, status, -1);
+            }
+        }
+        if let Some(stmt) = counted.statement(backend) {
+            txn.execute_raw(stmt).await.map_err(db_err)?;
+        }
+        let gone: Vec<&str> = deleted.iter().map(|(id, _, _)| id.as_str()).collect();
         // Their attempts: on PostgreSQL `delivery_attempts.delivery_id` is no foreign key
         // (migration 4), so nothing cascades there.
         if !gone.is_empty() {
             delivery_attempts::Entity::delete_many()
-                .filter(delivery_attempts::Column::DeliveryId.is_in(gone.iter().map(String::as_str)))
+                .filter(delivery_attempts::Column::DeliveryId.is_in(gone.iter().copied()))
                 .exec(&txn)
                 .await
                 .map_err(db_err)?;

@@ -56,6 +56,7 @@ testkit::each_backend!(|backend, flow| {
     a_claim_serves_tenants_fairly,
     postponing_moves_a_tenants_waiting_mail_in_order,
     finished_rows_past_the_horizon_are_deleted_with_their_attempts,
+    counts_keep_what_retention_cleared_and_lose_what_the_horizon_deleted,
 );
 
 /// Runs `flow` on a store over a fresh, migrated database of `backend`.
@@ -242,21 +243,7 @@ async fn finished_rows_past_the_horizon_are_deleted_with_their_attempts(store: A
     let (a, b) = (tenant(&store).await, tenant(&store).await);
     let now = Utc::now();
     let horizon = now - Duration::days(365);
-    // A delivery handed in `age` ago, in `status`, last changed `changed` ago.
-    let made = |t: TenantId, age: Duration, status: DeliveryStatus| {
-        let at = now - age;
-        let ms = u64::try_from(at.timestamp_millis()).unwrap();
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            ms / 1000,
-            u32::try_from(ms % 1000).unwrap() * 1_000_000,
-        );
-        let mut d = notification(t, at, None);
-        d.id = uuid::Uuid::new_v7(ts).hyphenated().to_string().parse().unwrap();
-        d.created_at = at;
-        d.status = status;
-        d
-    };
+    let made = |t: TenantId, age: Duration, status: DeliveryStatus| handed_in(t, now - age, status);
     let old_sent = made(a, Duration::days(400), DeliveryStatus::Sent);
     let old_failed = made(b, Duration::days(399), DeliveryStatus::Failed);
     let old_queued = made(a, Duration::days(398), DeliveryStatus::Queued);
@@ -351,11 +338,82 @@ async fn finished_rows_past_the_horizon_are_deleted_with_their_attempts(store: A
     let backend = store.connection().get_database_backend();
     let deleted = store
         .connection()
-        .query_all_raw(super::queue::DELIVERY_QUEUE.delete_finished(backend, &read, horizon, true))
+        .query_all_raw(super::queue::DELIVERY_QUEUE.delete_finished(backend, &read, horizon, &["id"]))
         .await
         .unwrap();
     assert!(deleted.is_empty(), "replayed rows stay");
     assert_eq!(store.remove_old_rows(horizon, 10).await.unwrap(), 0);
+}
+
+/// A delivery handed in at `at` (its id a UUIDv7 of that time), now in `status`.
+fn handed_in(tenant: TenantId, at: DateTime<Utc>, status: DeliveryStatus) -> Delivery {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap();
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        ms / 1000,
+        u32::try_from(ms % 1000).unwrap() * 1_000_000,
+    );
+    let mut d = notification(tenant, at, None);
+    d.id = uuid::Uuid::new_v7(ts).hyphenated().to_string().parse().unwrap();
+    d.created_at = at;
+    d.status = status;
+    d
+}
+
+/// Counts stay exact while rows move out of the partial index (retention clears them) and
+/// out of the table (the horizon deletes them, with or without content): a tenant's
+/// counts, every tenant's, and a retry of a cleared row that is refused.
+async fn counts_keep_what_retention_cleared_and_lose_what_the_horizon_deleted(store: Arc<SqlStore>) {
+    use DeliveryStatus::{Failed, Queued, Sent};
+    let (a, b) = (tenant(&store).await, tenant(&store).await);
+    let now = Utc::now();
+    let ago = |days: i64| now - Duration::days(days);
+    let rows = vec![
+        handed_in(a, ago(450), Sent),
+        handed_in(a, ago(400), Sent),
+        handed_in(a, ago(400), Failed),
+        handed_in(a, ago(100), Sent),
+        handed_in(a, ago(1), Queued),
+        handed_in(a, ago(1), Sent),
+        handed_in(b, ago(400), Sent),
+        handed_in(b, ago(2), Failed),
+    ];
+    insert_many(&store, rows.clone()).await;
+    for d in &rows {
+        set_row(&store, d.id, d.status, d.created_at).await;
+    }
+    let count = |scope: TenantScope| {
+        let store = store.clone();
+        async move {
+            let counts = store.status_counts(scope).await.unwrap();
+            [Queued, Sent, Failed].map(|s| counts.iter().find(|(c, _)| *c == s).unwrap().1)
+        }
+    };
+    assert_eq!(count(TenantScope::One(a)).await, [1, 4, 1]);
+    assert_eq!(count(TenantScope::One(b)).await, [0, 1, 1]);
+
+    // The horizon before retention ran: a row with its content leaves the counts.
+    assert_eq!(store.remove_old_rows(ago(420), 10).await.unwrap(), 1);
+    assert_eq!(count(TenantScope::One(a)).await, [1, 3, 1]);
+
+    // Retention clears a's three old finished rows and b's old one: nothing changes.
+    assert_eq!(store.remove_old_content(ago(30), 100, now).await.unwrap(), 4);
+    assert_eq!(count(TenantScope::One(a)).await, [1, 3, 1]);
+    assert_eq!(count(TenantScope::One(b)).await, [0, 1, 1]);
+    assert_eq!(count(all()).await, [1, 4, 2]);
+    // A cleared failure cannot be put back in the queue, even by a caller that read it
+    // before its content went.
+    let cleared_failure = &rows[2];
+    let requeue = DeliveryUpdate::requeued(cleared_failure, now).unwrap();
+    assert!(!store.requeue(a, cleared_failure.id, &requeue).await.unwrap());
+    assert_eq!(count(TenantScope::One(a)).await, [1, 3, 1]);
+
+    // The horizon deletes cleared rows: the kept counts lose them, in the same step.
+    assert_eq!(store.remove_old_rows(ago(365), 10).await.unwrap(), 3);
+    assert_eq!(count(TenantScope::One(a)).await, [1, 2, 0]);
+    assert_eq!(count(TenantScope::One(b)).await, [0, 0, 1]);
+    assert_eq!(count(all()).await, [1, 2, 1]);
+    assert_eq!(count(TenantScope::One(TenantId::generate())).await, [0, 0, 0]);
 }
 
 /// Sets a stored delivery's status and last change, behind the store's back.
