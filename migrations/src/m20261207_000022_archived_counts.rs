@@ -89,17 +89,18 @@ impl MigrationTrait for Migration {
 }
 
 /// Fills the marks and kept counts from the rows already cleared: per tenant, its rows
-/// up to its first row that still holds content. For tables with no marks yet (this
+/// up to its first row that still holds content or is not done (`SENT`, `FAILED`). For tables with no marks yet (this
 /// migration; the growth benchmark, which writes a year of cleared rows by SQL).
 pub async fn fill(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     // 'g' sorts after every id (ids are lower-case hex and hyphens).
     db.execute_unprepared(
         "WITH first_live AS (SELECT tenant_id, MIN(id) AS id FROM deliveries \
-         WHERE content_removed_at IS NULL GROUP BY tenant_id) \
+         WHERE content_removed_at IS NULL OR status NOT IN ('SENT', 'FAILED') GROUP BY tenant_id) \
          INSERT INTO delivery_count_marks (tenant_id, counted_through) \
          SELECT d.tenant_id, MAX(d.id) FROM deliveries d \
          LEFT JOIN first_live f ON f.tenant_id = d.tenant_id \
-         WHERE d.content_removed_at IS NOT NULL AND d.id < COALESCE(f.id, 'g') \
+         WHERE d.content_removed_at IS NOT NULL AND d.status IN ('SENT', 'FAILED') \
+         AND d.id < COALESCE(f.id, 'g') \
          GROUP BY d.tenant_id",
     )
     .await?;

@@ -335,7 +335,7 @@ pub(crate) fn uuid_v7_floor(at: DateTime<Utc>) -> String {
 
 /// `column IN ('a', 'b')` with the codes as literals (codes are upper-case words: no quote
 /// to escape).
-fn in_list(column: &str, codes: &[&str]) -> String {
+pub(crate) fn in_list(column: &str, codes: &[&str]) -> String {
     debug_assert!(codes.iter().all(|c| !c.contains('\'')), "{codes:?}");
     let literals: Vec<String> = codes.iter().map(|c| format!("'{c}'")).collect();
     format!("{column} IN ({})", literals.join(", "))

@@ -1376,11 +1376,9 @@ async fn oauth_refresh_tokens_follow_a_key_rotation(backend: Backend) {
     assert_eq!(back.client_id.as_deref(), Some("relay"));
 }
 
-/// Migration 19: a delivery that can still be retried and had a retry or a deferral
-/// before the upgrade is marked retried before (so its next retry is not announced as
-/// the first); one without, or already sent, is not; running it again changes nothing.
 /// Rows whose content an earlier release removed are counted after the upgrade that
-/// keeps their counts apart (migration 22 fills the table from them).
+/// keeps their counts apart (migration 22 fills the marks and counts from them, up to
+/// each tenant's first row that still holds content).
 async fn deliveries_cleared_before_the_upgrade_are_counted(backend: Backend) {
     use domain::delivery::DeliveryStatus;
     use domain::ports::{DeliveryOutbox as _, DeliveryQueries as _};
@@ -1400,6 +1398,8 @@ async fn deliveries_cleared_before_the_upgrade_are_counted(backend: Backend) {
         (tenant, "SENT", false),
         (tenant, "QUEUED", false),
         (other, "SENT", true),
+        // Cleared, but after rows that still hold content: counted as they are.
+        (tenant, "FAILED", true),
     ];
     let before_22 = Some(u32::try_from(migration::Migrator::migrations().len() - 21).unwrap());
     migration::Migrator::down(&db, before_22).await.unwrap();
@@ -1443,7 +1443,7 @@ async fn deliveries_cleared_before_the_upgrade_are_counted(backend: Backend) {
                 .map(|s| counts.iter().find(|(c, _)| *c == s).unwrap().1)
         }
     };
-    assert_eq!(counts(domain::TenantScope::One(tenant)).await, [1, 3, 1]);
+    assert_eq!(counts(domain::TenantScope::One(tenant)).await, [1, 3, 2]);
     assert_eq!(counts(domain::TenantScope::One(other)).await, [0, 1, 0]);
     // Kept apart: the tenant's cleared rows before its first row with content.
     let kept = db
@@ -1472,6 +1472,9 @@ async fn deliveries_cleared_before_the_upgrade_are_counted(backend: Backend) {
     assert_eq!(kept, expected.into_iter().collect());
 }
 
+/// Migration 19: a delivery that can still be retried and had a retry or a deferral
+/// before the upgrade is marked retried before (so its next retry is not announced as
+/// the first); one without, or already sent, is not; running it again changes nothing.
 async fn deliveries_retried_before_the_upgrade_know_it(backend: Backend) {
     use domain::ports::{DeliveryOutbox as _, DeliveryQueries as _};
     use migration::MigratorTrait as _;

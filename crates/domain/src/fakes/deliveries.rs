@@ -282,7 +282,7 @@ impl DeliveryQueries for MemoryDeliveries {
         else {
             return Ok(false);
         };
-        if row.delivery.status != update.expected() {
+        if row.delivery.status != update.expected() || row.delivery.content_removed_at.is_some() {
             return Ok(false);
         }
         row.delivery = update.applied_to(row.delivery.clone());

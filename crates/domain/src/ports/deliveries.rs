@@ -157,6 +157,8 @@ pub trait DeliveryQueries: Send + Sync + 'static {
     async fn oldest_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Applies a requeue update (see [`DeliveryUpdate::requeued`]) to the tenant's
-    /// delivery if it is still in the update's expected status; false otherwise.
+    /// delivery if it is still in the update's expected status and still holds its
+    /// content (retention may have removed it since it was read: a row without content
+    /// never changes status again); false otherwise.
     async fn requeue(&self, tenant: TenantId, id: DeliveryId, update: &DeliveryUpdate) -> Result<bool, StoreError>;
 }

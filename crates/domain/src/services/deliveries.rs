@@ -276,13 +276,19 @@ impl DeliveryService {
     pub async fn retry(&self, caller: &Caller, id: DeliveryId) -> Result<Delivery> {
         let d = self.delivery(caller, id).await?.ok_or(Error::NotFound)?;
         caller.require_settings_editor(d.tenant_id)?;
+        let content_removed = || Error::validation("id", crate::error::FieldCode::ContentRemoved);
         if d.content_removed_at.is_some() {
-            return Err(Error::validation("id", crate::error::FieldCode::ContentRemoved));
+            return Err(content_removed());
         }
         let not_failed = || Error::validation("id", crate::error::FieldCode::NotFailed);
         let update = DeliveryUpdate::requeued(&d, Utc::now()).map_err(|_| not_failed())?;
         if !self.queries.requeue(d.tenant_id, id, &update).await? {
-            return Err(not_failed());
+            // Changed since it was read: retried by someone else, or its content removed.
+            let now = self.delivery(caller, id).await?;
+            return Err(match now {
+                Some(d) if d.content_removed_at.is_some() => content_removed(),
+                _ => not_failed(),
+            });
         }
         if let Some(signal) = &self.signal {
             signal(d.tenant_id);

@@ -10,20 +10,21 @@
 //! the mark ([`marks_of`]); each in the transaction that changes the rows, and both under
 //! one lock ([`lock`]) so that a mark never moves past a row being deleted uncounted.
 
-use std::collections::BTreeMap;
-
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use domain::StoreError;
 use domain::delivery::DeliveryStatus;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 
 use crate::convert::db_err;
+use crate::leased_queue::in_list;
 use crate::sql::SqlBuilder;
 
-/// The rows read after a tenant's mark per move: more than retention clears of one tenant
-/// in a batch, so the mark keeps up; a longer stretch takes several moves.
-const ADVANCE_ROWS: i64 = 1_000;
+use super::queue::DELIVERY_QUEUE;
+
+/// The most rows read after one tenant's mark in one move (a longer stretch of cleared
+/// rows, e.g. after a row that held the mark back is cleared at last, takes several).
+const ADVANCE_ROWS: usize = 4_000;
 
 /// Changes to the counts, by tenant and status as stored.
 #[derive(Debug, Default)]
@@ -59,47 +60,45 @@ impl Tally {
 
 /// `status IN (...)` over every status, so an index with the status second is read as
 /// one range per status (and a range on the column after it still applies).
-fn every_status() -> String {
-    let codes: Vec<String> = DeliveryStatus::ALL.iter().map(|s| format!("'{}'", s.code())).collect();
-    format!("status IN ({})", codes.join(", "))
+fn every_status(column: &str) -> String {
+    let codes: Vec<&str> = DeliveryStatus::ALL.iter().map(|s| s.code()).collect();
+    in_list(column, &codes)
 }
 
 /// Counts by status (`status`, `n`) of one tenant's deliveries, or of every tenant's: the
 /// rows after each tenant's mark, read along `(tenant_id, status, id)`, plus the kept
 /// counts of the rows up to it, in one statement (one snapshot).
 pub(super) fn counts_statement(backend: DbBackend, tenant: Option<&str>) -> Statement {
-    let statuses = every_status();
+    /// The rows after the mark of the tenant named next, then `), '')`.
+    const AFTER_MARK: &str =
+        " AND d.id > COALESCE((SELECT counted_through FROM delivery_count_marks m WHERE m.tenant_id = ";
+    let statuses = every_status("d.status");
     let mut q = SqlBuilder::new(backend);
     q.sql("SELECT status, CAST(SUM(n) AS BIGINT) AS n FROM (");
     match tenant {
         Some(tenant) => {
-            q.sql("SELECT status, COUNT(*) AS n FROM deliveries WHERE tenant_id = ")
+            q.sql("SELECT d.status AS status, COUNT(*) AS n FROM deliveries d WHERE d.tenant_id = ")
                 .bind(tenant)
-                .sql(&format!(
-                    " AND {statuses} AND id > COALESCE((SELECT counted_through FROM delivery_count_marks WHERE tenant_id = "
-                ))
+                .sql(&format!(" AND {statuses}{AFTER_MARK}"))
                 .bind(tenant)
-                .sql("), '') GROUP BY status UNION ALL SELECT status, n FROM delivery_archived_counts WHERE tenant_id = ")
+                .sql("), '') GROUP BY d.status UNION ALL SELECT status, n FROM delivery_archived_counts WHERE tenant_id = ")
                 .bind(tenant);
         }
         None => {
-            // Tenant by tenant, each along its own index range (a nested loop).
-            let per_tenant = match backend {
+            // Tenant by tenant, each along its own index range: a nested loop with the
+            // tenants outside (LATERAL on PostgreSQL; SQLite keeps a CROSS JOIN's order).
+            let rows = format!("d.tenant_id = t.id AND {statuses}{AFTER_MARK}t.id), '')");
+            q.sql(&match backend {
                 DbBackend::Postgres => format!(
-                    "SELECT c.status, c.n FROM tenants t CROSS JOIN LATERAL (SELECT status, COUNT(*) AS n \
-                     FROM deliveries d WHERE d.tenant_id = t.id AND d.{statuses} AND d.id > COALESCE(\
-                     (SELECT counted_through FROM delivery_count_marks m WHERE m.tenant_id = t.id), '') \
-                     GROUP BY status) AS c"
+                    "SELECT c.status, c.n FROM tenants t CROSS JOIN LATERAL (SELECT d.status AS status, \
+                     COUNT(*) AS n FROM deliveries d WHERE {rows} GROUP BY d.status) AS c"
                 ),
                 _ => format!(
-                    "SELECT d.status AS status, COUNT(*) AS n FROM tenants t JOIN deliveries d \
-                     ON d.tenant_id = t.id AND d.{statuses} AND d.id > COALESCE(\
-                     (SELECT counted_through FROM delivery_count_marks m WHERE m.tenant_id = t.id), '') \
-                     GROUP BY d.status"
+                    "SELECT d.status AS status, COUNT(*) AS n FROM tenants t CROSS JOIN deliveries d \
+                     WHERE {rows} GROUP BY d.status"
                 ),
-            };
-            q.sql(&per_tenant)
-                .sql(" UNION ALL SELECT status, n FROM delivery_archived_counts");
+            })
+            .sql(" UNION ALL SELECT status, n FROM delivery_archived_counts");
         }
     }
     q.sql(") AS c GROUP BY status");
@@ -146,43 +145,65 @@ pub(super) async fn marks_of(
         .map_err(db_err)
 }
 
-/// Moves each tenant's mark over the rows after it whose content is gone, up to its first
-/// row that still holds content (or [`ADVANCE_ROWS`] rows), and adds them to the kept
-/// counts. Call under [`lock`], in the transaction that cleared them.
-pub(super) async fn advance(txn: &DatabaseTransaction, tenants: &[&str]) -> Result<(), StoreError> {
+/// Moves each tenant's mark over the rows after it that are done and cleared, up to its
+/// first row that is not (still holding content, or not done), and adds them to the kept
+/// counts. `tenants` are the tenants of the rows just cleared, each with how many: a
+/// first read takes that many and one more, and reads go on, twice as long each time,
+/// while they find only cleared rows (at most [`ADVANCE_ROWS`] per tenant per call).
+/// Call under [`lock`], in the transaction that cleared them.
+pub(super) async fn advance(txn: &DatabaseTransaction, tenants: &[(&str, usize)]) -> Result<(), StoreError> {
     let backend = txn.get_database_backend();
-    let marks = marks_of(txn, tenants).await?;
+    let names: Vec<&str> = tenants.iter().map(|(t, _)| *t).collect();
+    let marks = marks_of(txn, &names).await?;
     let mut tally = Tally::default();
-    for tenant in tenants {
-        let from = marks.get(*tenant).map_or("", String::as_str);
-        let mut q = SqlBuilder::new(backend);
-        q.sql(
-            "SELECT id, status, CASE WHEN content_removed_at IS NULL THEN 0 ELSE 1 END AS cleared \
-             FROM deliveries WHERE tenant_id = ",
-        )
-        .bind(*tenant)
-        .sql(" AND id > ")
-        .bind(from)
-        .sql(" ORDER BY id LIMIT ")
-        .bind(ADVANCE_ROWS);
-        let rows = txn.query_all_raw(q.build()).await.map_err(db_err)?;
-        let mut through = None;
-        for row in &rows {
-            if row.try_get::<i32>("", "cleared").map_err(db_err)? == 0 {
+    let mut moved = Vec::new();
+    let cleared = format!("content_removed_at IS NOT NULL AND {}", DELIVERY_QUEUE.finished_sql());
+    for (tenant, just_cleared) in tenants {
+        let mut through = marks.get(*tenant).cloned().unwrap_or_default();
+        let mut page = just_cleared + 1;
+        let mut read = 0;
+        loop {
+            let mut q = SqlBuilder::new(backend);
+            q.sql(&format!(
+                "SELECT id, status, CASE WHEN {cleared} THEN 1 ELSE 0 END AS cleared FROM deliveries WHERE tenant_id = "
+            ))
+            .bind(*tenant)
+            .sql(" AND id > ")
+            .bind(through.as_str())
+            .sql(" ORDER BY id LIMIT ")
+            .bind(i64::try_from(page).unwrap_or(i64::MAX));
+            let rows = txn.query_all_raw(q.build()).await.map_err(db_err)?;
+            let mut all_cleared = true;
+            for row in &rows {
+                if row.try_get::<i32>("", "cleared").map_err(db_err)? == 0 {
+                    all_cleared = false;
+                    break;
+                }
+                tally.add(tenant, &row.try_get::<String>("", "status").map_err(db_err)?, 1);
+                through = row.try_get::<String>("", "id").map_err(db_err)?;
+            }
+            read += rows.len();
+            if !all_cleared || rows.len() < page || read >= ADVANCE_ROWS {
                 break;
             }
-            tally.add(tenant, &row.try_get::<String>("", "status").map_err(db_err)?, 1);
-            through = Some(row.try_get::<String>("", "id").map_err(db_err)?);
+            page = (page * 2).min(ADVANCE_ROWS - read);
         }
-        if let Some(through) = through {
-            let mut q = SqlBuilder::new(backend);
-            q.sql("INSERT INTO delivery_count_marks (tenant_id, counted_through) VALUES (")
-                .bind(*tenant)
+        if marks.get(*tenant).map_or(!through.is_empty(), |m| *m != through) {
+            moved.push((*tenant, through));
+        }
+    }
+    if !moved.is_empty() {
+        let mut q = SqlBuilder::new(backend);
+        q.sql("INSERT INTO delivery_count_marks (tenant_id, counted_through) VALUES ");
+        for (i, (tenant, through)) in moved.into_iter().enumerate() {
+            q.sql(if i == 0 { "(" } else { ", (" })
+                .bind(tenant)
                 .sql(", ")
                 .bind(through)
-                .sql(") ON CONFLICT (tenant_id) DO UPDATE SET counted_through = excluded.counted_through");
-            txn.execute_raw(q.build()).await.map_err(db_err)?;
+                .sql(")");
         }
+        q.sql(" ON CONFLICT (tenant_id) DO UPDATE SET counted_through = excluded.counted_through");
+        txn.execute_raw(q.build()).await.map_err(db_err)?;
     }
     if let Some(stmt) = tally.statement(backend) {
         txn.execute_raw(stmt).await.map_err(db_err)?;

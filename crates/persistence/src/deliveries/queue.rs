@@ -138,7 +138,7 @@ impl DeliveryQueue for SqlStore {
         let txn = self.begin_write().await?;
         archived::lock(&txn).await?;
         let mut cleared = Vec::with_capacity(rows.len());
-        let mut tenants = std::collections::BTreeSet::new();
+        let mut tenants: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
         for row in &rows {
             let id = &row.id;
             // A value that no longer parses is removed all the same; its hash then stays unset.
@@ -179,7 +179,7 @@ impl DeliveryQueue for SqlStore {
                 .map_err(db_err)?;
             if changed.rows_affected == 1 {
                 cleared.push(id.as_str());
-                tenants.insert(row.tenant_id.as_str());
+                *tenants.entry(row.tenant_id.as_str()).or_default() += 1;
             }
         }
         // Their tenants' marks move over what is now cleared, in this transaction.

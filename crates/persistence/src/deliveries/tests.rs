@@ -57,6 +57,7 @@ testkit::each_backend!(|backend, flow| {
     postponing_moves_a_tenants_waiting_mail_in_order,
     finished_rows_past_the_horizon_are_deleted_with_their_attempts,
     counts_keep_what_retention_cleared_and_lose_what_the_horizon_deleted,
+    a_mark_waits_behind_a_row_still_held_and_catches_up,
 );
 
 /// Runs `flow` on a store over a fresh, migrated database of `backend`.
@@ -401,6 +402,17 @@ async fn counts_keep_what_retention_cleared_and_lose_what_the_horizon_deleted(st
     assert_eq!(count(TenantScope::One(a)).await, [1, 3, 1]);
     assert_eq!(count(TenantScope::One(b)).await, [0, 1, 1]);
     assert_eq!(count(all()).await, [1, 4, 2]);
+    // Kept apart now: a's three cleared rows before its queued one, b's one.
+    assert_eq!(
+        kept(&store).await,
+        vec![
+            (a, rows[3].id, "FAILED".to_owned(), 1),
+            (a, rows[3].id, "SENT".to_owned(), 2),
+            (b, rows[6].id, "SENT".to_owned(), 1),
+        ]
+        .into_iter()
+        .collect()
+    );
     // A cleared failure cannot be put back in the queue, even by a caller that read it
     // before its content went.
     let cleared_failure = &rows[2];
@@ -414,6 +426,84 @@ async fn counts_keep_what_retention_cleared_and_lose_what_the_horizon_deleted(st
     assert_eq!(count(TenantScope::One(b)).await, [0, 0, 1]);
     assert_eq!(count(all()).await, [1, 2, 1]);
     assert_eq!(count(TenantScope::One(TenantId::generate())).await, [0, 0, 0]);
+}
+
+/// A tenant's mark stops at its first row that still holds content (an old queued one),
+/// the horizon takes from the kept counts only what is at or before the mark, and once
+/// the row that held the mark back is cleared, the mark catches up over the long stretch
+/// of cleared rows behind it in one retention batch.
+async fn a_mark_waits_behind_a_row_still_held_and_catches_up(store: Arc<SqlStore>) {
+    use DeliveryStatus::{Queued, Sent};
+    let c = tenant(&store).await;
+    let now = Utc::now();
+    let ago = |days: i64| now - Duration::days(days);
+    let first = handed_in(c, ago(250), Sent);
+    let blocker = handed_in(c, ago(200), Queued);
+    let behind: Vec<Delivery> = (0..30).map(|i| handed_in(c, ago(199 - i), Sent)).collect();
+    let fresh = handed_in(c, ago(1), Sent);
+    let mut rows = vec![first.clone(), blocker.clone()];
+    rows.extend(behind.iter().cloned());
+    rows.push(fresh.clone());
+    insert_many(&store, rows.clone()).await;
+    for d in &rows {
+        set_row(&store, d.id, d.status, d.created_at).await;
+    }
+    let count = || {
+        let store = store.clone();
+        async move {
+            let counts = store.status_counts(TenantScope::One(c)).await.unwrap();
+            [Queued, Sent].map(|s| counts.iter().find(|(x, _)| *x == s).unwrap().1)
+        }
+    };
+    assert_eq!(store.remove_old_content(ago(30), 100, now).await.unwrap(), 31);
+    assert_eq!(count().await, [1, 32]);
+    assert_eq!(
+        kept(&store).await,
+        [(c, first.id, "SENT".to_owned(), 1)].into_iter().collect(),
+        "the mark stops at the queued row"
+    );
+
+    // The horizon deletes the first row (at the mark) and the fourteen behind the queued
+    // one handed in before it (after the mark): only the first leaves the kept counts.
+    assert_eq!(store.remove_old_rows(ago(185), 100).await.unwrap(), 15);
+    assert_eq!(count().await, [1, 17]);
+    assert_eq!(
+        kept(&store).await,
+        [(c, first.id, "SENT".to_owned(), 0)].into_iter().collect()
+    );
+
+    // The queued row is done at last and cleared: the mark moves over it and the sixteen
+    // cleared rows behind it (reads of 2, 4, 8, then 16 rows), up to the fresh row.
+    set_row(&store, blocker.id, Sent, ago(40)).await;
+    assert_eq!(store.remove_old_content(ago(30), 100, now).await.unwrap(), 1);
+    assert_eq!(count().await, [0, 18]);
+    assert_eq!(
+        kept(&store).await,
+        [(c, behind[29].id, "SENT".to_owned(), 17)].into_iter().collect()
+    );
+}
+
+/// Every tenant's mark with each kept count: (tenant, mark, status, count).
+async fn kept(store: &SqlStore) -> HashSet<(TenantId, DeliveryId, String, i64)> {
+    store
+        .connection()
+        .query_all_raw(Statement::from_string(
+            store.connection().get_database_backend(),
+            "SELECT m.tenant_id, m.counted_through, c.status, c.n FROM delivery_count_marks m \
+             JOIN delivery_archived_counts c ON c.tenant_id = m.tenant_id",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "tenant_id").unwrap().parse().unwrap(),
+                r.try_get::<String>("", "counted_through").unwrap().parse().unwrap(),
+                r.try_get::<String>("", "status").unwrap(),
+                r.try_get::<i64>("", "n").unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// Sets a stored delivery's status and last change, behind the store's back.
