@@ -166,6 +166,16 @@ impl ServerRecord {
     }
 }
 
+/// What a worker learnt of one settings version's server, and when: one entry of
+/// [`crate::ports::TenantStore::record_servers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerNote {
+    pub tenant: crate::TenantId,
+    pub version: i64,
+    pub learnt: ServerLearnt,
+    pub at: DateTime<Utc>,
+}
+
 /// What a worker learnt of a server, to remember (see [`ServerRecord`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerLearnt {

@@ -182,14 +182,8 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
         self.inner.record_settings_success(id, version).await
     }
 
-    async fn record_server(
-        &self,
-        id: TenantId,
-        version: i64,
-        learnt: domain::health::ServerLearnt,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.inner.record_server(id, version, learnt, at).await
+    async fn record_servers(&self, notes: &[domain::health::ServerNote]) -> Result<(), StoreError> {
+        self.inner.record_servers(notes).await
     }
 
     async fn settings_state_counts(&self) -> Result<Vec<(SettingsState, u64)>, StoreError> {

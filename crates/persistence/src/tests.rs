@@ -840,17 +840,31 @@ async fn what_a_worker_learnt_of_a_server_is_kept_per_version_and_never_goes_bac
         .unwrap()
         .with_timezone(&Utc);
     let at = |s: i64| t0 + chrono::Duration::seconds(s);
-    store.record_server(id, v1, Reached, at(10)).await.unwrap();
+    let note = |store: &SqlStore, version, learnt, at| {
+        let store = store.clone();
+        async move {
+            store
+                .record_servers(&[domain::health::ServerNote {
+                    tenant: id,
+                    version,
+                    learnt,
+                    at,
+                }])
+                .await
+                .unwrap();
+        }
+    };
+    note(&store, v1, Reached, at(10)).await;
     assert!(server(store.clone()).await.proven());
     assert_eq!(server(store.clone()).await.reached_at, Some(at(10)));
-    store.record_server(id, v1, Unreachable, at(20)).await.unwrap();
+    note(&store, v1, Unreachable, at(20)).await;
     assert!(!server(store.clone()).await.proven(), "failed since it took mail");
     // A worker that learnt earlier writes late: the later fact stands.
-    store.record_server(id, v1, Reached, at(15)).await.unwrap();
+    note(&store, v1, Reached, at(15)).await;
     assert!(!server(store.clone()).await.proven(), "it still failed after that");
-    store.record_server(id, v1, Reached, at(5)).await.unwrap();
+    note(&store, v1, Reached, at(5)).await;
     assert_eq!(server(store.clone()).await.reached_at, Some(at(15)), "never goes back");
-    store.record_server(id, v1, Reached, at(30)).await.unwrap();
+    note(&store, v1, Reached, at(30)).await;
     assert!(server(store.clone()).await.proven(), "took mail again");
 
     // A configuration failure counted on the version keeps what is on record.
@@ -875,10 +889,24 @@ async fn what_a_worker_learnt_of_a_server_is_kept_per_version_and_never_goes_bac
     // A new version starts knowing nothing; the old one's record is its own.
     let v2 = save(&store, id, 465, v1).await.unwrap();
     assert!(!server(store.clone()).await.proven());
-    store.record_server(id, v1, Reached, at(50)).await.unwrap();
+    note(&store, v1, Reached, at(50)).await;
     assert!(!server(store.clone()).await.proven(), "another version's server");
-    store.record_server(id, v2, Reached, at(50)).await.unwrap();
+    // Several notes in one write, each for its own version.
+    let other = new_tenant(&store, Plan::Share).await.id;
+    let w1 = save(&store, other, 587, 0).await.unwrap();
+    let note_of = |tenant, version| domain::health::ServerNote {
+        tenant,
+        version,
+        learnt: Reached,
+        at: at(60),
+    };
+    store
+        .record_servers(&[note_of(id, v2), note_of(other, w1)])
+        .await
+        .unwrap();
     assert!(server(store.clone()).await.proven());
+    let other_record = store.tenant(other).await.unwrap().unwrap();
+    assert_eq!(other_record.settings.unwrap().health.server.reached_at, Some(at(60)));
 }
 
 /// Waits until the store is ready again (the probe left behind by a refusal finishes on

@@ -36,6 +36,7 @@ pub(crate) async fn run(
     let retention = crate::retention::spawn(&shared);
     let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_outcomes(shared.clone(), outcomes_rx));
+    let notes = tokio::spawn(crate::server_notes::write_notes(shared.clone()));
     let batch_size = usize::try_from(cfg.batch_size.max(1)).unwrap_or(usize::MAX);
     let mut skipper = ClaimSkipper::default();
     tokio::pin!(shutdown);
@@ -158,6 +159,9 @@ pub(crate) async fn run(
         }
     }
     drain(&shared, tasks, outcomes, recorder, &mut report).await;
+    // What the last sends learnt, written before the worker stops.
+    crate::server_notes::write_waiting(&shared).await;
+    notes.abort();
     renew.abort();
     for task in retention {
         task.abort();

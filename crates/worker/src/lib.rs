@@ -16,6 +16,7 @@
 //! - `lanes`: per-tenant slots from the main or side budget, and the backlog of claimed
 //!   deliveries waiting for one;
 //! - `send`: one delivery — load the tenant, send, ask the domain for the update;
+//! - `server_notes`: what was learnt of tenants' servers, put on record in batches;
 //! - `postpone`: a tenant's mail moved to its turn or the end of its backoff;
 //! - `recorder`: outcomes written in batches;
 //! - `lease`: lease renewal while deliveries are held;
@@ -30,6 +31,7 @@ mod postpone;
 mod recorder;
 mod retention;
 mod send;
+mod server_notes;
 pub mod signal;
 mod standing;
 
@@ -122,6 +124,8 @@ struct Shared {
     wake_at: signal::WakeAt,
     /// Makes an attempt's span continue the trace its delivery was handed in with.
     trace_link: Option<TraceLink>,
+    /// What was learnt of tenants' servers, waiting to be put on record.
+    server_notes: server_notes::ServerNotes,
 }
 
 /// Makes `span` a child of the W3C `traceparent` given (the binary's tracing decides how).
@@ -186,6 +190,7 @@ impl Worker {
             progress: Notify::new(),
             wake_at: signal::WakeAt::default(),
             trace_link: None,
+            server_notes: server_notes::ServerNotes::default(),
         });
         Self {
             shared,

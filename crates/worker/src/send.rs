@@ -198,9 +198,9 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
     true
 }
 
-/// Writes what this worker learnt of the tenant's server for workers that start later
-/// (in the background: the send does not wait for it, and a failed write only means a
-/// later worker learns it again).
+/// Notes what this worker learnt of the tenant's server, for workers that start later
+/// (written in the background with what else is noted meanwhile: the send does not wait
+/// for it, and a failed write only means a later worker learns it again).
 fn remember_server(
     shared: &Arc<Shared>,
     tenant: domain::TenantId,
@@ -208,17 +208,11 @@ fn remember_server(
     learnt: ServerLearnt,
     at: chrono::DateTime<Utc>,
 ) {
-    let tenants = shared.tenants.clone();
-    let views = shared.views.clone();
-    tokio::spawn(async move {
-        match tenants.record_server(tenant, version, learnt, at).await {
-            // What this process keeps of the tenant reads it anew (a standing forgotten
-            // and seen again must not start from the record before this).
-            Ok(()) => views.changed(tenant).await,
-            Err(e) => {
-                tracing::warn!(tenant = %tenant, version, error = %e, "remembering what the tenant's server did failed; a worker starting later learns it again")
-            }
-        }
+    shared.server_notes.note(domain::health::ServerNote {
+        tenant,
+        version,
+        learnt,
+        at,
     });
 }
 

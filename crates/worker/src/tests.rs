@@ -335,12 +335,16 @@ async fn many_small_tenants_go_at_once_and_what_they_proved_is_put_on_record() {
     let own: Vec<(TenantId, i64)> = known.iter().chain(&new).map(|t| (*t, 0)).collect();
     let store = Arc::new(tenants(&[], &own));
     let earlier = Utc::now() - chrono::Duration::days(1);
-    for t in &known {
-        store
-            .record_server(*t, 1, domain::health::ServerLearnt::Reached, earlier)
-            .await
-            .unwrap();
-    }
+    let notes: Vec<_> = known
+        .iter()
+        .map(|t| domain::health::ServerNote {
+            tenant: *t,
+            version: 1,
+            learnt: domain::health::ServerLearnt::Reached,
+            at: earlier,
+        })
+        .collect();
+    store.record_servers(&notes).await.unwrap();
     // Servers that take a while, so sends overlap and the side budget stays busy.
     let mailer = mailer(
         known

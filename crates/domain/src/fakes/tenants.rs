@@ -383,24 +383,25 @@ impl TenantStore for MemoryTenants {
         Ok(())
     }
 
-    async fn record_server(
-        &self,
-        id: TenantId,
-        version: i64,
-        learnt: crate::health::ServerLearnt,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn record_servers(&self, notes: &[crate::health::ServerNote]) -> Result<(), StoreError> {
         let mut state = lock(&self.state);
         if state.fail_writes {
             return Err(gone());
         }
-        if let Some(kept) = state.tenants.get_mut(&id).and_then(|e| e.versions.get_mut(&version)) {
-            let slot = match learnt {
+        for note in notes {
+            let Some(kept) = state
+                .tenants
+                .get_mut(&note.tenant)
+                .and_then(|e| e.versions.get_mut(&note.version))
+            else {
+                continue;
+            };
+            let slot = match note.learnt {
                 crate::health::ServerLearnt::Reached => &mut kept.health.server.reached_at,
                 crate::health::ServerLearnt::Unreachable => &mut kept.health.server.unreachable_at,
             };
-            if slot.is_none_or(|t| t < at) {
-                *slot = Some(at);
+            if slot.is_none_or(|t| t < note.at) {
+                *slot = Some(note.at);
             }
         }
         Ok(())

@@ -106,15 +106,10 @@ pub trait TenantStore: Send + Sync + 'static {
     /// (announced to other processes when they were not 0).
     async fn record_settings_success(&self, id: TenantId, version: i64) -> Result<(), StoreError>;
 
-    /// Remembers what a worker learnt of settings `version`'s server at `at` (see
-    /// [`crate::health::ServerRecord`]): for workers that start later, not announced.
-    async fn record_server(
-        &self,
-        id: TenantId,
-        version: i64,
-        learnt: crate::health::ServerLearnt,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    /// Remembers what workers learnt of settings versions' servers (see
+    /// [`crate::health::ServerRecord`]), all in one write: for workers that start later,
+    /// not announced. A time earlier than the one on record changes nothing.
+    async fn record_servers(&self, notes: &[crate::health::ServerNote]) -> Result<(), StoreError>;
 
     /// How many saved settings versions are in each state (for `/metrics`).
     async fn settings_state_counts(&self) -> Result<Vec<(SettingsState, u64)>, StoreError>;
