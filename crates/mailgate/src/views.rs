@@ -49,6 +49,10 @@ impl TenantViews for LocalViews {
         self.mailer.forget_all_but(tenant, keep).await;
     }
 
+    async fn record_changed(&self, tenant: TenantId) {
+        self.tenants.invalidate(tenant).await;
+    }
+
     async fn all_changed(&self) {
         self.tenants.invalidate_all();
         self.quota.forget_all_overrides();

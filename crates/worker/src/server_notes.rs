@@ -59,7 +59,7 @@ pub(crate) async fn write_waiting(shared: &Shared) {
     match shared.tenants.record_servers(&notes).await {
         Ok(()) => {
             for note in &notes {
-                shared.views.changed(note.tenant).await;
+                shared.views.record_changed(note.tenant).await;
             }
         }
         Err(e) => {

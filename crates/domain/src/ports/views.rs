@@ -13,6 +13,12 @@ pub trait TenantViews: Send + Sync + 'static {
     /// now.
     async fn changed(&self, tenant: TenantId);
 
+    /// What the tenant's server did was put on record: only its kept record is stale
+    /// (its settings, quota and connections are as they were). By default, as a change.
+    async fn record_changed(&self, tenant: TenantId) {
+        self.changed(tenant).await;
+    }
+
     /// Anything may have changed (announcements were missed): everything kept is dropped.
     async fn all_changed(&self);
 }
