@@ -1404,12 +1404,32 @@ async fn oauth_refresh_tokens_follow_a_key_rotation(backend: Backend) {
     assert_eq!(back.client_id.as_deref(), Some("relay"));
 }
 
+/// Hands in a short custom notification for `tenant`; its id.
+async fn enqueue_hello(store: &SqlStore, tenant: TenantId) -> domain::DeliveryId {
+    use domain::ports::DeliveryOutbox as _;
+    let d = domain::delivery::Delivery::queued(
+        tenant,
+        domain::delivery::NotificationKind::Custom,
+        domain::values::EmailAddress::parse("member@example.net").unwrap(),
+        domain::Locale::En,
+        domain::delivery::RenderedMessage {
+            subject: domain::mail::Subject::parse("Hello").unwrap(),
+            text: "Hello\r\n".into(),
+            html: None,
+        },
+        domain::MessageId::generate("mailgate.example"),
+        Utc::now(),
+    );
+    store.enqueue(&d).await.unwrap();
+    d.id
+}
+
 /// Rows whose content an earlier release removed are counted after the upgrade that
 /// keeps their counts apart (migration 22 fills the marks and counts from them, up to
 /// each tenant's first row that still holds content).
 async fn deliveries_cleared_before_the_upgrade_are_counted(backend: Backend) {
     use domain::delivery::DeliveryStatus;
-    use domain::ports::{DeliveryOutbox as _, DeliveryQueries as _};
+    use domain::ports::DeliveryQueries as _;
     use migration::MigratorTrait as _;
     let test_db = migrated(backend).await;
     let db = test_db.conn();
@@ -1434,21 +1454,8 @@ async fn deliveries_cleared_before_the_upgrade_are_counted(backend: Backend) {
     let backend = db.get_database_backend();
     let mut ids = Vec::new();
     for (owner, status, removed) in cases {
-        let d = domain::delivery::Delivery::queued(
-            owner,
-            domain::delivery::NotificationKind::Custom,
-            domain::values::EmailAddress::parse("member@example.net").unwrap(),
-            domain::Locale::En,
-            domain::delivery::RenderedMessage {
-                subject: domain::mail::Subject::parse("Hello").unwrap(),
-                text: "Hello\r\n".into(),
-                html: None,
-            },
-            domain::MessageId::generate("mailgate.example"),
-            Utc::now(),
-        );
-        store.enqueue(&d).await.unwrap();
-        ids.push(d.id.to_string());
+        let id = enqueue_hello(&store, owner).await;
+        ids.push(id.to_string());
         let sql = match backend {
             sea_orm::DbBackend::Postgres => "UPDATE deliveries SET status = $1, content_removed_at = $2 WHERE id = $3",
             _ => "UPDATE deliveries SET status = ?, content_removed_at = ? WHERE id = ?",
@@ -1457,7 +1464,7 @@ async fn deliveries_cleared_before_the_upgrade_are_counted(backend: Backend) {
         db.execute_raw(sea_orm::Statement::from_sql_and_values(
             backend,
             sql,
-            [status.into(), at.into(), d.id.to_string().into()],
+            [status.into(), at.into(), id.to_string().into()],
         ))
         .await
         .unwrap();
@@ -1504,7 +1511,7 @@ async fn deliveries_cleared_before_the_upgrade_are_counted(backend: Backend) {
 /// before the upgrade is marked retried before (so its next retry is not announced as
 /// the first); one without, or already sent, is not; running it again changes nothing.
 async fn deliveries_retried_before_the_upgrade_know_it(backend: Backend) {
-    use domain::ports::{DeliveryOutbox as _, DeliveryQueries as _};
+    use domain::ports::DeliveryQueries as _;
     use migration::MigratorTrait as _;
     let test_db = migrated(backend).await;
     let db = test_db.conn();
@@ -1521,21 +1528,7 @@ async fn deliveries_retried_before_the_upgrade_know_it(backend: Backend) {
     ];
     let mut ids = Vec::new();
     for _ in &cases {
-        let d = domain::delivery::Delivery::queued(
-            tenant,
-            domain::delivery::NotificationKind::Custom,
-            domain::values::EmailAddress::parse("member@example.net").unwrap(),
-            domain::Locale::En,
-            domain::delivery::RenderedMessage {
-                subject: domain::mail::Subject::parse("Hello").unwrap(),
-                text: "Hello\r\n".into(),
-                html: None,
-            },
-            domain::MessageId::generate("mailgate.example"),
-            Utc::now(),
-        );
-        store.enqueue(&d).await.unwrap();
-        ids.push(d.id);
+        ids.push(enqueue_hello(&store, tenant).await);
     }
     let sql = |pg: &'static str, sqlite: &'static str| match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => pg,
@@ -1597,7 +1590,7 @@ async fn deliveries_retried_before_the_upgrade_know_it(backend: Backend) {
 /// rolling upgrade (text, no code) still reads back.
 async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) {
     use domain::delivery::{FailureCode, FailureReason};
-    use domain::ports::{DeliveryOutbox as _, DeliveryQueries as _};
+    use domain::ports::DeliveryQueries as _;
     use migration::MigratorTrait as _;
     let test_db = migrated(backend).await;
     let db = test_db.conn();
@@ -1620,21 +1613,7 @@ async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) 
     ];
     let mut ids = Vec::new();
     for _ in &texts {
-        let d = domain::delivery::Delivery::queued(
-            tenant,
-            domain::delivery::NotificationKind::Custom,
-            domain::values::EmailAddress::parse("member@example.net").unwrap(),
-            domain::Locale::En,
-            domain::delivery::RenderedMessage {
-                subject: domain::mail::Subject::parse("Hello").unwrap(),
-                text: "Hello\r\n".into(),
-                html: None,
-            },
-            domain::MessageId::generate("mailgate.example"),
-            Utc::now(),
-        );
-        store.enqueue(&d).await.unwrap();
-        ids.push(d.id);
+        ids.push(enqueue_hello(&store, tenant).await);
     }
     // Back to the release before: the column is `failure_reason` and holds the text.
     migration::Migrator::down(&db, before_18).await.unwrap();
