@@ -561,7 +561,9 @@ impl TenantStore for SqlStore {
             return Ok(());
         }
         // One transaction for the lot (after a start, a thousand tenants prove themselves
-        // within a second: one commit each was most of what they waited on with SQLite).
+        // within a second: one commit each was most of what they waited on with SQLite);
+        // rows are locked in the order given (the worker sorts them, so writers in several
+        // processes take them in the same order).
         let txn = self.begin_write().await?;
         for note in notes {
             let column = match note.learnt {

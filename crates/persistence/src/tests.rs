@@ -907,6 +907,46 @@ async fn what_a_worker_learnt_of_a_server_is_kept_per_version_and_never_goes_bac
     assert!(server(store.clone()).await.proven());
     let other_record = store.tenant(other).await.unwrap().unwrap();
     assert_eq!(other_record.settings.unwrap().health.server.reached_at, Some(at(60)));
+    // One write with both facts of one version, an earlier time of one of them, and a
+    // tenant that is gone: each column keeps its latest time, the rest are written.
+    store.record_servers(&[]).await.unwrap();
+    let gone = domain::health::ServerNote {
+        tenant: TenantId::generate(),
+        version: 1,
+        learnt: Reached,
+        at: at(90),
+    };
+    store
+        .record_servers(&[
+            gone,
+            domain::health::ServerNote {
+                learnt: Unreachable,
+                at: at(80),
+                ..note_of(other, w1)
+            },
+            domain::health::ServerNote {
+                at: at(70),
+                ..note_of(other, w1)
+            },
+            domain::health::ServerNote {
+                at: at(65),
+                ..note_of(other, w1)
+            },
+        ])
+        .await
+        .unwrap();
+    let other_server = store
+        .tenant(other)
+        .await
+        .unwrap()
+        .unwrap()
+        .settings
+        .unwrap()
+        .health
+        .server;
+    assert_eq!(other_server.reached_at, Some(at(70)));
+    assert_eq!(other_server.unreachable_at, Some(at(80)));
+    assert!(!other_server.proven(), "it failed after it last took mail");
 }
 
 /// Waits until the store is ready again (the probe left behind by a refusal finishes on

@@ -1,6 +1,7 @@
 //! The loop that claims due deliveries and starts lanes for them, and the drain on
 //! shutdown: stop claiming, give back what waits, let what is sending finish within the
-//! grace period, record the last outcomes, and give back whatever is still held.
+//! grace period, record the last outcomes, give back whatever is still held, and write
+//! what was last learnt of tenants' servers.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,7 +37,8 @@ pub(crate) async fn run(
     let retention = crate::retention::spawn(&shared);
     let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_outcomes(shared.clone(), outcomes_rx));
-    let notes = tokio::spawn(crate::server_notes::write_notes(shared.clone()));
+    let (stop_notes, notes_stop) = tokio::sync::oneshot::channel();
+    let notes = tokio::spawn(crate::server_notes::write_notes(shared.clone(), notes_stop));
     let batch_size = usize::try_from(cfg.batch_size.max(1)).unwrap_or(usize::MAX);
     let mut skipper = ClaimSkipper::default();
     tokio::pin!(shutdown);
@@ -159,9 +161,14 @@ pub(crate) async fn run(
         }
     }
     drain(&shared, tasks, outcomes, recorder, &mut report).await;
-    // What the last sends learnt, written before the worker stops.
-    crate::server_notes::write_waiting(&shared).await;
-    notes.abort();
+    // What the last sends learnt is written before the worker stops (within the grace
+    // period: a later worker learns the rest again).
+    let _ = stop_notes.send(());
+    if tokio::time::timeout(shared.config.shutdown_grace, notes).await.is_err() {
+        tracing::warn!(
+            "writing what was learnt of tenants' servers did not finish; a worker starting later learns it again"
+        );
+    }
     renew.abort();
     for task in retention {
         task.abort();

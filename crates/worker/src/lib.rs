@@ -111,7 +111,8 @@ struct Shared {
     queue: Arc<dyn DeliveryQueue>,
     tenants: Arc<dyn TenantStore>,
     mailer: Arc<dyn MailTransport>,
-    /// Told whenever this worker changed a tenant (a failure count, a suspension).
+    /// Told whenever this worker changed a tenant (a failure count, a suspension), and
+    /// after what it learnt of a tenant's server is written (`record_changed`).
     views: Arc<dyn TenantViews>,
     metrics: Arc<Metrics>,
     /// Deliveries claimed and not yet recorded, with the retries each had when claimed

@@ -4,66 +4,165 @@
 //! within a second, and one write each (on SQLite, one commit each, in the writer's turn
 //! with claims and outcomes) was most of what their mail waited on. Once written, what
 //! this process keeps of each tenant is read anew (a standing forgotten and seen again
-//! must not start from the record before this).
+//! must not start from the record before this). At shutdown the task writes what is left
+//! and ends.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use domain::health::ServerNote;
-use tokio::sync::Notify;
+use chrono::{DateTime, Utc};
+use domain::TenantId;
+use domain::health::{ServerLearnt, ServerNote};
+use tokio::sync::{Notify, oneshot};
 
 use crate::{Shared, lock};
 
-/// Notes waiting at most; beyond, a new note is dropped (a worker starting later learns
-/// it again). Notes come with changes of a server's standing, not with deliveries.
-const MAX_WAITING: usize = 10_000;
+/// Notes written in one transaction at most (each a row lock held to its commit).
+const PER_WRITE: usize = 500;
+/// Pause after a failed write before the notes are tried again.
+const AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// The latest time of each fact waiting for the writer, by tenant, settings version and
+/// fact: bounded by the settings versions in use, however often a server flaps.
+type Waiting = BTreeMap<(TenantId, i64, Learnt), DateTime<Utc>>;
+
+/// [`ServerLearnt`] in a key's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Learnt {
+    Reached,
+    Unreachable,
+}
+
+impl From<ServerLearnt> for Learnt {
+    fn from(l: ServerLearnt) -> Self {
+        match l {
+            ServerLearnt::Reached => Self::Reached,
+            ServerLearnt::Unreachable => Self::Unreachable,
+        }
+    }
+}
+
+impl From<Learnt> for ServerLearnt {
+    fn from(l: Learnt) -> Self {
+        match l {
+            Learnt::Reached => Self::Reached,
+            Learnt::Unreachable => Self::Unreachable,
+        }
+    }
+}
 
 /// Notes waiting for the writer.
 #[derive(Debug, Default)]
 pub(crate) struct ServerNotes {
-    waiting: Mutex<Vec<ServerNote>>,
+    waiting: Mutex<Waiting>,
     noted: Notify,
 }
 
 impl ServerNotes {
-    /// Notes what was learnt, for the next write.
+    /// Notes what was learnt, for the next write (a later time of the same fact replaces
+    /// an earlier one).
     pub(crate) fn note(&self, note: ServerNote) {
-        let mut waiting = lock(&self.waiting);
-        if waiting.len() >= MAX_WAITING {
-            tracing::warn!(tenant = %note.tenant, "too many notes of servers waiting to be written; this one is dropped");
-            return;
-        }
-        waiting.push(note);
-        drop(waiting);
+        merge(&mut lock(&self.waiting), [note]);
         self.noted.notify_one();
     }
 
     fn take(&self) -> Vec<ServerNote> {
         std::mem::take(&mut *lock(&self.waiting))
+            .into_iter()
+            .map(|((tenant, version, learnt), at)| ServerNote {
+                tenant,
+                version,
+                learnt: learnt.into(),
+                at,
+            })
+            .collect()
     }
 }
 
-/// Writes the notes as they come, until aborted.
-pub(crate) async fn write_notes(shared: Arc<Shared>) {
+fn merge(waiting: &mut Waiting, notes: impl IntoIterator<Item = ServerNote>) {
+    for n in notes {
+        let at = waiting.entry((n.tenant, n.version, n.learnt.into())).or_insert(n.at);
+        if *at < n.at {
+            *at = n.at;
+        }
+    }
+}
+
+/// Writes the notes as they come until `stop`, then what is left, and ends.
+pub(crate) async fn write_notes(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
     loop {
-        shared.server_notes.noted.notified().await;
-        write_waiting(&shared).await;
+        tokio::select! {
+            () = shared.server_notes.noted.notified() => {
+                if !write_waiting(&shared).await {
+                    tokio::select! {
+                        () = tokio::time::sleep(AFTER_FAILURE) => {}
+                        _ = &mut stop => break,
+                    }
+                }
+            }
+            _ = &mut stop => break,
+        }
     }
+    write_waiting(&shared).await;
 }
 
-/// Writes what is noted now, in one write (at shutdown, what is left).
-pub(crate) async fn write_waiting(shared: &Shared) {
+/// Writes what is noted now, in key order (so writers in several processes lock rows in
+/// the same order), [`PER_WRITE`] to a transaction; what fails goes back to wait. Whether
+/// everything was written.
+async fn write_waiting(shared: &Shared) -> bool {
     let notes = shared.server_notes.take();
-    if notes.is_empty() {
-        return;
-    }
-    match shared.tenants.record_servers(&notes).await {
-        Ok(()) => {
-            for note in &notes {
-                shared.views.record_changed(note.tenant).await;
+    for (i, chunk) in notes.chunks(PER_WRITE).enumerate() {
+        match shared.tenants.record_servers(chunk).await {
+            Ok(()) => {
+                let mut tenants: Vec<TenantId> = chunk.iter().map(|n| n.tenant).collect();
+                tenants.dedup();
+                for tenant in tenants {
+                    shared.views.record_changed(tenant).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(notes = chunk.len(), error = %e, "remembering what tenants' servers did failed; tried again shortly");
+                merge(
+                    &mut lock(&shared.server_notes.waiting),
+                    notes[i * PER_WRITE..].iter().copied(),
+                );
+                shared.server_notes.noted.notify_one();
+                return false;
             }
         }
-        Err(e) => {
-            tracing::warn!(notes = notes.len(), error = %e, "remembering what tenants' servers did failed; a worker starting later learns it again");
-        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fact_noted_again_keeps_its_latest_time_and_notes_come_out_in_key_order() {
+        let notes = ServerNotes::default();
+        let (a, b) = (TenantId::generate(), TenantId::generate());
+        let t0 = Utc::now();
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let note = |tenant, learnt, at| ServerNote {
+            tenant,
+            version: 1,
+            learnt,
+            at,
+        };
+        notes.note(note(b, ServerLearnt::Reached, at(1)));
+        notes.note(note(a, ServerLearnt::Unreachable, at(5)));
+        notes.note(note(b, ServerLearnt::Reached, at(3)));
+        notes.note(note(b, ServerLearnt::Reached, at(2)));
+        notes.note(note(a, ServerLearnt::Reached, at(4)));
+        let mut expected = vec![
+            note(b, ServerLearnt::Reached, at(3)),
+            note(a, ServerLearnt::Unreachable, at(5)),
+            note(a, ServerLearnt::Reached, at(4)),
+        ];
+        expected.sort_by_key(|n| (n.tenant, n.version, Learnt::from(n.learnt)));
+        assert_eq!(notes.take(), expected);
+        assert!(notes.take().is_empty(), "taken once");
     }
 }

@@ -4,7 +4,8 @@
 use crate::tenant::TenantId;
 
 /// The owner of everything this process keeps of tenants. A change committed here is
-/// followed by [`TenantViews::changed`] from the code that made it; a change another
+/// followed by [`TenantViews::changed`] from the code that made it (what a worker put on
+/// record of a server, by [`TenantViews::record_changed`]); a change another
 /// process announces (see [`crate::change::ChangeRecord::announce`]) arrives the same way.
 #[async_trait::async_trait]
 pub trait TenantViews: Send + Sync + 'static {
