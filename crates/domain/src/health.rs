@@ -177,7 +177,7 @@ pub struct ServerNote {
 }
 
 /// What a worker learnt of a server, to remember (see [`ServerRecord`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ServerLearnt {
     /// It took mail.
     Reached,

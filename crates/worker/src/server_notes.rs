@@ -25,32 +25,7 @@ const AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// The latest time of each fact waiting for the writer, by tenant, settings version and
 /// fact: bounded by the settings versions in use, however often a server flaps.
-type Waiting = BTreeMap<(TenantId, i64, Learnt), DateTime<Utc>>;
-
-/// [`ServerLearnt`] in a key's order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Learnt {
-    Reached,
-    Unreachable,
-}
-
-impl From<ServerLearnt> for Learnt {
-    fn from(l: ServerLearnt) -> Self {
-        match l {
-            ServerLearnt::Reached => Self::Reached,
-            ServerLearnt::Unreachable => Self::Unreachable,
-        }
-    }
-}
-
-impl From<Learnt> for ServerLearnt {
-    fn from(l: Learnt) -> Self {
-        match l {
-            Learnt::Reached => Self::Reached,
-            Learnt::Unreachable => Self::Unreachable,
-        }
-    }
-}
+type Waiting = BTreeMap<(TenantId, i64, ServerLearnt), DateTime<Utc>>;
 
 /// Notes waiting for the writer.
 #[derive(Debug, Default)]
@@ -73,7 +48,7 @@ impl ServerNotes {
             .map(|((tenant, version, learnt), at)| ServerNote {
                 tenant,
                 version,
-                learnt: learnt.into(),
+                learnt,
                 at,
             })
             .collect()
@@ -82,7 +57,7 @@ impl ServerNotes {
 
 fn merge(waiting: &mut Waiting, notes: impl IntoIterator<Item = ServerNote>) {
     for n in notes {
-        let at = waiting.entry((n.tenant, n.version, n.learnt.into())).or_insert(n.at);
+        let at = waiting.entry((n.tenant, n.version, n.learnt)).or_insert(n.at);
         if *at < n.at {
             *at = n.at;
         }
@@ -161,7 +136,7 @@ mod tests {
             note(a, ServerLearnt::Unreachable, at(5)),
             note(a, ServerLearnt::Reached, at(4)),
         ];
-        expected.sort_by_key(|n| (n.tenant, n.version, Learnt::from(n.learnt)));
+        expected.sort_by_key(|n| (n.tenant, n.version, n.learnt));
         assert_eq!(notes.take(), expected);
         assert!(notes.take().is_empty(), "taken once");
     }
