@@ -830,10 +830,12 @@ async fn what_a_worker_learnt_of_a_server_is_kept_per_version_and_never_goes_bac
     let store = SqlStore::new(test_db.conn(), keys());
     let id = new_tenant(&store, Plan::Share).await.id;
     let v1 = save(&store, id, 587, 0).await.unwrap();
-    let server = |store: SqlStore| async move {
-        let record = store.tenant(id).await.unwrap().unwrap();
+    // What is on record of a tenant's server (its current version's).
+    let server_of = |store: SqlStore, tenant: TenantId| async move {
+        let record = store.tenant(tenant).await.unwrap().unwrap();
         record.settings.unwrap().health.server
     };
+    let server = |store: SqlStore| server_of(store, id);
     assert!(!server(store.clone()).await.proven(), "nothing known of a new version");
 
     let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-06T10:00:00Z")
@@ -905,8 +907,7 @@ async fn what_a_worker_learnt_of_a_server_is_kept_per_version_and_never_goes_bac
         .await
         .unwrap();
     assert!(server(store.clone()).await.proven());
-    let other_record = store.tenant(other).await.unwrap().unwrap();
-    assert_eq!(other_record.settings.unwrap().health.server.reached_at, Some(at(60)));
+    assert_eq!(server_of(store.clone(), other).await.reached_at, Some(at(60)));
     // One write with both facts of one version, an earlier time of one of them, and a
     // tenant that is gone: each column keeps its latest time, the rest are written.
     store.record_servers(&[]).await.unwrap();
@@ -935,15 +936,7 @@ async fn what_a_worker_learnt_of_a_server_is_kept_per_version_and_never_goes_bac
         ])
         .await
         .unwrap();
-    let other_server = store
-        .tenant(other)
-        .await
-        .unwrap()
-        .unwrap()
-        .settings
-        .unwrap()
-        .health
-        .server;
+    let other_server = server_of(store.clone(), other).await;
     assert_eq!(other_server.reached_at, Some(at(70)));
     assert_eq!(other_server.unreachable_at, Some(at(80)));
     assert!(!other_server.proven(), "it failed after it last took mail");
