@@ -63,6 +63,49 @@ fn assert_refused_by_engine(body: &Value, what: &str) {
     );
 }
 
+/// The same query text, after one request of it passed every validation rule, runs the
+/// engine's fast rules and our own check of its variables: bad variables are refused
+/// as they were the first time (same code, same field, same words), and nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_query_text_refuses_bad_variables_as_a_new_one_does() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let service = app.service();
+    let tenant = app.create_tenant("Known", "SHARE").await;
+    let enqueue = "mutation($i: NotificationInput!) { enqueueNotification(input: $i) { id } }";
+    let good =
+        json!({ "i": { "tenantId": tenant, "kind": "CUSTOM", "to": "a@example.net", "subject": "s", "text": "t" } });
+    let d = app.ok(&service, enqueue, good).await;
+    assert!(d["enqueueNotification"]["id"].is_string(), "{d}");
+    let bad = [
+        json!({ "i": { "tenantId": tenant, "kind": "NOPE", "to": "a@example.net" } }),
+        json!({ "i": { "tenantId": tenant, "kind": "CUSTOM" } }),
+        json!({ "i": { "tenantId": tenant, "kind": "CUSTOM", "to": ["a@example.net"] } }),
+        json!({ "i": null }),
+    ];
+    for (n, variables) in bad.into_iter().enumerate() {
+        let known = app.gql(&service, enqueue, variables.clone()).await;
+        // A text never seen (one more space) runs every rule.
+        let new_text = format!("{enqueue}{}", " ".repeat(n + 1));
+        let new = app.gql(&service, &new_text, variables.clone()).await;
+        assert_refused_by_engine(&known, &format!("known text, {variables}"));
+        assert_eq!(known["errors"][0], new["errors"][0], "{variables}");
+        assert!(fields(&known)[0].0.starts_with("input"), "the argument named: {known}");
+    }
+    let listed = app
+        .ok(
+            &app.operator(),
+            "query($t: ID!) { tenant(id: $t) { deliveries(first: 10) { edges { node { id } } } } }",
+            json!({ "t": tenant }),
+        )
+        .await;
+    assert_eq!(
+        listed["tenant"]["deliveries"]["edges"].as_array().map(Vec::len),
+        Some(1),
+        "only the good request enqueued: {listed}"
+    );
+    app.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_depth_is_limited() {
     let app = spawn_app_with(Backend::Sqlite, |c| c.max_query_depth = 3).await;
@@ -757,6 +800,37 @@ async fn fan_out_documents_are_refused_at_once_while_health_answers() {
 
 /// Strangers get one operation per request, fewer selections and a capped answer; the
 /// same requests signed in are answered in full.
+/// A stranger's 64 KiB body that passes one 30 KB variable ten thousand times would make
+/// the engine copy it into the argument each time (hundreds of megabytes): refused
+/// before the engine sees it; the same variable passed once is fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_passed_over_and_over_are_refused_before_the_engine_copies_them() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let value = "x".repeat(30_000);
+    let repeated = format!("query($v: ID) {{ tenant(id: [{}]) {{ name }} }}", "$v,".repeat(10_000));
+    let (status, body) = app
+        .post(None, None, &json!({ "query": repeated, "variables": { "v": value } }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_refused_by_engine(&body, "a variable passed 10,000 times");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(graphql_api::depth::VARIABLES_TOO_LARGE)),
+        "{body}"
+    );
+    // Once, the same value reaches the engine, which runs it (a stranger sees no tenant).
+    let (_, body) = app
+        .post(
+            None,
+            None,
+            &json!({ "query": "query($v: ID!) { tenant(id: $v) { name } }", "variables": { "v": value } }),
+        )
+        .await;
+    assert!(body["data"].is_object(), "{body}");
+    app.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_callers_get_tighter_limits() {
     let app = spawn_app(Backend::Sqlite).await;

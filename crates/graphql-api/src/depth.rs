@@ -8,7 +8,8 @@
 //! each spread the next one twice costs them 2^n. Here each fragment is walked once
 //! (its cost kept), a document that expands beyond `max_selections` or nests fragments
 //! beyond `max_fragment_nesting` is refused, and a fragment cycle is refused, all before
-//! the engine sees the document, so its visitors only ever expand what is small.
+//! the engine sees the document (the HTTP layer holds every document it hands the
+//! engine to these limits), so its visitors only ever expand what is small.
 //!
 //! Depth: the engine's own limit counts every field, so the standard introspection query
 //! of graphql-js (what GraphiQL, Apollo, graphql-codegen, Altair and Postman send:
@@ -17,11 +18,10 @@
 //! against its own, larger limit.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
+use async_graphql::parser::types::{Directive, ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{Name, Positioned, Value, Variables};
+use async_graphql_value::Value as Literal;
 
 /// Introspection subtrees may nest this deep (graphql-js 16's query is 13 levels deep,
 /// graphql-core's the same; 17's adds two).
@@ -42,6 +42,66 @@ pub const MAX_FRAGMENT_NESTING: usize = 32;
 pub const TOO_DEEP: &str = "Query is nested too deep.";
 pub const TOO_LARGE: &str = "Query expands to too many selections.";
 pub const FRAGMENT_CYCLE: &str = "Query's fragments spread themselves.";
+pub const VARIABLES_TOO_LARGE: &str = "Query repeats its variables' values too often.";
+
+/// What the variables' values may add up to, each counted as often as the document
+/// passes it to an argument (fragments counted wherever they are spread). The engine
+/// copies a variable's value into an argument once per use, when it validates and when
+/// it runs: `[$v, $v, …]` of a 30 KB `$v` in a 64 KiB body would otherwise make it copy
+/// hundreds of megabytes. A real request passes a few values once each.
+pub const MAX_VARIABLE_BYTES_PASSED: usize = 1024 * 1024;
+
+/// The refusal of a request whose document passes its variables more often than
+/// [`MAX_VARIABLE_BYTES_PASSED`] allows (every use of a variable counted as the size of
+/// all the request's variables: an upper bound found in time linear in both).
+pub fn variables_refusal(shape: &Shape, variables: &Variables) -> Option<&'static str> {
+    if shape.variable_uses == 0 {
+        return None;
+    }
+    let size: usize = variables.values().map(value_size).fold(0, usize::saturating_add);
+    (shape.variable_uses.saturating_mul(size) > MAX_VARIABLE_BYTES_PASSED).then_some(VARIABLES_TOO_LARGE)
+}
+
+/// About the bytes a value takes: its strings' lengths and a few per item.
+fn value_size(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len().saturating_add(2),
+        Value::Binary(b) => b.len(),
+        Value::Enum(e) => e.len(),
+        Value::List(items) => items.iter().map(value_size).fold(2, usize::saturating_add),
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| value_size(v).saturating_add(k.len()).saturating_add(2))
+            .fold(2, usize::saturating_add),
+        Value::Null | Value::Number(_) | Value::Boolean(_) => 8,
+    }
+}
+
+/// How many variables an argument's literal value takes (each use counted).
+fn uses_in(value: &Literal) -> usize {
+    match value {
+        Literal::Variable(_) => 1,
+        Literal::List(items) => items.iter().map(uses_in).fold(0, usize::saturating_add),
+        Literal::Object(fields) => fields.values().map(uses_in).fold(0, usize::saturating_add),
+        _ => 0,
+    }
+}
+
+/// How many variables a list of arguments takes.
+fn uses_in_arguments(arguments: &[(Positioned<Name>, Positioned<Literal>)]) -> usize {
+    arguments
+        .iter()
+        .map(|(_, v)| uses_in(&v.node))
+        .fold(0, usize::saturating_add)
+}
+
+/// How many variables a list of directives takes.
+fn uses_in_directives(directives: &[Positioned<Directive>]) -> usize {
+    directives
+        .iter()
+        .map(|d| uses_in_arguments(&d.node.arguments))
+        .fold(0, usize::saturating_add)
+}
 
 /// The limits a document is held to.
 #[derive(Debug, Clone, Copy)]
@@ -86,48 +146,6 @@ impl DocumentLimits {
             None
         }
     }
-
-    /// Refuses a document (as a `ServerError` the error mapping codes as
-    /// `VALIDATION_FAILED`).
-    pub fn check(&self, doc: &ExecutableDocument) -> ServerResult<Shape> {
-        let shape = Shape::of(doc);
-        match self.refusal(&shape) {
-            Some(message) => Err(ServerError::new(message, None)),
-            None => Ok(shape),
-        }
-    }
-}
-
-/// A document that the HTTP layer already held to these limits (request data): the
-/// extension does not walk it again.
-#[derive(Debug, Clone, Copy)]
-pub struct Checked;
-
-/// The extension that holds every document to the limits before the engine validates it.
-#[derive(Debug, Clone, Copy)]
-pub struct DepthLimit(pub DocumentLimits);
-
-impl ExtensionFactory for DepthLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(*self)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for DepthLimit {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        if ctx.data_opt::<Checked>().is_none() {
-            self.0.check(&doc)?;
-        }
-        Ok(doc)
-    }
 }
 
 /// What a document costs (see the module's documentation). Counts saturate.
@@ -144,6 +162,9 @@ pub struct Shape {
     pub fragment_nesting: usize,
     /// A fragment spreads itself, directly or through others.
     pub fragment_cycle: bool,
+    /// Uses of variables in arguments after every fragment is expanded (counted like
+    /// `selections`).
+    pub variable_uses: usize,
 }
 
 impl Shape {
@@ -163,11 +184,19 @@ impl Shape {
             shape.own_depth = shape.own_depth.max(cost.own);
             shape.introspection_depth = shape.introspection_depth.max(cost.intro);
             shape.selections = shape.selections.saturating_add(cost.count);
+            shape.variable_uses = shape
+                .variable_uses
+                .saturating_add(cost.variables)
+                .saturating_add(uses_in_directives(&op.node.directives));
         }
         // Fragment definitions are validated (and expanded by the engine) on their own too.
         for (name, fragment) in &doc.fragments {
             let cost = walk.fragment(name, &fragment.node.selection_set, false);
             shape.selections = shape.selections.saturating_add(cost.count);
+            shape.variable_uses = shape
+                .variable_uses
+                .saturating_add(cost.variables)
+                .saturating_add(uses_in_directives(&fragment.node.directives));
         }
         shape.fragment_nesting = walk.nesting;
         shape.fragment_cycle = walk.cycle;
@@ -184,6 +213,8 @@ struct Cost {
     intro: usize,
     count: usize,
     nesting: usize,
+    /// Uses of variables in arguments below, expanded.
+    variables: usize,
 }
 
 impl Cost {
@@ -192,6 +223,7 @@ impl Cost {
         self.intro = self.intro.max(other.intro);
         self.count = self.count.saturating_add(other.count);
         self.nesting = self.nesting.max(other.nesting);
+        self.variables = self.variables.saturating_add(other.variables);
     }
 }
 
@@ -218,6 +250,10 @@ impl<'a> Walk<'a> {
                     let mut here = Cost {
                         count: below.count.saturating_add(1),
                         nesting: below.nesting,
+                        variables: below
+                            .variables
+                            .saturating_add(uses_in_arguments(&field.node.arguments))
+                            .saturating_add(uses_in_directives(&field.node.directives)),
                         ..Cost::default()
                     };
                     if intro || starts_intro {
@@ -232,6 +268,7 @@ impl<'a> Walk<'a> {
                     let below = self.set(&f.node.selection_set, intro);
                     cost.merge(Cost {
                         count: below.count.saturating_add(1),
+                        variables: below.variables.saturating_add(uses_in_directives(&f.node.directives)),
                         ..below
                     });
                 }
@@ -250,6 +287,9 @@ impl<'a> Walk<'a> {
                     };
                     cost.merge(Cost {
                         count: below.count.saturating_add(1),
+                        variables: below
+                            .variables
+                            .saturating_add(uses_in_directives(&spread.node.directives)),
                         ..below
                     });
                 }
@@ -318,6 +358,42 @@ mod tests {
         assert_eq!(
             depths("{ viewer { ...N } __type(name: \"Tenant\") { ...N } } fragment N on Viewer { name { name } }"),
             (3, 3)
+        );
+    }
+
+    #[test]
+    fn variable_uses_count_every_expansion_and_bound_what_the_values_add_up_to() {
+        assert_eq!(of("query($a: ID!) { tenant(id: $a) { name } }").variable_uses, 1);
+        assert_eq!(
+            of("query($a: ID!, $f: Boolean!) @skip(if: $f) { tenant(id: $a) @include(if: $f) { ... @skip(if: $f) { name } } }")
+                .variable_uses,
+            4
+        );
+        // A fragment counts wherever it is spread, and once on its own.
+        let spread = "query($a: ID!) { ...F ...F x: __typename } fragment F on Query { tenant(id: $a) { name } }";
+        assert_eq!(of(spread).variable_uses, 3);
+        assert_eq!(of("query($a: [ID!]) { x(ids: [$a, $a, { k: $a }]) }").variable_uses, 3);
+
+        let vars = |json: serde_json::Value| Variables::from_json(json);
+        let small = of("query($a: ID!) { tenant(id: $a) { name } }");
+        assert_eq!(
+            variables_refusal(&small, &vars(serde_json::json!({ "a": "x".repeat(60_000) }))),
+            None
+        );
+        let repeated = format!("query($a: ID!) {{ tenant(id: [{}]) {{ name }} }}", "$a,".repeat(10_000));
+        let shape = of(&repeated);
+        assert_eq!(shape.variable_uses, 10_000);
+        assert_eq!(variables_refusal(&shape, &vars(serde_json::json!({ "a": "x" }))), None);
+        assert_eq!(
+            variables_refusal(&shape, &vars(serde_json::json!({ "a": "x".repeat(30_000) }))),
+            Some(VARIABLES_TOO_LARGE)
+        );
+        assert_eq!(
+            variables_refusal(
+                &of("{ plans { code } }"),
+                &vars(serde_json::json!({ "a": "x".repeat(30_000) }))
+            ),
+            None
         );
     }
 

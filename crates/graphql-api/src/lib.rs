@@ -22,10 +22,12 @@ mod mail_settings;
 mod pagination;
 pub mod schema;
 mod tenants;
+pub mod validated;
 mod values;
 mod webhooks;
 
 pub use auth::{AuthError, Claims, JwtConfig, TokenVerifier};
 pub use context::RequestContext;
 pub use depth::{DocumentLimits, Shape};
-pub use schema::{MailgateSchema, SchemaLimits, build_schema};
+pub use schema::{MailgateSchema, SchemaLimits};
+pub use validated::{Schemas, Verdict, build_schema};

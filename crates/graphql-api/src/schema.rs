@@ -4,12 +4,6 @@
 
 use async_graphql::{Context, EmptySubscription, ID, Object, Schema};
 
-use domain::services::TenantService;
-use domain::services::assistant::AssistantService;
-use domain::services::connections::ConnectionService;
-use domain::services::deliveries::DeliveryService;
-use domain::services::webhooks::WebhookService;
-
 use crate::assistant::{MailServerDiscovery, MailServerPreset, ProbeResult, SenderDomainCheck};
 use crate::connections::{
     AppConnectionSetup, MailConnectionKind, MailConnectionView, MailProvider, MailboxSignIn, TokenUrlConnectionInput,
@@ -399,54 +393,21 @@ impl MutationRoot {
     }
 }
 
-/// Limits against expensive queries.
+/// Limits against expensive queries the engine enforces (the HTTP layer holds every
+/// document to its depth and size first: `crate::depth`).
 #[derive(Debug, Clone, Copy)]
 pub struct SchemaLimits {
-    pub max_depth: usize,
     pub max_complexity: usize,
     pub introspection: bool,
-}
-
-impl SchemaLimits {
-    /// What a document is held to before the engine validates it.
-    pub fn document(&self) -> crate::depth::DocumentLimits {
-        crate::depth::DocumentLimits::with_depth(self.max_depth)
-    }
 }
 
 impl Default for SchemaLimits {
     fn default() -> Self {
         Self {
-            max_depth: 12,
             max_complexity: 5000,
             introspection: false,
         }
     }
-}
-
-/// The schema with the services it calls.
-pub fn build_schema(
-    service: TenantService,
-    deliveries: DeliveryService,
-    assistant: AssistantService,
-    webhooks: WebhookService,
-    connections: ConnectionService,
-    limits: SchemaLimits,
-) -> MailgateSchema {
-    let builder = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
-        .data(service)
-        .data(connections)
-        .data(deliveries)
-        .data(assistant)
-        .data(webhooks)
-        .extension(crate::depth::DepthLimit(limits.document()))
-        .limit_complexity(limits.max_complexity);
-    let builder = if limits.introspection {
-        builder
-    } else {
-        builder.disable_introspection()
-    };
-    builder.finish()
 }
 
 /// The SDL the frontend builds against (committed as `schema.graphql`).

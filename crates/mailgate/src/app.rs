@@ -19,7 +19,7 @@ use domain::services::deliveries::DeliveryService;
 use domain::services::webhooks::WebhookService;
 use domain::settings::PortPolicy;
 use graphql_api::auth::JwtKey;
-use graphql_api::{JwtConfig, MailgateSchema, SchemaLimits, TokenVerifier, build_schema};
+use graphql_api::{JwtConfig, SchemaLimits, Schemas, TokenVerifier, build_schema};
 use mailer::{Mailer, MailerConfig, PlatformRelay, RelayUrl};
 use persistence::crypto::SecretKeyRing;
 use worker::{Metrics, Worker, WorkerConfig};
@@ -36,7 +36,8 @@ pub struct App {
     pub db: sea_orm::DatabaseConnection,
     pub keyring: Arc<SecretKeyRing>,
     pub service: TenantService,
-    pub schema: MailgateSchema,
+    /// The GraphQL schema, strict and fast (see `graphql_api::validated`).
+    pub schema: Schemas,
     pub verifier: Arc<TokenVerifier>,
     pub mailer: Arc<Mailer>,
     pub deliveries: DeliveryService,
@@ -401,7 +402,6 @@ impl App {
             webhooks,
             connections,
             SchemaLimits {
-                max_depth: config.max_query_depth,
                 max_complexity: config.max_query_complexity,
                 introspection: config.introspection_enabled(),
             },

@@ -437,11 +437,17 @@ async fn graphql(State(app): State<Shared>, request: Request) -> Response {
         .map(|r| {
             let heavy = r.query.len() > HEAVY_TEXT_BYTES && !app.query_cache.knows(&r);
             let p = off_async_threads(heavy, || app.query_cache.prepare(r));
-            match p.shape.as_ref().and_then(|shape| limits.refusal(shape)) {
+            let refusal = p.shape.as_ref().and_then(|shape| {
+                limits
+                    .refusal(shape)
+                    .or_else(|| graphql_api::depth::variables_refusal(shape, &p.request.variables))
+            });
+            match refusal {
                 Some(message) => Admitted::Refused(message),
                 None => Admitted::Run {
                     heavy: p.shape.is_some_and(|s| s.selections > HEAVY_SELECTIONS),
-                    request: p.request.data(graphql_api::depth::Checked),
+                    request: p.request,
+                    verdict: p.verdict,
                 },
             }
         })
@@ -469,8 +475,12 @@ async fn graphql(State(app): State<Shared>, request: Request) -> Response {
                 Admitted::Refused(message) => {
                     async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(message, None)])
                 }
-                Admitted::Run { request, heavy } => {
-                    let run = app.schema.execute(request.data(context));
+                Admitted::Run {
+                    request,
+                    heavy,
+                    verdict,
+                } => {
+                    let run = app.schema.execute(request.data(context), verdict);
                     // The engine validates on its first poll, before it awaits anything: a
                     // large (already bounded) document is validated off the async threads.
                     FirstPollOff::new(heavy, run).instrument(span).await
@@ -539,6 +549,8 @@ enum Admitted {
     Run {
         request: async_graphql::Request,
         heavy: bool,
+        /// Whether its text passed the strict validation before (cached texts).
+        verdict: Option<Arc<graphql_api::Verdict>>,
     },
 }
 

@@ -94,6 +94,7 @@ pub const SIGN_IN_KINDS: [ConnectionKind; 3] = [
 const MICROSOFT_INTERVAL_MS: i64 = 2000;
 
 /// The sign-in operations, on the tenant service's storage.
+#[derive(Clone)]
 pub struct ConnectionService {
     tenants: Arc<TenantService>,
     providers: Arc<dyn SignInProviders>,
