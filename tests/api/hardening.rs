@@ -798,8 +798,6 @@ async fn fan_out_documents_are_refused_at_once_while_health_answers() {
     app.finish().await;
 }
 
-/// Strangers get one operation per request, fewer selections and a capped answer; the
-/// same requests signed in are answered in full.
 /// A stranger's 64 KiB body that passes one 30 KB variable ten thousand times would make
 /// the engine copy it into the argument each time (hundreds of megabytes): refused
 /// before the engine sees it; the same variable passed once is fine.
@@ -819,6 +817,13 @@ async fn variables_passed_over_and_over_are_refused_before_the_engine_copies_the
             .is_some_and(|m| m.contains(graphql_api::depth::VARIABLES_TOO_LARGE)),
         "{body}"
     );
+    // The same, the value given as the variable's default.
+    let defaulted = format!(
+        "query($v: ID = \"{value}\") {{ tenant(id: [{}]) {{ name }} }}",
+        "$v,".repeat(10_000)
+    );
+    let (_, body) = app.post(None, None, &json!({ "query": defaulted })).await;
+    assert_refused_by_engine(&body, "a default passed 10,000 times");
     // Once, the same value reaches the engine, which runs it (a stranger sees no tenant).
     let (_, body) = app
         .post(
@@ -831,6 +836,8 @@ async fn variables_passed_over_and_over_are_refused_before_the_engine_copies_the
     app.finish().await;
 }
 
+/// Strangers get one operation per request, fewer selections and a capped answer; the
+/// same requests signed in are answered in full.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_callers_get_tighter_limits() {
     let app = spawn_app(Backend::Sqlite).await;

@@ -44,22 +44,32 @@ pub const TOO_LARGE: &str = "Query expands to too many selections.";
 pub const FRAGMENT_CYCLE: &str = "Query's fragments spread themselves.";
 pub const VARIABLES_TOO_LARGE: &str = "Query repeats its variables' values too often.";
 
-/// What the variables' values may add up to, each counted as often as the document
-/// passes it to an argument (fragments counted wherever they are spread). The engine
-/// copies a variable's value into an argument once per use, when it validates and when
-/// it runs: `[$v, $v, …]` of a 30 KB `$v` in a 64 KiB body would otherwise make it copy
-/// hundreds of megabytes. A real request passes a few values once each.
+/// What the engine may copy of the variables' values into arguments, at most: it copies
+/// a variable's value (given, or its default) into an argument once per use, when it
+/// validates and when it runs, so `[$v, $v, …]` of a 30 KB `$v` in a 64 KiB body would
+/// make it copy hundreds of megabytes. Counted as every use (fragments counted wherever
+/// they are spread) times the largest value, and allowed up to 1 MiB, or up to
+/// [`USES_ALWAYS_ALLOWED`] times all the values together: a request that passes each
+/// value a few times is never refused, however large its values.
 pub const MAX_VARIABLE_BYTES_PASSED: usize = 1024 * 1024;
 
-/// The refusal of a request whose document passes its variables more often than
-/// [`MAX_VARIABLE_BYTES_PASSED`] allows (every use of a variable counted as the size of
-/// all the request's variables: an upper bound found in time linear in both).
+/// See [`MAX_VARIABLE_BYTES_PASSED`].
+pub const USES_ALWAYS_ALLOWED: usize = 32;
+
+/// The refusal of a request whose document passes its variables' values more often than
+/// [`MAX_VARIABLE_BYTES_PASSED`] allows (found in time linear in the values).
 pub fn variables_refusal(shape: &Shape, variables: &Variables) -> Option<&'static str> {
     if shape.variable_uses == 0 {
         return None;
     }
-    let size: usize = variables.values().map(value_size).fold(0, usize::saturating_add);
-    (shape.variable_uses.saturating_mul(size) > MAX_VARIABLE_BYTES_PASSED).then_some(VARIABLES_TOO_LARGE)
+    let (mut total, mut largest) = (shape.largest_default, shape.largest_default);
+    for value in variables.values() {
+        let size = value_size(value);
+        total = total.saturating_add(size);
+        largest = largest.max(size);
+    }
+    let allowed = MAX_VARIABLE_BYTES_PASSED.max(total.saturating_mul(USES_ALWAYS_ALLOWED));
+    (shape.variable_uses.saturating_mul(largest) > allowed).then_some(VARIABLES_TOO_LARGE)
 }
 
 /// About the bytes a value takes: its strings' lengths and a few per item.
@@ -165,6 +175,9 @@ pub struct Shape {
     /// Uses of variables in arguments after every fragment is expanded (counted like
     /// `selections`).
     pub variable_uses: usize,
+    /// The size of the largest default value of a variable (what a use copies when the
+    /// request gives none).
+    pub largest_default: usize,
 }
 
 impl Shape {
@@ -188,6 +201,11 @@ impl Shape {
                 .variable_uses
                 .saturating_add(cost.variables)
                 .saturating_add(uses_in_directives(&op.node.directives));
+            for definition in &op.node.variable_definitions {
+                if let Some(default) = &definition.node.default_value {
+                    shape.largest_default = shape.largest_default.max(value_size(&default.node));
+                }
+            }
         }
         // Fragment definitions are validated (and expanded by the engine) on their own too.
         for (name, fragment) in &doc.fragments {
@@ -395,6 +413,27 @@ mod tests {
             ),
             None
         );
+        // A default value is what a use copies when the request gives none.
+        let defaulted = format!(
+            "query($a: ID = \"{}\") {{ tenant(id: [{}]) {{ name }} }}",
+            "x".repeat(30_000),
+            "$a,".repeat(10_000)
+        );
+        assert_eq!(
+            variables_refusal(&of(&defaulted), &vars(serde_json::json!({}))),
+            Some(VARIABLES_TOO_LARGE)
+        );
+        // Each value passed a few times is never refused, however large.
+        let flags = format!(
+            "query($i: NotificationInput!, $f: Boolean!) {{ enqueueNotification(input: $i) {{ id {} }} }}",
+            (0..20)
+                .map(|n| format!("s{n}: status @include(if: $f)"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let big = vars(serde_json::json!({ "i": { "html": "x".repeat(900_000) }, "f": true }));
+        assert_eq!(of(&flags).variable_uses, 21);
+        assert_eq!(variables_refusal(&of(&flags), &big), None);
     }
 
     #[test]
