@@ -310,13 +310,8 @@ impl LeasedQueue {
         returning: &[&str],
     ) -> Statement {
         let mut q = SqlBuilder::new(backend);
-        q.sql(&format!("DELETE FROM {} WHERE {ID} IN (", self.table));
-        for (i, id) in ids.iter().enumerate() {
-            if i > 0 {
-                q.sql(", ");
-            }
-            q.bind(id.as_str());
-        }
+        q.sql(&format!("DELETE FROM {} WHERE {ID} IN (", self.table))
+            .bind_list(ids.iter().map(String::as_str));
         q.sql(&format!(") AND {} AND {UPDATED_AT} < ", self.finished_sql()))
             .bind(before);
         if !returning.is_empty() {

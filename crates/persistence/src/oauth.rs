@@ -291,14 +291,8 @@ impl MailConnections for SqlStore {
             .sql(CONNECTION_COLUMNS)
             .sql(" FROM mail_connections WHERE status = ")
             .bind(ConnectionStatus::Active.code())
-            .sql(" AND kind IN (");
-        for (i, kind) in kinds.iter().enumerate() {
-            if i > 0 {
-                select.sql(", ");
-            }
-            select.bind(kind.code());
-        }
-        select
+            .sql(" AND kind IN (")
+            .bind_list(kinds.iter().map(|kind| kind.code()))
             .sql(") AND COALESCE(last_refreshed_at_ms, created_at_ms) < ")
             .bind(before.timestamp_millis())
             .sql(" ORDER BY COALESCE(last_refreshed_at_ms, created_at_ms), id LIMIT ")

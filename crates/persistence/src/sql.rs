@@ -37,6 +37,18 @@ impl SqlBuilder {
         self
     }
 
+    /// Binds each value, separated by commas (`$1, $2, $3`): an `IN (…)` list or a row
+    /// of `VALUES`.
+    pub(crate) fn bind_list<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.bind(value);
+        }
+        self
+    }
+
     pub(crate) fn build(self) -> Statement {
         Statement::from_sql_and_values(self.backend, self.sql, self.values)
     }

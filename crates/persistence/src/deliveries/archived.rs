@@ -45,13 +45,8 @@ impl Tally {
         let mut q = SqlBuilder::new(backend);
         q.sql("INSERT INTO delivery_archived_counts (tenant_id, status, n) VALUES ");
         for (i, ((tenant, status), n)) in changes.into_iter().enumerate() {
-            q.sql(if i == 0 { "(" } else { ", (" })
-                .bind(tenant.as_str())
-                .sql(", ")
-                .bind(status.as_str())
-                .sql(", ")
-                .bind(*n)
-                .sql(")");
+            let row: [sea_orm::Value; 3] = [tenant.as_str().into(), status.as_str().into(), (*n).into()];
+            q.sql(if i == 0 { "(" } else { ", (" }).bind_list(row).sql(")");
         }
         q.sql(" ON CONFLICT (tenant_id, status) DO UPDATE SET n = delivery_archived_counts.n + excluded.n");
         Some(q.build())
@@ -125,14 +120,9 @@ pub(super) async fn marks_of(
         return Ok(HashMap::new());
     }
     let mut q = SqlBuilder::new(txn.get_database_backend());
-    q.sql("SELECT tenant_id, counted_through FROM delivery_count_marks WHERE tenant_id IN (");
-    for (i, t) in tenants.iter().enumerate() {
-        if i > 0 {
-            q.sql(", ");
-        }
-        q.bind(*t);
-    }
-    q.sql(")");
+    q.sql("SELECT tenant_id, counted_through FROM delivery_count_marks WHERE tenant_id IN (")
+        .bind_list(tenants.iter().copied())
+        .sql(")");
     let rows = txn.query_all_raw(q.build()).await.map_err(db_err)?;
     rows.iter()
         .map(|r| {
@@ -197,9 +187,7 @@ pub(super) async fn advance(txn: &DatabaseTransaction, tenants: &[(&str, usize)]
         q.sql("INSERT INTO delivery_count_marks (tenant_id, counted_through) VALUES ");
         for (i, (tenant, through)) in moved.into_iter().enumerate() {
             q.sql(if i == 0 { "(" } else { ", (" })
-                .bind(tenant)
-                .sql(", ")
-                .bind(through)
+                .bind_list([tenant.to_owned(), through])
                 .sql(")");
         }
         q.sql(" ON CONFLICT (tenant_id) DO UPDATE SET counted_through = excluded.counted_through");
