@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::lanes::{Admission, lane};
-use crate::postpone::{PROBE_HOLD, SIDE_WAIT, postpone_tenant};
+use crate::postpone::{PROBE_HOLD, postpone_tenant};
 use crate::recorder::{Outcomes, record_outcomes};
 use crate::signal::ClaimSkipper;
 use crate::standing::Route;
@@ -150,9 +150,13 @@ pub(crate) async fn run(
                     postponed.entry(d.tenant_id).or_insert((Vec::new(), schedule)).0.push(d);
                 }
                 Admission::OffToTheSide(d) => {
-                    let later = now + chrono::Duration::from_std(SIDE_WAIT).unwrap_or_default();
-                    let schedule = Postponement::backing_off(later, std::time::Duration::ZERO);
-                    postponed.entry(d.tenant_id).or_insert((Vec::new(), schedule)).0.push(d);
+                    // One turn per tenant sent back, whatever it had in this claim.
+                    let held = postponed.entry(d.tenant_id).or_insert_with(|| {
+                        let wait = shared.lanes.line_wait(now);
+                        let later = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                        (Vec::new(), Postponement::backing_off(later, std::time::Duration::ZERO))
+                    });
+                    held.0.push(d);
                 }
             }
         }

@@ -15,17 +15,18 @@ use domain::TenantId;
 use domain::delivery::{Delivery, DeliveryUpdate};
 use domain::finish::{ClaimedDelivery, Finish};
 
+use crate::line_pace::LinePace;
 use crate::recorder::Outcomes;
 use crate::standing::{Accepted, Budget, Route, Standings, Unreachable};
 use crate::{Shared, lock};
 
 /// Tenants that may wait in the line of the side and on-record budgets, per lane of the
 /// side budget. A claim runs ahead of those lanes (after a start, thousands of new tenants
-/// come in a few claims, while a first send takes a connection and a greeting): a line
-/// as long as the side budget sent most of them back for [`crate::postpone::SIDE_WAIT`],
-/// and the CPU sat idle meanwhile. Four per lane absorbs that, and still bounds what such
-/// tenants hold here when black holes keep those lanes busy: the line's tenants times
-/// what one claim takes of a tenant (`per_claim`), at most.
+/// come in a few claims, while a first send takes a connection and a greeting): those
+/// beyond the line come back as it moves ([`crate::line_pace`]). Four per lane keeps the
+/// lanes fed between two claims, and bounds what such tenants hold here when black holes
+/// keep those lanes busy: the line's tenants times what one claim takes of a tenant
+/// (`per_claim`), at most.
 pub(crate) const SIDE_LINE_PER_LANE: usize = 4;
 
 /// How far into the line a tenant proven on record may join, per lane of the side budget:
@@ -53,6 +54,8 @@ struct LaneState {
     on_record: usize,
     /// Tenants of the side budget waiting for a lane, first come first served.
     side_line: VecDeque<TenantId>,
+    /// How fast that line moves.
+    pace: LinePace,
     standings: Standings,
 }
 
@@ -77,7 +80,7 @@ pub(crate) enum Admission {
     /// Its tenant's server is backing off until then: give it back for that time.
     BackingOff(Delivery, DateTime<Utc>),
     /// The side budget and its line are full: give it (and the rest of its tenant's
-    /// waiting mail) back for a little later.
+    /// waiting mail) back until the line has room for it ([`Lanes::line_wait`]).
     OffToTheSide(Delivery),
 }
 
@@ -96,6 +99,10 @@ impl LaneState {
 
     fn take_slot(&mut self, tenant: TenantId, budget: Budget) {
         *self.in_flight.entry(tenant).or_insert(0) += 1;
+        if budget != Budget::Main {
+            let idle = self.side + self.on_record == 0;
+            self.pace.started(Utc::now(), idle);
+        }
         match budget {
             Budget::Main => self.main += 1,
             Budget::Side => self.side += 1,
@@ -158,7 +165,7 @@ impl Lanes {
 
     /// Where a freshly claimed delivery goes (see [`Admission`]). Tenants of the side
     /// budget wait for a lane in a line of [`SIDE_LINE_PER_LANE`] tenants per side lane;
-    /// beyond that they come back later.
+    /// beyond that they come back as the line moves ([`crate::line_pace`]).
     pub(crate) fn admit(&self, d: Delivery, now: DateTime<Utc>) -> Admission {
         let mut state = lock(&self.state);
         let tenant = d.tenant_id;
@@ -188,6 +195,14 @@ impl Lanes {
         }
         state.backlog.entry(tenant).or_default().push_back(d);
         Admission::Waiting
+    }
+
+    /// How long a tenant sent back from the full line waits (see [`LinePace::wait`]);
+    /// asked once per tenant sent back, which takes its turn among them.
+    pub(crate) fn line_wait(&self, now: DateTime<Utc>) -> std::time::Duration {
+        let mut state = lock(&self.state);
+        let running = state.side + state.on_record;
+        state.pace.wait(now, running)
     }
 
     /// Waiting deliveries that may start a lane now (each with its slot taken): the side
@@ -261,6 +276,9 @@ impl Lanes {
         let mut state = lock(&self.state);
         if let Some(n) = state.in_flight.get_mut(&tenant) {
             *n = n.saturating_sub(1);
+        }
+        if budget != Budget::Main {
+            state.pace.ended(Utc::now());
         }
         match budget {
             Budget::Main => state.main = state.main.saturating_sub(1),

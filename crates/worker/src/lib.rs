@@ -26,6 +26,7 @@
 mod claim_loop;
 mod lanes;
 mod lease;
+mod line_pace;
 pub mod metrics;
 mod postpone;
 mod recorder;

@@ -78,6 +78,7 @@ pub(crate) fn resume_tenant_within(shared: &Arc<Shared>, tenant: TenantId, windo
     });
 }
 
-/// How long a tenant's mail waits when the side budget and its line are full (about one
-/// probe's deadline, so the line has moved on by then).
+/// The longest a tenant's mail waits when the side budget and its line are full (about
+/// one probe's deadline, so the line has moved on by then); a line that moves takes it
+/// back sooner ([`crate::line_pace`]).
 pub(crate) const SIDE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

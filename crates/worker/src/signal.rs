@@ -5,13 +5,16 @@
 //! falling due, leases of other processes running out), can change that; until then the
 //! worker skips claims that could not find anything.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use domain::TenantId;
 use tokio::sync::Notify;
 
+use crate::line_pace::on_grid;
 use crate::lock;
 
 /// Tells this process's worker that tenants have new due work (an enqueue, a retry by
@@ -52,37 +55,45 @@ impl WorkSignal {
     }
 }
 
-/// The earliest time postponed work of this worker's comes due, so the claim loop looks
-/// then rather than at the next poll.
+/// When postponed work of this worker's comes due, so the claim loop looks then rather
+/// than at the next poll: every such time, not only the earliest (tenants sent back from
+/// a full line return one group after another), on the [`crate::line_pace::RETURN_STEP`] grid so that
+/// times within a step are one wake, up to [`WAKES_KEPT`] of the earliest.
 #[derive(Debug, Default)]
 pub(crate) struct WakeAt {
-    earliest: Mutex<Option<Instant>>,
+    due: Mutex<BTreeSet<DateTime<Utc>>>,
 }
+
+/// Wake times kept at most; later ones are found by the next poll.
+const WAKES_KEPT: usize = 1024;
 
 impl WakeAt {
     /// Something comes due at `at`.
-    pub(crate) fn at(&self, at: chrono::DateTime<chrono::Utc>) {
-        let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
-        let when = Instant::now() + wait;
-        let mut earliest = lock(&self.earliest);
-        if earliest.is_none_or(|e| when < e) {
-            *earliest = Some(when);
+    pub(crate) fn at(&self, at: DateTime<Utc>) {
+        let mut due = lock(&self.due);
+        due.insert(on_grid(at));
+        if due.len() > WAKES_KEPT {
+            due.pop_last();
         }
     }
 
     /// How long until the earliest, if one is set.
     pub(crate) fn next_in(&self) -> Option<Duration> {
-        lock(&self.earliest).map(|e| e.saturating_duration_since(Instant::now()))
+        lock(&self.due)
+            .first()
+            .map(|e| (*e - Utc::now()).to_std().unwrap_or_default())
     }
 
-    /// Whether the earliest has come (and forgets it then).
+    /// Whether one has come (and forgets those that have).
     pub(crate) fn take_if_due(&self) -> bool {
-        let mut earliest = lock(&self.earliest);
-        if earliest.is_some_and(|e| e <= Instant::now()) {
-            *earliest = None;
-            return true;
+        let mut due = lock(&self.due);
+        let now = Utc::now();
+        let mut any = false;
+        while due.first().is_some_and(|e| *e <= now) {
+            due.pop_first();
+            any = true;
         }
-        false
+        any
     }
 }
 
@@ -152,6 +163,25 @@ impl ClaimSkipper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_wake_time_is_kept_not_only_the_earliest() {
+        let wake = WakeAt::default();
+        let now = Utc::now();
+        wake.at(now + chrono::Duration::seconds(60));
+        wake.at(now - chrono::Duration::seconds(1));
+        wake.at(now - chrono::Duration::seconds(2));
+        assert!(wake.take_if_due(), "the two past ones are due");
+        assert!(!wake.take_if_due(), "and forgotten");
+        let next = wake.next_in().expect("the later one is still kept");
+        assert!(next > Duration::from_secs(50), "{next:?}");
+        // Times within one step of the grid are one wake.
+        let later = now + chrono::Duration::seconds(120);
+        for ms in 0..20 {
+            wake.at(later + chrono::Duration::milliseconds(ms));
+        }
+        assert!(lock(&wake.due).len() <= 3, "{:?}", lock(&wake.due).len());
+    }
 
     #[test]
     fn a_short_claim_skips_the_next_until_work_or_time() {

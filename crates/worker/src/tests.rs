@@ -392,6 +392,57 @@ async fn many_small_tenants_go_at_once_and_what_they_proved_is_put_on_record() {
     }
 }
 
+/// After a start, claims bring new tenants faster than the side budget's first sends
+/// end: those beyond the line go back to the queue, and come back as the line moves, not
+/// after the whole side wait (the CPU sat idle meanwhile). Two side lanes and a line of
+/// eight for 60 new tenants whose servers answer in a few milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_tenants_beyond_the_line_come_back_as_it_moves() {
+    let new: Vec<TenantId> = (0..60).map(|_| TenantId::generate()).collect();
+    let queue = Arc::new(MemoryDeliveries::default());
+    for t in &new {
+        for _ in 0..2 {
+            queue.add(delivery(*t));
+        }
+    }
+    let own: Vec<(TenantId, i64)> = new.iter().map(|t| (*t, 0)).collect();
+    let store = Arc::new(tenants(&[], &own));
+    let mailer = mailer(new.iter().map(|t| (*t, Server::AcceptsAfter(Duration::from_millis(3)))));
+    let metrics = Arc::new(Metrics::default());
+    let worker = start_counted(
+        WorkerConfig {
+            max_probing: 2,
+            ..config(4, 16, 64)
+        },
+        queue.clone(),
+        store.clone(),
+        mailer.clone(),
+        metrics.clone(),
+    );
+    // The longest any queued row was set to wait, seen while the mail goes out.
+    let mut longest = chrono::Duration::zero();
+    until("every mail sent", || {
+        let now = Utc::now();
+        for row in queue.rows() {
+            if row.delivery.status == DeliveryStatus::Queued {
+                longest = longest.max(row.delivery.next_attempt_at - now);
+            }
+        }
+        new.iter().all(|t| queue.count(*t, DeliveryStatus::Sent) == 2)
+    })
+    .await;
+    worker.stop().await;
+    assert!(
+        metrics.postponed_count() > 0,
+        "the line was full, so some came back later"
+    );
+    let side_wait = chrono::Duration::from_std(crate::postpone::SIDE_WAIT).unwrap();
+    assert!(
+        longest < side_wait / 2,
+        "sent back for about as long as the line took to move, not the whole side wait: {longest}"
+    );
+}
+
 /// The budgets and the line, admission by admission: unknown servers one lane each from
 /// the side budget, then a bounded line, then back to the queue for later; servers proven
 /// on record one lane each from a budget of their own (never the main one), in the same
