@@ -2,6 +2,9 @@
 //! the conversation still stands — the pooled ones when the worker stops (as on SIGTERM),
 //! one whose mail was refused (RSET, kept, then QUIT), and the ones closed to give the
 //! only place at a busy host to another tenant — as the servers' command logs show.
+//! Where a server offers PIPELINING (RFC 2920), a send's MAIL FROM, RCPT TO and DATA go
+//! in one write; a refusal among them is named by its own command and leaves the session
+//! in step (every reply read, then RSET).
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +19,8 @@ testkit::each_backend!(
     pooled_sessions_say_quit_when_the_worker_stops,
     sessions_closed_for_a_busy_host_say_quit,
     a_session_that_cannot_authenticate_says_quit,
+    a_server_that_offers_pipelining_gets_each_send_in_one_write,
+    a_refusal_inside_a_pipelined_send_is_named_and_the_session_kept,
 );
 
 const SEND_TEST: &str = "mutation($t:ID!,$to:String!,$s:MailSettingsInput){ sendTestMail(tenantId:$t, to:$to, settings:$s){ ok stage hintCode } }";
@@ -197,6 +202,131 @@ async fn sessions_closed_for_a_busy_host_say_quit(backend: Backend) {
         conversations.iter().all(Conversation::ended_with_quit),
         "every session ended with QUIT: {:?}",
         verbs(&smtp)
+    );
+    app.finish().await;
+}
+
+async fn a_server_that_offers_pipelining_gets_each_send_in_one_write(backend: Backend) {
+    let pipelining = SmtpServer::start(logged(SmtpOptions {
+        pipelining: true,
+        ..SmtpOptions::plain()
+    }));
+    let plain = SmtpServer::start(logged(SmtpOptions::plain()));
+    let app = delivery_app(backend, &[pipelining.port, plain.port]).await;
+    let (sakura, kaede) = (
+        app.create_tenant("Sakura", "SHARE").await,
+        app.create_tenant("Kaede", "SHARE").await,
+    );
+    for (tenant, port) in [(&sakura, pipelining.port), (&kaede, plain.port)] {
+        app.ok(
+            &app.admin(tenant),
+            UPDATE,
+            json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
+        )
+        .await;
+    }
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        for (tenant, name) in [(&sakura, "sakura"), (&kaede, "kaede")] {
+            let d = enqueue(&app, registration(tenant, "ja", Some(&format!("{name}-{i}")))).await;
+            sent.push(d["id"].as_str().unwrap().to_owned());
+        }
+    }
+    let worker = RunningWorker::start(&app);
+    for id in &sent {
+        wait_status(&app, id, "SENT", Duration::from_secs(15)).await;
+    }
+    worker.stop().await;
+    let (piped, one_by_one) = (pipelining.received(), plain.received());
+    assert_eq!((piped.len(), one_by_one.len()), (3, 3));
+    assert!(
+        piped.iter().all(|r| r.pipelined),
+        "RCPT TO came before MAIL FROM was answered: {:?}",
+        verbs(&pipelining)
+    );
+    assert!(
+        one_by_one.iter().all(|r| !r.pipelined),
+        "a server that does not offer it gets one command at a time"
+    );
+    // The same conversation as without it, and it still ends with QUIT.
+    for conversation in pipelining.conversations() {
+        assert!(conversation.ended_with_quit(), "{:?}", verbs(&pipelining));
+        let verbs = conversation.verbs();
+        assert!(verbs.windows(3).any(|w| w == ["MAIL", "RCPT", "DATA"]), "{verbs:?}");
+    }
+    app.finish().await;
+}
+
+async fn a_refusal_inside_a_pipelined_send_is_named_and_the_session_kept(backend: Backend) {
+    let refusing_rcpt = SmtpServer::start(logged(SmtpOptions {
+        pipelining: true,
+        rcpt_reply: Some("550 5.1.1 <member@example.net>: Recipient address rejected: User unknown".into()),
+        ..SmtpOptions::plain()
+    }));
+    let refusing_mail = SmtpServer::start(logged(SmtpOptions {
+        pipelining: true,
+        mail_from_reply: Some("553 5.7.1 Sender address rejected: not owned by user".into()),
+        ..SmtpOptions::plain()
+    }));
+    let app = delivery_app(backend, &[refusing_rcpt.port, refusing_mail.port]).await;
+    let (sakura, kaede) = (
+        app.create_tenant("Sakura", "SHARE").await,
+        app.create_tenant("Kaede", "SHARE").await,
+    );
+    for (tenant, port) in [(&sakura, refusing_rcpt.port), (&kaede, refusing_mail.port)] {
+        app.ok(
+            &app.admin(tenant),
+            UPDATE,
+            json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
+        )
+        .await;
+    }
+    // Two refused recipients, one after the other on the tenant's one lane.
+    let at_rcpt = [
+        enqueue(&app, registration(&sakura, "ja", Some("sakura-0"))).await,
+        enqueue(&app, registration(&sakura, "ja", Some("sakura-1"))).await,
+    ];
+    let at_mail = enqueue(&app, registration(&kaede, "ja", Some("kaede-0"))).await;
+    let worker = RunningWorker::start(&app);
+    for refused in &at_rcpt {
+        let d = wait_attempted(&app, refused["id"].as_str().unwrap()).await;
+        assert_eq!(d["attempts"][0]["stage"], "RCPT_TO", "{d}");
+        assert_eq!(d["attempts"][0]["smtpCode"], 550, "{d}");
+    }
+    let d = wait_attempted(&app, at_mail["id"].as_str().unwrap()).await;
+    assert_eq!(d["attempts"][0]["stage"], "MAIL_FROM", "{d}");
+    assert_eq!(d["attempts"][0]["smtpCode"], 553, "{d}");
+    worker.stop().await;
+    // Each server got the three commands at once, answered all three (DATA with 503: no
+    // valid recipient), and was reset; the session stood, so it ended with QUIT.
+    for server in [&refusing_rcpt, &refusing_mail] {
+        let conversations = server.conversations();
+        assert!(!conversations.is_empty(), "the server was reached");
+        assert!(
+            conversations[0]
+                .verbs()
+                .windows(4)
+                .any(|w| w == ["MAIL", "RCPT", "DATA", "RSET"]),
+            "the refused transaction was read to its end and reset: {:?}",
+            verbs(server)
+        );
+        assert!(
+            conversations.iter().all(Conversation::ended_with_quit),
+            "the session stood: {:?}",
+            verbs(server)
+        );
+        assert_eq!(server.received().len(), 0, "nothing was accepted");
+    }
+    // Every reply was read: the RSET was answered as such, so the same session took the
+    // second mail (a reply left unread would have answered the RSET, and the session
+    // would have been closed).
+    assert!(
+        refusing_rcpt.conversations().iter().any(|c| c
+            .verbs()
+            .windows(8)
+            .any(|w| w == ["MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA", "RSET"])),
+        "both refused mails went on one session: {:?}",
+        verbs(&refusing_rcpt)
     );
     app.finish().await;
 }

@@ -97,6 +97,9 @@ def parse_args(argv=None):
                    help="keep the number of accepted messages in FILE (rewritten at most every 0.1 s and at exit)")
     p.add_argument("--no-smtputf8", action="store_true",
                    help="do not offer SMTPUTF8 (RFC 6531) in the EHLO reply")
+    p.add_argument("--pipelining", action="store_true",
+                   help="offer PIPELINING (RFC 2920) in the EHLO reply, and record for each message "
+                        "whether RCPT TO had already arrived when MAIL FROM was answered")
     p.add_argument("--log-commands", action="store_true",
                    help="write every command line a client sends to standard error (aiosmtpd's own log)")
     p.add_argument("--watch-stdin", action="store_true",
@@ -169,11 +172,17 @@ class Handler:
         if not self.use_auth:
             # aiosmtpd always lists AUTH (even with no mechanism); without --auth there is none.
             responses = [r for r in responses if not r[4:].startswith("AUTH")]
+        if self.args.pipelining:
+            responses = responses[:1] + ["250-PIPELINING"] + responses[1:]
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         # When the client started this send (pacing is measured here).
         envelope.mail_from_at = time.time()
+        # Pipelined: the client sent RCPT TO without waiting for this reply (aiosmtpd reads
+        # commands one line at a time from its stream; what follows waits in its buffer).
+        waiting = bytes(getattr(server._reader, "_buffer", b""))
+        envelope.pipelined = b"RCPT" in waiting.upper()
         if self.args.pop_gate:
             ip = session.peer[0] if session.peer else ""
             if not pop_gate_open(self.args.pop_gate, ip, self.args.pop_window):
@@ -222,6 +231,7 @@ class Handler:
                 "received_at": time.time(),
                 "mail_from_at": getattr(envelope, "mail_from_at", None),
                 "mail_options": list(envelope.mail_options),
+                "pipelined": getattr(envelope, "pipelined", False),
             })
         return "250 2.0.0 OK queued"
 

@@ -465,25 +465,27 @@ impl Mailer {
     ) -> Result<(u16, String), SendFailure> {
         let t = &self.inner.config.timeouts;
         let mut lease = pool.checkout(&self.inner.tls, &self.inner.guard, t).await?;
-        let started = match pace {
+        let sent = match pace {
+            // A paced send's MAIL FROM goes at its turn, on its own.
             Some((tenant, interval)) if !interval.is_zero() => {
-                self.paced_start(
-                    tenant,
-                    interval,
-                    lease.session.mail_from(&built.from, &built.bytes, built.smtputf8, t),
-                )
-                .await
+                let started = self
+                    .paced_start(
+                        tenant,
+                        interval,
+                        lease.session.mail_from(&built.from, &built.bytes, built.smtputf8, t),
+                    )
+                    .await;
+                match started {
+                    Ok(()) => lease.session.finish_mail(&built.to, &built.bytes, t).await,
+                    Err(f) => Err(f),
+                }
             }
             _ => {
                 lease
                     .session
-                    .mail_from(&built.from, &built.bytes, built.smtputf8, t)
+                    .deliver(&built.from, &built.to, &built.bytes, built.smtputf8, t)
                     .await
             }
-        };
-        let sent = match started {
-            Ok(()) => lease.session.finish_mail(&built.to, &built.bytes, t).await,
-            Err(f) => Err(f),
         };
         match sent {
             Ok(reply) => {

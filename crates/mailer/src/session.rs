@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lettre::address::Address;
@@ -25,7 +24,7 @@ use domain::redact::Secrets;
 use domain::settings::Encryption;
 
 use crate::tls::{TlsMaterial, classify_tls};
-use crate::wire::{CappedReplies, Prefixed, ProtocolViolation, Reply, read_reply, violation};
+use crate::wire::{CappedReplies, Prefixed, ProtocolViolation, RepliesSeen, Reply, read_reply, violation};
 
 /// Deadlines for the steps of a conversation.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +94,9 @@ pub struct Session {
     /// A step timed out or broke the conversation: what the server saw last is unknown,
     /// so nothing more (not even QUIT) is said on it.
     broken: bool,
+    /// The server offered PIPELINING (RFC 2920): a send's MAIL FROM, RCPT TO and DATA go
+    /// in one write ([`Session::deliver`]).
+    pipelining: bool,
     /// Every form of the credentials sent on this connection: hidden from each reply
     /// that becomes a failure or an answer (a server may echo them at any later step).
     secrets: Secrets,
@@ -380,15 +382,16 @@ pub async fn open(
         });
         SendFailure::new(SendStage::Tls, kind)
     };
-    // Every reply lettre reads passes the caps; `replies` tells the greeting from later.
-    let replies = Arc::new(AtomicUsize::new(0));
+    // Every reply lettre reads passes the caps; `seen` tells the greeting from later, and
+    // keeps whether EHLO offered PIPELINING.
+    let seen = Arc::new(RepliesSeen::default());
     let stream: Box<dyn AsyncTokioStream> = match params.encryption {
         Encryption::Ssl => {
             let tls_stream = step(SendStage::Tls, t.connect, async {
                 tls.connect(&params.host, tcp).await.map_err(tls_failure)
             })
             .await?;
-            Box::new(CappedReplies::new(ImplicitTls(tls_stream), replies.clone()))
+            Box::new(CappedReplies::new(ImplicitTls(tls_stream), seen.clone()))
         }
         Encryption::StartTls => {
             let (greeting, tcp) = starttls(tcp, params, t, &secrets).await?;
@@ -401,10 +404,10 @@ pub async fn open(
             let greeting = format!("220 {}\r\n", greeting.lines.first().map_or("", String::as_str));
             Box::new(CappedReplies::new(
                 Prefixed::new(greeting.into_bytes(), ImplicitTls(tls_stream)),
-                replies.clone(),
+                seen.clone(),
             ))
         }
-        Encryption::None => Box::new(CappedReplies::new(tcp, replies.clone())),
+        Encryption::None => Box::new(CappedReplies::new(tcp, seen.clone())),
     };
 
     let conn = step(SendStage::Greeting, t.connect, async {
@@ -413,7 +416,7 @@ pub async fn open(
             .map_err(|e| {
                 let mut f = failure(SendStage::Greeting, &e, &secrets);
                 // A reply to EHLO (not the greeting) names the EHLO stage.
-                let after_greeting = replies.load(Ordering::Relaxed) >= 1;
+                let after_greeting = seen.count() >= 1;
                 if (f.kind == FailureKind::Rejected
                     && f.smtp_code
                         .is_some_and(|c| c == 500 || c == 501 || c == 502 || c == 504))
@@ -430,6 +433,7 @@ pub async fn open(
         conn,
         last_used: Instant::now(),
         broken: false,
+        pipelining: seen.pipelining(),
         secrets,
     };
     match (&params.credentials, params.mechanism) {
@@ -530,6 +534,22 @@ impl Session {
         smtputf8: bool,
         t: &Timeouts,
     ) -> Result<(), SendFailure> {
+        let options = self.mail_parameters(message, smtputf8)?;
+        let (conn, secrets) = (&mut self.conn, &self.secrets);
+        let started = step(SendStage::MailFrom, t.command, async {
+            conn.command(Mail::new(Some(from.clone()), options))
+                .await
+                .map_err(|e| failure(SendStage::MailFrom, &e, secrets))
+        })
+        .await;
+        if let Err(f) = &started {
+            self.note(f);
+        }
+        started.map(|_| ())
+    }
+
+    /// The parameters of MAIL FROM for `message`.
+    fn mail_parameters(&self, message: &[u8], smtputf8: bool) -> Result<Vec<MailParameter>, SendFailure> {
         let mut options = Vec::new();
         if smtputf8 {
             // Never mangle an address into something else: a server that cannot take it
@@ -542,17 +562,7 @@ impl Session {
         if !message.is_ascii() && self.conn.server_info().supports_feature(Extension::EightBitMime) {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        let (conn, secrets) = (&mut self.conn, &self.secrets);
-        let started = step(SendStage::MailFrom, t.command, async {
-            conn.command(Mail::new(Some(from.clone()), options))
-                .await
-                .map_err(|e| failure(SendStage::MailFrom, &e, secrets))
-        })
-        .await;
-        if let Err(f) = &started {
-            self.note(f);
-        }
-        started.map(|_| ())
+        Ok(options)
     }
 
     /// RCPT TO, DATA and the message, after [`Session::mail_from`]. Returns the final
@@ -589,6 +599,12 @@ impl Session {
                 .map_err(|e| failure(SendStage::Data, &e, secrets))
         })
         .await?;
+        self.message(message, t).await
+    }
+
+    /// The message, after DATA was answered `354`; its final reply (code and text).
+    async fn message(&mut self, message: &[u8], t: &Timeouts) -> Result<(u16, String), SendFailure> {
+        let (conn, secrets) = (&mut self.conn, &self.secrets);
         let reply = step(SendStage::Data, t.data, async {
             conn.message(message)
                 .await
@@ -601,7 +617,9 @@ impl Session {
         Ok((u16::from(reply.code()), text))
     }
 
-    /// A whole send: MAIL FROM, RCPT TO, DATA and the message.
+    /// A whole send: MAIL FROM, RCPT TO, DATA and the message. Where the server offered
+    /// PIPELINING, the three commands go in one write and their replies are read after it
+    /// (one round trip for the three, not three).
     pub async fn deliver(
         &mut self,
         from: &Address,
@@ -610,8 +628,79 @@ impl Session {
         smtputf8: bool,
         t: &Timeouts,
     ) -> Result<(u16, String), SendFailure> {
-        self.mail_from(from, message, smtputf8, t).await?;
-        self.finish_mail(to, message, t).await
+        if !self.pipelining {
+            self.mail_from(from, message, smtputf8, t).await?;
+            return self.finish_mail(to, message, t).await;
+        }
+        let sent = self.pipelined(from, to, message, smtputf8, t).await;
+        if let Err(f) = &sent {
+            self.note(f);
+        }
+        sent
+    }
+
+    /// RFC 2920: MAIL FROM, RCPT TO and DATA in one write, then each reply in order, each
+    /// under the command deadline and named by its own stage. Every reply is read even
+    /// after a refusal, so the session stays in step for the RSET that follows; the first
+    /// refusal is the send's failure. A server that answers DATA with `354` although it
+    /// refused an earlier command gets an empty message (a lone `.`), as RFC 2920 §3.1
+    /// asks, and its answer to that is read and set aside.
+    async fn pipelined(
+        &mut self,
+        from: &Address,
+        to: &Address,
+        message: &[u8],
+        smtputf8: bool,
+        t: &Timeouts,
+    ) -> Result<(u16, String), SendFailure> {
+        let options = self.mail_parameters(message, smtputf8)?;
+        let commands = format!(
+            "{}{}{}",
+            Mail::new(Some(from.clone()), options),
+            Rcpt::new(to.clone(), vec![]),
+            Data
+        );
+        let (conn, secrets) = (&mut self.conn, &self.secrets);
+        let mut replies = Vec::with_capacity(3);
+        for stage in [SendStage::MailFrom, SendStage::RcptTo, SendStage::Data] {
+            let reply = step(stage, t.command, async {
+                let reply = if stage == SendStage::MailFrom {
+                    conn.command(&commands).await
+                } else {
+                    conn.read_response().await
+                };
+                reply.map(drop).map_err(|e| failure(stage, &e, secrets))
+            })
+            .await;
+            // A reply that did not come (or broke the protocol): nothing more can be read,
+            // and the session is done. A refusal before it is still what the send met (a
+            // server may say `421` to MAIL FROM and hang up, as RFC 5321 allows).
+            if let Err(f) = &reply
+                && breaks(f.kind)
+            {
+                self.broken = true;
+                return Err(replies.into_iter().find_map(Result::err).unwrap_or_else(|| f.clone()));
+            }
+            replies.push(reply);
+        }
+        let data_accepted = replies[2].is_ok();
+        match replies.into_iter().find_map(Result::err) {
+            None => self.message(message, t).await,
+            Some(refused) => {
+                if data_accepted {
+                    let ended = step(SendStage::Data, t.data, async {
+                        conn.command(".\r\n")
+                            .await
+                            .map_err(|e| failure(SendStage::Data, &e, secrets))
+                    })
+                    .await;
+                    if ended.as_ref().is_err_and(|f| breaks(f.kind)) {
+                        self.broken = true;
+                    }
+                }
+                Err(refused)
+            }
+        }
     }
 
     /// Ends a transaction the server refused (RSET), so the session can be used again;

@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use lettre::transport::smtp::client::AsyncTokioStream;
@@ -66,6 +66,33 @@ pub fn violation(err: &(dyn std::error::Error + 'static)) -> Option<ProtocolViol
     None
 }
 
+/// What [`CappedReplies`] saw of the replies it passed on: how many, and whether the
+/// reply to EHLO (the second: the greeting is the first) offered `PIPELINING` (RFC 2920),
+/// a keyword the SMTP library does not keep.
+#[derive(Debug, Default)]
+pub struct RepliesSeen {
+    count: AtomicUsize,
+    pipelining: AtomicBool,
+}
+
+impl RepliesSeen {
+    /// Complete replies read so far.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Whether the EHLO reply offered `PIPELINING`.
+    pub fn pipelining(&self) -> bool {
+        self.pipelining.load(Ordering::Relaxed)
+    }
+}
+
+/// The reply that answers EHLO, counted from 0 (the greeting).
+const EHLO_REPLY: usize = 1;
+
+/// The keyword of RFC 2920, as a line of the EHLO reply names it (`250-PIPELINING`).
+const PIPELINING: &[u8] = b"PIPELINING";
+
 /// Tracks where the bytes read so far stand in the reply structure.
 #[derive(Debug, Default, Clone)]
 struct ReplyCursor {
@@ -75,6 +102,13 @@ struct ReplyCursor {
     reply: usize,
     /// The fourth octet of the current line (`-` marks a continuation line).
     separator: Option<u8>,
+    /// Replies completed so far.
+    replies: usize,
+    /// Octets of [`PIPELINING`] the current line of the EHLO reply matched so far, after
+    /// its code and separator; none once it differs.
+    keyword: Option<usize>,
+    /// A line of the EHLO reply was `PIPELINING`, alone or with parameters.
+    pipelining: bool,
 }
 
 impl ReplyCursor {
@@ -87,9 +121,13 @@ impl ReplyCursor {
             if self.line == 4 {
                 self.separator = Some(byte);
             }
+            if self.replies == EHLO_REPLY {
+                self.look_for_pipelining(byte);
+            }
             if byte == b'\n' {
                 if self.separator != Some(b'-') {
                     self.reply = 0;
+                    self.replies += 1;
                     completed += 1;
                 }
                 self.line = 0;
@@ -103,27 +141,44 @@ impl ReplyCursor {
         }
         Ok(completed)
     }
+
+    /// Matches the line's keyword (octets 5 to 14, after `250-`) against [`PIPELINING`],
+    /// one octet at a time, and notes a whole match followed by the line's end or a space.
+    fn look_for_pipelining(&mut self, byte: u8) {
+        let at_keyword = self.line.checked_sub(5);
+        match at_keyword {
+            Some(i) if i < PIPELINING.len() => {
+                let so_far = if i == 0 { Some(0) } else { self.keyword };
+                self.keyword = (so_far == Some(i) && byte.to_ascii_uppercase() == PIPELINING[i]).then_some(i + 1);
+            }
+            Some(i) if i == PIPELINING.len() && self.keyword == Some(i) && matches!(byte, b'\r' | b'\n' | b' ') => {
+                self.pipelining = true;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A stream whose reads fail (with a [`ProtocolViolation`]) as soon as the server sends a
 /// reply line or a reply longer than SMTP allows. Counts the replies read, so a failure
-/// can say whether it was the greeting or a later reply.
+/// can say whether it was the greeting or a later reply, and notes what EHLO offered
+/// that the SMTP library does not keep ([`RepliesSeen`]).
 #[derive(Debug)]
 pub struct CappedReplies<S> {
     inner: S,
     cursor: ReplyCursor,
     failed: Option<ProtocolViolation>,
-    replies: Arc<AtomicUsize>,
+    seen: Arc<RepliesSeen>,
 }
 
 impl<S> CappedReplies<S> {
-    /// Wraps `inner`; `replies` counts the complete replies read through it.
-    pub fn new(inner: S, replies: Arc<AtomicUsize>) -> Self {
+    /// Wraps `inner`; `seen` learns what is read through it.
+    pub fn new(inner: S, seen: Arc<RepliesSeen>) -> Self {
         Self {
             inner,
             cursor: ReplyCursor::default(),
             failed: None,
-            replies,
+            seen,
         }
     }
 }
@@ -139,7 +194,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for CappedReplies<S> {
             Poll::Ready(Ok(())) => {
                 match this.cursor.advance(&buf.filled()[before..]) {
                     Ok(completed) => {
-                        this.replies.fetch_add(completed, Ordering::Relaxed);
+                        if completed > 0 {
+                            this.seen.count.fetch_add(completed, Ordering::Relaxed);
+                            if this.cursor.pipelining {
+                                this.seen.pipelining.store(true, Ordering::Relaxed);
+                            }
+                        }
                         Poll::Ready(Ok(()))
                     }
                     Err(v) => {
@@ -297,6 +357,44 @@ mod tests {
             }
         }
         assert_eq!(result, Err(ProtocolViolation::ReplyTooLong));
+    }
+
+    #[test]
+    fn the_cursor_notes_pipelining_only_where_ehlo_offers_it() {
+        let offered = |replies: &[&[u8]]| {
+            let mut c = ReplyCursor::default();
+            for r in replies {
+                c.advance(r).unwrap();
+            }
+            c.pipelining
+        };
+        let greeting: &[u8] = b"220 mx.example ESMTP\r\n";
+        assert!(offered(&[
+            greeting,
+            b"250-mx.example\r\n250-SIZE 1000\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+        ]));
+        assert!(
+            offered(&[greeting, b"250-mx.example\r\n250 pipelining\r\n"]),
+            "any case"
+        );
+        // Split anywhere, even inside the keyword.
+        assert!(offered(&[
+            greeting,
+            b"250-mx.example\r\n250-PIPE",
+            b"LINING\r\n250 OK\r\n"
+        ]));
+        assert!(!offered(&[
+            greeting,
+            b"250-mx.example\r\n250-PIPELININGX\r\n250 OK\r\n"
+        ]));
+        assert!(!offered(&[
+            greeting,
+            b"250-mx.example\r\n250-XPIPELINING\r\n250 OK\r\n"
+        ]));
+        assert!(!offered(&[greeting, b"250-mx.example\r\n250 8BITMIME\r\n"]));
+        // Only the EHLO reply counts: not the greeting, not a later reply.
+        assert!(!offered(&[b"220 PIPELINING\r\n", b"250 mx.example\r\n"]));
+        assert!(!offered(&[greeting, b"250 mx.example\r\n", b"250 PIPELINING\r\n"]));
     }
 
     #[tokio::test]

@@ -67,6 +67,9 @@ pub struct SmtpOptions {
     pub port: u16,
     /// Do not offer SMTPUTF8.
     pub no_smtputf8: bool,
+    /// Offer PIPELINING (RFC 2920); each message records whether its RCPT TO came
+    /// before MAIL FROM was answered ([`Received::pipelined`]).
+    pub pipelining: bool,
     /// Offer `AUTH XOAUTH2` and check bearer tokens by introspection (see [`Xoauth2`]).
     pub xoauth2: Option<Xoauth2>,
 }
@@ -144,6 +147,9 @@ pub struct Received {
     /// The AUTH mechanism, when the server records it (`XOAUTH2`).
     #[serde(default)]
     pub auth_mechanism: Option<String>,
+    /// RCPT TO had arrived before the server answered MAIL FROM: the client pipelined.
+    #[serde(default)]
+    pub pipelined: bool,
 }
 
 impl Received {
@@ -276,6 +282,9 @@ impl SmtpServer {
         }
         if opts.no_smtputf8 {
             args.push("--no-smtputf8".into());
+        }
+        if opts.pipelining {
+            args.push("--pipelining".into());
         }
         if let Some(x) = &opts.xoauth2 {
             args.extend(["--xoauth2-introspect".into(), x.introspect_url.clone()]);
