@@ -5,6 +5,7 @@
 //!
 //! cargo run --release -p mailbench --bin delivery -- [--n 10000] [--tenants 1000]
 //!     [--http-n 10000] [--backends sqlite,postgres] [--soak-minutes 0]
+//!     [--in-flight 64] [--per-tenant 8] [--batch-size 32] [--db-conns 16] [--only-one-tenant]
 
 /// The same allocator as the `mailgate` binary, so the in-process service is measured as shipped.
 #[global_allocator]
@@ -245,13 +246,14 @@ async fn main() -> anyhow::Result<()> {
     let db_conns: u32 = arg("--db-conns", 16);
     let in_flight: usize = arg("--in-flight", 64);
     let per_tenant: usize = arg("--per-tenant", 8);
+    let batch_size: u32 = arg("--batch-size", 32);
     let backends: String = arg("--backends", "sqlite,postgres".to_owned());
     // For profiling: only the one-tenant end-to-end run of each backend, no nodemailer.
     let only_one_tenant = flag("--only-one-tenant");
     println!("# mailbench delivery — command: {}", command_line());
     println!("# start: {}", load_note());
     println!(
-        "# host: {} cores; in-process Mailgate (profile production), worker_max_in_flight={in_flight}, smtp_max_connections_per_tenant={per_tenant}, worker_batch_size=32 (default), database_max_connections={db_conns}, send interval 0; plain SMTP sink in a separate process",
+        "# host: {} cores; in-process Mailgate (profile production), worker_max_in_flight={in_flight}, smtp_max_connections_per_tenant={per_tenant}, worker_batch_size={batch_size}, database_max_connections={db_conns}, send interval 0; plain SMTP sink in a separate process",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let sink = Sink::start(None)?;
@@ -286,7 +288,10 @@ async fn main() -> anyhow::Result<()> {
             other => anyhow::bail!("unknown backend {other}"),
         };
         println!("[{backend:?}]");
-        let b = build(backend, port, db_conns, in_flight, per_tenant).await?;
+        let b = build_with(backend, port, db_conns, in_flight, per_tenant, |c| {
+            c.worker_batch_size = batch_size;
+        })
+        .await?;
         let one = vec![b.tenant(0, port).await?];
         let r1 = end_to_end(&b, &sink, &format!("1 tenant, {n} deliveries"), &one, n)
             .await?
