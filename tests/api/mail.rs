@@ -15,6 +15,7 @@ testkit::each_backend!(
     sessions_are_reset_after_a_refusal_and_closed_with_quit_when_idle,
     a_hostile_server_can_neither_bloat_nor_trick_a_session,
     a_foreign_service_is_not_echoed_back,
+    a_pipelined_refusal_is_named_whatever_the_server_does_next,
     test_mail_in_each_mode_reaches_the_server,
     default_ehlo_name_is_the_platform_domain_never_localhost,
     pop_before_smtp_logs_in_first,
@@ -1336,5 +1337,34 @@ async fn connections_to_one_host_are_capped_across_tenants(backend: Backend) {
         .expect_err("the server never answers MAIL FROM");
     assert_eq!(held.stage, domain::mail::SendStage::MailFrom, "{held:?}");
     let app = std::sync::Arc::try_unwrap(app).expect("sole owner");
+    app.finish().await;
+}
+
+/// A pipelined send met by the rare answers RFC 2920 leaves open: a `421` to MAIL FROM
+/// and a hang-up (the refusal is what is reported, not the missing reply to RCPT TO), and
+/// a `354` to DATA after RCPT TO was refused (an empty message ends it, and the refusal
+/// of the recipient is what is reported).
+async fn a_pipelined_refusal_is_named_whatever_the_server_does_next(backend: Backend) {
+    let hang_up = HostileServer::start(Hostility::PipelinedHangUp);
+    let data_anyway = HostileServer::start(Hostility::PipelinedDataAfterRefusal);
+    let app = mail_app(backend, &[hang_up.port, data_anyway.port]).await;
+    let tenant = app.create_tenant("Pipelined", "BIZ").await;
+    let r = send_test(&app, &tenant, Some(settings_for(hang_up.port, "NONE", None))).await;
+    assert_eq!(
+        (r["ok"].clone(), r["stage"].clone(), r["smtpCode"].clone()),
+        (json!(false), json!("MAIL_FROM"), json!(421)),
+        "{r}"
+    );
+    let r = send_test(&app, &tenant, Some(settings_for(data_anyway.port, "NONE", None))).await;
+    assert_eq!(
+        (r["ok"].clone(), r["stage"].clone(), r["smtpCode"].clone()),
+        (json!(false), json!("RCPT_TO"), json!(550)),
+        "{r}"
+    );
+    assert_eq!(
+        data_anyway.after_script.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the 354 was answered with an empty message"
+    );
     app.finish().await;
 }

@@ -68,10 +68,11 @@ pub(crate) struct WakeAt {
 const WAKES_KEPT: usize = 1024;
 
 impl WakeAt {
-    /// Something comes due at `at`.
+    /// Something comes due at `at` (a time already past stays as it is: due at once).
     pub(crate) fn at(&self, at: DateTime<Utc>) {
+        let now = Utc::now();
         let mut due = lock(&self.due);
-        due.insert(on_grid(at));
+        due.insert(if at <= now { at } else { on_grid(at) });
         if due.len() > WAKES_KEPT {
             due.pop_last();
         }

@@ -1,6 +1,7 @@
 //! A tenant's hostile server: a TCP server on loopback that breaks the protocol on purpose
-//! (endless replies, a STARTTLS injection, another service's banner), and this process's
-//! memory, to show that reading it costs a bounded amount.
+//! (endless replies, a STARTTLS injection, another service's banner) or answers a
+//! pipelined send in the rare ways RFC 2920 leaves open, and this process's memory, to
+//! show that reading it costs a bounded amount.
 
 use std::fs;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -26,6 +27,13 @@ pub enum Hostility {
     /// Another service's banner (an SSH server's), then its answer to whatever comes, then
     /// it hangs up: what a banner grabber would like to read back.
     ForeignBanner,
+    /// Offers PIPELINING, answers the pipelined MAIL FROM with `421` and hangs up (RFC
+    /// 5321 §3.8 lets a server close after a 421).
+    PipelinedHangUp,
+    /// Offers PIPELINING, refuses RCPT TO (`550`) and still answers DATA with `354`;
+    /// counts in `after_script` each lone `.` that then ends an empty message, answers it
+    /// `554`, and takes RSET and QUIT.
+    PipelinedDataAfterRefusal,
 }
 
 /// A TCP server on 127.0.0.1 that breaks the protocol on purpose (a tenant's hostile
@@ -81,7 +89,55 @@ fn hostile_conversation(mut stream: TcpStream, hostility: Hostility, after: &Ato
             total.fetch_add(chunk.len(), Ordering::Relaxed);
         }
     };
+    let pipelining_ehlo = |stream: &mut TcpStream, reader: &mut BufReader<TcpStream>, line: &mut String| {
+        let _ = stream.write_all(b"220 hostile.example ESMTP\r\n");
+        let _ = reader.read_line(line); // EHLO
+        let _ = stream.write_all(b"250-hostile.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+    };
     match hostility {
+        Hostility::PipelinedHangUp => {
+            pipelining_ehlo(&mut stream, &mut reader, &mut line);
+            line.clear();
+            let _ = reader.read_line(&mut line); // MAIL FROM (RCPT TO and DATA come with it)
+            let _ =
+                stream.write_all(b"421 4.7.0 hostile.example Too many connections, closing transmission channel\r\n");
+        }
+        Hostility::PipelinedDataAfterRefusal => {
+            pipelining_ehlo(&mut stream, &mut reader, &mut line);
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let verb = line.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                let reply: &[u8] = match verb.as_str() {
+                    "RCPT" => b"550 5.1.1 <member@example.net>: Recipient address rejected\r\n",
+                    "DATA" => {
+                        let _ = stream.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n");
+                        let mut body = String::new();
+                        loop {
+                            body.clear();
+                            match reader.read_line(&mut body) {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) if body == ".\r\n" => break,
+                                Ok(_) => {}
+                            }
+                        }
+                        after.fetch_add(1, Ordering::Relaxed);
+                        b"554 5.5.1 Error: no valid recipients\r\n"
+                    }
+                    "QUIT" => {
+                        let _ = stream.write_all(b"221 2.0.0 Bye\r\n");
+                        break;
+                    }
+                    _ => b"250 2.0.0 OK\r\n",
+                };
+                if stream.write_all(reply).is_err() {
+                    break;
+                }
+            }
+        }
         Hostility::EndlessGreeting => endless(&mut stream, b"220 ", &[b'A'; 65536]),
         Hostility::EndlessPopGreeting => endless(&mut stream, b"+OK ", &[b'A'; 65536]),
         Hostility::EndlessEhlo => {
