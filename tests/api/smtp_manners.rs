@@ -35,6 +35,24 @@ fn verbs(smtp: &SmtpServer) -> Vec<Vec<String>> {
     smtp.conversations().iter().map(Conversation::verbs).collect()
 }
 
+/// Two Share tenants, Sakura and Kaede, whose own servers (plain SMTP) are at these
+/// ports on loopback.
+async fn share_tenants_on(app: &TestApp, sakura_port: u16, kaede_port: u16) -> (String, String) {
+    let (sakura, kaede) = (
+        app.create_tenant("Sakura", "SHARE").await,
+        app.create_tenant("Kaede", "SHARE").await,
+    );
+    for (tenant, port) in [(&sakura, sakura_port), (&kaede, kaede_port)] {
+        app.ok(
+            &app.admin(tenant),
+            UPDATE,
+            json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
+        )
+        .await;
+    }
+    (sakura, kaede)
+}
+
 /// Polls until the delivery has an attempt (its first send is over), and returns it.
 async fn wait_attempted(app: &TestApp, id: &str) -> Value {
     let start = Instant::now();
@@ -55,18 +73,7 @@ async fn pooled_sessions_say_quit_when_the_worker_stops(backend: Backend) {
         ..SmtpOptions::plain()
     }));
     let app = delivery_app(backend, &[smtp.port, refusing.port]).await;
-    let (sakura, kaede) = (
-        app.create_tenant("Sakura", "SHARE").await,
-        app.create_tenant("Kaede", "SHARE").await,
-    );
-    for (tenant, port) in [(&sakura, smtp.port), (&kaede, refusing.port)] {
-        app.ok(
-            &app.admin(tenant),
-            UPDATE,
-            json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
-        )
-        .await;
-    }
+    let (sakura, kaede) = share_tenants_on(&app, smtp.port, refusing.port).await;
     let mut sent = Vec::new();
     for i in 0..3 {
         let d = enqueue(&app, registration(&sakura, "ja", Some(&format!("sakura-{i}")))).await;
@@ -213,18 +220,7 @@ async fn a_server_that_offers_pipelining_gets_each_send_in_one_write(backend: Ba
     }));
     let plain = SmtpServer::start(logged(SmtpOptions::plain()));
     let app = delivery_app(backend, &[pipelining.port, plain.port]).await;
-    let (sakura, kaede) = (
-        app.create_tenant("Sakura", "SHARE").await,
-        app.create_tenant("Kaede", "SHARE").await,
-    );
-    for (tenant, port) in [(&sakura, pipelining.port), (&kaede, plain.port)] {
-        app.ok(
-            &app.admin(tenant),
-            UPDATE,
-            json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
-        )
-        .await;
-    }
+    let (sakura, kaede) = share_tenants_on(&app, pipelining.port, plain.port).await;
     let mut sent = Vec::new();
     for i in 0..3 {
         for (tenant, name) in [(&sakura, "sakura"), (&kaede, "kaede")] {
@@ -269,18 +265,7 @@ async fn a_refusal_inside_a_pipelined_send_is_named_and_the_session_kept(backend
         ..SmtpOptions::plain()
     }));
     let app = delivery_app(backend, &[refusing_rcpt.port, refusing_mail.port]).await;
-    let (sakura, kaede) = (
-        app.create_tenant("Sakura", "SHARE").await,
-        app.create_tenant("Kaede", "SHARE").await,
-    );
-    for (tenant, port) in [(&sakura, refusing_rcpt.port), (&kaede, refusing_mail.port)] {
-        app.ok(
-            &app.admin(tenant),
-            UPDATE,
-            json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
-        )
-        .await;
-    }
+    let (sakura, kaede) = share_tenants_on(&app, refusing_rcpt.port, refusing_mail.port).await;
     // Two refused recipients, one after the other on the tenant's one lane.
     let at_rcpt = [
         enqueue(&app, registration(&sakura, "ja", Some("sakura-0"))).await,
