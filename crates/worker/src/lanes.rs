@@ -97,10 +97,15 @@ impl LaneState {
         }
     }
 
+    /// Lanes running from the side and on-record budgets (the ones the line waits for).
+    fn aside_running(&self) -> usize {
+        self.side + self.on_record
+    }
+
     fn take_slot(&mut self, tenant: TenantId, budget: Budget) {
         *self.in_flight.entry(tenant).or_insert(0) += 1;
         if budget != Budget::Main {
-            let idle = self.side + self.on_record == 0;
+            let idle = self.aside_running() == 0;
             self.pace.started(Utc::now(), idle);
         }
         match budget {
@@ -201,7 +206,7 @@ impl Lanes {
     /// asked once per tenant sent back, which takes its turn among them.
     pub(crate) fn line_wait(&self, now: DateTime<Utc>) -> std::time::Duration {
         let mut state = lock(&self.state);
-        let running = state.side + state.on_record;
+        let running = state.aside_running();
         state.pace.wait(now, running)
     }
 
