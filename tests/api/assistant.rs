@@ -21,14 +21,8 @@ const PROBE: &str = "mutation($t:ID!,$s:MailSettingsInput!){ probeMailServer(ten
     pairs { port encryption works typed authMechanisms starttlsOffered smtputf8 failure { stage smtpCode hint hintCode field } } \
     suggestion { host port encryption smtpAuth } summary authTried authOk authFailure { stage smtpCode hintCode field hint } elapsedMs } }";
 
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 struct Lab {
-    refused: u16,
+    refused: RefusedPort,
     plain: SmtpServer,
     starttls: SmtpServer,
     tls: SmtpServer,
@@ -41,7 +35,7 @@ impl Lab {
             o.with_auth("shop", "right-password")
         };
         Self {
-            refused: closed_port(),
+            refused: refused_port(),
             plain: SmtpServer::start(logged(SmtpOptions::plain())),
             starttls: SmtpServer::start(logged(SmtpOptions::starttls())),
             tls: SmtpServer::start(logged(SmtpOptions::implicit_tls())),
@@ -60,14 +54,14 @@ impl Lab {
     }
 
     fn ports(&self) -> Vec<u16> {
-        vec![self.refused, self.plain.port, self.starttls.port, self.tls.port]
+        vec![self.refused.port, self.plain.port, self.starttls.port, self.tls.port]
     }
 }
 
 /// A server whose probe tries the lab's four listeners as its usual pairs.
 async fn probe_app(backend: Backend, lab: &Lab) -> TestApp {
     let pairs = vec![
-        (lab.refused, domain::settings::Encryption::StartTls),
+        (lab.refused.port, domain::settings::Encryption::StartTls),
         (lab.plain.port, domain::settings::Encryption::StartTls),
         (lab.starttls.port, domain::settings::Encryption::StartTls),
         (lab.tls.port, domain::settings::Encryption::Ssl),
@@ -142,7 +136,7 @@ async fn the_probe_finds_the_working_pair_and_logs_in_once(backend: Backend) {
     let no_starttls = pair(&r, lab.plain.port, "STARTTLS");
     assert_eq!(no_starttls["works"], json!(false));
     assert_eq!(no_starttls["failure"]["hintCode"], json!("STARTTLS_NOT_OFFERED"));
-    let refused = pair(&r, lab.refused, "STARTTLS");
+    let refused = pair(&r, lab.refused.port, "STARTTLS");
     assert_eq!(refused["failure"]["stage"], json!("CONNECT"));
     assert_eq!(refused["failure"]["hintCode"], json!("CONNECTION_REFUSED"));
 

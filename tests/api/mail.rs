@@ -307,10 +307,8 @@ async fn each_failure_is_diagnosed(backend: Backend) {
         ..SmtpOptions::starttls()
     });
     let (silent_port, silent) = silent_listener();
-    let closed_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = refused_port();
+    let closed_port = closed.port;
     let ports = [
         wrong_pw.port,
         gmail.port,

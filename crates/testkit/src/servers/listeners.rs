@@ -48,6 +48,34 @@ pub(crate) fn local_port(listener: &TcpListener) -> u16 {
         .unwrap_or_else(|e| panic!("local_addr: {e}"))
 }
 
+/// Holds a loopback port that refuses every connection: bound on 127.0.0.1 (and on ::1
+/// where the machine has it) but never listening, so the kernel answers each connect
+/// with a reset and no other process can take the port while the guard lives. A port
+/// merely found free and let go can be taken by a parallel test's server at once.
+#[derive(Debug)]
+pub struct RefusedPort {
+    pub port: u16,
+    _held: Vec<tokio::net::TcpSocket>,
+}
+
+/// A loopback port that refuses connections for as long as the guard lives.
+pub fn refused_port() -> RefusedPort {
+    let v4 = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
+    v4.bind(([127, 0, 0, 1], 0).into())
+        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
+    let port = v4
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("local_addr: {e}"));
+    let mut held = vec![v4];
+    if let Ok(v6) = tokio::net::TcpSocket::new_v6()
+        && v6.bind((std::net::Ipv6Addr::LOCALHOST, port).into()).is_ok()
+    {
+        held.push(v6);
+    }
+    RefusedPort { port, _held: held }
+}
+
 /// A TCP listener on 127.0.0.1 that accepts connections and never says anything
 /// (for greeting/connect timeout tests). Connections stay open until the guard is dropped.
 pub fn silent_listener() -> (u16, SilentListener) {
