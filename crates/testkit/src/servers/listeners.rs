@@ -58,22 +58,29 @@ pub struct RefusedPort {
     _held: Vec<tokio::net::TcpSocket>,
 }
 
-/// A loopback port that refuses connections for as long as the guard lives.
+/// A loopback port that refuses connections for as long as the guard lives. A port whose
+/// ::1 side another listener already has is passed over for another one.
 pub fn refused_port() -> RefusedPort {
-    let v4 = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
-    v4.bind(([127, 0, 0, 1], 0).into())
-        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
-    let port = v4
-        .local_addr()
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("local_addr: {e}"));
-    let mut held = vec![v4];
-    if let Ok(v6) = tokio::net::TcpSocket::new_v6()
-        && v6.bind((std::net::Ipv6Addr::LOCALHOST, port).into()).is_ok()
-    {
-        held.push(v6);
+    for _ in 0..64 {
+        let v4 = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
+        v4.bind(([127, 0, 0, 1], 0).into())
+            .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
+        let port = v4
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("local_addr: {e}"));
+        let mut held = vec![v4];
+        // A machine without IPv6 on loopback has nothing to hold there.
+        if let Ok(v6) = tokio::net::TcpSocket::new_v6() {
+            match v6.bind((std::net::Ipv6Addr::LOCALHOST, port).into()) {
+                Ok(()) => held.push(v6),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(_) => {}
+            }
+        }
+        return RefusedPort { port, _held: held };
     }
-    RefusedPort { port, _held: held }
+    panic!("no loopback port free on both 127.0.0.1 and ::1 in 64 tries")
 }
 
 /// A TCP listener on 127.0.0.1 that accepts connections and never says anything
