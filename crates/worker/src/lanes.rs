@@ -153,12 +153,14 @@ impl Lanes {
 
     /// Tenants not worth claiming for: they hold what their lanes can use (a batch
     /// waiting beside their lanes, so the lanes never run dry while the next claim is on
-    /// its way; with a single lane, one waiting).
+    /// its way; with a single lane, one waiting). A tenant still waiting for its first
+    /// lane (in the side budget's line) counts too: it holds what a claim gave it until a
+    /// lane is free, not its whole queue.
     pub(crate) fn saturated(&self, batch: usize) -> HashSet<TenantId> {
         let state = lock(&self.state);
-        state
-            .in_flight
-            .keys()
+        let tenants: HashSet<&TenantId> = state.in_flight.keys().chain(state.backlog.keys()).collect();
+        tenants
+            .into_iter()
             .filter(|t| {
                 let (allowed, _) = state.standings.lanes_allowed(**t, self.per_tenant);
                 let enough = if allowed == 1 { 2 } else { allowed + batch };

@@ -509,6 +509,50 @@ fn unknown_and_on_record_servers_never_take_the_main_budget_and_the_line_is_boun
     ));
 }
 
+/// A tenant waiting in the side budget's line for a lane holds what one claim gave it, not
+/// its whole queue: with no lane yet it is left out of the next claims like a tenant whose
+/// lanes are busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_waiting_in_the_line_is_not_claimed_for_again_and_again() {
+    let (hangs, waiting) = (TenantId::generate(), TenantId::generate());
+    let queue = Arc::new(MemoryDeliveries::default());
+    queue.add(delivery(hangs));
+    for _ in 0..200 {
+        let mut d = delivery(waiting);
+        d.next_attempt_at = Utc::now();
+        queue.add(d);
+    }
+    let mailer = mailer([(hangs, Server::Hangs)]);
+    let batch = 8;
+    let worker = start(
+        WorkerConfig {
+            max_probing: 1,
+            ..config(4, 8, batch)
+        },
+        queue.clone(),
+        tenants(&[], &[(hangs, 0), (waiting, 0)]),
+        mailer.clone(),
+    );
+    until("the one side lane is taken", || mailer.started(hangs) == 1).await;
+    until("the waiting tenant got its first claim", || {
+        queue.count(waiting, DeliveryStatus::Sending) > 0
+    })
+    .await;
+    // Fifty polls of the loop (10 ms each): time for many claims, were it claimed for.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = queue.count(waiting, DeliveryStatus::Sending);
+    worker.stop().await;
+    assert_eq!(
+        mailer.started(waiting),
+        0,
+        "its server was never tried: the lane stayed taken"
+    );
+    assert!(
+        held <= usize::try_from(batch).unwrap(),
+        "the tenant in the line holds one claim's share at most, not its queue: {held}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn black_holed_servers_are_probed_once_and_their_mail_waits_in_the_queue() {
     // Twelve tenants whose servers accept connections and say nothing until our deadline
