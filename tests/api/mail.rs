@@ -28,6 +28,7 @@ testkit::each_backend!(
     test_mail_follows_the_plan_gate_and_validation,
     settings_and_plan_changes_take_effect_on_the_next_send,
     pooled_sends_reuse_connections_and_keep_the_interval,
+    a_tenants_first_sends_at_once_share_one_pool_and_its_cap,
     platform_relay_from_configuration,
     platform_relay_with_starttls_required,
     connections_to_one_host_are_capped_across_tenants,
@@ -958,6 +959,49 @@ async fn pooled_sends_reuse_connections_and_keep_the_interval(backend: Backend) 
         connections.contains(later.iter().next().expect("one")),
         "reused from the pool, not reopened"
     );
+    let app = std::sync::Arc::try_unwrap(app).expect("sole owner");
+    app.finish().await;
+}
+
+/// Many sends for a tenant whose transport is not cached yet, all at once: they find one
+/// pool between them, so its per-tenant cap (4 by default) holds. (Each used to build and
+/// insert a pool of its own when they raced past the cache, each with its own cap.)
+async fn a_tenants_first_sends_at_once_share_one_pool_and_its_cap(backend: Backend) {
+    let smtp = SmtpServer::start(SmtpOptions::starttls().with_auth("shop", "pw"));
+    let app = mail_app(backend, &[smtp.port]).await;
+    let tenant = app.create_tenant("Busy", "SHARE").await;
+    let s = settings_for(smtp.port, "STARTTLS", Some(("shop", "pw")));
+    app.ok(&app.admin(&tenant), UPDATE, json!({ "t": tenant, "i": s }))
+        .await;
+    assert_eq!(
+        app.app.mailer.cached_transports().await,
+        0,
+        "no pool before the first send"
+    );
+
+    let app = std::sync::Arc::new(app);
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(16));
+    let mut handles = Vec::new();
+    for i in 0..16 {
+        let (app, tenant, start) = (app.clone(), tenant.clone(), start.clone());
+        handles.push(tokio::spawn(async move {
+            start.wait().await;
+            send_through_mailer(&app, &tenant, &format!("at once {i}"))
+                .await
+                .map(|_| ())
+        }));
+    }
+    for h in handles {
+        h.await.expect("join").expect("sent");
+    }
+    let got = smtp.wait_for(16, Duration::from_secs(10));
+    let connections: std::collections::HashSet<_> = got.iter().map(|r| r.peer_port.expect("peer port")).collect();
+    assert!(
+        connections.len() <= 4,
+        "{} connections for a cap of 4: {connections:?}",
+        connections.len()
+    );
+    assert_eq!(app.app.mailer.cached_transports().await, 1, "one pool for the tenant");
     let app = std::sync::Arc::try_unwrap(app).expect("sole owner");
     app.finish().await;
 }

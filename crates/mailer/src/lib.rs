@@ -555,21 +555,16 @@ impl Mailer {
         self.check_ports(settings).map_err(|f| elapsed(f, started, &sender))?;
         let built = message::build(settings.from_address(), settings.from_name(), None, mail)
             .map_err(|f| elapsed(f, started, &sender))?;
-        let pool = match self.inner.transports.get(&(tenant, version)).await {
-            Some(p) => p,
-            None => {
-                let p = Arc::new(
-                    self.new_pool(tenant, settings)
-                        .map_err(|f| elapsed(f, started, &sender))?,
-                );
-                self.inner
-                    .transports
-                    .entry((tenant, version))
-                    .or_insert(p)
-                    .await
-                    .into_value()
-            }
-        };
+        // One pool per tenant and version, however many first sends race for it: the
+        // cache builds it once and hands the others the same (its cap is the tenant's).
+        let pool = self
+            .inner
+            .transports
+            .try_get_with((tenant, version), async {
+                self.new_pool(tenant, settings).map(Arc::new)
+            })
+            .await
+            .map_err(|f| elapsed((*f).clone(), started, &sender))?;
         let interval = settings.send_interval().duration();
         let run = async {
             let transport = match settings.connection() {
