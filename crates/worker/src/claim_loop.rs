@@ -39,7 +39,7 @@ pub(crate) async fn run(
     let recorder = tokio::spawn(record_outcomes(shared.clone(), outcomes_rx));
     let (stop_notes, notes_stop) = tokio::sync::oneshot::channel();
     let notes = tokio::spawn(crate::server_notes::write_notes(shared.clone(), notes_stop));
-    let batch_size = usize::try_from(cfg.batch_size.max(1)).unwrap_or(usize::MAX);
+    let batch_size = cfg.per_claim();
     let mut skipper = ClaimSkipper::default();
     tokio::pin!(shutdown);
     let per_claim = shared.per_claim();
@@ -64,7 +64,7 @@ pub(crate) async fn run(
         let apart = shared.lanes.holdings();
         let held_here = held.saturating_sub(apart.aside + apart.behind_own_lanes);
         let room = (cfg.max_in_flight + batch_size).saturating_sub(held_here);
-        let exclude = shared.lanes.saturated(batch_size);
+        let exclude = shared.lanes.saturated();
         skipper.observe(wake.take(), cfg.poll_interval);
         if shared.wake_at.take_if_due() {
             skipper.forget();

@@ -39,6 +39,8 @@ pub(crate) const RECORD_LINE_PER_LANE: usize = 16;
 #[derive(Debug)]
 pub(crate) struct Lanes {
     per_tenant: usize,
+    /// Rows a claim gives a tenant at most (the worker's batch size).
+    batch: usize,
     max_in_flight: usize,
     max_probing: usize,
     state: Mutex<LaneState>,
@@ -117,9 +119,10 @@ impl LaneState {
 }
 
 impl Lanes {
-    pub(crate) fn new(per_tenant: usize, max_in_flight: usize, max_probing: usize) -> Self {
+    pub(crate) fn new(per_tenant: usize, batch: usize, max_in_flight: usize, max_probing: usize) -> Self {
         Self {
             per_tenant,
+            batch: batch.max(1),
             max_in_flight,
             max_probing,
             state: Mutex::new(LaneState::default()),
@@ -156,18 +159,20 @@ impl Lanes {
     /// its way; with a single lane, one waiting). A tenant still waiting for its first
     /// lane (in the side budget's line) counts too: it holds what a claim gave it until a
     /// lane is free, not its whole queue.
-    pub(crate) fn saturated(&self, batch: usize) -> HashSet<TenantId> {
+    pub(crate) fn saturated(&self) -> HashSet<TenantId> {
         let state = lock(&self.state);
         let tenants: HashSet<&TenantId> = state.in_flight.keys().chain(state.backlog.keys()).collect();
         tenants
             .into_iter()
-            .filter(|t| {
-                let (allowed, _) = state.standings.lanes_allowed(**t, self.per_tenant);
-                let enough = if allowed == 1 { 2 } else { allowed + batch };
-                state.held(t) >= enough
-            })
+            .filter(|t| state.held(t) >= self.enough(&state, **t))
             .copied()
             .collect()
+    }
+
+    /// What a tenant holds when it holds enough (see [`Lanes::saturated`]).
+    fn enough(&self, state: &LaneState, tenant: TenantId) -> usize {
+        let (allowed, _) = state.standings.lanes_allowed(tenant, self.per_tenant);
+        if allowed == 1 { 2 } else { allowed + self.batch }
     }
 
     /// Where a freshly claimed delivery goes (see [`Admission`]). Tenants of the side
@@ -264,18 +269,28 @@ impl Lanes {
 
     /// The tenant's next waiting delivery, for a lane of its (from `budget`) that just
     /// finished a send; none when the tenant's standing no longer gives it this lane (the
-    /// lane ends and the delivery starts a lane of the right kind).
-    pub(crate) fn next_for(&self, tenant: TenantId, budget: Budget) -> Option<Delivery> {
+    /// lane ends and the delivery starts a lane of the right kind). With it, whether the
+    /// tenant just stopped holding enough: the claim loop should hear of it now, so the
+    /// next claim for it is on its way before its lanes run dry.
+    pub(crate) fn next_for(&self, tenant: TenantId, budget: Budget) -> Next {
         let mut state = lock(&self.state);
         let (allowed, now_budget) = state.standings.lanes_allowed(tenant, self.per_tenant);
         if now_budget != budget || state.in_flight.get(&tenant).copied().unwrap_or(0) > allowed {
-            return None;
+            return Next {
+                delivery: None,
+                wants_claim: false,
+            };
         }
-        let d = state.backlog.get_mut(&tenant).and_then(VecDeque::pop_front);
+        let enough = self.enough(&state, tenant);
+        let was_enough = state.held(&tenant) >= enough;
+        let delivery = state.backlog.get_mut(&tenant).and_then(VecDeque::pop_front);
         if state.backlog.get(&tenant).is_some_and(VecDeque::is_empty) {
             state.backlog.remove(&tenant);
         }
-        d
+        Next {
+            wants_claim: was_enough && state.held(&tenant) < enough,
+            delivery,
+        }
     }
 
     /// A lane of the tenant (from `budget`) ended.
@@ -349,6 +364,13 @@ impl Lanes {
     }
 }
 
+/// What [`Lanes::next_for`] hands a lane.
+pub(crate) struct Next {
+    pub delivery: Option<Delivery>,
+    /// The tenant fell below what it should hold: time for a claim.
+    pub wants_claim: bool,
+}
+
 /// Frees the tenant's slot when a lane ends (or is aborted).
 struct Slot {
     shared: Arc<Shared>,
@@ -402,7 +424,11 @@ pub(crate) async fn lane(shared: Arc<Shared>, outcomes: Outcomes, first: Deliver
             Err(_) => {}
             Ok(tried) => attempted += u64::from(tried),
         }
-        next = shared.lanes.next_for(tenant, budget);
+        let Next { delivery, wants_claim } = shared.lanes.next_for(tenant, budget);
+        if wants_claim {
+            shared.progress.notify_one();
+        }
+        next = delivery;
     }
     attempted
 }

@@ -80,6 +80,13 @@ pub struct WorkerConfig {
     pub history: Option<Duration>,
 }
 
+impl WorkerConfig {
+    /// The batch size as a count (at least one).
+    fn per_claim(&self) -> usize {
+        usize::try_from(self.batch_size).unwrap_or(usize::MAX).max(1)
+    }
+}
+
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
@@ -138,7 +145,7 @@ impl Shared {
     /// lanes busy while the next claim is on its way). A claim asks for up to two
     /// batches, so it always serves at least two tenants when two have mail due.
     fn per_claim(&self) -> usize {
-        usize::try_from(self.config.batch_size).unwrap_or(usize::MAX).max(1)
+        self.config.per_claim()
     }
 
     fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
@@ -179,7 +186,12 @@ impl Worker {
         views: Arc<dyn TenantViews>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let lanes = lanes::Lanes::new(config.per_tenant_in_flight, config.max_in_flight, config.max_probing);
+        let lanes = lanes::Lanes::new(
+            config.per_tenant_in_flight,
+            config.per_claim(),
+            config.max_in_flight,
+            config.max_probing,
+        );
         let shared = Arc::new(Shared {
             config,
             queue,

@@ -451,7 +451,7 @@ async fn new_tenants_beyond_the_line_come_back_as_it_moves() {
 fn unknown_and_on_record_servers_never_take_the_main_budget_and_the_line_is_bounded() {
     use crate::lanes::{Admission, Lanes, RECORD_LINE_PER_LANE, SIDE_LINE_PER_LANE};
     use crate::standing::{Budget, Route};
-    let lanes = Lanes::new(2, 4, 1);
+    let lanes = Lanes::new(2, 8, 4, 1);
     let now = Utc::now();
     let budget_of = |a: Admission| match a {
         Admission::Start(_, budget) => Some(budget),
@@ -507,6 +507,40 @@ fn unknown_and_on_record_servers_never_take_the_main_budget_and_the_line_is_boun
         lanes.admit(delivery(more[more.len() - 1]), now),
         Admission::OffToTheSide(_)
     ));
+}
+
+/// A lane taking its tenant's next waiting delivery says when the tenant has just stopped
+/// holding enough (its lanes and a batch beside them), once, so the claim loop claims for
+/// it then rather than at its next wake.
+#[test]
+fn the_lane_that_takes_a_tenant_below_enough_says_so_once() {
+    use crate::lanes::{Admission, Lanes};
+    use crate::standing::{Budget, Route};
+    let (lanes_per_tenant, batch) = (2, 4);
+    let lanes = Lanes::new(lanes_per_tenant, batch, 8, 1);
+    let now = Utc::now();
+    let tenant = TenantId::generate();
+    lanes.observe(tenant, Route::Platform, false, false);
+    for _ in 0..lanes_per_tenant {
+        assert!(matches!(
+            lanes.admit(delivery(tenant), now),
+            Admission::Start(_, Budget::Main)
+        ));
+    }
+    for _ in 0..batch + 1 {
+        assert!(matches!(lanes.admit(delivery(tenant), now), Admission::Waiting));
+    }
+    assert!(lanes.saturated().contains(&tenant), "2 lanes and 5 waiting");
+    let first = lanes.next_for(tenant, Budget::Main);
+    assert!(first.delivery.is_some() && !first.wants_claim, "still 2 + 4: enough");
+    let second = lanes.next_for(tenant, Budget::Main);
+    assert!(second.delivery.is_some() && second.wants_claim, "2 + 3: below enough");
+    assert!(!lanes.saturated().contains(&tenant));
+    let rest: Vec<bool> = (0..3)
+        .map(|_| lanes.next_for(tenant, Budget::Main).wants_claim)
+        .collect();
+    assert_eq!(rest, [false; 3], "said once, at the crossing");
+    assert!(lanes.next_for(tenant, Budget::Main).delivery.is_none(), "nothing left");
 }
 
 /// A tenant waiting in the side budget's line for a lane holds what one claim gave it, not
