@@ -1,7 +1,8 @@
 //! SMTP manners: every session Mailgate opens to a tenant's server ends with QUIT while
 //! the conversation still stands — the pooled ones when the worker stops (as on SIGTERM),
-//! one whose mail was refused (RSET, kept, then QUIT), and the ones closed to give the
-//! only place at a busy host to another tenant — as the servers' command logs show.
+//! one whose mail was refused (RSET, kept, then QUIT), the ones closed to give the only
+//! place at a busy host to another tenant, and one whose server refused it in its
+//! greeting — as the servers' command logs show.
 //! Where a server offers PIPELINING (RFC 2920), a send's MAIL FROM, RCPT TO and DATA go
 //! in one write; a refusal among them is named by its own command and leaves the session
 //! in step (every reply read, then RSET).
@@ -19,6 +20,7 @@ testkit::each_backend!(
     pooled_sessions_say_quit_when_the_worker_stops,
     sessions_closed_for_a_busy_host_say_quit,
     a_session_that_cannot_authenticate_says_quit,
+    a_server_that_refuses_in_its_greeting_gets_quit,
     a_server_that_offers_pipelining_gets_each_send_in_one_write,
     a_refusal_inside_a_pipelined_send_is_named_and_the_session_kept,
 );
@@ -162,6 +164,52 @@ async fn a_session_that_cannot_authenticate_says_quit(backend: Backend) {
         "every session ended with QUIT: {:?}",
         verbs(&smtp)
     );
+    app.finish().await;
+}
+
+/// A server that refuses the session in its greeting (`554`) waits for QUIT (RFC 5321
+/// §3.1), and gets it in each mode: plain, implicit TLS, and STARTTLS (where the refusal
+/// comes before the upgrade). The refusal is named as the greeting's, with its code.
+async fn a_server_that_refuses_in_its_greeting_gets_quit(backend: Backend) {
+    let refusing = |options: SmtpOptions| {
+        SmtpServer::start(SmtpOptions {
+            greeting_reply: Some("554 5.3.2 No SMTP service here".into()),
+            ..logged(options)
+        })
+    };
+    let servers = [
+        ("NONE", refusing(SmtpOptions::plain())),
+        ("SSL", refusing(SmtpOptions::implicit_tls())),
+        ("STARTTLS", refusing(SmtpOptions::starttls())),
+    ];
+    let app = delivery_app(backend, &servers.iter().map(|(_, s)| s.port).collect::<Vec<_>>()).await;
+    let tenant = app.create_tenant("Ume", "SHARE").await;
+    for (encryption, smtp) in &servers {
+        let settings = SettingsInput::plain(smtp.port).encryption(encryption).json();
+        let body = app
+            .gql(
+                &app.admin(&tenant),
+                SEND_TEST,
+                json!({ "t": tenant, "to": "customer@example.net", "s": settings }),
+            )
+            .await;
+        let r = &body["data"]["sendTestMail"];
+        assert_eq!(
+            (r["ok"].clone(), r["stage"].clone()),
+            (json!(false), json!("GREETING")),
+            "{encryption}: {body}"
+        );
+        // The server reads QUIT and closes; its log line may come a moment after our answer.
+        let start = Instant::now();
+        while verbs(smtp) != [["QUIT"]] && start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            verbs(smtp),
+            [["QUIT"]],
+            "{encryption}: the session said QUIT and nothing else"
+        );
+    }
     app.finish().await;
 }
 

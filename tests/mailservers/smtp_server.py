@@ -87,6 +87,9 @@ def parse_args(argv=None):
                    help="with --data-reply: use it only for the first N messages, then accept (0 = always)")
     p.add_argument("--greeting-delay", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long after accepting before sending the 220 greeting")
+    p.add_argument("--greeting-reply", metavar="REPLY",
+                   help="greet with this refusal (e.g. '554 5.3.2 No service here'); then, as RFC 5321 "
+                        "section 3.1 asks, answer 503 to everything until QUIT")
     p.add_argument("--pop-gate", metavar="FILE", help="POP-before-SMTP gate file (lines: <ip> <unix time>)")
     p.add_argument("--pop-window", type=float, default=300.0, metavar="SECONDS",
                    help="how recent a POP login must be (default 300)")
@@ -273,6 +276,7 @@ def xoauth2_verdict(args, user: str, token: str) -> bool:
 
 class TestSMTP(SMTP):
     greeting_delay = 0.0
+    greeting_reply = None
     xoauth2_args = None
     starttls_reply = None
 
@@ -324,7 +328,27 @@ class TestSMTP(SMTP):
     async def _handle_client(self):
         if self.greeting_delay > 0:
             await asyncio.sleep(self.greeting_delay)
+        if self.greeting_reply:
+            await self._refuse_session()
+            return
         await super()._handle_client()
+
+    async def _refuse_session(self):
+        """A refusing greeting; every command is logged like aiosmtpd's own and answered
+        503 until QUIT (221, then the connection closes)."""
+        log = logging.getLogger("mail.log")
+        await self.push(reply(self.greeting_reply))
+        while self.transport is not None:
+            try:
+                line = (await self._reader.readuntil()).rstrip(b"\r\n")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                return
+            log.info("%r >> %r", self.session.peer, line)
+            if line.upper() == b"QUIT":
+                await self.push("221 2.0.0 Bye")
+                self.transport.close()
+                return
+            await self.push("503 5.5.1 Bad sequence of commands")
 
 
 def make_authenticator(args):
@@ -379,6 +403,7 @@ async def main(args) -> None:
     handler = Handler(args, recorder, use_auth)
     tls_context = server_context(args) if args.mode != "plain" else None
     TestSMTP.greeting_delay = args.greeting_delay
+    TestSMTP.greeting_reply = args.greeting_reply
     TestSMTP.starttls_reply = args.starttls_reply
 
     def factory():

@@ -16,7 +16,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
 use lettre::transport::smtp::commands::{Data, Mail, Noop, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use secrecy::{ExposeSecret as _, SecretString};
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use domain::mail::{FailureKind, SendFailure, SendStage};
@@ -165,24 +165,7 @@ async fn starttls(
     secrets: &Secrets,
 ) -> Result<(Reply, TcpStream), SendFailure> {
     let mut pending = Vec::new();
-    let io_failure = |stage: SendStage| {
-        move |e: std::io::Error| {
-            if violation(&e).is_some() {
-                SendFailure::new(stage, FailureKind::ProtocolViolation)
-            } else {
-                SendFailure::new(stage, FailureKind::Network)
-            }
-        }
-    };
-    let refused = |stage: SendStage, reply: &Reply| {
-        let message = secrets.redact(&reply.lines.join(" "));
-        SendFailure {
-            smtp_code: Some(reply.code),
-            enhanced_code: enhanced_code(&message),
-            server_message: Some(message),
-            ..SendFailure::new(stage, FailureKind::Rejected)
-        }
-    };
+    let refused = |stage: SendStage, reply: &Reply| refused(stage, reply, secrets);
     let greeting = step(SendStage::Greeting, t.connect, async {
         read_reply(&mut tcp, &mut pending)
             .await
@@ -241,12 +224,62 @@ async fn starttls(
     Ok((greeting, tcp))
 }
 
-/// QUIT on a plain conversation that still stands, and its reply read (so the server
-/// has it before the connection closes); best effort, within the command deadline.
-async fn say_quit(tcp: &mut TcpStream, pending: &mut Vec<u8>, t: &Timeouts) {
+/// A failure reading or writing on the conversation before lettre has it.
+fn io_failure(stage: SendStage) -> impl Fn(std::io::Error) -> SendFailure {
+    move |e: std::io::Error| {
+        if violation(&e).is_some() {
+            SendFailure::new(stage, FailureKind::ProtocolViolation)
+        } else {
+            SendFailure::new(stage, FailureKind::Network)
+        }
+    }
+}
+
+/// A refusal read before lettre has the conversation, its text with the secrets removed.
+fn refused(stage: SendStage, reply: &Reply, secrets: &Secrets) -> SendFailure {
+    let message = secrets.redact(&reply.lines.join(" "));
+    SendFailure {
+        smtp_code: Some(reply.code),
+        enhanced_code: enhanced_code(&message),
+        server_message: Some(message),
+        ..SendFailure::new(stage, FailureKind::Rejected)
+    }
+}
+
+/// The server's greeting, read here rather than by lettre: a server that refuses the
+/// session in its greeting (`554`, RFC 5321 §3.1) waits for our QUIT, and gets it (lettre
+/// would only drop the connection). An accepting greeting is handed on to lettre, which
+/// begins by reading one, with whatever the server sent after it.
+async fn greeted<S>(mut stream: S, t: &Timeouts, secrets: &Secrets) -> Result<Prefixed<S>, SendFailure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut pending = Vec::new();
+    let greeting = step(SendStage::Greeting, t.connect, async {
+        read_reply(&mut stream, &mut pending)
+            .await
+            .map_err(io_failure(SendStage::Greeting))
+    })
+    .await?;
+    if greeting.code != 220 {
+        say_quit(&mut stream, &mut pending, t).await;
+        return Err(refused(SendStage::Greeting, &greeting, secrets));
+    }
+    let mut replay = format!("220 {}\r\n", greeting.lines.first().map_or("", String::as_str)).into_bytes();
+    replay.extend_from_slice(&pending);
+    Ok(Prefixed::new(replay, stream))
+}
+
+/// QUIT on a conversation that still stands, and its reply read (so the server has it
+/// before the connection closes); best effort, within the command deadline.
+async fn say_quit<S>(stream: &mut S, pending: &mut Vec<u8>, t: &Timeouts)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let bye = async {
-        tcp.write_all(b"QUIT\r\n").await?;
-        read_reply(tcp, pending).await
+        stream.write_all(b"QUIT\r\n").await?;
+        stream.flush().await?;
+        read_reply(stream, pending).await
     };
     if !matches!(tokio::time::timeout(t.command, bye).await, Ok(Ok(_))) {
         tracing::debug!("QUIT went unanswered");
@@ -391,7 +424,8 @@ pub async fn open(
                 tls.connect(&params.host, tcp).await.map_err(tls_failure)
             })
             .await?;
-            Box::new(CappedReplies::new(ImplicitTls(tls_stream), seen.clone()))
+            let greeted = greeted(ImplicitTls(tls_stream), t, &secrets).await?;
+            Box::new(CappedReplies::new(greeted, seen.clone()))
         }
         Encryption::StartTls => {
             let (greeting, tcp) = starttls(tcp, params, t, &secrets).await?;
@@ -407,7 +441,7 @@ pub async fn open(
                 seen.clone(),
             ))
         }
-        Encryption::None => Box::new(CappedReplies::new(tcp, seen.clone())),
+        Encryption::None => Box::new(CappedReplies::new(greeted(tcp, t, &secrets).await?, seen.clone())),
     };
 
     let conn = step(SendStage::Greeting, t.connect, async {

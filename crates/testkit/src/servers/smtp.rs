@@ -54,6 +54,9 @@ pub struct SmtpOptions {
     pub data_reply_times: u32,
     /// Wait this long before the 220 greeting.
     pub greeting_delay: Option<Duration>,
+    /// Greet with this refusal instead (e.g. `554 5.3.2 No service here`), then answer
+    /// `503` to every command until QUIT, as RFC 5321 §3.1 has a refusing server do.
+    pub greeting_reply: Option<String>,
     /// POP-before-SMTP: (gate file, window in seconds). MAIL FROM is refused with
     /// `554 5.7.1 Relay access denied (POP before SMTP)` unless the gate file has a line
     /// `<client ip> <unix time>` at most that old (see `Pop3Server::gate_file`).
@@ -258,6 +261,7 @@ impl SmtpServer {
         for (flag, value) in [
             ("--auth-reply", &opts.auth_reply),
             ("--starttls-reply", &opts.starttls_reply),
+            ("--greeting-reply", &opts.greeting_reply),
             ("--mail-from-reply", &opts.mail_from_reply),
             ("--rcpt-reply", &opts.rcpt_reply),
             ("--data-reply", &opts.data_reply),
