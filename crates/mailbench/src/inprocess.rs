@@ -385,8 +385,17 @@ pub async fn end_to_end(b: &Bench, sink: &Sink, label: &str, tenants: &[TenantId
     let w = start_worker(&b.app);
     let t0 = Instant::now();
     let (mut last, mut last_change) = (recorded_before, Instant::now());
+    // When the first, a tenth, half, nine tenths of the deliveries were recorded: how long
+    // the start took, and the rate once under way.
+    let marks = [1, ok.div_ceil(10), ok.div_ceil(2), (ok * 9).div_ceil(10)];
+    let mut reached: Vec<Option<f64>> = vec![None; marks.len()];
     let done = loop {
         let s = recorded(b);
+        for (mark, at) in marks.iter().zip(reached.iter_mut()) {
+            if at.is_none() && s - recorded_before >= *mark {
+                *at = Some(t0.elapsed().as_secs_f64());
+            }
+        }
         if s - recorded_before >= ok {
             break true;
         }
@@ -409,6 +418,13 @@ pub async fn end_to_end(b: &Bench, sink: &Sink, label: &str, tenants: &[TenantId
     );
     let sink_d = sink.stats().await?.since(&sink_before);
     let rate = delivered as f64 / secs;
+    if let [Some(first), Some(tenth), Some(half), Some(nine)] = reached[..] {
+        let under_way = (marks[3] - marks[1]) as f64 / (nine - tenth).max(1e-6);
+        println!(
+            "  {label}: first recorded after {:.0} ms; 10% / 50% / 90% at {tenth:.2} / {half:.2} / {nine:.2} s; {under_way:.0}/s from 10% to 90%",
+            first * 1000.0
+        );
+    }
     println!(
         "  {label}: END-TO-END {rate:.0} deliveries/s — {delivered}/{ok} SENT in {secs:.2} s{} ({cpu}); sink accepted +{} msgs over +{} conns; status counts now {:?}",
         if done { "" } else { " (STALLED: no progress for 30 s)" },
