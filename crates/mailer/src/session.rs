@@ -173,7 +173,7 @@ async fn starttls(
     })
     .await?;
     if greeting.code != 220 {
-        say_quit(&mut tcp, &mut pending, t).await;
+        say_quit(&mut tcp, &mut pending, t.command).await;
         return Err(refused(SendStage::Greeting, &greeting));
     }
     let ehlo = step(SendStage::Ehlo, t.command, async {
@@ -186,7 +186,7 @@ async fn starttls(
     })
     .await?;
     if ehlo.code != 250 {
-        say_quit(&mut tcp, &mut pending, t).await;
+        say_quit(&mut tcp, &mut pending, t.command).await;
         return Err(refused(SendStage::Ehlo, &ehlo));
     }
     let offered = ehlo.lines.iter().skip(1).any(|line| {
@@ -196,7 +196,7 @@ async fn starttls(
     });
     if !offered {
         // Required: never send credentials or mail over a connection that stayed plain.
-        say_quit(&mut tcp, &mut pending, t).await;
+        say_quit(&mut tcp, &mut pending, t.command).await;
         return Err(SendFailure::new(SendStage::Tls, FailureKind::StartTlsNotOffered));
     }
     let reply = step(SendStage::Tls, t.command, async {
@@ -210,7 +210,7 @@ async fn starttls(
     .await?;
     if reply.code != 220 {
         // Refused STARTTLS: the plain conversation still stands.
-        say_quit(&mut tcp, &mut pending, t).await;
+        say_quit(&mut tcp, &mut pending, t.command).await;
         return Err(refused(SendStage::Tls, &reply));
     }
     if !pending.is_empty() {
@@ -258,12 +258,22 @@ where
     let greeting = step(SendStage::Greeting, t.connect, async {
         read_reply(&mut stream, &mut pending)
             .await
-            .map_err(io_failure(SendStage::Greeting))
+            .map_err(|e| match classify_tls(&e) {
+                // Implicit TLS: an alert on the first read is the TLS stage's, as before.
+                Some(kind) => SendFailure::new(SendStage::Tls, kind),
+                None => io_failure(SendStage::Greeting)(e),
+            })
     })
     .await?;
-    if greeting.code != 220 {
-        say_quit(&mut stream, &mut pending, t).await;
-        return Err(refused(SendStage::Greeting, &greeting, secrets));
+    match greeting.code {
+        // lettre took any positive greeting; so do we.
+        200..=399 => {}
+        // A refusal: the server waits for QUIT (briefly: the host place is held meanwhile).
+        400..=599 => {
+            say_quit(&mut stream, &mut pending, t.connect).await;
+            return Err(refused(SendStage::Greeting, &greeting, secrets));
+        }
+        _ => return Err(SendFailure::new(SendStage::Greeting, FailureKind::ProtocolViolation)),
     }
     let mut replay = format!("220 {}\r\n", greeting.lines.first().map_or("", String::as_str)).into_bytes();
     replay.extend_from_slice(&pending);
@@ -272,7 +282,7 @@ where
 
 /// QUIT on a conversation that still stands, and its reply read (so the server has it
 /// before the connection closes); best effort, within the command deadline.
-async fn say_quit<S>(stream: &mut S, pending: &mut Vec<u8>, t: &Timeouts)
+async fn say_quit<S>(stream: &mut S, pending: &mut Vec<u8>, limit: Duration)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -281,7 +291,7 @@ where
         stream.flush().await?;
         read_reply(stream, pending).await
     };
-    if !matches!(tokio::time::timeout(t.command, bye).await, Ok(Ok(_))) {
+    if !matches!(tokio::time::timeout(limit, bye).await, Ok(Ok(_))) {
         tracing::debug!("QUIT went unanswered");
     }
 }

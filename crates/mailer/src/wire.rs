@@ -288,6 +288,18 @@ pub struct Reply {
     pub lines: Vec<String>,
 }
 
+/// The code of a reply line as RFC 5321 §4.2 writes it (and lettre reads it): a first
+/// digit 2–5, a second 0–5, a third 0–9, then a space, a hyphen or the line's end.
+fn reply_code(line: &str) -> Option<u16> {
+    let b = line.as_bytes();
+    let (first, second, third) = (*b.first()?, *b.get(1)?, *b.get(2)?);
+    let shaped = (b'2'..=b'5').contains(&first)
+        && (b'0'..=b'5').contains(&second)
+        && third.is_ascii_digit()
+        && matches!(b.get(3), None | Some(b' ' | b'-'));
+    shaped.then(|| u16::from(first - b'0') * 100 + u16::from(second - b'0') * 10 + u16::from(third - b'0'))
+}
+
 /// Reads one whole reply from `stream`, keeping what follows it in `pending`: at most
 /// [`MAX_REPLY_LINE`] per line and [`MAX_REPLY`] in all.
 pub async fn read_reply<S: AsyncRead + Unpin>(stream: &mut S, pending: &mut Vec<u8>) -> io::Result<Reply> {
@@ -313,11 +325,7 @@ pub async fn read_reply<S: AsyncRead + Unpin>(stream: &mut S, pending: &mut Vec<
         }
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\r', '\n']);
-        let code = text
-            .get(..3)
-            .and_then(|c| c.parse::<u16>().ok())
-            .filter(|c| (200..600).contains(c))
-            .ok_or_else(|| ProtocolViolation::NotSmtp.into_io())?;
+        let code = reply_code(text).ok_or_else(|| ProtocolViolation::NotSmtp.into_io())?;
         let more = text.as_bytes().get(3) == Some(&b'-');
         lines.push(text.get(4..).unwrap_or("").to_owned());
         if lines.iter().map(|l| l.len() + 6).sum::<usize>() > MAX_REPLY {
@@ -332,6 +340,26 @@ pub async fn read_reply<S: AsyncRead + Unpin>(stream: &mut S, pending: &mut Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_code_is_read_only_in_its_smtp_shape() {
+        for (line, code) in [
+            ("220 mx.example ESMTP", Some(220)),
+            ("250-PIPELINING", Some(250)),
+            ("554", Some(554)),
+            ("421 4.3.2 closing", Some(421)),
+            ("200 news.example InterNetNews ready", Some(200)),
+            ("260 what", None),
+            ("5000 bytes", None),
+            ("199 low", None),
+            ("600 high", None),
+            ("SSH-2.0-OpenSSH_9.6", None),
+            ("22", None),
+            ("+OK POP3 ready", None),
+        ] {
+            assert_eq!(reply_code(line), code, "{line}");
+        }
+    }
 
     #[test]
     fn the_cursor_counts_replies_and_refuses_long_ones() {

@@ -59,17 +59,25 @@ pub(crate) async fn run(
         // batch beyond the in-flight cap may wait here, so connections do not idle
         // while the next claim runs; claims of a few rows are not worth a statement.
         // What unproven tenants hold off to the side, and what waits behind its own
-        // tenant's busy lanes, takes no room from the others.
+        // tenant's busy lanes, takes no room from the others. Nor does what is settling
+        // (sent and waiting for the recorder's next write), up to the in-flight cap's
+        // worth: a lane that finished a send is free for the next one, and counting its
+        // row until the write is done left lanes idle for the length of every write. A
+        // recorder that far behind stops the claims until it catches up.
         let held = lock(&shared.held).len();
         let apart = shared.lanes.holdings();
-        let held_here = held.saturating_sub(apart.aside + apart.behind_own_lanes);
+        let settling = held.saturating_sub(apart.in_lanes_or_waiting);
+        let recorder_behind = settling >= cfg.max_in_flight;
+        let held_here = apart
+            .in_lanes_or_waiting
+            .saturating_sub(apart.aside + apart.behind_own_lanes);
         let room = (cfg.max_in_flight + batch_size).saturating_sub(held_here);
         let exclude = shared.lanes.saturated();
         skipper.observe(wake.take(), cfg.poll_interval);
         if shared.wake_at.take_if_due() {
             skipper.forget();
         }
-        if (room < batch_size.div_ceil(2) && held_here > 0) || skipper.pointless(&exclude) {
+        if (room < batch_size.div_ceil(2) && held_here > 0) || recorder_behind || skipper.pointless(&exclude) {
             let mut look_again = skipper.look_again_in(cfg.poll_interval);
             if let Some(due) = shared.wake_at.next_in() {
                 look_again = look_again.min(due);

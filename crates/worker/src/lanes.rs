@@ -70,6 +70,9 @@ struct LaneState {
 pub(crate) struct Holdings {
     pub(crate) aside: usize,
     pub(crate) behind_own_lanes: usize,
+    /// Every delivery in a lane or waiting for one (the rest of what the worker holds is
+    /// settling: sent and waiting to be recorded, or on its way back to the queue).
+    pub(crate) in_lanes_or_waiting: usize,
 }
 
 /// What to do with a freshly claimed delivery.
@@ -145,6 +148,7 @@ impl Lanes {
             let (allowed, budget) = state.standings.lanes_allowed(*t, self.per_tenant);
             let lanes = state.in_flight.get(t).copied().unwrap_or(0);
             let waiting = state.backlog.get(t).map_or(0, VecDeque::len);
+            holdings.in_lanes_or_waiting += lanes + waiting;
             if budget != Budget::Main {
                 holdings.aside += lanes + waiting;
             } else if lanes >= allowed {

@@ -509,6 +509,53 @@ fn unknown_and_on_record_servers_never_take_the_main_budget_and_the_line_is_boun
     ));
 }
 
+/// Sent rows waiting for the recorder take no room from the claims (the lanes go on while
+/// a write is under way), up to the in-flight cap's worth: a recorder that cannot write
+/// stops the claims there, so what the worker holds stays bounded (its in-flight cap of
+/// sends waiting to be written, and the cap plus a batch besides).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_that_cannot_write_holds_the_claims_back() {
+    let t = TenantId::generate();
+    let queue = Arc::new(MemoryDeliveries::default());
+    for _ in 0..400 {
+        queue.add(delivery(t));
+    }
+    let mailer = mailer([]);
+    let (max_in_flight, batch) = (16, 8);
+    queue.hold_writes();
+    let worker = start(
+        config(4, max_in_flight, batch),
+        queue.clone(),
+        tenants(&[t], &[]),
+        mailer.clone(),
+    );
+    until("sends went out", || mailer.sent().len() >= 8).await;
+    // The sends stop once the claims do: nothing new for a quarter of a second.
+    let mut last = mailer.sent().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = mailer.sent().len();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let held = queue.count_all(DeliveryStatus::Sending);
+    let bound = 2 * max_in_flight + usize::try_from(batch).unwrap();
+    assert!(held <= bound, "{held} held with no write done (bound {bound})");
+    assert!(
+        last > max_in_flight,
+        "the lanes went on past the cap's worth of sends waiting to be written: {last}"
+    );
+    queue.open_writes();
+    until("everything sent and recorded", || {
+        queue.count(t, DeliveryStatus::Sent) == 400
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(mailer.sent().len(), 400, "each sent once");
+}
+
 /// A lane taking its tenant's next waiting delivery says when the tenant has just stopped
 /// holding enough (its lanes and a batch beside them), once, so the claim loop claims for
 /// it then rather than at its next wake.

@@ -28,7 +28,7 @@ pub struct Row {
 }
 
 /// The three delivery ports in memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryDeliveries {
     rows: Mutex<Vec<Row>>,
     /// How many updates each `finish_many` carried (one entry per transaction).
@@ -36,6 +36,19 @@ pub struct MemoryDeliveries {
     /// The events of the finishes that applied, in order (what the store would write to
     /// the webhook outbox for every endpoint that wants them).
     events: Mutex<Vec<WebhookEvent>>,
+    /// While false, every `finish_many` waits (a database that takes no writes).
+    writes_open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for MemoryDeliveries {
+    fn default() -> Self {
+        Self {
+            rows: Mutex::default(),
+            writes: Mutex::default(),
+            events: Mutex::default(),
+            writes_open: tokio::sync::watch::Sender::new(true),
+        }
+    }
 }
 
 fn waiting(status: DeliveryStatus) -> bool {
@@ -55,6 +68,21 @@ impl MemoryDeliveries {
     /// Every row, in the order stored.
     pub fn rows(&self) -> Vec<Row> {
         lock(&self.rows).clone()
+    }
+
+    /// Holds every `finish_many` from now until [`MemoryDeliveries::open_writes`].
+    pub fn hold_writes(&self) {
+        self.writes_open.send_replace(false);
+    }
+
+    /// Lets the held `finish_many` calls (and the later ones) through.
+    pub fn open_writes(&self) {
+        self.writes_open.send_replace(true);
+    }
+
+    /// Deliveries in `status`, of every tenant.
+    pub fn count_all(&self, status: DeliveryStatus) -> usize {
+        lock(&self.rows).iter().filter(|r| r.delivery.status == status).count()
     }
 
     /// The tenant's deliveries in `status`.
@@ -198,6 +226,7 @@ impl DeliveryQueue for MemoryDeliveries {
     }
 
     async fn finish_many(&self, owner: &LeaseOwner, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
+        let _ = self.writes_open.subscribe().wait_for(|open| *open).await;
         lock(&self.writes).push(finishes.len());
         let mut rows = lock(&self.rows);
         let mut events = lock(&self.events);
