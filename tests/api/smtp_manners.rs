@@ -32,6 +32,16 @@ fn logged(mut options: SmtpOptions) -> SmtpOptions {
     options
 }
 
+/// The tenant admin's test mail with `settings`, the whole answer.
+async fn test_mail(app: &TestApp, tenant: &str, settings: &Value) -> Value {
+    app.gql(
+        &app.admin(tenant),
+        SEND_TEST,
+        json!({ "t": tenant, "to": "customer@example.net", "s": settings }),
+    )
+    .await
+}
+
 /// Each connection's verbs, for a failure message.
 fn verbs(smtp: &SmtpServer) -> Vec<Vec<String>> {
     smtp.conversations().iter().map(Conversation::verbs).collect()
@@ -136,13 +146,7 @@ async fn a_session_that_cannot_authenticate_says_quit(backend: Backend) {
     let settings = SettingsInput::plain(smtp.port)
         .with_auth("shop", "s3cret-Passw0rd")
         .json();
-    let body = app
-        .gql(
-            &app.admin(&tenant),
-            SEND_TEST,
-            json!({ "t": tenant, "to": "customer@example.net", "s": settings }),
-        )
-        .await;
+    let body = test_mail(&app, &tenant, &settings).await;
     let r = &body["data"]["sendTestMail"];
     assert_eq!(
         (r["ok"].clone(), r["stage"].clone(), r["hintCode"].clone()),
@@ -186,13 +190,7 @@ async fn a_server_that_refuses_in_its_greeting_gets_quit(backend: Backend) {
     let tenant = app.create_tenant("Ume", "SHARE").await;
     for (encryption, smtp) in &servers {
         let settings = SettingsInput::plain(smtp.port).encryption(encryption).json();
-        let body = app
-            .gql(
-                &app.admin(&tenant),
-                SEND_TEST,
-                json!({ "t": tenant, "to": "customer@example.net", "s": settings }),
-            )
-            .await;
+        let body = test_mail(&app, &tenant, &settings).await;
         let r = &body["data"]["sendTestMail"];
         assert_eq!(
             (r["ok"].clone(), r["stage"].clone()),
