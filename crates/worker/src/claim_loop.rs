@@ -42,7 +42,6 @@ pub(crate) async fn run(
     let batch_size = cfg.per_claim();
     let mut skipper = ClaimSkipper::default();
     tokio::pin!(shutdown);
-    let per_claim = shared.per_claim();
     loop {
         // The signal is looked at before anything new starts, not only while idle: a
         // claim or a lane that just proved its tenant must not start more sends after it.
@@ -102,7 +101,7 @@ pub(crate) async fn run(
                 Utc::now(),
                 shared.lease_until(),
                 u32::try_from(limit).unwrap_or(u32::MAX),
-                u32::try_from(per_claim).unwrap_or(u32::MAX),
+                u32::try_from(batch_size).unwrap_or(u32::MAX),
                 &exclude_list,
             )
             .await
@@ -124,7 +123,7 @@ pub(crate) async fn run(
                 *per_tenant.entry(d.tenant_id).or_default() += 1;
             }
             let mut known = exclude;
-            known.extend(per_tenant.into_iter().filter(|(_, n)| *n >= per_claim).map(|(t, _)| t));
+            known.extend(per_tenant.into_iter().filter(|(_, n)| *n >= batch_size).map(|(t, _)| t));
             skipper.came_back_short(known, claimed_at);
         }
         lock(&shared.held).extend(batch.iter().map(|d| (d.id, d.retries)));

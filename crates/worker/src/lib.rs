@@ -81,7 +81,9 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// The batch size as a count (at least one).
+    /// Rows one claim hands a single tenant at most: a batch (what keeps one tenant's
+    /// lanes busy while the next claim is on its way). A claim asks for up to two
+    /// batches, so it always serves at least two tenants when two have mail due.
     fn per_claim(&self) -> usize {
         usize::try_from(self.batch_size).unwrap_or(usize::MAX).max(1)
     }
@@ -141,13 +143,6 @@ struct Shared {
 pub type TraceLink = Arc<dyn Fn(&tracing::Span, &str) + Send + Sync>;
 
 impl Shared {
-    /// Rows one claim hands a single tenant at most: a batch (what keeps one tenant's
-    /// lanes busy while the next claim is on its way). A claim asks for up to two
-    /// batches, so it always serves at least two tenants when two have mail due.
-    fn per_claim(&self) -> usize {
-        self.config.per_claim()
-    }
-
     fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now()
             + chrono::Duration::from_std(self.config.lease).unwrap_or_else(|_| chrono::Duration::minutes(5))
