@@ -26,6 +26,7 @@ mod m20261207_000019_delivery_retried_before;
 mod m20261207_000020_server_standing;
 mod m20261207_000021_finished_rows_leave_indexes;
 mod m20261207_000022_archived_counts;
+mod m20261207_000023_tenant_name_key;
 
 /// Fills the per-tenant count marks of a table that has none (migration 22).
 pub use m20261207_000022_archived_counts::fill as fill_count_marks;
@@ -72,6 +73,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000020_server_standing::Migration),
             Box::new(m20261207_000021_finished_rows_leave_indexes::Migration),
             Box::new(m20261207_000022_archived_counts::Migration),
+            Box::new(m20261207_000023_tenant_name_key::Migration),
         ]
     }
 }

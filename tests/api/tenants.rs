@@ -338,8 +338,9 @@ async fn audit_trail_pages_newest_first_and_reads_in_words(app: &TestApp) {
 async fn operators_find_tenants_by_name(app: &TestApp) {
     let bakery = app.create_tenant("Sakura Bakery 100%", "SHARE").await;
     let flowers = app.create_tenant("さくら花店", "BASIC").await;
+    let cafe = app.create_tenant("ＣＡＦＥ ｻｸﾗ", "BIZ").await;
     let q = "query($n:String,$p:Plan){ tenants(first:100, nameContains:$n, plan:$p){ edges { node { id name } } } }";
-    let mine = [bakery.clone(), flowers.clone()];
+    let mine = [bakery.clone(), flowers.clone(), cafe.clone()];
     let mine = &mine;
     let found = |name: &'static str, plan: Option<&'static str>| async move {
         let d = app.ok(&app.operator(), q, json!({ "n": name, "p": plan })).await;
@@ -357,6 +358,11 @@ async fn operators_find_tenants_by_name(app: &TestApp) {
         "A–Z in either case"
     );
     assert_eq!(found("花店", None).await, [flowers.as_str()]);
+    assert_eq!(
+        found("ＳＡＫＵＲＡ ｂａｋｅｒｙ", None).await,
+        [bakery.as_str()],
+        "full-width letters find their ASCII forms"
+    );
     assert_eq!(found("100%", None).await, [bakery.as_str()], "% is matched as itself");
     assert_eq!(found("1_0", None).await, Vec::<String>::new(), "_ is matched as itself");
     assert_eq!(
@@ -365,8 +371,13 @@ async fn operators_find_tenants_by_name(app: &TestApp) {
         "with the plan filter"
     );
     assert_eq!(
+        found("cafe サクラ", None).await,
+        [cafe.as_str()],
+        "case and width: a full-width name is found by its ASCII and half-width kana by full"
+    );
+    assert_eq!(
         found(" ", None).await,
-        [bakery.clone(), flowers.clone()],
+        [bakery.clone(), flowers.clone(), cafe.clone()],
         "blank: every tenant"
     );
     let too_long = "x".repeat(201);

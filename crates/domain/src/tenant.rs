@@ -45,7 +45,9 @@ impl TenantName {
 }
 
 /// Part of a tenant's name to look for (operators pick a tenant by name): trimmed, at
-/// most [`TenantName::MAX_CHARS`] characters, letters A–Z matched in either case.
+/// most [`TenantName::MAX_CHARS`] characters, matched against [`name_search_key`]s, so
+/// case, full-width and half-width forms do not matter (`shop` finds 「ＳＨＯＰ」, `ｶﾌｪ`
+/// finds 「カフェ」, `école` finds 「ÉCOLE」) on every backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameSearch(String);
 
@@ -62,18 +64,27 @@ impl NameSearch {
         if has_control_chars(part) {
             return Err(ValueError::ControlCharacters);
         }
-        Ok(Some(Self(part.to_ascii_lowercase())))
+        Ok(Some(Self(name_search_key(part))))
     }
 
-    /// The part, with A–Z in lower case.
-    pub fn lowercase(&self) -> &str {
+    /// The part's search key, to find inside the names' keys.
+    pub fn key(&self) -> &str {
         &self.0
     }
 
-    /// Whether `name` contains the part (A–Z in either case).
+    /// Whether `name` contains the part (compared by their search keys).
     pub fn matches(&self, name: &TenantName) -> bool {
-        name.as_str().to_ascii_lowercase().contains(&self.0)
+        name_search_key(name.as_str()).contains(&self.0)
     }
+}
+
+/// The form a name is searched by: Unicode compatibility-normalised (NFKC: full-width
+/// Latin letters and digits become ASCII, half-width katakana full-width), then in lower
+/// case. The store keeps it beside each name; a search's part is put in the same form.
+/// Time linear in the name.
+pub fn name_search_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    name.nfkc().collect::<String>().to_lowercase()
 }
 
 /// Which tenants a listing shows.
@@ -162,5 +173,43 @@ impl TenantRecord {
             (None, Some(u)) => u.version,
             (None, None) => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn search(part: &str) -> NameSearch {
+        NameSearch::parse(part).unwrap().unwrap()
+    }
+
+    fn name(n: &str) -> TenantName {
+        TenantName::parse(n).unwrap()
+    }
+
+    #[test]
+    fn a_name_is_found_whatever_its_case_and_width() {
+        // Full-width Latin, half-width katakana, accented capitals, plain ASCII.
+        for (part, found) in [
+            ("shop", "ＳＨＯＰ さくら"),
+            ("ＳＨＯＰ", "Sakura shop"),
+            ("ｶﾌｪ", "カフェ・ド・サクラ"),
+            ("école", "ÉCOLE DU SOIR"),
+            ("１２３", "Bakery 123"),
+            ("50%", "50% off"),
+        ] {
+            assert!(search(part).matches(&name(found)), "{part} in {found}");
+        }
+        for (part, missed) in [("shop", "Sakura Bakery"), ("カフェ", "cafe"), ("50%", "500 off")] {
+            assert!(!search(part).matches(&name(missed)), "{part} not in {missed}");
+        }
+    }
+
+    #[test]
+    fn the_search_key_is_compatibility_normalised_then_lowered() {
+        assert_eq!(name_search_key("ＳＨＯＰ ｶﾌｪ Ä"), "shop カフェ ä");
+        assert_eq!(search("  ＡＢＣ  ").key(), "abc");
+        assert_eq!(NameSearch::parse("   ").unwrap(), None);
     }
 }

@@ -36,7 +36,8 @@ impl QueryRoot {
     }
 
     /// Operators: tenants in creation order, optionally of one plan, optionally those
-    /// whose name contains `nameContains` (letters A–Z in either case).
+    /// whose name contains `nameContains` (case, full-width and half-width forms do not
+    /// matter: `shop` finds 「ＳＨＯＰ」, `ｶﾌｪ` finds 「カフェ」).
     #[graphql(complexity = "crate::pagination::page_complexity(first, 20, child_complexity)")]
     async fn tenants(
         &self,

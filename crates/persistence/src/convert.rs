@@ -70,6 +70,7 @@ pub(crate) fn tenant_row(tenant: &Tenant) -> tenants::ActiveModel {
     tenants::ActiveModel {
         id: Set(tenant.id.to_string()),
         name: Set(tenant.name.as_str().to_owned()),
+        name_key: Set(Some(domain::tenant::name_search_key(tenant.name.as_str()))),
         plan: Set(tenant.plan.code().to_owned()),
         settings_version: Set(0),
         contact_email: Set(tenant.contact_email.as_ref().map(|c| c.as_str().to_owned())),

@@ -71,6 +71,7 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))
             .await?;
         migration::Migrator::up(&txn, None).await.map_err(Error::Migration)?;
+        fill_name_keys(&txn).await?;
         txn.commit().await?;
         Ok(())
     } else {
@@ -79,8 +80,39 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
         // half done), and no pooled connection works from an outdated schema.
         let txn = db.begin().await?;
         migration::Migrator::up(&txn, None).await.map_err(Error::Migration)?;
+        fill_name_keys(&txn).await?;
         txn.commit().await?;
         Ok(())
+    }
+}
+
+/// Tenants' names read per statement while their search keys are filled.
+const NAME_KEY_BATCH: u64 = 500;
+
+/// Fills `tenants.name_key` where a release before migration 23 left none (see that
+/// migration): the key is computed here, in Rust, by the one function that computes it
+/// for new tenants. A batch at a time, in the migration's transaction; nothing to do once
+/// every row has one.
+async fn fill_name_keys(txn: &impl ConnectionTrait) -> Result<()> {
+    let backend = txn.get_database_backend();
+    loop {
+        let mut q = crate::sql::SqlBuilder::new(backend);
+        q.sql("SELECT id, name FROM tenants WHERE name_key IS NULL ORDER BY id LIMIT ")
+            .bind(i64::try_from(NAME_KEY_BATCH).unwrap_or(i64::MAX));
+        let rows = txn.query_all_raw(q.build()).await?;
+        for row in &rows {
+            let id: String = row.try_get("", "id")?;
+            let name: String = row.try_get("", "name")?;
+            let mut q = crate::sql::SqlBuilder::new(backend);
+            q.sql("UPDATE tenants SET name_key = ")
+                .bind(domain::tenant::name_search_key(&name))
+                .sql(" WHERE id = ")
+                .bind(id);
+            txn.execute_raw(q.build()).await?;
+        }
+        if (rows.len() as u64) < NAME_KEY_BATCH {
+            return Ok(());
+        }
     }
 }
 

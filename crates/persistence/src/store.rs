@@ -277,10 +277,11 @@ impl TenantStore for SqlStore {
             query = query.filter(tenants::Column::Plan.eq(plan.code()));
         }
         if let Some(name) = &filter.name {
-            // LOWER folds A–Z on both backends (SQLite folds nothing else); the part is
-            // matched literally, `%`, `_` and `\` included.
+            // Both sides in the search key's form (a row a release before migration 23
+            // wrote and `migrate` has not filled yet: its name with A–Z lowered, as
+            // before); the part is matched literally, `%`, `_` and `\` included.
             let escaped: String = name
-                .lowercase()
+                .key()
                 .chars()
                 .flat_map(|c| match c {
                     '%' | '_' | '\\' => vec!['\\', c],
@@ -288,8 +289,11 @@ impl TenantStore for SqlStore {
                 })
                 .collect();
             query = query.filter(
-                Expr::expr(Func::lower(Expr::col(tenants::Column::Name)))
-                    .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
+                Expr::expr(Func::coalesce([
+                    Expr::col(tenants::Column::NameKey),
+                    Expr::expr(Func::lower(Expr::col(tenants::Column::Name))),
+                ]))
+                .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
             );
         }
         if let Some(after) = after {

@@ -37,6 +37,8 @@ testkit::each_backend!(
     oauth_refresh_tokens_are_sealed_for_their_connection,
     oauth_refreshes_take_turns,
     oauth_refresh_tokens_follow_a_key_rotation,
+    names_are_found_whatever_their_case_and_width,
+    names_stored_before_their_search_key_get_one_at_the_next_migrate,
 );
 
 const SMTP_PASSWORD: &str = "smtp-Pa55word-0123";
@@ -1731,4 +1733,82 @@ async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) 
             .unwrap();
         assert_eq!(row.try_get_by_index::<String>(0).unwrap(), text);
     }
+}
+
+/// A tenant named `name`, inserted through the store.
+async fn tenant_named(store: &dyn TenantStore, name: &str) -> TenantId {
+    let now = Utc::now();
+    let tenant = Tenant {
+        id: TenantId::generate(),
+        name: TenantName::parse(name).unwrap(),
+        plan: Plan::Share,
+        contact_email: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store
+        .insert_tenant(&tenant, &audit(tenant.id, AuditAction::TenantCreated, vec![]))
+        .await
+        .unwrap();
+    tenant.id
+}
+
+/// The ids of the tenants whose name contains `part`, in creation order.
+async fn found(store: &dyn TenantStore, part: &str) -> Vec<TenantId> {
+    let filter = TenantFilter {
+        plan: None,
+        name: Some(NameSearch::parse(part).unwrap().unwrap()),
+    };
+    let page = store.tenants(&filter, None, 100).await.unwrap();
+    page.into_iter().map(|r| r.tenant.id).collect()
+}
+
+/// `nameContains` folds case and width the same way on both backends: before, SQLite
+/// folded A–Z only, and PostgreSQL lowered the names but not the search, so a full-width
+/// capital name did not even find itself there.
+async fn names_are_found_whatever_their_case_and_width(backend: Backend) {
+    let test_db = migrated(backend).await;
+    let store = SqlStore::new(test_db.conn(), keys());
+    let full_width = tenant_named(&store, "ＳＨＯＰ さくら").await;
+    let katakana = tenant_named(&store, "カフェ・ド・サクラ").await;
+    let accented = tenant_named(&store, "ÉCOLE DU SOIR").await;
+    let percent = tenant_named(&store, "50% Off").await;
+    assert_eq!(found(&store, "ＳＨＯＰ").await, vec![full_width]);
+    assert_eq!(found(&store, "shop").await, vec![full_width]);
+    assert_eq!(found(&store, "ｓｈｏｐ さ").await, vec![full_width]);
+    assert_eq!(found(&store, "ｶﾌｪ").await, vec![katakana]);
+    assert_eq!(found(&store, "école").await, vec![accented]);
+    assert_eq!(found(&store, "５０％").await, vec![percent]);
+    assert_eq!(found(&store, "%").await, vec![percent]);
+    assert!(found(&store, "50_").await.is_empty());
+    assert!(found(&store, "ecole").await.is_empty(), "accents are not dropped");
+}
+
+/// A row a release before migration 23 inserted (no search key) is found as before (A–Z
+/// in either case) and gets its key at the next `migrate`, after which it is found like
+/// any other.
+async fn names_stored_before_their_search_key_get_one_at_the_next_migrate(backend: Backend) {
+    let test_db = migrated(backend).await;
+    let db = test_db.conn();
+    let store = SqlStore::new(db.clone(), keys());
+    let old = tenant_named(&store, "ＳＨＯＰ Sakura").await;
+    tenants::Entity::update_many()
+        .set(tenants::ActiveModel {
+            name_key: Set(None),
+            ..Default::default()
+        })
+        .filter(tenants::Column::Id.eq(old.to_string()))
+        .exec(&db)
+        .await
+        .unwrap();
+    assert_eq!(found(&store, "SAKURA").await, vec![old]);
+    assert!(found(&store, "shop").await.is_empty());
+    migrate(&db).await.unwrap();
+    let row = tenants::Entity::find_by_id(old.to_string())
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.name_key.as_deref(), Some("shop sakura"));
+    assert_eq!(found(&store, "shop").await, vec![old]);
 }

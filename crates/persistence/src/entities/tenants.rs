@@ -11,6 +11,9 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
     pub name: String,
+    /// The name's search key (`domain::tenant::name_search_key`); none on a row a release
+    /// before migration 23 inserted, until `persistence::migrate` fills it.
+    pub name_key: Option<String>,
     /// A plan code (`ECONOMY`, `BASIC`, `PRO`, `SHARE`, `BIZ`).
     pub plan: String,
     /// Bumped by every save and clear of the settings, so a version is never reused.
