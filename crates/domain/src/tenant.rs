@@ -45,7 +45,7 @@ impl TenantName {
 }
 
 /// Part of a tenant's name to look for (operators pick a tenant by name): trimmed, at
-/// most [`TenantName::MAX_CHARS`] characters, matched against [`name_search_key`]s, so
+/// most [`TenantName::MAX_CHARS`] characters (also once normalised), matched against [`name_search_key`]s, so
 /// case, full-width and half-width forms do not matter (`shop` finds 「ＳＨＯＰ」, `ｶﾌｪ`
 /// finds 「カフェ」, `école` finds 「ÉCOLE」) on every backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +64,13 @@ impl NameSearch {
         if has_control_chars(part) {
             return Err(ValueError::ControlCharacters);
         }
-        Ok(Some(Self(name_search_key(part))))
+        // Some characters expand under NFKC (「㍿」 is four, U+FDFA eighteen): the key is
+        // held to the same length, so a search's cost stays what the limit says.
+        let key = name_search_key(part);
+        if key.chars().count() > TenantName::MAX_CHARS {
+            return Err(ValueError::TooLong);
+        }
+        Ok(Some(Self(key)))
     }
 
     /// The part's search key, to find inside the names' keys.
@@ -211,5 +217,10 @@ mod tests {
         assert_eq!(name_search_key("ＳＨＯＰ ｶﾌｪ Ä"), "shop カフェ ä");
         assert_eq!(search("  ＡＢＣ  ").key(), "abc");
         assert_eq!(NameSearch::parse("   ").unwrap(), None);
+        assert_eq!(
+            NameSearch::parse(&"㍿".repeat(50)).unwrap().unwrap().key(),
+            "株式会社".repeat(50)
+        );
+        assert_eq!(NameSearch::parse(&"㍿".repeat(51)), Err(ValueError::TooLong));
     }
 }
