@@ -11,7 +11,8 @@
 //!   expired link that says so), and an operator's (a webhook endpoint
 //!   registered, paging, plan filter, create, open, the enqueue quota, downgrade with its
 //!   warning and its signed `tenant.plan_changed` at the receiver, the tenant admin's
-//!   screen turned read-only). Both check that no request leaves the origin, that the
+//!   screen turned read-only), and a tenant admin whose settings were suspended (the
+//!   provider changed the password) who reads why in Japanese and puts it right. All check that no request leaves the origin, that the
 //!   policy was never violated, and (axe-core) that no serious accessibility violation
 //!   remains.
 
@@ -23,13 +24,15 @@ use serde_json::json;
 use testkit::client::call;
 use testkit::process::{Database, start_with, stop};
 use testkit::servers::*;
+use testkit::settings::SettingsInput;
 
 use crate::support::process::{mailgate, token};
 use crate::support::*;
 
 testkit::each_backend!(
     a_tenant_admin_fixes_the_password_saves_and_clears,
-    an_operator_downgrades_a_tenant
+    an_operator_downgrades_a_tenant,
+    a_suspended_tenants_admin_sees_why_and_puts_it_right
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,6 +501,113 @@ async fn an_operator_downgrades_a_tenant(backend: Backend) {
     assert_eq!(changed.len(), 1, "{:?}", receiver.requests());
     assert!(changed[0].verified, "{:?}", changed[0]);
     assert_eq!(changed[0].json()["data"]["to"], "BASIC");
+    stop(child);
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The provider changes the mailbox's password: sends through the tenant's settings fail
+/// until they are suspended (after two here), and mail goes from the platform meanwhile.
+/// The tenant admin opens the console, reads what happened and what to fix, and makes new
+/// settings live with the new password (`suspended` in `console.py`).
+async fn a_suspended_tenants_admin_sees_why_and_puts_it_right(backend: Backend) {
+    let own = SmtpServer::start(SmtpOptions::plain().with_auth("shop", "first-pass"));
+    let port = own.port;
+    let relay = SmtpServer::start(SmtpOptions::plain());
+    let (db, dir, mut cmd) = console_server(backend, port);
+    cmd.env("MAILGATE_DEFAULT_SMTP_URL", format!("smtp://127.0.0.1:{}", relay.port))
+        .env("MAILGATE_WORKER_POLL_MS", "100")
+        .env("MAILGATE_RETRY_BASE_SECS", "1")
+        .env("MAILGATE_SUSPEND_AFTER_FAILURES", "2");
+    let (child, url, operator) = start_with(cmd);
+    let base = url.trim_end_matches("/graphql").to_owned();
+    let created = call(
+        &url,
+        &operator,
+        "mutation{ createTenant(name:\"株式会社サンプル\", plan:SHARE){ id } }",
+        json!({}),
+    )
+    .await;
+    let tenant = created["data"]["createTenant"]["id"]
+        .as_str()
+        .expect("tenant")
+        .to_owned();
+    let admin_token = |console: bool| {
+        let mut cmd = mailgate(&dir);
+        cmd.args(["token", "--role", "tenant_admin", "--tenant", &tenant]);
+        if console {
+            cmd.args(["--console-url", &base]);
+        }
+        let out = cmd.output().expect("token");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+    };
+    let admin = admin_token(false);
+    let saved = call(
+        &url,
+        &admin,
+        "mutation($t:ID!,$i:MailSettingsInput!){ updateMailSettings(tenantId:$t, input:$i){ version } }",
+        json!({ "t": tenant, "i": SettingsInput::plain(port).with_auth("shop", "first-pass").json() }),
+    )
+    .await;
+    assert!(saved.get("errors").is_none(), "{saved}");
+    let tested = call(
+        &url,
+        &admin,
+        "mutation($t:ID!){ sendTestMail(tenantId:$t, to:\"admin@example.net\"){ ok activated } }",
+        json!({ "t": tenant }),
+    )
+    .await;
+    assert_eq!(tested["data"]["sendTestMail"]["activated"], true, "{tested}");
+
+    // The provider changes the password: the same server refuses the stored one.
+    drop(own);
+    let mut changed = SmtpOptions::plain().with_auth("shop", "new-pass");
+    changed.port = port;
+    let changed = SmtpServer::start(changed);
+    let service = token(&dir, "service");
+    for n in 0..2 {
+        let queued = call(
+            &url,
+            &service,
+            "mutation($i:NotificationInput!){ enqueueNotification(input:$i){ id } }",
+            json!({ "i": { "tenantId": tenant, "kind": "CUSTOM", "to": "member@example.net", "locale": "ja",
+                "subject": format!("お知らせ {n}"), "text": "本文" } }),
+        )
+        .await;
+        assert!(queued.get("errors").is_none(), "{queued}");
+    }
+    let health = "query($t:ID!){ tenant(id:$t){ effectiveSender { source } mailSettings { health { state } } } }";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let h = call(&url, &operator, health, json!({ "t": tenant })).await;
+        if h["data"]["tenant"]["mailSettings"]["health"]["state"] == "SUSPENDED" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never suspended: {h}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    browser(
+        "suspended",
+        &[
+            ("CONSOLE_BASE", base.clone()),
+            ("CONSOLE_LINK", admin_token(true)),
+            ("SMTP_PASS", "new-pass".into()),
+        ],
+    );
+
+    // What the browser did reached the server: the test of the new settings went as
+    // `shop` with the new password, and they carry the mail now.
+    let got = changed.wait_for(1, Duration::from_secs(10));
+    assert_eq!(got[0].rcpt_tos, ["check@example.net"]);
+    let h = call(&url, &operator, health, json!({ "t": tenant })).await;
+    assert_eq!(h["data"]["tenant"]["mailSettings"]["health"]["state"], "LIVE", "{h}");
+    assert_eq!(h["data"]["tenant"]["effectiveSender"]["source"], "CUSTOM", "{h}");
+    assert!(
+        relay.received().iter().all(|m| m.rcpt_tos == ["member@example.net"]),
+        "the relay carried the tenant's mail only while it was suspended"
+    );
     stop(child);
     drop(db);
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,7 +1,7 @@
 """The console in a real browser: Debian's Chromium driven by Playwright for Python.
 
 Started by tests/api/console.rs against the real `mailgate` binary, its real database and
-real SMTP servers on loopback. Usage: console.py admin|operator|graphiql|mailbox. The environment names the
+real SMTP servers on loopback. Usage: console.py admin|operator|graphiql|mailbox|suspended. The environment names the
 console (CONSOLE_BASE, CONSOLE_LINK: a link with the token in its fragment), the tokens
 and servers the scenario needs; SCREENSHOTS (a directory) saves Japanese screenshots for
 docs/. Every step asserts what a person would see; the first surprise exits non-zero
@@ -854,7 +854,55 @@ def mailbox(browser):
     print("mailbox: ok")
 
 
-SCENARIOS = {"admin": admin, "operator": operator, "graphiql": graphiql, "mailbox": mailbox}
+# ---- a tenant whose settings were suspended ---------------------------------------------
+
+
+def suspended(browser):
+    """The provider changed the mailbox's password and the settings were suspended after
+    the failures in a row: the admin sees, in Japanese, that mail goes from the default
+    sender meanwhile, how many sends failed and what to fix; types the new password,
+    saves, tests, and the settings are live again — alone, on a phone too."""
+    page, watch = new_page(browser)
+    page.goto(os.environ["CONSOLE_LINK"])
+    expect(page.get_by_role("heading", name="メールサーバー", exact=True)).to_be_visible()
+    health = page.locator('[data-part="health"]')
+    state = health.locator("[data-state]")
+    expect(state).to_have_attribute("data-state", "SUSPENDED")
+    expect(state).to_have_text("停止中")
+    expect(health).to_contain_text("この設定での送信が続けて失敗したため、既定の送信元から送信しています")
+    expect(health).to_contain_text("連続失敗: 2 回")
+    hint = health.locator('[data-hint-code="WRONG_CREDENTIALS"]')
+    expect(hint).to_be_visible()
+    expect(hint).to_contain_text("パスワード")
+    expect(sender(page)).to_have_attribute("data-source", "PLATFORM_DEFAULT")
+    shown = page.locator("body").inner_text()
+    for word in ("Suspended", "SUSPENDED", "WRONG_CREDENTIALS", "AUTH failed"):
+        assert word not in shown, f"{word!r} shown to a Japanese admin: {shown}"
+    accessible(page, "tenant admin (suspended)")
+    fits_phones(page, "tenant admin (suspended)", "console-suspended-ja.png")
+
+    # The state box's button leads to the test card; the fix is the new password.
+    health.get_by_role("button", name="テストメール送信へ").click()
+    page.get_by_label("パスワード", exact=True).fill(os.environ["SMTP_PASS"])
+    page.get_by_role("button", name="変更を保存").click()
+    status = page.locator('[data-part="status"]')
+    expect(status.locator('[data-kind="ok"]')).to_contain_text("保存済みの設定をテスト")
+    expect(state).to_have_attribute("data-state", "PENDING_VERIFICATION")
+    # Until the new version is proven, mail still goes from the default sender.
+    expect(sender(page)).to_have_attribute("data-source", "PLATFORM_DEFAULT")
+    page.get_by_label("宛先", exact=True).fill("check@example.net")
+    page.get_by_role("button", name="保存済みの設定でテストメールを送信").click()
+    expect(page.locator('[data-part="test-result"] [data-ok]')).to_have_attribute("data-ok", "true")
+    expect(state).to_have_attribute("data-state", "LIVE")
+    expect(state).to_have_text("有効")
+    expect(sender(page)).to_have_attribute("data-source", "CUSTOM")
+    expect(health.locator('[data-hint-code="WRONG_CREDENTIALS"]')).to_have_count(0)
+    fits_phones(page, "tenant admin (live again)")
+    watch.check()
+    print("suspended: ok")
+
+
+SCENARIOS = {"admin": admin, "operator": operator, "graphiql": graphiql, "mailbox": mailbox, "suspended": suspended}
 
 if __name__ == "__main__":
     scenario = SCENARIOS[sys.argv[1]]
