@@ -148,6 +148,7 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
     }
     tracing::debug!(delivery = %d.id, tenant = %tenant, message_id = %d.message_id, status = update.status().code(), "delivery attempted");
     let retry_at = update.next_attempt_at();
+    hand_over(shared, outcomes, &d, update);
     // The tenant's own server was used (not the relay in its place).
     let own = match route {
         Route::Own(version) if !d.via_platform => Some(version),
@@ -155,7 +156,6 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
     };
     match &result {
         Ok(receipt) => {
-            hand_over(shared, outcomes, &d, update);
             if receipt.sender.source == SenderSource::PlatformDefault {
                 count_fallback(shared, &record, &d);
             }
@@ -174,40 +174,26 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
                 }
             }
         }
-        Err(failure) => {
-            let backing_off_until = match own {
-                Some(version) if is_configuration_failure(failure) && shared.config.suspend_after_failures > 0 => {
-                    if settings_failed(shared, &record, version, failure, at).await {
-                        // Its mail goes through the platform default now: nothing to wait
-                        // for (its server proved nothing).
-                        shared.lanes.release(tenant);
-                        resume_tenant_within(shared, tenant, shared.config.retry.max_delay);
-                        None
-                    } else {
-                        // One probe at a time until then: never many AUTH tries at once.
-                        let until = back_off(shared, outcomes, tenant, at, retry_at);
-                        tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server refused its settings; its waiting mail waits behind one try");
-                        Some(until)
-                    }
-                }
-                // The platform relay is the operator's: its trouble is everyone's, not the tenant's.
-                Some(_) if is_server_wide(failure) => {
+        Err(failure) => match own {
+            Some(version) if is_configuration_failure(failure) && shared.config.suspend_after_failures > 0 => {
+                if settings_failed(shared, &record, version, failure, at).await {
+                    // Its mail goes through the platform default now: nothing to wait for
+                    // (its server proved nothing).
+                    shared.lanes.release(tenant);
+                    resume_tenant_within(shared, tenant, shared.config.retry.max_delay);
+                } else {
+                    // One probe at a time until then: never many AUTH tries at once.
                     let until = back_off(shared, outcomes, tenant, at, retry_at);
-                    tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server cannot take mail now; its waiting mail is postponed");
-                    Some(until)
+                    tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server refused its settings; its waiting mail waits behind one try");
                 }
-                _ => None,
-            };
-            // Handed over once the server's standing is known: a delivery that probes a
-            // backing-off server goes again when the server's back-off ends, so the
-            // tenant's waiting mail, moved after that time, never comes before it, in
-            // whichever order the recorder and the move reach the database.
-            let update = match backing_off_until {
-                Some(until) => update.waiting_at_least_until(until),
-                None => update,
-            };
-            hand_over(shared, outcomes, &d, update);
-        }
+            }
+            // The platform relay is the operator's: its trouble is everyone's, not the tenant's.
+            Some(_) if is_server_wide(failure) => {
+                let until = back_off(shared, outcomes, tenant, at, retry_at);
+                tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server cannot take mail now; its waiting mail is postponed");
+            }
+            _ => {}
+        },
     }
     true
 }

@@ -352,18 +352,6 @@ impl DeliveryUpdate {
     }
 
     /// The status the stored row must still have for this update to apply.
-    /// The same update, but a delivery it leaves waiting is tried no sooner than `at`:
-    /// the tenant's server backs off until then, and this delivery is the one that probes
-    /// it then (the tenant's other waiting mail is moved after it, see
-    /// [`crate::delivery::Postponement::backing_off`]). Any other update is unchanged.
-    #[must_use]
-    pub fn waiting_at_least_until(mut self, at: DateTime<Utc>) -> Self {
-        if matches!(self.status, DeliveryStatus::Queued | DeliveryStatus::Retrying) && at > self.next_attempt_at {
-            self.next_attempt_at = at;
-        }
-        self
-    }
-
     pub fn expected(&self) -> DeliveryStatus {
         self.expected
     }
@@ -733,24 +721,5 @@ mod tests {
             DeliveryUpdate::after_failure(&d, &refused, &policy, past, 0.5).status(),
             DeliveryStatus::Failed
         );
-    }
-
-    #[test]
-    fn a_waiting_delivery_probes_a_backing_off_server_at_its_time_and_no_other_is_moved() {
-        let now = Utc::now();
-        let later = now + chrono::Duration::minutes(5);
-        let released = DeliveryUpdate::released(2, now);
-        assert_eq!(released.clone().waiting_at_least_until(later).next_attempt_at(), later);
-        // Never earlier than it was.
-        let far = now + chrono::Duration::hours(1);
-        assert_eq!(
-            DeliveryUpdate::postponed(0, far)
-                .waiting_at_least_until(later)
-                .next_attempt_at(),
-            far
-        );
-        // An update that does not leave the delivery waiting keeps its time.
-        let gone = DeliveryUpdate::unreadable(now);
-        assert_eq!(gone.clone().waiting_at_least_until(later), gone);
     }
 }
