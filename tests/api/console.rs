@@ -190,17 +190,7 @@ async fn a_tenant_admin_connects_a_microsoft_mailbox_by_signing_in() {
         .env("MAILGATE_OAUTH_MICROSOFT_GRAPH_URL", api.base_url());
     let (child, url, operator) = start_with(cmd);
     let base = url.trim_end_matches("/graphql").to_owned();
-    let created = call(
-        &url,
-        &operator,
-        "mutation{ createTenant(name:\"Contoso\", plan:BIZ){ id } }",
-        json!({}),
-    )
-    .await;
-    let tenant = created["data"]["createTenant"]["id"]
-        .as_str()
-        .expect("tenant")
-        .to_owned();
+    let tenant = create_tenant(&url, &operator, "Contoso", "BIZ").await;
     let link = mailgate(&dir)
         .args([
             "token",
@@ -324,17 +314,7 @@ async fn a_tenant_admin_fixes_the_password_saves_and_clears(backend: Backend) {
         .env("MAILGATE_PRODUCT_NAME", PRODUCT);
     let (child, url, operator) = start_with(cmd);
     let base = url.trim_end_matches("/graphql").to_owned();
-    let created = call(
-        &url,
-        &operator,
-        "mutation{ createTenant(name:\"株式会社サンプル\", plan:SHARE){ id } }",
-        json!({}),
-    )
-    .await;
-    let tenant = created["data"]["createTenant"]["id"]
-        .as_str()
-        .expect("tenant")
-        .to_owned();
+    let tenant = create_tenant(&url, &operator, "株式会社サンプル", "SHARE").await;
     // Older history than one page holds (twenty entries): the console pages it.
     for n in 0..12 {
         let changed = call(
@@ -521,17 +501,7 @@ async fn a_suspended_tenants_admin_sees_why_and_puts_it_right(backend: Backend) 
         .env("MAILGATE_SUSPEND_AFTER_FAILURES", "2");
     let (child, url, operator) = start_with(cmd);
     let base = url.trim_end_matches("/graphql").to_owned();
-    let created = call(
-        &url,
-        &operator,
-        "mutation{ createTenant(name:\"株式会社サンプル\", plan:SHARE){ id } }",
-        json!({}),
-    )
-    .await;
-    let tenant = created["data"]["createTenant"]["id"]
-        .as_str()
-        .expect("tenant")
-        .to_owned();
+    let tenant = create_tenant(&url, &operator, "株式会社サンプル", "SHARE").await;
     let admin_token = |console: bool| {
         let mut cmd = mailgate(&dir);
         cmd.args(["token", "--role", "tenant_admin", "--tenant", &tenant]);
@@ -614,4 +584,19 @@ async fn a_suspended_tenants_admin_sees_why_and_puts_it_right(backend: Backend) 
     stop(child);
     drop(db);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Creates a tenant through the API as the operator; its id.
+async fn create_tenant(url: &str, operator: &str, name: &str, plan: &str) -> String {
+    let created = call(
+        url,
+        operator,
+        "mutation($n:String!,$p:Plan!){ createTenant(name:$n, plan:$p){ id } }",
+        json!({ "n": name, "p": plan }),
+    )
+    .await;
+    created["data"]["createTenant"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("tenant: {created}"))
+        .to_owned()
 }

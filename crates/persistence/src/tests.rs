@@ -114,10 +114,15 @@ fn audit(id: TenantId, action: AuditAction, changes: Vec<FieldChange>) -> Change
 }
 
 pub(crate) async fn new_tenant(store: &dyn TenantStore, plan: Plan) -> Tenant {
+    tenant_named(store, "Example Shop", plan).await
+}
+
+/// A tenant named `name` on `plan`, inserted through the store.
+async fn tenant_named(store: &dyn TenantStore, name: &str, plan: Plan) -> Tenant {
     let now = Utc::now();
     let tenant = Tenant {
         id: TenantId::generate(),
-        name: TenantName::parse("Example Shop").unwrap(),
+        name: TenantName::parse(name).unwrap(),
         plan,
         contact_email: None,
         created_at: now,
@@ -1735,24 +1740,6 @@ async fn failure_reasons_stored_as_text_become_codes_and_back(backend: Backend) 
     }
 }
 
-/// A tenant named `name`, inserted through the store.
-async fn tenant_named(store: &dyn TenantStore, name: &str) -> TenantId {
-    let now = Utc::now();
-    let tenant = Tenant {
-        id: TenantId::generate(),
-        name: TenantName::parse(name).unwrap(),
-        plan: Plan::Share,
-        contact_email: None,
-        created_at: now,
-        updated_at: now,
-    };
-    store
-        .insert_tenant(&tenant, &audit(tenant.id, AuditAction::TenantCreated, vec![]))
-        .await
-        .unwrap();
-    tenant.id
-}
-
 /// The ids of the tenants whose name contains `part`, in creation order.
 async fn found(store: &dyn TenantStore, part: &str) -> Vec<TenantId> {
     let filter = TenantFilter {
@@ -1769,10 +1756,10 @@ async fn found(store: &dyn TenantStore, part: &str) -> Vec<TenantId> {
 async fn names_are_found_whatever_their_case_and_width(backend: Backend) {
     let test_db = migrated(backend).await;
     let store = SqlStore::new(test_db.conn(), keys());
-    let full_width = tenant_named(&store, "ＳＨＯＰ さくら").await;
-    let katakana = tenant_named(&store, "カフェ・ド・サクラ").await;
-    let accented = tenant_named(&store, "ÉCOLE DU SOIR").await;
-    let percent = tenant_named(&store, "50% Off").await;
+    let full_width = tenant_named_id(&store, "ＳＨＯＰ さくら").await;
+    let katakana = tenant_named_id(&store, "カフェ・ド・サクラ").await;
+    let accented = tenant_named_id(&store, "ÉCOLE DU SOIR").await;
+    let percent = tenant_named_id(&store, "50% Off").await;
     assert_eq!(found(&store, "ＳＨＯＰ").await, vec![full_width]);
     assert_eq!(found(&store, "shop").await, vec![full_width]);
     assert_eq!(found(&store, "ｓｈｏｐ さ").await, vec![full_width]);
@@ -1791,7 +1778,7 @@ async fn names_stored_before_their_search_key_get_one_at_the_next_migrate(backen
     let test_db = migrated(backend).await;
     let db = test_db.conn();
     let store = SqlStore::new(db.clone(), keys());
-    let old = tenant_named(&store, "ＳＨＯＰ Sakura").await;
+    let old = tenant_named_id(&store, "ＳＨＯＰ Sakura").await;
     tenants::Entity::update_many()
         .set(tenants::ActiveModel {
             name_key: Set(None),
@@ -1811,4 +1798,8 @@ async fn names_stored_before_their_search_key_get_one_at_the_next_migrate(backen
         .unwrap();
     assert_eq!(row.name_key.as_deref(), Some("shop sakura"));
     assert_eq!(found(&store, "shop").await, vec![old]);
+}
+
+async fn tenant_named_id(store: &dyn TenantStore, name: &str) -> TenantId {
+    tenant_named(store, name, Plan::Share).await.id
 }
