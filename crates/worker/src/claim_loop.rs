@@ -152,8 +152,8 @@ pub(crate) async fn run(
                     tasks.spawn(lane(shared.clone(), outcomes.clone(), d, budget));
                 }
                 Admission::Waiting => {}
-                Admission::BackingOff(d, until) => {
-                    let schedule = Postponement::backing_off(until, PROBE_HOLD);
+                Admission::BackingOff(d, back_off) => {
+                    let schedule = back_off.schedule(PROBE_HOLD);
                     postponed.entry(d.tenant_id).or_insert((Vec::new(), schedule)).0.push(d);
                 }
                 Admission::OffToTheSide(d) => {

@@ -17,7 +17,7 @@ use domain::finish::{ClaimedDelivery, Finish};
 
 use crate::line_pace::LinePace;
 use crate::recorder::Outcomes;
-use crate::standing::{Accepted, Budget, Route, Standings, Unreachable};
+use crate::standing::{Accepted, BackOff, Budget, Route, Standings, Unreachable};
 use crate::{Shared, lock};
 
 /// Tenants that may wait in the line of the side and on-record budgets, per lane of the
@@ -83,7 +83,7 @@ pub(crate) enum Admission {
     /// It waits in its tenant's backlog.
     Waiting,
     /// Its tenant's server is backing off until then: give it back for that time.
-    BackingOff(Delivery, DateTime<Utc>),
+    BackingOff(Delivery, BackOff),
     /// The side budget and its line are full: give it (and the rest of its tenant's
     /// waiting mail) back until the line has room for it ([`Lanes::line_wait`]).
     OffToTheSide(Delivery),
@@ -187,9 +187,9 @@ impl Lanes {
         let tenant = d.tenant_id;
         // Mail for the platform default in the tenant's place does not wait for its server.
         if !d.via_platform
-            && let Some(until) = state.standings.backing_off(tenant, now)
+            && let Some(back_off) = state.standings.backing_off(tenant, now)
         {
-            return Admission::BackingOff(d, until);
+            return Admission::BackingOff(d, back_off);
         }
         let (allowed, budget) = state.standings.lanes_allowed(tenant, self.per_tenant);
         let lanes = state.in_flight.get(&tenant).copied().unwrap_or(0);
@@ -357,13 +357,16 @@ impl Lanes {
         tenant: TenantId,
         now: DateTime<Utc>,
         retry_at: DateTime<Utc>,
+        probe_placed: bool,
         backoff: impl Fn(u32) -> std::time::Duration,
     ) -> Unreachable {
-        lock(&self.state).standings.unreachable(tenant, now, retry_at, backoff)
+        lock(&self.state)
+            .standings
+            .unreachable(tenant, now, retry_at, probe_placed, backoff)
     }
 
     /// See [`Standings::backing_off`].
-    pub(crate) fn backing_off(&self, tenant: TenantId, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn backing_off(&self, tenant: TenantId, now: DateTime<Utc>) -> Option<BackOff> {
         lock(&self.state).standings.backing_off(tenant, now)
     }
 }

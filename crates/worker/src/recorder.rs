@@ -29,24 +29,44 @@ pub(crate) fn hand_over(shared: &Arc<Shared>, outcomes: &Outcomes, d: &Delivery,
 /// Outcomes recorded by one statement at most.
 pub(crate) const RECORD_BATCH: usize = 256;
 
-/// How long the recorder waits for more outcomes to record together.
+/// How long the recorder waits for more outcomes to record together when only one is
+/// waiting.
 const RECORD_LINGER: Duration = Duration::from_millis(5);
+
+/// The outcomes to write together, `first` and those after it: every one already waiting
+/// (those that came while the last write ran), up to [`RECORD_BATCH`], at once; only an
+/// outcome that came alone waits up to [`RECORD_LINGER`] for others. A recorder that
+/// lingered after every write held each batch's sends that much longer, and those sends
+/// hold claim room (`claim_loop`): with one busy tenant the lingering was a third of the
+/// recorder's time and the worker's lanes went idle for it.
+pub(crate) async fn gather<T>(rx: &mut mpsc::UnboundedReceiver<T>, first: T) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < RECORD_BATCH {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    if batch.len() == 1 {
+        let linger = tokio::time::Instant::now() + RECORD_LINGER;
+        while batch.len() < RECORD_BATCH {
+            match tokio::time::timeout_at(linger, rx.recv()).await {
+                Ok(Some(next)) => batch.push(next),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    batch
+}
 
 /// Records until every sender of `rx` is gone and what they sent is written.
 pub(crate) async fn record_outcomes(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) {
     let owner = shared.config.worker_id.clone();
     while let Some(first) = rx.recv().await {
-        // Outcomes arriving within a few milliseconds share the transaction: the mails
-        // are sent already, and one commit instead of several is what lets the database
-        // keep up (the leases are held meanwhile).
-        let mut updates = vec![first];
-        let linger = tokio::time::Instant::now() + RECORD_LINGER;
-        while updates.len() < RECORD_BATCH {
-            match tokio::time::timeout_at(linger, rx.recv()).await {
-                Ok(Some(o)) => updates.push(o),
-                Ok(None) | Err(_) => break,
-            }
-        }
+        // Outcomes that came together share the transaction: the mails are sent already,
+        // and one commit instead of several is what lets the database keep up (the
+        // leases are held meanwhile).
+        let updates = gather(&mut rx, first).await;
         let results = match shared.queue.finish_many(&owner, &updates).await {
             Ok(done) => done.into_iter().map(Ok).collect(),
             Err(e) => {
@@ -73,5 +93,53 @@ pub(crate) async fn record_outcomes(shared: Arc<Shared>, mut rx: mpsc::Unbounded
             shared.let_go(id);
         }
         shared.progress.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outcomes already waiting (they came while the last write ran) are written at once:
+    /// the clock, paused, does not move.
+    #[tokio::test(start_paused = true)]
+    async fn outcomes_already_waiting_go_without_lingering() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for n in 1..=9 {
+            tx.send(n).unwrap();
+        }
+        let first = rx.recv().await.unwrap();
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(gather(&mut rx, first).await, (1..=9).collect::<Vec<_>>());
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+    }
+
+    /// An outcome that came alone waits the linger for company, and takes what came.
+    #[tokio::test(start_paused = true)]
+    async fn an_outcome_alone_waits_a_little_for_others() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tx.send(1).unwrap();
+        let later = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            later.send(2).unwrap();
+        });
+        let first = rx.recv().await.unwrap();
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(gather(&mut rx, first).await, vec![1, 2]);
+        assert_eq!(t0.elapsed(), RECORD_LINGER);
+    }
+
+    /// No more than a batch goes in one write; the rest waits for the next.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_takes_a_batch_at_most() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for n in 0..RECORD_BATCH + 10 {
+            tx.send(n).unwrap();
+        }
+        let first = rx.recv().await.unwrap();
+        assert_eq!(gather(&mut rx, first).await.len(), RECORD_BATCH);
+        let first = rx.recv().await.unwrap();
+        assert_eq!(gather(&mut rx, first).await.len(), 10);
     }
 }

@@ -41,15 +41,9 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
     // Mail that goes through the platform default whatever the tenant's route does not
     // wait for the tenant's server (its backoff, its pacing).
     if !d.via_platform
-        && let Some(until) = shared.lanes.backing_off(tenant, Utc::now())
+        && let Some(back_off) = shared.lanes.backing_off(tenant, Utc::now())
     {
-        postpone_tenant(
-            shared,
-            outcomes,
-            tenant,
-            vec![d],
-            Postponement::backing_off(until, PROBE_HOLD),
-        );
+        postpone_tenant(shared, outcomes, tenant, vec![d], back_off.schedule(PROBE_HOLD));
         return false;
     }
     let started = Instant::now();
@@ -72,11 +66,10 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
     let route = Route::of(&record);
     if let SenderRoute::Unreadable { .. } = record.route() {
         let at = Utc::now();
-        let until = back_off(shared, outcomes, tenant, at, at);
-        let update = DeliveryUpdate::settings_unreadable(&d, &shared.config.retry, at, until);
+        let update = DeliveryUpdate::settings_unreadable(&d, &shared.config.retry, at, at);
         shared.metrics.settings_unreadable();
+        let until = probe_after_back_off(shared, outcomes, &d, update, at, at);
         tracing::warn!(tenant = %tenant, delivery = %d.id, until = %until, "the tenant's saved settings cannot be read; its mail waits until they are saved again or cleared");
-        hand_over(shared, outcomes, &d, update);
         return true;
     }
     let pacing = if d.via_platform {
@@ -148,7 +141,6 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
     }
     tracing::debug!(delivery = %d.id, tenant = %tenant, message_id = %d.message_id, status = update.status().code(), "delivery attempted");
     let retry_at = update.next_attempt_at();
-    hand_over(shared, outcomes, &d, update);
     // The tenant's own server was used (not the relay in its place).
     let own = match route {
         Route::Own(version) if !d.via_platform => Some(version),
@@ -156,6 +148,7 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
     };
     match &result {
         Ok(receipt) => {
+            hand_over(shared, outcomes, &d, update);
             if receipt.sender.source == SenderSource::PlatformDefault {
                 count_fallback(shared, &record, &d);
             }
@@ -177,25 +170,46 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
         Err(failure) => match own {
             Some(version) if is_configuration_failure(failure) && shared.config.suspend_after_failures > 0 => {
                 if settings_failed(shared, &record, version, failure, at).await {
+                    hand_over(shared, outcomes, &d, update);
                     // Its mail goes through the platform default now: nothing to wait for
                     // (its server proved nothing).
                     shared.lanes.release(tenant);
                     resume_tenant_within(shared, tenant, shared.config.retry.max_delay);
                 } else {
                     // One probe at a time until then: never many AUTH tries at once.
-                    let until = back_off(shared, outcomes, tenant, at, retry_at);
+                    let until = probe_after_back_off(shared, outcomes, &d, update, at, retry_at);
                     tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server refused its settings; its waiting mail waits behind one try");
                 }
             }
             // The platform relay is the operator's: its trouble is everyone's, not the tenant's.
             Some(_) if is_server_wide(failure) => {
-                let until = back_off(shared, outcomes, tenant, at, retry_at);
+                let until = probe_after_back_off(shared, outcomes, &d, update, at, retry_at);
                 tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server cannot take mail now; its waiting mail is postponed");
             }
-            _ => {}
+            _ => hand_over(shared, outcomes, &d, update),
         },
     }
     true
+}
+
+/// `d` failed on its tenant's server at `at` in a way every mail there would meet (its
+/// update due again at `retry_at`): the server backs off ([`back_off`]) and `d`, if it
+/// still waits for that server, is handed to the recorder due when the back-off ends, to
+/// probe it then. The tenant's other waiting mail is moved behind that place, so the probe
+/// is the same delivery whichever of the two writes reaches the database first. Returns
+/// when the back-off ends.
+fn probe_after_back_off(
+    shared: &Arc<Shared>,
+    outcomes: &Outcomes,
+    d: &Delivery,
+    update: DeliveryUpdate,
+    at: chrono::DateTime<Utc>,
+    retry_at: chrono::DateTime<Utc>,
+) -> chrono::DateTime<Utc> {
+    let probes = update.waits_for_own_server();
+    let until = back_off(shared, outcomes, d.tenant_id, at, retry_at, probes);
+    hand_over(shared, outcomes, d, update.waiting_at_least_until(until));
+    until
 }
 
 /// Notes what this worker learnt of the tenant's server, for workers that start later
@@ -297,29 +311,26 @@ async fn settings_failed(
 
 /// The tenant's server (or its settings) cannot take mail at `at`: it backs off until
 /// the later of `retry_at` and its own doubling backoff, and its waiting mail is
-/// postponed behind one probe at that time. Returns that time.
+/// postponed behind one probe at that time (`probe_placed`: the failed delivery is that
+/// probe, already due then). Returns that time.
 fn back_off(
     shared: &Arc<Shared>,
     outcomes: &Outcomes,
     tenant: domain::TenantId,
     at: chrono::DateTime<Utc>,
     retry_at: chrono::DateTime<Utc>,
+    probe_placed: bool,
 ) -> chrono::DateTime<Utc> {
     let policy = shared.config.retry;
     let jitter = rand::random::<f64>();
     let unreachable = shared
         .lanes
-        .unreachable(tenant, at, retry_at, |n| policy.backoff(n, jitter));
+        .unreachable(tenant, at, retry_at, probe_placed, |n| policy.backoff(n, jitter));
     if let Some(version) = unreachable.remember {
         remember_server(shared, tenant, version, ServerLearnt::Unreachable, at);
     }
     let until = unreachable.until;
-    postpone_tenant(
-        shared,
-        outcomes,
-        tenant,
-        Vec::new(),
-        Postponement::backing_off(until, PROBE_HOLD),
-    );
+    let schedule = crate::standing::BackOff { until, probe_placed }.schedule(PROBE_HOLD);
+    postpone_tenant(shared, outcomes, tenant, Vec::new(), schedule);
     until
 }

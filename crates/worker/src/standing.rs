@@ -7,7 +7,10 @@
 //! mail is going out never wait behind tenants whose mail cannot. A failure that every
 //! mail to that server would meet (see [`domain::delivery::is_server_wide`]) makes it
 //! unproven again and **backing off** until a time: its waiting mail is postponed to then,
-//! and the first mail at that time probes the server. A **paced** tenant (a send
+//! and one mail at that time probes the server — the delivery whose failure started the
+//! back-off, when it still waits for that server (it is placed at that time and the rest
+//! behind it, so its place does not depend on which write reaches the database first),
+//! else the first of the rest. A **paced** tenant (a send
 //! interval) has one lane: its sends cannot overlap anyway.
 //!
 //! What is known is per route: a change of the tenant's settings version (or a switch
@@ -28,6 +31,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::TenantId;
+use domain::delivery::Postponement;
 use domain::ports::TenantRecord;
 use domain::sender::SenderRoute;
 
@@ -73,7 +77,7 @@ struct Standing {
     paced: bool,
     /// Server-wide failures in a row.
     failures: u32,
-    backing_off_until: Option<DateTime<Utc>>,
+    backing_off: Option<BackOff>,
     /// Mail of the tenant's is held back behind a probe (since its last server-wide
     /// failure); kept across a change of route, so mail held for the old settings comes
     /// back as soon as the new ones take a mail.
@@ -87,6 +91,28 @@ pub(crate) struct Accepted {
     pub(crate) recovered: bool,
     /// This settings version's server is proven now and was not on record: remember it.
     pub(crate) remember: Option<i64>,
+}
+
+/// A tenant's server backing off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BackOff {
+    /// Until then.
+    pub(crate) until: DateTime<Utc>,
+    /// The delivery that probes the server then is already due then (placed there by the
+    /// send that failed); otherwise the first mail moved to that time probes it.
+    pub(crate) probe_placed: bool,
+}
+
+impl BackOff {
+    /// The schedule the tenant's waiting mail is moved onto: behind the probe, `hold`
+    /// after it (or as soon as it goes through).
+    pub(crate) fn schedule(self, hold: Duration) -> Postponement {
+        if self.probe_placed {
+            Postponement::behind_probe(self.until, hold)
+        } else {
+            Postponement::backing_off(self.until, hold)
+        }
+    }
 }
 
 /// What a tenant's server failing for every mail changed.
@@ -133,12 +159,12 @@ impl Standings {
         self.by_tenant.get(&tenant).is_some_and(|s| s.route.is_some())
     }
 
-    /// Until when the tenant's server is backing off, if it is at `now`.
-    pub(crate) fn backing_off(&self, tenant: TenantId, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// The tenant's server's back-off, if it is backing off at `now`.
+    pub(crate) fn backing_off(&self, tenant: TenantId, now: DateTime<Utc>) -> Option<BackOff> {
         self.by_tenant
             .get(&tenant)
-            .and_then(|s| s.backing_off_until)
-            .filter(|until| *until > now)
+            .and_then(|s| s.backing_off)
+            .filter(|b| b.until > now)
     }
 
     /// The tenant's mail goes `route` now, paced or not, its server proven on record or
@@ -163,7 +189,7 @@ impl Standings {
     /// goes through the platform default), which proved nothing.
     pub(crate) fn release(&mut self, tenant: TenantId) {
         if let Some(s) = self.by_tenant.get_mut(&tenant) {
-            s.backing_off_until = None;
+            s.backing_off = None;
             s.holding = false;
         }
     }
@@ -181,7 +207,7 @@ impl Standings {
         s.proven = true;
         s.on_record |= remember.is_some();
         s.failures = 0;
-        s.backing_off_until = None;
+        s.backing_off = None;
         s.holding = false;
         Accepted { recovered, remember }
     }
@@ -189,18 +215,20 @@ impl Standings {
     /// The tenant's server could not take mail (a server-wide failure at `now`, after
     /// which the failed delivery is due again at `retry_at`): unproven, backing off until
     /// the later of `retry_at` and a backoff that doubles with each failure in a row
-    /// (`backoff(n)`). Returns that time, and what to correct on record.
+    /// (`backoff(n)`). `probe_placed`: the failed delivery is due again at that time, to
+    /// probe the server (see [`BackOff`]). Returns that time, and what to correct on record.
     pub(crate) fn unreachable(
         &mut self,
         tenant: TenantId,
         now: DateTime<Utc>,
         retry_at: DateTime<Utc>,
+        probe_placed: bool,
         backoff: impl Fn(u32) -> Duration,
     ) -> Unreachable {
         self.make_room();
         let s = self.by_tenant.entry(tenant).or_default();
         let own = now + chrono::Duration::from_std(backoff(s.failures)).unwrap_or(chrono::Duration::hours(1));
-        let until = own.max(retry_at).max(s.backing_off_until.unwrap_or(now));
+        let until = own.max(retry_at).max(s.backing_off.map_or(now, |b| b.until));
         let remember = match s.route {
             Some(Route::Own(version)) if s.on_record => Some(version),
             _ => None,
@@ -208,7 +236,7 @@ impl Standings {
         s.proven = false;
         s.on_record = false;
         s.failures = s.failures.saturating_add(1);
-        s.backing_off_until = Some(until);
+        s.backing_off = Some(BackOff { until, probe_placed });
         s.holding = true;
         Unreachable { until, remember }
     }
@@ -219,7 +247,7 @@ impl Standings {
         }
         let now = Utc::now();
         self.by_tenant
-            .retain(|_, s| s.failures > 0 && s.backing_off_until.is_some_and(|u| u > now));
+            .retain(|_, s| s.failures > 0 && s.backing_off.is_some_and(|b| b.until > now));
         if self.by_tenant.len() >= REMEMBERED {
             self.by_tenant.clear();
         }
@@ -251,19 +279,30 @@ mod tests {
 
         let now = Utc::now();
         let backoff = |n: u32| Duration::from_secs(30 * 2u64.pow(n));
-        let first = s.unreachable(t, now, now, backoff);
+        let first = s.unreachable(t, now, now, true, backoff);
         assert_eq!(first.remember, Some(1), "on record as proven: remember it failed");
         let first = first.until;
         assert_eq!(first, now + chrono::Duration::seconds(30));
         assert_eq!(s.lanes_allowed(t, 4), (1, Budget::Side));
-        assert_eq!(s.backing_off(t, now), Some(first));
+        assert_eq!(
+            s.backing_off(t, now),
+            Some(BackOff {
+                until: first,
+                probe_placed: true
+            })
+        );
         assert_eq!(s.backing_off(t, first), None, "over at its time");
         let later = now + chrono::Duration::hours(2);
-        let second = s.unreachable(t, now, later, backoff);
+        let second = s.unreachable(t, now, later, false, backoff);
         assert_eq!(second.remember, None, "once");
         let second = second.until;
         assert_eq!(second, later, "the failed delivery's own retry is later");
-        let third = s.unreachable(t, later, later, backoff).until;
+        assert_eq!(
+            s.backing_off(t, now).map(|b| b.probe_placed),
+            Some(false),
+            "the last failure says whether its delivery probes"
+        );
+        let third = s.unreachable(t, later, later, true, backoff).until;
         assert_eq!(
             third,
             later + chrono::Duration::seconds(120),
@@ -283,14 +322,14 @@ mod tests {
             (1, Budget::Main),
             "proven again (and still paced)"
         );
-        s.unreachable(t, now, now, backoff);
+        s.unreachable(t, now, now, true, backoff);
         s.observe(t, Route::Own(2), false, false);
         assert_eq!(s.backing_off(t, now), None, "new settings start over");
         assert!(
             s.accepted(t).recovered,
             "mail held for the old settings comes back with the new ones"
         );
-        s.unreachable(t, now, now, backoff);
+        s.unreachable(t, now, now, true, backoff);
         s.observe(t, Route::Platform, false, false);
         assert_eq!(
             s.lanes_allowed(t, 4),
@@ -306,6 +345,29 @@ mod tests {
             "and when cleared, the platform default takes it (nothing to remember of the relay)"
         );
         assert!(!s.accepted(t).recovered, "once");
+    }
+
+    #[test]
+    fn waiting_mail_goes_behind_a_placed_probe_and_takes_the_probes_place_otherwise() {
+        let t = Utc::now();
+        let hold = Duration::from_secs(180);
+        let after_hold = t + chrono::Duration::seconds(180);
+        let placed = BackOff {
+            until: t,
+            probe_placed: true,
+        }
+        .schedule(hold);
+        assert_eq!(
+            (placed.from(), placed.at(0)),
+            (t, after_hold),
+            "the probe has the first place"
+        );
+        let open = BackOff {
+            until: t,
+            probe_placed: false,
+        }
+        .schedule(hold);
+        assert_eq!((open.at(0), open.at(1)), (t, after_hold), "the first moved probes");
     }
 
     #[test]
@@ -335,7 +397,7 @@ mod tests {
         let u = TenantId::generate();
         s.observe(u, Route::Own(1), false, true);
         let now = Utc::now();
-        let failed = s.unreachable(u, now, now, |_| Duration::from_secs(30));
+        let failed = s.unreachable(u, now, now, true, |_| Duration::from_secs(30));
         assert_eq!(failed.remember, Some(1));
         assert_eq!(s.lanes_allowed(u, 4), (1, Budget::Side));
         // The platform relay is never on record.

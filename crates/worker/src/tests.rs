@@ -692,6 +692,75 @@ async fn black_holed_servers_are_probed_once_and_their_mail_waits_in_the_queue()
     }
 }
 
+/// The delivery whose try found its tenant's server black-holed is the one that probes
+/// the server when the back-off ends, and the tenant's other mail waits behind it —
+/// whichever of the two writes reaches the database first: the delivery's own outcome
+/// (the recorder's) or the move of the tenant's waiting mail (in the background).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_probe_keeps_its_place_whichever_write_lands_first() {
+    for outcome_first in [true, false] {
+        let hole = TenantId::generate();
+        let queue = Arc::new(MemoryDeliveries::default());
+        for _ in 0..40 {
+            queue.add(delivery(hole));
+        }
+        let mailer = mailer([(hole, Server::BlackHole(Duration::from_millis(50)))]);
+        if outcome_first {
+            queue.hold_moves();
+        } else {
+            queue.hold_writes();
+        }
+        let worker = start(
+            config(4, 8, 8),
+            queue.clone(),
+            tenants(&[], &[(hole, 0)]),
+            mailer.clone(),
+        );
+        let due_now = |queue: &MemoryDeliveries| {
+            let soon = Utc::now() + chrono::Duration::seconds(1);
+            queue
+                .rows()
+                .iter()
+                .filter(|r| r.delivery.status == DeliveryStatus::Queued && r.delivery.next_attempt_at < soon)
+                .count()
+        };
+        if outcome_first {
+            until("the probe's outcome and what the worker held written", || {
+                queue.count(hole, DeliveryStatus::Retrying) == 1 && queue.count(hole, DeliveryStatus::Sending) == 0
+            })
+            .await;
+            queue.open_moves();
+            until("the waiting mail moved", || queue.moves_done() >= 1).await;
+        } else {
+            until("the waiting mail moved", || {
+                queue.moves_done() >= 1 && due_now(&queue) == 0
+            })
+            .await;
+            queue.open_writes();
+            until("the probe's outcome written", || {
+                queue.count(hole, DeliveryStatus::Retrying) == 1 && queue.count(hole, DeliveryStatus::Sending) == 0
+            })
+            .await;
+        }
+        worker.stop().await;
+
+        assert_eq!(mailer.started(hole), 1, "one probe");
+        let rows: Vec<Delivery> = queue.rows().into_iter().map(|r| r.delivery).collect();
+        let probe = rows.iter().find(|d| d.status == DeliveryStatus::Retrying).unwrap();
+        assert_eq!(probe.attempts.len(), 1);
+        assert!(probe.next_attempt_at > Utc::now(), "it waits for the back-off");
+        let others: Vec<&Delivery> = rows.iter().filter(|d| d.id != probe.id).collect();
+        assert_eq!(others.len(), 39);
+        for d in others {
+            assert_eq!(d.status, DeliveryStatus::Queued, "waits, unattempted");
+            assert!(
+                d.next_attempt_at > probe.next_attempt_at,
+                "behind the probe, not beside it (outcome first: {outcome_first})"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_for_the_platform_in_a_tenants_place_does_not_wait_for_its_backing_off_server() {
     // A black-holed tenant with six mails for its own server and, due before them, one

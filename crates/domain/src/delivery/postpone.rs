@@ -52,6 +52,14 @@ impl Postponement {
         }
     }
 
+    /// The tenant's server is backing off until `until`, and the mail that probes it then
+    /// is already due then (the delivery whose try started the back-off): the rest `hold`
+    /// later (or as soon as the probe goes through). Mail moved onto this schedule never
+    /// takes the probe's place, whichever is written first.
+    pub fn behind_probe(until: DateTime<Utc>, hold: Duration) -> Self {
+        Self::backing_off(until, hold).after(1)
+    }
+
     /// Mail due before this is moved; the first place of the schedule.
     pub fn from(&self) -> DateTime<Utc> {
         self.from
@@ -111,5 +119,7 @@ mod tests {
         let hold = t + chrono::Duration::seconds(60);
         assert_eq!((b.at(0), b.at(1), b.at(500)), (t, hold, hold));
         assert_eq!(b.after(1).at(0), hold, "the probe's place is taken");
+        let behind = Postponement::behind_probe(t, Duration::from_secs(60));
+        assert_eq!((behind.from(), behind.at(0), behind.at(9)), (t, hold, hold));
     }
 }

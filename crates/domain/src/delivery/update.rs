@@ -351,6 +351,27 @@ impl DeliveryUpdate {
         })
     }
 
+    /// Whether a delivery that was tried on its tenant's own server waits, after this
+    /// update, to be tried there again: due again, and not switched to the platform
+    /// default in its place. Such a delivery can be the one that probes the server when
+    /// its back-off ends.
+    pub fn waits_for_own_server(&self) -> bool {
+        matches!(self.status, DeliveryStatus::Queued | DeliveryStatus::Retrying) && self.via_platform != Some(true)
+    }
+
+    /// The same update, but a delivery it leaves waiting for its tenant's own server
+    /// ([`Self::waits_for_own_server`]) is tried no sooner than `at`: the server backs off
+    /// until then, and this delivery is the one that probes it then (the tenant's other
+    /// waiting mail is moved after it, see [`crate::delivery::Postponement::behind_probe`]).
+    /// Any other update is unchanged.
+    #[must_use]
+    pub fn waiting_at_least_until(mut self, at: DateTime<Utc>) -> Self {
+        if self.waits_for_own_server() && at > self.next_attempt_at {
+            self.next_attempt_at = at;
+        }
+        self
+    }
+
     /// The status the stored row must still have for this update to apply.
     pub fn expected(&self) -> DeliveryStatus {
         self.expected
@@ -683,6 +704,15 @@ mod tests {
         let late = DeliveryUpdate::after_failure(&d, &timeout(), &policy, at, 0.5);
         assert_eq!(late.via_platform(), Some(true));
         assert_eq!(late.next_attempt_at(), created + chrono::Duration::seconds(900));
+        // It goes through the platform now: it probes nothing of the tenant's server and
+        // does not wait for its back-off.
+        assert!(early.waits_for_own_server());
+        assert!(!late.waits_for_own_server());
+        let backing_off_until = created + chrono::Duration::hours(2);
+        assert_eq!(
+            late.clone().waiting_at_least_until(backing_off_until).next_attempt_at(),
+            late.next_attempt_at()
+        );
         assert_eq!(late.status(), DeliveryStatus::Retrying);
         // Past the time it goes at once; once fallen back it stays so (nothing to decide).
         let past = created + chrono::Duration::seconds(1000);
@@ -721,5 +751,25 @@ mod tests {
             DeliveryUpdate::after_failure(&d, &refused, &policy, past, 0.5).status(),
             DeliveryStatus::Failed
         );
+    }
+
+    #[test]
+    fn a_waiting_delivery_probes_a_backing_off_server_at_its_time_and_no_other_is_moved() {
+        let now = Utc::now();
+        let later = now + chrono::Duration::minutes(5);
+        let released = DeliveryUpdate::released(2, now);
+        assert_eq!(released.clone().waiting_at_least_until(later).next_attempt_at(), later);
+        // Never earlier than it was.
+        let far = now + chrono::Duration::hours(1);
+        assert_eq!(
+            DeliveryUpdate::postponed(0, far)
+                .waiting_at_least_until(later)
+                .next_attempt_at(),
+            far
+        );
+        // An update that does not leave the delivery waiting keeps its time.
+        let gone = DeliveryUpdate::unreadable(now);
+        assert!(!gone.waits_for_own_server());
+        assert_eq!(gone.clone().waiting_at_least_until(later), gone);
     }
 }

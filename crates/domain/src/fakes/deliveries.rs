@@ -38,6 +38,9 @@ pub struct MemoryDeliveries {
     events: Mutex<Vec<WebhookEvent>>,
     /// While false, every `finish_many` waits (a database that takes no writes).
     writes_open: tokio::sync::watch::Sender<bool>,
+    /// While false, every `postpone_waiting` waits; how many have moved rows since.
+    moves_open: tokio::sync::watch::Sender<bool>,
+    moves: Mutex<usize>,
 }
 
 impl Default for MemoryDeliveries {
@@ -47,6 +50,8 @@ impl Default for MemoryDeliveries {
             writes: Mutex::default(),
             events: Mutex::default(),
             writes_open: tokio::sync::watch::Sender::new(true),
+            moves_open: tokio::sync::watch::Sender::new(true),
+            moves: Mutex::default(),
         }
     }
 }
@@ -78,6 +83,22 @@ impl MemoryDeliveries {
     /// Lets the held `finish_many` calls (and the later ones) through.
     pub fn open_writes(&self) {
         self.writes_open.send_replace(true);
+    }
+
+    /// Holds every `postpone_waiting` from now until [`MemoryDeliveries::open_moves`] (a
+    /// move of a tenant's waiting mail that reaches the database late).
+    pub fn hold_moves(&self) {
+        self.moves_open.send_replace(false);
+    }
+
+    /// Lets the held `postpone_waiting` calls (and the later ones) through.
+    pub fn open_moves(&self) {
+        self.moves_open.send_replace(true);
+    }
+
+    /// How many `postpone_waiting` calls have been carried out.
+    pub fn moves_done(&self) -> usize {
+        *lock(&self.moves)
     }
 
     /// Deliveries in `status`, of every tenant.
@@ -178,6 +199,8 @@ impl DeliveryQueue for MemoryDeliveries {
         schedule: &Postponement,
         _now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        let _ = self.moves_open.subscribe().wait_for(|open| *open).await;
+        *lock(&self.moves) += 1;
         let mut rows = lock(&self.rows);
         let mut moving: Vec<&mut Row> = rows
             .iter_mut()
