@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::lanes::{Admission, lane};
-use crate::postpone::{PROBE_HOLD, postpone_tenant};
+use crate::postpone::{postpone_backing_off, postpone_tenant};
 use crate::recorder::{Outcomes, record_outcomes};
 use crate::signal::ClaimSkipper;
-use crate::standing::Route;
+use crate::standing::{BackOff, Route};
 use crate::{Shared, WorkSignal, WorkerReport, lock};
 
 /// Runs until `shutdown` completes, then drains.
@@ -146,6 +146,7 @@ pub(crate) async fn run(
         }
         let now = Utc::now();
         let mut postponed: HashMap<TenantId, (Vec<Delivery>, Postponement)> = HashMap::new();
+        let mut backing_off: HashMap<TenantId, (Vec<Delivery>, BackOff)> = HashMap::new();
         for d in batch {
             match shared.lanes.admit(d, now) {
                 Admission::Start(d, budget) => {
@@ -153,8 +154,11 @@ pub(crate) async fn run(
                 }
                 Admission::Waiting => {}
                 Admission::BackingOff(d, back_off) => {
-                    let schedule = back_off.schedule(PROBE_HOLD);
-                    postponed.entry(d.tenant_id).or_insert((Vec::new(), schedule)).0.push(d);
+                    backing_off
+                        .entry(d.tenant_id)
+                        .or_insert((Vec::new(), back_off))
+                        .0
+                        .push(d);
                 }
                 Admission::OffToTheSide(d) => {
                     // One turn per tenant sent back, whatever it had in this claim.
@@ -166,6 +170,9 @@ pub(crate) async fn run(
                     held.0.push(d);
                 }
             }
+        }
+        for (tenant, (held, back_off)) in backing_off {
+            postpone_backing_off(&shared, &outcomes, tenant, held, back_off);
         }
         for (tenant, (held, schedule)) in postponed {
             postpone_tenant(&shared, &outcomes, tenant, held, schedule);

@@ -82,7 +82,8 @@ pub(crate) enum Admission {
     Start(Delivery, Budget),
     /// It waits in its tenant's backlog.
     Waiting,
-    /// Its tenant's server is backing off until then: give it back for that time.
+    /// Its tenant's server is backing off: give it back behind the probe (or, when it is
+    /// the probe, for the back-off's end; see [`crate::postpone::postpone_backing_off`]).
     BackingOff(Delivery, BackOff),
     /// The side budget and its line are full: give it (and the rest of its tenant's
     /// waiting mail) back until the line has room for it ([`Lanes::line_wait`]).
@@ -357,12 +358,12 @@ impl Lanes {
         tenant: TenantId,
         now: DateTime<Utc>,
         retry_at: DateTime<Utc>,
-        probe_placed: bool,
+        probe: Option<domain::DeliveryId>,
         backoff: impl Fn(u32) -> std::time::Duration,
     ) -> Unreachable {
         lock(&self.state)
             .standings
-            .unreachable(tenant, now, retry_at, probe_placed, backoff)
+            .unreachable(tenant, now, retry_at, probe, backoff)
     }
 
     /// See [`Standings::backing_off`].

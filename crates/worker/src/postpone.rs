@@ -11,6 +11,7 @@ use domain::delivery::{Delivery, DeliveryUpdate, Postponement};
 
 use crate::Shared;
 use crate::recorder::{Outcomes, hand_over};
+use crate::standing::BackOff;
 
 /// Gives back `first` and the tenant's backlog on `schedule`, in that order, and moves the
 /// tenant's waiting rows after them (in the background); the worker looks for work again
@@ -47,6 +48,33 @@ pub(crate) fn postpone_tenant(
         }
     });
     shared.wake_at.at(schedule.from());
+}
+
+/// Gives back `held`, claimed while its tenant's server backs off, and moves the tenant's
+/// waiting mail behind the back-off ([`BackOff::schedule`]). The probe itself, if it is
+/// among them (claimed before its time by another path), goes back to the back-off's end,
+/// its place.
+pub(crate) fn postpone_backing_off(
+    shared: &Arc<Shared>,
+    outcomes: &Outcomes,
+    tenant: TenantId,
+    held: Vec<Delivery>,
+    back_off: BackOff,
+) {
+    let (probe, rest): (Vec<Delivery>, Vec<Delivery>) = held.into_iter().partition(|d| Some(d.id) == back_off.probe);
+    for d in &probe {
+        hand_over(
+            shared,
+            outcomes,
+            d,
+            DeliveryUpdate::postponed(d.retries, back_off.until),
+        );
+        shared.metrics.postponed(1);
+        shared.wake_at.at(back_off.until);
+    }
+    if !rest.is_empty() {
+        postpone_tenant(shared, outcomes, tenant, rest, back_off.schedule(PROBE_HOLD));
+    }
 }
 
 /// How long a backing-off tenant's mail waits behind its probe (it comes back at once

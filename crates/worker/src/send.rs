@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 
 use crate::Shared;
 use crate::metrics::Fallback;
-use crate::postpone::{PROBE_HOLD, postpone_tenant, resume_tenant, resume_tenant_within};
+use crate::postpone::{PROBE_HOLD, postpone_backing_off, postpone_tenant, resume_tenant, resume_tenant_within};
 use crate::recorder::{Outcomes, hand_over};
 use crate::standing::Route;
 
@@ -43,7 +43,7 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
     if !d.via_platform
         && let Some(back_off) = shared.lanes.backing_off(tenant, Utc::now())
     {
-        postpone_tenant(shared, outcomes, tenant, vec![d], back_off.schedule(PROBE_HOLD));
+        postpone_backing_off(shared, outcomes, tenant, vec![d], back_off);
         return false;
     }
     let started = Instant::now();
@@ -170,7 +170,9 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
         Err(failure) => match own {
             Some(version) if is_configuration_failure(failure) && shared.config.suspend_after_failures > 0 => {
                 if settings_failed(shared, &record, version, failure, at).await {
-                    hand_over(shared, outcomes, &d, update);
+                    // Due now, like the rest of the tenant's waiting mail, whichever of
+                    // the two writes lands first.
+                    hand_over(shared, outcomes, &d, update.due_by(at));
                     // Its mail goes through the platform default now: nothing to wait for
                     // (its server proved nothing).
                     shared.lanes.release(tenant);
@@ -196,8 +198,9 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
 /// update due again at `retry_at`): the server backs off ([`back_off`]) and `d`, if it
 /// still waits for that server, is handed to the recorder due when the back-off ends, to
 /// probe it then. The tenant's other waiting mail is moved behind that place, so the probe
-/// is the same delivery whichever of the two writes reaches the database first. Returns
-/// when the back-off ends.
+/// is the same delivery whichever of the two writes reaches the database first. (Mail for
+/// the platform default in the tenant's place that met unreadable settings waits for the
+/// back-off too, but probes nothing.) Returns when the back-off ends.
 fn probe_after_back_off(
     shared: &Arc<Shared>,
     outcomes: &Outcomes,
@@ -206,8 +209,8 @@ fn probe_after_back_off(
     at: chrono::DateTime<Utc>,
     retry_at: chrono::DateTime<Utc>,
 ) -> chrono::DateTime<Utc> {
-    let probes = update.waits_for_own_server();
-    let until = back_off(shared, outcomes, d.tenant_id, at, retry_at, probes);
+    let probe = (!d.via_platform && update.waits_for_own_server()).then_some(d.id);
+    let until = back_off(shared, outcomes, d.tenant_id, at, retry_at, probe);
     hand_over(shared, outcomes, d, update.waiting_at_least_until(until));
     until
 }
@@ -311,26 +314,26 @@ async fn settings_failed(
 
 /// The tenant's server (or its settings) cannot take mail at `at`: it backs off until
 /// the later of `retry_at` and its own doubling backoff, and its waiting mail is
-/// postponed behind one probe at that time (`probe_placed`: the failed delivery is that
-/// probe, already due then). Returns that time.
+/// postponed behind one probe at that time (`probe`: the failed delivery is that probe,
+/// handed to the recorder due then). Returns that time.
 fn back_off(
     shared: &Arc<Shared>,
     outcomes: &Outcomes,
     tenant: domain::TenantId,
     at: chrono::DateTime<Utc>,
     retry_at: chrono::DateTime<Utc>,
-    probe_placed: bool,
+    probe: Option<domain::DeliveryId>,
 ) -> chrono::DateTime<Utc> {
     let policy = shared.config.retry;
     let jitter = rand::random::<f64>();
     let unreachable = shared
         .lanes
-        .unreachable(tenant, at, retry_at, probe_placed, |n| policy.backoff(n, jitter));
+        .unreachable(tenant, at, retry_at, probe, |n| policy.backoff(n, jitter));
     if let Some(version) = unreachable.remember {
         remember_server(shared, tenant, version, ServerLearnt::Unreachable, at);
     }
     let until = unreachable.until;
-    let schedule = crate::standing::BackOff { until, probe_placed }.schedule(PROBE_HOLD);
+    let schedule = crate::standing::BackOff { until, probe }.schedule(PROBE_HOLD);
     postpone_tenant(shared, outcomes, tenant, Vec::new(), schedule);
     until
 }

@@ -30,10 +30,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use domain::TenantId;
 use domain::delivery::Postponement;
 use domain::ports::TenantRecord;
 use domain::sender::SenderRoute;
+use domain::{DeliveryId, TenantId};
 
 /// Where a tenant's mail goes, as far as its standing is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,16 +98,17 @@ pub(crate) struct Accepted {
 pub(crate) struct BackOff {
     /// Until then.
     pub(crate) until: DateTime<Utc>,
-    /// The delivery that probes the server then is already due then (placed there by the
-    /// send that failed); otherwise the first mail moved to that time probes it.
-    pub(crate) probe_placed: bool,
+    /// The delivery that probes the server then: the one whose failure started the
+    /// back-off, handed to the recorder due at `until` (the last failure's, if several
+    /// lanes failed). None: the first mail moved to `until` probes it.
+    pub(crate) probe: Option<DeliveryId>,
 }
 
 impl BackOff {
     /// The schedule the tenant's waiting mail is moved onto: behind the probe, `hold`
     /// after it (or as soon as it goes through).
     pub(crate) fn schedule(self, hold: Duration) -> Postponement {
-        if self.probe_placed {
+        if self.probe.is_some() {
             Postponement::behind_probe(self.until, hold)
         } else {
             Postponement::backing_off(self.until, hold)
@@ -159,12 +160,14 @@ impl Standings {
         self.by_tenant.get(&tenant).is_some_and(|s| s.route.is_some())
     }
 
-    /// The tenant's server's back-off, if it is backing off at `now`.
+    /// The tenant's server's back-off, if it is backing off at `now`. Compared to the
+    /// millisecond, as the database stores the probe's time: a probe claimed at its
+    /// time is not sent back for the rest of that millisecond.
     pub(crate) fn backing_off(&self, tenant: TenantId, now: DateTime<Utc>) -> Option<BackOff> {
         self.by_tenant
             .get(&tenant)
             .and_then(|s| s.backing_off)
-            .filter(|b| b.until > now)
+            .filter(|b| b.until.timestamp_millis() > now.timestamp_millis())
     }
 
     /// The tenant's mail goes `route` now, paced or not, its server proven on record or
@@ -215,14 +218,14 @@ impl Standings {
     /// The tenant's server could not take mail (a server-wide failure at `now`, after
     /// which the failed delivery is due again at `retry_at`): unproven, backing off until
     /// the later of `retry_at` and a backoff that doubles with each failure in a row
-    /// (`backoff(n)`). `probe_placed`: the failed delivery is due again at that time, to
-    /// probe the server (see [`BackOff`]). Returns that time, and what to correct on record.
+    /// (`backoff(n)`). `probe`: the failed delivery, due again at that time to probe the
+    /// server (see [`BackOff`]). Returns that time, and what to correct on record.
     pub(crate) fn unreachable(
         &mut self,
         tenant: TenantId,
         now: DateTime<Utc>,
         retry_at: DateTime<Utc>,
-        probe_placed: bool,
+        probe: Option<DeliveryId>,
         backoff: impl Fn(u32) -> Duration,
     ) -> Unreachable {
         self.make_room();
@@ -236,7 +239,7 @@ impl Standings {
         s.proven = false;
         s.on_record = false;
         s.failures = s.failures.saturating_add(1);
-        s.backing_off = Some(BackOff { until, probe_placed });
+        s.backing_off = Some(BackOff { until, probe });
         s.holding = true;
         Unreachable { until, remember }
     }
@@ -257,6 +260,7 @@ impl Standings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Timelike as _;
 
     #[test]
     fn a_tenant_earns_its_lanes_and_loses_them_when_its_server_stops_answering() {
@@ -279,7 +283,8 @@ mod tests {
 
         let now = Utc::now();
         let backoff = |n: u32| Duration::from_secs(30 * 2u64.pow(n));
-        let first = s.unreachable(t, now, now, true, backoff);
+        let probe = DeliveryId::generate();
+        let first = s.unreachable(t, now, now, Some(probe), backoff);
         assert_eq!(first.remember, Some(1), "on record as proven: remember it failed");
         let first = first.until;
         assert_eq!(first, now + chrono::Duration::seconds(30));
@@ -288,21 +293,29 @@ mod tests {
             s.backing_off(t, now),
             Some(BackOff {
                 until: first,
-                probe_placed: true
+                probe: Some(probe)
             })
+        );
+        let same_millisecond = first
+            .with_nanosecond(first.nanosecond() / 1_000_000 * 1_000_000)
+            .unwrap();
+        assert_eq!(
+            s.backing_off(t, same_millisecond),
+            None,
+            "a probe claimed in its millisecond (as the database has it) is not sent back"
         );
         assert_eq!(s.backing_off(t, first), None, "over at its time");
         let later = now + chrono::Duration::hours(2);
-        let second = s.unreachable(t, now, later, false, backoff);
+        let second = s.unreachable(t, now, later, None, backoff);
         assert_eq!(second.remember, None, "once");
         let second = second.until;
         assert_eq!(second, later, "the failed delivery's own retry is later");
         assert_eq!(
-            s.backing_off(t, now).map(|b| b.probe_placed),
-            Some(false),
+            s.backing_off(t, now).map(|b| b.probe),
+            Some(None),
             "the last failure says whether its delivery probes"
         );
-        let third = s.unreachable(t, later, later, true, backoff).until;
+        let third = s.unreachable(t, later, later, Some(probe), backoff).until;
         assert_eq!(
             third,
             later + chrono::Duration::seconds(120),
@@ -322,14 +335,14 @@ mod tests {
             (1, Budget::Main),
             "proven again (and still paced)"
         );
-        s.unreachable(t, now, now, true, backoff);
+        s.unreachable(t, now, now, Some(probe), backoff);
         s.observe(t, Route::Own(2), false, false);
         assert_eq!(s.backing_off(t, now), None, "new settings start over");
         assert!(
             s.accepted(t).recovered,
             "mail held for the old settings comes back with the new ones"
         );
-        s.unreachable(t, now, now, true, backoff);
+        s.unreachable(t, now, now, Some(probe), backoff);
         s.observe(t, Route::Platform, false, false);
         assert_eq!(
             s.lanes_allowed(t, 4),
@@ -354,7 +367,7 @@ mod tests {
         let after_hold = t + chrono::Duration::seconds(180);
         let placed = BackOff {
             until: t,
-            probe_placed: true,
+            probe: Some(DeliveryId::generate()),
         }
         .schedule(hold);
         assert_eq!(
@@ -362,11 +375,7 @@ mod tests {
             (t, after_hold),
             "the probe has the first place"
         );
-        let open = BackOff {
-            until: t,
-            probe_placed: false,
-        }
-        .schedule(hold);
+        let open = BackOff { until: t, probe: None }.schedule(hold);
         assert_eq!((open.at(0), open.at(1)), (t, after_hold), "the first moved probes");
     }
 
@@ -397,7 +406,7 @@ mod tests {
         let u = TenantId::generate();
         s.observe(u, Route::Own(1), false, true);
         let now = Utc::now();
-        let failed = s.unreachable(u, now, now, true, |_| Duration::from_secs(30));
+        let failed = s.unreachable(u, now, now, None, |_| Duration::from_secs(30));
         assert_eq!(failed.remember, Some(1));
         assert_eq!(s.lanes_allowed(u, 4), (1, Budget::Side));
         // The platform relay is never on record.

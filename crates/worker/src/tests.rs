@@ -732,8 +732,11 @@ async fn a_failed_probe_keeps_its_place_whichever_write_lands_first() {
             queue.open_moves();
             until("the waiting mail moved", || queue.moves_done() >= 1).await;
         } else {
+            // Moved while the outcome is not written: rows that were due are waiting
+            // later now, none is due.
             until("the waiting mail moved", || {
-                queue.moves_done() >= 1 && due_now(&queue) == 0
+                let moved = queue.rows().len() - due_now(&queue) - queue.count(hole, DeliveryStatus::Sending);
+                queue.moves_done() >= 1 && due_now(&queue) == 0 && moved > 0
             })
             .await;
             queue.open_writes();
@@ -974,6 +977,12 @@ async fn a_suspension_is_stored_with_its_change_and_this_process_drops_what_it_k
         smtp_code: Some(535),
         enhanced_code: Some("5.7.8".into()),
         server_message: Some("authentication failed".into()),
+        // Through the tenant's own settings: the mail waits for them, it does not fail.
+        sender: Some(SenderUsed {
+            address: EmailAddress::parse("info@example.com").unwrap(),
+            name: None,
+            source: SenderSource::Custom,
+        }),
         ..SendFailure::new(SendStage::Auth, FailureKind::Rejected)
     };
     let store = Arc::new(tenants(&[fine], &[(broken, 0)]));
@@ -1016,6 +1025,22 @@ async fn a_suspension_is_stored_with_its_change_and_this_process_drops_what_it_k
     assert_eq!(views.changed(), vec![broken], "only the suspended tenant is dropped");
     let state = store.record(broken).and_then(|r| r.settings).map(|s| s.health.state);
     assert_eq!(state, Some(domain::health::SettingsState::Suspended));
+    // The delivery whose failure suspended them is due at once (its mail goes through the
+    // platform default now), like the rest of the tenant's waiting mail, whichever of the
+    // two writes landed first.
+    let failed = queue
+        .rows()
+        .into_iter()
+        .find(|r| r.delivery.tenant_id == broken)
+        .unwrap()
+        .delivery;
+    assert_eq!(failed.attempts.len(), 1);
+    assert!(
+        failed.next_attempt_at <= failed.attempts[0].at,
+        "due at once, not at its retry: {} after {}",
+        failed.next_attempt_at,
+        failed.attempts[0].at
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

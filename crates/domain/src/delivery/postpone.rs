@@ -8,7 +8,9 @@
 //!   queue comes due one turn at a time (each claim finds only what may go out);
 //! - for a backoff: the first at `until` (it probes the server), the rest a hold later, so
 //!   a tenant whose server is still down does not bring its whole queue back into every
-//!   claim; when the probe goes through, the rest is brought back at once.
+//!   claim; when the probe goes through, the rest is brought back at once. When the probe
+//!   is already due at `until` (the delivery whose try started the back-off), all of them
+//!   go a hold later ([`Postponement::behind_probe`]).
 //!
 //! Nothing is attempted, nothing recorded, no retry used.
 

@@ -372,6 +372,17 @@ impl DeliveryUpdate {
         self
     }
 
+    /// The same update, but a delivery it leaves waiting is due no later than `at`: what
+    /// held it back is gone (its tenant's settings were just suspended, and its mail goes
+    /// through the platform default now). Any other update is unchanged.
+    #[must_use]
+    pub fn due_by(mut self, at: DateTime<Utc>) -> Self {
+        if matches!(self.status, DeliveryStatus::Queued | DeliveryStatus::Retrying) && self.next_attempt_at > at {
+            self.next_attempt_at = at;
+        }
+        self
+    }
+
     /// The status the stored row must still have for this update to apply.
     pub fn expected(&self) -> DeliveryStatus {
         self.expected
@@ -771,5 +782,9 @@ mod tests {
         let gone = DeliveryUpdate::unreadable(now);
         assert!(!gone.waits_for_own_server());
         assert_eq!(gone.clone().waiting_at_least_until(later), gone);
+        // Brought forward, never put back; a finished delivery keeps its time.
+        assert_eq!(DeliveryUpdate::postponed(0, far).due_by(later).next_attempt_at(), later);
+        assert_eq!(released.clone().due_by(later), released);
+        assert_eq!(gone.clone().due_by(now - chrono::Duration::hours(1)), gone);
     }
 }
