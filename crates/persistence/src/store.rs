@@ -66,6 +66,12 @@ impl SqlStore {
         }
     }
 
+    /// Whether the queue's writes take turns in this process (SQLite: one writer at a
+    /// time) rather than running side by side (PostgreSQL).
+    pub(crate) fn queue_writes_take_turns(&self) -> bool {
+        self.queue_writes.is_some()
+    }
+
     /// A write that must get through: a write transaction (on SQLite `BEGIN IMMEDIATE`,
     /// which takes the database's write lock) with an `UPDATE` that matches no row (on
     /// PostgreSQL refused by a read-only server or transaction), rolled back.

@@ -1,5 +1,6 @@
 //! Writes outcomes as they come, all that are waiting in one transaction, so the
-//! database sees one commit per batch rather than per mail. A delivery stays held (its
+//! database sees one commit per batch rather than per mail; on PostgreSQL the next batch
+//! is written while the last one commits. A delivery stays held (its
 //! lease renewed) until its outcome is written; if writing fails, the lease runs out and
 //! the delivery is tried again with the same Message-ID.
 
@@ -59,41 +60,58 @@ pub(crate) async fn gather<T>(rx: &mut mpsc::UnboundedReceiver<T>, first: T) -> 
     batch
 }
 
-/// Records until every sender of `rx` is gone and what they sent is written.
+/// Records until every sender of `rx` is gone and what they sent is written, with as
+/// many writes under way at once as the queue says are worth it
+/// ([`domain::ports::DeliveryQueue::finishes_at_once`]): each write starts when a writer
+/// is free, with everything that came meanwhile.
 pub(crate) async fn record_outcomes(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) {
-    let owner = shared.config.worker_id.clone();
+    let at_once = shared.queue.finishes_at_once().max(1);
+    let mut writes = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
+        while writes.len() >= at_once {
+            if let Some(Err(e)) = writes.join_next().await {
+                tracing::error!(error = %e, "a write of outcomes ended abnormally; their leases will expire and they are tried again");
+            }
+        }
         // Outcomes that came together share the transaction: the mails are sent already,
         // and one commit instead of several is what lets the database keep up (the
         // leases are held meanwhile).
         let updates = gather(&mut rx, first).await;
-        let results = match shared.queue.finish_many(&owner, &updates).await {
-            Ok(done) => done.into_iter().map(Ok).collect(),
-            Err(e) => {
-                // One at a time, so a row the database refuses fails alone.
-                tracing::warn!(error = %e, rows = updates.len(), "recording a batch of outcomes failed; recording one by one");
-                let mut each = Vec::with_capacity(updates.len());
-                for finish in &updates {
-                    each.push(shared.queue.finish(&owner, finish).await);
-                }
-                each
-            }
-        };
-        for (finish, result) in updates.iter().zip(results) {
-            let (id, update) = (finish.id(), finish.update());
-            match result {
-                Ok(true) if update.attempt().is_some() => shared.metrics.recorded(update.status()),
-                Ok(true) => {}
-                Ok(false) => tracing::warn!(delivery = %id, "lease lost before the outcome was recorded"),
-                Err(e) => {
-                    tracing::error!(delivery = %id, error = %e, "recording the outcome failed; the lease will expire and it is tried again")
-                }
-            }
-            tracing::debug!(delivery = %id, status = update.status().code(), "delivery attempt recorded");
-            shared.let_go(id);
-        }
-        shared.progress.notify_one();
+        writes.spawn(write(shared.clone(), updates));
     }
+    while writes.join_next().await.is_some() {}
+}
+
+/// Writes one batch of outcomes; each delivery is let go once its outcome is written (or
+/// its write failed: its lease then runs out and it is tried again).
+async fn write(shared: Arc<Shared>, updates: Vec<Finish>) {
+    let owner = &shared.config.worker_id;
+    let results = match shared.queue.finish_many(owner, &updates).await {
+        Ok(done) => done.into_iter().map(Ok).collect(),
+        Err(e) => {
+            // One at a time, so a row the database refuses fails alone.
+            tracing::warn!(error = %e, rows = updates.len(), "recording a batch of outcomes failed; recording one by one");
+            let mut each = Vec::with_capacity(updates.len());
+            for finish in &updates {
+                each.push(shared.queue.finish(owner, finish).await);
+            }
+            each
+        }
+    };
+    for (finish, result) in updates.iter().zip(results) {
+        let (id, update) = (finish.id(), finish.update());
+        match result {
+            Ok(true) if update.attempt().is_some() => shared.metrics.recorded(update.status()),
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(delivery = %id, "lease lost before the outcome was recorded"),
+            Err(e) => {
+                tracing::error!(delivery = %id, error = %e, "recording the outcome failed; the lease will expire and it is tried again")
+            }
+        }
+        tracing::debug!(delivery = %id, status = update.status().code(), "delivery attempt recorded");
+        shared.let_go(id);
+    }
+    shared.progress.notify_one();
 }
 
 #[cfg(test)]

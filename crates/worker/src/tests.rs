@@ -547,6 +547,11 @@ async fn a_recorder_that_cannot_write_holds_the_claims_back() {
         last > max_in_flight,
         "the lanes went on past the cap's worth of sends waiting to be written: {last}"
     );
+    assert_eq!(
+        queue.most_finishing_at_once(),
+        1,
+        "one write at a time where writes take turns"
+    );
     queue.open_writes();
     until("everything sent and recorded", || {
         queue.count(t, DeliveryStatus::Sent) == 400
@@ -554,6 +559,47 @@ async fn a_recorder_that_cannot_write_holds_the_claims_back() {
     .await;
     worker.stop().await;
     assert_eq!(mailer.sent().len(), 400, "each sent once");
+}
+
+/// Where the store's writes run side by side (PostgreSQL), the recorder keeps as many
+/// under way as the store says are worth it — the next batch is written while the last
+/// one commits — and never more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorder_keeps_as_many_writes_under_way_as_the_store_takes() {
+    let t = TenantId::generate();
+    let queue = Arc::new(MemoryDeliveries::finishing_at_once(2));
+    for _ in 0..400 {
+        queue.add(delivery(t));
+    }
+    let mailer = mailer([]);
+    queue.hold_writes();
+    let worker = start(config(4, 16, 8), queue.clone(), tenants(&[t], &[]), mailer.clone());
+    until("two writes under way", || queue.finishing_now() == 2).await;
+    // The sends go on until the claims stop (nothing new for a quarter of a second); what
+    // they hand over meanwhile starts no third write.
+    let mut last = mailer.sent().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = mailer.sent().len();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    assert_eq!(queue.finishing_now(), 2);
+    assert_eq!(queue.most_finishing_at_once(), 2);
+    queue.open_writes();
+    until("everything sent and recorded", || {
+        queue.count(t, DeliveryStatus::Sent) == 400
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(queue.most_finishing_at_once(), 2);
+    assert_eq!(mailer.sent().len(), 400, "each sent once");
+    for row in queue.rows() {
+        assert_eq!(row.lease, None);
+        assert_eq!(row.delivery.attempts.len(), 1);
+    }
 }
 
 /// A lane taking its tenant's next waiting delivery says when the tenant has just stopped
@@ -735,7 +781,12 @@ async fn a_failed_probe_keeps_its_place_whichever_write_lands_first() {
             // Moved while the outcome is not written: rows that were due are waiting
             // later now, none is due.
             until("the waiting mail moved", || {
-                let moved = queue.rows().len() - due_now(&queue) - queue.count(hole, DeliveryStatus::Sending);
+                let soon = Utc::now() + chrono::Duration::seconds(1);
+                let moved = queue
+                    .rows()
+                    .iter()
+                    .filter(|r| r.delivery.status == DeliveryStatus::Queued && r.delivery.next_attempt_at >= soon)
+                    .count();
                 queue.moves_done() >= 1 && due_now(&queue) == 0 && moved > 0
             })
             .await;

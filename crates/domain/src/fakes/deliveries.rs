@@ -41,6 +41,10 @@ pub struct MemoryDeliveries {
     /// While false, every `postpone_waiting` waits; how many have moved rows since.
     moves_open: tokio::sync::watch::Sender<bool>,
     moves: Mutex<usize>,
+    /// What `finishes_at_once` says (1 unless set), and the `finish_many` calls under way
+    /// now and at most so far.
+    finishes_at_once: usize,
+    finishing: Mutex<(usize, usize)>,
 }
 
 impl Default for MemoryDeliveries {
@@ -52,6 +56,8 @@ impl Default for MemoryDeliveries {
             writes_open: tokio::sync::watch::Sender::new(true),
             moves_open: tokio::sync::watch::Sender::new(true),
             moves: Mutex::default(),
+            finishes_at_once: 1,
+            finishing: Mutex::default(),
         }
     }
 }
@@ -94,6 +100,26 @@ impl MemoryDeliveries {
     /// Lets the held `postpone_waiting` calls (and the later ones) through.
     pub fn open_moves(&self) {
         self.moves_open.send_replace(true);
+    }
+
+    /// A queue that says `n` finishing writes are worth running at once (like
+    /// PostgreSQL's), with nothing stored yet.
+    pub fn finishing_at_once(n: usize) -> Self {
+        Self {
+            finishes_at_once: n,
+            ..Self::default()
+        }
+    }
+
+    /// The most `finish_many` calls that were under way at once (waiting at the held
+    /// writes included).
+    pub fn most_finishing_at_once(&self) -> usize {
+        lock(&self.finishing).1
+    }
+
+    /// How many `finish_many` calls are under way now.
+    pub fn finishing_now(&self) -> usize {
+        lock(&self.finishing).0
     }
 
     /// How many `postpone_waiting` calls have been carried out.
@@ -248,8 +274,18 @@ impl DeliveryQueue for MemoryDeliveries {
         Ok(renewed)
     }
 
+    fn finishes_at_once(&self) -> usize {
+        self.finishes_at_once
+    }
+
     async fn finish_many(&self, owner: &LeaseOwner, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
+        {
+            let mut f = lock(&self.finishing);
+            f.0 += 1;
+            f.1 = f.1.max(f.0);
+        }
         let _ = self.writes_open.subscribe().wait_for(|open| *open).await;
+        lock(&self.finishing).0 -= 1;
         lock(&self.writes).push(finishes.len());
         let mut rows = lock(&self.rows);
         let mut events = lock(&self.events);

@@ -74,6 +74,13 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         self.claim_fairly(owner, now, lease_until, limit, limit, exclude).await
     }
 
+    /// How many [`DeliveryQueue::finish_many`] calls are worth running at once: one where
+    /// the store's writes take turns anyway (SQLite), more where they run side by side
+    /// (PostgreSQL). The worker's recorder keeps that many writes under way.
+    fn finishes_at_once(&self) -> usize {
+        1
+    }
+
     /// Moves the tenant's deliveries that wait (`QUEUED` or `RETRYING`) and would be due
     /// before `schedule.from()` onto the schedule, oldest first (see
     /// [`Postponement`]); deliveries that are sending, and mail `via_platform` (which

@@ -31,6 +31,10 @@ use crate::webhook_outbox::Subscriptions;
 use super::archived::{self, Tally};
 use super::rows::{attempt_row, delivery_from_row, failure_reason};
 
+/// Finishing writes a worker keeps under way at once on PostgreSQL (each touches only the
+/// rows it finishes, so they never wait on each other).
+const FINISHES_AT_ONCE_PG: usize = 2;
+
 #[async_trait::async_trait]
 impl DeliveryQueue for SqlStore {
     #[tracing::instrument(name = "queue.claim", skip_all, fields(limit, per_tenant))]
@@ -91,6 +95,17 @@ impl DeliveryQueue for SqlStore {
         }
         claimed.sort_by_key(|d| (d.next_attempt_at, d.id));
         Ok(claimed)
+    }
+
+    /// One on SQLite (its writes take turns); two on PostgreSQL, whose writes of different
+    /// rows run side by side: the recorder's next batch is written while the last one
+    /// commits, instead of one writer bounding the worker's rate.
+    fn finishes_at_once(&self) -> usize {
+        if self.queue_writes_take_turns() {
+            1
+        } else {
+            FINISHES_AT_ONCE_PG
+        }
     }
 
     async fn postpone_waiting(
