@@ -197,8 +197,8 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
 /// `d` failed on its tenant's server at `at` in a way every mail there would meet (its
 /// update due again at `retry_at`): the server backs off ([`back_off`]) and `d`, if it
 /// still waits for that server, is handed to the recorder due when the back-off ends, to
-/// probe it then. The tenant's other waiting mail is moved behind that place, so the probe
-/// is the same delivery whichever of the two writes reaches the database first. (Mail for
+/// probe it then. The move of the tenant's other waiting mail (the first beside it, the
+/// rest behind) never moves it, whichever of the two writes reaches the database first. (Mail for
 /// the platform default in the tenant's place that met unreadable settings waits for the
 /// back-off too, but probes nothing.) Returns when the back-off ends.
 fn probe_after_back_off(
@@ -333,7 +333,16 @@ fn back_off(
         remember_server(shared, tenant, version, ServerLearnt::Unreachable, at);
     }
     let until = unreachable.until;
-    let schedule = crate::standing::BackOff { until, probe }.schedule(PROBE_HOLD);
-    postpone_tenant(shared, outcomes, tenant, Vec::new(), schedule);
+    // The first of the tenant's waiting mail is due then too, beside the probe: it stands
+    // in should the probe not go (it left for the platform default, expired, or its write
+    // was lost). Behind one lane they go one after the other; mail claimed later during
+    // the back-off goes behind both (`BackOff::schedule`).
+    postpone_tenant(
+        shared,
+        outcomes,
+        tenant,
+        Vec::new(),
+        Postponement::backing_off(until, PROBE_HOLD),
+    );
     until
 }

@@ -7,11 +7,12 @@
 //! mail is going out never wait behind tenants whose mail cannot. A failure that every
 //! mail to that server would meet (see [`domain::delivery::is_server_wide`]) makes it
 //! unproven again and **backing off** until a time: its waiting mail is postponed to then,
-//! and one mail at that time probes the server — the delivery whose failure started the
-//! back-off, when it still waits for that server (it is placed at that time and the rest
-//! behind it, so its place does not depend on which write reaches the database first),
-//! else the first of the rest. A **paced** tenant (a send
-//! interval) has one lane: its sends cannot overlap anyway.
+//! and mail at that time probes the server — the delivery whose failure started the
+//! back-off, when it still waits for that server (it is placed at that time, so its place
+//! does not depend on which write reaches the database first), with the first of the rest
+//! beside it to stand in should it not go; one lane takes them one after the other, and
+//! the rest waits behind them. A **paced** tenant (a send interval) has one lane: its
+//! sends cannot overlap anyway.
 //!
 //! What is known is per route: a change of the tenant's settings version (or a switch
 //! between its own server and the platform default) starts over. The platform relay is
@@ -105,8 +106,9 @@ pub(crate) struct BackOff {
 }
 
 impl BackOff {
-    /// The schedule the tenant's waiting mail is moved onto: behind the probe, `hold`
-    /// after it (or as soon as it goes through).
+    /// The schedule for the tenant's mail claimed while it backs off: behind the probe
+    /// and its stand-in (placed when the back-off began), `hold` after them (or as soon as
+    /// the probe goes through); with no probe placed, the first at `until` probes.
     pub(crate) fn schedule(self, hold: Duration) -> Postponement {
         if self.probe.is_some() {
             Postponement::behind_probe(self.until, hold)

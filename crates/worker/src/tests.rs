@@ -186,6 +186,19 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until nothing new was sent for a quarter of a second; how many were sent.
+async fn sends_stopped(mailer: &ScriptedMailer) -> usize {
+    let mut last = mailer.sent().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = mailer.sent().len();
+        if now == last {
+            return last;
+        }
+        last = now;
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Scheduling
 // ---------------------------------------------------------------------------------------
@@ -530,16 +543,8 @@ async fn a_recorder_that_cannot_write_holds_the_claims_back() {
         mailer.clone(),
     );
     until("sends went out", || mailer.sent().len() >= 8).await;
-    // The sends stop once the claims do: nothing new for a quarter of a second.
-    let mut last = mailer.sent().len();
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = mailer.sent().len();
-        if now == last {
-            break;
-        }
-        last = now;
-    }
+    // The sends stop once the claims do.
+    let last = sends_stopped(&mailer).await;
     let held = queue.count_all(DeliveryStatus::Sending);
     let bound = 2 * max_in_flight + usize::try_from(batch).unwrap();
     assert!(held <= bound, "{held} held with no write done (bound {bound})");
@@ -575,17 +580,9 @@ async fn the_recorder_keeps_as_many_writes_under_way_as_the_store_takes() {
     queue.hold_writes();
     let worker = start(config(4, 16, 8), queue.clone(), tenants(&[t], &[]), mailer.clone());
     until("two writes under way", || queue.finishing_now() == 2).await;
-    // The sends go on until the claims stop (nothing new for a quarter of a second); what
-    // they hand over meanwhile starts no third write.
-    let mut last = mailer.sent().len();
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = mailer.sent().len();
-        if now == last {
-            break;
-        }
-        last = now;
-    }
+    // The sends go on until the claims stop; what they hand over meanwhile starts no
+    // third write.
+    sends_stopped(&mailer).await;
     assert_eq!(queue.finishing_now(), 2);
     assert_eq!(queue.most_finishing_at_once(), 2);
     queue.open_writes();
@@ -738,10 +735,11 @@ async fn black_holed_servers_are_probed_once_and_their_mail_waits_in_the_queue()
     }
 }
 
-/// The delivery whose try found its tenant's server black-holed is the one that probes
-/// the server when the back-off ends, and the tenant's other mail waits behind it —
-/// whichever of the two writes reaches the database first: the delivery's own outcome
-/// (the recorder's) or the move of the tenant's waiting mail (in the background).
+/// The delivery whose try found its tenant's server black-holed probes the server when
+/// the back-off ends, with one other beside it (to stand in should it leave for the
+/// platform), and the tenant's other mail waits behind them — whichever of the two writes
+/// reaches the database first: the delivery's own outcome (the recorder's) or the move
+/// of the tenant's waiting mail (in the background).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_probe_keeps_its_place_whichever_write_lands_first() {
     for outcome_first in [true, false] {
@@ -805,11 +803,20 @@ async fn a_failed_probe_keeps_its_place_whichever_write_lands_first() {
         assert!(probe.next_attempt_at > Utc::now(), "it waits for the back-off");
         let others: Vec<&Delivery> = rows.iter().filter(|d| d.id != probe.id).collect();
         assert_eq!(others.len(), 39);
+        let beside = others
+            .iter()
+            .filter(|d| d.next_attempt_at == probe.next_attempt_at)
+            .count();
+        assert_eq!(
+            beside, 1,
+            "one stands in beside the probe, should it leave for the platform (outcome first: {outcome_first})"
+        );
         for d in others {
             assert_eq!(d.status, DeliveryStatus::Queued, "waits, unattempted");
+            assert!(d.attempts.is_empty());
             assert!(
-                d.next_attempt_at > probe.next_attempt_at,
-                "behind the probe, not beside it (outcome first: {outcome_first})"
+                d.next_attempt_at >= probe.next_attempt_at,
+                "never before the probe (outcome first: {outcome_first})"
             );
         }
     }

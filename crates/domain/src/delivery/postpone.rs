@@ -8,9 +8,10 @@
 //!   queue comes due one turn at a time (each claim finds only what may go out);
 //! - for a backoff: the first at `until` (it probes the server), the rest a hold later, so
 //!   a tenant whose server is still down does not bring its whole queue back into every
-//!   claim; when the probe goes through, the rest is brought back at once. When the probe
-//!   is already due at `until` (the delivery whose try started the back-off), all of them
-//!   go a hold later ([`Postponement::behind_probe`]).
+//!   claim; when the probe goes through, the rest is brought back at once. Mail claimed
+//!   after the probe was placed at `until` (the delivery whose try started the back-off,
+//!   with the first of the rest beside it) all goes a hold later
+//!   ([`Postponement::behind_probe`]).
 //!
 //! Nothing is attempted, nothing recorded, no retry used.
 
@@ -55,9 +56,9 @@ impl Postponement {
     }
 
     /// The tenant's server is backing off until `until`, and the mail that probes it then
-    /// is already due then (the delivery whose try started the back-off): the rest `hold`
-    /// later (or as soon as the probe goes through). Mail moved onto this schedule never
-    /// takes the probe's place, whichever is written first.
+    /// is already due then (the delivery whose try started the back-off, and the first of
+    /// the rest to stand in for it): the rest `hold` later (or as soon as the probe goes
+    /// through). Mail moved onto this schedule never takes the probe's place.
     pub fn behind_probe(until: DateTime<Utc>, hold: Duration) -> Self {
         Self::backing_off(until, hold).after(1)
     }
