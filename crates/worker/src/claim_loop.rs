@@ -238,12 +238,17 @@ async fn drain(
     // meanwhile the sessions the lanes left idle say QUIT.
     drop(outcomes);
     let left_of_grace = grace_ends.saturating_duration_since(tokio::time::Instant::now());
+    let mut recorder = recorder;
     let (recorded, ()) = tokio::join!(
-        tokio::time::timeout(cfg.shutdown_grace, recorder),
+        tokio::time::timeout(cfg.shutdown_grace, &mut recorder),
         shared.mailer.close_sessions(left_of_grace),
     );
     if recorded.is_err() {
-        tracing::error!(worker = %cfg.worker_id, "recording the last outcomes did not finish; their leases will expire and they are tried again");
+        // Stopped, with its writes under way (their transactions roll back), before what
+        // is still held is given back below: no write lands after that.
+        recorder.abort();
+        let _ = recorder.await;
+        tracing::error!(worker = %cfg.worker_id, "recording the last outcomes did not finish; they are given back and tried again");
     }
     let left: Vec<(DeliveryId, u32)> = lock(&shared.held).drain().collect();
     report.released += give_back(shared, &left).await;

@@ -85,6 +85,12 @@ pub(crate) async fn record_outcomes(shared: Arc<Shared>, mut rx: mpsc::Unbounded
 /// Writes one batch of outcomes; each delivery is let go once its outcome is written (or
 /// its write failed: its lease then runs out and it is tried again).
 async fn write(shared: Arc<Shared>, updates: Vec<Finish>) {
+    // Should this write end abnormally (a panic), its deliveries are let go all the same:
+    // their leases are no longer renewed and run out, and they are tried again.
+    let _let_go = LetGo {
+        shared: &shared,
+        ids: updates.iter().map(Finish::id).collect(),
+    };
     let owner = &shared.config.worker_id;
     let results = match shared.queue.finish_many(owner, &updates).await {
         Ok(done) => done.into_iter().map(Ok).collect(),
@@ -112,6 +118,20 @@ async fn write(shared: Arc<Shared>, updates: Vec<Finish>) {
         shared.let_go(id);
     }
     shared.progress.notify_one();
+}
+
+/// Lets go of its deliveries when dropped (letting go twice does nothing).
+struct LetGo<'a> {
+    shared: &'a Shared,
+    ids: Vec<domain::DeliveryId>,
+}
+
+impl Drop for LetGo<'_> {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            self.shared.let_go(*id);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -333,10 +333,9 @@ fn back_off(
         remember_server(shared, tenant, version, ServerLearnt::Unreachable, at);
     }
     let until = unreachable.until;
-    // The first of the tenant's waiting mail is due then too, beside the probe: it stands
-    // in should the probe not go (it left for the platform default, expired, or its write
-    // was lost). Behind one lane they go one after the other; mail claimed later during
-    // the back-off goes behind both (`BackOff::schedule`).
+    // The first of the tenant's waiting mail moved is due then too, beside the probe: it
+    // stands in should the probe not go (it left for the platform default, expired, or its
+    // write was lost). Behind one lane they go one after the other.
     postpone_tenant(
         shared,
         outcomes,

@@ -10,8 +10,8 @@
 //! and mail at that time probes the server — the delivery whose failure started the
 //! back-off, when it still waits for that server (it is placed at that time, so its place
 //! does not depend on which write reaches the database first), with the first of the rest
-//! beside it to stand in should it not go; one lane takes them one after the other, and
-//! the rest waits behind them. A **paced** tenant (a send interval) has one lane: its
+//! moved then beside it to stand in should it not go; one lane takes them one after the
+//! other, and the rest waits behind them. A **paced** tenant (a send interval) has one lane: its
 //! sends cannot overlap anyway.
 //!
 //! What is known is per route: a change of the tenant's settings version (or a switch
@@ -106,15 +106,13 @@ pub(crate) struct BackOff {
 }
 
 impl BackOff {
-    /// The schedule for the tenant's mail claimed while it backs off: behind the probe
-    /// and its stand-in (placed when the back-off began), `hold` after them (or as soon as
-    /// the probe goes through); with no probe placed, the first at `until` probes.
+    /// The schedule for the tenant's mail claimed while it backs off: the first at
+    /// `until` beside the probe (to stand in should the probe not go: it left for the
+    /// platform default, expired, or was claimed by a worker that never saw the failure),
+    /// the rest `hold` later (or as soon as a probe goes through). One lane takes what is
+    /// due at `until` one after the other.
     pub(crate) fn schedule(self, hold: Duration) -> Postponement {
-        if self.probe.is_some() {
-            Postponement::behind_probe(self.until, hold)
-        } else {
-            Postponement::backing_off(self.until, hold)
-        }
+        Postponement::backing_off(self.until, hold)
     }
 }
 
@@ -363,22 +361,20 @@ mod tests {
     }
 
     #[test]
-    fn waiting_mail_goes_behind_a_placed_probe_and_takes_the_probes_place_otherwise() {
+    fn mail_claimed_during_a_back_off_stands_in_beside_the_probe_then_waits_behind_it() {
         let t = Utc::now();
         let hold = Duration::from_secs(180);
-        let after_hold = t + chrono::Duration::seconds(180);
-        let placed = BackOff {
-            until: t,
-            probe: Some(DeliveryId::generate()),
+        for probe in [Some(DeliveryId::generate()), None] {
+            let schedule = BackOff { until: t, probe }.schedule(hold);
+            assert_eq!(
+                (schedule.at(0), schedule.at(1), schedule.at(7)),
+                (
+                    t,
+                    t + chrono::Duration::seconds(180),
+                    t + chrono::Duration::seconds(180)
+                )
+            );
         }
-        .schedule(hold);
-        assert_eq!(
-            (placed.from(), placed.at(0)),
-            (t, after_hold),
-            "the probe has the first place"
-        );
-        let open = BackOff { until: t, probe: None }.schedule(hold);
-        assert_eq!((open.at(0), open.at(1)), (t, after_hold), "the first moved probes");
     }
 
     #[test]

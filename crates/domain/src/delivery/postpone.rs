@@ -8,10 +8,7 @@
 //!   queue comes due one turn at a time (each claim finds only what may go out);
 //! - for a backoff: the first at `until` (it probes the server), the rest a hold later, so
 //!   a tenant whose server is still down does not bring its whole queue back into every
-//!   claim; when the probe goes through, the rest is brought back at once. Mail claimed
-//!   after the probe was placed at `until` (the delivery whose try started the back-off,
-//!   with the first of the rest beside it) all goes a hold later
-//!   ([`Postponement::behind_probe`]).
+//!   claim; when the probe goes through, the rest is brought back at once.
 //!
 //! Nothing is attempted, nothing recorded, no retry used.
 
@@ -53,14 +50,6 @@ impl Postponement {
             rest_after: hold,
             skip: 0,
         }
-    }
-
-    /// The tenant's server is backing off until `until`, and the mail that probes it then
-    /// is already due then (the delivery whose try started the back-off, and the first of
-    /// the rest to stand in for it): the rest `hold` later (or as soon as the probe goes
-    /// through). Mail moved onto this schedule never takes the probe's place.
-    pub fn behind_probe(until: DateTime<Utc>, hold: Duration) -> Self {
-        Self::backing_off(until, hold).after(1)
     }
 
     /// Mail due before this is moved; the first place of the schedule.
@@ -122,7 +111,5 @@ mod tests {
         let hold = t + chrono::Duration::seconds(60);
         assert_eq!((b.at(0), b.at(1), b.at(500)), (t, hold, hold));
         assert_eq!(b.after(1).at(0), hold, "the probe's place is taken");
-        let behind = Postponement::behind_probe(t, Duration::from_secs(60));
-        assert_eq!((behind.from(), behind.at(0), behind.at(9)), (t, hold, hold));
     }
 }

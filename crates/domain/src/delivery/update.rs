@@ -198,7 +198,8 @@ impl DeliveryUpdate {
     }
 
     /// The tenant's saved settings cannot be read back, so nothing was sent: due again at
-    /// `until` (the worker's backoff for the tenant), no retry used — it is not the mail's
+    /// `until` (the worker passes the time of the failure and moves the update to its
+    /// back-off's end with [`Self::waiting_at_least_until`]), no retry used — it is not the mail's
     /// fault and waits for the settings to be saved again or cleared —, but one that is
     /// older than `policy.max_age` expires like any delivery that cannot go out. The
     /// attempt (stage `SETTINGS`) is what the tenant sees on the delivery.
@@ -361,8 +362,9 @@ impl DeliveryUpdate {
 
     /// The same update, but a delivery it leaves waiting for its tenant's own server
     /// ([`Self::waits_for_own_server`]) is tried no sooner than `at`: the server backs off
-    /// until then, and this delivery is the one that probes it then (the tenant's other
-    /// waiting mail is moved after it, see [`crate::delivery::Postponement::behind_probe`]).
+    /// until then, and this delivery is the one that probes it then (the move of the
+    /// tenant's other waiting mail, [`crate::delivery::Postponement::backing_off`], leaves
+    /// a delivery due then where it is).
     /// Any other update is unchanged.
     #[must_use]
     pub fn waiting_at_least_until(mut self, at: DateTime<Utc>) -> Self {

@@ -166,7 +166,12 @@ async fn main() -> anyhow::Result<()> {
                 alone = alone_after;
             }
             ratios.sort_by(f64::total_cmp);
-            let median = ratios[ratios.len() / 2];
+            let mid = ratios.len() / 2;
+            let median = if ratios.len() % 2 == 0 {
+                (ratios[mid - 1] + ratios[mid]) / 2.0
+            } else {
+                ratios[mid]
+            };
             let spread = format!("{:.2}–{:.2}", ratios[0], ratios[ratios.len() - 1]);
             println!(
                 "[{backend:?}] {bad:>3} bad tenants: median ratio of {rounds} rounds {median:.2} (rounds {spread}; target >= 0.9): {}",

@@ -31,8 +31,8 @@ use crate::webhook_outbox::Subscriptions;
 use super::archived::{self, Tally};
 use super::rows::{attempt_row, delivery_from_row, failure_reason};
 
-/// Finishing writes a worker keeps under way at once on PostgreSQL (each touches only the
-/// rows it finishes, so they never wait on each other).
+/// Finishing writes a worker keeps under way at once on PostgreSQL (each updates only the
+/// rows it finishes, leased to this worker, and inserts new ones).
 const FINISHES_AT_ONCE_PG: usize = 2;
 
 #[async_trait::async_trait]
