@@ -16,7 +16,9 @@ been read (before answering):
   {"path": ..., "headers": {lowercased name: value}, "body": text,
    "verified": true when a secret verified it, "verified_by": the indexes of every secret
    that verifies it on its own, "error": the verifier's message when none did,
-   "answered": status or null (hang)}
+   "answered": status or null (hang),
+   "at": when it came, in seconds of this process's monotonic clock (for comparing
+         requests with each other)}
 """
 import argparse
 import json
@@ -55,6 +57,7 @@ def main():
             pass
 
         def do_POST(self):
+            at = time.monotonic()
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode("utf-8", "replace")
             headers = {k.lower(): v for k, v in self.headers.items()}
@@ -75,7 +78,8 @@ def main():
             else:
                 status = 204
             entry = {"path": self.path, "headers": headers, "body": body, "verified": bool(verified_by),
-                     "verified_by": verified_by, "error": None if verified_by else error, "answered": status}
+                     "verified_by": verified_by, "error": None if verified_by else error, "answered": status,
+                     "at": at}
             with lock, open(args.log, "a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")
                 f.flush()

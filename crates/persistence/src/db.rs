@@ -97,8 +97,8 @@ async fn fill_name_keys(txn: &impl ConnectionTrait) -> Result<()> {
     let backend = txn.get_database_backend();
     loop {
         let mut q = crate::sql::SqlBuilder::new(backend);
-        q.sql("SELECT id, name FROM tenants WHERE name_key IS NULL ORDER BY id LIMIT ")
-            .bind(i64::try_from(NAME_KEY_BATCH).unwrap_or(i64::MAX));
+        q.sql("SELECT id, name FROM tenants WHERE name_key IS NULL ORDER BY id")
+            .limit(i64::try_from(NAME_KEY_BATCH).unwrap_or(i64::MAX));
         let rows = txn.query_all_raw(q.build()).await?;
         for row in &rows {
             let id: String = row.try_get("", "id")?;

@@ -148,9 +148,7 @@ impl LeasedQueue {
         ))
         .bind(now_ms);
         also(&mut q);
-        q.sql(&format!(" ORDER BY {DUE_MS} LIMIT "))
-            .bind(limits.window)
-            .sql(lock);
+        q.sql(&format!(" ORDER BY {DUE_MS}")).limit(limits.window).sql(lock);
         q.sql(&format!(
             "), expired AS MATERIALIZED (SELECT {ID}, {group} AS grp, {LEASE_UNTIL_MS} AS due_ms FROM {table} \
              WHERE {STATUS} = '{}' AND {LEASE_UNTIL_MS} < ",
@@ -158,8 +156,8 @@ impl LeasedQueue {
         ))
         .bind(now_ms);
         also(&mut q);
-        q.sql(&format!(" ORDER BY {LEASE_UNTIL_MS} LIMIT "))
-            .bind(limits.window)
+        q.sql(&format!(" ORDER BY {LEASE_UNTIL_MS}"))
+            .limit(limits.window)
             .sql(lock);
         q.sql(&format!(
             "), ranked AS MATERIALIZED (SELECT {ID}, due_ms, ROW_NUMBER() OVER (PARTITION BY grp \
@@ -168,8 +166,8 @@ impl LeasedQueue {
              picked AS MATERIALIZED (SELECT {ID} FROM ranked WHERE nth <= "
         ))
         .bind(limits.per_group)
-        .sql(&format!(" ORDER BY due_ms, {ID} LIMIT "))
-        .bind(limits.limit);
+        .sql(&format!(" ORDER BY due_ms, {ID}"))
+        .limit(limits.limit);
         q.sql(&format!(
             ") UPDATE {table} SET {STATUS} = '{}', {LEASE_OWNER} = ",
             self.in_flight
@@ -288,8 +286,8 @@ impl LeasedQueue {
             .bind(uuid_v7_floor(before))
             .sql(&format!(" AND {} AND {UPDATED_AT} < ", self.finished_sql()))
             .bind(before)
-            .sql(&format!(" ORDER BY {ID} LIMIT "))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+            .sql(&format!(" ORDER BY {ID}"))
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX));
         Ok(db
             .query_all_raw(q.build())
             .await

@@ -295,8 +295,8 @@ impl MailConnections for SqlStore {
             .bind_list(kinds.iter().map(|kind| kind.code()))
             .sql(") AND COALESCE(last_refreshed_at_ms, created_at_ms) < ")
             .bind(before.timestamp_millis())
-            .sql(" ORDER BY COALESCE(last_refreshed_at_ms, created_at_ms), id LIMIT ")
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+            .sql(" ORDER BY COALESCE(last_refreshed_at_ms, created_at_ms), id")
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows = self.connection().query_all_raw(select.build()).await.map_err(db_err)?;
         rows.iter().map(connection_from_row).collect()
     }

@@ -160,8 +160,8 @@ pub(super) async fn advance(txn: &DatabaseTransaction, tenants: &[(&str, usize)]
             .bind(*tenant)
             .sql(" AND id > ")
             .bind(through.as_str())
-            .sql(" ORDER BY id LIMIT ")
-            .bind(i64::try_from(page).unwrap_or(i64::MAX));
+            .sql(" ORDER BY id")
+            .limit(i64::try_from(page).unwrap_or(i64::MAX));
             let rows = txn.query_all_raw(q.build()).await.map_err(db_err)?;
             let mut all_cleared = true;
             for row in &rows {

@@ -30,6 +30,9 @@ pub struct WebhookRequest {
     pub error: Option<String>,
     /// The status it was answered with; none when the receiver hung.
     pub answered: Option<u16>,
+    /// When it came, in seconds of the receiver's monotonic clock: for comparing the
+    /// requests of one receiver with each other.
+    pub at: f64,
 }
 
 impl WebhookRequest {
