@@ -19,6 +19,7 @@ use crate::support::*;
 testkit::each_backend!(
     a_broken_password_suspends_the_settings_and_the_mail_goes_through_the_platform,
     time_critical_mail_falls_back_when_the_tenants_server_is_black_holed,
+    time_critical_mail_does_not_wait_out_its_servers_back_off,
     a_phishing_reply_is_mailed_to_no_stranger_and_the_contact_gets_codes_only,
     operators_set_the_contact_address_and_only_they_and_the_tenant_see_it,
 );
@@ -356,6 +357,65 @@ async fn time_critical_mail_falls_back_when_the_tenants_server_is_black_holed(ba
         1,
         "{m}"
     );
+    worker.stop().await;
+    app.finish().await;
+}
+
+/// The tenant's server stopped answering before a password reset was handed in: the
+/// server backs off for about half a minute (the first retry's backoff), and the reset,
+/// claimed during it, does not wait that out. It goes through the platform default at
+/// its fallback time, three seconds after it was handed in, without trying the server
+/// again; the newsletter that met the silence keeps waiting for it.
+async fn time_critical_mail_does_not_wait_out_its_servers_back_off(backend: Backend) {
+    let relay = SmtpServer::start(SmtpOptions::plain());
+    let (port, silent) = silent_listener();
+    let relay_url = format!("smtp://127.0.0.1:{}", relay.port);
+    let app = spawn_app_with(backend, move |c| {
+        delivery_config(c, vec![port]);
+        c.smtp_command_timeout_secs = 1;
+        c.smtp_connect_timeout_secs = 1;
+        c.retry_base_secs = 30;
+        c.default_smtp_url = Some(secrecy::SecretString::from(relay_url));
+        c.fallback_after_secs = 3;
+    })
+    .await;
+    let tenant = app.create_tenant("Sakura", "SHARE").await;
+    app.ok(
+        &app.admin(&tenant),
+        SAVE,
+        json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
+    )
+    .await;
+    let newsletter = enqueue(&app, custom(&tenant)).await["id"].as_str().unwrap().to_owned();
+    let worker = RunningWorker::start(&app);
+    // The newsletter meets the silence: the server backs off.
+    wait_status(&app, &newsletter, "RETRYING", Duration::from_secs(15)).await;
+    let tried = silent.accepted();
+    let handed_in = Instant::now();
+    let urgent = enqueue(&app, reset(&tenant)).await["id"].as_str().unwrap().to_owned();
+    let d = wait_status(&app, &urgent, "SENT", Duration::from_secs(20)).await;
+    assert!(
+        handed_in.elapsed() >= Duration::from_secs(3),
+        "not before its fallback time"
+    );
+    let attempts = app.ok(&app.operator(), ATTEMPTS, json!({ "id": d["id"] })).await["delivery"]["attempts"].clone();
+    let routes: Vec<&str> = attempts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["route"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        routes,
+        ["PLATFORM_DEFAULT"],
+        "not tried on the backing-off server: {attempts}"
+    );
+    let got = wait_for_mail_to(&relay, "member@example.net").await;
+    assert_eq!(got.mail_from, "noreply@platform.example");
+    assert!(got.header("Reply-To").unwrap().ends_with("<shop@example.jp>"));
+    assert_eq!(silent.accepted(), tried, "the server was not tried again");
+    let n = delivery(&app, &newsletter).await;
+    assert_eq!(n["status"], "RETRYING", "{n}");
     worker.stop().await;
     app.finish().await;
 }

@@ -15,7 +15,10 @@ use crate::standing::BackOff;
 
 /// Gives back `first` and the tenant's backlog on `schedule`, in that order, and moves the
 /// tenant's waiting rows after them (in the background); the worker looks for work again
-/// when the schedule starts.
+/// when the schedule starts. When the schedule is for the server (not a pacing turn),
+/// time-critical mail is held no later than its fallback time
+/// ([`DeliveryUpdate::held_back`]) and its waiting rows stay where they are
+/// ([`Postponement::moves`]).
 pub(crate) fn postpone_tenant(
     shared: &Arc<Shared>,
     outcomes: &Outcomes,
@@ -25,15 +28,22 @@ pub(crate) fn postpone_tenant(
 ) {
     let mut held = first;
     held.extend(shared.lanes.take_backlog(tenant));
+    let now = Utc::now();
     let mut n = 0u32;
     for d in &held {
-        hand_over(
-            shared,
-            outcomes,
-            d,
-            DeliveryUpdate::postponed(d.retries, schedule.at(n)),
-        );
-        n = n.saturating_add(1);
+        let at = schedule.at(n);
+        let update = if schedule.for_the_server() {
+            DeliveryUpdate::held_back(d, at, &shared.config.retry, now)
+        } else {
+            DeliveryUpdate::postponed(d.retries, at)
+        };
+        // Time-critical mail due sooner (its fallback time) takes no place of the schedule.
+        if update.next_attempt_at() == at {
+            n = n.saturating_add(1);
+        } else {
+            shared.wake_at.at(update.next_attempt_at());
+        }
+        hand_over(shared, outcomes, d, update);
     }
     shared.metrics.postponed(held.len());
     let rest = schedule.after(n);
@@ -53,7 +63,8 @@ pub(crate) fn postpone_tenant(
 /// Gives back `held`, claimed while its tenant's server backs off, and moves the tenant's
 /// waiting mail behind the back-off ([`BackOff::schedule`]). The probe itself, if it is
 /// among them (claimed before its time by another path), goes back to the back-off's end,
-/// its place.
+/// its place. Time-critical mail is held no later than its fallback time, and claimed
+/// then goes through the platform default ([`DeliveryUpdate::held_back`]).
 pub(crate) fn postpone_backing_off(
     shared: &Arc<Shared>,
     outcomes: &Outcomes,
@@ -63,14 +74,10 @@ pub(crate) fn postpone_backing_off(
 ) {
     let (probe, rest): (Vec<Delivery>, Vec<Delivery>) = held.into_iter().partition(|d| Some(d.id) == back_off.probe);
     for d in &probe {
-        hand_over(
-            shared,
-            outcomes,
-            d,
-            DeliveryUpdate::postponed(d.retries, back_off.until),
-        );
+        let update = DeliveryUpdate::held_back(d, back_off.until, &shared.config.retry, Utc::now());
+        shared.wake_at.at(update.next_attempt_at());
+        hand_over(shared, outcomes, d, update);
         shared.metrics.postponed(1);
-        shared.wake_at.at(back_off.until);
     }
     if !rest.is_empty() {
         postpone_tenant(shared, outcomes, tenant, rest, back_off.schedule(PROBE_HOLD));

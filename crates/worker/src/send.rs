@@ -197,7 +197,7 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
 /// `d` failed on its tenant's server at `at` in a way every mail there would meet (its
 /// update due again at `retry_at`): the server backs off ([`back_off`]) and `d`, if it
 /// still waits for that server, is handed to the recorder due when the back-off ends, to
-/// probe it then. The move of the tenant's other waiting mail (the first beside it, the
+/// probe it then (time-critical mail no later than its fallback time). The move of the tenant's other waiting mail (the first beside it, the
 /// rest behind) never moves it, whichever of the two writes reaches the database first. (Mail for
 /// the platform default in the tenant's place that met unreadable settings waits for the
 /// back-off too, but probes nothing.) Returns when the back-off ends.
@@ -211,7 +211,8 @@ fn probe_after_back_off(
 ) -> chrono::DateTime<Utc> {
     let probe = (!d.via_platform && update.waits_for_own_server()).then_some(d.id);
     let until = back_off(shared, outcomes, d.tenant_id, at, retry_at, probe);
-    hand_over(shared, outcomes, d, update.waiting_at_least_until(until));
+    let fallback = shared.config.retry.fallback_time(d);
+    hand_over(shared, outcomes, d, update.waiting_at_least_until(until, fallback));
     until
 }
 

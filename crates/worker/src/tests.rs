@@ -884,6 +884,64 @@ async fn mail_for_the_platform_in_a_tenants_place_does_not_wait_for_its_backing_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_critical_mail_behind_a_backing_off_server_goes_through_the_platform_at_its_fallback_time() {
+    // A black-holed tenant's server backs off for about half a minute after its first
+    // failure, and the rest of its mail is held three minutes behind the probe. Its
+    // password resets do not wait that long: the two claimed with the probe (held in
+    // this worker when it fails) and one due during the back-off (a row in the queue)
+    // go through the platform default at their fallback time, one second after they
+    // were handed in. The newsletters keep waiting for the tenant's server.
+    let hole = TenantId::generate();
+    let queue = Arc::new(MemoryDeliveries::default());
+    let mut newsletters = Vec::new();
+    for _ in 0..3 {
+        let mut d = delivery(hole);
+        d.next_attempt_at = Utc::now() - chrono::Duration::seconds(2);
+        newsletters.push(d.id);
+        queue.add(d);
+    }
+    let handed_in = Utc::now();
+    let reset = |due: chrono::DateTime<Utc>| Delivery {
+        kind: NotificationKind::PasswordReset,
+        created_at: handed_in,
+        next_attempt_at: due,
+        ..delivery(hole)
+    };
+    let mut urgent = Vec::new();
+    for due in [handed_in, handed_in, handed_in + chrono::Duration::milliseconds(300)] {
+        let d = reset(due);
+        urgent.push(d.id);
+        queue.add(d);
+    }
+    let mailer = mailer([(hole, Server::BlackHole(Duration::from_millis(100)))]);
+    let mut cfg = config(4, 8, 8);
+    cfg.retry.fallback_after = Some(Duration::from_secs(1));
+    let worker = start(cfg, queue.clone(), tenants(&[], &[(hole, 0)]), mailer.clone());
+    let row = |id| queue.rows().into_iter().find(|r| r.delivery.id == id).unwrap().delivery;
+    until("the password resets are sent", || {
+        urgent.iter().all(|id| row(*id).status == DeliveryStatus::Sent)
+    })
+    .await;
+    worker.stop().await;
+    for id in &urgent {
+        let d = row(*id);
+        assert!(d.via_platform, "through the platform default");
+        assert!(
+            d.sent_at.unwrap() >= handed_in + chrono::Duration::seconds(1),
+            "not before its fallback time"
+        );
+    }
+    assert_eq!(mailer.started(hole), 1, "one probe of the black hole, nothing more");
+    for id in &newsletters {
+        assert_ne!(
+            row(*id).status,
+            DeliveryStatus::Sent,
+            "newsletters wait for their server"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_comes_back_gets_its_held_back_mail_at_once() {
     // The first attempt meets a silent server; the tenant backs off (a short backoff
     // here), one mail probes it when the backoff ends, and once that goes through the

@@ -10,11 +10,15 @@
 //!   a tenant whose server is still down does not bring its whole queue back into every
 //!   claim; when the probe goes through, the rest is brought back at once.
 //!
-//! Nothing is attempted, nothing recorded, no retry used.
+//! Nothing is attempted, nothing recorded, no retry used. Time-critical mail is the one
+//! exception to moving in order behind a server that cannot take mail: it never waits
+//! there past its fallback time (see [`Postponement::moves`]).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+use super::NotificationKind;
 
 /// Where a tenant's waiting deliveries go: place 0 at `from`, place `n ≥ 1` at
 /// `from + rest_after + n × spacing`; `skip` places are already taken.
@@ -24,6 +28,8 @@ pub struct Postponement {
     spacing: Duration,
     rest_after: Duration,
     skip: u32,
+    /// The tenant's server cannot take mail until then (as opposed to a pacing turn).
+    for_the_server: bool,
 }
 
 fn later(at: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
@@ -38,6 +44,7 @@ impl Postponement {
             spacing: interval,
             rest_after: Duration::ZERO,
             skip: 0,
+            for_the_server: false,
         }
     }
 
@@ -49,7 +56,29 @@ impl Postponement {
             spacing: Duration::ZERO,
             rest_after: hold,
             skip: 0,
+            for_the_server: true,
         }
+    }
+
+    /// Whether the tenant's server cannot take mail until the schedule starts (it backs
+    /// off, or no lane is free for it), rather than the tenant's pacing turn not having
+    /// come: time-critical mail then does not wait past its fallback time.
+    pub fn for_the_server(&self) -> bool {
+        self.for_the_server
+    }
+
+    /// Whether a waiting delivery of `kind` moves onto the schedule with the tenant's
+    /// other mail. Time-critical mail does not move behind a server that cannot take mail:
+    /// it stays where it is, and when it is claimed it is given back due no later than its
+    /// fallback time, from which it goes through the platform default
+    /// ([`super::DeliveryUpdate::held_back`]).
+    pub fn moves(&self, kind: NotificationKind) -> bool {
+        !(self.for_the_server && kind.is_time_critical())
+    }
+
+    /// The kinds that stay where they are ([`Self::moves`]).
+    pub fn kinds_left_alone(&self) -> impl Iterator<Item = NotificationKind> + '_ {
+        NotificationKind::ALL.into_iter().filter(|k| !self.moves(*k))
     }
 
     /// Mail due before this is moved; the first place of the schedule.
@@ -111,5 +140,20 @@ mod tests {
         let hold = t + chrono::Duration::seconds(60);
         assert_eq!((b.at(0), b.at(1), b.at(500)), (t, hold, hold));
         assert_eq!(b.after(1).at(0), hold, "the probe's place is taken");
+    }
+
+    #[test]
+    fn time_critical_mail_moves_with_a_pacing_turn_but_not_behind_a_server() {
+        let t = Utc::now();
+        let paced = Postponement::until_turn(t, Duration::from_secs(60));
+        let down = Postponement::backing_off(t, Duration::from_secs(60));
+        assert!(NotificationKind::ALL.iter().all(|k| paced.moves(*k)));
+        assert_eq!(paced.kinds_left_alone().count(), 0);
+        assert!(down.moves(NotificationKind::Custom));
+        assert_eq!(
+            down.kinds_left_alone().collect::<Vec<_>>(),
+            vec![NotificationKind::RegistrationCompleted, NotificationKind::PasswordReset]
+        );
+        assert!(down.after(3).for_the_server() && !paced.after(3).for_the_server());
     }
 }

@@ -97,6 +97,16 @@ impl RetryPolicy {
         capped.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
     }
 
+    /// When `d` stops waiting for its tenant's own server and goes through the platform
+    /// default instead: its fallback time, if it is time-critical and not already going
+    /// through the platform default (`None`: it waits for its server as long as it takes).
+    pub fn fallback_time(&self, d: &super::Delivery) -> Option<DateTime<Utc>> {
+        if d.via_platform || !d.kind.is_time_critical() {
+            return None;
+        }
+        Some(d.created_at + chrono::Duration::from_std(self.fallback_after?).ok()?)
+    }
+
     /// When a time-critical delivery created at `created_at` that would be tried again at
     /// `next` on the tenant's own server should go through the platform default instead:
     /// at its fallback time, if `next` is not earlier (never before `now`).

@@ -335,6 +335,22 @@ impl DeliveryUpdate {
         }
     }
 
+    /// `d`, claimed while its tenant's server cannot take mail (it backs off, or no lane
+    /// is free for it), given back unattempted due at `until` — except that time-critical
+    /// mail ([`RetryPolicy::fallback_time`]) is not held past its fallback time: it is due
+    /// then instead, and one claimed at or after it goes through the platform default at
+    /// once. Nothing recorded, no retry used.
+    pub fn held_back(d: &Delivery, until: DateTime<Utc>, policy: &RetryPolicy, now: DateTime<Utc>) -> Self {
+        match policy.fallback_time(d) {
+            Some(fallback) if fallback <= now => Self {
+                via_platform: Some(true),
+                ..Self::postponed(d.retries, now)
+            },
+            Some(fallback) if fallback < until => Self::postponed(d.retries, fallback),
+            _ => Self::postponed(d.retries, until),
+        }
+    }
+
     /// A `FAILED` delivery put back in the queue by a person: retries reset, due at once.
     pub fn requeued(delivery: &Delivery, at: DateTime<Utc>) -> Result<Self, NotFailed> {
         if delivery.status != DeliveryStatus::Failed {
@@ -364,12 +380,15 @@ impl DeliveryUpdate {
     /// ([`Self::waits_for_own_server`]) is tried no sooner than `at`: the server backs off
     /// until then, and this delivery is the one that probes it then (the move of the
     /// tenant's other waiting mail, [`crate::delivery::Postponement::backing_off`], leaves
-    /// a delivery due then where it is).
+    /// a delivery due then where it is) — but no later than `fallback` (the delivery's
+    /// [`RetryPolicy::fallback_time`], if any): claimed then while the server still backs
+    /// off, it goes through the platform default ([`Self::held_back`]).
     /// Any other update is unchanged.
     #[must_use]
-    pub fn waiting_at_least_until(mut self, at: DateTime<Utc>) -> Self {
+    pub fn waiting_at_least_until(mut self, at: DateTime<Utc>, fallback: Option<DateTime<Utc>>) -> Self {
         if self.waits_for_own_server() && at > self.next_attempt_at {
-            self.next_attempt_at = at;
+            let at = fallback.map_or(at, |f| at.min(f));
+            self.next_attempt_at = self.next_attempt_at.max(at);
         }
         self
     }
@@ -723,7 +742,9 @@ mod tests {
         assert!(!late.waits_for_own_server());
         let backing_off_until = created + chrono::Duration::hours(2);
         assert_eq!(
-            late.clone().waiting_at_least_until(backing_off_until).next_attempt_at(),
+            late.clone()
+                .waiting_at_least_until(backing_off_until, None)
+                .next_attempt_at(),
             late.next_attempt_at()
         );
         assert_eq!(late.status(), DeliveryStatus::Retrying);
@@ -771,22 +792,100 @@ mod tests {
         let now = Utc::now();
         let later = now + chrono::Duration::minutes(5);
         let released = DeliveryUpdate::released(2, now);
-        assert_eq!(released.clone().waiting_at_least_until(later).next_attempt_at(), later);
+        assert_eq!(
+            released.clone().waiting_at_least_until(later, None).next_attempt_at(),
+            later
+        );
         // Never earlier than it was.
         let far = now + chrono::Duration::hours(1);
         assert_eq!(
             DeliveryUpdate::postponed(0, far)
-                .waiting_at_least_until(later)
+                .waiting_at_least_until(later, None)
                 .next_attempt_at(),
             far
         );
         // An update that does not leave the delivery waiting keeps its time.
         let gone = DeliveryUpdate::unreadable(now);
         assert!(!gone.waits_for_own_server());
-        assert_eq!(gone.clone().waiting_at_least_until(later), gone);
+        assert_eq!(gone.clone().waiting_at_least_until(later, Some(now)), gone);
         // Brought forward, never put back; a finished delivery keeps its time.
         assert_eq!(DeliveryUpdate::postponed(0, far).due_by(later).next_attempt_at(), later);
         assert_eq!(released.clone().due_by(later), released);
         assert_eq!(gone.clone().due_by(now - chrono::Duration::hours(1)), gone);
+    }
+
+    #[test]
+    fn time_critical_mail_is_not_held_behind_a_backing_off_server_past_its_fallback_time() {
+        let policy = RetryPolicy {
+            fallback_after: Some(std::time::Duration::from_secs(900)),
+            ..RetryPolicy::default()
+        };
+        let created = Utc::now();
+        let fallback = created + chrono::Duration::seconds(900);
+        let until = created + chrono::Duration::hours(1);
+        let mut urgent = delivery(DeliveryStatus::Sending, 1, created);
+        urgent.kind = NotificationKind::PasswordReset;
+        assert_eq!(policy.fallback_time(&urgent), Some(fallback));
+        // Claimed early in the back-off: due at its fallback time, still for its server
+        // (which may come back before then and take it).
+        let early = DeliveryUpdate::held_back(&urgent, until, &policy, created);
+        assert_eq!(early.next_attempt_at(), fallback);
+        assert_eq!(early.via_platform(), None);
+        assert_eq!(early.retries(), Some(1), "no retry used");
+        assert!(early.attempt().is_none(), "nothing recorded");
+        // A back-off that ends before the fallback time holds it as any other mail.
+        let short = created + chrono::Duration::seconds(60);
+        assert_eq!(
+            DeliveryUpdate::held_back(&urgent, short, &policy, created),
+            DeliveryUpdate::postponed(1, short)
+        );
+        // Claimed at or after its fallback time while the server still backs off: through
+        // the platform default, at once.
+        let late = fallback + chrono::Duration::seconds(5);
+        let now = DeliveryUpdate::held_back(&urgent, until, &policy, late);
+        assert_eq!((now.next_attempt_at(), now.via_platform()), (late, Some(true)));
+        assert_eq!(now.status(), DeliveryStatus::Retrying);
+        // Other mail, mail already going through the platform, and a policy without a
+        // fallback wait the whole back-off.
+        let mut custom = urgent.clone();
+        custom.kind = NotificationKind::Custom;
+        let mut via = urgent.clone();
+        via.via_platform = true;
+        let never = RetryPolicy {
+            fallback_after: None,
+            ..policy
+        };
+        for (d, policy) in [(&custom, &policy), (&via, &policy), (&urgent, &never)] {
+            assert_eq!(policy.fallback_time(d), None);
+            assert_eq!(
+                DeliveryUpdate::held_back(d, until, policy, late),
+                DeliveryUpdate::postponed(1, until)
+            );
+        }
+        // The delivery whose failure started the back-off probes the server at its end,
+        // or at its fallback time if that comes first; never earlier than it was due.
+        let retry = DeliveryUpdate::postponed(1, created + chrono::Duration::seconds(30));
+        assert_eq!(
+            retry
+                .clone()
+                .waiting_at_least_until(until, Some(fallback))
+                .next_attempt_at(),
+            fallback
+        );
+        assert_eq!(
+            retry
+                .clone()
+                .waiting_at_least_until(short, Some(fallback))
+                .next_attempt_at(),
+            short
+        );
+        let past = created - chrono::Duration::seconds(1);
+        assert_eq!(
+            retry
+                .clone()
+                .waiting_at_least_until(until, Some(past))
+                .next_attempt_at(),
+            retry.next_attempt_at()
+        );
     }
 }

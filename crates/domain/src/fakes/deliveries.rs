@@ -234,6 +234,7 @@ impl DeliveryQueue for MemoryDeliveries {
                 r.delivery.tenant_id == tenant
                     && waiting(r.delivery.status)
                     && !r.delivery.via_platform
+                    && schedule.moves(r.delivery.kind)
                     && r.delivery.next_attempt_at < schedule.from()
             })
             .collect();

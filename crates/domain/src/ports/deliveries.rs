@@ -83,8 +83,9 @@ pub trait DeliveryQueue: Send + Sync + 'static {
 
     /// Moves the tenant's deliveries that wait (`QUEUED` or `RETRYING`) and would be due
     /// before `schedule.from()` onto the schedule, oldest first (see
-    /// [`Postponement`]); deliveries that are sending, and mail `via_platform` (which
-    /// does not wait for the tenant's server), are left alone. How many moved.
+    /// [`Postponement`]); deliveries that are sending, mail `via_platform` (which does
+    /// not wait for the tenant's server) and kinds the schedule does not move
+    /// ([`Postponement::moves`]) are left alone. How many moved.
     async fn postpone_waiting(
         &self,
         tenant: TenantId,

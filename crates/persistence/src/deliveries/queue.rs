@@ -404,7 +404,7 @@ pub(super) fn claim_statement(
 
 /// The tenant's waiting deliveries due before the schedule's start, numbered oldest first
 /// and moved to their place on it (see [`Postponement::at`]), in one statement through the
-/// tenant's index.
+/// tenant's index; kinds the schedule does not move ([`Postponement::moves`]) stay.
 fn postpone_statement(backend: DbBackend, tenant: TenantId, schedule: &Postponement, now: DateTime<Utc>) -> Statement {
     let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
     let from_ms = schedule.from().timestamp_millis();
@@ -418,21 +418,24 @@ fn postpone_statement(backend: DbBackend, tenant: TenantId, schedule: &Postponem
     .sql(" AND ")
     .sql(&DELIVERY_QUEUE.waiting_sql())
     .sql(" AND NOT via_platform AND next_attempt_at_ms < ")
-    .bind(from_ms)
-    .sql(") UPDATE deliveries SET next_attempt_at_ms = ")
-    .bind(from_ms)
-    .sql(" + CASE WHEN waiting.nth + ")
-    .bind(skip)
-    .sql(" = 0 THEN 0 ELSE ")
-    .bind(ms(schedule.rest_after()))
-    .sql(" END + (waiting.nth + ")
-    .bind(skip)
-    .sql(") * ")
-    .bind(ms(schedule.spacing()))
-    .sql(", updated_at = ")
-    .bind(now)
-    .sql(" FROM waiting WHERE deliveries.id = waiting.id AND deliveries.")
-    .sql(&DELIVERY_QUEUE.waiting_sql());
+    .bind(from_ms);
+    for kind in schedule.kinds_left_alone() {
+        q.sql(" AND kind <> ").bind(kind.code());
+    }
+    q.sql(") UPDATE deliveries SET next_attempt_at_ms = ")
+        .bind(from_ms)
+        .sql(" + CASE WHEN waiting.nth + ")
+        .bind(skip)
+        .sql(" = 0 THEN 0 ELSE ")
+        .bind(ms(schedule.rest_after()))
+        .sql(" END + (waiting.nth + ")
+        .bind(skip)
+        .sql(") * ")
+        .bind(ms(schedule.spacing()))
+        .sql(", updated_at = ")
+        .bind(now)
+        .sql(" FROM waiting WHERE deliveries.id = waiting.id AND deliveries.")
+        .sql(&DELIVERY_QUEUE.waiting_sql());
     q.build()
 }
 

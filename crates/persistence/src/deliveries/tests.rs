@@ -167,7 +167,7 @@ async fn postponing_moves_a_tenants_waiting_mail_in_order(store: Arc<SqlStore>) 
         .map(|i| notification(paced, now - Duration::seconds(50 - i), None))
         .collect();
     let far = notification(paced, now + Duration::hours(5), None);
-    let others = notification(other, now - Duration::seconds(60), None);
+    let others = custom(notification(other, now - Duration::seconds(60), None));
     let mut rows = waiting.clone();
     rows.extend([far.clone(), others.clone()]);
     insert_many(&store, rows).await;
@@ -209,13 +209,20 @@ async fn postponing_moves_a_tenants_waiting_mail_in_order(store: Arc<SqlStore>) 
     );
 
     // A server backing off: one comes back to probe it, the rest a hold later, and all of
-    // them at once when the probe goes through.
-    let more = notification(other, now - Duration::seconds(30), None);
-    insert_many(&store, vec![more.clone()]).await;
+    // them at once when the probe goes through. Time-critical mail stays where it is (held
+    // one by one when claimed, never past its fallback time).
+    let more = custom(notification(other, now - Duration::seconds(30), None));
+    let urgent = notification(other, now - Duration::seconds(40), None);
+    insert_many(&store, vec![more.clone(), urgent.clone()]).await;
     let until = now + Duration::hours(1);
     let hold = std::time::Duration::from_secs(600);
     let schedule = Postponement::backing_off(until, hold);
     assert_eq!(store.postpone_waiting(other, &schedule, now).await.unwrap(), 2);
+    assert_eq!(
+        row(&store, urgent.id).await.next_attempt_at_ms,
+        urgent.next_attempt_at.timestamp_millis(),
+        "time-critical mail is not moved behind the server"
+    );
     assert_eq!(
         row(&store, others.id).await.next_attempt_at_ms,
         until.timestamp_millis(),
@@ -235,6 +242,19 @@ async fn postponing_moves_a_tenants_waiting_mail_in_order(store: Arc<SqlStore>) 
         far.next_attempt_at.timestamp_millis(),
         "another tenant's stays"
     );
+    // A pacing turn is the tenant's own choice: time-critical mail takes its turn too.
+    let turn = now + Duration::minutes(1);
+    let paced = Postponement::until_turn(turn, std::time::Duration::from_secs(5));
+    assert_eq!(store.postpone_waiting(other, &paced, now).await.unwrap(), 1);
+    assert_eq!(row(&store, urgent.id).await.next_attempt_at_ms, turn.timestamp_millis());
+}
+
+/// `d` as mail of the platform's own kind (`CUSTOM`, not time-critical).
+fn custom(d: Delivery) -> Delivery {
+    Delivery {
+        kind: NotificationKind::Custom,
+        ..d
+    }
 }
 
 /// The history horizon deletes what was handed in and done before it, with its attempts,
