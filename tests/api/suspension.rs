@@ -394,9 +394,12 @@ async fn time_critical_mail_does_not_wait_out_its_servers_back_off(backend: Back
     let handed_in = Instant::now();
     let urgent = enqueue(&app, reset(&tenant)).await["id"].as_str().unwrap().to_owned();
     let d = wait_status(&app, &urgent, "SENT", Duration::from_secs(20)).await;
+    let took = handed_in.elapsed();
+    assert!(took >= Duration::from_secs(3), "not before its fallback time");
+    // The back-off lasts at least 24 s (30 s less its jitter).
     assert!(
-        handed_in.elapsed() >= Duration::from_secs(3),
-        "not before its fallback time"
+        took < Duration::from_secs(15),
+        "at its fallback time, not at the back-off's end: {took:?}"
     );
     let attempts = app.ok(&app.operator(), ATTEMPTS, json!({ "id": d["id"] })).await["delivery"]["attempts"].clone();
     let routes: Vec<&str> = attempts

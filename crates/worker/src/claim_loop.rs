@@ -16,6 +16,7 @@ use domain::{DeliveryId, TenantId};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::claim_size::ClaimSize;
 use crate::lanes::{Admission, lane};
 use crate::postpone::{postpone_backing_off, postpone_tenant};
 use crate::recorder::{Outcomes, record_outcomes};
@@ -40,6 +41,7 @@ pub(crate) async fn run(
     let (stop_notes, notes_stop) = tokio::sync::oneshot::channel();
     let notes = tokio::spawn(crate::server_notes::write_notes(shared.clone(), notes_stop));
     let batch_size = cfg.per_claim();
+    let mut claim_size = ClaimSize::new(batch_size, shared.queue.claims_take_the_write_turn());
     let mut skipper = ClaimSkipper::default();
     tokio::pin!(shutdown);
     loop {
@@ -93,7 +95,8 @@ pub(crate) async fn run(
         }
         let exclude_list: Vec<_> = exclude.iter().copied().collect();
         let claimed_at = Instant::now();
-        let limit = room.min(2 * batch_size);
+        let limits = claim_size.limits(room);
+        let (limit, per_tenant) = (limits.rows, limits.per_tenant);
         let batch = match shared
             .queue
             .claim_fairly(
@@ -101,7 +104,7 @@ pub(crate) async fn run(
                 Utc::now(),
                 shared.lease_until(),
                 u32::try_from(limit).unwrap_or(u32::MAX),
-                u32::try_from(batch_size).unwrap_or(u32::MAX),
+                u32::try_from(per_tenant).unwrap_or(u32::MAX),
                 &exclude_list,
             )
             .await
@@ -115,17 +118,20 @@ pub(crate) async fn run(
                 }
             }
         };
+        let mut of_tenant: HashMap<TenantId, usize> = HashMap::new();
+        for d in &batch {
+            *of_tenant.entry(d.tenant_id).or_default() += 1;
+        }
+        let most = of_tenant.values().copied().max().unwrap_or(0);
         if batch.len() < limit {
             // Short, but a tenant that got its per-claim limit may have more due: nothing
             // else is due outside the excluded tenants and those.
-            let mut per_tenant: HashMap<TenantId, usize> = HashMap::new();
-            for d in &batch {
-                *per_tenant.entry(d.tenant_id).or_default() += 1;
-            }
             let mut known = exclude;
-            known.extend(per_tenant.into_iter().filter(|(_, n)| *n >= batch_size).map(|(t, _)| t));
+            known.extend(of_tenant.into_iter().filter(|(_, n)| *n >= per_tenant).map(|(t, _)| t));
             skipper.came_back_short(known, claimed_at);
         }
+        claim_size.claimed(limits, batch.len(), most);
+        shared.lanes.set_per_claim(claim_size.per_tenant());
         lock(&shared.held).extend(batch.iter().map(|d| (d.id, d.retries)));
         // A tenant seen for the first time: its route says whether it must earn its lanes
         // (its own server) or has them (the platform relay). One read of the (cached)
@@ -165,7 +171,7 @@ pub(crate) async fn run(
                     let held = postponed.entry(d.tenant_id).or_insert_with(|| {
                         let wait = shared.lanes.line_wait(now);
                         let later = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                        (Vec::new(), Postponement::backing_off(later, std::time::Duration::ZERO))
+                        (Vec::new(), Postponement::until_a_lane(later))
                     });
                     held.0.push(d);
                 }

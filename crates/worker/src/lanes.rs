@@ -8,6 +8,7 @@
 //! tenant's lanes wait in its backlog here.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -39,8 +40,9 @@ pub(crate) const RECORD_LINE_PER_LANE: usize = 16;
 #[derive(Debug)]
 pub(crate) struct Lanes {
     per_tenant: usize,
-    /// Rows a claim gives a tenant at most (the worker's batch size).
-    batch: usize,
+    /// Rows a claim gives a tenant at most: the worker's batch size, or more for a lone
+    /// busy tenant ([`crate::claim_size::ClaimSize`]).
+    per_claim: AtomicUsize,
     max_in_flight: usize,
     max_probing: usize,
     state: Mutex<LaneState>,
@@ -126,7 +128,7 @@ impl Lanes {
     pub(crate) fn new(per_tenant: usize, batch: usize, max_in_flight: usize, max_probing: usize) -> Self {
         Self {
             per_tenant,
-            batch: batch.max(1),
+            per_claim: AtomicUsize::new(batch.max(1)),
             max_in_flight,
             max_probing,
             state: Mutex::new(LaneState::default()),
@@ -159,11 +161,11 @@ impl Lanes {
         holdings
     }
 
-    /// Tenants not worth claiming for: they hold what their lanes can use (a batch
-    /// waiting beside their lanes, so the lanes never run dry while the next claim is on
-    /// its way; with a single lane, one waiting). A tenant still waiting for its first
-    /// lane (in the side budget's line) counts too: it holds what a claim gave it until a
-    /// lane is free, not its whole queue.
+    /// Tenants not worth claiming for: they hold what their lanes can use (what one
+    /// claim may give a tenant waiting beside their lanes, so the lanes never run dry
+    /// while the next claim is on its way; with a single lane, one waiting). A tenant
+    /// still waiting for its first lane (in the side budget's line) counts too: it holds
+    /// what a claim gave it until a lane is free, not its whole queue.
     pub(crate) fn saturated(&self) -> HashSet<TenantId> {
         let state = lock(&self.state);
         let tenants: HashSet<&TenantId> = state.in_flight.keys().chain(state.backlog.keys()).collect();
@@ -174,10 +176,20 @@ impl Lanes {
             .collect()
     }
 
+    /// The claim loop's limit of rows per tenant for its next claims
+    /// ([`crate::claim_size::ClaimSize`]).
+    pub(crate) fn set_per_claim(&self, rows: usize) {
+        self.per_claim.store(rows.max(1), Ordering::Relaxed);
+    }
+
     /// What a tenant holds when it holds enough (see [`Lanes::saturated`]).
     fn enough(&self, state: &LaneState, tenant: TenantId) -> usize {
         let (allowed, _) = state.standings.lanes_allowed(tenant, self.per_tenant);
-        if allowed == 1 { 2 } else { allowed + self.batch }
+        if allowed == 1 {
+            2
+        } else {
+            allowed + self.per_claim.load(Ordering::Relaxed)
+        }
     }
 
     /// Where a freshly claimed delivery goes (see [`Admission`]). Tenants of the side
@@ -359,11 +371,12 @@ impl Lanes {
         now: DateTime<Utc>,
         retry_at: DateTime<Utc>,
         probe: Option<domain::DeliveryId>,
+        falls_back: bool,
         backoff: impl Fn(u32) -> std::time::Duration,
     ) -> Unreachable {
         lock(&self.state)
             .standings
-            .unreachable(tenant, now, retry_at, probe, backoff)
+            .unreachable(tenant, now, retry_at, probe, falls_back, backoff)
     }
 
     /// See [`Standings::backing_off`].

@@ -24,6 +24,7 @@
 //! - [`metrics`]: counters for `/metrics`.
 
 mod claim_loop;
+mod claim_size;
 mod lanes;
 mod lease;
 mod line_pace;

@@ -15,10 +15,9 @@ use crate::standing::BackOff;
 
 /// Gives back `first` and the tenant's backlog on `schedule`, in that order, and moves the
 /// tenant's waiting rows after them (in the background); the worker looks for work again
-/// when the schedule starts. When the schedule is for the server (not a pacing turn),
-/// time-critical mail is held no later than its fallback time
-/// ([`DeliveryUpdate::held_back`]) and its waiting rows stay where they are
-/// ([`Postponement::moves`]).
+/// when the schedule starts. Where the schedule lets time-critical mail fall back, such
+/// mail is held no later than its fallback time ([`DeliveryUpdate::placed`]) and its
+/// waiting rows stay where they are ([`Postponement::moves`]).
 pub(crate) fn postpone_tenant(
     shared: &Arc<Shared>,
     outcomes: &Outcomes,
@@ -31,14 +30,8 @@ pub(crate) fn postpone_tenant(
     let now = Utc::now();
     let mut n = 0u32;
     for d in &held {
-        let at = schedule.at(n);
-        let update = if schedule.for_the_server() {
-            DeliveryUpdate::held_back(d, at, &shared.config.retry, now)
-        } else {
-            DeliveryUpdate::postponed(d.retries, at)
-        };
-        // Time-critical mail due sooner (its fallback time) takes no place of the schedule.
-        if update.next_attempt_at() == at {
+        let (update, placed) = DeliveryUpdate::placed(d, &schedule, n, &shared.config.retry, now);
+        if placed {
             n = n.saturating_add(1);
         } else {
             shared.wake_at.at(update.next_attempt_at());
@@ -63,8 +56,9 @@ pub(crate) fn postpone_tenant(
 /// Gives back `held`, claimed while its tenant's server backs off, and moves the tenant's
 /// waiting mail behind the back-off ([`BackOff::schedule`]). The probe itself, if it is
 /// among them (claimed before its time by another path), goes back to the back-off's end,
-/// its place. Time-critical mail is held no later than its fallback time, and claimed
-/// then goes through the platform default ([`DeliveryUpdate::held_back`]).
+/// its place. Where the back-off lets it fall back, time-critical mail is held no later
+/// than its fallback time, and claimed then goes through the platform default
+/// ([`DeliveryUpdate::placed`]).
 pub(crate) fn postpone_backing_off(
     shared: &Arc<Shared>,
     outcomes: &Outcomes,
@@ -74,7 +68,8 @@ pub(crate) fn postpone_backing_off(
 ) {
     let (probe, rest): (Vec<Delivery>, Vec<Delivery>) = held.into_iter().partition(|d| Some(d.id) == back_off.probe);
     for d in &probe {
-        let update = DeliveryUpdate::held_back(d, back_off.until, &shared.config.retry, Utc::now());
+        let (update, _) =
+            DeliveryUpdate::placed(d, &back_off.schedule(PROBE_HOLD), 0, &shared.config.retry, Utc::now());
         shared.wake_at.at(update.next_attempt_at());
         hand_over(shared, outcomes, d, update);
         shared.metrics.postponed(1);

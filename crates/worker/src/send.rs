@@ -68,7 +68,7 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
         let at = Utc::now();
         let update = DeliveryUpdate::settings_unreadable(&d, &shared.config.retry, at, at);
         shared.metrics.settings_unreadable();
-        let until = probe_after_back_off(shared, outcomes, &d, update, at, at);
+        let until = probe_after_back_off(shared, outcomes, &d, update, at, at, false);
         tracing::warn!(tenant = %tenant, delivery = %d.id, until = %until, "the tenant's saved settings cannot be read; its mail waits until they are saved again or cleared");
         return true;
     }
@@ -179,13 +179,13 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
                     resume_tenant_within(shared, tenant, shared.config.retry.max_delay);
                 } else {
                     // One probe at a time until then: never many AUTH tries at once.
-                    let until = probe_after_back_off(shared, outcomes, &d, update, at, retry_at);
+                    let until = probe_after_back_off(shared, outcomes, &d, update, at, retry_at, false);
                     tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server refused its settings; its waiting mail waits behind one try");
                 }
             }
             // The platform relay is the operator's: its trouble is everyone's, not the tenant's.
             Some(_) if is_server_wide(failure) => {
-                let until = probe_after_back_off(shared, outcomes, &d, update, at, retry_at);
+                let until = probe_after_back_off(shared, outcomes, &d, update, at, retry_at, true);
                 tracing::info!(tenant = %tenant, stage = failure.stage.code(), until = %until, "the tenant's server cannot take mail now; its waiting mail is postponed");
             }
             _ => hand_over(shared, outcomes, &d, update),
@@ -197,7 +197,8 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
 /// `d` failed on its tenant's server at `at` in a way every mail there would meet (its
 /// update due again at `retry_at`): the server backs off ([`back_off`]) and `d`, if it
 /// still waits for that server, is handed to the recorder due when the back-off ends, to
-/// probe it then (time-critical mail no later than its fallback time). The move of the tenant's other waiting mail (the first beside it, the
+/// probe it then (time-critical mail no later than its fallback time where `falls_back`:
+/// the server failed for a temporary reason, see [`Postponement::backing_off`]). The move of the tenant's other waiting mail (the first beside it, the
 /// rest behind) never moves it, whichever of the two writes reaches the database first. (Mail for
 /// the platform default in the tenant's place that met unreadable settings waits for the
 /// back-off too, but probes nothing.) Returns when the back-off ends.
@@ -208,11 +209,16 @@ fn probe_after_back_off(
     update: DeliveryUpdate,
     at: chrono::DateTime<Utc>,
     retry_at: chrono::DateTime<Utc>,
+    falls_back: bool,
 ) -> chrono::DateTime<Utc> {
     let probe = (!d.via_platform && update.waits_for_own_server()).then_some(d.id);
-    let until = back_off(shared, outcomes, d.tenant_id, at, retry_at, probe);
-    let fallback = shared.config.retry.fallback_time(d);
-    hand_over(shared, outcomes, d, update.waiting_at_least_until(until, fallback));
+    let until = back_off(shared, outcomes, d.tenant_id, at, retry_at, probe, falls_back);
+    let fallback = falls_back.then(|| shared.config.retry.fallback_time(d)).flatten();
+    let update = update.waiting_at_least_until(until, fallback);
+    if update.next_attempt_at() < until {
+        shared.wake_at.at(update.next_attempt_at());
+    }
+    hand_over(shared, outcomes, d, update);
     until
 }
 
@@ -316,7 +322,8 @@ async fn settings_failed(
 /// The tenant's server (or its settings) cannot take mail at `at`: it backs off until
 /// the later of `retry_at` and its own doubling backoff, and its waiting mail is
 /// postponed behind one probe at that time (`probe`: the failed delivery is that probe,
-/// handed to the recorder due then). Returns that time.
+/// handed to the recorder due then; `falls_back`: see [`Postponement::backing_off`]).
+/// Returns that time.
 fn back_off(
     shared: &Arc<Shared>,
     outcomes: &Outcomes,
@@ -324,12 +331,13 @@ fn back_off(
     at: chrono::DateTime<Utc>,
     retry_at: chrono::DateTime<Utc>,
     probe: Option<domain::DeliveryId>,
+    falls_back: bool,
 ) -> chrono::DateTime<Utc> {
     let policy = shared.config.retry;
     let jitter = rand::random::<f64>();
     let unreachable = shared
         .lanes
-        .unreachable(tenant, at, retry_at, probe, |n| policy.backoff(n, jitter));
+        .unreachable(tenant, at, retry_at, probe, falls_back, |n| policy.backoff(n, jitter));
     if let Some(version) = unreachable.remember {
         remember_server(shared, tenant, version, ServerLearnt::Unreachable, at);
     }
@@ -342,7 +350,7 @@ fn back_off(
         outcomes,
         tenant,
         Vec::new(),
-        Postponement::backing_off(until, PROBE_HOLD),
+        Postponement::backing_off(until, PROBE_HOLD, falls_back),
     );
     until
 }

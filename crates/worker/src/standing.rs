@@ -101,8 +101,13 @@ pub(crate) struct BackOff {
     pub(crate) until: DateTime<Utc>,
     /// The delivery that probes the server then: the one whose failure started the
     /// back-off, handed to the recorder due at `until` (the last failure's, if several
-    /// lanes failed). None: the first mail moved to `until` probes it.
+    /// lanes failed; time-critical mail at its fallback time if that comes first). None:
+    /// the first mail moved to `until` probes it.
     pub(crate) probe: Option<DeliveryId>,
+    /// The last failure was the server's, for a temporary reason (not its settings):
+    /// time-critical mail does not wait past its fallback time
+    /// ([`Postponement::falls_back`]).
+    pub(crate) falls_back: bool,
 }
 
 impl BackOff {
@@ -112,7 +117,7 @@ impl BackOff {
     /// the rest `hold` later (or as soon as a probe goes through). One lane takes what is
     /// due at `until` one after the other.
     pub(crate) fn schedule(self, hold: Duration) -> Postponement {
-        Postponement::backing_off(self.until, hold)
+        Postponement::backing_off(self.until, hold, self.falls_back)
     }
 }
 
@@ -219,13 +224,15 @@ impl Standings {
     /// which the failed delivery is due again at `retry_at`): unproven, backing off until
     /// the later of `retry_at` and a backoff that doubles with each failure in a row
     /// (`backoff(n)`). `probe`: the failed delivery, due again at that time to probe the
-    /// server (see [`BackOff`]). Returns that time, and what to correct on record.
+    /// server (see [`BackOff`]); `falls_back`: see [`BackOff::falls_back`]. Returns that
+    /// time, and what to correct on record.
     pub(crate) fn unreachable(
         &mut self,
         tenant: TenantId,
         now: DateTime<Utc>,
         retry_at: DateTime<Utc>,
         probe: Option<DeliveryId>,
+        falls_back: bool,
         backoff: impl Fn(u32) -> Duration,
     ) -> Unreachable {
         self.make_room();
@@ -239,7 +246,11 @@ impl Standings {
         s.proven = false;
         s.on_record = false;
         s.failures = s.failures.saturating_add(1);
-        s.backing_off = Some(BackOff { until, probe });
+        s.backing_off = Some(BackOff {
+            until,
+            probe,
+            falls_back,
+        });
         s.holding = true;
         Unreachable { until, remember }
     }
@@ -284,7 +295,7 @@ mod tests {
         let now = Utc::now();
         let backoff = |n: u32| Duration::from_secs(30 * 2u64.pow(n));
         let probe = DeliveryId::generate();
-        let first = s.unreachable(t, now, now, Some(probe), backoff);
+        let first = s.unreachable(t, now, now, Some(probe), true, backoff);
         assert_eq!(first.remember, Some(1), "on record as proven: remember it failed");
         let first = first.until;
         assert_eq!(first, now + chrono::Duration::seconds(30));
@@ -293,7 +304,8 @@ mod tests {
             s.backing_off(t, now),
             Some(BackOff {
                 until: first,
-                probe: Some(probe)
+                probe: Some(probe),
+                falls_back: true,
             })
         );
         let same_millisecond = first
@@ -306,7 +318,7 @@ mod tests {
         );
         assert_eq!(s.backing_off(t, first), None, "over at its time");
         let later = now + chrono::Duration::hours(2);
-        let second = s.unreachable(t, now, later, None, backoff);
+        let second = s.unreachable(t, now, later, None, true, backoff);
         assert_eq!(second.remember, None, "once");
         let second = second.until;
         assert_eq!(second, later, "the failed delivery's own retry is later");
@@ -315,7 +327,7 @@ mod tests {
             Some(None),
             "the last failure says whether its delivery probes"
         );
-        let third = s.unreachable(t, later, later, Some(probe), backoff).until;
+        let third = s.unreachable(t, later, later, Some(probe), true, backoff).until;
         assert_eq!(
             third,
             later + chrono::Duration::seconds(120),
@@ -335,14 +347,14 @@ mod tests {
             (1, Budget::Main),
             "proven again (and still paced)"
         );
-        s.unreachable(t, now, now, Some(probe), backoff);
+        s.unreachable(t, now, now, Some(probe), true, backoff);
         s.observe(t, Route::Own(2), false, false);
         assert_eq!(s.backing_off(t, now), None, "new settings start over");
         assert!(
             s.accepted(t).recovered,
             "mail held for the old settings comes back with the new ones"
         );
-        s.unreachable(t, now, now, Some(probe), backoff);
+        s.unreachable(t, now, now, Some(probe), true, backoff);
         s.observe(t, Route::Platform, false, false);
         assert_eq!(
             s.lanes_allowed(t, 4),
@@ -365,7 +377,12 @@ mod tests {
         let t = Utc::now();
         let hold = Duration::from_secs(180);
         for probe in [Some(DeliveryId::generate()), None] {
-            let schedule = BackOff { until: t, probe }.schedule(hold);
+            let schedule = BackOff {
+                until: t,
+                probe,
+                falls_back: true,
+            }
+            .schedule(hold);
             assert_eq!(
                 (schedule.at(0), schedule.at(1), schedule.at(7)),
                 (
@@ -404,7 +421,7 @@ mod tests {
         let u = TenantId::generate();
         s.observe(u, Route::Own(1), false, true);
         let now = Utc::now();
-        let failed = s.unreachable(u, now, now, None, |_| Duration::from_secs(30));
+        let failed = s.unreachable(u, now, now, None, true, |_| Duration::from_secs(30));
         assert_eq!(failed.remember, Some(1));
         assert_eq!(s.lanes_allowed(u, 4), (1, Budget::Side));
         // The platform relay is never on record.

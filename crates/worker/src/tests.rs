@@ -886,58 +886,138 @@ async fn mail_for_the_platform_in_a_tenants_place_does_not_wait_for_its_backing_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_critical_mail_behind_a_backing_off_server_goes_through_the_platform_at_its_fallback_time() {
     // A black-holed tenant's server backs off for about half a minute after its first
-    // failure, and the rest of its mail is held three minutes behind the probe. Its
-    // password resets do not wait that long: the two claimed with the probe (held in
-    // this worker when it fails) and one due during the back-off (a row in the queue)
-    // go through the platform default at their fallback time, one second after they
-    // were handed in. The newsletters keep waiting for the tenant's server.
-    let hole = TenantId::generate();
+    // failure (the retry policy's 30 s base), and the rest of its mail is held three
+    // minutes behind the probe. Its password resets do not wait that long: the two
+    // claimed with the probe (held in this worker when it fails) and one due during the
+    // back-off (a row in the queue) go through the platform default at their fallback
+    // time, one second after they were handed in. Its newsletters keep waiting for its
+    // server. A tenant whose server refuses its settings (AUTH) backs off too, but that
+    // is no temporary failure: its password resets wait for the settings to be repaired
+    // or suspended, as the platform default would not fix them.
+    let (hole, refusing) = (TenantId::generate(), TenantId::generate());
     let queue = Arc::new(MemoryDeliveries::default());
     let mut newsletters = Vec::new();
-    for _ in 0..3 {
+    for t in [hole, refusing] {
+        let mut d = delivery(t);
+        d.next_attempt_at = Utc::now() - chrono::Duration::seconds(2);
+        if t == hole {
+            newsletters.push(d.id);
+        }
+        queue.add(d);
+    }
+    for _ in 0..2 {
         let mut d = delivery(hole);
         d.next_attempt_at = Utc::now() - chrono::Duration::seconds(2);
         newsletters.push(d.id);
         queue.add(d);
     }
     let handed_in = Utc::now();
-    let reset = |due: chrono::DateTime<Utc>| Delivery {
+    let reset = |tenant, due: chrono::DateTime<Utc>| Delivery {
         kind: NotificationKind::PasswordReset,
         created_at: handed_in,
         next_attempt_at: due,
-        ..delivery(hole)
+        ..delivery(tenant)
     };
     let mut urgent = Vec::new();
     for due in [handed_in, handed_in, handed_in + chrono::Duration::milliseconds(300)] {
-        let d = reset(due);
+        let d = reset(hole, due);
         urgent.push(d.id);
         queue.add(d);
     }
-    let mailer = mailer([(hole, Server::BlackHole(Duration::from_millis(100)))]);
+    let waiting = reset(refusing, handed_in);
+    let waiting_id = waiting.id;
+    queue.add(waiting);
+    let refused = SendFailure {
+        smtp_code: Some(535),
+        enhanced_code: Some("5.7.8".into()),
+        server_message: Some("authentication failed".into()),
+        sender: Some(SenderUsed {
+            address: EmailAddress::parse("info@example.com").unwrap(),
+            name: None,
+            source: SenderSource::Custom,
+        }),
+        ..SendFailure::new(SendStage::Auth, FailureKind::Rejected)
+    };
+    let mailer = mailer([
+        (hole, Server::BlackHole(Duration::from_millis(100))),
+        (refusing, Server::Fails(refused)),
+    ]);
     let mut cfg = config(4, 8, 8);
     cfg.retry.fallback_after = Some(Duration::from_secs(1));
-    let worker = start(cfg, queue.clone(), tenants(&[], &[(hole, 0)]), mailer.clone());
+    cfg.suspend_after_failures = 100;
+    let worker = start(
+        cfg,
+        queue.clone(),
+        tenants(&[], &[(hole, 0), (refusing, 0)]),
+        mailer.clone(),
+    );
     let row = |id| queue.rows().into_iter().find(|r| r.delivery.id == id).unwrap().delivery;
     until("the password resets are sent", || {
         urgent.iter().all(|id| row(*id).status == DeliveryStatus::Sent)
     })
     .await;
+    // The refusing tenant's reset is past its fallback time too by now.
+    tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(1)).await;
     worker.stop().await;
+    let fallback = handed_in + chrono::Duration::seconds(1);
     for id in &urgent {
         let d = row(*id);
         assert!(d.via_platform, "through the platform default");
+        let sent = d.sent_at.unwrap();
+        assert!(sent >= fallback, "not before its fallback time");
+        // The back-off lasts at least 24 s (30 s less its jitter).
         assert!(
-            d.sent_at.unwrap() >= handed_in + chrono::Duration::seconds(1),
-            "not before its fallback time"
+            sent < fallback + chrono::Duration::seconds(10),
+            "at its fallback time, not at the back-off's end: {}",
+            sent - fallback
         );
     }
     assert_eq!(mailer.started(hole), 1, "one probe of the black hole, nothing more");
+    let back_off_ends = handed_in + chrono::Duration::seconds(20);
     for id in &newsletters {
-        assert_ne!(
-            row(*id).status,
-            DeliveryStatus::Sent,
-            "newsletters wait for their server"
+        let d = row(*id);
+        assert!(
+            !d.via_platform && d.status != DeliveryStatus::Sent,
+            "waits for its server"
         );
+        assert!(d.next_attempt_at > back_off_ends, "held behind the back-off");
+    }
+    let d = row(waiting_id);
+    assert!(
+        !d.via_platform && d.status != DeliveryStatus::Sent,
+        "refused settings are not waited out on the platform"
+    );
+    assert!(d.next_attempt_at > back_off_ends);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_busy_tenant_gets_larger_claims_only_where_claims_take_the_write_turn() {
+    // One proven tenant with 600 mails, batches of 8: where each claim takes the store's
+    // one write turn (SQLite) its claims grow past a batch once it is all there is to
+    // claim, and never take more than the claim leaves a batch beside; elsewhere
+    // (PostgreSQL) every claim gives it a batch at most.
+    for in_the_turn in [true, false] {
+        let t = TenantId::generate();
+        let queue = Arc::new(if in_the_turn {
+            MemoryDeliveries::claiming_in_the_write_turn()
+        } else {
+            MemoryDeliveries::default()
+        });
+        for _ in 0..600 {
+            queue.add(delivery(t));
+        }
+        let mailer = mailer([(t, Server::Accepts)]);
+        let worker = start(config(4, 16, 8), queue.clone(), tenants(&[t], &[]), mailer.clone());
+        until("all 600 sent", || queue.count(t, DeliveryStatus::Sent) == 600).await;
+        worker.stop().await;
+        let sizes = queue.claim_sizes();
+        let largest = sizes.iter().copied().max().unwrap();
+        if in_the_turn {
+            assert!(largest > 8, "grew: {sizes:?}");
+            assert!(largest <= 16, "a batch of the room stays free for others: {sizes:?}");
+        } else {
+            assert_eq!(largest, 8, "{sizes:?}");
+        }
     }
 }
 

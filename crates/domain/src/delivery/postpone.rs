@@ -11,8 +11,8 @@
 //!   claim; when the probe goes through, the rest is brought back at once.
 //!
 //! Nothing is attempted, nothing recorded, no retry used. Time-critical mail is the one
-//! exception to moving in order behind a server that cannot take mail: it never waits
-//! there past its fallback time (see [`Postponement::moves`]).
+//! exception to moving in order behind a server that failed for a temporary reason: it
+//! never waits there past its fallback time (see [`Postponement::moves`]).
 
 use std::time::Duration;
 
@@ -28,8 +28,9 @@ pub struct Postponement {
     spacing: Duration,
     rest_after: Duration,
     skip: u32,
-    /// The tenant's server cannot take mail until then (as opposed to a pacing turn).
-    for_the_server: bool,
+    /// Time-critical mail does not wait past its fallback time (the tenant's server
+    /// failed for a temporary reason).
+    falls_back: bool,
 }
 
 fn later(at: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
@@ -44,36 +45,45 @@ impl Postponement {
             spacing: interval,
             rest_after: Duration::ZERO,
             skip: 0,
-            for_the_server: false,
+            falls_back: false,
         }
     }
 
+    /// No lane is free for the tenant until `at` (its turn in the line of tenants whose
+    /// servers are not yet proven): all its mail then. Its server has not failed, so
+    /// time-critical mail waits like the rest.
+    pub fn until_a_lane(at: DateTime<Utc>) -> Self {
+        Self::until_turn(at, Duration::ZERO)
+    }
+
     /// The tenant's server is backing off until `until`: one mail then to probe it, the
-    /// rest `hold` later (or as soon as the probe goes through).
-    pub fn backing_off(until: DateTime<Utc>, hold: Duration) -> Self {
+    /// rest `hold` later (or as soon as the probe goes through). `falls_back`: it failed
+    /// for a temporary reason (it could not be reached, or asked to slow down), so
+    /// time-critical mail does not wait past its fallback time; false when its settings
+    /// are what failed (refused, or unreadable), which the platform default waits out too.
+    pub fn backing_off(until: DateTime<Utc>, hold: Duration, falls_back: bool) -> Self {
         Self {
             from: until,
             spacing: Duration::ZERO,
             rest_after: hold,
             skip: 0,
-            for_the_server: true,
+            falls_back,
         }
     }
 
-    /// Whether the tenant's server cannot take mail until the schedule starts (it backs
-    /// off, or no lane is free for it), rather than the tenant's pacing turn not having
-    /// come: time-critical mail then does not wait past its fallback time.
-    pub fn for_the_server(&self) -> bool {
-        self.for_the_server
+    /// Whether time-critical mail on this schedule is held no later than its fallback
+    /// time ([`super::DeliveryUpdate::placed`]).
+    pub fn falls_back(&self) -> bool {
+        self.falls_back
     }
 
     /// Whether a waiting delivery of `kind` moves onto the schedule with the tenant's
-    /// other mail. Time-critical mail does not move behind a server that cannot take mail:
-    /// it stays where it is, and when it is claimed it is given back due no later than its
-    /// fallback time, from which it goes through the platform default
-    /// ([`super::DeliveryUpdate::held_back`]).
+    /// other mail. Time-critical mail does not move behind a server that failed for a
+    /// temporary reason: it stays where it is, and when it is claimed it is given back due
+    /// no later than its fallback time, from which it goes through the platform default
+    /// ([`super::DeliveryUpdate::placed`]).
     pub fn moves(&self, kind: NotificationKind) -> bool {
-        !(self.for_the_server && kind.is_time_critical())
+        !(self.falls_back && kind.is_time_critical())
     }
 
     /// The kinds that stay where they are ([`Self::moves`]).
@@ -136,24 +146,33 @@ mod tests {
     #[test]
     fn a_backing_off_queue_sends_one_probe_first() {
         let t = Utc::now();
-        let b = Postponement::backing_off(t, Duration::from_secs(60));
+        let b = Postponement::backing_off(t, Duration::from_secs(60), true);
         let hold = t + chrono::Duration::seconds(60);
         assert_eq!((b.at(0), b.at(1), b.at(500)), (t, hold, hold));
         assert_eq!(b.after(1).at(0), hold, "the probe's place is taken");
     }
 
     #[test]
-    fn time_critical_mail_moves_with_a_pacing_turn_but_not_behind_a_server() {
+    fn time_critical_mail_moves_with_a_pacing_turn_but_not_behind_a_failed_server() {
         let t = Utc::now();
-        let paced = Postponement::until_turn(t, Duration::from_secs(60));
-        let down = Postponement::backing_off(t, Duration::from_secs(60));
-        assert!(NotificationKind::ALL.iter().all(|k| paced.moves(*k)));
-        assert_eq!(paced.kinds_left_alone().count(), 0);
+        let hold = Duration::from_secs(60);
+        let down = Postponement::backing_off(t, hold, true);
         assert!(down.moves(NotificationKind::Custom));
         assert_eq!(
             down.kinds_left_alone().collect::<Vec<_>>(),
             vec![NotificationKind::RegistrationCompleted, NotificationKind::PasswordReset]
         );
-        assert!(down.after(3).for_the_server() && !paced.after(3).for_the_server());
+        assert!(down.after(3).falls_back());
+        for waits in [
+            Postponement::until_turn(t, hold),
+            Postponement::until_a_lane(t),
+            Postponement::backing_off(t, hold, false),
+        ] {
+            assert!(NotificationKind::ALL.iter().all(|k| waits.moves(*k)));
+            assert_eq!(waits.kinds_left_alone().count(), 0);
+            assert!(!waits.falls_back());
+        }
+        let lane = Postponement::until_a_lane(t);
+        assert_eq!((lane.at(0), lane.at(9)), (t, t));
     }
 }

@@ -107,17 +107,11 @@ impl RetryPolicy {
         Some(d.created_at + chrono::Duration::from_std(self.fallback_after?).ok()?)
     }
 
-    /// When a time-critical delivery created at `created_at` that would be tried again at
-    /// `next` on the tenant's own server should go through the platform default instead:
-    /// at its fallback time, if `next` is not earlier (never before `now`).
-    pub fn fallback_at(
-        &self,
-        created_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        next: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
-        let after = chrono::Duration::from_std(self.fallback_after?).ok()?;
-        let due = created_at + after;
+    /// When `d`, which would be tried again at `next` on the tenant's own server, should
+    /// go through the platform default instead: at its fallback time
+    /// ([`Self::fallback_time`]), if `next` is not earlier (never before `now`).
+    pub fn fallback_at(&self, d: &super::Delivery, now: DateTime<Utc>, next: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let due = self.fallback_time(d)?;
         (next >= due).then(|| due.max(now))
     }
 

@@ -6,7 +6,9 @@
 use chrono::{DateTime, Utc};
 
 use super::retry::{FailureDecision, RetryPolicy, is_rate_limit};
-use super::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, FailureReason, MAX_CLAIMS_WITHOUT_OUTCOME};
+use super::{
+    Attempt, AttemptOutcome, Delivery, DeliveryStatus, FailureReason, MAX_CLAIMS_WITHOUT_OUTCOME, Postponement,
+};
 use crate::mail::{SendFailure, SendReceipt, SendStage, is_configuration_failure};
 use crate::sender::SenderSource;
 
@@ -154,9 +156,7 @@ impl DeliveryUpdate {
         if own_server
             && temporary
             && status == DeliveryStatus::Retrying
-            && !delivery.via_platform
-            && delivery.kind.is_time_critical()
-            && let Some(fallback) = policy.fallback_at(delivery.created_at, at, next)
+            && let Some(fallback) = policy.fallback_at(delivery, at, next)
         {
             next = fallback;
             via_platform = Some(true);
@@ -335,19 +335,34 @@ impl DeliveryUpdate {
         }
     }
 
-    /// `d`, claimed while its tenant's server cannot take mail (it backs off, or no lane
-    /// is free for it), given back unattempted due at `until` — except that time-critical
-    /// mail ([`RetryPolicy::fallback_time`]) is not held past its fallback time: it is due
-    /// then instead, and one claimed at or after it goes through the platform default at
-    /// once. Nothing recorded, no retry used.
-    pub fn held_back(d: &Delivery, until: DateTime<Utc>, policy: &RetryPolicy, now: DateTime<Utc>) -> Self {
-        match policy.fallback_time(d) {
-            Some(fallback) if fallback <= now => Self {
-                via_platform: Some(true),
-                ..Self::postponed(d.retries, now)
-            },
-            Some(fallback) if fallback < until => Self::postponed(d.retries, fallback),
-            _ => Self::postponed(d.retries, until),
+    /// `d`, claimed while its tenant's mail waits, given back unattempted at place `n` of
+    /// `schedule`: due then ([`Self::postponed`]). Where the schedule lets time-critical
+    /// mail fall back ([`Postponement::falls_back`]: its server failed for a temporary
+    /// reason), such mail ([`RetryPolicy::fallback_time`]) is held no later than its
+    /// fallback time instead, and one claimed at or after it goes through the platform
+    /// default at once. Returns the update and whether it took place `n` (the next
+    /// delivery takes `n + 1`) rather than its fallback time.
+    pub fn placed(
+        d: &Delivery,
+        schedule: &Postponement,
+        n: u32,
+        policy: &RetryPolicy,
+        now: DateTime<Utc>,
+    ) -> (Self, bool) {
+        let at = schedule.at(n);
+        let fallback = schedule.falls_back().then(|| policy.fallback_time(d)).flatten();
+        match fallback {
+            // Due times are kept in milliseconds: one claimed in the millisecond of its
+            // fallback time is there.
+            Some(f) if f.timestamp_millis() <= now.timestamp_millis() => (
+                Self {
+                    via_platform: Some(true),
+                    ..Self::postponed(d.retries, now)
+                },
+                false,
+            ),
+            Some(f) if f < at => (Self::postponed(d.retries, f), false),
+            _ => (Self::postponed(d.retries, at), true),
         }
     }
 
@@ -380,9 +395,10 @@ impl DeliveryUpdate {
     /// ([`Self::waits_for_own_server`]) is tried no sooner than `at`: the server backs off
     /// until then, and this delivery is the one that probes it then (the move of the
     /// tenant's other waiting mail, [`crate::delivery::Postponement::backing_off`], leaves
-    /// a delivery due then where it is) — but no later than `fallback` (the delivery's
-    /// [`RetryPolicy::fallback_time`], if any): claimed then while the server still backs
-    /// off, it goes through the platform default ([`Self::held_back`]).
+    /// a delivery due then where it is). With `fallback` (the delivery's
+    /// [`RetryPolicy::fallback_time`], where the back-off lets it fall back), `at` is
+    /// taken no later than that: claimed then while the server still backs off, it goes
+    /// through the platform default ([`Self::placed`]). Never earlier than it was due.
     /// Any other update is unchanged.
     #[must_use]
     pub fn waiting_at_least_until(mut self, at: DateTime<Utc>, fallback: Option<DateTime<Utc>>) -> Self {
@@ -823,30 +839,40 @@ mod tests {
         let created = Utc::now();
         let fallback = created + chrono::Duration::seconds(900);
         let until = created + chrono::Duration::hours(1);
+        let hold = std::time::Duration::from_secs(180);
+        let down = Postponement::backing_off(until, hold, true);
         let mut urgent = delivery(DeliveryStatus::Sending, 1, created);
         urgent.kind = NotificationKind::PasswordReset;
         assert_eq!(policy.fallback_time(&urgent), Some(fallback));
         // Claimed early in the back-off: due at its fallback time, still for its server
-        // (which may come back before then and take it).
-        let early = DeliveryUpdate::held_back(&urgent, until, &policy, created);
-        assert_eq!(early.next_attempt_at(), fallback);
+        // (which may come back before then and take it), and it takes no place.
+        let (early, placed) = DeliveryUpdate::placed(&urgent, &down, 0, &policy, created);
+        assert_eq!((early.next_attempt_at(), placed), (fallback, false));
         assert_eq!(early.via_platform(), None);
         assert_eq!(early.retries(), Some(1), "no retry used");
         assert!(early.attempt().is_none(), "nothing recorded");
         // A back-off that ends before the fallback time holds it as any other mail.
         let short = created + chrono::Duration::seconds(60);
+        let brief = Postponement::backing_off(short, hold, true);
         assert_eq!(
-            DeliveryUpdate::held_back(&urgent, short, &policy, created),
-            DeliveryUpdate::postponed(1, short)
+            DeliveryUpdate::placed(&urgent, &brief, 0, &policy, created),
+            (DeliveryUpdate::postponed(1, short), true)
         );
-        // Claimed at or after its fallback time while the server still backs off: through
-        // the platform default, at once.
+        // Claimed at or after its fallback time (in its millisecond too) while the server
+        // still backs off: through the platform default, at once.
+        let its_millisecond = DateTime::from_timestamp_millis(fallback.timestamp_millis()).unwrap();
+        for late in [its_millisecond, fallback, fallback + chrono::Duration::seconds(5)] {
+            let (now, placed) = DeliveryUpdate::placed(&urgent, &down, 3, &policy, late);
+            assert_eq!(
+                (now.next_attempt_at(), now.via_platform(), placed),
+                (late, Some(true), false)
+            );
+            assert_eq!(now.status(), DeliveryStatus::Retrying);
+        }
         let late = fallback + chrono::Duration::seconds(5);
-        let now = DeliveryUpdate::held_back(&urgent, until, &policy, late);
-        assert_eq!((now.next_attempt_at(), now.via_platform()), (late, Some(true)));
-        assert_eq!(now.status(), DeliveryStatus::Retrying);
-        // Other mail, mail already going through the platform, and a policy without a
-        // fallback wait the whole back-off.
+        // Other mail, mail already going through the platform, a policy without a
+        // fallback, and schedules that do not fall back (a pacing turn, a lane in the
+        // line, settings that failed) hold it at its place.
         let mut custom = urgent.clone();
         custom.kind = NotificationKind::Custom;
         let mut via = urgent.clone();
@@ -858,8 +884,18 @@ mod tests {
         for (d, policy) in [(&custom, &policy), (&via, &policy), (&urgent, &never)] {
             assert_eq!(policy.fallback_time(d), None);
             assert_eq!(
-                DeliveryUpdate::held_back(d, until, policy, late),
-                DeliveryUpdate::postponed(1, until)
+                DeliveryUpdate::placed(d, &down, 1, policy, late),
+                (DeliveryUpdate::postponed(1, down.at(1)), true)
+            );
+        }
+        for waits in [
+            Postponement::until_turn(until, hold),
+            Postponement::until_a_lane(until),
+            Postponement::backing_off(until, hold, false),
+        ] {
+            assert_eq!(
+                DeliveryUpdate::placed(&urgent, &waits, 2, &policy, late),
+                (DeliveryUpdate::postponed(1, waits.at(2)), true)
             );
         }
         // The delivery whose failure started the back-off probes the server at its end,

@@ -45,6 +45,10 @@ pub struct MemoryDeliveries {
     /// now and at most so far.
     finishes_at_once: usize,
     finishing: Mutex<(usize, usize)>,
+    /// What `claims_take_the_write_turn` says (false unless set).
+    claims_take_the_write_turn: bool,
+    /// Each claim's rows, in order.
+    claimed: Mutex<Vec<usize>>,
 }
 
 impl Default for MemoryDeliveries {
@@ -58,6 +62,8 @@ impl Default for MemoryDeliveries {
             moves: Mutex::default(),
             finishes_at_once: 1,
             finishing: Mutex::default(),
+            claims_take_the_write_turn: false,
+            claimed: Mutex::default(),
         }
     }
 }
@@ -100,6 +106,20 @@ impl MemoryDeliveries {
     /// Lets the held `postpone_waiting` calls (and the later ones) through.
     pub fn open_moves(&self) {
         self.moves_open.send_replace(true);
+    }
+
+    /// How many rows each claim that found some got, in order.
+    pub fn claim_sizes(&self) -> Vec<usize> {
+        lock(&self.claimed).clone()
+    }
+
+    /// A queue whose claims take the one write turn (like SQLite's), with nothing stored
+    /// yet.
+    pub fn claiming_in_the_write_turn() -> Self {
+        Self {
+            claims_take_the_write_turn: true,
+            ..Self::default()
+        }
     }
 
     /// A queue that says `n` finishing writes are worth running at once (like
@@ -201,7 +221,7 @@ impl DeliveryQueue for MemoryDeliveries {
             .collect();
         due.sort_by_key(|r| (r.delivery.next_attempt_at, r.delivery.id));
         let mut per: HashMap<TenantId, u32> = HashMap::new();
-        Ok(due
+        let claimed: Vec<Delivery> = due
             .into_iter()
             .filter(|r| {
                 let n = per.entry(r.delivery.tenant_id).or_insert(0);
@@ -216,7 +236,11 @@ impl DeliveryQueue for MemoryDeliveries {
                 r.lease_until = Some(lease_until);
                 r.delivery.clone()
             })
-            .collect())
+            .collect();
+        if !claimed.is_empty() {
+            lock(&self.claimed).push(claimed.len());
+        }
+        Ok(claimed)
     }
 
     async fn postpone_waiting(
@@ -273,6 +297,10 @@ impl DeliveryQueue for MemoryDeliveries {
             renewed += 1;
         }
         Ok(renewed)
+    }
+
+    fn claims_take_the_write_turn(&self) -> bool {
+        self.claims_take_the_write_turn
     }
 
     fn finishes_at_once(&self) -> usize {

@@ -81,6 +81,13 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         1
     }
 
+    /// Whether each claim takes the store's one write turn, which the recorder's writes
+    /// then wait behind (SQLite): a lone busy tenant is better served by fewer, larger
+    /// claims. False where claims and writes of other rows run side by side (PostgreSQL).
+    fn claims_take_the_write_turn(&self) -> bool {
+        false
+    }
+
     /// Moves the tenant's deliveries that wait (`QUEUED` or `RETRYING`) and would be due
     /// before `schedule.from()` onto the schedule, oldest first (see
     /// [`Postponement`]); deliveries that are sending, mail `via_platform` (which does

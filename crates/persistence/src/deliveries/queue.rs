@@ -100,6 +100,10 @@ impl DeliveryQueue for SqlStore {
     /// One on SQLite (its writes take turns); two on PostgreSQL, whose writes of different
     /// rows run side by side: the recorder's next batch is written while the last one
     /// commits, instead of one writer bounding the worker's rate.
+    fn claims_take_the_write_turn(&self) -> bool {
+        self.queue_writes_take_turns()
+    }
+
     fn finishes_at_once(&self) -> usize {
         if self.queue_writes_take_turns() {
             1

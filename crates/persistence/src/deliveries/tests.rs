@@ -213,16 +213,22 @@ async fn postponing_moves_a_tenants_waiting_mail_in_order(store: Arc<SqlStore>) 
     // one by one when claimed, never past its fallback time).
     let more = custom(notification(other, now - Duration::seconds(30), None));
     let urgent = notification(other, now - Duration::seconds(40), None);
-    insert_many(&store, vec![more.clone(), urgent.clone()]).await;
+    let welcome = Delivery {
+        kind: NotificationKind::RegistrationCompleted,
+        ..notification(other, now - Duration::seconds(20), None)
+    };
+    insert_many(&store, vec![more.clone(), urgent.clone(), welcome.clone()]).await;
     let until = now + Duration::hours(1);
     let hold = std::time::Duration::from_secs(600);
-    let schedule = Postponement::backing_off(until, hold);
+    let schedule = Postponement::backing_off(until, hold, true);
     assert_eq!(store.postpone_waiting(other, &schedule, now).await.unwrap(), 2);
-    assert_eq!(
-        row(&store, urgent.id).await.next_attempt_at_ms,
-        urgent.next_attempt_at.timestamp_millis(),
-        "time-critical mail is not moved behind the server"
-    );
+    for d in [&urgent, &welcome] {
+        assert_eq!(
+            row(&store, d.id).await.next_attempt_at_ms,
+            d.next_attempt_at.timestamp_millis(),
+            "time-critical mail is not moved behind the server"
+        );
+    }
     assert_eq!(
         row(&store, others.id).await.next_attempt_at_ms,
         until.timestamp_millis(),
@@ -245,8 +251,12 @@ async fn postponing_moves_a_tenants_waiting_mail_in_order(store: Arc<SqlStore>) 
     // A pacing turn is the tenant's own choice: time-critical mail takes its turn too.
     let turn = now + Duration::minutes(1);
     let paced = Postponement::until_turn(turn, std::time::Duration::from_secs(5));
-    assert_eq!(store.postpone_waiting(other, &paced, now).await.unwrap(), 1);
+    assert_eq!(store.postpone_waiting(other, &paced, now).await.unwrap(), 2);
     assert_eq!(row(&store, urgent.id).await.next_attempt_at_ms, turn.timestamp_millis());
+    assert_eq!(
+        row(&store, welcome.id).await.next_attempt_at_ms,
+        (turn + Duration::seconds(5)).timestamp_millis()
+    );
 }
 
 /// `d` as mail of the platform's own kind (`CUSTOM`, not time-critical).
