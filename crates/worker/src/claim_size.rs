@@ -3,13 +3,15 @@
 //! A claim hands one tenant at most a batch, so one tenant's queue cannot fill a claim
 //! while others wait. Where every claim takes the store's one write turn (SQLite), a
 //! lone busy tenant then pays a turn per batch that the recorder's writes wait behind.
-//! When a claim came back short with a tenant at its limit, that tenant was all there
-//! was to claim (everything else due was taken): the next claims may take a batch more
-//! of one tenant, up to [`GROWTH`] batches, and always ask for a batch beyond that for
-//! anyone else. Once a claim is full (others have mail due again) or no tenant reaches
-//! the limit (its queue ran low), the limit is a batch again. Where claims and writes
-//! run side by side (PostgreSQL) the limit stays a batch: a larger claim only locks
-//! more candidate rows there.
+//! When a claim came back short with a tenant at its limit, little else was due beside
+//! that tenant (outside the tenants left out because they hold enough; a tenant whose
+//! rows lay beyond the claim's window of candidates is in the next claim): the next
+//! claims may take a batch more of one tenant, up to [`GROWTH`] batches, and always ask
+//! for a batch beyond that for anyone else. Once a claim is full (others have mail due
+//! again) the limit is a batch again; a claim that is short for another reason (the
+//! busy tenant left out while it holds enough, or its queue running low) changes
+//! nothing. Where claims and writes run side by side (PostgreSQL) the limit stays a
+//! batch: a larger claim only locks more candidate rows there.
 
 /// A tenant's limit grows up to this many batches.
 pub(crate) const GROWTH: usize = 3;
@@ -54,12 +56,11 @@ impl ClaimSize {
 
     /// A claim made with `limits` got `got` rows, at most `most` of one tenant.
     pub(crate) fn claimed(&mut self, limits: Limits, got: usize, most: usize) {
-        let alone = got < limits.rows && most >= limits.per_tenant;
-        self.per_tenant = if self.grows && alone {
-            (self.per_tenant + self.batch).min(GROWTH * self.batch)
-        } else {
-            self.batch
-        };
+        if !self.grows || got >= limits.rows {
+            self.per_tenant = self.batch;
+        } else if most >= limits.per_tenant {
+            self.per_tenant = (self.per_tenant + self.batch).min(GROWTH * self.batch);
+        }
     }
 }
 
@@ -92,14 +93,16 @@ mod tests {
         assert_eq!(size.limits(88), limits(88, 56));
         assert_eq!(size.limits(40), limits(40, 32));
         assert_eq!(size.limits(20), limits(20, 20));
+        // Short for another reason (the tenant left out while it holds enough, or its
+        // queue running low): as it was.
+        size.claimed(limits(88, 56), 0, 0);
+        size.claimed(limits(88, 56), 10, 4);
+        assert_eq!(size.per_tenant(), 96);
         // A full claim: others may be waiting behind it.
         size.claimed(limits(88, 56), 88, 56);
         assert_eq!(size.per_tenant(), 32);
-        // Short, with no tenant at its limit: its queue ran low.
-        size.claimed(limits(64, 32), 32, 32);
-        assert_eq!(size.per_tenant(), 64);
-        size.claimed(limits(96, 64), 10, 10);
-        assert_eq!(size.per_tenant(), 32);
+        size.claimed(limits(64, 32), 20, 20);
+        assert_eq!(size.per_tenant(), 32, "no tenant at its limit: as it was");
     }
 
     #[test]

@@ -97,13 +97,14 @@ impl DeliveryQueue for SqlStore {
         Ok(claimed)
     }
 
-    /// One on SQLite (its writes take turns); two on PostgreSQL, whose writes of different
-    /// rows run side by side: the recorder's next batch is written while the last one
-    /// commits, instead of one writer bounding the worker's rate.
+    /// On SQLite: a claim is a write, and its writes take turns.
     fn claims_take_the_write_turn(&self) -> bool {
         self.queue_writes_take_turns()
     }
 
+    /// One on SQLite (its writes take turns); two on PostgreSQL, whose writes of different
+    /// rows run side by side: the recorder's next batch is written while the last one
+    /// commits, instead of one writer bounding the worker's rate.
     fn finishes_at_once(&self) -> usize {
         if self.queue_writes_take_turns() {
             1
