@@ -284,7 +284,13 @@ async fn a_broken_password_suspends_the_settings_and_the_mail_goes_through_the_p
     app.finish().await;
 }
 
-async fn time_critical_mail_falls_back_when_the_tenants_server_is_black_holed(backend: Backend) {
+/// A Share tenant whose saved server accepts connections and says nothing (its deadlines
+/// are a second), a platform relay, and a fallback time of three seconds; `configure`
+/// sets the rest.
+async fn black_holed_tenant(
+    backend: Backend,
+    configure: impl FnOnce(&mut mailgate::config::Config) + Send + 'static,
+) -> (SmtpServer, SilentListener, TestApp, String) {
     let relay = SmtpServer::start(SmtpOptions::plain());
     let (port, silent) = silent_listener();
     let relay_url = format!("smtp://127.0.0.1:{}", relay.port);
@@ -294,6 +300,7 @@ async fn time_critical_mail_falls_back_when_the_tenants_server_is_black_holed(ba
         c.smtp_connect_timeout_secs = 1;
         c.default_smtp_url = Some(secrecy::SecretString::from(relay_url));
         c.fallback_after_secs = 3;
+        configure(c);
     })
     .await;
     let tenant = app.create_tenant("Sakura", "SHARE").await;
@@ -303,6 +310,11 @@ async fn time_critical_mail_falls_back_when_the_tenants_server_is_black_holed(ba
         json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
     )
     .await;
+    (relay, silent, app, tenant)
+}
+
+async fn time_critical_mail_falls_back_when_the_tenants_server_is_black_holed(backend: Backend) {
+    let (relay, silent, app, tenant) = black_holed_tenant(backend, |_| {}).await;
     let started = Instant::now();
     let urgent = enqueue(&app, reset(&tenant)).await["id"].as_str().unwrap().to_owned();
     let newsletter = enqueue(&app, custom(&tenant)).await["id"].as_str().unwrap().to_owned();
@@ -313,13 +325,8 @@ async fn time_critical_mail_falls_back_when_the_tenants_server_is_black_holed(ba
         started.elapsed() >= Duration::from_secs(3),
         "not before its fallback time"
     );
-    let attempts = app.ok(&app.operator(), ATTEMPTS, json!({ "id": d["id"] })).await["delivery"]["attempts"].clone();
-    let routes: Vec<&str> = attempts
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["route"].as_str().unwrap())
-        .collect();
+    let (attempts, routes) = routes(&app, &d).await;
+    let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
     assert_eq!(routes.first(), Some(&"CUSTOM"), "{attempts}");
     assert_eq!(routes.last(), Some(&"PLATFORM_DEFAULT"), "{attempts}");
     assert_eq!(
@@ -367,25 +374,7 @@ async fn time_critical_mail_falls_back_when_the_tenants_server_is_black_holed(ba
 /// its fallback time, three seconds after it was handed in, without trying the server
 /// again; the newsletter that met the silence keeps waiting for it.
 async fn time_critical_mail_does_not_wait_out_its_servers_back_off(backend: Backend) {
-    let relay = SmtpServer::start(SmtpOptions::plain());
-    let (port, silent) = silent_listener();
-    let relay_url = format!("smtp://127.0.0.1:{}", relay.port);
-    let app = spawn_app_with(backend, move |c| {
-        delivery_config(c, vec![port]);
-        c.smtp_command_timeout_secs = 1;
-        c.smtp_connect_timeout_secs = 1;
-        c.retry_base_secs = 30;
-        c.default_smtp_url = Some(secrecy::SecretString::from(relay_url));
-        c.fallback_after_secs = 3;
-    })
-    .await;
-    let tenant = app.create_tenant("Sakura", "SHARE").await;
-    app.ok(
-        &app.admin(&tenant),
-        SAVE,
-        json!({ "t": tenant, "i": SettingsInput::plain(port).json() }),
-    )
-    .await;
+    let (relay, silent, app, tenant) = black_holed_tenant(backend, |c| c.retry_base_secs = 30).await;
     let newsletter = enqueue(&app, custom(&tenant)).await["id"].as_str().unwrap().to_owned();
     let worker = RunningWorker::start(&app);
     // The newsletter meets the silence: the server backs off.
@@ -401,13 +390,8 @@ async fn time_critical_mail_does_not_wait_out_its_servers_back_off(backend: Back
         took < Duration::from_secs(15),
         "at its fallback time, not at the back-off's end: {took:?}"
     );
-    let attempts = app.ok(&app.operator(), ATTEMPTS, json!({ "id": d["id"] })).await["delivery"]["attempts"].clone();
-    let routes: Vec<&str> = attempts
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["route"].as_str().unwrap())
-        .collect();
+    let (attempts, routes) = routes(&app, &d).await;
+    let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
     assert_eq!(
         routes,
         ["PLATFORM_DEFAULT"],
@@ -421,6 +405,18 @@ async fn time_critical_mail_does_not_wait_out_its_servers_back_off(backend: Back
     assert_eq!(n["status"], "RETRYING", "{n}");
     worker.stop().await;
     app.finish().await;
+}
+
+/// The attempts of delivery `d` as the operator sees them, and the route of each.
+async fn routes(app: &TestApp, d: &Value) -> (Value, Vec<String>) {
+    let attempts = app.ok(&app.operator(), ATTEMPTS, json!({ "id": d["id"] })).await["delivery"]["attempts"].clone();
+    let routes = attempts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["route"].as_str().unwrap().to_owned())
+        .collect();
+    (attempts, routes)
 }
 
 /// Waits until the relay received a mail for `to`; returns it.

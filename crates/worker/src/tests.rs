@@ -92,6 +92,22 @@ fn delivery(tenant: TenantId) -> Delivery {
     )
 }
 
+/// The tenant's own server refusing its settings at AUTH (`535 5.7.8`): through the
+/// tenant's own settings, so the mail waits for them; it does not fail.
+fn auth_refused() -> SendFailure {
+    SendFailure {
+        smtp_code: Some(535),
+        enhanced_code: Some("5.7.8".into()),
+        server_message: Some("authentication failed".into()),
+        sender: Some(SenderUsed {
+            address: EmailAddress::parse("info@example.com").unwrap(),
+            name: None,
+            source: SenderSource::Custom,
+        }),
+        ..SendFailure::new(SendStage::Auth, FailureKind::Rejected)
+    }
+}
+
 /// A queue holding `each` deliveries of every tenant in `first`, due before `n` of `then`.
 fn queue_with(first: &[TenantId], each: usize, then: TenantId, n: usize) -> Arc<MemoryDeliveries> {
     let queue = Arc::new(MemoryDeliveries::default());
@@ -927,20 +943,9 @@ async fn time_critical_mail_behind_a_backing_off_server_goes_through_the_platfor
     let waiting = reset(refusing, handed_in);
     let waiting_id = waiting.id;
     queue.add(waiting);
-    let refused = SendFailure {
-        smtp_code: Some(535),
-        enhanced_code: Some("5.7.8".into()),
-        server_message: Some("authentication failed".into()),
-        sender: Some(SenderUsed {
-            address: EmailAddress::parse("info@example.com").unwrap(),
-            name: None,
-            source: SenderSource::Custom,
-        }),
-        ..SendFailure::new(SendStage::Auth, FailureKind::Rejected)
-    };
     let mailer = mailer([
         (hole, Server::BlackHole(Duration::from_millis(100))),
-        (refusing, Server::Fails(refused)),
+        (refusing, Server::Fails(auth_refused())),
     ]);
     let mut cfg = config(4, 8, 8);
     cfg.retry.fallback_after = Some(Duration::from_secs(1));
@@ -1171,18 +1176,7 @@ async fn a_suspension_is_stored_with_its_change_and_this_process_drops_what_it_k
     let queue = Arc::new(MemoryDeliveries::default());
     queue.add(delivery(broken));
     queue.add(delivery(fine));
-    let refused = SendFailure {
-        smtp_code: Some(535),
-        enhanced_code: Some("5.7.8".into()),
-        server_message: Some("authentication failed".into()),
-        // Through the tenant's own settings: the mail waits for them, it does not fail.
-        sender: Some(SenderUsed {
-            address: EmailAddress::parse("info@example.com").unwrap(),
-            name: None,
-            source: SenderSource::Custom,
-        }),
-        ..SendFailure::new(SendStage::Auth, FailureKind::Rejected)
-    };
+    let refused = auth_refused();
     let store = Arc::new(tenants(&[fine], &[(broken, 0)]));
     let views = Arc::new(RecordingViews::default());
     let worker = Worker::new(
