@@ -118,14 +118,16 @@ pub(crate) async fn run(
                 }
             }
         };
-        let mut of_tenant: HashMap<TenantId, usize> = HashMap::new();
-        for d in &batch {
-            *of_tenant.entry(d.tenant_id).or_default() += 1;
-        }
-        let most = of_tenant.values().copied().max().unwrap_or(0);
+        // A full claim needs no count per tenant (its limits go back to a batch).
+        let mut most = 0;
         if batch.len() < limit {
             // Short, but a tenant that got its per-claim limit may have more due: nothing
             // else is due outside the excluded tenants and those.
+            let mut of_tenant: HashMap<TenantId, usize> = HashMap::new();
+            for d in &batch {
+                *of_tenant.entry(d.tenant_id).or_default() += 1;
+            }
+            most = of_tenant.values().copied().max().unwrap_or(0);
             let mut known = exclude;
             known.extend(of_tenant.into_iter().filter(|(_, n)| *n >= per_tenant).map(|(t, _)| t));
             skipper.came_back_short(known, claimed_at);

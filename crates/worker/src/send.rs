@@ -198,10 +198,11 @@ pub(crate) async fn process(shared: Arc<Shared>, outcomes: Outcomes, d: Delivery
 /// update due again at `retry_at`): the server backs off ([`back_off`]) and `d`, if it
 /// still waits for that server, is handed to the recorder due when the back-off ends, to
 /// probe it then (time-critical mail no later than its fallback time where `falls_back`:
-/// the server failed for a temporary reason, see [`Postponement::backing_off`]). The move of the tenant's other waiting mail (the first beside it, the
-/// rest behind) never moves it, whichever of the two writes reaches the database first. (Mail for
-/// the platform default in the tenant's place that met unreadable settings waits for the
-/// back-off too, but probes nothing.) Returns when the back-off ends.
+/// the server failed for a temporary reason, see [`Postponement::backing_off`]). The move
+/// of the tenant's other waiting mail (the first beside it, the rest behind) never moves
+/// it, whichever of the two writes reaches the database first. (Mail for the platform
+/// default in the tenant's place that met unreadable settings waits for the back-off too,
+/// but probes nothing.) Returns when the back-off ends.
 fn probe_after_back_off(
     shared: &Arc<Shared>,
     outcomes: &Outcomes,

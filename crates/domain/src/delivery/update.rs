@@ -515,6 +515,15 @@ mod tests {
     use crate::tenant::TenantId;
     use crate::values::EmailAddress;
 
+    /// A policy whose time-critical mail falls back 900 s after it was handed in, whatever
+    /// the default.
+    fn falling_back_after_15_minutes() -> RetryPolicy {
+        RetryPolicy {
+            fallback_after: Some(std::time::Duration::from_secs(900)),
+            ..RetryPolicy::default()
+        }
+    }
+
     fn delivery(status: DeliveryStatus, retries: u32, created_at: DateTime<Utc>) -> Delivery {
         Delivery {
             status,
@@ -730,10 +739,7 @@ mod tests {
 
     #[test]
     fn time_critical_mail_falls_back_to_the_platform_once_at_its_time() {
-        let policy = RetryPolicy {
-            fallback_after: Some(std::time::Duration::from_secs(900)),
-            ..RetryPolicy::default()
-        };
+        let policy = falling_back_after_15_minutes();
         let created = Utc::now();
         let timeout = || {
             on(
@@ -832,10 +838,7 @@ mod tests {
 
     #[test]
     fn time_critical_mail_is_not_held_behind_a_backing_off_server_past_its_fallback_time() {
-        let policy = RetryPolicy {
-            fallback_after: Some(std::time::Duration::from_secs(900)),
-            ..RetryPolicy::default()
-        };
+        let policy = falling_back_after_15_minutes();
         let created = Utc::now();
         let fallback = created + chrono::Duration::seconds(900);
         let until = created + chrono::Duration::hours(1);
