@@ -6,9 +6,12 @@
 //! announced by another process; a time-to-live bounds how long a missed announcement
 //! can leave a stale entry.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher as _;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use domain::audit::{AuditEntry, TrailOrder};
@@ -21,12 +24,11 @@ use domain::tenant::TenantFilter;
 use domain::values::EmailAddress;
 use domain::{Plan, SenderOverridePermit, Tenant, TenantId};
 use domain::{StoreError, WriteError};
-use moka::future::Cache;
 
 /// A [`TenantStore`] that caches found tenants and passes everything else through.
 pub struct CachedStore<S> {
     inner: S,
-    tenants: Cache<TenantId, TenantRecord>,
+    tenants: Entries,
     /// Counts invalidations. A lookup that raced with one does not keep what it read,
     /// which may predate the write.
     invalidations: AtomicU64,
@@ -36,7 +38,7 @@ impl<S> fmt::Debug for CachedStore<S> {
     // Not the entries: they hold tenants' settings.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachedStore")
-            .field("entries", &self.tenants.entry_count())
+            .field("entries", &self.tenants.len())
             .finish_non_exhaustive()
     }
 }
@@ -56,10 +58,7 @@ impl<S: TenantStore> CachedStore<S> {
     pub fn with_limits(inner: S, max_capacity: u64, time_to_live: Duration) -> Self {
         Self {
             inner,
-            tenants: Cache::builder()
-                .max_capacity(max_capacity)
-                .time_to_live(time_to_live)
-                .build(),
+            tenants: Entries::new(max_capacity, time_to_live),
             invalidations: AtomicU64::new(0),
         }
     }
@@ -73,13 +72,116 @@ impl<S: TenantStore> CachedStore<S> {
     /// reads the store.
     pub async fn invalidate(&self, id: TenantId) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
-        self.tenants.invalidate(&id).await;
+        self.tenants.remove(id);
     }
 
     /// Drops every entry (e.g. after missing change notifications).
     pub fn invalidate_all(&self) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
-        self.tenants.invalidate_all();
+        self.tenants.clear();
+    }
+}
+
+/// The cached tenants: a bounded map with a time-to-live, split in shards so that
+/// lookups of different tenants seldom meet on one lock. A lookup is a read lock, a
+/// hash and a clone of the record (sending looks a tenant up for every message, and
+/// `tenant.effectiveSender` for every request: a general-purpose cache's bookkeeping
+/// per read was most of what the lookup cost). Once a shard is full, a new entry takes
+/// the place of an expired one among the first few or, failing that, of the first: an
+/// insert looks at a handful of entries, never at the whole shard, and the bound holds.
+struct Entries {
+    shards: Box<[RwLock<HashMap<TenantId, Entry>>]>,
+    /// Picks a tenant's shard; keyed per process, like the maps' own hashers.
+    hasher: std::collections::hash_map::RandomState,
+    per_shard: usize,
+    time_to_live: Duration,
+}
+
+struct Entry {
+    record: TenantRecord,
+    expires: Instant,
+}
+
+impl Entries {
+    /// Shards at most (fewer for a small capacity, so each holds a few entries at least).
+    const SHARDS: usize = 16;
+
+    fn new(max_capacity: u64, time_to_live: Duration) -> Self {
+        let capacity = usize::try_from(max_capacity).unwrap_or(usize::MAX);
+        let shards = capacity.div_ceil(64).clamp(1, Self::SHARDS);
+        Self {
+            shards: (0..shards).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            // Rounded down: the shards together never hold more than the capacity.
+            per_shard: capacity / shards,
+            time_to_live,
+        }
+    }
+
+    fn shard(&self, id: TenantId) -> &RwLock<HashMap<TenantId, Entry>> {
+        let at = self.hasher.hash_one(id) as usize % self.shards.len();
+        &self.shards[at]
+    }
+
+    /// The tenant's record, unless absent or expired.
+    fn get(&self, id: TenantId) -> Option<TenantRecord> {
+        let shard = self.shard(id).read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        shard
+            .get(&id)
+            .filter(|e| e.expires > Instant::now())
+            .map(|e| e.record.clone())
+    }
+
+    fn insert(&self, id: TenantId, record: TenantRecord) {
+        if self.per_shard == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut shard = self
+            .shard(id)
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if shard.len() >= self.per_shard && !shard.contains_key(&id) {
+            // An expired entry if the first few hold one, else the first: the map's
+            // order follows its per-process random hash, so which one is not chosen
+            // by whoever picks tenant ids.
+            let victim = shard
+                .iter()
+                .take(8)
+                .find(|(_, e)| e.expires <= now)
+                .or_else(|| shard.iter().next())
+                .map(|(k, _)| *k);
+            if let Some(victim) = victim {
+                shard.remove(&victim);
+            }
+        }
+        shard.insert(
+            id,
+            Entry {
+                record,
+                expires: now + self.time_to_live,
+            },
+        );
+    }
+
+    fn remove(&self, id: TenantId) {
+        self.shard(id)
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    fn clear(&self) {
+        for shard in &self.shards {
+            shard.write().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(std::sync::PoisonError::into_inner).len())
+            .sum()
     }
 }
 
@@ -90,17 +192,17 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
     }
 
     async fn tenant(&self, id: TenantId) -> Result<Option<TenantRecord>, StoreError> {
-        if let Some(record) = self.tenants.get(&id).await {
+        if let Some(record) = self.tenants.get(id) {
             return Ok(Some(record));
         }
         let seen = self.invalidations.load(Ordering::SeqCst);
         let found = self.inner.tenant(id).await?;
         if let Some(record) = &found {
-            self.tenants.insert(id, record.clone()).await;
+            self.tenants.insert(id, record.clone());
             // An invalidation between the read and the insert may be for a write this
             // read missed; drop the entry rather than serve it until it expires.
             if self.invalidations.load(Ordering::SeqCst) != seen {
-                self.tenants.invalidate(&id).await;
+                self.tenants.remove(id);
             }
         }
         Ok(found)
@@ -225,5 +327,76 @@ impl<S: TenantStore> TenantStore for CachedStore<S> {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::tenant::TenantName;
+
+    fn record(id: TenantId) -> TenantRecord {
+        let now = Utc::now();
+        TenantRecord::new(
+            Tenant {
+                id,
+                name: TenantName::parse("Example Shop").unwrap(),
+                plan: Plan::Share,
+                contact_email: None,
+                created_at: now,
+                updated_at: now,
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn never_holds_more_than_its_capacity_and_keeps_what_it_was_given_last() {
+        for capacity in [1_u64, 5, 100, 1_000] {
+            let entries = Entries::new(capacity, Duration::from_secs(60));
+            let ids: Vec<TenantId> = (0..capacity * 3).map(|_| TenantId::generate()).collect();
+            for id in &ids {
+                entries.insert(*id, record(*id));
+                assert!(
+                    entries.len() as u64 <= capacity,
+                    "capacity {capacity}: {}",
+                    entries.len()
+                );
+                // Just given: found.
+                assert_eq!(entries.get(*id).map(|r| r.tenant.id), Some(*id));
+            }
+            assert!(
+                entries.len() as u64 >= capacity / 2,
+                "capacity {capacity}: {}",
+                entries.len()
+            );
+        }
+    }
+
+    #[test]
+    fn an_entry_lives_its_time_to_live_and_goes_when_removed_or_cleared() {
+        let (a, b) = (TenantId::generate(), TenantId::generate());
+        let expired = Entries::new(10, Duration::ZERO);
+        expired.insert(a, record(a));
+        assert!(expired.get(a).is_none(), "expired at once");
+
+        let entries = Entries::new(10, Duration::from_secs(60));
+        entries.insert(a, record(a));
+        entries.insert(b, record(b));
+        entries.remove(a);
+        assert!(entries.get(a).is_none());
+        assert!(entries.get(b).is_some());
+        entries.clear();
+        assert!(entries.get(b).is_none());
+        assert_eq!(entries.len(), 0);
+
+        // A full shard gives an expired entry's place first.
+        let one = Entries::new(1, Duration::ZERO);
+        one.insert(a, record(a));
+        one.insert(b, record(b));
+        assert_eq!(one.len(), 1);
+        let none = Entries::new(0, Duration::from_secs(60));
+        none.insert(a, record(a));
+        assert!(none.get(a).is_none(), "no capacity: nothing kept");
     }
 }
