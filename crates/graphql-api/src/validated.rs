@@ -194,9 +194,9 @@ fn check_arguments(
     };
     for fragment in doc.fragments.values() {
         let fragment = &fragment.node;
-        let on = registry.types.get(fragment.type_condition.node.on.node.as_str());
+        let on = Lazy::new(On::Named(fragment.type_condition.node.on.node.as_str()));
         walk.directives(&fragment.directives)?;
-        walk.selection_set(on, &fragment.selection_set.node)?;
+        walk.selection_set(&on, &fragment.selection_set.node)?;
     }
     for (name, op) in doc.operations.iter() {
         walk.selected = operation_name
@@ -209,7 +209,8 @@ fn check_arguments(
 
 /// The walk: every selection set once, where it stands (named fragments from the
 /// document's list, never from a spread), so its cost is linear in the document and
-/// in the values it checks.
+/// in the values it checks. A type is looked up only on the way to an argument that
+/// takes a variable ([`Lazy`]): most selections take none.
 struct ArgumentWalk<'a> {
     registry: &'a Registry,
     variables: &'a Variables,
@@ -225,36 +226,39 @@ impl<'a> ArgumentWalk<'a> {
             OperationType::Mutation => self.registry.mutation_type.as_deref(),
             OperationType::Subscription => self.registry.subscription_type.as_deref(),
         };
-        let Some(root) = root.and_then(|name| self.registry.types.get(name)) else {
+        let Some(root) = root else {
             return Ok(());
         };
         self.directives(&op.directives)?;
-        self.selection_set(Some(root), &op.selection_set.node)
+        self.selection_set(&Lazy::new(On::Named(root)), &op.selection_set.node)
     }
 
-    fn selection_set(&mut self, parent: Option<&'a MetaType>, set: &'a SelectionSet) -> ServerResult<()> {
+    fn selection_set(&mut self, parent: &Lazy<'a, '_>, set: &'a SelectionSet) -> ServerResult<()> {
         for selection in &set.items {
             match &selection.node {
                 Selection::Field(field) if field.node.name.node == "__typename" => {}
                 Selection::Field(field) => {
                     let field = &field.node;
-                    let meta = parent.and_then(|p| p.field_by_name(field.name.node.as_str()));
-                    if let Some(meta) = meta {
+                    let name = field.name.node.as_str();
+                    if takes_any_variable(&field.arguments)
+                        && let Some(meta) = parent.get(self.registry).and_then(|p| p.field_by_name(name))
+                    {
                         self.arguments(&meta.args, &field.arguments)?;
                     }
                     self.directives(&field.directives)?;
-                    let child = meta.and_then(|m| self.registry.types.get(MetaTypeName::concrete_typename(&m.ty)));
-                    self.selection_set(child, &field.selection_set.node)?;
+                    self.selection_set(&Lazy::new(On::FieldOf(parent, name)), &field.selection_set.node)?;
                 }
                 Selection::FragmentSpread(spread) => self.directives(&spread.node.directives)?,
                 Selection::InlineFragment(inline) => {
                     let inline = &inline.node;
-                    let on = match &inline.type_condition {
-                        Some(condition) => self.registry.types.get(condition.node.on.node.as_str()),
-                        None => parent,
-                    };
                     self.directives(&inline.directives)?;
-                    self.selection_set(on, &inline.selection_set.node)?;
+                    match &inline.type_condition {
+                        Some(condition) => self.selection_set(
+                            &Lazy::new(On::Named(condition.node.on.node.as_str())),
+                            &inline.selection_set.node,
+                        )?,
+                        None => self.selection_set(parent, &inline.selection_set.node)?,
+                    }
                 }
             }
         }
@@ -263,7 +267,9 @@ impl<'a> ArgumentWalk<'a> {
 
     fn directives(&mut self, directives: &'a [Positioned<Directive>]) -> ServerResult<()> {
         for directive in directives {
-            if let Some(meta) = self.registry.directives.get(directive.node.name.node.as_str()) {
+            if takes_any_variable(&directive.node.arguments)
+                && let Some(meta) = self.registry.directives.get(directive.node.name.node.as_str())
+            {
                 self.arguments(&meta.args, &directive.node.arguments)?;
             }
         }
@@ -301,6 +307,45 @@ impl<'a> ArgumentWalk<'a> {
         }
         Ok(())
     }
+}
+
+/// The type a selection set selects on, looked up when first asked (an argument inside
+/// it takes a variable), and then once: the walk asks each level at most once per
+/// set, so the lookups stay linear in the document.
+struct Lazy<'a, 'p> {
+    on: On<'a, 'p>,
+    found: std::cell::OnceCell<Option<&'a MetaType>>,
+}
+
+enum On<'a, 'p> {
+    /// The type of this name.
+    Named(&'a str),
+    /// The type of this field of the enclosing set's type.
+    FieldOf(&'p Lazy<'a, 'p>, &'a str),
+}
+
+impl<'a, 'p> Lazy<'a, 'p> {
+    fn new(on: On<'a, 'p>) -> Self {
+        Self {
+            on,
+            found: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn get(&self, registry: &'a Registry) -> Option<&'a MetaType> {
+        *self.found.get_or_init(|| match self.on {
+            On::Named(name) => registry.types.get(name),
+            On::FieldOf(outer, field) => outer
+                .get(registry)
+                .and_then(|t| t.field_by_name(field))
+                .and_then(|f| registry.types.get(MetaTypeName::concrete_typename(&f.ty))),
+        })
+    }
+}
+
+/// Whether any of the arguments takes a variable.
+fn takes_any_variable(arguments: &[(Positioned<Name>, Positioned<Value>)]) -> bool {
+    arguments.iter().any(|(_, v)| takes_variable(&v.node))
 }
 
 /// Whether a literal value takes a variable anywhere inside it.
@@ -609,6 +654,17 @@ mod tests {
                 "query($id: ID!) { ...T } fragment T on Query { tenant(id: $id) { name } }",
                 None,
                 json!({ "id": false }),
+            ),
+            // A variable deep inside: every type on the way is looked up.
+            (
+                "query($n: Int) { tenant(id: \"t\") { name ... on Tenant { deliveries(first: $n) { edges { node { id } } } } } }",
+                None,
+                json!({ "n": "ten" }),
+            ),
+            (
+                "query($n: Int) { ...T } fragment T on Query { tenant(id: \"t\") { deliveries(first: $n) { edges { node { id } } } } }",
+                None,
+                json!({ "n": [1] }),
             ),
             (
                 "query A($id: ID!) { tenant(id: $id) { name } } query B { tenant(id: \"x\") { name } }",
