@@ -90,12 +90,14 @@ impl<S: TenantStore> CachedStore<S> {
 /// the place of an expired one among the first few or, failing that, of the first: an
 /// insert looks at a handful of entries, never at the whole shard, and the bound holds.
 struct Entries {
-    shards: Box<[RwLock<HashMap<TenantId, Entry>>]>,
+    shards: Box<[RwLock<Shard>]>,
     /// Picks a tenant's shard; keyed per process, like the maps' own hashers.
     hasher: std::collections::hash_map::RandomState,
     per_shard: usize,
     time_to_live: Duration,
 }
+
+type Shard = HashMap<TenantId, Entry>;
 
 struct Entry {
     record: TenantRecord,
@@ -118,15 +120,23 @@ impl Entries {
         }
     }
 
-    fn shard(&self, id: TenantId) -> &RwLock<HashMap<TenantId, Entry>> {
+    fn shard(&self, id: TenantId) -> &RwLock<Shard> {
         let at = self.hasher.hash_one(id) as usize % self.shards.len();
         &self.shards[at]
     }
 
+    /// A shard to read (a panic elsewhere leaves the map whole: nothing is half-written).
+    fn read(shard: &RwLock<Shard>) -> std::sync::RwLockReadGuard<'_, Shard> {
+        shard.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(shard: &RwLock<Shard>) -> std::sync::RwLockWriteGuard<'_, Shard> {
+        shard.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The tenant's record, unless absent or expired.
     fn get(&self, id: TenantId) -> Option<TenantRecord> {
-        let shard = self.shard(id).read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        shard
+        Self::read(self.shard(id))
             .get(&id)
             .filter(|e| e.expires > Instant::now())
             .map(|e| e.record.clone())
@@ -137,10 +147,7 @@ impl Entries {
             return;
         }
         let now = Instant::now();
-        let mut shard = self
-            .shard(id)
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut shard = Self::write(self.shard(id));
         if shard.len() >= self.per_shard && !shard.contains_key(&id) {
             // An expired entry if the first few hold one, else the first: the map's
             // order follows its per-process random hash, so which one is not chosen
@@ -165,23 +172,17 @@ impl Entries {
     }
 
     fn remove(&self, id: TenantId) {
-        self.shard(id)
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
+        Self::write(self.shard(id)).remove(&id);
     }
 
     fn clear(&self) {
         for shard in &self.shards {
-            shard.write().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+            Self::write(shard).clear();
         }
     }
 
     fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().unwrap_or_else(std::sync::PoisonError::into_inner).len())
-            .sum()
+        self.shards.iter().map(|s| Self::read(s).len()).sum()
     }
 }
 
