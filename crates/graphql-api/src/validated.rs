@@ -16,7 +16,14 @@
 //! the same way.
 //!
 //! The fast schema has no extension: with none, the engine resolves each field without
-//! looking its type up again or boxing a future per extension.
+//! looking its type up again or boxing a future per extension. It has the federation
+//! flag on: without it the engine scans every type of the schema for federation keys
+//! on each root field of each request (`Registry::has_entities`, about 3,400
+//! instructions, as much as the rest of a small query's root field). What the flag adds
+//! (`_service`, `_entities`, and their types) is out of reach there: every document that
+//! runs on the fast schema passed the strict one, which has none of them, and a document
+//! that asks for the schema itself (`__schema`, `__type`), where the added types would
+//! show, runs on the strict schema every time ([`Runs`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -80,7 +87,10 @@ impl Schemas {
                 .extension(ValidatedOnce { env: env.clone() })
                 .validation_mode(ValidationMode::Strict)
                 .finish(),
-            fast: builder().validation_mode(ValidationMode::Fast).finish(),
+            fast: builder()
+                .validation_mode(ValidationMode::Fast)
+                .enable_federation()
+                .finish(),
             env,
         }
     }
@@ -103,7 +113,8 @@ impl Schemas {
                 request.variables = variables;
                 request.operation_name = operation;
                 match checked {
-                    Ok(()) => self.fast.execute(request).await,
+                    Ok(Runs::Fast) => self.fast.execute(request).await,
+                    Ok(Runs::Strict) => self.strict.execute(request).await,
                     Err(refusal) => async_graphql::Response::from_errors(vec![refusal]),
                 }
             }
@@ -173,6 +184,15 @@ impl Extension for ValidatedOnce {
     }
 }
 
+/// Where a known document runs once its arguments are checked: on the fast schema,
+/// unless it asks for the schema itself (`__schema`, `__type`), which the fast schema's
+/// federation flag makes show more than the strict one (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runs {
+    Fast,
+    Strict,
+}
+
 /// What the engine's `ArgumentsOfCorrectType` checks of the request: every argument that
 /// takes a variable, in every fragment and in the operations the request selects (all
 /// when it names none), with the variables put in, must be a value of the argument's
@@ -180,17 +200,19 @@ impl Extension for ValidatedOnce {
 /// selected another operation, did not check them. An argument with a variable the
 /// request does not give is not checked (as the engine does: running it fails). The
 /// order is the engine's, so the first refusal is the one it would give. Arguments
-/// without variables passed the strict rules with the document.
+/// without variables passed the strict rules with the document. On its way it notes
+/// where the document runs ([`Runs`]).
 fn check_arguments(
     registry: &Registry,
     doc: &ExecutableDocument,
     operation_name: Option<&str>,
     variables: &Variables,
-) -> ServerResult<()> {
+) -> ServerResult<Runs> {
     let mut walk = ArgumentWalk {
         registry,
         variables,
         selected: true,
+        runs: Runs::Fast,
     };
     for fragment in doc.fragments.values() {
         let fragment = &fragment.node;
@@ -204,7 +226,7 @@ fn check_arguments(
             .is_none_or(|(wanted, this)| wanted == this.as_str());
         walk.operation(&op.node)?;
     }
-    Ok(())
+    Ok(walk.runs)
 }
 
 /// The walk: every selection set once, where it stands (named fragments from the
@@ -217,6 +239,8 @@ struct ArgumentWalk<'a> {
     /// Whether the operation walked is one the request selects (fragments count as
     /// selected).
     selected: bool,
+    /// `Strict` once a field asks for the schema.
+    runs: Runs,
 }
 
 impl<'a> ArgumentWalk<'a> {
@@ -240,6 +264,9 @@ impl<'a> ArgumentWalk<'a> {
                 Selection::Field(field) => {
                     let field = &field.node;
                     let name = field.name.node.as_str();
+                    if name == "__schema" || name == "__type" {
+                        self.runs = Runs::Strict;
+                    }
                     if takes_any_variable(&field.arguments)
                         && let Some(meta) = parent.get(self.registry).and_then(|p| p.field_by_name(name))
                     {
@@ -744,5 +771,91 @@ mod tests {
                 known.errors
             );
         }
+    }
+
+    /// What the argument check says of where a (primed) document runs.
+    fn runs(s: &Schemas, query: &str, variables: Json) -> Runs {
+        let env = s.env.get().expect("primed");
+        let doc = async_graphql::parser::parse_query(query).expect("parses");
+        check_arguments(&env.registry, &doc, None, &Variables::from_json(variables)).expect("good variables")
+    }
+
+    #[tokio::test]
+    async fn a_known_document_that_asks_for_the_schema_runs_strictly() {
+        let s = primed().await;
+        let fast = [
+            TENANT,
+            "{ __typename tenants(first: 5) { edges { node { id __typename } } } }",
+        ];
+        for query in fast {
+            assert_eq!(runs(&s, query, json!({ "id": "t" })), Runs::Fast, "{query}");
+        }
+        let strict = [
+            "{ __schema { queryType { name } } }",
+            "{ tenant(id: \"t\") { name } __type(name: \"Tenant\") { name } }",
+            "query($t: String!) { ...T } fragment T on Query { __type(name: $t) { name } }",
+            "{ ... on Query { __schema { types { name } } } }",
+        ];
+        for query in strict {
+            assert_eq!(runs(&s, query, json!({ "t": "Tenant" })), Runs::Strict, "{query}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_known_document_answers_as_it_did_when_it_passed_the_strict_rules() {
+        let s = primed().await;
+        let cases = [
+            (TENANT, json!({ "id": "t" })),
+            ("{ tenants(first: 5) { edges { node { id } } } }", json!({})),
+            ("{ __typename }", json!({})),
+            // The fast schema's federation flag adds `_service`, which the strict schema
+            // does not have: asking for the schema must not show it.
+            ("{ __schema { queryType { fields { name } } } }", json!({})),
+            ("{ __type(name: \"Query\") { fields { name } } }", json!({})),
+        ];
+        for (query, variables) in cases {
+            let verdict = Arc::new(Verdict::default());
+            let first = s
+                .execute(request(query, variables.clone()), Some(verdict.clone()))
+                .await;
+            assert!(verdict.passed(), "{query}: {:?}", first.errors);
+            let known = s.execute(request(query, variables.clone()), Some(verdict)).await;
+            assert_eq!(
+                serde_json::to_value(&known).expect("serialises"),
+                serde_json::to_value(&first).expect("serialises"),
+                "{query}"
+            );
+        }
+        // A federation field never runs: the strict rules refuse it before it is known.
+        let verdict = Arc::new(Verdict::default());
+        let service = s
+            .execute(request("{ _service { sdl } }", json!({})), Some(verdict.clone()))
+            .await;
+        assert!(
+            !verdict.passed() && service.data == async_graphql::Value::Null,
+            "{:?}",
+            service.errors
+        );
+    }
+
+    #[tokio::test]
+    async fn a_known_document_whose_page_size_is_a_variable_is_measured_again_each_time() {
+        let s = Schemas::new(|| Schema::build(QueryRoot, MutationRoot, EmptySubscription).limit_complexity(100));
+        let query = "query($n: Int) { tenants(first: $n) { edges { node { id name } } } }";
+        let verdict = Arc::new(Verdict::default());
+        let small = s
+            .execute(request(query, json!({ "n": 2 })), Some(verdict.clone()))
+            .await;
+        assert!(verdict.passed(), "{:?}", small.errors);
+        let again = s
+            .execute(request(query, json!({ "n": 2 })), Some(verdict.clone()))
+            .await;
+        assert_eq!(errors(&again), errors(&small));
+        let large = s.execute(request(query, json!({ "n": 100 })), Some(verdict)).await;
+        assert_eq!(
+            errors(&large),
+            json!([{ "message": "Query is too complex." }]),
+            "a small page's pass does not let a large one through"
+        );
     }
 }

@@ -91,44 +91,42 @@ async fn measured(State(app): State<Shared>, request: Request, next: Next) -> Re
     };
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    let operation = response
-        .extensions()
-        .get::<crate::metrics::Operation>()
-        .map(|o| o.0.clone());
-    app.telemetry.request(
-        route,
-        operation.as_deref(),
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    let operation = response.extensions().get::<crate::metrics::Operation>().map(|o| o.0);
+    app.telemetry
+        .request(route, operation, response.status().as_u16(), started.elapsed());
     response
 }
 
 /// The label of a request's operation: its kind and first root field (`query.tenant`),
 /// `other` for one the schema does not have, `invalid` when it does not parse.
-fn operation_label(app: &App, request: &mut async_graphql::Request) -> String {
+fn operation_label(app: &App, request: &mut async_graphql::Request) -> &'static str {
+    use crate::metrics::OperationKind;
     use async_graphql::parser::types::{OperationType, Selection};
-    let name = request.operation_name.clone();
-    let Ok(doc) = request.parsed_query() else {
-        return "invalid".to_owned();
+    let name = request.operation_name.take();
+    let label = match request.parsed_query() {
+        Err(_) => "invalid",
+        Ok(doc) => {
+            let mut operations = doc.operations.iter();
+            let chosen = match &name {
+                Some(wanted) => operations.find(|(n, _)| n.is_some_and(|n| n.as_str() == wanted)),
+                None => operations.next(),
+            };
+            let kind = chosen.and_then(|(_, op)| match op.node.ty {
+                OperationType::Query => Some((OperationKind::Query, op)),
+                OperationType::Mutation => Some((OperationKind::Mutation, op)),
+                OperationType::Subscription => None,
+            });
+            match kind.and_then(|(kind, op)| Some((kind, op.node.selection_set.node.items.first()?))) {
+                Some((kind, selection)) => match &selection.node {
+                    Selection::Field(field) => app.telemetry.operation_label(kind, field.node.name.node.as_str()),
+                    _ => "other",
+                },
+                None => "other",
+            }
+        }
     };
-    let mut operations = doc.operations.iter();
-    let chosen = match &name {
-        Some(wanted) => operations.find(|(n, _)| n.is_some_and(|n| n.as_str() == wanted)),
-        None => operations.next(),
-    };
-    let Some((_, op)) = chosen else {
-        return "other".to_owned();
-    };
-    let kind = match op.node.ty {
-        OperationType::Query => "query",
-        OperationType::Mutation => "mutation",
-        OperationType::Subscription => "subscription",
-    };
-    match op.node.selection_set.node.items.first().map(|s| &s.node) {
-        Some(Selection::Field(field)) => app.telemetry.operation_label(kind, field.node.name.node.as_str()),
-        _ => "other".to_owned(),
-    }
+    request.operation_name = name;
+    label
 }
 
 /// Serves until `shutdown` completes, then finishes the requests in flight.
@@ -322,8 +320,9 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|mime| {
-            let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || mime == "application/graphql-response+json"
+            let mime = mime.trim();
+            mime.eq_ignore_ascii_case("application/json")
+                || mime.eq_ignore_ascii_case("application/graphql-response+json")
         })
 }
 
@@ -454,8 +453,8 @@ async fn graphql(State(app): State<Shared>, request: Request) -> Response {
         .collect();
     let operation = match prepared.as_mut_slice() {
         [Admitted::Run { request, .. }] if single => operation_label(&app, request),
-        [Admitted::Refused(_)] if single => "refused".to_owned(),
-        _ => "batch".to_owned(),
+        [Admitted::Refused(_)] if single => "refused",
+        _ => "batch",
     };
     // One span per operation (its label and the client's name, never its variables),
     // continuing the caller's W3C trace; what it enqueues continues it too.

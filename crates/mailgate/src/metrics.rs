@@ -5,9 +5,9 @@
 //! database pool, the transport cache). No label names a tenant: every label has a fixed,
 //! small set of values (an operation is a root field of the schema, or `other`).
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -41,14 +41,14 @@ struct State {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Request {
     route: &'static str,
-    operation: String,
+    operation: &'static str,
     status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Timed {
     route: &'static str,
-    operation: String,
+    operation: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,9 +79,10 @@ impl std::fmt::Debug for Sources<'_> {
     }
 }
 
-/// What one request was, as the HTTP layer tells it (see [`Operation`]).
-#[derive(Debug, Clone)]
-pub struct Operation(pub String);
+/// What one request was, as the HTTP layer tells it: one of the labels
+/// [`Telemetry::operation_label`] gives, or the HTTP layer's own (`batch`, `refused`).
+#[derive(Debug, Clone, Copy)]
+pub struct Operation(pub &'static str);
 
 /// The process's series.
 pub struct Telemetry {
@@ -96,8 +97,6 @@ pub struct Telemetry {
     requests: Family<Request, Counter>,
     durations: HistogramFamily<Timed>,
     test_mails: Family<TestMail, Counter>,
-    /// `query.<field>` and `mutation.<field>` of the schema: the operations labels name.
-    operations: HashSet<String>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -109,6 +108,8 @@ impl std::fmt::Debug for Telemetry {
 impl Telemetry {
     /// The registry with every series, the worker's and the dispatcher's included.
     pub fn new(worker: &worker::Metrics, webhooks: &webhooks::DispatchStats) -> Self {
+        // Built here, not on the first request (it builds and reads the schema's SDL).
+        LazyLock::force(&ROOT_OPERATIONS);
         let mut t = Self {
             registry: Registry::default(),
             deliveries: Family::default(),
@@ -121,7 +122,6 @@ impl Telemetry {
             requests: Family::default(),
             durations: Family::new_with_constructor(http_histogram),
             test_mails: Family::default(),
-            operations: root_operations(),
         };
         let r = &mut t.registry;
         r.register(
@@ -191,22 +191,21 @@ impl Telemetry {
 
     /// The label an operation is counted under: `query.tenant`, `mutation.updateMailSettings`
     /// (the first root field), `batch`, or `other` for anything not of the schema.
-    pub fn operation_label(&self, kind: &str, field: &str) -> String {
-        let name = format!("{kind}.{field}");
-        if self.operations.contains(&name) {
-            name
-        } else {
-            "other".to_owned()
-        }
+    pub fn operation_label(&self, kind: OperationKind, field: &str) -> &'static str {
+        let labels = match kind {
+            OperationKind::Query => &ROOT_OPERATIONS.query,
+            OperationKind::Mutation => &ROOT_OPERATIONS.mutation,
+        };
+        labels.get(field).copied().unwrap_or("other")
     }
 
     /// A request answered.
-    pub fn request(&self, route: &'static str, operation: Option<&str>, status: u16, took: Duration) {
-        let operation = operation.unwrap_or("").to_owned();
+    pub fn request(&self, route: &'static str, operation: Option<&'static str>, status: u16, took: Duration) {
+        let operation = operation.unwrap_or("");
         self.requests
             .get_or_create(&Request {
                 route,
-                operation: operation.clone(),
+                operation,
                 status,
             })
             .inc();
@@ -272,26 +271,49 @@ fn gauge(n: u64) -> i64 {
 }
 
 /// `query.<field>` and `mutation.<field>` for every root field of the schema.
-fn root_operations() -> HashSet<String> {
-    let mut names = HashSet::new();
+/// The kind of operation a label names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    Query,
+    Mutation,
+}
+
+/// The label of each root field of the schema, by kind and field name.
+struct RootOperations {
+    query: HashMap<&'static str, &'static str>,
+    mutation: HashMap<&'static str, &'static str>,
+}
+
+/// Built once per process from the schema (which is the same for every server in it):
+/// a request's label is then a lookup by its root field's name, with nothing allocated.
+static ROOT_OPERATIONS: LazyLock<RootOperations> = LazyLock::new(root_operations);
+
+fn root_operations() -> RootOperations {
+    let mut labels = RootOperations {
+        query: HashMap::new(),
+        mutation: HashMap::new(),
+    };
     let Ok(doc) = async_graphql::parser::parse_schema(graphql_api::schema::sdl()) else {
-        return names;
+        return labels;
     };
     for def in doc.definitions {
         if let async_graphql::parser::types::TypeSystemDefinition::Type(ty) = def
             && let async_graphql::parser::types::TypeKind::Object(object) = &ty.node.kind
         {
-            let kind = match ty.node.name.node.as_str() {
-                "Query" => "query",
-                "Mutation" => "mutation",
+            let (kind, into) = match ty.node.name.node.as_str() {
+                "Query" => ("query", &mut labels.query),
+                "Mutation" => ("mutation", &mut labels.mutation),
                 _ => continue,
             };
             for field in &object.fields {
-                names.insert(format!("{kind}.{}", field.node.name.node));
+                // Kept for the process's life, once: the schema's root fields are a fixed,
+                // small set.
+                let label: &'static str = Box::leak(format!("{kind}.{}", field.node.name.node).into_boxed_str());
+                into.insert(&label[kind.len() + 1..], label);
             }
         }
     }
-    names
+    labels
 }
 
 /// Shared by the routes.
