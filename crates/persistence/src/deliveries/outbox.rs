@@ -7,11 +7,11 @@ use chrono::Utc;
 use domain::StoreError;
 use domain::delivery::Delivery;
 use domain::ports::{DeliveryOutbox, EnqueueOutcome};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement, TryIntoModel};
 
 use crate::convert::{db_err, delivery_row};
 use crate::entities::deliveries;
+use crate::sql::SqlBuilder;
 use crate::store::SqlStore;
 
 use super::ENQUEUE_ROUNDS;
@@ -25,12 +25,13 @@ impl DeliveryOutbox for SqlStore {
         for _ in 0..ENQUEUE_ROUNDS {
             // Autocommit: the row is committed when the statement returns. A concurrent
             // enqueue with the same key waits for this one, then inserts nothing.
-            let inserted = deliveries::Entity::insert(delivery_row(delivery, Utc::now()))
-                .on_conflict(on_key_conflict())
-                .exec_without_returning(db)
+            let row = delivery_row(delivery, Utc::now()).try_into_model().map_err(db_err)?;
+            let inserted = insert_statement(db.get_database_backend(), &[row])
+                .map(|stmt| db.query_all_raw(stmt))
+                .ok_or_else(|| db_err(DbErr::Custom("enqueue: no row".into())))?
                 .await
                 .map_err(db_err)?;
-            if inserted == 1 {
+            if inserted.len() == 1 {
                 let mut created = delivery.clone();
                 created.attempts.clear();
                 return Ok(EnqueueOutcome::Created(created));
@@ -62,16 +63,21 @@ impl DeliveryOutbox for SqlStore {
         // One statement, so one commit for all; a row that conflicts on its idempotency
         // key is skipped by the statement and answered one by one below.
         let now = Utc::now();
-        let rows: Vec<deliveries::ActiveModel> = batch.iter().map(|d| delivery_row(d, now)).collect();
+        let rows: Result<Vec<deliveries::Model>, DbErr> =
+            batch.iter().map(|d| delivery_row(d, now).try_into_model()).collect();
+        let db = self.connection();
         let turn = self.queue_write_turn().await;
-        let inserted = deliveries::Entity::insert_many(rows)
-            .on_conflict(on_key_conflict())
-            .exec_with_returning_keys(self.connection())
-            .await;
+        let inserted = match rows.map(|rows| insert_statement(db.get_database_backend(), &rows)) {
+            Ok(Some(stmt)) => db.query_all_raw(stmt).await,
+            Ok(None) => Ok(Vec::new()),
+            Err(error) => Err(error),
+        };
         drop(turn);
         let inserted: HashSet<String> = match inserted {
-            Ok(keys) => keys.into_iter().collect(),
-            Err(DbErr::RecordNotInserted) => HashSet::new(),
+            Ok(rows) => rows
+                .iter()
+                .filter_map(|row| row.try_get::<String>("", "id").ok())
+                .collect(),
             Err(error) => {
                 // E.g. a tenant deleted in between: each on its own, so it fails alone.
                 tracing::debug!(%error, rows = batch.len(), "enqueue batch refused; enqueueing one by one");
@@ -103,11 +109,14 @@ impl SqlStore {
     }
 }
 
-/// A second delivery with a tenant's idempotency key inserts nothing (the key's unique
-/// index is partial: only rows with a key).
-fn on_key_conflict() -> OnConflict {
-    OnConflict::columns([deliveries::Column::TenantId, deliveries::Column::IdempotencyKey])
-        .target_and_where(Expr::col(deliveries::Column::IdempotencyKey).is_not_null())
-        .do_nothing()
-        .to_owned()
+/// The insert of `rows`, padded (one text per power of two: see
+/// `SqlBuilder::padded_rows`), answering the ids it stored. A second delivery with a
+/// tenant's idempotency key inserts nothing, in the table or earlier in the same
+/// statement (the key's unique index is partial: only rows with a key).
+fn insert_statement(backend: DbBackend, rows: &[deliveries::Model]) -> Option<Statement> {
+    SqlBuilder::insert_padded(
+        backend,
+        rows,
+        " ON CONFLICT (\"tenant_id\", \"idempotency_key\") WHERE \"idempotency_key\" IS NOT NULL DO NOTHING RETURNING \"id\"",
+    )
 }

@@ -338,11 +338,8 @@ impl SqlStore {
                     events.extend_from_slice(finish.events);
                 }
             }
-            if !attempts.is_empty() {
-                delivery_attempts::Entity::insert_many(attempts)
-                    .exec_without_returning(&txn)
-                    .await
-                    .map_err(db_err)?;
+            if let Some(insert) = SqlBuilder::insert_padded(txn.get_database_backend(), &attempts, "") {
+                txn.execute_raw(insert).await.map_err(db_err)?;
             }
             subscriptions.append(&txn, &events).await?;
         }
@@ -470,31 +467,27 @@ const FINISH_CHUNK: usize = 256;
 /// retry count the update leaves open keeps the stored one; an attempt that retries or
 /// defers marks the row retried before. Returns the ids it changed.
 fn finish_statement(backend: DbBackend, owner: &LeaseOwner, now: DateTime<Utc>, chunk: &[FinishRow<'_>]) -> Statement {
+    let rows: Vec<Vec<sea_orm::Value>> = chunk
+        .iter()
+        .map(|FinishRow { id, update: u, .. }| {
+            vec![
+                id.as_str().into(),
+                u.expected().code().into(),
+                u.status().code().into(),
+                u.retries().map(retries_column).into(),
+                u.next_attempt_at().timestamp_millis().into(),
+                u.sent_at().into(),
+                u.failure_reason().map(|r| r.code().code()).into(),
+                u.failure_reason().and_then(|r| r.detail()).map(str::to_owned).into(),
+                u.via_platform().into(),
+                u.retries_or_defers().into(),
+            ]
+        })
+        .collect();
     let mut q = SqlBuilder::new(backend);
-    q.sql("WITH v (vid, expected, status, retries, next_ms, sent_at, code, detail, via, retried) AS (VALUES ");
-    for (n, FinishRow { id, update: u, .. }) in chunk.iter().enumerate() {
-        q.sql(if n == 0 { "(" } else { ", (" })
-            .bind(id.as_str())
-            .sql(", ")
-            .bind(u.expected().code())
-            .sql(", ")
-            .bind(u.status().code())
-            .sql(", ")
-            .bind(u.retries().map(retries_column))
-            .sql(", ")
-            .bind(u.next_attempt_at().timestamp_millis())
-            .sql(", ")
-            .bind(u.sent_at())
-            .sql(", ")
-            .bind(u.failure_reason().map(|r| r.code().code()))
-            .sql(", ")
-            .bind(u.failure_reason().and_then(|r| r.detail()).map(str::to_owned))
-            .sql(", ")
-            .bind(u.via_platform())
-            .sql(", ")
-            .bind(u.retries_or_defers())
-            .sql(")");
-    }
+    // Padded: the rows of NULLs join no row (`deliveries.id = v.vid`).
+    q.sql("WITH v (vid, expected, status, retries, next_ms, sent_at, code, detail, via, retried) AS (VALUES ")
+        .padded_rows(&rows);
     q.sql(
         ") UPDATE deliveries SET status = v.status, retries = COALESCE(v.retries, deliveries.retries), \
          retried_before = (deliveries.retried_before OR v.retried), \

@@ -11,7 +11,6 @@ use domain::error::FieldCode;
 use domain::mail::Subject;
 use domain::values::EmailAddress;
 use domain::{DeliveryId, IdempotencyKey, Locale, MessageId, SenderSource, StoreError, TenantId};
-use sea_orm::ActiveValue::Set;
 
 use crate::convert::corrupt;
 use crate::entities::{deliveries, delivery_attempts};
@@ -75,18 +74,18 @@ pub(crate) fn delivery_from_row(row: &deliveries::Model, attempts: Vec<Attempt>)
 }
 
 /// The row an attempt is stored as, with a fresh time-ordered id.
-pub(super) fn attempt_row(delivery_id: &str, attempt: &Attempt) -> delivery_attempts::ActiveModel {
-    delivery_attempts::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().hyphenated().to_string()),
-        delivery_id: Set(delivery_id.to_owned()),
-        at: Set(attempt.at),
-        outcome: Set(attempt.outcome.code().to_owned()),
-        stage: Set(attempt.stage.clone()),
-        smtp_code: Set(attempt.smtp_code.map(i32::from)),
-        enhanced_code: Set(attempt.enhanced_code.clone()),
-        server_message: Set(attempt.server_message.clone()),
-        sender_address: Set(attempt.sender_address.clone()),
-        sender_source: Set(attempt.sender_source.map(|s| s.code().to_owned())),
+pub(super) fn attempt_row(delivery_id: &str, attempt: &Attempt) -> delivery_attempts::Model {
+    delivery_attempts::Model {
+        id: uuid::Uuid::now_v7().hyphenated().to_string(),
+        delivery_id: delivery_id.to_owned(),
+        at: attempt.at,
+        outcome: attempt.outcome.code().to_owned(),
+        stage: attempt.stage.clone(),
+        smtp_code: attempt.smtp_code.map(i32::from),
+        enhanced_code: attempt.enhanced_code.clone(),
+        server_message: attempt.server_message.clone(),
+        sender_address: attempt.sender_address.clone(),
+        sender_source: attempt.sender_source.map(|s| s.code().to_owned()),
     }
 }
 
