@@ -1,5 +1,6 @@
-//! SQL text built by hand where sea-query cannot say it (the queue's claims and
-//! finishes): placeholders in the backend's style, values collected in order.
+//! SQL text built by hand where sea-query cannot say it (the queue's claims, finishes
+//! and padded batch inserts): placeholders in the backend's style, values collected in
+//! order.
 
 use sea_orm::{DbBackend, EntityName, EntityTrait, IdenStatic, Iterable, ModelTrait, Statement, Value};
 
