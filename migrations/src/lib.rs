@@ -27,6 +27,7 @@ mod m20261207_000020_server_standing;
 mod m20261207_000021_finished_rows_leave_indexes;
 mod m20261207_000022_archived_counts;
 mod m20261207_000023_tenant_name_key;
+mod m20261208_000024_fewer_index_entries_per_delivery;
 
 /// Fills the per-tenant count marks of a table that has none (migration 22).
 pub use m20261207_000022_archived_counts::fill as fill_count_marks;
@@ -74,6 +75,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000021_finished_rows_leave_indexes::Migration),
             Box::new(m20261207_000022_archived_counts::Migration),
             Box::new(m20261207_000023_tenant_name_key::Migration),
+            Box::new(m20261208_000024_fewer_index_entries_per_delivery::Migration),
         ]
     }
 }

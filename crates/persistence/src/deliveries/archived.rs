@@ -20,6 +20,7 @@ use crate::convert::db_err;
 use crate::leased_queue::in_list;
 use crate::sql::SqlBuilder;
 
+use super::queries::{TenantRows, tenant_rows_statement};
 use super::queue::DELIVERY_QUEUE;
 
 /// The most rows read after one tenant's mark in one move (a longer stretch of cleared
@@ -147,22 +148,24 @@ pub(super) async fn advance(txn: &DatabaseTransaction, tenants: &[(&str, usize)]
     let marks = marks_of(txn, &names).await?;
     let mut tally = Tally::default();
     let mut moved = Vec::new();
-    let cleared = format!("content_removed_at IS NOT NULL AND {}", DELIVERY_QUEUE.finished_sql());
+    let columns = format!(
+        "id, status, CASE WHEN content_removed_at IS NOT NULL AND {} THEN 1 ELSE 0 END AS cleared",
+        DELIVERY_QUEUE.finished_sql()
+    );
     for (tenant, just_cleared) in tenants {
         let mut through = marks.get(*tenant).cloned().unwrap_or_default();
         let mut page = just_cleared + 1;
         let mut read = 0;
         loop {
-            let mut q = SqlBuilder::new(backend);
-            q.sql(&format!(
-                "SELECT id, status, CASE WHEN {cleared} THEN 1 ELSE 0 END AS cleared FROM deliveries WHERE tenant_id = "
-            ))
-            .bind(*tenant)
-            .sql(" AND id > ")
-            .bind(through.as_str())
-            .sql(" ORDER BY id")
-            .limit(i64::try_from(page).unwrap_or(i64::MAX));
-            let rows = txn.query_all_raw(q.build()).await.map_err(db_err)?;
+            let stmt = tenant_rows_statement(
+                backend,
+                &columns,
+                tenant,
+                &DeliveryStatus::ALL,
+                TenantRows::OldestFirst(&through),
+                page as u64,
+            );
+            let rows = txn.query_all_raw(stmt).await.map_err(db_err)?;
             let mut all_cleared = true;
             for row in &rows {
                 if row.try_get::<i32>("", "cleared").map_err(db_err)? == 0 {

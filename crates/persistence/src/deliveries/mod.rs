@@ -39,4 +39,6 @@ mod tests;
 #[cfg(test)]
 use crate::convert::delivery_row;
 #[cfg(test)]
-use queue::{ClaimLimits, claim_statement};
+use queries::{TenantRows, tenant_rows_statement};
+#[cfg(test)]
+use queue::{ClaimLimits, claim_statement, old_content};

@@ -141,13 +141,7 @@ impl DeliveryQueue for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let done = DELIVERY_QUEUE.finished;
-        // The whole row: the payload's hash is taken from the content about to go.
-        let rows = deliveries::Entity::find()
-            .filter(deliveries::Column::ContentRemovedAt.is_null())
-            .filter(deliveries::Column::UpdatedAt.lt(before))
-            .filter(deliveries::Column::Status.is_in(done.iter().copied()))
-            .order_by_asc(deliveries::Column::UpdatedAt)
-            .limit(limit)
+        let rows = old_content(before, limit)
             .all(self.connection())
             .await
             .map_err(db_err)?;
@@ -389,6 +383,19 @@ pub(super) const DELIVERY_QUEUE: LeasedQueue = LeasedQueue {
     claimable: None,
     on_claim: ", claims = claims + 1",
 };
+
+/// Up to `limit` done rows that still hold content and were last changed before
+/// `before`, oldest first: whole, since the payload's hash is taken from the content about
+/// to go. The statuses are the literals of the partial index this reads (migration 24), so
+/// the planner can use it whatever the parameters.
+pub(super) fn old_content(before: DateTime<Utc>, limit: u64) -> sea_orm::Select<deliveries::Entity> {
+    deliveries::Entity::find()
+        .filter(deliveries::Column::ContentRemovedAt.is_null())
+        .filter(deliveries::Column::UpdatedAt.lt(before))
+        .filter(Expr::cust(DELIVERY_QUEUE.finished_sql()))
+        .order_by_asc(deliveries::Column::UpdatedAt)
+        .limit(limit)
+}
 
 /// The claim (see [`LeasedQueue::claim_statement`]): at most `per_tenant` of a tenant
 /// (`limits`), none of the tenants in `exclude`.

@@ -26,7 +26,7 @@ use sea_orm::{
 };
 use testkit::db::Backend;
 
-use super::{ClaimLimits, claim_statement, delivery_row};
+use super::{ClaimLimits, TenantRows, claim_statement, delivery_row, old_content, tenant_rows_statement};
 use crate::SqlStore;
 use crate::entities::{deliveries, delivery_attempts};
 use crate::tests::{keys, migrated, new_tenant};
@@ -51,6 +51,8 @@ testkit::each_backend!(|backend, flow| {
     claims_due_deliveries_and_expired_leases,
     transitions,
     listing_and_counts,
+    a_tenants_pages_interleave_every_status,
+    the_deliveries_indexes_are_the_ones_its_writes_need,
     concurrent_claimers_split_the_queue,
     an_invalid_row_fails_alone,
     a_claim_serves_tenants_fairly,
@@ -1099,6 +1101,182 @@ fn micros(mut attempt: Attempt) -> Attempt {
     attempt
 }
 
+/// A tenant's rows of every status, in pages: each page the next ones in id order
+/// whatever their statuses (the list reads one index range per status and merges them),
+/// none of another tenant's; and by one status.
+async fn a_tenants_pages_interleave_every_status(store: Arc<SqlStore>) {
+    let a = tenant(&store).await;
+    let b = tenant(&store).await;
+    let start = Utc::now() - Duration::hours(1);
+    let statuses = DeliveryStatus::ALL;
+    let mut rows = Vec::new();
+    for i in 0..41 {
+        let at = start + Duration::milliseconds(10 * i);
+        // Runs of one status and single ones, so a page ends inside a run and between two.
+        let status = statuses[usize::try_from((i / 3 + i * i) % 5).unwrap()];
+        let owner = if i % 4 == 3 { b } else { a };
+        rows.push(handed_in(owner, at, status));
+    }
+    insert_many(&store, rows.clone()).await;
+    let newest_first = |status: Option<DeliveryStatus>| -> Vec<DeliveryId> {
+        rows.iter()
+            .rev()
+            .filter(|d| d.tenant_id == a && status.is_none_or(|s| d.status == s))
+            .map(|d| d.id)
+            .collect()
+    };
+    assert!(statuses.iter().all(|s| !newest_first(Some(*s)).is_empty()));
+    for status in [None, Some(DeliveryStatus::Sent)] {
+        let mut listed = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.deliveries(a, status, after, 4).await.unwrap();
+            assert!(page.len() <= 4);
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            listed.extend(page.iter().map(|d| (d.id, d.status)));
+        }
+        let expected: Vec<(DeliveryId, DeliveryStatus)> = rows
+            .iter()
+            .rev()
+            .filter(|d| newest_first(status).contains(&d.id))
+            .map(|d| (d.id, d.status))
+            .collect();
+        assert_eq!(listed, expected, "status {status:?}");
+    }
+}
+
+/// What each index of `deliveries` (and `delivery_attempts`) is there for, and that the
+/// reads which lost an index of their own read the ones left: a tenant's list of every
+/// status reads `(tenant_id, status, id)`, retention the partial index of done rows that
+/// still hold content (also in the plan PostgreSQL keeps for any parameters).
+async fn the_deliveries_indexes_are_the_ones_its_writes_need(store: Arc<SqlStore>) {
+    let db = store.connection();
+    let backend = db.get_database_backend();
+    let names = |sql: &str| {
+        let sql = sql.to_owned();
+        async move {
+            let mut names: Vec<String> = db
+                .query_all_raw(Statement::from_string(backend, sql))
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get_by_index::<String>(0).unwrap())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let (deliveries, attempts) = match backend {
+        DbBackend::Sqlite => (
+            names(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries' \
+                 AND name NOT LIKE 'sqlite_autoindex%'",
+            )
+            .await,
+            names(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'delivery_attempts' \
+                 AND name NOT LIKE 'sqlite_autoindex%'",
+            )
+            .await,
+        ),
+        _ => (
+            names(
+                "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND tablename = 'deliveries' AND indexname <> 'deliveries_pkey'",
+            )
+            .await,
+            names(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND tablename = 'delivery_attempts'",
+            )
+            .await,
+        ),
+    };
+    assert_eq!(
+        deliveries,
+        [
+            "idx_deliveries_due",
+            "idx_deliveries_finished_with_content",
+            "idx_deliveries_leased",
+            "idx_deliveries_tenant_status_id",
+            "uq_deliveries_tenant_given_idempotency_key",
+        ]
+    );
+    match backend {
+        DbBackend::Sqlite => assert_eq!(attempts, ["idx_delivery_attempts_delivery_id_id"]),
+        _ => {
+            assert_eq!(attempts.len(), 1, "{attempts:?}");
+            assert!(
+                attempts[0].contains("delivery_attempts_pkey") && attempts[0].contains("(delivery_id, id)"),
+                "{attempts:?}"
+            );
+        }
+    }
+
+    // One busy tenant among many small ones, as on a platform (PostgreSQL plans a read
+    // for any tenant by the number of tenants).
+    let a = tenant(&store).await;
+    insert_many(&store, sent_and_queued(a)).await;
+    let mut small = Vec::new();
+    for _ in 0..200 {
+        let t = tenant(&store).await;
+        let at = Utc::now() - Duration::days(1);
+        small.extend((0..20).map(|i| handed_in(t, at + Duration::milliseconds(i), DeliveryStatus::Sent)));
+    }
+    insert_many(&store, small).await;
+    if backend == DbBackend::Postgres {
+        db.execute_unprepared("ANALYZE deliveries").await.unwrap();
+    }
+    let now = Utc::now();
+    let list = tenant_rows_statement(
+        backend,
+        "*",
+        &a.to_string(),
+        &DeliveryStatus::ALL,
+        TenantRows::NewestFirst(None),
+        20,
+    );
+    let retention = sea_orm::QueryTrait::build(&old_content(now - Duration::days(30), 100), backend);
+    for (what, stmt, index) in [
+        ("a tenant's list", list, "idx_deliveries_tenant_status_id"),
+        ("retention's read", retention, "idx_deliveries_finished_with_content"),
+    ] {
+        let plans = match backend {
+            DbBackend::Sqlite => vec![explain_sqlite(&store, stmt).await],
+            _ => vec![
+                explain_claim(&store, stmt.clone()).await,
+                explain_generic(&store, stmt).await,
+            ],
+        };
+        for plan in plans {
+            eprintln!("{backend:?}, {what}:\n{plan}");
+            assert!(plan.contains(index), "{what}: {plan}");
+            assert!(
+                !plan.contains("SCAN deliveries") && !plan.contains("Seq Scan"),
+                "{what}: {plan}"
+            );
+        }
+    }
+}
+
+/// SQLite's `EXPLAIN QUERY PLAN` of a statement, one line per step.
+async fn explain_sqlite(store: &SqlStore, stmt: Statement) -> String {
+    store
+        .connection()
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!("EXPLAIN QUERY PLAN {}", stmt.sql),
+            stmt.values.map(|v| v.0).unwrap_or_default(),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String>("", "detail").unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A tenant's deliveries newest first in pages, filtered by status, with attempts; and
 /// counts with every status present.
 async fn listing_and_counts(store: Arc<SqlStore>) {
@@ -1444,7 +1622,7 @@ async fn postgres_claim_plan_and_rate() {
         assert!(!plan.contains("Seq Scan on deliveries"), "{plan}");
         // sqlx prepares statements; after a few runs PostgreSQL may plan them once for
         // any parameters. The literal predicates keep the partial indexes usable then.
-        let generic = explain_generic_claim(
+        let generic = explain_generic(
             &store,
             claim_statement(DbBackend::Postgres, &w("w"), now, now, ClaimLimits::new(50, 8), &[b]),
         )
@@ -1503,6 +1681,80 @@ async fn postgres_claim_plan_and_rate() {
     .await;
 }
 
+/// A burst of due rows into a table that has no statistics yet (a new installation, or a
+/// database just restored or upgraded: PostgreSQL 15 carries no statistics over, and
+/// autovacuum analyzes a table at most once a minute): planned by the defaults, a claim
+/// collects every due row and sorts them for the first few; planned as the store plans a
+/// claim ([`crate::leased_queue::ordered_reads`]), it reads the due index in order up to
+/// its window. The claim then takes the earliest rows.
+#[tokio::test]
+async fn postgres_a_burst_into_a_table_without_statistics_is_claimed_in_index_order() {
+    on_postgres(|store| async move {
+        let db = store.connection();
+        // Nothing analyzes the table during the test.
+        db.execute_unprepared("ALTER TABLE deliveries SET (autovacuum_enabled = false)")
+            .await
+            .unwrap();
+        let a = tenant(&store).await;
+        let now = Utc::now();
+        let burst: Vec<Delivery> = (0..10_000)
+            .map(|i| notification(a, now - Duration::seconds(60) + Duration::milliseconds(i), None))
+            .collect();
+        let earliest: Vec<DeliveryId> = burst[..32].iter().map(|d| d.id).collect();
+        insert_many(&store, burst).await;
+
+        let stmt = || claim_statement(DbBackend::Postgres, &w("w"), now, now, ClaimLimits::new(32, 32), &[]);
+        let plan = |ordered: bool| {
+            let stmt = stmt();
+            let db = store.connection();
+            async move {
+                let txn = db.begin().await.unwrap();
+                if ordered {
+                    crate::leased_queue::ordered_reads(&txn).await.unwrap();
+                }
+                let plan = txn
+                    .query_all_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        format!("EXPLAIN {}", stmt.sql),
+                        stmt.values.map(|v| v.0).unwrap_or_default(),
+                    ))
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.try_get_by_index::<String>(0).unwrap())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                txn.rollback().await.unwrap();
+                plan
+            }
+        };
+        let by_statistics = plan(false).await;
+        eprintln!("by the default estimates:\n{by_statistics}");
+        assert!(
+            by_statistics.contains("Bitmap Heap Scan on deliveries deliveries_1")
+                || by_statistics.contains("Seq Scan on deliveries deliveries_1"),
+            "the case no longer shows what it is for: {by_statistics}"
+        );
+        let ordered = plan(true).await;
+        eprintln!("ordered:\n{ordered}");
+        assert!(
+            ordered.contains("Index Scan using idx_deliveries_due on deliveries deliveries_1"),
+            "{ordered}"
+        );
+        assert!(
+            !ordered.contains("Bitmap") && !ordered.contains("Seq Scan"),
+            "{ordered}"
+        );
+
+        let claimed = store
+            .claim_fairly(&w("w"), now, now + Duration::seconds(LEASE), 32, 32, &[])
+            .await
+            .unwrap();
+        assert_eq!(ids(&claimed), earliest);
+    })
+    .await;
+}
+
 /// `EXPLAIN (ANALYZE, BUFFERS)` of a claim, run in a transaction that is rolled back.
 async fn explain_claim(store: &SqlStore, stmt: Statement) -> String {
     let txn = store.connection().begin().await.unwrap();
@@ -1522,10 +1774,11 @@ async fn explain_claim(store: &SqlStore, stmt: Statement) -> String {
     plan
 }
 
-/// The plan PostgreSQL uses for the prepared claim whatever its parameters.
-async fn explain_generic_claim(store: &SqlStore, stmt: Statement) -> String {
+/// The plan PostgreSQL uses for a prepared statement whatever its parameters.
+async fn explain_generic(store: &SqlStore, stmt: Statement) -> String {
     let literal = |value: &sea_orm::Value| match value {
         sea_orm::Value::BigInt(Some(n)) => n.to_string(),
+        sea_orm::Value::BigUnsigned(Some(n)) => n.to_string(),
         sea_orm::Value::String(Some(s)) => format!("'{}'", s.replace('\'', "''")),
         sea_orm::Value::ChronoDateTimeUtc(Some(t)) => format!("'{}'", t.to_rfc3339()),
         other => panic!("no literal for {other:?}"),
