@@ -1558,19 +1558,7 @@ async fn sqlite_claim_uses_the_partial_indexes() {
 
         let now = Utc::now();
         let stmt = claim_statement(DbBackend::Sqlite, &w("w"), now, now, ClaimLimits::new(50, 8), &[a]);
-        let plan = store
-            .connection()
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                format!("EXPLAIN QUERY PLAN {}", stmt.sql),
-                stmt.values.map(|v| v.0).unwrap_or_default(),
-            ))
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.try_get::<String>("", "detail").unwrap())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let plan = explain_sqlite(&store, stmt).await;
         eprintln!("SQLite claim plan:\n{plan}");
         assert!(plan.contains("idx_deliveries_due"), "{plan}");
         assert!(plan.contains("idx_deliveries_leased"), "{plan}");
