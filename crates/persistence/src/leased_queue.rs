@@ -92,21 +92,6 @@ impl ClaimLimits {
     }
 }
 
-impl ClaimLimits {
-    /// The window as the claim writes it: a literal, the next power of two at or above
-    /// it. With `LIMIT $n` PostgreSQL costs a plan for any `n` as if it read a tenth of
-    /// the due index, so once the table has statistics the plan for any parameters
-    /// looked dearer than planning each claim anew, and every claim was planned again
-    /// (0.33 ms of the claim loop's time each, measured in PostgreSQL's log in the
-    /// `delivery` benchmark). With the number written in, the plan is kept after a few
-    /// runs; rounding up keeps the texts few (at most a dozen per connection) and only
-    /// widens the choice. `per_group` and `limit` stay exact, and bound.
-    fn window_literal(&self) -> String {
-        let window = u64::try_from(self.window.max(1)).unwrap_or(1);
-        window.next_power_of_two().to_string()
-    }
-}
-
 impl LeasedQueue {
     /// `status IN ('A', 'B')`, the literal predicate of the waiting rows' partial index
     /// (unqualified, as the index declares it).
@@ -163,8 +148,7 @@ impl LeasedQueue {
         ))
         .bind(now_ms);
         also(&mut q);
-        let window = limits.window_literal();
-        q.sql(&format!(" ORDER BY {DUE_MS} LIMIT {window}")).sql(lock);
+        q.sql(&format!(" ORDER BY {DUE_MS}")).limit(limits.window).sql(lock);
         q.sql(&format!(
             "), expired AS MATERIALIZED (SELECT {ID}, {group} AS grp, {LEASE_UNTIL_MS} AS due_ms FROM {table} \
              WHERE {STATUS} = '{}' AND {LEASE_UNTIL_MS} < ",
@@ -172,7 +156,9 @@ impl LeasedQueue {
         ))
         .bind(now_ms);
         also(&mut q);
-        q.sql(&format!(" ORDER BY {LEASE_UNTIL_MS} LIMIT {window}")).sql(lock);
+        q.sql(&format!(" ORDER BY {LEASE_UNTIL_MS}"))
+            .limit(limits.window)
+            .sql(lock);
         q.sql(&format!(
             "), ranked AS MATERIALIZED (SELECT {ID}, due_ms, ROW_NUMBER() OVER (PARTITION BY grp \
              ORDER BY due_ms, {ID}) AS nth FROM (SELECT {ID}, grp, due_ms FROM due UNION ALL \
@@ -374,38 +360,6 @@ mod tests {
             assert!(id_at(1_000_000_000_000) < floor);
         }
     }
-
-    #[test]
-    fn a_claims_window_is_written_in_as_the_power_of_two_at_or_above_it() {
-        let window = |limits: ClaimLimits| limits.window_literal();
-        assert_eq!(window(ClaimLimits::new(32, 8)), "64"); // 40
-        assert_eq!(window(ClaimLimits::new(64, 32)), "128"); // 96
-        assert_eq!(window(ClaimLimits::new(32, 32)), "32");
-        assert_eq!(window(ClaimLimits::new(1, 1)), "1");
-        assert_eq!(window(ClaimLimits::with_window(100, 8, 100)), "1024");
-        assert_eq!(window(ClaimLimits::new(3000, 8)), "4096");
-        // So claims of nearby sizes share one text (and one kept plan).
-        let claim = |limit: u32| {
-            let now = Utc::now();
-            let owner = LeaseOwner::parse("w").unwrap();
-            QUEUE
-                .claim_statement(DbBackend::Postgres, &owner, now, now, ClaimLimits::new(limit, 8), &[])
-                .sql
-        };
-        assert_eq!(claim(50), claim(56));
-        assert!(claim(50).contains(" LIMIT 64 FOR UPDATE SKIP LOCKED"), "{}", claim(50));
-        assert_ne!(claim(50), claim(57));
-    }
-
-    const QUEUE: LeasedQueue = LeasedQueue {
-        table: "t",
-        group: "g",
-        waiting: &["W"],
-        in_flight: "F",
-        finished: &["D"],
-        claimable: None,
-        on_claim: "",
-    };
 
     #[test]
     fn status_literals_are_the_partial_indexes_words() {

@@ -1755,60 +1755,15 @@ async fn explain_claim(store: &SqlStore, stmt: Statement) -> String {
     plan
 }
 
-/// A bound value as an SQL literal, for `EXECUTE` of a statement prepared by hand.
-fn literal(value: &sea_orm::Value) -> String {
-    match value {
+/// The plan PostgreSQL uses for a prepared statement whatever its parameters.
+async fn explain_generic(store: &SqlStore, stmt: Statement) -> String {
+    let literal = |value: &sea_orm::Value| match value {
         sea_orm::Value::BigInt(Some(n)) => n.to_string(),
         sea_orm::Value::BigUnsigned(Some(n)) => n.to_string(),
         sea_orm::Value::String(Some(s)) => format!("'{}'", s.replace('\'', "''")),
         sea_orm::Value::ChronoDateTimeUtc(Some(t)) => format!("'{}'", t.to_rfc3339()),
         other => panic!("no literal for {other:?}"),
-    }
-}
-
-/// Once the table has statistics, PostgreSQL keeps one plan of the claim for any
-/// parameters after its first runs, instead of planning every claim anew (it did while
-/// the window was a bound `LIMIT $n`, which it costs as a tenth of the index: with 40,000
-/// rows due, eight custom plans of eight runs).
-#[tokio::test]
-async fn postgres_a_claims_plan_is_kept_across_runs() {
-    on_postgres(|store| async move {
-        let db = store.connection();
-        let a = tenant(&store).await;
-        let now = Utc::now();
-        let rows: Vec<Delivery> = (0..40_000)
-            .map(|i| notification(a, now - Duration::seconds(60) + Duration::milliseconds(i), None))
-            .collect();
-        insert_many(&store, rows).await;
-        db.execute_unprepared("ANALYZE deliveries").await.unwrap();
-        let stmt = claim_statement(DbBackend::Postgres, &w("w"), now, now, ClaimLimits::new(64, 32), &[]);
-        let args: Vec<String> = stmt.values.iter().flat_map(|v| v.0.iter()).map(literal).collect();
-        let txn = db.begin().await.unwrap();
-        txn.execute_unprepared(&format!("PREPARE claim_kept AS {}", stmt.sql))
-            .await
-            .unwrap();
-        for _ in 0..8 {
-            txn.execute_unprepared(&format!("EXECUTE claim_kept({})", args.join(", ")))
-                .await
-                .unwrap();
-        }
-        let row = txn
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'claim_kept'",
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        let (generic, custom): (i64, i64) = (row.try_get_by_index(0).unwrap(), row.try_get_by_index(1).unwrap());
-        txn.rollback().await.unwrap();
-        assert!(generic >= 3, "generic plans {generic}, custom plans {custom}");
-    })
-    .await;
-}
-
-/// The plan PostgreSQL uses for a prepared statement whatever its parameters.
-async fn explain_generic(store: &SqlStore, stmt: Statement) -> String {
+    };
     let args: Vec<String> = stmt.values.iter().flat_map(|v| v.0.iter()).map(literal).collect();
     let txn = store.connection().begin().await.unwrap();
     txn.execute_unprepared(&format!("PREPARE claim_generic AS {}", stmt.sql))
