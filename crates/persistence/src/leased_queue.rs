@@ -16,7 +16,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::{LeaseOwner, StoreError};
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, TransactionTrait};
 
 use crate::convert::db_err;
 use crate::sql::SqlBuilder;
@@ -182,10 +182,19 @@ impl LeasedQueue {
         q.build()
     }
 
-    /// Runs a claim in the store's write turn (SQLite's one writer); the rows it took.
+    /// Runs a claim in the store's write turn (SQLite's one writer); the rows it took. On
+    /// PostgreSQL in a transaction that plans it with [`ordered_reads`].
     pub(crate) async fn claim(&self, store: &SqlStore, stmt: Statement) -> Result<Vec<QueryResult>, StoreError> {
         let turn = store.queue_write_turn().await;
-        let rows = store.connection().query_all_raw(stmt).await.map_err(db_err)?;
+        let rows = if stmt.db_backend == DbBackend::Postgres {
+            let txn = store.connection().begin().await.map_err(db_err)?;
+            ordered_reads(&txn).await?;
+            let rows = txn.query_all_raw(stmt).await.map_err(db_err)?;
+            txn.commit().await.map_err(db_err)?;
+            rows
+        } else {
+            store.connection().query_all_raw(stmt).await.map_err(db_err)?
+        };
         drop(turn);
         Ok(rows)
     }
@@ -332,6 +341,23 @@ pub(crate) fn in_list(column: &str, codes: &[&str]) -> String {
     debug_assert!(codes.iter().all(|c| !c.contains('\'')), "{codes:?}");
     let literals: Vec<String> = codes.iter().map(|c| format!("'{c}'")).collect();
     format!("{column} IN ({})", literals.join(", "))
+}
+
+/// For the rest of a PostgreSQL transaction: no plan reads a table whole or through a
+/// bitmap, so a claim reads its partial index in order and stops at its window.
+///
+/// Otherwise the plan follows the statistics, and a table may have none: a new
+/// installation's, or one just restored or upgraded (PostgreSQL 15 carries none over),
+/// until autovacuum analyzes it (it looks at most once a minute). By the default
+/// estimates a burst of due rows is a hundred, and the planner prefers to collect every
+/// due row through a bitmap and sort them for the first few — measured in the `delivery`
+/// benchmark on PostgreSQL, 10,000 rows just enqueued into a new table: each claim
+/// 10–15 ms instead of about 1 ms, one after another, for the first 1,800 rows.
+pub(crate) async fn ordered_reads(txn: &sea_orm::DatabaseTransaction) -> Result<(), StoreError> {
+    txn.execute_unprepared("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off")
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -32,13 +32,6 @@ pub(crate) async fn run(
 ) -> WorkerReport {
     let cfg = shared.config.clone();
     tracing::info!(worker = %cfg.worker_id, "delivery worker started");
-    match shared.queue.gather_missing_statistics().await {
-        Ok(true) => tracing::info!("the deliveries table had no statistics to plan claims by; gathered them"),
-        Ok(false) => {}
-        Err(error) => {
-            tracing::warn!(%error, "could not check the deliveries table's statistics; claims are planned without them")
-        }
-    }
     let mut tasks: JoinSet<u64> = JoinSet::new();
     let mut report = WorkerReport::default();
     let renew = tokio::spawn(crate::lease::renew_leases(shared.clone()));

@@ -74,14 +74,6 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         self.claim_fairly(owner, now, lease_until, limit, limit, exclude).await
     }
 
-    /// Gathers the statistics the database plans claims by, where the queue's table has
-    /// none (a new PostgreSQL database, or one just restored or upgraded: PostgreSQL
-    /// carries none over, and autovacuum looks at a table at most once a minute); whether
-    /// it did. A worker calls this once as it starts. By default there is nothing to do.
-    async fn gather_missing_statistics(&self) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-
     /// How many [`DeliveryQueue::finish_many`] calls are worth running at once: one where
     /// the store's writes take turns anyway (SQLite), more where they run side by side
     /// (PostgreSQL). The worker's recorder keeps that many writes under way.

@@ -97,42 +97,6 @@ impl DeliveryQueue for SqlStore {
         Ok(claimed)
     }
 
-    /// On PostgreSQL, where `deliveries` has no statistics yet: `ANALYZE` of its queue
-    /// columns. By
-    /// the default estimates a burst of due rows is a hundred, and the planner then
-    /// collects every due row through a bitmap and sorts them for the first few, instead
-    /// of reading the due index in order up to the claim's window — measured in the
-    /// `delivery` benchmark, 10,000 rows just enqueued into a new table: each claim
-    /// 10–15 ms instead of about 1 ms, one after another, for the first 1,800 rows.
-    /// (Planning every claim without bitmaps instead, in a transaction, cost 13% of the
-    /// steady rate.) A table that has no rows to sample has no statistics either: it is
-    /// analyzed each time, which costs nothing.
-    async fn gather_missing_statistics(&self) -> Result<bool, StoreError> {
-        let db = self.connection();
-        if db.get_database_backend() != DbBackend::Postgres {
-            return Ok(false);
-        }
-        let known = db
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT 1 AS known FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'deliveries' LIMIT 1",
-            ))
-            .await
-            .map_err(db_err)?
-            .is_some();
-        if known {
-            return Ok(false);
-        }
-        // The columns the queue's statements filter and join by: not the content, whose
-        // long texts are most of the work of sampling (250 ms for 40,000 rows whole).
-        db.execute_unprepared(
-            "ANALYZE deliveries (id, tenant_id, status, next_attempt_at_ms, lease_until_ms, updated_at, content_removed_at)",
-        )
-        .await
-        .map_err(db_err)?;
-        Ok(true)
-    }
-
     /// On SQLite: a claim is a write, and its writes take turns.
     fn claims_take_the_write_turn(&self) -> bool {
         self.queue_writes_take_turns()
